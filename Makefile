@@ -1,0 +1,56 @@
+# dmakit's front door. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -o pipefail -c
+.DEFAULT_GOAL := help
+
+TARGET := x86_64-unknown-none
+KERNEL := target/$(TARGET)/release/dmakit
+# Variables the QEMU runner reads (see boot/qemu-run).
+export ACCEL ?= tcg
+export MEM ?= 6G
+export QEMU_ARGS ?=
+export APPEND ?=
+
+.PHONY: help deps build run test test-host test-qemu check clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  variables: ACCEL=tcg|kvm  MEM=6G  QEMU_ARGS='...'  APPEND='kernel command line'"
+
+deps: ## Install what is missing: the Rust target, QEMU
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+	@if ! command -v qemu-system-x86_64 >/dev/null; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86; \
+	    else \
+	        echo "QEMU is missing. Install it with:"; \
+	        echo "    sudo apt-get install -y qemu-system-x86"; \
+	        exit 1; \
+	    fi; \
+	fi
+
+build: deps ## Build the bootable kernel
+	cargo build --release -p dmakit-kernel --bin dmakit --target $(TARGET)
+
+run: build ## Boot dmakit in QEMU (serial on this terminal; Ctrl-A X quits)
+	boot/qemu-run --run $(KERNEL)
+
+test-host: deps ## Host unit and property tests only
+	cargo test --workspace --exclude dmakit-tests
+
+test-qemu: deps ## The QEMU test kernels only
+	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast
+
+test: deps ## Host tests and every QEMU test kernel; ends with "N passed, N failed"
+	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	cargo test --workspace --exclude dmakit-tests 2>&1 | tee -a "$$log"; host=$$?; \
+	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
+	echo; tests/tally "$$log" $$host $$qemu
+
+check: ## Format check and clippy (host and kernel target)
+	cargo fmt --all --check
+	cargo clippy --workspace --exclude dmakit-tests --lib --tests -- -D warnings
+	cargo clippy --target $(TARGET) --workspace -- -D warnings
+
+clean: ## Remove build output
+	cargo clean

@@ -1,0 +1,55 @@
+//! Bringing the kernel up, in dependency order.
+
+use core::fmt;
+
+use bootloader_api::BootInfo;
+
+use crate::arch::{gdt, idt, pic};
+use crate::memory::{MemoryError, heap, paging, physical};
+use crate::{boot_info, logger};
+
+/// Why the kernel could not start.
+#[derive(Debug)]
+pub enum InitError {
+    /// The boot code did not map physical memory (the kernel's config asks it to).
+    NoPhysicalMemoryMapping,
+    /// Setting up memory failed.
+    Memory(MemoryError),
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::NoPhysicalMemoryMapping => {
+                f.write_str("boot info has no physical memory offset")
+            }
+            InitError::Memory(error) => write!(f, "memory set-up failed: {error}"),
+        }
+    }
+}
+
+impl From<MemoryError> for InitError {
+    fn from(error: MemoryError) -> Self {
+        InitError::Memory(error)
+    }
+}
+
+/// Initialises the kernel: logger, GDT/TSS, IDT, frame allocator, paging, heap,
+/// interrupt controller and timer; then enables interrupts.
+pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
+    let boot_info: &'static BootInfo = boot_info;
+    logger::init(logger::level_from_command_line(crate::boot::command_line()));
+    gdt::init();
+    idt::init();
+    let offset = boot_info
+        .physical_memory_offset
+        .into_option()
+        .ok_or(InitError::NoPhysicalMemoryMapping)?;
+    physical::init(&boot_info.memory_regions, offset)?;
+    boot_info::init(boot_info);
+    paging::init();
+    heap::init()?;
+    pic::init();
+    x86_64::instructions::interrupts::enable();
+    Ok(())
+}

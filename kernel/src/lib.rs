@@ -1,0 +1,43 @@
+//! dmakit: a small x86_64 teaching kernel for DMA.
+//!
+//! This library holds everything but the entry point, so that the bootable kernel
+//! (`src/main.rs`) and every test kernel in `tests/` share it. Modules that touch
+//! the machine are built only for `x86_64-unknown-none`; the pure logic (memory
+//! allocators, and later the DMA planner) also builds on the host for unit tests.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub use bootloader_api;
+#[cfg(target_os = "none")]
+pub use dmakit_boot as boot;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
+pub mod boot_info;
+#[cfg(target_os = "none")]
+mod init;
+pub mod logger;
+pub mod memory;
+#[cfg(target_os = "none")]
+mod panic;
+#[cfg(target_os = "none")]
+pub mod serial;
+#[cfg(target_os = "none")]
+pub mod testing;
+
+#[cfg(target_os = "none")]
+pub use init::{InitError, init};
+
+/// dmakit's version, as the banner prints it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The boot configuration every dmakit kernel uses: all physical memory mapped (at
+/// the boot code's default offset) and a 128 KiB kernel stack.
+pub const BOOTLOADER_CONFIG: bootloader_api::BootloaderConfig = {
+    let mut config = bootloader_api::BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(bootloader_api::config::Mapping::Dynamic);
+    config.kernel_stack_size = 128 * 1024;
+    config
+};
