@@ -51,6 +51,7 @@ check: ## Format check and clippy (host and kernel target)
 	cargo fmt --all --check
 	cargo clippy --workspace --exclude dmakit-tests --lib --tests -- -D warnings
 	cargo clippy --target $(TARGET) --workspace -- -D warnings
+	cargo clippy --target $(TARGET) -p dmakit-tests --tests -- -D warnings
 
 clean: ## Remove build output
 	cargo clean

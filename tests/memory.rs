@@ -45,10 +45,8 @@ fn write_and_check(frame: PhysFrame<Size4KiB>, seed: u64) {
     }
     for index in 0..512 {
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { words.add(index).read_volatile() },
-            seed ^ index as u64
-        );
+        let value = unsafe { words.add(index).read_volatile() };
+        assert_eq!(value, seed ^ index as u64);
     }
 }
 
@@ -181,10 +179,8 @@ fn map_translate_unmap_round_trip() {
     };
     assert_eq!(alias, 0x0dda_0dda);
     // SAFETY: as above; mapping it twice must fail cleanly.
-    assert_eq!(
-        unsafe { paging::map(page, frame, PageTableFlags::WRITABLE) },
-        Err(MemoryError::AlreadyMapped)
-    );
+    let again = unsafe { paging::map(page, frame, PageTableFlags::WRITABLE) };
+    assert_eq!(again, Err(MemoryError::AlreadyMapped));
     assert_eq!(paging::unmap(page), Ok(frame));
     assert_eq!(paging::translate(page.start_address()), None);
     assert_eq!(paging::unmap(page), Err(MemoryError::NotMapped));

@@ -16,6 +16,7 @@ pub use dmakit_boot as boot;
 pub mod arch;
 #[cfg(target_os = "none")]
 pub mod boot_info;
+pub mod dma;
 #[cfg(target_os = "none")]
 mod init;
 pub mod logger;

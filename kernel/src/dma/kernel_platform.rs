@@ -1,0 +1,85 @@
+//! The real machine under the DMA layer: the kernel's frame allocator, its page
+//! tables, and copies through the physical-memory map.
+
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::accounting::Accounting;
+use super::platform::DmaPlatform;
+use crate::memory::{Constraints, FRAME_SIZE, MemoryError, paging, physical};
+
+/// The default bounce budget: 16 MiB (Linux's swiotlb defaults to 64 MiB).
+pub const DEFAULT_BOUNCE_PAGES: usize = 4096;
+
+/// The kernel's DMA platform.
+pub struct KernelPlatform {
+    accounting: Accounting,
+}
+
+static PLATFORM: KernelPlatform = KernelPlatform {
+    accounting: Accounting::new(DEFAULT_BOUNCE_PAGES),
+};
+
+/// The kernel's DMA platform, for descriptors and commands.
+pub fn platform() -> &'static KernelPlatform {
+    &PLATFORM
+}
+
+// SAFETY: translation asks the live page tables; frames come from the kernel's
+// frame allocator; copies go through the physical map, which covers all RAM.
+unsafe impl DmaPlatform for KernelPlatform {
+    fn translate(&self, address: VirtAddr) -> Option<PhysAddr> {
+        paging::translate(address)
+    }
+
+    fn allocate_frames(
+        &self,
+        count: usize,
+        constraints: Constraints,
+    ) -> Result<PhysAddr, MemoryError> {
+        let first = physical::allocate_contiguous(count, constraints)?;
+        let address = first.start_address();
+        // SAFETY: the frames were just allocated to us and are mapped in the physical map.
+        unsafe {
+            physical::to_virtual(address)
+                .as_mut_ptr::<u8>()
+                .write_bytes(0, count * FRAME_SIZE as usize);
+        }
+        Ok(address)
+    }
+
+    fn free_frames(&self, first: PhysAddr, count: usize) {
+        let frame = x86_64::structures::paging::PhysFrame::containing_address(first);
+        if let Err(error) = physical::free_contiguous(frame, count) {
+            log::error!(
+                "DMA: freeing {count} frames at {:#x}: {error}",
+                first.as_u64()
+            );
+        }
+    }
+
+    unsafe fn read_physical(&self, source: PhysAddr, destination: &mut [u8]) {
+        let from = physical::to_virtual(source).as_ptr::<u8>();
+        // SAFETY: the caller owns the source range; it is mapped by the physical map
+        // and cannot overlap `destination`, a Rust slice the caller holds exclusively.
+        unsafe {
+            core::ptr::copy_nonoverlapping(from, destination.as_mut_ptr(), destination.len())
+        };
+    }
+
+    unsafe fn write_physical(&self, destination: PhysAddr, source: &[u8]) {
+        let to = physical::to_virtual(destination).as_mut_ptr::<u8>();
+        // SAFETY: the caller owns the destination range and may overwrite it.
+        unsafe { core::ptr::copy_nonoverlapping(source.as_ptr(), to, source.len()) };
+    }
+
+    unsafe fn copy_physical(&self, destination: PhysAddr, source: PhysAddr, length: u64) {
+        let from = physical::to_virtual(source).as_ptr::<u8>();
+        let to = physical::to_virtual(destination).as_mut_ptr::<u8>();
+        // SAFETY: the caller owns both ranges and guarantees they do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(from, to, length as usize) };
+    }
+
+    fn accounting(&self) -> &Accounting {
+        &self.accounting
+    }
+}

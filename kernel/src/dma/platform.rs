@@ -1,0 +1,55 @@
+//! What the DMA layer needs from the machine, as a trait: address translation,
+//! frames for bounce buffers, and copies between physical ranges.
+//!
+//! The kernel implements it over the real frame allocator and physical map
+//! ([`super::kernel_platform`]); host tests and drivers' fake devices implement it
+//! over a simulated memory ([`super::simulated`]) in which some "physical"
+//! addresses lie above 4 GiB. The DMA logic itself is the same code in both.
+
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::accounting::Accounting;
+use crate::memory::{Constraints, MemoryError};
+
+/// The machine under the DMA layer.
+///
+/// # Safety
+/// Implementations must make `translate` report the real mapping, hand out frames
+/// from `allocate_frames` that nobody else uses until `free_frames`, and copy
+/// exactly the bytes asked for.
+pub unsafe trait DmaPlatform: Send + Sync {
+    /// The physical address kernel virtual address `address` maps to.
+    fn translate(&self, address: VirtAddr) -> Option<PhysAddr>;
+
+    /// `count` contiguous, zeroed frames meeting `constraints`.
+    fn allocate_frames(
+        &self,
+        count: usize,
+        constraints: Constraints,
+    ) -> Result<PhysAddr, MemoryError>;
+
+    /// Returns frames from [`DmaPlatform::allocate_frames`].
+    fn free_frames(&self, first: PhysAddr, count: usize);
+
+    /// Copies `destination.len()` bytes from physical `source`.
+    ///
+    /// # Safety
+    /// The source range must be memory the caller owns (a prepared descriptor's or
+    /// a bounce buffer's), not being written by anyone else during the copy.
+    unsafe fn read_physical(&self, source: PhysAddr, destination: &mut [u8]);
+
+    /// Copies `source` to physical `destination`.
+    ///
+    /// # Safety
+    /// The destination range must be memory the caller owns and may overwrite.
+    unsafe fn write_physical(&self, destination: PhysAddr, source: &[u8]);
+
+    /// Copies `length` bytes between two physical ranges.
+    ///
+    /// # Safety
+    /// Both ranges must be owned by the caller and must not overlap.
+    unsafe fn copy_physical(&self, destination: PhysAddr, source: PhysAddr, length: u64);
+
+    /// The counters and the misuse log of this machine's DMA layer.
+    fn accounting(&self) -> &Accounting;
+}

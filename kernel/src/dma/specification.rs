@@ -1,0 +1,275 @@
+//! What a device can reach (`IODMACommand::SegmentOptions` plus FreeBSD busdma's
+//! boundary and segment count), checked once when a command is made.
+
+use super::IoReturn;
+use super::address::OutputFormat;
+
+/// A device's DMA limits, as a driver writes them down. Zero means "no limit" (or
+/// the default) wherever the contract says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Specification {
+    /// How segments are written for the device.
+    pub output: OutputFormat,
+    /// Highest address bit the device can drive: 0 means 64; else 12..=64.
+    pub num_address_bits: u8,
+    /// Bytes per segment; 0 = unlimited.
+    pub max_segment_size: u64,
+    /// Bytes per prepare; 0 = unlimited.
+    pub max_transfer_size: u64,
+    /// Alignment of the first segment's start (power of two; 0 = 1).
+    pub alignment: u64,
+    /// Alignment of every segment's length (power of two; 0 = 1).
+    pub alignment_length: u64,
+    /// Alignment of later segments' starts (power of two; 0 = `alignment`).
+    pub alignment_internal_segments: u64,
+    /// No segment crosses a multiple of this (power of two; 0 = none).
+    pub boundary: u64,
+    /// Most segments per transfer; 0 = unlimited.
+    pub max_segments: usize,
+}
+
+impl Specification {
+    /// A device that reaches all 64 bits of memory with no limits.
+    pub const UNLIMITED_64: Specification = Specification {
+        output: OutputFormat::HOST64,
+        num_address_bits: 64,
+        max_segment_size: 0,
+        max_transfer_size: 0,
+        alignment: 0,
+        alignment_length: 0,
+        alignment_internal_segments: 0,
+        boundary: 0,
+        max_segments: 0,
+    };
+
+    /// A 32-bit device with no other limits.
+    pub const UNLIMITED_32: Specification = Specification {
+        output: OutputFormat::HOST32,
+        num_address_bits: 32,
+        ..Self::UNLIMITED_64
+    };
+
+    /// Checks the specification and turns it into [`Rules`] with every default
+    /// resolved. Errors are `BadArgument`.
+    pub fn rules(&self) -> Result<Rules, IoReturn> {
+        let power_or_zero = |value: u64| value == 0 || value.is_power_of_two();
+        let valid_bits = self.num_address_bits == 0 || (12..=64).contains(&self.num_address_bits);
+        let valid_format = matches!(self.output.bits, 32 | 64);
+        if !valid_bits
+            || !valid_format
+            || !power_or_zero(self.alignment)
+            || !power_or_zero(self.alignment_length)
+            || !power_or_zero(self.alignment_internal_segments)
+            || !power_or_zero(self.boundary)
+        {
+            return Err(IoReturn::BadArgument);
+        }
+        let mut bits = if self.num_address_bits == 0 {
+            64
+        } else {
+            self.num_address_bits
+        };
+        if self.output.bits == 32 {
+            bits = bits.min(32);
+        }
+        let alignment = self.alignment.max(1);
+        let alignment_length = self.alignment_length.max(1);
+        let alignment_internal = match self.alignment_internal_segments {
+            0 => alignment,
+            value => value,
+        };
+        // A 32-bit record cannot hold a longer length.
+        let record_limit = if self.output.bits == 32 {
+            u64::from(u32::MAX)
+        } else {
+            u64::MAX
+        };
+        let max_segment = match self.max_segment_size {
+            0 => record_limit,
+            value => value.min(record_limit),
+        };
+        // Cuts at the segment limit must leave whole alignment units.
+        let max_segment = max_segment / alignment_length * alignment_length;
+        if max_segment == 0 || (self.boundary != 0 && self.boundary < alignment_length) {
+            return Err(IoReturn::BadArgument);
+        }
+        Ok(Rules {
+            highest_address: if bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits) - 1
+            },
+            address_bits: bits,
+            max_segment,
+            max_transfer: if self.max_transfer_size == 0 {
+                u64::MAX
+            } else {
+                self.max_transfer_size
+            },
+            alignment,
+            alignment_length,
+            alignment_internal,
+            boundary: self.boundary,
+            max_segments: if self.max_segments == 0 {
+                usize::MAX
+            } else {
+                self.max_segments
+            },
+        })
+    }
+}
+
+/// A checked [`Specification`] with every default resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    /// The highest address a segment may touch.
+    pub highest_address: u64,
+    /// Address bits the device drives (after the output format's limit).
+    pub address_bits: u8,
+    /// Bytes per segment (a multiple of `alignment_length`).
+    pub max_segment: u64,
+    /// Bytes per prepare.
+    pub max_transfer: u64,
+    /// Alignment of the first segment's start.
+    pub alignment: u64,
+    /// Alignment of every segment's length.
+    pub alignment_length: u64,
+    /// Alignment of later segments' starts.
+    pub alignment_internal: u64,
+    /// Boundary no segment crosses, or 0.
+    pub boundary: u64,
+    /// Most segments per transfer.
+    pub max_segments: usize,
+}
+
+impl Rules {
+    /// Whether `[address, address + length)` is reachable by the device.
+    pub fn reachable(&self, address: u64, length: u64) -> bool {
+        length == 0
+            || address
+                .checked_add(length - 1)
+                .is_some_and(|last| last <= self.highest_address)
+    }
+
+    /// Whether a segment at `address` of `length`, the `index`-th of its transfer,
+    /// obeys every rule (reach, start and length alignment, size, boundary).
+    pub fn segment_ok(&self, index: usize, address: u64, length: u64) -> bool {
+        let alignment = if index == 0 {
+            self.alignment
+        } else {
+            self.alignment_internal
+        };
+        let within_boundary =
+            self.boundary == 0 || address / self.boundary == (address + length - 1) / self.boundary;
+        length > 0
+            && self.reachable(address, length)
+            && address.is_multiple_of(alignment)
+            && length.is_multiple_of(self.alignment_length)
+            && length <= self.max_segment
+            && within_boundary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve_and_bad_values_are_refused() {
+        let rules = Specification::UNLIMITED_64.rules().unwrap();
+        assert_eq!(rules.highest_address, u64::MAX);
+        assert_eq!(
+            (
+                rules.alignment,
+                rules.alignment_length,
+                rules.alignment_internal
+            ),
+            (1, 1, 1)
+        );
+        let zero_bits = Specification {
+            num_address_bits: 0,
+            ..Specification::UNLIMITED_64
+        };
+        assert_eq!(zero_bits.rules().unwrap().address_bits, 64);
+        let forced = Specification {
+            num_address_bits: 40,
+            ..Specification::UNLIMITED_32
+        };
+        assert_eq!(
+            forced.rules().unwrap().highest_address,
+            u64::from(u32::MAX),
+            "32-bit formats force 32 bits"
+        );
+        for bits in [1, 11, 65] {
+            let spec = Specification {
+                num_address_bits: bits,
+                ..Specification::UNLIMITED_64
+            };
+            assert_eq!(spec.rules(), Err(IoReturn::BadArgument), "{bits} bits");
+        }
+        let internal = Specification {
+            alignment: 512,
+            ..Specification::UNLIMITED_64
+        };
+        assert_eq!(
+            internal.rules().unwrap().alignment_internal,
+            512,
+            "0 -> alignment"
+        );
+        for spec in [
+            Specification {
+                alignment: 3,
+                ..Specification::UNLIMITED_64
+            },
+            Specification {
+                alignment_length: 6,
+                ..Specification::UNLIMITED_64
+            },
+            Specification {
+                alignment_internal_segments: 12,
+                ..Specification::UNLIMITED_64
+            },
+            Specification {
+                boundary: 65535,
+                ..Specification::UNLIMITED_64
+            },
+            Specification {
+                alignment_length: 512,
+                max_segment_size: 100,
+                ..Specification::UNLIMITED_64
+            },
+            Specification {
+                alignment_length: 512,
+                boundary: 256,
+                ..Specification::UNLIMITED_64
+            },
+        ] {
+            assert_eq!(spec.rules(), Err(IoReturn::BadArgument), "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn segment_rules_check_each_limit() {
+        let spec = Specification {
+            alignment: 4,
+            alignment_length: 2,
+            alignment_internal_segments: 8,
+            boundary: 0x10000,
+            max_segment_size: 0x10000,
+            ..Specification::UNLIMITED_32
+        };
+        let rules = spec.rules().unwrap();
+        assert!(rules.segment_ok(0, 0x1004, 0x200));
+        assert!(
+            !rules.segment_ok(1, 0x1004, 0x200),
+            "later segments need 8-byte alignment"
+        );
+        assert!(!rules.segment_ok(0, 0x1004, 0x201), "odd length");
+        assert!(!rules.segment_ok(0, 0xfff0, 0x20), "crosses 64 KiB");
+        assert!(!rules.segment_ok(0, 0xffff_fff0, 0x20), "beyond 4 GiB");
+        assert!(
+            rules.segment_ok(0, 0xffff_ffe0, 0x20),
+            "ends exactly at 4 GiB"
+        );
+    }
+}
