@@ -10,8 +10,13 @@ export ACCEL ?= tcg
 export MEM ?= 6G
 export QEMU_ARGS ?=
 export APPEND ?=
+# Disks for `make run`: pattern-filled images made on first run, or your own.
+DEFAULT_VIRTIO_DISK := build/virtio.img
+DEFAULT_ATA_DISK := build/ata.img
+export VIRTIO_DISK ?= $(DEFAULT_VIRTIO_DISK)
+export ATA_DISK ?= $(DEFAULT_ATA_DISK)
 
-.PHONY: help deps build run test test-host test-qemu check clean
+.PHONY: help deps build run disks test test-host test-qemu check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,28 +35,39 @@ deps: ## Install what is missing: the Rust target, QEMU
 	fi
 
 build: deps ## Build the bootable kernel
-	cargo build --release -p dmakit-kernel --bin dmakit --target $(TARGET)
+	cargo build --release -p dmakit-image --target $(TARGET)
 
-run: build ## Boot dmakit in QEMU (serial on this terminal; Ctrl-A X quits)
+run: build disks ## Boot dmakit in QEMU (serial on this terminal; Ctrl-A X quits)
 	boot/qemu-run --run $(KERNEL)
 
+disks: ## Make the default disk images for make run (16 MiB, pattern-filled)
+	@mkdir -p build
+	@for pair in "$(VIRTIO_DISK):$(DEFAULT_VIRTIO_DISK):V" "$(ATA_DISK):$(DEFAULT_ATA_DISK):A"; do \
+	    IFS=: read -r disk default tag <<<"$$pair"; \
+	    if [ ! -e "$$disk" ]; then \
+	        if [ "$$disk" = "$$default" ]; then boot/make-disk "$$disk" 16 "$$tag"; \
+	        else echo "disk image $$disk does not exist"; exit 1; fi; \
+	    fi; \
+	done
+
 test-host: deps ## Host unit and property tests only
-	cargo test --workspace --exclude dmakit-tests
+	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image
 
 test-qemu: deps ## The QEMU test kernels only
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast
 
 test: deps ## Host tests and every QEMU test kernel; ends with "N passed, N failed"
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
-	cargo test --workspace --exclude dmakit-tests 2>&1 | tee -a "$$log"; host=$$?; \
+	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image 2>&1 | tee -a "$$log"; host=$$?; \
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
 	echo; tests/tally "$$log" $$host $$qemu
 
 check: ## Format check and clippy (host and kernel target)
 	cargo fmt --all --check
-	cargo clippy --workspace --exclude dmakit-tests --lib --tests -- -D warnings
+	cargo clippy --workspace --exclude dmakit-tests --exclude dmakit-image --lib --tests -- -D warnings
 	cargo clippy --target $(TARGET) --workspace -- -D warnings
 	cargo clippy --target $(TARGET) -p dmakit-tests --tests -- -D warnings
 
-clean: ## Remove build output
+clean: ## Remove build output and the default disk images
 	cargo clean
+	rm -rf build

@@ -1,5 +1,22 @@
-//! dmakit's device drivers. Drivers use the kernel's safe abstractions for ports,
-//! MMIO and DMA memory and never `unsafe` themselves. The PCI, virtio-blk and ATA
-//! drivers arrive with the drivers issue.
+//! dmakit's device drivers: virtio-blk and PIIX ATA bus-master DMA.
+//!
+//! Drivers use the kernel's safe abstractions (register access, DMA commands,
+//! waiting) and never `unsafe`. Each driver core is generic over its registers,
+//! so the host tests run it against a fake device that moves data only through
+//! the DMA segments it is given.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod ata;
+#[cfg(test)]
+mod test_support;
+pub mod virtio;
+pub mod window;
+
+/// Every driver dmakit has, for the kernel's matching.
+#[cfg(target_os = "none")]
+pub fn all() -> [&'static dyn dmakit::driver::Driver; 2] {
+    [&virtio::VirtioBlockDriver, &ata::PiixAtaDriver]
+}

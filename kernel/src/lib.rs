@@ -14,19 +14,26 @@ pub use dmakit_boot as boot;
 
 #[cfg(target_os = "none")]
 pub mod arch;
+pub mod block;
 #[cfg(target_os = "none")]
 pub mod boot_info;
+pub mod digest;
 pub mod dma;
+pub mod driver;
 #[cfg(target_os = "none")]
 mod init;
+pub mod io;
 pub mod logger;
 pub mod memory;
 #[cfg(target_os = "none")]
 mod panic;
+pub mod pattern;
+pub mod pci;
 #[cfg(target_os = "none")]
 pub mod serial;
 #[cfg(target_os = "none")]
 pub mod testing;
+pub mod time;
 
 #[cfg(target_os = "none")]
 pub use init::{InitError, init};

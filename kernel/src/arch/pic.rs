@@ -3,10 +3,12 @@
 //! The PICs are remapped so IRQ 0-15 arrive at vectors 32-47, clear of the CPU
 //! exceptions. The timer (IRQ 0) ticks at [`TIMER_HZ`].
 
+use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use pic8259::ChainedPics;
 use spin::Mutex;
+use x86_64::instructions::interrupts::without_interrupts;
 use x86_64::instructions::port::Port;
 
 /// Vector of IRQ 0.
@@ -22,6 +24,36 @@ const PIT_INPUT_HZ: u32 = 1_193_182;
 static PICS: Mutex<ChainedPics> = Mutex::new(unsafe { ChainedPics::new(32, 40) });
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static IRQ_COUNTS: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
+
+/// A driver's interrupt handler: runs with interrupts off; must acknowledge its
+/// device (so a level-triggered line drops) and return quickly.
+pub type IrqHandler = Arc<dyn Fn() + Send + Sync>;
+
+static HANDLERS: Mutex<[Option<IrqHandler>; 16]> = Mutex::new([const { None }; 16]);
+
+/// Installs `handler` for IRQ `line` (replacing any earlier one) and unmasks the line.
+/// Lines 0 (timer) and 2 (cascade) belong to the kernel and are refused.
+pub fn register_handler(line: u8, handler: IrqHandler) -> bool {
+    if line >= 16 || line == 0 || line == 2 {
+        return false;
+    }
+    without_interrupts(|| {
+        HANDLERS.lock()[usize::from(line)] = Some(handler);
+        let mut pics = PICS.lock();
+        // SAFETY: reading and writing the PIC mask registers only changes which lines
+        // are delivered; every line has an IDT entry.
+        unsafe {
+            let [master, slave] = pics.read_masks();
+            let (master, slave) = if line < 8 {
+                (master & !(1 << line), slave)
+            } else {
+                (master, slave & !(1 << (line - 8)))
+            };
+            pics.write_masks(master, slave);
+        }
+    });
+    true
+}
 
 /// Timer ticks since [`init`].
 pub fn ticks() -> u64 {
@@ -60,6 +92,8 @@ pub(super) fn handle(vector: u8) {
     IRQ_COUNTS[usize::from(line)].fetch_add(1, Ordering::Relaxed);
     if line == 0 {
         TICKS.fetch_add(1, Ordering::Relaxed);
+    } else if let Some(handler) = HANDLERS.lock()[usize::from(line)].clone() {
+        handler();
     }
     // SAFETY: `vector` is the PIC interrupt being handled now.
     unsafe { PICS.lock().notify_end_of_interrupt(vector) };

@@ -252,11 +252,20 @@ impl IoDmaCommand {
         runs: &[(u64, u64)],
         length: u64,
     ) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoReturn> {
+        let coherent = self
+            .descriptor
+            .as_ref()
+            .is_some_and(|descriptor| descriptor.is_coherent());
         let (layout, buffers, segments) = self.realize(plan::plan(runs, &self.rules))?;
-        if plan::segments_valid(&segments, &self.rules) {
+        let bounces_shared_memory = coherent && !buffers.is_empty();
+        if plan::segments_valid(&segments, &self.rules) && !bounces_shared_memory {
             return Ok((layout, buffers, segments));
         }
         self.free_buffers(&buffers);
+        if coherent {
+            // Shared memory must stay where both sides look for it.
+            return Err(IoReturn::NotPermitted);
+        }
         self.realize_single(length)
     }
 
@@ -439,6 +448,9 @@ impl IoDmaCommand {
         options: SyncOptions,
     ) -> Result<(), IoReturn> {
         let descriptor = self.descriptor.clone().ok_or(IoReturn::NotReady)?;
+        if options.contains(SyncOptions::FORCE_DOUBLE_BUFFER) && descriptor.is_coherent() {
+            return Err(IoReturn::NotPermitted);
+        }
         if options.contains(SyncOptions::FORCE_DOUBLE_BUFFER)
             && !prepared.layout.wholly_double_buffered()
         {

@@ -48,10 +48,13 @@ pub struct IoMemoryDescriptor {
     direction: IoDirection,
     ranges: Vec<Range>,
     length: u64,
-    /// Frames this descriptor allocated and frees when dropped.
-    owned_frames: Option<(PhysAddr, usize)>,
+    /// Frame runs this descriptor allocated and frees when dropped.
+    owned_frames: Vec<(PhysAddr, usize)>,
     /// A heap buffer this descriptor keeps alive.
     _owned_buffer: Option<Box<[u8]>>,
+    /// Shared with a device continuously (rings, descriptor tables): never
+    /// bounced, and CPU access is always allowed.
+    coherent: bool,
     state: Mutex<State>,
 }
 
@@ -71,16 +74,20 @@ impl IoMemoryDescriptor {
         platform: &'static dyn DmaPlatform,
         ranges: Vec<Range>,
         direction: IoDirection,
-        owned_frames: Option<(PhysAddr, usize)>,
+        owned_frames: Vec<(PhysAddr, usize)>,
         owned_buffer: Option<Box<[u8]>>,
     ) -> Result<Arc<Self>, IoReturn> {
         let length = ranges
             .iter()
             .try_fold(0u64, |total, range| total.checked_add(range.length()));
-        let length = length.ok_or(IoReturn::BadArgument)?;
-        if length == 0 || ranges.iter().any(|range| range.length() == 0) {
+        let length =
+            length.filter(|&length| length > 0 && ranges.iter().all(|range| range.length() > 0));
+        let Some(length) = length else {
+            for &(first, frames) in &owned_frames {
+                platform.free_frames(first, frames);
+            }
             return Err(IoReturn::BadArgument);
-        }
+        };
         Ok(Arc::new(IoMemoryDescriptor {
             id: platform.accounting().next_id(),
             platform,
@@ -89,6 +96,7 @@ impl IoMemoryDescriptor {
             length,
             owned_frames,
             _owned_buffer: owned_buffer,
+            coherent: false,
             state: Mutex::new(State::default()),
         }))
     }
@@ -114,11 +122,66 @@ impl IoMemoryDescriptor {
             address: first,
             length
         }];
-        let descriptor = Self::build(platform, ranges, direction, Some((first, frames)), None);
-        if descriptor.is_err() {
-            platform.free_frames(first, frames);
+        Self::build(
+            platform,
+            ranges,
+            direction,
+            alloc::vec![(first, frames)],
+            None,
+        )
+    }
+
+    /// A scatter/gather buffer made of separately allocated pieces, each of
+    /// `length` bytes in fresh frames meeting its `placement`: a buffer whose
+    /// parts are deliberately not physically contiguous.
+    pub fn allocate_scattered(
+        platform: &'static dyn DmaPlatform,
+        pieces: &[(u64, Constraints)],
+        direction: IoDirection,
+    ) -> Result<Arc<Self>, IoReturn> {
+        let mut owned = Vec::with_capacity(pieces.len());
+        let mut ranges = Vec::with_capacity(pieces.len());
+        for &(length, placement) in pieces {
+            let frames = length.div_ceil(FRAME_SIZE) as usize;
+            match platform.allocate_frames(frames, placement) {
+                Ok(first) => {
+                    owned.push((first, frames));
+                    ranges.push(Range::Physical {
+                        address: first,
+                        length,
+                    });
+                }
+                Err(_) => {
+                    for &(first, frames) in &owned {
+                        platform.free_frames(first, frames);
+                    }
+                    return Err(IoReturn::NoMemory);
+                }
+            }
         }
-        descriptor
+        Self::build(platform, ranges, direction, owned, None)
+    }
+
+    /// Memory that the CPU and a device share for as long as it lives: a ring, a
+    /// descriptor table (Linux's `dma_alloc_coherent`). It is allocated to meet
+    /// `placement`, so a command whose specification it meets never bounces it
+    /// (and refuses to, with `NotPermitted`); the debugging mode lets the CPU
+    /// touch it at any time, as both sides must.
+    pub fn allocate_coherent(
+        platform: &'static dyn DmaPlatform,
+        length: u64,
+        placement: Constraints,
+    ) -> Result<Arc<Self>, IoReturn> {
+        let mut descriptor = Self::allocate(platform, length, IoDirection::InOut, placement)?;
+        Arc::get_mut(&mut descriptor)
+            .ok_or(IoReturn::Busy)?
+            .coherent = true;
+        Ok(descriptor)
+    }
+
+    /// Whether the memory is shared with a device continuously.
+    pub fn is_coherent(&self) -> bool {
+        self.coherent
     }
 
     /// A descriptor over a kernel heap buffer, which it keeps alive. The buffer's
@@ -133,7 +196,7 @@ impl IoMemoryDescriptor {
             address,
             length: buffer.len() as u64
         }];
-        Self::build(platform, ranges, direction, None, Some(buffer))
+        Self::build(platform, ranges, direction, Vec::new(), Some(buffer))
     }
 
     /// A descriptor over physical ranges (scatter/gather), in order.
@@ -150,7 +213,7 @@ impl IoMemoryDescriptor {
             .iter()
             .map(|&(address, length)| Range::Physical { address, length })
             .collect();
-        Self::build(platform, ranges, direction, None, None)
+        Self::build(platform, ranges, direction, Vec::new(), None)
     }
 
     /// A descriptor over kernel virtual ranges (scatter/gather), in order.
@@ -167,7 +230,7 @@ impl IoMemoryDescriptor {
             .iter()
             .map(|&(address, length)| Range::Virtual { address, length })
             .collect();
-        Self::build(platform, ranges, direction, None, None)
+        Self::build(platform, ranges, direction, Vec::new(), None)
     }
 
     /// A number that names this descriptor in traces and misuse reports.
@@ -300,7 +363,7 @@ impl IoMemoryDescriptor {
     #[track_caller]
     fn check_cpu_access(&self) -> Result<(), IoReturn> {
         let accounting = self.platform.accounting();
-        if accounting.debug() && self.state.lock().device_owners > 0 {
+        if accounting.debug() && !self.coherent && self.state.lock().device_owners > 0 {
             accounting.report(MisuseReport {
                 misuse: Misuse::CpuAccessWhileDeviceOwned,
                 command: None,
@@ -366,7 +429,7 @@ impl Drop for IoMemoryDescriptor {
             // A device may still be using the frames: leaking them is the safe choice.
             return;
         }
-        if let Some((first, frames)) = self.owned_frames {
+        for &(first, frames) in &self.owned_frames {
             self.platform.free_frames(first, frames);
         }
     }

@@ -513,3 +513,29 @@ fn a_descriptor_dropped_while_prepared_is_reported() {
         (Misuse::DescriptorDroppedWhilePrepared, Some(id))
     );
 }
+
+#[test]
+fn coherent_memory_is_never_bounced_and_always_cpu_accessible() {
+    let platform = machine();
+    let ring = IoMemoryDescriptor::allocate_coherent(platform, 4096, Constraints::NONE).unwrap();
+    let mut narrow = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
+    narrow.set_memory_descriptor(ring.clone(), false).unwrap();
+    assert_eq!(
+        narrow.prepare(0, 0),
+        Err(IoReturn::NotPermitted),
+        "high coherent memory for a 32-bit device"
+    );
+    assert_eq!(ring.prepare_count(), 0);
+    let mut wide = IoDmaCommand::new(platform, Specification::UNLIMITED_64).unwrap();
+    wide.set_memory_descriptor(ring.clone(), true).unwrap();
+    assert_eq!(
+        ring.write_bytes(0, &[1, 2, 3]),
+        Ok(3),
+        "CPU access while the device may look"
+    );
+    assert_eq!(
+        wide.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER),
+        Err(IoReturn::NotPermitted)
+    );
+    wide.complete().unwrap();
+}

@@ -1,0 +1,109 @@
+//! Matching and starting the PIIX IDE controller on real PCI hardware.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::ToString;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use dmakit::arch::pic;
+use dmakit::block::BlockDevice;
+use dmakit::dma::IoReturn;
+use dmakit::dma::kernel_platform::platform;
+use dmakit::driver::{Driver, DriverInstance, Match};
+use dmakit::io::RegisterIo;
+use dmakit::pci::{Bar, PciDevice};
+use dmakit::time::InterruptWaiter;
+
+use super::registers::BM_CHANNEL_SIZE;
+use super::{AtaDisk, Channel};
+use crate::window::Window;
+
+static WAITER: InterruptWaiter = InterruptWaiter;
+
+/// Legacy IRQ of each channel in compatibility mode.
+const CHANNEL_IRQ: [u8; 2] = [14, 15];
+
+/// The PIIX IDE bus-master driver.
+pub struct PiixAtaDriver;
+
+type Registers = Box<dyn RegisterIo>;
+
+impl Driver for PiixAtaDriver {
+    fn name(&self) -> &'static str {
+        "PiixAta"
+    }
+
+    fn disk_prefix(&self) -> &'static str {
+        "hd"
+    }
+
+    fn matches(&self) -> &'static [Match] {
+        &[
+            Match::Device {
+                vendor: 0x8086,
+                device: 0x7010,
+            },
+            Match::Class {
+                class: 0x01,
+                subclass: 0x01,
+            },
+        ]
+    }
+
+    fn probe(&self, device: &PciDevice) -> u32 {
+        // Bus-master DMA needs BAR 4; the PIIX3 itself is the best match.
+        match device.bars[4] {
+            Some(Bar::Io { size, .. }) if size >= 2 * BM_CHANNEL_SIZE => {
+                if (device.vendor_id, device.device_id) == (0x8086, 0x7010) {
+                    1000
+                } else {
+                    500
+                }
+            }
+            _ => 0,
+        }
+    }
+
+    fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoReturn> {
+        let bus_master: Arc<Registers> = Arc::new(Box::new(device.claim_io_bar(4)?));
+        let mut disks: Vec<Arc<dyn BlockDevice>> = Vec::new();
+        let mut properties = Vec::new();
+        for channel_number in 0..2u8 {
+            let Ok((command, control)) = device.claim_legacy_ide(channel_number) else {
+                continue;
+            };
+            let window: Registers = Box::new(Window::new(
+                bus_master.clone(),
+                u16::from(channel_number) * BM_CHANNEL_SIZE,
+            ));
+            let channel = Arc::new(Channel::new(
+                Box::new(command) as Registers,
+                Box::new(control),
+                window,
+                platform(),
+                &WAITER,
+                true,
+            )?);
+            let handler = channel.clone();
+            let irq = CHANNEL_IRQ[usize::from(channel_number)];
+            pic::register_handler(irq, Arc::new(move || handler.handle_interrupt()));
+            let mut found = 0;
+            for drive in 0..2 {
+                if let Some(identity) = channel.identify(drive) {
+                    disks.push(Arc::new(AtaDisk::new(channel.clone(), drive, identity)));
+                    found += 1;
+                }
+            }
+            properties.push((
+                format!("channel{channel_number}"),
+                format!("irq {irq}, {found} disk(s)"),
+            ));
+        }
+        properties.push((
+            "prd-entries".to_string(),
+            super::prd::ENTRIES_PER_TABLE.to_string(),
+        ));
+        Ok(DriverInstance { disks, properties })
+    }
+}

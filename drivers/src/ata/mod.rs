@@ -1,0 +1,16 @@
+//! ATA disks on QEMU's PIIX3 IDE controller, with bus-master DMA.
+
+mod channel;
+#[cfg(target_os = "none")]
+mod driver;
+#[cfg(test)]
+mod fake;
+pub mod identify;
+pub mod prd;
+pub mod registers;
+#[cfg(test)]
+mod tests;
+
+pub use channel::{AtaDisk, Channel, PIIX_SPECIFICATION};
+#[cfg(target_os = "none")]
+pub use driver::PiixAtaDriver;

@@ -1,0 +1,157 @@
+//! A split virtqueue (virtio 1.0 section 2.4) in memory shared with the device.
+//!
+//! Layout for the legacy interface, `size` entries:
+//! ```text
+//! offset 0               descriptor table   16 * size bytes   (driver writes)
+//! offset 16 * size       available ring     6 + 2 * size      (driver writes)
+//! next 4096 boundary     used ring          6 + 8 * size      (device writes)
+//! ```
+//! The whole queue is one coherent buffer: both sides read and write it while it
+//! lives, so it is never bounced.
+
+use dmakit::dma::{DmaAddr, Segment};
+
+use super::registers::QUEUE_ALIGNMENT;
+
+/// One entry of the descriptor table (`struct virtq_desc`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VirtqDescriptor {
+    /// 0x00: device address of the buffer.
+    pub address: u64,
+    /// 0x08: its length.
+    pub length: u32,
+    /// 0x0c: `NEXT` and `WRITE` flags.
+    pub flags: u16,
+    /// 0x0e: index of the next descriptor when `NEXT` is set.
+    pub next: u16,
+}
+const _: () = assert!(size_of::<VirtqDescriptor>() == 16);
+
+/// The descriptor continues in `next`.
+pub const DESCRIPTOR_NEXT: u16 = 1;
+/// The device writes this buffer (otherwise it reads it).
+pub const DESCRIPTOR_WRITE: u16 = 2;
+
+impl VirtqDescriptor {
+    /// The descriptor for `segment`.
+    pub fn new(segment: Segment, device_writes: bool) -> VirtqDescriptor {
+        VirtqDescriptor {
+            address: segment.address.as_u64(),
+            length: segment.length as u32,
+            flags: if device_writes { DESCRIPTOR_WRITE } else { 0 },
+            next: 0,
+        }
+    }
+
+    /// Little-endian bytes, as the (legacy, x86) device reads them.
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut bytes = [0; 16];
+        bytes[0..8].copy_from_slice(&self.address.to_le_bytes());
+        bytes[8..12].copy_from_slice(&self.length.to_le_bytes());
+        bytes[12..14].copy_from_slice(&self.flags.to_le_bytes());
+        bytes[14..16].copy_from_slice(&self.next.to_le_bytes());
+        bytes
+    }
+
+    /// The descriptor in `bytes` (for fake devices).
+    pub fn from_bytes(bytes: &[u8; 16]) -> VirtqDescriptor {
+        let word = |range: core::ops::Range<usize>| {
+            let mut buffer = [0u8; 8];
+            buffer[..range.len()].copy_from_slice(&bytes[range]);
+            u64::from_le_bytes(buffer)
+        };
+        VirtqDescriptor {
+            address: word(0..8),
+            length: word(8..12) as u32,
+            flags: word(12..14) as u16,
+            next: word(14..16) as u16,
+        }
+    }
+
+    /// The segment this descriptor names.
+    pub fn segment(&self) -> Segment {
+        Segment {
+            address: DmaAddr::new(self.address),
+            length: u64::from(self.length),
+        }
+    }
+}
+
+/// Where each part of a queue of `size` entries lies, in bytes from its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueLayout {
+    /// Entries.
+    pub size: u16,
+    /// The available ring's offset.
+    pub available: u64,
+    /// The used ring's offset.
+    pub used: u64,
+    /// Total bytes.
+    pub total: u64,
+}
+
+impl QueueLayout {
+    /// The legacy layout for `size` entries.
+    pub const fn new(size: u16) -> QueueLayout {
+        let entries = size as u64;
+        let available = 16 * entries;
+        let used = (available + 6 + 2 * entries).next_multiple_of(QUEUE_ALIGNMENT);
+        let total = (used + 6 + 8 * entries).next_multiple_of(QUEUE_ALIGNMENT);
+        QueueLayout {
+            size,
+            available,
+            used,
+            total,
+        }
+    }
+
+    /// Offset of descriptor `index`.
+    pub const fn descriptor(&self, index: u16) -> u64 {
+        16 * index as u64
+    }
+
+    /// Offset of the available ring's `idx` field.
+    pub const fn available_index(&self) -> u64 {
+        self.available + 2
+    }
+
+    /// Offset of available ring slot `slot`.
+    pub const fn available_slot(&self, slot: u16) -> u64 {
+        self.available + 4 + 2 * (slot % self.size) as u64
+    }
+
+    /// Offset of the used ring's `idx` field.
+    pub const fn used_index(&self) -> u64 {
+        self.used + 2
+    }
+
+    /// Offset of used ring element `slot` (`id: u32, len: u32`).
+    pub const fn used_slot(&self, slot: u16) -> u64 {
+        self.used + 4 + 8 * (slot % self.size) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_the_legacy_formula() {
+        let layout = QueueLayout::new(256);
+        assert_eq!(layout.available, 4096);
+        assert_eq!(layout.used, 8192, "the used ring starts on the next page");
+        assert_eq!(layout.total, 3 * 4096);
+        assert_eq!(layout.available_slot(257), 4096 + 4 + 2);
+        let descriptor = VirtqDescriptor {
+            address: 0x1234_5678_9abc,
+            length: 512,
+            flags: 3,
+            next: 7,
+        };
+        assert_eq!(
+            VirtqDescriptor::from_bytes(&descriptor.to_bytes()),
+            descriptor
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! The legacy virtio-PCI register block (I/O BAR 0) and the virtio-blk bits we use.
+//!
+//! Virtio 1.0 section 4.1.4.8 "Legacy Interfaces: A Note on PCI Device Layout".
+//! QEMU's `virtio-blk-pci` is a transitional device on the `pc` machine: it offers
+//! this interface next to the modern one.
+
+/// 0x00, 32 bits, read: the features the device offers.
+pub const DEVICE_FEATURES: u16 = 0x00;
+/// 0x04, 32 bits: the features the driver accepts.
+pub const GUEST_FEATURES: u16 = 0x04;
+/// 0x08, 32 bits: physical page number of the selected queue (0 = none).
+pub const QUEUE_ADDRESS: u16 = 0x08;
+/// 0x0c, 16 bits, read: size of the selected queue.
+pub const QUEUE_SIZE: u16 = 0x0c;
+/// 0x0e, 16 bits: which queue the queue registers refer to.
+pub const QUEUE_SELECT: u16 = 0x0e;
+/// 0x10, 16 bits, write: "queue N has new buffers".
+pub const QUEUE_NOTIFY: u16 = 0x10;
+/// 0x12, 8 bits: device status; writing 0 resets the device.
+pub const DEVICE_STATUS: u16 = 0x12;
+/// 0x13, 8 bits, read: interrupt status; reading it acknowledges the interrupt.
+pub const ISR_STATUS: u16 = 0x13;
+/// 0x14: device-specific configuration (without MSI-X). For virtio-blk the first
+/// field is the capacity in 512-byte sectors, 64 bits.
+pub const BLOCK_CAPACITY: u16 = 0x14;
+/// virtio-blk `seg_max`, 32 bits: most data segments in one request.
+pub const BLOCK_SEG_MAX: u16 = 0x14 + 12;
+/// The size of the register block.
+pub const REGISTER_BLOCK_SIZE: u16 = 0x14 + 0x24;
+
+/// Device status: the guest saw the device.
+pub const STATUS_ACKNOWLEDGE: u8 = 1;
+/// Device status: the guest has a driver for it.
+pub const STATUS_DRIVER: u8 = 2;
+/// Device status: the driver is ready.
+pub const STATUS_DRIVER_OK: u8 = 4;
+/// Device status: the driver gave up.
+pub const STATUS_FAILED: u8 = 0x80;
+
+/// Feature: `seg_max` in the configuration is valid.
+pub const FEATURE_SEG_MAX: u32 = 1 << 2;
+/// Feature: the disk is read-only.
+pub const FEATURE_READ_ONLY: u32 = 1 << 5;
+
+/// Request type: read.
+pub const REQUEST_IN: u32 = 0;
+/// Request type: write.
+pub const REQUEST_OUT: u32 = 1;
+/// Request status: success.
+pub const STATUS_OK: u8 = 0;
+
+/// The legacy interface's queue alignment (the used ring starts on a page).
+pub const QUEUE_ALIGNMENT: u64 = 4096;
+/// virtio-blk sectors are always 512 bytes, whatever the disk's block size.
+pub const SECTOR_SIZE: u64 = 512;

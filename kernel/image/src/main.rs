@@ -1,0 +1,73 @@
+//! The bootable dmakit kernel that `make run` starts: banner, memory map and
+//! allocator state, the driver registry, the first sector of each disk; then it
+//! idles with interrupts on.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use dmakit::arch::pic;
+use dmakit::dma::kernel_platform::platform;
+use dmakit::dma::{IoDirection, IoMemoryDescriptor};
+use dmakit::memory::{Constraints, heap, physical};
+use dmakit::{boot_info, driver, println};
+
+bootloader_api::entry_point!(kernel_main, config = &dmakit::BOOTLOADER_CONFIG);
+
+fn kernel_main(boot_info: &'static mut bootloader_api::BootInfo) -> ! {
+    println!("\ndmakit {} - a teaching kernel for DMA", dmakit::VERSION);
+    if let Err(error) = dmakit::init(boot_info) {
+        panic!("kernel initialisation failed: {error}");
+    }
+    println!("command line: {:?}", dmakit::boot::command_line());
+    boot_info::print_memory_map();
+    print_allocator();
+    driver::attach(&dmakit_drivers::all());
+    println!("Registry:");
+    driver::print_registry();
+    read_first_sectors();
+    println!(
+        "Timer: {} Hz; dmakit is up. Leave QEMU with Ctrl-A then X.",
+        pic::TIMER_HZ
+    );
+    loop {
+        x86_64::instructions::hlt();
+    }
+}
+
+fn print_allocator() {
+    println!("Frame allocator:");
+    for zone in physical::zone_stats().into_iter().flatten() {
+        println!(
+            "  zone {:<6} {:>8} frames ({:>5} MiB), {:>8} free",
+            zone.kind.name(),
+            zone.total,
+            (zone.total * 4096) >> 20,
+            zone.free
+        );
+    }
+    let (used, free) = heap::usage();
+    println!("Heap: {} KiB used, {} KiB free", used / 1024, free / 1024);
+}
+
+fn read_first_sectors() {
+    for (name, disk) in driver::block_devices() {
+        let buffer =
+            match IoMemoryDescriptor::allocate(platform(), 512, IoDirection::In, Constraints::NONE)
+            {
+                Ok(buffer) => buffer,
+                Err(error) => {
+                    println!("{name}: no buffer: {error}");
+                    continue;
+                }
+            };
+        let mut first = [0u8; 16];
+        let result = disk
+            .read(0, 1, &buffer, 0)
+            .and_then(|()| buffer.read_bytes(0, &mut first));
+        match result {
+            Ok(_) => println!("{name}: sector 0 begins {first:02x?}"),
+            Err(error) => println!("{name}: reading sector 0 failed: {error}"),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The block-storage interface both disk drivers publish (IOKit's
+//! `IOBlockStorageDevice`): a size, and reads and writes of whole blocks into or
+//! out of an `IoMemoryDescriptor`.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+
+use crate::dma::{IoMemoryDescriptor, IoReturn, Segment};
+
+/// A disk.
+pub trait BlockDevice: Send + Sync {
+    /// The driver's name, e.g. "VirtioBlock".
+    fn driver_name(&self) -> &'static str;
+    /// Bytes per block.
+    fn block_size(&self) -> u32;
+    /// Blocks on the device.
+    fn block_count(&self) -> u64;
+    /// Reads `count` blocks from `lba` into `buffer` at byte `offset`.
+    fn read(
+        &self,
+        lba: u64,
+        count: u64,
+        buffer: &Arc<IoMemoryDescriptor>,
+        offset: u64,
+    ) -> Result<(), IoReturn>;
+    /// Writes `count` blocks at `lba` from `buffer` at byte `offset`.
+    fn write(
+        &self,
+        lba: u64,
+        count: u64,
+        buffer: &Arc<IoMemoryDescriptor>,
+        offset: u64,
+    ) -> Result<(), IoReturn>;
+    /// A line about the device for listings (model, transport).
+    fn description(&self) -> String;
+    /// Double-buffers every transfer from now on (`synchronize(ForceDoubleBuffer)`
+    /// after each prepare), to compare with direct transfers.
+    fn set_force_double_buffer(&self, enabled: bool);
+    /// The data segments the device was given for the last command (for traces
+    /// and tests): what the device actually read or wrote.
+    fn last_segments(&self) -> alloc::vec::Vec<Segment>;
+}
+
+/// The checks every block request must pass before it reaches a device:
+/// `BadArgument` for zero blocks or blocks past the end, `Overrun` for a buffer
+/// too small, `NotAligned` for a descriptor offset that is not even.
+pub fn check_request(
+    device: &dyn BlockDevice,
+    lba: u64,
+    count: u64,
+    buffer: &IoMemoryDescriptor,
+    offset: u64,
+) -> Result<u64, IoReturn> {
+    if count == 0 {
+        return Err(IoReturn::BadArgument);
+    }
+    let end = lba.checked_add(count).ok_or(IoReturn::BadArgument)?;
+    if end > device.block_count() {
+        return Err(IoReturn::BadArgument);
+    }
+    let bytes = count
+        .checked_mul(u64::from(device.block_size()))
+        .ok_or(IoReturn::BadArgument)?;
+    if offset
+        .checked_add(bytes)
+        .is_none_or(|end| end > buffer.length())
+    {
+        return Err(IoReturn::Overrun);
+    }
+    if !offset.is_multiple_of(2) {
+        return Err(IoReturn::NotAligned);
+    }
+    Ok(bytes)
+}
