@@ -13,8 +13,8 @@ export APPEND ?=
 # Disks for `make run`: pattern-filled images made on first run, or your own.
 DEFAULT_VIRTIO_DISK := build/virtio.img
 DEFAULT_ATA_DISK := build/ata.img
-export VIRTIO_DISK ?= $(DEFAULT_VIRTIO_DISK)
-export ATA_DISK ?= $(DEFAULT_ATA_DISK)
+VIRTIO_DISK ?= $(DEFAULT_VIRTIO_DISK)
+ATA_DISK ?= $(DEFAULT_ATA_DISK)
 
 .PHONY: help deps build run disks test test-host test-qemu check clean
 
@@ -38,7 +38,7 @@ build: deps ## Build the bootable kernel
 	cargo build --release -p dmakit-image --target $(TARGET)
 
 run: build disks ## Boot dmakit in QEMU (serial on this terminal; Ctrl-A X quits)
-	boot/qemu-run --run $(KERNEL)
+	VIRTIO_DISK="$(VIRTIO_DISK)" ATA_DISK="$(ATA_DISK)" boot/qemu-run --run $(KERNEL)
 
 disks: ## Make the default disk images for make run (16 MiB, pattern-filled)
 	@mkdir -p build
