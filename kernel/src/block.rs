@@ -5,7 +5,7 @@
 use alloc::string::String;
 use alloc::sync::Arc;
 
-use crate::dma::{IoMemoryDescriptor, IoReturn, Segment};
+use crate::dma::{IoDirection, IoMemoryDescriptor, IoReturn, Segment};
 
 /// A disk.
 pub trait BlockDevice: Send + Sync {
@@ -15,6 +15,17 @@ pub trait BlockDevice: Send + Sync {
     fn block_size(&self) -> u32;
     /// Blocks on the device.
     fn block_count(&self) -> u64;
+    /// Moves `count` blocks at `lba` between the disk and `buffer` at byte
+    /// `offset`: `In` reads the disk into memory (the device writes memory), `Out`
+    /// writes memory to the disk. Other directions are `BadArgument`.
+    fn transfer(
+        &self,
+        direction: IoDirection,
+        lba: u64,
+        count: u64,
+        buffer: &Arc<IoMemoryDescriptor>,
+        offset: u64,
+    ) -> Result<(), IoReturn>;
     /// Reads `count` blocks from `lba` into `buffer` at byte `offset`.
     fn read(
         &self,
@@ -22,7 +33,9 @@ pub trait BlockDevice: Send + Sync {
         count: u64,
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
-    ) -> Result<(), IoReturn>;
+    ) -> Result<(), IoReturn> {
+        self.transfer(IoDirection::In, lba, count, buffer, offset)
+    }
     /// Writes `count` blocks at `lba` from `buffer` at byte `offset`.
     fn write(
         &self,
@@ -30,7 +43,9 @@ pub trait BlockDevice: Send + Sync {
         count: u64,
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
-    ) -> Result<(), IoReturn>;
+    ) -> Result<(), IoReturn> {
+        self.transfer(IoDirection::Out, lba, count, buffer, offset)
+    }
     /// A line about the device for listings (model, transport).
     fn description(&self) -> String;
     /// Double-buffers every transfer from now on (`synchronize(ForceDoubleBuffer)`
@@ -42,15 +57,22 @@ pub trait BlockDevice: Send + Sync {
 }
 
 /// The checks every block request must pass before it reaches a device:
-/// `BadArgument` for zero blocks or blocks past the end, `Overrun` for a buffer
-/// too small, `NotAligned` for a descriptor offset that is not even.
+/// `BadArgument` for a direction other than In or Out, zero blocks or blocks past
+/// the end, `Overrun` for a buffer too small, `NotAligned` for an odd offset.
+/// Returns whether the request writes the disk.
 pub fn check_request(
     device: &dyn BlockDevice,
+    direction: IoDirection,
     lba: u64,
     count: u64,
     buffer: &IoMemoryDescriptor,
     offset: u64,
-) -> Result<u64, IoReturn> {
+) -> Result<bool, IoReturn> {
+    let write = match direction {
+        IoDirection::In => false,
+        IoDirection::Out => true,
+        IoDirection::None | IoDirection::InOut => return Err(IoReturn::BadArgument),
+    };
     if count == 0 {
         return Err(IoReturn::BadArgument);
     }
@@ -70,5 +92,5 @@ pub fn check_request(
     if !offset.is_multiple_of(2) {
         return Err(IoReturn::NotAligned);
     }
-    Ok(bytes)
+    Ok(write)
 }

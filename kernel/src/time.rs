@@ -22,15 +22,38 @@ mod kernel_waiters {
     use crate::arch::pic;
     use crate::dma::IoReturn;
 
-    fn deadline(timeout_ms: u64) -> u64 {
+    /// Checks `done` until it holds or about `timeout_ms` have passed. With
+    /// `sleep`, interrupts are off between the check and the `hlt` (`sti; hlt` is
+    /// atomic), so a completion interrupt cannot slip in between and leave the CPU
+    /// asleep until the next tick; without it, the loop spins.
+    fn wait(timeout_ms: u64, done: &mut dyn FnMut() -> bool, sleep: bool) -> Result<(), IoReturn> {
         // Round up and add one tick: a tick may be about to happen right now.
-        pic::ticks() + (timeout_ms * u64::from(pic::TIMER_HZ)).div_ceil(1000) + 1
+        let deadline = pic::ticks() + (timeout_ms * u64::from(pic::TIMER_HZ)).div_ceil(1000) + 1;
+        loop {
+            if sleep {
+                interrupts::disable();
+            }
+            let finished = done();
+            let late = pic::ticks() >= deadline;
+            match (finished, late, sleep) {
+                (true, _, _) | (false, true, _) => {
+                    if sleep {
+                        interrupts::enable();
+                    }
+                    return if finished {
+                        Ok(())
+                    } else {
+                        Err(IoReturn::Timeout)
+                    };
+                }
+                (false, false, true) => interrupts::enable_and_hlt(),
+                (false, false, false) => core::hint::spin_loop(),
+            }
+        }
     }
 
     /// Sleeps in `hlt` between checks: every interrupt (the device's, or the
-    /// timer's) wakes it. Interrupts are off between the check and the `hlt`
-    /// (`sti; hlt` is atomic), so a completion interrupt cannot slip in between and
-    /// leave it asleep until the next tick.
+    /// timer's) wakes it.
     #[derive(Clone, Copy, Debug, Default)]
     pub struct InterruptWaiter;
 
@@ -40,19 +63,7 @@ mod kernel_waiters {
             timeout_ms: u64,
             done: &mut dyn FnMut() -> bool,
         ) -> Result<(), IoReturn> {
-            let deadline = deadline(timeout_ms);
-            loop {
-                interrupts::disable();
-                if done() {
-                    interrupts::enable();
-                    return Ok(());
-                }
-                if pic::ticks() >= deadline {
-                    interrupts::enable();
-                    return Err(IoReturn::Timeout);
-                }
-                interrupts::enable_and_hlt();
-            }
+            wait(timeout_ms, done, true)
         }
     }
 
@@ -67,14 +78,7 @@ mod kernel_waiters {
             timeout_ms: u64,
             done: &mut dyn FnMut() -> bool,
         ) -> Result<(), IoReturn> {
-            let deadline = deadline(timeout_ms);
-            while !done() {
-                if pic::ticks() >= deadline {
-                    return Err(IoReturn::Timeout);
-                }
-                core::hint::spin_loop();
-            }
-            Ok(())
+            wait(timeout_ms, done, false)
         }
     }
 }

@@ -17,8 +17,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dmakit::block::{BlockDevice, check_request};
 use dmakit::dma::{
-    DmaAddr, DmaPlatform, IoDmaCommand, IoMemoryDescriptor, IoReturn, OutputFormat, Segment,
-    Specification, SyncOptions,
+    DmaAddr, DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, OutputFormat,
+    Segment, Specification,
 };
 use dmakit::io::RegisterIo;
 use dmakit::memory::{Constraints, FRAME_SIZE};
@@ -242,49 +242,53 @@ impl<R: RegisterIo> Channel<R> {
         request: &Transfer,
         command: &Command,
     ) -> Result<(), IoReturn> {
-        engine
-            .data_command
-            .set_memory_descriptor(request.buffer.clone(), false)?;
-        let result = engine
-            .data_command
-            .prepare(command.offset, command.count * SECTOR_SIZE)
-            .and_then(|()| {
-                if request.force_double_buffer {
-                    engine
-                        .data_command
-                        .synchronize(SyncOptions::FORCE_DOUBLE_BUFFER | SyncOptions::OUT)?;
-                }
-                self.write_prd_table(engine)?;
-                self.run(engine, request, command)
-            });
-        // The last complete copies bounced data back (for reads) and frees bounce memory.
-        engine.data_command.clear_memory_descriptor(true)?;
-        result
+        let Engine {
+            prd_table,
+            prd_command,
+            data_command,
+            last_table,
+            last_command,
+        } = engine;
+        let length = command.count * SECTOR_SIZE;
+        data_command.with_transfer(
+            request.buffer.clone(),
+            command.offset,
+            length,
+            request.force_double_buffer,
+            |segments| {
+                Self::write_prd_table(prd_table, last_table, segments)?;
+                let table = prd_command.segments()[0].address.as_u64();
+                self.run(table, last_command, request, command)
+            },
+        )
     }
 
-    fn write_prd_table(&self, engine: &mut Engine) -> Result<(), IoReturn> {
-        let segments = engine.data_command.segments();
-        engine.last_table.clear();
+    /// One PRD entry per segment, the last one marked end-of-table.
+    fn write_prd_table(
+        table: &IoMemoryDescriptor,
+        last_table: &mut alloc::vec::Vec<PrdEntry>,
+        segments: &[Segment],
+    ) -> Result<(), IoReturn> {
+        last_table.clear();
         for (index, segment) in segments.iter().enumerate() {
             let entry = PrdEntry::new(*segment, index + 1 == segments.len());
-            engine
-                .prd_table
-                .write_bytes(index as u64 * 8, &entry.to_bytes())?;
-            engine.last_table.push(entry);
+            table.write_bytes(index as u64 * 8, &entry.to_bytes())?;
+            last_table.push(entry);
         }
         Ok(())
     }
 
+    /// Programs the drive and the engine for one command and waits for it.
     fn run(
         &self,
-        engine: &mut Engine,
+        table: u64,
+        last_command: &mut u8,
         request: &Transfer,
         command: &Command,
     ) -> Result<(), IoReturn> {
         let (drive, write, lba, count) = (request.drive, request.write, command.lba, command.count);
         // LBA28 reaches 2^28 sectors and 256 per command; beyond that, LBA48.
         let extended = request.lba48 && (lba + count > 1 << 28 || count > LBA28_MAX_SECTORS);
-        let table = engine.prd_command.segments()[0].address.as_u64();
         self.bus_master.write8(BM_COMMAND, 0);
         self.bus_master.write8(BM_STATUS, BM_ERROR | BM_INTERRUPT);
         self.bus_master.write32(BM_PRD_TABLE, table as u32);
@@ -314,7 +318,7 @@ impl<R: RegisterIo> Channel<R> {
         self.command_block.write8(LBA_LOW, lba as u8);
         self.command_block.write8(LBA_MID, (lba >> 8) as u8);
         self.command_block.write8(LBA_HIGH, (lba >> 16) as u8);
-        engine.last_command = opcode;
+        *last_command = opcode;
         self.command_block.write8(STATUS, opcode);
         self.bus_master.write8(
             BM_COMMAND,
@@ -362,7 +366,8 @@ impl<R: RegisterIo> AtaDisk<R> {
         &self.channel
     }
 
-    fn transfer(
+    /// A transfer that passed `check_request`.
+    fn transfer_checked(
         &self,
         write: bool,
         lba: u64,
@@ -370,7 +375,6 @@ impl<R: RegisterIo> AtaDisk<R> {
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
     ) -> Result<(), IoReturn> {
-        check_request(self, lba, count, buffer, offset)?;
         self.channel.transfer(&Transfer {
             drive: self.drive,
             lba48: self.identity.lba48,
@@ -397,24 +401,16 @@ impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
         self.identity.sectors
     }
 
-    fn read(
+    fn transfer(
         &self,
+        direction: IoDirection,
         lba: u64,
         count: u64,
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
     ) -> Result<(), IoReturn> {
-        self.transfer(false, lba, count, buffer, offset)
-    }
-
-    fn write(
-        &self,
-        lba: u64,
-        count: u64,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-    ) -> Result<(), IoReturn> {
-        self.transfer(true, lba, count, buffer, offset)
+        let write = check_request(self, direction, lba, count, buffer, offset)?;
+        self.transfer_checked(write, lba, count, buffer, offset)
     }
 
     fn description(&self) -> String {

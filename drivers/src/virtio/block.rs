@@ -18,7 +18,6 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use dmakit::block::{BlockDevice, check_request};
 use dmakit::dma::{
     DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, Segment, Specification,
-    SyncOptions,
 };
 use dmakit::io::RegisterIo;
 use dmakit::memory::{Constraints, FRAME_SIZE};
@@ -55,6 +54,15 @@ struct Request {
     failed: bool,
     /// The data segments of the last request.
     last_segments: alloc::vec::Vec<Segment>,
+}
+
+/// One request's worth of a transfer.
+struct Chunk<'a> {
+    write: bool,
+    sector: u64,
+    buffer: &'a Arc<IoMemoryDescriptor>,
+    offset: u64,
+    length: u64,
 }
 
 /// A virtio block device on the legacy PCI interface.
@@ -204,7 +212,8 @@ impl<R: RegisterIo> VirtioBlock<R> {
             .as_u64()
     }
 
-    fn transfer(
+    /// A transfer that passed `check_request`.
+    fn transfer_checked(
         &self,
         write: bool,
         lba: u64,
@@ -215,7 +224,6 @@ impl<R: RegisterIo> VirtioBlock<R> {
         if write && self.read_only {
             return Err(IoReturn::NotPermitted);
         }
-        check_request(self, lba, count, buffer, offset)?;
         let mut request = self.request.lock();
         if request.failed {
             return Err(IoReturn::NotReady);
@@ -223,91 +231,65 @@ impl<R: RegisterIo> VirtioBlock<R> {
         let mut done = 0;
         while done < count {
             let sectors = (count - done).min(MAX_REQUEST_SECTORS);
-            let position = offset + done * SECTOR_SIZE;
-            self.submit(&mut request, write, lba + done, sectors, buffer, position)?;
+            let chunk = Chunk {
+                write,
+                sector: lba + done,
+                buffer,
+                offset: offset + done * SECTOR_SIZE,
+                length: sectors * SECTOR_SIZE,
+            };
+            self.submit(&mut request, &chunk)?;
             done += sectors;
         }
         Ok(())
     }
 
     /// One request: prepare the three parts, chain them, notify, wait, complete.
-    fn submit(
-        &self,
-        request: &mut Request,
-        write: bool,
-        sector: u64,
-        sectors: u64,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-    ) -> Result<(), IoReturn> {
+    fn submit(&self, request: &mut Request, chunk: &Chunk) -> Result<(), IoReturn> {
         let mut header = [0u8; 16];
-        header[0..4].copy_from_slice(&(if write { REQUEST_OUT } else { REQUEST_IN }).to_le_bytes());
-        header[8..16].copy_from_slice(&sector.to_le_bytes());
+        let kind = if chunk.write { REQUEST_OUT } else { REQUEST_IN };
+        header[0..4].copy_from_slice(&kind.to_le_bytes());
+        header[8..16].copy_from_slice(&chunk.sector.to_le_bytes());
         request.header.write_bytes(0, &header)?;
         request.status.write_bytes(0, &[0xff])?;
-        request
-            .header_command
-            .set_memory_descriptor(request.header.clone(), true)?;
-        let result = self.with_status(request, write, buffer, offset, sectors * SECTOR_SIZE);
-        request.header_command.clear_memory_descriptor(true)?;
-        result
-    }
-
-    fn with_status(
-        &self,
-        request: &mut Request,
-        write: bool,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-        length: u64,
-    ) -> Result<(), IoReturn> {
-        request
-            .status_command
-            .set_memory_descriptor(request.status.clone(), true)?;
-        let result = self.with_data(request, write, buffer, offset, length);
-        request.status_command.clear_memory_descriptor(true)?;
+        let force = self.force_double_buffer.load(Ordering::Relaxed);
+        let Request {
+            queue,
+            header_command,
+            status_command,
+            data_command,
+            last_segments,
+            ..
+        } = request;
+        let (header, status) = (request.header.clone(), request.status.clone());
+        let result = header_command.with_transfer(header, 0, 0, false, |header| {
+            status_command.with_transfer(status, 0, 0, false, |status| {
+                data_command.with_transfer(
+                    chunk.buffer.clone(),
+                    chunk.offset,
+                    chunk.length,
+                    force,
+                    |data| {
+                        *last_segments = data.to_vec();
+                        self.run_chain(queue, header[0], data, !chunk.write, status[0])
+                    },
+                )
+            })
+        });
+        if let Err(IoReturn::Timeout) = result {
+            // The device may still write into the buffers: stop it for good.
+            self.registers.write8(DEVICE_STATUS, 0);
+            request.failed = true;
+            log::error!("virtio-blk: request timed out; device reset and disabled");
+        }
+        result?;
         let mut status = [0xff];
         request.status.read_bytes(0, &mut status)?;
-        result?;
         if status[0] == STATUS_OK {
             Ok(())
         } else {
             Err(IoReturn::IoError)
         }
-    }
-
-    fn with_data(
-        &self,
-        request: &mut Request,
-        write: bool,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-        length: u64,
-    ) -> Result<(), IoReturn> {
-        request
-            .data_command
-            .set_memory_descriptor(buffer.clone(), false)?;
-        let result = request.data_command.prepare(offset, length).and_then(|()| {
-            if self.force_double_buffer.load(Ordering::Relaxed) {
-                request
-                    .data_command
-                    .synchronize(SyncOptions::FORCE_DOUBLE_BUFFER | SyncOptions::OUT)?;
-            }
-            let header = request.header_command.segments()[0];
-            let status = request.status_command.segments()[0];
-            let data = request.data_command.segments();
-            request.last_segments = data.to_vec();
-            self.run_chain(&mut request.queue, header, data, !write, status)
-        });
-        if let Err(IoReturn::Timeout) = result {
-            // The device may still write into the buffers: stop it before they go.
-            self.registers.write8(DEVICE_STATUS, 0);
-            request.failed = true;
-            log::error!("virtio-blk: request timed out; device reset and disabled");
-        }
-        // The last complete copies bounced data back (for reads) and frees bounce memory.
-        request.data_command.clear_memory_descriptor(true)?;
-        result
     }
 
     /// Writes the chain into the descriptor table, publishes it and waits.
@@ -374,24 +356,16 @@ impl<R: RegisterIo> BlockDevice for VirtioBlock<R> {
         self.capacity
     }
 
-    fn read(
+    fn transfer(
         &self,
+        direction: IoDirection,
         lba: u64,
         count: u64,
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
     ) -> Result<(), IoReturn> {
-        self.transfer(false, lba, count, buffer, offset)
-    }
-
-    fn write(
-        &self,
-        lba: u64,
-        count: u64,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-    ) -> Result<(), IoReturn> {
-        self.transfer(true, lba, count, buffer, offset)
+        let write = check_request(self, direction, lba, count, buffer, offset)?;
+        self.transfer_checked(write, lba, count, buffer, offset)
     }
 
     fn description(&self) -> String {

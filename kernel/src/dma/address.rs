@@ -116,25 +116,26 @@ impl OutputFormat {
         let record = output
             .get_mut(..self.record_size())
             .ok_or(IoReturn::NoSpace)?;
-        let (address, length) = (segment.address.0, segment.length);
-        if self.bits == 32 {
-            let address = u32::try_from(address).map_err(|_| IoReturn::MessageTooLarge)?;
-            let length = u32::try_from(length).map_err(|_| IoReturn::MessageTooLarge)?;
-            let (address, length) = match self.endian {
-                Endian::Host => (address.to_ne_bytes(), length.to_ne_bytes()),
-                Endian::Big => (address.to_be_bytes(), length.to_be_bytes()),
-                Endian::Little => (address.to_le_bytes(), length.to_le_bytes()),
-            };
-            record[..4].copy_from_slice(&address);
-            record[4..].copy_from_slice(&length);
-        } else {
-            let (address, length) = match self.endian {
-                Endian::Host => (address.to_ne_bytes(), length.to_ne_bytes()),
-                Endian::Big => (address.to_be_bytes(), length.to_be_bytes()),
-                Endian::Little => (address.to_le_bytes(), length.to_le_bytes()),
-            };
-            record[..8].copy_from_slice(&address);
-            record[8..].copy_from_slice(&length);
+        let width = self.record_size() / 2;
+        let fits = |value: u64| width == 8 || u32::try_from(value).is_ok();
+        if !fits(segment.address.0) || !fits(segment.length) {
+            return Err(IoReturn::MessageTooLarge);
+        }
+        let big = match self.endian {
+            Endian::Big => true,
+            Endian::Little => false,
+            Endian::Host => cfg!(target_endian = "big"),
+        };
+        for (field, value) in record
+            .chunks_mut(width)
+            .zip([segment.address.0, segment.length])
+        {
+            // The low `width` bytes of the value, in the record's byte order.
+            if big {
+                field.copy_from_slice(&value.to_be_bytes()[8 - width..]);
+            } else {
+                field.copy_from_slice(&value.to_le_bytes()[..width]);
+            }
         }
         Ok(())
     }

@@ -481,6 +481,32 @@ impl IoDmaCommand {
         Ok(())
     }
 
+    /// One whole transfer in one call: binds `descriptor`, prepares
+    /// `[offset, offset + length)` (0 = to the end), forces double buffering if
+    /// asked, hands the device segments to `transfer`, then completes (copying
+    /// bounced data back for `In`) and unbinds, whatever `transfer` returned.
+    #[track_caller]
+    pub fn with_transfer<T>(
+        &mut self,
+        descriptor: Arc<IoMemoryDescriptor>,
+        offset: u64,
+        length: u64,
+        force_double_buffer: bool,
+        transfer: impl FnOnce(&[Segment]) -> Result<T, IoReturn>,
+    ) -> Result<T, IoReturn> {
+        self.set_memory_descriptor(descriptor, false)?;
+        let result = self.prepare(offset, length).and_then(|()| {
+            if force_double_buffer {
+                self.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER | SyncOptions::OUT)?;
+            }
+            transfer(self.segments())
+        });
+        let completed = self.clear_memory_descriptor(true);
+        let value = result?;
+        completed?;
+        Ok(value)
+    }
+
     /// Ends one prepare (`complete`). The last one copies bounced data back to the
     /// descriptor if its direction includes `In`, then frees the bounce buffers.
     /// `NotReady` if not prepared.
