@@ -5,7 +5,18 @@
 use alloc::string::String;
 use alloc::sync::Arc;
 
-use crate::dma::{IoDirection, IoMemoryDescriptor, IoReturn, Segment};
+use crate::dma::{IoDirection, IoMemoryDescriptor, IoReturn, Segment, Specification};
+
+/// How one transfer should be done, beyond what the device requires.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransferOptions {
+    /// Limits to add to the device's own specification (for experiments: "what
+    /// if this device could only reach 24 bits?"). The driver uses the stricter
+    /// of the two for every field.
+    pub restrict: Option<Specification>,
+    /// Double-buffer this transfer (`synchronize(ForceDoubleBuffer)`).
+    pub force_double_buffer: bool,
+}
 
 /// A disk.
 pub trait BlockDevice: Send + Sync {
@@ -25,6 +36,7 @@ pub trait BlockDevice: Send + Sync {
         count: u64,
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
+        options: &TransferOptions,
     ) -> Result<(), IoReturn>;
     /// Reads `count` blocks from `lba` into `buffer` at byte `offset`.
     fn read(
@@ -34,7 +46,14 @@ pub trait BlockDevice: Send + Sync {
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
     ) -> Result<(), IoReturn> {
-        self.transfer(IoDirection::In, lba, count, buffer, offset)
+        self.transfer(
+            IoDirection::In,
+            lba,
+            count,
+            buffer,
+            offset,
+            &TransferOptions::default(),
+        )
     }
     /// Writes `count` blocks at `lba` from `buffer` at byte `offset`.
     fn write(
@@ -44,7 +63,14 @@ pub trait BlockDevice: Send + Sync {
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
     ) -> Result<(), IoReturn> {
-        self.transfer(IoDirection::Out, lba, count, buffer, offset)
+        self.transfer(
+            IoDirection::Out,
+            lba,
+            count,
+            buffer,
+            offset,
+            &TransferOptions::default(),
+        )
     }
     /// A line about the device for listings (model, transport).
     fn description(&self) -> String;

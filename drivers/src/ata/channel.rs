@@ -15,7 +15,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use dmakit::block::{BlockDevice, check_request};
+use dmakit::block::{BlockDevice, TransferOptions, check_request};
 use dmakit::dma::{
     DmaAddr, DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, OutputFormat,
     Segment, Specification,
@@ -61,6 +61,7 @@ struct Transfer<'a> {
     buffer: &'a Arc<IoMemoryDescriptor>,
     offset: u64,
     force_double_buffer: bool,
+    restrict: Option<Specification>,
 }
 
 /// One ATA command's share of a [`Transfer`].
@@ -82,6 +83,7 @@ struct Engine {
 
 /// An IDE channel: its task-file registers, its bus-master registers, its engine.
 pub struct Channel<R: RegisterIo> {
+    platform: &'static dyn DmaPlatform,
     command_block: R,
     control_block: R,
     bus_master: R,
@@ -124,6 +126,7 @@ impl<R: RegisterIo> Channel<R> {
             },
         );
         Ok(Channel {
+            platform,
             command_block,
             control_block,
             bus_master,
@@ -218,6 +221,19 @@ impl<R: RegisterIo> Channel<R> {
     /// A DMA transfer, split into commands the drive accepts.
     fn transfer(&self, request: &Transfer) -> Result<(), IoReturn> {
         let mut engine = self.engine.lock();
+        let Some(restrict) = request.restrict else {
+            return self.run_commands(&mut engine, request);
+        };
+        // An experiment: this transfer uses a command with a stricter specification.
+        let special =
+            IoDmaCommand::new(self.platform, PIIX_SPECIFICATION.restricted_by(&restrict))?;
+        let usual = core::mem::replace(&mut engine.data_command, special);
+        let result = self.run_commands(&mut engine, request);
+        engine.data_command = usual;
+        result
+    }
+
+    fn run_commands(&self, engine: &mut Engine, request: &Transfer) -> Result<(), IoReturn> {
         let chunk = if request.lba48 {
             LBA48_MAX_SECTORS
         } else {
@@ -230,7 +246,7 @@ impl<R: RegisterIo> Channel<R> {
                 count: (request.sectors - done).min(chunk),
                 offset: request.offset + done * SECTOR_SIZE,
             };
-            self.dma_command(&mut engine, request, &command)?;
+            self.dma_command(engine, request, &command)?;
             done += command.count;
         }
         Ok(())
@@ -374,6 +390,7 @@ impl<R: RegisterIo> AtaDisk<R> {
         count: u64,
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
+        options: &TransferOptions,
     ) -> Result<(), IoReturn> {
         self.channel.transfer(&Transfer {
             drive: self.drive,
@@ -383,7 +400,9 @@ impl<R: RegisterIo> AtaDisk<R> {
             sectors: count,
             buffer,
             offset,
-            force_double_buffer: self.force_double_buffer.load(Ordering::Relaxed),
+            force_double_buffer: options.force_double_buffer
+                || self.force_double_buffer.load(Ordering::Relaxed),
+            restrict: options.restrict,
         })
     }
 }
@@ -408,9 +427,10 @@ impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
         count: u64,
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
+        options: &TransferOptions,
     ) -> Result<(), IoReturn> {
         let write = check_request(self, direction, lba, count, buffer, offset)?;
-        self.transfer_checked(write, lba, count, buffer, offset)
+        self.transfer_checked(write, lba, count, buffer, offset, options)
     }
 
     fn description(&self) -> String {

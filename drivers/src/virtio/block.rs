@@ -15,7 +15,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
-use dmakit::block::{BlockDevice, check_request};
+use dmakit::block::{BlockDevice, TransferOptions, check_request};
 use dmakit::dma::{
     DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, Segment, Specification,
 };
@@ -51,6 +51,7 @@ struct Request {
     status: Arc<IoMemoryDescriptor>,
     status_command: IoDmaCommand,
     data_command: IoDmaCommand,
+    data_specification: Specification,
     failed: bool,
     /// The data segments of the last request.
     last_segments: alloc::vec::Vec<Segment>,
@@ -59,6 +60,7 @@ struct Request {
 /// One request's worth of a transfer.
 struct Chunk<'a> {
     write: bool,
+    force: bool,
     sector: u64,
     buffer: &'a Arc<IoMemoryDescriptor>,
     offset: u64,
@@ -68,6 +70,7 @@ struct Chunk<'a> {
 /// A virtio block device on the legacy PCI interface.
 pub struct VirtioBlock<R: RegisterIo> {
     registers: R,
+    platform: &'static dyn DmaPlatform,
     waiter: &'static dyn Waiter,
     request: Mutex<Request>,
     capacity: u64,
@@ -129,6 +132,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
             status,
             status_command: IoDmaCommand::new(platform, Specification::UNLIMITED_64)?,
             data_command: IoDmaCommand::new(platform, data_specification)?,
+            data_specification,
             failed: false,
             last_segments: alloc::vec::Vec::new(),
         };
@@ -138,6 +142,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
         );
         Ok(VirtioBlock {
             registers,
+            platform,
             waiter,
             request: Mutex::new(request),
             capacity,
@@ -220,6 +225,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
         count: u64,
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
+        options: &TransferOptions,
     ) -> Result<(), IoReturn> {
         if write && self.read_only {
             return Err(IoReturn::NotPermitted);
@@ -228,17 +234,45 @@ impl<R: RegisterIo> VirtioBlock<R> {
         if request.failed {
             return Err(IoReturn::NotReady);
         }
+        let force = options.force_double_buffer || self.force_double_buffer.load(Ordering::Relaxed);
+        let Some(restrict) = options.restrict else {
+            return self.run_chunks(&mut request, write, lba, count, buffer, offset, force);
+        };
+        // An experiment: this transfer uses a command with a stricter specification.
+        let specification = request.data_specification.restricted_by(&restrict);
+        let special = IoDmaCommand::new(self.platform, specification)?;
+        let usual = core::mem::replace(&mut request.data_command, special);
+        let result = self.run_chunks(&mut request, write, lba, count, buffer, offset, force);
+        request.data_command = usual;
+        result
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a transfer's parameters, split into chunks"
+    )]
+    fn run_chunks(
+        &self,
+        request: &mut Request,
+        write: bool,
+        lba: u64,
+        count: u64,
+        buffer: &Arc<IoMemoryDescriptor>,
+        offset: u64,
+        force: bool,
+    ) -> Result<(), IoReturn> {
         let mut done = 0;
         while done < count {
             let sectors = (count - done).min(MAX_REQUEST_SECTORS);
             let chunk = Chunk {
                 write,
+                force,
                 sector: lba + done,
                 buffer,
                 offset: offset + done * SECTOR_SIZE,
                 length: sectors * SECTOR_SIZE,
             };
-            self.submit(&mut request, &chunk)?;
+            self.submit(request, &chunk)?;
             done += sectors;
         }
         Ok(())
@@ -252,7 +286,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
         header[8..16].copy_from_slice(&chunk.sector.to_le_bytes());
         request.header.write_bytes(0, &header)?;
         request.status.write_bytes(0, &[0xff])?;
-        let force = self.force_double_buffer.load(Ordering::Relaxed);
+        let force = chunk.force;
         let Request {
             queue,
             header_command,
@@ -363,9 +397,10 @@ impl<R: RegisterIo> BlockDevice for VirtioBlock<R> {
         count: u64,
         buffer: &Arc<IoMemoryDescriptor>,
         offset: u64,
+        options: &TransferOptions,
     ) -> Result<(), IoReturn> {
         let write = check_request(self, direction, lba, count, buffer, offset)?;
-        self.transfer_checked(write, lba, count, buffer, offset)
+        self.transfer_checked(write, lba, count, buffer, offset, options)
     }
 
     fn description(&self) -> String {

@@ -4,7 +4,8 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use dmakit::block::BlockDevice;
+use dmakit::block::{BlockDevice, TransferOptions};
+use dmakit::dma::Specification;
 use dmakit::dma::simulated::SimulatedPlatform;
 use dmakit::dma::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn};
 use dmakit::memory::Constraints;
@@ -140,6 +141,22 @@ fn bad_requests_are_refused_and_the_device_stays_usable() {
     let mut expected = vec![0; 4096];
     pattern::fill(SECTORS - 8, b'V', &mut expected);
     assert_eq!(contents(&target, 0, 4096), expected);
+}
+
+#[test]
+fn a_restricted_specification_bounces_for_one_transfer_only() {
+    let (platform, _fake, driver) = setup(false);
+    let target = buffer(platform, 16 * 512, IoDirection::In);
+    let narrow = Specification { num_address_bits: 32, boundary: 4096, ..Specification::UNLIMITED_64 };
+    let options = TransferOptions { restrict: Some(narrow), force_double_buffer: false };
+    driver.transfer(IoDirection::In, 5, 16, &target, 0, &options).unwrap();
+    assert_eq!(platform.accounting().stats().bytes_from_bounce, 16 * 512, "a 32-bit experiment bounces high memory");
+    assert!(driver.last_segments().iter().all(|s| s.end() <= 1 << 32 && s.length <= 4096));
+    let mut expected = vec![0; 16 * 512];
+    pattern::fill(5, b'V', &mut expected);
+    assert_eq!(contents(&target, 0, expected.len()), expected);
+    driver.read(5, 16, &target, 0).unwrap();
+    assert_eq!(platform.accounting().stats().bytes_from_bounce, 16 * 512, "the next transfer is direct again");
 }
 
 #[test]

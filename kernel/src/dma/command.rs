@@ -18,6 +18,7 @@ use super::accounting::{Misuse, MisuseReport};
 use super::address::Segment;
 use super::plan::{self, Layout, Placement};
 use super::specification::Rules;
+use super::trace::dma_trace;
 use super::{DmaPlatform, IoMemoryDescriptor, IoReturn, Specification, SyncOptions};
 use crate::memory::{Constraints, FRAME_SIZE};
 
@@ -211,6 +212,15 @@ impl IoDmaCommand {
             return Err(IoReturn::NotAligned);
         }
         descriptor.prepare()?;
+        dma_trace!(
+            "prepare: command #{} for a {}-bit device, descriptor #{} ({:?}), bytes {:#x}..{:#x}",
+            self.id,
+            self.rules.address_bits,
+            descriptor.id(),
+            descriptor.direction(),
+            offset,
+            offset + length
+        );
         let planned = descriptor
             .runs(offset, length)
             .and_then(|runs| self.realize_best(&runs, length));
@@ -233,7 +243,12 @@ impl IoDmaCommand {
         };
         // A fresh bounce buffer always starts as a copy of the descriptor, whatever
         // the direction, so the device never sees stale memory.
-        if let Err(error) = self.copy(&descriptor, &prepared, true) {
+        if let Err(error) = self.copy(
+            &descriptor,
+            &prepared,
+            true,
+            "prepare fills fresh bounce buffers",
+        ) {
             self.free_buffers(&prepared.buffers);
             descriptor.complete()?;
             return Err(error);
@@ -242,6 +257,7 @@ impl IoDmaCommand {
         accounting.count_transfer(!prepared.buffers.is_empty());
         accounting.command_prepared(true);
         descriptor.set_device_owned(true);
+        trace_segments(&prepared.segments);
         self.prepared = Some(prepared);
         Ok(())
     }
@@ -256,7 +272,11 @@ impl IoDmaCommand {
             .descriptor
             .as_ref()
             .is_some_and(|descriptor| descriptor.is_coherent());
-        let (layout, buffers, segments) = self.realize(plan::plan(runs, &self.rules))?;
+        let layout = plan::plan(runs, &self.rules);
+        if super::trace::enabled() {
+            self.trace_plan(runs, &layout);
+        }
+        let (layout, buffers, segments) = self.realize(layout)?;
         let bounces_shared_memory = coherent && !buffers.is_empty();
         if plan::segments_valid(&segments, &self.rules) && !bounces_shared_memory {
             return Ok((layout, buffers, segments));
@@ -266,6 +286,12 @@ impl IoDmaCommand {
             // Shared memory must stay where both sides look for it.
             return Err(IoReturn::NotPermitted);
         }
+        dma_trace!(
+            "  {} segments would break a rule (at most {}, lengths in units of {}): double-buffering the whole transfer",
+            segments.len(),
+            self.rules.max_segments,
+            self.rules.alignment_length
+        );
         self.realize_single(length)
     }
 
@@ -351,6 +377,7 @@ impl IoDmaCommand {
         descriptor: &IoMemoryDescriptor,
         prepared: &Prepared,
         towards_device: bool,
+        why: &str,
     ) -> Result<(), IoReturn> {
         let mut total = 0;
         for piece in &prepared.layout.pieces {
@@ -376,6 +403,12 @@ impl IoDmaCommand {
         }
         if total > 0 {
             self.platform.accounting().count_copy(towards_device, total);
+            let arrow = if towards_device {
+                "descriptor -> bounce"
+            } else {
+                "bounce -> descriptor"
+            };
+            dma_trace!("  copy {arrow}: {total} bytes ({why})");
         }
         Ok(())
     }
@@ -448,6 +481,11 @@ impl IoDmaCommand {
         options: SyncOptions,
     ) -> Result<(), IoReturn> {
         let descriptor = self.descriptor.clone().ok_or(IoReturn::NotReady)?;
+        dma_trace!(
+            "synchronize({}): command #{}",
+            describe_options(options),
+            self.id
+        );
         if options.contains(SyncOptions::FORCE_DOUBLE_BUFFER) && descriptor.is_coherent() {
             return Err(IoReturn::NotPermitted);
         }
@@ -456,23 +494,29 @@ impl IoDmaCommand {
         {
             let (layout, buffers, segments) = self.realize_single(prepared.length)?;
             if descriptor.direction().includes_in() {
-                self.copy(&descriptor, prepared, false)?;
+                self.copy(
+                    &descriptor,
+                    prepared,
+                    false,
+                    "keep what the device already wrote",
+                )?;
             }
             self.free_buffers(&prepared.buffers);
             prepared.layout = layout;
             prepared.buffers = buffers;
             prepared.segments = segments;
-            self.copy(&descriptor, prepared, true)?;
+            self.copy(&descriptor, prepared, true, "fill the new buffer")?;
+            trace_segments(&prepared.segments);
         }
         if options.contains(SyncOptions::IN) {
-            self.copy(&descriptor, prepared, false)?;
+            self.copy(&descriptor, prepared, false, "synchronize(In)")?;
             if prepared.device_owned {
                 descriptor.set_device_owned(false);
                 prepared.device_owned = false;
             }
         }
         if options.contains(SyncOptions::OUT) {
-            self.copy(&descriptor, prepared, true)?;
+            self.copy(&descriptor, prepared, true, "synchronize(Out)")?;
             if !prepared.device_owned {
                 descriptor.set_device_owned(true);
                 prepared.device_owned = true;
@@ -522,12 +566,22 @@ impl IoDmaCommand {
         }
         let prepared = self.prepared.take().expect("checked above");
         let descriptor = self.descriptor.clone().ok_or(IoReturn::NotReady)?;
+        dma_trace!("complete: command #{}", self.id);
         let copied = if descriptor.direction().includes_in() {
-            self.copy(&descriptor, &prepared, false)
+            self.copy(
+                &descriptor,
+                &prepared,
+                false,
+                "complete copies what the device wrote",
+            )
         } else {
             Ok(())
         };
         self.free_buffers(&prepared.buffers);
+        let pages: usize = prepared.buffers.iter().map(|buffer| buffer.pages).sum();
+        if pages > 0 {
+            dma_trace!("  freed {pages} bounce page(s)");
+        }
         if prepared.device_owned {
             descriptor.set_device_owned(false);
         }
@@ -543,6 +597,50 @@ impl IoDmaCommand {
             descriptor: self.descriptor.as_ref().map(|descriptor| descriptor.id()),
             location,
         });
+    }
+}
+
+/// Lists the segments the device gets.
+fn trace_segments(segments: &[Segment]) {
+    dma_trace!("  {} segment(s) for the device:", segments.len());
+    for (index, segment) in segments.iter().enumerate() {
+        dma_trace!(
+            "    [{index}] {:#x} + {:#x} bytes",
+            segment.address.as_u64(),
+            segment.length
+        );
+    }
+}
+
+/// `In`, `Out`, `ForceDoubleBuffer` joined with `|`.
+fn describe_options(options: SyncOptions) -> &'static str {
+    let force = options.contains(SyncOptions::FORCE_DOUBLE_BUFFER);
+    match (
+        force,
+        options.contains(SyncOptions::IN),
+        options.contains(SyncOptions::OUT),
+    ) {
+        (true, true, _) => "ForceDoubleBuffer | In",
+        (true, _, true) => "ForceDoubleBuffer | Out",
+        (true, _, _) => "ForceDoubleBuffer",
+        (false, true, _) => "In",
+        _ => "Out",
+    }
+}
+
+impl IoDmaCommand {
+    /// Traces each physical run and where the plan put it.
+    fn trace_plan(&self, runs: &[(u64, u64)], layout: &Layout) {
+        for (&(address, length), piece) in runs.iter().zip(&layout.pieces) {
+            let what = match piece.placement {
+                Placement::Direct(_) => "the device reaches it: used in place, no copy",
+                Placement::Bounce { .. } if !self.rules.reachable(address, length) => {
+                    "beyond the device's address limit: bounced"
+                }
+                Placement::Bounce { .. } => "start breaks the alignment: bounced",
+            };
+            dma_trace!("  run {address:#x} + {length:#x} bytes: {what}");
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod plan;
 mod platform;
 pub mod simulated;
 mod specification;
+pub mod trace;
 
 pub use accounting::{Accounting, BounceStats, Misuse, MisuseReport};
 pub use address::{DmaAddr, Endian, OutputFormat, Segment};

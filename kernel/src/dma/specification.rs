@@ -49,6 +49,31 @@ impl Specification {
         ..Self::UNLIMITED_64
     };
 
+    /// This specification tightened by `other`: the smaller reach, sizes and
+    /// counts, the larger alignments, the smaller boundary (0 means "no limit" on
+    /// either side). The output format stays this one's: it is the device's.
+    pub fn restricted_by(&self, other: &Specification) -> Specification {
+        let smaller = |a: u64, b: u64| match (a, b) {
+            (0, b) => b,
+            (a, 0) => a,
+            (a, b) => a.min(b),
+        };
+        let bits = |bits: u8| if bits == 0 { 64 } else { bits };
+        Specification {
+            output: self.output,
+            num_address_bits: bits(self.num_address_bits).min(bits(other.num_address_bits)),
+            max_segment_size: smaller(self.max_segment_size, other.max_segment_size),
+            max_transfer_size: smaller(self.max_transfer_size, other.max_transfer_size),
+            alignment: self.alignment.max(other.alignment),
+            alignment_length: self.alignment_length.max(other.alignment_length),
+            alignment_internal_segments: self
+                .alignment_internal_segments
+                .max(other.alignment_internal_segments),
+            boundary: smaller(self.boundary, other.boundary),
+            max_segments: smaller(self.max_segments as u64, other.max_segments as u64) as usize,
+        }
+    }
+
     /// Checks the specification and turns it into [`Rules`] with every default
     /// resolved. Errors are `BadArgument`.
     pub fn rules(&self) -> Result<Rules, IoReturn> {
@@ -246,6 +271,36 @@ mod tests {
         ] {
             assert_eq!(spec.rules(), Err(IoReturn::BadArgument), "{spec:?}");
         }
+    }
+
+    #[test]
+    fn restricting_takes_the_stricter_of_each_limit() {
+        let device = Specification {
+            boundary: 0x10000,
+            max_segments: 512,
+            ..Specification::UNLIMITED_32
+        };
+        let learner = Specification {
+            num_address_bits: 24,
+            boundary: 0x1000,
+            max_segment_size: 512,
+            alignment: 8,
+            ..Specification::UNLIMITED_64
+        };
+        let both = device.restricted_by(&learner);
+        assert_eq!(both.num_address_bits, 24);
+        assert_eq!(
+            (
+                both.boundary,
+                both.max_segment_size,
+                both.max_segments,
+                both.alignment
+            ),
+            (0x1000, 512, 512, 8)
+        );
+        assert_eq!(both.output, device.output);
+        let wider = Specification::UNLIMITED_64.restricted_by(&Specification::UNLIMITED_64);
+        assert_eq!(wider.num_address_bits, 64);
     }
 
     #[test]
