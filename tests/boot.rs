@@ -25,12 +25,7 @@ fn regions_are_sorted_and_disjoint() {
     assert!(regions.len() > 2, "a real machine has several regions");
     for pair in regions.windows(2) {
         assert!(pair[0].start < pair[0].end, "empty region {:?}", pair[0]);
-        assert!(
-            pair[0].end <= pair[1].start,
-            "overlap or disorder: {:?} / {:?}",
-            pair[0],
-            pair[1]
-        );
+        assert!(pair[0].end <= pair[1].start, "overlap or disorder: {:?} / {:?}", pair[0], pair[1]);
     }
 }
 
@@ -38,20 +33,11 @@ fn kernel_image_is_not_usable() {
     let info = info();
     let (start, end) = (info.kernel_addr, info.kernel_addr + info.kernel_len);
     assert!(info.kernel_len > 0);
-    for region in info
-        .memory_regions
-        .iter()
-        .filter(|r| r.kind == MemoryRegionKind::Usable)
-    {
-        assert!(
-            region.end <= start || region.start >= end,
-            "usable {region:?} overlaps the kernel"
-        );
+    for region in info.memory_regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable) {
+        assert!(region.end <= start || region.start >= end, "usable {region:?} overlaps the kernel");
     }
-    let covered = info
-        .memory_regions
-        .iter()
-        .any(|r| r.kind == MemoryRegionKind::Bootloader && r.start <= start && end <= r.end);
+    let covered =
+        info.memory_regions.iter().any(|r| r.kind == MemoryRegionKind::Bootloader && r.start <= start && end <= r.end);
     assert!(covered, "the kernel image is reported as boot memory");
 }
 
@@ -62,17 +48,11 @@ fn memory_above_4_gib_is_usable() {
         .filter(|r| r.kind == MemoryRegionKind::Usable && r.end > 1 << 32)
         .map(|r| r.end - r.start.max(1 << 32))
         .sum();
-    assert!(
-        above >= 1 << 30,
-        "QEMU -m 6G puts at least 1 GiB above 4 GiB, found {above:#x}"
-    );
+    assert!(above >= 1 << 30, "QEMU -m 6G puts at least 1 GiB above 4 GiB, found {above:#x}");
 }
 
 fn page_zero_is_never_usable() {
-    let usable_zero = info()
-        .memory_regions
-        .iter()
-        .any(|r| r.kind == MemoryRegionKind::Usable && r.start == 0);
+    let usable_zero = info().memory_regions.iter().any(|r| r.kind == MemoryRegionKind::Usable && r.start == 0);
     assert!(!usable_zero);
 }
 
@@ -89,17 +69,11 @@ fn physical_memory_is_mapped_at_the_offset() {
 
 fn command_line_reaches_the_kernel() {
     let line = dmakit::boot::command_line();
-    assert!(
-        line.split_whitespace().any(|w| w == "test.kernel=boot"),
-        "command line was {line:?}"
-    );
+    assert!(line.split_whitespace().any(|w| w == "test.kernel=boot"), "command line was {line:?}");
 }
 
 fn rsdp_is_found() {
-    let address = info()
-        .rsdp_addr
-        .into_option()
-        .expect("QEMU's pc machine has ACPI");
+    let address = info().rsdp_addr.into_option().expect("QEMU's pc machine has ACPI");
     let signature = physical::to_virtual(PhysAddr::new(address)).as_ptr::<[u8; 8]>();
     // SAFETY: the RSDP lies in low, mapped memory; reading 8 bytes is harmless.
     assert_eq!(unsafe { signature.read_volatile() }, *b"RSD PTR ");

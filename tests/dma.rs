@@ -8,9 +8,7 @@ extern crate alloc;
 use alloc::vec;
 use alloc::vec::Vec;
 use dmakit::dma::kernel_platform::platform;
-use dmakit::dma::{
-    DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, Segment, Specification, SyncOptions,
-};
+use dmakit::dma::{DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, Segment, Specification, SyncOptions};
 use dmakit::memory::{Constraints, paging, physical};
 use x86_64::structures::paging::{Page, PageTableFlags, Size4KiB};
 use x86_64::{PhysAddr, VirtAddr};
@@ -27,17 +25,14 @@ dmakit::test_kernel!(
 const FOUR_GIB: u64 = 1 << 32;
 
 fn pattern(length: usize, seed: u8) -> Vec<u8> {
-    (0..length)
-        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) ^ (i >> 9) as u8)
-        .collect()
+    (0..length).map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) ^ (i >> 9) as u8).collect()
 }
 
 /// What a bus-master device does: read or write memory at the segments' addresses.
 fn device_write(segments: &[Segment], data: &[u8]) {
     let mut done = 0;
     for segment in segments {
-        let target =
-            physical::to_virtual(PhysAddr::new(segment.address.as_u64())).as_mut_ptr::<u8>();
+        let target = physical::to_virtual(PhysAddr::new(segment.address.as_u64())).as_mut_ptr::<u8>();
         let length = segment.length as usize;
         // SAFETY: the segment belongs to a prepared command of this test; the test
         // plays the device, the only writer while the command is prepared.
@@ -52,22 +47,15 @@ fn device_read(segments: &[Segment]) -> Vec<u8> {
     for segment in segments {
         let source = physical::to_virtual(PhysAddr::new(segment.address.as_u64())).as_ptr::<u8>();
         // SAFETY: as in device_write; reading the prepared memory.
-        bytes.extend_from_slice(unsafe {
-            core::slice::from_raw_parts(source, segment.length as usize)
-        });
+        bytes.extend_from_slice(unsafe { core::slice::from_raw_parts(source, segment.length as usize) });
     }
     bytes
 }
 
 fn high_buffer(length: u64, direction: IoDirection) -> alloc::sync::Arc<IoMemoryDescriptor> {
-    let buffer = IoMemoryDescriptor::allocate(platform(), length, direction, Constraints::NONE)
-        .expect("buffer");
+    let buffer = IoMemoryDescriptor::allocate(platform(), length, direction, Constraints::NONE).expect("buffer");
     let (address, _) = buffer.physical_segment(0).expect("mapped");
-    assert!(
-        address.as_u64() >= FOUR_GIB,
-        "the buffer lies above 4 GiB: {:#x}",
-        address.as_u64()
-    );
+    assert!(address.as_u64() >= FOUR_GIB, "the buffer lies above 4 GiB: {:#x}", address.as_u64());
     buffer
 }
 
@@ -76,21 +64,12 @@ fn a_buffer_above_4_gib_bounces_for_a_32_bit_device() {
     let original = pattern(64 * 1024, 1);
     buffer.write_bytes(0, &original).expect("write");
     let mut command = IoDmaCommand::new(platform(), Specification::UNLIMITED_32).expect("command");
-    command
-        .set_memory_descriptor(buffer.clone(), true)
-        .expect("prepare");
+    command.set_memory_descriptor(buffer.clone(), true).expect("prepare");
     assert_eq!(command.bounced_bytes(), 64 * 1024);
     for segment in command.segments() {
-        assert!(
-            segment.end() <= FOUR_GIB,
-            "segment {segment:?} is reachable by a 32-bit device"
-        );
+        assert!(segment.end() <= FOUR_GIB, "segment {segment:?} is reachable by a 32-bit device");
     }
-    assert_eq!(
-        device_read(command.segments()),
-        original,
-        "the device reads the right bytes"
-    );
+    assert_eq!(device_read(command.segments()), original, "the device reads the right bytes");
     let from_device = pattern(64 * 1024, 2);
     device_write(command.segments(), &from_device);
     command.complete().expect("complete");
@@ -103,14 +82,9 @@ fn the_same_buffer_is_not_bounced_for_a_64_bit_device() {
     let buffer = high_buffer(64 * 1024, IoDirection::In);
     let before = platform().accounting().stats();
     let mut command = IoDmaCommand::new(platform(), Specification::UNLIMITED_64).expect("command");
-    command
-        .set_memory_descriptor(buffer.clone(), true)
-        .expect("prepare");
+    command.set_memory_descriptor(buffer.clone(), true).expect("prepare");
     assert_eq!(command.bounced_bytes(), 0);
-    assert_eq!(
-        command.segments()[0].address.as_u64(),
-        buffer.physical_segment(0).expect("mapped").0.as_u64()
-    );
+    assert_eq!(command.segments()[0].address.as_u64(), buffer.physical_segment(0).expect("mapped").0.as_u64());
     let from_device = pattern(64 * 1024, 3);
     device_write(command.segments(), &from_device);
     command.complete().expect("complete");
@@ -124,12 +98,9 @@ fn the_same_buffer_is_not_bounced_for_a_64_bit_device() {
 
 fn a_heap_buffer_spanning_pages_works() {
     let heap_buffer = pattern(3 * 4096 + 100, 4).into_boxed_slice();
-    let descriptor = IoMemoryDescriptor::from_boxed(platform(), heap_buffer, IoDirection::In)
-        .expect("descriptor");
+    let descriptor = IoMemoryDescriptor::from_boxed(platform(), heap_buffer, IoDirection::In).expect("descriptor");
     let mut command = IoDmaCommand::new(platform(), Specification::UNLIMITED_32).expect("command");
-    command
-        .set_memory_descriptor(descriptor.clone(), true)
-        .expect("prepare");
+    command.set_memory_descriptor(descriptor.clone(), true).expect("prepare");
     let from_device = pattern(3 * 4096 + 100, 5);
     device_write(command.segments(), &from_device);
     command.complete().expect("complete");
@@ -153,22 +124,12 @@ fn physically_scattered_pages_become_separate_segments() {
     }
     // SAFETY: the two pages were just mapped for this test alone and stay mapped
     // until after the descriptor is gone.
-    let descriptor = unsafe {
-        IoMemoryDescriptor::with_virtual_ranges(
-            platform(),
-            &[(base + 1000u64, 6000)],
-            IoDirection::In,
-        )
-    }
-    .expect("descriptor");
-    assert_eq!(
-        descriptor.physical_segment(0).expect("segment"),
-        (first.start_address() + 1000u64, 3096)
-    );
+    let descriptor =
+        unsafe { IoMemoryDescriptor::with_virtual_ranges(platform(), &[(base + 1000u64, 6000)], IoDirection::In) }
+            .expect("descriptor");
+    assert_eq!(descriptor.physical_segment(0).expect("segment"), (first.start_address() + 1000u64, 3096));
     let mut command = IoDmaCommand::new(platform(), Specification::UNLIMITED_64).expect("command");
-    command
-        .set_memory_descriptor(descriptor.clone(), true)
-        .expect("prepare");
+    command.set_memory_descriptor(descriptor.clone(), true).expect("prepare");
     assert_eq!(command.segments().len(), 2, "one segment per physical run");
     let from_device = pattern(6000, 6);
     device_write(command.segments(), &from_device);
@@ -188,19 +149,12 @@ fn physically_scattered_pages_become_separate_segments() {
 fn forced_double_buffering_moves_to_one_page_aligned_buffer() {
     let buffer = high_buffer(5 * 4096, IoDirection::In);
     let mut command = IoDmaCommand::new(platform(), Specification::UNLIMITED_64).expect("command");
-    command
-        .set_memory_descriptor(buffer.clone(), true)
-        .expect("prepare");
-    command
-        .synchronize(SyncOptions::FORCE_DOUBLE_BUFFER | SyncOptions::OUT)
-        .expect("force");
+    command.set_memory_descriptor(buffer.clone(), true).expect("prepare");
+    command.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER | SyncOptions::OUT).expect("force");
     let bounce = command.bounce_buffers()[0];
     assert_eq!(command.bounce_buffers().len(), 1);
     assert_eq!(bounce.address.as_u64() % 4096, 0);
-    assert_eq!(
-        command.segments()[0].address.as_u64(),
-        bounce.address.as_u64()
-    );
+    assert_eq!(command.segments()[0].address.as_u64(), bounce.address.as_u64());
     let from_device = pattern(5 * 4096, 7);
     device_write(command.segments(), &from_device);
     command.complete().expect("complete");
@@ -213,13 +167,6 @@ fn bounce_accounting_returns_to_zero() {
     let stats = platform().accounting().stats();
     assert_eq!(stats.pages_in_use, 0, "{stats:?}");
     assert_eq!(stats.prepared_commands, 0);
-    assert!(
-        stats.bounced_transfers >= 2 && stats.direct_transfers >= 2,
-        "{stats:?}"
-    );
-    assert!(
-        platform().accounting().misuse_log().is_empty(),
-        "{:?}",
-        platform().accounting().misuse_log()
-    );
+    assert!(stats.bounced_transfers >= 2 && stats.direct_transfers >= 2, "{stats:?}");
+    assert!(platform().accounting().misuse_log().is_empty(), "{:?}", platform().accounting().misuse_log());
 }

@@ -74,14 +74,8 @@ fn the_registry_lists_both_devices_with_their_drivers() {
     let lines = driver::registry_lines();
     println!();
     let has = |needle: &str| lines.iter().any(|line| line.contains(needle));
-    assert!(
-        has("8086:7010") && has("PiixAta") && has("hda"),
-        "{lines:#?}"
-    );
-    assert!(
-        has("1af4:1001") && has("VirtioBlock") && has("vda"),
-        "{lines:#?}"
-    );
+    assert!(has("8086:7010") && has("PiixAta") && has("hda"), "{lines:#?}");
+    assert!(has("1af4:1001") && has("VirtioBlock") && has("vda"), "{lines:#?}");
     assert!(has("8086:1237"), "a device without a driver stays listed");
     driver::print_registry();
 }
@@ -91,10 +85,7 @@ fn every_block_of_the_first_4_mib_reads_back_byte_exact() {
     for (name, tag, disk) in both() {
         for lba in (0..8192).step_by(256) {
             disk.read(lba, 256, &target, 0).expect("read");
-            assert!(
-                read_back(&target, 0, 256 * 512) == expected(lba, 256, tag),
-                "{name}: mismatch at {lba}"
-            );
+            assert!(read_back(&target, 0, 256 * 512) == expected(lba, 256, tag), "{name}: mismatch at {lba}");
         }
     }
 }
@@ -108,15 +99,8 @@ fn buffers_above_4_gib_bounce_for_ata_but_not_for_virtio() {
         let after = platform().accounting().stats();
         let bounced = after.bytes_from_bounce - before.bytes_from_bounce;
         assert_eq!(bounced, if name == "ata" { 64 * 512 } else { 0 }, "{name}");
-        assert!(
-            disk.last_segments()
-                .iter()
-                .all(|s| name != "ata" || s.end() <= FOUR_GIB)
-        );
-        assert!(
-            read_back(&target, 0, 64 * 512) == expected(100, 64, tag),
-            "{name}"
-        );
+        assert!(disk.last_segments().iter().all(|s| name != "ata" || s.end() <= FOUR_GIB));
+        assert!(read_back(&target, 0, 64 * 512) == expected(100, 64, tag), "{name}");
     }
 }
 
@@ -129,44 +113,26 @@ fn forced_double_buffering_gives_the_same_bytes() {
         disk.set_force_double_buffer(false);
         result.expect("read");
         let after = platform().accounting().stats();
-        assert_eq!(
-            after.bytes_from_bounce - before.bytes_from_bounce,
-            128 * 512,
-            "{name} bounced everything"
-        );
-        assert!(
-            read_back(&target, 0, 128 * 512) == expected(1000, 128, tag),
-            "{name}"
-        );
+        assert_eq!(after.bytes_from_bounce - before.bytes_from_bounce, 128 * 512, "{name} bounced everything");
+        assert!(read_back(&target, 0, 128 * 512) == expected(1000, 128, tag), "{name}");
     }
 }
 
 fn transfers_across_many_pages_respect_the_64_kib_rule() {
     // A 64 KiB-aligned low buffer, used from 62 KiB in: every command straddles
     // 64 KiB lines, so the ATA driver must split its regions there.
-    let aligned = Constraints {
-        below: Some(PhysAddr::new(FOUR_GIB)),
-        alignment: 64 * 1024,
-        boundary: 0,
-    };
+    let aligned = Constraints { below: Some(PhysAddr::new(FOUR_GIB)), alignment: 64 * 1024, boundary: 0 };
     let target = buffer(600 * 1024, aligned);
     let offset = 62 * 1024;
     for (name, tag, disk) in both() {
         disk.read(77, 1024, &target, offset).expect("read");
-        assert!(
-            read_back(&target, offset, 1024 * 512) == expected(77, 1024, tag),
-            "{name}"
-        );
+        assert!(read_back(&target, offset, 1024 * 512) == expected(77, 1024, tag), "{name}");
         let segments = disk.last_segments();
         if name == "ata" {
             assert!(segments.len() > 1, "{name}: {segments:?}");
             for segment in &segments {
                 let last = segment.end() - 1;
-                assert_eq!(
-                    segment.address.as_u64() >> 16,
-                    last >> 16,
-                    "PRD region {segment:?} crosses 64 KiB"
-                );
+                assert_eq!(segment.address.as_u64() >> 16, last >> 16, "PRD region {segment:?} crosses 64 KiB");
             }
         }
     }
@@ -176,27 +142,11 @@ fn requests_past_the_end_fail_and_leave_the_disk_usable() {
     let target = buffer(8 * 512, Constraints::NONE);
     for (name, tag, disk) in both() {
         let end = disk.block_count();
-        assert_eq!(
-            disk.read(end - 4, 8, &target, 0),
-            Err(IoReturn::BadArgument),
-            "{name}"
-        );
-        assert_eq!(
-            disk.read(end, 1, &target, 0),
-            Err(IoReturn::BadArgument),
-            "{name}"
-        );
-        assert_eq!(
-            disk.write(0, 0, &target, 0),
-            Err(IoReturn::BadArgument),
-            "{name}"
-        );
-        disk.read(end - 8, 8, &target, 0)
-            .expect("the disk still works");
-        assert!(
-            read_back(&target, 0, 8 * 512) == expected(end - 8, 8, tag),
-            "{name}"
-        );
+        assert_eq!(disk.read(end - 4, 8, &target, 0), Err(IoReturn::BadArgument), "{name}");
+        assert_eq!(disk.read(end, 1, &target, 0), Err(IoReturn::BadArgument), "{name}");
+        assert_eq!(disk.write(0, 0, &target, 0), Err(IoReturn::BadArgument), "{name}");
+        disk.read(end - 8, 8, &target, 0).expect("the disk still works");
+        assert!(read_back(&target, 0, 8 * 512) == expected(end - 8, 8, tag), "{name}");
     }
 }
 
@@ -204,9 +154,7 @@ fn writes_read_back_and_reach_the_image_files() {
     let source = buffer(32 * 512, Constraints::NONE);
     let target = buffer(32 * 512, Constraints::NONE);
     for (name, _, disk) in both() {
-        let data: Vec<u8> = (0..32 * 512)
-            .map(|i| (i as u8).wrapping_mul(7) ^ name.len() as u8)
-            .collect();
+        let data: Vec<u8> = (0..32 * 512).map(|i| (i as u8).wrapping_mul(7) ^ name.len() as u8).collect();
         source.write_bytes(0, &data).expect("fill");
         disk.write(20_000, 32, &source, 0).expect("write");
         disk.read(20_000, 32, &target, 0).expect("read");
@@ -233,19 +181,11 @@ fn a_thousand_random_transfers_match() {
     const SCRATCH: u64 = 24_576;
     const SCRATCH_SECTORS: u64 = 2048;
     let mut random = Random(0x2545_f491_4f6c_dd1d);
-    let buffers = [
-        buffer(129 * 512, Constraints::NONE),
-        buffer(129 * 512, Constraints::below(PhysAddr::new(FOUR_GIB))),
-    ];
+    let buffers =
+        [buffer(129 * 512, Constraints::NONE), buffer(129 * 512, Constraints::below(PhysAddr::new(FOUR_GIB)))];
     for (name, tag, disk) in both() {
         let mut mirror: Vec<u8> = vec![0; (SCRATCH_SECTORS * 512) as usize];
-        disk.read(
-            SCRATCH,
-            SCRATCH_SECTORS,
-            &buffer(SCRATCH_SECTORS * 512, Constraints::NONE),
-            0,
-        )
-        .expect("scratch");
+        disk.read(SCRATCH, SCRATCH_SECTORS, &buffer(SCRATCH_SECTORS * 512, Constraints::NONE), 0).expect("scratch");
         pattern::fill(SCRATCH, tag, &mut mirror);
         for round in 0..500 {
             let sectors = 1 + random.next(128);
@@ -255,34 +195,25 @@ fn a_thousand_random_transfers_match() {
                 let lba = random.next(SCRATCH_SECTORS - sectors + 1);
                 let data: Vec<u8> = (0..sectors * 512).map(|_| random.next(256) as u8).collect();
                 target.write_bytes(offset, &data).expect("fill");
-                disk.write(SCRATCH + lba, sectors, target, offset)
-                    .expect("write");
+                disk.write(SCRATCH + lba, sectors, target, offset).expect("write");
                 let start = (lba * 512) as usize;
                 mirror[start..start + data.len()].copy_from_slice(&data);
             } else if random.next(2) == 0 {
                 let lba = random.next(SCRATCH_SECTORS - sectors + 1);
-                disk.read(SCRATCH + lba, sectors, target, offset)
-                    .expect("read");
+                disk.read(SCRATCH + lba, sectors, target, offset).expect("read");
                 let start = (lba * 512) as usize;
                 let wanted = &mirror[start..start + (sectors * 512) as usize];
-                assert!(
-                    read_back(target, offset, wanted.len()) == wanted,
-                    "{name}: round {round}, scratch lba {lba}"
-                );
+                assert!(read_back(target, offset, wanted.len()) == wanted, "{name}: round {round}, scratch lba {lba}");
             } else {
                 let lba = random.next(SCRATCH - sectors);
                 disk.read(lba, sectors, target, offset).expect("read");
                 assert!(
-                    read_back(target, offset, (sectors * 512) as usize)
-                        == expected(lba, sectors, tag),
+                    read_back(target, offset, (sectors * 512) as usize) == expected(lba, sectors, tag),
                     "{name}: round {round}, lba {lba}"
                 );
             }
         }
-        println!(
-            "host-check {name} {SCRATCH} {SCRATCH_SECTORS} {}",
-            sha256_hex(&mirror)
-        );
+        println!("host-check {name} {SCRATCH} {SCRATCH_SECTORS} {}", sha256_hex(&mirror));
     }
 }
 
@@ -291,9 +222,5 @@ fn no_bounce_memory_is_left_in_use() {
     assert_eq!(stats.pages_in_use, 0, "{stats:?}");
     // The virtio queue and the two PRD tables stay prepared while the drivers run.
     assert_eq!(stats.prepared_commands, 3, "{stats:?}");
-    assert!(
-        platform().accounting().misuse_log().is_empty(),
-        "{:?}",
-        platform().accounting().misuse_log()
-    );
+    assert!(platform().accounting().misuse_log().is_empty(), "{:?}", platform().accounting().misuse_log());
 }

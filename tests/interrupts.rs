@@ -31,12 +31,7 @@ fn timer_interrupts_arrive() {
         }
         x86_64::instructions::hlt();
     }
-    assert!(
-        pic::ticks() >= start + 3,
-        "timer ticks: {} -> {}",
-        start,
-        pic::ticks()
-    );
+    assert!(pic::ticks() >= start + 3, "timer ticks: {} -> {}", start, pic::ticks());
 }
 
 fn page_fault_is_reported() {

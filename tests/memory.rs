@@ -59,32 +59,21 @@ fn frames_below_4_gib_can_be_written() {
 
 fn frames_above_4_gib_can_be_written() {
     let frame = physical::allocate_frame().expect("a frame");
-    assert!(
-        frame.start_address().as_u64() >= FOUR_GIB,
-        "unconstrained frames come from the Normal zone"
-    );
+    assert!(frame.start_address().as_u64() >= FOUR_GIB, "unconstrained frames come from the Normal zone");
     write_and_check(frame, 0xfeed_beef);
     physical::free_frame(frame).expect("free");
 }
 
 fn contiguous_runs_never_cross_a_64_kib_boundary() {
     let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
-    let constraints = Constraints {
-        below: Some(PhysAddr::new(FOUR_GIB)),
-        alignment: FRAME_SIZE,
-        boundary: 64 * 1024,
-    };
+    let constraints = Constraints { below: Some(PhysAddr::new(FOUR_GIB)), alignment: FRAME_SIZE, boundary: 64 * 1024 };
     let mut held = Vec::new();
     for _ in 0..200 {
         let count = 1 + (random.next() % 16) as usize;
         let first = physical::allocate_contiguous(count, constraints).expect("a run");
         let start = first.start_address().as_u64();
         let last = start + count as u64 * FRAME_SIZE - 1;
-        assert_eq!(
-            start >> 16,
-            last >> 16,
-            "run {start:#x}..={last:#x} crosses 64 KiB"
-        );
+        assert_eq!(start >> 16, last >> 16, "run {start:#x}..={last:#x} crosses 64 KiB");
         assert!(last < FOUR_GIB);
         held.push((first, count));
     }
@@ -95,11 +84,7 @@ fn contiguous_runs_never_cross_a_64_kib_boundary() {
 
 fn contiguous_runs_below_16_mib_are_aligned() {
     let before = physical::zone_stats();
-    let constraints = Constraints {
-        below: Some(PhysAddr::new(16 << 20)),
-        alignment: 64 * 1024,
-        boundary: 0,
-    };
+    let constraints = Constraints { below: Some(PhysAddr::new(16 << 20)), alignment: 64 * 1024, boundary: 0 };
     let first = physical::allocate_contiguous(8, constraints).expect("a run below 16 MiB");
     let start = first.start_address().as_u64();
     assert_eq!(start % (64 * 1024), 0);
@@ -111,19 +96,9 @@ fn contiguous_runs_below_16_mib_are_aligned() {
 fn impossible_requests_fail_cleanly() {
     let huge = physical::allocate_contiguous(1 << 30, Constraints::NONE);
     assert_eq!(huge, Err(MemoryError::NoContiguousRun));
-    let bad = Constraints {
-        below: None,
-        alignment: 3 * FRAME_SIZE,
-        boundary: 0,
-    };
-    assert_eq!(
-        physical::allocate_contiguous(1, bad),
-        Err(MemoryError::BadRequest)
-    );
-    assert_eq!(
-        physical::allocate_frame_below(PhysAddr::new(FRAME_SIZE)),
-        Err(MemoryError::OutOfMemory)
-    );
+    let bad = Constraints { below: None, alignment: 3 * FRAME_SIZE, boundary: 0 };
+    assert_eq!(physical::allocate_contiguous(1, bad), Err(MemoryError::BadRequest));
+    assert_eq!(physical::allocate_frame_below(PhysAddr::new(FRAME_SIZE)), Err(MemoryError::OutOfMemory));
 }
 
 fn double_free_is_refused() {
@@ -144,18 +119,9 @@ fn heap_holds_a_large_vector() {
 fn heap_holds_many_small_boxes() {
     let (used_before, _) = dmakit::memory::heap::usage();
     let boxes: Vec<Box<u32>> = (0..10_000).map(Box::new).collect();
-    assert!(
-        boxes
-            .iter()
-            .enumerate()
-            .all(|(index, value)| **value == index as u32)
-    );
+    assert!(boxes.iter().enumerate().all(|(index, value)| **value == index as u32));
     drop(boxes);
-    assert_eq!(
-        dmakit::memory::heap::usage().0,
-        used_before,
-        "everything was freed"
-    );
+    assert_eq!(dmakit::memory::heap::usage().0, used_before, "everything was freed");
 }
 
 fn map_translate_unmap_round_trip() {
@@ -163,20 +129,13 @@ fn map_translate_unmap_round_trip() {
     let frame = physical::allocate_frame().expect("a frame");
     // SAFETY: a fresh frame at an address nothing else uses.
     unsafe { paging::map(page, frame, PageTableFlags::WRITABLE).expect("map") };
-    assert_eq!(
-        paging::translate(page.start_address() + 0x123),
-        Some(frame.start_address() + 0x123)
-    );
+    assert_eq!(paging::translate(page.start_address() + 0x123), Some(frame.start_address() + 0x123));
     let pointer = page.start_address().as_mut_ptr::<u64>();
     // SAFETY: just mapped, writable, ours.
     unsafe { pointer.write_volatile(0x0dda_0dda) };
     // The same frame read through the physical map sees the write.
     // SAFETY: the frame is mapped there too, and still ours.
-    let alias = unsafe {
-        physical::to_virtual(frame.start_address())
-            .as_ptr::<u64>()
-            .read_volatile()
-    };
+    let alias = unsafe { physical::to_virtual(frame.start_address()).as_ptr::<u64>().read_volatile() };
     assert_eq!(alias, 0x0dda_0dda);
     // SAFETY: as above; mapping it twice must fail cleanly.
     let again = unsafe { paging::map(page, frame, PageTableFlags::WRITABLE) };
@@ -188,14 +147,6 @@ fn map_translate_unmap_round_trip() {
 }
 
 fn low_memory_is_unmapped_after_boot() {
-    assert_eq!(
-        paging::translate(VirtAddr::new(0)),
-        None,
-        "null is unmapped"
-    );
-    assert_eq!(
-        paging::translate(VirtAddr::new(0x10_0000)),
-        None,
-        "the boot identity map is gone"
-    );
+    assert_eq!(paging::translate(VirtAddr::new(0)), None, "null is unmapped");
+    assert_eq!(paging::translate(VirtAddr::new(0x10_0000)), None, "the boot identity map is gone");
 }

@@ -22,11 +22,7 @@ pub(crate) struct BootFrames {
 impl BootFrames {
     /// A bump allocator over `[start, end)`, both page-aligned.
     pub(crate) fn new(start: u64, end: u64) -> Self {
-        Self {
-            start,
-            next: start,
-            end,
-        }
+        Self { start, next: start, end }
     }
 
     /// `pages` zeroed, contiguous frames; their physical address.
@@ -40,13 +36,7 @@ impl BootFrames {
         // SAFETY: `[address, end)` lies in a usable RAM range below 1 GiB that no one
         // else owns (the allocator was built from such a range and never hands a byte
         // out twice), and the boot page tables map the first GiB at KERNEL_VMA.
-        unsafe {
-            core::ptr::write_bytes(
-                (KERNEL_VMA + address) as *mut u8,
-                0,
-                (end - address) as usize,
-            )
-        };
+        unsafe { core::ptr::write_bytes((KERNEL_VMA + address) as *mut u8, 0, (end - address) as usize) };
         Some(address)
     }
 

@@ -25,8 +25,7 @@ use crate::entry::{KERNEL_VMA, bootloader_config_bytes, image_physical_range};
 use crate::frames::BootFrames;
 use crate::memory_map::{self, MAX_FIRMWARE_ENTRIES, Reservation};
 use crate::start_info::{
-    E820_RAM, HvmMemoryMapEntry, HvmModule, HvmStartInfo, IDENTITY_LIMIT, START_INFO_MAGIC,
-    read_physical,
+    E820_RAM, HvmMemoryMapEntry, HvmModule, HvmStartInfo, IDENTITY_LIMIT, START_INFO_MAGIC, read_physical,
 };
 
 const PAGE_SIZE: u64 = 4096;
@@ -56,10 +55,7 @@ pub fn command_line() -> &'static str {
     core::str::from_utf8(bytes).unwrap_or("")
 }
 
-#[allow(
-    improper_ctypes,
-    reason = "both sides are Rust: entry_point! defines `_start` with this very signature"
-)]
+#[allow(improper_ctypes, reason = "both sides are Rust: entry_point! defines `_start` with this very signature")]
 unsafe extern "C" {
     /// Defined by `bootloader_api::entry_point!` in the kernel binary.
     fn _start(boot_info: &'static mut BootInfo) -> !;
@@ -72,36 +68,24 @@ pub(crate) extern "C" fn boot_main(start_info_address: u32) -> ! {
     // SAFETY: QEMU passes the structure's address in %ebx and the identity map of
     // the first GiB is active; the magic is checked before any field is trusted.
     let start_info: HvmStartInfo = unsafe { read_physical(u64::from(start_info_address)) };
-    assert!(
-        start_info.magic == START_INFO_MAGIC,
-        "no PVH start info (bad magic)"
-    );
-    assert!(
-        start_info.version >= 1,
-        "PVH start info version 0 has no memory map"
-    );
+    assert!(start_info.magic == START_INFO_MAGIC, "no PVH start info (bad magic)");
+    assert!(start_info.version >= 1, "PVH start info version 0 has no memory map");
 
     let mut firmware = [HvmMemoryMapEntry::default(); MAX_FIRMWARE_ENTRIES];
     let firmware_count = (start_info.memory_map_entries as usize).min(MAX_FIRMWARE_ENTRIES);
     for (index, entry) in firmware[..firmware_count].iter_mut().enumerate() {
-        let address =
-            start_info.memory_map_address + (index * size_of::<HvmMemoryMapEntry>()) as u64;
+        let address = start_info.memory_map_address + (index * size_of::<HvmMemoryMapEntry>()) as u64;
         // SAFETY: entry `index` of the memory map QEMU described; identity map active.
         *entry = unsafe { read_physical(address) };
     }
     let firmware = &firmware[..firmware_count];
 
-    let config = BootloaderConfig::deserialize(bootloader_config_bytes())
-        .unwrap_or_else(|_| BootloaderConfig::new_default());
+    let config =
+        BootloaderConfig::deserialize(bootloader_config_bytes()).unwrap_or_else(|_| BootloaderConfig::new_default());
 
     let (image_start, image_end) = image_physical_range();
     let stack_pages = config.kernel_stack_size.div_ceil(PAGE_SIZE).max(1);
-    let ram_end = firmware
-        .iter()
-        .filter(|e| e.kind == E820_RAM)
-        .map(|e| e.address + e.size)
-        .max()
-        .unwrap_or(0);
+    let ram_end = firmware.iter().filter(|e| e.kind == E820_RAM).map(|e| e.address + e.size).max().unwrap_or(0);
     // Map at least the 32-bit space so that MMIO below 4 GiB is reachable too.
     let map_end = ram_end.max(1 << 32).next_multiple_of(Size2MiB::SIZE);
     let table_pages = map_end.div_ceil(1 << 30) + map_end.div_ceil(1 << 39) + 1;
@@ -114,13 +98,10 @@ pub(crate) extern "C" fn boot_main(start_info_address: u32) -> ! {
     copy_command_line(&start_info, command_line_address);
     let stack_bottom = frames.allocate(stack_pages).expect("sized above");
 
-    let physical_memory_offset = config
-        .mappings
-        .physical_memory
-        .map(|mapping| match mapping {
-            Mapping::Dynamic => DEFAULT_PHYSICAL_MEMORY_OFFSET,
-            Mapping::FixedAddress(address) => address,
-        });
+    let physical_memory_offset = config.mappings.physical_memory.map(|mapping| match mapping {
+        Mapping::Dynamic => DEFAULT_PHYSICAL_MEMORY_OFFSET,
+        Mapping::FixedAddress(address) => address,
+    });
     if let Some(offset) = physical_memory_offset {
         map_physical_memory(offset, map_end, &mut frames);
     }
@@ -137,18 +118,9 @@ pub(crate) extern "C" fn boot_main(start_info_address: u32) -> ! {
     let (boot_start, boot_end) = frames.used();
     let mut reservations = [
         // Page 0 stays out of the allocator: a DMA or physical address of 0 is always a bug.
-        Reservation {
-            start: 0,
-            end: PAGE_SIZE,
-        },
-        Reservation {
-            start: image_start,
-            end: image_end,
-        },
-        Reservation {
-            start: boot_start,
-            end: boot_end,
-        },
+        Reservation { start: 0, end: PAGE_SIZE },
+        Reservation { start: image_start, end: image_end },
+        Reservation { start: boot_start, end: boot_end },
         Reservation { start: 0, end: 0 },
     ];
     if let Some(module) = ramdisk {
@@ -160,16 +132,14 @@ pub(crate) extern "C" fn boot_main(start_info_address: u32) -> ! {
 
     let info_virtual = KERNEL_VMA + info_address;
     let regions_virtual = info_virtual + REGIONS_OFFSET;
-    let capacity = ((BOOT_INFO_PAGES * PAGE_SIZE - REGIONS_OFFSET)
-        / size_of::<MemoryRegion>() as u64) as usize;
+    let capacity = ((BOOT_INFO_PAGES * PAGE_SIZE - REGIONS_OFFSET) / size_of::<MemoryRegion>() as u64) as usize;
     // SAFETY: the boot-info pages are zeroed frames this code owns for ever (reported
     // as Bootloader memory), mapped at KERNEL_VMA; the region array follows BootInfo
     // without overlapping it, and MemoryRegion is valid for any initialised bytes we write.
     let regions: &'static mut [MemoryRegion] =
         unsafe { core::slice::from_raw_parts_mut(regions_virtual as *mut MemoryRegion, capacity) };
     regions.fill(MemoryRegion::empty());
-    let count =
-        memory_map::build(firmware, &reservations, regions).expect("too many memory regions");
+    let count = memory_map::build(firmware, &reservations, regions).expect("too many memory regions");
     let regions = &mut regions[..count];
 
     let mut boot_info = BootInfo::new(regions.into());
@@ -250,16 +220,11 @@ fn copy_command_line(start_info: &HvmStartInfo, destination: u64) {
             break;
         }
         // SAFETY: `destination` is a fresh page of our own, and `length` < 4096.
-        unsafe {
-            ((KERNEL_VMA + destination) as *mut u8)
-                .add(length)
-                .write(byte)
-        };
+        unsafe { ((KERNEL_VMA + destination) as *mut u8).add(length).write(byte) };
         length += 1;
     }
     // SAFETY: the `length` bytes just written.
-    let bytes =
-        unsafe { core::slice::from_raw_parts((KERNEL_VMA + destination) as *const u8, length) };
+    let bytes = unsafe { core::slice::from_raw_parts((KERNEL_VMA + destination) as *const u8, length) };
     if core::str::from_utf8(bytes).is_ok() {
         COMMAND_LINE_LENGTH.store(length, Ordering::Release);
         COMMAND_LINE_ADDRESS.store(KERNEL_VMA + destination, Ordering::Release);
@@ -268,10 +233,7 @@ fn copy_command_line(start_info: &HvmStartInfo, destination: u64) {
 
 /// Maps `[0, end)` physical at `offset` with writable, non-executable 2 MiB pages.
 fn map_physical_memory(offset: u64, end: u64, frames: &mut BootFrames) {
-    assert!(
-        offset.is_multiple_of(Size2MiB::SIZE),
-        "physical memory offset must be 2 MiB aligned"
-    );
+    assert!(offset.is_multiple_of(Size2MiB::SIZE), "physical memory offset must be 2 MiB aligned");
     let (level_4, _) = Cr3::read();
     // SAFETY: the active level-4 table is in the identity-mapped first GiB, and with
     // offset 0 the mapper reads every table through the identity map, where the boot

@@ -37,10 +37,7 @@ fn kind_at(
         return Some(MemoryRegionKind::Bootloader);
     }
     let mut kind = None;
-    for entry in firmware
-        .iter()
-        .filter(|e| overlaps(e.address, e.address + e.size))
-    {
+    for entry in firmware.iter().filter(|e| overlaps(e.address, e.address + e.size)) {
         if entry.kind != E820_RAM {
             return Some(MemoryRegionKind::UnknownBios(entry.kind));
         }
@@ -50,11 +47,7 @@ fn kind_at(
 }
 
 /// Pushes `region`, merging it into the previous one when they touch and agree.
-fn push(
-    output: &mut [MemoryRegion],
-    count: &mut usize,
-    region: MemoryRegion,
-) -> Result<(), TooManyRegions> {
+fn push(output: &mut [MemoryRegion], count: &mut usize, region: MemoryRegion) -> Result<(), TooManyRegions> {
     if let Some(last) = count.checked_sub(1).map(|i| &mut output[i])
         && last.end == region.start
         && last.kind == region.kind
@@ -125,12 +118,7 @@ mod tests {
     use super::*;
 
     fn ram(address: u64, size: u64, kind: u32) -> HvmMemoryMapEntry {
-        HvmMemoryMapEntry {
-            address,
-            size,
-            kind,
-            reserved: 0,
-        }
+        HvmMemoryMapEntry { address, size, kind, reserved: 0 }
     }
 
     fn run(firmware: &[HvmMemoryMapEntry], reservations: &[Reservation]) -> Vec<MemoryRegion> {
@@ -149,44 +137,26 @@ mod tests {
             ram(0xfffc_0000, 0x4_0000, 2),
             ram(0x1_0000_0000, 0x1_4000_0000, 1),
         ];
-        let reservations = [
-            Reservation {
-                start: 0,
-                end: 0x1000,
-            },
-            Reservation {
-                start: 0x10_0000,
-                end: 0x30_0000,
-            },
-        ];
+        let reservations = [Reservation { start: 0, end: 0x1000 }, Reservation { start: 0x10_0000, end: 0x30_0000 }];
         let regions = run(&firmware, &reservations);
         for pair in regions.windows(2) {
-            assert!(
-                pair[0].end <= pair[1].start,
-                "sorted and disjoint: {pair:?}"
-            );
+            assert!(pair[0].end <= pair[1].start, "sorted and disjoint: {pair:?}");
         }
         let usable_at = |address: u64| {
-            regions.iter().any(|r| {
-                r.kind == MemoryRegionKind::Usable && r.start <= address && address < r.end
-            })
+            regions.iter().any(|r| r.kind == MemoryRegionKind::Usable && r.start <= address && address < r.end)
         };
         assert!(!usable_at(0), "page 0 is reserved");
         assert!(usable_at(0x1000));
-        assert!(
-            !usable_at(0x9f000),
-            "partial page at the end of low RAM is dropped"
-        );
+        assert!(!usable_at(0x9f000), "partial page at the end of low RAM is dropped");
         assert!(!usable_at(0x20_0000), "the kernel image is not usable");
         assert!(usable_at(0x30_0000));
         assert!(usable_at(0x2_0000_0000));
-        assert!(regions.iter().all(|r| r.kind != MemoryRegionKind::Usable
-            || (r.start % PAGE_SIZE == 0 && r.end % PAGE_SIZE == 0)));
         assert!(
             regions
                 .iter()
-                .any(|r| r.kind == MemoryRegionKind::UnknownBios(2))
+                .all(|r| r.kind != MemoryRegionKind::Usable || (r.start % PAGE_SIZE == 0 && r.end % PAGE_SIZE == 0))
         );
+        assert!(regions.iter().any(|r| r.kind == MemoryRegionKind::UnknownBios(2)));
     }
 
     #[test]

@@ -9,11 +9,7 @@ pub struct ImmediateWaiter;
 
 impl Waiter for ImmediateWaiter {
     fn wait_until(&self, _timeout_ms: u64, done: &mut dyn FnMut() -> bool) -> Result<(), IoReturn> {
-        if (0..3).any(|_| done()) {
-            Ok(())
-        } else {
-            Err(IoReturn::Timeout)
-        }
+        if (0..3).any(|_| done()) { Ok(()) } else { Err(IoReturn::Timeout) }
     }
 }
 

@@ -39,38 +39,12 @@ pub trait BlockDevice: Send + Sync {
         options: &TransferOptions,
     ) -> Result<(), IoReturn>;
     /// Reads `count` blocks from `lba` into `buffer` at byte `offset`.
-    fn read(
-        &self,
-        lba: u64,
-        count: u64,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-    ) -> Result<(), IoReturn> {
-        self.transfer(
-            IoDirection::In,
-            lba,
-            count,
-            buffer,
-            offset,
-            &TransferOptions::default(),
-        )
+    fn read(&self, lba: u64, count: u64, buffer: &Arc<IoMemoryDescriptor>, offset: u64) -> Result<(), IoReturn> {
+        self.transfer(IoDirection::In, lba, count, buffer, offset, &TransferOptions::default())
     }
     /// Writes `count` blocks at `lba` from `buffer` at byte `offset`.
-    fn write(
-        &self,
-        lba: u64,
-        count: u64,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-    ) -> Result<(), IoReturn> {
-        self.transfer(
-            IoDirection::Out,
-            lba,
-            count,
-            buffer,
-            offset,
-            &TransferOptions::default(),
-        )
+    fn write(&self, lba: u64, count: u64, buffer: &Arc<IoMemoryDescriptor>, offset: u64) -> Result<(), IoReturn> {
+        self.transfer(IoDirection::Out, lba, count, buffer, offset, &TransferOptions::default())
     }
     /// A line about the device for listings (model, transport).
     fn description(&self) -> String;
@@ -106,13 +80,8 @@ pub fn check_request(
     if end > device.block_count() {
         return Err(IoReturn::BadArgument);
     }
-    let bytes = count
-        .checked_mul(u64::from(device.block_size()))
-        .ok_or(IoReturn::BadArgument)?;
-    if offset
-        .checked_add(bytes)
-        .is_none_or(|end| end > buffer.length())
-    {
+    let bytes = count.checked_mul(u64::from(device.block_size())).ok_or(IoReturn::BadArgument)?;
+    if offset.checked_add(bytes).is_none_or(|end| end > buffer.length()) {
         return Err(IoReturn::Overrun);
     }
     if !offset.is_multiple_of(2) {

@@ -20,9 +20,7 @@ pub enum InitError {
 impl fmt::Display for InitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InitError::NoPhysicalMemoryMapping => {
-                f.write_str("boot info has no physical memory offset")
-            }
+            InitError::NoPhysicalMemoryMapping => f.write_str("boot info has no physical memory offset"),
             InitError::Memory(error) => write!(f, "memory set-up failed: {error}"),
         }
     }
@@ -39,12 +37,10 @@ impl From<MemoryError> for InitError {
 pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     let boot_info: &'static BootInfo = boot_info;
     logger::init(logger::level_from_command_line(crate::boot::command_line()));
+    crate::dma::trace::set_sink(|arguments| crate::println!("{arguments}"));
     gdt::init();
     idt::init();
-    let offset = boot_info
-        .physical_memory_offset
-        .into_option()
-        .ok_or(InitError::NoPhysicalMemoryMapping)?;
+    let offset = boot_info.physical_memory_offset.into_option().ok_or(InitError::NoPhysicalMemoryMapping)?;
     physical::init(&boot_info.memory_regions, offset)?;
     boot_info::init(boot_info);
     paging::init();

@@ -56,12 +56,7 @@ mod ports {
 
     impl fmt::Debug for PortRange {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(
-                f,
-                "ports {:#x}-{:#x}",
-                self.base,
-                u32::from(self.base) + u32::from(self.size) - 1
-            )
+            write!(f, "ports {:#x}-{:#x}", self.base, u32::from(self.base) + u32::from(self.size) - 1)
         }
     }
 
@@ -85,11 +80,7 @@ mod ports {
         }
         let wanted = (base, size);
         let mut claimed = CLAIMED.lock();
-        if KERNEL_PORTS
-            .iter()
-            .chain(claimed.iter())
-            .any(|&range| overlaps(range, wanted))
-        {
+        if KERNEL_PORTS.iter().chain(claimed.iter()).any(|&range| overlaps(range, wanted)) {
             return Err(IoReturn::Busy);
         }
         claimed.push(wanted);
@@ -98,9 +89,7 @@ mod ports {
 
     impl Drop for PortRange {
         fn drop(&mut self) {
-            CLAIMED
-                .lock()
-                .retain(|&range| range != (self.base, self.size));
+            CLAIMED.lock().retain(|&range| range != (self.base, self.size));
         }
     }
 
@@ -112,9 +101,7 @@ mod ports {
 
         fn port(&self, offset: u16, width: u16) -> u16 {
             assert!(
-                offset
-                    .checked_add(width)
-                    .is_some_and(|end| end <= self.size),
+                offset.checked_add(width).is_some_and(|end| end <= self.size),
                 "register offset {offset:#x} outside {self:?}"
             );
             self.base + offset

@@ -14,9 +14,13 @@ pub use dmakit_boot as boot;
 
 #[cfg(target_os = "none")]
 pub mod arch;
+#[cfg(target_os = "none")]
+pub mod bench;
 pub mod block;
 #[cfg(target_os = "none")]
 pub mod boot_info;
+#[cfg(target_os = "none")]
+pub mod clock;
 pub mod digest;
 pub mod dma;
 pub mod driver;
@@ -31,6 +35,7 @@ pub mod pattern;
 pub mod pci;
 #[cfg(target_os = "none")]
 pub mod serial;
+pub mod shell;
 #[cfg(target_os = "none")]
 pub mod testing;
 pub mod time;

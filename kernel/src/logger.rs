@@ -49,10 +49,7 @@ mod tests {
 
     #[test]
     fn level_is_read_from_the_command_line() {
-        assert_eq!(
-            level_from_command_line("quiet log=debug"),
-            LevelFilter::Debug
-        );
+        assert_eq!(level_from_command_line("quiet log=debug"), LevelFilter::Debug);
         assert_eq!(level_from_command_line("log=nonsense"), LevelFilter::Info);
         assert_eq!(level_from_command_line(""), LevelFilter::Info);
     }

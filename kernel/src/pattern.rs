@@ -18,11 +18,7 @@ pub fn sector(lba: u64, tag: u8, output: &mut [u8]) {
     head[15] = b'\n';
     let base = (lba as u8).wrapping_mul(31);
     for (j, byte) in output.iter_mut().enumerate().take(SECTOR) {
-        *byte = if j < 16 {
-            head[j]
-        } else {
-            base.wrapping_add((j as u8).wrapping_mul(7))
-        };
+        *byte = if j < 16 { head[j] } else { base.wrapping_add((j as u8).wrapping_mul(7)) };
     }
 }
 

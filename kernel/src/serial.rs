@@ -25,9 +25,28 @@ fn write_to(console: &mut Option<Uart16550Tty<PioBackend>>, arguments: fmt::Argu
     }
 }
 
+/// When `Some`, everything printed is also kept here (for tests of the shell).
+static CAPTURE: Mutex<Option<alloc::string::String>> = Mutex::new(None);
+
 /// Writes formatted text to the console (what `print!` calls).
 pub fn print(arguments: fmt::Arguments) {
-    without_interrupts(|| write_to(&mut CONSOLE.lock(), arguments));
+    without_interrupts(|| {
+        write_to(&mut CONSOLE.lock(), arguments);
+        if let Some(capture) = CAPTURE.lock().as_mut() {
+            // Writing to a String cannot fail.
+            let _ = capture.write_fmt(arguments);
+        }
+    });
+}
+
+/// Starts keeping a copy of everything printed.
+pub fn start_capture() {
+    without_interrupts(|| *CAPTURE.lock() = Some(alloc::string::String::new()));
+}
+
+/// Stops keeping a copy and returns what was printed since `start_capture`.
+pub fn take_capture() -> alloc::string::String {
+    without_interrupts(|| CAPTURE.lock().take().unwrap_or_default())
 }
 
 /// Writes even if the console lock is held: for panics and fatal exceptions, where

@@ -40,11 +40,7 @@ mod kernel_waiters {
                     if sleep {
                         interrupts::enable();
                     }
-                    return if finished {
-                        Ok(())
-                    } else {
-                        Err(IoReturn::Timeout)
-                    };
+                    return if finished { Ok(()) } else { Err(IoReturn::Timeout) };
                 }
                 (false, false, true) => interrupts::enable_and_hlt(),
                 (false, false, false) => core::hint::spin_loop(),
@@ -58,11 +54,7 @@ mod kernel_waiters {
     pub struct InterruptWaiter;
 
     impl Waiter for InterruptWaiter {
-        fn wait_until(
-            &self,
-            timeout_ms: u64,
-            done: &mut dyn FnMut() -> bool,
-        ) -> Result<(), IoReturn> {
+        fn wait_until(&self, timeout_ms: u64, done: &mut dyn FnMut() -> bool) -> Result<(), IoReturn> {
             wait(timeout_ms, done, true)
         }
     }
@@ -73,11 +65,7 @@ mod kernel_waiters {
     pub struct PollingWaiter;
 
     impl Waiter for PollingWaiter {
-        fn wait_until(
-            &self,
-            timeout_ms: u64,
-            done: &mut dyn FnMut() -> bool,
-        ) -> Result<(), IoReturn> {
+        fn wait_until(&self, timeout_ms: u64, done: &mut dyn FnMut() -> bool) -> Result<(), IoReturn> {
             wait(timeout_ms, done, false)
         }
     }

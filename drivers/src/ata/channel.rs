@@ -17,8 +17,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dmakit::block::{BlockDevice, TransferOptions, check_request};
 use dmakit::dma::{
-    DmaAddr, DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, OutputFormat,
-    Segment, Specification,
+    DmaAddr, DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, OutputFormat, Segment, Specification,
 };
 use dmakit::io::RegisterIo;
 use dmakit::memory::{Constraints, FRAME_SIZE};
@@ -102,29 +101,14 @@ impl<R: RegisterIo> Channel<R> {
         waiter: &'static dyn Waiter,
         use_interrupts: bool,
     ) -> Result<Self, IoReturn> {
-        let below_4_gib = Constraints {
-            below: Some(PhysAddr::new(1 << 32)),
-            alignment: FRAME_SIZE,
-            boundary: 0,
-        };
+        let below_4_gib = Constraints { below: Some(PhysAddr::new(1 << 32)), alignment: FRAME_SIZE, boundary: 0 };
         let prd_table = IoMemoryDescriptor::allocate_coherent(platform, FRAME_SIZE, below_4_gib)?;
-        let table_specification = Specification {
-            alignment: 4,
-            boundary: REGION_LIMIT,
-            max_segments: 1,
-            ..Specification::UNLIMITED_32
-        };
+        let table_specification =
+            Specification { alignment: 4, boundary: REGION_LIMIT, max_segments: 1, ..Specification::UNLIMITED_32 };
         let mut prd_command = IoDmaCommand::new(platform, table_specification)?;
         prd_command.set_memory_descriptor(prd_table.clone(), true)?;
         let data_command = IoDmaCommand::new(platform, PIIX_SPECIFICATION)?;
-        control_block.write8(
-            DEVICE_CONTROL,
-            if use_interrupts {
-                0
-            } else {
-                CONTROL_NO_INTERRUPTS
-            },
-        );
+        control_block.write8(DEVICE_CONTROL, if use_interrupts { 0 } else { CONTROL_NO_INTERRUPTS });
         Ok(Channel {
             platform,
             command_block,
@@ -163,8 +147,7 @@ impl<R: RegisterIo> Channel<R> {
     }
 
     fn select(&self, drive: u8, lba_top: u8) {
-        self.command_block
-            .write8(DRIVE, DRIVE_LBA | drive << 4 | lba_top);
+        self.command_block.write8(DRIVE, DRIVE_LBA | drive << 4 | lba_top);
         // Reading the alternate status four times gives the drive its 400 ns.
         for _ in 0..4 {
             self.control_block.read8(DEVICE_CONTROL);
@@ -194,10 +177,7 @@ impl<R: RegisterIo> Channel<R> {
             return None;
         }
         let status = self.wait_not_busy().ok()?;
-        let signature = (
-            self.command_block.read8(LBA_MID),
-            self.command_block.read8(LBA_HIGH),
-        );
+        let signature = (self.command_block.read8(LBA_MID), self.command_block.read8(LBA_HIGH));
         if signature != (0, 0) || status & STATUS_ERROR != 0 {
             return None;
         }
@@ -225,8 +205,7 @@ impl<R: RegisterIo> Channel<R> {
             return self.run_commands(&mut engine, request);
         };
         // An experiment: this transfer uses a command with a stricter specification.
-        let special =
-            IoDmaCommand::new(self.platform, PIIX_SPECIFICATION.restricted_by(&restrict))?;
+        let special = IoDmaCommand::new(self.platform, PIIX_SPECIFICATION.restricted_by(&restrict))?;
         let usual = core::mem::replace(&mut engine.data_command, special);
         let result = self.run_commands(&mut engine, request);
         engine.data_command = usual;
@@ -234,11 +213,7 @@ impl<R: RegisterIo> Channel<R> {
     }
 
     fn run_commands(&self, engine: &mut Engine, request: &Transfer) -> Result<(), IoReturn> {
-        let chunk = if request.lba48 {
-            LBA48_MAX_SECTORS
-        } else {
-            LBA28_MAX_SECTORS
-        };
+        let chunk = if request.lba48 { LBA48_MAX_SECTORS } else { LBA28_MAX_SECTORS };
         let mut done = 0;
         while done < request.sectors {
             let command = Command {
@@ -252,19 +227,8 @@ impl<R: RegisterIo> Channel<R> {
         Ok(())
     }
 
-    fn dma_command(
-        &self,
-        engine: &mut Engine,
-        request: &Transfer,
-        command: &Command,
-    ) -> Result<(), IoReturn> {
-        let Engine {
-            prd_table,
-            prd_command,
-            data_command,
-            last_table,
-            last_command,
-        } = engine;
+    fn dma_command(&self, engine: &mut Engine, request: &Transfer, command: &Command) -> Result<(), IoReturn> {
+        let Engine { prd_table, prd_command, data_command, last_table, last_command } = engine;
         let length = command.count * SECTOR_SIZE;
         data_command.with_transfer(
             request.buffer.clone(),
@@ -295,13 +259,7 @@ impl<R: RegisterIo> Channel<R> {
     }
 
     /// Programs the drive and the engine for one command and waits for it.
-    fn run(
-        &self,
-        table: u64,
-        last_command: &mut u8,
-        request: &Transfer,
-        command: &Command,
-    ) -> Result<(), IoReturn> {
+    fn run(&self, table: u64, last_command: &mut u8, request: &Transfer, command: &Command) -> Result<(), IoReturn> {
         let (drive, write, lba, count) = (request.drive, request.write, command.lba, command.count);
         // LBA28 reaches 2^28 sectors and 256 per command; beyond that, LBA48.
         let extended = request.lba48 && (lba + count > 1 << 28 || count > LBA28_MAX_SECTORS);
@@ -316,18 +274,10 @@ impl<R: RegisterIo> Channel<R> {
             self.command_block.write8(LBA_LOW, (lba >> 24) as u8);
             self.command_block.write8(LBA_MID, (lba >> 32) as u8);
             self.command_block.write8(LBA_HIGH, (lba >> 40) as u8);
-            if write {
-                COMMAND_WRITE_DMA_EXT
-            } else {
-                COMMAND_READ_DMA_EXT
-            }
+            if write { COMMAND_WRITE_DMA_EXT } else { COMMAND_READ_DMA_EXT }
         } else {
             self.select(drive, (lba >> 24) as u8 & 0x0f);
-            if write {
-                COMMAND_WRITE_DMA
-            } else {
-                COMMAND_READ_DMA
-            }
+            if write { COMMAND_WRITE_DMA } else { COMMAND_READ_DMA }
         };
         // In LBA28 a count of 256 is written as 0.
         self.command_block.write8(SECTOR_COUNT, count as u8);
@@ -336,10 +286,7 @@ impl<R: RegisterIo> Channel<R> {
         self.command_block.write8(LBA_HIGH, (lba >> 16) as u8);
         *last_command = opcode;
         self.command_block.write8(STATUS, opcode);
-        self.bus_master.write8(
-            BM_COMMAND,
-            BM_START | if write { 0 } else { BM_WRITES_MEMORY },
-        );
+        self.bus_master.write8(BM_COMMAND, BM_START | if write { 0 } else { BM_WRITES_MEMORY });
 
         let waited = self.waiter.wait_until(COMMAND_TIMEOUT_MS, &mut || {
             let status = self.bus_master.read8(BM_STATUS);
@@ -369,12 +316,7 @@ pub struct AtaDisk<R: RegisterIo> {
 impl<R: RegisterIo> AtaDisk<R> {
     /// The disk `drive` (0 master, 1 slave) of `channel`, as IDENTIFY described it.
     pub fn new(channel: Arc<Channel<R>>, drive: u8, identity: Identity) -> AtaDisk<R> {
-        AtaDisk {
-            channel,
-            drive,
-            identity,
-            force_double_buffer: AtomicBool::new(false),
-        }
+        AtaDisk { channel, drive, identity, force_double_buffer: AtomicBool::new(false) }
     }
 
     /// The channel the disk is on.
@@ -400,8 +342,7 @@ impl<R: RegisterIo> AtaDisk<R> {
             sectors: count,
             buffer,
             offset,
-            force_double_buffer: options.force_double_buffer
-                || self.force_double_buffer.load(Ordering::Relaxed),
+            force_double_buffer: options.force_double_buffer || self.force_double_buffer.load(Ordering::Relaxed),
             restrict: options.restrict,
         })
     }
@@ -434,16 +375,8 @@ impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
     }
 
     fn description(&self) -> String {
-        let addressing = if self.identity.lba48 {
-            "LBA48"
-        } else {
-            "LBA28"
-        };
-        format!(
-            "{} ({addressing}, {})",
-            self.identity.model,
-            if self.drive == 0 { "master" } else { "slave" }
-        )
+        let addressing = if self.identity.lba48 { "LBA48" } else { "LBA28" };
+        format!("{} ({addressing}, {})", self.identity.model, if self.drive == 0 { "master" } else { "slave" })
     }
 
     fn set_force_double_buffer(&self, enabled: bool) {
@@ -454,10 +387,7 @@ impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
         let (table, _) = self.channel.last_transfer();
         table
             .iter()
-            .map(|entry| Segment {
-                address: DmaAddr::new(u64::from(entry.address)),
-                length: entry.length(),
-            })
+            .map(|entry| Segment { address: DmaAddr::new(u64::from(entry.address)), length: entry.length() })
             .collect()
     }
 }

@@ -39,27 +39,14 @@ impl Driver for PiixAtaDriver {
     }
 
     fn matches(&self) -> &'static [Match] {
-        &[
-            Match::Device {
-                vendor: 0x8086,
-                device: 0x7010,
-            },
-            Match::Class {
-                class: 0x01,
-                subclass: 0x01,
-            },
-        ]
+        &[Match::Device { vendor: 0x8086, device: 0x7010 }, Match::Class { class: 0x01, subclass: 0x01 }]
     }
 
     fn probe(&self, device: &PciDevice) -> u32 {
         // Bus-master DMA needs BAR 4; the PIIX3 itself is the best match.
         match device.bars[4] {
             Some(Bar::Io { size, .. }) if size >= 2 * BM_CHANNEL_SIZE => {
-                if (device.vendor_id, device.device_id) == (0x8086, 0x7010) {
-                    1000
-                } else {
-                    500
-                }
+                if (device.vendor_id, device.device_id) == (0x8086, 0x7010) { 1000 } else { 500 }
             }
             _ => 0,
         }
@@ -73,10 +60,8 @@ impl Driver for PiixAtaDriver {
             let Ok((command, control)) = device.claim_legacy_ide(channel_number) else {
                 continue;
             };
-            let window: Registers = Box::new(Window::new(
-                bus_master.clone(),
-                u16::from(channel_number) * BM_CHANNEL_SIZE,
-            ));
+            let window: Registers =
+                Box::new(Window::new(bus_master.clone(), u16::from(channel_number) * BM_CHANNEL_SIZE));
             let channel = Arc::new(Channel::new(
                 Box::new(command) as Registers,
                 Box::new(control),
@@ -95,15 +80,9 @@ impl Driver for PiixAtaDriver {
                     found += 1;
                 }
             }
-            properties.push((
-                format!("channel{channel_number}"),
-                format!("irq {irq}, {found} disk(s)"),
-            ));
+            properties.push((format!("channel{channel_number}"), format!("irq {irq}, {found} disk(s)")));
         }
-        properties.push((
-            "prd-entries".to_string(),
-            super::prd::ENTRIES_PER_TABLE.to_string(),
-        ));
+        properties.push(("prd-entries".to_string(), super::prd::ENTRIES_PER_TABLE.to_string()));
         Ok(DriverInstance { disks, properties })
     }
 }

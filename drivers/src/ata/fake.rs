@@ -68,10 +68,7 @@ impl FakeChannel {
         Arc::new(FakeChannel {
             platform,
             drives: Mutex::new([master, slave]),
-            state: Mutex::new(State {
-                status: STATUS_READY,
-                ..State::default()
-            }),
+            state: Mutex::new(State { status: STATUS_READY, ..State::default() }),
             commands: Mutex::new(Vec::new()),
             most_entries: Mutex::new(0),
             bad_sector: Mutex::new(None),
@@ -106,16 +103,11 @@ impl FakeChannel {
         };
         let extended = matches!(command, COMMAND_READ_DMA_EXT | COMMAND_WRITE_DMA_EXT);
         let read = matches!(command, COMMAND_READ_DMA | COMMAND_READ_DMA_EXT);
-        assert_eq!(
-            state.bm_command & BM_WRITES_MEMORY != 0,
-            read,
-            "bus-master direction does not match the command"
-        );
+        assert_eq!(state.bm_command & BM_WRITES_MEMORY != 0, read, "bus-master direction does not match the command");
         let (count, lba) = if extended {
             let count = u64::from(state.count[1]) << 8 | u64::from(state.count[0]);
             let lba = (0..3).fold(0u64, |lba, i| {
-                lba | u64::from(state.lba[i][0]) << (8 * i)
-                    | u64::from(state.lba[i][1]) << (24 + 8 * i)
+                lba | u64::from(state.lba[i][0]) << (8 * i) | u64::from(state.lba[i][1]) << (24 + 8 * i)
             });
             (if count == 0 { 65536 } else { count }, lba)
         } else {
@@ -126,50 +118,31 @@ impl FakeChannel {
         let mut entries = Vec::new();
         for index in 0..ENTRIES_PER_TABLE {
             let mut bytes = [0u8; 8];
-            self.platform
-                .device_read(u64::from(state.prd_table) + 8 * index as u64, &mut bytes);
+            self.platform.device_read(u64::from(state.prd_table) + 8 * index as u64, &mut bytes);
             let entry = PrdEntry::from_bytes(bytes);
             let (address, length) = (u64::from(entry.address), entry.length());
-            assert!(
-                address % 2 == 0 && length % 2 == 0,
-                "PRD entry {index} not even: {entry:?}"
-            );
+            assert!(address % 2 == 0 && length % 2 == 0, "PRD entry {index} not even: {entry:?}");
             assert!(
                 address % REGION_LIMIT + length <= REGION_LIMIT,
                 "PRD entry {index} crosses a 64 KiB boundary: {entry:?}"
             );
-            assert!(
-                address + length <= 1 << 32,
-                "PRD entry {index} beyond 4 GiB"
-            );
+            assert!(address + length <= 1 << 32, "PRD entry {index} beyond 4 GiB");
             entries.push(entry);
             if entry.flags & END_OF_TABLE != 0 {
                 break;
             }
         }
-        assert!(
-            entries.last().is_some_and(|e| e.flags & END_OF_TABLE != 0),
-            "PRD table without end"
-        );
+        assert!(entries.last().is_some_and(|e| e.flags & END_OF_TABLE != 0), "PRD table without end");
         {
             let mut most = self.most_entries.lock();
             *most = (*most).max(entries.len());
         }
         let total: u64 = entries.iter().map(|e| e.length()).sum();
-        assert_eq!(
-            total,
-            count * SECTOR_SIZE,
-            "PRD table and sector count disagree"
-        );
+        assert_eq!(total, count * SECTOR_SIZE, "PRD table and sector count disagree");
         let mut drives = self.drives.lock();
-        let drive = drives[usize::from(state.drive)]
-            .as_mut()
-            .expect("selected drive exists");
+        let drive = drives[usize::from(state.drive)].as_mut().expect("selected drive exists");
         let start = (lba * SECTOR_SIZE) as usize;
-        let bad = self
-            .bad_sector
-            .lock()
-            .is_some_and(|bad| bad >= lba && bad < lba + count);
+        let bad = self.bad_sector.lock().is_some_and(|bad| bad >= lba && bad < lba + count);
         if bad || start + total as usize > drive.image.len() {
             state.status = STATUS_READY | STATUS_ERROR;
             state.bm_status = BM_INTERRUPT;
@@ -179,14 +152,10 @@ impl FakeChannel {
         for entry in entries {
             let length = entry.length() as usize;
             if read {
-                self.platform.device_write(
-                    u64::from(entry.address),
-                    &drive.image[position..position + length],
-                );
+                self.platform.device_write(u64::from(entry.address), &drive.image[position..position + length]);
             } else {
                 let mut bytes = vec![0; length];
-                self.platform
-                    .device_read(u64::from(entry.address), &mut bytes);
+                self.platform.device_read(u64::from(entry.address), &mut bytes);
                 drive.image[position..position + length].copy_from_slice(&bytes);
             }
             position += length;
@@ -213,10 +182,7 @@ impl RegisterIo for FakePorts {
     }
 
     fn read16(&self, offset: u16) -> u16 {
-        assert!(
-            matches!(self.1, Block::Command) && offset == DATA,
-            "read16 of {offset:#x}"
-        );
+        assert!(matches!(self.1, Block::Command) && offset == DATA, "read16 of {offset:#x}");
         let mut state = self.0.state.lock();
         let word = state.identify.pop().unwrap_or(0);
         if state.identify.is_empty() {
@@ -250,9 +216,7 @@ impl RegisterIo for FakePorts {
                     self.0.run(&mut state);
                 }
             }
-            (Block::BusMaster, BM_STATUS) => {
-                state.bm_status &= !(value & (BM_ERROR | BM_INTERRUPT))
-            }
+            (Block::BusMaster, BM_STATUS) => state.bm_status &= !(value & (BM_ERROR | BM_INTERRUPT)),
             _ => panic!("write8 of {offset:#x}"),
         }
     }
@@ -262,10 +226,7 @@ impl RegisterIo for FakePorts {
     }
 
     fn write32(&self, offset: u16, value: u32) {
-        assert!(
-            matches!(self.1, Block::BusMaster) && offset == BM_PRD_TABLE,
-            "write32 of {offset:#x}"
-        );
+        assert!(matches!(self.1, Block::BusMaster) && offset == BM_PRD_TABLE, "write32 of {offset:#x}");
         assert_eq!(value % 4, 0, "PRD table must be dword aligned");
         self.0.state.lock().prd_table = value;
     }

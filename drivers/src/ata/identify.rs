@@ -18,14 +18,8 @@ impl Identity {
     pub fn parse(words: &[u16; 256]) -> Identity {
         let lba48 = words[83] & (1 << 10) != 0;
         let lba28_sectors = u64::from(words[60]) | u64::from(words[61]) << 16;
-        let lba48_sectors = (0..4).fold(0u64, |total, i| {
-            total | u64::from(words[100 + i]) << (16 * i)
-        });
-        let sectors = if lba48 && lba48_sectors > 0 {
-            lba48_sectors
-        } else {
-            lba28_sectors
-        };
+        let lba48_sectors = (0..4).fold(0u64, |total, i| total | u64::from(words[100 + i]) << (16 * i));
+        let sectors = if lba48 && lba48_sectors > 0 { lba48_sectors } else { lba28_sectors };
         let mut model = String::new();
         for word in &words[27..47] {
             for byte in word.to_be_bytes() {
@@ -34,11 +28,7 @@ impl Identity {
                 }
             }
         }
-        Identity {
-            sectors,
-            lba48,
-            model: String::from(model.trim()),
-        }
+        Identity { sectors, lba48, model: String::from(model.trim()) }
     }
 
     /// The IDENTIFY words a drive with these facts answers (for fake drives).
@@ -69,17 +59,9 @@ mod tests {
 
     #[test]
     fn identity_round_trips_through_words() {
-        let identity = Identity {
-            sectors: 0x1_2345_6789,
-            lba48: true,
-            model: String::from("QEMU HARDDISK"),
-        };
+        let identity = Identity { sectors: 0x1_2345_6789, lba48: true, model: String::from("QEMU HARDDISK") };
         assert_eq!(Identity::parse(&identity.to_words()), identity);
-        let small = Identity {
-            sectors: 32768,
-            lba48: false,
-            model: String::from("X"),
-        };
+        let small = Identity { sectors: 32768, lba48: false, model: String::from("X") };
         assert_eq!(Identity::parse(&small.to_words()), small);
     }
 }

@@ -27,22 +27,14 @@ impl PrdEntry {
     pub fn new(segment: Segment, last: bool) -> PrdEntry {
         PrdEntry {
             address: segment.address.as_u64() as u32,
-            byte_count: if segment.length == REGION_LIMIT {
-                0
-            } else {
-                segment.length as u16
-            },
+            byte_count: if segment.length == REGION_LIMIT { 0 } else { segment.length as u16 },
             flags: if last { END_OF_TABLE } else { 0 },
         }
     }
 
     /// Bytes the entry covers.
     pub fn length(&self) -> u64 {
-        if self.byte_count == 0 {
-            REGION_LIMIT
-        } else {
-            u64::from(self.byte_count)
-        }
+        if self.byte_count == 0 { REGION_LIMIT } else { u64::from(self.byte_count) }
     }
 
     /// Little-endian bytes, as the controller reads them.
@@ -71,17 +63,8 @@ mod tests {
 
     #[test]
     fn a_64_kib_region_is_written_as_zero() {
-        let entry = PrdEntry::new(
-            Segment {
-                address: DmaAddr::new(0x1_0000),
-                length: REGION_LIMIT,
-            },
-            true,
-        );
+        let entry = PrdEntry::new(Segment { address: DmaAddr::new(0x1_0000), length: REGION_LIMIT }, true);
         assert_eq!(entry.to_bytes(), [0, 0, 1, 0, 0, 0, 0, 0x80]);
-        assert_eq!(
-            PrdEntry::from_bytes(entry.to_bytes()).length(),
-            REGION_LIMIT
-        );
+        assert_eq!(PrdEntry::from_bytes(entry.to_bytes()).length(), REGION_LIMIT);
     }
 }

@@ -25,14 +25,7 @@ const SECTORS: u64 = 8192;
 fn drive(lba48: bool) -> FakeDrive {
     let mut image = vec![0; (SECTORS * 512) as usize];
     pattern::fill(0, b'A', &mut image);
-    FakeDrive {
-        image,
-        identity: Identity {
-            sectors: SECTORS,
-            lba48,
-            model: String::from("FAKE DISK"),
-        },
-    }
+    FakeDrive { image, identity: Identity { sectors: SECTORS, lba48, model: String::from("FAKE DISK") } }
 }
 
 struct Setup {
@@ -45,20 +38,10 @@ fn setup(master: Option<FakeDrive>, slave: Option<FakeDrive>) -> Setup {
     let platform = SimulatedPlatform::leak(1024);
     let fake = FakeChannel::new(platform, master, slave);
     let port = |block| FakePorts(fake.clone(), block);
-    let channel = Channel::new(
-        port(Block::Command),
-        port(Block::Control),
-        port(Block::BusMaster),
-        platform,
-        &WAITER,
-        true,
-    )
-    .unwrap();
-    Setup {
-        platform,
-        fake,
-        channel: Arc::new(channel),
-    }
+    let channel =
+        Channel::new(port(Block::Command), port(Block::Control), port(Block::BusMaster), platform, &WAITER, true)
+            .unwrap();
+    Setup { platform, fake, channel: Arc::new(channel) }
 }
 
 fn disk(setup: &Setup, number: u8) -> AtaDisk<FakePorts> {
@@ -66,13 +49,8 @@ fn disk(setup: &Setup, number: u8) -> AtaDisk<FakePorts> {
     AtaDisk::new(setup.channel.clone(), number, identity)
 }
 
-fn high(
-    platform: &'static SimulatedPlatform,
-    bytes: u64,
-    direction: IoDirection,
-) -> Arc<IoMemoryDescriptor> {
-    let buffer =
-        IoMemoryDescriptor::allocate(platform, bytes, direction, Constraints::NONE).unwrap();
+fn high(platform: &'static SimulatedPlatform, bytes: u64, direction: IoDirection) -> Arc<IoMemoryDescriptor> {
+    let buffer = IoMemoryDescriptor::allocate(platform, bytes, direction, Constraints::NONE).unwrap();
     assert!(buffer.physical_segment(0).unwrap().0.as_u64() >= 1 << 32);
     buffer
 }
@@ -87,10 +65,7 @@ fn contents(descriptor: &IoMemoryDescriptor, offset: u64, length: usize) -> Vec<
 fn identify_finds_the_drives_that_exist() {
     let setup = setup(Some(drive(true)), None);
     let identity = setup.channel.identify(0).unwrap();
-    assert_eq!(
-        (identity.sectors, identity.lba48, identity.model.as_str()),
-        (SECTORS, true, "FAKE DISK")
-    );
+    assert_eq!((identity.sectors, identity.lba48, identity.model.as_str()), (SECTORS, true, "FAKE DISK"));
     assert_eq!(setup.channel.identify(1), None, "no slave");
 }
 
@@ -103,23 +78,11 @@ fn reads_every_sector_into_high_memory_through_bounce_buffers() {
     for first in (0..SECTORS).step_by(256) {
         disk.read(first, 256, &target, 0).unwrap();
         pattern::fill(first, b'A', &mut expected);
-        assert_eq!(
-            contents(&target, 0, expected.len()),
-            expected,
-            "sectors from {first}"
-        );
+        assert_eq!(contents(&target, 0, expected.len()), expected, "sectors from {first}");
     }
     let stats = setup.platform.accounting().stats();
-    assert_eq!(
-        stats.bytes_from_bounce,
-        SECTORS * 512,
-        "a 32-bit controller bounces high memory"
-    );
-    assert_eq!(
-        (stats.pages_in_use, stats.prepared_commands),
-        (0, 1),
-        "only the PRD table stays prepared"
-    );
+    assert_eq!(stats.bytes_from_bounce, SECTORS * 512, "a 32-bit controller bounces high memory");
+    assert_eq!((stats.pages_in_use, stats.prepared_commands), (0, 1), "only the PRD table stays prepared");
 }
 
 #[test]
@@ -130,10 +93,7 @@ fn writes_reach_the_disk_and_read_back() {
     let data: Vec<u8> = (0..16 * 512).map(|i| (i % 253) as u8).collect();
     source.write_bytes(0, &data).unwrap();
     slave.write(40, 16, &source, 0).unwrap();
-    assert_eq!(
-        &setup.fake.drives.lock()[1].as_ref().unwrap().image[40 * 512..56 * 512],
-        data.as_slice()
-    );
+    assert_eq!(&setup.fake.drives.lock()[1].as_ref().unwrap().image[40 * 512..56 * 512], data.as_slice());
     let target = high(setup.platform, 16 * 512, IoDirection::In);
     slave.read(40, 16, &target, 0).unwrap();
     assert_eq!(contents(&target, 0, data.len()), data);
@@ -145,31 +105,16 @@ fn regions_never_cross_64_kib_even_when_the_buffer_does() {
     let setup = setup(Some(drive(true)), None);
     let disk = disk(&setup, 0);
     // A low buffer (no bouncing), read at an offset so that regions straddle 64 KiB lines.
-    let below = Constraints {
-        below: Some(PhysAddr::new(1 << 32)),
-        alignment: REGION_LIMIT,
-        boundary: 0,
-    };
-    let target =
-        IoMemoryDescriptor::allocate(setup.platform, 320 * 1024, IoDirection::In, below).unwrap();
+    let below = Constraints { below: Some(PhysAddr::new(1 << 32)), alignment: REGION_LIMIT, boundary: 0 };
+    let target = IoMemoryDescriptor::allocate(setup.platform, 320 * 1024, IoDirection::In, below).unwrap();
     let offset = REGION_LIMIT - 1024;
     disk.read(3, 256, &target, offset).unwrap();
     let (table, _) = setup.channel.last_transfer();
-    assert!(
-        table.len() >= 3,
-        "128 KiB from 63 KiB into a 64 KiB-aligned buffer needs 3 regions: {table:?}"
-    );
+    assert!(table.len() >= 3, "128 KiB from 63 KiB into a 64 KiB-aligned buffer needs 3 regions: {table:?}");
     for entry in &table {
-        assert!(
-            u64::from(entry.address) % REGION_LIMIT + entry.length() <= REGION_LIMIT,
-            "{entry:?}"
-        );
+        assert!(u64::from(entry.address) % REGION_LIMIT + entry.length() <= REGION_LIMIT, "{entry:?}");
     }
-    assert_eq!(
-        setup.platform.accounting().stats().bytes_from_bounce,
-        0,
-        "split, not bounced"
-    );
+    assert_eq!(setup.platform.accounting().stats().bytes_from_bounce, 0, "split, not bounced");
     let mut expected = vec![0; 256 * 512];
     pattern::fill(3, b'A', &mut expected);
     assert_eq!(contents(&target, offset, expected.len()), expected);
@@ -181,10 +126,7 @@ fn large_requests_use_lba48_and_small_ones_lba28() {
     let disk = disk(&setup, 0);
     let target = high(setup.platform, 1024 * 512, IoDirection::In);
     disk.read(100, 1024, &target, 0).unwrap();
-    assert_eq!(
-        setup.fake.commands.lock().last(),
-        Some(&COMMAND_READ_DMA_EXT)
-    );
+    assert_eq!(setup.fake.commands.lock().last(), Some(&COMMAND_READ_DMA_EXT));
     disk.read(100, 8, &target, 0).unwrap();
     assert_eq!(setup.fake.commands.lock().last(), Some(&COMMAND_READ_DMA));
     let mut expected = vec![0; 8 * 512];
@@ -195,13 +137,7 @@ fn large_requests_use_lba48_and_small_ones_lba28() {
     let small = self::disk(&plain, 0);
     let target = high(plain.platform, 600 * 512, IoDirection::In);
     small.read(0, 600, &target, 0).unwrap();
-    let reads = plain
-        .fake
-        .commands
-        .lock()
-        .iter()
-        .filter(|&&c| c == COMMAND_READ_DMA)
-        .count();
+    let reads = plain.fake.commands.lock().iter().filter(|&&c| c == COMMAND_READ_DMA).count();
     assert_eq!(reads, 3);
 }
 
@@ -210,19 +146,12 @@ fn errors_are_reported_and_the_disk_stays_usable() {
     let setup = setup(Some(drive(false)), None);
     let disk = disk(&setup, 0);
     let target = high(setup.platform, 4096, IoDirection::In);
-    assert_eq!(
-        disk.read(SECTORS - 2, 4, &target, 0),
-        Err(IoReturn::BadArgument)
-    );
+    assert_eq!(disk.read(SECTORS - 2, 4, &target, 0), Err(IoReturn::BadArgument));
     assert_eq!(disk.read(0, 0, &target, 0), Err(IoReturn::BadArgument));
     assert_eq!(disk.read(0, 1, &target, 3), Err(IoReturn::NotAligned));
     *setup.fake.bad_sector.lock() = Some(7);
     assert_eq!(disk.read(4, 8, &target, 0), Err(IoReturn::IoError));
-    assert_eq!(
-        setup.platform.accounting().stats().pages_in_use,
-        0,
-        "bounce memory returned after an error"
-    );
+    assert_eq!(setup.platform.accounting().stats().pages_in_use, 0, "bounce memory returned after an error");
     disk.read(SECTORS - 8, 8, &target, 0).unwrap();
     let mut expected = vec![0; 4096];
     pattern::fill(SECTORS - 8, b'A', &mut expected);
@@ -235,16 +164,12 @@ fn forced_double_buffering_works_for_low_buffers_too() {
     let disk = disk(&setup, 0);
     disk.set_force_double_buffer(true);
     let below = Constraints::below(PhysAddr::new(1 << 32));
-    let target =
-        IoMemoryDescriptor::allocate(setup.platform, 32 * 512, IoDirection::In, below).unwrap();
+    let target = IoMemoryDescriptor::allocate(setup.platform, 32 * 512, IoDirection::In, below).unwrap();
     disk.read(9, 32, &target, 0).unwrap();
     let mut expected = vec![0; 32 * 512];
     pattern::fill(9, b'A', &mut expected);
     assert_eq!(contents(&target, 0, expected.len()), expected);
-    assert_eq!(
-        setup.platform.accounting().stats().bytes_from_bounce,
-        32 * 512
-    );
+    assert_eq!(setup.platform.accounting().stats().bytes_from_bounce, 32 * 512);
 }
 
 proptest! {

@@ -16,9 +16,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
 use dmakit::block::{BlockDevice, TransferOptions, check_request};
-use dmakit::dma::{
-    DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, Segment, Specification,
-};
+use dmakit::dma::{DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, Segment, Specification};
 use dmakit::io::RegisterIo;
 use dmakit::memory::{Constraints, FRAME_SIZE};
 use dmakit::time::Waiter;
@@ -109,8 +107,8 @@ impl<R: RegisterIo> VirtioBlock<R> {
                 return Err(error);
             }
         };
-        let capacity = u64::from(registers.read32(BLOCK_CAPACITY))
-            | u64::from(registers.read32(BLOCK_CAPACITY + 4)) << 32;
+        let capacity =
+            u64::from(registers.read32(BLOCK_CAPACITY)) | u64::from(registers.read32(BLOCK_CAPACITY + 4)) << 32;
         let seg_max = if features_accepted & FEATURE_SEG_MAX != 0 {
             registers.read32(BLOCK_SEG_MAX) as usize
         } else {
@@ -118,12 +116,8 @@ impl<R: RegisterIo> VirtioBlock<R> {
         };
         // Two descriptors of the chain are the header and the status.
         let max_data_segments = seg_max.min(usize::from(queue.layout.size) - 2).max(1);
-        let data_specification = Specification {
-            max_segments: max_data_segments,
-            ..Specification::UNLIMITED_64
-        };
-        let header =
-            IoMemoryDescriptor::allocate(platform, 16, IoDirection::Out, Constraints::NONE)?;
+        let data_specification = Specification { max_segments: max_data_segments, ..Specification::UNLIMITED_64 };
+        let header = IoMemoryDescriptor::allocate(platform, 16, IoDirection::Out, Constraints::NONE)?;
         let status = IoMemoryDescriptor::allocate(platform, 1, IoDirection::In, Constraints::NONE)?;
         let request = Request {
             queue,
@@ -136,10 +130,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
             failed: false,
             last_segments: alloc::vec::Vec::new(),
         };
-        registers.write8(
-            DEVICE_STATUS,
-            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK,
-        );
+        registers.write8(DEVICE_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK);
         Ok(VirtioBlock {
             registers,
             platform,
@@ -162,11 +153,8 @@ impl<R: RegisterIo> VirtioBlock<R> {
             return Err(IoReturn::NoResources);
         }
         let layout = QueueLayout::new(size);
-        let placement = Constraints {
-            below: Some(PhysAddr::new(1 << QUEUE_ADDRESS_BITS)),
-            alignment: FRAME_SIZE,
-            boundary: 0,
-        };
+        let placement =
+            Constraints { below: Some(PhysAddr::new(1 << QUEUE_ADDRESS_BITS)), alignment: FRAME_SIZE, boundary: 0 };
         let ring = IoMemoryDescriptor::allocate_coherent(platform, layout.total, placement)?;
         let ring_specification = Specification {
             num_address_bits: QUEUE_ADDRESS_BITS,
@@ -178,13 +166,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
         ring_command.set_memory_descriptor(ring.clone(), true)?;
         let page = ring_command.segments()[0].address.as_u64() / QUEUE_ALIGNMENT;
         registers.write32(QUEUE_ADDRESS, page as u32);
-        Ok(Queue {
-            layout,
-            ring,
-            ring_command,
-            available_index: 0,
-            used_index: 0,
-        })
+        Ok(Queue { layout, ring, ring_command, available_index: 0, used_index: 0 })
     }
 
     /// Acknowledges the device's interrupt (reading ISR lowers the line). Called
@@ -212,9 +194,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
 
     /// The device address of the queue memory.
     pub fn queue_address(&self) -> u64 {
-        self.request.lock().queue.ring_command.segments()[0]
-            .address
-            .as_u64()
+        self.request.lock().queue.ring_command.segments()[0].address.as_u64()
     }
 
     /// A transfer that passed `check_request`.
@@ -247,10 +227,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
         result
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "a transfer's parameters, split into chunks"
-    )]
+    #[allow(clippy::too_many_arguments, reason = "a transfer's parameters, split into chunks")]
     fn run_chunks(
         &self,
         request: &mut Request,
@@ -287,27 +264,14 @@ impl<R: RegisterIo> VirtioBlock<R> {
         request.header.write_bytes(0, &header)?;
         request.status.write_bytes(0, &[0xff])?;
         let force = chunk.force;
-        let Request {
-            queue,
-            header_command,
-            status_command,
-            data_command,
-            last_segments,
-            ..
-        } = request;
+        let Request { queue, header_command, status_command, data_command, last_segments, .. } = request;
         let (header, status) = (request.header.clone(), request.status.clone());
         let result = header_command.with_transfer(header, 0, 0, false, |header| {
             status_command.with_transfer(status, 0, 0, false, |status| {
-                data_command.with_transfer(
-                    chunk.buffer.clone(),
-                    chunk.offset,
-                    chunk.length,
-                    force,
-                    |data| {
-                        *last_segments = data.to_vec();
-                        self.run_chain(queue, header[0], data, !chunk.write, status[0])
-                    },
-                )
+                data_command.with_transfer(chunk.buffer.clone(), chunk.offset, chunk.length, force, |data| {
+                    *last_segments = data.to_vec();
+                    self.run_chain(queue, header[0], data, !chunk.write, status[0])
+                })
             })
         });
         if let Err(IoReturn::Timeout) = result {
@@ -319,11 +283,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
         result?;
         let mut status = [0xff];
         request.status.read_bytes(0, &mut status)?;
-        if status[0] == STATUS_OK {
-            Ok(())
-        } else {
-            Err(IoReturn::IoError)
-        }
+        if status[0] == STATUS_OK { Ok(()) } else { Err(IoReturn::IoError) }
     }
 
     /// Writes the chain into the descriptor table, publishes it and waits.
@@ -345,32 +305,22 @@ impl<R: RegisterIo> VirtioBlock<R> {
                 descriptor.flags |= DESCRIPTOR_NEXT;
                 descriptor.next = (index + 1) as u16;
             }
-            queue.ring.write_bytes(
-                queue.layout.descriptor(index as u16),
-                &descriptor.to_bytes(),
-            )?;
+            queue.ring.write_bytes(queue.layout.descriptor(index as u16), &descriptor.to_bytes())?;
         }
         // The chain starts at descriptor 0; put it in the next available slot.
-        queue.ring.write_bytes(
-            queue.layout.available_slot(queue.available_index),
-            &0u16.to_le_bytes(),
-        )?;
+        queue.ring.write_bytes(queue.layout.available_slot(queue.available_index), &0u16.to_le_bytes())?;
         // The device must see the descriptors and the slot before the new index.
         fence(Ordering::SeqCst);
         queue.available_index = queue.available_index.wrapping_add(1);
-        queue.ring.write_bytes(
-            queue.layout.available_index(),
-            &queue.available_index.to_le_bytes(),
-        )?;
+        queue.ring.write_bytes(queue.layout.available_index(), &queue.available_index.to_le_bytes())?;
         fence(Ordering::SeqCst);
         self.registers.write16(QUEUE_NOTIFY, 0);
 
         let expected = queue.used_index.wrapping_add(1);
         let ring = queue.ring.clone();
         let used_offset = queue.layout.used_index();
-        self.waiter.wait_until(REQUEST_TIMEOUT_MS, &mut || {
-            read_u16(&ring, used_offset).is_ok_and(|used| used == expected)
-        })?;
+        self.waiter
+            .wait_until(REQUEST_TIMEOUT_MS, &mut || read_u16(&ring, used_offset).is_ok_and(|used| used == expected))?;
         fence(Ordering::SeqCst);
         queue.used_index = expected;
         Ok(())
@@ -404,11 +354,7 @@ impl<R: RegisterIo> BlockDevice for VirtioBlock<R> {
     }
 
     fn description(&self) -> String {
-        format!(
-            "virtio-blk, legacy PCI, {}-entry queue, {} data segments",
-            self.queue_size(),
-            self.max_data_segments
-        )
+        format!("virtio-blk, legacy PCI, {}-entry queue, {} data segments", self.queue_size(), self.max_data_segments)
     }
 
     fn set_force_double_buffer(&self, enabled: bool) {

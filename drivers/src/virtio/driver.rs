@@ -31,10 +31,7 @@ impl Driver for VirtioBlockDriver {
     }
 
     fn matches(&self) -> &'static [Match] {
-        &[Match::Device {
-            vendor: 0x1af4,
-            device: 0x1001,
-        }]
+        &[Match::Device { vendor: 0x1af4, device: 0x1001 }]
     }
 
     fn probe(&self, device: &PciDevice) -> u32 {
@@ -62,15 +59,9 @@ impl Driver for VirtioBlockDriver {
         let (offered, accepted) = disk.features();
         Ok(DriverInstance {
             properties: vec![
-                (
-                    "features".to_string(),
-                    format!("offered {offered:#x}, accepted {accepted:#x}"),
-                ),
+                ("features".to_string(), format!("offered {offered:#x}, accepted {accepted:#x}")),
                 ("queue-size".to_string(), disk.queue_size().to_string()),
-                (
-                    "queue-address".to_string(),
-                    format!("{:#x}", disk.queue_address()),
-                ),
+                ("queue-address".to_string(), format!("{:#x}", disk.queue_address())),
                 ("irq".to_string(), interrupt),
             ],
             disks: vec![disk],

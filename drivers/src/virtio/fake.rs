@@ -41,11 +41,7 @@ pub struct FakeRegisters(pub Arc<FakeVirtio>);
 
 impl FakeVirtio {
     /// A fake disk of `sectors` sectors holding `contents`.
-    pub fn new(
-        platform: &'static SimulatedPlatform,
-        contents: Vec<u8>,
-        read_only: bool,
-    ) -> Arc<FakeVirtio> {
+    pub fn new(platform: &'static SimulatedPlatform, contents: Vec<u8>, read_only: bool) -> Arc<FakeVirtio> {
         Arc::new(FakeVirtio {
             platform,
             disk: Mutex::new(contents),
@@ -70,11 +66,7 @@ impl FakeVirtio {
     /// Processes every new available entry (what QEMU does on a notify).
     fn process(&self) {
         let mut state = self.state.lock();
-        assert_eq!(
-            state.status & STATUS_DRIVER_OK,
-            STATUS_DRIVER_OK,
-            "notify before DRIVER_OK"
-        );
+        assert_eq!(state.status & STATUS_DRIVER_OK, STATUS_DRIVER_OK, "notify before DRIVER_OK");
         let base = u64::from(state.queue_page) * QUEUE_ALIGNMENT;
         let layout = QueueLayout::new(self.queue_size);
         let available = self.read_u16(base + layout.available_index());
@@ -83,10 +75,7 @@ impl FakeVirtio {
             let mut chain = Vec::new();
             let mut index = head;
             loop {
-                let bytes: [u8; 16] = self
-                    .read(base + layout.descriptor(index), 16)
-                    .try_into()
-                    .expect("16 bytes");
+                let bytes: [u8; 16] = self.read(base + layout.descriptor(index), 16).try_into().expect("16 bytes");
                 let descriptor = VirtqDescriptor::from_bytes(&bytes);
                 chain.push(descriptor);
                 if descriptor.flags & DESCRIPTOR_NEXT == 0 {
@@ -105,8 +94,7 @@ impl FakeVirtio {
             element[4..].copy_from_slice(&written.to_le_bytes());
             self.platform.device_write(used_slot, &element);
             state.used_index = state.used_index.wrapping_add(1);
-            self.platform
-                .device_write(base + layout.used_index(), &state.used_index.to_le_bytes());
+            self.platform.device_write(base + layout.used_index(), &state.used_index.to_le_bytes());
             state.last_available = state.last_available.wrapping_add(1);
             state.isr = 1;
         }
@@ -118,17 +106,12 @@ impl FakeVirtio {
         let kind = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
         let sector = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
         let status = chain[chain.len() - 1];
-        assert!(
-            status.flags & DESCRIPTOR_WRITE != 0 && status.length == 1,
-            "status is one writable byte"
-        );
+        assert!(status.flags & DESCRIPTOR_WRITE != 0 && status.length == 1, "status is one writable byte");
         let data = &chain[1..chain.len() - 1];
         let length: u64 = data.iter().map(|d| u64::from(d.length)).sum();
         let mut disk = self.disk.lock();
         let start = sector * SECTOR_SIZE;
-        let bad = self
-            .bad_sector
-            .is_some_and(|bad| bad >= sector && bad * SECTOR_SIZE < start + length);
+        let bad = self.bad_sector.is_some_and(|bad| bad >= sector && bad * SECTOR_SIZE < start + length);
         let result = if bad || start + length > disk.len() as u64 {
             1
         } else {
@@ -136,12 +119,8 @@ impl FakeVirtio {
             for descriptor in data {
                 let length = descriptor.length as usize;
                 if kind == REQUEST_IN {
-                    assert!(
-                        descriptor.flags & DESCRIPTOR_WRITE != 0,
-                        "read data must be device-writable"
-                    );
-                    self.platform
-                        .device_write(descriptor.address, &disk[position..position + length]);
+                    assert!(descriptor.flags & DESCRIPTOR_WRITE != 0, "read data must be device-writable");
+                    self.platform.device_write(descriptor.address, &disk[position..position + length]);
                 } else {
                     let bytes = self.read(descriptor.address, length);
                     disk[position..position + length].copy_from_slice(&bytes);
@@ -151,11 +130,7 @@ impl FakeVirtio {
             STATUS_OK
         };
         self.platform.device_write(status.address, &[result]);
-        if kind == REQUEST_IN {
-            length as u32 + 1
-        } else {
-            1
-        }
+        if kind == REQUEST_IN { length as u32 + 1 } else { 1 }
     }
 }
 

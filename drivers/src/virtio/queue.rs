@@ -71,10 +71,7 @@ impl VirtqDescriptor {
 
     /// The segment this descriptor names.
     pub fn segment(&self) -> Segment {
-        Segment {
-            address: DmaAddr::new(self.address),
-            length: u64::from(self.length),
-        }
+        Segment { address: DmaAddr::new(self.address), length: u64::from(self.length) }
     }
 }
 
@@ -98,12 +95,7 @@ impl QueueLayout {
         let available = 16 * entries;
         let used = (available + 6 + 2 * entries).next_multiple_of(QUEUE_ALIGNMENT);
         let total = (used + 6 + 8 * entries).next_multiple_of(QUEUE_ALIGNMENT);
-        QueueLayout {
-            size,
-            available,
-            used,
-            total,
-        }
+        QueueLayout { size, available, used, total }
     }
 
     /// Offset of descriptor `index`.
@@ -143,15 +135,7 @@ mod tests {
         assert_eq!(layout.used, 8192, "the used ring starts on the next page");
         assert_eq!(layout.total, 3 * 4096);
         assert_eq!(layout.available_slot(257), 4096 + 4 + 2);
-        let descriptor = VirtqDescriptor {
-            address: 0x1234_5678_9abc,
-            length: 512,
-            flags: 3,
-            next: 7,
-        };
-        assert_eq!(
-            VirtqDescriptor::from_bytes(&descriptor.to_bytes()),
-            descriptor
-        );
+        let descriptor = VirtqDescriptor { address: 0x1234_5678_9abc, length: 512, flags: 3, next: 7 };
+        assert_eq!(VirtqDescriptor::from_bytes(&descriptor.to_bytes()), descriptor);
     }
 }

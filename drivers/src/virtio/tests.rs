@@ -24,24 +24,14 @@ fn disk_image() -> Vec<u8> {
     image
 }
 
-fn setup(
-    read_only: bool,
-) -> (
-    &'static SimulatedPlatform,
-    Arc<FakeVirtio>,
-    VirtioBlock<FakeRegisters>,
-) {
+fn setup(read_only: bool) -> (&'static SimulatedPlatform, Arc<FakeVirtio>, VirtioBlock<FakeRegisters>) {
     let platform = SimulatedPlatform::leak(1024);
     let fake = FakeVirtio::new(platform, disk_image(), read_only);
     let driver = VirtioBlock::new(FakeRegisters(fake.clone()), platform, &WAITER).unwrap();
     (platform, fake, driver)
 }
 
-fn buffer(
-    platform: &'static SimulatedPlatform,
-    bytes: u64,
-    direction: IoDirection,
-) -> Arc<IoMemoryDescriptor> {
+fn buffer(platform: &'static SimulatedPlatform, bytes: u64, direction: IoDirection) -> Arc<IoMemoryDescriptor> {
     IoMemoryDescriptor::allocate(platform, bytes, direction, Constraints::NONE).unwrap()
 }
 
@@ -60,17 +50,9 @@ fn reads_every_sector_byte_exact() {
     for first in (0..SECTORS).step_by(256) {
         driver.read(first, 256, &target, 0).unwrap();
         pattern::fill(first, b'V', &mut expected);
-        assert_eq!(
-            contents(&target, 0, expected.len()),
-            expected,
-            "sectors from {first}"
-        );
+        assert_eq!(contents(&target, 0, expected.len()), expected, "sectors from {first}");
     }
-    assert_eq!(
-        platform.accounting().stats().bytes_from_bounce,
-        0,
-        "a 64-bit device needs no bouncing"
-    );
+    assert_eq!(platform.accounting().stats().bytes_from_bounce, 0, "a 64-bit device needs no bouncing");
 }
 
 #[test]
@@ -101,10 +83,7 @@ fn forced_double_buffering_still_moves_the_right_bytes() {
     driver.write(0, 4, &source, 0).unwrap();
     assert_eq!(&fake.disk.lock()[..2048], &[0xa5; 2048][..]);
     let stats = platform.accounting().stats();
-    assert!(
-        stats.bytes_from_bounce >= 64 * 512 && stats.bytes_to_bounce >= 2048,
-        "{stats:?}"
-    );
+    assert!(stats.bytes_from_bounce >= 64 * 512 && stats.bytes_to_bounce >= 2048, "{stats:?}");
     // Only the queue stays prepared, for the device's whole life.
     assert_eq!((stats.pages_in_use, stats.prepared_commands), (0, 1));
 }
@@ -113,30 +92,11 @@ fn forced_double_buffering_still_moves_the_right_bytes() {
 fn bad_requests_are_refused_and_the_device_stays_usable() {
     let (platform, _fake, driver) = setup(false);
     let target = buffer(platform, 4096, IoDirection::In);
-    assert_eq!(
-        driver.read(SECTORS - 1, 2, &target, 0),
-        Err(IoReturn::BadArgument),
-        "past the end"
-    );
-    assert_eq!(
-        driver.read(SECTORS, 1, &target, 0),
-        Err(IoReturn::BadArgument)
-    );
-    assert_eq!(
-        driver.read(0, 0, &target, 0),
-        Err(IoReturn::BadArgument),
-        "zero length"
-    );
-    assert_eq!(
-        driver.read(0, 9, &target, 0),
-        Err(IoReturn::Overrun),
-        "buffer too small"
-    );
-    assert_eq!(
-        driver.read(0, 1, &target, 1),
-        Err(IoReturn::NotAligned),
-        "odd offset"
-    );
+    assert_eq!(driver.read(SECTORS - 1, 2, &target, 0), Err(IoReturn::BadArgument), "past the end");
+    assert_eq!(driver.read(SECTORS, 1, &target, 0), Err(IoReturn::BadArgument));
+    assert_eq!(driver.read(0, 0, &target, 0), Err(IoReturn::BadArgument), "zero length");
+    assert_eq!(driver.read(0, 9, &target, 0), Err(IoReturn::Overrun), "buffer too small");
+    assert_eq!(driver.read(0, 1, &target, 1), Err(IoReturn::NotAligned), "odd offset");
     driver.read(SECTORS - 8, 8, &target, 0).unwrap();
     let mut expected = vec![0; 4096];
     pattern::fill(SECTORS - 8, b'V', &mut expected);
@@ -168,11 +128,7 @@ fn device_errors_are_reported() {
     let target = buffer(platform, 4096, IoDirection::In);
     assert_eq!(driver.read(48, 4, &target, 0), Err(IoReturn::IoError));
     assert_eq!(driver.read(0, 4, &target, 0), Ok(()), "still usable");
-    assert_eq!(
-        platform.accounting().stats().prepared_commands,
-        1,
-        "only the queue"
-    );
+    assert_eq!(platform.accounting().stats().prepared_commands, 1, "only the queue");
 }
 
 #[test]
@@ -189,24 +145,12 @@ fn scattered_buffers_use_many_descriptors() {
     // the allocator happens to place neighbours next to each other.
     let pieces: Vec<_> = (0..8)
         .map(|i| {
-            (
-                4096,
-                if i % 2 == 0 {
-                    Constraints::NONE
-                } else {
-                    Constraints::below(x86_64::PhysAddr::new(1 << 32))
-                },
-            )
+            (4096, if i % 2 == 0 { Constraints::NONE } else { Constraints::below(x86_64::PhysAddr::new(1 << 32)) })
         })
         .collect();
-    let scattered =
-        IoMemoryDescriptor::allocate_scattered(platform, &pieces, IoDirection::In).unwrap();
+    let scattered = IoMemoryDescriptor::allocate_scattered(platform, &pieces, IoDirection::In).unwrap();
     driver.read(0, 64, &scattered, 0).unwrap();
-    assert_eq!(
-        *fake.longest_chain.lock(),
-        10,
-        "header, 8 data segments, status"
-    );
+    assert_eq!(*fake.longest_chain.lock(), 10, "header, 8 data segments, status");
     let mut expected = vec![0; 64 * 512];
     pattern::fill(0, b'V', &mut expected);
     assert_eq!(contents(&scattered, 0, expected.len()), expected);

@@ -1,15 +1,18 @@
 //! The bootable dmakit kernel that `make run` starts: banner, memory map and
-//! allocator state, the driver registry, the first sector of each disk; then it
-//! idles with interrupts on.
+//! allocator state, the driver registry, the first sector of each disk, one
+//! narrated bounced transfer, then the shell. With `bench` on the command line
+//! it runs the benchmark instead and powers off.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 use dmakit::arch::pic;
+use dmakit::arch::qemu::{ExitCode, exit};
 use dmakit::dma::kernel_platform::platform;
 use dmakit::dma::{IoDirection, IoMemoryDescriptor};
 use dmakit::memory::{Constraints, heap, physical};
+use dmakit::shell;
 use dmakit::{boot_info, driver, println};
 
 bootloader_api::entry_point!(kernel_main, config = &dmakit::BOOTLOADER_CONFIG);
@@ -26,13 +29,16 @@ fn kernel_main(boot_info: &'static mut bootloader_api::BootInfo) -> ! {
     println!("Registry:");
     driver::print_registry();
     read_first_sectors();
-    println!(
-        "Timer: {} Hz; dmakit is up. Leave QEMU with Ctrl-A then X.",
-        pic::TIMER_HZ
-    );
-    loop {
-        x86_64::instructions::hlt();
+    if dmakit::boot::command_line().split_whitespace().any(|word| word == "bench") {
+        dmakit::bench::full();
+        exit(ExitCode::Success);
     }
+    shell::narrate_one_transfer();
+    println!();
+    println!("dmakit is up (timer {} Hz). Type help; poweroff or Ctrl-A X leaves QEMU.", pic::TIMER_HZ);
+    shell::run(&mut shell::SerialInput);
+    // The input ended (a piped script): leave QEMU cleanly.
+    exit(ExitCode::Success);
 }
 
 fn print_allocator() {
@@ -52,19 +58,15 @@ fn print_allocator() {
 
 fn read_first_sectors() {
     for (name, disk) in driver::block_devices() {
-        let buffer =
-            match IoMemoryDescriptor::allocate(platform(), 512, IoDirection::In, Constraints::NONE)
-            {
-                Ok(buffer) => buffer,
-                Err(error) => {
-                    println!("{name}: no buffer: {error}");
-                    continue;
-                }
-            };
+        let buffer = match IoMemoryDescriptor::allocate(platform(), 512, IoDirection::In, Constraints::NONE) {
+            Ok(buffer) => buffer,
+            Err(error) => {
+                println!("{name}: no buffer: {error}");
+                continue;
+            }
+        };
         let mut first = [0u8; 16];
-        let result = disk
-            .read(0, 1, &buffer, 0)
-            .and_then(|()| buffer.read_bytes(0, &mut first));
+        let result = disk.read(0, 1, &buffer, 0).and_then(|()| buffer.read_bytes(0, &mut first));
         match result {
             Ok(_) => println!("{name}: sector 0 begins {first:02x?}"),
             Err(error) => println!("{name}: reading sector 0 failed: {error}"),

@@ -64,17 +64,9 @@ pub fn fatal(frame: &TrapFrame) -> ! {
             "  cr2 (faulting address): {address:#018x}\n  cause: {}\n",
             page_fault_cause(frame.error_code)
         ));
-        panic!(
-            "page fault at {address:#x} (rip {:#x}, error {:#x})",
-            frame.rip, frame.error_code
-        );
+        panic!("page fault at {address:#x} (rip {:#x}, error {:#x})", frame.rip, frame.error_code);
     }
-    panic!(
-        "{} at rip {:#x}, error code {:#x}",
-        name(vector),
-        frame.rip,
-        frame.error_code
-    );
+    panic!("{} at rip {:#x}, error code {:#x}", name(vector), frame.rip, frame.error_code);
 }
 
 /// The page-fault error code in words.

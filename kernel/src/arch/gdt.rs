@@ -25,10 +25,7 @@ static mut IST_STACKS: [IstStack; 3] = [const { IstStack([0; IST_STACK_SIZE]) };
 
 static TSS: LazyLock<TaskStateSegment> = LazyLock::new(|| {
     let mut tss = TaskStateSegment::new();
-    for (slot, index) in [DOUBLE_FAULT_IST, NMI_IST, MACHINE_CHECK_IST]
-        .into_iter()
-        .enumerate()
-    {
+    for (slot, index) in [DOUBLE_FAULT_IST, NMI_IST, MACHINE_CHECK_IST].into_iter().enumerate() {
         // Taking the address of a `static mut` creates no reference.
         let bottom = VirtAddr::from_ptr(&raw const IST_STACKS) + (slot * IST_STACK_SIZE) as u64;
         tss.interrupt_stack_table[usize::from(index)] = bottom + IST_STACK_SIZE as u64;
@@ -48,12 +45,7 @@ static GDT: LazyLock<Gdt> = LazyLock::new(|| {
     let code = table.append(Descriptor::kernel_code_segment());
     let data = table.append(Descriptor::kernel_data_segment());
     let tss = table.append(Descriptor::tss_segment(&TSS));
-    Gdt {
-        table,
-        code,
-        data,
-        tss,
-    }
+    Gdt { table, code, data, tss }
 });
 
 /// Loads the GDT, reloads the segment registers and loads the TSS.

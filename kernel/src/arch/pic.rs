@@ -44,11 +44,8 @@ pub fn register_handler(line: u8, handler: IrqHandler) -> bool {
         // are delivered; every line has an IDT entry.
         unsafe {
             let [master, slave] = pics.read_masks();
-            let (master, slave) = if line < 8 {
-                (master & !(1 << line), slave)
-            } else {
-                (master, slave & !(1 << (line - 8)))
-            };
+            let (master, slave) =
+                if line < 8 { (master & !(1 << line), slave) } else { (master, slave & !(1 << (line - 8))) };
             pics.write_masks(master, slave);
         }
     });

@@ -34,9 +34,7 @@ pub enum Misuse {
 impl fmt::Display for Misuse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Misuse::CompleteWithoutPrepare => {
-                "complete() without a matching prepare() (completed twice?)"
-            }
+            Misuse::CompleteWithoutPrepare => "complete() without a matching prepare() (completed twice?)",
             Misuse::SynchronizeWithoutPrepare => "synchronize() on a command that is not prepared",
             Misuse::DroppedWhilePrepared => "command dropped while prepared",
             Misuse::DescriptorDroppedWhilePrepared => "memory descriptor dropped while prepared",
@@ -193,11 +191,7 @@ impl Accounting {
     }
 
     pub(crate) fn count_transfer(&self, bounced: bool) {
-        let counter = if bounced {
-            &self.bounced_transfers
-        } else {
-            &self.direct_transfers
-        };
+        let counter = if bounced { &self.bounced_transfers } else { &self.direct_transfers };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 

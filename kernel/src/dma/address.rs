@@ -76,35 +76,17 @@ pub struct OutputFormat {
 
 impl OutputFormat {
     /// `OutputHost32`.
-    pub const HOST32: OutputFormat = OutputFormat {
-        bits: 32,
-        endian: Endian::Host,
-    };
+    pub const HOST32: OutputFormat = OutputFormat { bits: 32, endian: Endian::Host };
     /// `OutputBig32`.
-    pub const BIG32: OutputFormat = OutputFormat {
-        bits: 32,
-        endian: Endian::Big,
-    };
+    pub const BIG32: OutputFormat = OutputFormat { bits: 32, endian: Endian::Big };
     /// `OutputLittle32`.
-    pub const LITTLE32: OutputFormat = OutputFormat {
-        bits: 32,
-        endian: Endian::Little,
-    };
+    pub const LITTLE32: OutputFormat = OutputFormat { bits: 32, endian: Endian::Little };
     /// `OutputHost64`.
-    pub const HOST64: OutputFormat = OutputFormat {
-        bits: 64,
-        endian: Endian::Host,
-    };
+    pub const HOST64: OutputFormat = OutputFormat { bits: 64, endian: Endian::Host };
     /// `OutputBig64`.
-    pub const BIG64: OutputFormat = OutputFormat {
-        bits: 64,
-        endian: Endian::Big,
-    };
+    pub const BIG64: OutputFormat = OutputFormat { bits: 64, endian: Endian::Big };
     /// `OutputLittle64`.
-    pub const LITTLE64: OutputFormat = OutputFormat {
-        bits: 64,
-        endian: Endian::Little,
-    };
+    pub const LITTLE64: OutputFormat = OutputFormat { bits: 64, endian: Endian::Little };
 
     /// Bytes per record: 8 for 32-bit formats, 16 for 64-bit ones.
     pub const fn record_size(self) -> usize {
@@ -113,9 +95,7 @@ impl OutputFormat {
 
     /// Writes `segment` as one record at the start of `output`.
     pub fn encode(self, segment: Segment, output: &mut [u8]) -> Result<(), IoReturn> {
-        let record = output
-            .get_mut(..self.record_size())
-            .ok_or(IoReturn::NoSpace)?;
+        let record = output.get_mut(..self.record_size()).ok_or(IoReturn::NoSpace)?;
         let width = self.record_size() / 2;
         let fits = |value: u64| width == 8 || u32::try_from(value).is_ok();
         if !fits(segment.address.0) || !fits(segment.length) {
@@ -126,10 +106,7 @@ impl OutputFormat {
             Endian::Little => false,
             Endian::Host => cfg!(target_endian = "big"),
         };
-        for (field, value) in record
-            .chunks_mut(width)
-            .zip([segment.address.0, segment.length])
-        {
+        for (field, value) in record.chunks_mut(width).zip([segment.address.0, segment.length]) {
             // The low `width` bytes of the value, in the record's byte order.
             if big {
                 field.copy_from_slice(&value.to_be_bytes()[8 - width..]);
@@ -147,10 +124,7 @@ mod tests {
 
     #[test]
     fn big_endian_32_bit_records_are_big_endian_in_memory() {
-        let segment = Segment {
-            address: DmaAddr::new(0x1234_5678),
-            length: 0x200,
-        };
+        let segment = Segment { address: DmaAddr::new(0x1234_5678), length: 0x200 };
         let mut record = [0u8; 8];
         OutputFormat::BIG32.encode(segment, &mut record).unwrap();
         assert_eq!(record, [0x12, 0x34, 0x56, 0x78, 0, 0, 0x02, 0x00]);
@@ -160,17 +134,8 @@ mod tests {
         OutputFormat::BIG64.encode(segment, &mut wide).unwrap();
         assert_eq!(&wide[..8], &0x1234_5678u64.to_be_bytes());
         assert_eq!(&wide[8..], &0x200u64.to_be_bytes());
-        assert_eq!(
-            OutputFormat::HOST32.encode(segment, &mut [0; 4]),
-            Err(IoReturn::NoSpace)
-        );
-        let high = Segment {
-            address: DmaAddr::new(1 << 33),
-            length: 1,
-        };
-        assert_eq!(
-            OutputFormat::HOST32.encode(high, &mut record),
-            Err(IoReturn::MessageTooLarge)
-        );
+        assert_eq!(OutputFormat::HOST32.encode(segment, &mut [0; 4]), Err(IoReturn::NoSpace));
+        let high = Segment { address: DmaAddr::new(1 << 33), length: 1 };
+        assert_eq!(OutputFormat::HOST32.encode(high, &mut record), Err(IoReturn::MessageTooLarge));
     }
 }

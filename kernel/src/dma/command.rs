@@ -67,10 +67,7 @@ impl IoDmaCommand {
     /// A command for a device with `specification` (`IODMACommand::withSpecification`).
     /// `BadArgument` if the specification is invalid.
     #[doc(alias = "withSpecification")]
-    pub fn new(
-        platform: &'static dyn DmaPlatform,
-        specification: Specification,
-    ) -> Result<Self, IoReturn> {
+    pub fn new(platform: &'static dyn DmaPlatform, specification: Specification) -> Result<Self, IoReturn> {
         let rules = specification.rules()?;
         Ok(IoDmaCommand {
             id: platform.accounting().next_id(),
@@ -111,18 +108,11 @@ impl IoDmaCommand {
         auto_prepare: bool,
     ) -> Result<(), IoReturn> {
         if self.prepared.is_some() {
-            let same = self
-                .descriptor
-                .as_ref()
-                .is_some_and(|bound| Arc::ptr_eq(bound, &descriptor));
+            let same = self.descriptor.as_ref().is_some_and(|bound| Arc::ptr_eq(bound, &descriptor));
             return if same { Ok(()) } else { Err(IoReturn::Busy) };
         }
         self.descriptor = Some(descriptor);
-        if auto_prepare {
-            self.prepare(0, 0)
-        } else {
-            Ok(())
-        }
+        if auto_prepare { self.prepare(0, 0) } else { Ok(()) }
     }
 
     /// Unbinds the descriptor (`clearMemoryDescriptor`). If prepared, completes
@@ -164,17 +154,12 @@ impl IoDmaCommand {
 
     /// Whether the whole prepared range sits in one bounce buffer.
     pub fn is_wholly_double_buffered(&self) -> bool {
-        self.prepared
-            .as_ref()
-            .is_some_and(|p| p.layout.wholly_double_buffered())
+        self.prepared.as_ref().is_some_and(|p| p.layout.wholly_double_buffered())
     }
 
     /// Bytes of the prepared range that are bounced.
     pub fn bounced_bytes(&self) -> u64 {
-        self.bounce_buffers()
-            .iter()
-            .map(|buffer| buffer.length)
-            .sum()
+        self.bounce_buffers().iter().map(|buffer| buffer.length).sum()
     }
 
     /// Prepares `[offset, offset + length)` of the descriptor for the device
@@ -187,15 +172,8 @@ impl IoDmaCommand {
         if offset >= descriptor.length() {
             return Err(IoReturn::BadArgument);
         }
-        let length = if length == 0 {
-            descriptor.length() - offset
-        } else {
-            length
-        };
-        if offset
-            .checked_add(length)
-            .is_none_or(|end| end > descriptor.length())
-        {
+        let length = if length == 0 { descriptor.length() - offset } else { length };
+        if offset.checked_add(length).is_none_or(|end| end > descriptor.length()) {
             return Err(IoReturn::BadArgument);
         }
         if let Some(prepared) = &mut self.prepared {
@@ -221,9 +199,7 @@ impl IoDmaCommand {
             offset,
             offset + length
         );
-        let planned = descriptor
-            .runs(offset, length)
-            .and_then(|runs| self.realize_best(&runs, length));
+        let planned = descriptor.runs(offset, length).and_then(|runs| self.realize_best(&runs, length));
         let (layout, buffers, segments) = match planned {
             Ok(planned) => planned,
             Err(error) => {
@@ -231,24 +207,10 @@ impl IoDmaCommand {
                 return Err(error);
             }
         };
-        let prepared = Prepared {
-            offset,
-            length,
-            count: 1,
-            layout,
-            buffers,
-            segments,
-            device_owned: true,
-            at,
-        };
+        let prepared = Prepared { offset, length, count: 1, layout, buffers, segments, device_owned: true, at };
         // A fresh bounce buffer always starts as a copy of the descriptor, whatever
         // the direction, so the device never sees stale memory.
-        if let Err(error) = self.copy(
-            &descriptor,
-            &prepared,
-            true,
-            "prepare fills fresh bounce buffers",
-        ) {
+        if let Err(error) = self.copy(&descriptor, &prepared, true, "prepare fills fresh bounce buffers") {
             self.free_buffers(&prepared.buffers);
             descriptor.complete()?;
             return Err(error);
@@ -268,10 +230,7 @@ impl IoDmaCommand {
         runs: &[(u64, u64)],
         length: u64,
     ) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoReturn> {
-        let coherent = self
-            .descriptor
-            .as_ref()
-            .is_some_and(|descriptor| descriptor.is_coherent());
+        let coherent = self.descriptor.as_ref().is_some_and(|descriptor| descriptor.is_coherent());
         let layout = plan::plan(runs, &self.rules);
         if super::trace::enabled() {
             self.trace_plan(runs, &layout);
@@ -295,10 +254,7 @@ impl IoDmaCommand {
         self.realize_single(length)
     }
 
-    fn realize_single(
-        &self,
-        length: u64,
-    ) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoReturn> {
+    fn realize_single(&self, length: u64) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoReturn> {
         let (layout, buffers, segments) = self.realize(plan::single_buffer(length))?;
         if plan::segments_valid(&segments, &self.rules) {
             return Ok((layout, buffers, segments));
@@ -308,10 +264,7 @@ impl IoDmaCommand {
     }
 
     /// Allocates the layout's bounce buffers and computes its segments.
-    fn realize(
-        &self,
-        layout: Layout,
-    ) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoReturn> {
+    fn realize(&self, layout: Layout) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoReturn> {
         let mut buffers = Vec::with_capacity(layout.bounce_sizes.len());
         for &size in &layout.bounce_sizes {
             match self.allocate_buffer(size) {
@@ -322,10 +275,7 @@ impl IoDmaCommand {
                 }
             }
         }
-        let addresses: Vec<u64> = buffers
-            .iter()
-            .map(|buffer| buffer.address.as_u64())
-            .collect();
+        let addresses: Vec<u64> = buffers.iter().map(|buffer| buffer.address.as_u64()).collect();
         let segments = plan::segments(&layout, &addresses, &self.rules);
         Ok((layout, buffers, segments))
     }
@@ -336,27 +286,14 @@ impl IoDmaCommand {
         if !accounting.reserve_pages(pages) {
             return Err(IoReturn::NoResources);
         }
-        let limit = self
-            .rules
-            .highest_address
-            .checked_add(1)
-            .and_then(|end| PhysAddr::try_new(end).ok());
-        let alignment = self
-            .rules
-            .alignment
-            .max(self.rules.alignment_internal)
-            .max(FRAME_SIZE);
-        let constraints = Constraints {
-            below: limit,
-            alignment,
-            boundary: 0,
-        };
+        let limit = self.rules.highest_address.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
+        let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
+        let constraints = Constraints { below: limit, alignment, boundary: 0 };
         match self.platform.allocate_frames(pages, constraints) {
-            Ok(address) => Ok(BounceBuffer {
-                address,
-                length,
-                pages,
-            }),
+            Ok(address) => {
+                dma_trace!("  bounce buffer: {pages} page(s) at {:#x}, reachable by the device", address.as_u64());
+                Ok(BounceBuffer { address, length, pages })
+            }
             Err(_) => {
                 accounting.release_pages(pages);
                 Err(IoReturn::NoResources)
@@ -403,11 +340,7 @@ impl IoDmaCommand {
         }
         if total > 0 {
             self.platform.accounting().count_copy(towards_device, total);
-            let arrow = if towards_device {
-                "descriptor -> bounce"
-            } else {
-                "bounce -> descriptor"
-            };
+            let arrow = if towards_device { "descriptor -> bounce" } else { "bounce -> descriptor" };
             dma_trace!("  copy {arrow}: {total} bytes ({why})");
         }
         Ok(())
@@ -415,11 +348,7 @@ impl IoDmaCommand {
 
     /// Device-visible segments from `offset` (relative to the prepared range), at
     /// most `max`, and the offset after the last one (`genIOVMSegments`).
-    pub fn gen_iovm_segments(
-        &self,
-        offset: u64,
-        max: usize,
-    ) -> Result<(Vec<Segment>, u64), IoReturn> {
+    pub fn gen_iovm_segments(&self, offset: u64, max: usize) -> Result<(Vec<Segment>, u64), IoReturn> {
         let prepared = self.prepared.as_ref().ok_or(IoReturn::NotReady)?;
         if max == 0 {
             return Err(IoReturn::BadArgument);
@@ -433,10 +362,7 @@ impl IoDmaCommand {
             let end = position + segment.length;
             if end > offset && output.len() < max {
                 let skip = offset.saturating_sub(position);
-                output.push(Segment {
-                    address: segment.address + skip,
-                    length: segment.length - skip,
-                });
+                output.push(Segment { address: segment.address + skip, length: segment.length - skip });
             }
             position = end;
             if output.len() == max {
@@ -475,31 +401,16 @@ impl IoDmaCommand {
         result
     }
 
-    fn synchronize_prepared(
-        &self,
-        prepared: &mut Prepared,
-        options: SyncOptions,
-    ) -> Result<(), IoReturn> {
+    fn synchronize_prepared(&self, prepared: &mut Prepared, options: SyncOptions) -> Result<(), IoReturn> {
         let descriptor = self.descriptor.clone().ok_or(IoReturn::NotReady)?;
-        dma_trace!(
-            "synchronize({}): command #{}",
-            describe_options(options),
-            self.id
-        );
+        dma_trace!("synchronize({}): command #{}", describe_options(options), self.id);
         if options.contains(SyncOptions::FORCE_DOUBLE_BUFFER) && descriptor.is_coherent() {
             return Err(IoReturn::NotPermitted);
         }
-        if options.contains(SyncOptions::FORCE_DOUBLE_BUFFER)
-            && !prepared.layout.wholly_double_buffered()
-        {
+        if options.contains(SyncOptions::FORCE_DOUBLE_BUFFER) && !prepared.layout.wholly_double_buffered() {
             let (layout, buffers, segments) = self.realize_single(prepared.length)?;
             if descriptor.direction().includes_in() {
-                self.copy(
-                    &descriptor,
-                    prepared,
-                    false,
-                    "keep what the device already wrote",
-                )?;
+                self.copy(&descriptor, prepared, false, "keep what the device already wrote")?;
             }
             self.free_buffers(&prepared.buffers);
             prepared.layout = layout;
@@ -568,12 +479,7 @@ impl IoDmaCommand {
         let descriptor = self.descriptor.clone().ok_or(IoReturn::NotReady)?;
         dma_trace!("complete: command #{}", self.id);
         let copied = if descriptor.direction().includes_in() {
-            self.copy(
-                &descriptor,
-                &prepared,
-                false,
-                "complete copies what the device wrote",
-            )
+            self.copy(&descriptor, &prepared, false, "complete copies what the device wrote")
         } else {
             Ok(())
         };
@@ -604,22 +510,14 @@ impl IoDmaCommand {
 fn trace_segments(segments: &[Segment]) {
     dma_trace!("  {} segment(s) for the device:", segments.len());
     for (index, segment) in segments.iter().enumerate() {
-        dma_trace!(
-            "    [{index}] {:#x} + {:#x} bytes",
-            segment.address.as_u64(),
-            segment.length
-        );
+        dma_trace!("    [{index}] {:#x} + {:#x} bytes", segment.address.as_u64(), segment.length);
     }
 }
 
 /// `In`, `Out`, `ForceDoubleBuffer` joined with `|`.
 fn describe_options(options: SyncOptions) -> &'static str {
     let force = options.contains(SyncOptions::FORCE_DOUBLE_BUFFER);
-    match (
-        force,
-        options.contains(SyncOptions::IN),
-        options.contains(SyncOptions::OUT),
-    ) {
+    match (force, options.contains(SyncOptions::IN), options.contains(SyncOptions::OUT)) {
         (true, true, _) => "ForceDoubleBuffer | In",
         (true, _, true) => "ForceDoubleBuffer | Out",
         (true, _, _) => "ForceDoubleBuffer",

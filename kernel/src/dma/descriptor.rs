@@ -77,11 +77,8 @@ impl IoMemoryDescriptor {
         owned_frames: Vec<(PhysAddr, usize)>,
         owned_buffer: Option<Box<[u8]>>,
     ) -> Result<Arc<Self>, IoReturn> {
-        let length = ranges
-            .iter()
-            .try_fold(0u64, |total, range| total.checked_add(range.length()));
-        let length =
-            length.filter(|&length| length > 0 && ranges.iter().all(|range| range.length() > 0));
+        let length = ranges.iter().try_fold(0u64, |total, range| total.checked_add(range.length()));
+        let length = length.filter(|&length| length > 0 && ranges.iter().all(|range| range.length() > 0));
         let Some(length) = length else {
             for &(first, frames) in &owned_frames {
                 platform.free_frames(first, frames);
@@ -115,20 +112,9 @@ impl IoMemoryDescriptor {
             return Err(IoReturn::BadArgument);
         }
         let frames = length.div_ceil(FRAME_SIZE) as usize;
-        let first = platform
-            .allocate_frames(frames, placement)
-            .map_err(|_| IoReturn::NoMemory)?;
-        let ranges = alloc::vec![Range::Physical {
-            address: first,
-            length
-        }];
-        Self::build(
-            platform,
-            ranges,
-            direction,
-            alloc::vec![(first, frames)],
-            None,
-        )
+        let first = platform.allocate_frames(frames, placement).map_err(|_| IoReturn::NoMemory)?;
+        let ranges = alloc::vec![Range::Physical { address: first, length }];
+        Self::build(platform, ranges, direction, alloc::vec![(first, frames)], None)
     }
 
     /// A scatter/gather buffer made of separately allocated pieces, each of
@@ -146,10 +132,7 @@ impl IoMemoryDescriptor {
             match platform.allocate_frames(frames, placement) {
                 Ok(first) => {
                     owned.push((first, frames));
-                    ranges.push(Range::Physical {
-                        address: first,
-                        length,
-                    });
+                    ranges.push(Range::Physical { address: first, length });
                 }
                 Err(_) => {
                     for &(first, frames) in &owned {
@@ -173,9 +156,7 @@ impl IoMemoryDescriptor {
         placement: Constraints,
     ) -> Result<Arc<Self>, IoReturn> {
         let mut descriptor = Self::allocate(platform, length, IoDirection::InOut, placement)?;
-        Arc::get_mut(&mut descriptor)
-            .ok_or(IoReturn::Busy)?
-            .coherent = true;
+        Arc::get_mut(&mut descriptor).ok_or(IoReturn::Busy)?.coherent = true;
         Ok(descriptor)
     }
 
@@ -192,10 +173,7 @@ impl IoMemoryDescriptor {
         direction: IoDirection,
     ) -> Result<Arc<Self>, IoReturn> {
         let address = VirtAddr::from_ptr(buffer.as_ptr());
-        let ranges = alloc::vec![Range::Virtual {
-            address,
-            length: buffer.len() as u64
-        }];
+        let ranges = alloc::vec![Range::Virtual { address, length: buffer.len() as u64 }];
         Self::build(platform, ranges, direction, Vec::new(), Some(buffer))
     }
 
@@ -209,10 +187,7 @@ impl IoMemoryDescriptor {
         ranges: &[(PhysAddr, u64)],
         direction: IoDirection,
     ) -> Result<Arc<Self>, IoReturn> {
-        let ranges = ranges
-            .iter()
-            .map(|&(address, length)| Range::Physical { address, length })
-            .collect();
+        let ranges = ranges.iter().map(|&(address, length)| Range::Physical { address, length }).collect();
         Self::build(platform, ranges, direction, Vec::new(), None)
     }
 
@@ -226,10 +201,7 @@ impl IoMemoryDescriptor {
         ranges: &[(VirtAddr, u64)],
         direction: IoDirection,
     ) -> Result<Arc<Self>, IoReturn> {
-        let ranges = ranges
-            .iter()
-            .map(|&(address, length)| Range::Virtual { address, length })
-            .collect();
+        let ranges = ranges.iter().map(|&(address, length)| Range::Virtual { address, length }).collect();
         Self::build(platform, ranges, direction, Vec::new(), None)
     }
 
@@ -264,9 +236,9 @@ impl IoMemoryDescriptor {
                 let within = offset - start;
                 return match *range {
                     Range::Physical { address, length } => Ok((address + within, length - within)),
-                    Range::Virtual { address, length } => self
-                        .virtual_run(address + within, length - within)
-                        .ok_or(IoReturn::BadArgument),
+                    Range::Virtual { address, length } => {
+                        self.virtual_run(address + within, length - within).ok_or(IoReturn::BadArgument)
+                    }
                 };
             }
             start += length;
@@ -297,10 +269,7 @@ impl IoMemoryDescriptor {
         length: u64,
         mut visit: impl FnMut(u64, PhysAddr, u64),
     ) -> Result<(), IoReturn> {
-        let end = offset
-            .checked_add(length)
-            .filter(|&end| end <= self.length)
-            .ok_or(IoReturn::BadArgument)?;
+        let end = offset.checked_add(length).filter(|&end| end <= self.length).ok_or(IoReturn::BadArgument)?;
         let mut position = offset;
         while position < end {
             let (physical, run) = self.physical_segment(position)?;
@@ -400,10 +369,7 @@ impl IoMemoryDescriptor {
         self.for_each_run(offset, count as u64, |position, physical, run| {
             let start = (position - offset) as usize;
             // SAFETY: as in read_bytes; the descriptor's memory may be overwritten.
-            unsafe {
-                self.platform
-                    .write_physical(physical, &data[start..start + run as usize])
-            };
+            unsafe { self.platform.write_physical(physical, &data[start..start + run as usize]) };
         })?;
         Ok(count)
     }

@@ -91,9 +91,6 @@ mod tests {
         assert_eq!(IoReturn::Timeout.code(), 0xe000_02d6);
         assert_eq!(IoReturn::DmaError.code(), 0xe000_02d4);
         assert_eq!(IoReturn::NoMemory.code(), 0xe000_02bd);
-        assert_eq!(
-            IoReturn::NotReady.to_string(),
-            "kIOReturnNotReady (0xe00002d8)"
-        );
+        assert_eq!(IoReturn::NotReady.to_string(), "kIOReturnNotReady (0xe00002d8)");
     }
 }

@@ -15,9 +15,7 @@ pub struct KernelPlatform {
     accounting: Accounting,
 }
 
-static PLATFORM: KernelPlatform = KernelPlatform {
-    accounting: Accounting::new(DEFAULT_BOUNCE_PAGES),
-};
+static PLATFORM: KernelPlatform = KernelPlatform { accounting: Accounting::new(DEFAULT_BOUNCE_PAGES) };
 
 /// The kernel's DMA platform, for descriptors and commands.
 pub fn platform() -> &'static KernelPlatform {
@@ -31,18 +29,12 @@ unsafe impl DmaPlatform for KernelPlatform {
         paging::translate(address)
     }
 
-    fn allocate_frames(
-        &self,
-        count: usize,
-        constraints: Constraints,
-    ) -> Result<PhysAddr, MemoryError> {
+    fn allocate_frames(&self, count: usize, constraints: Constraints) -> Result<PhysAddr, MemoryError> {
         let first = physical::allocate_contiguous(count, constraints)?;
         let address = first.start_address();
         // SAFETY: the frames were just allocated to us and are mapped in the physical map.
         unsafe {
-            physical::to_virtual(address)
-                .as_mut_ptr::<u8>()
-                .write_bytes(0, count * FRAME_SIZE as usize);
+            physical::to_virtual(address).as_mut_ptr::<u8>().write_bytes(0, count * FRAME_SIZE as usize);
         }
         Ok(address)
     }
@@ -50,10 +42,7 @@ unsafe impl DmaPlatform for KernelPlatform {
     fn free_frames(&self, first: PhysAddr, count: usize) {
         let frame = x86_64::structures::paging::PhysFrame::containing_address(first);
         if let Err(error) = physical::free_contiguous(frame, count) {
-            log::error!(
-                "DMA: freeing {count} frames at {:#x}: {error}",
-                first.as_u64()
-            );
+            log::error!("DMA: freeing {count} frames at {:#x}: {error}", first.as_u64());
         }
     }
 
@@ -61,9 +50,7 @@ unsafe impl DmaPlatform for KernelPlatform {
         let from = physical::to_virtual(source).as_ptr::<u8>();
         // SAFETY: the caller owns the source range; it is mapped by the physical map
         // and cannot overlap `destination`, a Rust slice the caller holds exclusively.
-        unsafe {
-            core::ptr::copy_nonoverlapping(from, destination.as_mut_ptr(), destination.len())
-        };
+        unsafe { core::ptr::copy_nonoverlapping(from, destination.as_mut_ptr(), destination.len()) };
     }
 
     unsafe fn write_physical(&self, destination: PhysAddr, source: &[u8]) {

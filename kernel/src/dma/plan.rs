@@ -46,10 +46,7 @@ impl Layout {
     /// Whether the whole range lives in one bounce buffer.
     pub fn wholly_double_buffered(&self) -> bool {
         self.bounce_sizes.len() == 1
-            && self
-                .pieces
-                .iter()
-                .all(|piece| matches!(piece.placement, Placement::Bounce { .. }))
+            && self.pieces.iter().all(|piece| matches!(piece.placement, Placement::Bounce { .. }))
     }
 }
 
@@ -58,26 +55,13 @@ pub(crate) fn plan(runs: &[(u64, u64)], rules: &Rules) -> Layout {
     let mut layout = Layout::default();
     let mut offset = 0;
     for &(address, length) in runs {
-        let alignment = if offset == 0 {
-            rules.alignment
-        } else {
-            rules.alignment_internal
-        };
+        let alignment = if offset == 0 { rules.alignment } else { rules.alignment_internal };
         let in_place = rules.reachable(address, length) && address.is_multiple_of(alignment);
         if in_place {
-            layout.pieces.push(Piece {
-                start: offset,
-                length,
-                placement: Placement::Direct(address),
-            });
+            layout.pieces.push(Piece { start: offset, length, placement: Placement::Direct(address) });
         } else {
-            let previous_bounced = matches!(
-                layout.pieces.last(),
-                Some(Piece {
-                    placement: Placement::Bounce { .. },
-                    ..
-                })
-            );
+            let previous_bounced =
+                matches!(layout.pieces.last(), Some(Piece { placement: Placement::Bounce { .. }, .. }));
             if !previous_bounced {
                 layout.bounce_sizes.push(0);
             }
@@ -87,10 +71,7 @@ pub(crate) fn plan(runs: &[(u64, u64)], rules: &Rules) -> Layout {
             layout.pieces.push(Piece {
                 start: offset,
                 length,
-                placement: Placement::Bounce {
-                    buffer,
-                    offset: buffer_offset,
-                },
+                placement: Placement::Bounce { buffer, offset: buffer_offset },
             });
         }
         offset += length;
@@ -101,14 +82,7 @@ pub(crate) fn plan(runs: &[(u64, u64)], rules: &Rules) -> Layout {
 /// The whole range of `length` bytes in one bounce buffer.
 pub(crate) fn single_buffer(length: u64) -> Layout {
     Layout {
-        pieces: alloc::vec![Piece {
-            start: 0,
-            length,
-            placement: Placement::Bounce {
-                buffer: 0,
-                offset: 0
-            }
-        }],
+        pieces: alloc::vec![Piece { start: 0, length, placement: Placement::Bounce { buffer: 0, offset: 0 } }],
         bounce_sizes: alloc::vec![length],
     }
 }
@@ -130,23 +104,16 @@ pub(crate) fn segments(layout: &Layout, bounce_addresses: &[u64], rules: &Rules)
             };
             let last = output.last_mut();
             let extends = last.as_ref().is_some_and(|last| {
-                last.end() == address
-                    && last.length < rules.max_segment
-                    && boundary_room != rules.boundary
+                last.end() == address && last.length < rules.max_segment && boundary_room != rules.boundary
             });
             let taken = if extends {
                 let last = last.expect("checked above");
-                let taken = remaining
-                    .min(rules.max_segment - last.length)
-                    .min(boundary_room);
+                let taken = remaining.min(rules.max_segment - last.length).min(boundary_room);
                 last.length += taken;
                 taken
             } else {
                 let taken = remaining.min(rules.max_segment).min(boundary_room);
-                output.push(Segment {
-                    address: DmaAddr::new(address),
-                    length: taken,
-                });
+                output.push(Segment { address: DmaAddr::new(address), length: taken });
                 taken
             };
             address += taken;
@@ -159,9 +126,10 @@ pub(crate) fn segments(layout: &Layout, bounce_addresses: &[u64], rules: &Rules)
 /// Whether `segments` obey every rule, including the segment count.
 pub(crate) fn segments_valid(segments: &[Segment], rules: &Rules) -> bool {
     segments.len() <= rules.max_segments
-        && segments.iter().enumerate().all(|(index, segment)| {
-            rules.segment_ok(index, segment.address.as_u64(), segment.length)
-        })
+        && segments
+            .iter()
+            .enumerate()
+            .all(|(index, segment)| rules.segment_ok(index, segment.address.as_u64(), segment.length))
 }
 
 #[cfg(test)]
@@ -174,38 +142,18 @@ mod tests {
     #[test]
     fn pages_above_the_limit_bounce_and_share_a_buffer() {
         let rules = Specification::UNLIMITED_32.rules().unwrap();
-        let runs = [
-            (0x1000, 0x1000),
-            (5 * GIB, 0x1000),
-            (6 * GIB, 0x800),
-            (0x9000, 0x800),
-        ];
+        let runs = [(0x1000, 0x1000), (5 * GIB, 0x1000), (6 * GIB, 0x800), (0x9000, 0x800)];
         let layout = plan(&runs, &rules);
         assert_eq!(layout.bounce_sizes, vec![0x1800]);
         assert_eq!(layout.pieces[0].placement, Placement::Direct(0x1000));
-        assert_eq!(
-            layout.pieces[2].placement,
-            Placement::Bounce {
-                buffer: 0,
-                offset: 0x1000
-            }
-        );
+        assert_eq!(layout.pieces[2].placement, Placement::Bounce { buffer: 0, offset: 0x1000 });
         let segments = segments(&layout, &[0x7000_0000], &rules);
         assert_eq!(
             segments,
             vec![
-                Segment {
-                    address: DmaAddr::new(0x1000),
-                    length: 0x1000
-                },
-                Segment {
-                    address: DmaAddr::new(0x7000_0000),
-                    length: 0x1800
-                },
-                Segment {
-                    address: DmaAddr::new(0x9000),
-                    length: 0x800
-                },
+                Segment { address: DmaAddr::new(0x1000), length: 0x1000 },
+                Segment { address: DmaAddr::new(0x7000_0000), length: 0x1800 },
+                Segment { address: DmaAddr::new(0x9000), length: 0x800 },
             ]
         );
         assert!(segments_valid(&segments, &rules));
@@ -213,47 +161,28 @@ mod tests {
 
     #[test]
     fn boundaries_split_and_touching_runs_merge() {
-        let spec = Specification {
-            boundary: 0x10000,
-            max_segment_size: 0x8000,
-            ..Specification::UNLIMITED_32
-        };
+        let spec = Specification { boundary: 0x10000, max_segment_size: 0x8000, ..Specification::UNLIMITED_32 };
         let rules = spec.rules().unwrap();
         let layout = plan(&[(0xf000, 0x1000), (0x10000, 0x9000)], &rules);
         let segments = segments(&layout, &[], &rules);
         assert_eq!(
             segments,
             vec![
-                Segment {
-                    address: DmaAddr::new(0xf000),
-                    length: 0x1000
-                },
-                Segment {
-                    address: DmaAddr::new(0x10000),
-                    length: 0x8000
-                },
-                Segment {
-                    address: DmaAddr::new(0x18000),
-                    length: 0x1000
-                },
+                Segment { address: DmaAddr::new(0xf000), length: 0x1000 },
+                Segment { address: DmaAddr::new(0x10000), length: 0x8000 },
+                Segment { address: DmaAddr::new(0x18000), length: 0x1000 },
             ]
         );
     }
 
     #[test]
     fn too_many_segments_is_detected() {
-        let spec = Specification {
-            max_segments: 2,
-            ..Specification::UNLIMITED_64
-        };
+        let spec = Specification { max_segments: 2, ..Specification::UNLIMITED_64 };
         let rules = spec.rules().unwrap();
         let layout = plan(&[(0x1000, 0x100), (0x3000, 0x100), (0x5000, 0x100)], &rules);
         assert!(!segments_valid(&segments(&layout, &[], &rules), &rules));
         let single = single_buffer(0x300);
         assert!(single.wholly_double_buffered());
-        assert!(segments_valid(
-            &segments(&single, &[0x8000], &rules),
-            &rules
-        ));
+        assert!(segments_valid(&segments(&single, &[0x8000], &rules), &rules));
     }
 }

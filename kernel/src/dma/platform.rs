@@ -22,11 +22,7 @@ pub unsafe trait DmaPlatform: Send + Sync {
     fn translate(&self, address: VirtAddr) -> Option<PhysAddr>;
 
     /// `count` contiguous, zeroed frames meeting `constraints`.
-    fn allocate_frames(
-        &self,
-        count: usize,
-        constraints: Constraints,
-    ) -> Result<PhysAddr, MemoryError>;
+    fn allocate_frames(&self, count: usize, constraints: Constraints) -> Result<PhysAddr, MemoryError>;
 
     /// Returns frames from [`DmaPlatform::allocate_frames`].
     fn free_frames(&self, first: PhysAddr, count: usize);

@@ -22,11 +22,8 @@ const MIB: u64 = 1 << 20;
 
 /// The simulated RAM: 15 MiB in the DMA zone, 32 MiB in DMA32 and 64 MiB above
 /// 4 GiB, where a 32-bit device cannot reach.
-pub const SIMULATED_RAM: [(u64, u64); 3] = [
-    (MIB, 16 * MIB),
-    (16 * MIB, 48 * MIB),
-    ((1 << 32) + 64 * MIB, (1 << 32) + 128 * MIB),
-];
+pub const SIMULATED_RAM: [(u64, u64); 3] =
+    [(MIB, 16 * MIB), (16 * MIB, 48 * MIB), ((1 << 32) + 64 * MIB, (1 << 32) + 128 * MIB)];
 
 /// A simulated machine.
 pub struct SimulatedPlatform {
@@ -54,10 +51,7 @@ impl SimulatedPlatform {
 
     /// Maps the virtual page containing `virtual_address` to the frame at `physical`.
     pub fn map(&self, virtual_address: VirtAddr, physical: PhysAddr) {
-        self.page_table.lock().insert(
-            virtual_address.as_u64() / FRAME_SIZE,
-            physical.as_u64() / FRAME_SIZE,
-        );
+        self.page_table.lock().insert(virtual_address.as_u64() / FRAME_SIZE, physical.as_u64() / FRAME_SIZE);
     }
 
     /// Frames free in the simulated frame allocator.
@@ -96,9 +90,7 @@ impl SimulatedPlatform {
         let mut pages = self.pages.lock();
         let mut done = 0;
         Self::for_each_page(address, source.len() as u64, |page, offset, run| {
-            let bytes = pages
-                .entry(page)
-                .or_insert_with(|| Box::new([0; FRAME_SIZE as usize]));
+            let bytes = pages.entry(page).or_insert_with(|| Box::new([0; FRAME_SIZE as usize]));
             bytes[offset..offset + run].copy_from_slice(&source[done..done + run]);
             done += run;
         });
@@ -109,20 +101,11 @@ impl SimulatedPlatform {
 // a real frame allocator; copies copy exactly the bytes asked for.
 unsafe impl DmaPlatform for SimulatedPlatform {
     fn translate(&self, address: VirtAddr) -> Option<PhysAddr> {
-        let frame = *self
-            .page_table
-            .lock()
-            .get(&(address.as_u64() / FRAME_SIZE))?;
-        Some(PhysAddr::new(
-            frame * FRAME_SIZE + address.as_u64() % FRAME_SIZE,
-        ))
+        let frame = *self.page_table.lock().get(&(address.as_u64() / FRAME_SIZE))?;
+        Some(PhysAddr::new(frame * FRAME_SIZE + address.as_u64() % FRAME_SIZE))
     }
 
-    fn allocate_frames(
-        &self,
-        count: usize,
-        constraints: Constraints,
-    ) -> Result<PhysAddr, MemoryError> {
+    fn allocate_frames(&self, count: usize, constraints: Constraints) -> Result<PhysAddr, MemoryError> {
         let first = self.frames.lock().allocate_contiguous(count, constraints)?;
         let address = first.start_address();
         self.device_write(address.as_u64(), &vec![0; count * FRAME_SIZE as usize]);
@@ -132,10 +115,7 @@ unsafe impl DmaPlatform for SimulatedPlatform {
     fn free_frames(&self, first: PhysAddr, count: usize) {
         let frame = x86_64::structures::paging::PhysFrame::containing_address(first);
         // A double free here is a bug in the DMA layer: fail the test loudly.
-        self.frames
-            .lock()
-            .free_contiguous(frame, count)
-            .expect("simulated double free");
+        self.frames.lock().free_contiguous(frame, count).expect("simulated double free");
     }
 
     unsafe fn read_physical(&self, source: PhysAddr, destination: &mut [u8]) {

@@ -43,11 +43,8 @@ impl Specification {
     };
 
     /// A 32-bit device with no other limits.
-    pub const UNLIMITED_32: Specification = Specification {
-        output: OutputFormat::HOST32,
-        num_address_bits: 32,
-        ..Self::UNLIMITED_64
-    };
+    pub const UNLIMITED_32: Specification =
+        Specification { output: OutputFormat::HOST32, num_address_bits: 32, ..Self::UNLIMITED_64 };
 
     /// This specification tightened by `other`: the smaller reach, sizes and
     /// counts, the larger alignments, the smaller boundary (0 means "no limit" on
@@ -66,9 +63,7 @@ impl Specification {
             max_transfer_size: smaller(self.max_transfer_size, other.max_transfer_size),
             alignment: self.alignment.max(other.alignment),
             alignment_length: self.alignment_length.max(other.alignment_length),
-            alignment_internal_segments: self
-                .alignment_internal_segments
-                .max(other.alignment_internal_segments),
+            alignment_internal_segments: self.alignment_internal_segments.max(other.alignment_internal_segments),
             boundary: smaller(self.boundary, other.boundary),
             max_segments: smaller(self.max_segments as u64, other.max_segments as u64) as usize,
         }
@@ -89,11 +84,7 @@ impl Specification {
         {
             return Err(IoReturn::BadArgument);
         }
-        let mut bits = if self.num_address_bits == 0 {
-            64
-        } else {
-            self.num_address_bits
-        };
+        let mut bits = if self.num_address_bits == 0 { 64 } else { self.num_address_bits };
         if self.output.bits == 32 {
             bits = bits.min(32);
         }
@@ -104,11 +95,7 @@ impl Specification {
             value => value,
         };
         // A 32-bit record cannot hold a longer length.
-        let record_limit = if self.output.bits == 32 {
-            u64::from(u32::MAX)
-        } else {
-            u64::MAX
-        };
+        let record_limit = if self.output.bits == 32 { u64::from(u32::MAX) } else { u64::MAX };
         let max_segment = match self.max_segment_size {
             0 => record_limit,
             value => value.min(record_limit),
@@ -119,27 +106,15 @@ impl Specification {
             return Err(IoReturn::BadArgument);
         }
         Ok(Rules {
-            highest_address: if bits == 64 {
-                u64::MAX
-            } else {
-                (1u64 << bits) - 1
-            },
+            highest_address: if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 },
             address_bits: bits,
             max_segment,
-            max_transfer: if self.max_transfer_size == 0 {
-                u64::MAX
-            } else {
-                self.max_transfer_size
-            },
+            max_transfer: if self.max_transfer_size == 0 { u64::MAX } else { self.max_transfer_size },
             alignment,
             alignment_length,
             alignment_internal,
             boundary: self.boundary,
-            max_segments: if self.max_segments == 0 {
-                usize::MAX
-            } else {
-                self.max_segments
-            },
+            max_segments: if self.max_segments == 0 { usize::MAX } else { self.max_segments },
         })
     }
 }
@@ -170,22 +145,14 @@ pub struct Rules {
 impl Rules {
     /// Whether `[address, address + length)` is reachable by the device.
     pub fn reachable(&self, address: u64, length: u64) -> bool {
-        length == 0
-            || address
-                .checked_add(length - 1)
-                .is_some_and(|last| last <= self.highest_address)
+        length == 0 || address.checked_add(length - 1).is_some_and(|last| last <= self.highest_address)
     }
 
     /// Whether a segment at `address` of `length`, the `index`-th of its transfer,
     /// obeys every rule (reach, start and length alignment, size, boundary).
     pub fn segment_ok(&self, index: usize, address: u64, length: u64) -> bool {
-        let alignment = if index == 0 {
-            self.alignment
-        } else {
-            self.alignment_internal
-        };
-        let within_boundary =
-            self.boundary == 0 || address / self.boundary == (address + length - 1) / self.boundary;
+        let alignment = if index == 0 { self.alignment } else { self.alignment_internal };
+        let within_boundary = self.boundary == 0 || address / self.boundary == (address + length - 1) / self.boundary;
         length > 0
             && self.reachable(address, length)
             && address.is_multiple_of(alignment)
@@ -203,71 +170,24 @@ mod tests {
     fn defaults_resolve_and_bad_values_are_refused() {
         let rules = Specification::UNLIMITED_64.rules().unwrap();
         assert_eq!(rules.highest_address, u64::MAX);
-        assert_eq!(
-            (
-                rules.alignment,
-                rules.alignment_length,
-                rules.alignment_internal
-            ),
-            (1, 1, 1)
-        );
-        let zero_bits = Specification {
-            num_address_bits: 0,
-            ..Specification::UNLIMITED_64
-        };
+        assert_eq!((rules.alignment, rules.alignment_length, rules.alignment_internal), (1, 1, 1));
+        let zero_bits = Specification { num_address_bits: 0, ..Specification::UNLIMITED_64 };
         assert_eq!(zero_bits.rules().unwrap().address_bits, 64);
-        let forced = Specification {
-            num_address_bits: 40,
-            ..Specification::UNLIMITED_32
-        };
-        assert_eq!(
-            forced.rules().unwrap().highest_address,
-            u64::from(u32::MAX),
-            "32-bit formats force 32 bits"
-        );
+        let forced = Specification { num_address_bits: 40, ..Specification::UNLIMITED_32 };
+        assert_eq!(forced.rules().unwrap().highest_address, u64::from(u32::MAX), "32-bit formats force 32 bits");
         for bits in [1, 11, 65] {
-            let spec = Specification {
-                num_address_bits: bits,
-                ..Specification::UNLIMITED_64
-            };
+            let spec = Specification { num_address_bits: bits, ..Specification::UNLIMITED_64 };
             assert_eq!(spec.rules(), Err(IoReturn::BadArgument), "{bits} bits");
         }
-        let internal = Specification {
-            alignment: 512,
-            ..Specification::UNLIMITED_64
-        };
-        assert_eq!(
-            internal.rules().unwrap().alignment_internal,
-            512,
-            "0 -> alignment"
-        );
+        let internal = Specification { alignment: 512, ..Specification::UNLIMITED_64 };
+        assert_eq!(internal.rules().unwrap().alignment_internal, 512, "0 -> alignment");
         for spec in [
-            Specification {
-                alignment: 3,
-                ..Specification::UNLIMITED_64
-            },
-            Specification {
-                alignment_length: 6,
-                ..Specification::UNLIMITED_64
-            },
-            Specification {
-                alignment_internal_segments: 12,
-                ..Specification::UNLIMITED_64
-            },
-            Specification {
-                boundary: 65535,
-                ..Specification::UNLIMITED_64
-            },
-            Specification {
-                alignment_length: 512,
-                max_segment_size: 100,
-                ..Specification::UNLIMITED_64
-            },
-            Specification {
-                alignment_length: 512,
-                boundary: 256,
-                ..Specification::UNLIMITED_64
-            },
+            Specification { alignment: 3, ..Specification::UNLIMITED_64 },
+            Specification { alignment_length: 6, ..Specification::UNLIMITED_64 },
+            Specification { alignment_internal_segments: 12, ..Specification::UNLIMITED_64 },
+            Specification { boundary: 65535, ..Specification::UNLIMITED_64 },
+            Specification { alignment_length: 512, max_segment_size: 100, ..Specification::UNLIMITED_64 },
+            Specification { alignment_length: 512, boundary: 256, ..Specification::UNLIMITED_64 },
         ] {
             assert_eq!(spec.rules(), Err(IoReturn::BadArgument), "{spec:?}");
         }
@@ -275,11 +195,7 @@ mod tests {
 
     #[test]
     fn restricting_takes_the_stricter_of_each_limit() {
-        let device = Specification {
-            boundary: 0x10000,
-            max_segments: 512,
-            ..Specification::UNLIMITED_32
-        };
+        let device = Specification { boundary: 0x10000, max_segments: 512, ..Specification::UNLIMITED_32 };
         let learner = Specification {
             num_address_bits: 24,
             boundary: 0x1000,
@@ -289,15 +205,7 @@ mod tests {
         };
         let both = device.restricted_by(&learner);
         assert_eq!(both.num_address_bits, 24);
-        assert_eq!(
-            (
-                both.boundary,
-                both.max_segment_size,
-                both.max_segments,
-                both.alignment
-            ),
-            (0x1000, 512, 512, 8)
-        );
+        assert_eq!((both.boundary, both.max_segment_size, both.max_segments, both.alignment), (0x1000, 512, 512, 8));
         assert_eq!(both.output, device.output);
         let wider = Specification::UNLIMITED_64.restricted_by(&Specification::UNLIMITED_64);
         assert_eq!(wider.num_address_bits, 64);
@@ -315,16 +223,10 @@ mod tests {
         };
         let rules = spec.rules().unwrap();
         assert!(rules.segment_ok(0, 0x1004, 0x200));
-        assert!(
-            !rules.segment_ok(1, 0x1004, 0x200),
-            "later segments need 8-byte alignment"
-        );
+        assert!(!rules.segment_ok(1, 0x1004, 0x200), "later segments need 8-byte alignment");
         assert!(!rules.segment_ok(0, 0x1004, 0x201), "odd length");
         assert!(!rules.segment_ok(0, 0xfff0, 0x20), "crosses 64 KiB");
         assert!(!rules.segment_ok(0, 0xffff_fff0, 0x20), "beyond 4 GiB");
-        assert!(
-            rules.segment_ok(0, 0xffff_ffe0, 0x20),
-            "ends exactly at 4 GiB"
-        );
+        assert!(rules.segment_ok(0, 0xffff_ffe0, 0x20), "ends exactly at 4 GiB");
     }
 }

@@ -25,9 +25,7 @@ pub fn attach(drivers: &[&'static dyn Driver]) {
         if let Some((score, driver)) = best {
             pci::enable(&device);
             let mut driver_node = Node::new(driver.name(), "Driver");
-            driver_node
-                .properties
-                .push(("probe-score".to_string(), score.to_string()));
+            driver_node.properties.push(("probe-score".to_string(), score.to_string()));
             match driver.start(&device) {
                 Ok(instance) => {
                     driver_node.properties.extend(instance.properties);
@@ -35,28 +33,16 @@ pub fn attach(drivers: &[&'static dyn Driver]) {
                         let name = next_name(&mut counters, driver.disk_prefix());
                         let mut disk_node = Node::new(name.clone(), "BlockDevice");
                         let bytes = disk.block_count() * u64::from(disk.block_size());
-                        disk_node
-                            .properties
-                            .push(("size".to_string(), format!("{} KiB", bytes / 1024)));
-                        disk_node
-                            .properties
-                            .push(("block-size".to_string(), disk.block_size().to_string()));
-                        disk_node
-                            .properties
-                            .push(("model".to_string(), disk.description()));
+                        disk_node.properties.push(("size".to_string(), format!("{} KiB", bytes / 1024)));
+                        disk_node.properties.push(("block-size".to_string(), disk.block_size().to_string()));
+                        disk_node.properties.push(("model".to_string(), disk.description()));
                         driver_node.children.push(disk_node);
                         BLOCK_DEVICES.lock().push((name, disk));
                     }
                 }
                 Err(error) => {
-                    log::warn!(
-                        "{} failed to start on {}: {error}",
-                        driver.name(),
-                        device.location()
-                    );
-                    driver_node
-                        .properties
-                        .push(("start-error".to_string(), error.to_string()));
+                    log::warn!("{} failed to start on {}: {error}", driver.name(), device.location());
+                    driver_node.properties.push(("start-error".to_string(), error.to_string()));
                 }
             }
             node.children.push(driver_node);
@@ -68,10 +54,7 @@ pub fn attach(drivers: &[&'static dyn Driver]) {
     *REGISTRY.lock() = Some(root);
 }
 
-fn next_name(
-    counters: &mut Vec<(&'static str, u8)>,
-    prefix: &'static str,
-) -> alloc::string::String {
+fn next_name(counters: &mut Vec<(&'static str, u8)>, prefix: &'static str) -> alloc::string::String {
     let index = match counters.iter_mut().find(|(p, _)| *p == prefix) {
         Some((_, count)) => {
             *count += 1;
@@ -86,26 +69,14 @@ fn next_name(
 }
 
 fn device_node(device: &PciDevice) -> Node {
-    let name = format!(
-        "{} {:04x}:{:04x}",
-        device.location(),
-        device.vendor_id,
-        device.device_id
-    );
+    let name = format!("{} {:04x}:{:04x}", device.location(), device.vendor_id, device.device_id);
     let mut node = Node::new(name, "PciDevice");
+    node.properties.push(("kind".to_string(), device.class_name().to_string()));
     node.properties
-        .push(("kind".to_string(), device.class_name().to_string()));
-    node.properties.push((
-        "class".to_string(),
-        format!(
-            "{:02x}{:02x}{:02x}",
-            device.class, device.subclass, device.interface
-        ),
-    ));
+        .push(("class".to_string(), format!("{:02x}{:02x}{:02x}", device.class, device.subclass, device.interface)));
     for (slot, bar) in device.bars.iter().enumerate() {
         if let Some(bar) = bar {
-            node.properties
-                .push((format!("bar{slot}"), bar.to_string()));
+            node.properties.push((format!("bar{slot}"), bar.to_string()));
         }
     }
     if let Some(line) = device.interrupt_line {

@@ -41,12 +41,8 @@ impl Match {
     /// Whether `device` fits this match.
     pub fn fits(&self, device: &PciDevice) -> bool {
         match *self {
-            Match::Device { vendor, device: id } => {
-                device.vendor_id == vendor && device.device_id == id
-            }
-            Match::Class { class, subclass } => {
-                device.class == class && device.subclass == subclass
-            }
+            Match::Device { vendor, device: id } => device.vendor_id == vendor && device.device_id == id,
+            Match::Class { class, subclass } => device.class == class && device.subclass == subclass,
         }
     }
 }

@@ -26,29 +26,13 @@ pub struct Node {
 impl Node {
     /// A node with no properties or children.
     pub fn new(name: impl Into<String>, class: impl Into<String>) -> Node {
-        Node {
-            name: name.into(),
-            class: class.into(),
-            properties: Vec::new(),
-            children: Vec::new(),
-        }
+        Node { name: name.into(), class: class.into(), properties: Vec::new(), children: Vec::new() }
     }
 
     fn lines(&self, prefix: &str, last: bool, output: &mut Vec<String>) {
-        let properties: Vec<String> = self
-            .properties
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
-        let details = if properties.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", properties.join(", "))
-        };
-        output.push(format!(
-            "{prefix}+-o {}  <class {}{}>",
-            self.name, self.class, details
-        ));
+        let properties: Vec<String> = self.properties.iter().map(|(key, value)| format!("{key}={value}")).collect();
+        let details = if properties.is_empty() { String::new() } else { format!(", {}", properties.join(", ")) };
+        output.push(format!("{prefix}+-o {}  <class {}{}>", self.name, self.class, details));
         let child_prefix = format!("{prefix}{}", if last { "  " } else { "| " });
         for (index, child) in self.children.iter().enumerate() {
             child.lines(&child_prefix, index + 1 == self.children.len(), output);
@@ -57,8 +41,7 @@ impl Node {
 }
 
 pub(super) static REGISTRY: Mutex<Option<Node>> = Mutex::new(None);
-pub(super) static BLOCK_DEVICES: Mutex<Vec<(String, Arc<dyn BlockDevice>)>> =
-    Mutex::new(Vec::new());
+pub(super) static BLOCK_DEVICES: Mutex<Vec<(String, Arc<dyn BlockDevice>)>> = Mutex::new(Vec::new());
 
 /// The registry tree as text lines.
 pub fn registry_lines() -> Vec<String> {
@@ -88,9 +71,5 @@ pub fn block_devices() -> Vec<(String, Arc<dyn BlockDevice>)> {
 
 /// The disk called `name`.
 pub fn find_block_device(name: &str) -> Option<Arc<dyn BlockDevice>> {
-    BLOCK_DEVICES
-        .lock()
-        .iter()
-        .find(|(disk, _)| disk == name)
-        .map(|(_, device)| device.clone())
+    BLOCK_DEVICES.lock().iter().find(|(disk, _)| disk == name).map(|(_, device)| device.clone())
 }

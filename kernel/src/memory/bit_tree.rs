@@ -34,10 +34,7 @@ impl<'a> BitTree<'a> {
 
     /// A tree of `bits` bits, all clear. `storage` must hold [`Self::words_needed`] words.
     pub fn new(bits: usize, storage: &'a mut [u64]) -> Self {
-        assert!(
-            storage.len() >= Self::words_needed(bits),
-            "bit tree storage too small"
-        );
+        assert!(storage.len() >= Self::words_needed(bits), "bit tree storage too small");
         let mut level_start = [0; MAX_LEVELS];
         let mut level_count = 0;
         let mut start = 0;
@@ -53,12 +50,7 @@ impl<'a> BitTree<'a> {
         }
         let words = &mut storage[..start];
         words.fill(0);
-        Self {
-            words,
-            level_start,
-            level_count,
-            bits,
-        }
+        Self { words, level_start, level_count, bits }
     }
 
     /// How many bits the tree has.

@@ -78,19 +78,11 @@ pub struct Constraints {
 
 impl Constraints {
     /// No constraint at all.
-    pub const NONE: Constraints = Constraints {
-        below: None,
-        alignment: FRAME_SIZE,
-        boundary: 0,
-    };
+    pub const NONE: Constraints = Constraints { below: None, alignment: FRAME_SIZE, boundary: 0 };
 
     /// Only an address limit.
     pub const fn below(limit: PhysAddr) -> Constraints {
-        Constraints {
-            below: Some(limit),
-            alignment: FRAME_SIZE,
-            boundary: 0,
-        }
+        Constraints { below: Some(limit), alignment: FRAME_SIZE, boundary: 0 }
     }
 }
 
@@ -189,10 +181,7 @@ impl<'a> FrameAllocator<'a> {
 
     /// An allocator in which exactly the whole frames inside `usable` are free.
     /// `storage` must hold [`FrameAllocator::storage_words`] words.
-    pub fn new(
-        usable: &[(PhysAddr, PhysAddr)],
-        storage: &'a mut [u64],
-    ) -> Result<Self, MemoryError> {
+    pub fn new(usable: &[(PhysAddr, PhysAddr)], storage: &'a mut [u64]) -> Result<Self, MemoryError> {
         if storage.len() < Self::storage_words(usable) {
             return Err(MemoryError::BadRequest);
         }
@@ -233,17 +222,11 @@ impl<'a> FrameAllocator<'a> {
     }
 
     fn zone_of(&mut self, frame: u64) -> Option<&mut Zone<'a>> {
-        self.zones
-            .iter_mut()
-            .flatten()
-            .find(|zone| zone.contains(frame))
+        self.zones.iter_mut().flatten().find(|zone| zone.contains(frame))
     }
 
     /// One frame, below `below` if given, from the highest zone that has one.
-    pub fn allocate(
-        &mut self,
-        below: Option<PhysAddr>,
-    ) -> Result<PhysFrame<Size4KiB>, MemoryError> {
+    pub fn allocate(&mut self, below: Option<PhysAddr>) -> Result<PhysFrame<Size4KiB>, MemoryError> {
         let limit = below.map_or(u64::MAX, |address| address.as_u64() / FRAME_SIZE);
         for zone in self.zones.iter_mut().rev().flatten() {
             let Some(index) = zone.free.first_set() else {
@@ -266,16 +249,13 @@ impl<'a> FrameAllocator<'a> {
     ) -> Result<PhysFrame<Size4KiB>, MemoryError> {
         let alignment = constraints.alignment.max(FRAME_SIZE);
         let bad_boundary = constraints.boundary != 0
-            && (!constraints.boundary.is_power_of_two()
-                || constraints.boundary < count as u64 * FRAME_SIZE);
+            && (!constraints.boundary.is_power_of_two() || constraints.boundary < count as u64 * FRAME_SIZE);
         if count == 0 || !alignment.is_power_of_two() || bad_boundary {
             return Err(MemoryError::BadRequest);
         }
         let alignment = alignment / FRAME_SIZE;
         let boundary = constraints.boundary / FRAME_SIZE;
-        let limit = constraints
-            .below
-            .map_or(u64::MAX, |address| address.as_u64() / FRAME_SIZE);
+        let limit = constraints.below.map_or(u64::MAX, |address| address.as_u64() / FRAME_SIZE);
         for zone in self.zones.iter_mut().rev().flatten() {
             let zone_limit = limit.min(zone.first_frame + zone.frame_count());
             if let Some(start) = zone.find_run(count as u64, zone_limit, alignment, boundary) {
@@ -321,28 +301,19 @@ impl<'a> FrameAllocator<'a> {
     }
 
     /// Frees `count` frames starting at `first`; stops at the first error.
-    pub fn free_contiguous(
-        &mut self,
-        first: PhysFrame<Size4KiB>,
-        count: usize,
-    ) -> Result<(), MemoryError> {
+    pub fn free_contiguous(&mut self, first: PhysFrame<Size4KiB>, count: usize) -> Result<(), MemoryError> {
         (0..count as u64).try_for_each(|i| self.free(first + i))
     }
 
     /// Whether `frame` is usable and currently free.
     pub fn is_free(&mut self, frame: PhysFrame<Size4KiB>) -> bool {
         let number = frame.start_address().as_u64() / FRAME_SIZE;
-        self.zone_of(number)
-            .is_some_and(|zone| zone.free.get((number - zone.first_frame) as usize))
+        self.zone_of(number).is_some_and(|zone| zone.free.get((number - zone.first_frame) as usize))
     }
 
     /// Counts per zone, lowest zone first; zones without memory are left out.
     pub fn stats(&self) -> impl Iterator<Item = ZoneStats> + '_ {
-        self.zones.iter().flatten().map(|zone| ZoneStats {
-            kind: zone.kind,
-            total: zone.total,
-            free: zone.free_count,
-        })
+        self.zones.iter().flatten().map(|zone| ZoneStats { kind: zone.kind, total: zone.total, free: zone.free_count })
     }
 
     /// Free frames over all zones.

@@ -21,16 +21,13 @@ fn usable_frames(usable: &[(PhysAddr, PhysAddr)]) -> BTreeSet<u64> {
 }
 
 fn build(usable: &[(PhysAddr, PhysAddr)]) -> (Vec<u64>, usize) {
-    (
-        vec![0; FrameAllocator::storage_words(usable)],
-        usable_frames(usable).len(),
-    )
+    (vec![0; FrameAllocator::storage_words(usable)], usable_frames(usable).len())
 }
 
 fn run_ok(free: &BTreeSet<u64>, start: u64, count: u64, c: &Constraints) -> bool {
     let limit = c.below.map_or(u64::MAX, |a| a.as_u64());
-    let boundary_ok = c.boundary == 0
-        || (start * FRAME_SIZE) / c.boundary == ((start + count) * FRAME_SIZE - 1) / c.boundary;
+    let boundary_ok =
+        c.boundary == 0 || (start * FRAME_SIZE) / c.boundary == ((start + count) * FRAME_SIZE - 1) / c.boundary;
     (start * FRAME_SIZE).is_multiple_of(c.alignment.max(FRAME_SIZE))
         && (start + count) * FRAME_SIZE <= limit
         && boundary_ok
@@ -50,28 +47,13 @@ fn qemu_like_layout_has_three_zones_and_prefers_high_memory() {
     assert_eq!(kinds, ZoneKind::ALL);
     assert_eq!(allocator.free_frames(), total);
     let frame = allocator.allocate(None).unwrap();
-    assert!(
-        frame.start_address().as_u64() >= 1 << 32,
-        "unconstrained frames come from Normal"
-    );
+    assert!(frame.start_address().as_u64() >= 1 << 32, "unconstrained frames come from Normal");
     let low = allocator.allocate(Some(address(16 * MIB))).unwrap();
     assert!(low.start_address().as_u64() < 16 * MIB);
     assert_eq!(allocator.free(frame), Ok(()));
-    assert_eq!(
-        allocator.free(frame),
-        Err(MemoryError::NotAllocated),
-        "double free is caught"
-    );
-    assert_eq!(
-        allocator.free(frame_at(0)),
-        Err(MemoryError::NotUsable),
-        "page 0 was never usable"
-    );
-    assert_eq!(
-        allocator.free(frame_at(0xa0)),
-        Err(MemoryError::NotUsable),
-        "a hole is not usable"
-    );
+    assert_eq!(allocator.free(frame), Err(MemoryError::NotAllocated), "double free is caught");
+    assert_eq!(allocator.free(frame_at(0)), Err(MemoryError::NotUsable), "page 0 was never usable");
+    assert_eq!(allocator.free(frame_at(0xa0)), Err(MemoryError::NotUsable), "a hole is not usable");
     allocator.free(low).unwrap();
     assert_eq!(allocator.free_frames(), total);
 }
@@ -84,48 +66,21 @@ fn contiguous_runs_honour_boundary_alignment_and_limit() {
     // Make the first 64 KiB window unusable for a 16-frame run by taking one frame in it.
     allocator.reserve(frame_at(MIB / FRAME_SIZE + 3)).unwrap();
     // Below 16 MiB, so the run must come from the DMA zone (else Dma32 is tried first).
-    let constraints = Constraints {
-        below: Some(address(16 * MIB)),
-        alignment: FRAME_SIZE,
-        boundary: 64 * 1024,
-    };
+    let constraints = Constraints { below: Some(address(16 * MIB)), alignment: FRAME_SIZE, boundary: 64 * 1024 };
     let run = allocator.allocate_contiguous(16, constraints).unwrap();
     let start = run.start_address().as_u64();
-    assert_eq!(
-        start / (64 * 1024),
-        (start + 16 * FRAME_SIZE - 1) / (64 * 1024)
-    );
+    assert_eq!(start / (64 * 1024), (start + 16 * FRAME_SIZE - 1) / (64 * 1024));
     assert_eq!(start, MIB + 64 * 1024, "the first window that fits");
-    let aligned = allocator
-        .allocate_contiguous(
-            3,
-            Constraints {
-                below: None,
-                alignment: 2 * MIB,
-                boundary: 0,
-            },
-        )
-        .unwrap();
+    let aligned =
+        allocator.allocate_contiguous(3, Constraints { below: None, alignment: 2 * MIB, boundary: 0 }).unwrap();
     assert_eq!(aligned.start_address().as_u64() % (2 * MIB), 0);
     assert_eq!(
-        allocator.allocate_contiguous(
-            32,
-            Constraints {
-                boundary: 64 * 1024,
-                ..Constraints::NONE
-            }
-        ),
+        allocator.allocate_contiguous(32, Constraints { boundary: 64 * 1024, ..Constraints::NONE }),
         Err(MemoryError::BadRequest),
         "a run larger than its boundary can never fit"
     );
-    assert_eq!(
-        allocator.allocate_contiguous(0, Constraints::NONE),
-        Err(MemoryError::BadRequest)
-    );
-    assert_eq!(
-        allocator.allocate_contiguous(1, Constraints::below(address(MIB))),
-        Err(MemoryError::NoContiguousRun)
-    );
+    assert_eq!(allocator.allocate_contiguous(0, Constraints::NONE), Err(MemoryError::BadRequest));
+    assert_eq!(allocator.allocate_contiguous(1, Constraints::below(address(MIB))), Err(MemoryError::NoContiguousRun));
 }
 
 #[test]
@@ -137,34 +92,18 @@ fn exhaustion_is_an_error_not_a_panic() {
         allocator.allocate(None).unwrap();
     }
     assert_eq!(allocator.allocate(None), Err(MemoryError::OutOfMemory));
-    assert_eq!(
-        allocator.allocate_contiguous(1, Constraints::NONE),
-        Err(MemoryError::NoContiguousRun)
-    );
+    assert_eq!(allocator.allocate_contiguous(1, Constraints::NONE), Err(MemoryError::NoContiguousRun));
 }
 
 #[derive(Clone, Debug)]
 enum Operation {
-    Single {
-        below: Option<u64>,
-    },
-    Run {
-        count: u64,
-        alignment_shift: u32,
-        boundary_shift: Option<u32>,
-        below: Option<u64>,
-    },
-    Free {
-        pick: usize,
-    },
+    Single { below: Option<u64> },
+    Run { count: u64, alignment_shift: u32, boundary_shift: Option<u32>, below: Option<u64> },
+    Free { pick: usize },
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
-    let below = prop::option::of(prop_oneof![
-        Just(16 * MIB),
-        Just(1u64 << 32),
-        1u64..(6u64 << 30)
-    ]);
+    let below = prop::option::of(prop_oneof![Just(16 * MIB), Just(1u64 << 32), 1u64..(6u64 << 30)]);
     prop_oneof![
         below.clone().prop_map(|below| Operation::Single { below }),
         (1u64..40, 0u32..6, prop::option::of(4u32..9), below).prop_map(
@@ -182,10 +121,7 @@ fn operation() -> impl Strategy<Value = Operation> {
 fn layout() -> impl Strategy<Value = Vec<(PhysAddr, PhysAddr)>> {
     // Ranges scattered over 6 GiB (so all three zones appear), each at most 1 MiB.
     prop::collection::vec((0u64..(6u64 << 30), 1u64..(MIB)), 1..8).prop_map(|ranges| {
-        ranges
-            .into_iter()
-            .map(|(start, length)| (address(start), address(start + length)))
-            .collect()
+        ranges.into_iter().map(|(start, length)| (address(start), address(start + length))).collect()
     })
 }
 

@@ -25,12 +25,7 @@ pub struct KernelHeap(Mutex<Heap>);
 // given, or null; the mutex serialises all access.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        without_interrupts(|| {
-            self.0
-                .lock()
-                .allocate_first_fit(layout)
-                .map_or(ptr::null_mut(), |block| block.as_ptr())
-        })
+        without_interrupts(|| self.0.lock().allocate_first_fit(layout).map_or(ptr::null_mut(), |block| block.as_ptr()))
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {

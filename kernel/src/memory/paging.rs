@@ -40,30 +40,17 @@ fn with_mapper<T>(
 /// # Safety
 /// The caller owns `frame` and must not create an alias that breaks Rust's
 /// aliasing rules for memory already in use (mapping a fresh frame is fine).
-pub unsafe fn map(
-    page: Page<Size4KiB>,
-    frame: PhysFrame<Size4KiB>,
-    flags: PageTableFlags,
-) -> Result<(), MemoryError> {
+pub unsafe fn map(page: Page<Size4KiB>, frame: PhysFrame<Size4KiB>, flags: PageTableFlags) -> Result<(), MemoryError> {
     with_mapper(|mapper| {
         // SAFETY: forwarded from the caller.
-        let result = unsafe {
-            mapper.map_to(
-                page,
-                frame,
-                flags | PageTableFlags::PRESENT,
-                &mut KernelFrames,
-            )
-        };
+        let result = unsafe { mapper.map_to(page, frame, flags | PageTableFlags::PRESENT, &mut KernelFrames) };
         match result {
             Ok(flush) => {
                 flush.flush();
                 Ok(())
             }
             Err(MapToError::FrameAllocationFailed) => Err(MemoryError::OutOfMemory),
-            Err(MapToError::PageAlreadyMapped(_) | MapToError::ParentEntryHugePage) => {
-                Err(MemoryError::AlreadyMapped)
-            }
+            Err(MapToError::PageAlreadyMapped(_) | MapToError::ParentEntryHugePage) => Err(MemoryError::AlreadyMapped),
         }
     })
 }

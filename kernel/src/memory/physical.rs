@@ -29,17 +29,11 @@ pub fn offset() -> VirtAddr {
 
 /// Builds the frame allocator from the boot memory map. Its own bitmaps are
 /// carved from the highest usable region large enough, and reserved.
-pub(crate) fn init(
-    regions: &MemoryRegions,
-    physical_memory_offset: u64,
-) -> Result<(), MemoryError> {
+pub(crate) fn init(regions: &MemoryRegions, physical_memory_offset: u64) -> Result<(), MemoryError> {
     PHYSICAL_MEMORY_OFFSET.store(physical_memory_offset, Ordering::Relaxed);
     let mut usable = [(PhysAddr::zero(), PhysAddr::zero()); MAX_USABLE_REGIONS];
     let mut count = 0;
-    for region in regions
-        .iter()
-        .filter(|r| r.kind == MemoryRegionKind::Usable)
-    {
+    for region in regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable) {
         if count == MAX_USABLE_REGIONS {
             log::warn!("more than {MAX_USABLE_REGIONS} usable regions: ignoring the rest");
             break;
@@ -94,10 +88,7 @@ pub fn allocate_frame_below(limit: PhysAddr) -> Result<PhysFrame<Size4KiB>, Memo
 }
 
 /// `count` contiguous frames meeting `constraints`.
-pub fn allocate_contiguous(
-    count: usize,
-    constraints: Constraints,
-) -> Result<PhysFrame<Size4KiB>, MemoryError> {
+pub fn allocate_contiguous(count: usize, constraints: Constraints) -> Result<PhysFrame<Size4KiB>, MemoryError> {
     with_frames(|frames| frames.allocate_contiguous(count, constraints))
 }
 
@@ -133,11 +124,7 @@ unsafe impl x86_64::structures::paging::FrameAllocator<Size4KiB> for KernelFrame
         let frame = allocate_frame().ok()?;
         // SAFETY: the frame is ours and mapped through the physical map; page tables
         // must start zeroed.
-        unsafe {
-            to_virtual(frame.start_address())
-                .as_mut_ptr::<u8>()
-                .write_bytes(0, FRAME_SIZE as usize)
-        };
+        unsafe { to_virtual(frame.start_address()).as_mut_ptr::<u8>().write_bytes(0, FRAME_SIZE as usize) };
         Some(frame)
     }
 }

@@ -30,12 +30,7 @@ impl fmt::Display for Bar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Bar::Io { port, size } => write!(f, "io {port:#x} ({size} ports)"),
-            Bar::Memory {
-                address,
-                size,
-                wide,
-                prefetchable,
-            } => write!(
+            Bar::Memory { address, size, wide, prefetchable } => write!(
                 f,
                 "mem{} {address:#x} ({} KiB{})",
                 if wide { 64 } else { 32 },

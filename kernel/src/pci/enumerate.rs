@@ -3,8 +3,7 @@
 use alloc::vec::Vec;
 
 use pci_types::{
-    Bar as RawBar, CommandRegister, ConfigRegionAccess, EndpointHeader, HeaderType, PciAddress,
-    PciHeader,
+    Bar as RawBar, CommandRegister, ConfigRegionAccess, EndpointHeader, HeaderType, PciAddress, PciHeader,
 };
 
 use super::config::PortConfigAccess;
@@ -22,11 +21,7 @@ pub fn enumerate() -> Vec<PciDevice> {
             if header.id(access).0 == 0xffff {
                 continue;
             }
-            let functions = if header.has_multiple_functions(access) {
-                8
-            } else {
-                1
-            };
+            let functions = if header.has_multiple_functions(access) { 8 } else { 1 };
             for function in 0..functions {
                 let address = PciAddress::new(0, bus, device, function);
                 if let Some(decoded) = decode(address, access) {
@@ -53,11 +48,7 @@ fn decode(address: PciAddress, access: PortConfigAccess) -> Option<PciDevice> {
         while slot < 6 {
             let raw = endpoint.bar(slot, access);
             bars[usize::from(slot)] = raw.map(|bar| decode_bar(address, slot, bar, access));
-            slot += if matches!(raw, Some(RawBar::Memory64 { .. })) {
-                2
-            } else {
-                1
-            };
+            slot += if matches!(raw, Some(RawBar::Memory64 { .. })) { 2 } else { 1 };
         }
         let (pin, line) = endpoint.interrupt(access);
         interrupt_line = (pin != 0 && line < 16).then_some(line);
@@ -79,30 +70,11 @@ fn decode(address: PciAddress, access: PortConfigAccess) -> Option<PciDevice> {
 
 fn decode_bar(address: PciAddress, slot: u8, bar: RawBar, access: PortConfigAccess) -> Bar {
     match bar {
-        RawBar::Memory32 {
-            address,
-            size,
-            prefetchable,
-        } => Bar::Memory {
-            address: u64::from(address),
-            size: u64::from(size),
-            wide: false,
-            prefetchable,
-        },
-        RawBar::Memory64 {
-            address,
-            size,
-            prefetchable,
-        } => Bar::Memory {
-            address,
-            size,
-            wide: true,
-            prefetchable,
-        },
-        RawBar::Io { port } => Bar::Io {
-            port: port as u16,
-            size: io_bar_size(address, slot, access),
-        },
+        RawBar::Memory32 { address, size, prefetchable } => {
+            Bar::Memory { address: u64::from(address), size: u64::from(size), wide: false, prefetchable }
+        }
+        RawBar::Memory64 { address, size, prefetchable } => Bar::Memory { address, size, wide: true, prefetchable },
+        RawBar::Io { port } => Bar::Io { port: port as u16, size: io_bar_size(address, slot, access) },
     }
 }
 
@@ -125,17 +97,9 @@ fn io_bar_size(address: PciAddress, slot: u8, access: PortConfigAccess) -> u16 {
 /// Turns on I/O and memory decoding and bus mastering, so the device answers its
 /// BARs and may do DMA.
 pub fn enable(device: &PciDevice) {
-    let mut header = PciHeader::new(PciAddress::new(
-        0,
-        device.bus,
-        device.device,
-        device.function,
-    ));
+    let mut header = PciHeader::new(PciAddress::new(0, device.bus, device.device, device.function));
     header.update_command(PortConfigAccess, |command| {
-        command
-            | CommandRegister::IO_ENABLE
-            | CommandRegister::MEMORY_ENABLE
-            | CommandRegister::BUS_MASTER_ENABLE
+        command | CommandRegister::IO_ENABLE | CommandRegister::MEMORY_ENABLE | CommandRegister::BUS_MASTER_ENABLE
     });
 }
 
@@ -156,11 +120,7 @@ impl PciDevice {
         if (self.class, self.subclass) != (0x01, 0x01) || native_mode || channel > 1 {
             return Err(IoReturn::BadArgument);
         }
-        let (command, control) = if channel == 0 {
-            (0x1f0, 0x3f6)
-        } else {
-            (0x170, 0x376)
-        };
+        let (command, control) = if channel == 0 { (0x1f0, 0x3f6) } else { (0x170, 0x376) };
         // SAFETY: a compatibility-mode IDE controller decodes exactly these fixed
         // ports for this channel (PCI IDE Controller Specification).
         unsafe { Ok((claim_ports(command, 8)?, claim_ports(control, 1)?)) }

@@ -53,14 +53,9 @@ impl core::fmt::Write for MessagePrefix {
 /// Whether the panic message contains `expected`.
 fn message_contains(info: &PanicInfo, expected: &str) -> bool {
     use core::fmt::Write;
-    let mut prefix = MessagePrefix {
-        bytes: [0; 256],
-        length: 0,
-    };
+    let mut prefix = MessagePrefix { bytes: [0; 256], length: 0 };
     let _ = write!(prefix, "{}", info.message());
-    prefix.bytes[..prefix.length]
-        .windows(expected.len().max(1))
-        .any(|w| w == expected.as_bytes())
+    prefix.bytes[..prefix.length].windows(expected.len().max(1)).any(|w| w == expected.as_bytes())
         || expected.is_empty()
 }
 
@@ -101,11 +96,7 @@ fn run_from(first: usize) -> ! {
     let passed = PASSED.load(Ordering::Relaxed);
     let failed = FAILED.load(Ordering::Relaxed);
     crate::println!("{passed} passed, {failed} failed");
-    exit(if failed == 0 {
-        ExitCode::Success
-    } else {
-        ExitCode::Failure
-    })
+    exit(if failed == 0 { ExitCode::Success } else { ExitCode::Failure })
 }
 
 /// Called by the panic handler while a test runs: records the outcome and
@@ -117,15 +108,10 @@ pub fn on_panic(info: &PanicInfo) -> ! {
     let should_panic = test.is_some_and(|t| t.should_panic);
     let expected = test.map_or("", |t| t.expected);
     if should_panic && message_contains(info, expected) {
-        emergency_print(format_args!(
-            "ok (panicked as expected: {})\n",
-            info.message()
-        ));
+        emergency_print(format_args!("ok (panicked as expected: {})\n", info.message()));
         PASSED.fetch_add(1, Ordering::Relaxed);
     } else if should_panic {
-        emergency_print(format_args!(
-            "FAILED\n    panicked, but the message lacks {expected:?}: {info}\n"
-        ));
+        emergency_print(format_args!("FAILED\n    panicked, but the message lacks {expected:?}: {info}\n"));
         FAILED.fetch_add(1, Ordering::Relaxed);
     } else {
         emergency_print(format_args!("FAILED\n    {info}\n"));
@@ -136,9 +122,7 @@ pub fn on_panic(info: &PanicInfo) -> ! {
 
 /// Restarts the test loop at `next` on top of the kernel stack.
 fn resume_with(next: usize) -> ! {
-    let Some(info) = crate::boot_info::get() else {
-        exit(ExitCode::Failure)
-    };
+    let Some(info) = crate::boot_info::get() else { exit(ExitCode::Failure) };
     let top = info.kernel_stack_bottom + info.kernel_stack_len;
     // SAFETY: the kernel stack is mapped for the kernel's whole life. Everything on
     // it belongs to the test that panicked (or to the harness frames above it,

@@ -12,9 +12,7 @@ fn force_double_buffer(direction: IoDirection, nested: bool) {
     let buffer = low_buffer(platform, 3 * 4096 + 512, direction);
     let original = contents(&buffer);
     let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_64).unwrap();
-    command
-        .set_memory_descriptor(buffer.clone(), false)
-        .unwrap();
+    command.set_memory_descriptor(buffer.clone(), false).unwrap();
     command.prepare(256, 2 * 4096).unwrap();
     if nested {
         command.prepare(256, 2 * 4096).unwrap();
@@ -22,27 +20,18 @@ fn force_double_buffer(direction: IoDirection, nested: bool) {
     assert_eq!(command.bounced_bytes(), 0);
     let before = command.segments().to_vec();
 
-    command
-        .synchronize(SyncOptions::FORCE_DOUBLE_BUFFER | SyncOptions::OUT)
-        .unwrap();
+    command.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER | SyncOptions::OUT).unwrap();
     let buffers = command.bounce_buffers().to_vec();
     assert_eq!(buffers.len(), 1, "one new buffer");
     assert_eq!(buffers[0].address.as_u64() % 4096, 0, "page-aligned");
     assert!(command.segments().iter().all(|s| {
-        s.address.as_u64() >= buffers[0].address.as_u64()
-            && s.end() <= buffers[0].address.as_u64() + buffers[0].length
+        s.address.as_u64() >= buffers[0].address.as_u64() && s.end() <= buffers[0].address.as_u64() + buffers[0].length
     }));
     assert_ne!(command.segments(), before.as_slice());
-    assert_eq!(
-        device_reads(platform, &command),
-        original[256..256 + 8192],
-        "filled from the descriptor"
-    );
+    assert_eq!(device_reads(platform, &command), original[256..256 + 8192], "filled from the descriptor");
 
     // Already wholly double-buffered: success, nothing moves.
-    command
-        .synchronize(SyncOptions::FORCE_DOUBLE_BUFFER)
-        .unwrap();
+    command.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER).unwrap();
     assert_eq!(command.bounce_buffers(), buffers.as_slice());
 
     let device_data = pattern(8192, 200);
@@ -91,9 +80,7 @@ fn force_double_buffer_keeps_device_written_data() {
     command.set_memory_descriptor(buffer.clone(), true).unwrap();
     let written = pattern(4096, 77);
     device_writes(platform, command.segments(), &written);
-    command
-        .synchronize(SyncOptions::FORCE_DOUBLE_BUFFER)
-        .unwrap();
+    command.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER).unwrap();
     assert_eq!(device_reads(platform, &command), written);
     command.complete().unwrap();
     assert_eq!(contents(&buffer), written);
@@ -106,10 +93,7 @@ fn force_double_buffer_without_bounce_memory_fails_cleanly() {
     let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_64).unwrap();
     command.set_memory_descriptor(buffer, true).unwrap();
     let segments = command.segments().to_vec();
-    assert_eq!(
-        command.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER),
-        Err(IoReturn::NoResources)
-    );
+    assert_eq!(command.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER), Err(IoReturn::NoResources));
     assert_eq!(command.segments(), segments.as_slice(), "unchanged");
     command.complete().unwrap();
 }

@@ -26,15 +26,9 @@ pub(super) fn high_buffer(
     length: u64,
     direction: IoDirection,
 ) -> Arc<IoMemoryDescriptor> {
-    let descriptor =
-        IoMemoryDescriptor::allocate(platform, length, direction, Constraints::NONE).unwrap();
-    assert!(
-        descriptor.physical_segment(0).unwrap().0.as_u64() >= FOUR_GIB,
-        "unconstrained buffers are high"
-    );
-    descriptor
-        .write_bytes(0, &pattern(length as usize, 7))
-        .unwrap();
+    let descriptor = IoMemoryDescriptor::allocate(platform, length, direction, Constraints::NONE).unwrap();
+    assert!(descriptor.physical_segment(0).unwrap().0.as_u64() >= FOUR_GIB, "unconstrained buffers are high");
+    descriptor.write_bytes(0, &pattern(length as usize, 7)).unwrap();
     descriptor
 }
 
@@ -46,17 +40,13 @@ pub(super) fn low_buffer(
 ) -> Arc<IoMemoryDescriptor> {
     let below = Constraints::below(PhysAddr::new(FOUR_GIB));
     let descriptor = IoMemoryDescriptor::allocate(platform, length, direction, below).unwrap();
-    descriptor
-        .write_bytes(0, &pattern(length as usize, 7))
-        .unwrap();
+    descriptor.write_bytes(0, &pattern(length as usize, 7)).unwrap();
     descriptor
 }
 
 /// Deterministic bytes that differ from offset to offset and from seed to seed.
 pub(super) fn pattern(length: usize, seed: u8) -> Vec<u8> {
-    (0..length)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
-        .collect()
+    (0..length).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect()
 }
 
 /// Everything a descriptor holds.

@@ -27,11 +27,7 @@ fn power_or_zero(max_shift: u32) -> impl Strategy<Value = u64> {
 
 fn specification() -> impl Strategy<Value = Specification> {
     (
-        prop_oneof![
-            Just(OutputFormat::HOST32),
-            Just(OutputFormat::BIG64),
-            Just(OutputFormat::LITTLE64)
-        ],
+        prop_oneof![Just(OutputFormat::HOST32), Just(OutputFormat::BIG64), Just(OutputFormat::LITTLE64)],
         prop_oneof![Just(0u8), Just(32), Just(33), Just(64)],
         prop_oneof![Just(0u64), Just(512), Just(4096), 1u64..10_000],
         power_or_zero(12),
@@ -40,38 +36,23 @@ fn specification() -> impl Strategy<Value = Specification> {
         prop_oneof![Just(0u64), Just(1024), Just(4096), Just(65536)],
         prop_oneof![Just(0usize), 1usize..10],
     )
-        .prop_map(
-            |(
+        .prop_map(|(output, bits, max_segment, alignment, alignment_length, internal, boundary, max_segments)| {
+            Specification {
                 output,
-                bits,
-                max_segment,
+                num_address_bits: bits,
+                max_segment_size: max_segment,
+                max_transfer_size: 0,
                 alignment,
                 alignment_length,
-                internal,
+                alignment_internal_segments: internal,
                 boundary,
                 max_segments,
-            )| {
-                Specification {
-                    output,
-                    num_address_bits: bits,
-                    max_segment_size: max_segment,
-                    max_transfer_size: 0,
-                    alignment,
-                    alignment_length,
-                    alignment_internal_segments: internal,
-                    boundary,
-                    max_segments,
-                }
-            },
-        )
+            }
+        })
 }
 
 fn direction() -> impl Strategy<Value = IoDirection> {
-    prop_oneof![
-        Just(IoDirection::In),
-        Just(IoDirection::Out),
-        Just(IoDirection::InOut)
-    ]
+    prop_oneof![Just(IoDirection::In), Just(IoDirection::Out), Just(IoDirection::InOut)]
 }
 
 proptest! {

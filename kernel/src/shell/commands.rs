@@ -1,0 +1,293 @@
+//! The shell's commands and its read-eval loop.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use x86_64::PhysAddr;
+
+use super::line::{Edit, LineEditor};
+use super::parse::{self, DmaReadOptions};
+use crate::arch::qemu::{ExitCode, exit};
+use crate::block::{BlockDevice, TransferOptions};
+use crate::digest::sha256_hex;
+use crate::dma::kernel_platform::platform;
+use crate::dma::{DmaPlatform, IoDirection, IoMemoryDescriptor, Specification, trace};
+use crate::memory::{Constraints, heap, physical};
+use crate::{driver, print, println};
+
+/// Where the shell's input comes from.
+pub trait Input {
+    /// The next byte, waiting for it; `None` at the end of the input.
+    fn next_byte(&mut self) -> Option<u8>;
+}
+
+/// The serial console: waits in `hlt` for the next byte (the timer wakes it).
+pub struct SerialInput;
+
+impl Input for SerialInput {
+    fn next_byte(&mut self) -> Option<u8> {
+        loop {
+            if let Some(byte) = crate::serial::try_read_byte() {
+                return Some(byte);
+            }
+            x86_64::instructions::hlt();
+        }
+    }
+}
+
+/// A script, for tests: its bytes, then the end.
+pub struct ScriptInput<'a>(pub core::slice::Iter<'a, u8>);
+
+impl Input for ScriptInput<'_> {
+    fn next_byte(&mut self) -> Option<u8> {
+        self.0.next().copied()
+    }
+}
+
+const PROMPT: &str = "dmakit> ";
+/// The most sectors `read`, `write` and `dma read` move at once (1 MiB).
+const MAX_SECTORS: u64 = 2048;
+
+/// Reads and runs commands until the input ends (or `poweroff`).
+pub fn run(input: &mut dyn Input) {
+    let mut editor = LineEditor::default();
+    print!("{PROMPT}");
+    while let Some(byte) = input.next_byte() {
+        match editor.feed(byte) {
+            Edit::Nothing => {}
+            Edit::Echo(text) => print!("{text}"),
+            Edit::Char(character) => print!("{character}"),
+            Edit::Line(line) => {
+                println!();
+                if let Err(message) = execute(&line) {
+                    println!("error: {message}");
+                }
+                print!("{PROMPT}");
+            }
+        }
+    }
+    println!();
+}
+
+/// Runs one command line; an `Err` is the message to show.
+pub fn execute(line: &str) -> Result<(), String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let Some((&command, arguments)) = words.split_first() else { return Ok(()) };
+    match command {
+        "help" => help(),
+        "mem" => mem(),
+        "ioreg" => driver::print_registry(),
+        "lsblk" => lsblk(),
+        "read" => read(arguments)?,
+        "write" => write(arguments)?,
+        "dma" => match arguments.split_first() {
+            Some((&"read", rest)) => dma_read(rest)?,
+            _ => return Err(String::from("usage: dma read DEV LBA COUNT [options] (see help)")),
+        },
+        "trace" => match arguments {
+            ["on"] => {
+                trace::set_enabled(true);
+                println!("DMA tracing is on");
+            }
+            ["off"] => {
+                trace::set_enabled(false);
+                println!("DMA tracing is off");
+            }
+            _ => return Err(String::from("usage: trace on|off")),
+        },
+        "stats" => stats(),
+        "bench" => crate::bench::quick(),
+        "poweroff" | "exit" | "quit" => {
+            println!("powering off");
+            exit(ExitCode::Success)
+        }
+        other => return Err(format!("unknown command '{other}': type help")),
+    }
+    Ok(())
+}
+
+fn help() {
+    println!("commands:");
+    println!("  help                     this list");
+    println!("  mem                      frame allocator zones, heap and bounce memory");
+    println!("  ioreg                    the driver registry tree");
+    println!("  lsblk                    disks: name, driver, block size, capacity");
+    println!("  read DEV LBA COUNT       read COUNT sectors; print their sha256 and first bytes");
+    println!("  write DEV LBA COUNT PAT  write COUNT sectors of PAT (a byte like 0xa5, or text)");
+    println!("  dma read DEV LBA COUNT [--bits N] [--boundary N] [--max-segment N]");
+    println!("           [--above-4g] [--force-double-buffer] [--trace]");
+    println!("                           one read with your own limits added to the device's");
+    println!("  trace on|off             show every DMA step of every transfer");
+    println!("  stats                    bounce accounting");
+    println!("  bench                    a quick read benchmark of each disk");
+    println!("  poweroff                 leave QEMU (end of piped input does too)");
+    println!("numbers: 4096, 0x1000, 64K, 1M; disks: vda, vdb... (virtio), hda, hdb... (ATA)");
+}
+
+fn mem() {
+    for zone in physical::zone_stats().into_iter().flatten() {
+        println!(
+            "zone {:<6} {:>8} frames total {:>8} free ({} MiB free)",
+            zone.kind.name(),
+            zone.total,
+            zone.free,
+            (zone.free * 4096) >> 20
+        );
+    }
+    let (used, free) = heap::usage();
+    println!("heap {} KiB used, {} KiB free", used / 1024, free / 1024);
+    let stats = platform().accounting().stats();
+    println!("bounce memory {} of {} pages in use", stats.pages_in_use, stats.page_limit);
+}
+
+fn stats() {
+    let stats = platform().accounting().stats();
+    println!("bounced transfers   {}", stats.bounced_transfers);
+    println!("direct transfers    {}", stats.direct_transfers);
+    println!("copied to device    {} bytes in {} copies", stats.bytes_to_bounce, stats.copies_to_bounce);
+    println!("copied from device  {} bytes in {} copies", stats.bytes_from_bounce, stats.copies_from_bounce);
+    println!("bounce pages in use {} of {}", stats.pages_in_use, stats.page_limit);
+    println!("prepared commands   {}", stats.prepared_commands);
+}
+
+fn lsblk() {
+    println!("{:<6} {:<12} {:>6} {:>12}  model", "NAME", "DRIVER", "BLOCK", "CAPACITY");
+    for (name, disk) in driver::block_devices() {
+        let bytes = disk.block_count() * u64::from(disk.block_size());
+        println!(
+            "{name:<6} {:<12} {:>6} {:>9} KiB  {}",
+            disk.driver_name(),
+            disk.block_size(),
+            bytes / 1024,
+            disk.description()
+        );
+    }
+}
+
+/// The disk, LBA and count of `read`/`write`/`dma read`, checked.
+fn target(arguments: &[&str]) -> Result<(Arc<dyn BlockDevice>, u64, u64), String> {
+    let name = arguments.first().ok_or("missing DEV (try lsblk)")?;
+    let disk = driver::find_block_device(name).ok_or_else(|| format!("no disk called '{name}' (try lsblk)"))?;
+    let lba = parse::argument(arguments, 1, "LBA")?;
+    let count = parse::argument(arguments, 2, "COUNT")?;
+    if count == 0 || count > MAX_SECTORS {
+        return Err(format!("COUNT must be 1 to {MAX_SECTORS}, not {count}"));
+    }
+    let end = disk.block_count();
+    if lba.checked_add(count).is_none_or(|last| last > end) {
+        return Err(format!("sectors {lba}..{} are past the end of {name} ({end} sectors)", lba.saturating_add(count)));
+    }
+    Ok((disk, lba, count))
+}
+
+fn buffer(bytes: u64, placement: Constraints) -> Result<Arc<IoMemoryDescriptor>, String> {
+    IoMemoryDescriptor::allocate(platform(), bytes, IoDirection::InOut, placement)
+        .map_err(|error| format!("no buffer of {bytes} bytes: {error}"))
+}
+
+/// Prints the sha256 of `data` and a hex dump of its first bytes.
+fn show(data: &[u8]) {
+    println!("sha256 {}", sha256_hex(data));
+    for (row, chunk) in data.chunks(16).take(4).enumerate() {
+        let hex: Vec<String> = chunk.iter().map(|byte| format!("{byte:02x}")).collect();
+        let text: String = chunk.iter().map(|&b| if b.is_ascii_graphic() { char::from(b) } else { '.' }).collect();
+        println!("{:06x}  {}  {text}", row * 16, hex.join(" "));
+    }
+}
+
+fn read(arguments: &[&str]) -> Result<(), String> {
+    if arguments.len() != 3 {
+        return Err(String::from("usage: read DEV LBA COUNT"));
+    }
+    let (disk, lba, count) = target(arguments)?;
+    let bytes = count * u64::from(disk.block_size());
+    let target = buffer(bytes, Constraints::NONE)?;
+    disk.read(lba, count, &target, 0).map_err(|error| format!("read failed: {error}"))?;
+    let mut data = alloc::vec![0; bytes as usize];
+    target.read_bytes(0, &mut data).map_err(|error| format!("{error}"))?;
+    show(&data);
+    Ok(())
+}
+
+fn write(arguments: &[&str]) -> Result<(), String> {
+    if arguments.len() != 4 {
+        return Err(String::from("usage: write DEV LBA COUNT PATTERN"));
+    }
+    let (disk, lba, count) = target(arguments)?;
+    let bytes = count * u64::from(disk.block_size());
+    let pattern: Vec<u8> = match parse::number(arguments[3]) {
+        Some(byte) if byte <= 0xff => alloc::vec![byte as u8],
+        Some(_) => return Err(format!("a byte pattern must be 0 to 255, not {}", arguments[3])),
+        None => arguments[3].as_bytes().to_vec(),
+    };
+    let data: Vec<u8> = pattern.iter().copied().cycle().take(bytes as usize).collect();
+    let source = buffer(bytes, Constraints::NONE)?;
+    source.write_bytes(0, &data).map_err(|error| format!("{error}"))?;
+    disk.write(lba, count, &source, 0).map_err(|error| format!("write failed: {error}"))?;
+    println!("wrote {count} sector(s) at {lba}; sha256 {}", sha256_hex(&data));
+    Ok(())
+}
+
+fn dma_read(arguments: &[&str]) -> Result<(), String> {
+    let (disk, lba, count) = target(arguments.get(..3).ok_or("usage: dma read DEV LBA COUNT [options]")?)?;
+    let options: DmaReadOptions = parse::dma_read_options(&arguments[3..])?;
+    let bytes = count * u64::from(disk.block_size());
+    let placement = if options.above_4g { Constraints::NONE } else { Constraints::below(PhysAddr::new(1 << 32)) };
+    let target = buffer(bytes, placement)?;
+    let (address, _) = target.physical_segment(0).map_err(|error| format!("{error}"))?;
+    if options.above_4g && address.as_u64() < 1 << 32 {
+        return Err(String::from("no memory above 4 GiB on this machine (boot with MEM=6G)"));
+    }
+    let restrict = Specification {
+        num_address_bits: options.bits.unwrap_or(0),
+        boundary: options.boundary.unwrap_or(0),
+        max_segment_size: options.max_segment.unwrap_or(0),
+        ..Specification::UNLIMITED_64
+    };
+    println!(
+        "buffer: {bytes} bytes at physical {:#x} ({} 4 GiB); device {} with your limits: {} address bits, boundary {}, max segment {}",
+        address.as_u64(),
+        if address.as_u64() >= 1 << 32 { "above" } else { "below" },
+        disk.driver_name(),
+        options.bits.map_or(String::from("device's"), |bits| format!("{bits}")),
+        options.boundary.map_or(String::from("device's"), |b| format!("{b:#x}")),
+        options.max_segment.map_or(String::from("device's"), |m| format!("{m:#x}")),
+    );
+    let before = platform().accounting().stats();
+    let was_tracing = options.trace && !trace::set_enabled(true);
+    let transfer = TransferOptions { restrict: Some(restrict), force_double_buffer: options.force_double_buffer };
+    let result = disk.transfer(IoDirection::In, lba, count, &target, 0, &transfer);
+    if was_tracing {
+        trace::set_enabled(false);
+    }
+    result.map_err(|error| format!("dma read failed: {error}"))?;
+    let after = platform().accounting().stats();
+    let segments = disk.last_segments();
+    println!("the device got {} segment(s):", segments.len());
+    for segment in segments.iter().take(8) {
+        println!("  {:#x} + {:#x} bytes", segment.address.as_u64(), segment.length);
+    }
+    if segments.len() > 8 {
+        println!("  ... {} more", segments.len() - 8);
+    }
+    let bounced = after.bytes_from_bounce - before.bytes_from_bounce;
+    if bounced > 0 {
+        println!(
+            "bounced: {bounced} bytes came back through bounce buffers, in {} copies",
+            after.copies_from_bounce - before.copies_from_bounce
+        );
+    } else {
+        println!("bounced: nothing; the device wrote straight into the buffer (zero copies)");
+    }
+    if let (true, Some(first)) = (options.force_double_buffer, segments.first()) {
+        let start = first.address.as_u64();
+        let aligned = if start % 4096 == 0 { "page-aligned" } else { "NOT page-aligned" };
+        println!("force-double-buffer: the transfer used one fresh {aligned} buffer at {start:#x}");
+    }
+    let mut data = alloc::vec![0; bytes as usize];
+    target.read_bytes(0, &mut data).map_err(|error| format!("{error}"))?;
+    show(&data);
+    Ok(())
+}

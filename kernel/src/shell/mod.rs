@@ -1,0 +1,14 @@
+//! A shell on the serial console: commands to look at memory, devices and DMA,
+//! and to run transfers step by step. Scriptable: pipe commands into `make run`.
+
+#[cfg(target_os = "none")]
+mod commands;
+pub mod line;
+pub mod parse;
+#[cfg(target_os = "none")]
+mod story;
+
+#[cfg(target_os = "none")]
+pub use commands::{Input, ScriptInput, SerialInput, execute, run};
+#[cfg(target_os = "none")]
+pub use story::narrate_one_transfer;
