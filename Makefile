@@ -16,7 +16,7 @@ DEFAULT_ATA_DISK := build/ata.img
 VIRTIO_DISK ?= $(DEFAULT_VIRTIO_DISK)
 ATA_DISK ?= $(DEFAULT_ATA_DISK)
 
-.PHONY: help deps build run disks test test-host test-qemu check clean
+.PHONY: help deps build run disks test test-host test-qemu test-e2e bench check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,11 +56,15 @@ test-host: deps ## Host unit and property tests only
 test-qemu: deps ## The QEMU test kernels only
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast
 
+test-e2e: deps ## Pipe a script into make run and check the disks on the host
+	tests/e2e-shell
+
 test: deps ## Host tests and every QEMU test kernel; ends with "N passed, N failed"
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image 2>&1 | tee -a "$$log"; host=$$?; \
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
-	echo; tests/tally "$$log" $$host $$qemu
+	tests/e2e-shell 2>&1 | tee -a "$$log"; e2e=$$?; \
+	echo; tests/tally "$$log" $$host $$qemu $$e2e
 
 check: ## Format check and clippy (host and kernel target)
 	cargo fmt --all --check

@@ -1,0 +1,97 @@
+//! Test kernel: the serial shell, driven by scripted input, its output captured.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec;
+
+use dmakit::digest::sha256_hex;
+use dmakit::shell::{ScriptInput, run};
+use dmakit::{driver, pattern, println, serial};
+use spin::Once;
+
+dmakit::test_kernel!(
+    bad_input_gets_a_message_not_a_panic,
+    backspace_edits_the_line,
+    read_prints_the_sha256_of_exactly_the_requested_sectors,
+    dma_read_with_32_bits_above_4_gib_reports_bounced_segments,
+    force_double_buffer_reports_a_fresh_page_aligned_buffer,
+    trace_on_shows_each_step,
+);
+
+static ATTACHED: Once<()> = Once::new();
+
+/// Runs `script` through the shell and returns everything it printed.
+fn shell(script: &str) -> String {
+    ATTACHED.call_once(|| driver::attach(&dmakit_drivers::all()));
+    serial::start_capture();
+    run(&mut ScriptInput(script.as_bytes().iter()));
+    serial::take_capture()
+}
+
+fn bad_input_gets_a_message_not_a_panic() {
+    let output = shell(
+        "bogus\nread\nread vdz 0 1\nread hda x 1\nread hda 32767 2\nread hda 0 0\nwrite vda 0 1 300\n\
+         dma read hda 0 1 --bits 8\ndma read hda 0 1 --boundary 1000\ndma read hda 0 1 --fast\ndma\ntrace maybe\n",
+    );
+    for expected in [
+        "error: unknown command 'bogus': type help",
+        "error: usage: read DEV LBA COUNT",
+        "error: no disk called 'vdz' (try lsblk)",
+        "error: bad number 'x' for LBA",
+        "error: sectors 32767..32769 are past the end of hda (32768 sectors)",
+        "error: COUNT must be 1 to 2048, not 0",
+        "error: a byte pattern must be 0 to 255, not 300",
+        "error: --bits must be 12..=64, not 8",
+        "error: --boundary must be a power of two, not 1000",
+        "error: unknown option '--fast' (see help)",
+        "error: usage: dma read DEV LBA COUNT [options] (see help)",
+        "error: usage: trace on|off",
+    ] {
+        assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
+    }
+}
+
+fn backspace_edits_the_line() {
+    let output = shell("lsbz\x7flk\n");
+    assert!(output.contains("NAME") && output.contains("hda") && output.contains("vda"), "{output}");
+}
+
+/// The hex after "sha256 " in `output`.
+fn printed_sha256(output: &str) -> &str {
+    let start = output.find("sha256 ").expect("a sha256 line") + 7;
+    &output[start..start + 64]
+}
+
+fn read_prints_the_sha256_of_exactly_the_requested_sectors() {
+    let output = shell("read vda 3 5\n");
+    let mut expected = vec![0u8; 5 * 512];
+    pattern::fill(3, b'V', &mut expected);
+    assert_eq!(printed_sha256(&output), sha256_hex(&expected), "{output}");
+    assert!(output.contains("000000  03 00 00 00 00 00 00 00 44 4d 41 4b 49 54 56 0a"), "{output}");
+    // And the runner compares it with the image file itself.
+    println!("host-check virtio 3 5 {}", printed_sha256(&output));
+}
+
+fn dma_read_with_32_bits_above_4_gib_reports_bounced_segments() {
+    let output = shell("dma read vda 0 8 --bits 32 --above-4g\n");
+    assert!(output.contains("(above 4 GiB)"), "{output}");
+    assert!(output.contains("bounced: 4096 bytes came back through bounce buffers"), "{output}");
+    let segment_line = output.lines().find(|line| line.starts_with("  0x")).expect("a segment line");
+    let address = u64::from_str_radix(segment_line.trim().trim_start_matches("0x").split(' ').next().unwrap_or(""), 16);
+    assert!(address.is_ok_and(|address| address < 1 << 32), "{segment_line}");
+}
+
+fn force_double_buffer_reports_a_fresh_page_aligned_buffer() {
+    let output = shell("dma read hda 8 16 --force-double-buffer\n");
+    assert!(output.contains("force-double-buffer: the transfer used one fresh page-aligned buffer"), "{output}");
+    assert!(output.contains("bounced: 8192 bytes"), "{output}");
+}
+
+fn trace_on_shows_each_step() {
+    let output = shell("trace on\nread hda 0 1\ntrace off\nread hda 0 1\n");
+    assert_eq!(output.matches("prepare: command").count(), 1, "only the traced read: {output}");
+    assert!(output.contains("complete: command"), "{output}");
+}
