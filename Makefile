@@ -66,6 +66,9 @@ test: deps ## Host tests and every QEMU test kernel; ends with "N passed, N fail
 	tests/e2e-shell 2>&1 | tee -a "$$log"; e2e=$$?; \
 	echo; tests/tally "$$log" $$host $$qemu $$e2e
 
+bench: build ## Benchmark against the Linux peer's setup (3 boots, 256 MiB disks)
+	tests/bench $(KERNEL) 3
+
 check: ## Format check and clippy (host and kernel target)
 	cargo fmt --all --check
 	cargo clippy --workspace --exclude dmakit-tests --exclude dmakit-image --lib --tests -- -D warnings
