@@ -289,7 +289,7 @@ impl IoDmaCommand {
         let limit = self.rules.highest_address.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
         let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
         let constraints = Constraints { below: limit, alignment, boundary: 0 };
-        match self.platform.allocate_frames(pages, constraints) {
+        match self.platform.allocate_frames(pages, constraints, false) {
             Ok(address) => {
                 dma_trace!("  bounce buffer: {pages} page(s) at {:#x}, reachable by the device", address.as_u64());
                 Ok(BounceBuffer { address, length, pages })

@@ -112,7 +112,7 @@ impl IoMemoryDescriptor {
             return Err(IoReturn::BadArgument);
         }
         let frames = length.div_ceil(FRAME_SIZE) as usize;
-        let first = platform.allocate_frames(frames, placement).map_err(|_| IoReturn::NoMemory)?;
+        let first = platform.allocate_frames(frames, placement, true).map_err(|_| IoReturn::NoMemory)?;
         let ranges = alloc::vec![Range::Physical { address: first, length }];
         Self::build(platform, ranges, direction, alloc::vec![(first, frames)], None)
     }
@@ -129,7 +129,7 @@ impl IoMemoryDescriptor {
         let mut ranges = Vec::with_capacity(pieces.len());
         for &(length, placement) in pieces {
             let frames = length.div_ceil(FRAME_SIZE) as usize;
-            match platform.allocate_frames(frames, placement) {
+            match platform.allocate_frames(frames, placement, true) {
                 Ok(first) => {
                     owned.push((first, frames));
                     ranges.push(Range::Physical { address: first, length });

@@ -5,6 +5,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::accounting::Accounting;
 use super::platform::DmaPlatform;
+use crate::memory::copy::{copy_bytes, zero_bytes};
 use crate::memory::{Constraints, FRAME_SIZE, MemoryError, paging, physical};
 
 /// The default bounce budget: 16 MiB (Linux's swiotlb defaults to 64 MiB).
@@ -29,12 +30,12 @@ unsafe impl DmaPlatform for KernelPlatform {
         paging::translate(address)
     }
 
-    fn allocate_frames(&self, count: usize, constraints: Constraints) -> Result<PhysAddr, MemoryError> {
+    fn allocate_frames(&self, count: usize, constraints: Constraints, zeroed: bool) -> Result<PhysAddr, MemoryError> {
         let first = physical::allocate_contiguous(count, constraints)?;
         let address = first.start_address();
-        // SAFETY: the frames were just allocated to us and are mapped in the physical map.
-        unsafe {
-            physical::to_virtual(address).as_mut_ptr::<u8>().write_bytes(0, count * FRAME_SIZE as usize);
+        if zeroed {
+            // SAFETY: the frames were just allocated to us and are mapped in the physical map.
+            unsafe { zero_bytes(physical::to_virtual(address).as_mut_ptr::<u8>(), count * FRAME_SIZE as usize) };
         }
         Ok(address)
     }
@@ -50,20 +51,20 @@ unsafe impl DmaPlatform for KernelPlatform {
         let from = physical::to_virtual(source).as_ptr::<u8>();
         // SAFETY: the caller owns the source range; it is mapped by the physical map
         // and cannot overlap `destination`, a Rust slice the caller holds exclusively.
-        unsafe { core::ptr::copy_nonoverlapping(from, destination.as_mut_ptr(), destination.len()) };
+        unsafe { copy_bytes(destination.as_mut_ptr(), from, destination.len()) };
     }
 
     unsafe fn write_physical(&self, destination: PhysAddr, source: &[u8]) {
         let to = physical::to_virtual(destination).as_mut_ptr::<u8>();
         // SAFETY: the caller owns the destination range and may overwrite it.
-        unsafe { core::ptr::copy_nonoverlapping(source.as_ptr(), to, source.len()) };
+        unsafe { copy_bytes(to, source.as_ptr(), source.len()) };
     }
 
     unsafe fn copy_physical(&self, destination: PhysAddr, source: PhysAddr, length: u64) {
         let from = physical::to_virtual(source).as_ptr::<u8>();
         let to = physical::to_virtual(destination).as_mut_ptr::<u8>();
         // SAFETY: the caller owns both ranges and guarantees they do not overlap.
-        unsafe { core::ptr::copy_nonoverlapping(from, to, length as usize) };
+        unsafe { copy_bytes(to, from, length as usize) };
     }
 
     fn accounting(&self) -> &Accounting {

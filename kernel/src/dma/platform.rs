@@ -21,8 +21,10 @@ pub unsafe trait DmaPlatform: Send + Sync {
     /// The physical address kernel virtual address `address` maps to.
     fn translate(&self, address: VirtAddr) -> Option<PhysAddr>;
 
-    /// `count` contiguous, zeroed frames meeting `constraints`.
-    fn allocate_frames(&self, count: usize, constraints: Constraints) -> Result<PhysAddr, MemoryError>;
+    /// `count` contiguous frames meeting `constraints`, zeroed if `zeroed`.
+    /// Bounce buffers skip the zeroing: every byte a device can see through
+    /// their segments is filled from the descriptor before the device runs.
+    fn allocate_frames(&self, count: usize, constraints: Constraints, zeroed: bool) -> Result<PhysAddr, MemoryError>;
 
     /// Returns frames from [`DmaPlatform::allocate_frames`].
     fn free_frames(&self, first: PhysAddr, count: usize);

@@ -105,10 +105,12 @@ unsafe impl DmaPlatform for SimulatedPlatform {
         Some(PhysAddr::new(frame * FRAME_SIZE + address.as_u64() % FRAME_SIZE))
     }
 
-    fn allocate_frames(&self, count: usize, constraints: Constraints) -> Result<PhysAddr, MemoryError> {
+    fn allocate_frames(&self, count: usize, constraints: Constraints, zeroed: bool) -> Result<PhysAddr, MemoryError> {
         let first = self.frames.lock().allocate_contiguous(count, constraints)?;
         let address = first.start_address();
-        self.device_write(address.as_u64(), &vec![0; count * FRAME_SIZE as usize]);
+        // Not zeroed: stale garbage, so a missing fill shows up in tests.
+        let fill = if zeroed { 0 } else { 0xde };
+        self.device_write(address.as_u64(), &vec![fill; count * FRAME_SIZE as usize]);
         Ok(address)
     }
 

@@ -1,6 +1,7 @@
 //! Physical memory, paging and the kernel heap.
 
 pub mod bit_tree;
+pub mod copy;
 mod error;
 pub mod frame_allocator;
 #[cfg(target_os = "none")]
