@@ -16,7 +16,7 @@ const WORD: usize = size_of::<u64>();
 /// # Safety
 /// As for `core::ptr::copy_nonoverlapping`: both ranges valid, not overlapping.
 pub unsafe fn copy_bytes(destination: *mut u8, source: *const u8, length: usize) {
-    let misaligned = (source as usize ^ destination as usize) % WORD != 0;
+    let misaligned = !(source as usize ^ destination as usize).is_multiple_of(WORD);
     if misaligned || length < 2 * UNROLL * WORD {
         // SAFETY: forwarded from the caller.
         unsafe { core::ptr::copy_nonoverlapping(source, destination, length) };
@@ -53,7 +53,7 @@ pub unsafe fn copy_bytes(destination: *mut u8, source: *const u8, length: usize)
 /// # Safety
 /// The range must be valid for writes.
 pub unsafe fn zero_bytes(destination: *mut u8, length: usize) {
-    let words = if destination as usize % WORD == 0 { length / WORD } else { 0 };
+    let words = if (destination as usize).is_multiple_of(WORD) { length / WORD } else { 0 };
     // SAFETY: aligned (checked above), and `words` whole words lie in the range.
     unsafe {
         let to = destination.cast::<u64>();
