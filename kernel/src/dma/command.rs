@@ -452,7 +452,8 @@ impl IoDmaCommand {
         self.set_memory_descriptor(descriptor, false)?;
         let result = self.prepare(offset, length).and_then(|()| {
             if force_double_buffer {
-                self.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER | SyncOptions::OUT)?;
+                // The move fills the new buffer from the descriptor: no `Out` needed.
+                self.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER)?;
             }
             transfer(self.segments())
         });
