@@ -15,9 +15,9 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use dmakit::block::{BlockDevice, TransferOptions, check_request};
+use dmakit::block::{BlockDevice, BlockRequest};
 use dmakit::dma::{
-    DmaAddr, DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, OutputFormat, Segment, Specification,
+    DmaAddr, DmaPlatform, IoDmaCommand, IoMemoryDescriptor, IoReturn, OutputFormat, Segment, Specification,
 };
 use dmakit::io::RegisterIo;
 use dmakit::memory::{Constraints, FRAME_SIZE};
@@ -323,29 +323,6 @@ impl<R: RegisterIo> AtaDisk<R> {
     pub fn channel(&self) -> &Arc<Channel<R>> {
         &self.channel
     }
-
-    /// A transfer that passed `check_request`.
-    fn transfer_checked(
-        &self,
-        write: bool,
-        lba: u64,
-        count: u64,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-        options: &TransferOptions,
-    ) -> Result<(), IoReturn> {
-        self.channel.transfer(&Transfer {
-            drive: self.drive,
-            lba48: self.identity.lba48,
-            write,
-            lba,
-            sectors: count,
-            buffer,
-            offset,
-            force_double_buffer: options.force_double_buffer || self.force_double_buffer.load(Ordering::Relaxed),
-            restrict: options.restrict,
-        })
-    }
 }
 
 impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
@@ -361,17 +338,19 @@ impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
         self.identity.sectors
     }
 
-    fn transfer(
-        &self,
-        direction: IoDirection,
-        lba: u64,
-        count: u64,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-        options: &TransferOptions,
-    ) -> Result<(), IoReturn> {
-        let write = check_request(self, direction, lba, count, buffer, offset)?;
-        self.transfer_checked(write, lba, count, buffer, offset, options)
+    fn submit(&self, request: &BlockRequest) -> Result<(), IoReturn> {
+        self.channel.transfer(&Transfer {
+            drive: self.drive,
+            lba48: self.identity.lba48,
+            write: request.write,
+            lba: request.lba,
+            sectors: request.count,
+            buffer: request.buffer,
+            offset: request.offset,
+            force_double_buffer: request.options.force_double_buffer
+                || self.force_double_buffer.load(Ordering::Relaxed),
+            restrict: request.options.restrict,
+        })
     }
 
     fn description(&self) -> String {

@@ -15,7 +15,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
-use dmakit::block::{BlockDevice, TransferOptions, check_request};
+use dmakit::block::{BlockDevice, BlockRequest};
 use dmakit::dma::{DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, Segment, Specification};
 use dmakit::io::RegisterIo;
 use dmakit::memory::{Constraints, FRAME_SIZE};
@@ -197,16 +197,9 @@ impl<R: RegisterIo> VirtioBlock<R> {
         self.request.lock().queue.ring_command.segments()[0].address.as_u64()
     }
 
-    /// A transfer that passed `check_request`.
-    fn transfer_checked(
-        &self,
-        write: bool,
-        lba: u64,
-        count: u64,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-        options: &TransferOptions,
-    ) -> Result<(), IoReturn> {
+    /// A request that passed `check_request`.
+    fn run_request(&self, block: &BlockRequest) -> Result<(), IoReturn> {
+        let BlockRequest { write, lba, count, buffer, offset, options } = *block;
         if write && self.read_only {
             return Err(IoReturn::NotPermitted);
         }
@@ -340,17 +333,8 @@ impl<R: RegisterIo> BlockDevice for VirtioBlock<R> {
         self.capacity
     }
 
-    fn transfer(
-        &self,
-        direction: IoDirection,
-        lba: u64,
-        count: u64,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-        options: &TransferOptions,
-    ) -> Result<(), IoReturn> {
-        let write = check_request(self, direction, lba, count, buffer, offset)?;
-        self.transfer_checked(write, lba, count, buffer, offset, options)
+    fn submit(&self, request: &BlockRequest) -> Result<(), IoReturn> {
+        self.run_request(request)
     }
 
     fn description(&self) -> String {
