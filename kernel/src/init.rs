@@ -38,6 +38,9 @@ pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     let boot_info: &'static BootInfo = boot_info;
     logger::init(logger::level_from_command_line(crate::boot::command_line()));
     crate::dma::trace::set_sink(|arguments| crate::println!("{arguments}"));
+    // The DMA debugging mode is on unless the command line says `dma.debug=off`.
+    let debug_off = crate::boot::command_line().split_whitespace().any(|word| word == "dma.debug=off");
+    crate::dma::DmaPlatform::accounting(crate::dma::kernel_platform::platform()).set_debug(!debug_off);
     gdt::init();
     idt::init();
     let offset = boot_info.physical_memory_offset.into_option().ok_or(InitError::NoPhysicalMemoryMapping)?;
