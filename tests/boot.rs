@@ -14,6 +14,7 @@ dmakit::test_kernel!(
     physical_memory_is_mapped_at_the_offset,
     command_line_reaches_the_kernel,
     rsdp_is_found,
+    the_initrd_is_handed_over_as_the_ramdisk,
 );
 
 fn info() -> &'static dmakit::bootloader_api::BootInfo {
@@ -77,4 +78,19 @@ fn rsdp_is_found() {
     let signature = physical::to_virtual(PhysAddr::new(address)).as_ptr::<[u8; 8]>();
     // SAFETY: the RSDP lies in low, mapped memory; reading 8 bytes is harmless.
     assert_eq!(unsafe { signature.read_volatile() }, *b"RSD PTR ");
+}
+
+fn the_initrd_is_handed_over_as_the_ramdisk() {
+    let info = info();
+    let address = info.ramdisk_addr.into_option().expect("the runner passes -initrd");
+    assert_eq!(info.ramdisk_len, 19 + 5000, "the runner's initrd is 5019 bytes");
+    let start = address - physical::offset().as_u64();
+    let reserved = info
+        .memory_regions
+        .iter()
+        .any(|r| r.kind == MemoryRegionKind::Bootloader && r.start <= start && start + info.ramdisk_len <= r.end);
+    assert!(reserved, "the ramdisk's memory is not handed to the allocator");
+    let magic = address as *const [u8; 19];
+    // SAFETY: the ramdisk is mapped through the physical map and reserved for it.
+    assert_eq!(unsafe { magic.read_volatile() }, *b"dmakit test initrd\n");
 }
