@@ -123,7 +123,8 @@ fn copy_bandwidths() -> Result<(f64, f64), IoReturn> {
     let before = platform().accounting().stats();
     let start = Instant::now();
     for offset in (0..SIZE).step_by(REQUEST as usize) {
-        command.with_transfer(target.clone(), offset, REQUEST, true, |_| Ok(()))?;
+        let forced = TransferOptions { restrict: None, force_double_buffer: true };
+        command.with_transfer(target.clone(), offset, REQUEST, &forced, |_| Ok(()))?;
     }
     let elapsed = start.elapsed_ns();
     let after = platform().accounting().stats();

@@ -5,18 +5,8 @@
 use alloc::string::String;
 use alloc::sync::Arc;
 
-use crate::dma::{IoDirection, IoMemoryDescriptor, IoReturn, Segment, Specification};
-
-/// How one transfer should be done, beyond what the device requires.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TransferOptions {
-    /// Limits to add to the device's own specification (for experiments: "what
-    /// if this device could only reach 24 bits?"). The driver uses the stricter
-    /// of the two for every field.
-    pub restrict: Option<Specification>,
-    /// Double-buffer this transfer (`synchronize(ForceDoubleBuffer)`).
-    pub force_double_buffer: bool,
-}
+pub use crate::dma::TransferOptions;
+use crate::dma::{IoDirection, IoMemoryDescriptor, IoReturn, Segment};
 
 /// A disk.
 pub trait BlockDevice: Send + Sync {

@@ -15,7 +15,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use dmakit::block::{BlockDevice, BlockRequest};
+use dmakit::block::{BlockDevice, BlockRequest, TransferOptions};
 use dmakit::dma::{
     DmaAddr, DmaPlatform, IoDmaCommand, IoMemoryDescriptor, IoReturn, OutputFormat, Segment, Specification,
 };
@@ -59,8 +59,7 @@ struct Transfer<'a> {
     sectors: u64,
     buffer: &'a Arc<IoMemoryDescriptor>,
     offset: u64,
-    force_double_buffer: bool,
-    restrict: Option<Specification>,
+    options: TransferOptions,
 }
 
 /// One ATA command's share of a [`Transfer`].
@@ -82,7 +81,6 @@ struct Engine {
 
 /// An IDE channel: its task-file registers, its bus-master registers, its engine.
 pub struct Channel<R: RegisterIo> {
-    platform: &'static dyn DmaPlatform,
     command_block: R,
     control_block: R,
     bus_master: R,
@@ -110,7 +108,6 @@ impl<R: RegisterIo> Channel<R> {
         let data_command = IoDmaCommand::new(platform, PIIX_SPECIFICATION)?;
         control_block.write8(DEVICE_CONTROL, if use_interrupts { 0 } else { CONTROL_NO_INTERRUPTS });
         Ok(Channel {
-            platform,
             command_block,
             control_block,
             bus_master,
@@ -201,18 +198,6 @@ impl<R: RegisterIo> Channel<R> {
     /// A DMA transfer, split into commands the drive accepts.
     fn transfer(&self, request: &Transfer) -> Result<(), IoReturn> {
         let mut engine = self.engine.lock();
-        let Some(restrict) = request.restrict else {
-            return self.run_commands(&mut engine, request);
-        };
-        // An experiment: this transfer uses a command with a stricter specification.
-        let special = IoDmaCommand::new(self.platform, PIIX_SPECIFICATION.restricted_by(&restrict))?;
-        let usual = core::mem::replace(&mut engine.data_command, special);
-        let result = self.run_commands(&mut engine, request);
-        engine.data_command = usual;
-        result
-    }
-
-    fn run_commands(&self, engine: &mut Engine, request: &Transfer) -> Result<(), IoReturn> {
         let chunk = if request.lba48 { LBA48_MAX_SECTORS } else { LBA28_MAX_SECTORS };
         let mut done = 0;
         while done < request.sectors {
@@ -221,7 +206,7 @@ impl<R: RegisterIo> Channel<R> {
                 count: (request.sectors - done).min(chunk),
                 offset: request.offset + done * SECTOR_SIZE,
             };
-            self.dma_command(engine, request, &command)?;
+            self.dma_command(&mut engine, request, &command)?;
             done += command.count;
         }
         Ok(())
@@ -230,17 +215,11 @@ impl<R: RegisterIo> Channel<R> {
     fn dma_command(&self, engine: &mut Engine, request: &Transfer, command: &Command) -> Result<(), IoReturn> {
         let Engine { prd_table, prd_command, data_command, last_table, last_command } = engine;
         let length = command.count * SECTOR_SIZE;
-        data_command.with_transfer(
-            request.buffer.clone(),
-            command.offset,
-            length,
-            request.force_double_buffer,
-            |segments| {
-                Self::write_prd_table(prd_table, last_table, segments)?;
-                let table = prd_command.segments()[0].address.as_u64();
-                self.run(table, last_command, request, command)
-            },
-        )
+        data_command.with_transfer(request.buffer.clone(), command.offset, length, &request.options, |segments| {
+            Self::write_prd_table(prd_table, last_table, segments)?;
+            let table = prd_command.segments()[0].address.as_u64();
+            self.run(table, last_command, request, command)
+        })
     }
 
     /// One PRD entry per segment, the last one marked end-of-table.
@@ -347,9 +326,11 @@ impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
             sectors: request.count,
             buffer: request.buffer,
             offset: request.offset,
-            force_double_buffer: request.options.force_double_buffer
-                || self.force_double_buffer.load(Ordering::Relaxed),
-            restrict: request.options.restrict,
+            options: TransferOptions {
+                force_double_buffer: request.options.force_double_buffer
+                    || self.force_double_buffer.load(Ordering::Relaxed),
+                ..request.options
+            },
         })
     }
 

@@ -15,7 +15,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
-use dmakit::block::{BlockDevice, BlockRequest};
+use dmakit::block::{BlockDevice, BlockRequest, TransferOptions};
 use dmakit::dma::{DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, Segment, Specification};
 use dmakit::io::RegisterIo;
 use dmakit::memory::{Constraints, FRAME_SIZE};
@@ -49,7 +49,6 @@ struct Request {
     status: Arc<IoMemoryDescriptor>,
     status_command: IoDmaCommand,
     data_command: IoDmaCommand,
-    data_specification: Specification,
     failed: bool,
     /// The data segments of the last request.
     last_segments: alloc::vec::Vec<Segment>,
@@ -58,7 +57,7 @@ struct Request {
 /// One request's worth of a transfer.
 struct Chunk<'a> {
     write: bool,
-    force: bool,
+    options: TransferOptions,
     sector: u64,
     buffer: &'a Arc<IoMemoryDescriptor>,
     offset: u64,
@@ -68,7 +67,6 @@ struct Chunk<'a> {
 /// A virtio block device on the legacy PCI interface.
 pub struct VirtioBlock<R: RegisterIo> {
     registers: R,
-    platform: &'static dyn DmaPlatform,
     waiter: &'static dyn Waiter,
     request: Mutex<Request>,
     capacity: u64,
@@ -126,14 +124,12 @@ impl<R: RegisterIo> VirtioBlock<R> {
             status,
             status_command: IoDmaCommand::new(platform, Specification::UNLIMITED_64)?,
             data_command: IoDmaCommand::new(platform, data_specification)?,
-            data_specification,
             failed: false,
             last_segments: alloc::vec::Vec::new(),
         };
         registers.write8(DEVICE_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK);
         Ok(VirtioBlock {
             registers,
-            platform,
             waiter,
             request: Mutex::new(request),
             capacity,
@@ -197,52 +193,29 @@ impl<R: RegisterIo> VirtioBlock<R> {
         self.request.lock().queue.ring_command.segments()[0].address.as_u64()
     }
 
-    /// A request that passed `check_request`.
+    /// A request that passed `check_request`, split into virtio requests.
     fn run_request(&self, block: &BlockRequest) -> Result<(), IoReturn> {
-        let BlockRequest { write, lba, count, buffer, offset, options } = *block;
-        if write && self.read_only {
+        if block.write && self.read_only {
             return Err(IoReturn::NotPermitted);
         }
         let mut request = self.request.lock();
         if request.failed {
             return Err(IoReturn::NotReady);
         }
-        let force = options.force_double_buffer || self.force_double_buffer.load(Ordering::Relaxed);
-        let Some(restrict) = options.restrict else {
-            return self.run_chunks(&mut request, write, lba, count, buffer, offset, force);
-        };
-        // An experiment: this transfer uses a command with a stricter specification.
-        let specification = request.data_specification.restricted_by(&restrict);
-        let special = IoDmaCommand::new(self.platform, specification)?;
-        let usual = core::mem::replace(&mut request.data_command, special);
-        let result = self.run_chunks(&mut request, write, lba, count, buffer, offset, force);
-        request.data_command = usual;
-        result
-    }
-
-    #[allow(clippy::too_many_arguments, reason = "a transfer's parameters, split into chunks")]
-    fn run_chunks(
-        &self,
-        request: &mut Request,
-        write: bool,
-        lba: u64,
-        count: u64,
-        buffer: &Arc<IoMemoryDescriptor>,
-        offset: u64,
-        force: bool,
-    ) -> Result<(), IoReturn> {
+        let mut options = block.options;
+        options.force_double_buffer |= self.force_double_buffer.load(Ordering::Relaxed);
         let mut done = 0;
-        while done < count {
-            let sectors = (count - done).min(MAX_REQUEST_SECTORS);
+        while done < block.count {
+            let sectors = (block.count - done).min(MAX_REQUEST_SECTORS);
             let chunk = Chunk {
-                write,
-                force,
-                sector: lba + done,
-                buffer,
-                offset: offset + done * SECTOR_SIZE,
+                write: block.write,
+                options,
+                sector: block.lba + done,
+                buffer: block.buffer,
+                offset: block.offset + done * SECTOR_SIZE,
                 length: sectors * SECTOR_SIZE,
             };
-            self.submit(request, &chunk)?;
+            self.submit(&mut request, &chunk)?;
             done += sectors;
         }
         Ok(())
@@ -256,12 +229,12 @@ impl<R: RegisterIo> VirtioBlock<R> {
         header[8..16].copy_from_slice(&chunk.sector.to_le_bytes());
         request.header.write_bytes(0, &header)?;
         request.status.write_bytes(0, &[0xff])?;
-        let force = chunk.force;
         let Request { queue, header_command, status_command, data_command, last_segments, .. } = request;
         let (header, status) = (request.header.clone(), request.status.clone());
-        let result = header_command.with_transfer(header, 0, 0, false, |header| {
-            status_command.with_transfer(status, 0, 0, false, |status| {
-                data_command.with_transfer(chunk.buffer.clone(), chunk.offset, chunk.length, force, |data| {
+        let plain = TransferOptions::default();
+        let result = header_command.with_transfer(header, 0, 0, &plain, |header| {
+            status_command.with_transfer(status, 0, 0, &plain, |status| {
+                data_command.with_transfer(chunk.buffer.clone(), chunk.offset, chunk.length, &chunk.options, |data| {
                     *last_segments = data.to_vec();
                     self.run_chain(queue, header[0], data, !chunk.write, status[0])
                 })

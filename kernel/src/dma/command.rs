@@ -19,7 +19,7 @@ use super::address::Segment;
 use super::plan::{self, Layout, Placement};
 use super::specification::Rules;
 use super::trace::dma_trace;
-use super::{DmaPlatform, IoMemoryDescriptor, IoReturn, Specification, SyncOptions};
+use super::{DmaPlatform, IoMemoryDescriptor, IoReturn, Specification, SyncOptions, TransferOptions};
 use crate::memory::{Constraints, FRAME_SIZE};
 
 /// A bounce buffer: contiguous frames the device can reach.
@@ -438,26 +438,36 @@ impl IoDmaCommand {
 
     /// One whole transfer in one call: binds `descriptor`, prepares
     /// `[offset, offset + length)` (0 = to the end), forces double buffering if
-    /// asked, hands the device segments to `transfer`, then completes (copying
-    /// bounced data back for `In`) and unbinds, whatever `transfer` returned.
+    /// `options` ask, hands the device segments to `transfer`, then completes
+    /// (copying bounced data back for `In`) and unbinds, whatever `transfer`
+    /// returned. With `options.restrict`, the transfer runs on a temporary command
+    /// whose specification is this one's tightened by the restriction.
     #[track_caller]
     pub fn with_transfer<T>(
         &mut self,
         descriptor: Arc<IoMemoryDescriptor>,
         offset: u64,
         length: u64,
-        force_double_buffer: bool,
+        options: &TransferOptions,
         transfer: impl FnOnce(&[Segment]) -> Result<T, IoReturn>,
     ) -> Result<T, IoReturn> {
-        self.set_memory_descriptor(descriptor, false)?;
-        let result = self.prepare(offset, length).and_then(|()| {
-            if force_double_buffer {
-                // The move fills the new buffer from the descriptor: no `Out` needed.
-                self.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER)?;
+        let mut restricted;
+        let command = match options.restrict {
+            Some(restrict) => {
+                restricted = IoDmaCommand::new(self.platform, self.specification.restricted_by(&restrict))?;
+                &mut restricted
             }
-            transfer(self.segments())
+            None => self,
+        };
+        command.set_memory_descriptor(descriptor, false)?;
+        let result = command.prepare(offset, length).and_then(|()| {
+            if options.force_double_buffer {
+                // The move fills the new buffer from the descriptor: no `Out` needed.
+                command.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER)?;
+            }
+            transfer(command.segments())
         });
-        let completed = self.clear_memory_descriptor(true);
+        let completed = command.clear_memory_descriptor(true);
         let value = result?;
         completed?;
         Ok(value)

@@ -11,6 +11,7 @@ mod direction;
 mod io_return;
 #[cfg(target_os = "none")]
 pub mod kernel_platform;
+mod options;
 mod plan;
 mod platform;
 pub mod simulated;
@@ -23,6 +24,7 @@ pub use command::{BounceBuffer, IoDmaCommand};
 pub use descriptor::IoMemoryDescriptor;
 pub use direction::{IoDirection, SyncOptions};
 pub use io_return::IoReturn;
+pub use options::TransferOptions;
 pub use platform::DmaPlatform;
 pub use specification::{Rules, Specification};
 

@@ -345,3 +345,30 @@ fn coherent_memory_is_never_bounced_and_always_cpu_accessible() {
     assert_eq!(wide.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER), Err(IoReturn::NotPermitted));
     wide.complete().unwrap();
 }
+
+#[test]
+fn with_transfer_restricts_one_transfer_and_cleans_up() {
+    use crate::dma::TransferOptions;
+    let platform = machine();
+    let buffer = high_buffer(platform, 8192, IoDirection::In);
+    let mut command = command(platform, Specification::UNLIMITED_64);
+    let narrow = TransferOptions {
+        restrict: Some(Specification { num_address_bits: 32, ..Specification::UNLIMITED_64 }),
+        force_double_buffer: false,
+    };
+    let device_data = pattern(8192, 9);
+    let segments = command
+        .with_transfer(buffer.clone(), 0, 0, &narrow, |segments| {
+            device_writes(platform, segments, &device_data);
+            Ok(segments.to_vec())
+        })
+        .unwrap();
+    assert!(segments.iter().all(|s| s.end() <= FOUR_GIB), "the restriction applied: {segments:?}");
+    assert_eq!(contents(&buffer), device_data, "bounced data came back");
+    assert_eq!(command.specification(), &Specification::UNLIMITED_64, "the command itself is unchanged");
+    assert!(!command.is_prepared() && command.memory_descriptor().is_none());
+    let direct = command.with_transfer(buffer, 0, 0, &TransferOptions::default(), |s| Ok(s[0].end())).unwrap();
+    assert!(direct > FOUR_GIB, "without the restriction nothing bounces");
+    let stats = platform.accounting().stats();
+    assert_eq!((stats.pages_in_use, stats.prepared_commands, stats.bounced_transfers), (0, 0, 1));
+}
