@@ -56,10 +56,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
             log::debug!("breakpoint at {:#x}", frame.rip);
         }
-        vector @ 0..32 => {
-            let _ = vector;
-            exceptions::fatal(frame)
-        }
+        0..32 => exceptions::fatal(frame),
         vector @ pic::FIRST_VECTOR..pic::END_VECTOR => pic::handle(vector as u8),
         vector => log::warn!("unexpected trap vector {vector}"),
     }
