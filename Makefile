@@ -19,11 +19,17 @@ ATA_DISK ?= $(DEFAULT_ATA_DISK)
 .PHONY: help deps build run disks test test-host test-qemu test-e2e bench check clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: ACCEL=tcg|kvm  MEM=6G  QEMU_ARGS='...'  APPEND='kernel command line'"
 
-deps: ## Install what is missing: the Rust target, QEMU
+# rust-toolchain.toml lists the target, rustfmt and clippy; rustup adds them when it
+# installs the toolchain, but not always to one installed before without them (a
+# minimal profile, say), so deps checks each and adds what is missing.
+deps: ## Install what is missing: the Rust target, rustfmt and clippy, QEMU
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+	@for c in rustfmt clippy; do \
+	    rustup component list --installed | grep -q "^$$c-" || rustup component add $$c; \
+	done
 	@if ! command -v qemu-system-x86_64 >/dev/null; then \
 	    if [ "$$(id -u)" = 0 ]; then \
 	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86; \
@@ -59,7 +65,7 @@ test-qemu: deps ## The QEMU test kernels only
 test-e2e: deps ## Pipe a script into make run and check the disks on the host
 	tests/e2e-shell
 
-test: deps ## Host tests and every QEMU test kernel; ends with "N passed, N failed"
+test: deps ## Host tests, every QEMU test kernel and the e2e test; ends with "N passed, N failed"
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image 2>&1 | tee -a "$$log"; host=$$?; \
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
@@ -69,7 +75,7 @@ test: deps ## Host tests and every QEMU test kernel; ends with "N passed, N fail
 bench: build ## Benchmark against the Linux peer's setup (3 boots, 256 MiB disks)
 	tests/bench $(KERNEL) 3
 
-check: ## Format check and clippy (host and kernel target)
+check: deps ## Format check and clippy -D warnings (host and kernel target)
 	cargo fmt --all --check
 	cargo clippy --workspace --exclude dmakit-tests --exclude dmakit-image --lib --tests -- -D warnings
 	cargo clippy --target $(TARGET) --workspace -- -D warnings
