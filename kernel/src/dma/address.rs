@@ -22,6 +22,15 @@ impl DmaAddr {
     pub const fn as_u64(self) -> u64 {
         self.0
     }
+
+    /// The address `offset` bytes further on, or `None` if that would wrap past
+    /// the top of the address space.
+    pub const fn checked_add(self, offset: u64) -> Option<DmaAddr> {
+        match self.0.checked_add(offset) {
+            Some(address) => Some(DmaAddr(address)),
+            None => None,
+        }
+    }
 }
 
 impl fmt::Display for DmaAddr {
@@ -30,10 +39,14 @@ impl fmt::Display for DmaAddr {
     }
 }
 
+/// Panics if the sum wraps, in every build profile: a wrapped address would send
+/// the device to the bottom of memory, so it is always a kernel bug. Use
+/// [`DmaAddr::checked_add`] where a wrap is possible.
 impl core::ops::Add<u64> for DmaAddr {
     type Output = DmaAddr;
+    #[track_caller]
     fn add(self, offset: u64) -> DmaAddr {
-        DmaAddr(self.0 + offset)
+        self.checked_add(offset).expect("DmaAddr + offset wraps past the top of the address space")
     }
 }
 
@@ -47,9 +60,17 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// One past the last byte's address.
+    /// One past the last byte's address. Panics, in every build profile, if that
+    /// does not fit in 64 bits (a segment running to the very top of the address
+    /// space); use [`Segment::checked_end`] where that is possible.
+    #[track_caller]
     pub const fn end(&self) -> u64 {
-        self.address.0 + self.length
+        self.checked_end().expect("Segment::end wraps past the top of the address space")
+    }
+
+    /// One past the last byte's address, or `None` if that does not fit in 64 bits.
+    pub const fn checked_end(&self) -> Option<u64> {
+        self.address.0.checked_add(self.length)
     }
 }
 
@@ -137,5 +158,31 @@ mod tests {
         assert_eq!(OutputFormat::HOST32.encode(segment, &mut [0; 4]), Err(IoReturn::NoSpace));
         let high = Segment { address: DmaAddr::new(1 << 33), length: 1 };
         assert_eq!(OutputFormat::HOST32.encode(high, &mut record), Err(IoReturn::MessageTooLarge));
+    }
+
+    #[test]
+    fn checked_arithmetic_reports_a_wrap() {
+        let top = DmaAddr::new(u64::MAX - 0xf);
+        assert_eq!(top.checked_add(0xf), Some(DmaAddr::new(u64::MAX)));
+        assert_eq!(top.checked_add(0x10), None);
+        assert_eq!(top + 0xf, DmaAddr::new(u64::MAX));
+        let below_top = Segment { address: top, length: 0xf };
+        assert_eq!(below_top.checked_end(), Some(u64::MAX));
+        assert_eq!(below_top.end(), u64::MAX);
+        let to_top = Segment { address: top, length: 0x10 };
+        assert_eq!(to_top.checked_end(), None, "the end would be 2^64");
+        assert_eq!(Segment { address: DmaAddr::new(u64::MAX), length: u64::MAX }.checked_end(), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "wraps past the top of the address space")]
+    fn adding_past_the_top_panics() {
+        let _ = DmaAddr::new(u64::MAX - 0xf) + 0x10;
+    }
+
+    #[test]
+    #[should_panic(expected = "wraps past the top of the address space")]
+    fn the_end_of_a_segment_at_the_top_panics() {
+        let _ = Segment { address: DmaAddr::new(u64::MAX - 0xf), length: 0x10 }.end();
     }
 }

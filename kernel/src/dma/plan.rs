@@ -88,13 +88,26 @@ pub(crate) fn single_buffer(length: u64) -> Layout {
 }
 
 /// Device segments for `layout`, with bounce buffer `i` at `bounce_addresses[i]`.
+///
+/// Cuts fall at `rules.max_segment` from a segment's start or at a multiple of
+/// `rules.boundary`; [`Specification::rules`](super::Specification::rules) makes
+/// both multiples of the length and internal alignments, so a cut leaves later
+/// starts aligned whenever the segment it ends started aligned.
 pub(crate) fn segments(layout: &Layout, bounce_addresses: &[u64], rules: &Rules) -> Vec<Segment> {
     let mut output: Vec<Segment> = Vec::new();
     for piece in &layout.pieces {
         let mut address = match piece.placement {
             Placement::Direct(address) => address,
-            Placement::Bounce { buffer, offset } => bounce_addresses[buffer] + offset,
+            Placement::Bounce { buffer, offset } => (DmaAddr::new(bounce_addresses[buffer]) + offset).as_u64(),
         };
+        if address.checked_add(piece.length).is_none() {
+            // A run up to the very top of the address space: no segment's end can
+            // be written down. Handing it over whole lets `segments_valid` refuse
+            // the plan, so the caller bounces the transfer instead.
+            output.push(Segment { address: DmaAddr::new(address), length: piece.length });
+            continue;
+        }
+        // From here on `address + remaining` fits, and so does every sum below.
         let mut remaining = piece.length;
         while remaining > 0 {
             // Room left before the boundary, counted from `address`.
@@ -104,7 +117,9 @@ pub(crate) fn segments(layout: &Layout, bounce_addresses: &[u64], rules: &Rules)
             };
             let last = output.last_mut();
             let extends = last.as_ref().is_some_and(|last| {
-                last.end() == address && last.length < rules.max_segment && boundary_room != rules.boundary
+                last.checked_end() == Some(address)
+                    && last.length < rules.max_segment
+                    && boundary_room != rules.boundary
             });
             let taken = if extends {
                 let last = last.expect("checked above");

@@ -12,7 +12,8 @@ pub struct Specification {
     pub output: OutputFormat,
     /// Highest address bit the device can drive: 0 means 64; else 12..=64.
     pub num_address_bits: u8,
-    /// Bytes per segment; 0 = unlimited.
+    /// Bytes per segment; 0 = unlimited. Rounded down to a multiple of
+    /// `alignment_length` and the internal alignment, so that cuts stay aligned.
     pub max_segment_size: u64,
     /// Bytes per prepare; 0 = unlimited.
     pub max_transfer_size: u64,
@@ -22,7 +23,8 @@ pub struct Specification {
     pub alignment_length: u64,
     /// Alignment of later segments' starts (power of two; 0 = `alignment`).
     pub alignment_internal_segments: u64,
-    /// No segment crosses a multiple of this (power of two; 0 = none).
+    /// No segment crosses a multiple of this (power of two, not smaller than
+    /// `alignment_length` or the internal alignment; 0 = none).
     pub boundary: u64,
     /// Most segments per transfer; 0 = unlimited.
     pub max_segments: usize,
@@ -49,21 +51,34 @@ impl Specification {
     /// This specification tightened by `other`: the smaller reach, sizes and
     /// counts, the larger alignments, the smaller boundary (0 means "no limit" on
     /// either side). The output format stays this one's: it is the device's.
+    ///
+    /// Each limit is compared as resolved, so a default on one side never
+    /// loosens an explicit value on the other, and `a.restricted_by(&b)` is as
+    /// strict as `b.restricted_by(&a)` (apart from the output format).
     pub fn restricted_by(&self, other: &Specification) -> Specification {
+        // 0 means "unlimited" for sizes, counts and the boundary, so it loses to
+        // any real limit.
         let smaller = |a: u64, b: u64| match (a, b) {
             (0, b) => b,
             (a, 0) => a,
             (a, b) => a.min(b),
         };
         let bits = |bits: u8| if bits == 0 { 64 } else { bits };
+        // An unset internal alignment means "the same as the first segment's":
+        // comparing the raw zero would let the other side's smaller value win.
+        let internal = |specification: &Specification| match specification.alignment_internal_segments {
+            0 => specification.alignment,
+            value => value,
+        };
         Specification {
             output: self.output,
             num_address_bits: bits(self.num_address_bits).min(bits(other.num_address_bits)),
             max_segment_size: smaller(self.max_segment_size, other.max_segment_size),
             max_transfer_size: smaller(self.max_transfer_size, other.max_transfer_size),
+            // 0 means 1 for these two, so the plain maximum is the resolved one.
             alignment: self.alignment.max(other.alignment),
             alignment_length: self.alignment_length.max(other.alignment_length),
-            alignment_internal_segments: self.alignment_internal_segments.max(other.alignment_internal_segments),
+            alignment_internal_segments: internal(self).max(internal(other)),
             boundary: smaller(self.boundary, other.boundary),
             max_segments: smaller(self.max_segments as u64, other.max_segments as u64) as usize,
         }
@@ -100,9 +115,14 @@ impl Specification {
             0 => record_limit,
             value => value.min(record_limit),
         };
-        // Cuts at the segment limit must leave whole alignment units.
-        let max_segment = max_segment / alignment_length * alignment_length;
-        if max_segment == 0 || (self.boundary != 0 && self.boundary < alignment_length) {
+        // A cut at the segment limit must leave whole length units and put the
+        // next segment's start on the internal alignment. Both are powers of two,
+        // so the larger is a multiple of the smaller.
+        let cut_unit = alignment_length.max(alignment_internal);
+        let max_segment = max_segment / cut_unit * cut_unit;
+        // A cut at a boundary lands on a multiple of it, which must be a whole
+        // unit too; a smaller boundary would leave no valid cut at all.
+        if max_segment == 0 || (self.boundary != 0 && self.boundary < cut_unit) {
             return Err(IoReturn::BadArgument);
         }
         Ok(Rules {
@@ -120,41 +140,96 @@ impl Specification {
 }
 
 /// A checked [`Specification`] with every default resolved.
+///
+/// Only [`Specification::rules`] makes one, so every `Rules` has passed its
+/// checks; the fields are read through the methods of the same names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rules {
     /// The highest address a segment may touch.
-    pub highest_address: u64,
+    pub(crate) highest_address: u64,
     /// Address bits the device drives (after the output format's limit).
-    pub address_bits: u8,
-    /// Bytes per segment (a multiple of `alignment_length`).
-    pub max_segment: u64,
+    pub(crate) address_bits: u8,
+    /// Bytes per segment (a multiple of `alignment_length` and of
+    /// `alignment_internal`).
+    pub(crate) max_segment: u64,
     /// Bytes per prepare.
-    pub max_transfer: u64,
+    pub(crate) max_transfer: u64,
     /// Alignment of the first segment's start.
-    pub alignment: u64,
+    pub(crate) alignment: u64,
     /// Alignment of every segment's length.
-    pub alignment_length: u64,
+    pub(crate) alignment_length: u64,
     /// Alignment of later segments' starts.
-    pub alignment_internal: u64,
+    pub(crate) alignment_internal: u64,
     /// Boundary no segment crosses, or 0.
-    pub boundary: u64,
+    pub(crate) boundary: u64,
     /// Most segments per transfer.
-    pub max_segments: usize,
+    pub(crate) max_segments: usize,
 }
 
 impl Rules {
+    /// The highest address a segment may touch.
+    pub fn highest_address(&self) -> u64 {
+        self.highest_address
+    }
+
+    /// Address bits the device drives (after the output format's limit).
+    pub fn address_bits(&self) -> u8 {
+        self.address_bits
+    }
+
+    /// Bytes per segment: a multiple of both the length and the internal alignment.
+    pub fn max_segment(&self) -> u64 {
+        self.max_segment
+    }
+
+    /// Bytes per prepare.
+    pub fn max_transfer(&self) -> u64 {
+        self.max_transfer
+    }
+
+    /// Alignment of the first segment's start.
+    pub fn alignment(&self) -> u64 {
+        self.alignment
+    }
+
+    /// Alignment of every segment's length.
+    pub fn alignment_length(&self) -> u64 {
+        self.alignment_length
+    }
+
+    /// Alignment of later segments' starts.
+    pub fn alignment_internal(&self) -> u64 {
+        self.alignment_internal
+    }
+
+    /// Boundary no segment crosses, or 0 for none.
+    pub fn boundary(&self) -> u64 {
+        self.boundary
+    }
+
+    /// Most segments per transfer.
+    pub fn max_segments(&self) -> usize {
+        self.max_segments
+    }
+
     /// Whether `[address, address + length)` is reachable by the device.
     pub fn reachable(&self, address: u64, length: u64) -> bool {
         length == 0 || address.checked_add(length - 1).is_some_and(|last| last <= self.highest_address)
     }
 
     /// Whether a segment at `address` of `length`, the `index`-th of its transfer,
-    /// obeys every rule (reach, start and length alignment, size, boundary).
+    /// obeys every rule (reach, start and length alignment, size, boundary). An
+    /// empty segment, or one whose end does not fit in 64 bits, never does.
     pub fn segment_ok(&self, index: usize, address: u64, length: u64) -> bool {
+        // The end must be representable: `Segment::end` of a segment that runs to
+        // the top of the address space would wrap.
+        if length == 0 || address.checked_add(length).is_none() {
+            return false;
+        }
+        let last = address + (length - 1);
         let alignment = if index == 0 { self.alignment } else { self.alignment_internal };
-        let within_boundary = self.boundary == 0 || address / self.boundary == (address + length - 1) / self.boundary;
-        length > 0
-            && self.reachable(address, length)
+        let within_boundary = self.boundary == 0 || address / self.boundary == last / self.boundary;
+        self.reachable(address, length)
             && address.is_multiple_of(alignment)
             && length.is_multiple_of(self.alignment_length)
             && length <= self.max_segment

@@ -1,6 +1,7 @@
 //! Host tests of the DMA layer on a simulated machine.
 
 mod contract;
+mod defects;
 mod force_double_buffer;
 mod properties;
 
