@@ -18,8 +18,18 @@ pub enum Misuse {
     CompleteWithoutPrepare,
     /// `synchronize()` on a command that is not prepared.
     SynchronizeWithoutPrepare,
-    /// A command dropped while still prepared (it is completed on the way out).
+    /// A command dropped while still prepared: a device may still use its
+    /// memory, so its bounce pages and the descriptor's memory are leaked.
     DroppedWhilePrepared,
+    /// A transfer dropped after its segments were handed to a device, without
+    /// `complete`: its memory is leaked, never freed under the device.
+    TransferDroppedWhileDeviceOwned,
+    /// A transfer given up because its device could not be stopped: its memory
+    /// is leaked, never freed under the device.
+    AbandonedWhileDeviceOwned,
+    /// A command handed memory back to the CPU more often than it lent it to the
+    /// device: a bug in the ownership bookkeeping.
+    OwnershipImbalance,
     /// A descriptor dropped while still prepared.
     DescriptorDroppedWhilePrepared,
     /// CPU read or write of a buffer the device owns (between prepare or
@@ -36,7 +46,14 @@ impl fmt::Display for Misuse {
         f.write_str(match self {
             Misuse::CompleteWithoutPrepare => "complete() without a matching prepare() (completed twice?)",
             Misuse::SynchronizeWithoutPrepare => "synchronize() on a command that is not prepared",
-            Misuse::DroppedWhilePrepared => "command dropped while prepared",
+            Misuse::DroppedWhilePrepared => "command dropped while prepared: its memory is leaked, not freed",
+            Misuse::TransferDroppedWhileDeviceOwned => {
+                "transfer dropped while the device could use it: its memory is leaked, not freed"
+            }
+            Misuse::AbandonedWhileDeviceOwned => {
+                "transfer abandoned, its device could not be stopped: its memory is leaked, not freed"
+            }
+            Misuse::OwnershipImbalance => "memory handed back to the CPU more often than lent to the device",
             Misuse::DescriptorDroppedWhilePrepared => "memory descriptor dropped while prepared",
             Misuse::CpuAccessWhileDeviceOwned => "CPU access to a buffer the device owns",
             Misuse::PreparedAtStop => "prepared commands left at driver stop",
@@ -92,6 +109,10 @@ pub struct BounceStats {
     pub direct_transfers: u64,
     /// Commands prepared now.
     pub prepared_commands: usize,
+    /// Bounce pages given up for ever because a device could still write them.
+    pub leaked_pages: usize,
+    /// Transfers given up (abandoned or dropped) while a device could use them.
+    pub leaked_transfers: u64,
 }
 
 /// The live counters and the misuse log of one platform.
@@ -106,6 +127,8 @@ pub struct Accounting {
     bounced_transfers: AtomicU64,
     direct_transfers: AtomicU64,
     prepared_commands: AtomicUsize,
+    leaked_pages: AtomicUsize,
+    leaked_transfers: AtomicU64,
     next_id: AtomicU64,
     debug: AtomicBool,
     log: Mutex<Vec<MisuseReport>>,
@@ -124,6 +147,8 @@ impl Accounting {
             bounced_transfers: AtomicU64::new(0),
             direct_transfers: AtomicU64::new(0),
             prepared_commands: AtomicUsize::new(0),
+            leaked_pages: AtomicUsize::new(0),
+            leaked_transfers: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             debug: AtomicBool::new(true),
             log: Mutex::new(Vec::new()),
@@ -142,6 +167,8 @@ impl Accounting {
             bounced_transfers: self.bounced_transfers.load(Ordering::Relaxed),
             direct_transfers: self.direct_transfers.load(Ordering::Relaxed),
             prepared_commands: self.prepared_commands.load(Ordering::Relaxed),
+            leaked_pages: self.leaked_pages.load(Ordering::Relaxed),
+            leaked_transfers: self.leaked_transfers.load(Ordering::Relaxed),
         }
     }
 
@@ -180,8 +207,16 @@ impl Accounting {
         self.pages_in_use.fetch_sub(pages, Ordering::AcqRel);
     }
 
-    pub(crate) fn count_copy(&self, towards_device: bool, bytes: u64) {
-        if towards_device {
+    /// Counts `pages` bounce pages that stay allocated for ever (they stay in
+    /// `pages_in_use` too: the budget really lost them).
+    pub(crate) fn count_leak(&self, pages: usize) {
+        self.leaked_pages.fetch_add(pages, Ordering::Relaxed);
+        self.leaked_transfers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one copy of `bytes`: `Out` descriptor -> bounce, `In` back.
+    pub(crate) fn count_copy(&self, way: super::IoDirection, bytes: u64) {
+        if way == super::IoDirection::Out {
             self.copies_to_bounce.fetch_add(1, Ordering::Relaxed);
             self.bytes_to_bounce.fetch_add(bytes, Ordering::Relaxed);
         } else {

@@ -16,11 +16,13 @@ use x86_64::PhysAddr;
 
 use super::accounting::{Misuse, MisuseReport};
 use super::address::Segment;
+use super::failure::{Cause, IoFailure};
 use super::plan::{self, Layout, Placement};
+use super::platform::FrameFill;
 use super::specification::Rules;
 use super::trace::dma_trace;
-use super::{DmaPlatform, IoMemoryDescriptor, IoReturn, Specification, SyncOptions, TransferOptions};
-use crate::memory::{Constraints, FRAME_SIZE};
+use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification, SyncOptions, TransferOptions};
+use crate::memory::{Constraints, FRAME_SIZE, MemoryError};
 
 /// A bounce buffer: contiguous frames the device can reach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +35,19 @@ pub struct BounceBuffer {
     pub pages: usize,
 }
 
+/// How a prepare will be completed, which decides whether an `In` transfer's
+/// fresh bounce buffers must be filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Completion {
+    /// `complete()`: the whole prepared range is copied back, so every bounce
+    /// byte must hold the descriptor's data first (a byte the device did not
+    /// write would otherwise carry stale memory into the descriptor).
+    WholeRange,
+    /// `complete_moved(bytes)`: only the bytes the device reports are copied
+    /// back, so an `In` transfer needs no fill at all.
+    DeviceCount,
+}
+
 #[derive(Debug)]
 struct Prepared {
     offset: u64,
@@ -42,6 +57,8 @@ struct Prepared {
     buffers: Vec<BounceBuffer>,
     segments: Vec<Segment>,
     device_owned: bool,
+    /// Whether the bounce buffers hold the descriptor's bytes (not stale memory).
+    filled: bool,
     at: &'static Location<'static>,
 }
 
@@ -82,6 +99,11 @@ impl IoDmaCommand {
     /// A number that names this command in traces and misuse reports.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The machine the command works on.
+    pub fn platform(&self) -> &'static dyn DmaPlatform {
+        self.platform
     }
 
     /// The device's specification.
@@ -167,29 +189,43 @@ impl IoDmaCommand {
     /// range only counts. On any error the command is exactly as before.
     #[track_caller]
     pub fn prepare(&mut self, offset: u64, length: u64) -> Result<(), IoReturn> {
-        let at = Location::caller();
-        let descriptor = self.descriptor.clone().ok_or(IoReturn::BadArgument)?;
-        if offset >= descriptor.length() {
-            return Err(IoReturn::BadArgument);
-        }
-        let length = if length == 0 { descriptor.length() - offset } else { length };
-        if offset.checked_add(length).is_none_or(|end| end > descriptor.length()) {
-            return Err(IoReturn::BadArgument);
+        self.prepare_for(offset, length, Completion::WholeRange, Location::caller()).map_err(|failure| failure.code())
+    }
+
+    /// `prepare`, saying how the transfer will be completed and why it fails.
+    pub(crate) fn prepare_for(
+        &mut self,
+        offset: u64,
+        length: u64,
+        completion: Completion,
+        at: &'static Location<'static>,
+    ) -> Result<(), IoFailure> {
+        let descriptor = self
+            .descriptor
+            .clone()
+            .ok_or(IoFailure::new(IoReturn::BadArgument, Cause::WrongState("no memory descriptor is bound")))?;
+        let size = descriptor.length();
+        let length = if length == 0 { size.saturating_sub(offset) } else { length };
+        if offset >= size || offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::OutOfRange { offset, length, size }));
         }
         if let Some(prepared) = &mut self.prepared {
             if (prepared.offset, prepared.length) != (offset, length) {
-                return Err(IoReturn::NotReady);
+                let cause = Cause::WrongState("a nested prepare must name the range already prepared");
+                return Err(IoFailure::new(IoReturn::NotReady, cause));
             }
             prepared.count += 1;
             return Ok(());
         }
         if length > self.rules.max_transfer {
-            return Err(IoReturn::NoSpace);
+            let cause = Cause::TransferTooLong { length, limit: self.rules.max_transfer };
+            return Err(IoFailure::new(IoReturn::NoSpace, cause));
         }
         if !length.is_multiple_of(self.rules.alignment_length) {
-            return Err(IoReturn::NotAligned);
+            let cause = Cause::LengthNotAligned { length, alignment: self.rules.alignment_length };
+            return Err(IoFailure::new(IoReturn::NotAligned, cause));
         }
-        descriptor.prepare()?;
+        descriptor.prepare_for_command()?;
         dma_trace!(
             "prepare: command #{} for a {}-bit device, descriptor #{} ({:?}), bytes {:#x}..{:#x}",
             self.id,
@@ -199,22 +235,28 @@ impl IoDmaCommand {
             offset,
             offset + length
         );
-        let planned = descriptor.runs(offset, length).and_then(|runs| self.realize_best(&runs, length));
-        let (layout, buffers, segments) = match planned {
-            Ok(planned) => planned,
+        let planned = descriptor.runs(offset, length).map_err(IoFailure::from).and_then(|runs| {
+            // Shared memory must stay where both sides look for it.
+            let (layout, buffers, segments) = self.realize_best(&runs, length)?;
+            Ok(Prepared { offset, length, count: 1, layout, buffers, segments, device_owned: true, filled: false, at })
+        });
+        let mut prepared = match planned {
+            Ok(prepared) => prepared,
             Err(error) => {
-                descriptor.complete()?;
+                descriptor.complete_for_command();
                 return Err(error);
             }
         };
-        let prepared = Prepared { offset, length, count: 1, layout, buffers, segments, device_owned: true, at };
-        // A fresh bounce buffer always starts as a copy of the descriptor, whatever
-        // the direction, so the device never sees stale memory.
-        if let Err(error) = self.copy(&descriptor, &prepared, true, "prepare fills fresh bounce buffers") {
-            self.free_buffers(&prepared.buffers);
-            descriptor.complete()?;
-            return Err(error);
+        // A fresh bounce buffer starts as a copy of the descriptor whenever the
+        // device reads it (Out) or whenever the whole range will be copied back:
+        // then no stale byte of the bounce memory can ever reach the descriptor.
+        // An `In` transfer completed with the device's byte count copies back only
+        // what the device wrote, so it skips the fill.
+        let must_fill = descriptor.direction().includes_out() || completion == Completion::WholeRange;
+        if must_fill && !prepared.buffers.is_empty() {
+            self.copy(&descriptor, &prepared, IoDirection::Out, u64::MAX, "prepare fills fresh bounce buffers");
         }
+        prepared.filled = must_fill;
         let accounting = self.platform.accounting();
         accounting.count_transfer(!prepared.buffers.is_empty());
         accounting.command_prepared(true);
@@ -229,7 +271,7 @@ impl IoDmaCommand {
         &self,
         runs: &[(u64, u64)],
         length: u64,
-    ) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoReturn> {
+    ) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoFailure> {
         let coherent = self.descriptor.as_ref().is_some_and(|descriptor| descriptor.is_coherent());
         let layout = plan::plan(runs, &self.rules);
         if super::trace::enabled() {
@@ -242,8 +284,8 @@ impl IoDmaCommand {
         }
         self.free_buffers(&buffers);
         if coherent {
-            // Shared memory must stay where both sides look for it.
-            return Err(IoReturn::NotPermitted);
+            let cause = Cause::Other("coherent memory is shared with the device in place and is never bounced");
+            return Err(IoFailure::new(IoReturn::NotPermitted, cause));
         }
         dma_trace!(
             "  {} segments would break a rule (at most {}, lengths in units of {}): double-buffering the whole transfer",
@@ -254,17 +296,22 @@ impl IoDmaCommand {
         self.realize_single(length)
     }
 
-    fn realize_single(&self, length: u64) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoReturn> {
+    fn realize_single(&self, length: u64) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoFailure> {
         let (layout, buffers, segments) = self.realize(plan::single_buffer(length))?;
         if plan::segments_valid(&segments, &self.rules) {
             return Ok((layout, buffers, segments));
         }
         self.free_buffers(&buffers);
-        Err(IoReturn::NoResources)
+        let cause = if segments.len() > self.rules.max_segments {
+            Cause::TooManySegments { needed: segments.len(), allowed: self.rules.max_segments }
+        } else {
+            Cause::Other("even one contiguous bounce buffer gives segments that break the specification")
+        };
+        Err(IoFailure::new(IoReturn::NoResources, cause))
     }
 
     /// Allocates the layout's bounce buffers and computes its segments.
-    fn realize(&self, layout: Layout) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoReturn> {
+    fn realize(&self, layout: Layout) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoFailure> {
         let mut buffers = Vec::with_capacity(layout.bounce_sizes.len());
         for &size in &layout.bounce_sizes {
             match self.allocate_buffer(size) {
@@ -280,23 +327,34 @@ impl IoDmaCommand {
         Ok((layout, buffers, segments))
     }
 
-    fn allocate_buffer(&self, length: u64) -> Result<BounceBuffer, IoReturn> {
+    fn allocate_buffer(&self, length: u64) -> Result<BounceBuffer, IoFailure> {
         let pages = length.div_ceil(FRAME_SIZE) as usize;
         let accounting = self.platform.accounting();
         if !accounting.reserve_pages(pages) {
-            return Err(IoReturn::NoResources);
+            let stats = accounting.stats();
+            let cause = Cause::BounceBudgetSpent { pages, in_use: stats.pages_in_use, limit: stats.page_limit };
+            return Err(IoFailure::new(IoReturn::NoResources, cause));
         }
         let limit = self.rules.highest_address.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
         let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
         let constraints = Constraints { below: limit, alignment, boundary: 0 };
-        match self.platform.allocate_frames(pages, constraints, false) {
+        // Every byte a device can see through a bounce segment is either filled
+        // from the descriptor before the device runs or never copied back, so
+        // bounce frames are not zeroed.
+        match self.platform.allocate_frames(pages, constraints, FrameFill::Uninitialized) {
             Ok(address) => {
                 dma_trace!("  bounce buffer: {pages} page(s) at {:#x}, reachable by the device", address.as_u64());
                 Ok(BounceBuffer { address, length, pages })
             }
-            Err(_) => {
+            Err(error) => {
                 accounting.release_pages(pages);
-                Err(IoReturn::NoResources)
+                let cause = match error {
+                    MemoryError::OutOfMemory | MemoryError::NoContiguousRun => {
+                        Cause::NoReachableMemory { pages, address_bits: self.rules.address_bits }
+                    }
+                    _ => Cause::Other("the frame allocator refused the bounce buffer request"),
+                };
+                Err(IoFailure::new(IoReturn::NoResources, cause))
             }
         }
     }
@@ -308,42 +366,43 @@ impl IoDmaCommand {
         }
     }
 
-    /// Copies every bounced piece: descriptor -> bounce (`towards_device`) or back.
-    fn copy(
-        &self,
-        descriptor: &IoMemoryDescriptor,
-        prepared: &Prepared,
-        towards_device: bool,
-        why: &str,
-    ) -> Result<(), IoReturn> {
+    /// Copies the bounced pieces of the first `limit` bytes of the prepared range:
+    /// descriptor -> bounce (`Out`, towards the device) or bounce -> descriptor
+    /// (`In`, from the device).
+    fn copy(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, way: IoDirection, limit: u64, why: &str) {
         let mut total = 0;
         for piece in &prepared.layout.pieces {
             let Placement::Bounce { buffer, offset } = piece.placement else {
                 continue;
             };
+            let length = piece.length.min(limit.saturating_sub(piece.start));
+            if length == 0 {
+                continue;
+            }
             let bounce = prepared.buffers[buffer].address + offset;
             let start = prepared.offset + piece.start;
-            descriptor.for_each_run(start, piece.length, |position, physical, run| {
+            let copied = descriptor.for_each_run(start, length, |position, physical, run| {
                 let bounce = bounce + (position - start);
                 // SAFETY: `physical` is part of the prepared descriptor and `bounce` part
                 // of this command's own bounce buffer; they cannot overlap (bounce
                 // frames come from the allocator) and nobody else copies them now.
                 unsafe {
-                    if towards_device {
-                        self.platform.copy_physical(bounce, physical, run);
-                    } else {
-                        self.platform.copy_physical(physical, bounce, run);
+                    match way {
+                        IoDirection::Out => self.platform.copy_physical(bounce, physical, run),
+                        _ => self.platform.copy_physical(physical, bounce, run),
                     }
                 }
-            })?;
-            total += piece.length;
+            });
+            // The prepared range was resolved page by page at prepare and the
+            // descriptor cannot change its ranges, so the walk cannot fail.
+            debug_assert!(copied.is_ok(), "a prepared range stopped resolving");
+            total += length;
         }
         if total > 0 {
-            self.platform.accounting().count_copy(towards_device, total);
-            let arrow = if towards_device { "descriptor -> bounce" } else { "bounce -> descriptor" };
+            self.platform.accounting().count_copy(way, total);
+            let arrow = if way == IoDirection::Out { "descriptor -> bounce" } else { "bounce -> descriptor" };
             dma_trace!("  copy {arrow}: {total} bytes ({why})");
         }
-        Ok(())
     }
 
     /// Device-visible segments from `offset` (relative to the prepared range), at
@@ -391,43 +450,64 @@ impl IoDmaCommand {
     /// `NotReady` if not prepared.
     #[track_caller]
     pub fn synchronize(&mut self, options: SyncOptions) -> Result<(), IoReturn> {
+        self.synchronize_for(options, Location::caller()).map_err(|failure| failure.code())
+    }
+
+    /// `synchronize`, saying why it fails.
+    pub(crate) fn synchronize_for(
+        &mut self,
+        options: SyncOptions,
+        at: &'static Location<'static>,
+    ) -> Result<(), IoFailure> {
         options.validate()?;
         let Some(mut prepared) = self.prepared.take() else {
-            self.report(Misuse::SynchronizeWithoutPrepare, Location::caller());
-            return Err(IoReturn::NotReady);
+            self.report(Misuse::SynchronizeWithoutPrepare, at);
+            return Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("the command is not prepared")));
         };
         let result = self.synchronize_prepared(&mut prepared, options);
         self.prepared = Some(prepared);
         result
     }
 
-    fn synchronize_prepared(&self, prepared: &mut Prepared, options: SyncOptions) -> Result<(), IoReturn> {
+    fn synchronize_prepared(&self, prepared: &mut Prepared, options: SyncOptions) -> Result<(), IoFailure> {
         let descriptor = self.descriptor.clone().ok_or(IoReturn::NotReady)?;
         dma_trace!("synchronize({}): command #{}", describe_options(options), self.id);
-        if options.contains(SyncOptions::FORCE_DOUBLE_BUFFER) && descriptor.is_coherent() {
-            return Err(IoReturn::NotPermitted);
+        let force = options.contains(SyncOptions::FORCE_DOUBLE_BUFFER);
+        if force && descriptor.is_coherent() {
+            let cause = Cause::Other("coherent memory is shared with the device in place and is never bounced");
+            return Err(IoFailure::new(IoReturn::NotPermitted, cause));
         }
-        if options.contains(SyncOptions::FORCE_DOUBLE_BUFFER) && !prepared.layout.wholly_double_buffered() {
+        if options.contains(SyncOptions::IN) && !prepared.filled {
+            // The bounce memory holds what the device wrote and, past that, stale
+            // bytes: only `complete_moved` knows how many are the device's.
+            let cause = Cause::WrongState(
+                "this In transfer was not filled at prepare; only the bytes the device reports come back, at complete",
+            );
+            return Err(IoFailure::new(IoReturn::NotPermitted, cause));
+        }
+        if force && !prepared.layout.wholly_double_buffered() {
             let (layout, buffers, segments) = self.realize_single(prepared.length)?;
-            if descriptor.direction().includes_in() {
-                self.copy(&descriptor, prepared, false, "keep what the device already wrote")?;
+            if descriptor.direction().includes_in() && prepared.filled {
+                self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "keep what the device already wrote");
             }
             self.free_buffers(&prepared.buffers);
             prepared.layout = layout;
             prepared.buffers = buffers;
             prepared.segments = segments;
-            self.copy(&descriptor, prepared, true, "fill the new buffer")?;
+            self.copy(&descriptor, prepared, IoDirection::Out, u64::MAX, "fill the new buffer");
+            prepared.filled = true;
             trace_segments(&prepared.segments);
         }
         if options.contains(SyncOptions::IN) {
-            self.copy(&descriptor, prepared, false, "synchronize(In)")?;
+            self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "synchronize(In)");
             if prepared.device_owned {
                 descriptor.set_device_owned(false);
                 prepared.device_owned = false;
             }
         }
         if options.contains(SyncOptions::OUT) {
-            self.copy(&descriptor, prepared, true, "synchronize(Out)")?;
+            self.copy(&descriptor, prepared, IoDirection::Out, u64::MAX, "synchronize(Out)");
+            prepared.filled = true;
             if !prepared.device_owned {
                 descriptor.set_device_owned(true);
                 prepared.device_owned = true;
@@ -441,7 +521,8 @@ impl IoDmaCommand {
     /// `options` ask, hands the device segments to `transfer`, then completes
     /// (copying bounced data back for `In`) and unbinds, whatever `transfer`
     /// returned. With `options.restrict`, the transfer runs on a temporary command
-    /// whose specification is this one's tightened by the restriction.
+    /// whose specification is this one's tightened by the restriction. `Busy` if
+    /// this command is prepared already: its caller's prepare is left alone.
     #[track_caller]
     pub fn with_transfer<T>(
         &mut self,
@@ -451,6 +532,9 @@ impl IoDmaCommand {
         options: &TransferOptions,
         transfer: impl FnOnce(&[Segment]) -> Result<T, IoReturn>,
     ) -> Result<T, IoReturn> {
+        if self.prepared.is_some() {
+            return Err(IoReturn::Busy);
+        }
         let mut restricted;
         let command = match options.restrict {
             Some(restrict) => {
@@ -478,22 +562,33 @@ impl IoDmaCommand {
     /// `NotReady` if not prepared.
     #[track_caller]
     pub fn complete(&mut self) -> Result<(), IoReturn> {
+        let moved = self.prepared.as_ref().map_or(0, |prepared| prepared.length);
+        self.complete_moved(moved, Location::caller()).map_err(|failure| failure.code())
+    }
+
+    /// Ends one prepare after the device moved `moved` bytes from the start of the
+    /// prepared range: the last complete copies back exactly those bytes (for an
+    /// `In` direction) and frees the bounce buffers. Everything is released
+    /// whatever the result; the result is `Underrun` when the device moved fewer
+    /// bytes than were prepared (XNU's `kIOReturnUnderrun`, Linux's residual,
+    /// FreeBSD's `bio_resid`).
+    pub(crate) fn complete_moved(&mut self, moved: u64, at: &'static Location<'static>) -> Result<(), IoFailure> {
         let Some(prepared) = self.prepared.as_mut() else {
-            self.report(Misuse::CompleteWithoutPrepare, Location::caller());
-            return Err(IoReturn::NotReady);
+            self.report(Misuse::CompleteWithoutPrepare, at);
+            return Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("the command is not prepared")));
         };
         if prepared.count > 1 {
             prepared.count -= 1;
             return Ok(());
         }
-        let prepared = self.prepared.take().expect("checked above");
-        let descriptor = self.descriptor.clone().ok_or(IoReturn::NotReady)?;
-        dma_trace!("complete: command #{}", self.id);
-        let copied = if descriptor.direction().includes_in() {
-            self.copy(&descriptor, &prepared, false, "complete copies what the device wrote")
-        } else {
-            Ok(())
+        let Some(descriptor) = self.descriptor.clone() else {
+            return Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("no memory descriptor is bound")));
         };
+        let prepared = self.prepared.take().expect("checked above");
+        dma_trace!("complete: command #{} ({moved} of {} bytes moved)", self.id, prepared.length);
+        if descriptor.direction().includes_in() {
+            self.copy(&descriptor, &prepared, IoDirection::In, moved, "complete copies what the device wrote");
+        }
         self.free_buffers(&prepared.buffers);
         let pages: usize = prepared.buffers.iter().map(|buffer| buffer.pages).sum();
         if pages > 0 {
@@ -502,9 +597,39 @@ impl IoDmaCommand {
         if prepared.device_owned {
             descriptor.set_device_owned(false);
         }
-        descriptor.complete()?;
+        descriptor.complete_for_command();
         self.platform.accounting().command_prepared(false);
-        copied
+        if moved < prepared.length {
+            let cause = Cause::ShortTransfer { moved, prepared: prepared.length };
+            return Err(IoFailure::new(IoReturn::Underrun, cause));
+        }
+        Ok(())
+    }
+
+    /// Gives up a prepared transfer whose device may still be writing: nothing is
+    /// freed. The bounce pages stay allocated (and counted as leaked) and the
+    /// descriptor stays prepared for ever, so its memory is never reused and the
+    /// CPU may not read it. The command is unbound and can be used again.
+    /// `misuse` says how it came to this, for the debugging mode's log.
+    pub(crate) fn abandon(&mut self, misuse: Misuse, at: &'static Location<'static>) {
+        let Some(prepared) = self.prepared.take() else {
+            return;
+        };
+        let pages: usize = prepared.buffers.iter().map(|buffer| buffer.pages).sum();
+        let accounting = self.platform.accounting();
+        accounting.count_leak(pages);
+        accounting.command_prepared(false);
+        self.report(misuse, at);
+        if let Some(descriptor) = self.descriptor.take() {
+            log::error!(
+                "DMA: command #{} abandoned with the device still able to write: {pages} bounce page(s) and \
+                 descriptor #{} ({} bytes) are leaked, never reused",
+                self.id,
+                descriptor.id(),
+                descriptor.length()
+            );
+            descriptor.abandon();
+        }
     }
 
     fn report(&self, misuse: Misuse, location: &'static Location<'static>) {
@@ -554,14 +679,14 @@ impl IoDmaCommand {
 }
 
 impl Drop for IoDmaCommand {
+    /// A command dropped while prepared may have a device still writing through
+    /// its segments: freeing its bounce pages (or letting the descriptor's memory
+    /// go) could let that device write into memory already reused. It leaks both
+    /// and says so; a driver stops its device and completes first.
     fn drop(&mut self) {
         if let Some(prepared) = &self.prepared {
-            self.report(Misuse::DroppedWhilePrepared, prepared.at);
-            while self.prepared.is_some() {
-                if self.complete().is_err() {
-                    break;
-                }
-            }
+            let at = prepared.at;
+            self.abandon(Misuse::DroppedWhilePrepared, at);
         }
     }
 }

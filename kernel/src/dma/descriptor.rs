@@ -14,6 +14,8 @@ use spin::Mutex;
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::accounting::{Misuse, MisuseReport};
+use super::failure::{Cause, IoFailure};
+use super::platform::FrameFill;
 use super::{DmaPlatform, IoDirection, IoReturn};
 use crate::memory::{Constraints, FRAME_SIZE};
 
@@ -34,10 +36,23 @@ impl Range {
 
 #[derive(Debug, Default)]
 struct State {
-    prepare_count: u32,
+    /// Prepares made by calling [`IoMemoryDescriptor::prepare`] directly.
+    direct_prepares: u32,
+    /// Prepares made by commands; only the commands undo them, so a stray
+    /// `complete()` cannot pull memory out from under a command.
+    command_prepares: u32,
     /// Commands that have handed this memory to the device and not taken it back.
     device_owners: u32,
+    /// A command gave the memory up while a device could still write it: it is
+    /// never freed, and the CPU may not read it.
+    abandoned: bool,
     prepared_at: Option<&'static Location<'static>>,
+}
+
+impl State {
+    fn prepares(&self) -> u32 {
+        self.direct_prepares + self.command_prepares
+    }
 }
 
 /// Memory for a transfer (`IOMemoryDescriptor`).
@@ -51,7 +66,7 @@ pub struct IoMemoryDescriptor {
     /// Frame runs this descriptor allocated and frees when dropped.
     owned_frames: Vec<(PhysAddr, usize)>,
     /// A heap buffer this descriptor keeps alive.
-    _owned_buffer: Option<Box<[u8]>>,
+    owned_buffer: Option<Box<[u8]>>,
     /// Shared with a device continuously (rings, descriptor tables): never
     /// bounced, and CPU access is always allowed.
     coherent: bool,
@@ -92,7 +107,7 @@ impl IoMemoryDescriptor {
             ranges,
             length,
             owned_frames,
-            _owned_buffer: owned_buffer,
+            owned_buffer,
             coherent: false,
             state: Mutex::new(State::default()),
         }))
@@ -112,7 +127,7 @@ impl IoMemoryDescriptor {
             return Err(IoReturn::BadArgument);
         }
         let frames = length.div_ceil(FRAME_SIZE) as usize;
-        let first = platform.allocate_frames(frames, placement, true).map_err(|_| IoReturn::NoMemory)?;
+        let first = platform.allocate_frames(frames, placement, FrameFill::Zeroed).map_err(|_| IoReturn::NoMemory)?;
         let ranges = alloc::vec![Range::Physical { address: first, length }];
         Self::build(platform, ranges, direction, alloc::vec![(first, frames)], None)
     }
@@ -129,7 +144,7 @@ impl IoMemoryDescriptor {
         let mut ranges = Vec::with_capacity(pieces.len());
         for &(length, placement) in pieces {
             let frames = length.div_ceil(FRAME_SIZE) as usize;
-            match platform.allocate_frames(frames, placement, true) {
+            match platform.allocate_frames(frames, placement, FrameFill::Zeroed) {
                 Ok(first) => {
                     owned.push((first, frames));
                     ranges.push(Range::Physical { address: first, length });
@@ -295,51 +310,94 @@ impl IoMemoryDescriptor {
     pub fn prepare(&self) -> Result<(), IoReturn> {
         self.for_each_run(0, self.length, |_, _, _| ())?;
         let mut state = self.state.lock();
-        state.prepare_count += 1;
+        state.direct_prepares += 1;
         state.prepared_at.get_or_insert(Location::caller());
         Ok(())
     }
 
-    /// Undoes one [`IoMemoryDescriptor::prepare`]; `NotReady` if not prepared.
+    /// Undoes one [`IoMemoryDescriptor::prepare`]; `NotReady` if there is none to
+    /// undo. Prepares a command made are the command's to undo (by its
+    /// `complete`), never this call's.
     pub fn complete(&self) -> Result<(), IoReturn> {
         let mut state = self.state.lock();
-        if state.prepare_count == 0 {
+        if state.direct_prepares == 0 {
             return Err(IoReturn::NotReady);
         }
-        state.prepare_count -= 1;
-        if state.prepare_count == 0 {
+        state.direct_prepares -= 1;
+        if state.prepares() == 0 {
             state.prepared_at = None;
         }
         Ok(())
     }
 
-    /// How many prepares are outstanding.
+    /// A command's prepare: every page must resolve.
+    #[track_caller]
+    pub(crate) fn prepare_for_command(&self) -> Result<(), IoFailure> {
+        self.for_each_run(0, self.length, |_, _, _| ())
+            .map_err(|code| IoFailure::new(code, Cause::Other("a page of the memory descriptor is not mapped")))?;
+        let mut state = self.state.lock();
+        state.command_prepares += 1;
+        state.prepared_at.get_or_insert(Location::caller());
+        Ok(())
+    }
+
+    /// Undoes one command's prepare.
+    pub(crate) fn complete_for_command(&self) {
+        let mut state = self.state.lock();
+        debug_assert!(state.command_prepares > 0, "a command completed a prepare it did not make");
+        state.command_prepares = state.command_prepares.saturating_sub(1);
+        if state.prepares() == 0 {
+            state.prepared_at = None;
+        }
+    }
+
+    /// A command gave up a transfer whose device may still write this memory:
+    /// its prepare stays counted for ever, so the memory is never freed.
+    pub(crate) fn abandon(&self) {
+        self.state.lock().abandoned = true;
+    }
+
+    /// Whether a command gave this memory up to a device for good.
+    pub fn is_abandoned(&self) -> bool {
+        self.state.lock().abandoned
+    }
+
+    /// How many prepares are outstanding (direct and by commands).
     pub fn prepare_count(&self) -> u32 {
-        self.state.lock().prepare_count
+        self.state.lock().prepares()
     }
 
     /// A command hands the memory to the device (`true`) or takes it back (`false`).
+    #[track_caller]
     pub(crate) fn set_device_owned(&self, owned: bool) {
         let mut state = self.state.lock();
         if owned {
             state.device_owners += 1;
+        } else if state.device_owners == 0 {
+            drop(state);
+            self.report(Misuse::OwnershipImbalance, Location::caller());
         } else {
-            state.device_owners = state.device_owners.saturating_sub(1);
+            state.device_owners -= 1;
         }
     }
 
-    /// In debugging mode, CPU access while a device owns the memory is refused.
-    #[track_caller]
-    fn check_cpu_access(&self) -> Result<(), IoReturn> {
+    fn report(&self, misuse: Misuse, location: &'static Location<'static>) {
+        self.platform.accounting().report(MisuseReport { misuse, command: None, descriptor: Some(self.id), location });
+    }
+
+    /// Refuses CPU access to memory a device may be writing: always once the
+    /// memory was abandoned to a device, and in debugging mode while a command
+    /// has lent it to the device.
+    fn check_cpu_access(&self, location: &'static Location<'static>) -> Result<(), IoFailure> {
+        let state = self.state.lock();
+        if state.abandoned {
+            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::MemoryAbandoned));
+        }
         let accounting = self.platform.accounting();
-        if accounting.debug() && !self.coherent && self.state.lock().device_owners > 0 {
-            accounting.report(MisuseReport {
-                misuse: Misuse::CpuAccessWhileDeviceOwned,
-                command: None,
-                descriptor: Some(self.id),
-                location: Location::caller(),
-            });
-            return Err(IoReturn::NotPermitted);
+        if accounting.debug() && !self.coherent && state.device_owners > 0 {
+            drop(state);
+            self.report(Misuse::CpuAccessWhileDeviceOwned, location);
+            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::DeviceOwnsMemory));
         }
         Ok(())
     }
@@ -348,7 +406,24 @@ impl IoMemoryDescriptor {
     /// than asked at the end). `Overrun` if `offset` is at or past the end.
     #[track_caller]
     pub fn read_bytes(&self, offset: u64, buffer: &mut [u8]) -> Result<usize, IoReturn> {
-        self.check_cpu_access()?;
+        self.read_at(offset, buffer, Location::caller()).map_err(|failure| failure.code())
+    }
+
+    /// Copies `data` to offset `offset`; returns how many bytes (fewer than given
+    /// at the end). `Overrun` if `offset` is at or past the end.
+    #[track_caller]
+    pub fn write_bytes(&self, offset: u64, data: &[u8]) -> Result<usize, IoReturn> {
+        self.write_at(offset, data, Location::caller()).map_err(|failure| failure.code())
+    }
+
+    /// `read_bytes`, saying why it fails.
+    pub(crate) fn read_at(
+        &self,
+        offset: u64,
+        buffer: &mut [u8],
+        location: &'static Location<'static>,
+    ) -> Result<usize, IoFailure> {
+        self.check_cpu_access(location)?;
         let count = self.clamp(offset, buffer.len())?;
         self.for_each_run(offset, count as u64, |position, physical, run| {
             let start = (position - offset) as usize;
@@ -360,23 +435,27 @@ impl IoMemoryDescriptor {
         Ok(count)
     }
 
-    /// Copies `data` to offset `offset`; returns how many bytes (fewer than given
-    /// at the end). `Overrun` if `offset` is at or past the end.
-    #[track_caller]
-    pub fn write_bytes(&self, offset: u64, data: &[u8]) -> Result<usize, IoReturn> {
-        self.check_cpu_access()?;
+    /// `write_bytes`, saying why it fails.
+    pub(crate) fn write_at(
+        &self,
+        offset: u64,
+        data: &[u8],
+        location: &'static Location<'static>,
+    ) -> Result<usize, IoFailure> {
+        self.check_cpu_access(location)?;
         let count = self.clamp(offset, data.len())?;
         self.for_each_run(offset, count as u64, |position, physical, run| {
             let start = (position - offset) as usize;
-            // SAFETY: as in read_bytes; the descriptor's memory may be overwritten.
+            // SAFETY: as in read_at; the descriptor's memory may be overwritten.
             unsafe { self.platform.write_physical(physical, &data[start..start + run as usize]) };
         })?;
         Ok(count)
     }
 
-    fn clamp(&self, offset: u64, wanted: usize) -> Result<usize, IoReturn> {
+    fn clamp(&self, offset: u64, wanted: usize) -> Result<usize, IoFailure> {
         if offset >= self.length {
-            return Err(IoReturn::Overrun);
+            let cause = Cause::OutOfRange { offset, length: wanted as u64, size: self.length };
+            return Err(IoFailure::new(IoReturn::Overrun, cause));
         }
         Ok((wanted as u64).min(self.length - offset) as usize)
     }
@@ -385,14 +464,21 @@ impl IoMemoryDescriptor {
 impl Drop for IoMemoryDescriptor {
     fn drop(&mut self) {
         let state = self.state.get_mut();
-        if state.prepare_count > 0 {
-            self.platform.accounting().report(MisuseReport {
-                misuse: Misuse::DescriptorDroppedWhilePrepared,
-                command: None,
-                descriptor: Some(self.id),
-                location: state.prepared_at.unwrap_or(Location::caller()),
-            });
-            // A device may still be using the frames: leaking them is the safe choice.
+        if state.prepares() > 0 {
+            // A command that abandoned this memory has reported it already.
+            if !state.abandoned {
+                self.platform.accounting().report(MisuseReport {
+                    misuse: Misuse::DescriptorDroppedWhilePrepared,
+                    command: None,
+                    descriptor: Some(self.id),
+                    location: state.prepared_at.unwrap_or(Location::caller()),
+                });
+            }
+            // A device may still be using the memory: leaking it is the safe
+            // choice, for a heap buffer as much as for frames.
+            if let Some(buffer) = self.owned_buffer.take() {
+                Box::leak(buffer);
+            }
             return;
         }
         for &(first, frames) in &self.owned_frames {

@@ -4,7 +4,7 @@
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::accounting::Accounting;
-use super::platform::DmaPlatform;
+use super::platform::{DmaPlatform, FrameFill};
 use crate::memory::copy::{copy_bytes, zero_bytes};
 use crate::memory::{Constraints, FRAME_SIZE, MemoryError, paging, physical};
 
@@ -30,10 +30,15 @@ unsafe impl DmaPlatform for KernelPlatform {
         paging::translate(address)
     }
 
-    fn allocate_frames(&self, count: usize, constraints: Constraints, zeroed: bool) -> Result<PhysAddr, MemoryError> {
+    fn allocate_frames(
+        &self,
+        count: usize,
+        constraints: Constraints,
+        fill: FrameFill,
+    ) -> Result<PhysAddr, MemoryError> {
         let first = physical::allocate_contiguous(count, constraints)?;
         let address = first.start_address();
-        if zeroed {
+        if fill == FrameFill::Zeroed {
             // SAFETY: the frames were just allocated to us and are mapped in the physical map.
             unsafe { zero_bytes(physical::to_virtual(address).as_mut_ptr::<u8>(), count * FRAME_SIZE as usize) };
         }

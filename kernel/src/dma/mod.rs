@@ -1,13 +1,17 @@
 //! The DMA subsystem, after IOKit: `IoMemoryDescriptor` says where memory is,
 //! `IoDmaCommand` makes it usable by one device (segments, bouncing,
-//! synchronize). The contract is `../shared/design/dma-contract.md`; the learner's
-//! guide is `docs/dma.md`.
+//! synchronize); `DmaBuffer` and `DmaTransfer` put buffer ownership in the types
+//! for drivers. The contract is `docs/dma-contract.md`; the learner's guide is
+//! `docs/dma.md`.
 
 mod accounting;
 mod address;
+mod buffer;
+mod coherent;
 mod command;
 mod descriptor;
 mod direction;
+mod failure;
 mod io_return;
 #[cfg(target_os = "none")]
 pub mod kernel_platform;
@@ -17,16 +21,21 @@ mod platform;
 pub mod simulated;
 mod specification;
 pub mod trace;
+mod transfer;
 
 pub use accounting::{Accounting, BounceStats, Misuse, MisuseReport};
 pub use address::{DmaAddr, Endian, OutputFormat, Segment};
+pub use buffer::DmaBuffer;
+pub use coherent::CoherentMemory;
 pub use command::{BounceBuffer, IoDmaCommand};
 pub use descriptor::IoMemoryDescriptor;
 pub use direction::{IoDirection, SyncOptions};
+pub use failure::{Cause, IoFailure};
 pub use io_return::IoReturn;
 pub use options::TransferOptions;
-pub use platform::DmaPlatform;
+pub use platform::{DmaPlatform, FrameFill};
 pub use specification::{Rules, Specification};
+pub use transfer::{Completed, DmaTransfer, Refused};
 
 #[cfg(test)]
 mod tests;

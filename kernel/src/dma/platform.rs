@@ -11,6 +11,17 @@ use x86_64::{PhysAddr, VirtAddr};
 use super::accounting::Accounting;
 use crate::memory::{Constraints, MemoryError};
 
+/// What fresh frames hold when [`DmaPlatform::allocate_frames`] returns them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameFill {
+    /// Zeroes: memory handed to a client, who must never see another's data.
+    Zeroed,
+    /// Whatever was there: bounce buffers, whose every byte the device can see is
+    /// filled from the descriptor first, and which never copy back bytes the
+    /// device did not write.
+    Uninitialized,
+}
+
 /// The machine under the DMA layer.
 ///
 /// # Safety
@@ -21,10 +32,9 @@ pub unsafe trait DmaPlatform: Send + Sync {
     /// The physical address kernel virtual address `address` maps to.
     fn translate(&self, address: VirtAddr) -> Option<PhysAddr>;
 
-    /// `count` contiguous frames meeting `constraints`, zeroed if `zeroed`.
-    /// Bounce buffers skip the zeroing: every byte a device can see through
-    /// their segments is filled from the descriptor before the device runs.
-    fn allocate_frames(&self, count: usize, constraints: Constraints, zeroed: bool) -> Result<PhysAddr, MemoryError>;
+    /// `count` contiguous frames meeting `constraints`, holding what `fill` says.
+    fn allocate_frames(&self, count: usize, constraints: Constraints, fill: FrameFill)
+    -> Result<PhysAddr, MemoryError>;
 
     /// Returns frames from [`DmaPlatform::allocate_frames`].
     fn free_frames(&self, first: PhysAddr, count: usize);

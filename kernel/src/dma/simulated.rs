@@ -14,7 +14,7 @@ use spin::Mutex;
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::accounting::Accounting;
-use super::platform::DmaPlatform;
+use super::platform::{DmaPlatform, FrameFill};
 use crate::memory::{Constraints, FRAME_SIZE, FrameAllocator, MemoryError};
 
 /// 1 MiB.
@@ -24,6 +24,10 @@ const MIB: u64 = 1 << 20;
 /// 4 GiB, where a 32-bit device cannot reach.
 pub const SIMULATED_RAM: [(u64, u64); 3] =
     [(MIB, 16 * MIB), (16 * MIB, 48 * MIB), ((1 << 32) + 64 * MIB, (1 << 32) + 128 * MIB)];
+
+/// What uninitialized simulated frames hold: a byte a test can recognise when
+/// stale memory leaks into a buffer.
+pub const STALE_BYTE: u8 = 0xde;
 
 /// A simulated machine.
 pub struct SimulatedPlatform {
@@ -57,6 +61,14 @@ impl SimulatedPlatform {
     /// Frames free in the simulated frame allocator.
     pub fn free_frames_count(&self) -> usize {
         self.frames.lock().free_frames()
+    }
+
+    /// Whether the frame holding `address` is allocated (to a buffer, a bounce
+    /// buffer, a ring): fake devices check it before every write, so a driver
+    /// that frees memory a device may still write fails its test.
+    pub fn is_allocated(&self, address: u64) -> bool {
+        let frame = x86_64::structures::paging::PhysFrame::containing_address(PhysAddr::new(address));
+        !self.frames.lock().is_free(frame)
     }
 
     /// Calls `visit(page, offset, length)` for each page of `[address, address + length)`.
@@ -105,11 +117,16 @@ unsafe impl DmaPlatform for SimulatedPlatform {
         Some(PhysAddr::new(frame * FRAME_SIZE + address.as_u64() % FRAME_SIZE))
     }
 
-    fn allocate_frames(&self, count: usize, constraints: Constraints, zeroed: bool) -> Result<PhysAddr, MemoryError> {
+    fn allocate_frames(
+        &self,
+        count: usize,
+        constraints: Constraints,
+        fill: FrameFill,
+    ) -> Result<PhysAddr, MemoryError> {
         let first = self.frames.lock().allocate_contiguous(count, constraints)?;
         let address = first.start_address();
         // Not zeroed: stale garbage, so a missing fill shows up in tests.
-        let fill = if zeroed { 0 } else { 0xde };
+        let fill = if fill == FrameFill::Zeroed { 0 } else { STALE_BYTE };
         self.device_write(address.as_u64(), &vec![fill; count * FRAME_SIZE as usize]);
         Ok(address)
     }

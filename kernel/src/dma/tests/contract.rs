@@ -303,12 +303,14 @@ fn cpu_access_while_the_device_owns_the_buffer_is_caught() {
 }
 
 #[test]
-fn a_command_dropped_while_prepared_is_reported_and_cleaned_up() {
+fn a_command_dropped_while_prepared_leaks_its_memory_and_says_so() {
     let platform = machine();
     let buffer = high_buffer(platform, 8192, IoDirection::In);
+    let free_before = platform.free_frames_count();
     {
         let mut command = command(platform, Specification::UNLIMITED_32);
         command.set_memory_descriptor(buffer.clone(), true).unwrap();
+        assert_eq!(command.bounce_buffers().len(), 1, "a 32-bit device bounces high memory");
         assert_eq!(platform.accounting().check_stopped(), 1, "a driver stopping now leaks a command");
         assert_eq!(platform.accounting().misuse_log().last().unwrap().misuse, Misuse::PreparedAtStop);
     }
@@ -316,8 +318,14 @@ fn a_command_dropped_while_prepared_is_reported_and_cleaned_up() {
     assert_eq!(report.misuse, Misuse::DroppedWhilePrepared);
     assert!(report.command.is_some() && report.descriptor == Some(buffer.id()));
     let stats = platform.accounting().stats();
-    assert_eq!((stats.pages_in_use, stats.prepared_commands), (0, 0));
-    assert_eq!(buffer.prepare_count(), 0);
+    assert_eq!((stats.leaked_pages, stats.leaked_transfers, stats.prepared_commands), (2, 1, 0));
+    assert_eq!(platform.free_frames_count(), free_before - 2, "the bounce pages a device may write stay allocated");
+    assert!(buffer.prepare_count() > 0 && buffer.is_abandoned(), "the descriptor stays prepared for ever");
+    let mut byte = [0u8; 1];
+    assert_eq!(buffer.read_bytes(0, &mut byte), Err(IoReturn::NotPermitted), "the CPU may not read it");
+    let frames_before_drop = platform.free_frames_count();
+    drop(buffer);
+    assert_eq!(platform.free_frames_count(), frames_before_drop, "its frames are never freed either");
 }
 
 #[test]

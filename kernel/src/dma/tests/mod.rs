@@ -3,6 +3,7 @@
 mod contract;
 mod defects;
 mod force_double_buffer;
+mod ownership;
 mod properties;
 
 use alloc::sync::Arc;

@@ -1,0 +1,225 @@
+//! `IoFailure`: an IOKit code together with the reason a person can read.
+//!
+//! `kIOReturnNoResources` alone does not tell a learner whether 256 segments met
+//! a device that takes 254, or whether no memory lies below the device's address
+//! limit. The contract calls keep returning the bare [`IoReturn`] (code written
+//! against IOKit expects exactly that); the layers built on them (transfers,
+//! block devices, the shell) return an `IoFailure`, whose `code()` is the same
+//! IOKit value and whose `cause()` says which rule and which numbers.
+
+use core::fmt;
+
+use super::IoReturn;
+
+/// Why a DMA or block operation failed, beyond its IOKit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// Only the code is known (a contract call that says no more).
+    Unspecified,
+    /// The transfer needs more segments than the device takes, even in one buffer.
+    TooManySegments {
+        /// Segments the transfer would need.
+        needed: usize,
+        /// Segments the device's specification allows.
+        allowed: usize,
+    },
+    /// No run of free frames below the device's address limit meets the request.
+    NoReachableMemory {
+        /// Pages asked for.
+        pages: usize,
+        /// Address bits the device drives.
+        address_bits: u8,
+    },
+    /// The bounce budget is spent.
+    BounceBudgetSpent {
+        /// Pages asked for.
+        pages: usize,
+        /// Pages in use already.
+        in_use: usize,
+        /// The budget.
+        limit: usize,
+    },
+    /// The transfer is longer than the device takes in one prepare.
+    TransferTooLong {
+        /// Bytes asked for.
+        length: u64,
+        /// The specification's `max_transfer_size`.
+        limit: u64,
+    },
+    /// A length breaks the device's length alignment.
+    LengthNotAligned {
+        /// The length.
+        length: u64,
+        /// The alignment it must be a multiple of.
+        alignment: u64,
+    },
+    /// A byte range does not lie inside the memory it names.
+    OutOfRange {
+        /// First byte.
+        offset: u64,
+        /// Bytes.
+        length: u64,
+        /// Bytes the memory holds.
+        size: u64,
+    },
+    /// A specification breaks one of its own rules (which one is named).
+    BadSpecification(&'static str),
+    /// The call came in the wrong state (which state is named).
+    WrongState(&'static str),
+    /// The memory is lent to a device, so the CPU may not touch it now.
+    DeviceOwnsMemory,
+    /// A device was abandoned while it could still write this memory: it is
+    /// leaked, and the CPU may not read what the device may still change.
+    MemoryAbandoned,
+    /// The device moved fewer bytes than the transfer prepared.
+    ShortTransfer {
+        /// Bytes the device moved.
+        moved: u64,
+        /// Bytes prepared.
+        prepared: u64,
+    },
+    /// The device reported an error (its name for it).
+    DeviceError(&'static str),
+    /// The device did not finish in time; it was stopped before memory was released.
+    TimedOut {
+        /// How long the driver waited.
+        milliseconds: u64,
+    },
+    /// The device was stopped after an earlier failure and takes no more requests.
+    DeviceStopped,
+    /// A block request names blocks past the end of the disk.
+    BlocksPastEnd {
+        /// First block asked for.
+        lba: u64,
+        /// Blocks asked for.
+        count: u64,
+        /// Blocks on the disk.
+        blocks: u64,
+    },
+    /// The memory's direction does not allow this transfer (a disk read needs
+    /// memory the device may write, `In`; a disk write memory it may read, `Out`).
+    WrongDirection {
+        /// What the transfer needs.
+        needed: super::IoDirection,
+        /// What the memory was made for.
+        memory: super::IoDirection,
+    },
+    /// Anything else, said in words.
+    Other(&'static str),
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Cause::Unspecified => f.write_str("no further detail"),
+            Cause::TooManySegments { needed, allowed } => {
+                write!(f, "{needed} segments needed, the device takes at most {allowed}")
+            }
+            Cause::NoReachableMemory { pages, address_bits } => {
+                write!(f, "no run of {pages} free page(s) below 2^{address_bits}, the device's address limit")
+            }
+            Cause::BounceBudgetSpent { pages, in_use, limit } => {
+                write!(f, "{pages} bounce page(s) wanted, {in_use} of the budget's {limit} in use")
+            }
+            Cause::TransferTooLong { length, limit } => {
+                write!(f, "{length} bytes asked for, the device takes at most {limit} per transfer")
+            }
+            Cause::LengthNotAligned { length, alignment } => {
+                write!(f, "length {length} is not a multiple of {alignment}")
+            }
+            Cause::OutOfRange { offset, length, size } => {
+                write!(f, "bytes {offset}..{} lie outside the {size} bytes of memory", offset.saturating_add(length))
+            }
+            Cause::BadSpecification(rule) => write!(f, "invalid specification: {rule}"),
+            Cause::WrongState(state) => f.write_str(state),
+            Cause::DeviceOwnsMemory => f.write_str("the device owns this memory until the transfer completes"),
+            Cause::MemoryAbandoned => {
+                f.write_str("a device was abandoned while it could write this memory: it is leaked, not reused")
+            }
+            Cause::ShortTransfer { moved, prepared } => {
+                write!(f, "the device moved {moved} of {prepared} bytes")
+            }
+            Cause::DeviceError(what) => write!(f, "device error: {what}"),
+            Cause::TimedOut { milliseconds } => {
+                write!(f, "no answer within {milliseconds} ms; the device was stopped before memory was released")
+            }
+            Cause::DeviceStopped => f.write_str("the device was stopped after an earlier failure"),
+            Cause::BlocksPastEnd { lba, count, blocks } => {
+                write!(f, "blocks {lba}..{} are past the end of the disk ({blocks} blocks)", lba.saturating_add(count))
+            }
+            Cause::WrongDirection { needed, memory } => {
+                write!(f, "the transfer needs {needed:?} memory, this memory is {memory:?}")
+            }
+            Cause::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+/// An IOKit code and its cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoFailure {
+    code: IoReturn,
+    cause: Cause,
+}
+
+impl IoFailure {
+    /// A failure with `code` because of `cause`.
+    pub const fn new(code: IoReturn, cause: Cause) -> IoFailure {
+        IoFailure { code, cause }
+    }
+
+    /// The IOKit code (what the contract calls return).
+    pub const fn code(&self) -> IoReturn {
+        self.code
+    }
+
+    /// Why.
+    pub const fn cause(&self) -> Cause {
+        self.cause
+    }
+}
+
+impl From<IoReturn> for IoFailure {
+    fn from(code: IoReturn) -> IoFailure {
+        IoFailure { code, cause: Cause::Unspecified }
+    }
+}
+
+impl From<IoFailure> for IoReturn {
+    fn from(failure: IoFailure) -> IoReturn {
+        failure.code
+    }
+}
+
+impl PartialEq<IoReturn> for IoFailure {
+    fn eq(&self, code: &IoReturn) -> bool {
+        self.code == *code
+    }
+}
+
+impl fmt::Display for IoFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.cause {
+            Cause::Unspecified => write!(f, "{}", self.code),
+            cause => write!(f, "{}: {cause}", self.code),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_code_stays_iokits_and_the_cause_is_said() {
+        let failure = IoFailure::new(IoReturn::NoResources, Cause::TooManySegments { needed: 256, allowed: 254 });
+        assert_eq!(failure.code(), IoReturn::NoResources);
+        assert_eq!(
+            failure.to_string(),
+            "kIOReturnNoResources (0xe00002be): 256 segments needed, the device takes at most 254"
+        );
+        let bare: IoFailure = IoReturn::Busy.into();
+        assert_eq!(bare.to_string(), "kIOReturnBusy (0xe00002d5)");
+        assert_eq!(IoReturn::from(failure), IoReturn::NoResources);
+    }
+}

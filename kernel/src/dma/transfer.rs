@@ -1,0 +1,315 @@
+//! `DmaTransfer`: a buffer prepared for one device, as a value.
+//!
+//! Preparing takes the buffer, by move (a transfer that outlives the call that
+//! started it, finished later from an interrupt) or by exclusive borrow (a
+//! transfer that ends before the call returns). While the transfer lives, the
+//! CPU cannot touch the buffer: the compiler refuses. The transfer shows the
+//! device's segments, can `synchronize`, and gives the buffer back only through
+//! [`DmaTransfer::complete`], told how many bytes the device moved, so that
+//! exactly those come back from a bounce buffer and nothing stale ever does.
+//!
+//! A driver prepares each buffer of a request side by side, flat:
+//!
+//! ```text
+//! let header = DmaTransfer::prepare(&mut header_command, &mut header, 0, 0, &plain)?;
+//! let data   = DmaTransfer::prepare(&mut data_command, buffer, offset, length, &options)?;
+//! let status = DmaTransfer::prepare(&mut status_command, &mut status, 0, 0, &plain)?;
+//! ... give the device header.segments(), data.segments(), status.segments(); wait ...
+//! let data = data.complete(bytes_the_device_moved);
+//! ```
+//!
+//! An early `?` drops the transfers made so far: one whose segments no device
+//! has seen is completed quietly. One whose segments were handed out is never
+//! freed by a drop (a device may still write it): it is leaked and reported.
+//! Drivers stop the device and then complete, or [`DmaTransfer::abandon`].
+//!
+//! The buffer stays the driver's client's: this does not compile, because the
+//! transfer holds the buffer exclusively until it is completed:
+//!
+//! ```compile_fail,E0502
+//! use dmakit::dma::{simulated::SimulatedPlatform, DmaBuffer, DmaTransfer, IoDirection, IoDmaCommand};
+//! use dmakit::dma::{Specification, TransferOptions};
+//! use dmakit::memory::Constraints;
+//!
+//! let platform = SimulatedPlatform::leak(16);
+//! let mut buffer = DmaBuffer::allocate(platform, 4096, IoDirection::In, Constraints::NONE).unwrap();
+//! let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
+//! let transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &TransferOptions::default())
+//!     .map_err(|refused| refused.failure)
+//!     .unwrap();
+//! let mut peek = [0u8; 16];
+//! buffer.read_bytes(0, &mut peek).unwrap(); // the device owns the buffer: error E0502
+//! transfer.complete(4096);
+//! ```
+//!
+//! and neither does this, for a buffer moved into the transfer:
+//!
+//! ```compile_fail,E0382
+//! use dmakit::dma::{simulated::SimulatedPlatform, DmaBuffer, DmaTransfer, IoDirection, IoDmaCommand};
+//! use dmakit::dma::{Specification, TransferOptions};
+//! use dmakit::memory::Constraints;
+//!
+//! let platform = SimulatedPlatform::leak(16);
+//! let mut buffer = DmaBuffer::allocate(platform, 4096, IoDirection::Out, Constraints::NONE).unwrap();
+//! let command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
+//! let transfer = DmaTransfer::prepare(command, buffer, 0, 0, &TransferOptions::default());
+//! buffer.write_bytes(0, &[1, 2, 3]).unwrap(); // moved into the transfer: error E0382
+//! ```
+//!
+//! The same program, with the CPU access after `complete`, compiles and runs:
+//!
+//! ```
+//! use dmakit::dma::{simulated::SimulatedPlatform, DmaBuffer, DmaTransfer, IoDirection, IoDmaCommand};
+//! use dmakit::dma::{Specification, TransferOptions};
+//! use dmakit::memory::Constraints;
+//!
+//! let platform = SimulatedPlatform::leak(16);
+//! let mut buffer = DmaBuffer::allocate(platform, 4096, IoDirection::In, Constraints::NONE).unwrap();
+//! let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
+//! let transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &TransferOptions::default())
+//!     .map_err(|refused| refused.failure)
+//!     .unwrap();
+//! let segment = transfer.segments()[0];
+//! assert!(segment.address.as_u64() < 1 << 32, "bounced below 4 GiB for a 32-bit device");
+//! platform.device_write(segment.address.as_u64(), &[7; 4096]); // the device writes
+//! transfer.complete(4096).result.unwrap();
+//! let mut peek = [0u8; 16];
+//! buffer.read_bytes(0, &mut peek).unwrap();
+//! assert_eq!(peek, [7; 16]);
+//! ```
+
+use core::borrow::BorrowMut;
+use core::panic::Location;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use super::accounting::Misuse;
+use super::command::Completion;
+use super::failure::{Cause, IoFailure};
+use super::{DmaBuffer, IoDmaCommand, IoReturn, Segment, SyncOptions, TransferOptions};
+
+/// A buffer prepared for a device: the device owns it until `complete`.
+///
+/// `B` is the buffer, owned (`DmaBuffer`) or exclusively borrowed
+/// (`&mut DmaBuffer`); `C` the driver's command, owned (taken from a pool) or
+/// borrowed.
+#[derive(Debug)]
+#[must_use = "a prepared transfer must be completed; dropped after its segments were handed out, it leaks its memory"]
+pub struct DmaTransfer<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> {
+    /// `None` only inside `complete` and `abandon`.
+    buffer: Option<B>,
+    /// The driver's command; it does the transfer unless `restricted` does.
+    command: Option<C>,
+    /// A command with the driver's specification tightened for this transfer.
+    restricted: Option<IoDmaCommand>,
+    /// Whether the segments were handed out: from then on a device may use them.
+    handed_out: AtomicBool,
+    at: &'static Location<'static>,
+}
+
+/// What [`DmaTransfer::complete`] gives back: the buffer, the command, and how
+/// the transfer ended.
+#[derive(Debug)]
+pub struct Completed<B, C> {
+    /// The buffer, the CPU's again.
+    pub buffer: B,
+    /// The command, unbound and ready for the next transfer.
+    pub command: C,
+    /// `Ok`, or `Underrun` when the device moved fewer bytes than prepared.
+    pub result: Result<(), IoFailure>,
+}
+
+/// What a failed [`DmaTransfer::prepare`] gives back: why, and the buffer and
+/// command untouched.
+#[derive(Debug)]
+pub struct Refused<B, C> {
+    /// Why the buffer could not be prepared.
+    pub failure: IoFailure,
+    /// The buffer, still the caller's.
+    pub buffer: B,
+    /// The command, unbound.
+    pub command: C,
+}
+
+impl<B, C> From<Refused<B, C>> for IoFailure {
+    fn from(refused: Refused<B, C>) -> IoFailure {
+        refused.failure
+    }
+}
+
+impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
+    /// Prepares `[offset, offset + length)` of `buffer` (`length` 0: to the end)
+    /// for the device `command` serves, as `options` ask (a tighter
+    /// specification for this transfer, forced double buffering). The transfer
+    /// will be completed with the device's byte count, so an `In` buffer's bounce
+    /// memory is not filled first: only what the device wrote comes back.
+    /// `Busy` if the command is in use already.
+    #[track_caller]
+    pub fn prepare(
+        mut command: C,
+        buffer: B,
+        offset: u64,
+        length: u64,
+        options: &TransferOptions,
+    ) -> Result<DmaTransfer<B, C>, Refused<B, C>> {
+        let at = Location::caller();
+        let refuse = |failure, buffer, command| Err(Refused { failure, buffer, command });
+        if command.borrow().is_prepared() || command.borrow().memory_descriptor().is_some() {
+            let cause = Cause::WrongState("the command is serving another transfer");
+            return refuse(IoFailure::new(IoReturn::Busy, cause), buffer, command);
+        }
+        let mut restricted = match options.restrict {
+            None => None,
+            Some(restrict) => {
+                let driver = command.borrow_mut();
+                let specification = driver.specification().restricted_by(&restrict);
+                match IoDmaCommand::new(driver.platform(), specification) {
+                    Ok(restricted) => Some(restricted),
+                    Err(code) => {
+                        let cause = Cause::BadSpecification("the restriction gives an invalid specification");
+                        return refuse(IoFailure::new(code, cause), buffer, command);
+                    }
+                }
+            }
+        };
+        let active = restricted.as_mut().unwrap_or_else(|| command.borrow_mut());
+        if let Err(failure) = Self::prepare_command(active, buffer.borrow(), offset, length, options, at) {
+            return refuse(failure, buffer, command);
+        }
+        Ok(DmaTransfer {
+            buffer: Some(buffer),
+            command: Some(command),
+            restricted,
+            handed_out: AtomicBool::new(false),
+            at,
+        })
+    }
+
+    /// Binds, prepares and (if asked) forces double buffering; on failure the
+    /// command is unbound and unprepared again.
+    fn prepare_command(
+        command: &mut IoDmaCommand,
+        buffer: &DmaBuffer,
+        offset: u64,
+        length: u64,
+        options: &TransferOptions,
+        at: &'static Location<'static>,
+    ) -> Result<(), IoFailure> {
+        command.set_memory_descriptor(buffer.shared_descriptor(), false)?;
+        let mut result = command.prepare_for(offset, length, Completion::DeviceCount, at);
+        if result.is_ok() && options.force_double_buffer {
+            // The move fills the new buffer from the descriptor: by contract it
+            // copies the whole range, whatever the direction.
+            result = command.synchronize_for(SyncOptions::FORCE_DOUBLE_BUFFER, at);
+            if result.is_err() {
+                // No device has seen these segments: release without copying.
+                let _ = command.complete_moved(0, at);
+            }
+        }
+        if result.is_err() {
+            // Not prepared now, so unbinding cannot fail.
+            let _ = command.clear_memory_descriptor(false);
+        }
+        result
+    }
+
+    fn active(&self) -> &IoDmaCommand {
+        match (&self.restricted, &self.command) {
+            (Some(restricted), _) => restricted,
+            (None, Some(command)) => command.borrow(),
+            (None, None) => unreachable!("a live transfer holds its command"),
+        }
+    }
+
+    fn active_mut(&mut self) -> &mut IoDmaCommand {
+        match (&mut self.restricted, &mut self.command) {
+            (Some(restricted), _) => restricted,
+            (None, Some(command)) => command.borrow_mut(),
+            (None, None) => unreachable!("a live transfer holds its command"),
+        }
+    }
+
+    /// The device's segments, in order. From this call on, a device may hold
+    /// them: the transfer must be completed (or abandoned), never just dropped.
+    pub fn segments(&self) -> &[Segment] {
+        self.handed_out.store(true, Ordering::Relaxed);
+        self.active().segments()
+    }
+
+    /// Writes segments from `offset` into `output` as records in the device's
+    /// output format (`IODMACommand::writeSegments`); returns how many and the
+    /// offset after them. Hands the segments out, as [`DmaTransfer::segments`].
+    pub fn write_segments(&self, offset: u64, output: &mut [u8]) -> Result<(usize, u64), IoFailure> {
+        self.handed_out.store(true, Ordering::Relaxed);
+        Ok(self.active().write_segments(offset, output)?)
+    }
+
+    /// The command doing the transfer, to look at (bounce buffers, rules).
+    pub fn command(&self) -> &IoDmaCommand {
+        self.active()
+    }
+
+    /// Bytes prepared.
+    pub fn length(&self) -> u64 {
+        self.active().prepared_range().map_or(0, |(_, length)| length)
+    }
+
+    /// Brings the buffer and its bounce memory into sync, as
+    /// [`IoDmaCommand::synchronize`]. `synchronize(In)` is refused for an `In`
+    /// transfer whose bounce memory was never filled: only the device's byte
+    /// count, at `complete`, says which of its bytes are real.
+    #[track_caller]
+    pub fn synchronize(&mut self, options: SyncOptions) -> Result<(), IoFailure> {
+        let at = Location::caller();
+        self.active_mut().synchronize_for(options, at)
+    }
+
+    /// Ends the transfer after the device moved `moved` bytes (from the start of
+    /// the prepared range): exactly those are copied back from bounce memory,
+    /// the bounce memory is freed, and the buffer and command come back. The
+    /// device must be done with the memory (finished, or stopped).
+    #[track_caller]
+    pub fn complete(mut self, moved: u64) -> Completed<B, C> {
+        let at = Location::caller();
+        let mut result = self.active_mut().complete_moved(moved, at);
+        if let Some(restricted) = self.restricted.as_mut() {
+            let _ = restricted.clear_memory_descriptor(false);
+        }
+        let mut command = self.command.take().expect("a live transfer holds its command");
+        if command.borrow_mut().clear_memory_descriptor(false).is_err() && result.is_ok() {
+            result = Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("the command stayed prepared")));
+        }
+        let buffer = self.buffer.take().expect("a live transfer holds its buffer");
+        Completed { buffer, command, result }
+    }
+
+    /// Gives the transfer up because its device could not be stopped: the
+    /// buffer's memory and the bounce memory are leaked, never reused (and the
+    /// CPU may no longer read the buffer). The debugging log says so. The
+    /// command comes back, unbound.
+    #[track_caller]
+    pub fn abandon(mut self) -> C {
+        let at = Location::caller();
+        self.active_mut().abandon(Misuse::AbandonedWhileDeviceOwned, at);
+        self.command.take().expect("a live transfer holds its command")
+    }
+}
+
+impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> Drop for DmaTransfer<B, C> {
+    /// Dropped before `complete`: if no device saw the segments, the memory is
+    /// released without copying anything back; otherwise it is leaked, because
+    /// a device may still write it, and the debugging log says which.
+    fn drop(&mut self) {
+        if self.command.is_none() {
+            return;
+        }
+        let at = self.at;
+        if self.handed_out.load(Ordering::Relaxed) {
+            self.active_mut().abandon(Misuse::TransferDroppedWhileDeviceOwned, at);
+        } else {
+            let _ = self.active_mut().complete_moved(0, at);
+        }
+        if let Some(command) = self.command.as_mut() {
+            let _ = command.borrow_mut().clear_memory_descriptor(false);
+        }
+    }
+}
