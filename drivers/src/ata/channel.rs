@@ -1,32 +1,50 @@
 //! One IDE channel of a PIIX controller with bus-master DMA, and the disks on it.
 //!
-//! A DMA read, step by step:
-//! 1. prepare the buffer with the controller's specification (32-bit addresses,
+//! A request is split into ATA commands the drive accepts (256 sectors in LBA28,
+//! 2048 in LBA48). One DMA read command, step by step:
+//! 1. prepare: [`DmaTransfer::prepare`] lends the command's share of the caller's
+//!    buffer to the controller, under its specification (32-bit addresses,
 //!    regions of at most 64 KiB that never cross a 64 KiB boundary, even lengths,
-//!    at most one table of entries); parts above 4 GiB are bounced;
-//! 2. write one PRD entry per segment into the PRD table (low memory) and give the
-//!    controller the table's address;
-//! 3. program the drive (LBA, count, READ DMA) and start the bus-master engine;
-//! 4. wait for the interrupt (or poll), stop the engine, check both statuses;
-//! 5. complete the command: bounced data is copied back into the buffer.
+//!    at most one table of entries); parts above 4 GiB are bounced. From here
+//!    until `complete` the buffer is the device's: the compiler refuses CPU
+//!    access to it;
+//! 2. write the PRD table: `write_segments` writes the segments as the
+//!    specification's records (little-endian 32-bit address and length); each
+//!    record becomes one [`PrdEntry`], the last one marked end-of-table, written
+//!    into the table (a [`CoherentMemory`] below 4 GiB, shared with the
+//!    controller for the channel's life), and the controller gets its address;
+//! 3. program the drive (LBA, count, READ DMA written to `COMMAND`) and start the
+//!    bus-master engine;
+//! 4. wait for the interrupt (or poll), then stop the engine, on every path,
+//!    timeouts and errors too: after that write no DMA happens. Check both
+//!    statuses;
+//! 5. complete the transfer with the bytes the device moved: all of them on
+//!    success, none after an error or a timeout. Only those come back from a
+//!    bounce buffer, so the caller never sees stale bounce memory.
+//!
+//! No memory goes back while the engine may use it: the engine is stopped before
+//! every `complete`; the controller learns the table's address only per command,
+//! so a failed [`Channel::new`] leaves it nothing; dropping the channel stops the
+//! engine, then releases the table.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use dmakit::block::{BlockDevice, BlockRequest, TransferOptions};
+use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, TransferOptions};
 use dmakit::dma::{
-    DmaAddr, DmaPlatform, IoDmaCommand, IoMemoryDescriptor, IoReturn, OutputFormat, Segment, Specification,
+    Cause, CoherentMemory, DmaAddr, DmaBuffer, DmaPlatform, DmaTransfer, IoDmaCommand, IoFailure, IoReturn, Segment,
+    Specification,
 };
 use dmakit::io::RegisterIo;
-use dmakit::memory::{Constraints, FRAME_SIZE};
 use dmakit::time::Waiter;
 use spin::Mutex;
-use x86_64::PhysAddr;
 
-use super::identify::Identity;
-use super::prd::{ENTRIES_PER_TABLE, PrdEntry, REGION_LIMIT};
+use super::identify::{Addressing, Identity};
+use super::prd::{ENTRIES_PER_TABLE, PrdEntry, RECORD_FORMAT, RECORD_SIZE, REGION_LIMIT, TABLE_BYTES, TableEnd};
 use super::registers::*;
 
 /// How long one command may take.
@@ -37,9 +55,10 @@ const LBA28_MAX_SECTORS: u64 = 256;
 /// (512 entries x 64 KiB = 32 MiB) and kept modest for the bounce budget.
 const LBA48_MAX_SECTORS: u64 = 2048;
 
-/// What PIIX bus-master DMA can do, as an IoDmaCommand specification.
+/// What PIIX bus-master DMA can do, as an IoDmaCommand specification. The
+/// output format is the one PRD entries are made from.
 pub const PIIX_SPECIFICATION: Specification = Specification {
-    output: OutputFormat::LITTLE32,
+    output: RECORD_FORMAT,
     num_address_bits: 32,
     max_segment_size: REGION_LIMIT,
     max_transfer_size: LBA48_MAX_SECTORS * SECTOR_SIZE,
@@ -50,31 +69,72 @@ pub const PIIX_SPECIFICATION: Specification = Specification {
     max_segments: ENTRIES_PER_TABLE,
 };
 
+/// Where the PRD table may live: below 4 GiB (the register holds 32 bits),
+/// dword aligned, not across a 64 KiB boundary (Intel 82371SB).
+const TABLE_SPECIFICATION: Specification =
+    Specification { alignment: 4, boundary: REGION_LIMIT, ..Specification::UNLIMITED_32 };
+
+/// How the channel learns that a command finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupts {
+    /// The drive raises its interrupt line; the waiter sleeps until it comes.
+    Enabled,
+    /// The drive's interrupt is masked (nIEN); the waiter polls the status.
+    Disabled,
+}
+
+/// What each addressing form allows one command (the drive says which it has,
+/// [`Identity::addressing`]; the channel picks per command).
+impl Addressing {
+    /// Most sectors one command carries.
+    fn max_sectors(self) -> u64 {
+        match self {
+            Addressing::Lba28 => LBA28_MAX_SECTORS,
+            Addressing::Lba48 => LBA48_MAX_SECTORS,
+        }
+    }
+
+    /// The form one command uses on a drive that understands `self`: LBA28
+    /// reaches 2^28 sectors and 256 per command; beyond that, LBA48.
+    fn for_command(self, lba: u64, sectors: u64) -> Addressing {
+        let needs_lba48 = lba + sectors > 1 << 28 || sectors > LBA28_MAX_SECTORS;
+        match self {
+            Addressing::Lba48 if needs_lba48 => Addressing::Lba48,
+            _ => Addressing::Lba28,
+        }
+    }
+}
+
 /// One block request on a drive.
-struct Transfer<'a> {
+struct DriveRequest {
     drive: u8,
-    lba48: bool,
-    write: bool,
+    addressing: Addressing,
+    operation: BlockOperation,
     lba: u64,
     sectors: u64,
-    buffer: &'a Arc<IoMemoryDescriptor>,
+    /// Where the request starts in the caller's buffer.
     offset: u64,
     options: TransferOptions,
 }
 
-/// One ATA command's share of a [`Transfer`].
-struct Command {
+/// One ATA command's share of a [`DriveRequest`].
+struct Chunk {
     lba: u64,
-    count: u64,
+    sectors: u64,
+    /// Where the chunk starts in the caller's buffer.
     offset: u64,
 }
 
+/// What one command uses, behind the channel's lock.
 struct Engine {
-    prd_table: Arc<IoMemoryDescriptor>,
-    prd_command: IoDmaCommand,
+    /// Shared with the controller while the channel lives; `None` only once
+    /// released, after the engine was stopped for good.
+    prd_table: Option<CoherentMemory>,
     data_command: IoDmaCommand,
+    /// Room for one table's records, as `write_segments` writes them.
+    records: Vec<u8>,
     /// The PRD entries of the last transfer, for teaching and tests.
-    last_table: alloc::vec::Vec<PrdEntry>,
+    last_table: Vec<PrdEntry>,
     /// The command byte of the last transfer.
     last_command: u8,
 }
@@ -89,36 +149,47 @@ pub struct Channel<R: RegisterIo> {
     interrupts: AtomicU64,
 }
 
+/// A waiter's error as a failure: a timeout says how long the driver waited.
+fn waited_too_long(code: IoReturn) -> IoFailure {
+    match code {
+        IoReturn::Timeout => IoFailure::new(code, Cause::TimedOut { milliseconds: COMMAND_TIMEOUT_MS }),
+        _ => IoFailure::from(code),
+    }
+}
+
 impl<R: RegisterIo> Channel<R> {
-    /// Sets up the channel: a PRD table in low memory, kept prepared.
+    /// Sets up the channel: a data command and a PRD table in low memory. The
+    /// controller is given the table's address only when a command starts, so if
+    /// this fails it holds no address of ours.
     pub fn new(
         command_block: R,
         control_block: R,
         bus_master: R,
         platform: &'static dyn DmaPlatform,
         waiter: &'static dyn Waiter,
-        use_interrupts: bool,
-    ) -> Result<Self, IoReturn> {
-        let below_4_gib = Constraints { below: Some(PhysAddr::new(1 << 32)), alignment: FRAME_SIZE, boundary: 0 };
-        let prd_table = IoMemoryDescriptor::allocate_coherent(platform, FRAME_SIZE, below_4_gib)?;
-        let table_specification =
-            Specification { alignment: 4, boundary: REGION_LIMIT, max_segments: 1, ..Specification::UNLIMITED_32 };
-        let mut prd_command = IoDmaCommand::new(platform, table_specification)?;
-        prd_command.set_memory_descriptor(prd_table.clone(), true)?;
+        interrupts: Interrupts,
+    ) -> Result<Self, IoFailure> {
         let data_command = IoDmaCommand::new(platform, PIIX_SPECIFICATION)?;
-        control_block.write8(DEVICE_CONTROL, if use_interrupts { 0 } else { CONTROL_NO_INTERRUPTS });
+        // The last step that can fail: nothing after it needs giving back.
+        let prd_table = CoherentMemory::allocate(platform, TABLE_BYTES, TABLE_SPECIFICATION)?;
+        let control = match interrupts {
+            Interrupts::Enabled => 0,
+            Interrupts::Disabled => CONTROL_NO_INTERRUPTS,
+        };
+        control_block.write8(DEVICE_CONTROL, control);
+        let engine = Engine {
+            prd_table: Some(prd_table),
+            data_command,
+            records: vec![0; ENTRIES_PER_TABLE * RECORD_SIZE],
+            last_table: Vec::new(),
+            last_command: 0,
+        };
         Ok(Channel {
             command_block,
             control_block,
             bus_master,
             waiter,
-            engine: Mutex::new(Engine {
-                prd_table,
-                prd_command,
-                data_command,
-                last_table: alloc::vec::Vec::new(),
-                last_command: 0,
-            }),
+            engine: Mutex::new(engine),
             interrupts: AtomicU64::new(0),
         })
     }
@@ -138,7 +209,7 @@ impl<R: RegisterIo> Channel<R> {
     }
 
     /// The PRD entries and command byte of the last transfer.
-    pub fn last_transfer(&self) -> (alloc::vec::Vec<PrdEntry>, u8) {
+    pub fn last_transfer(&self) -> (Vec<PrdEntry>, u8) {
         let engine = self.engine.lock();
         (engine.last_table.clone(), engine.last_command)
     }
@@ -151,24 +222,28 @@ impl<R: RegisterIo> Channel<R> {
         }
     }
 
-    fn wait_not_busy(&self) -> Result<u8, IoReturn> {
+    /// Waits until the drive is not busy; returns its (alternate) status.
+    fn wait_not_busy(&self) -> Result<u8, IoFailure> {
         let mut status = 0;
-        self.waiter.wait_until(COMMAND_TIMEOUT_MS, &mut || {
-            status = self.control_block.read8(DEVICE_CONTROL);
-            status & STATUS_BUSY == 0
-        })?;
+        self.waiter
+            .wait_until(COMMAND_TIMEOUT_MS, &mut || {
+                status = self.control_block.read8(DEVICE_CONTROL);
+                status & STATUS_BUSY == 0
+            })
+            .map_err(waited_too_long)?;
         Ok(status)
     }
 
     /// IDENTIFY DEVICE on `drive` (0 master, 1 slave): `None` if there is no ATA
     /// disk there (nothing, or an ATAPI/SATA signature).
     pub fn identify(&self, drive: u8) -> Option<Identity> {
+        // The lock keeps a DMA command of the other drive out of the registers.
         let _engine = self.engine.lock();
         self.select(drive, 0);
         for register in [SECTOR_COUNT, LBA_LOW, LBA_MID, LBA_HIGH] {
             self.command_block.write8(register, 0);
         }
-        self.command_block.write8(STATUS, COMMAND_IDENTIFY);
+        self.command_block.write8(COMMAND, COMMAND_IDENTIFY);
         let status = self.command_block.read8(STATUS);
         if status == 0 || status == 0xff {
             return None;
@@ -195,68 +270,96 @@ impl<R: RegisterIo> Channel<R> {
         Some(Identity::parse(&words))
     }
 
-    /// A DMA transfer, split into commands the drive accepts.
-    fn transfer(&self, request: &Transfer) -> Result<(), IoReturn> {
+    /// A DMA transfer, split into commands the drive accepts; the first failure
+    /// ends it.
+    fn transfer(&self, request: &DriveRequest, buffer: &mut DmaBuffer) -> Result<(), IoFailure> {
         let mut engine = self.engine.lock();
-        let chunk = if request.lba48 { LBA48_MAX_SECTORS } else { LBA28_MAX_SECTORS };
+        let most = request.addressing.max_sectors();
         let mut done = 0;
         while done < request.sectors {
-            let command = Command {
+            let chunk = Chunk {
                 lba: request.lba + done,
-                count: (request.sectors - done).min(chunk),
+                sectors: (request.sectors - done).min(most),
                 offset: request.offset + done * SECTOR_SIZE,
             };
-            self.dma_command(&mut engine, request, &command)?;
-            done += command.count;
+            self.run_chunk(&mut engine, request, &chunk, buffer)?;
+            done += chunk.sectors;
         }
         Ok(())
     }
 
-    fn dma_command(&self, engine: &mut Engine, request: &Transfer, command: &Command) -> Result<(), IoReturn> {
-        let Engine { prd_table, prd_command, data_command, last_table, last_command } = engine;
-        let length = command.count * SECTOR_SIZE;
-        data_command.with_transfer(request.buffer.clone(), command.offset, length, &request.options, |segments| {
-            Self::write_prd_table(prd_table, last_table, segments)?;
-            let table = prd_command.segments()[0].address.as_u64();
-            self.run(table, last_command, request, command)
-        })
-    }
+    /// One ATA command: prepare, write the PRD table, run, stop the engine,
+    /// complete with the bytes the device moved.
+    fn run_chunk(
+        &self,
+        engine: &mut Engine,
+        request: &DriveRequest,
+        chunk: &Chunk,
+        buffer: &mut DmaBuffer,
+    ) -> Result<(), IoFailure> {
+        let Engine { prd_table, data_command, records, last_table, last_command } = engine;
+        let table = prd_table.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))?;
+        let length = chunk.sectors * SECTOR_SIZE;
+        let data = DmaTransfer::prepare(data_command, buffer, chunk.offset, length, &request.options)?;
 
-    /// One PRD entry per segment, the last one marked end-of-table.
-    fn write_prd_table(
-        table: &IoMemoryDescriptor,
-        last_table: &mut alloc::vec::Vec<PrdEntry>,
-        segments: &[Segment],
-    ) -> Result<(), IoReturn> {
-        last_table.clear();
-        for (index, segment) in segments.iter().enumerate() {
-            let entry = PrdEntry::new(*segment, index + 1 == segments.len());
-            table.write_bytes(index as u64 * 8, &entry.to_bytes())?;
-            last_table.push(entry);
+        let finished = write_prd_table(table, records, &data, last_table)
+            .and_then(|()| self.start(table.device_address(), request, chunk, last_command))
+            .and_then(|()| self.wait_for_engine());
+        // Whatever happened (done, error, timeout), the engine stops here, before
+        // the buffer and its bounce memory go back: no DMA after this write.
+        let bus_status = self.stop_engine();
+        let outcome = finished.and_then(|()| self.check_statuses(bus_status));
+
+        // After an error or a timeout nothing the device wrote is trusted: no
+        // byte comes back from bounce memory, and the caller's buffer keeps what
+        // it held.
+        let moved = match outcome {
+            Ok(()) => length,
+            Err(_) => 0,
+        };
+        let completed = data.complete(moved);
+        if let Err(failure) = outcome {
+            log::error!("PiixAta: drive {}, sectors {}+{}: {failure}", request.drive, chunk.lba, chunk.sectors);
+            return Err(failure);
         }
-        Ok(())
+        completed.result
     }
 
-    /// Programs the drive and the engine for one command and waits for it.
-    fn run(&self, table: u64, last_command: &mut u8, request: &Transfer, command: &Command) -> Result<(), IoReturn> {
-        let (drive, write, lba, count) = (request.drive, request.write, command.lba, command.count);
-        // LBA28 reaches 2^28 sectors and 256 per command; beyond that, LBA48.
-        let extended = request.lba48 && (lba + count > 1 << 28 || count > LBA28_MAX_SECTORS);
+    /// Gives the controller the table, programs the drive and starts the engine.
+    fn start(
+        &self,
+        table: DmaAddr,
+        request: &DriveRequest,
+        chunk: &Chunk,
+        last_command: &mut u8,
+    ) -> Result<(), IoFailure> {
+        let (drive, lba, count) = (request.drive, chunk.lba, chunk.sectors);
         self.bus_master.write8(BM_COMMAND, 0);
         self.bus_master.write8(BM_STATUS, BM_ERROR | BM_INTERRUPT);
-        self.bus_master.write32(BM_PRD_TABLE, table as u32);
+        // The table's specification keeps it below 4 GiB: the address fits.
+        self.bus_master.write32(BM_PRD_TABLE, table.as_u64() as u32);
         self.wait_not_busy()?;
-        let opcode = if extended {
-            self.select(drive, 0);
-            // LBA48: the high bytes go first, then the low ones, into the same registers.
-            self.command_block.write8(SECTOR_COUNT, (count >> 8) as u8);
-            self.command_block.write8(LBA_LOW, (lba >> 24) as u8);
-            self.command_block.write8(LBA_MID, (lba >> 32) as u8);
-            self.command_block.write8(LBA_HIGH, (lba >> 40) as u8);
-            if write { COMMAND_WRITE_DMA_EXT } else { COMMAND_READ_DMA_EXT }
-        } else {
-            self.select(drive, (lba >> 24) as u8 & 0x0f);
-            if write { COMMAND_WRITE_DMA } else { COMMAND_READ_DMA }
+        let opcode = match (request.addressing.for_command(lba, count), request.operation) {
+            (Addressing::Lba48, operation) => {
+                self.select(drive, 0);
+                // LBA48: the high bytes go first, then the low ones, into the same registers.
+                self.command_block.write8(SECTOR_COUNT, (count >> 8) as u8);
+                self.command_block.write8(LBA_LOW, (lba >> 24) as u8);
+                self.command_block.write8(LBA_MID, (lba >> 32) as u8);
+                self.command_block.write8(LBA_HIGH, (lba >> 40) as u8);
+                match operation {
+                    BlockOperation::Read => COMMAND_READ_DMA_EXT,
+                    BlockOperation::Write => COMMAND_WRITE_DMA_EXT,
+                }
+            }
+            (Addressing::Lba28, BlockOperation::Read) => {
+                self.select(drive, (lba >> 24) as u8 & 0x0f);
+                COMMAND_READ_DMA
+            }
+            (Addressing::Lba28, BlockOperation::Write) => {
+                self.select(drive, (lba >> 24) as u8 & 0x0f);
+                COMMAND_WRITE_DMA
+            }
         };
         // In LBA28 a count of 256 is written as 0.
         self.command_block.write8(SECTOR_COUNT, count as u8);
@@ -264,23 +367,95 @@ impl<R: RegisterIo> Channel<R> {
         self.command_block.write8(LBA_MID, (lba >> 8) as u8);
         self.command_block.write8(LBA_HIGH, (lba >> 16) as u8);
         *last_command = opcode;
-        self.command_block.write8(STATUS, opcode);
-        self.bus_master.write8(BM_COMMAND, BM_START | if write { 0 } else { BM_WRITES_MEMORY });
+        self.command_block.write8(COMMAND, opcode);
+        // The engine's direction is memory's: a disk read writes memory.
+        let direction = match request.operation {
+            BlockOperation::Read => BM_WRITES_MEMORY,
+            BlockOperation::Write => 0,
+        };
+        self.bus_master.write8(BM_COMMAND, BM_START | direction);
+        Ok(())
+    }
 
-        let waited = self.waiter.wait_until(COMMAND_TIMEOUT_MS, &mut || {
-            let status = self.bus_master.read8(BM_STATUS);
-            status & (BM_INTERRUPT | BM_ERROR) != 0 || status & BM_ACTIVE == 0
-        });
+    /// Waits for the engine: the drive's interrupt, an engine error, or the end
+    /// of the table.
+    fn wait_for_engine(&self) -> Result<(), IoFailure> {
+        self.waiter
+            .wait_until(COMMAND_TIMEOUT_MS, &mut || {
+                let status = self.bus_master.read8(BM_STATUS);
+                status & (BM_INTERRUPT | BM_ERROR) != 0 || status & BM_ACTIVE == 0
+            })
+            .map_err(waited_too_long)
+    }
+
+    /// Stops the bus-master engine (after this write it does no more DMA), then
+    /// reads and clears its status; returns the status.
+    fn stop_engine(&self) -> u8 {
         self.bus_master.write8(BM_COMMAND, 0);
-        let bus_status = self.bus_master.read8(BM_STATUS);
+        let status = self.bus_master.read8(BM_STATUS);
         self.bus_master.write8(BM_STATUS, BM_ERROR | BM_INTERRUPT);
-        waited?;
+        status
+    }
+
+    /// The command's result from the engine's status (`bus_status`, read when
+    /// it was stopped) and the drive's.
+    fn check_statuses(&self, bus_status: u8) -> Result<(), IoFailure> {
+        if bus_status & BM_ERROR != 0 {
+            return Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError("bus-master error")));
+        }
         let drive_status = self.wait_not_busy()?;
+        // Reading the status (not the alternate one) acknowledges the drive's interrupt.
         self.command_block.read8(STATUS);
-        if bus_status & BM_ERROR != 0 || drive_status & (STATUS_ERROR | STATUS_FAULT) != 0 {
-            return Err(IoReturn::IoError);
+        if drive_status & STATUS_FAULT != 0 {
+            return Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError("device fault")));
+        }
+        if drive_status & STATUS_ERROR != 0 {
+            return Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError("drive reported ERR")));
         }
         Ok(())
+    }
+}
+
+/// The transfer of one command's data: the caller's buffer and the channel's
+/// command, both borrowed.
+type DataTransfer<'a> = DmaTransfer<&'a mut DmaBuffer, &'a mut IoDmaCommand>;
+
+/// Writes the PRD table from the records `write_segments` gives in the
+/// specification's output format: one entry per record, the last marked
+/// end-of-table. `last_table` gets the entries too.
+fn write_prd_table(
+    table: &CoherentMemory,
+    records: &mut [u8],
+    data: &DataTransfer<'_>,
+    last_table: &mut Vec<PrdEntry>,
+) -> Result<(), IoFailure> {
+    last_table.clear();
+    let (count, end) = data.write_segments(0, records)?;
+    if end < data.length() {
+        // The specification allows one table's entries, so this does not happen.
+        let cause = Cause::Other("the transfer needs more PRD entries than one table holds");
+        return Err(IoFailure::new(IoReturn::NoResources, cause));
+    }
+    let (records, _) = records[..count * RECORD_SIZE].as_chunks::<RECORD_SIZE>();
+    for (index, record) in records.iter().enumerate() {
+        let end = if index + 1 == count { TableEnd::Last } else { TableEnd::More };
+        let entry = PrdEntry::from_record(record, end)?;
+        table.write_bytes((index * size_of::<PrdEntry>()) as u64, &entry.to_bytes())?;
+        last_table.push(entry);
+    }
+    Ok(())
+}
+
+impl<R: RegisterIo> Drop for Channel<R> {
+    /// Stops the engine, so that the controller no longer reads the PRD table or
+    /// moves data, then releases the table.
+    fn drop(&mut self) {
+        self.bus_master.write8(BM_COMMAND, 0);
+        if let Some(table) = self.engine.get_mut().prd_table.take()
+            && let Err(failure) = table.release()
+        {
+            log::error!("PiixAta: PRD table not released: {failure}");
+        }
     }
 }
 
@@ -317,25 +492,26 @@ impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
         self.identity.sectors
     }
 
-    fn submit(&self, request: &BlockRequest) -> Result<(), IoReturn> {
-        self.channel.transfer(&Transfer {
+    fn submit(&self, request: BlockRequest<'_>) -> Result<(), IoFailure> {
+        let mut options = request.options;
+        options.force_double_buffer |= self.force_double_buffer.load(Ordering::Relaxed);
+        let drive_request = DriveRequest {
             drive: self.drive,
-            lba48: self.identity.lba48,
-            write: request.write,
+            addressing: self.identity.addressing,
+            operation: request.operation,
             lba: request.lba,
             sectors: request.count,
-            buffer: request.buffer,
             offset: request.offset,
-            options: TransferOptions {
-                force_double_buffer: request.options.force_double_buffer
-                    || self.force_double_buffer.load(Ordering::Relaxed),
-                ..request.options
-            },
-        })
+            options,
+        };
+        self.channel.transfer(&drive_request, request.buffer)
     }
 
     fn description(&self) -> String {
-        let addressing = if self.identity.lba48 { "LBA48" } else { "LBA28" };
+        let addressing = match self.identity.addressing {
+            Addressing::Lba28 => "LBA28",
+            Addressing::Lba48 => "LBA48",
+        };
         format!("{} ({addressing}, {})", self.identity.model, if self.drive == 0 { "master" } else { "slave" })
     }
 
@@ -343,11 +519,8 @@ impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
         self.force_double_buffer.store(enabled, Ordering::Relaxed);
     }
 
-    fn last_segments(&self) -> alloc::vec::Vec<Segment> {
+    fn last_segments(&self) -> Vec<Segment> {
         let (table, _) = self.channel.last_transfer();
-        table
-            .iter()
-            .map(|entry| Segment { address: DmaAddr::new(u64::from(entry.address)), length: entry.length() })
-            .collect()
+        table.iter().map(PrdEntry::segment).collect()
     }
 }

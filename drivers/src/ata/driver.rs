@@ -16,7 +16,7 @@ use dmakit::pci::{Bar, PciDevice};
 use dmakit::time::InterruptWaiter;
 
 use super::registers::BM_CHANNEL_SIZE;
-use super::{AtaDisk, Channel};
+use super::{AtaDisk, Channel, Interrupts};
 use crate::window::Window;
 
 static WAITER: InterruptWaiter = InterruptWaiter;
@@ -62,14 +62,20 @@ impl Driver for PiixAtaDriver {
             };
             let window: Registers =
                 Box::new(Window::new(bus_master.clone(), u16::from(channel_number) * BM_CHANNEL_SIZE));
-            let channel = Arc::new(Channel::new(
+            let channel = Channel::new(
                 Box::new(command) as Registers,
                 Box::new(control),
                 window,
                 platform(),
                 &WAITER,
-                true,
-            )?);
+                Interrupts::Enabled,
+            )
+            .map_err(|failure| {
+                // The driver interface takes only the code: say the cause here.
+                log::error!("PiixAta: channel {channel_number} not set up: {failure}");
+                failure.code()
+            })?;
+            let channel = Arc::new(channel);
             let handler = channel.clone();
             let irq = CHANNEL_IRQ[usize::from(channel_number)];
             pic::register_handler(irq, Arc::new(move || handler.handle_interrupt()));

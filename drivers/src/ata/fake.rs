@@ -3,23 +3,64 @@
 //! QEMU it also checks every rule the hardware documents (even addresses, no
 //! region across a 64 KiB boundary, nothing above 4 GiB), so a driver that breaks
 //! one fails the test.
+//!
+//! It also checks that memory is not freed under it: before every write into
+//! memory it asserts that each page it touches is still allocated. In `late`
+//! mode it behaves like a device that answers after the driver gave up: starting
+//! the engine holds the DMA back (no data, no interrupt, so the driver times
+//! out), and [`FakeChannel::finish_late`] performs it later, if the engine is
+//! still started. A stopped engine does no more DMA.
 
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
+use dmakit::block::BlockOperation;
 use dmakit::dma::simulated::SimulatedPlatform;
 use dmakit::io::RegisterIo;
+use dmakit::memory::FRAME_SIZE;
 use spin::Mutex;
 
 use super::identify::Identity;
-use super::prd::{END_OF_TABLE, ENTRIES_PER_TABLE, PrdEntry, REGION_LIMIT};
+use super::prd::{ENTRIES_PER_TABLE, PrdEntry, REGION_LIMIT, TABLE_BYTES, TableEnd};
 use super::registers::*;
 
 /// A drive on the fake channel.
 pub struct FakeDrive {
+    /// The disk's bytes.
     pub image: Vec<u8>,
+    /// What IDENTIFY answers.
     pub identity: Identity,
+}
+
+/// Whether memory the fake looked at was still allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Memory {
+    /// Every page was allocated.
+    Allocated,
+    /// At least one page was free: given back while the device could use it.
+    Freed,
+}
+
+/// What the fake saw when the driver wrote the bus-master command register
+/// with the engine stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineStop {
+    /// The memory of the PRD table the controller was last given (`None`
+    /// before it was given one).
+    pub table: Option<Memory>,
+    /// The regions of a DMA held back in late mode (`None`: nothing held back).
+    pub held_back: Option<Memory>,
+}
+
+/// A DMA the engine was started for.
+struct Dma {
+    operation: BlockOperation,
+    drive: usize,
+    lba: u64,
+    sectors: u64,
+    entries: Vec<PrdEntry>,
 }
 
 #[derive(Default)]
@@ -29,7 +70,10 @@ struct State {
     lba: [[u8; 2]; 3],
     status: u8,
     identify: Vec<u16>,
+    /// A DMA command the drive took, waiting for the engine.
     pending: Option<u8>,
+    /// A started DMA held back in late mode.
+    held_back: Option<Dma>,
     bm_command: u8,
     bm_status: u8,
     prd_table: u32,
@@ -38,21 +82,37 @@ struct State {
 /// The fake channel.
 pub struct FakeChannel {
     platform: &'static SimulatedPlatform,
+    /// Master and slave.
     pub drives: Mutex<[Option<FakeDrive>; 2]>,
     state: Mutex<State>,
     /// Every command byte received.
     pub commands: Mutex<Vec<u8>>,
     /// Most PRD entries in one transfer.
     pub most_entries: Mutex<usize>,
-    /// A sector that fails.
+    /// The PRD entries the engine read from memory at its last start.
+    pub last_table: Mutex<Vec<PrdEntry>>,
+    /// A sector that fails: the sectors before it are moved, then the drive
+    /// reports ERR.
     pub bad_sector: Mutex<Option<u64>>,
+    /// The engine reports a bus-master error and moves nothing.
+    pub bus_error: AtomicBool,
+    /// The drive reports a device fault (DF and ERR) and moves nothing.
+    pub device_fault: AtomicBool,
+    /// Starting the engine holds the DMA back, with no interrupt, until
+    /// [`FakeChannel::finish_late`].
+    pub late: AtomicBool,
+    /// Every write of the bus-master command that left the engine stopped.
+    pub stops: Mutex<Vec<EngineStop>>,
 }
 
 /// Which register block a port window shows.
 #[derive(Clone, Copy)]
 pub enum Block {
+    /// The task file: data, LBA, count, drive, status and command.
     Command,
+    /// Alternate status and device control.
     Control,
+    /// This channel's bus-master registers.
     BusMaster,
 }
 
@@ -60,6 +120,7 @@ pub enum Block {
 pub struct FakePorts(pub Arc<FakeChannel>, pub Block);
 
 impl FakeChannel {
+    /// A channel with these drives, moving data in `platform`'s memory.
     pub fn new(
         platform: &'static SimulatedPlatform,
         master: Option<FakeDrive>,
@@ -71,8 +132,56 @@ impl FakeChannel {
             state: Mutex::new(State { status: STATUS_READY, ..State::default() }),
             commands: Mutex::new(Vec::new()),
             most_entries: Mutex::new(0),
+            last_table: Mutex::new(Vec::new()),
             bad_sector: Mutex::new(None),
+            bus_error: AtomicBool::new(false),
+            device_fault: AtomicBool::new(false),
+            late: AtomicBool::new(false),
+            stops: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The PRD table address the controller was last given (0: none yet).
+    pub fn prd_table(&self) -> u64 {
+        u64::from(self.state.lock().prd_table)
+    }
+
+    /// Performs the DMA held back in late mode, as a device that answers after
+    /// the driver gave up, but only if the engine is still started: a stopped
+    /// engine does no more DMA. Returns the bytes moved.
+    pub fn finish_late(&self) -> u64 {
+        let mut state = self.state.lock();
+        let Some(dma) = state.held_back.take() else {
+            return 0;
+        };
+        if state.bm_command & BM_START == 0 {
+            return 0;
+        }
+        self.perform(&mut state, &dma)
+    }
+
+    /// Whether every page of `[address, address + length)` is allocated.
+    fn memory(&self, address: u64, length: u64) -> Memory {
+        let mut pages = (address / FRAME_SIZE)..(address + length).div_ceil(FRAME_SIZE);
+        if pages.all(|page| self.platform.is_allocated(page * FRAME_SIZE)) { Memory::Allocated } else { Memory::Freed }
+    }
+
+    /// Whether every page of every region of `entries` is allocated.
+    fn regions(&self, entries: &[PrdEntry]) -> Memory {
+        let mut memories = entries.iter().map(|entry| self.memory(u64::from(entry.address), entry.length()));
+        if memories.all(|memory| memory == Memory::Allocated) { Memory::Allocated } else { Memory::Freed }
+    }
+
+    /// Writes memory as the engine does, after checking that every page it
+    /// touches is still allocated: a driver that gave memory back while the
+    /// device could write it fails here.
+    fn write_memory(&self, address: u64, bytes: &[u8]) {
+        let end = address + bytes.len() as u64;
+        for page in (address / FRAME_SIZE)..end.div_ceil(FRAME_SIZE) {
+            let first = (page * FRAME_SIZE).max(address);
+            assert!(self.platform.is_allocated(first), "device wrote into freed memory at {first:#x}");
+        }
+        self.platform.device_write(address, bytes);
     }
 
     fn command(&self, state: &mut State, command: u8) {
@@ -96,15 +205,45 @@ impl FakeChannel {
         }
     }
 
-    /// The bus-master engine runs the pending DMA command through the PRD table.
-    fn run(&self, state: &mut State) {
+    /// The engine starts: it reads the PRD table for the pending DMA command and
+    /// runs it, or holds it back in late mode.
+    fn start_engine(&self, state: &mut State) {
         let Some(command) = state.pending.take() else {
             return;
         };
+        let dma = self.read_dma(state, command);
+        if self.late.load(Ordering::Relaxed) {
+            // Busy for ever, as far as the driver can tell.
+            state.bm_status = BM_ACTIVE;
+            state.held_back = Some(dma);
+            return;
+        }
+        self.perform(state, &dma);
+    }
+
+    /// The engine is stopped: it forgets what it was doing, and says what
+    /// memory it had been given was still allocated at this moment.
+    fn stop_engine(&self, state: &mut State) {
+        state.bm_status &= !BM_ACTIVE;
+        let table = match state.prd_table {
+            0 => None,
+            address => Some(self.memory(u64::from(address), TABLE_BYTES)),
+        };
+        let held_back = state.held_back.as_ref().map(|dma| self.regions(&dma.entries));
+        self.stops.lock().push(EngineStop { table, held_back });
+    }
+
+    /// Decodes the drive's registers and walks the PRD table, checking every
+    /// rule the datasheet gives.
+    fn read_dma(&self, state: &State, command: u8) -> Dma {
         let extended = matches!(command, COMMAND_READ_DMA_EXT | COMMAND_WRITE_DMA_EXT);
-        let read = matches!(command, COMMAND_READ_DMA | COMMAND_READ_DMA_EXT);
-        assert_eq!(state.bm_command & BM_WRITES_MEMORY != 0, read, "bus-master direction does not match the command");
-        let (count, lba) = if extended {
+        let operation = match command {
+            COMMAND_READ_DMA | COMMAND_READ_DMA_EXT => BlockOperation::Read,
+            _ => BlockOperation::Write,
+        };
+        let writes_memory = state.bm_command & BM_WRITES_MEMORY != 0;
+        assert_eq!(writes_memory, operation == BlockOperation::Read, "bus-master direction does not match the command");
+        let (sectors, lba) = if extended {
             let count = u64::from(state.count[1]) << 8 | u64::from(state.count[0]);
             let lba = (0..3).fold(0u64, |lba, i| {
                 lba | u64::from(state.lba[i][0]) << (8 * i) | u64::from(state.lba[i][1]) << (24 + 8 * i)
@@ -115,10 +254,12 @@ impl FakeChannel {
             let lba = (0..3).fold(0u64, |lba, i| lba | u64::from(state.lba[i][0]) << (8 * i));
             (if count == 0 { 256 } else { count }, lba)
         };
+        let table = u64::from(state.prd_table);
+        assert_eq!(self.memory(table, TABLE_BYTES), Memory::Allocated, "engine started on a freed PRD table");
         let mut entries = Vec::new();
         for index in 0..ENTRIES_PER_TABLE {
             let mut bytes = [0u8; 8];
-            self.platform.device_read(u64::from(state.prd_table) + 8 * index as u64, &mut bytes);
+            self.platform.device_read(table + 8 * index as u64, &mut bytes);
             let entry = PrdEntry::from_bytes(bytes);
             let (address, length) = (u64::from(entry.address), entry.length());
             assert!(address % 2 == 0 && length % 2 == 0, "PRD entry {index} not even: {entry:?}");
@@ -128,40 +269,64 @@ impl FakeChannel {
             );
             assert!(address + length <= 1 << 32, "PRD entry {index} beyond 4 GiB");
             entries.push(entry);
-            if entry.flags & END_OF_TABLE != 0 {
+            if entry.table_end() == TableEnd::Last {
                 break;
             }
         }
-        assert!(entries.last().is_some_and(|e| e.flags & END_OF_TABLE != 0), "PRD table without end");
+        assert!(entries.last().is_some_and(|e| e.table_end() == TableEnd::Last), "PRD table without end");
         {
             let mut most = self.most_entries.lock();
             *most = (*most).max(entries.len());
         }
+        *self.last_table.lock() = entries.clone();
         let total: u64 = entries.iter().map(|e| e.length()).sum();
-        assert_eq!(total, count * SECTOR_SIZE, "PRD table and sector count disagree");
-        let mut drives = self.drives.lock();
-        let drive = drives[usize::from(state.drive)].as_mut().expect("selected drive exists");
-        let start = (lba * SECTOR_SIZE) as usize;
-        let bad = self.bad_sector.lock().is_some_and(|bad| bad >= lba && bad < lba + count);
-        if bad || start + total as usize > drive.image.len() {
-            state.status = STATUS_READY | STATUS_ERROR;
-            state.bm_status = BM_INTERRUPT;
-            return;
+        assert_eq!(total, sectors * SECTOR_SIZE, "PRD table and sector count disagree");
+        Dma { operation, drive: usize::from(state.drive), lba, sectors, entries }
+    }
+
+    /// Moves the data through the PRD regions, sets both statuses and raises
+    /// the interrupt; returns the bytes moved.
+    fn perform(&self, state: &mut State, dma: &Dma) -> u64 {
+        state.bm_status = BM_INTERRUPT;
+        if self.bus_error.load(Ordering::Relaxed) {
+            state.bm_status |= BM_ERROR;
+            state.status = STATUS_READY;
+            return 0;
         }
-        let mut position = start;
-        for entry in entries {
-            let length = entry.length() as usize;
-            if read {
-                self.platform.device_write(u64::from(entry.address), &drive.image[position..position + length]);
-            } else {
-                let mut bytes = vec![0; length];
-                self.platform.device_read(u64::from(entry.address), &mut bytes);
-                drive.image[position..position + length].copy_from_slice(&bytes);
+        if self.device_fault.load(Ordering::Relaxed) {
+            state.status = STATUS_READY | STATUS_FAULT | STATUS_ERROR;
+            return 0;
+        }
+        let mut drives = self.drives.lock();
+        let drive = drives[dma.drive].as_mut().expect("selected drive exists");
+        let start = dma.lba * SECTOR_SIZE;
+        let end = start + dma.sectors * SECTOR_SIZE;
+        let bad = self.bad_sector.lock().filter(|&bad| bad >= dma.lba && bad < dma.lba + dma.sectors);
+        // The sectors before a bad one are moved; a request past the image, none.
+        let good_sectors = match bad {
+            _ if end > drive.image.len() as u64 => 0,
+            Some(bad) => bad - dma.lba,
+            None => dma.sectors,
+        };
+        let mut remaining = good_sectors * SECTOR_SIZE;
+        let mut position = start as usize;
+        for entry in &dma.entries {
+            let length = entry.length().min(remaining) as usize;
+            let address = u64::from(entry.address);
+            match dma.operation {
+                BlockOperation::Read => self.write_memory(address, &drive.image[position..position + length]),
+                BlockOperation::Write => {
+                    let mut bytes = vec![0; length];
+                    self.platform.device_read(address, &mut bytes);
+                    drive.image[position..position + length].copy_from_slice(&bytes);
+                }
             }
             position += length;
+            remaining -= length as u64;
         }
-        state.status = STATUS_READY;
-        state.bm_status = BM_INTERRUPT;
+        let moved = good_sectors * SECTOR_SIZE;
+        state.status = if good_sectors < dma.sectors { STATUS_READY | STATUS_ERROR } else { STATUS_READY };
+        moved
     }
 }
 
@@ -208,12 +373,14 @@ impl RegisterIo for FakePorts {
                 let present = self.0.drives.lock()[usize::from(state.drive)].is_some();
                 state.status = if present { STATUS_READY } else { 0 };
             }
-            (Block::Command, STATUS) => self.0.command(&mut state, value),
+            (Block::Command, COMMAND) => self.0.command(&mut state, value),
             (Block::Control, DEVICE_CONTROL) => {}
             (Block::BusMaster, BM_COMMAND) => {
                 state.bm_command = value;
                 if value & BM_START != 0 {
-                    self.0.run(&mut state);
+                    self.0.start_engine(&mut state);
+                } else {
+                    self.0.stop_engine(&mut state);
                 }
             }
             (Block::BusMaster, BM_STATUS) => state.bm_status &= !(value & (BM_ERROR | BM_INTERRUPT)),

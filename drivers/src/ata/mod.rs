@@ -11,6 +11,6 @@ pub mod registers;
 #[cfg(test)]
 mod tests;
 
-pub use channel::{AtaDisk, Channel, PIIX_SPECIFICATION};
+pub use channel::{AtaDisk, Channel, Interrupts, PIIX_SPECIFICATION};
 #[cfg(target_os = "none")]
 pub use driver::PiixAtaDriver;

@@ -15,8 +15,12 @@ pub const LBA_MID: u16 = 4;
 pub const LBA_HIGH: u16 = 5;
 /// Command block, offset 6: drive select and LBA28 bits 24-27.
 pub const DRIVE: u16 = 6;
-/// Command block, offset 7: status (read) / command (write).
+/// Command block, offset 7, read: the drive's status (reading it also
+/// acknowledges the drive's interrupt).
 pub const STATUS: u16 = 7;
+/// Command block, offset 7, written: the command the drive runs. The same port
+/// as [`STATUS`]; the name says which way the byte goes.
+pub const COMMAND: u16 = 7;
 /// Control block, offset 0: alternate status (read) / device control (write).
 pub const DEVICE_CONTROL: u16 = 0;
 

@@ -6,24 +6,50 @@
 //! [header: type, sector] -> [data segment] ... [data segment] -> [status byte]
 //!   device reads             device writes (read) or reads (write)   device writes
 //! ```
-//! Header, data and status each go through their own `IoDmaCommand` with a
-//! 64-bit specification: the device can reach all memory, so nothing is bounced
-//! unless the driver is told to force it.
+//! The three parts are three [`DmaTransfer`]s, prepared side by side, flat:
+//!
+//! 1. The CPU fills the header (16 bytes, `Out`) and marks the status byte (`In`)
+//!    unwritten. Both are small buffers the driver owns.
+//! 2. Header, data and status are prepared, each with its own `IoDmaCommand`. The
+//!    data transfer borrows the caller's buffer for one chunk of at most 1 MiB.
+//!    From here until `complete`, the compiler refuses any CPU access to the three
+//!    buffers: they are the device's.
+//! 3. Each transfer writes its segments as little-endian 64-bit records
+//!    (`write_segments`, the commands' output format); each record becomes one
+//!    `VirtqDescriptor`. The chain is published, the device notified.
+//! 4. When the used ring advances, its element says how many bytes the device
+//!    wrote. Header and status are completed, the status byte is read, and the
+//!    data transfer is completed with exactly the bytes the device moved: a short
+//!    read is an `Underrun`, and only what the device wrote comes back from a
+//!    bounce buffer.
+//!
+//! No memory the device was given goes back while the device may still use it:
+//! after a timeout the device is reset before any transfer completes (and the
+//! driver takes no more requests); `new` resets it before freeing the queue when
+//! it fails after the queue was set up; dropping the driver resets it, then
+//! releases the queue.
+//!
+//! The device reaches all 64 bits of memory, so nothing is bounced unless a
+//! request asks for a restriction or the driver is told to force double
+//! buffering.
 
 use alloc::format;
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
-use dmakit::block::{BlockDevice, BlockRequest, TransferOptions};
-use dmakit::dma::{DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, Segment, Specification};
+use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, TransferOptions};
+use dmakit::dma::{
+    Cause, CoherentMemory, Completed, DmaAddr, DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand,
+    IoFailure, IoReturn, Segment, Specification,
+};
 use dmakit::io::RegisterIo;
-use dmakit::memory::{Constraints, FRAME_SIZE};
+use dmakit::memory::Constraints;
 use dmakit::time::Waiter;
 use spin::Mutex;
-use x86_64::PhysAddr;
 
-use super::queue::{DESCRIPTOR_NEXT, QueueLayout, VirtqDescriptor};
+use super::queue::{DESCRIPTOR_NEXT, QueueLayout, RECORD_SIZE, SEGMENT_FORMAT, VirtqDescriptor};
 use super::registers::*;
 
 /// How long a request may take before the driver gives up.
@@ -32,45 +58,180 @@ const REQUEST_TIMEOUT_MS: u64 = 5_000;
 const MAX_REQUEST_SECTORS: u64 = 2048;
 /// The legacy interface holds the queue's page number in 32 bits.
 const QUEUE_ADDRESS_BITS: u8 = 44;
+/// Bytes of a request header: type (u32), reserved (u32), sector (u64).
+const HEADER_BYTES: u64 = 16;
+/// Bytes of a request's status.
+const STATUS_BYTES: u64 = 1;
+/// What the status byte holds until the device writes it: no status a device
+/// reports, so a device that never wrote it is not taken for a success.
+const STATUS_UNWRITTEN: u8 = 0xff;
 
+/// A transfer of one part of a request: a buffer and a command, both borrowed.
+type Transfer<'a> = DmaTransfer<&'a mut DmaBuffer, &'a mut IoDmaCommand>;
+
+/// Whether the disk takes writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Medium {
+    /// Reads and writes.
+    Writable,
+    /// Reads only (the device offered `VIRTIO_BLK_F_RO`).
+    ReadOnly,
+}
+
+/// Whether the device still takes requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeviceState {
+    /// Set up and answering.
+    Running,
+    /// Reset after a failure: later requests are refused.
+    Stopped,
+}
+
+/// What the device wrote into a request's status byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RequestStatus {
+    /// `VIRTIO_BLK_S_OK`.
+    Ok,
+    /// `VIRTIO_BLK_S_IOERR`.
+    IoError,
+    /// `VIRTIO_BLK_S_UNSUPP`.
+    Unsupported,
+    /// Anything else, including a byte the device never wrote.
+    Unknown,
+}
+
+impl RequestStatus {
+    fn from_byte(byte: u8) -> RequestStatus {
+        match byte {
+            STATUS_OK => RequestStatus::Ok,
+            STATUS_IOERR => RequestStatus::IoError,
+            STATUS_UNSUPP => RequestStatus::Unsupported,
+            _ => RequestStatus::Unknown,
+        }
+    }
+
+    /// `Ok` for a success, otherwise the device's error.
+    fn check(self) -> Result<(), IoFailure> {
+        let what = match self {
+            RequestStatus::Ok => return Ok(()),
+            RequestStatus::IoError => "virtio-blk status IOERR",
+            RequestStatus::Unsupported => "virtio-blk status UNSUPP",
+            RequestStatus::Unknown => "virtio-blk status unknown",
+        };
+        Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError(what)))
+    }
+}
+
+/// Queue 0 and the driver's place in it.
 struct Queue {
     layout: QueueLayout,
-    ring: Arc<IoMemoryDescriptor>,
-    /// Prepared for the device's whole life: the device owns the ring until reset.
-    ring_command: IoDmaCommand,
+    /// Shared with the device from the moment its address is written; `None`
+    /// only once released, after the device was reset.
+    ring: Option<CoherentMemory>,
+    /// Where the device sees the ring.
+    address: DmaAddr,
     available_index: u16,
     used_index: u16,
 }
 
-struct Request {
-    queue: Queue,
-    header: Arc<IoMemoryDescriptor>,
-    header_command: IoDmaCommand,
-    status: Arc<IoMemoryDescriptor>,
-    status_command: IoDmaCommand,
-    data_command: IoDmaCommand,
-    failed: bool,
-    /// The data segments of the last request.
-    last_segments: alloc::vec::Vec<Segment>,
+impl Queue {
+    /// Frees the ring. Only after the device was reset: it forgets the queue then.
+    fn release_after_reset(&mut self) {
+        if let Some(ring) = self.ring.take()
+            && let Err(failure) = ring.release()
+        {
+            log::error!("virtio-blk: queue memory not released: {failure}");
+        }
+    }
 }
 
-/// One request's worth of a transfer.
-struct Chunk<'a> {
-    write: bool,
-    options: TransferOptions,
+/// The ring, or `NotReady` once it was released.
+fn live_ring(ring: &Option<CoherentMemory>) -> Result<&CoherentMemory, IoFailure> {
+    ring.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))
+}
+
+/// What one request needs besides the queue: the header and status buffers the
+/// driver owns, and a command for each of the three parts.
+struct RequestParts {
+    header: DmaBuffer,
+    header_command: IoDmaCommand,
+    status: DmaBuffer,
+    status_command: IoDmaCommand,
+    data_command: IoDmaCommand,
+    /// Room for the segment records of one chain (header, data, status).
+    records: Vec<u8>,
+}
+
+/// Everything one request uses, behind one lock.
+struct Channel {
+    queue: Queue,
+    parts: RequestParts,
+    state: DeviceState,
+    /// The data segments of the last request.
+    last_segments: Vec<Segment>,
+}
+
+/// What `new` learns from the device once the queue is set up.
+struct Configuration {
+    capacity: u64,
+    max_data_segments: usize,
+    parts: RequestParts,
+}
+
+/// One virtio request's worth of a block request.
+struct Chunk {
+    operation: BlockOperation,
     sector: u64,
-    buffer: &'a Arc<IoMemoryDescriptor>,
+    /// Where the chunk starts in the caller's buffer.
     offset: u64,
     length: u64,
+    options: TransferOptions,
+}
+
+impl Chunk {
+    /// The request header the device reads first.
+    fn header(&self) -> [u8; HEADER_BYTES as usize] {
+        let kind = match self.operation {
+            BlockOperation::Read => REQUEST_IN,
+            BlockOperation::Write => REQUEST_OUT,
+        };
+        let mut header = [0u8; HEADER_BYTES as usize];
+        header[0..4].copy_from_slice(&kind.to_le_bytes());
+        header[8..16].copy_from_slice(&self.sector.to_le_bytes());
+        header
+    }
+
+    /// Data bytes the device moved, from the used element's length (the bytes
+    /// it wrote into device-writable buffers), once the status said OK. A read
+    /// wrote the data and the status byte; a write wrote only the status, and a
+    /// device that says OK read all of the data.
+    fn moved(&self, used_length: u32) -> u64 {
+        match self.operation {
+            BlockOperation::Read => u64::from(used_length).saturating_sub(STATUS_BYTES).min(self.length),
+            BlockOperation::Write => self.length,
+        }
+    }
+}
+
+/// A specification for the request's parts: the device reaches all 64 bits;
+/// segments are written as the records descriptors are made from, and none is
+/// longer than a descriptor's 32-bit length holds.
+const fn part_specification(max_segments: usize) -> Specification {
+    Specification {
+        output: SEGMENT_FORMAT,
+        max_segment_size: u32::MAX as u64,
+        max_segments,
+        ..Specification::UNLIMITED_64
+    }
 }
 
 /// A virtio block device on the legacy PCI interface.
 pub struct VirtioBlock<R: RegisterIo> {
     registers: R,
     waiter: &'static dyn Waiter,
-    request: Mutex<Request>,
+    channel: Mutex<Channel>,
     capacity: u64,
-    read_only: bool,
+    medium: Medium,
     features_offered: u32,
     features_accepted: u32,
     max_data_segments: usize,
@@ -78,7 +239,7 @@ pub struct VirtioBlock<R: RegisterIo> {
     interrupts: AtomicU64,
 }
 
-fn read_u16(ring: &IoMemoryDescriptor, offset: u64) -> Result<u16, IoReturn> {
+fn read_u16(ring: &CoherentMemory, offset: u64) -> Result<u16, IoFailure> {
     let mut bytes = [0; 2];
     ring.read_bytes(offset, &mut bytes)?;
     Ok(u16::from_le_bytes(bytes))
@@ -90,7 +251,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
         registers: R,
         platform: &'static dyn DmaPlatform,
         waiter: &'static dyn Waiter,
-    ) -> Result<Self, IoReturn> {
+    ) -> Result<Self, IoFailure> {
         registers.write8(DEVICE_STATUS, 0);
         registers.write8(DEVICE_STATUS, STATUS_ACKNOWLEDGE);
         registers.write8(DEVICE_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
@@ -98,71 +259,98 @@ impl<R: RegisterIo> VirtioBlock<R> {
         let features_accepted = features_offered & (FEATURE_SEG_MAX | FEATURE_READ_ONLY);
         registers.write32(GUEST_FEATURES, features_accepted);
 
-        let queue = match Self::set_up_queue(&registers, platform) {
-            Ok(queue) => queue,
-            Err(error) => {
+        let mut queue = Self::set_up_queue(&registers, platform).inspect_err(|_| {
+            // The device has no memory of ours yet: the reset only clears the
+            // features, and FAILED tells the host the driver gave up.
+            registers.write8(DEVICE_STATUS, 0);
+            registers.write8(DEVICE_STATUS, STATUS_FAILED);
+        })?;
+        let configuration = match Self::configure(&registers, platform, features_accepted, queue.layout.size) {
+            Ok(configuration) => configuration,
+            Err(failure) => {
+                // The device has the queue's address: it must forget it (reset)
+                // before the memory can go back.
+                registers.write8(DEVICE_STATUS, 0);
+                queue.release_after_reset();
                 registers.write8(DEVICE_STATUS, STATUS_FAILED);
-                return Err(error);
+                return Err(failure);
             }
         };
-        let capacity =
-            u64::from(registers.read32(BLOCK_CAPACITY)) | u64::from(registers.read32(BLOCK_CAPACITY + 4)) << 32;
-        let seg_max = if features_accepted & FEATURE_SEG_MAX != 0 {
-            registers.read32(BLOCK_SEG_MAX) as usize
-        } else {
-            usize::MAX
-        };
-        // Two descriptors of the chain are the header and the status.
-        let max_data_segments = seg_max.min(usize::from(queue.layout.size) - 2).max(1);
-        let data_specification = Specification { max_segments: max_data_segments, ..Specification::UNLIMITED_64 };
-        let header = IoMemoryDescriptor::allocate(platform, 16, IoDirection::Out, Constraints::NONE)?;
-        let status = IoMemoryDescriptor::allocate(platform, 1, IoDirection::In, Constraints::NONE)?;
-        let request = Request {
-            queue,
-            header,
-            header_command: IoDmaCommand::new(platform, Specification::UNLIMITED_64)?,
-            status,
-            status_command: IoDmaCommand::new(platform, Specification::UNLIMITED_64)?,
-            data_command: IoDmaCommand::new(platform, data_specification)?,
-            failed: false,
-            last_segments: alloc::vec::Vec::new(),
-        };
         registers.write8(DEVICE_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK);
+        let medium = if features_accepted & FEATURE_READ_ONLY != 0 { Medium::ReadOnly } else { Medium::Writable };
+        let channel =
+            Channel { queue, parts: configuration.parts, state: DeviceState::Running, last_segments: Vec::new() };
         Ok(VirtioBlock {
             registers,
             waiter,
-            request: Mutex::new(request),
-            capacity,
-            read_only: features_accepted & FEATURE_READ_ONLY != 0,
+            channel: Mutex::new(channel),
+            capacity: configuration.capacity,
+            medium,
             features_offered,
             features_accepted,
-            max_data_segments,
+            max_data_segments: configuration.max_data_segments,
             force_double_buffer: AtomicBool::new(false),
             interrupts: AtomicU64::new(0),
         })
     }
 
-    fn set_up_queue(registers: &R, platform: &'static dyn DmaPlatform) -> Result<Queue, IoReturn> {
+    /// Allocates queue 0 and gives its address to the device: the last step, so
+    /// that an error here leaves the device without any memory of ours.
+    fn set_up_queue(registers: &R, platform: &'static dyn DmaPlatform) -> Result<Queue, IoFailure> {
         registers.write16(QUEUE_SELECT, 0);
         let size = registers.read16(QUEUE_SIZE);
         if size < 3 {
-            return Err(IoReturn::NoResources);
+            let cause = Cause::DeviceError("virtio-blk queue too small for header, data and status");
+            return Err(IoFailure::new(IoReturn::NoResources, cause));
         }
         let layout = QueueLayout::new(size);
-        let placement =
-            Constraints { below: Some(PhysAddr::new(1 << QUEUE_ADDRESS_BITS)), alignment: FRAME_SIZE, boundary: 0 };
-        let ring = IoMemoryDescriptor::allocate_coherent(platform, layout.total, placement)?;
         let ring_specification = Specification {
             num_address_bits: QUEUE_ADDRESS_BITS,
             alignment: QUEUE_ALIGNMENT,
-            max_segments: 1,
             ..Specification::UNLIMITED_64
         };
-        let mut ring_command = IoDmaCommand::new(platform, ring_specification)?;
-        ring_command.set_memory_descriptor(ring.clone(), true)?;
-        let page = ring_command.segments()[0].address.as_u64() / QUEUE_ALIGNMENT;
-        registers.write32(QUEUE_ADDRESS, page as u32);
-        Ok(Queue { layout, ring, ring_command, available_index: 0, used_index: 0 })
+        let ring = CoherentMemory::allocate(platform, layout.total, ring_specification)?;
+        let address = ring.device_address();
+        // Below 2^44, so the page number fits the 32-bit register.
+        registers.write32(QUEUE_ADDRESS, (address.as_u64() / QUEUE_ALIGNMENT) as u32);
+        Ok(Queue { layout, ring: Some(ring), address, available_index: 0, used_index: 0 })
+    }
+
+    /// Reads the disk's configuration and makes what every request needs. The
+    /// device has the queue by now, so `new` resets it if this fails.
+    fn configure(
+        registers: &R,
+        platform: &'static dyn DmaPlatform,
+        features_accepted: u32,
+        queue_size: u16,
+    ) -> Result<Configuration, IoFailure> {
+        let capacity =
+            u64::from(registers.read32(BLOCK_CAPACITY)) | u64::from(registers.read32(BLOCK_CAPACITY + 4)) << 32;
+        let seg_max = match features_accepted & FEATURE_SEG_MAX {
+            0 => usize::MAX,
+            _ => registers.read32(BLOCK_SEG_MAX) as usize,
+        };
+        if seg_max == 0 {
+            // Not even one data segment per request: no request could be made.
+            return Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError("virtio-blk seg_max is 0")));
+        }
+        // Two descriptors of the chain are the header and the status.
+        let max_data_segments = seg_max.min(usize::from(queue_size) - 2);
+        let parts = RequestParts {
+            header: DmaBuffer::allocate(platform, HEADER_BYTES, IoDirection::Out, Constraints::NONE)?,
+            header_command: IoDmaCommand::new(platform, part_specification(1))?,
+            status: DmaBuffer::allocate(platform, STATUS_BYTES, IoDirection::In, Constraints::NONE)?,
+            status_command: IoDmaCommand::new(platform, part_specification(1))?,
+            data_command: IoDmaCommand::new(platform, part_specification(max_data_segments))?,
+            records: vec![0; RECORD_SIZE * (max_data_segments + 2)],
+        };
+        Ok(Configuration { capacity, max_data_segments, parts })
+    }
+
+    /// Resets the device: it stops using every address it was given, the
+    /// queue's too (virtio's reset is immediate on the legacy interface).
+    fn reset_device(&self) {
+        self.registers.write8(DEVICE_STATUS, 0);
     }
 
     /// Acknowledges the device's interrupt (reading ISR lowers the line). Called
@@ -185,111 +373,170 @@ impl<R: RegisterIo> VirtioBlock<R> {
 
     /// Queue entries.
     pub fn queue_size(&self) -> u16 {
-        self.request.lock().queue.layout.size
+        self.channel.lock().queue.layout.size
     }
 
     /// The device address of the queue memory.
     pub fn queue_address(&self) -> u64 {
-        self.request.lock().queue.ring_command.segments()[0].address.as_u64()
+        self.channel.lock().queue.address.as_u64()
     }
 
-    /// A request that passed `check_request`, split into virtio requests.
-    fn run_request(&self, block: &BlockRequest) -> Result<(), IoReturn> {
-        if block.write && self.read_only {
-            return Err(IoReturn::NotPermitted);
-        }
-        let mut request = self.request.lock();
-        if request.failed {
-            return Err(IoReturn::NotReady);
-        }
-        let mut options = block.options;
-        options.force_double_buffer |= self.force_double_buffer.load(Ordering::Relaxed);
-        let mut done = 0;
-        while done < block.count {
-            let sectors = (block.count - done).min(MAX_REQUEST_SECTORS);
-            let chunk = Chunk {
-                write: block.write,
-                options,
-                sector: block.lba + done,
-                buffer: block.buffer,
-                offset: block.offset + done * SECTOR_SIZE,
-                length: sectors * SECTOR_SIZE,
-            };
-            self.submit(&mut request, &chunk)?;
-            done += sectors;
-        }
-        Ok(())
-    }
-
-    /// One request: prepare the three parts, chain them, notify, wait, complete.
-    fn submit(&self, request: &mut Request, chunk: &Chunk) -> Result<(), IoReturn> {
-        let mut header = [0u8; 16];
-        let kind = if chunk.write { REQUEST_OUT } else { REQUEST_IN };
-        header[0..4].copy_from_slice(&kind.to_le_bytes());
-        header[8..16].copy_from_slice(&chunk.sector.to_le_bytes());
-        request.header.write_bytes(0, &header)?;
-        request.status.write_bytes(0, &[0xff])?;
-        let Request { queue, header_command, status_command, data_command, last_segments, .. } = request;
-        let (header, status) = (request.header.clone(), request.status.clone());
+    /// One virtio request: fill the header, prepare the three parts side by side,
+    /// chain their records, wait for the device, complete them with what it moved.
+    fn run_chunk(&self, channel: &mut Channel, chunk: &Chunk, buffer: &mut DmaBuffer) -> Result<(), IoFailure> {
+        let Channel { queue, parts, state, last_segments } = channel;
+        let RequestParts {
+            header: header_buffer,
+            header_command,
+            status: status_buffer,
+            status_command,
+            data_command,
+            records,
+        } = parts;
+        // The CPU's last touch before the device owns these two.
+        header_buffer.write_bytes(0, &chunk.header())?;
+        status_buffer.write_bytes(0, &[STATUS_UNWRITTEN])?;
         let plain = TransferOptions::default();
-        let result = header_command.with_transfer(header, 0, 0, &plain, |header| {
-            status_command.with_transfer(status, 0, 0, &plain, |status| {
-                data_command.with_transfer(chunk.buffer.clone(), chunk.offset, chunk.length, &chunk.options, |data| {
-                    *last_segments = data.to_vec();
-                    self.run_chain(queue, header[0], data, !chunk.write, status[0])
-                })
-            })
-        });
-        if let Err(IoReturn::Timeout) = result {
-            // The device may still write into the buffers: stop it for good.
-            self.registers.write8(DEVICE_STATUS, 0);
-            request.failed = true;
-            log::error!("virtio-blk: request timed out; device reset and disabled");
-        }
-        result?;
-        let mut status = [0xff];
-        request.status.read_bytes(0, &mut status)?;
-        if status[0] == STATUS_OK { Ok(()) } else { Err(IoReturn::IoError) }
+        let header = DmaTransfer::prepare(header_command, header_buffer, 0, 0, &plain)?;
+        let data = DmaTransfer::prepare(data_command, buffer, chunk.offset, chunk.length, &chunk.options)?;
+        let status = DmaTransfer::prepare(status_command, status_buffer, 0, 0, &plain)?;
+
+        let data_access = chunk.operation.memory_direction();
+        let used_length = match self.run_chain(queue, records, [&header, &data, &status], data_access, last_segments) {
+            Ok(used_length) => used_length,
+            Err(failure) => {
+                // The device may hold the chain and still write through it: stop
+                // it before any memory goes back, then trust nothing it did.
+                self.reset_device();
+                *state = DeviceState::Stopped;
+                for transfer in [header, data, status] {
+                    let _ = transfer.complete(0);
+                }
+                self.registers.write8(DEVICE_STATUS, STATUS_FAILED);
+                log::error!("virtio-blk: {failure}; the device was reset and takes no more requests");
+                return Err(failure);
+            }
+        };
+
+        // The device is done: the buffers are the CPU's again once completed.
+        let header_done = header.complete(HEADER_BYTES);
+        let request_status = read_status(status.complete(STATUS_BYTES));
+        let moved = match request_status {
+            Ok(RequestStatus::Ok) => chunk.moved(used_length),
+            _ => 0,
+        };
+        let data_done = data.complete(moved);
+        header_done.result?;
+        request_status?.check()?;
+        // `Underrun` if the device moved fewer bytes than the chunk holds.
+        data_done.result
     }
 
-    /// Writes the chain into the descriptor table, publishes it and waits.
+    /// Hands the chain to the device and waits for it: returns the used
+    /// element's length. On any error the device may hold the chain.
     fn run_chain(
         &self,
         queue: &mut Queue,
-        header: Segment,
-        data: &[Segment],
-        device_writes_data: bool,
-        status: Segment,
-    ) -> Result<(), IoReturn> {
-        let count = data.len() + 2;
-        let parts = core::iter::once((header, false))
-            .chain(data.iter().map(|segment| (*segment, device_writes_data)))
-            .chain(core::iter::once((status, true)));
-        for (index, (segment, device_writes)) in parts.enumerate() {
-            let mut descriptor = VirtqDescriptor::new(segment, device_writes);
-            if index + 1 < count {
-                descriptor.flags |= DESCRIPTOR_NEXT;
-                descriptor.next = (index + 1) as u16;
-            }
-            queue.ring.write_bytes(queue.layout.descriptor(index as u16), &descriptor.to_bytes())?;
-        }
-        // The chain starts at descriptor 0; put it in the next available slot.
-        queue.ring.write_bytes(queue.layout.available_slot(queue.available_index), &0u16.to_le_bytes())?;
+        records: &mut [u8],
+        transfers: [&Transfer<'_>; 3],
+        data_access: IoDirection,
+        last_segments: &mut Vec<Segment>,
+    ) -> Result<u32, IoFailure> {
+        *last_segments = write_chain(queue, records, transfers, data_access)?;
+        self.publish_and_wait(queue)
+    }
+
+    /// Publishes the chain at descriptor 0, notifies the device and waits for
+    /// the used ring to advance; returns the used element's length.
+    fn publish_and_wait(&self, queue: &mut Queue) -> Result<u32, IoFailure> {
+        let Queue { layout, ring, available_index, used_index, .. } = queue;
+        let ring = live_ring(ring)?;
+        ring.write_bytes(layout.available_slot(*available_index), &0u16.to_le_bytes())?;
         // The device must see the descriptors and the slot before the new index.
         fence(Ordering::SeqCst);
-        queue.available_index = queue.available_index.wrapping_add(1);
-        queue.ring.write_bytes(queue.layout.available_index(), &queue.available_index.to_le_bytes())?;
+        *available_index = available_index.wrapping_add(1);
+        ring.write_bytes(layout.available_index(), &available_index.to_le_bytes())?;
         fence(Ordering::SeqCst);
         self.registers.write16(QUEUE_NOTIFY, 0);
 
-        let expected = queue.used_index.wrapping_add(1);
-        let ring = queue.ring.clone();
-        let used_offset = queue.layout.used_index();
-        self.waiter
-            .wait_until(REQUEST_TIMEOUT_MS, &mut || read_u16(&ring, used_offset).is_ok_and(|used| used == expected))?;
+        let expected = used_index.wrapping_add(1);
+        let used_offset = layout.used_index();
+        let answered = &mut || read_u16(ring, used_offset).is_ok_and(|used| used == expected);
+        self.waiter.wait_until(REQUEST_TIMEOUT_MS, answered).map_err(|code| match code {
+            IoReturn::Timeout => IoFailure::new(code, Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS }),
+            _ => IoFailure::from(code),
+        })?;
+        // The element is valid only once the index that publishes it was seen.
         fence(Ordering::SeqCst);
-        queue.used_index = expected;
-        Ok(())
+        let mut element = [0u8; 8];
+        ring.read_bytes(layout.used_slot(*used_index), &mut element)?;
+        *used_index = expected;
+        // `struct virtq_used_elem { id: u32, len: u32 }`.
+        let (fields, _) = element.as_chunks::<4>();
+        Ok(u32::from_le_bytes(fields[1]))
+    }
+}
+
+/// Writes the chain header -> data ... -> status into the descriptor table,
+/// from the records the transfers write in the commands' output format; returns
+/// the data segments, as the device got them.
+fn write_chain(
+    queue: &Queue,
+    records: &mut [u8],
+    [header, data, status]: [&Transfer<'_>; 3],
+    data_access: IoDirection,
+) -> Result<Vec<Segment>, IoFailure> {
+    // Header and status have one segment each (their specification says so).
+    let (header_record, rest) = records.split_at_mut(RECORD_SIZE);
+    header.write_segments(0, header_record)?;
+    let data_room = rest.len() - RECORD_SIZE;
+    let (data_count, data_end) = data.write_segments(0, &mut rest[..data_room])?;
+    if data_end < data.length() {
+        let cause = Cause::Other("the data needs more descriptors than the queue has");
+        return Err(IoFailure::new(IoReturn::NoResources, cause));
+    }
+    let status_start = RECORD_SIZE * (1 + data_count);
+    status.write_segments(0, &mut records[status_start..status_start + RECORD_SIZE])?;
+
+    let chain_length = data_count + 2;
+    let (chain, _) = records[..RECORD_SIZE * chain_length].as_chunks::<RECORD_SIZE>();
+    let ring = live_ring(&queue.ring)?;
+    let mut data_segments = Vec::with_capacity(data_count);
+    for (index, record) in chain.iter().enumerate() {
+        let last = index + 1 == chain_length;
+        let access = match (index, last) {
+            (0, _) => IoDirection::Out,
+            (_, true) => IoDirection::In,
+            (_, false) => data_access,
+        };
+        let mut descriptor = VirtqDescriptor::from_record(record, access)?;
+        if !last {
+            descriptor.flags |= DESCRIPTOR_NEXT;
+            // The chain is shorter than the queue, whose size is a u16.
+            descriptor.next = (index + 1) as u16;
+        }
+        if index != 0 && !last {
+            data_segments.push(descriptor.segment());
+        }
+        ring.write_bytes(queue.layout.descriptor(index as u16), &descriptor.to_bytes())?;
+    }
+    Ok(data_segments)
+}
+
+/// The status byte, read once its transfer is completed and the buffer is the
+/// CPU's again.
+fn read_status(completed: Completed<&mut DmaBuffer, &mut IoDmaCommand>) -> Result<RequestStatus, IoFailure> {
+    completed.result?;
+    let mut byte = [STATUS_UNWRITTEN];
+    completed.buffer.read_bytes(0, &mut byte)?;
+    Ok(RequestStatus::from_byte(byte[0]))
+}
+
+impl<R: RegisterIo> Drop for VirtioBlock<R> {
+    /// Resets the device, so that it forgets the queue, then releases the queue.
+    fn drop(&mut self) {
+        self.reset_device();
+        self.channel.get_mut().queue.release_after_reset();
     }
 }
 
@@ -306,8 +553,32 @@ impl<R: RegisterIo> BlockDevice for VirtioBlock<R> {
         self.capacity
     }
 
-    fn submit(&self, request: &BlockRequest) -> Result<(), IoReturn> {
-        self.run_request(request)
+    /// Splits the request into virtio requests of at most 1 MiB and runs them
+    /// in order; the first failure ends it.
+    fn submit(&self, request: BlockRequest<'_>) -> Result<(), IoFailure> {
+        if request.operation == BlockOperation::Write && self.medium == Medium::ReadOnly {
+            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::Other("the disk is read-only")));
+        }
+        let mut channel = self.channel.lock();
+        if channel.state == DeviceState::Stopped {
+            return Err(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped));
+        }
+        let mut options = request.options;
+        options.force_double_buffer |= self.force_double_buffer.load(Ordering::Relaxed);
+        let mut done = 0;
+        while done < request.count {
+            let sectors = (request.count - done).min(MAX_REQUEST_SECTORS);
+            let chunk = Chunk {
+                operation: request.operation,
+                sector: request.lba + done,
+                offset: request.offset + done * SECTOR_SIZE,
+                length: sectors * SECTOR_SIZE,
+                options,
+            };
+            self.run_chunk(&mut channel, &chunk, &mut *request.buffer)?;
+            done += sectors;
+        }
+        Ok(())
     }
 
     fn description(&self) -> String {
@@ -318,7 +589,7 @@ impl<R: RegisterIo> BlockDevice for VirtioBlock<R> {
         self.force_double_buffer.store(enabled, Ordering::Relaxed);
     }
 
-    fn last_segments(&self) -> alloc::vec::Vec<Segment> {
-        self.request.lock().last_segments.clone()
+    fn last_segments(&self) -> Vec<Segment> {
+        self.channel.lock().last_segments.clone()
     }
 }

@@ -48,7 +48,10 @@ impl Driver for VirtioBlockDriver {
             Some(_) => &INTERRUPT_WAITER,
             None => &POLLING_WAITER,
         };
-        let disk = Arc::new(VirtioBlock::new(registers, platform(), waiter)?);
+        // The kernel's driver interface takes the bare code; the log keeps the cause.
+        let disk = VirtioBlock::new(registers, platform(), waiter)
+            .inspect_err(|failure| log::error!("virtio-blk: start failed: {failure}"))?;
+        let disk = Arc::new(disk);
         let mut interrupt = "none (polling)".to_string();
         if let Some(line) = device.interrupt_line {
             let handler = disk.clone();

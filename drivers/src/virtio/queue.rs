@@ -9,7 +9,7 @@
 //! The whole queue is one coherent buffer: both sides read and write it while it
 //! lives, so it is never bounced.
 
-use dmakit::dma::{DmaAddr, Segment};
+use dmakit::dma::{Cause, DmaAddr, IoDirection, IoFailure, IoReturn, OutputFormat, Segment};
 
 use super::registers::QUEUE_ALIGNMENT;
 
@@ -28,20 +28,41 @@ pub struct VirtqDescriptor {
 }
 const _: () = assert!(size_of::<VirtqDescriptor>() == 16);
 
+/// How the driver's DMA commands write segments: `{address: u64, length: u64}`,
+/// little-endian. Each record becomes one descriptor.
+pub const SEGMENT_FORMAT: OutputFormat = OutputFormat::LITTLE64;
+/// Bytes of one segment record in [`SEGMENT_FORMAT`].
+pub const RECORD_SIZE: usize = 16;
+const _: () = assert!(SEGMENT_FORMAT.record_size() == RECORD_SIZE);
+
 /// The descriptor continues in `next`.
 pub const DESCRIPTOR_NEXT: u16 = 1;
 /// The device writes this buffer (otherwise it reads it).
 pub const DESCRIPTOR_WRITE: u16 = 2;
 
 impl VirtqDescriptor {
-    /// The descriptor for `segment`.
-    pub fn new(segment: Segment, device_writes: bool) -> VirtqDescriptor {
-        VirtqDescriptor {
-            address: segment.address.as_u64(),
-            length: segment.length as u32,
-            flags: if device_writes { DESCRIPTOR_WRITE } else { 0 },
-            next: 0,
-        }
+    /// The descriptor for one segment record that a transfer wrote in
+    /// [`SEGMENT_FORMAT`] (`write_segments`), for memory the device accesses as
+    /// `access` says, seen from memory: `In`, the device writes it (`WRITE` flag);
+    /// `Out`, the device reads it. A virtio buffer is one or the other, so `None`
+    /// and `InOut` are `BadArgument`. A length that does not fit the descriptor's
+    /// 32 bits is `MessageTooLarge` (a specification with `max_segment_size`
+    /// `u32::MAX` never produces one).
+    pub fn from_record(record: &[u8; RECORD_SIZE], access: IoDirection) -> Result<VirtqDescriptor, IoFailure> {
+        let flags = match access {
+            IoDirection::In => DESCRIPTOR_WRITE,
+            IoDirection::Out => 0,
+            IoDirection::None | IoDirection::InOut => {
+                let cause = Cause::Other("a virtio buffer is either read (Out) or written (In) by the device");
+                return Err(IoFailure::new(IoReturn::BadArgument, cause));
+            }
+        };
+        let (fields, _) = record.as_chunks::<8>();
+        let length = u32::try_from(u64::from_le_bytes(fields[1])).map_err(|_| {
+            let cause = Cause::Other("a segment longer than u32::MAX bytes does not fit a virtio descriptor");
+            IoFailure::new(IoReturn::MessageTooLarge, cause)
+        })?;
+        Ok(VirtqDescriptor { address: u64::from_le_bytes(fields[0]), length, flags, next: 0 })
     }
 
     /// Little-endian bytes, as the (legacy, x86) device reads them.
@@ -137,5 +158,26 @@ mod tests {
         assert_eq!(layout.available_slot(257), 4096 + 4 + 2);
         let descriptor = VirtqDescriptor { address: 0x1234_5678_9abc, length: 512, flags: 3, next: 7 };
         assert_eq!(VirtqDescriptor::from_bytes(&descriptor.to_bytes()), descriptor);
+    }
+
+    #[test]
+    fn descriptors_come_from_little_endian_records_and_name_who_writes() {
+        let segment = Segment { address: DmaAddr::new(0x1_2345_6000), length: 0x1200 };
+        let mut record = [0u8; RECORD_SIZE];
+        SEGMENT_FORMAT.encode(segment, &mut record).unwrap();
+        let written = VirtqDescriptor::from_record(&record, IoDirection::In).unwrap();
+        assert_eq!(
+            written,
+            VirtqDescriptor { address: 0x1_2345_6000, length: 0x1200, flags: DESCRIPTOR_WRITE, next: 0 }
+        );
+        assert_eq!(written.segment(), segment);
+        let read = VirtqDescriptor::from_record(&record, IoDirection::Out).unwrap();
+        assert_eq!(read.flags, 0, "the device only reads an Out buffer");
+        let both = VirtqDescriptor::from_record(&record, IoDirection::InOut).unwrap_err();
+        assert_eq!(both.code(), IoReturn::BadArgument);
+        let long = Segment { address: DmaAddr::new(0x1000), length: 1 << 32 };
+        SEGMENT_FORMAT.encode(long, &mut record).unwrap();
+        let too_long = VirtqDescriptor::from_record(&record, IoDirection::In).unwrap_err();
+        assert_eq!(too_long.code(), IoReturn::MessageTooLarge);
     }
 }

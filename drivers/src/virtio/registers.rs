@@ -48,6 +48,10 @@ pub const REQUEST_IN: u32 = 0;
 pub const REQUEST_OUT: u32 = 1;
 /// Request status: success.
 pub const STATUS_OK: u8 = 0;
+/// Request status: the device failed to read or write the disk.
+pub const STATUS_IOERR: u8 = 1;
+/// Request status: the device does not support the request type.
+pub const STATUS_UNSUPP: u8 = 2;
 
 /// The legacy interface's queue alignment (the used ring starts on a page).
 pub const QUEUE_ALIGNMENT: u64 = 4096;
