@@ -8,7 +8,10 @@ extern crate alloc;
 use alloc::vec;
 use alloc::vec::Vec;
 use dmakit::dma::kernel_platform::platform;
-use dmakit::dma::{DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, Segment, Specification, SyncOptions};
+use dmakit::dma::{
+    DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, Segment,
+    Specification, SyncOptions, TransferOptions,
+};
 use dmakit::memory::{Constraints, paging, physical};
 use x86_64::structures::paging::{Page, PageTableFlags, Size4KiB};
 use x86_64::{PhysAddr, VirtAddr};
@@ -19,7 +22,7 @@ dmakit::test_kernel!(
     a_heap_buffer_spanning_pages_works,
     physically_scattered_pages_become_separate_segments,
     forced_double_buffering_moves_to_one_page_aligned_buffer,
-    bounce_accounting_returns_to_zero,
+    a_bounced_transfer_returns_all_it_took_and_copies_only_what_the_device_wrote,
 );
 
 const FOUR_GIB: u64 = 1 << 32;
@@ -163,10 +166,43 @@ fn forced_double_buffering_moves_to_one_page_aligned_buffer() {
     assert_eq!(back, from_device);
 }
 
-fn bounce_accounting_returns_to_zero() {
-    let stats = platform().accounting().stats();
-    assert_eq!(stats.pages_in_use, 0, "{stats:?}");
-    assert_eq!(stats.prepared_commands, 0);
-    assert!(stats.bounced_transfers >= 2 && stats.direct_transfers >= 2, "{stats:?}");
-    assert!(platform().accounting().misuse_log().is_empty(), "{:?}", platform().accounting().misuse_log());
+fn a_bounced_transfer_returns_all_it_took_and_copies_only_what_the_device_wrote() {
+    let accounting = platform().accounting();
+    let before = accounting.stats();
+    let log_before = accounting.misuse_log().len();
+    let mut buffer = DmaBuffer::from_descriptor(high_buffer(3 * 4096, IoDirection::In)).expect("buffer");
+    let original = pattern(3 * 4096, 8);
+    buffer.write_bytes(0, &original).expect("write");
+    let mut command = IoDmaCommand::new(platform(), Specification::UNLIMITED_32).expect("command");
+    let transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &TransferOptions::default())
+        .map_err(|refused| refused.failure)
+        .expect("prepare");
+    let during = accounting.stats();
+    assert_eq!(during.pages_in_use - before.pages_in_use, 3, "three bounce pages below 4 GiB");
+    assert_eq!(during.bytes_to_bounce, before.bytes_to_bounce, "a read is not filled first");
+    let segments = transfer.segments().to_vec();
+    assert!(segments.iter().all(|segment| segment.end() <= FOUR_GIB), "{segments:?}");
+    // The device writes 5000 bytes and stops short.
+    let from_device = pattern(5000, 9);
+    let mut written = 0;
+    for segment in &segments {
+        let length = (segment.length as usize).min(from_device.len() - written);
+        device_write(
+            &[Segment { address: segment.address, length: length as u64 }],
+            &from_device[written..written + length],
+        );
+        written += length;
+        if written == from_device.len() {
+            break;
+        }
+    }
+    let completed = transfer.complete(5000);
+    assert_eq!(completed.result.map_err(|failure| failure.code()), Err(IoReturn::Underrun));
+    let back = buffer.to_vec(0, 3 * 4096).expect("read");
+    assert_eq!(back[..5000], from_device[..], "the device's bytes came back");
+    assert_eq!(back[5000..], original[5000..], "bytes the device did not write are the buffer's own");
+    let after = accounting.stats();
+    assert_eq!(after.bytes_from_bounce - before.bytes_from_bounce, 5000, "exactly what the device moved");
+    assert_eq!((after.pages_in_use, after.prepared_commands), (before.pages_in_use, before.prepared_commands));
+    assert_eq!(accounting.misuse_log().len(), log_before, "{:?}", accounting.misuse_log());
 }

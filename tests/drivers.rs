@@ -9,10 +9,10 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use dmakit::block::BlockDevice;
+use dmakit::block::{BlockDevice, BlockOperation, TransferOptions};
 use dmakit::digest::sha256_hex;
 use dmakit::dma::kernel_platform::platform;
-use dmakit::dma::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn};
+use dmakit::dma::{Cause, DmaBuffer, DmaPlatform, IoDirection, IoReturn, Specification};
 use dmakit::memory::Constraints;
 use dmakit::{driver, pattern, println};
 use spin::Once;
@@ -27,7 +27,7 @@ dmakit::test_kernel!(
     requests_past_the_end_fail_and_leave_the_disk_usable,
     writes_read_back_and_reach_the_image_files,
     a_thousand_random_transfers_match,
-    no_bounce_memory_is_left_in_use,
+    a_bounced_read_gives_back_every_page_and_reports_nothing,
 );
 
 const FOUR_GIB: u64 = 1 << 32;
@@ -53,14 +53,12 @@ fn both() -> [(&'static str, u8, &'static Arc<dyn BlockDevice>); 2] {
     [("virtio", b'V', &disks.virtio), ("ata", b'A', &disks.ata)]
 }
 
-fn buffer(bytes: u64, placement: Constraints) -> Arc<IoMemoryDescriptor> {
-    IoMemoryDescriptor::allocate(platform(), bytes, IoDirection::InOut, placement).expect("buffer")
+fn buffer(bytes: u64, placement: Constraints) -> DmaBuffer {
+    DmaBuffer::allocate(platform(), bytes, IoDirection::InOut, placement).expect("buffer")
 }
 
-fn read_back(buffer: &IoMemoryDescriptor, offset: u64, length: usize) -> Vec<u8> {
-    let mut bytes = vec![0; length];
-    buffer.read_bytes(offset, &mut bytes).expect("read_bytes");
-    bytes
+fn read_back(buffer: &DmaBuffer, offset: u64, length: usize) -> Vec<u8> {
+    buffer.to_vec(offset, length).expect("read_bytes")
 }
 
 fn expected(lba: u64, sectors: u64, tag: u8) -> Vec<u8> {
@@ -81,21 +79,21 @@ fn the_registry_lists_both_devices_with_their_drivers() {
 }
 
 fn every_block_of_the_first_4_mib_reads_back_byte_exact() {
-    let target = buffer(256 * 512, Constraints::NONE);
+    let mut target = buffer(256 * 512, Constraints::NONE);
     for (name, tag, disk) in both() {
         for lba in (0..8192).step_by(256) {
-            disk.read(lba, 256, &target, 0).expect("read");
+            disk.read(lba, 256, &mut target, 0).expect("read");
             assert!(read_back(&target, 0, 256 * 512) == expected(lba, 256, tag), "{name}: mismatch at {lba}");
         }
     }
 }
 
 fn buffers_above_4_gib_bounce_for_ata_but_not_for_virtio() {
-    let target = buffer(64 * 512, Constraints::NONE);
-    assert!(target.physical_segment(0).expect("mapped").0.as_u64() >= FOUR_GIB);
+    let mut target = buffer(64 * 512, Constraints::NONE);
+    assert!(target.descriptor().physical_segment(0).expect("mapped").0.as_u64() >= FOUR_GIB);
     for (name, tag, disk) in both() {
         let before = platform().accounting().stats();
-        disk.read(100, 64, &target, 0).expect("read");
+        disk.read(100, 64, &mut target, 0).expect("read");
         let after = platform().accounting().stats();
         let bounced = after.bytes_from_bounce - before.bytes_from_bounce;
         assert_eq!(bounced, if name == "ata" { 64 * 512 } else { 0 }, "{name}");
@@ -105,11 +103,11 @@ fn buffers_above_4_gib_bounce_for_ata_but_not_for_virtio() {
 }
 
 fn forced_double_buffering_gives_the_same_bytes() {
-    let target = buffer(128 * 512, Constraints::below(PhysAddr::new(FOUR_GIB)));
+    let mut target = buffer(128 * 512, Constraints::below(PhysAddr::new(FOUR_GIB)));
     for (name, tag, disk) in both() {
         let before = platform().accounting().stats();
         disk.set_force_double_buffer(true);
-        let result = disk.read(1000, 128, &target, 0);
+        let result = disk.read(1000, 128, &mut target, 0);
         disk.set_force_double_buffer(false);
         result.expect("read");
         let after = platform().accounting().stats();
@@ -122,10 +120,10 @@ fn transfers_across_many_pages_respect_the_64_kib_rule() {
     // A 64 KiB-aligned low buffer, used from 62 KiB in: every command straddles
     // 64 KiB lines, so the ATA driver must split its regions there.
     let aligned = Constraints { below: Some(PhysAddr::new(FOUR_GIB)), alignment: 64 * 1024, boundary: 0 };
-    let target = buffer(600 * 1024, aligned);
+    let mut target = buffer(600 * 1024, aligned);
     let offset = 62 * 1024;
     for (name, tag, disk) in both() {
-        disk.read(77, 1024, &target, offset).expect("read");
+        disk.read(77, 1024, &mut target, offset).expect("read");
         assert!(read_back(&target, offset, 1024 * 512) == expected(77, 1024, tag), "{name}");
         let segments = disk.last_segments();
         if name == "ata" {
@@ -139,25 +137,31 @@ fn transfers_across_many_pages_respect_the_64_kib_rule() {
 }
 
 fn requests_past_the_end_fail_and_leave_the_disk_usable() {
-    let target = buffer(8 * 512, Constraints::NONE);
+    let mut target = buffer(8 * 512, Constraints::NONE);
     for (name, tag, disk) in both() {
         let end = disk.block_count();
-        assert_eq!(disk.read(end - 4, 8, &target, 0), Err(IoReturn::BadArgument), "{name}");
-        assert_eq!(disk.read(end, 1, &target, 0), Err(IoReturn::BadArgument), "{name}");
-        assert_eq!(disk.write(0, 0, &target, 0), Err(IoReturn::BadArgument), "{name}");
-        disk.read(end - 8, 8, &target, 0).expect("the disk still works");
+        let past_end = disk.read(end - 4, 8, &mut target, 0).unwrap_err();
+        assert_eq!(past_end.code(), IoReturn::BadArgument, "{name}");
+        assert_eq!(past_end.cause(), Cause::BlocksPastEnd { lba: end - 4, count: 8, blocks: end }, "{name}");
+        assert_eq!(disk.read(end, 1, &mut target, 0).map_err(|failure| failure.code()), Err(IoReturn::BadArgument));
+        assert_eq!(disk.write(0, 0, &mut target, 0).map_err(|failure| failure.code()), Err(IoReturn::BadArgument));
+        let mut write_only = DmaBuffer::allocate(platform(), 512, IoDirection::Out, Constraints::NONE).expect("buffer");
+        let wrong_way = disk.read(0, 1, &mut write_only, 0).unwrap_err();
+        let needed = Cause::WrongDirection { needed: IoDirection::In, memory: IoDirection::Out };
+        assert_eq!((wrong_way.code(), wrong_way.cause()), (IoReturn::BadArgument, needed), "{name}");
+        disk.read(end - 8, 8, &mut target, 0).expect("the disk still works");
         assert!(read_back(&target, 0, 8 * 512) == expected(end - 8, 8, tag), "{name}");
     }
 }
 
 fn writes_read_back_and_reach_the_image_files() {
-    let source = buffer(32 * 512, Constraints::NONE);
-    let target = buffer(32 * 512, Constraints::NONE);
+    let mut source = buffer(32 * 512, Constraints::NONE);
+    let mut target = buffer(32 * 512, Constraints::NONE);
     for (name, _, disk) in both() {
         let data: Vec<u8> = (0..32 * 512).map(|i| (i as u8).wrapping_mul(7) ^ name.len() as u8).collect();
         source.write_bytes(0, &data).expect("fill");
-        disk.write(20_000, 32, &source, 0).expect("write");
-        disk.read(20_000, 32, &target, 0).expect("read");
+        disk.write(20_000, 32, &mut source, 0).expect("write");
+        disk.read(20_000, 32, &mut target, 0).expect("read");
         assert!(read_back(&target, 0, data.len()) == data, "{name}");
         // The runner checks the image file after QEMU exits.
         println!("host-check {name} 20000 32 {}", sha256_hex(&data));
@@ -181,16 +185,16 @@ fn a_thousand_random_transfers_match() {
     const SCRATCH: u64 = 24_576;
     const SCRATCH_SECTORS: u64 = 2048;
     let mut random = Random(0x2545_f491_4f6c_dd1d);
-    let buffers =
+    let mut buffers =
         [buffer(129 * 512, Constraints::NONE), buffer(129 * 512, Constraints::below(PhysAddr::new(FOUR_GIB)))];
     for (name, tag, disk) in both() {
         let mut mirror: Vec<u8> = vec![0; (SCRATCH_SECTORS * 512) as usize];
-        disk.read(SCRATCH, SCRATCH_SECTORS, &buffer(SCRATCH_SECTORS * 512, Constraints::NONE), 0).expect("scratch");
+        disk.read(SCRATCH, SCRATCH_SECTORS, &mut buffer(SCRATCH_SECTORS * 512, Constraints::NONE), 0).expect("scratch");
         pattern::fill(SCRATCH, tag, &mut mirror);
         for round in 0..500 {
             let sectors = 1 + random.next(128);
             let offset = 2 * random.next(256);
-            let target = &buffers[random.next(2) as usize];
+            let target = &mut buffers[random.next(2) as usize];
             if random.next(3) == 0 {
                 let lba = random.next(SCRATCH_SECTORS - sectors + 1);
                 let data: Vec<u8> = (0..sectors * 512).map(|_| random.next(256) as u8).collect();
@@ -217,10 +221,23 @@ fn a_thousand_random_transfers_match() {
     }
 }
 
-fn no_bounce_memory_is_left_in_use() {
-    let stats = platform().accounting().stats();
-    assert_eq!(stats.pages_in_use, 0, "{stats:?}");
-    // The virtio queue and the two PRD tables stay prepared while the drivers run.
-    assert_eq!(stats.prepared_commands, 3, "{stats:?}");
-    assert!(platform().accounting().misuse_log().is_empty(), "{:?}", platform().accounting().misuse_log());
+fn a_bounced_read_gives_back_every_page_and_reports_nothing() {
+    let accounting = platform().accounting();
+    // `In`: the device only writes it (an `InOut` buffer would be filled first).
+    let mut target = DmaBuffer::allocate(platform(), 64 * 512, IoDirection::In, Constraints::NONE).expect("buffer");
+    let narrow = TransferOptions {
+        restrict: Some(Specification { num_address_bits: 32, ..Specification::UNLIMITED_64 }),
+        force_double_buffer: false,
+    };
+    for (name, tag, disk) in both() {
+        let before = accounting.stats();
+        let log_before = accounting.misuse_log().len();
+        disk.transfer(BlockOperation::Read, 300, 64, &mut target, 0, &narrow).expect("read");
+        let after = accounting.stats();
+        assert_eq!(after.bytes_from_bounce - before.bytes_from_bounce, 64 * 512, "{name}: the read bounced");
+        assert_eq!(after.bytes_to_bounce, before.bytes_to_bounce, "{name}: a read is not filled first");
+        assert_eq!((after.pages_in_use, after.prepared_commands), (before.pages_in_use, before.prepared_commands));
+        assert_eq!(accounting.misuse_log().len(), log_before, "{name}: {:?}", accounting.misuse_log());
+        assert!(read_back(&target, 0, 64 * 512) == expected(300, 64, tag), "{name}");
+    }
 }

@@ -1,19 +1,20 @@
-//! Benchmarks: sequential disk reads (direct and double-buffered), memcpy and
+//! Benchmarks: sequential disk reads (direct, bounced, forced double-buffered), memcpy and
 //! bounce-copy bandwidth, frame allocation cost. `make bench` boots the kernel
 //! with `bench` on its command line; the shell's `bench` runs a short version.
 
-use alloc::sync::Arc;
 use alloc::vec;
 
 use x86_64::PhysAddr;
 
-use crate::block::{BlockDevice, TransferOptions};
+use crate::block::{BlockDevice, BlockOperation, TransferOptions};
 use crate::clock::Instant;
 use crate::digest::Sha256Stream;
 use crate::dma::kernel_platform::platform;
-use crate::dma::{DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, IoReturn, Specification};
+use crate::dma::{
+    Cause, DmaBuffer, DmaPlatform, IoDirection, IoDmaCommand, IoFailure, IoMemoryDescriptor, IoReturn, Specification,
+};
 use crate::memory::{Constraints, physical};
-use crate::{driver, println};
+use crate::{driver, print, println};
 
 /// Bytes per read request, as in the Linux comparison (one request in flight).
 const REQUEST: u64 = 128 * 1024;
@@ -22,37 +23,80 @@ fn megabytes_per_second(bytes: u64, nanoseconds: u64) -> f64 {
     bytes as f64 * 1000.0 / nanoseconds.max(1) as f64
 }
 
-fn low_buffer(bytes: u64) -> Result<Arc<IoMemoryDescriptor>, IoReturn> {
-    IoMemoryDescriptor::allocate(platform(), bytes, IoDirection::In, Constraints::below(PhysAddr::new(1 << 32)))
+/// How the benchmark's reads reach memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadPath {
+    /// Into a buffer below 4 GiB that every device reaches: zero copies.
+    Direct,
+    /// Into a buffer above 4 GiB through a 32-bit device (PIIX) or a 32-bit
+    /// restriction (virtio): the real bouncing a 32-bit device needs, one copy
+    /// per read (bounce -> buffer, exactly the bytes the device moved).
+    Bounced,
+    /// Into a buffer below 4 GiB with `synchronize(ForceDoubleBuffer)` after
+    /// each prepare, which by contract fills the new buffer with the whole range
+    /// and copies it back: two copies per read.
+    ForcedDoubleBuffer,
 }
 
-/// Reads `bytes` from the start of `disk` in 128 KiB requests; MB/s (10^6 B/s).
-pub fn read_throughput(disk: &dyn BlockDevice, bytes: u64, double_buffer: bool) -> Result<f64, IoReturn> {
-    let buffer = low_buffer(REQUEST)?;
+impl ReadPath {
+    /// Every path, in the order the benchmark prints them.
+    pub const ALL: [ReadPath; 3] = [ReadPath::Direct, ReadPath::Bounced, ReadPath::ForcedDoubleBuffer];
+
+    /// The figure's suffix.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ReadPath::Direct => "direct",
+            ReadPath::Bounced => "bounced",
+            ReadPath::ForcedDoubleBuffer => "forced",
+        }
+    }
+}
+
+fn buffer(bytes: u64, placement: Constraints) -> Result<DmaBuffer, IoFailure> {
+    DmaBuffer::allocate(platform(), bytes, IoDirection::In, placement)
+}
+
+/// Reads `bytes` from the start of `disk` in 128 KiB requests along `path`; MB/s
+/// (10^6 B/s). `NoMemory` if the path needs memory above 4 GiB and there is none.
+pub fn read_throughput(disk: &dyn BlockDevice, bytes: u64, path: ReadPath) -> Result<f64, IoFailure> {
+    let below_4_gib = Constraints::below(PhysAddr::new(1 << 32));
+    let (placement, options) = match path {
+        ReadPath::Direct => (below_4_gib, TransferOptions::default()),
+        ReadPath::Bounced => {
+            let narrow = Specification { num_address_bits: 32, ..Specification::UNLIMITED_64 };
+            // Unconstrained buffers come from the highest zone: above 4 GiB.
+            (Constraints::NONE, TransferOptions { restrict: Some(narrow), force_double_buffer: false })
+        }
+        ReadPath::ForcedDoubleBuffer => (below_4_gib, TransferOptions { restrict: None, force_double_buffer: true }),
+    };
+    let mut buffer = buffer(REQUEST, placement)?;
+    let high = buffer.descriptor().physical_segment(0)?.0.as_u64() >= 1 << 32;
+    if path == ReadPath::Bounced && !high {
+        let cause = Cause::Other("no memory above 4 GiB to bounce from: give the machine more than 4 GiB");
+        return Err(IoFailure::new(IoReturn::NoMemory, cause));
+    }
     let sectors = REQUEST / u64::from(disk.block_size());
-    let options = TransferOptions { restrict: None, force_double_buffer: double_buffer };
     let start = Instant::now();
     let mut lba = 0;
     while lba * u64::from(disk.block_size()) < bytes {
-        disk.transfer(IoDirection::In, lba, sectors, &buffer, 0, &options)?;
+        disk.transfer(BlockOperation::Read, lba, sectors, &mut buffer, 0, &options)?;
         lba += sectors;
     }
     Ok(megabytes_per_second(lba * u64::from(disk.block_size()), start.elapsed_ns()))
 }
 
-/// The shell's `bench`: 16 MiB (or the whole disk) of each disk, both ways.
+/// The shell's `bench`: 16 MiB (or the whole disk) of each disk, along each path.
 pub fn quick() {
     for (name, disk) in driver::block_devices() {
         let bytes = (disk.block_count() * u64::from(disk.block_size())).min(16 << 20);
-        let direct = read_throughput(disk.as_ref(), bytes, false);
-        let bounced = read_throughput(disk.as_ref(), bytes, true);
-        match (direct, bounced) {
-            (Ok(direct), Ok(bounced)) => println!(
-                "{name}: {} MiB in 128 KiB reads: direct {direct:.1} MB/s, double-buffered {bounced:.1} MB/s",
-                bytes >> 20
-            ),
-            (Err(error), _) | (_, Err(error)) => println!("{name}: benchmark failed: {error}"),
+        print!("{name}: {} MiB in 128 KiB reads:", bytes >> 20);
+        for path in ReadPath::ALL {
+            match read_throughput(disk.as_ref(), bytes, path) {
+                Ok(rate) => print!(" {} {rate:.1} MB/s", path.name()),
+                Err(error) => print!(" {} failed ({error})", path.name()),
+            }
         }
+        println!();
     }
 }
 
@@ -65,8 +109,9 @@ pub fn full() {
             Ok(digest) => println!("BENCH_SHA256 {kind} {digest}"),
             Err(error) => println!("BENCH_ERROR {kind} sha256: {error}"),
         }
-        for (suffix, bounce) in [("direct", false), ("bounced", true)] {
-            match read_throughput(disk.as_ref(), bytes, bounce) {
+        for path in ReadPath::ALL {
+            let suffix = path.name();
+            match read_throughput(disk.as_ref(), bytes, path) {
                 Ok(rate) => println!("BENCH {kind}_read_{suffix}={rate:.1} MB/s"),
                 Err(error) => println!("BENCH_ERROR {kind}_read_{suffix}: {error}"),
             }
@@ -83,9 +128,9 @@ pub fn full() {
 }
 
 /// The sha256 of the whole disk (read in 1 MiB pieces, not timed).
-fn disk_sha256(disk: &dyn BlockDevice) -> Result<alloc::string::String, IoReturn> {
+fn disk_sha256(disk: &dyn BlockDevice) -> Result<alloc::string::String, IoFailure> {
     const PIECE: u64 = 1 << 20;
-    let buffer = low_buffer(PIECE)?;
+    let mut buffer = buffer(PIECE, Constraints::below(PhysAddr::new(1 << 32)))?;
     let mut hasher = Sha256Stream::new();
     let mut data = vec![0u8; PIECE as usize];
     let total = disk.block_count() * u64::from(disk.block_size());
@@ -93,7 +138,7 @@ fn disk_sha256(disk: &dyn BlockDevice) -> Result<alloc::string::String, IoReturn
     while done < total {
         let length = PIECE.min(total - done);
         let sectors = length / u64::from(disk.block_size());
-        disk.read(done / u64::from(disk.block_size()), sectors, &buffer, 0)?;
+        disk.read(done / u64::from(disk.block_size()), sectors, &mut buffer, 0)?;
         buffer.read_bytes(0, &mut data[..length as usize])?;
         hasher.update(&data[..length as usize]);
         done += length;
@@ -105,8 +150,9 @@ fn disk_sha256(disk: &dyn BlockDevice) -> Result<alloc::string::String, IoReturn
 /// prepare/complete (a command forced to double-buffer 128 KiB at a time), in MB/s.
 fn copy_bandwidths() -> Result<(f64, f64), IoReturn> {
     const SIZE: u64 = 32 << 20;
-    let source = low_buffer(SIZE)?;
-    let target = low_buffer(SIZE)?;
+    let below_4_gib = Constraints::below(PhysAddr::new(1 << 32));
+    let source = IoMemoryDescriptor::allocate(platform(), SIZE, IoDirection::In, below_4_gib)?;
+    let target = IoMemoryDescriptor::allocate(platform(), SIZE, IoDirection::In, below_4_gib)?;
     let from = source.physical_segment(0)?.0;
     let to = target.physical_segment(0)?.0;
     // core's memcpy (compiler_builtins, `rep movs`), in the same 128 KiB pieces

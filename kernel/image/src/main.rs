@@ -10,7 +10,7 @@ extern crate alloc;
 use dmakit::arch::pic;
 use dmakit::arch::qemu::{ExitCode, exit};
 use dmakit::dma::kernel_platform::platform;
-use dmakit::dma::{IoDirection, IoMemoryDescriptor};
+use dmakit::dma::{DmaBuffer, IoDirection};
 use dmakit::memory::{Constraints, heap, physical};
 use dmakit::shell;
 use dmakit::{boot_info, driver, println};
@@ -58,7 +58,7 @@ fn print_allocator() {
 
 fn read_first_sectors() {
     for (name, disk) in driver::block_devices() {
-        let buffer = match IoMemoryDescriptor::allocate(platform(), 512, IoDirection::In, Constraints::NONE) {
+        let mut buffer = match DmaBuffer::allocate(platform(), 512, IoDirection::In, Constraints::NONE) {
             Ok(buffer) => buffer,
             Err(error) => {
                 println!("{name}: no buffer: {error}");
@@ -66,7 +66,7 @@ fn read_first_sectors() {
             }
         };
         let mut first = [0u8; 16];
-        let result = disk.read(0, 1, &buffer, 0).and_then(|()| buffer.read_bytes(0, &mut first));
+        let result = disk.read(0, 1, &mut buffer, 0).and_then(|()| buffer.read_bytes(0, &mut first));
         match result {
             Ok(_) => println!("{name}: sector 0 begins {first:02x?}"),
             Err(error) => println!("{name}: reading sector 0 failed: {error}"),

@@ -10,10 +10,10 @@ use x86_64::PhysAddr;
 use super::line::{Edit, LineEditor};
 use super::parse::{self, DmaReadOptions};
 use crate::arch::qemu::{ExitCode, exit};
-use crate::block::{BlockDevice, TransferOptions};
+use crate::block::{BlockDevice, BlockOperation, TransferOptions};
 use crate::digest::sha256_hex;
 use crate::dma::kernel_platform::platform;
-use crate::dma::{DmaPlatform, IoDirection, IoMemoryDescriptor, Specification, trace};
+use crate::dma::{DmaBuffer, DmaPlatform, IoDirection, Specification, trace};
 use crate::memory::{Constraints, heap, physical};
 use crate::{driver, print, println};
 
@@ -150,6 +150,10 @@ fn stats() {
     println!("copied from device  {} bytes in {} copies", stats.bytes_from_bounce, stats.copies_from_bounce);
     println!("bounce pages in use {} of {}", stats.pages_in_use, stats.page_limit);
     println!("prepared commands   {}", stats.prepared_commands);
+    println!(
+        "leaked (device could not be stopped) {} page(s) in {} transfer(s)",
+        stats.leaked_pages, stats.leaked_transfers
+    );
 }
 
 fn lsblk() {
@@ -182,8 +186,9 @@ fn target(arguments: &[&str]) -> Result<(Arc<dyn BlockDevice>, u64, u64), String
     Ok((disk, lba, count))
 }
 
-fn buffer(bytes: u64, placement: Constraints) -> Result<Arc<IoMemoryDescriptor>, String> {
-    IoMemoryDescriptor::allocate(platform(), bytes, IoDirection::InOut, placement)
+/// A buffer for a disk read (`In`: the device writes it) or write (`Out`).
+fn buffer(bytes: u64, direction: IoDirection, placement: Constraints) -> Result<DmaBuffer, String> {
+    DmaBuffer::allocate(platform(), bytes, direction, placement)
         .map_err(|error| format!("no buffer of {bytes} bytes: {error}"))
 }
 
@@ -203,11 +208,9 @@ fn read(arguments: &[&str]) -> Result<(), String> {
     }
     let (disk, lba, count) = target(arguments)?;
     let bytes = count * u64::from(disk.block_size());
-    let target = buffer(bytes, Constraints::NONE)?;
-    disk.read(lba, count, &target, 0).map_err(|error| format!("read failed: {error}"))?;
-    let mut data = alloc::vec![0; bytes as usize];
-    target.read_bytes(0, &mut data).map_err(|error| format!("{error}"))?;
-    show(&data);
+    let mut target = buffer(bytes, IoDirection::In, Constraints::NONE)?;
+    disk.read(lba, count, &mut target, 0).map_err(|error| format!("read failed: {error}"))?;
+    show(&target.to_vec(0, bytes as usize).map_err(|error| format!("{error}"))?);
     Ok(())
 }
 
@@ -223,9 +226,9 @@ fn write(arguments: &[&str]) -> Result<(), String> {
         None => arguments[3].as_bytes().to_vec(),
     };
     let data: Vec<u8> = pattern.iter().copied().cycle().take(bytes as usize).collect();
-    let source = buffer(bytes, Constraints::NONE)?;
+    let mut source = buffer(bytes, IoDirection::Out, Constraints::NONE)?;
     source.write_bytes(0, &data).map_err(|error| format!("{error}"))?;
-    disk.write(lba, count, &source, 0).map_err(|error| format!("write failed: {error}"))?;
+    disk.write(lba, count, &mut source, 0).map_err(|error| format!("write failed: {error}"))?;
     println!("wrote {count} sector(s) at {lba}; sha256 {}", sha256_hex(&data));
     Ok(())
 }
@@ -235,8 +238,8 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
     let options: DmaReadOptions = parse::dma_read_options(&arguments[3..])?;
     let bytes = count * u64::from(disk.block_size());
     let placement = if options.above_4g { Constraints::NONE } else { Constraints::below(PhysAddr::new(1 << 32)) };
-    let target = buffer(bytes, placement)?;
-    let (address, _) = target.physical_segment(0).map_err(|error| format!("{error}"))?;
+    let mut target = buffer(bytes, IoDirection::In, placement)?;
+    let (address, _) = target.descriptor().physical_segment(0).map_err(|error| format!("{error}"))?;
     if options.above_4g && address.as_u64() < 1 << 32 {
         return Err(String::from("no memory above 4 GiB on this machine (boot with MEM=6G)"));
     }
@@ -258,7 +261,7 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
     let before = platform().accounting().stats();
     let was_tracing = options.trace && !trace::set_enabled(true);
     let transfer = TransferOptions { restrict: Some(restrict), force_double_buffer: options.force_double_buffer };
-    let result = disk.transfer(IoDirection::In, lba, count, &target, 0, &transfer);
+    let result = disk.transfer(BlockOperation::Read, lba, count, &mut target, 0, &transfer);
     if was_tracing {
         trace::set_enabled(false);
     }
@@ -286,8 +289,6 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
         let aligned = if start % 4096 == 0 { "page-aligned" } else { "NOT page-aligned" };
         println!("force-double-buffer: the transfer used one fresh {aligned} buffer at {start:#x}");
     }
-    let mut data = alloc::vec![0; bytes as usize];
-    target.read_bytes(0, &mut data).map_err(|error| format!("{error}"))?;
-    show(&data);
+    show(&target.to_vec(0, bytes as usize).map_err(|error| format!("{error}"))?);
     Ok(())
 }

@@ -5,7 +5,7 @@ use alloc::vec;
 
 use crate::digest::sha256_hex;
 use crate::dma::kernel_platform::platform;
-use crate::dma::{DmaPlatform, IoDirection, IoMemoryDescriptor, trace};
+use crate::dma::{DmaBuffer, DmaPlatform, IoDirection, trace};
 use crate::memory::Constraints;
 use crate::{driver, pattern, println};
 
@@ -15,11 +15,11 @@ pub fn narrate_one_transfer() {
         println!("(no ATA disk attached: attach one with ATA_DISK= to see a bounced transfer)");
         return;
     };
-    let Ok(buffer) = IoMemoryDescriptor::allocate(platform(), 4096, IoDirection::In, Constraints::NONE) else {
+    let Ok(mut buffer) = DmaBuffer::allocate(platform(), 4096, IoDirection::In, Constraints::NONE) else {
         println!("(no memory for the story's buffer)");
         return;
     };
-    let address = buffer.physical_segment(0).map(|(address, _)| address.as_u64()).unwrap_or(0);
+    let address = buffer.descriptor().physical_segment(0).map(|(address, _)| address.as_u64()).unwrap_or(0);
     println!();
     println!("== One DMA transfer, step by step ==");
     println!("The IDE controller (PIIX) is a 32-bit bus master: it cannot reach memory above 4 GiB.");
@@ -31,7 +31,7 @@ pub fn narrate_one_transfer() {
     }
     let before = platform().accounting().stats();
     let was_on = trace::set_enabled(true);
-    let result = disk.read(0, 8, &buffer, 0);
+    let result = disk.read(0, 8, &mut buffer, 0);
     trace::set_enabled(was_on);
     if let Err(error) = result {
         println!("the read failed: {error}");
