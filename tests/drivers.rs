@@ -9,7 +9,7 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use dmakit::block::{BlockDevice, BlockOperation, TransferOptions};
+use dmakit::block::{BlockDevice, BlockOperation, DoubleBuffering, TransferOptions};
 use dmakit::digest::sha256_hex;
 use dmakit::dma::kernel_platform::platform;
 use dmakit::dma::{Cause, DmaBuffer, DmaPlatform, IoDirection, IoReturn, Specification};
@@ -106,9 +106,9 @@ fn forced_double_buffering_gives_the_same_bytes() {
     let mut target = buffer(128 * 512, Constraints::below(PhysAddr::new(FOUR_GIB)));
     for (name, tag, disk) in both() {
         let before = platform().accounting().stats();
-        disk.set_force_double_buffer(true);
+        disk.set_double_buffering(DoubleBuffering::Forced);
         let result = disk.read(1000, 128, &mut target, 0);
-        disk.set_force_double_buffer(false);
+        disk.set_double_buffering(DoubleBuffering::AsNeeded);
         result.expect("read");
         let after = platform().accounting().stats();
         assert_eq!(after.bytes_from_bounce - before.bytes_from_bounce, 128 * 512, "{name} bounced everything");

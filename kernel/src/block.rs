@@ -31,6 +31,15 @@ impl BlockOperation {
     }
 }
 
+/// When a disk's transfers go through a bounce buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DoubleBuffering {
+    /// Only what the device cannot reach in place (the default).
+    AsNeeded,
+    /// Every transfer, whole (`synchronize(ForceDoubleBuffer)`).
+    Forced,
+}
+
 /// A disk.
 pub trait BlockDevice: Send + Sync {
     /// The driver's name, e.g. "VirtioBlock".
@@ -67,9 +76,10 @@ pub trait BlockDevice: Send + Sync {
     }
     /// A line about the device for listings (model, transport).
     fn description(&self) -> String;
-    /// Double-buffers every transfer from now on (`synchronize(ForceDoubleBuffer)`
-    /// after each prepare), to compare with direct transfers.
-    fn set_force_double_buffer(&self, enabled: bool);
+    /// From now on, double-buffers every transfer (`Forced`:
+    /// `synchronize(ForceDoubleBuffer)` after each prepare, to compare with direct
+    /// transfers) or only what the device cannot reach (`AsNeeded`).
+    fn set_double_buffering(&self, policy: DoubleBuffering);
     /// The data segments the device was given for the last command (for traces
     /// and tests): what the device actually read or wrote.
     fn last_segments(&self) -> Vec<Segment>;

@@ -34,7 +34,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, TransferOptions};
+use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, DoubleBuffering, TransferOptions};
 use dmakit::dma::{
     Cause, CoherentMemory, DmaAddr, DmaBuffer, DmaPlatform, DmaTransfer, IoDmaCommand, IoFailure, IoReturn, Segment,
     Specification,
@@ -515,8 +515,8 @@ impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
         format!("{} ({addressing}, {})", self.identity.model, if self.drive == 0 { "master" } else { "slave" })
     }
 
-    fn set_force_double_buffer(&self, enabled: bool) {
-        self.force_double_buffer.store(enabled, Ordering::Relaxed);
+    fn set_double_buffering(&self, policy: DoubleBuffering) {
+        self.force_double_buffer.store(policy == DoubleBuffering::Forced, Ordering::Relaxed);
     }
 
     fn last_segments(&self) -> Vec<Segment> {

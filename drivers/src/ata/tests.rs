@@ -6,7 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use dmakit::block::BlockDevice;
+use dmakit::block::{BlockDevice, DoubleBuffering};
 use dmakit::dma::simulated::{STALE_BYTE, SimulatedPlatform};
 use dmakit::dma::{Cause, DmaAddr, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoReturn, Segment};
 use dmakit::io::RegisterIo;
@@ -357,7 +357,7 @@ fn a_channel_without_room_for_its_table_gives_the_controller_nothing() {
 fn forced_double_buffering_works_for_low_buffers_too() {
     let setup = setup(Some(drive(Addressing::Lba28)), None);
     let disk = disk(&setup, 0);
-    disk.set_force_double_buffer(true);
+    disk.set_double_buffering(DoubleBuffering::Forced);
     let below = Constraints::below(PhysAddr::new(1 << 32));
     let mut target = DmaBuffer::allocate(setup.platform, 32 * 512, IoDirection::In, below).unwrap();
     let before = setup.platform.accounting().stats();

@@ -39,7 +39,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
-use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, TransferOptions};
+use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, DoubleBuffering, TransferOptions};
 use dmakit::dma::{
     Cause, CoherentMemory, Completed, DmaAddr, DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand,
     IoFailure, IoReturn, Segment, Specification,
@@ -585,8 +585,8 @@ impl<R: RegisterIo> BlockDevice for VirtioBlock<R> {
         format!("virtio-blk, legacy PCI, {}-entry queue, {} data segments", self.queue_size(), self.max_data_segments)
     }
 
-    fn set_force_double_buffer(&self, enabled: bool) {
-        self.force_double_buffer.store(enabled, Ordering::Relaxed);
+    fn set_double_buffering(&self, policy: DoubleBuffering) {
+        self.force_double_buffer.store(policy == DoubleBuffering::Forced, Ordering::Relaxed);
     }
 
     fn last_segments(&self) -> Vec<Segment> {

@@ -6,7 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use dmakit::block::{BlockDevice, BlockOperation, TransferOptions};
+use dmakit::block::{BlockDevice, BlockOperation, DoubleBuffering, TransferOptions};
 use dmakit::dma::simulated::{STALE_BYTE, SimulatedPlatform};
 use dmakit::dma::{Cause, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoMemoryDescriptor, IoReturn, Specification};
 use dmakit::memory::Constraints;
@@ -90,7 +90,7 @@ fn writes_reach_the_disk_and_read_back() {
 fn forced_double_buffering_still_moves_the_right_bytes() {
     // Every transfer bounces, so a missing synchronize or complete would lose data.
     let (platform, fake, driver) = setup(Medium::Writable);
-    driver.set_force_double_buffer(true);
+    driver.set_double_buffering(DoubleBuffering::Forced);
     let before = platform.accounting().stats();
     let mut target = buffer(platform, 64 * 512, IoDirection::In);
     driver.read(10, 64, &mut target, 0).unwrap();
@@ -310,7 +310,7 @@ proptest! {
         for (lba, count, offset_words, bounce) in requests {
             let count = count.min(SECTORS - lba);
             let offset = offset_words * 2;
-            driver.set_force_double_buffer(bounce);
+            driver.set_double_buffering(if bounce { DoubleBuffering::Forced } else { DoubleBuffering::AsNeeded });
             let mut target = buffer(platform, offset + count * 512, IoDirection::In);
             driver.read(lba, count, &mut target, offset).unwrap();
             let start = (lba * 512) as usize;
