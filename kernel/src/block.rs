@@ -138,7 +138,7 @@ pub fn check_request<'a>(
         return Err(IoFailure::new(IoReturn::Overrun, cause));
     }
     if !offset.is_multiple_of(2) {
-        let cause = Cause::LengthNotAligned { length: offset, alignment: 2 };
+        let cause = Cause::OffsetNotAligned { offset, alignment: 2 };
         return Err(IoFailure::new(IoReturn::NotAligned, cause));
     }
     Ok(BlockRequest { operation, lba, count, buffer, offset, options })

@@ -53,6 +53,13 @@ pub enum Cause {
         /// The alignment it must be a multiple of.
         alignment: u64,
     },
+    /// An offset breaks an alignment the transfer needs.
+    OffsetNotAligned {
+        /// The offset.
+        offset: u64,
+        /// The alignment it must be a multiple of.
+        alignment: u64,
+    },
     /// A byte range does not lie inside the memory it names.
     OutOfRange {
         /// First byte.
@@ -126,6 +133,9 @@ impl fmt::Display for Cause {
             }
             Cause::LengthNotAligned { length, alignment } => {
                 write!(f, "length {length} is not a multiple of {alignment}")
+            }
+            Cause::OffsetNotAligned { offset, alignment } => {
+                write!(f, "offset {offset} is not a multiple of {alignment}")
             }
             Cause::OutOfRange { offset, length, size } => {
                 write!(f, "bytes {offset}..{} lie outside the {size} bytes of memory", offset.saturating_add(length))
