@@ -76,8 +76,13 @@ impl<'a> BitTree<'a> {
     /// Sets bit `index`.
     pub fn set(&mut self, index: usize) {
         assert!(index < self.bits, "bit {index} out of range");
+        self.set_from_level(0, index);
+    }
+
+    /// Sets bit `position` of `level`, and the bits above it that were empty.
+    fn set_from_level(&mut self, first_level: usize, index: usize) {
         let mut position = index;
-        for level in 0..self.level_count {
+        for level in first_level..self.level_count {
             let word = &mut self.words[self.level_start[level] + position / WORD_BITS];
             let was_empty = *word == 0;
             *word |= 1 << (position % WORD_BITS);
@@ -91,14 +96,59 @@ impl<'a> BitTree<'a> {
     /// Clears bit `index`.
     pub fn clear(&mut self, index: usize) {
         assert!(index < self.bits, "bit {index} out of range");
+        self.clear_from_level(0, index);
+    }
+
+    /// Clears bit `position` of `level`, and the bits above it that became empty.
+    fn clear_from_level(&mut self, first_level: usize, index: usize) {
         let mut position = index;
-        for level in 0..self.level_count {
+        for level in first_level..self.level_count {
             let word = &mut self.words[self.level_start[level] + position / WORD_BITS];
             *word &= !(1 << (position % WORD_BITS));
             if *word != 0 {
                 break;
             }
             position /= WORD_BITS;
+        }
+    }
+
+    /// Sets bits `[from, to)`: a word at a time, so a run of frames costs a few
+    /// word writes, not one tree walk per frame.
+    pub fn set_range(&mut self, from: usize, to: usize) {
+        self.update_range(from, to, true);
+    }
+
+    /// Clears bits `[from, to)`, a word at a time.
+    pub fn clear_range(&mut self, from: usize, to: usize) {
+        self.update_range(from, to, false);
+    }
+
+    fn update_range(&mut self, from: usize, to: usize, set: bool) {
+        assert!(from <= to && to <= self.bits, "bits {from}..{to} out of range");
+        let mut index = from;
+        while index < to {
+            let word_index = index / WORD_BITS;
+            let end = ((word_index + 1) * WORD_BITS).min(to);
+            let width = end - index;
+            let mask = if width == WORD_BITS { u64::MAX } else { ((1u64 << width) - 1) << (index % WORD_BITS) };
+            let word = &mut self.words[word_index];
+            let was_empty = *word == 0;
+            if set {
+                *word |= mask;
+            } else {
+                *word &= !mask;
+            }
+            let is_empty = *word == 0;
+            // Only a leaf word that became empty or stopped being empty changes
+            // the levels above.
+            if self.level_count > 1 && was_empty != is_empty {
+                if set {
+                    self.set_from_level(1, word_index);
+                } else {
+                    self.clear_from_level(1, word_index);
+                }
+            }
+            index = end;
         }
     }
 
@@ -172,6 +222,25 @@ mod tests {
                 let to = (from + raw % 300).min(bits);
                 let expected = (from..to).find(|i| !model.contains(i));
                 prop_assert_eq!(tree.first_clear_in(from, to), expected);
+            }
+        }
+
+        #[test]
+        fn ranges_match_a_set(bits in 1usize..5_000, operations in prop::collection::vec((any::<bool>(), any::<usize>(), 0usize..300), 0..100)) {
+            let mut storage = vec![0; BitTree::words_needed(bits)];
+            let mut tree = BitTree::new(bits, &mut storage);
+            let mut model = BTreeSet::new();
+            for (set, raw, length) in operations {
+                let from = raw % bits;
+                let to = (from + length).min(bits);
+                if set { tree.set_range(from, to); model.extend(from..to); } else {
+                    tree.clear_range(from, to);
+                    for index in from..to { model.remove(&index); }
+                }
+                prop_assert_eq!(tree.first_set(), model.iter().next().copied());
+                let probe = raw.rotate_left(11) % bits;
+                prop_assert_eq!(tree.next_set(probe), model.range(probe..).next().copied());
+                prop_assert_eq!(tree.get(probe), model.contains(&probe));
             }
         }
     }

@@ -105,14 +105,39 @@ impl Zone<'_> {
         frame >= self.first_frame && frame < self.first_frame + self.frame_count()
     }
 
+    /// `Ok` if `frame` is usable and allocated, so that freeing it is right.
+    fn check_allocated(&self, frame: u64) -> Result<(), MemoryError> {
+        if !self.is_usable(frame) {
+            return Err(MemoryError::NotUsable);
+        }
+        if self.free.get((frame - self.first_frame) as usize) {
+            return Err(MemoryError::NotAllocated);
+        }
+        Ok(())
+    }
+
     fn is_usable(&self, frame: u64) -> bool {
         let index = (frame - self.first_frame) as usize;
         self.usable[index / 64] & (1 << (index % 64)) != 0
     }
 
     fn take(&mut self, frame: u64) {
-        self.free.clear((frame - self.first_frame) as usize);
-        self.free_count -= 1;
+        self.take_run(frame, 1);
+    }
+
+    /// Gives back `count` allocated frames from `first` on, in one pass over
+    /// their words.
+    fn release_run(&mut self, first: u64, count: u64) {
+        let from = (first - self.first_frame) as usize;
+        self.free.set_range(from, from + count as usize);
+        self.free_count += count as usize;
+    }
+
+    /// Takes `count` free frames from `first` on, in one pass over their words.
+    fn take_run(&mut self, first: u64, count: u64) {
+        let from = (first - self.first_frame) as usize;
+        self.free.clear_range(from, from + count as usize);
+        self.free_count -= count as usize;
     }
 
     /// The first run of `count` free frames in `[first, limit)` meeting the
@@ -259,9 +284,7 @@ impl<'a> FrameAllocator<'a> {
         for zone in self.zones.iter_mut().rev().flatten() {
             let zone_limit = limit.min(zone.first_frame + zone.frame_count());
             if let Some(start) = zone.find_run(count as u64, zone_limit, alignment, boundary) {
-                for frame in start..start + count as u64 {
-                    zone.take(frame);
-                }
+                zone.take_run(start, count as u64);
                 return Ok(frame_at(start));
             }
         }
@@ -288,21 +311,27 @@ impl<'a> FrameAllocator<'a> {
     pub fn free(&mut self, frame: PhysFrame<Size4KiB>) -> Result<(), MemoryError> {
         let number = frame.start_address().as_u64() / FRAME_SIZE;
         let zone = self.zone_of(number).ok_or(MemoryError::NotUsable)?;
-        if !zone.is_usable(number) {
-            return Err(MemoryError::NotUsable);
-        }
-        let index = (number - zone.first_frame) as usize;
-        if zone.free.get(index) {
-            return Err(MemoryError::NotAllocated);
-        }
-        zone.free.set(index);
-        zone.free_count += 1;
+        zone.check_allocated(number)?;
+        zone.release_run(number, 1);
         Ok(())
     }
 
-    /// Frees `count` frames starting at `first`; stops at the first error.
+    /// Frees `count` frames starting at `first`. If any of them is free already
+    /// or was never usable, nothing is freed and the first such error is returned.
     pub fn free_contiguous(&mut self, first: PhysFrame<Size4KiB>, count: usize) -> Result<(), MemoryError> {
-        (0..count as u64).try_for_each(|i| self.free(first + i))
+        let number = first.start_address().as_u64() / FRAME_SIZE;
+        let end = number + count as u64;
+        for frame in number..end {
+            self.zone_of(frame).ok_or(MemoryError::NotUsable)?.check_allocated(frame)?;
+        }
+        let mut frame = number;
+        while frame < end {
+            let zone = self.zone_of(frame).expect("every frame was checked above");
+            let run_end = end.min(zone.first_frame + zone.frame_count());
+            zone.release_run(frame, run_end - frame);
+            frame = run_end;
+        }
+        Ok(())
     }
 
     /// Whether `frame` is usable and currently free.

@@ -95,6 +95,20 @@ fn exhaustion_is_an_error_not_a_panic() {
     assert_eq!(allocator.allocate_contiguous(1, Constraints::NONE), Err(MemoryError::NoContiguousRun));
 }
 
+#[test]
+fn a_run_with_one_free_frame_in_it_is_not_freed_at_all() {
+    let usable = [(address(0x10_0000), address(0x20_0000))];
+    let (mut storage, total) = build(&usable);
+    let mut allocator = FrameAllocator::new(&usable, &mut storage).unwrap();
+    let first = allocator.allocate_contiguous(8, Constraints::NONE).unwrap();
+    allocator.free(first + 7).unwrap();
+    assert_eq!(allocator.free_contiguous(first, 8), Err(MemoryError::NotAllocated));
+    assert_eq!(allocator.free_frames(), total - 7, "nothing was freed");
+    assert!(!allocator.is_free(first), "the run's first frame is still allocated");
+    allocator.free_contiguous(first, 7).unwrap();
+    assert_eq!(allocator.free_frames(), total);
+}
+
 #[derive(Clone, Debug)]
 enum Operation {
     Single { below: Option<u64> },
