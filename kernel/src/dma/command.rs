@@ -204,6 +204,10 @@ impl IoDmaCommand {
             .descriptor
             .clone()
             .ok_or(IoFailure::new(IoReturn::BadArgument, Cause::WrongState("no memory descriptor is bound")))?;
+        if descriptor.is_abandoned() {
+            // A device given up on may still write it: no other device gets it.
+            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::MemoryAbandoned));
+        }
         let size = descriptor.length();
         let length = if length == 0 { size.saturating_sub(offset) } else { length };
         if offset >= size || offset.checked_add(length).is_none_or(|end| end > size) {

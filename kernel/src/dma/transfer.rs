@@ -243,8 +243,11 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
         Ok(self.active().write_segments(offset, output)?)
     }
 
-    /// The command doing the transfer, to look at (bounce buffers, rules).
+    /// The command doing the transfer, to look at (bounce buffers, rules). It
+    /// can show the segments too, so this hands them out as
+    /// [`DmaTransfer::segments`] does.
     pub fn command(&self) -> &IoDmaCommand {
+        self.handed_out.store(true, Ordering::Relaxed);
         self.active()
     }
 
@@ -257,9 +260,16 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
     /// [`IoDmaCommand::synchronize`]. `synchronize(In)` is refused for an `In`
     /// transfer whose bounce memory was never filled: only the device's byte
     /// count, at `complete`, says which of its bytes are real.
+    /// `ForceDoubleBuffer` is refused once the segments were handed out: it
+    /// frees the old bounce memory, which a device may still be using.
     #[track_caller]
     pub fn synchronize(&mut self, options: SyncOptions) -> Result<(), IoFailure> {
         let at = Location::caller();
+        if options.contains(SyncOptions::FORCE_DOUBLE_BUFFER) && self.handed_out.load(Ordering::Relaxed) {
+            let cause =
+                Cause::WrongState("the device has the segments: moving to a new buffer would free memory it uses");
+            return Err(IoFailure::new(IoReturn::NotPermitted, cause));
+        }
         self.active_mut().synchronize_for(options, at)
     }
 

@@ -225,3 +225,42 @@ fn handing_memory_back_more_often_than_lent_is_reported_not_hidden() {
     buffer.set_device_owned(false);
     assert_eq!(platform.accounting().misuse_log().last().unwrap().misuse, Misuse::OwnershipImbalance);
 }
+
+#[test]
+fn memory_abandoned_to_one_device_is_never_prepared_for_another() {
+    let platform = machine();
+    let mut buffer = high(platform, 4096, IoDirection::In);
+    let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
+    let transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &plain()).unwrap();
+    transfer.abandon();
+    let refused = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &plain()).unwrap_err();
+    assert_eq!((refused.failure.code(), refused.failure.cause()), (IoReturn::NotPermitted, Cause::MemoryAbandoned));
+}
+
+#[test]
+fn segments_seen_through_the_command_count_as_handed_out() {
+    let platform = machine();
+    let mut buffer = high(platform, 4096, IoDirection::In);
+    let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
+    let free_before = platform.free_frames_count();
+    {
+        let transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &plain()).unwrap();
+        let _ = transfer.command().segments();
+    }
+    assert_eq!(platform.accounting().misuse_log().last().unwrap().misuse, Misuse::TransferDroppedWhileDeviceOwned);
+    assert_eq!(platform.free_frames_count(), free_before - 1, "the bounce page a device may use stays allocated");
+}
+
+#[test]
+fn forced_double_buffering_after_the_device_got_the_segments_is_refused() {
+    let platform = machine();
+    let mut buffer = high(platform, 4096, IoDirection::In);
+    let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
+    let mut transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &plain()).unwrap();
+    let handed = transfer.segments().to_vec();
+    let failure = transfer.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER).unwrap_err();
+    assert_eq!(failure.code(), IoReturn::NotPermitted);
+    assert_eq!(transfer.segments(), handed.as_slice(), "the device's segments still hold");
+    assert!(platform.is_allocated(handed[0].address.as_u64()));
+    transfer.complete(4096).result.unwrap();
+}
