@@ -389,10 +389,12 @@ impl<R: RegisterIo> Channel<R> {
     }
 
     /// Stops the bus-master engine (after this write it does no more DMA), then
-    /// reads and clears its status; returns the status.
+    /// clears its status; returns the status as it was *before* the stop, since
+    /// stopping clears Active, the one sign of a transfer that ended short.
     fn stop_engine(&self) -> u8 {
-        self.bus_master.write8(BM_COMMAND, 0);
         let status = self.bus_master.read8(BM_STATUS);
+        self.bus_master.write8(BM_COMMAND, 0);
+        let status = status | self.bus_master.read8(BM_STATUS) & BM_ERROR;
         self.bus_master.write8(BM_STATUS, BM_ERROR | BM_INTERRUPT);
         status
     }
@@ -402,6 +404,12 @@ impl<R: RegisterIo> Channel<R> {
     fn check_statuses(&self, bus_status: u8) -> Result<(), IoFailure> {
         if bus_status & BM_ERROR != 0 {
             return Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError("bus-master error")));
+        }
+        if bus_status & BM_ACTIVE != 0 {
+            // The drive finished while the engine still had PRD entries to fill:
+            // fewer bytes moved than asked, and the count is not known.
+            let cause = Cause::DeviceError("the drive ended before the PRD table was used up (short transfer)");
+            return Err(IoFailure::new(IoReturn::IoError, cause));
         }
         let drive_status = self.wait_not_busy()?;
         // Reading the status (not the alternate one) acknowledges the drive's interrupt.

@@ -98,6 +98,10 @@ pub struct FakeChannel {
     pub bus_error: AtomicBool,
     /// The drive reports a device fault (DF and ERR) and moves nothing.
     pub device_fault: AtomicBool,
+    /// The drive moves only this many sectors, then says all is well (no ERR)
+    /// while the engine still has PRD entries left: a short transfer, which
+    /// only the engine's Active bit shows.
+    pub short_sectors: Mutex<Option<u64>>,
     /// Starting the engine holds the DMA back, with no interrupt, until
     /// [`FakeChannel::finish_late`].
     pub late: AtomicBool,
@@ -134,6 +138,7 @@ impl FakeChannel {
             most_entries: Mutex::new(0),
             last_table: Mutex::new(Vec::new()),
             bad_sector: Mutex::new(None),
+            short_sectors: Mutex::new(None),
             bus_error: AtomicBool::new(false),
             device_fault: AtomicBool::new(false),
             late: AtomicBool::new(false),
@@ -308,6 +313,8 @@ impl FakeChannel {
             Some(bad) => bad - dma.lba,
             None => dma.sectors,
         };
+        let short = self.short_sectors.lock().filter(|&short| short < good_sectors);
+        let good_sectors = short.unwrap_or(good_sectors);
         let mut remaining = good_sectors * SECTOR_SIZE;
         let mut position = start as usize;
         for entry in &dma.entries {
@@ -325,7 +332,15 @@ impl FakeChannel {
             remaining -= length as u64;
         }
         let moved = good_sectors * SECTOR_SIZE;
-        state.status = if good_sectors < dma.sectors { STATUS_READY | STATUS_ERROR } else { STATUS_READY };
+        state.status = match short {
+            // The drive is satisfied; the engine is left waiting for more.
+            Some(_) => {
+                state.bm_status |= BM_ACTIVE;
+                STATUS_READY
+            }
+            None if good_sectors < dma.sectors => STATUS_READY | STATUS_ERROR,
+            None => STATUS_READY,
+        };
         moved
     }
 }

@@ -225,6 +225,27 @@ fn bus_master_errors_and_device_faults_say_which() {
 }
 
 #[test]
+fn a_short_transfer_with_a_good_status_copies_nothing_stale_back() {
+    // The drive moves 3 of 8 sectors and reports success; only the engine's
+    // Active bit, read before the engine is stopped, shows the transfer ended
+    // short. Nothing may come back from the (unfilled) bounce buffer.
+    let setup = setup(Some(drive(Addressing::Lba28)), None);
+    let disk = disk(&setup, 0);
+    let mut target = high_with_old_bytes(setup.platform, 4096);
+    *setup.fake.short_sectors.lock() = Some(3);
+    let before = setup.platform.accounting().stats();
+    let failure = disk.read(0, 8, &mut target, 0).unwrap_err();
+    assert_eq!(failure.code(), IoReturn::IoError);
+    assert!(failure.to_string().contains("short transfer"), "{failure}");
+    assert_eq!(target.to_vec(0, 4096).unwrap(), vec![OLD_BYTE; 4096], "no stale bounce byte came back");
+    let after = setup.platform.accounting().stats();
+    assert_eq!(after.bytes_from_bounce, before.bytes_from_bounce);
+    *setup.fake.short_sectors.lock() = None;
+    disk.read(0, 8, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 4096).unwrap(), expected(0, 8));
+}
+
+#[test]
 fn a_device_error_in_mid_buffer_copies_nothing_stale_back() {
     // LBA28: 512 sectors are two commands of 256. The drive fails 100 sectors
     // into the second, after moving those 100 into the bounce buffer.
