@@ -458,7 +458,7 @@ impl<R: RegisterIo> Drop for Channel<R> {
     /// Stops the engine, so that the controller no longer reads the PRD table or
     /// moves data, then releases the table.
     fn drop(&mut self) {
-        self.bus_master.write8(BM_COMMAND, 0);
+        self.stop_engine();
         if let Some(table) = self.engine.get_mut().prd_table.take()
             && let Err(failure) = table.release()
         {

@@ -135,8 +135,10 @@ struct Queue {
 }
 
 impl Queue {
-    /// Frees the ring. Only after the device was reset: it forgets the queue then.
-    fn release_after_reset(&mut self) {
+    /// Resets the device, so that it forgets the queue, then frees the ring: the
+    /// one way the ring goes back, so the order cannot be got wrong.
+    fn reset_and_release(&mut self, registers: &impl RegisterIo) {
+        registers.write8(DEVICE_STATUS, 0);
         if let Some(ring) = self.ring.take()
             && let Err(failure) = ring.release()
         {
@@ -270,8 +272,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
             Err(failure) => {
                 // The device has the queue's address: it must forget it (reset)
                 // before the memory can go back.
-                registers.write8(DEVICE_STATUS, 0);
-                queue.release_after_reset();
+                queue.reset_and_release(&registers);
                 registers.write8(DEVICE_STATUS, STATUS_FAILED);
                 return Err(failure);
             }
@@ -535,8 +536,7 @@ fn read_status(completed: Completed<&mut DmaBuffer, &mut IoDmaCommand>) -> Resul
 impl<R: RegisterIo> Drop for VirtioBlock<R> {
     /// Resets the device, so that it forgets the queue, then releases the queue.
     fn drop(&mut self) {
-        self.reset_device();
-        self.channel.get_mut().queue.release_after_reset();
+        self.channel.get_mut().queue.reset_and_release(&self.registers);
     }
 }
 
