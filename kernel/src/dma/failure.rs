@@ -113,6 +113,15 @@ pub enum Cause {
     },
     /// Anything else, said in words.
     Other(&'static str),
+    /// The IOMMU refused a DMA of this transfer: nothing was copied back.
+    IommuFault(super::IommuFault),
+    /// No free run of IOVA pages below the device's address limit is long enough.
+    IovaSpaceExhausted {
+        /// Pages asked for.
+        pages: usize,
+        /// The highest IOVA the device can use.
+        highest_address: u64,
+    },
 }
 
 impl fmt::Display for Cause {
@@ -161,6 +170,11 @@ impl fmt::Display for Cause {
                 write!(f, "the transfer needs {needed:?} memory, this memory is {memory:?}")
             }
             Cause::Other(text) => f.write_str(text),
+            Cause::IommuFault(fault) => write!(f, "{fault}; the transfer's data was not copied back"),
+            Cause::IovaSpaceExhausted { pages, highest_address } => write!(
+                f,
+                "no {pages} free I/O virtual pages below {highest_address:#x} in the device's IOMMU domain"
+            ),
         }
     }
 }

@@ -9,6 +9,7 @@
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::accounting::Accounting;
+use super::mapper::IoMapper;
 use crate::memory::{Constraints, MemoryError};
 
 /// What fresh frames hold when [`DmaPlatform::allocate_frames`] returns them.
@@ -60,4 +61,10 @@ pub unsafe trait DmaPlatform: Send + Sync {
 
     /// The counters and the misuse log of this machine's DMA layer.
     fn accounting(&self) -> &Accounting;
+
+    /// The IOMMU domain between the device and memory, if the device sits behind
+    /// one ([`super::mapper::MappedPlatform`]); `None` on the bare machine.
+    fn mapper(&self) -> Option<&dyn IoMapper> {
+        None
+    }
 }

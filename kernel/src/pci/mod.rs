@@ -3,6 +3,8 @@
 
 #[cfg(target_os = "none")]
 mod config;
+#[cfg(target_os = "none")]
+mod dma;
 mod device;
 #[cfg(target_os = "none")]
 mod enumerate;

@@ -20,10 +20,25 @@ pub trait RegisterIo: Send + Sync {
     fn write16(&self, offset: u16, value: u16);
     /// Writes a 32-bit register.
     fn write32(&self, offset: u16, value: u32);
+    /// Reads a 64-bit register; by default as two 32-bit reads, low half first
+    /// (what VT-d and virtio allow for their 64-bit registers).
+    fn read64(&self, offset: u16) -> u64 {
+        u64::from(self.read32(offset)) | (u64::from(self.read32(offset + 4)) << 32)
+    }
+    /// Writes a 64-bit register; by default as two 32-bit writes, low half first.
+    fn write64(&self, offset: u16, value: u64) {
+        self.write32(offset, value as u32);
+        self.write32(offset + 4, (value >> 32) as u32);
+    }
 }
 
 #[cfg(target_os = "none")]
+pub use mmio::{MmioRange, map_mmio};
+#[cfg(target_os = "none")]
 pub use ports::{PortRange, claim_ports};
+
+#[cfg(target_os = "none")]
+mod mmio;
 
 #[cfg(target_os = "none")]
 mod ports {
@@ -157,5 +172,11 @@ impl<T: RegisterIo + ?Sized> RegisterIo for alloc::boxed::Box<T> {
     }
     fn write32(&self, offset: u16, value: u32) {
         (**self).write32(offset, value)
+    }
+    fn read64(&self, offset: u16) -> u64 {
+        (**self).read64(offset)
+    }
+    fn write64(&self, offset: u16, value: u64) {
+        (**self).write64(offset, value)
     }
 }
