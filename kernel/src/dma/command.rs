@@ -17,6 +17,8 @@ use x86_64::PhysAddr;
 use super::accounting::{Misuse, MisuseReport};
 use super::address::Segment;
 use super::failure::{Cause, IoFailure};
+use super::mapper::{IoMapper, Mapping};
+use super::mapping::{self, MappedRange};
 use super::plan::{self, Layout, Placement};
 use super::platform::FrameFill;
 use super::specification::Rules;
@@ -56,6 +58,8 @@ struct Prepared {
     layout: Layout,
     buffers: Vec<BounceBuffer>,
     segments: Vec<Segment>,
+    /// The IOVA range the segments lie in, when an IOMMU translates them.
+    mapped: Option<MappedRange>,
     device_owned: bool,
     /// Whether the bounce buffers hold the descriptor's bytes (not stale memory).
     filled: bool,
@@ -72,6 +76,16 @@ pub struct IoDmaCommand {
     platform: &'static dyn DmaPlatform,
     descriptor: Option<Arc<IoMemoryDescriptor>>,
     prepared: Option<Prepared>,
+    mapping: Mapping,
+}
+
+/// A planned transfer with its memory in place: bounce buffers allocated and,
+/// behind an IOMMU, every page mapped.
+struct Realized {
+    layout: Layout,
+    buffers: Vec<BounceBuffer>,
+    segments: Vec<Segment>,
+    mapped: Option<MappedRange>,
 }
 
 impl core::fmt::Debug for dyn DmaPlatform {
@@ -93,7 +107,37 @@ impl IoDmaCommand {
             platform,
             descriptor: None,
             prepared: None,
+            mapping: Mapping::Mapped,
         })
+    }
+
+    /// Whether this command's transfers go through the device's IOMMU domain
+    /// (XNU's `kMapped`, the default) or give it physical addresses (`kBypassed`,
+    /// which works only where the domain passes DMA through untranslated).
+    /// `Busy` while prepared.
+    pub fn set_mapping(&mut self, mapping: Mapping) -> Result<(), IoReturn> {
+        if self.prepared.is_some() {
+            return Err(IoReturn::Busy);
+        }
+        self.mapping = mapping;
+        Ok(())
+    }
+
+    /// The mapping choice (see [`IoDmaCommand::set_mapping`]).
+    pub fn mapping(&self) -> Mapping {
+        self.mapping
+    }
+
+    /// The IOMMU domain that translates this command's segments, if any: the
+    /// platform's mapper, when the command is mapped and the domain translates.
+    pub fn mapper(&self) -> Option<&'static dyn IoMapper> {
+        let platform: &'static dyn DmaPlatform = self.platform;
+        platform.mapper().filter(|mapper| self.mapping == Mapping::Mapped && mapper.translating())
+    }
+
+    /// The IOVA range the prepared segments lie in, when an IOMMU translates them.
+    pub fn mapped_range(&self) -> Option<MappedRange> {
+        self.prepared.as_ref().and_then(|prepared| prepared.mapped)
     }
 
     /// A number that names this command in traces and misuse reports.
@@ -241,8 +285,19 @@ impl IoDmaCommand {
         );
         let planned = descriptor.runs(offset, length).map_err(IoFailure::from).and_then(|runs| {
             // Shared memory must stay where both sides look for it.
-            let (layout, buffers, segments) = self.realize_best(&runs, length)?;
-            Ok(Prepared { offset, length, count: 1, layout, buffers, segments, device_owned: true, filled: false, at })
+            let Realized { layout, buffers, segments, mapped } = self.realize_best(&runs, length)?;
+            Ok(Prepared {
+                offset,
+                length,
+                count: 1,
+                layout,
+                buffers,
+                segments,
+                mapped,
+                device_owned: true,
+                filled: false,
+                at,
+            })
         });
         let mut prepared = match planned {
             Ok(prepared) => prepared,
@@ -271,51 +326,60 @@ impl IoDmaCommand {
     }
 
     /// Plans the runs; if the planned segments break a rule, plans one buffer.
-    fn realize_best(
-        &self,
-        runs: &[(u64, u64)],
-        length: u64,
-    ) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoFailure> {
+    fn realize_best(&self, runs: &[(u64, u64)], length: u64) -> Result<Realized, IoFailure> {
         let coherent = self.descriptor.as_ref().is_some_and(|descriptor| descriptor.is_coherent());
-        let layout = plan::plan(runs, &self.rules);
+        let layout = plan::plan(runs, &self.planning_rules());
         if super::trace::enabled() {
             self.trace_plan(runs, &layout);
         }
-        let (layout, buffers, segments) = self.realize(layout)?;
-        let bounces_shared_memory = coherent && !buffers.is_empty();
-        if plan::segments_valid(&segments, &self.rules) && !bounces_shared_memory {
-            return Ok((layout, buffers, segments));
+        let realized = self.realize(layout)?;
+        let bounces_shared_memory = coherent && !realized.buffers.is_empty();
+        if plan::segments_valid(&realized.segments, &self.rules) && !bounces_shared_memory {
+            return Ok(realized);
         }
-        self.free_buffers(&buffers);
+        let segment_count = realized.segments.len();
+        self.release(&realized.buffers, realized.mapped);
         if coherent {
             let cause = Cause::Other("coherent memory is shared with the device in place and is never bounced");
             return Err(IoFailure::new(IoReturn::NotPermitted, cause));
         }
         dma_trace!(
             "  {} segments would break a rule (at most {}, lengths in units of {}): double-buffering the whole transfer",
-            segments.len(),
+            segment_count,
             self.rules.max_segments,
             self.rules.alignment_length
         );
         self.realize_single(length)
     }
 
-    fn realize_single(&self, length: u64) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoFailure> {
-        let (layout, buffers, segments) = self.realize(plan::single_buffer(length))?;
-        if plan::segments_valid(&segments, &self.rules) {
-            return Ok((layout, buffers, segments));
+    fn realize_single(&self, length: u64) -> Result<Realized, IoFailure> {
+        let realized = self.realize(plan::single_buffer(length))?;
+        if plan::segments_valid(&realized.segments, &self.rules) {
+            return Ok(realized);
         }
-        self.free_buffers(&buffers);
-        let cause = if segments.len() > self.rules.max_segments {
-            Cause::TooManySegments { needed: segments.len(), allowed: self.rules.max_segments }
+        self.release(&realized.buffers, realized.mapped);
+        let needed = realized.segments.len();
+        let cause = if needed > self.rules.max_segments {
+            Cause::TooManySegments { needed, allowed: self.rules.max_segments }
         } else {
             Cause::Other("even one contiguous bounce buffer gives segments that break the specification")
         };
         Err(IoFailure::new(IoReturn::NoResources, cause))
     }
 
-    /// Allocates the layout's bounce buffers and computes its segments.
-    fn realize(&self, layout: Layout) -> Result<(Layout, Vec<BounceBuffer>, Vec<Segment>), IoFailure> {
+    /// The rules the planner works with: the device's, except that behind a
+    /// translating IOMMU no physical address is out of reach (the device sees
+    /// IOVAs, which the mapper places below its limit), so reach never bounces.
+    fn planning_rules(&self) -> Rules {
+        match self.mapper() {
+            Some(_) => Rules { highest_address: u64::MAX, ..self.rules },
+            None => self.rules,
+        }
+    }
+
+    /// Allocates the layout's bounce buffers, maps everything behind an IOMMU,
+    /// and computes the device's segments.
+    fn realize(&self, layout: Layout) -> Result<Realized, IoFailure> {
         let mut buffers = Vec::with_capacity(layout.bounce_sizes.len());
         for &size in &layout.bounce_sizes {
             match self.allocate_buffer(size) {
@@ -326,9 +390,32 @@ impl IoDmaCommand {
                 }
             }
         }
-        let addresses: Vec<u64> = buffers.iter().map(|buffer| buffer.address.as_u64()).collect();
-        let segments = plan::segments(&layout, &addresses, &self.rules);
-        Ok((layout, buffers, segments))
+        let Some(mapper) = self.mapper() else {
+            let addresses: Vec<u64> = buffers.iter().map(|buffer| buffer.address.as_u64()).collect();
+            let segments = plan::segments(&layout, &addresses, &self.rules);
+            return Ok(Realized { layout, buffers, segments, mapped: None });
+        };
+        let direction = self.descriptor.as_ref().map_or(IoDirection::InOut, |descriptor| descriptor.direction());
+        match mapping::map_layout(mapper, &layout, &buffers, direction, &self.rules) {
+            Ok((segments, mapped)) => {
+                dma_trace!("  IOMMU: {} page(s) mapped at IOVA {:#x} in {}", mapped.pages, mapped.iova, mapper.name());
+                Ok(Realized { layout, buffers, segments, mapped: Some(mapped) })
+            }
+            Err(failure) => {
+                self.free_buffers(&buffers);
+                Err(failure)
+            }
+        }
+    }
+
+    /// Undoes a realize: unmaps first, so the device can no longer reach the
+    /// pages, then frees the bounce buffers.
+    fn release(&self, buffers: &[BounceBuffer], mapped: Option<MappedRange>) {
+        if let (Some(range), Some(mapper)) = (mapped, self.platform.mapper()) {
+            mapper.unmap(range.iova, range.pages);
+            dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
+        }
+        self.free_buffers(buffers);
     }
 
     fn allocate_buffer(&self, length: u64) -> Result<BounceBuffer, IoFailure> {
@@ -339,7 +426,8 @@ impl IoDmaCommand {
             let cause = Cause::BounceBudgetSpent { pages, in_use: stats.pages_in_use, limit: stats.page_limit };
             return Err(IoFailure::new(IoReturn::NoResources, cause));
         }
-        let limit = self.rules.highest_address.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
+        let highest = self.planning_rules().highest_address;
+        let limit = highest.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
         let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
         let constraints = Constraints { below: limit, alignment, boundary: 0 };
         // Every byte a device can see through a bounce segment is either filled
@@ -490,14 +578,15 @@ impl IoDmaCommand {
             return Err(IoFailure::new(IoReturn::NotPermitted, cause));
         }
         if force && !prepared.layout.wholly_double_buffered() {
-            let (layout, buffers, segments) = self.realize_single(prepared.length)?;
+            let Realized { layout, buffers, segments, mapped } = self.realize_single(prepared.length)?;
             if descriptor.direction().includes_in() && prepared.filled {
                 self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "keep what the device already wrote");
             }
-            self.free_buffers(&prepared.buffers);
+            self.release(&prepared.buffers, prepared.mapped);
             prepared.layout = layout;
             prepared.buffers = buffers;
             prepared.segments = segments;
+            prepared.mapped = mapped;
             self.copy(&descriptor, prepared, IoDirection::Out, u64::MAX, "fill the new buffer");
             prepared.filled = true;
             trace_segments(&prepared.segments);
@@ -590,7 +679,19 @@ impl IoDmaCommand {
         };
         let prepared = self.prepared.take().expect("checked above");
         dma_trace!("complete: command #{} ({moved} of {} bytes moved)", self.id, prepared.length);
-        if descriptor.direction().includes_in() {
+        // Behind an IOMMU the pages are unmapped before anything else: from here
+        // on the device cannot reach them, whatever it still tries.
+        let fault = match (prepared.mapped, self.platform.mapper()) {
+            (Some(range), Some(mapper)) => {
+                mapper.unmap(range.iova, range.pages);
+                dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
+                mapper.take_fault()
+            }
+            _ => None,
+        };
+        if let Some(fault) = fault {
+            dma_trace!("  {fault}: nothing is copied back");
+        } else if descriptor.direction().includes_in() {
             self.copy(&descriptor, &prepared, IoDirection::In, moved, "complete copies what the device wrote");
         }
         self.free_buffers(&prepared.buffers);
@@ -603,6 +704,9 @@ impl IoDmaCommand {
         }
         descriptor.complete_for_command();
         self.platform.accounting().command_prepared(false);
+        if let Some(fault) = fault {
+            return Err(IoFailure::new(IoReturn::DmaError, Cause::IommuFault(fault)));
+        }
         if moved < prepared.length {
             let cause = Cause::ShortTransfer { moved, prepared: prepared.length };
             return Err(IoFailure::new(IoReturn::Underrun, cause));

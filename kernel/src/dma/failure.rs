@@ -171,10 +171,9 @@ impl fmt::Display for Cause {
             }
             Cause::Other(text) => f.write_str(text),
             Cause::IommuFault(fault) => write!(f, "{fault}; the transfer's data was not copied back"),
-            Cause::IovaSpaceExhausted { pages, highest_address } => write!(
-                f,
-                "no {pages} free I/O virtual pages below {highest_address:#x} in the device's IOMMU domain"
-            ),
+            Cause::IovaSpaceExhausted { pages, highest_address } => {
+                write!(f, "no {pages} free I/O virtual pages below {highest_address:#x} in the device's IOMMU domain")
+            }
         }
     }
 }

@@ -29,8 +29,10 @@ impl IovaSpace {
         if count == 0 {
             return None;
         }
-        let (&start, &length) =
-            self.free.iter().find(|&(&start, &length)| length >= count && start.checked_add(count).is_some_and(|end| end <= limit))?;
+        let (&start, &length) = self
+            .free
+            .iter()
+            .find(|&(&start, &length)| length >= count && start.checked_add(count).is_some_and(|end| end <= limit))?;
         self.free.remove(&start);
         if length > count {
             self.free.insert(start + count, length - count);

@@ -22,6 +22,18 @@ use super::platform::{DmaPlatform, FrameFill};
 use super::{IoDirection, IoFailure};
 use crate::memory::{Constraints, MemoryError};
 
+/// Whether a command's transfers go through its device's IOMMU domain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mapping {
+    /// Segments are IOVAs the domain translates (XNU's `kMapped`).
+    #[default]
+    Mapped,
+    /// Segments are physical addresses (XNU's `kBypassed`): right only where
+    /// the domain passes DMA through; behind a translating domain the device's
+    /// DMA faults, which is what the break-it experiment shows.
+    Bypassed,
+}
+
 /// Whether a blocked DMA tried to read memory or to write it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultAccess {

@@ -17,6 +17,7 @@ mod iova;
 #[cfg(target_os = "none")]
 pub mod kernel_platform;
 mod mapper;
+mod mapping;
 mod options;
 mod plan;
 mod platform;
@@ -36,7 +37,8 @@ pub use direction::{IoDirection, SyncOptions};
 pub use failure::{Cause, IoFailure};
 pub use io_return::IoReturn;
 pub use iova::IovaSpace;
-pub use mapper::{FaultAccess, IoMapper, IommuFault, MappedPlatform};
+pub use mapper::{FaultAccess, IoMapper, IommuFault, MappedPlatform, Mapping, fault_meaning};
+pub use mapping::MappedRange;
 pub use options::TransferOptions;
 pub use platform::{DmaPlatform, FrameFill};
 pub use specification::{Rules, Specification};

@@ -40,7 +40,12 @@ pub struct SimulatedMapper {
 impl SimulatedMapper {
     /// A translating domain for requester `source` with IOVA pages `[1, end_page)`.
     pub fn new(source: u16, end_page: u64) -> SimulatedMapper {
-        let state = State { pages: BTreeMap::new(), space: IovaSpace::new(end_page), faults: VecDeque::new(), translating: true };
+        let state = State {
+            pages: BTreeMap::new(),
+            space: IovaSpace::new(end_page),
+            faults: VecDeque::new(),
+            translating: true,
+        };
         SimulatedMapper { source, state: Mutex::new(state) }
     }
 
@@ -75,6 +80,11 @@ impl SimulatedMapper {
         };
         state.faults.push_back(fault);
         Err(fault)
+    }
+
+    /// Where `iova` leads, as a number (tests compare it with physical segments).
+    pub fn translate_for_test(&self, iova: u64) -> Option<u64> {
+        IoMapper::translate(self, iova).map(|address| address.as_u64())
     }
 
     /// IOVA pages mapped now.

@@ -54,7 +54,10 @@ pub unsafe fn map_mmio(physical: u64, size: u64) -> Result<MmioRange, IoReturn> 
     if start + pages * FRAME_SIZE > MMIO_WINDOW + MMIO_WINDOW_SIZE {
         return Err(IoReturn::NoResources);
     }
-    let flags = PageTableFlags::WRITABLE | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH | PageTableFlags::NO_EXECUTE;
+    let flags = PageTableFlags::WRITABLE
+        | PageTableFlags::NO_CACHE
+        | PageTableFlags::WRITE_THROUGH
+        | PageTableFlags::NO_EXECUTE;
     for index in 0..pages {
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(start + index * FRAME_SIZE));
         let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(first + index * FRAME_SIZE));

@@ -3,9 +3,9 @@
 
 #[cfg(target_os = "none")]
 mod config;
+mod device;
 #[cfg(target_os = "none")]
 mod dma;
-mod device;
 #[cfg(target_os = "none")]
 mod enumerate;
 

@@ -3,6 +3,7 @@
 mod contract;
 mod defects;
 mod force_double_buffer;
+mod mapped;
 mod ownership;
 mod properties;
 

@@ -1,0 +1,68 @@
+//! Putting a planned transfer behind an IOMMU: the pages of every piece are
+//! mapped at consecutive I/O virtual addresses, and the device's segments are
+//! cut from those IOVAs instead of from physical addresses.
+//!
+//! Pages that are scattered in physical memory become neighbours in IOVA space,
+//! so a transfer the planner split into many runs reaches the device as few
+//! segments (one, when the rules allow it): the IOMMU, not a bounce buffer, makes
+//! the memory look contiguous.
+
+use alloc::vec::Vec;
+
+use x86_64::PhysAddr;
+
+use super::address::Segment;
+use super::command::BounceBuffer;
+use super::mapper::IoMapper;
+use super::plan::{self, Layout, Piece, Placement};
+use super::specification::Rules;
+use super::{IoDirection, IoFailure};
+use crate::memory::FRAME_SIZE;
+
+/// What one prepare mapped: `pages` IOVA pages from `iova`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappedRange {
+    /// The first I/O virtual address (page-aligned).
+    pub iova: u64,
+    /// Pages mapped.
+    pub pages: usize,
+}
+
+/// Maps every piece of `layout` (its bounce pieces in `buffers`) for a device
+/// moving data in `direction`, and returns the device segments and the range.
+pub(crate) fn map_layout(
+    mapper: &dyn IoMapper,
+    layout: &Layout,
+    buffers: &[BounceBuffer],
+    direction: IoDirection,
+    rules: &Rules,
+) -> Result<(Vec<Segment>, MappedRange), IoFailure> {
+    // The physical start of each piece, and the pages under it, in order.
+    let mut pages: Vec<PhysAddr> = Vec::new();
+    let mut starts: Vec<(u64, u64)> = Vec::with_capacity(layout.pieces.len());
+    for piece in &layout.pieces {
+        let physical = match piece.placement {
+            Placement::Direct(address) => address,
+            Placement::Bounce { buffer, offset } => buffers[buffer].address.as_u64() + offset,
+        };
+        let first_page = physical / FRAME_SIZE;
+        let end_page = (physical + piece.length).div_ceil(FRAME_SIZE);
+        starts.push((pages.len() as u64, physical % FRAME_SIZE));
+        pages.extend((first_page..end_page).map(|page| PhysAddr::new(page * FRAME_SIZE)));
+    }
+    let iova = mapper.map(&pages, direction, rules.highest_address)?;
+    // The same pieces, now placed at their IOVAs: the planner's segment cutting
+    // merges the ones that touch and splits at boundaries and size limits.
+    let pieces = layout
+        .pieces
+        .iter()
+        .zip(&starts)
+        .map(|(piece, &(page_index, in_page))| Piece {
+            placement: Placement::Direct(iova + page_index * FRAME_SIZE + in_page),
+            ..*piece
+        })
+        .collect();
+    let device_layout = Layout { pieces, bounce_sizes: Vec::new() };
+    let segments = plan::segments(&device_layout, &[], rules);
+    Ok((segments, MappedRange { iova, pages: pages.len() }))
+}
