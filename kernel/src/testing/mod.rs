@@ -203,3 +203,15 @@ macro_rules! __should_panic {
         true
     };
 }
+
+/// Asks the test runner (`boot/qemu-run`) for a machine other than the default:
+/// `dmakit::machine!(q35);` in a test kernel leaves the string
+/// `dmakit-machine=q35` in its image, and the runner boots that kernel on q35
+/// (with the Intel IOMMU and the modern virtio disk) whatever `MACHINE` says.
+#[macro_export]
+macro_rules! machine {
+    (q35) => {
+        #[used]
+        static __DMAKIT_MACHINE: [u8; 18] = *b"dmakit-machine=q35";
+    };
+}
