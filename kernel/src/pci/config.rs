@@ -44,3 +44,14 @@ impl ConfigRegionAccess for PortConfigAccess {
         })
     }
 }
+
+/// The secondary bus number (configuration offset 0x19) of the PCI-to-PCI bridge at
+/// `bus:device.function` on segment 0: the bus its downstream side is. Reads 0xff
+/// where no function answers.
+pub(crate) fn secondary_bus(bus: u8, device: u8, function: u8) -> u8 {
+    let address = PciAddress::new(0, bus, device & 0x1f, function & 0x07);
+    // SAFETY: reading the bus-number dword (0x18: primary, secondary, subordinate,
+    // latency) has no side effects on any function.
+    let word = unsafe { PortConfigAccess.read(address, 0x18) };
+    (word >> 8) as u8
+}
