@@ -12,6 +12,7 @@ pub use bootloader_api;
 #[cfg(target_os = "none")]
 pub use dmakit_boot as boot;
 
+pub mod acpi;
 #[cfg(target_os = "none")]
 pub mod arch;
 #[cfg(target_os = "none")]
@@ -27,6 +28,7 @@ pub mod driver;
 #[cfg(target_os = "none")]
 mod init;
 pub mod io;
+pub mod iommu;
 pub mod logger;
 pub mod memory;
 #[cfg(target_os = "none")]

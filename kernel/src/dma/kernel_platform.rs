@@ -75,4 +75,33 @@ unsafe impl DmaPlatform for KernelPlatform {
     fn accounting(&self) -> &Accounting {
         &self.accounting
     }
+
+    fn flush_for_device(&self, address: PhysAddr, length: u64) {
+        if length == 0 {
+            return;
+        }
+        let start = physical::to_virtual(address).as_u64();
+        let end = start.saturating_add(length);
+        // SAFETY: `mfence` only orders memory accesses; it reads and writes nothing.
+        // It makes the stores being flushed globally visible before the flushes.
+        unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) };
+        let mut line = start & !(CACHE_LINE - 1);
+        while line < end {
+            // SAFETY: `clflush` writes a cache line back to memory and drops it
+            // from the caches; it changes no byte as any reader sees it. The line
+            // lies in the physical-memory map, which maps all RAM; an address
+            // outside it would page-fault (a panic), never corrupt memory. The asm
+            // is not `nomem`, so the compiler keeps earlier stores before it.
+            unsafe { core::arch::asm!("clflush [{line}]", line = in(reg) line, options(nostack, preserves_flags)) };
+            line += CACHE_LINE;
+        }
+        // SAFETY: as above; here it makes the flushes complete before whatever the
+        // caller does next (an MMIO write telling the unit to look).
+        unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) };
+    }
 }
+
+/// The smallest cache line of any x86_64 processor: flushing every 64 bytes
+/// reaches every line of the range whatever the real line size (CPUID's
+/// `clflush` line size is 64 on every x86_64 so far).
+const CACHE_LINE: u64 = 64;

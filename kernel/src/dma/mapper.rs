@@ -159,6 +159,10 @@ unsafe impl DmaPlatform for MappedPlatform {
         self.inner.accounting()
     }
 
+    fn flush_for_device(&self, address: PhysAddr, length: u64) {
+        self.inner.flush_for_device(address, length)
+    }
+
     fn mapper(&self) -> Option<&dyn IoMapper> {
         Some(&*self.mapper)
     }
@@ -166,21 +170,26 @@ unsafe impl DmaPlatform for MappedPlatform {
 
 /// What a VT-d fault reason code means (Intel VT-d specification, appendix
 /// "Non-Recoverable Fault Reason Encodings"), for the codes a learner meets.
+///
+/// VT-d has no separate present bit in its page tables: an entry with R and W
+/// both clear is not present, so a DMA through a missing mapping is reported as
+/// 0x05 (a write) or 0x06 (a read), not as a fault of its own. 0x07 means the
+/// unit could not read a page-table entry at all.
 pub fn fault_meaning(reason: u8) -> &'static str {
     match reason {
-        0x01 => "the root entry is not present",
-        0x02 => "the context entry is not present",
-        0x03 => "the context entry is invalid",
+        0x01 => "the bus's root entry is not present",
+        0x02 => "the device's context entry is not present",
+        0x03 => "the context entry is invalid (an address width or translation type the unit does not support)",
         0x04 => "the address is beyond the domain's address width",
-        0x05 => "a write through an entry without write permission",
-        0x06 => "a read through an entry without read permission",
-        0x07 => "a page-table entry on the walk is not present or reserved",
-        0x08 => "the root table address could not be read",
-        0x09 => "the context table address could not be read",
-        0x0a => "a reserved bit is set in a root entry",
-        0x0b => "a reserved bit is set in a context entry",
-        0x0c => "a reserved bit is set in a page-table entry",
-        0x0d => "the translation type is blocked for this request",
+        0x05 => "a write through a page-table entry without write permission (or not present)",
+        0x06 => "a read through a page-table entry without read permission (or not present)",
+        0x07 => "a page-table entry could not be read (its table pointer is invalid)",
+        0x08 => "the root table could not be read (its address is invalid)",
+        0x09 => "the context table could not be read (its pointer is invalid)",
+        0x0a => "a reserved bit is set in a present root entry",
+        0x0b => "a reserved bit is set in a present context entry",
+        0x0c => "a reserved bit is set in a present page-table entry",
+        0x0d => "the context entry's translation type blocks this kind of request",
         _ => "a fault reason this kernel does not decode",
     }
 }

@@ -62,6 +62,16 @@ pub unsafe trait DmaPlatform: Send + Sync {
     /// The counters and the misuse log of this machine's DMA layer.
     fn accounting(&self) -> &Accounting;
 
+    /// Writes the CPU caches' copy of `[address, address + length)` back to
+    /// memory, for a reader that does not snoop them: a VT-d unit whose table
+    /// walks are not coherent (ECAP.C = 0, as QEMU's) reads its root, context
+    /// and page tables from memory, so every entry the kernel writes must be
+    /// flushed before the unit may use it. By default nothing: a coherent
+    /// machine, or simulated memory.
+    fn flush_for_device(&self, address: PhysAddr, length: u64) {
+        let _ = (address, length);
+    }
+
     /// The IOMMU domain between the device and memory, if the device sits behind
     /// one ([`super::mapper::MappedPlatform`]); `None` on the bare machine.
     fn mapper(&self) -> Option<&dyn IoMapper> {

@@ -16,11 +16,12 @@ use super::mapper::{FaultAccess, IoMapper, IommuFault};
 use super::{Cause, IoDirection, IoFailure, IoReturn, IovaSpace};
 use crate::memory::FRAME_SIZE;
 
-/// VT-d's reason code for a second-level entry that is not present.
-pub const FAULT_NOT_PRESENT: u8 = 0x07;
-/// VT-d's reason code for a write through an entry without write permission.
+/// VT-d's reason code for a write through an entry without write permission
+/// (VT-d has no separate present bit: an entry with R and W clear is "not
+/// present", so a write into a hole is this fault too).
 pub const FAULT_WRITE_DENIED: u8 = 0x05;
-/// VT-d's reason code for a read through an entry without read permission.
+/// VT-d's reason code for a read through an entry without read permission (or
+/// a read into a hole).
 pub const FAULT_READ_DENIED: u8 = 0x06;
 
 struct State {
@@ -67,9 +68,8 @@ impl SimulatedMapper {
         };
         let reason = match state.pages.get(&(address / FRAME_SIZE)) {
             Some(&(page, direction)) if allowed(direction) => return Ok(page * FRAME_SIZE + address % FRAME_SIZE),
-            Some(_) if access == FaultAccess::Write => FAULT_WRITE_DENIED,
-            Some(_) => FAULT_READ_DENIED,
-            None => FAULT_NOT_PRESENT,
+            _ if access == FaultAccess::Write => FAULT_WRITE_DENIED,
+            _ => FAULT_READ_DENIED,
         };
         let fault = IommuFault {
             source: self.source,

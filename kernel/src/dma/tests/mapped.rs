@@ -5,7 +5,7 @@
 use alloc::sync::Arc;
 
 use super::*;
-use crate::dma::simulated_mapper::{FAULT_NOT_PRESENT, SimulatedMapper};
+use crate::dma::simulated_mapper::{FAULT_WRITE_DENIED, SimulatedMapper};
 use crate::dma::{Cause, FaultAccess, IoReturn, MappedPlatform, Mapping, Specification, SyncOptions};
 
 /// Requester ID of the simulated device: 00:04.0.
@@ -67,7 +67,7 @@ fn a_32_bit_device_reads_high_memory_without_a_bounce() {
     let fault = mapper.device_address(segment.address.as_u64(), FaultAccess::Write).unwrap_err();
     assert_eq!(
         (fault.reason, fault.source),
-        (FAULT_NOT_PRESENT, SOURCE),
+        (FAULT_WRITE_DENIED, SOURCE),
         "after complete the device cannot reach the buffer"
     );
     assert_eq!(memory.accounting().stats().pages_in_use, 0);

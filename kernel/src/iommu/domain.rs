@@ -1,0 +1,524 @@
+//! A VT-d domain: one device's I/O virtual address space, its page table and
+//! its IOVA allocator, as the DMA layer's [`IoMapper`].
+//!
+//! `map` picks IOVAs below the device's limit, writes leaves (flushed when the
+//! unit is not coherent) and returns the first IOVA; `unmap` clears the leaves,
+//! invalidates the unit's IOTLB for them and waits, and only then gives the IOVAs
+//! back: when it returns, the device can no longer reach those pages.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+
+use spin::Mutex;
+use x86_64::PhysAddr;
+
+use super::page_table::{PageTable, PageTableError};
+use super::tables::ContextEntry;
+use super::unit::Unit;
+use crate::dma::{Cause, IoDirection, IoFailure, IoMapper, IoReturn, IommuFault, IovaSpace};
+use crate::io::RegisterIo;
+use crate::memory::FRAME_SIZE;
+
+/// How the domain's device reaches memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainMode {
+    /// Every DMA goes through the page table (context entry TT = 00).
+    Translated,
+    /// DMA addresses are physical addresses (TT = 10).
+    PassThrough,
+}
+
+/// A way to break the rules on purpose, to watch the IOMMU catch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Experiment {
+    /// The next `map` unmaps its pages (and invalidates) before returning, but
+    /// still hands out the IOVAs: the device meets a hole, as it would if a
+    /// driver completed a transfer too early or reused old segments. One
+    /// transfer long; the matching `unmap` then only gives the IOVAs back.
+    UnmapBeforeTheDevice,
+}
+
+struct DomainState {
+    table: PageTable,
+    space: IovaSpace,
+    mode: DomainMode,
+    /// Leaves present now.
+    mapped_pages: usize,
+    experiment: Option<Experiment>,
+    /// First page -> pages, of ranges an experiment unmapped already.
+    unmapped_early: BTreeMap<u64, u64>,
+}
+
+/// One device's domain on a VT-d unit.
+pub struct VtdDomain<R: RegisterIo + 'static> {
+    unit: Arc<Unit<R>>,
+    source: u16,
+    id: u16,
+    state: Mutex<DomainState>,
+}
+
+fn failure(code: IoReturn, cause: Cause) -> IoFailure {
+    IoFailure::new(code, cause)
+}
+
+impl<R: RegisterIo + 'static> VtdDomain<R> {
+    /// The domain `id` of device `source` on `unit`, with `table` installed in its context entry.
+    pub(super) fn new(unit: Arc<Unit<R>>, source: u16, id: u16, table: PageTable) -> VtdDomain<R> {
+        let end_page = 1u64 << (table.width().bits() - 12);
+        let state = DomainState {
+            table,
+            space: IovaSpace::new(end_page),
+            mode: DomainMode::Translated,
+            mapped_pages: 0,
+            experiment: None,
+            unmapped_early: BTreeMap::new(),
+        };
+        VtdDomain { unit, source, id, state: Mutex::new(state) }
+    }
+
+    /// The unit the domain lives on.
+    pub fn unit(&self) -> &Arc<Unit<R>> {
+        &self.unit
+    }
+
+    /// The device's requester id.
+    pub fn source(&self) -> u16 {
+        self.source
+    }
+
+    /// The domain id.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// Translated or pass-through.
+    pub fn mode(&self) -> DomainMode {
+        self.state.lock().mode
+    }
+
+    /// Pages mapped now (leaves present).
+    pub fn mapped_pages(&self) -> usize {
+        self.state.lock().mapped_pages
+    }
+
+    /// IOVA pages free now.
+    pub fn free_iova_pages(&self) -> u64 {
+        self.state.lock().space.free_pages()
+    }
+
+    /// Page-table levels.
+    pub fn levels(&self) -> u8 {
+        self.state.lock().table.width().levels()
+    }
+
+    /// Page-table pages allocated.
+    pub fn table_pages(&self) -> usize {
+        self.state.lock().table.table_pages()
+    }
+
+    /// Arms `experiment` for the next `map`.
+    pub fn set_experiment(&self, experiment: Experiment) {
+        self.state.lock().experiment = Some(experiment);
+    }
+
+    /// Switches the device to pass-through (`on`) or back to translation. Needs
+    /// ECAP.PT and a domain with nothing mapped; the device should be idle.
+    pub fn set_passthrough(&self, on: bool) -> Result<(), IoFailure> {
+        let mut state = self.state.lock();
+        let wanted = if on { DomainMode::PassThrough } else { DomainMode::Translated };
+        if state.mode == wanted {
+            return Ok(());
+        }
+        if on && !self.unit.extended_capability().pass_through() {
+            return Err(failure(
+                IoReturn::NotPermitted,
+                Cause::Other("this IOMMU cannot pass DMA through (ECAP.PT is 0)"),
+            ));
+        }
+        if state.mapped_pages > 0 || !state.unmapped_early.is_empty() {
+            return Err(failure(IoReturn::Busy, Cause::WrongState("the domain still has pages mapped")));
+        }
+        let entry = match wanted {
+            DomainMode::PassThrough => ContextEntry::pass_through(self.unit.widest(), self.id),
+            DomainMode::Translated => ContextEntry::translated(state.table.root(), state.table.width(), self.id),
+        };
+        self.unit.reinstall(self.source, entry)?;
+        state.mode = wanted;
+        Ok(())
+    }
+
+    /// Clears the leaves of `count` pages from `first`, invalidates, and returns
+    /// how many were present.
+    fn clear(&self, state: &mut DomainState, first: u64, count: u64) -> usize {
+        let cleared = (first..first + count).filter(|&page| state.table.unmap(page * FRAME_SIZE).is_some()).count();
+        state.mapped_pages -= cleared;
+        if let Err(error) = self.unit.invalidate_pages(self.id, first, count) {
+            // Nothing better can be done here: say it loudly.
+            log::error!("{}: IOVA pages {first:#x}+{count} may still be cached by the IOMMU: {error}", self.name());
+        }
+        cleared
+    }
+}
+
+impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
+    fn name(&self) -> String {
+        format!(
+            "VT-d unit {}, domain {} ({:02x}:{:02x}.{})",
+            self.unit.number(),
+            self.id,
+            self.source >> 8,
+            (self.source >> 3) & 0x1f,
+            self.source & 7
+        )
+    }
+
+    fn translating(&self) -> bool {
+        self.state.lock().mode == DomainMode::Translated
+    }
+
+    fn map(&self, pages: &[PhysAddr], direction: IoDirection, highest_address: u64) -> Result<u64, IoFailure> {
+        if pages.is_empty() || direction == IoDirection::None {
+            return Err(failure(IoReturn::BadArgument, Cause::Other("nothing to map")));
+        }
+        if pages.iter().any(|page| !page.as_u64().is_multiple_of(FRAME_SIZE)) {
+            return Err(failure(
+                IoReturn::NotAligned,
+                Cause::Other("IOMMU pages are mapped whole: page-aligned addresses"),
+            ));
+        }
+        let mut state = self.state.lock();
+        if state.mode == DomainMode::PassThrough {
+            return Err(failure(
+                IoReturn::NotPermitted,
+                Cause::WrongState("the domain passes DMA through untranslated: nothing is mapped"),
+            ));
+        }
+        let count = pages.len() as u64;
+        let limit = (highest_address / FRAME_SIZE).saturating_add(1);
+        let Some(first) = state.space.allocate(count, limit) else {
+            let cause = Cause::IovaSpaceExhausted { pages: pages.len(), highest_address };
+            return Err(failure(IoReturn::NoResources, cause));
+        };
+        for (index, &page) in pages.iter().enumerate() {
+            let iova = (first + index as u64) * FRAME_SIZE;
+            if let Err(error) = state.table.map(iova, page, direction) {
+                // Nothing stays mapped on an error.
+                self.clear(&mut state, first, index as u64);
+                state.space.free(first, count);
+                let cause = match error {
+                    PageTableError::OutOfMemory(_) => Cause::Other("no frame for an IOMMU page-table page"),
+                    PageTableError::BeyondWidth => Cause::Other("an IOVA beyond the domain's address width"),
+                    PageTableError::AlreadyMapped => {
+                        Cause::Other("a free IOVA was mapped already (IOMMU bookkeeping bug)")
+                    }
+                    PageTableError::BadArgument => Cause::Other("an unmappable page address"),
+                };
+                let code = if matches!(error, PageTableError::OutOfMemory(_)) {
+                    IoReturn::NoMemory
+                } else {
+                    IoReturn::IoError
+                };
+                return Err(failure(code, cause));
+            }
+            state.mapped_pages += 1;
+        }
+        if let Err(error) = self.unit.after_map(self.id, first, count) {
+            self.clear(&mut state, first, count);
+            state.space.free(first, count);
+            return Err(error);
+        }
+        if state.experiment.take() == Some(Experiment::UnmapBeforeTheDevice) {
+            self.clear(&mut state, first, count);
+            state.unmapped_early.insert(first, count);
+            log::info!(
+                "{}: experiment: IOVA {:#x}+{count} pages unmapped before the device uses them",
+                self.name(),
+                first * FRAME_SIZE
+            );
+        }
+        Ok(first * FRAME_SIZE)
+    }
+
+    fn unmap(&self, iova: u64, count: usize) {
+        let first = iova / FRAME_SIZE;
+        let count = count as u64;
+        let mut state = self.state.lock();
+        if state.unmapped_early.get(&first) == Some(&count) {
+            state.unmapped_early.remove(&first);
+        } else {
+            let cleared = self.clear(&mut state, first, count);
+            if cleared as u64 != count {
+                log::error!("{}: unmapping {count} pages at IOVA {iova:#x}, {cleared} were mapped", self.name());
+            }
+        }
+        // Only now, with the IOTLB invalidated, may the IOVAs be handed out again.
+        if !state.space.free(first, count) {
+            log::error!("{}: IOVA pages {first:#x}+{count} were free already", self.name());
+        }
+    }
+
+    fn translate(&self, iova: u64) -> Option<PhysAddr> {
+        self.state.lock().table.translate(iova)
+    }
+
+    fn take_fault(&self) -> Option<IommuFault> {
+        self.unit.take_fault(self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::{Event, FakeUnit, QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY};
+    use super::super::page_table::tests::hardware_walk;
+    use super::super::tables::{self, ENTRY_SIZE};
+    use super::*;
+    use crate::dma::FaultAccess;
+    use crate::dma::simulated::SimulatedPlatform;
+
+    const IDE: u16 = 0x0008; // 00:01.0
+    const DISK: u16 = (1 << 8) | (4 << 3); // 01:04.0
+
+    fn start(capability: u64, extended: u64) -> (&'static SimulatedPlatform, Arc<FakeUnit>, Arc<Unit<Arc<FakeUnit>>>) {
+        let platform = SimulatedPlatform::leak(0);
+        let fake = Arc::new(FakeUnit::new(capability, extended));
+        let unit = Unit::start(0, 0xfed9_0000, Arc::clone(&fake), platform).unwrap();
+        fake.clear_events();
+        (platform, fake, unit)
+    }
+
+    fn read_quad(platform: &SimulatedPlatform, address: u64) -> u64 {
+        let mut bytes = [0; 8];
+        platform.device_read(address, &mut bytes);
+        u64::from_le_bytes(bytes)
+    }
+
+    /// The context entry of `source`, found as the hardware finds it: RTADDR,
+    /// root entry, context entry.
+    fn context_entry(platform: &SimulatedPlatform, fake: &FakeUnit, source: u16) -> ContextEntry {
+        let root = u64::from(fake.register(0x20)) | (u64::from(fake.register(0x24)) << 32);
+        let root_low = read_quad(platform, root + u64::from(tables::bus(source)) * ENTRY_SIZE);
+        assert_eq!(root_low & 1, 1, "the bus's root entry is present");
+        let address = (root_low & !0xfff) + u64::from(tables::context_index(source)) * ENTRY_SIZE;
+        ContextEntry { low: read_quad(platform, address), high: read_quad(platform, address + 8) }
+    }
+
+    #[test]
+    fn attaching_writes_a_context_entry_and_invalidates_for_that_device() {
+        let (platform, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+        let ide = unit.attach(IDE).unwrap();
+        let disk = unit.attach(DISK).unwrap();
+        assert_eq!((ide.id(), disk.id()), (1, 2), "domain ids from 1");
+        assert_eq!(ide.name(), "VT-d unit 0, domain 1 (00:01.0)");
+        let entry = context_entry(platform, &fake, DISK);
+        assert!(entry.is_present());
+        assert_eq!(entry.translation(), Some(tables::TranslationType::Translated));
+        assert_eq!((entry.domain(), entry.address_width()), (2, 1), "domain 2, 39-bit");
+        assert_eq!(
+            fake.events(),
+            [
+                Event::ContextInvalidation { granularity: 3, source: IDE },
+                Event::IotlbInvalidation { granularity: 2, domain: 1, address: 0 },
+                Event::ContextInvalidation { granularity: 3, source: DISK },
+                Event::IotlbInvalidation { granularity: 2, domain: 2, address: 0 },
+            ]
+        );
+        assert_eq!(unit.attach(IDE).err().map(|error| error.code()), Some(IoReturn::Busy));
+    }
+
+    #[test]
+    fn map_and_unmap_reach_the_hardware_and_invalidate_page_selectively() {
+        let (platform, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+        let domain = unit.attach(IDE).unwrap();
+        let root = context_entry(platform, &fake, IDE).page_table();
+        let pages = [PhysAddr::new(0x1_0400_3000), PhysAddr::new(0x20_0000), PhysAddr::new(0x1_0400_9000)];
+        fake.clear_events();
+        let iova = domain.map(&pages, IoDirection::In, 0xffff_ffff).unwrap();
+        assert!(iova + 3 * FRAME_SIZE <= 1 << 32, "below the 32-bit limit");
+        assert!(fake.events().is_empty(), "no caching mode: a new mapping needs no invalidation");
+        for (index, page) in pages.iter().enumerate() {
+            let walked = hardware_walk(platform, root, 3, iova + index as u64 * FRAME_SIZE);
+            assert_eq!(walked, Some((page.as_u64(), false, true)), "device-writable only");
+        }
+        assert_eq!(domain.translate(iova + 0x1234), Some(PhysAddr::new(0x20_0234)));
+        assert_eq!(domain.mapped_pages(), 3);
+
+        domain.unmap(iova, 3);
+        assert_eq!(domain.mapped_pages(), 0);
+        assert_eq!(hardware_walk(platform, root, 3, iova), None);
+        let first = iova / FRAME_SIZE;
+        let mask = super::super::unit::covering_mask(first, 3);
+        assert_eq!(
+            fake.events(),
+            [Event::IotlbInvalidation {
+                granularity: 3,
+                domain: 1,
+                address: (((first >> mask) << mask) * FRAME_SIZE) | u64::from(mask)
+            }]
+        );
+        assert_eq!(domain.free_iova_pages(), (1 << 27) - 1, "every IOVA page back");
+    }
+
+    #[test]
+    fn without_psi_unmap_invalidates_the_domain() {
+        let (_, fake, unit) = start(QEMU_CAPABILITY & !(1 << 39), QEMU_EXTENDED_CAPABILITY);
+        let domain = unit.attach(IDE).unwrap();
+        let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::Out, u64::MAX).unwrap();
+        fake.clear_events();
+        domain.unmap(iova, 1);
+        assert_eq!(fake.events(), [Event::IotlbInvalidation { granularity: 2, domain: 1, address: 0 }]);
+    }
+
+    #[test]
+    fn a_range_beyond_mamv_falls_back_to_the_domain() {
+        // MAMV 1: at most 2 pages per page-selective invalidation.
+        let capability = (QEMU_CAPABILITY & !(0x3f << 48)) | (1 << 48);
+        let (_, fake, unit) = start(capability, QEMU_EXTENDED_CAPABILITY);
+        let domain = unit.attach(IDE).unwrap();
+        let pages: alloc::vec::Vec<PhysAddr> =
+            (0..4).map(|page| PhysAddr::new(0x10_0000 + page * FRAME_SIZE)).collect();
+        let iova = domain.map(&pages, IoDirection::InOut, u64::MAX).unwrap();
+        fake.clear_events();
+        domain.unmap(iova, 4);
+        assert_eq!(fake.events(), [Event::IotlbInvalidation { granularity: 2, domain: 1, address: 0 }]);
+    }
+
+    #[test]
+    fn iovas_stay_below_the_device_limit_and_run_out_cleanly() {
+        let (platform, _, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+        let domain = unit.attach(IDE).unwrap();
+        let frames_before = platform.free_frames_count();
+        // A 16-bit device: IOVA pages 1..16 (page 0 is never handed out).
+        let pages: alloc::vec::Vec<PhysAddr> =
+            (0..15).map(|page| PhysAddr::new(0x1_0400_0000 + page * FRAME_SIZE)).collect();
+        let iova = domain.map(&pages, IoDirection::In, 0xffff).unwrap();
+        assert_eq!(iova, FRAME_SIZE);
+        let failure = domain.map(&pages[..1], IoDirection::In, 0xffff).unwrap_err();
+        assert_eq!(failure.code(), IoReturn::NoResources);
+        assert_eq!(failure.cause(), Cause::IovaSpaceExhausted { pages: 1, highest_address: 0xffff });
+        assert_eq!(domain.mapped_pages(), 15, "the refused map left nothing behind");
+        domain.unmap(iova, 15);
+        assert_eq!(domain.mapped_pages(), 0);
+        assert!(platform.free_frames_count() <= frames_before, "table pages are kept, never double-freed");
+        // The 48-bit bound: a domain never hands out IOVAs past its 39 bits.
+        let iova = domain.map(&pages[..1], IoDirection::In, u64::MAX).unwrap();
+        assert!(iova < 1 << 39);
+    }
+
+    #[test]
+    fn faults_reach_the_domain_of_their_device() {
+        let (_, fake, unit) = start(QEMU_CAPABILITY | (1 << 40), QEMU_EXTENDED_CAPABILITY);
+        let ide = unit.attach(IDE).unwrap();
+        let disk = unit.attach(DISK).unwrap();
+        fake.plant_fault(0, DISK, 0x5000, 0x05, false);
+        fake.plant_fault(1, IDE, 0x9000, 0x06, true);
+        let fault = ide.take_fault().expect("the IDE's fault");
+        assert_eq!((fault.source, fault.access, fault.address), (IDE, FaultAccess::Read, 0x9000));
+        assert_eq!(ide.take_fault(), None);
+        assert_eq!(disk.take_fault().map(|fault| fault.access), Some(FaultAccess::Write));
+    }
+
+    #[test]
+    fn pass_through_needs_ecap_pt_and_an_empty_domain() {
+        let (platform, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+        let domain = unit.attach(IDE).unwrap();
+        let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
+        assert_eq!(domain.set_passthrough(true).err().map(|error| error.code()), Some(IoReturn::Busy));
+        domain.unmap(iova, 1);
+        fake.clear_events();
+        domain.set_passthrough(true).unwrap();
+        assert!(!domain.translating());
+        let entry = context_entry(platform, &fake, IDE);
+        assert_eq!(entry.translation(), Some(tables::TranslationType::PassThrough));
+        assert_eq!(entry.domain(), 1);
+        assert!(fake.events().contains(&Event::ContextInvalidation { granularity: 3, source: IDE }));
+        assert_eq!(
+            domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).err().map(|error| error.code()),
+            Some(IoReturn::NotPermitted)
+        );
+        domain.set_passthrough(false).unwrap();
+        assert_eq!(context_entry(platform, &fake, IDE).translation(), Some(tables::TranslationType::Translated));
+
+        let (_, _, without) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY & !(1 << 6));
+        let domain = without.attach(IDE).unwrap();
+        assert_eq!(domain.set_passthrough(true).err().map(|error| error.code()), Some(IoReturn::NotPermitted));
+    }
+
+    /// A machine that runs out of frames after `left` more allocations.
+    struct Stingy {
+        inner: &'static SimulatedPlatform,
+        left: core::sync::atomic::AtomicUsize,
+    }
+
+    // SAFETY: every call goes to the simulated machine; allocation may refuse.
+    unsafe impl crate::dma::DmaPlatform for Stingy {
+        fn translate(&self, address: x86_64::VirtAddr) -> Option<PhysAddr> {
+            self.inner.translate(address)
+        }
+        fn allocate_frames(
+            &self,
+            count: usize,
+            constraints: crate::memory::Constraints,
+            fill: crate::dma::FrameFill,
+        ) -> Result<PhysAddr, crate::memory::MemoryError> {
+            use core::sync::atomic::Ordering;
+            let left = self.left.load(Ordering::Relaxed);
+            if left == 0 {
+                return Err(crate::memory::MemoryError::OutOfMemory);
+            }
+            self.left.store(left - 1, Ordering::Relaxed);
+            self.inner.allocate_frames(count, constraints, fill)
+        }
+        fn free_frames(&self, first: PhysAddr, count: usize) {
+            self.inner.free_frames(first, count)
+        }
+        unsafe fn read_physical(&self, source: PhysAddr, destination: &mut [u8]) {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.inner.read_physical(source, destination) }
+        }
+        unsafe fn write_physical(&self, destination: PhysAddr, source: &[u8]) {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.inner.write_physical(destination, source) }
+        }
+        unsafe fn copy_physical(&self, destination: PhysAddr, source: PhysAddr, length: u64) {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.inner.copy_physical(destination, source, length) }
+        }
+        fn accounting(&self) -> &crate::dma::Accounting {
+            self.inner.accounting()
+        }
+    }
+
+    #[test]
+    fn a_map_that_runs_out_of_table_pages_leaves_nothing_mapped() {
+        // Root table, one context table, the domain's top table, and one level-2
+        // table: the leaf table a map needs is one frame too many.
+        let simulated = SimulatedPlatform::leak(0);
+        let stingy: &'static Stingy =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(Stingy { inner: simulated, left: 4.into() }));
+        let fake = Arc::new(FakeUnit::qemu());
+        let unit = Unit::start(0, 0, Arc::clone(&fake), stingy).unwrap();
+        let domain = unit.attach(IDE).unwrap();
+        let failure = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap_err();
+        assert_eq!(failure.code(), IoReturn::NoMemory);
+        assert_eq!(domain.mapped_pages(), 0);
+        assert_eq!(domain.free_iova_pages(), (1 << 27) - 1, "the IOVAs went back");
+        assert_eq!(domain.translate(FRAME_SIZE), None);
+    }
+
+    #[test]
+    fn the_unmap_early_experiment_leaves_a_hole_for_one_transfer() {
+        let (platform, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+        let domain = unit.attach(IDE).unwrap();
+        let root = context_entry(platform, &fake, IDE).page_table();
+        domain.set_experiment(Experiment::UnmapBeforeTheDevice);
+        let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
+        assert_eq!(hardware_walk(platform, root, 3, iova), None, "the device finds a hole");
+        assert_eq!(domain.mapped_pages(), 0);
+        domain.unmap(iova, 1);
+        assert_eq!(domain.free_iova_pages(), (1 << 27) - 1);
+        let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
+        assert!(hardware_walk(platform, root, 3, iova).is_some(), "one transfer long");
+    }
+}
