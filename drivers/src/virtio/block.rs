@@ -1,5 +1,6 @@
-//! The virtio-blk driver core, generic over its registers so that it runs on the
-//! host against a fake device.
+//! The virtio-blk driver core, generic over its transport (legacy or modern
+//! virtio-PCI, `transport.rs`) so that it runs on either, and on the host against
+//! fakes of both.
 //!
 //! One request is in flight at a time. A request is a chain of descriptors:
 //! ```text
@@ -31,7 +32,8 @@
 //!
 //! The device reaches all 64 bits of memory, so nothing is bounced unless a
 //! request asks for a restriction or the driver is told to force double
-//! buffering.
+//! buffering. Which platform its memory goes through (the bare machine, or the
+//! function's IOMMU domain) follows from the negotiated features: `DmaRoute`.
 
 use alloc::format;
 use alloc::string::String;
@@ -44,20 +46,18 @@ use dmakit::dma::{
     Cause, CoherentMemory, Completed, DmaAddr, DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand,
     IoFailure, IoReturn, Segment, Specification,
 };
-use dmakit::io::RegisterIo;
 use dmakit::memory::Constraints;
 use dmakit::time::Waiter;
 use spin::Mutex;
 
 use super::queue::{DESCRIPTOR_NEXT, QueueLayout, RECORD_SIZE, SEGMENT_FORMAT, VirtqDescriptor};
 use super::registers::*;
+use super::transport::{DmaPlatforms, DmaRoute, Interface, Transport};
 
 /// How long a request may take before the driver gives up.
 const REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// The most sectors one request carries (1 MiB); larger transfers are split.
 const MAX_REQUEST_SECTORS: u64 = 2048;
-/// The legacy interface holds the queue's page number in 32 bits.
-const QUEUE_ADDRESS_BITS: u8 = 44;
 /// Bytes of a request header: type (u32), reserved (u32), sector (u64).
 const HEADER_BYTES: u64 = 16;
 /// Bytes of a request's status.
@@ -136,13 +136,22 @@ struct Queue {
 
 impl Queue {
     /// Resets the device, so that it forgets the queue, then frees the ring: the
-    /// one way the ring goes back, so the order cannot be got wrong.
-    fn reset_and_release(&mut self, registers: &impl RegisterIo) {
-        registers.write8(DEVICE_STATUS, 0);
-        if let Some(ring) = self.ring.take()
-            && let Err(failure) = ring.release()
-        {
-            log::error!("virtio-blk: queue memory not released: {failure}");
+    /// one way the ring goes back, so the order cannot be got wrong. A device
+    /// that does not confirm the reset may still use the ring: it is leaked
+    /// (dropped unreleased), never freed.
+    fn reset_and_release(&mut self, transport: &impl Transport) {
+        let reset = transport.reset();
+        let Some(ring) = self.ring.take() else { return };
+        match reset {
+            Ok(()) => {
+                if let Err(failure) = ring.release() {
+                    log::error!("virtio-blk: queue memory not released: {failure}");
+                }
+            }
+            Err(failure) => {
+                log::error!("virtio-blk: {failure}; the queue memory is leaked, not freed under the device");
+                drop(ring);
+            }
         }
     }
 }
@@ -227,15 +236,17 @@ const fn part_specification(max_segments: usize) -> Specification {
     }
 }
 
-/// A virtio block device on the legacy PCI interface.
-pub struct VirtioBlock<R: RegisterIo> {
-    registers: R,
+/// A virtio block device on either virtio-PCI interface.
+pub struct VirtioBlock<T: Transport> {
+    transport: T,
     waiter: &'static dyn Waiter,
     channel: Mutex<Channel>,
     capacity: u64,
     medium: Medium,
-    features_offered: u32,
-    features_accepted: u32,
+    features_offered: u64,
+    features_accepted: u64,
+    dma_route: DmaRoute,
+    dma_description: &'static str,
     max_data_segments: usize,
     force_double_buffer: AtomicBool,
     interrupts: AtomicU64,
@@ -247,89 +258,123 @@ fn read_u16(ring: &CoherentMemory, offset: u64) -> Result<u16, IoFailure> {
     Ok(u16::from_le_bytes(bytes))
 }
 
-impl<R: RegisterIo> VirtioBlock<R> {
-    /// Resets the device, negotiates features, sets up queue 0 and says DRIVER_OK.
-    pub fn new(
-        registers: R,
-        platform: &'static dyn DmaPlatform,
-        waiter: &'static dyn Waiter,
-    ) -> Result<Self, IoFailure> {
-        registers.write8(DEVICE_STATUS, 0);
-        registers.write8(DEVICE_STATUS, STATUS_ACKNOWLEDGE);
-        registers.write8(DEVICE_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
-        let features_offered = registers.read32(DEVICE_FEATURES);
-        let features_accepted = features_offered & (FEATURE_SEG_MAX | FEATURE_READ_ONLY);
-        registers.write32(GUEST_FEATURES, features_accepted);
-
-        let mut queue = Self::set_up_queue(&registers, platform).inspect_err(|_| {
-            // The device has no memory of ours yet: the reset only clears the
+impl<T: Transport> VirtioBlock<T> {
+    /// Resets the device, negotiates features (with the `FEATURES_OK` handshake
+    /// on a modern device), picks the DMA platform the features call for, sets
+    /// up queue 0 and says DRIVER_OK.
+    pub fn new(transport: T, platforms: DmaPlatforms, waiter: &'static dyn Waiter) -> Result<Self, IoFailure> {
+        let interface = transport.interface();
+        transport.reset()?;
+        transport.set_status(STATUS_ACKNOWLEDGE);
+        transport.set_status(STATUS_ACKNOWLEDGE | STATUS_DRIVER);
+        let features_offered = transport.device_features();
+        let mut status = STATUS_ACKNOWLEDGE | STATUS_DRIVER;
+        let negotiated = Self::negotiate(&transport, interface, features_offered, &mut status);
+        let features_accepted = negotiated.inspect_err(|_| {
+            // Nothing of ours is in the device yet: the reset clears the
             // features, and FAILED tells the host the driver gave up.
-            registers.write8(DEVICE_STATUS, 0);
-            registers.write8(DEVICE_STATUS, STATUS_FAILED);
+            let _ = transport.reset();
+            transport.set_status(STATUS_FAILED);
         })?;
-        let configuration = match Self::configure(&registers, platform, features_accepted, queue.layout.size) {
+        let dma_route = DmaRoute::choose(interface, features_accepted);
+        let platform = dma_route.platform(&platforms);
+
+        let mut queue = Self::set_up_queue(&transport, platform, interface).inspect_err(|_| {
+            // `set_up_queue` took back whatever memory it gave the device; the
+            // reset clears the features, and FAILED says the driver gave up.
+            let _ = transport.reset();
+            transport.set_status(STATUS_FAILED);
+        })?;
+        let configuration = match Self::configure(&transport, platform, features_accepted, queue.layout.size) {
             Ok(configuration) => configuration,
             Err(failure) => {
                 // The device has the queue's address: it must forget it (reset)
                 // before the memory can go back.
-                queue.reset_and_release(&registers);
-                registers.write8(DEVICE_STATUS, STATUS_FAILED);
+                queue.reset_and_release(&transport);
+                transport.set_status(STATUS_FAILED);
                 return Err(failure);
             }
         };
-        registers.write8(DEVICE_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK);
+        transport.set_status(status | STATUS_DRIVER_OK);
         let medium = if features_accepted & FEATURE_READ_ONLY != 0 { Medium::ReadOnly } else { Medium::Writable };
         let channel =
             Channel { queue, parts: configuration.parts, state: DeviceState::Running, last_segments: Vec::new() };
         Ok(VirtioBlock {
-            registers,
+            transport,
             waiter,
             channel: Mutex::new(channel),
             capacity: configuration.capacity,
             medium,
             features_offered,
             features_accepted,
+            dma_route,
+            dma_description: dma_route.description(platform),
             max_data_segments: configuration.max_data_segments,
             force_double_buffer: AtomicBool::new(false),
             interrupts: AtomicU64::new(0),
         })
     }
 
-    /// Allocates queue 0 and gives its address to the device: the last step, so
-    /// that an error here leaves the device without any memory of ours.
-    fn set_up_queue(registers: &R, platform: &'static dyn DmaPlatform) -> Result<Queue, IoFailure> {
-        registers.write16(QUEUE_SELECT, 0);
-        let size = registers.read16(QUEUE_SIZE);
+    /// Writes the features to accept; on a modern device, sets `FEATURES_OK`
+    /// and reads it back: a device that cleared it does not work with them.
+    /// `status` gains `FEATURES_OK` when the handshake succeeded.
+    fn negotiate(transport: &T, interface: Interface, offered: u64, status: &mut u8) -> Result<u64, IoFailure> {
+        let accepted = interface.negotiate(offered)?;
+        transport.set_driver_features(accepted);
+        if interface == Interface::Modern {
+            *status |= STATUS_FEATURES_OK;
+            transport.set_status(*status);
+            if transport.status() & STATUS_FEATURES_OK == 0 {
+                let cause =
+                    Cause::DeviceError("the virtio device refused the accepted features (it cleared FEATURES_OK)");
+                return Err(IoFailure::new(IoReturn::IoError, cause));
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// Allocates queue 0 and gives it to the device: the last step, so that an
+    /// error before it leaves the device without any memory of ours, and an
+    /// error in it is undone here (reset, then free).
+    fn set_up_queue(
+        transport: &T,
+        platform: &'static dyn DmaPlatform,
+        interface: Interface,
+    ) -> Result<Queue, IoFailure> {
+        let size = interface.queue_size(transport.max_queue_size(0));
         if size < 3 {
             let cause = Cause::DeviceError("virtio-blk queue too small for header, data and status");
             return Err(IoFailure::new(IoReturn::NoResources, cause));
         }
         let layout = QueueLayout::new(size);
         let ring_specification = Specification {
-            num_address_bits: QUEUE_ADDRESS_BITS,
+            num_address_bits: interface.queue_address_bits(),
             alignment: QUEUE_ALIGNMENT,
             ..Specification::UNLIMITED_64
         };
         let ring = CoherentMemory::allocate(platform, layout.total, ring_specification)?;
         let address = ring.device_address();
-        // Below 2^44, so the page number fits the 32-bit register.
-        registers.write32(QUEUE_ADDRESS, (address.as_u64() / QUEUE_ALIGNMENT) as u32);
-        Ok(Queue { layout, ring: Some(ring), address, available_index: 0, used_index: 0 })
+        let mut queue = Queue { layout, ring: Some(ring), address, available_index: 0, used_index: 0 };
+        if let Err(failure) = transport.set_up_queue(0, size, layout.areas(address)) {
+            // The device may hold some of the addresses already.
+            queue.reset_and_release(transport);
+            return Err(failure);
+        }
+        Ok(queue)
     }
 
     /// Reads the disk's configuration and makes what every request needs. The
     /// device has the queue by now, so `new` resets it if this fails.
     fn configure(
-        registers: &R,
+        transport: &T,
         platform: &'static dyn DmaPlatform,
-        features_accepted: u32,
+        features_accepted: u64,
         queue_size: u16,
     ) -> Result<Configuration, IoFailure> {
-        let capacity =
-            u64::from(registers.read32(BLOCK_CAPACITY)) | u64::from(registers.read32(BLOCK_CAPACITY + 4)) << 32;
+        let capacity = transport.config_read64(CONFIG_CAPACITY)?;
         let seg_max = match features_accepted & FEATURE_SEG_MAX {
             0 => usize::MAX,
-            _ => registers.read32(BLOCK_SEG_MAX) as usize,
+            _ => transport.config_read32(CONFIG_SEG_MAX)? as usize,
         };
         if seg_max == 0 {
             // Not even one data segment per request: no request could be made.
@@ -348,16 +393,10 @@ impl<R: RegisterIo> VirtioBlock<R> {
         Ok(Configuration { capacity, max_data_segments, parts })
     }
 
-    /// Resets the device: it stops using every address it was given, the
-    /// queue's too (virtio's reset is immediate on the legacy interface).
-    fn reset_device(&self) {
-        self.registers.write8(DEVICE_STATUS, 0);
-    }
-
     /// Acknowledges the device's interrupt (reading ISR lowers the line). Called
     /// by the kernel's interrupt handler.
     pub fn handle_interrupt(&self) {
-        if self.registers.read8(ISR_STATUS) & 1 != 0 {
+        if self.transport.acknowledge_interrupt() & 1 != 0 {
             self.interrupts.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -368,8 +407,23 @@ impl<R: RegisterIo> VirtioBlock<R> {
     }
 
     /// Features the device offered and the driver accepted, for the registry.
-    pub fn features(&self) -> (u32, u32) {
+    pub fn features(&self) -> (u64, u64) {
         (self.features_offered, self.features_accepted)
+    }
+
+    /// Which interface the device is driven through.
+    pub fn interface(&self) -> Interface {
+        self.transport.interface()
+    }
+
+    /// How the device reaches memory (which platform its DMA goes through).
+    pub fn dma_route(&self) -> DmaRoute {
+        self.dma_route
+    }
+
+    /// [`VirtioBlock::dma_route`] in words, for the registry's `dma` property.
+    pub fn dma_description(&self) -> &'static str {
+        self.dma_description
     }
 
     /// Queue entries.
@@ -408,12 +462,22 @@ impl<R: RegisterIo> VirtioBlock<R> {
             Err(failure) => {
                 // The device may hold the chain and still write through it: stop
                 // it before any memory goes back, then trust nothing it did.
-                self.reset_device();
                 *state = DeviceState::Stopped;
-                for transfer in [header, data, status] {
-                    let _ = transfer.complete(0);
+                match self.transport.reset() {
+                    Ok(()) => {
+                        for transfer in [header, data, status] {
+                            let _ = transfer.complete(0);
+                        }
+                    }
+                    Err(reset) => {
+                        // Not stopped: the memory stays the device's for good.
+                        log::error!("virtio-blk: {reset}; the request's memory is abandoned");
+                        for transfer in [header, data, status] {
+                            let _ = transfer.abandon();
+                        }
+                    }
                 }
-                self.registers.write8(DEVICE_STATUS, STATUS_FAILED);
+                self.transport.set_status(STATUS_FAILED);
                 log::error!("virtio-blk: {failure}; the device was reset and takes no more requests");
                 return Err(failure);
             }
@@ -458,7 +522,7 @@ impl<R: RegisterIo> VirtioBlock<R> {
         *available_index = available_index.wrapping_add(1);
         ring.write_bytes(layout.available_index(), &available_index.to_le_bytes())?;
         fence(Ordering::SeqCst);
-        self.registers.write16(QUEUE_NOTIFY, 0);
+        self.transport.notify(0)?;
 
         let expected = used_index.wrapping_add(1);
         let used_offset = layout.used_index();
@@ -533,14 +597,14 @@ fn read_status(completed: Completed<&mut DmaBuffer, &mut IoDmaCommand>) -> Resul
     Ok(RequestStatus::from_byte(byte[0]))
 }
 
-impl<R: RegisterIo> Drop for VirtioBlock<R> {
+impl<T: Transport> Drop for VirtioBlock<T> {
     /// Resets the device, so that it forgets the queue, then releases the queue.
     fn drop(&mut self) {
-        self.channel.get_mut().queue.reset_and_release(&self.registers);
+        self.channel.get_mut().queue.reset_and_release(&self.transport);
     }
 }
 
-impl<R: RegisterIo> BlockDevice for VirtioBlock<R> {
+impl<T: Transport> BlockDevice for VirtioBlock<T> {
     fn driver_name(&self) -> &'static str {
         "VirtioBlock"
     }
@@ -582,7 +646,12 @@ impl<R: RegisterIo> BlockDevice for VirtioBlock<R> {
     }
 
     fn description(&self) -> String {
-        format!("virtio-blk, legacy PCI, {}-entry queue, {} data segments", self.queue_size(), self.max_data_segments)
+        format!(
+            "virtio-blk, {}, {}-entry queue, {} data segments",
+            self.interface().name(),
+            self.queue_size(),
+            self.max_data_segments
+        )
     }
 
     fn set_double_buffering(&self, policy: DoubleBuffering) {

@@ -1,25 +1,142 @@
-//! Matching and starting virtio-blk on real PCI hardware.
+//! Matching and starting virtio-blk on real PCI hardware: the transitional
+//! device (1af4:1001) through its legacy I/O registers, the modern-only one
+//! (1af4:1042) through the structures its virtio capabilities locate.
 
 use alloc::format;
-use alloc::string::ToString;
+use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec;
+use alloc::vec::Vec;
 
 use dmakit::arch::pic;
 use dmakit::dma::IoReturn;
 use dmakit::dma::kernel_platform::platform;
 use dmakit::driver::{Driver, DriverInstance, Match};
-use dmakit::pci::PciDevice;
+use dmakit::io::MmioRange;
+use dmakit::pci::{Bar, PciDevice, VirtioCapability, VirtioStructure};
 use dmakit::time::{InterruptWaiter, PollingWaiter, Waiter};
 
 use super::VirtioBlock;
+use super::legacy::LegacyTransport;
+use super::modern::{ModernRegisters, ModernTransport, Structure};
 use super::registers::REGISTER_BLOCK_SIZE;
+use super::transport::{DmaPlatforms, Transport};
 
 static INTERRUPT_WAITER: InterruptWaiter = InterruptWaiter;
 static POLLING_WAITER: PollingWaiter = PollingWaiter;
 
-/// The virtio-blk driver (transitional device 1af4:1001, legacy interface).
+/// The transitional virtio-blk device: legacy interface in I/O BAR 0.
+const TRANSITIONAL_BLOCK: u16 = 0x1001;
+/// The modern-only virtio-blk device (0x1040 + virtio device ID 2).
+const MODERN_BLOCK: u16 = 0x1042;
+/// The most bytes of one structure the driver maps: `RegisterIo` offsets are
+/// 16 bits, and nothing the driver uses lies further in.
+const STRUCTURE_MAP_LIMIT: u32 = 1 << 16;
+
+/// The virtio-blk driver, on either virtio-PCI interface.
 pub struct VirtioBlockDriver;
+
+/// The four structures of a modern device, as its capabilities place them:
+/// the first capability of each kind in a memory BAR (the specification asks
+/// drivers to use the first one they can).
+struct ModernLayout {
+    common: VirtioCapability,
+    notify: VirtioCapability,
+    isr: VirtioCapability,
+    device: VirtioCapability,
+}
+
+impl ModernLayout {
+    fn find(device: &PciDevice) -> Option<ModernLayout> {
+        let capabilities = device.virtio_capabilities();
+        let first = |structure| {
+            capabilities.iter().copied().find(|capability| {
+                capability.structure == structure
+                    && matches!(device.bars[usize::from(capability.bar)], Some(Bar::Memory { .. }))
+            })
+        };
+        Some(ModernLayout {
+            common: first(VirtioStructure::Common)?,
+            notify: first(VirtioStructure::Notify)?,
+            isr: first(VirtioStructure::Isr)?,
+            device: first(VirtioStructure::Device)?,
+        })
+    }
+}
+
+/// Claims and maps one structure (at most [`STRUCTURE_MAP_LIMIT`] bytes of it).
+fn claim(device: &PciDevice, capability: &VirtioCapability) -> Result<Structure<MmioRange>, IoReturn> {
+    let length = capability.length.min(STRUCTURE_MAP_LIMIT);
+    let registers = device
+        .claim_memory_bar(usize::from(capability.bar), u64::from(capability.offset), u64::from(length))
+        .inspect_err(|code| {
+            log::error!(
+                "virtio-blk: cannot claim the {:?} structure (BAR {}, {:#x} + {:#x}): {code}",
+                capability.structure,
+                capability.bar,
+                capability.offset,
+                length
+            )
+        })?;
+    Ok(Structure { registers, length })
+}
+
+/// The modern transport over the claimed structures, and where they lie.
+fn modern_transport(device: &PciDevice) -> Result<(ModernTransport<MmioRange>, String), IoReturn> {
+    let layout = ModernLayout::find(device).ok_or_else(|| {
+        log::error!("virtio-blk: {} lacks a virtio structure in a memory BAR", device.location());
+        IoReturn::NoResources
+    })?;
+    let registers = ModernRegisters {
+        common: claim(device, &layout.common)?,
+        notify: claim(device, &layout.notify)?,
+        notify_off_multiplier: layout.notify.notify_off_multiplier.unwrap_or(0),
+        isr: claim(device, &layout.isr)?,
+        device: claim(device, &layout.device)?,
+    };
+    let where_registers = format!(
+        "common {:?}, notify {:?} (multiplier {})",
+        registers.common.registers, registers.notify.registers, registers.notify_off_multiplier
+    );
+    let transport = ModernTransport::new(registers).inspect_err(|failure| log::error!("virtio-blk: {failure}"))?;
+    Ok((transport, where_registers))
+}
+
+/// Starts the block driver over `transport` and describes it for the registry.
+fn start_on<T: Transport + 'static>(
+    device: &PciDevice,
+    transport: T,
+    where_registers: String,
+) -> Result<DriverInstance, IoReturn> {
+    let waiter: &'static dyn Waiter = match device.interrupt_line {
+        Some(_) => &INTERRUPT_WAITER,
+        None => &POLLING_WAITER,
+    };
+    // Which of the two the device's DMA uses is decided by `DmaRoute`, once the
+    // features are negotiated.
+    let platforms = DmaPlatforms { physical: platform(), function: device.dma_platform() };
+    // The kernel's driver interface takes the bare code; the log keeps the cause.
+    let disk = VirtioBlock::new(transport, platforms, waiter)
+        .inspect_err(|failure| log::error!("virtio-blk: start failed on {}: {failure}", device.location()))?;
+    let disk = Arc::new(disk);
+    let mut interrupt = "none (polling)".to_string();
+    if let Some(line) = device.interrupt_line {
+        let handler = disk.clone();
+        if pic::register_handler(line, Arc::new(move || handler.handle_interrupt())) {
+            interrupt = line.to_string();
+        }
+    }
+    let (offered, accepted) = disk.features();
+    let properties: Vec<(String, String)> = vec![
+        ("transport".to_string(), format!("{}, {where_registers}", disk.interface().name())),
+        ("features".to_string(), format!("offered {offered:#x}, accepted {accepted:#x}")),
+        ("dma".to_string(), disk.dma_description().to_string()),
+        ("queue-size".to_string(), disk.queue_size().to_string()),
+        ("queue-address".to_string(), format!("{:#x}", disk.queue_address())),
+        ("irq".to_string(), interrupt),
+    ];
+    Ok(DriverInstance { properties, disks: vec![disk] })
+}
 
 impl Driver for VirtioBlockDriver {
     fn name(&self) -> &'static str {
@@ -31,43 +148,38 @@ impl Driver for VirtioBlockDriver {
     }
 
     fn matches(&self) -> &'static [Match] {
-        &[Match::Device { vendor: 0x1af4, device: 0x1001 }]
+        &[
+            Match::Device { vendor: 0x1af4, device: TRANSITIONAL_BLOCK },
+            Match::Device { vendor: 0x1af4, device: MODERN_BLOCK },
+        ]
     }
 
+    /// The transitional device is driven through its legacy registers (its
+    /// DMA bypasses any IOMMU, which is what the q35 machine keeps it for);
+    /// the modern-only one needs its four virtio structures.
     fn probe(&self, device: &PciDevice) -> u32 {
-        // Only the legacy interface is implemented: it needs I/O BAR 0.
-        match device.bars[0] {
-            Some(dmakit::pci::Bar::Io { size, .. }) if size >= REGISTER_BLOCK_SIZE => 1000,
+        match device.device_id {
+            TRANSITIONAL_BLOCK => match device.bars[0] {
+                Some(Bar::Io { size, .. }) if size >= REGISTER_BLOCK_SIZE => 1000,
+                _ => 0,
+            },
+            MODERN_BLOCK if ModernLayout::find(device).is_some() => 1000,
             _ => 0,
         }
     }
 
     fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoReturn> {
-        let registers = device.claim_io_bar(0)?;
-        let waiter: &'static dyn Waiter = match device.interrupt_line {
-            Some(_) => &INTERRUPT_WAITER,
-            None => &POLLING_WAITER,
-        };
-        // The kernel's driver interface takes the bare code; the log keeps the cause.
-        let disk = VirtioBlock::new(registers, platform(), waiter)
-            .inspect_err(|failure| log::error!("virtio-blk: start failed: {failure}"))?;
-        let disk = Arc::new(disk);
-        let mut interrupt = "none (polling)".to_string();
-        if let Some(line) = device.interrupt_line {
-            let handler = disk.clone();
-            if pic::register_handler(line, Arc::new(move || handler.handle_interrupt())) {
-                interrupt = line.to_string();
+        match device.device_id {
+            TRANSITIONAL_BLOCK => {
+                let registers = device.claim_io_bar(0)?;
+                let where_registers = format!("{registers:?}");
+                start_on(device, LegacyTransport::new(registers), where_registers)
             }
+            MODERN_BLOCK => {
+                let (transport, where_registers) = modern_transport(device)?;
+                start_on(device, transport, where_registers)
+            }
+            _ => Err(IoReturn::BadArgument),
         }
-        let (offered, accepted) = disk.features();
-        Ok(DriverInstance {
-            properties: vec![
-                ("features".to_string(), format!("offered {offered:#x}, accepted {accepted:#x}")),
-                ("queue-size".to_string(), disk.queue_size().to_string()),
-                ("queue-address".to_string(), format!("{:#x}", disk.queue_address())),
-                ("irq".to_string(), interrupt),
-            ],
-            disks: vec![disk],
-        })
     }
 }

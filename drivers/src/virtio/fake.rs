@@ -1,6 +1,14 @@
-//! A fake legacy virtio-blk device for host tests. It reads the queue and moves
-//! data only through the addresses in the descriptors, in simulated physical
-//! memory, like the real device does.
+//! A fake virtio-blk device for host tests, with both register layouts: the
+//! legacy block (one `RegisterIo`) and the modern structures (common, notify,
+//! ISR, device configuration: one `RegisterIo` window each, as the kernel maps
+//! them). It reads the queue and moves data only through the addresses in the
+//! descriptors, in simulated physical memory, like the real device does.
+//!
+//! The modern layout checks the rules of virtio 1.0: features accepted only
+//! from those offered, `VERSION_1` among them, `FEATURES_OK` before the queue
+//! is enabled, a power-of-two queue size no larger than the maximum, and every
+//! notify at `queue_notify_off * notify_off_multiplier`. It can refuse the
+//! features (clear `FEATURES_OK`) like a device that cannot work with them.
 //!
 //! It checks every write it makes: the memory must still be allocated, so a
 //! driver that frees memory under a device fails its test. It can also answer
@@ -9,6 +17,7 @@
 //! later, unless the driver reset the device in between (a reset makes a device
 //! forget its queue and everything on it).
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -19,8 +28,11 @@ use dmakit::io::RegisterIo;
 use dmakit::memory::FRAME_SIZE;
 use spin::Mutex;
 
+use super::legacy::LegacyTransport;
+use super::modern::{COMMON_BYTES, CommonConfiguration, ModernRegisters, ModernTransport, Structure};
 use super::queue::{DESCRIPTOR_NEXT, DESCRIPTOR_WRITE, QueueLayout, VirtqDescriptor};
 use super::registers::*;
+use super::transport::{Interface, Transport};
 
 /// Whether the fake disk takes writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +41,52 @@ pub enum Medium {
     Writable,
     /// Offers `VIRTIO_BLK_F_RO`.
     ReadOnly,
+}
+
+/// Whether the fake accepts the features the driver wrote (modern only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeatureCheck {
+    /// Keeps `FEATURES_OK` set when the features are valid.
+    Accept,
+    /// Clears `FEATURES_OK` whatever the driver accepted.
+    Refuse,
+}
+
+/// The queue as the device uses it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FakeQueue {
+    size: u16,
+    descriptors: u64,
+    driver: u64,
+    device: u64,
+}
+
+impl FakeQueue {
+    fn descriptor(&self, index: u16) -> u64 {
+        self.descriptors + 16 * u64::from(index % self.size)
+    }
+
+    fn available_index(&self) -> u64 {
+        self.driver + 2
+    }
+
+    fn available_slot(&self, slot: u16) -> u64 {
+        self.driver + 4 + 2 * u64::from(slot % self.size)
+    }
+
+    fn used_index(&self) -> u64 {
+        self.device + 2
+    }
+
+    fn used_slot(&self, slot: u16) -> u64 {
+        self.device + 4 + 8 * u64::from(slot % self.size)
+    }
+
+    /// `(address, bytes)` of the three parts.
+    fn parts(&self) -> [(u64, u64); 3] {
+        let entries = u64::from(self.size);
+        [(self.descriptors, 16 * entries), (self.driver, 6 + 2 * entries), (self.device, 6 + 8 * entries)]
+    }
 }
 
 /// A chain taken off the available ring.
@@ -40,8 +98,13 @@ struct Chain {
 #[derive(Default)]
 struct State {
     status: u8,
-    accepted: u32,
-    queue_page: u32,
+    accepted: u64,
+    /// The queue the device uses (legacy: set by its address; modern: enabled).
+    queue: Option<FakeQueue>,
+    /// Modern: the queue registers the driver wrote, not enabled yet.
+    staged: FakeQueue,
+    device_feature_select: u32,
+    driver_feature_select: u32,
     last_available: u16,
     used_index: u16,
     isr: u8,
@@ -63,14 +126,26 @@ pub struct Reset {
     pub chain_memory_allocated: bool,
 }
 
-/// The fake device: a disk image in memory and the legacy registers.
+/// The fake device: a disk image in memory and the registers of one interface.
 pub struct FakeVirtio {
     platform: &'static SimulatedPlatform,
+    /// Which register layout it has.
+    pub interface: Interface,
     /// The disk image.
     pub disk: Mutex<Vec<u8>>,
     state: Mutex<State>,
-    queue_size: u16,
-    offered: u32,
+    /// The queue size it offers (legacy: the only one it takes).
+    pub max_queue_size: u16,
+    /// The features it offers.
+    pub offered: u64,
+    /// Modern: whether it keeps `FEATURES_OK`.
+    pub feature_check: FeatureCheck,
+    /// Modern: the notify capability's multiplier.
+    pub notify_off_multiplier: u32,
+    /// Modern: queue 0's `queue_notify_off`.
+    pub queue_notify_off: u16,
+    /// Modern: where in the notify structure each notify landed.
+    pub notify_offsets: Mutex<Vec<u16>>,
     /// Sectors that fail with an I/O error.
     pub bad_sector: Option<u64>,
     /// `seg_max` in the configuration (0 is a broken device).
@@ -89,19 +164,40 @@ pub struct FakeVirtio {
 /// The registers of a shared fake.
 pub struct FakeRegisters(pub Arc<FakeVirtio>);
 
+/// Bytes of the modern notify structure (QEMU's: 4 bytes for each of 1024 queues).
+pub const NOTIFY_BYTES: u32 = 0x1000;
+/// Bytes of the modern device configuration (virtio-blk's, as QEMU sizes it).
+pub const DEVICE_CONFIG_BYTES: u32 = 0x3c;
+
 impl FakeVirtio {
-    /// A fake disk holding `contents`.
-    pub fn new(platform: &'static SimulatedPlatform, contents: Vec<u8>, medium: Medium) -> Arc<FakeVirtio> {
+    /// A fake disk holding `contents`, with the registers of `interface`. A
+    /// modern one offers `VERSION_1` and `ACCESS_PLATFORM` too, and notifies
+    /// queue 0 at 3 * 4 bytes into its notify structure.
+    pub fn new(
+        platform: &'static SimulatedPlatform,
+        contents: Vec<u8>,
+        medium: Medium,
+        interface: Interface,
+    ) -> Arc<FakeVirtio> {
         let read_only = match medium {
             Medium::Writable => 0,
             Medium::ReadOnly => FEATURE_READ_ONLY,
         };
+        let modern = match interface {
+            Interface::Legacy => 0,
+            Interface::Modern => FEATURE_VERSION_1 | FEATURE_ACCESS_PLATFORM,
+        };
         Arc::new(FakeVirtio {
             platform,
+            interface,
             disk: Mutex::new(contents),
             state: Mutex::new(State::default()),
-            queue_size: 64,
-            offered: FEATURE_SEG_MAX | read_only | 1 << 28,
+            max_queue_size: 64,
+            offered: FEATURE_SEG_MAX | read_only | 1 << 28 | modern,
+            feature_check: FeatureCheck::Accept,
+            notify_off_multiplier: 4,
+            queue_notify_off: 3,
+            notify_offsets: Mutex::new(Vec::new()),
             bad_sector: None,
             seg_max: 16,
             read_limit: None,
@@ -114,6 +210,36 @@ impl FakeVirtio {
     /// The device status register.
     pub fn device_status(&self) -> u8 {
         self.state.lock().status
+    }
+
+    /// The features the driver accepted.
+    pub fn accepted(&self) -> u64 {
+        self.state.lock().accepted
+    }
+
+    /// The size of the queue in use (0: none).
+    pub fn queue_size(&self) -> u16 {
+        self.state.lock().queue.map_or(0, |queue| queue.size)
+    }
+
+    /// A transport of the fake's interface over its registers, as the kernel
+    /// would build one over the real device's.
+    pub fn transport(self: &Arc<Self>) -> Box<dyn Transport> {
+        match self.interface {
+            Interface::Legacy => Box::new(LegacyTransport::new(FakeRegisters(self.clone()))),
+            Interface::Modern => {
+                let structure =
+                    |kind, length| Structure { registers: FakeStructure { fake: self.clone(), kind }, length };
+                let registers = ModernRegisters {
+                    common: structure(StructureKind::Common, COMMON_BYTES),
+                    notify: structure(StructureKind::Notify, NOTIFY_BYTES),
+                    notify_off_multiplier: self.notify_off_multiplier,
+                    isr: structure(StructureKind::Isr, 1),
+                    device: structure(StructureKind::Device, DEVICE_CONFIG_BYTES),
+                };
+                Box::new(ModernTransport::new(registers).expect("the fake's structures are long enough"))
+            }
+        }
     }
 
     /// Runs the chains a late notify took, unless a reset made the device
@@ -156,6 +282,9 @@ impl FakeVirtio {
     fn process(&self) {
         let mut state = self.state.lock();
         assert_eq!(state.status & STATUS_DRIVER_OK, STATUS_DRIVER_OK, "notify before DRIVER_OK");
+        if self.interface == Interface::Modern {
+            assert_ne!(state.status & STATUS_FEATURES_OK, 0, "a modern device runs only after FEATURES_OK");
+        }
         let chains = self.take_available(&mut state);
         if self.late.load(Ordering::Relaxed) {
             state.pending.extend(chains);
@@ -168,16 +297,15 @@ impl FakeVirtio {
 
     /// Reads the chains the driver made available since the last call.
     fn take_available(&self, state: &mut State) -> Vec<Chain> {
-        let base = u64::from(state.queue_page) * QUEUE_ALIGNMENT;
-        let layout = QueueLayout::new(self.queue_size);
-        let available = self.read_u16(base + layout.available_index());
+        let queue = state.queue.expect("notify of a queue the device does not have");
+        let available = self.read_u16(queue.available_index());
         let mut chains = Vec::new();
         while state.last_available != available {
-            let head = self.read_u16(base + layout.available_slot(state.last_available));
+            let head = self.read_u16(queue.available_slot(state.last_available));
             let mut descriptors = Vec::new();
             let mut index = head;
             loop {
-                let bytes: [u8; 16] = self.read(base + layout.descriptor(index), 16).try_into().expect("16 bytes");
+                let bytes: [u8; 16] = self.read(queue.descriptor(index), 16).try_into().expect("16 bytes");
                 let descriptor = VirtqDescriptor::from_bytes(&bytes);
                 descriptors.push(descriptor);
                 if descriptor.flags & DESCRIPTOR_NEXT == 0 {
@@ -197,15 +325,14 @@ impl FakeVirtio {
 
     /// Runs a chain and puts it on the used ring.
     fn finish(&self, state: &mut State, chain: Chain) {
-        let base = u64::from(state.queue_page) * QUEUE_ALIGNMENT;
-        let layout = QueueLayout::new(self.queue_size);
+        let queue = state.queue.expect("a chain of a queue the device has");
         let written = self.execute(&chain.descriptors);
         let mut element = [0u8; 8];
         element[..4].copy_from_slice(&u32::from(chain.head).to_le_bytes());
         element[4..].copy_from_slice(&written.to_le_bytes());
-        self.write(base + layout.used_slot(state.used_index), &element);
+        self.write(queue.used_slot(state.used_index), &element);
         state.used_index = state.used_index.wrapping_add(1);
-        self.write(base + layout.used_index(), &state.used_index.to_le_bytes());
+        self.write(queue.used_index(), &state.used_index.to_le_bytes());
         state.isr = 1;
     }
 
@@ -250,15 +377,51 @@ impl FakeVirtio {
 
     /// What a reset makes the device forget, for the test to look at.
     fn record_reset(&self, state: &State) -> Reset {
-        let queue_address = u64::from(state.queue_page) * QUEUE_ALIGNMENT;
-        let queue_length = QueueLayout::new(self.queue_size).total;
-        let queue_memory_allocated = queue_address != 0 && self.allocated(queue_address, queue_length);
+        let queue_address = state.queue.map_or(0, |queue| queue.descriptors);
+        let queue_memory_allocated = state
+            .queue
+            .is_some_and(|queue| queue.parts().iter().all(|&(address, length)| self.allocated(address, length)));
         let chain_memory_allocated = state
             .pending
             .iter()
             .flat_map(|chain| &chain.descriptors)
             .all(|descriptor| self.allocated(descriptor.address, u64::from(descriptor.length)));
         Reset { queue_address, queue_memory_allocated, chains_forgotten: state.pending.len(), chain_memory_allocated }
+    }
+
+    /// A device-status write, on either interface: 0 resets (recorded); on a
+    /// modern device, `FEATURES_OK` stays set only for acceptable features.
+    fn write_status(&self, mut value: u8) {
+        let mut state = self.state.lock();
+        if value == 0 {
+            let reset = self.record_reset(&state);
+            self.resets.lock().push(reset);
+            *state = State::default();
+        }
+        if self.interface == Interface::Modern && value & STATUS_FEATURES_OK != 0 {
+            let valid = state.accepted & FEATURE_VERSION_1 != 0;
+            if !valid || self.feature_check == FeatureCheck::Refuse {
+                value &= !STATUS_FEATURES_OK;
+            }
+        }
+        state.status = value;
+    }
+
+    /// virtio-blk's configuration, at `offset` from its start.
+    fn config_read32(&self, offset: u16) -> u32 {
+        let sectors = self.disk.lock().len() as u64 / SECTOR_SIZE;
+        match offset {
+            CONFIG_CAPACITY => sectors as u32,
+            o if o == CONFIG_CAPACITY + 4 => (sectors >> 32) as u32,
+            CONFIG_SEG_MAX => self.seg_max,
+            _ => panic!("device configuration read32 of {offset:#x}"),
+        }
+    }
+
+    fn accept_features(&self, state: &mut State, features: u64) {
+        assert_eq!(features & !self.offered, 0, "accepted a feature not offered");
+        assert_eq!(state.status & STATUS_FEATURES_OK, 0, "features written after FEATURES_OK");
+        state.accepted = features;
     }
 }
 
@@ -274,31 +437,25 @@ impl RegisterIo for FakeRegisters {
 
     fn read16(&self, offset: u16) -> u16 {
         match offset {
-            QUEUE_SIZE => self.0.queue_size,
+            QUEUE_SIZE => self.0.max_queue_size,
             _ => panic!("read16 of {offset:#x}"),
         }
     }
 
     fn read32(&self, offset: u16) -> u32 {
-        let sectors = self.0.disk.lock().len() as u64 / SECTOR_SIZE;
         match offset {
-            DEVICE_FEATURES => self.0.offered,
-            BLOCK_CAPACITY => sectors as u32,
-            o if o == BLOCK_CAPACITY + 4 => (sectors >> 32) as u32,
-            BLOCK_SEG_MAX => self.0.seg_max,
+            DEVICE_FEATURES => {
+                assert_eq!(self.0.offered >> 32, 0, "a legacy device has 32 feature bits");
+                self.0.offered as u32
+            }
+            o if o >= LEGACY_DEVICE_CONFIG => self.0.config_read32(o - LEGACY_DEVICE_CONFIG),
             _ => panic!("read32 of {offset:#x}"),
         }
     }
 
     fn write8(&self, offset: u16, value: u8) {
         assert_eq!(offset, DEVICE_STATUS, "write8 of {offset:#x}");
-        let mut state = self.0.state.lock();
-        if value == 0 {
-            let reset = self.0.record_reset(&state);
-            self.0.resets.lock().push(reset);
-            *state = State::default();
-        }
-        state.status = value;
+        self.0.write_status(value);
     }
 
     fn write16(&self, offset: u16, value: u16) {
@@ -312,12 +469,159 @@ impl RegisterIo for FakeRegisters {
     fn write32(&self, offset: u16, value: u32) {
         let mut state = self.0.state.lock();
         match offset {
-            GUEST_FEATURES => {
-                assert_eq!(value & !self.0.offered, 0, "accepted a feature not offered");
-                state.accepted = value;
+            GUEST_FEATURES => self.0.accept_features(&mut state, u64::from(value)),
+            QUEUE_ADDRESS => {
+                let base = u64::from(value) * QUEUE_ALIGNMENT;
+                let areas = QueueLayout::new(self.0.max_queue_size).areas(dmakit::dma::DmaAddr::new(base));
+                state.queue = (value != 0).then_some(FakeQueue {
+                    size: self.0.max_queue_size,
+                    descriptors: areas.descriptors.as_u64(),
+                    driver: areas.driver.as_u64(),
+                    device: areas.device.as_u64(),
+                });
             }
-            QUEUE_ADDRESS => state.queue_page = value,
             _ => panic!("write32 of {offset:#x}"),
+        }
+    }
+}
+
+/// Which modern structure a [`FakeStructure`] window shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StructureKind {
+    /// Common configuration.
+    Common,
+    /// Notify.
+    Notify,
+    /// ISR.
+    Isr,
+    /// Device configuration.
+    Device,
+}
+
+/// One modern register structure of a shared fake, offsets from its start.
+pub struct FakeStructure {
+    fake: Arc<FakeVirtio>,
+    kind: StructureKind,
+}
+
+macro_rules! common {
+    ($field:ident) => {
+        core::mem::offset_of!(CommonConfiguration, $field) as u16
+    };
+}
+
+impl FakeStructure {
+    fn only(&self, kind: StructureKind, width: u16, offset: u16) {
+        assert_eq!(self.kind, kind, "{width}-bit access at {offset:#x} of the {:?} structure", self.kind);
+    }
+
+    /// The low half of a 64-bit queue address register.
+    fn low_half(target: &mut u64, value: u32) {
+        *target = (*target & !0xffff_ffff) | u64::from(value);
+    }
+
+    /// The high half of a 64-bit queue address register.
+    fn high_half(target: &mut u64, value: u32) {
+        *target = (*target & 0xffff_ffff) | u64::from(value) << 32;
+    }
+}
+
+impl RegisterIo for FakeStructure {
+    fn read8(&self, offset: u16) -> u8 {
+        let mut state = self.fake.state.lock();
+        match (self.kind, offset) {
+            (StructureKind::Common, o) if o == common!(device_status) => state.status,
+            (StructureKind::Common, o) if o == common!(config_generation) => 0,
+            (StructureKind::Isr, 0) => core::mem::take(&mut state.isr),
+            (kind, _) => panic!("read8 at {offset:#x} of the {kind:?} structure"),
+        }
+    }
+
+    fn read16(&self, offset: u16) -> u16 {
+        self.only(StructureKind::Common, 16, offset);
+        let state = self.fake.state.lock();
+        match offset {
+            // The maximum after a reset, then whatever the driver wrote.
+            o if o == common!(queue_size) => match state.staged.size {
+                0 => self.fake.max_queue_size,
+                written => written,
+            },
+            o if o == common!(queue_notify_off) => self.fake.queue_notify_off,
+            o if o == common!(queue_enable) => u16::from(state.queue.is_some()),
+            _ => panic!("common read16 of {offset:#x}"),
+        }
+    }
+
+    fn read32(&self, offset: u16) -> u32 {
+        if self.kind == StructureKind::Device {
+            return self.fake.config_read32(offset);
+        }
+        self.only(StructureKind::Common, 32, offset);
+        let state = self.fake.state.lock();
+        match offset {
+            o if o == common!(device_feature) => (self.fake.offered >> (32 * state.device_feature_select)) as u32,
+            _ => panic!("common read32 of {offset:#x}"),
+        }
+    }
+
+    fn write8(&self, offset: u16, value: u8) {
+        self.only(StructureKind::Common, 8, offset);
+        assert_eq!(offset, common!(device_status), "common write8 of {offset:#x}");
+        self.fake.write_status(value);
+    }
+
+    fn write16(&self, offset: u16, value: u16) {
+        if self.kind == StructureKind::Notify {
+            self.fake.notify_offsets.lock().push(offset);
+            let expected = u32::from(self.fake.queue_notify_off) * self.fake.notify_off_multiplier;
+            assert_eq!(u32::from(offset), expected, "notify at queue_notify_off * notify_off_multiplier");
+            assert_eq!(value, 0, "the notify names queue 0");
+            return self.fake.process();
+        }
+        self.only(StructureKind::Common, 16, offset);
+        let mut state = self.fake.state.lock();
+        match offset {
+            o if o == common!(queue_select) => assert_eq!(value, 0, "one queue"),
+            o if o == common!(queue_size) => {
+                let max = self.fake.max_queue_size;
+                assert!(value.is_power_of_two() && value <= max, "queue size {value} (max {max})");
+                state.staged.size = value;
+            }
+            o if o == common!(queue_enable) => {
+                assert_eq!(value, 1, "a queue is enabled, never disabled, by writing 1");
+                assert_ne!(state.status & STATUS_FEATURES_OK, 0, "queue enabled before FEATURES_OK");
+                let mut queue = state.staged;
+                if queue.size == 0 {
+                    queue.size = self.fake.max_queue_size;
+                }
+                assert!(queue.descriptors != 0 && queue.driver != 0 && queue.device != 0, "{queue:?}");
+                state.queue = Some(queue);
+            }
+            _ => panic!("common write16 of {offset:#x}"),
+        }
+    }
+
+    fn write32(&self, offset: u16, value: u32) {
+        self.only(StructureKind::Common, 32, offset);
+        let mut state = self.fake.state.lock();
+        let select = state.driver_feature_select;
+        match offset {
+            o if o == common!(device_feature_select) => state.device_feature_select = value,
+            o if o == common!(driver_feature_select) => state.driver_feature_select = value,
+            o if o == common!(driver_feature) => {
+                let accepted = match select {
+                    0 => (state.accepted & !0xffff_ffff) | u64::from(value),
+                    _ => (state.accepted & 0xffff_ffff) | u64::from(value) << 32,
+                };
+                self.fake.accept_features(&mut state, accepted);
+            }
+            o if o == common!(queue_desc) => Self::low_half(&mut state.staged.descriptors, value),
+            o if o == common!(queue_desc) + 4 => Self::high_half(&mut state.staged.descriptors, value),
+            o if o == common!(queue_driver) => Self::low_half(&mut state.staged.driver, value),
+            o if o == common!(queue_driver) + 4 => Self::high_half(&mut state.staged.driver, value),
+            o if o == common!(queue_device) => Self::low_half(&mut state.staged.device, value),
+            o if o == common!(queue_device) + 4 => Self::high_half(&mut state.staged.device, value),
+            _ => panic!("common write32 of {offset:#x}"),
         }
     }
 }

@@ -1,15 +1,22 @@
-//! virtio-blk over legacy virtio-PCI, with a hand-written split virtqueue.
+//! virtio-blk over virtio-PCI, legacy (I/O BAR 0) or modern (virtio 1.0, memory
+//! BARs found through capabilities), with a hand-written split virtqueue.
 
 mod block;
 #[cfg(target_os = "none")]
 mod driver;
 #[cfg(test)]
 mod fake;
+pub mod legacy;
+pub mod modern;
 pub mod queue;
 pub mod registers;
 #[cfg(test)]
 mod tests;
+pub mod transport;
 
 pub use block::VirtioBlock;
 #[cfg(target_os = "none")]
 pub use driver::VirtioBlockDriver;
+pub use legacy::LegacyTransport;
+pub use modern::{ModernRegisters, ModernTransport, Structure};
+pub use transport::{DmaPlatforms, DmaRoute, Interface, Transport};

@@ -1,6 +1,8 @@
 //! A split virtqueue (virtio 1.0 section 2.4) in memory shared with the device.
 //!
-//! Layout for the legacy interface, `size` entries:
+//! Layout for the legacy interface, `size` entries (the modern interface takes
+//! each part's address separately and needs less alignment, so the same layout
+//! serves it too):
 //! ```text
 //! offset 0               descriptor table   16 * size bytes   (driver writes)
 //! offset 16 * size       available ring     6 + 2 * size      (driver writes)
@@ -12,6 +14,7 @@
 use dmakit::dma::{Cause, DmaAddr, IoDirection, IoFailure, IoReturn, OutputFormat, Segment};
 
 use super::registers::QUEUE_ALIGNMENT;
+use super::transport::QueueAreas;
 
 /// One entry of the descriptor table (`struct virtq_desc`).
 #[repr(C)]
@@ -117,6 +120,15 @@ impl QueueLayout {
         let used = (available + 6 + 2 * entries).next_multiple_of(QUEUE_ALIGNMENT);
         let total = (used + 6 + 8 * entries).next_multiple_of(QUEUE_ALIGNMENT);
         QueueLayout { size, available, used, total }
+    }
+
+    /// Where the three parts lie when the queue starts at `base`.
+    pub fn areas(&self, base: DmaAddr) -> QueueAreas {
+        QueueAreas {
+            descriptors: base,
+            driver: DmaAddr::new(base.as_u64() + self.available),
+            device: DmaAddr::new(base.as_u64() + self.used),
+        }
     }
 
     /// Offset of descriptor `index`.

@@ -1,8 +1,10 @@
-//! The legacy virtio-PCI register block (I/O BAR 0) and the virtio-blk bits we use.
+//! The legacy virtio-PCI register block (I/O BAR 0), and the status, feature
+//! and virtio-blk bits both interfaces share.
 //!
 //! Virtio 1.0 section 4.1.4.8 "Legacy Interfaces: A Note on PCI Device Layout".
-//! QEMU's `virtio-blk-pci` is a transitional device on the `pc` machine: it offers
-//! this interface next to the modern one.
+//! QEMU's `virtio-blk-pci` is a transitional device by default: it offers this
+//! interface next to the modern one (`modern.rs`), which alone it keeps with
+//! `disable-legacy=on`.
 
 /// 0x00, 32 bits, read: the features the device offers.
 pub const DEVICE_FEATURES: u16 = 0x00;
@@ -20,11 +22,19 @@ pub const QUEUE_NOTIFY: u16 = 0x10;
 pub const DEVICE_STATUS: u16 = 0x12;
 /// 0x13, 8 bits, read: interrupt status; reading it acknowledges the interrupt.
 pub const ISR_STATUS: u16 = 0x13;
-/// 0x14: device-specific configuration (without MSI-X). For virtio-blk the first
-/// field is the capacity in 512-byte sectors, 64 bits.
-pub const BLOCK_CAPACITY: u16 = 0x14;
-/// virtio-blk `seg_max`, 32 bits: most data segments in one request.
-pub const BLOCK_SEG_MAX: u16 = 0x14 + 12;
+/// 0x14: where the device-specific configuration starts (without MSI-X).
+pub const LEGACY_DEVICE_CONFIG: u16 = 0x14;
+/// virtio-blk configuration, offset 0: the capacity in 512-byte sectors, 64 bits.
+pub const CONFIG_CAPACITY: u16 = 0;
+/// virtio-blk configuration, offset 12: `seg_max`, 32 bits, the most data
+/// segments in one request.
+pub const CONFIG_SEG_MAX: u16 = 12;
+/// The legacy register of the capacity.
+pub const BLOCK_CAPACITY: u16 = LEGACY_DEVICE_CONFIG + CONFIG_CAPACITY;
+/// The legacy register of `seg_max`.
+pub const BLOCK_SEG_MAX: u16 = LEGACY_DEVICE_CONFIG + CONFIG_SEG_MAX;
+/// Bytes of virtio-blk configuration the driver reads (up to `seg_max`).
+pub const CONFIG_BYTES_READ: u16 = CONFIG_SEG_MAX + 4;
 /// The size of the register block.
 pub const REGISTER_BLOCK_SIZE: u16 = 0x14 + 0x24;
 
@@ -34,13 +44,23 @@ pub const STATUS_ACKNOWLEDGE: u8 = 1;
 pub const STATUS_DRIVER: u8 = 2;
 /// Device status: the driver is ready.
 pub const STATUS_DRIVER_OK: u8 = 4;
+/// Device status (modern only): the driver has written the features it
+/// accepts; the device clears the bit again if it cannot work with them.
+pub const STATUS_FEATURES_OK: u8 = 8;
 /// Device status: the driver gave up.
 pub const STATUS_FAILED: u8 = 0x80;
 
 /// Feature: `seg_max` in the configuration is valid.
-pub const FEATURE_SEG_MAX: u32 = 1 << 2;
+pub const FEATURE_SEG_MAX: u64 = 1 << 2;
 /// Feature: the disk is read-only.
-pub const FEATURE_READ_ONLY: u32 = 1 << 5;
+pub const FEATURE_READ_ONLY: u64 = 1 << 5;
+/// Feature `VIRTIO_F_VERSION_1`: the device follows virtio 1.0; a modern
+/// interface requires it (the legacy one has only 32 feature bits).
+pub const FEATURE_VERSION_1: u64 = 1 << 32;
+/// Feature `VIRTIO_F_ACCESS_PLATFORM`: the device's memory accesses go through
+/// the platform (its IOMMU), so it must be given addresses the platform maps,
+/// not physical ones.
+pub const FEATURE_ACCESS_PLATFORM: u64 = 1 << 33;
 
 /// Request type: read.
 pub const REQUEST_IN: u32 = 0;
@@ -53,7 +73,8 @@ pub const STATUS_IOERR: u8 = 1;
 /// Request status: the device does not support the request type.
 pub const STATUS_UNSUPP: u8 = 2;
 
-/// The legacy interface's queue alignment (the used ring starts on a page).
+/// The queue alignment: the legacy interface needs the used ring on a page;
+/// the modern one needs less, and gets the same layout.
 pub const QUEUE_ALIGNMENT: u64 = 4096;
 /// virtio-blk sectors are always 512 bytes, whatever the disk's block size.
 pub const SECTOR_SIZE: u64 = 512;

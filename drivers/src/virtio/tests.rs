@@ -1,4 +1,7 @@
-//! The virtio-blk driver against the fake device on a simulated machine.
+//! The virtio-blk driver against the fake device on a simulated machine, on both
+//! transports: each test below `on_both_transports!` runs once with the legacy
+//! register block and once with the modern structures (`legacy::` and
+//! `modern::` in the test names). Tests of what only one interface has follow.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -15,9 +18,43 @@ use dmakit::time::Waiter;
 use proptest::prelude::*;
 
 use super::VirtioBlock;
-use super::fake::{FakeRegisters, FakeVirtio, Medium, Reset};
-use super::registers::STATUS_FAILED;
+use super::fake::{FakeVirtio, FeatureCheck, Medium, Reset};
+use super::registers::{
+    FEATURE_ACCESS_PLATFORM, FEATURE_SEG_MAX, FEATURE_VERSION_1, STATUS_FAILED, STATUS_FEATURES_OK,
+};
+use super::transport::{DmaPlatforms, DmaRoute, Interface, QUEUE_SIZE_LIMIT, Transport};
 use crate::test_support::WAITER;
+
+/// The driver as the tests build it: over either transport.
+type Driver = VirtioBlock<Box<dyn Transport>>;
+
+/// Generates a `#[test]` for each transport from each `fn name(interface)`.
+macro_rules! on_both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod legacy {
+            $(#[test] fn $name() { super::$name(super::Interface::Legacy) })*
+        }
+        mod modern {
+            $(#[test] fn $name() { super::$name(super::Interface::Modern) })*
+        }
+    };
+}
+
+on_both_transports!(
+    reads_every_sector_byte_exact,
+    writes_reach_the_disk_and_read_back,
+    forced_double_buffering_still_moves_the_right_bytes,
+    bad_requests_are_refused_and_the_device_stays_usable,
+    a_restricted_specification_bounces_for_one_transfer_only,
+    device_errors_are_reported,
+    read_only_disks_refuse_writes,
+    scattered_buffers_use_many_descriptors,
+    a_short_read_is_an_underrun_and_copies_back_only_what_the_device_wrote,
+    a_timed_out_read_resets_the_device_before_any_memory_goes_back,
+    a_late_answer_within_the_timeout_completes_the_read,
+    a_failure_after_queue_setup_resets_the_device_before_freeing_the_queue,
+    dropping_the_driver_resets_the_device_before_releasing_the_queue,
+);
 
 const SECTORS: u64 = 2048;
 /// What a test's buffer holds before a transfer, so that the bytes the transfer
@@ -37,10 +74,20 @@ fn sectors(first: u64, count: u64) -> Vec<u8> {
     bytes
 }
 
-fn setup(medium: Medium) -> (&'static SimulatedPlatform, Arc<FakeVirtio>, VirtioBlock<FakeRegisters>) {
+/// One platform for both routes: the fake device reads and writes `platform`.
+fn platforms(platform: &'static SimulatedPlatform) -> DmaPlatforms {
+    DmaPlatforms { physical: platform, function: platform }
+}
+
+/// Starts the driver on `fake` through a transport of the fake's interface.
+fn start(fake: &Arc<FakeVirtio>, platforms: DmaPlatforms, waiter: &'static dyn Waiter) -> Result<Driver, IoFailure> {
+    VirtioBlock::new(fake.transport(), platforms, waiter)
+}
+
+fn setup(medium: Medium, interface: Interface) -> (&'static SimulatedPlatform, Arc<FakeVirtio>, Driver) {
     let platform = SimulatedPlatform::leak(1024);
-    let fake = FakeVirtio::new(platform, disk_image(), medium);
-    let driver = VirtioBlock::new(FakeRegisters(fake.clone()), platform, &WAITER).unwrap();
+    let fake = FakeVirtio::new(platform, disk_image(), medium, interface);
+    let driver = start(&fake, platforms(platform), &WAITER).unwrap();
     (platform, fake, driver)
 }
 
@@ -59,9 +106,8 @@ fn restricted_to_32_bits() -> TransferOptions {
     TransferOptions { restrict: Some(narrow), force_double_buffer: false }
 }
 
-#[test]
-fn reads_every_sector_byte_exact() {
-    let (platform, _fake, driver) = setup(Medium::Writable);
+fn reads_every_sector_byte_exact(interface: Interface) {
+    let (platform, _fake, driver) = setup(Medium::Writable, interface);
     assert_eq!(driver.block_count(), SECTORS);
     let before = platform.accounting().stats();
     let mut target = buffer(platform, 256 * 512, IoDirection::In);
@@ -73,9 +119,8 @@ fn reads_every_sector_byte_exact() {
     assert_eq!(after.bytes_from_bounce, before.bytes_from_bounce, "a 64-bit device needs no bouncing");
 }
 
-#[test]
-fn writes_reach_the_disk_and_read_back() {
-    let (platform, fake, driver) = setup(Medium::Writable);
+fn writes_reach_the_disk_and_read_back(interface: Interface) {
+    let (platform, fake, driver) = setup(Medium::Writable, interface);
     let mut source = buffer(platform, 8 * 512, IoDirection::Out);
     let data: Vec<u8> = (0..8 * 512).map(|i| (i * 13 % 251) as u8).collect();
     source.write_bytes(0, &data).unwrap();
@@ -86,10 +131,9 @@ fn writes_reach_the_disk_and_read_back() {
     assert_eq!(target.to_vec(0, data.len()).unwrap(), data);
 }
 
-#[test]
-fn forced_double_buffering_still_moves_the_right_bytes() {
+fn forced_double_buffering_still_moves_the_right_bytes(interface: Interface) {
     // Every transfer bounces, so a missing synchronize or complete would lose data.
-    let (platform, fake, driver) = setup(Medium::Writable);
+    let (platform, fake, driver) = setup(Medium::Writable, interface);
     driver.set_double_buffering(DoubleBuffering::Forced);
     let before = platform.accounting().stats();
     let mut target = buffer(platform, 64 * 512, IoDirection::In);
@@ -107,9 +151,8 @@ fn forced_double_buffering_still_moves_the_right_bytes() {
     assert_eq!((after.pages_in_use, after.prepared_commands), (before.pages_in_use, before.prepared_commands));
 }
 
-#[test]
-fn bad_requests_are_refused_and_the_device_stays_usable() {
-    let (platform, _fake, driver) = setup(Medium::Writable);
+fn bad_requests_are_refused_and_the_device_stays_usable(interface: Interface) {
+    let (platform, _fake, driver) = setup(Medium::Writable, interface);
     let mut target = buffer(platform, 4096, IoDirection::In);
     assert_eq!(driver.read(SECTORS - 1, 2, &mut target, 0).unwrap_err(), IoReturn::BadArgument, "past the end");
     assert_eq!(driver.read(SECTORS, 1, &mut target, 0).unwrap_err(), IoReturn::BadArgument);
@@ -120,9 +163,8 @@ fn bad_requests_are_refused_and_the_device_stays_usable() {
     assert_eq!(target.to_vec(0, 4096).unwrap(), sectors(SECTORS - 8, 8));
 }
 
-#[test]
-fn a_restricted_specification_bounces_for_one_transfer_only() {
-    let (platform, _fake, driver) = setup(Medium::Writable);
+fn a_restricted_specification_bounces_for_one_transfer_only(interface: Interface) {
+    let (platform, _fake, driver) = setup(Medium::Writable, interface);
     let mut target = buffer(platform, 16 * 512, IoDirection::In);
     let before = platform.accounting().stats();
     let narrow = Specification { num_address_bits: 32, boundary: 4096, ..Specification::UNLIMITED_64 };
@@ -137,12 +179,11 @@ fn a_restricted_specification_bounces_for_one_transfer_only() {
     assert_eq!(bounced, 16 * 512, "the next transfer is direct again");
 }
 
-#[test]
-fn device_errors_are_reported() {
+fn device_errors_are_reported(interface: Interface) {
     let platform = SimulatedPlatform::leak(64);
-    let mut fake = FakeVirtio::new(platform, disk_image(), Medium::Writable);
+    let mut fake = FakeVirtio::new(platform, disk_image(), Medium::Writable, interface);
     Arc::get_mut(&mut fake).unwrap().bad_sector = Some(50);
-    let driver = VirtioBlock::new(FakeRegisters(fake.clone()), platform, &WAITER).unwrap();
+    let driver = start(&fake, platforms(platform), &WAITER).unwrap();
     let before = platform.accounting().stats();
     let mut target = buffer(platform, 4096, IoDirection::In);
     let failure = driver.read(48, 4, &mut target, 0).unwrap_err();
@@ -152,16 +193,14 @@ fn device_errors_are_reported() {
     assert_eq!(after.prepared_commands, before.prepared_commands, "only the queue stays prepared");
 }
 
-#[test]
-fn read_only_disks_refuse_writes() {
-    let (platform, _fake, driver) = setup(Medium::ReadOnly);
+fn read_only_disks_refuse_writes(interface: Interface) {
+    let (platform, _fake, driver) = setup(Medium::ReadOnly, interface);
     let mut source = buffer(platform, 512, IoDirection::Out);
     assert_eq!(driver.write(0, 1, &mut source, 0).unwrap_err(), IoReturn::NotPermitted);
 }
 
-#[test]
-fn scattered_buffers_use_many_descriptors() {
-    let (platform, fake, driver) = setup(Medium::Writable);
+fn scattered_buffers_use_many_descriptors(interface: Interface) {
+    let (platform, fake, driver) = setup(Medium::Writable, interface);
     // Eight separately allocated frames: eight data segments in one chain, unless
     // the allocator happens to place neighbours next to each other.
     let pieces: Vec<_> = (0..8)
@@ -177,12 +216,11 @@ fn scattered_buffers_use_many_descriptors() {
     assert_eq!(scattered.to_vec(0, 64 * 512).unwrap(), sectors(0, 64));
 }
 
-#[test]
-fn a_short_read_is_an_underrun_and_copies_back_only_what_the_device_wrote() {
+fn a_short_read_is_an_underrun_and_copies_back_only_what_the_device_wrote(interface: Interface) {
     let platform = SimulatedPlatform::leak(64);
-    let mut fake = FakeVirtio::new(platform, disk_image(), Medium::Writable);
+    let mut fake = FakeVirtio::new(platform, disk_image(), Medium::Writable, interface);
     Arc::get_mut(&mut fake).unwrap().read_limit = Some(1000);
-    let driver = VirtioBlock::new(FakeRegisters(fake.clone()), platform, &WAITER).unwrap();
+    let driver = start(&fake, platforms(platform), &WAITER).unwrap();
     // An `In` buffer above 4 GiB, read by a 32-bit device: the data goes through
     // bounce memory that is not filled first, so anything copied back beyond
     // what the device wrote would be stale bytes.
@@ -202,9 +240,8 @@ fn a_short_read_is_an_underrun_and_copies_back_only_what_the_device_wrote() {
     driver.read(0, 1, &mut target, 0).expect("an underrun does not stop the device (one sector fits the limit)");
 }
 
-#[test]
-fn a_timed_out_read_resets_the_device_before_any_memory_goes_back() {
-    let (platform, fake, driver) = setup(Medium::Writable);
+fn a_timed_out_read_resets_the_device_before_any_memory_goes_back(interface: Interface) {
+    let (platform, fake, driver) = setup(Medium::Writable, interface);
     let mut target = buffer(platform, 8 * 512, IoDirection::In);
     assert!(lies_above_4_gib(&target));
     target.write_bytes(0, &[OLD_BYTE; 8 * 512]).unwrap();
@@ -246,14 +283,13 @@ impl Waiter for AnswerWhileWaiting {
     }
 }
 
-#[test]
-fn a_late_answer_within_the_timeout_completes_the_read() {
+fn a_late_answer_within_the_timeout_completes_the_read(interface: Interface) {
     // The other side of the timeout test: without a reset, the chains a late
     // device took do run.
     let platform = SimulatedPlatform::leak(64);
-    let fake = FakeVirtio::new(platform, disk_image(), Medium::Writable);
+    let fake = FakeVirtio::new(platform, disk_image(), Medium::Writable, interface);
     let waiter = Box::leak(Box::new(AnswerWhileWaiting(fake.clone())));
-    let driver = VirtioBlock::new(FakeRegisters(fake.clone()), platform, waiter).unwrap();
+    let driver = start(&fake, platforms(platform), waiter).unwrap();
     fake.late.store(true, Ordering::Relaxed);
     let mut target = buffer(platform, 8 * 512, IoDirection::In);
     driver.read(3, 8, &mut target, 0).unwrap();
@@ -261,13 +297,12 @@ fn a_late_answer_within_the_timeout_completes_the_read() {
     assert_eq!(fake.finish_late(), 0, "nothing left over");
 }
 
-#[test]
-fn a_failure_after_queue_setup_resets_the_device_before_freeing_the_queue() {
+fn a_failure_after_queue_setup_resets_the_device_before_freeing_the_queue(interface: Interface) {
     let platform = SimulatedPlatform::leak(64);
-    let mut fake = FakeVirtio::new(platform, disk_image(), Medium::Writable);
+    let mut fake = FakeVirtio::new(platform, disk_image(), Medium::Writable, interface);
     Arc::get_mut(&mut fake).unwrap().seg_max = 0;
     let before = platform.accounting().stats();
-    let Err(failure) = VirtioBlock::new(FakeRegisters(fake.clone()), platform, &WAITER) else {
+    let Err(failure) = start(&fake, platforms(platform), &WAITER) else {
         panic!("a device that takes no data segments is refused");
     };
     assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::DeviceError("virtio-blk seg_max is 0")));
@@ -281,9 +316,8 @@ fn a_failure_after_queue_setup_resets_the_device_before_freeing_the_queue() {
     assert!(platform.accounting().misuse_log().is_empty(), "{:?}", platform.accounting().misuse_log());
 }
 
-#[test]
-fn dropping_the_driver_resets_the_device_before_releasing_the_queue() {
-    let (platform, fake, driver) = setup(Medium::Writable);
+fn dropping_the_driver_resets_the_device_before_releasing_the_queue(interface: Interface) {
+    let (platform, fake, driver) = setup(Medium::Writable, interface);
     let mut target = buffer(platform, 512, IoDirection::In);
     driver.read(0, 1, &mut target, 0).unwrap();
     let queue_address = driver.queue_address();
@@ -304,8 +338,11 @@ fn dropping_the_driver_resets_the_device_before_releasing_the_queue() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
-    fn random_transfers_match_the_disk(requests in prop::collection::vec((0u64..SECTORS, 1u64..40, 0u64..64, any::<bool>()), 1..12)) {
-        let (platform, fake, driver) = setup(Medium::Writable);
+    fn random_transfers_match_the_disk(
+        interface in prop_oneof![Just(Interface::Legacy), Just(Interface::Modern)],
+        requests in prop::collection::vec((0u64..SECTORS, 1u64..40, 0u64..64, any::<bool>()), 1..12),
+    ) {
+        let (platform, fake, driver) = setup(Medium::Writable, interface);
         let before = platform.accounting().stats();
         for (lba, count, offset_words, bounce) in requests {
             let count = count.min(SECTORS - lba);
@@ -318,5 +355,144 @@ proptest! {
             prop_assert_eq!(target.to_vec(offset, expected.len()).unwrap(), expected);
         }
         prop_assert_eq!(platform.accounting().stats().pages_in_use, before.pages_in_use);
+    }
+}
+
+/// A fake whose settings `adjust` changes before the driver sees it.
+fn adjusted_fake(
+    platform: &'static SimulatedPlatform,
+    interface: Interface,
+    adjust: impl FnOnce(&mut FakeVirtio),
+) -> Arc<FakeVirtio> {
+    let mut fake = FakeVirtio::new(platform, disk_image(), Medium::Writable, interface);
+    adjust(Arc::get_mut(&mut fake).expect("not shared yet"));
+    fake
+}
+
+#[test]
+fn a_modern_device_that_refuses_the_features_is_a_clear_error_and_gets_no_memory() {
+    let platform = SimulatedPlatform::leak(64);
+    let fake = adjusted_fake(platform, Interface::Modern, |fake| fake.feature_check = FeatureCheck::Refuse);
+    let before = platform.accounting().stats();
+    let Err(failure) = start(&fake, platforms(platform), &WAITER) else {
+        panic!("a device that clears FEATURES_OK is refused");
+    };
+    let cause = Cause::DeviceError("the virtio device refused the accepted features (it cleared FEATURES_OK)");
+    assert_eq!(failure, IoFailure::new(IoReturn::IoError, cause));
+    assert!(failure.to_string().contains("FEATURES_OK"), "{failure}");
+    assert_eq!(fake.device_status(), STATUS_FAILED, "the driver reset the device and gave up");
+    assert_eq!(fake.queue_size(), 0, "no queue was given to the device");
+    let after = platform.accounting().stats();
+    assert_eq!((after.pages_in_use, after.prepared_commands), (before.pages_in_use, before.prepared_commands));
+}
+
+#[test]
+fn a_modern_device_without_version_1_is_refused_before_features_are_written() {
+    let platform = SimulatedPlatform::leak(64);
+    let fake = adjusted_fake(platform, Interface::Modern, |fake| fake.offered &= !FEATURE_VERSION_1);
+    let Err(failure) = start(&fake, platforms(platform), &WAITER) else {
+        panic!("a modern device must offer VERSION_1");
+    };
+    assert_eq!(failure.code(), IoReturn::IoError);
+    assert!(failure.to_string().contains("VERSION_1"), "{failure}");
+    assert_eq!(fake.accepted(), 0);
+}
+
+#[test]
+fn access_platform_is_accepted_when_offered_and_puts_the_dma_on_the_functions_platform() {
+    // Two machines: the fake device only sees `function`'s memory, so reads
+    // come back right only if the driver put everything there.
+    let function = SimulatedPlatform::leak(64);
+    let physical = SimulatedPlatform::leak(64);
+    let fake = FakeVirtio::new(function, disk_image(), Medium::Writable, Interface::Modern);
+    let driver = start(&fake, DmaPlatforms { physical, function }, &WAITER).unwrap();
+    let (offered, accepted) = driver.features();
+    assert_ne!(offered & FEATURE_ACCESS_PLATFORM, 0);
+    assert_eq!(accepted & (FEATURE_VERSION_1 | FEATURE_ACCESS_PLATFORM), FEATURE_VERSION_1 | FEATURE_ACCESS_PLATFORM);
+    assert_eq!(fake.accepted(), accepted, "the device got the same 64 bits");
+    assert_ne!(fake.device_status() & STATUS_FEATURES_OK, 0, "FEATURES_OK stayed set");
+    assert_eq!(driver.dma_route(), DmaRoute::Platform);
+    assert!(function.is_allocated(driver.queue_address()), "the ring is on the function's platform");
+    let mut target = buffer(function, 8 * 512, IoDirection::In);
+    driver.read(40, 8, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 8 * 512).unwrap(), sectors(40, 8));
+    assert_eq!(physical.accounting().stats().prepared_commands, 0, "nothing went through the bare platform");
+}
+
+#[test]
+fn without_access_platform_and_on_the_legacy_interface_the_dma_uses_physical_addresses() {
+    for interface in [Interface::Legacy, Interface::Modern] {
+        let physical = SimulatedPlatform::leak(64);
+        let function = SimulatedPlatform::leak(64);
+        let fake = adjusted_fake(physical, interface, |fake| fake.offered &= !FEATURE_ACCESS_PLATFORM);
+        let driver = start(&fake, DmaPlatforms { physical, function }, &WAITER).unwrap();
+        let expected = match interface {
+            Interface::Legacy => DmaRoute::PhysicalLegacy,
+            Interface::Modern => DmaRoute::PhysicalNoAccessPlatform,
+        };
+        assert_eq!(driver.dma_route(), expected);
+        assert_eq!(driver.features().1 & FEATURE_ACCESS_PLATFORM, 0);
+        assert!(driver.dma_description().starts_with("physical addresses"), "{}", driver.dma_description());
+        assert!(physical.is_allocated(driver.queue_address()), "{interface:?}: the ring is on the bare platform");
+        let mut target = buffer(physical, 4 * 512, IoDirection::In);
+        driver.read(7, 4, &mut target, 0).unwrap();
+        assert_eq!(target.to_vec(0, 4 * 512).unwrap(), sectors(7, 4));
+        assert_eq!(function.accounting().stats().prepared_commands, 0, "{interface:?}");
+    }
+}
+
+#[test]
+fn the_modern_notify_lands_at_queue_notify_off_times_the_multiplier() {
+    let platform = SimulatedPlatform::leak(64);
+    let fake = adjusted_fake(platform, Interface::Modern, |fake| {
+        fake.queue_notify_off = 5;
+        fake.notify_off_multiplier = 8;
+    });
+    let driver = start(&fake, platforms(platform), &WAITER).unwrap();
+    let mut target = buffer(platform, 512, IoDirection::In);
+    driver.read(0, 1, &mut target, 0).unwrap();
+    driver.read(1, 1, &mut target, 0).unwrap();
+    assert_eq!(*fake.notify_offsets.lock(), [40, 40], "5 * 8 bytes into the notify structure, every time");
+}
+
+#[test]
+fn a_notify_offset_outside_the_notify_structure_fails_the_start_and_frees_the_queue() {
+    let platform = SimulatedPlatform::leak(64);
+    let fake = adjusted_fake(platform, Interface::Modern, |fake| fake.queue_notify_off = 0x400);
+    let before = platform.accounting().stats();
+    let Err(failure) = start(&fake, platforms(platform), &WAITER) else {
+        panic!("0x400 * 4 lies past the 0x1000-byte notify structure");
+    };
+    assert_eq!(
+        failure,
+        IoFailure::new(IoReturn::IoError, Cause::OutOfRange { offset: 0x1000, length: 2, size: 0x1000 })
+    );
+    assert_eq!(fake.device_status(), STATUS_FAILED);
+    assert_eq!(platform.accounting().stats().pages_in_use, before.pages_in_use, "the ring was freed");
+}
+
+#[test]
+fn a_modern_driver_writes_a_smaller_queue_size_than_the_maximum() {
+    let platform = SimulatedPlatform::leak(64);
+    let fake = adjusted_fake(platform, Interface::Modern, |fake| fake.max_queue_size = 1024);
+    let driver = start(&fake, platforms(platform), &WAITER).unwrap();
+    assert_eq!((driver.queue_size(), fake.queue_size()), (QUEUE_SIZE_LIMIT, QUEUE_SIZE_LIMIT));
+    let mut target = buffer(platform, 64 * 512, IoDirection::In);
+    driver.read(100, 64, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 64 * 512).unwrap(), sectors(100, 64));
+    // A legacy device's size is the device's: the driver takes all of it.
+    let fake = adjusted_fake(platform, Interface::Legacy, |fake| fake.max_queue_size = 512);
+    let driver = start(&fake, platforms(platform), &WAITER).unwrap();
+    assert_eq!(driver.queue_size(), 512);
+}
+
+#[test]
+fn both_transports_read_the_same_configuration() {
+    for interface in [Interface::Legacy, Interface::Modern] {
+        let (_platform, fake, driver) = setup(Medium::Writable, interface);
+        assert_eq!(driver.block_count(), SECTORS, "{interface:?}");
+        assert_ne!(driver.features().1 & FEATURE_SEG_MAX, 0, "{interface:?}");
+        assert!(driver.description().contains(interface.name()), "{}", driver.description());
+        assert_eq!(fake.queue_size(), 64);
     }
 }

@@ -1,0 +1,108 @@
+//! The legacy (virtio 0.9.5) transport: one register block in I/O BAR 0
+//! (`registers.rs`), what QEMU's transitional virtio-blk-pci (1af4:1001) offers.
+//!
+//! It differs from the modern transport in three ways the driver sees: 32
+//! feature bits and no `FEATURES_OK`; a queue whose size the device fixes; and
+//! one queue address, a 32-bit page number, from which the device derives the
+//! rings with the legacy layout (so the areas handed in must follow it).
+
+use dmakit::dma::{Cause, IoFailure, IoReturn};
+use dmakit::io::RegisterIo;
+
+use super::queue::QueueLayout;
+use super::registers::*;
+use super::transport::{Interface, QueueAreas, Transport, config_out_of_range};
+
+/// Bytes of device-specific configuration in the legacy block.
+const DEVICE_CONFIG_BYTES: u16 = REGISTER_BLOCK_SIZE - LEGACY_DEVICE_CONFIG;
+
+/// The legacy register block, through `R` (I/O ports on the machine, a fake
+/// device on the host).
+pub struct LegacyTransport<R: RegisterIo> {
+    registers: R,
+}
+
+impl<R: RegisterIo> LegacyTransport<R> {
+    /// The transport over the register block `registers`.
+    pub fn new(registers: R) -> LegacyTransport<R> {
+        LegacyTransport { registers }
+    }
+}
+
+fn refused(reason: &'static str) -> IoFailure {
+    IoFailure::new(IoReturn::BadArgument, Cause::Other(reason))
+}
+
+impl<R: RegisterIo> Transport for LegacyTransport<R> {
+    fn interface(&self) -> Interface {
+        Interface::Legacy
+    }
+
+    /// An I/O port write reaches the device before the instruction completes,
+    /// and a legacy device resets at once: nothing to wait for.
+    fn reset(&self) -> Result<(), IoFailure> {
+        self.registers.write8(DEVICE_STATUS, 0);
+        Ok(())
+    }
+
+    fn status(&self) -> u8 {
+        self.registers.read8(DEVICE_STATUS)
+    }
+
+    fn set_status(&self, status: u8) {
+        self.registers.write8(DEVICE_STATUS, status);
+    }
+
+    fn device_features(&self) -> u64 {
+        u64::from(self.registers.read32(DEVICE_FEATURES))
+    }
+
+    /// The register has 32 bits; `Interface::Legacy` accepts none above them.
+    fn set_driver_features(&self, features: u64) {
+        self.registers.write32(GUEST_FEATURES, features as u32);
+    }
+
+    fn max_queue_size(&self, queue: u16) -> u16 {
+        self.registers.write16(QUEUE_SELECT, queue);
+        self.registers.read16(QUEUE_SIZE)
+    }
+
+    fn set_up_queue(&self, queue: u16, size: u16, areas: QueueAreas) -> Result<(), IoFailure> {
+        if size != self.max_queue_size(queue) {
+            return Err(refused("a legacy virtio queue has the size the device says"));
+        }
+        let base = areas.descriptors.as_u64();
+        if areas != QueueLayout::new(size).areas(areas.descriptors) || !base.is_multiple_of(QUEUE_ALIGNMENT) {
+            return Err(refused("a legacy virtio queue is one page-aligned block in the legacy layout"));
+        }
+        let page = u32::try_from(base / QUEUE_ALIGNMENT)
+            .map_err(|_| refused("a legacy virtio queue must lie below 2^44 (its page number has 32 bits)"))?;
+        self.registers.write16(QUEUE_SELECT, queue);
+        self.registers.write32(QUEUE_ADDRESS, page);
+        Ok(())
+    }
+
+    fn notify(&self, queue: u16) -> Result<(), IoFailure> {
+        self.registers.write16(QUEUE_NOTIFY, queue);
+        Ok(())
+    }
+
+    fn acknowledge_interrupt(&self) -> u8 {
+        self.registers.read8(ISR_STATUS)
+    }
+
+    fn config_read32(&self, offset: u16) -> Result<u32, IoFailure> {
+        if offset.checked_add(4).is_none_or(|end| end > DEVICE_CONFIG_BYTES) {
+            return Err(config_out_of_range(offset, 4, u64::from(DEVICE_CONFIG_BYTES)));
+        }
+        Ok(self.registers.read32(LEGACY_DEVICE_CONFIG + offset))
+    }
+
+    /// Two 32-bit reads, low half first. The legacy interface has no
+    /// generation counter; virtio-blk's capacity does not change under us.
+    fn config_read64(&self, offset: u16) -> Result<u64, IoFailure> {
+        let low = self.config_read32(offset)?;
+        let high = self.config_read32(offset + 4)?;
+        Ok(u64::from(low) | u64::from(high) << 32)
+    }
+}
