@@ -9,7 +9,6 @@ use alloc::vec::Vec;
 use dmakit::arch::pic;
 use dmakit::block::BlockDevice;
 use dmakit::dma::IoReturn;
-use dmakit::dma::kernel_platform::platform;
 use dmakit::driver::{Driver, DriverInstance, Match};
 use dmakit::io::RegisterIo;
 use dmakit::pci::{Bar, PciDevice};
@@ -66,7 +65,7 @@ impl Driver for PiixAtaDriver {
                 Box::new(command) as Registers,
                 Box::new(control),
                 window,
-                platform(),
+                device.dma_platform(),
                 &WAITER,
                 Interrupts::Enabled,
             )

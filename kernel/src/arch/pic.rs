@@ -29,16 +29,27 @@ static IRQ_COUNTS: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
 /// device (so a level-triggered line drops) and return quickly.
 pub type IrqHandler = Arc<dyn Fn() + Send + Sync>;
 
-static HANDLERS: Mutex<[Option<IrqHandler>; 16]> = Mutex::new([const { None }; 16]);
+/// Handlers one line can have: PCI interrupt lines are shared (on q35 both
+/// virtio disks, the AHCI controller and the SMBus controller share IRQ 10), and
+/// each device's handler checks its own device.
+const HANDLERS_PER_LINE: usize = 4;
 
-/// Installs `handler` for IRQ `line` (replacing any earlier one) and unmasks the line.
-/// Lines 0 (timer) and 2 (cascade) belong to the kernel and are refused.
+static HANDLERS: Mutex<[[Option<IrqHandler>; HANDLERS_PER_LINE]; 16]> =
+    Mutex::new([const { [const { None }; HANDLERS_PER_LINE] }; 16]);
+
+/// Adds `handler` to IRQ `line` (a line is shared: every handler of the line
+/// runs on each interrupt) and unmasks the line. Lines 0 (timer) and 2
+/// (cascade) belong to the kernel and are refused, as is a fifth handler.
 pub fn register_handler(line: u8, handler: IrqHandler) -> bool {
     if line >= 16 || line == 0 || line == 2 {
         return false;
     }
     without_interrupts(|| {
-        HANDLERS.lock()[usize::from(line)] = Some(handler);
+        let mut handlers = HANDLERS.lock();
+        let Some(free) = handlers[usize::from(line)].iter_mut().find(|slot| slot.is_none()) else {
+            return false;
+        };
+        *free = Some(handler);
         let mut pics = PICS.lock();
         // SAFETY: reading and writing the PIC mask registers only changes which lines
         // are delivered; every line has an IDT entry.
@@ -48,8 +59,8 @@ pub fn register_handler(line: u8, handler: IrqHandler) -> bool {
                 if line < 8 { (master & !(1 << line), slave) } else { (master, slave & !(1 << (line - 8))) };
             pics.write_masks(master, slave);
         }
-    });
-    true
+        true
+    })
 }
 
 /// Timer ticks since [`init`].
@@ -89,8 +100,12 @@ pub(super) fn handle(vector: u8) {
     IRQ_COUNTS[usize::from(line)].fetch_add(1, Ordering::Relaxed);
     if line == 0 {
         TICKS.fetch_add(1, Ordering::Relaxed);
-    } else if let Some(handler) = HANDLERS.lock()[usize::from(line)].clone() {
-        handler();
+    } else {
+        // Clones (no allocation) so that no lock is held while handlers run.
+        let handlers = HANDLERS.lock()[usize::from(line)].clone();
+        for handler in handlers.iter().flatten() {
+            handler();
+        }
     }
     // SAFETY: `vector` is the PIC interrupt being handled now.
     unsafe { PICS.lock().notify_end_of_interrupt(vector) };

@@ -14,7 +14,9 @@ use crate::pci::{self, PciDevice};
 pub fn attach(drivers: &[&'static dyn Driver]) {
     let mut bus = Node::new("pci0", "PciBus");
     let mut counters: Vec<(&'static str, u8)> = Vec::new();
-    for device in pci::enumerate() {
+    let devices = pci::enumerate();
+    super::iommu_setup::bring_up(&devices);
+    for device in devices {
         let mut node = device_node(&device);
         let best = drivers
             .iter()
@@ -78,6 +80,9 @@ fn device_node(device: &PciDevice) -> Node {
         if let Some(bar) = bar {
             node.properties.push((format!("bar{slot}"), bar.to_string()));
         }
+    }
+    if let Some(unit) = super::iommu_setup::coverage(device) {
+        node.properties.push(("iommu".to_string(), unit));
     }
     if let Some(line) = device.interrupt_line {
         node.properties.push(("irq".to_string(), line.to_string()));

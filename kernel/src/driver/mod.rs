@@ -4,6 +4,8 @@
 
 #[cfg(target_os = "none")]
 mod attach;
+#[cfg(target_os = "none")]
+mod iommu_setup;
 mod registry;
 
 use alloc::string::String;
