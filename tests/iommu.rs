@@ -30,6 +30,7 @@ dmakit::test_kernel!(
     writes_through_the_iommu_reach_the_image_files,
     a_dma_to_an_unmapped_iova_is_a_fault_and_memory_is_untouched,
     the_legacy_virtio_disk_bypasses_the_iommu_with_physical_addresses,
+    the_shell_breaks_a_transfer_and_the_fault_log_shows_it,
 );
 
 const FOUR_GIB: u64 = 1 << 32;
@@ -191,4 +192,17 @@ fn the_legacy_virtio_disk_bypasses_the_iommu_with_physical_addresses() {
         assert_eq!(disk.last_segments()[0].address.as_u64(), physical, "legacy virtio is given physical addresses");
         assert!(target.to_vec(0, 8 * 512).expect("read_bytes") == expected(7, 8, b'V'));
     });
+}
+
+fn the_shell_breaks_a_transfer_and_the_fault_log_shows_it() {
+    disks();
+    let ide = pci_function(0x8086, 0x7010);
+    assert!(dmakit::shell::execute("iommu break 99:00.0").is_err(), "an absent function is refused");
+    dmakit::shell::execute(&alloc::format!("iommu break {}", ide.location())).expect("armed");
+    let error = dmakit::shell::execute("read hda 0 1").expect_err("the broken read fails");
+    println!("{error}");
+    assert!(error.contains("IOMMU fault"), "{error}");
+    let report = iommu::report();
+    assert!(report.iter().any(|line| line.contains("IOMMU fault") && line.contains(&ide.location())), "{report:?}");
+    dmakit::shell::execute("read hda 0 1").expect("the next read works");
 }

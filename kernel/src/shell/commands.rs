@@ -98,6 +98,7 @@ pub fn execute(line: &str) -> Result<(), String> {
             _ => return Err(String::from("usage: trace on|off")),
         },
         "stats" => stats(),
+        "iommu" => iommu(arguments)?,
         "bench" => crate::bench::quick(),
         "poweroff" | "exit" | "quit" => {
             println!("powering off");
@@ -121,9 +122,35 @@ fn help() {
     println!("                           one read with your own limits added to the device's");
     println!("  trace on|off             show every DMA step of every transfer");
     println!("  stats                    bounce accounting");
+    println!("  iommu                    IOMMU units, capabilities, domains, live mappings, faults");
+    println!("  iommu break BB:DD.F      the function's next transfer gets IOVAs unmapped before");
+    println!("                           the device uses them: watch the fault (q35 only)");
     println!("  bench                    a quick read benchmark of each disk");
     println!("  poweroff                 leave QEMU (end of piped input does too)");
     println!("numbers: 4096, 0x1000, 64K, 1M; disks: vda, vdb... (virtio), hda, hdb... (ATA)");
+}
+
+fn iommu(arguments: &[&str]) -> Result<(), String> {
+    match arguments {
+        [] => {
+            for line in crate::iommu::report() {
+                println!("{line}");
+            }
+        }
+        ["break", location] => {
+            let function = crate::pci::enumerate()
+                .into_iter()
+                .find(|function| function.location() == *location)
+                .ok_or_else(|| format!("no PCI function {location} (ioreg lists them as BB:DD.F)"))?;
+            crate::iommu::set_experiment(function.requester_id(), crate::iommu::Experiment::UnmapBeforeTheDevice)
+                .map_err(|failure| format!("{location}: {failure}"))?;
+            println!(
+                "armed: the next transfer of {location} is unmapped before its device runs; read its disk, then type iommu"
+            );
+        }
+        _ => return Err(String::from("usage: iommu [break BB:DD.F]")),
+    }
+    Ok(())
 }
 
 fn mem() {
@@ -268,14 +295,26 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
     result.map_err(|error| format!("dma read failed: {error}"))?;
     let after = platform().accounting().stats();
     let segments = disk.last_segments();
+    let bounced = after.bytes_from_bounce - before.bytes_from_bounce;
     println!("the device got {} segment(s):", segments.len());
+    let mut offset = 0;
     for segment in segments.iter().take(8) {
-        println!("  {:#x} + {:#x} bytes", segment.address.as_u64(), segment.length);
+        // Behind an IOMMU a segment is an IOVA: show where it led in memory
+        // (the buffer's own pages, as nothing was bounced).
+        let physical = target.descriptor().physical_segment(offset).map(|(address, _)| address.as_u64());
+        match physical {
+            Ok(physical) if bounced == 0 && physical != segment.address.as_u64() => println!(
+                "  IOVA {:#x} + {:#x} bytes -> physical {physical:#x} (the IOMMU translated it)",
+                segment.address.as_u64(),
+                segment.length
+            ),
+            _ => println!("  {:#x} + {:#x} bytes", segment.address.as_u64(), segment.length),
+        }
+        offset += segment.length;
     }
     if segments.len() > 8 {
         println!("  ... {} more", segments.len() - 8);
     }
-    let bounced = after.bytes_from_bounce - before.bytes_from_bounce;
     if bounced > 0 {
         println!(
             "bounced: {bounced} bytes came back through bounce buffers, in {} copies",

@@ -20,12 +20,17 @@ pub fn narrate_one_transfer() {
         return;
     };
     let address = buffer.descriptor().physical_segment(0).map(|(address, _)| address.as_u64()).unwrap_or(0);
+    let translated = crate::iommu::live_mappings() > 0;
     println!();
     println!("== One DMA transfer, step by step ==");
     println!("The IDE controller (PIIX) is a 32-bit bus master: it cannot reach memory above 4 GiB.");
     println!("We read 8 sectors (4096 bytes) of hda into a buffer at physical {address:#x},");
     if address < 1 << 32 {
         println!("which is below 4 GiB on this machine (boot with MEM=6G to see bouncing).");
+    } else if translated {
+        println!("above 4 GiB. This machine has an IOMMU (Intel VT-d): the controller sees I/O virtual");
+        println!("addresses, which the IOMMU translates, so the command maps the buffer's page at an");
+        println!("IOVA below 4 GiB instead of bouncing it, and unmaps it at complete:");
     } else {
         println!("above 4 GiB. The driver's IoDmaCommand knows the controller's limits, so:");
     }
@@ -42,6 +47,9 @@ pub fn narrate_one_transfer() {
     if back > 0 {
         println!("The device wrote into the bounce buffer below 4 GiB; complete() copied those");
         println!("{back} bytes up into our buffer and freed the bounce page. That copy is bouncing.");
+    } else if translated && address >= 1 << 32 {
+        println!("Nothing was bounced: through the IOMMU the 32-bit device wrote straight into our buffer");
+        println!("above 4 GiB (zero copies). After complete its IOVA leads nowhere: see `iommu`.");
     } else {
         println!("Nothing needed bouncing: the device wrote straight into our buffer (zero copies).");
     }
@@ -54,5 +62,9 @@ pub fn narrate_one_transfer() {
         Err(_) => "could not be read back",
     };
     println!("Data check: the buffer {check}; sha256 {}", &sha256_hex(&data)[..16]);
-    println!("Try: help, dma read hda 0 8 --above-4g --trace, and docs/tour.md.");
+    if translated {
+        println!("Try: iommu, dma read hda 0 8 --above-4g --trace, iommu break BB:DD.F, and docs/iommu.md.");
+    } else {
+        println!("Try: help, dma read hda 0 8 --above-4g --trace, and docs/tour.md.");
+    }
 }
