@@ -73,7 +73,7 @@ test-qemu: deps ## The QEMU test kernels only
 test-e2e: deps ## Pipe a script into make run and check the disks on the host
 	tests/e2e-shell
 
-test: deps ## Host tests, every QEMU test kernel and the e2e test; ends with "N passed, N failed"
+test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) and the e2e test; ends with "N passed, N failed"
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image 2>&1 | tee -a "$$log"; host=$$?; \
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
