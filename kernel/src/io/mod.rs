@@ -154,29 +154,40 @@ mod ports {
     }
 }
 
-impl<T: RegisterIo + ?Sized> RegisterIo for alloc::boxed::Box<T> {
-    fn read8(&self, offset: u16) -> u8 {
-        (**self).read8(offset)
-    }
-    fn read16(&self, offset: u16) -> u16 {
-        (**self).read16(offset)
-    }
-    fn read32(&self, offset: u16) -> u32 {
-        (**self).read32(offset)
-    }
-    fn write8(&self, offset: u16, value: u8) {
-        (**self).write8(offset, value)
-    }
-    fn write16(&self, offset: u16, value: u16) {
-        (**self).write16(offset, value)
-    }
-    fn write32(&self, offset: u16, value: u32) {
-        (**self).write32(offset, value)
-    }
-    fn read64(&self, offset: u16) -> u64 {
-        (**self).read64(offset)
-    }
-    fn write64(&self, offset: u16, value: u64) {
-        (**self).write64(offset, value)
-    }
+/// Registers behind a smart pointer are the same registers: a driver may hold
+/// its register block in a `Box` or share it through an `Arc`.
+macro_rules! forward_register_io {
+    ($pointer:ident) => {
+        impl<T: RegisterIo + ?Sized> RegisterIo for $pointer<T> {
+            fn read8(&self, offset: u16) -> u8 {
+                (**self).read8(offset)
+            }
+            fn read16(&self, offset: u16) -> u16 {
+                (**self).read16(offset)
+            }
+            fn read32(&self, offset: u16) -> u32 {
+                (**self).read32(offset)
+            }
+            fn write8(&self, offset: u16, value: u8) {
+                (**self).write8(offset, value)
+            }
+            fn write16(&self, offset: u16, value: u16) {
+                (**self).write16(offset, value)
+            }
+            fn write32(&self, offset: u16, value: u32) {
+                (**self).write32(offset, value)
+            }
+            fn read64(&self, offset: u16) -> u64 {
+                (**self).read64(offset)
+            }
+            fn write64(&self, offset: u16, value: u64) {
+                (**self).write64(offset, value)
+            }
+        }
+    };
 }
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+forward_register_io!(Box);
+forward_register_io!(Arc);

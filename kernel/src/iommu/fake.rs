@@ -3,7 +3,6 @@
 //! fault records a test plants.
 
 use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use spin::Mutex;
@@ -257,27 +256,5 @@ impl RegisterIo for FakeUnit {
                 state.registers.insert(offset, value);
             }
         }
-    }
-}
-
-/// Tests keep one `Arc` to look at the fake and give the unit another.
-impl RegisterIo for Arc<FakeUnit> {
-    fn read8(&self, offset: u16) -> u8 {
-        (**self).read8(offset)
-    }
-    fn read16(&self, offset: u16) -> u16 {
-        (**self).read16(offset)
-    }
-    fn read32(&self, offset: u16) -> u32 {
-        (**self).read32(offset)
-    }
-    fn write8(&self, offset: u16, value: u8) {
-        (**self).write8(offset, value)
-    }
-    fn write16(&self, offset: u16, value: u16) {
-        (**self).write16(offset, value)
-    }
-    fn write32(&self, offset: u16, value: u32) {
-        (**self).write32(offset, value)
     }
 }
