@@ -25,6 +25,8 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use super::bytes::{u16_at, u32_at, u64_at};
+
 /// The table's signature.
 pub const SIGNATURE: [u8; 4] = *b"DMAR";
 
@@ -510,21 +512,6 @@ impl fmt::Display for DmarError {
 
 fn fail<T>(offset: usize, problem: DmarProblem) -> Result<T, DmarError> {
     Err(DmarError { offset, problem })
-}
-
-/// Little-endian reads at fixed offsets of a slice whose length the caller checked.
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
 }
 
 impl Dmar {

@@ -4,6 +4,7 @@
 //! `dmar` and `tables` are pure and tested on the host; `platform` reads the real
 //! tables through the physical memory map.
 
+mod bytes;
 pub mod dmar;
 #[cfg(target_os = "none")]
 mod platform;

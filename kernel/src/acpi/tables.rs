@@ -18,6 +18,8 @@
 //! ```
 
 use alloc::vec::Vec;
+
+use super::bytes::{u32_at, u64_at};
 use core::fmt;
 
 use super::dmar::DmarError;
@@ -203,16 +205,6 @@ impl fmt::Display for AcpiFailure {
 
 fn sum(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0u8, |sum, &byte| sum.wrapping_add(byte))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
 }
 
 /// Reads `length` bytes at `address` or says which structure lies outside readable memory.
