@@ -43,6 +43,9 @@ impl CoherentMemory {
             IoFailure::new(code, cause)
         })?;
         command.set_memory_descriptor(descriptor.clone(), false)?;
+        // Behind an IOMMU the device address is the physical one where the
+        // domain allows: it stays right if the domain passes DMA through later.
+        command.map_identically();
         command.prepare_for(0, 0, super::command::Completion::WholeRange, Location::caller())?;
         let address = command.segments()[0].address;
         Ok(CoherentMemory { descriptor, command, address })

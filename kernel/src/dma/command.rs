@@ -18,7 +18,7 @@ use super::accounting::{Misuse, MisuseReport};
 use super::address::Segment;
 use super::failure::{Cause, IoFailure};
 use super::mapper::{IoMapper, Mapping};
-use super::mapping::{self, MappedRange};
+use super::mapping::{self, IovaChoice, MappedRange};
 use super::plan::{self, Layout, Placement};
 use super::platform::FrameFill;
 use super::specification::Rules;
@@ -77,6 +77,7 @@ pub struct IoDmaCommand {
     descriptor: Option<Arc<IoMemoryDescriptor>>,
     prepared: Option<Prepared>,
     mapping: Mapping,
+    iova_choice: IovaChoice,
 }
 
 /// A planned transfer with its memory in place: bounce buffers allocated and,
@@ -108,7 +109,14 @@ impl IoDmaCommand {
             descriptor: None,
             prepared: None,
             mapping: Mapping::Mapped,
+            iova_choice: IovaChoice::Anywhere,
         })
+    }
+
+    /// Asks for IOVA = physical address behind an IOMMU (coherent memory, whose
+    /// device address must survive a switch to pass-through).
+    pub(crate) fn map_identically(&mut self) {
+        self.iova_choice = IovaChoice::Identity;
     }
 
     /// Whether this command's transfers go through the device's IOMMU domain
@@ -396,7 +404,7 @@ impl IoDmaCommand {
             return Ok(Realized { layout, buffers, segments, mapped: None });
         };
         let direction = self.descriptor.as_ref().map_or(IoDirection::InOut, |descriptor| descriptor.direction());
-        match mapping::map_layout(mapper, &layout, &buffers, direction, &self.rules) {
+        match mapping::map_layout(mapper, &layout, &buffers, direction, &self.rules, self.iova_choice) {
             Ok((segments, mapped)) => {
                 dma_trace!("  IOMMU: {} page(s) mapped at IOVA {:#x} in {}", mapped.pages, mapped.iova, mapper.name());
                 Ok(Realized { layout, buffers, segments, mapped: Some(mapped) })

@@ -40,6 +40,27 @@ impl IovaSpace {
         Some(start)
     }
 
+    /// Takes exactly pages `[start, start + count)` if all are free.
+    pub fn allocate_at(&mut self, start: u64, count: u64) -> bool {
+        let Some(end) = start.checked_add(count).filter(|_| count > 0) else {
+            return false;
+        };
+        let Some((&first, &length)) = self.free.range(..=start).next_back() else {
+            return false;
+        };
+        if first + length < end {
+            return false;
+        }
+        self.free.remove(&first);
+        if start > first {
+            self.free.insert(first, start - first);
+        }
+        if first + length > end {
+            self.free.insert(end, first + length - end);
+        }
+        true
+    }
+
     /// Gives back `count` pages from `start`, merging with free neighbours.
     /// Pages that are free already are a bug in the caller: `false`, nothing changed.
     pub fn free(&mut self, start: u64, count: u64) -> bool {
@@ -87,6 +108,17 @@ mod tests {
         assert!(space.free(b, 10));
         assert_eq!(space.free_pages(), 99);
         assert_eq!(space.allocate(99, 100), Some(1), "the ranges merged back into one");
+    }
+
+    #[test]
+    fn a_range_can_be_taken_at_a_given_place() {
+        let mut space = IovaSpace::new(100);
+        assert!(space.allocate_at(40, 10));
+        assert!(!space.allocate_at(45, 10), "overlaps the taken range");
+        assert!(!space.allocate_at(0, 1), "page 0 is never handed out");
+        assert_eq!(space.free_pages(), 89);
+        assert!(space.free(40, 10));
+        assert_eq!(space.allocate(99, 100), Some(1));
     }
 
     #[test]

@@ -93,6 +93,16 @@ pub trait IoMapper: Send + Sync {
     /// first IOVA. Nothing stays mapped on an error (no IOVA space: `NoResources`).
     fn map(&self, pages: &[PhysAddr], direction: IoDirection, highest_address: u64) -> Result<u64, IoFailure>;
 
+    /// Maps physically contiguous `pages` at IOVAs equal to their physical
+    /// addresses. For memory shared with the device for its whole life (rings,
+    /// PRD tables): its device address then stays right when the domain is
+    /// switched to pass-through and back. `NotPermitted` where the mapper cannot.
+    fn map_identity(&self, pages: &[PhysAddr], direction: IoDirection) -> Result<u64, IoFailure> {
+        let _ = (pages, direction);
+        let cause = super::Cause::Other("this IOMMU domain does not map IOVA = physical");
+        Err(IoFailure::new(super::IoReturn::NotPermitted, cause))
+    }
+
     /// Unmaps `count` pages from `iova` and invalidates the IOMMU's caches for
     /// them: when it returns, the device can no longer reach those pages.
     fn unmap(&self, iova: u64, count: usize);

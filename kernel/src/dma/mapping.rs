@@ -19,6 +19,16 @@ use super::specification::Rules;
 use super::{IoDirection, IoFailure};
 use crate::memory::FRAME_SIZE;
 
+/// Where a command's pages go in IOVA space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum IovaChoice {
+    /// Wherever the domain has room below the device's limit.
+    #[default]
+    Anywhere,
+    /// At IOVA = physical address, if the domain can (coherent memory).
+    Identity,
+}
+
 /// What one prepare mapped: `pages` IOVA pages from `iova`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MappedRange {
@@ -30,12 +40,16 @@ pub struct MappedRange {
 
 /// Maps every piece of `layout` (its bounce pieces in `buffers`) for a device
 /// moving data in `direction`, and returns the device segments and the range.
+///
+/// With `IovaChoice::Identity`, a layout of one contiguous piece is mapped at
+/// IOVA = physical address when the mapper can (coherent memory), else as usual.
 pub(crate) fn map_layout(
     mapper: &dyn IoMapper,
     layout: &Layout,
     buffers: &[BounceBuffer],
     direction: IoDirection,
     rules: &Rules,
+    iova_choice: IovaChoice,
 ) -> Result<(Vec<Segment>, MappedRange), IoFailure> {
     // The physical start of each piece, and the pages under it, in order.
     let mut pages: Vec<PhysAddr> = Vec::new();
@@ -50,7 +64,15 @@ pub(crate) fn map_layout(
         starts.push((pages.len() as u64, physical % FRAME_SIZE));
         pages.extend((first_page..end_page).map(|page| PhysAddr::new(page * FRAME_SIZE)));
     }
-    let iova = mapper.map(&pages, direction, rules.highest_address)?;
+    let contiguous = pages.windows(2).all(|pair| pair[1].as_u64() == pair[0].as_u64() + FRAME_SIZE);
+    let identity = match iova_choice {
+        IovaChoice::Identity if contiguous && layout.pieces.len() == 1 => mapper.map_identity(&pages, direction).ok(),
+        _ => None,
+    };
+    let iova = match identity {
+        Some(iova) => iova,
+        None => mapper.map(&pages, direction, rules.highest_address)?,
+    };
     // The same pieces, now placed at their IOVAs: the planner's segment cutting
     // merges the ones that touch and splits at boundaries and size limits.
     let pieces = layout

@@ -46,6 +46,9 @@ struct DomainState {
     mode: DomainMode,
     /// Leaves present now.
     mapped_pages: usize,
+    /// First page -> pages, of ranges mapped at IOVA = physical (coherent
+    /// memory): they may stay while the domain passes DMA through.
+    identity: BTreeMap<u64, u64>,
     experiment: Option<Experiment>,
     /// First page -> pages, of ranges an experiment unmapped already.
     unmapped_early: BTreeMap<u64, u64>,
@@ -72,6 +75,7 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             space: IovaSpace::new(end_page),
             mode: DomainMode::Translated,
             mapped_pages: 0,
+            identity: BTreeMap::new(),
             experiment: None,
             unmapped_early: BTreeMap::new(),
         };
@@ -137,7 +141,8 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
                 Cause::Other("this IOMMU cannot pass DMA through (ECAP.PT is 0)"),
             ));
         }
-        if state.mapped_pages > 0 || !state.unmapped_early.is_empty() {
+        let identity_pages: u64 = state.identity.values().sum();
+        if state.mapped_pages as u64 > identity_pages || !state.unmapped_early.is_empty() {
             return Err(failure(IoReturn::Busy, Cause::WrongState("the domain still has pages mapped")));
         }
         let entry = match wanted {
@@ -176,6 +181,35 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
 
     fn translating(&self) -> bool {
         self.state.lock().mode == DomainMode::Translated
+    }
+
+    fn map_identity(&self, pages: &[PhysAddr], direction: IoDirection) -> Result<u64, IoFailure> {
+        let first = pages.first().map_or(0, |page| page.as_u64() / FRAME_SIZE);
+        let count = pages.len() as u64;
+        let contiguous =
+            pages.iter().enumerate().all(|(index, page)| page.as_u64() == (first + index as u64) * FRAME_SIZE);
+        if !contiguous || count == 0 || direction == IoDirection::None {
+            return Err(failure(IoReturn::BadArgument, Cause::Other("identity maps one contiguous run of pages")));
+        }
+        let mut state = self.state.lock();
+        if state.mode == DomainMode::PassThrough || !state.space.allocate_at(first, count) {
+            return Err(failure(IoReturn::NoResources, Cause::Other("the IOVAs equal to these pages are taken")));
+        }
+        for (index, &page) in pages.iter().enumerate() {
+            if state.table.map(page.as_u64(), page, direction).is_err() {
+                self.clear(&mut state, first, index as u64);
+                state.space.free(first, count);
+                return Err(failure(IoReturn::NoMemory, Cause::Other("no frame for an IOMMU page-table page")));
+            }
+            state.mapped_pages += 1;
+        }
+        if let Err(error) = self.unit.after_map(self.id, first, count) {
+            self.clear(&mut state, first, count);
+            state.space.free(first, count);
+            return Err(error);
+        }
+        state.identity.insert(first, count);
+        Ok(first * FRAME_SIZE)
     }
 
     fn map(&self, pages: &[PhysAddr], direction: IoDirection, highest_address: u64) -> Result<u64, IoFailure> {
@@ -245,6 +279,7 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         let first = iova / FRAME_SIZE;
         let count = count as u64;
         let mut state = self.state.lock();
+        state.identity.remove(&first);
         if state.unmapped_early.get(&first) == Some(&count) {
             state.unmapped_early.remove(&first);
         } else {
@@ -302,6 +337,23 @@ mod tests {
         assert_eq!(root_low & 1, 1, "the bus's root entry is present");
         let address = (root_low & !0xfff) + u64::from(tables::context_index(source)) * ENTRY_SIZE;
         ContextEntry { low: read_quad(platform, address), high: read_quad(platform, address + 8) }
+    }
+
+    #[test]
+    fn identity_mappings_stay_across_pass_through_and_transfers_do_not() {
+        let (_, _, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+        let ide = unit.attach(IDE).unwrap();
+        let ring = [PhysAddr::new(0x20_0000), PhysAddr::new(0x20_1000)];
+        assert_eq!(ide.map_identity(&ring, IoDirection::InOut).unwrap(), 0x20_0000, "IOVA = physical");
+        assert!(ide.map_identity(&ring, IoDirection::InOut).is_err(), "those IOVAs are taken now");
+        let transfer = ide.map(&[PhysAddr::new(0x30_0000)], IoDirection::In, u64::from(u32::MAX)).unwrap();
+        let busy = ide.set_passthrough(true).unwrap_err();
+        assert_eq!(busy.code(), IoReturn::Busy, "a transfer is still mapped");
+        ide.unmap(transfer, 1);
+        ide.set_passthrough(true).unwrap();
+        assert!(!ide.translating());
+        ide.set_passthrough(false).unwrap();
+        assert_eq!(ide.translate(0x20_1234), Some(PhysAddr::new(0x20_1234)), "the ring kept its address");
     }
 
     #[test]
