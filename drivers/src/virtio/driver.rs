@@ -20,7 +20,7 @@ use super::VirtioBlock;
 use super::legacy::LegacyTransport;
 use super::modern::{ModernRegisters, ModernTransport, Structure};
 use super::registers::REGISTER_BLOCK_SIZE;
-use super::transport::{DmaPlatforms, Transport};
+use super::transport::{DmaPlatforms, Interface, Transport};
 
 static INTERRUPT_WAITER: InterruptWaiter = InterruptWaiter;
 static POLLING_WAITER: PollingWaiter = PollingWaiter;
@@ -114,7 +114,13 @@ fn start_on<T: Transport + 'static>(
     };
     // Which of the two the device's DMA uses is decided by `DmaRoute`, once the
     // features are negotiated.
-    let platforms = DmaPlatforms { physical: platform(), function: device.dma_platform() };
+    // A legacy device never goes through an IOMMU in QEMU: it gets no domain
+    // (asking for its platform would make one).
+    let function = match transport.interface() {
+        Interface::Legacy => platform(),
+        Interface::Modern => device.dma_platform(),
+    };
+    let platforms = DmaPlatforms { physical: platform(), function };
     // The kernel's driver interface takes the bare code; the log keeps the cause.
     let disk = VirtioBlock::new(transport, platforms, waiter)
         .inspect_err(|failure| log::error!("virtio-blk: start failed on {}: {failure}", device.location()))?;
