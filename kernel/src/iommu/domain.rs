@@ -49,6 +49,8 @@ struct DomainState {
     /// First page -> pages, of ranges mapped at IOVA = physical (coherent
     /// memory): they may stay while the domain passes DMA through.
     identity: BTreeMap<u64, u64>,
+    /// First page -> pages, of every range mapped now (identity ones included).
+    live: BTreeMap<u64, u64>,
     experiment: Option<Experiment>,
     /// First page -> pages, of ranges an experiment unmapped already.
     unmapped_early: BTreeMap<u64, u64>,
@@ -76,6 +78,7 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             mode: DomainMode::Translated,
             mapped_pages: 0,
             identity: BTreeMap::new(),
+            live: BTreeMap::new(),
             experiment: None,
             unmapped_early: BTreeMap::new(),
         };
@@ -105,6 +108,21 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
     /// Pages mapped now (leaves present).
     pub fn mapped_pages(&self) -> usize {
         self.state.lock().mapped_pages
+    }
+
+    /// Each range mapped now: first IOVA, pages, where its first page leads
+    /// (`None` for a range an experiment unmapped early), and whether it is an
+    /// identity mapping (coherent memory).
+    pub fn live_ranges(&self) -> alloc::vec::Vec<(u64, u64, Option<PhysAddr>, bool)> {
+        let state = self.state.lock();
+        state
+            .live
+            .iter()
+            .map(|(&first, &count)| {
+                let iova = first * FRAME_SIZE;
+                (iova, count, state.table.translate(iova), state.identity.contains_key(&first))
+            })
+            .collect()
     }
 
     /// IOVA pages free now.
@@ -209,6 +227,7 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
             return Err(error);
         }
         state.identity.insert(first, count);
+        state.live.insert(first, count);
         Ok(first * FRAME_SIZE)
     }
 
@@ -263,6 +282,7 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
             state.space.free(first, count);
             return Err(error);
         }
+        state.live.insert(first, count);
         if state.experiment.take() == Some(Experiment::UnmapBeforeTheDevice) {
             self.clear(&mut state, first, count);
             state.unmapped_early.insert(first, count);
@@ -280,6 +300,7 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         let count = count as u64;
         let mut state = self.state.lock();
         state.identity.remove(&first);
+        state.live.remove(&first);
         if state.unmapped_early.get(&first) == Some(&count) {
             state.unmapped_early.remove(&first);
         } else {

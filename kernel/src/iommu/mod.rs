@@ -201,6 +201,14 @@ mod registry {
                     domain.free_iova_pages(),
                     domain.table_pages(),
                 ));
+                for (iova, pages, physical, identity) in domain.live_ranges() {
+                    let target = match physical {
+                        Some(physical) => format!("-> physical {:#x}", physical.as_u64()),
+                        None => String::from("-> nothing (unmapped early by an experiment)"),
+                    };
+                    let what = if identity { " (coherent memory, IOVA = physical)" } else { "" };
+                    lines.push(format!("    IOVA {iova:#x} + {pages} page(s) {target}{what}"));
+                }
             }
             lines.extend(unit.fault_report().into_iter().map(|line| format!("  {line}")));
         }
