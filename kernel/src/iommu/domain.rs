@@ -172,6 +172,48 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
         Ok(())
     }
 
+    /// Writes the leaves of `pages` at IOVA pages from `first` (already taken
+    /// from the IOVA space) and tells the unit. On an error nothing stays
+    /// mapped and the IOVAs are given back.
+    fn install(
+        &self,
+        state: &mut DomainState,
+        first: u64,
+        pages: &[PhysAddr],
+        direction: IoDirection,
+    ) -> Result<(), IoFailure> {
+        let count = pages.len() as u64;
+        for (index, &page) in pages.iter().enumerate() {
+            let iova = (first + index as u64) * FRAME_SIZE;
+            if let Err(error) = state.table.map(iova, page, direction) {
+                // Nothing stays mapped on an error.
+                self.clear(state, first, index as u64);
+                state.space.free(first, count);
+                let cause = match error {
+                    PageTableError::OutOfMemory(_) => Cause::Other("no frame for an IOMMU page-table page"),
+                    PageTableError::BeyondWidth => Cause::Other("an IOVA beyond the domain's address width"),
+                    PageTableError::AlreadyMapped => {
+                        Cause::Other("a free IOVA was mapped already (IOMMU bookkeeping bug)")
+                    }
+                    PageTableError::BadArgument => Cause::Other("an unmappable page address"),
+                };
+                let code = if matches!(error, PageTableError::OutOfMemory(_)) {
+                    IoReturn::NoMemory
+                } else {
+                    IoReturn::IoError
+                };
+                return Err(failure(code, cause));
+            }
+            state.mapped_pages += 1;
+        }
+        if let Err(error) = self.unit.after_map(self.id, first, count) {
+            self.clear(state, first, count);
+            state.space.free(first, count);
+            return Err(error);
+        }
+        Ok(())
+    }
+
     /// Clears the leaves of `count` pages from `first`, invalidates, and returns
     /// how many were present.
     fn clear(&self, state: &mut DomainState, first: u64, count: u64) -> usize {
@@ -213,19 +255,7 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         if state.mode == DomainMode::PassThrough || !state.space.allocate_at(first, count) {
             return Err(failure(IoReturn::NoResources, Cause::Other("the IOVAs equal to these pages are taken")));
         }
-        for (index, &page) in pages.iter().enumerate() {
-            if state.table.map(page.as_u64(), page, direction).is_err() {
-                self.clear(&mut state, first, index as u64);
-                state.space.free(first, count);
-                return Err(failure(IoReturn::NoMemory, Cause::Other("no frame for an IOMMU page-table page")));
-            }
-            state.mapped_pages += 1;
-        }
-        if let Err(error) = self.unit.after_map(self.id, first, count) {
-            self.clear(&mut state, first, count);
-            state.space.free(first, count);
-            return Err(error);
-        }
+        self.install(&mut state, first, pages, direction)?;
         state.identity.insert(first, count);
         state.live.insert(first, count);
         Ok(first * FRAME_SIZE)
@@ -254,34 +284,7 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
             let cause = Cause::IovaSpaceExhausted { pages: pages.len(), highest_address };
             return Err(failure(IoReturn::NoResources, cause));
         };
-        for (index, &page) in pages.iter().enumerate() {
-            let iova = (first + index as u64) * FRAME_SIZE;
-            if let Err(error) = state.table.map(iova, page, direction) {
-                // Nothing stays mapped on an error.
-                self.clear(&mut state, first, index as u64);
-                state.space.free(first, count);
-                let cause = match error {
-                    PageTableError::OutOfMemory(_) => Cause::Other("no frame for an IOMMU page-table page"),
-                    PageTableError::BeyondWidth => Cause::Other("an IOVA beyond the domain's address width"),
-                    PageTableError::AlreadyMapped => {
-                        Cause::Other("a free IOVA was mapped already (IOMMU bookkeeping bug)")
-                    }
-                    PageTableError::BadArgument => Cause::Other("an unmappable page address"),
-                };
-                let code = if matches!(error, PageTableError::OutOfMemory(_)) {
-                    IoReturn::NoMemory
-                } else {
-                    IoReturn::IoError
-                };
-                return Err(failure(code, cause));
-            }
-            state.mapped_pages += 1;
-        }
-        if let Err(error) = self.unit.after_map(self.id, first, count) {
-            self.clear(&mut state, first, count);
-            state.space.free(first, count);
-            return Err(error);
-        }
+        self.install(&mut state, first, pages, direction)?;
         state.live.insert(first, count);
         if state.experiment.take() == Some(Experiment::UnmapBeforeTheDevice) {
             self.clear(&mut state, first, count);
