@@ -76,6 +76,16 @@ impl DmaBuffer {
         self.descriptor.clone()
     }
 
+    /// A second handle to the same memory, for a call that keeps `self`
+    /// exclusively borrowed until the transfer made with the handle is over (the
+    /// block layer's synchronous `read` and `write`): while the call runs, no
+    /// one can reach `self`, so the handle is still the memory's only user. The
+    /// call drops it before it returns. A device that could not be stopped keeps
+    /// it for ever, and the descriptor, marked abandoned, refuses the CPU.
+    pub(crate) fn alias_for_call(&mut self) -> DmaBuffer {
+        DmaBuffer { descriptor: self.descriptor.clone() }
+    }
+
     /// Copies bytes from `offset` into `buffer`; returns how many (fewer than
     /// asked at the end). `Overrun` if `offset` is at or past the end;
     /// `NotPermitted` if a device was abandoned while it could write this memory.

@@ -122,6 +122,20 @@ pub enum Cause {
         /// The highest IOVA the device can use.
         highest_address: u64,
     },
+    /// A block request is larger than the device takes at once.
+    RequestTooLarge {
+        /// Blocks asked for.
+        count: u64,
+        /// The most blocks one request may carry.
+        max: u64,
+    },
+    /// The driver was stopped (by `stop`, or after a timeout); `start` starts it again.
+    DriverStopped,
+    /// The request waited for bounce memory that never came back in time: it never started.
+    BounceMemoryStayedShort {
+        /// How long it waited.
+        milliseconds: u64,
+    },
 }
 
 impl fmt::Display for Cause {
@@ -174,6 +188,15 @@ impl fmt::Display for Cause {
             Cause::IovaSpaceExhausted { pages, highest_address } => {
                 write!(f, "no {pages} free I/O virtual pages below {highest_address:#x} in the device's IOMMU domain")
             }
+            Cause::RequestTooLarge { count, max } => write!(
+                f,
+                "{count} blocks asked for, the device takes at most {max} per request (read and write split larger transfers)"
+            ),
+            Cause::DriverStopped => f.write_str("the driver is stopped; `start` starts it again"),
+            Cause::BounceMemoryStayedShort { milliseconds } => write!(
+                f,
+                "the request waited {milliseconds} ms for bounce memory that did not come back; it never started"
+            ),
         }
     }
 }

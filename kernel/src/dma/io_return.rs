@@ -14,6 +14,8 @@ pub enum IoReturn {
     NoResources = 0xe000_02be,
     /// `kIOReturnBadArgument`: an argument is invalid.
     BadArgument = 0xe000_02c2,
+    /// `kIOReturnInternalError`: something the code relies on did not hold.
+    InternalError = 0xe000_02c9,
     /// `kIOReturnIOError`: the device reported an error.
     IoError = 0xe000_02ca,
     /// `kIOReturnNotAligned`: a length or address breaks an alignment rule.
@@ -36,6 +38,8 @@ pub enum IoReturn {
     Underrun = 0xe000_02e7,
     /// `kIOReturnOverrun`: an offset or count runs past the end.
     Overrun = 0xe000_02e8,
+    /// `kIOReturnAborted`: the operation was aborted (its driver was stopped).
+    Aborted = 0xe000_02eb,
 }
 
 impl IoReturn {
@@ -50,6 +54,7 @@ impl IoReturn {
             IoReturn::NoMemory => "kIOReturnNoMemory",
             IoReturn::NoResources => "kIOReturnNoResources",
             IoReturn::BadArgument => "kIOReturnBadArgument",
+            IoReturn::InternalError => "kIOReturnInternalError",
             IoReturn::IoError => "kIOReturnIOError",
             IoReturn::NotAligned => "kIOReturnNotAligned",
             IoReturn::DmaError => "kIOReturnDMAError",
@@ -61,6 +66,7 @@ impl IoReturn {
             IoReturn::NotPermitted => "kIOReturnNotPermitted",
             IoReturn::Underrun => "kIOReturnUnderrun",
             IoReturn::Overrun => "kIOReturnOverrun",
+            IoReturn::Aborted => "kIOReturnAborted",
         }
     }
 }

@@ -20,6 +20,7 @@ mod mapper;
 mod mapping;
 mod options;
 mod plan;
+mod pool;
 mod platform;
 pub mod simulated;
 pub mod simulated_mapper;
@@ -41,6 +42,7 @@ pub use mapper::{FaultAccess, IoMapper, IommuFault, MappedPlatform, Mapping, fau
 pub use mapping::MappedRange;
 pub use options::TransferOptions;
 pub use platform::{DmaPlatform, FrameFill};
+pub use pool::CommandPool;
 pub use specification::{Rules, Specification};
 pub use transfer::{Completed, DmaTransfer, Refused};
 

@@ -1,0 +1,83 @@
+//! The block-storage interface every disk publishes (IOKit's
+//! `IOBlockStorageDevice`): asynchronous requests that own their buffers, and
+//! `read`/`write` that lend a buffer for the length of the call.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::{BlockOperation, BlockRequest, DoubleBuffering, Finished, QueueStats, Rejected, RequestHandle, StopReport};
+use crate::dma::{DmaBuffer, IoFailure, Segment, TransferOptions};
+
+/// A disk.
+pub trait BlockDevice: Send + Sync {
+    /// The driver's name, e.g. "VirtioBlock".
+    fn driver_name(&self) -> &'static str;
+    /// Bytes per block.
+    fn block_size(&self) -> u32;
+    /// Blocks on the device.
+    fn block_count(&self) -> u64;
+    /// A line about the device for listings (model, transport, queue).
+    fn description(&self) -> String;
+    /// From now on, double-buffers every transfer (`Forced`:
+    /// `synchronize(ForceDoubleBuffer)` after each prepare, to compare with direct
+    /// transfers) or only what the device cannot reach (`AsNeeded`).
+    fn set_double_buffering(&self, policy: DoubleBuffering);
+    /// The data segments the device was given for the last request started (for
+    /// traces and tests): what the device actually read or wrote.
+    fn last_segments(&self) -> Vec<Segment>;
+    /// Requests the device takes at once.
+    fn queue_depth(&self) -> usize;
+    /// The most blocks one asynchronous request may carry.
+    fn max_request_blocks(&self) -> u64;
+
+    /// Takes `request` and returns at once: the buffer is the request's until
+    /// [`BlockDevice::wait`] gives it back. A bad request, a stopped disk or a
+    /// request larger than [`BlockDevice::max_request_blocks`] comes back with
+    /// its buffer and why.
+    fn submit(&self, request: BlockRequest) -> Result<RequestHandle, Rejected>;
+    /// Waits for the request behind `handle`; gives back the buffer and how it
+    /// went. A request the device does not finish in time fails with `Timeout`,
+    /// and the device is stopped (reset) before its memory comes back.
+    fn wait(&self, handle: RequestHandle) -> Finished;
+    /// Waits until one of `handles` is finished and says which (the first
+    /// finished, by position); `BadArgument` for none, `Timeout` as `wait`.
+    fn wait_any(&self, handles: &[RequestHandle]) -> Result<usize, IoFailure>;
+    /// Runs the work loop once: finishes what the device finished, starts what
+    /// waits. Submitting and waiting do this already.
+    fn run_work_loop(&self);
+    /// From the device's interrupt handler: quiets the device and signals the
+    /// work loop. Never locks, allocates or waits.
+    fn interrupt(&self);
+    /// The queue's counters.
+    fn stats(&self) -> QueueStats;
+    /// Stops the driver (IOService::stop): refuses new requests, fails the
+    /// waiting ones, lets the device finish those in flight (or resets it when
+    /// it does not in time, failing them), and only then releases the memory the
+    /// device was given.
+    fn stop(&self) -> Result<StopReport, IoFailure>;
+    /// Starts a stopped driver again.
+    fn start(&self) -> Result<(), IoFailure>;
+
+    /// Moves `count` blocks at `lba` between the disk and `buffer` at byte
+    /// `offset`, and waits. The buffer is lent to the device for the call and is
+    /// the caller's again when it returns, whatever the result (unless the device
+    /// could not be stopped: then its memory is abandoned, and reading it says
+    /// so). Requests larger than the device takes at once are split.
+    fn transfer(
+        &self,
+        operation: BlockOperation,
+        lba: u64,
+        count: u64,
+        buffer: &mut DmaBuffer,
+        offset: u64,
+        options: &TransferOptions,
+    ) -> Result<(), IoFailure>;
+    /// Reads `count` blocks from `lba` into `buffer` at byte `offset`.
+    fn read(&self, lba: u64, count: u64, buffer: &mut DmaBuffer, offset: u64) -> Result<(), IoFailure> {
+        self.transfer(BlockOperation::Read, lba, count, buffer, offset, &TransferOptions::default())
+    }
+    /// Writes `count` blocks at `lba` from `buffer` at byte `offset`.
+    fn write(&self, lba: u64, count: u64, buffer: &mut DmaBuffer, offset: u64) -> Result<(), IoFailure> {
+        self.transfer(BlockOperation::Write, lba, count, buffer, offset, &TransferOptions::default())
+    }
+}

@@ -1,0 +1,21 @@
+//! The block layer: requests that own their buffers, many in flight per disk,
+//! finished by a work loop (see `queued.rs` for one request's life).
+
+mod device;
+mod handle;
+mod hardware;
+mod queued;
+mod request;
+mod stats;
+#[cfg(test)]
+mod tests;
+mod work_loop;
+
+pub use crate::dma::TransferOptions;
+pub use device::BlockDevice;
+pub use handle::RequestHandle;
+pub use hardware::{HardwareQueue, Slot};
+pub use queued::{QueuedDisk, REQUEST_TIMEOUT_MS};
+pub use request::{BlockOperation, BlockRequest, Deferral, DoubleBuffering, Finished, Rejected, check_request};
+pub use stats::{QueueStats, StopReport};
+pub use work_loop::{CommandGate, InterruptEventSource};

@@ -1,0 +1,422 @@
+//! `QueuedDisk`: the block layer every driver shares. It turns a driver's
+//! [`HardwareQueue`] (slots that carry requests) into a [`BlockDevice`] with
+//! many requests in flight.
+//!
+//! One request's life:
+//!
+//! 1. `submit` checks it, gives it a sequence number and a ticket, and queues it
+//!    in software, behind the command gate; then the work loop runs.
+//! 2. The loop starts queued requests, first come first served, while the device
+//!    has free slots: the driver prepares the buffer with the slot's command
+//!    (from its pool) and hands the segments to the device.
+//! 3. The device finishes requests in its own order and interrupts. The handler
+//!    only quiets the device and signals the interrupt event source.
+//! 4. The next time the loop runs (someone waits or submits), the driver
+//!    collects the finished slots, completing each transfer (bounce copies
+//!    back); the loop hands buffer and result to the request's ticket and starts
+//!    what waits in the freed slots.
+//!
+//! When bounce memory is short, the driver refuses to start a request with the
+//! budget's error; the loop then leaves it at the head of the queue (a deferred
+//! load, FreeBSD busdma's way) and tries again when requests finish, unless the
+//! request asked to fail at once, or it needs more pages than the whole budget
+//! holds and so could never start.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use super::handle::Ticket;
+use super::work_loop::{CommandGate, InterruptEventSource};
+use super::{
+    BlockDevice, BlockOperation, BlockRequest, Deferral, DoubleBuffering, Finished, HardwareQueue, QueueStats,
+    Rejected, RequestHandle, Slot, StopReport, check_request,
+};
+use crate::dma::trace::dma_trace;
+use crate::dma::{Cause, DmaBuffer, IoFailure, IoReturn, Segment, TransferOptions};
+use crate::time::Waiter;
+
+/// How long a request may take, from the moment its submitter waits for it.
+pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
+
+/// Whether the disk takes requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Running,
+    Stopped,
+}
+
+/// A request waiting in software for a slot (or for bounce memory).
+struct Waiting {
+    request: BlockRequest,
+    ticket: Arc<Ticket>,
+    /// Counted as a deferred load already.
+    deferred: bool,
+}
+
+/// What the disk keeps behind its gate.
+struct QueueState {
+    mode: Mode,
+    waiting: VecDeque<Waiting>,
+    /// The ticket of the request in each slot.
+    slots: Vec<Option<Arc<Ticket>>>,
+    next_sequence: u64,
+    stats: QueueStats,
+}
+
+/// What to do with a request the driver would not start.
+enum Verdict {
+    /// Leave it at the head of the queue and try again later.
+    TryAgain { deferred_load: bool },
+    /// Give it back with the failure.
+    Fail,
+}
+
+/// A disk: a driver's hardware queue with the block layer around it.
+pub struct QueuedDisk<H: HardwareQueue> {
+    hardware: H,
+    waiter: &'static dyn Waiter,
+    events: InterruptEventSource,
+    gate: CommandGate<QueueState>,
+}
+
+impl<H: HardwareQueue> QueuedDisk<H> {
+    /// The block layer around `hardware`; waits with `waiter`.
+    pub fn new(hardware: H, waiter: &'static dyn Waiter) -> QueuedDisk<H> {
+        let depth = hardware.depth().max(1);
+        let state = QueueState {
+            mode: Mode::Running,
+            waiting: VecDeque::new(),
+            slots: (0..depth).map(|_| None).collect(),
+            next_sequence: 1,
+            stats: QueueStats { depth, ..QueueStats::default() },
+        };
+        QueuedDisk { hardware, waiter, events: InterruptEventSource::new(), gate: CommandGate::new(state) }
+    }
+
+    /// The driver underneath.
+    pub fn hardware(&self) -> &H {
+        &self.hardware
+    }
+
+    /// The loop's work, behind the gate: collect what the device finished, then
+    /// start what waits.
+    fn work(&self, state: &mut QueueState) {
+        self.events.take();
+        self.hardware.collect(&mut |slot, finished| self.finish(state, slot, finished));
+        self.start_waiting(state);
+    }
+
+    /// Hands a finished request to its ticket.
+    fn finish(&self, state: &mut QueueState, slot: Slot, finished: Finished) {
+        let Some(ticket) = state.slots.get_mut(slot).and_then(Option::take) else {
+            log::error!("{}: the driver finished slot {slot}, which holds no request", self.hardware.driver_name());
+            return;
+        };
+        state.stats.in_flight -= 1;
+        let sequence = ticket.sequence();
+        let earlier = state.slots.iter().flatten().map(|other| other.sequence()).filter(|&other| other < sequence).min();
+        if let Some(earlier) = earlier {
+            state.stats.out_of_order += 1;
+            dma_trace!(
+                "{}: request #{sequence} (slot {slot}) finished before #{earlier}, which was submitted first",
+                self.hardware.driver_name()
+            );
+        }
+        self.fulfil(state, &ticket, finished);
+    }
+
+    fn fulfil(&self, state: &mut QueueState, ticket: &Ticket, finished: Finished) {
+        state.stats.finished += 1;
+        if finished.result.is_err() {
+            state.stats.failed += 1;
+        }
+        ticket.fulfil(finished);
+    }
+
+    /// Starts waiting requests in free slots, in order, until the slots or the
+    /// requests run out, or the head of the line must wait.
+    fn start_waiting(&self, state: &mut QueueState) {
+        while state.mode == Mode::Running {
+            let Some(slot) = state.slots.iter().position(Option::is_none) else { break };
+            let Some(Waiting { request, ticket, deferred }) = state.waiting.pop_front() else { break };
+            let deferral = request.deferral;
+            match self.hardware.start(slot, request) {
+                Ok(()) => {
+                    state.slots[slot] = Some(ticket);
+                    state.stats.in_flight += 1;
+                    state.stats.deepest = state.stats.deepest.max(state.stats.in_flight);
+                }
+                Err(Rejected { request, failure }) => match verdict(&failure, deferral) {
+                    Verdict::TryAgain { deferred_load } => {
+                        if deferred_load && !deferred {
+                            state.stats.deferred_loads += 1;
+                            dma_trace!(
+                                "{}: request #{} deferred: {}; it waits for bounce pages to come back",
+                                self.hardware.driver_name(),
+                                ticket.sequence(),
+                                failure.cause()
+                            );
+                        }
+                        state.waiting.push_front(Waiting { request, ticket, deferred: deferred || deferred_load });
+                        break;
+                    }
+                    Verdict::Fail => {
+                        self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(failure) })
+                    }
+                },
+            }
+        }
+    }
+
+    /// The device did not finish in time, or a deferred request waited too
+    /// long: fails the request behind `handle`. One still waiting in software is
+    /// simply given back; one in flight means the device is stuck, so it is
+    /// stopped (reset) before any of its memory comes back.
+    fn give_up(&self, handle: &RequestHandle) {
+        self.gate.run_action(|state| {
+            if let Some(position) = state.waiting.iter().position(|waiting| handle.holds(&waiting.ticket)) {
+                if let Some(Waiting { request, ticket, deferred }) = state.waiting.remove(position) {
+                    let failure = match deferred {
+                        true => IoFailure::new(
+                            IoReturn::NoResources,
+                            Cause::BounceMemoryStayedShort { milliseconds: REQUEST_TIMEOUT_MS },
+                        ),
+                        false => {
+                            IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS })
+                        }
+                    };
+                    self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(failure) });
+                }
+                return;
+            }
+            if state.slots.iter().flatten().any(|ticket| handle.holds(ticket)) {
+                let why = IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS });
+                log::error!("{}: {why}", self.hardware.driver_name());
+                self.stop_hardware(state, &why);
+            }
+        });
+    }
+
+    /// Stops the device (which completes what it held, with `why`) and fails
+    /// every waiting request: the disk takes no more until `start`.
+    fn stop_hardware(&self, state: &mut QueueState, why: &IoFailure) -> usize {
+        state.mode = Mode::Stopped;
+        let mut aborted = 0;
+        self.hardware.stop(why, &mut |slot, finished| {
+            aborted += 1;
+            self.finish(state, slot, finished);
+        });
+        let stopped = IoFailure::new(IoReturn::Aborted, Cause::DriverStopped);
+        while let Some(Waiting { request, ticket, .. }) = state.waiting.pop_front() {
+            aborted += 1;
+            self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(stopped) });
+        }
+        aborted
+    }
+
+    fn in_flight(&self) -> usize {
+        self.gate.run_action(|state| state.stats.in_flight)
+    }
+}
+
+/// Whether a request the driver refused may wait: `Busy` means the hardware is
+/// taken for a moment; a spent bounce budget, that pages will come back, unless
+/// the request needs more than the whole budget or asked not to wait.
+fn verdict(failure: &IoFailure, deferral: Deferral) -> Verdict {
+    match (failure.code(), failure.cause()) {
+        (IoReturn::Busy, _) => Verdict::TryAgain { deferred_load: false },
+        (IoReturn::NoResources, Cause::BounceBudgetSpent { pages, limit, .. }) => {
+            if pages > limit || deferral == Deferral::FailAtOnce {
+                Verdict::Fail
+            } else {
+                Verdict::TryAgain { deferred_load: true }
+            }
+        }
+        _ => Verdict::Fail,
+    }
+}
+
+impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
+    fn driver_name(&self) -> &'static str {
+        self.hardware.driver_name()
+    }
+
+    fn block_size(&self) -> u32 {
+        self.hardware.block_size()
+    }
+
+    fn block_count(&self) -> u64 {
+        self.hardware.block_count()
+    }
+
+    fn description(&self) -> String {
+        self.hardware.description()
+    }
+
+    fn set_double_buffering(&self, policy: DoubleBuffering) {
+        self.hardware.set_double_buffering(policy)
+    }
+
+    fn last_segments(&self) -> Vec<Segment> {
+        self.hardware.last_segments()
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.hardware.depth().max(1)
+    }
+
+    fn max_request_blocks(&self) -> u64 {
+        self.hardware.max_request_blocks().max(1)
+    }
+
+    fn submit(&self, request: BlockRequest) -> Result<RequestHandle, Rejected> {
+        let request = check_request((self.block_size(), self.block_count()), request)?;
+        let max = self.max_request_blocks();
+        if request.count > max {
+            let failure = IoFailure::new(IoReturn::BadArgument, Cause::RequestTooLarge { count: request.count, max });
+            return Err(Rejected { request, failure });
+        }
+        self.gate.run_action(|state| {
+            if state.mode == Mode::Stopped {
+                let failure = IoFailure::new(IoReturn::NotReady, Cause::DriverStopped);
+                return Err(Rejected { request, failure });
+            }
+            let ticket = Ticket::new(state.next_sequence);
+            state.next_sequence += 1;
+            state.stats.submitted += 1;
+            state.waiting.push_back(Waiting { request, ticket: ticket.clone(), deferred: false });
+            self.work(state);
+            Ok(RequestHandle::new(ticket))
+        })
+    }
+
+    fn wait(&self, handle: RequestHandle) -> Finished {
+        let answered = self.waiter.wait_until(REQUEST_TIMEOUT_MS, &mut || {
+            self.run_work_loop();
+            handle.is_finished()
+        });
+        if answered.is_err() {
+            self.give_up(&handle);
+        }
+        handle.take().unwrap_or(Finished {
+            buffer: None,
+            result: Err(IoFailure::new(
+                IoReturn::InternalError,
+                Cause::WrongState("the request was lost: its ticket was never fulfilled"),
+            )),
+        })
+    }
+
+    fn wait_any(&self, handles: &[RequestHandle]) -> Result<usize, IoFailure> {
+        if handles.is_empty() {
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Other("no request to wait for")));
+        }
+        let finished = || handles.iter().position(RequestHandle::is_finished);
+        let answered = self.waiter.wait_until(REQUEST_TIMEOUT_MS, &mut || {
+            self.run_work_loop();
+            finished().is_some()
+        });
+        if answered.is_err() {
+            // The oldest request took too long: the device is stuck.
+            if let Some(oldest) = handles.iter().filter(|handle| !handle.is_finished()).min_by_key(|h| h.sequence()) {
+                self.give_up(oldest);
+            }
+        }
+        finished().ok_or(IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS }))
+    }
+
+    fn run_work_loop(&self) {
+        self.gate.try_run_action(|state| self.work(state));
+    }
+
+    fn interrupt(&self) {
+        if self.hardware.acknowledge_interrupt() {
+            self.events.signal();
+        }
+    }
+
+    fn stats(&self) -> QueueStats {
+        self.gate.run_action(|state| QueueStats {
+            queued: state.waiting.len(),
+            interrupts: self.events.total(),
+            ..state.stats
+        })
+    }
+
+    fn stop(&self) -> Result<StopReport, IoFailure> {
+        let (in_flight, mut aborted) = self.gate.run_action(|state| {
+            if state.mode == Mode::Stopped {
+                return Err(IoFailure::new(IoReturn::NotPermitted, Cause::WrongState("the driver is stopped already")));
+            }
+            // No new request starts from here; those waiting are failed.
+            state.mode = Mode::Stopped;
+            let stopped = IoFailure::new(IoReturn::Aborted, Cause::DriverStopped);
+            let mut aborted = 0;
+            while let Some(Waiting { request, ticket, .. }) = state.waiting.pop_front() {
+                aborted += 1;
+                self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(stopped) });
+            }
+            Ok((state.stats.in_flight, aborted))
+        })?;
+        // Let the device finish what it holds (the loop still collects).
+        let _ = self.waiter.wait_until(REQUEST_TIMEOUT_MS, &mut || {
+            self.run_work_loop();
+            self.in_flight() == 0
+        });
+        let why = IoFailure::new(IoReturn::Aborted, Cause::DriverStopped);
+        aborted += self.gate.run_action(|state| self.stop_hardware(state, &why));
+        let drained = in_flight.saturating_sub(aborted);
+        Ok(StopReport { drained, aborted, prepared_left: self.hardware.check_stopped() })
+    }
+
+    fn start(&self) -> Result<(), IoFailure> {
+        self.gate.run_action(|state| {
+            if state.mode == Mode::Running {
+                return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("the driver is running already")));
+            }
+            self.hardware.restart()?;
+            state.mode = Mode::Running;
+            Ok(())
+        })
+    }
+
+    fn transfer(
+        &self,
+        operation: BlockOperation,
+        lba: u64,
+        count: u64,
+        buffer: &mut DmaBuffer,
+        offset: u64,
+        options: &TransferOptions,
+    ) -> Result<(), IoFailure> {
+        let geometry = (self.block_size(), self.block_count());
+        // The whole transfer is checked first, so that no part of a bad one runs.
+        let whole = request_for(operation, lba, count, buffer.alias_for_call(), offset, options);
+        check_request(geometry, whole).map_err(|rejected| rejected.failure)?;
+        let max = self.max_request_blocks();
+        let mut done = 0;
+        while done < count {
+            let blocks = (count - done).min(max);
+            let part_offset = offset + done * u64::from(self.block_size());
+            // The buffer stays borrowed by this call until the part is over.
+            let part = request_for(operation, lba + done, blocks, buffer.alias_for_call(), part_offset, options);
+            let handle = self.submit(part).map_err(|rejected| rejected.failure)?;
+            self.wait(handle).result?;
+            done += blocks;
+        }
+        Ok(())
+    }
+}
+
+fn request_for(
+    operation: BlockOperation,
+    lba: u64,
+    count: u64,
+    buffer: DmaBuffer,
+    offset: u64,
+    options: &TransferOptions,
+) -> BlockRequest {
+    BlockRequest { operation, lba, count, buffer, offset, options: *options, deferral: Deferral::WaitForBounceMemory }
+}
