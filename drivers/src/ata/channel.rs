@@ -1,26 +1,32 @@
 //! One IDE channel of a PIIX controller with bus-master DMA, and the disks on it.
 //!
-//! A request is split into ATA commands the drive accepts (256 sectors in LBA28,
-//! 2048 in LBA48). One DMA read command, step by step:
-//! 1. prepare: [`DmaTransfer::prepare`] lends the command's share of the caller's
-//!    buffer to the controller, under its specification (32-bit addresses,
-//!    regions of at most 64 KiB that never cross a 64 KiB boundary, even lengths,
-//!    at most one table of entries); parts above 4 GiB are bounced. From here
-//!    until `complete` the buffer is the device's: the compiler refuses CPU
-//!    access to it;
+//! A channel runs one command at a time, so each drive is a hardware queue of
+//! depth one ([`HardwareQueue`]): more requests wait in the block layer's queue,
+//! and a request for the other drive of a busy channel is told `Busy` and tried
+//! again. A request carries at most what one ATA command takes (256 sectors in
+//! LBA28, 2048 in LBA48); the block layer splits larger synchronous transfers.
+//! One DMA read, step by step:
+//! 1. start: [`DmaTransfer::prepare`] hands the request's buffer, with the
+//!    channel's one command (a pool of one), to the controller under its
+//!    specification (32-bit addresses, regions of at most 64 KiB that never cross
+//!    a 64 KiB boundary, even lengths, at most one table of entries); parts above
+//!    4 GiB are bounced. From here until `complete` the buffer is the device's:
+//!    it is moved into the transfer, out of the CPU's reach;
 //! 2. write the PRD table: `write_segments` writes the segments as the
 //!    specification's records (little-endian 32-bit address and length); each
 //!    record becomes one [`PrdEntry`], the last one marked end-of-table, written
 //!    into the table (a [`CoherentMemory`] below 4 GiB, shared with the
 //!    controller for the channel's life), and the controller gets its address;
 //! 3. program the drive (LBA, count, READ DMA written to `COMMAND`) and start the
-//!    bus-master engine;
-//! 4. wait for the interrupt (or poll), then stop the engine, on every path,
-//!    timeouts and errors too: after that write no DMA happens. Check both
-//!    statuses;
-//! 5. complete the transfer with the bytes the device moved: all of them on
-//!    success, none after an error or a timeout. Only those come back from a
-//!    bounce buffer, so the caller never sees stale bounce memory.
+//!    bus-master engine. `start` returns: the request is in flight;
+//! 4. the drive interrupts; the handler only reads the status (so the line
+//!    drops) and signals the block layer's work loop;
+//! 5. collect, in the work loop: stop the engine (after that write no DMA
+//!    happens), check both statuses, and complete the transfer with the bytes
+//!    the device moved: all of them on success, none after an error. Only those
+//!    come back from a bounce buffer, so the caller never sees stale bounce
+//!    memory. A timeout is the block layer's: it calls `stop`, which stops the
+//!    engine before completing.
 //!
 //! No memory goes back while the engine may use it: the engine is stopped before
 //! every `complete`; the controller learns the table's address only per command,
@@ -34,10 +40,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, DoubleBuffering, TransferOptions};
+use dmakit::block::{BlockOperation, BlockRequest, DoubleBuffering, Finished, HardwareQueue, Rejected, Slot};
 use dmakit::dma::{
-    Cause, CoherentMemory, DmaAddr, DmaBuffer, DmaPlatform, DmaTransfer, IoDmaCommand, IoFailure, IoReturn, Segment,
-    Specification,
+    Cause, CoherentMemory, CommandPool, Completed, DmaAddr, DmaBuffer, DmaPlatform, DmaTransfer, IoDmaCommand,
+    IoFailure, IoReturn, Refused, Segment, Specification,
 };
 use dmakit::io::RegisterIo;
 use dmakit::time::Waiter;
@@ -105,24 +111,28 @@ impl Addressing {
     }
 }
 
-/// One block request on a drive.
+/// The drive a request is for, and how it is addressed.
 struct DriveRequest {
     drive: u8,
     addressing: Addressing,
     operation: BlockOperation,
-    lba: u64,
-    sectors: u64,
-    /// Where the request starts in the caller's buffer.
-    offset: u64,
-    options: TransferOptions,
 }
 
-/// One ATA command's share of a [`DriveRequest`].
+/// What one ATA command moves.
 struct Chunk {
     lba: u64,
     sectors: u64,
-    /// Where the chunk starts in the caller's buffer.
-    offset: u64,
+}
+
+/// The one slot of a channel: an IDE channel runs one command at a time.
+const ENGINE_SLOT: usize = 0;
+
+/// The command the engine is running: whose, and its transfer.
+struct Running {
+    drive: u8,
+    lba: u64,
+    sectors: u64,
+    data: DmaTransfer<DmaBuffer, IoDmaCommand>,
 }
 
 /// What one command uses, behind the channel's lock.
@@ -130,13 +140,16 @@ struct Engine {
     /// Shared with the controller while the channel lives; `None` only once
     /// released, after the engine was stopped for good.
     prd_table: Option<CoherentMemory>,
-    data_command: IoDmaCommand,
+    /// The channel's one data command (a pool of one: one command at a time).
+    pool: CommandPool,
     /// Room for one table's records, as `write_segments` writes them.
     records: Vec<u8>,
     /// The PRD entries of the last transfer, for teaching and tests.
     last_table: Vec<PrdEntry>,
     /// The command byte of the last transfer.
     last_command: u8,
+    /// The command the engine runs, if any.
+    in_flight: Option<Running>,
 }
 
 /// An IDE channel: its task-file registers, its bus-master registers, its engine.
@@ -169,7 +182,7 @@ impl<R: RegisterIo> Channel<R> {
         waiter: &'static dyn Waiter,
         interrupts: Interrupts,
     ) -> Result<Self, IoFailure> {
-        let data_command = IoDmaCommand::new(platform, PIIX_SPECIFICATION)?;
+        let pool = CommandPool::new(platform, PIIX_SPECIFICATION, 1)?;
         // The last step that can fail: nothing after it needs giving back.
         let prd_table = CoherentMemory::allocate(platform, TABLE_BYTES, TABLE_SPECIFICATION)?;
         let control = match interrupts {
@@ -179,10 +192,11 @@ impl<R: RegisterIo> Channel<R> {
         control_block.write8(DEVICE_CONTROL, control);
         let engine = Engine {
             prd_table: Some(prd_table),
-            data_command,
+            pool,
             records: vec![0; ENTRIES_PER_TABLE * RECORD_SIZE],
             last_table: Vec::new(),
             last_command: 0,
+            in_flight: None,
         };
         Ok(Channel {
             command_block,
@@ -195,12 +209,15 @@ impl<R: RegisterIo> Channel<R> {
     }
 
     /// Acknowledges the channel's interrupt: the drive's INTRQ drops when its
-    /// status is read. Called by the kernel's interrupt handler.
-    pub fn handle_interrupt(&self) {
-        if self.bus_master.read8(BM_STATUS) & BM_INTERRUPT != 0 {
-            self.command_block.read8(STATUS);
-            self.interrupts.fetch_add(1, Ordering::Relaxed);
+    /// status is read. Called from the interrupt handler: registers only, no
+    /// lock. Returns whether the channel had one.
+    pub fn acknowledge_interrupt(&self) -> bool {
+        if self.bus_master.read8(BM_STATUS) & BM_INTERRUPT == 0 {
+            return false;
         }
+        self.command_block.read8(STATUS);
+        self.interrupts.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Interrupts handled so far.
@@ -270,59 +287,97 @@ impl<R: RegisterIo> Channel<R> {
         Some(Identity::parse(&words))
     }
 
-    /// A DMA transfer, split into commands the drive accepts; the first failure
-    /// ends it.
-    fn transfer(&self, request: &DriveRequest, buffer: &mut DmaBuffer) -> Result<(), IoFailure> {
+    /// Starts `request` on `drive` if the channel is free: prepares the buffer
+    /// with the channel's one command, writes the PRD table, programs the drive
+    /// and starts the engine. `Busy` while the other drive's command runs.
+    fn start_request(&self, drive: &DriveRequest, request: BlockRequest) -> Result<(), Rejected> {
         let mut engine = self.engine.lock();
-        let most = request.addressing.max_sectors();
-        let mut done = 0;
-        while done < request.sectors {
-            let chunk = Chunk {
-                lba: request.lba + done,
-                sectors: (request.sectors - done).min(most),
-                offset: request.offset + done * SECTOR_SIZE,
-            };
-            self.run_chunk(&mut engine, request, &chunk, buffer)?;
-            done += chunk.sectors;
+        let Engine { prd_table, pool, records, last_table, last_command, in_flight } = &mut *engine;
+        let refuse = |request, failure| Err(Rejected { request, failure });
+        if in_flight.is_some() {
+            let cause = Cause::WrongState("the channel runs the other drive's command");
+            return refuse(request, IoFailure::new(IoReturn::Busy, cause));
         }
+        let Some(table) = prd_table.as_ref() else {
+            return refuse(request, IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped));
+        };
+        let command = match pool.take(ENGINE_SLOT) {
+            Ok(command) => command,
+            Err(failure) => return refuse(request, failure),
+        };
+        let BlockRequest { operation, lba, count, buffer, offset, options, deferral } = request;
+        let length = count * SECTOR_SIZE;
+        let data = match DmaTransfer::prepare(command, buffer, offset, length, &options) {
+            Ok(data) => data,
+            Err(Refused { failure, buffer, command }) => {
+                let _ = pool.give_back(ENGINE_SLOT, command);
+                let request = BlockRequest { operation, lba, count, buffer, offset, options, deferral };
+                return refuse(request, failure);
+            }
+        };
+        let chunk = Chunk { lba, sectors: count };
+        let started = write_prd_table(table, records, &data, last_table)
+            .and_then(|()| self.start(table.device_address(), drive, &chunk, last_command));
+        if let Err(failure) = started {
+            // The engine may have been told the table: stop it before the
+            // memory goes back.
+            self.stop_engine();
+            let Completed { buffer, command, .. } = data.complete(0);
+            let _ = pool.give_back(ENGINE_SLOT, command);
+            let request = BlockRequest { operation, lba, count, buffer, offset, options, deferral };
+            return refuse(request, failure);
+        }
+        *in_flight = Some(Running { drive: drive.drive, lba, sectors: count, data });
         Ok(())
     }
 
-    /// One ATA command: prepare, write the PRD table, run, stop the engine,
-    /// complete with the bytes the device moved.
-    fn run_chunk(
-        &self,
-        engine: &mut Engine,
-        request: &DriveRequest,
-        chunk: &Chunk,
-        buffer: &mut DmaBuffer,
-    ) -> Result<(), IoFailure> {
-        let Engine { prd_table, data_command, records, last_table, last_command } = engine;
-        let table = prd_table.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))?;
-        let length = chunk.sectors * SECTOR_SIZE;
-        let data = DmaTransfer::prepare(data_command, buffer, chunk.offset, length, &request.options)?;
-
-        let finished = write_prd_table(table, records, &data, last_table)
-            .and_then(|()| self.start(table.device_address(), request, chunk, last_command))
-            .and_then(|()| self.wait_for_engine());
-        // Whatever happened (done, error, timeout), the engine stops here, before
-        // the buffer and its bounce memory go back: no DMA after this write.
+    /// If `drive`'s command is over (the drive's interrupt, an engine error, or
+    /// the end of the table), stops the engine, checks both statuses and
+    /// completes the transfer with the bytes the device moved.
+    fn collect_request(&self, drive: u8) -> Option<Finished> {
+        let mut engine = self.engine.lock();
+        if engine.in_flight.as_ref().is_none_or(|running| running.drive != drive) {
+            return None;
+        }
+        let status = self.bus_master.read8(BM_STATUS);
+        let over = status & (BM_INTERRUPT | BM_ERROR) != 0 || status & BM_ACTIVE == 0;
+        if !over {
+            return None;
+        }
+        let running = engine.in_flight.take()?;
+        // Whatever happened (done or error), the engine stops here, before the
+        // buffer and its bounce memory go back: no DMA after this write.
         let bus_status = self.stop_engine();
-        let outcome = finished.and_then(|()| self.check_statuses(bus_status));
+        let outcome = self.check_statuses(bus_status);
+        Some(self.complete(&mut engine, running, outcome))
+    }
 
-        // After an error or a timeout nothing the device wrote is trusted: no
-        // byte comes back from bounce memory, and the caller's buffer keeps what
-        // it held.
+    /// Stops the engine and ends `drive`'s command, if one runs, with `why`.
+    fn stop_request(&self, drive: u8, why: &IoFailure) -> Option<Finished> {
+        let mut engine = self.engine.lock();
+        if engine.in_flight.as_ref().is_none_or(|running| running.drive != drive) {
+            return None;
+        }
+        let running = engine.in_flight.take()?;
+        self.stop_engine();
+        Some(self.complete(&mut engine, running, Err(*why)))
+    }
+
+    /// Completes a stopped command's transfer: all bytes on success, none after
+    /// an error, so nothing stale comes back from bounce memory and the caller's
+    /// buffer keeps what it held.
+    fn complete(&self, engine: &mut Engine, running: Running, outcome: Result<(), IoFailure>) -> Finished {
+        let Running { drive, lba, sectors, data } = running;
         let moved = match outcome {
-            Ok(()) => length,
+            Ok(()) => data.length(),
             Err(_) => 0,
         };
-        let completed = data.complete(moved);
+        let Completed { buffer, command, result } = data.complete(moved);
+        let _ = engine.pool.give_back(ENGINE_SLOT, command);
         if let Err(failure) = outcome {
-            log::error!("PiixAta: drive {}, sectors {}+{}: {failure}", request.drive, chunk.lba, chunk.sectors);
-            return Err(failure);
+            log::error!("PiixAta: drive {drive}, sectors {lba}+{sectors}: {failure}");
         }
-        completed.result
+        Finished { buffer: Some(buffer), result: outcome.and(result) }
     }
 
     /// Gives the controller the table, programs the drive and starts the engine.
@@ -377,17 +432,6 @@ impl<R: RegisterIo> Channel<R> {
         Ok(())
     }
 
-    /// Waits for the engine: the drive's interrupt, an engine error, or the end
-    /// of the table.
-    fn wait_for_engine(&self) -> Result<(), IoFailure> {
-        self.waiter
-            .wait_until(COMMAND_TIMEOUT_MS, &mut || {
-                let status = self.bus_master.read8(BM_STATUS);
-                status & (BM_INTERRUPT | BM_ERROR) != 0 || status & BM_ACTIVE == 0
-            })
-            .map_err(waited_too_long)
-    }
-
     /// Stops the bus-master engine (after this write it does no more DMA), then
     /// clears its status; returns the status as it was *before* the stop, since
     /// stopping clears Active, the one sign of a transfer that ended short.
@@ -424,9 +468,9 @@ impl<R: RegisterIo> Channel<R> {
     }
 }
 
-/// The transfer of one command's data: the caller's buffer and the channel's
-/// command, both borrowed.
-type DataTransfer<'a> = DmaTransfer<&'a mut DmaBuffer, &'a mut IoDmaCommand>;
+/// The transfer of one command's data: the request's buffer and the channel's
+/// command.
+type DataTransfer = DmaTransfer<DmaBuffer, IoDmaCommand>;
 
 /// Writes the PRD table from the records `write_segments` gives in the
 /// specification's output format: one entry per record, the last marked
@@ -434,7 +478,7 @@ type DataTransfer<'a> = DmaTransfer<&'a mut DmaBuffer, &'a mut IoDmaCommand>;
 fn write_prd_table(
     table: &CoherentMemory,
     records: &mut [u8],
-    data: &DataTransfer<'_>,
+    data: &DataTransfer,
     last_table: &mut Vec<PrdEntry>,
 ) -> Result<(), IoFailure> {
     last_table.clear();
@@ -487,7 +531,7 @@ impl<R: RegisterIo> AtaDisk<R> {
     }
 }
 
-impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
+impl<R: RegisterIo> HardwareQueue for AtaDisk<R> {
     fn driver_name(&self) -> &'static str {
         "PiixAta"
     }
@@ -500,27 +544,56 @@ impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
         self.identity.sectors
     }
 
-    fn submit(&self, request: BlockRequest<'_>) -> Result<(), IoFailure> {
-        let mut options = request.options;
-        options.force_double_buffer |= self.force_double_buffer.load(Ordering::Relaxed);
-        let drive_request = DriveRequest {
-            drive: self.drive,
-            addressing: self.identity.addressing,
-            operation: request.operation,
-            lba: request.lba,
-            sectors: request.count,
-            offset: request.offset,
-            options,
-        };
-        self.channel.transfer(&drive_request, request.buffer)
-    }
-
     fn description(&self) -> String {
         let addressing = match self.identity.addressing {
             Addressing::Lba28 => "LBA28",
             Addressing::Lba48 => "LBA48",
         };
-        format!("{} ({addressing}, {})", self.identity.model, if self.drive == 0 { "master" } else { "slave" })
+        let position = if self.drive == 0 { "master" } else { "slave" };
+        format!("{} ({addressing}, {position}, one command at a time)", self.identity.model)
+    }
+
+    /// One: an IDE channel runs one command at a time; more requests wait in
+    /// the block layer's queue.
+    fn depth(&self) -> usize {
+        1
+    }
+
+    fn max_request_blocks(&self) -> u64 {
+        self.identity.addressing.max_sectors()
+    }
+
+    fn start(&self, slot: Slot, mut request: BlockRequest) -> Result<(), Rejected> {
+        if slot != ENGINE_SLOT {
+            let failure = IoFailure::new(IoReturn::BadArgument, Cause::Other("an IDE drive has one slot"));
+            return Err(Rejected { request, failure });
+        }
+        request.options.force_double_buffer |= self.force_double_buffer.load(Ordering::Relaxed);
+        let drive =
+            DriveRequest { drive: self.drive, addressing: self.identity.addressing, operation: request.operation };
+        self.channel.start_request(&drive, request)
+    }
+
+    fn collect(&self, finished: &mut dyn FnMut(Slot, Finished)) {
+        if let Some(done) = self.channel.collect_request(self.drive) {
+            finished(ENGINE_SLOT, done);
+        }
+    }
+
+    fn acknowledge_interrupt(&self) -> bool {
+        self.channel.acknowledge_interrupt()
+    }
+
+    /// Stops the engine (the PRD table is the channel's, shared by both drives,
+    /// and goes back when the channel is dropped).
+    fn stop(&self, why: &IoFailure, finished: &mut dyn FnMut(Slot, Finished)) {
+        if let Some(done) = self.channel.stop_request(self.drive, why) {
+            finished(ENGINE_SLOT, done);
+        }
+    }
+
+    fn restart(&self) -> Result<(), IoFailure> {
+        Ok(())
     }
 
     fn set_double_buffering(&self, policy: DoubleBuffering) {
@@ -530,5 +603,9 @@ impl<R: RegisterIo> BlockDevice for AtaDisk<R> {
     fn last_segments(&self) -> Vec<Segment> {
         let (table, _) = self.channel.last_transfer();
         table.iter().map(PrdEntry::segment).collect()
+    }
+
+    fn check_stopped(&self) -> usize {
+        self.channel.engine.lock().pool.check_stopped()
     }
 }

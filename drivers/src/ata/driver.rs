@@ -7,7 +7,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use dmakit::arch::pic;
-use dmakit::block::BlockDevice;
+use dmakit::block::{BlockDevice, QueuedDisk};
 use dmakit::dma::IoReturn;
 use dmakit::driver::{Driver, DriverInstance, Match};
 use dmakit::io::RegisterIo;
@@ -75,16 +75,26 @@ impl Driver for PiixAtaDriver {
                 failure.code()
             })?;
             let channel = Arc::new(channel);
-            let handler = channel.clone();
             let irq = CHANNEL_IRQ[usize::from(channel_number)];
-            pic::register_handler(irq, Arc::new(move || handler.handle_interrupt()));
-            let mut found = 0;
+            let mut channel_disks: Vec<Arc<QueuedDisk<AtaDisk<Registers>>>> = Vec::new();
             for drive in 0..2 {
                 if let Some(identity) = channel.identify(drive) {
-                    disks.push(Arc::new(AtaDisk::new(channel.clone(), drive, identity)));
-                    found += 1;
+                    channel_disks
+                        .push(Arc::new(QueuedDisk::new(AtaDisk::new(channel.clone(), drive, identity), &WAITER)));
                 }
             }
+            let found = channel_disks.len();
+            // Both drives share the channel's line: each disk's work loop is told.
+            let handlers = channel_disks.clone();
+            pic::register_handler(
+                irq,
+                Arc::new(move || {
+                    for disk in &handlers {
+                        disk.interrupt();
+                    }
+                }),
+            );
+            disks.extend(channel_disks.into_iter().map(|disk| disk as Arc<dyn BlockDevice>));
             properties.push((format!("channel{channel_number}"), format!("irq {irq}, {found} disk(s)")));
         }
         properties.push(("prd-entries".to_string(), super::prd::ENTRIES_PER_TABLE.to_string()));

@@ -6,7 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use dmakit::block::{BlockDevice, DoubleBuffering};
+use dmakit::block::{BlockDevice, DoubleBuffering, QueuedDisk};
 use dmakit::dma::simulated::{STALE_BYTE, SimulatedPlatform};
 use dmakit::dma::{Cause, DmaAddr, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoReturn, Segment};
 use dmakit::io::RegisterIo;
@@ -57,9 +57,9 @@ fn setup(master: Option<FakeDrive>, slave: Option<FakeDrive>) -> Setup {
     Setup { platform, fake, channel: Arc::new(channel) }
 }
 
-fn disk(setup: &Setup, number: u8) -> AtaDisk<FakePorts> {
+fn disk(setup: &Setup, number: u8) -> QueuedDisk<AtaDisk<FakePorts>> {
     let identity = setup.channel.identify(number).expect("drive present");
-    AtaDisk::new(setup.channel.clone(), number, identity)
+    QueuedDisk::new(AtaDisk::new(setup.channel.clone(), number, identity), &WAITER)
 }
 
 fn physical_address(buffer: &DmaBuffer) -> u64 {
@@ -299,8 +299,11 @@ fn a_timed_out_read_stops_the_engine_before_its_memory_goes_back() {
     assert_eq!(setup.platform.accounting().misuse_log().len(), misuses, "no DMA misuse");
 
     setup.fake.late.store(false, Ordering::Relaxed);
+    let refused = disk.read(16, 8, &mut target, 0).unwrap_err();
+    assert_eq!(refused.cause(), Cause::DriverStopped, "a timeout stops the driver");
+    disk.start().unwrap();
     disk.read(16, 8, &mut target, 0).unwrap();
-    assert_eq!(target.to_vec(0, 8 * 512).unwrap(), expected(16, 8), "the disk answers in time again");
+    assert_eq!(target.to_vec(0, 8 * 512).unwrap(), expected(16, 8), "started again, the disk answers in time");
 }
 
 #[test]

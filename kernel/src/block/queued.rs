@@ -116,7 +116,8 @@ impl<H: HardwareQueue> QueuedDisk<H> {
         };
         state.stats.in_flight -= 1;
         let sequence = ticket.sequence();
-        let earlier = state.slots.iter().flatten().map(|other| other.sequence()).filter(|&other| other < sequence).min();
+        let earlier =
+            state.slots.iter().flatten().map(|other| other.sequence()).filter(|&other| other < sequence).min();
         if let Some(earlier) = earlier {
             state.stats.out_of_order += 1;
             dma_trace!(
@@ -366,8 +367,9 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
             self.in_flight() == 0
         });
         let why = IoFailure::new(IoReturn::Aborted, Cause::DriverStopped);
-        aborted += self.gate.run_action(|state| self.stop_hardware(state, &why));
-        let drained = in_flight.saturating_sub(aborted);
+        let unfinished = self.gate.run_action(|state| self.stop_hardware(state, &why));
+        aborted += unfinished;
+        let drained = in_flight.saturating_sub(unfinished);
         Ok(StopReport { drained, aborted, prepared_left: self.hardware.check_stopped() })
     }
 

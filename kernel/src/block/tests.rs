@@ -1,0 +1,373 @@
+//! The block layer against a fake disk whose device finishes requests when and
+//! in the order a test says, moving data only through the segments it was given.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use spin::Mutex;
+
+use super::*;
+use crate::dma::simulated::SimulatedPlatform;
+use crate::dma::{
+    Cause, CommandPool, Completed, DmaBuffer, DmaTransfer, IoDirection, IoDmaCommand, IoFailure, IoReturn, Segment,
+    Specification,
+};
+use crate::memory::{Constraints, FRAME_SIZE};
+use crate::time::Waiter;
+
+const BLOCK: u64 = 512;
+const BLOCKS: u64 = 4096;
+
+/// Looks a few times, then gives up: the fake never finishes on its own.
+struct Impatient;
+
+impl Waiter for Impatient {
+    fn wait_until(&self, _timeout_ms: u64, done: &mut dyn FnMut() -> bool) -> Result<(), IoReturn> {
+        if (0..3).any(|_| done()) { Ok(()) } else { Err(IoReturn::Timeout) }
+    }
+}
+
+static WAITER: Impatient = Impatient;
+
+/// When the fake device finishes what it is given.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Finishing {
+    /// As soon as a request starts.
+    AtOnce,
+    /// Only when the test calls `finish`.
+    WhenTold,
+}
+
+struct InFlight {
+    operation: BlockOperation,
+    lba: u64,
+    transfer: DmaTransfer<DmaBuffer, IoDmaCommand>,
+}
+
+/// A disk of `BLOCKS` blocks behind a 32-bit device with `depth` slots.
+struct FakeDisk {
+    platform: &'static SimulatedPlatform,
+    pool: CommandPool,
+    finishing: Finishing,
+    image: Mutex<Vec<u8>>,
+    slots: Mutex<Vec<Option<InFlight>>>,
+    /// Slots the device finished, in its order.
+    done: Mutex<VecDeque<usize>>,
+    /// What happened, in order: "start 7", "reset", "released".
+    events: Mutex<Vec<String>>,
+    max_blocks: u64,
+}
+
+impl FakeDisk {
+    fn new(platform: &'static SimulatedPlatform, depth: usize, finishing: Finishing) -> FakeDisk {
+        let image = (0..BLOCKS * BLOCK).map(|byte| (byte / BLOCK) as u8 ^ (byte % 251) as u8).collect();
+        FakeDisk {
+            platform,
+            pool: CommandPool::new(platform, Specification::UNLIMITED_32, depth).unwrap(),
+            finishing,
+            image: Mutex::new(image),
+            slots: Mutex::new((0..depth).map(|_| None).collect()),
+            done: Mutex::new(VecDeque::new()),
+            events: Mutex::new(Vec::new()),
+            max_blocks: 64,
+        }
+    }
+
+    /// The device does slot `slot`'s request: moves the data through its
+    /// segments and marks it finished.
+    fn finish(&self, slot: usize) {
+        let slots = self.slots.lock();
+        let in_flight = slots[slot].as_ref().expect("a request in the slot");
+        let mut image = self.image.lock();
+        let mut position = (in_flight.lba * BLOCK) as usize;
+        for segment in in_flight.transfer.segments() {
+            let bytes = &mut image[position..position + segment.length as usize];
+            match in_flight.operation {
+                BlockOperation::Read => self.platform.device_write(segment.address.as_u64(), bytes),
+                BlockOperation::Write => self.platform.device_read(segment.address.as_u64(), bytes),
+            }
+            position += segment.length as usize;
+        }
+        self.done.lock().push_back(slot);
+    }
+
+    fn in_flight_slots(&self) -> Vec<usize> {
+        self.slots.lock().iter().enumerate().filter(|(_, slot)| slot.is_some()).map(|(index, _)| index).collect()
+    }
+
+    fn image(&self, lba: u64, count: u64) -> Vec<u8> {
+        self.image.lock()[(lba * BLOCK) as usize..((lba + count) * BLOCK) as usize].to_vec()
+    }
+}
+
+impl HardwareQueue for FakeDisk {
+    fn driver_name(&self) -> &'static str {
+        "FakeDisk"
+    }
+    fn block_size(&self) -> u32 {
+        BLOCK as u32
+    }
+    fn block_count(&self) -> u64 {
+        BLOCKS
+    }
+    fn description(&self) -> String {
+        String::from("a fake disk")
+    }
+    fn depth(&self) -> usize {
+        self.pool.depth()
+    }
+    fn max_request_blocks(&self) -> u64 {
+        self.max_blocks
+    }
+    fn start(&self, slot: Slot, request: BlockRequest) -> Result<(), Rejected> {
+        let command = self.pool.take(slot).expect("the block layer gives free slots only");
+        let BlockRequest { operation, lba, count, buffer, offset, options, deferral } = request;
+        let transfer = match DmaTransfer::prepare(command, buffer, offset, count * BLOCK, &options) {
+            Ok(transfer) => transfer,
+            Err(refused) => {
+                self.pool.give_back(slot, refused.command).unwrap();
+                let request = BlockRequest { operation, lba, count, buffer: refused.buffer, offset, options, deferral };
+                return Err(Rejected { request, failure: refused.failure });
+            }
+        };
+        self.events.lock().push(alloc::format!("start {lba}"));
+        self.slots.lock()[slot] = Some(InFlight { operation, lba, transfer });
+        if self.finishing == Finishing::AtOnce {
+            self.finish(slot);
+        }
+        Ok(())
+    }
+    fn collect(&self, finished: &mut dyn FnMut(Slot, Finished)) {
+        while let Some(slot) = self.done.lock().pop_front() {
+            let in_flight = self.slots.lock()[slot].take().expect("finished slots hold a request");
+            let moved = in_flight.transfer.length();
+            let Completed { buffer, command, result } = in_flight.transfer.complete(moved);
+            self.pool.give_back(slot, command).unwrap();
+            finished(slot, Finished { buffer: Some(buffer), result });
+        }
+    }
+    fn acknowledge_interrupt(&self) -> bool {
+        true
+    }
+    fn stop(&self, why: &IoFailure, finished: &mut dyn FnMut(Slot, Finished)) {
+        self.events.lock().push(String::from("reset"));
+        self.done.lock().clear();
+        for slot in 0..self.depth() {
+            let Some(in_flight) = self.slots.lock()[slot].take() else { continue };
+            let Completed { buffer, command, .. } = in_flight.transfer.complete(0);
+            self.pool.give_back(slot, command).unwrap();
+            self.events.lock().push(String::from("released"));
+            finished(slot, Finished { buffer: Some(buffer), result: Err(*why) });
+        }
+    }
+    fn restart(&self) -> Result<(), IoFailure> {
+        self.events.lock().push(String::from("restart"));
+        Ok(())
+    }
+    fn set_double_buffering(&self, _policy: DoubleBuffering) {}
+    fn last_segments(&self) -> Vec<Segment> {
+        Vec::new()
+    }
+    fn check_stopped(&self) -> usize {
+        self.pool.check_stopped()
+    }
+}
+
+fn disk(bounce_pages: usize, depth: usize, finishing: Finishing) -> QueuedDisk<FakeDisk> {
+    QueuedDisk::new(FakeDisk::new(SimulatedPlatform::leak(bounce_pages), depth, finishing), &WAITER)
+}
+
+/// A buffer above 4 GiB (so the 32-bit fake device bounces it).
+fn high_buffer(disk: &QueuedDisk<FakeDisk>, blocks: u64, direction: IoDirection) -> DmaBuffer {
+    DmaBuffer::allocate(disk.hardware().platform, blocks * BLOCK, direction, Constraints::NONE).unwrap()
+}
+
+fn read(disk: &QueuedDisk<FakeDisk>, lba: u64, blocks: u64) -> BlockRequest {
+    BlockRequest::new(BlockOperation::Read, lba, blocks, high_buffer(disk, blocks, IoDirection::In), 0)
+}
+
+#[test]
+fn the_device_finishes_in_its_own_order_and_every_buffer_comes_back_right() {
+    let disk = disk(1024, 8, Finishing::WhenTold);
+    let handles: Vec<RequestHandle> = (0..8).map(|index| disk.submit(read(&disk, index * 10, 2)).unwrap()).collect();
+    assert_eq!(disk.stats().in_flight, 8);
+    // The device answers last-come first.
+    for slot in disk.hardware().in_flight_slots().into_iter().rev() {
+        disk.hardware().finish(slot);
+    }
+    disk.interrupt();
+    for (index, handle) in handles.into_iter().enumerate() {
+        let finished = disk.wait(handle);
+        finished.result.unwrap();
+        let buffer = finished.buffer.unwrap();
+        let lba = index as u64 * 10;
+        assert_eq!(buffer.to_vec(0, 2 * BLOCK as usize).unwrap(), disk.hardware().image(lba, 2), "request {index}");
+    }
+    let stats = disk.stats();
+    assert_eq!((stats.deepest, stats.finished, stats.failed, stats.in_flight), (8, 8, 0, 0));
+    assert_eq!(stats.out_of_order, 7, "every request but the first submitted finished before an older one");
+    assert_eq!(stats.interrupts, 1);
+}
+
+#[test]
+fn requests_beyond_the_depth_wait_in_software_and_start_in_order() {
+    let disk = disk(1024, 2, Finishing::WhenTold);
+    let handles: Vec<RequestHandle> = (0..6).map(|index| disk.submit(read(&disk, index, 1)).unwrap()).collect();
+    let stats = disk.stats();
+    assert_eq!((stats.in_flight, stats.queued), (2, 4));
+    while !handles.iter().all(RequestHandle::is_finished) {
+        for slot in disk.hardware().in_flight_slots() {
+            disk.hardware().finish(slot);
+        }
+        disk.run_work_loop();
+    }
+    let started: Vec<String> = disk.hardware().events.lock().clone();
+    let expected: Vec<String> = (0..6).map(|lba| alloc::format!("start {lba}")).collect();
+    assert_eq!(started, expected, "first come, first started");
+    assert_eq!(disk.stats().deepest, 2);
+    for handle in handles {
+        disk.wait(handle).result.unwrap();
+    }
+}
+
+#[test]
+fn short_bounce_memory_defers_requests_in_order_until_pages_come_back() {
+    // Four bounce pages; each request bounces two.
+    let disk = disk(4, 4, Finishing::WhenTold);
+    let blocks = FRAME_SIZE * 2 / BLOCK;
+    let handles: Vec<RequestHandle> =
+        (0..4).map(|index| disk.submit(read(&disk, index * blocks, blocks)).unwrap()).collect();
+    let stats = disk.stats();
+    assert_eq!(
+        (stats.in_flight, stats.queued, stats.deferred_loads),
+        (2, 2, 1),
+        "the third waits, the fourth behind it"
+    );
+    while !handles.iter().all(RequestHandle::is_finished) {
+        for slot in disk.hardware().in_flight_slots() {
+            disk.hardware().finish(slot);
+        }
+        disk.run_work_loop();
+    }
+    for (index, handle) in handles.into_iter().enumerate() {
+        let finished = disk.wait(handle);
+        finished.result.unwrap();
+        let expected = disk.hardware().image(index as u64 * blocks, blocks);
+        assert_eq!(finished.buffer.unwrap().to_vec(0, expected.len()).unwrap(), expected, "request {index}");
+    }
+    // The fourth waited in line behind the third, but was never refused itself.
+    assert_eq!(disk.stats().deferred_loads, 1, "only the third was refused for bounce memory");
+}
+
+#[test]
+fn a_request_that_may_not_wait_or_can_never_fit_fails_at_once() {
+    let disk = disk(4, 4, Finishing::WhenTold);
+    let blocks = FRAME_SIZE * 2 / BLOCK;
+    let first = disk.submit(read(&disk, 0, blocks)).unwrap();
+    let second = disk.submit(read(&disk, 100, blocks)).unwrap();
+    let mut impatient = read(&disk, 200, blocks);
+    impatient.deferral = Deferral::FailAtOnce;
+    let impatient = disk.submit(impatient).unwrap();
+    let finished = disk.wait(impatient);
+    let failure = finished.result.unwrap_err();
+    assert_eq!(failure.code(), IoReturn::NoResources);
+    assert!(matches!(failure.cause(), Cause::BounceBudgetSpent { .. }), "{failure}");
+    assert!(finished.buffer.is_some(), "the buffer comes back with the failure");
+
+    let huge = disk.submit(read(&disk, 300, FRAME_SIZE * 5 / BLOCK)).unwrap();
+    let failure = disk.wait(huge).result.unwrap_err();
+    assert!(matches!(failure.cause(), Cause::BounceBudgetSpent { pages: 5, limit: 4, .. }), "{failure}");
+    assert_eq!(disk.stats().deferred_loads, 0, "neither waited");
+    for slot in disk.hardware().in_flight_slots() {
+        disk.hardware().finish(slot);
+    }
+    disk.wait(first).result.unwrap();
+    disk.wait(second).result.unwrap();
+}
+
+#[test]
+fn a_request_that_waits_too_long_for_bounce_memory_never_starts_and_the_disk_runs_on() {
+    let disk = disk(2, 2, Finishing::WhenTold);
+    let blocks = FRAME_SIZE * 2 / BLOCK;
+    let holder = disk.submit(read(&disk, 0, blocks)).unwrap();
+    let waiting = disk.submit(read(&disk, 100, blocks)).unwrap();
+    let failure = disk.wait(waiting).result.unwrap_err();
+    assert_eq!(failure.cause(), Cause::BounceMemoryStayedShort { milliseconds: REQUEST_TIMEOUT_MS });
+    assert!(!disk.hardware().events.lock().contains(&String::from("reset")), "the device was not blamed");
+    disk.hardware().finish(disk.hardware().in_flight_slots()[0]);
+    disk.wait(holder).result.unwrap();
+}
+
+#[test]
+fn a_timeout_resets_the_device_before_any_memory_comes_back() {
+    let disk = disk(1024, 4, Finishing::WhenTold);
+    let stuck = disk.submit(read(&disk, 0, 1)).unwrap();
+    let other = disk.submit(read(&disk, 1, 1)).unwrap();
+    let failure = disk.wait(stuck).result.unwrap_err();
+    assert_eq!(failure.code(), IoReturn::Timeout);
+    let events = disk.hardware().events.lock().clone();
+    assert_eq!(events[2..], ["reset", "released", "released"], "reset first, then the memory went back");
+    assert_eq!(disk.wait(other).result.unwrap_err().code(), IoReturn::Timeout, "the device held it too");
+    let refused = disk.submit(read(&disk, 2, 1)).unwrap_err();
+    assert_eq!(refused.failure.cause(), Cause::DriverStopped);
+    disk.start().unwrap();
+    let handle = disk.submit(read(&disk, 2, 1)).unwrap();
+    disk.hardware().finish(disk.hardware().in_flight_slots()[0]);
+    disk.wait(handle).result.unwrap();
+}
+
+#[test]
+fn stop_drains_what_the_device_finishes_and_aborts_the_rest() {
+    let disk = disk(1024, 2, Finishing::WhenTold);
+    let finishes = disk.submit(read(&disk, 0, 1)).unwrap();
+    let stuck = disk.submit(read(&disk, 1, 1)).unwrap();
+    let waiting = disk.submit(read(&disk, 2, 1)).unwrap();
+    disk.hardware().finish(disk.hardware().in_flight_slots()[0]);
+    let report = disk.stop().unwrap();
+    assert_eq!(report, StopReport { drained: 1, aborted: 2, prepared_left: 0 });
+    disk.wait(finishes).result.unwrap();
+    for handle in [stuck, waiting] {
+        let finished = disk.wait(handle);
+        assert_eq!(finished.result.unwrap_err(), IoFailure::new(IoReturn::Aborted, Cause::DriverStopped));
+        assert!(finished.buffer.is_some());
+    }
+    let events = disk.hardware().events.lock().clone();
+    assert_eq!(events[2..], ["reset", "released"], "the unfinished one went back after the reset");
+    assert_eq!(disk.stop().unwrap_err().code(), IoReturn::NotPermitted, "stopped already");
+    disk.start().unwrap();
+    assert_eq!(disk.start().unwrap_err().code(), IoReturn::Busy, "running already");
+}
+
+#[test]
+fn read_and_write_split_large_transfers_and_lend_the_buffer_back() {
+    let disk = disk(1024, 4, Finishing::AtOnce);
+    let mut source =
+        DmaBuffer::allocate(disk.hardware().platform, 200 * BLOCK, IoDirection::Out, Constraints::NONE).unwrap();
+    let data: Vec<u8> = (0..200 * BLOCK).map(|byte| (byte % 253) as u8).collect();
+    source.write_bytes(0, &data).unwrap();
+    disk.write(1000, 200, &mut source, 0).unwrap();
+    assert_eq!(disk.hardware().image(1000, 200), data, "200 blocks in requests of at most 64");
+    assert_eq!(disk.stats().submitted, 4);
+    let mut target =
+        DmaBuffer::allocate(disk.hardware().platform, 200 * BLOCK, IoDirection::In, Constraints::NONE).unwrap();
+    disk.read(1000, 200, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, data.len()).unwrap(), data);
+}
+
+#[test]
+fn bad_requests_come_back_with_their_buffer_and_why() {
+    let disk = disk(1024, 4, Finishing::AtOnce);
+    let rejected = disk.submit(read(&disk, BLOCKS - 1, 2)).unwrap_err();
+    assert!(matches!(rejected.failure.cause(), Cause::BlocksPastEnd { .. }));
+    assert_eq!(rejected.request.buffer.length(), 2 * BLOCK, "the buffer came back");
+    let rejected = disk.submit(read(&disk, 0, 65)).unwrap_err();
+    assert_eq!(rejected.failure.cause(), Cause::RequestTooLarge { count: 65, max: 64 });
+    let mut wrong = read(&disk, 0, 1);
+    wrong.operation = BlockOperation::Write;
+    let rejected = disk.submit(wrong).unwrap_err();
+    assert_eq!(rejected.failure.code(), IoReturn::BadArgument);
+    let failure = disk.read(0, 0, &mut high_buffer(&disk, 1, IoDirection::In), 0).unwrap_err();
+    assert_eq!(failure.code(), IoReturn::BadArgument, "zero blocks");
+    assert_eq!(disk.stats().submitted, 0, "nothing reached the queue");
+}

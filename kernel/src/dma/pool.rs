@@ -38,7 +38,10 @@ impl CommandPool {
         depth: usize,
     ) -> Result<CommandPool, IoFailure> {
         if depth == 0 {
-            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Other("a command pool holds at least one command")));
+            return Err(IoFailure::new(
+                IoReturn::BadArgument,
+                Cause::Other("a command pool holds at least one command"),
+            ));
         }
         let mut slots = Vec::with_capacity(depth);
         for _ in 0..depth {
@@ -66,10 +69,9 @@ impl CommandPool {
         let entry = slots
             .get_mut(slot)
             .ok_or(IoFailure::new(IoReturn::BadArgument, Cause::Other("no such slot in the command pool")))?;
-        entry.take().ok_or(IoFailure::new(
-            IoReturn::Busy,
-            Cause::WrongState("the slot's command is serving another request"),
-        ))
+        entry
+            .take()
+            .ok_or(IoFailure::new(IoReturn::Busy, Cause::WrongState("the slot's command is serving another request")))
     }
 
     /// Puts `command` back as slot `slot`'s. `Busy` if the slot holds a command
