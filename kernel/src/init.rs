@@ -40,7 +40,14 @@ pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     crate::dma::trace::set_sink(|arguments| crate::println!("{arguments}"));
     // The DMA debugging mode is on unless the command line says `dma.debug=off`.
     let debug_off = crate::boot::command_line().split_whitespace().any(|word| word == "dma.debug=off");
-    crate::dma::DmaPlatform::accounting(crate::dma::kernel_platform::platform()).set_debug(!debug_off);
+    let accounting = crate::dma::DmaPlatform::accounting(crate::dma::kernel_platform::platform());
+    accounting.set_debug(!debug_off);
+    // `dma.bounce_pages=N` shrinks (or grows) the bounce budget, so that
+    // deferred loads can be seen with a few requests in flight.
+    let budget = crate::boot::command_line().split_whitespace().find_map(|word| word.strip_prefix("dma.bounce_pages="));
+    if let Some(pages) = budget.and_then(|text| text.parse::<usize>().ok()) {
+        accounting.set_page_limit(pages);
+    }
     gdt::init();
     idt::init();
     let offset = boot_info.physical_memory_offset.into_option().ok_or(InitError::NoPhysicalMemoryMapping)?;

@@ -99,7 +99,9 @@ pub fn execute(line: &str) -> Result<(), String> {
         },
         "stats" => stats(),
         "iommu" => iommu(arguments)?,
-        "bench" => crate::bench::quick(),
+        "bench" => bench(arguments)?,
+        "stop" => stop(arguments)?,
+        "start" => start(arguments)?,
         "poweroff" | "exit" | "quit" => {
             println!("powering off");
             exit(ExitCode::Success)
@@ -121,13 +123,54 @@ fn help() {
     println!("           [--above-4g] [--force-double-buffer] [--trace]");
     println!("                           one read with your own limits added to the device's");
     println!("  trace on|off             show every DMA step of every transfer");
-    println!("  stats                    bounce accounting");
+    println!("  stats                    bounce accounting, and each disk's queue");
+    println!("  stop DEV | start DEV     stop a disk's driver (requests in flight drain or abort,");
+    println!("                           then the device's memory goes back), or start it again");
     println!("  iommu                    IOMMU units, capabilities, domains, live mappings, faults");
     println!("  iommu break BB:DD.F      the function's next transfer gets IOVAs unmapped before");
     println!("                           the device uses them: watch the fault (q35 only)");
-    println!("  bench                    a quick read benchmark of each disk");
+    println!("  bench [--qd N]           a quick read benchmark of each disk (N requests in flight)");
     println!("  poweroff                 leave QEMU (end of piped input does too)");
     println!("numbers: 4096, 0x1000, 64K, 1M; disks: vda, vdb... (virtio), hda, hdb... (ATA)");
+}
+
+fn bench(arguments: &[&str]) -> Result<(), String> {
+    match arguments {
+        [] => crate::bench::quick(None),
+        ["--qd", depth] => {
+            let depth = parse::number(depth).ok_or_else(|| format!("--qd takes a number, not '{depth}'"))?;
+            if !(1..=256).contains(&depth) {
+                return Err(format!("--qd must be 1 to 256, not {depth}"));
+            }
+            crate::bench::quick(Some(depth as usize));
+        }
+        _ => return Err(String::from("usage: bench [--qd N]")),
+    }
+    Ok(())
+}
+
+/// The disk a one-argument command names.
+fn named_disk(arguments: &[&str], usage: &str) -> Result<(String, Arc<dyn BlockDevice>), String> {
+    let [name] = arguments else { return Err(String::from(usage)) };
+    let disk = driver::find_block_device(name).ok_or_else(|| format!("no disk called '{name}' (try lsblk)"))?;
+    Ok((String::from(*name), disk))
+}
+
+fn stop(arguments: &[&str]) -> Result<(), String> {
+    let (name, disk) = named_disk(arguments, "usage: stop DEV")?;
+    let report = disk.stop().map_err(|failure| format!("{name}: {failure}"))?;
+    println!(
+        "{name} stopped: {} request(s) in flight finished, {} aborted, {} command(s) left prepared",
+        report.drained, report.aborted, report.prepared_left
+    );
+    Ok(())
+}
+
+fn start(arguments: &[&str]) -> Result<(), String> {
+    let (name, disk) = named_disk(arguments, "usage: start DEV")?;
+    disk.start().map_err(|failure| format!("{name}: {failure}"))?;
+    println!("{name} started");
+    Ok(())
 }
 
 fn iommu(arguments: &[&str]) -> Result<(), String> {
@@ -181,6 +224,22 @@ fn stats() {
         "leaked (device could not be stopped) {} page(s) in {} transfer(s)",
         stats.leaked_pages, stats.leaked_transfers
     );
+    for (name, disk) in driver::block_devices() {
+        let queue = disk.stats();
+        println!(
+            "{name}: depth {}, in flight {}, queued {}, deepest {}, finished {} ({} failed), \
+             deferred loads {}, out of order {}, interrupts {}",
+            queue.depth,
+            queue.in_flight,
+            queue.queued,
+            queue.deepest,
+            queue.finished,
+            queue.failed,
+            queue.deferred_loads,
+            queue.out_of_order,
+            queue.interrupts
+        );
+    }
 }
 
 fn lsblk() {

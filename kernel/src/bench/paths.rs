@@ -1,6 +1,6 @@
-//! Benchmarks: sequential disk reads (direct, bounced, forced double-buffered), memcpy and
-//! bounce-copy bandwidth, frame allocation cost. `make bench` boots the kernel
-//! with `bench` on its command line; the shell's `bench` runs a short version.
+//! The read-path benchmarks: sequential disk reads, one request in flight
+//! (direct, bounced, forced double-buffered, through the IOMMU), memcpy and
+//! bounce-copy bandwidth, frame allocation cost.
 
 use alloc::vec;
 
@@ -15,7 +15,6 @@ use crate::dma::{
     Specification,
 };
 use crate::memory::{Constraints, physical};
-use crate::{driver, println};
 
 /// Bytes per read request, as in the Linux comparison (one request in flight).
 const REQUEST: u64 = 128 * 1024;
@@ -91,8 +90,8 @@ enum Domain {
 }
 
 /// One figure: a read path, the domain's mode while it runs, and its name.
-struct Run {
-    figure: &'static str,
+pub(super) struct Run {
+    pub(super) figure: &'static str,
     path: ReadPath,
     domain: Domain,
 }
@@ -111,7 +110,7 @@ pub fn read_throughputs(disk: &dyn BlockDevice, bytes: u64) -> Result<[f64; 3], 
 /// at a time. A run that switches the domain does so before each of its
 /// regions (the device is idle between requests); translation is back on at
 /// the end, whatever happened.
-fn measure(disk: &dyn BlockDevice, bytes: u64, runs: &[Run]) -> Result<alloc::vec::Vec<f64>, IoFailure> {
+pub(super) fn measure(disk: &dyn BlockDevice, bytes: u64, runs: &[Run]) -> Result<alloc::vec::Vec<f64>, IoFailure> {
     const REGION: u64 = 1 << 20;
     let mut setups = alloc::vec::Vec::with_capacity(runs.len());
     for run in runs {
@@ -154,7 +153,7 @@ fn measure(disk: &dyn BlockDevice, bytes: u64, runs: &[Run]) -> Result<alloc::ve
 
 /// The runs `make bench` measures on `name`: on q35, where the IDE disk and
 /// vdb sit behind the IOMMU, each figure says whether the domain translated.
-fn bench_runs(name: &str) -> alloc::vec::Vec<Run> {
+pub(super) fn bench_runs(name: &str) -> alloc::vec::Vec<Run> {
     let behind_iommu = |vendor: u16, device: u16| {
         crate::pci::enumerate()
             .into_iter()
@@ -187,64 +186,8 @@ fn bench_runs(name: &str) -> alloc::vec::Vec<Run> {
     ReadPath::ALL.into_iter().map(|path| run(path.name(), path, Domain::Unchanged)).collect()
 }
 
-/// The shell's `bench`: 16 MiB (or the whole disk) of each disk, along each path.
-pub fn quick() {
-    for (name, disk) in driver::block_devices() {
-        let bytes = (disk.block_count() * u64::from(disk.block_size())).min(16 << 20);
-        match read_throughputs(disk.as_ref(), bytes) {
-            Ok([direct, bounced, forced]) => println!(
-                "{name}: {} MiB in 128 KiB reads: direct {direct:.1} MB/s, bounced {bounced:.1} MB/s, \
-                 forced double buffering {forced:.1} MB/s",
-                bytes >> 20
-            ),
-            Err(error) => println!("{name}: benchmark failed: {error}"),
-        }
-    }
-}
-
-/// The full benchmark `make bench` runs; prints `BENCH name=value unit` lines.
-pub fn full() {
-    for (name, disk) in driver::block_devices() {
-        // vdb exists on q35 only: the modern virtio disk behind the IOMMU.
-        let kind = match name.as_str() {
-            "vdb" => "vdb",
-            _ if name.starts_with("vd") => "virtio",
-            _ => "ata",
-        };
-        let bytes = disk.block_count() * u64::from(disk.block_size());
-        match disk_sha256(disk.as_ref()) {
-            Ok(digest) => println!("BENCH_SHA256 {kind} {digest}"),
-            Err(error) => println!("BENCH_ERROR {kind} sha256: {error}"),
-        }
-        let runs = bench_runs(&name);
-        match measure(disk.as_ref(), bytes, &runs) {
-            Ok(rates) => {
-                for (run, rate) in runs.iter().zip(rates) {
-                    println!("BENCH {kind}_read_{}={rate:.1} MB/s", run.figure);
-                }
-            }
-            Err(error) => println!("BENCH_ERROR {kind}_read: {error}"),
-        }
-    }
-    match copy_bandwidths() {
-        Ok((memcpy, sync_copy)) => {
-            println!("BENCH memcpy={memcpy:.1} MB/s");
-            println!("BENCH sync_copy={sync_copy:.1} MB/s");
-        }
-        Err(error) => println!("BENCH_ERROR copies: {error}"),
-    }
-    match bounce_costs_us() {
-        Ok((with_copy, bookkeeping)) => {
-            println!("BENCH bounce_128k_cpu={with_copy:.1} us");
-            println!("BENCH bounce_128k_bookkeeping={bookkeeping:.1} us");
-        }
-        Err(error) => println!("BENCH_ERROR bounce costs: {error}"),
-    }
-    println!("BENCH frame_alloc_free={:.1} ns", frame_alloc_free_ns());
-}
-
 /// The sha256 of the whole disk (read in 1 MiB pieces, not timed).
-fn disk_sha256(disk: &dyn BlockDevice) -> Result<alloc::string::String, IoFailure> {
+pub(super) fn disk_sha256(disk: &dyn BlockDevice) -> Result<alloc::string::String, IoFailure> {
     const PIECE: u64 = 1 << 20;
     let mut buffer = buffer(PIECE, Constraints::below(PhysAddr::new(1 << 32)))?;
     let mut hasher = Sha256Stream::new();
@@ -264,7 +207,7 @@ fn disk_sha256(disk: &dyn BlockDevice) -> Result<alloc::string::String, IoFailur
 
 /// `core` memcpy over 32 MiB in 128 KiB pieces, and the bounce copies of
 /// prepare/complete (a command forced to double-buffer 128 KiB at a time), in MB/s.
-fn copy_bandwidths() -> Result<(f64, f64), IoReturn> {
+pub(super) fn copy_bandwidths() -> Result<(f64, f64), IoReturn> {
     const SIZE: u64 = 32 << 20;
     let below_4_gib = Constraints::below(PhysAddr::new(1 << 32));
     let source = IoMemoryDescriptor::allocate(platform(), SIZE, IoDirection::In, below_4_gib)?;
@@ -296,7 +239,7 @@ fn copy_bandwidths() -> Result<(f64, f64), IoReturn> {
 }
 
 /// Nanoseconds per allocate + free of one frame.
-fn frame_alloc_free_ns() -> f64 {
+pub(super) fn frame_alloc_free_ns() -> f64 {
     const PAIRS: u64 = 100_000;
     let start = Instant::now();
     for _ in 0..PAIRS {
@@ -312,7 +255,7 @@ fn frame_alloc_free_ns() -> f64 {
 /// with the device reporting every byte moved (bookkeeping plus the one copy
 /// back) and once with none (bookkeeping alone: bounce allocation, planning,
 /// freeing).
-fn bounce_costs_us() -> Result<(f64, f64), IoFailure> {
+pub(super) fn bounce_costs_us() -> Result<(f64, f64), IoFailure> {
     const ROUNDS: u64 = 200;
     let mut high = buffer(REQUEST, Constraints::NONE)?;
     let mut command = IoDmaCommand::new(platform(), Specification::UNLIMITED_32)?;
