@@ -19,6 +19,8 @@ dmakit::test_kernel!(
     dma_read_with_32_bits_above_4_gib_reports_bounced_segments,
     force_double_buffer_reports_a_fresh_page_aligned_buffer,
     trace_on_shows_each_step,
+    stop_and_start_a_disk_from_the_shell,
+    bench_with_a_queue_depth_reports_each_disk,
 );
 
 static ATTACHED: Once<()> = Once::new();
@@ -94,4 +96,32 @@ fn trace_on_shows_each_step() {
     let output = shell("trace on\nread hda 0 1\ntrace off\nread hda 0 1\n");
     assert_eq!(output.matches("prepare: command").count(), 1, "only the traced read: {output}");
     assert!(output.contains("complete: command"), "{output}");
+}
+
+fn stop_and_start_a_disk_from_the_shell() {
+    let output = shell("stop hda\nread hda 0 1\nstop hda\nstart hda\nread hda 0 1\nstart hda\nstop\nstats\n");
+    for expected in [
+        "hda stopped: 0 request(s) in flight finished, 0 aborted, 0 command(s) left prepared",
+        "error: read failed: kIOReturnNotReady (0xe00002d8): the driver is stopped; `start` starts it again",
+        "error: hda: kIOReturnNotPermitted (0xe00002e2): the driver is stopped already",
+        "hda started",
+        "error: hda: kIOReturnBusy (0xe00002d5): the driver is running already",
+        "error: usage: stop DEV",
+    ] {
+        assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
+    }
+    assert_eq!(output.matches("sha256 ").count(), 1, "only the read after start ran: {output}");
+    let queue = output.lines().find(|line| line.starts_with("hda: depth 1,")).expect("hda's queue line");
+    assert!(queue.contains("in flight 0, queued 0"), "{queue}");
+}
+
+fn bench_with_a_queue_depth_reports_each_disk() {
+    let output = shell("bench --qd 4\nbench --qd 0\nbench --qd x\n");
+    for disk in ["vda", "hda"] {
+        let line = output.lines().find(|line| line.starts_with(&alloc::format!("{disk}: queue depth 4:")));
+        let line = line.unwrap_or_else(|| panic!("no {disk} line in:\n{output}"));
+        assert!(line.contains("MB/s") && line.contains("IOPS"), "{line}");
+    }
+    assert!(output.contains("error: --qd must be 1 to 256, not 0"), "{output}");
+    assert!(output.contains("error: --qd takes a number, not 'x'"), "{output}");
 }

@@ -1,0 +1,260 @@
+//! Test kernel: many requests in flight on every disk (virtio, AHCI with NCQ,
+//! IDE queued in software), random reads and writes into buffers above and
+//! below 4 GiB, completions in the device's order, a tiny bounce budget, and a
+//! driver stopped with requests in flight.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, Finished, RequestHandle, TransferOptions};
+use dmakit::digest::sha256_hex;
+use dmakit::dma::kernel_platform::platform;
+use dmakit::dma::{Cause, DmaBuffer, DmaPlatform, IoDirection, IoReturn, Specification};
+use dmakit::memory::Constraints;
+use dmakit::{driver, pattern, println};
+use spin::Once;
+use x86_64::PhysAddr;
+
+dmakit::test_kernel!(
+    every_disk_takes_32_requests_and_every_byte_is_right,
+    completions_arrive_in_the_devices_order_not_the_submitters,
+    a_tiny_bounce_budget_defers_loads_and_everything_completes,
+    stopping_a_driver_with_requests_in_flight_gives_every_buffer_back,
+);
+
+/// Where the tests write: far from what the other test kernels check.
+const SCRATCH: u64 = 24_000;
+/// Sectors each of the 32 requests owns (they never overlap, so the device
+/// may finish them in any order and the disk's content is still known).
+const AREA: u64 = 64;
+const REQUESTS: u64 = 32;
+const FOUR_GIB: u64 = 1 << 32;
+
+/// The disks of the `pc` machine: (name, image tag, runner's disk name).
+const DISKS: [(&str, u8, &str); 3] = [("vda", b'V', "virtio"), ("hda", b'A', "ata"), ("sda", b'S', "ahci")];
+
+static ATTACHED: Once<Vec<(&'static str, u8, &'static str, Arc<dyn BlockDevice>)>> = Once::new();
+
+fn disks() -> &'static [(&'static str, u8, &'static str, Arc<dyn BlockDevice>)] {
+    ATTACHED.call_once(|| {
+        driver::attach(&dmakit_drivers::all());
+        DISKS
+            .iter()
+            .map(|&(name, tag, host)| {
+                let disk = driver::find_block_device(name).unwrap_or_else(|| panic!("{name} attached"));
+                (name, tag, host, disk)
+            })
+            .collect()
+    })
+}
+
+/// xorshift64: a fixed pseudo-random sequence, so a failure repeats.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+fn placement(high: bool) -> Constraints {
+    if high { Constraints::NONE } else { Constraints::below(PhysAddr::new(FOUR_GIB)) }
+}
+
+/// One planned request: its area's blocks, and for a write the bytes it writes.
+struct Planned {
+    operation: BlockOperation,
+    lba: u64,
+    count: u64,
+    data: Vec<u8>,
+}
+
+/// 32 requests of random kinds and sizes, one per area, into buffers alternately
+/// above and below 4 GiB; submitted all at once, then waited for in the order
+/// they finish. Returns the sequence numbers in finishing order. `mirror` is
+/// what the scratch region holds, and is kept up to date.
+fn run_batch(disk: &dyn BlockDevice, random: &mut Random, mirror: &mut [u8], options: TransferOptions) -> Vec<u64> {
+    let mut plans = Vec::new();
+    let mut handles = Vec::new();
+    for area in 0..REQUESTS {
+        let count = 1 + random.below(AREA);
+        let lba = SCRATCH + area * AREA + random.below(AREA - count + 1);
+        let operation = if random.below(2) == 0 { BlockOperation::Read } else { BlockOperation::Write };
+        let high = area % 2 == 0;
+        let mut buffer =
+            DmaBuffer::allocate(platform(), count * 512, IoDirection::InOut, placement(high)).expect("buffer");
+        assert_eq!(buffer.descriptor().physical_segment(0).unwrap().0.as_u64() >= FOUR_GIB, high);
+        let mut data = Vec::new();
+        if operation == BlockOperation::Write {
+            data = (0..count * 512).map(|_| random.below(256) as u8).collect();
+            buffer.write_bytes(0, &data).unwrap();
+        }
+        let mut request = BlockRequest::new(operation, lba, count, buffer, 0);
+        request.options = options;
+        let handle = disk.submit(request).expect("submitted");
+        plans.push(Planned { operation, lba, count, data });
+        handles.push(Some(handle));
+    }
+    let mut order = Vec::new();
+    loop {
+        let live: Vec<usize> = (0..handles.len()).filter(|&index| handles[index].is_some()).collect();
+        if live.is_empty() {
+            break;
+        }
+        let waiting: Vec<RequestHandle> = live.iter().map(|&index| handles[index].take().unwrap()).collect();
+        let finished_at = disk.wait_any(&waiting).expect("a request finishes");
+        for (position, handle) in waiting.into_iter().enumerate() {
+            let index = live[position];
+            if position != finished_at {
+                handles[index] = Some(handle);
+                continue;
+            }
+            order.push(handle.sequence());
+            let Finished { buffer, result } = disk.wait(handle);
+            result.unwrap_or_else(|failure| panic!("request {index}: {failure}"));
+            let plan = &plans[index];
+            let start = ((plan.lba - SCRATCH) * 512) as usize;
+            let bytes = &mut mirror[start..start + (plan.count * 512) as usize];
+            match plan.operation {
+                BlockOperation::Read => {
+                    let got = buffer.expect("buffer back").to_vec(0, bytes.len()).unwrap();
+                    assert!(got == *bytes, "request {index}: read {}+{} differs", plan.lba, plan.count);
+                }
+                BlockOperation::Write => bytes.copy_from_slice(&plan.data),
+            }
+        }
+    }
+    order
+}
+
+fn scratch_mirror(tag: u8) -> Vec<u8> {
+    let mut mirror = vec![0; (REQUESTS * AREA * 512) as usize];
+    pattern::fill(SCRATCH, tag, &mut mirror);
+    mirror
+}
+
+/// Reads the whole scratch region back and compares it with `mirror`; asks the
+/// runner to check the image file too.
+fn check_region(name: &str, host: &str, disk: &dyn BlockDevice, mirror: &[u8]) {
+    let sectors = REQUESTS * AREA;
+    let mut whole = DmaBuffer::allocate(platform(), sectors * 512, IoDirection::In, Constraints::NONE).unwrap();
+    disk.read(SCRATCH, sectors, &mut whole, 0).expect("read back");
+    assert!(whole.to_vec(0, mirror.len()).unwrap() == mirror, "{name}: the scratch region differs");
+    println!("host-check {host} {SCRATCH} {sectors} {}", sha256_hex(mirror));
+}
+
+fn every_disk_takes_32_requests_and_every_byte_is_right() {
+    for (name, tag, host, disk) in disks() {
+        let mut random = Random(0x5eed_0000 + u64::from(*tag));
+        let mut mirror = scratch_mirror(*tag);
+        let before = disk.stats();
+        run_batch(disk.as_ref(), &mut random, &mut mirror, TransferOptions::default());
+        run_batch(disk.as_ref(), &mut random, &mut mirror, TransferOptions::default());
+        let after = disk.stats();
+        assert_eq!(after.finished - before.finished, 2 * REQUESTS, "{name}");
+        assert_eq!(after.failed, before.failed, "{name}: no request failed");
+        // The device took as many as it can; the rest waited in software.
+        let expected_depth = disk.queue_depth().min(REQUESTS as usize);
+        assert_eq!(after.deepest, expected_depth, "{name}: deepest queue");
+        println!("{name}: depth {}, deepest {}", disk.queue_depth(), after.deepest);
+        check_region(name, host, disk.as_ref(), &mirror);
+    }
+}
+
+fn completions_arrive_in_the_devices_order_not_the_submitters() {
+    for (name, tag, _, disk) in disks() {
+        let mut random = Random(0x0dd_0000 + u64::from(*tag));
+        let mut mirror = scratch_mirror(*tag);
+        // The earlier test wrote the region: start from what the disk holds.
+        let sectors = REQUESTS * AREA;
+        let mut whole = DmaBuffer::allocate(platform(), sectors * 512, IoDirection::In, Constraints::NONE).unwrap();
+        disk.read(SCRATCH, sectors, &mut whole, 0).expect("read");
+        mirror.copy_from_slice(&whole.to_vec(0, mirror.len()).unwrap());
+        let before = disk.stats().out_of_order;
+        let mut out_of_order = 0;
+        let mut shown = String::new();
+        for _ in 0..4 {
+            let order = run_batch(disk.as_ref(), &mut random, &mut mirror, TransferOptions::default());
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            if order != sorted && shown.is_empty() {
+                shown = format!("{order:?}");
+            }
+            out_of_order = disk.stats().out_of_order - before;
+        }
+        if disk.queue_depth() > 1 {
+            assert!(out_of_order > 0, "{name}: {out_of_order} completions out of order");
+            println!("{name}: finished in this order (submission numbers): {shown}");
+        } else {
+            assert_eq!(out_of_order, 0, "{name}: one at a time finishes in order");
+            println!("{name}: one command at a time: completions in submission order");
+        }
+    }
+}
+
+fn a_tiny_bounce_budget_defers_loads_and_everything_completes() {
+    // vda takes 32 requests at once; restricted to 32 bits, its buffers above
+    // 4 GiB bounce, up to 8 pages each, and the budget is 8 pages: most
+    // requests must wait for pages the others give back.
+    let (name, tag, host, disk) = disks().iter().find(|(name, ..)| *name == "vda").expect("vda");
+    let narrow = Specification { num_address_bits: 32, ..Specification::UNLIMITED_64 };
+    let options = TransferOptions { restrict: Some(narrow), force_double_buffer: false };
+    let mut mirror = scratch_mirror(*tag);
+    let sectors = REQUESTS * AREA;
+    let mut whole = DmaBuffer::allocate(platform(), sectors * 512, IoDirection::In, Constraints::NONE).unwrap();
+    disk.read(SCRATCH, sectors, &mut whole, 0).expect("read");
+    mirror.copy_from_slice(&whole.to_vec(0, mirror.len()).unwrap());
+
+    let accounting = platform().accounting();
+    let limit = accounting.stats().page_limit;
+    accounting.set_page_limit(8);
+    let before = disk.stats();
+    let mut random = Random(0xb0_0000);
+    run_batch(disk.as_ref(), &mut random, &mut mirror, options);
+    let after = disk.stats();
+    let in_use = accounting.stats().pages_in_use;
+    accounting.set_page_limit(limit);
+    assert_eq!(after.failed, before.failed, "{name}: nothing failed");
+    assert!(after.deferred_loads > before.deferred_loads, "{name}: loads were deferred");
+    println!("{name}: {} deferred loads with an 8-page budget", after.deferred_loads - before.deferred_loads);
+    assert_eq!(in_use, 0, "every bounce page came back");
+    check_region(name, host, disk.as_ref(), &mirror);
+}
+
+fn stopping_a_driver_with_requests_in_flight_gives_every_buffer_back() {
+    for (name, _, _, disk) in disks() {
+        let mut handles = Vec::new();
+        for area in 0..REQUESTS {
+            let buffer = DmaBuffer::allocate(platform(), AREA * 512, IoDirection::In, Constraints::NONE).unwrap();
+            let request = BlockRequest::new(BlockOperation::Read, SCRATCH + area * AREA, AREA, buffer, 0);
+            handles.push(disk.submit(request).expect("submitted"));
+        }
+        let report = disk.stop().expect("stopped");
+        assert_eq!(report.drained + report.aborted, REQUESTS as usize, "{name}: {report:?}");
+        assert_eq!(report.prepared_left, 0, "{name}: no command left prepared");
+        for handle in handles {
+            let finished = disk.wait(handle);
+            assert!(finished.buffer.is_some(), "{name}: every buffer comes back");
+            if let Err(failure) = finished.result {
+                assert_eq!(failure.code(), IoReturn::Aborted, "{name}: {failure}");
+                assert_eq!(failure.cause(), Cause::DriverStopped);
+            }
+        }
+        let mut buffer = DmaBuffer::allocate(platform(), 512, IoDirection::In, Constraints::NONE).unwrap();
+        let refused = disk.read(0, 1, &mut buffer, 0).unwrap_err();
+        assert_eq!(refused.cause(), Cause::DriverStopped, "{name}");
+        disk.start().expect("started again");
+        disk.read(0, 1, &mut buffer, 0).expect("reads after start");
+        println!("{name}: {report:?}; started again");
+    }
+}
