@@ -215,3 +215,16 @@ macro_rules! machine {
         static __DMAKIT_MACHINE: [u8; 18] = *b"dmakit-machine=q35";
     };
 }
+
+/// Asks the test runner to make every disk of this test kernel fail reads and
+/// writes that touch one sector with EIO (QEMU's `blkdebug` driver between the
+/// device and its image): `dmakit::disk_error_at!(30000);` leaves the string
+/// `dmakit-blkdebug-eio=30000` in the image, and the runner attaches each disk
+/// through a blkdebug rule for that sector.
+#[macro_export]
+macro_rules! disk_error_at {
+    ($sector:literal) => {
+        #[used]
+        static __DMAKIT_DISK_ERROR: &str = concat!("dmakit-blkdebug-eio=", stringify!($sector));
+    };
+}
