@@ -1,0 +1,12 @@
+//! SATA disks on an AHCI host bus adapter (QEMU's ICH9), with native command
+//! queuing: up to 32 requests in flight per port.
+
+mod completion;
+mod hba;
+pub mod identify;
+mod port;
+pub mod registers;
+pub mod structures;
+
+pub use hba::{Capabilities, Hba};
+pub use port::AhciPort;
