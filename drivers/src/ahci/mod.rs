@@ -8,5 +8,10 @@ mod port;
 pub mod registers;
 pub mod structures;
 
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
 pub use hba::{Capabilities, Hba};
 pub use port::AhciPort;
