@@ -8,10 +8,14 @@ mod port;
 pub mod registers;
 pub mod structures;
 
+#[cfg(target_os = "none")]
+mod driver;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
 mod tests;
 
+#[cfg(target_os = "none")]
+pub use driver::AhciDriver;
 pub use hba::{Capabilities, Hba};
 pub use port::AhciPort;
