@@ -209,6 +209,7 @@ pub fn full() {
         let kind = match name.as_str() {
             "vdb" => "vdb",
             _ if name.starts_with("vd") => "virtio",
+            _ if name.starts_with("sd") => "ahci",
             _ => "ata",
         };
         let bytes = disk.block_count() * u64::from(disk.block_size());
