@@ -13,20 +13,22 @@ export APPEND ?=
 # The machine: pc (i440FX, no IOMMU) or q35 (with an Intel VT-d IOMMU).
 export MACHINE ?= pc
 # Disks for `make run`: pattern-filled images made on first run, or your own.
-# The modern virtio disk (vdb) is attached on q35 only.
+# The modern virtio disk (vdb) is attached on q35 only; the AHCI disk (sda) on both.
 DEFAULT_VIRTIO_DISK := build/virtio.img
 DEFAULT_ATA_DISK := build/ata.img
 DEFAULT_MODERN_VIRTIO_DISK := build/modern.img
+DEFAULT_AHCI_DISK := build/ahci.img
 VIRTIO_DISK ?= $(DEFAULT_VIRTIO_DISK)
 ATA_DISK ?= $(DEFAULT_ATA_DISK)
 MODERN_VIRTIO_DISK ?= $(DEFAULT_MODERN_VIRTIO_DISK)
+AHCI_DISK ?= $(DEFAULT_AHCI_DISK)
 
 .PHONY: help deps build run disks test test-host test-qemu test-e2e bench check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: MACHINE=pc|q35  ACCEL=tcg|kvm  MEM=6G  QEMU_ARGS='...'  APPEND='kernel command line'"
-	@echo "             VIRTIO_DISK=  ATA_DISK=  MODERN_VIRTIO_DISK= (q35 only): raw disk images for make run"
+	@echo "             VIRTIO_DISK=  ATA_DISK=  MODERN_VIRTIO_DISK= (q35 only)  AHCI_DISK=: raw disk images for make run"
 
 # rust-toolchain.toml lists the target, rustfmt and clippy; rustup adds them when it
 # installs the toolchain, but not always to one installed before without them (a
@@ -51,12 +53,12 @@ build: deps ## Build the bootable kernel
 
 run: build disks ## Boot dmakit in QEMU (serial on this terminal; Ctrl-A X quits)
 	VIRTIO_DISK="$(VIRTIO_DISK)" ATA_DISK="$(ATA_DISK)" MODERN_VIRTIO_DISK="$(MODERN_VIRTIO_DISK)" \
-	    boot/qemu-run --run $(KERNEL)
+	    AHCI_DISK="$(AHCI_DISK)" boot/qemu-run --run $(KERNEL)
 
 disks: ## Make the default disk images for make run (16 MiB, pattern-filled)
 	@mkdir -p build
 	@for pair in "$(VIRTIO_DISK):$(DEFAULT_VIRTIO_DISK):V" "$(ATA_DISK):$(DEFAULT_ATA_DISK):A" \
-	        "$(MODERN_VIRTIO_DISK):$(DEFAULT_MODERN_VIRTIO_DISK):M"; do \
+	        "$(MODERN_VIRTIO_DISK):$(DEFAULT_MODERN_VIRTIO_DISK):M" "$(AHCI_DISK):$(DEFAULT_AHCI_DISK):S"; do \
 	    IFS=: read -r disk default tag <<<"$$pair"; \
 	    if [ ! -e "$$disk" ]; then \
 	        if [ "$$disk" = "$$default" ]; then boot/make-disk "$$disk" 16 "$$tag"; \

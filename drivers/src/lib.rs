@@ -1,4 +1,4 @@
-//! dmakit's device drivers: virtio-blk and PIIX ATA bus-master DMA.
+//! dmakit's device drivers: virtio-blk, PIIX ATA bus-master DMA and AHCI with NCQ.
 //!
 //! Drivers use the kernel's safe abstractions (register access, DMA commands,
 //! waiting) and never `unsafe`. Each driver core is generic over its registers,
@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+pub mod ahci;
 pub mod ata;
 #[cfg(test)]
 mod test_support;
@@ -17,6 +18,6 @@ pub mod window;
 
 /// Every driver dmakit has, for the kernel's matching.
 #[cfg(target_os = "none")]
-pub fn all() -> [&'static dyn dmakit::driver::Driver; 2] {
-    [&virtio::VirtioBlockDriver, &ata::PiixAtaDriver]
+pub fn all() -> [&'static dyn dmakit::driver::Driver; 3] {
+    [&virtio::VirtioBlockDriver, &ata::PiixAtaDriver, &ahci::AhciDriver]
 }

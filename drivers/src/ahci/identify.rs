@@ -1,0 +1,92 @@
+//! What IDENTIFY DEVICE tells the AHCI driver: capacity, NCQ and its queue
+//! depth, model (ATA8-ACS words 27-46, 60-61, 75, 76, 83, 100-103).
+
+use alloc::string::String;
+
+/// The fields the driver uses from the 256 IDENTIFY words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriveIdentity {
+    /// Addressable sectors (the LBA48 count when the drive has LBA48).
+    pub sectors: u64,
+    /// Whether the drive supports native command queuing (word 76 bit 8).
+    pub ncq: bool,
+    /// Commands the drive queues at once (word 75 bits 4:0, plus one).
+    pub queue_depth: usize,
+    /// The model string.
+    pub model: String,
+}
+
+impl DriveIdentity {
+    /// Decodes an IDENTIFY DEVICE answer.
+    pub fn parse(words: &[u16; 256]) -> DriveIdentity {
+        let lba48 = words[83] & (1 << 10) != 0;
+        let lba28_sectors = u64::from(words[60]) | u64::from(words[61]) << 16;
+        let lba48_sectors = (0..4).fold(0u64, |total, i| total | u64::from(words[100 + i]) << (16 * i));
+        let sectors = if lba48 && lba48_sectors > 0 { lba48_sectors } else { lba28_sectors };
+        let mut model = String::new();
+        for byte in words[27..47].iter().flat_map(|word| word.to_be_bytes()) {
+            if byte.is_ascii_graphic() || byte == b' ' {
+                model.push(char::from(byte));
+            }
+        }
+        DriveIdentity {
+            sectors,
+            ncq: words[76] & (1 << 8) != 0,
+            queue_depth: usize::from(words[75] & 0x1f) + 1,
+            model: String::from(model.trim()),
+        }
+    }
+
+    /// The words a drive with these facts answers (for fake drives): LBA48.
+    pub fn to_words(&self) -> [u16; 256] {
+        let mut words = [0u16; 256];
+        words[60] = self.sectors.min(0x0fff_ffff) as u16;
+        words[61] = (self.sectors.min(0x0fff_ffff) >> 16) as u16;
+        words[83] = 1 << 10;
+        for i in 0..4 {
+            words[100 + i] = (self.sectors >> (16 * i)) as u16;
+        }
+        words[75] = (self.queue_depth.clamp(1, 32) - 1) as u16;
+        words[76] = if self.ncq { 1 << 8 } else { 0 };
+        let mut model = [b' '; 40];
+        for (slot, byte) in model.iter_mut().zip(self.model.bytes()) {
+            *slot = byte;
+        }
+        for (index, pair) in model.chunks(2).enumerate() {
+            words[27 + index] = u16::from_be_bytes([pair[0], pair[1]]);
+        }
+        words
+    }
+
+    /// The words as the 512 bytes the drive sends (little-endian words).
+    pub fn to_bytes(&self) -> [u8; 512] {
+        let mut bytes = [0; 512];
+        for (pair, word) in bytes.chunks_mut(2).zip(self.to_words()) {
+            pair.copy_from_slice(&word.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// Decodes the 512 bytes of an IDENTIFY DEVICE answer.
+    pub fn from_bytes(bytes: &[u8; 512]) -> DriveIdentity {
+        let mut words = [0u16; 256];
+        for (word, pair) in words.iter_mut().zip(bytes.chunks(2)) {
+            *word = u16::from_le_bytes([pair[0], pair[1]]);
+        }
+        DriveIdentity::parse(&words)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_round_trips_through_bytes() {
+        let identity =
+            DriveIdentity { sectors: 0x1_2345_6789, ncq: true, queue_depth: 32, model: String::from("QEMU HARDDISK") };
+        assert_eq!(DriveIdentity::from_bytes(&identity.to_bytes()), identity);
+        let plain = DriveIdentity { sectors: 32768, ncq: false, queue_depth: 1, model: String::from("X") };
+        assert_eq!(DriveIdentity::parse(&plain.to_words()), plain);
+    }
+}

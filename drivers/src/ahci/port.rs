@@ -1,0 +1,619 @@
+//! One AHCI port with a disk on it: the memory the HBA reads (command list,
+//! received-FIS area, one command table per slot), bringing the port up and
+//! down, and the [`HardwareQueue`] the block layer drives.
+//!
+//! One request, step by step:
+//! 1. the slot's command comes out of the [`CommandPool`] and
+//!    [`DmaTransfer::prepare`] lends the request's buffer to the HBA under its
+//!    specification (64-bit or 32-bit addresses, even lengths, at most one
+//!    PRDT of entries of at most 4 MiB); what the HBA cannot reach is bounced;
+//! 2. `write_segments` writes the segments as records, each becomes a typed
+//!    [`PrdtEntry`] in the slot's command table, after the command FIS (READ or
+//!    WRITE FPDMA QUEUED with the tag in the count field under NCQ, READ or
+//!    WRITE DMA EXT without), and the slot's command header points at the table;
+//! 3. PxSACT (NCQ) then PxCI get the slot's bit: the HBA owns the buffer;
+//! 4. `collect` (see `completion.rs`) finds the slots whose bits cleared and
+//!    completes their transfers with the bytes moved.
+//!
+//! No memory goes back while the port may use it: the command list, FIS area
+//! and tables are released only after PxCMD.ST and PxCMD.FRE are off and the
+//! engines say so (CR, FR clear), or after a port reset when they do not.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use dmakit::block::{BlockOperation, BlockRequest, DoubleBuffering, Finished, HardwareQueue, Rejected, Slot};
+use dmakit::dma::{
+    Cause, CoherentMemory, CommandPool, DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand, IoFailure,
+    IoReturn, Refused, Segment, Specification,
+};
+use dmakit::io::RegisterIo;
+use dmakit::memory::Constraints;
+use dmakit::time::Waiter;
+use spin::Mutex;
+
+use super::hba::Capabilities;
+use super::identify::DriveIdentity;
+use super::registers::*;
+use super::structures::*;
+
+/// How long the command list or FIS receive engine may take to stop (AHCI
+/// 1.3.1 gives each 500 ms).
+pub(super) const STOP_TIMEOUT_MS: u64 = 500;
+/// How long IDENTIFY and a device that comes back from a reset may take.
+const DEVICE_TIMEOUT_MS: u64 = 1_000;
+/// Most sectors per request (1 MiB): within one PRDT even when the DMA layer
+/// bounces the whole transfer into one piece, and modest for the bounce budget.
+pub const MAX_REQUEST_SECTORS: u64 = 2048;
+
+/// What the HBA's DMA can do, as a specification for data transfers: the
+/// output format PRDT entries are made from, `address_bits` (64 with S64A,
+/// else 32), word-aligned regions of at most 4 MiB, one PRDT of them.
+pub const fn data_specification(address_bits: u8) -> Specification {
+    Specification {
+        output: RECORD_FORMAT,
+        num_address_bits: address_bits,
+        max_segment_size: PRDT_ENTRY_LIMIT,
+        max_transfer_size: MAX_REQUEST_SECTORS * SECTOR_SIZE,
+        alignment: 2,
+        alignment_length: 2,
+        alignment_internal_segments: 2,
+        boundary: 0,
+        max_segments: PRDT_ENTRIES,
+    }
+}
+
+/// Where shared memory with `alignment` may live for an HBA of `address_bits`.
+const fn memory_specification(alignment: u64, address_bits: u8) -> Specification {
+    Specification { alignment, num_address_bits: address_bits, ..Specification::UNLIMITED_64 }
+}
+
+/// A request's data, lent to the HBA: the buffer and the slot's command, owned.
+pub(super) type DataTransfer = DmaTransfer<DmaBuffer, IoDmaCommand>;
+
+/// The memory the HBA reads and writes while the port runs.
+pub(super) struct PortMemory {
+    /// 32 command headers, 1 KiB aligned.
+    pub(super) command_list: CoherentMemory,
+    /// Where the HBA copies the FISes the device sends, 256 B aligned.
+    pub(super) received_fis: CoherentMemory,
+    /// One command table per slot, each 128-byte aligned.
+    pub(super) tables: CoherentMemory,
+}
+
+impl PortMemory {
+    fn allocate(platform: &'static dyn DmaPlatform, address_bits: u8) -> Result<PortMemory, IoFailure> {
+        let command_list =
+            CoherentMemory::allocate(platform, COMMAND_LIST_BYTES, memory_specification(1024, address_bits))?;
+        let received_fis =
+            CoherentMemory::allocate(platform, RECEIVED_FIS_BYTES, memory_specification(256, address_bits));
+        let received_fis = match received_fis {
+            Ok(memory) => memory,
+            Err(failure) => {
+                // The HBA has not been given the list yet: it can go back.
+                let _ = command_list.release();
+                return Err(failure);
+            }
+        };
+        let tables_bytes = COMMAND_TABLE_BYTES * COMMAND_SLOTS as u64;
+        match CoherentMemory::allocate(platform, tables_bytes, memory_specification(128, address_bits)) {
+            Ok(tables) => Ok(PortMemory { command_list, received_fis, tables }),
+            Err(failure) => {
+                let _ = command_list.release();
+                let _ = received_fis.release();
+                Err(failure)
+            }
+        }
+    }
+
+    /// Frees the memory: only once the port's engines are stopped.
+    fn release(self) {
+        for memory in [self.command_list, self.received_fis, self.tables] {
+            if let Err(failure) = memory.release() {
+                log::error!("Ahci: port memory not released: {failure}");
+            }
+        }
+    }
+
+    /// Where slot `slot`'s command table starts in `tables`.
+    pub(super) fn table_offset(slot: usize) -> u64 {
+        slot as u64 * COMMAND_TABLE_BYTES
+    }
+
+    /// The byte count the HBA wrote into slot `slot`'s header (PRDBC).
+    pub(super) fn bytes_moved(&self, slot: usize) -> u64 {
+        let mut bytes = [0u8; 4];
+        let _ = self.command_list.read_bytes(slot as u64 * 32 + 4, &mut bytes);
+        u64::from(u32::from_le_bytes(bytes))
+    }
+
+    /// Writes slot `slot`'s PRDT from the transfer's segment records, its
+    /// command FIS and its header; returns the PRDT's entries as segments.
+    fn load_slot(
+        &self,
+        records: &mut [u8],
+        slot: usize,
+        transfer: &DataTransfer,
+        fis: RegisterFis,
+        flags: u16,
+    ) -> Result<Vec<Segment>, IoFailure> {
+        let (count, end) = transfer.write_segments(0, records)?;
+        if end < transfer.length() {
+            // The specification allows one PRDT of segments, so this does not happen.
+            let cause = Cause::Other("the transfer needs more PRDT entries than a command table holds");
+            return Err(IoFailure::new(IoReturn::NoResources, cause));
+        }
+        let table = Self::table_offset(slot);
+        let (records, _) = records[..count * RECORD_SIZE].as_chunks::<RECORD_SIZE>();
+        let mut segments = Vec::with_capacity(count);
+        for (index, record) in records.iter().enumerate() {
+            let entry = PrdtEntry::from_record(record)?;
+            self.tables
+                .write_bytes(table + PRDT_OFFSET + (index * size_of::<PrdtEntry>()) as u64, &entry.to_bytes())?;
+            segments.push(entry.segment());
+        }
+        self.tables.write_bytes(table, &fis.to_bytes())?;
+        let header = CommandHeader::new(self.tables.device_address() + table, count as u16, flags);
+        self.command_list.write_bytes(slot as u64 * size_of::<CommandHeader>() as u64, &header.to_bytes())?;
+        Ok(segments)
+    }
+}
+
+/// A request the HBA holds.
+pub(super) struct InFlight {
+    pub(super) transfer: DataTransfer,
+    /// Bytes prepared.
+    pub(super) length: u64,
+}
+
+/// What the port keeps behind its lock.
+pub(super) struct PortState {
+    /// `None` while the port is stopped (and its memory released or abandoned).
+    pub(super) memory: Option<PortMemory>,
+    /// The request in each slot.
+    pub(super) slots: Vec<Option<InFlight>>,
+    pub(super) last_segments: Vec<Segment>,
+    /// Room for one PRDT's records, as `write_segments` writes them.
+    records: Vec<u8>,
+}
+
+impl PortState {
+    /// The slots holding a request, as a bit mask (bit n: slot n, NCQ tag n).
+    pub(super) fn outstanding(&self) -> u32 {
+        self.slots.iter().enumerate().filter(|(_, flight)| flight.is_some()).fold(0, |mask, (slot, _)| mask | 1 << slot)
+    }
+}
+
+/// An AHCI port with a disk: a [`HardwareQueue`] of `depth` slots.
+pub struct AhciPort<R: RegisterIo> {
+    pub(super) registers: Arc<R>,
+    pub(super) number: u8,
+    capabilities: Capabilities,
+    platform: &'static dyn DmaPlatform,
+    pub(super) waiter: &'static dyn Waiter,
+    identity: DriveIdentity,
+    pub(super) ncq: bool,
+    depth: usize,
+    pub(super) pool: CommandPool,
+    pub(super) state: Mutex<PortState>,
+    /// PxIS error bits the interrupt handler saw (and cleared), for `collect`.
+    pub(super) pending_errors: AtomicU32,
+    force_double_buffer: AtomicBool,
+}
+
+/// The slots in `mask`, lowest first.
+pub(super) fn slots_in(mask: u32) -> impl Iterator<Item = usize> {
+    (0..32).filter(move |slot| mask & (1 << slot) != 0)
+}
+
+impl<R: RegisterIo> AhciPort<R> {
+    /// Brings port `number` up: stops it, gives it a command list, FIS area and
+    /// tables in memory the HBA reaches, starts it, and asks the drive who it
+    /// is. Queues with NCQ when both the HBA and the drive have it.
+    pub fn new(
+        registers: Arc<R>,
+        capabilities: Capabilities,
+        number: u8,
+        platform: &'static dyn DmaPlatform,
+        waiter: &'static dyn Waiter,
+    ) -> Result<AhciPort<R>, IoFailure> {
+        let data = data_specification(capabilities.address_bits());
+        let mut port = AhciPort {
+            registers,
+            number,
+            capabilities,
+            platform,
+            waiter,
+            identity: DriveIdentity { sectors: 0, ncq: false, queue_depth: 1, model: String::new() },
+            ncq: false,
+            depth: 1,
+            pool: CommandPool::new(platform, data, 1)?,
+            state: Mutex::new(PortState {
+                memory: None,
+                slots: (0..COMMAND_SLOTS).map(|_| None).collect(),
+                last_segments: Vec::new(),
+                records: vec![0; PRDT_ENTRIES * RECORD_SIZE],
+            }),
+            pending_errors: AtomicU32::new(0),
+            force_double_buffer: AtomicBool::new(false),
+        };
+        port.bring_up()?;
+        let identity = match port.identify() {
+            Ok(identity) => identity,
+            Err(failure) => {
+                port.shut_down();
+                return Err(failure);
+            }
+        };
+        port.ncq = capabilities.ncq && identity.ncq;
+        port.depth = match port.ncq {
+            true => identity.queue_depth.min(capabilities.slots).min(COMMAND_SLOTS),
+            false => 1,
+        };
+        port.pool = CommandPool::new(platform, data, port.depth)?;
+        port.identity = identity;
+        Ok(port)
+    }
+
+    pub(super) fn read(&self, register: u16) -> u32 {
+        self.registers.read32(port_register(self.number, register))
+    }
+
+    pub(super) fn write(&self, register: u16, value: u32) {
+        self.registers.write32(port_register(self.number, register), value)
+    }
+
+    /// The drive's identity.
+    pub fn identity(&self) -> &DriveIdentity {
+        &self.identity
+    }
+
+    /// Whether requests are queued with NCQ.
+    pub fn uses_ncq(&self) -> bool {
+        self.ncq
+    }
+
+    /// The port's number on its HBA.
+    pub fn number(&self) -> u8 {
+        self.number
+    }
+
+    /// Clears `flag` in PxCMD and waits until `running` clears too.
+    fn stop_engine(&self, flag: u32, running: u32) -> bool {
+        self.write(PX_CMD, self.read(PX_CMD) & !flag);
+        self.waiter.wait_until(STOP_TIMEOUT_MS, &mut || self.read(PX_CMD) & running == 0).is_ok()
+    }
+
+    /// Stops the command list engine: PxCMD.ST off, then PxCMD.CR clear.
+    pub(super) fn stop_command_engine(&self) -> bool {
+        self.stop_engine(CMD_START, CMD_LIST_RUNNING)
+    }
+
+    /// Stops the FIS receive engine: PxCMD.FRE off, then PxCMD.FR clear.
+    fn stop_fis_engine(&self) -> bool {
+        self.stop_engine(CMD_FIS_RECEIVE, CMD_FIS_RUNNING)
+    }
+
+    /// COMRESET (AHCI 1.3.1, 10.4.2): PxSCTL.DET = 1 for at least a
+    /// millisecond, then 0; the link comes back and the device resets. A
+    /// SATA device aborts every command it held; QEMU cancels the I/O it had
+    /// started for them (`ahci_reset_port`).
+    pub(super) fn port_reset(&self) {
+        let control = self.read(PX_SCTL) & !SSTS_DETECTION_MASK;
+        self.write(PX_SCTL, control | SCTL_RESET);
+        let _ = self.waiter.wait_until(2, &mut || false);
+        self.write(PX_SCTL, control);
+        let present = || self.read(PX_SSTS) & SSTS_DETECTION_MASK == SSTS_DEVICE_PRESENT;
+        let _ = self.waiter.wait_until(DEVICE_TIMEOUT_MS, &mut || present());
+        self.write(PX_SERR, u32::MAX);
+    }
+
+    /// Clears the port's interrupt status and its bit in the HBA's.
+    pub(super) fn clear_interrupts(&self) {
+        self.write(PX_IS, u32::MAX);
+        self.registers.write32(IS, 1 << self.number);
+    }
+
+    /// Stops both engines (a port reset when one will not stop); says whether
+    /// they stopped, so that the port's memory may go back.
+    fn stop_engines(&self) -> bool {
+        let mut stopped = self.stop_command_engine() && self.stop_fis_engine();
+        if !stopped {
+            self.port_reset();
+            stopped = self.stop_command_engine() && self.stop_fis_engine();
+        }
+        stopped
+    }
+
+    /// Stops the port and gives it memory, then starts it (AHCI 1.3.1, 10.1.2).
+    fn bring_up(&self) -> Result<(), IoFailure> {
+        if !self.stop_engines() {
+            let cause = Cause::DeviceError("the port's engines would not stop (PxCMD.CR or FR stayed set)");
+            return Err(IoFailure::new(IoReturn::Busy, cause));
+        }
+        let memory = PortMemory::allocate(self.platform, self.capabilities.address_bits())?;
+        let list = memory.command_list.device_address().as_u64();
+        let fis = memory.received_fis.device_address().as_u64();
+        self.write(PX_CLB, list as u32);
+        self.write(PX_CLBU, (list >> 32) as u32);
+        self.write(PX_FB, fis as u32);
+        self.write(PX_FBU, (fis >> 32) as u32);
+        self.write(PX_CMD, self.read(PX_CMD) | CMD_FIS_RECEIVE);
+        // The errors and events of the reset are old news.
+        self.write(PX_SERR, u32::MAX);
+        self.clear_interrupts();
+        self.pending_errors.store(0, Ordering::Relaxed);
+        let ready =
+            self.waiter.wait_until(DEVICE_TIMEOUT_MS, &mut || self.read(PX_TFD) & (TFD_BUSY | TFD_DATA_REQUEST) == 0);
+        if ready.is_err() {
+            if self.stop_engines() {
+                memory.release();
+            }
+            let cause = Cause::DeviceError("the drive stayed busy after the reset (PxTFD.BSY or DRQ)");
+            return Err(IoFailure::new(IoReturn::NotReady, cause));
+        }
+        self.write(PX_IE, IE_ENABLED);
+        self.write(PX_CMD, self.read(PX_CMD) | CMD_START | CMD_SPIN_UP | CMD_POWER_ON);
+        self.state.lock().memory = Some(memory);
+        Ok(())
+    }
+
+    /// Stops the port and releases its memory (or leaves it, leaked, when the
+    /// port will not stop).
+    fn shut_down(&self) {
+        let memory = self.state.lock().memory.take();
+        if let Some(memory) = memory {
+            if self.stop_engines() {
+                memory.release();
+            } else {
+                log::error!("Ahci: port {} would not stop: its memory is left to it", self.number);
+            }
+        }
+    }
+
+    /// IDENTIFY DEVICE through slot 0, polled, with the data moved by DMA.
+    fn identify(&self) -> Result<DriveIdentity, IoFailure> {
+        let platform = self.platform;
+        let buffer = DmaBuffer::allocate(platform, SECTOR_SIZE, IoDirection::In, Constraints::NONE)?;
+        let command = IoDmaCommand::new(platform, data_specification(self.capabilities.address_bits()))?;
+        let transfer = DmaTransfer::prepare(command, buffer, 0, SECTOR_SIZE, &Default::default())
+            .map_err(|refused: Refused<_, _>| refused.failure)?;
+        let fis = RegisterFis::command(COMMAND_IDENTIFY, 0, 0, 0, 0);
+        let loaded = {
+            let mut state = self.state.lock();
+            let state = &mut *state;
+            let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))?;
+            memory.load_slot(&mut state.records, 0, &transfer, fis, 0)
+        };
+        if let Err(failure) = loaded {
+            transfer.complete(0);
+            return Err(failure);
+        }
+        self.write(PX_CI, 1);
+        let answered = self
+            .waiter
+            .wait_until(DEVICE_TIMEOUT_MS, &mut || self.read(PX_CI) & 1 == 0 || self.read(PX_IS) & IS_ERRORS != 0);
+        let errors = self.read(PX_IS) & IS_ERRORS;
+        let status = self.read(PX_TFD);
+        self.clear_interrupts();
+        if answered.is_err() || errors != 0 || status & TFD_ERROR != 0 {
+            // Nothing may come back before the port stopped using the buffer.
+            if !self.stop_engines() {
+                transfer.abandon();
+                return Err(IoFailure::new(IoReturn::Timeout, Cause::MemoryAbandoned));
+            }
+            transfer.complete(0);
+            let failure = match answered {
+                Err(_) => IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: DEVICE_TIMEOUT_MS }),
+                Ok(()) => {
+                    IoFailure::new(IoReturn::IoError, Cause::DeviceError("IDENTIFY DEVICE failed (task-file ERR)"))
+                }
+            };
+            // The port is stopped: start it again for the next attempt.
+            return Err(failure);
+        }
+        let completed = transfer.complete(SECTOR_SIZE);
+        completed.result?;
+        let mut bytes = [0u8; 512];
+        completed.buffer.read_bytes(0, &mut bytes)?;
+        Ok(DriveIdentity::from_bytes(&bytes))
+    }
+
+    /// The command FIS for a request in `slot`.
+    fn command_fis(&self, operation: BlockOperation, lba: u64, count: u64, slot: usize) -> RegisterFis {
+        // Requests are at most MAX_REQUEST_SECTORS: the count fits 16 bits.
+        let sectors = count as u16;
+        match (self.ncq, operation) {
+            (true, BlockOperation::Read) => {
+                RegisterFis::command(COMMAND_READ_FPDMA_QUEUED, lba, (slot as u16) << 3, sectors, DEVICE_LBA)
+            }
+            (true, BlockOperation::Write) => {
+                RegisterFis::command(COMMAND_WRITE_FPDMA_QUEUED, lba, (slot as u16) << 3, sectors, DEVICE_LBA)
+            }
+            (false, BlockOperation::Read) => RegisterFis::command(COMMAND_READ_DMA_EXT, lba, sectors, 0, DEVICE_LBA),
+            (false, BlockOperation::Write) => RegisterFis::command(COMMAND_WRITE_DMA_EXT, lba, sectors, 0, DEVICE_LBA),
+        }
+    }
+
+    /// Ends the request in `slot`: completes its transfer with the bytes moved
+    /// (all of them on success: QEMU never writes PRDBC for NCQ commands, so
+    /// it is read for non-queued ones only; none after an error), puts the
+    /// command back in the pool and reports it.
+    pub(super) fn finish_slot(
+        &self,
+        state: &mut PortState,
+        slot: usize,
+        result: Result<(), IoFailure>,
+        finished: &mut dyn FnMut(Slot, Finished),
+    ) {
+        let Some(InFlight { transfer, length }) = state.slots[slot].take() else {
+            return;
+        };
+        let moved = match (&result, &state.memory) {
+            (Ok(()), Some(memory)) if !self.ncq => memory.bytes_moved(slot).min(length),
+            (Ok(()), _) => length,
+            (Err(_), _) => 0,
+        };
+        let completed = transfer.complete(moved);
+        if let Err(failure) = self.pool.give_back(slot, completed.command) {
+            log::error!("Ahci: port {}: slot {slot}'s command not back in the pool: {failure}", self.number);
+        }
+        let result = result.and(completed.result);
+        finished(slot, Finished { buffer: Some(completed.buffer), result });
+    }
+}
+
+impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
+    fn driver_name(&self) -> &'static str {
+        "Ahci"
+    }
+
+    fn block_size(&self) -> u32 {
+        SECTOR_SIZE as u32
+    }
+
+    fn block_count(&self) -> u64 {
+        self.identity.sectors
+    }
+
+    fn description(&self) -> String {
+        let queue = match self.ncq {
+            true => format!("NCQ depth {}", self.depth),
+            false => String::from("no NCQ"),
+        };
+        let bits = self.capabilities.address_bits();
+        format!("AHCI port {}: {} ({queue}, {bits}-bit DMA)", self.number, self.identity.model)
+    }
+
+    fn depth(&self) -> usize {
+        self.depth
+    }
+
+    fn max_request_blocks(&self) -> u64 {
+        MAX_REQUEST_SECTORS
+    }
+
+    fn start(&self, slot: Slot, request: BlockRequest) -> Result<(), Rejected> {
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        let Some(memory) = state.memory.as_ref() else {
+            return Err(Rejected { request, failure: IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped) });
+        };
+        if slot >= self.depth || state.slots[slot].is_some() {
+            let failure = IoFailure::new(IoReturn::BadArgument, Cause::Other("no such free slot on the port"));
+            return Err(Rejected { request, failure });
+        }
+        let command = match self.pool.take(slot) {
+            Ok(command) => command,
+            Err(failure) => return Err(Rejected { request, failure }),
+        };
+        let BlockRequest { operation, lba, count, buffer, offset, options, deferral } = request;
+        let rebuild = |buffer| BlockRequest { operation, lba, count, buffer, offset, options, deferral };
+        let mut effective = options;
+        effective.force_double_buffer |= self.force_double_buffer.load(Ordering::Relaxed);
+        let length = count * SECTOR_SIZE;
+        let transfer = match DmaTransfer::prepare(command, buffer, offset, length, &effective) {
+            Ok(transfer) => transfer,
+            Err(Refused { failure, buffer, command }) => {
+                let _ = self.pool.give_back(slot, command);
+                return Err(Rejected { request: rebuild(buffer), failure });
+            }
+        };
+        let fis = self.command_fis(operation, lba, count, slot);
+        let flags = if operation == BlockOperation::Write { HEADER_WRITE } else { 0 };
+        match memory.load_slot(&mut state.records, slot, &transfer, fis, flags) {
+            Ok(segments) => state.last_segments = segments,
+            Err(failure) => {
+                // The HBA was not told about the slot: nothing moved.
+                let completed = transfer.complete(0);
+                let _ = self.pool.give_back(slot, completed.command);
+                return Err(Rejected { request: rebuild(completed.buffer), failure });
+            }
+        }
+        state.slots[slot] = Some(InFlight { transfer, length });
+        // A queued command's PxSACT bit is set before its PxCI bit (AHCI 1.3.1, 5.3.2.3).
+        if self.ncq {
+            self.write(PX_SACT, 1 << slot);
+        }
+        self.write(PX_CI, 1 << slot);
+        Ok(())
+    }
+
+    fn collect(&self, finished: &mut dyn FnMut(Slot, Finished)) {
+        self.collect_finished(finished)
+    }
+
+    fn acknowledge_interrupt(&self) -> bool {
+        let status = self.read(PX_IS);
+        if status == 0 {
+            return false;
+        }
+        self.write(PX_IS, status);
+        // `collect` clears nothing it did not see: keep the errors for it.
+        self.pending_errors.fetch_or(status & IS_ERRORS, Ordering::AcqRel);
+        self.registers.write32(IS, 1 << self.number);
+        true
+    }
+
+    fn stop(&self, why: &IoFailure, finished: &mut dyn FnMut(Slot, Finished)) {
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        let Some(memory) = state.memory.take() else {
+            return;
+        };
+        let outstanding = state.outstanding();
+        let mut stopped = self.stop_command_engine();
+        if !stopped || outstanding != 0 {
+            // Clearing ST stops the command list engine, but a drive may still
+            // hold queued commands (QEMU before 8.2 even keeps moving their
+            // data): a port reset makes it drop them.
+            self.port_reset();
+            stopped = self.stop_command_engine();
+        }
+        stopped = stopped && self.stop_fis_engine();
+        self.clear_interrupts();
+        for slot in slots_in(outstanding) {
+            let Some(InFlight { transfer, .. }) = state.slots[slot].take() else { continue };
+            if stopped {
+                let completed = transfer.complete(0);
+                let _ = self.pool.give_back(slot, completed.command);
+                finished(slot, Finished { buffer: Some(completed.buffer), result: Err(*why) });
+            } else {
+                // The port may still write the buffer: it is never reused.
+                let command = transfer.abandon();
+                let _ = self.pool.give_back(slot, command);
+                finished(slot, Finished { buffer: None, result: Err(*why) });
+            }
+        }
+        if stopped {
+            memory.release();
+        } else {
+            log::error!("Ahci: port {} would not stop: its memory is abandoned to it", self.number);
+            // Dropped unreleased: leaked and reported, never reused.
+            drop(memory);
+        }
+    }
+
+    fn restart(&self) -> Result<(), IoFailure> {
+        if self.state.lock().memory.is_some() {
+            return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("the port is running already")));
+        }
+        self.bring_up()
+    }
+
+    fn set_double_buffering(&self, policy: DoubleBuffering) {
+        self.force_double_buffer.store(policy == DoubleBuffering::Forced, Ordering::Relaxed);
+    }
+
+    fn last_segments(&self) -> Vec<Segment> {
+        self.state.lock().last_segments.clone()
+    }
+
+    fn check_stopped(&self) -> usize {
+        self.pool.check_stopped()
+    }
+}

@@ -1,0 +1,300 @@
+//! The AHCI driver against the fake HBA on a simulated machine, through the
+//! block layer's `QueuedDisk`.
+
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, DoubleBuffering, HardwareQueue, QueuedDisk};
+use dmakit::dma::simulated::SimulatedPlatform;
+use dmakit::dma::{Cause, DmaBuffer, DmaPlatform, IoDirection, IoReturn};
+use dmakit::memory::Constraints;
+use dmakit::pattern;
+use x86_64::PhysAddr;
+
+use super::fake::{FakeDisk, FakeHba, FakeRegisters};
+use super::identify::DriveIdentity;
+use super::registers::*;
+use super::{AhciPort, Hba};
+use crate::test_support::WAITER;
+
+const SECTORS: u64 = 8192;
+
+struct Setup {
+    platform: &'static SimulatedPlatform,
+    fake: Arc<FakeHba>,
+    disk: QueuedDisk<AhciPort<FakeRegisters>>,
+}
+
+fn setup_with(addresses_64_bit: bool, ncq: bool) -> Setup {
+    let platform = SimulatedPlatform::leak(1024);
+    let mut image = vec![0; (SECTORS * SECTOR_SIZE) as usize];
+    pattern::fill(0, b'S', &mut image);
+    let identity = DriveIdentity { sectors: SECTORS, ncq, queue_depth: 32, model: String::from("FAKE SATA DISK") };
+    let fake = FakeHba::new(platform, addresses_64_bit, FakeDisk { image, identity });
+    let registers = Arc::new(FakeRegisters(fake.clone()));
+    let hba = Hba::reset(registers.clone(), &WAITER).unwrap();
+    assert_eq!(hba.ports_with_device(), vec![0], "port 1 is empty");
+    let port = AhciPort::new(registers, hba.capabilities(), 0, platform, &WAITER).unwrap();
+    Setup { platform, fake, disk: QueuedDisk::new(port, &WAITER) }
+}
+
+fn setup() -> Setup {
+    setup_with(true, true)
+}
+
+fn expected(first: u64, sectors: u64) -> Vec<u8> {
+    let mut bytes = vec![0; (sectors * SECTOR_SIZE) as usize];
+    pattern::fill(first, b'S', &mut bytes);
+    bytes
+}
+
+fn buffer(setup: &Setup, sectors: u64, placement: Constraints) -> DmaBuffer {
+    DmaBuffer::allocate(setup.platform, sectors * SECTOR_SIZE, IoDirection::InOut, placement).unwrap()
+}
+
+fn low() -> Constraints {
+    Constraints::below(PhysAddr::new(1 << 32))
+}
+
+fn read_request(lba: u64, count: u64, buffer: DmaBuffer) -> BlockRequest {
+    BlockRequest::new(BlockOperation::Read, lba, count, buffer, 0)
+}
+
+#[test]
+fn bring_up_resets_the_hba_and_identifies_the_disk() {
+    let setup = setup();
+    assert_eq!(*setup.fake.resets.lock(), 1, "one HBA reset");
+    assert_eq!(setup.fake.commands.lock().first(), Some(&COMMAND_IDENTIFY));
+    let port = setup.disk.hardware();
+    assert_eq!((port.identity().sectors, port.identity().model.as_str()), (SECTORS, "FAKE SATA DISK"));
+    assert!(port.uses_ncq());
+    assert_eq!(setup.disk.queue_depth(), 32);
+    assert_eq!(setup.disk.block_count(), SECTORS);
+    assert_eq!(setup.disk.description(), "AHCI port 0: FAKE SATA DISK (NCQ depth 32, 64-bit DMA)");
+    assert!(setup.platform.is_allocated(setup.fake.command_list()), "the port has its command list");
+}
+
+#[test]
+fn reads_and_writes_are_byte_exact() {
+    let setup = setup();
+    let mut source = buffer(&setup, 16, Constraints::NONE);
+    let data: Vec<u8> = (0..16 * 512).map(|i| (i % 251) as u8).collect();
+    source.write_bytes(0, &data).unwrap();
+    setup.disk.write(100, 16, &mut source, 0).unwrap();
+    assert_eq!(&setup.fake.disk.lock().image[100 * 512..116 * 512], data.as_slice());
+    let mut target = buffer(&setup, 16, Constraints::NONE);
+    setup.disk.read(100, 16, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, data.len()).unwrap(), data);
+    // A request larger than one command is split by the block layer.
+    let mut large = buffer(&setup, 3000, Constraints::NONE);
+    setup.disk.read(1000, 3000, &mut large, 0).unwrap();
+    assert_eq!(large.to_vec(0, 3000 * 512).unwrap(), expected(1000, 3000));
+    let queued = setup.fake.commands.lock().iter().filter(|&&c| c == COMMAND_READ_FPDMA_QUEUED).count();
+    assert_eq!(queued, 3, "16 sectors, then 2048 + 952");
+}
+
+#[test]
+fn thirty_two_requests_in_flight_complete_out_of_order() {
+    let setup = setup();
+    setup.fake.hold.store(true, Ordering::Relaxed);
+    let handles: Vec<_> = (0..32u64)
+        .map(|index| setup.disk.submit(read_request(index * 40, 8, buffer(&setup, 8, Constraints::NONE))).unwrap())
+        .collect();
+    assert_eq!(setup.disk.stats().in_flight, 32);
+    assert_eq!(*setup.fake.most_queued.lock(), 32, "the drive held all 32 at once");
+    for tag in (0..32).rev() {
+        setup.fake.complete(tag);
+        setup.disk.run_work_loop();
+    }
+    for (index, handle) in handles.into_iter().enumerate() {
+        let finished = setup.disk.wait(handle);
+        finished.result.unwrap();
+        let bytes = finished.buffer.unwrap().to_vec(0, 8 * 512).unwrap();
+        assert_eq!(bytes, expected(index as u64 * 40, 8), "request {index}");
+    }
+    let stats = setup.disk.stats();
+    assert_eq!(stats.deepest, 32);
+    assert!(stats.out_of_order > 0, "{stats:?}");
+    assert_eq!(stats.failed, 0);
+}
+
+#[test]
+fn a_32_bit_hba_bounces_buffers_above_4_gib() {
+    let setup = setup_with(false, true);
+    assert!(setup.disk.description().contains("32-bit DMA"));
+    assert!(setup.fake.command_list() < 1 << 32, "the command list is below 4 GiB");
+    let mut target = buffer(&setup, 64, Constraints::NONE);
+    assert!(target.descriptor().physical_segment(0).unwrap().0.as_u64() >= 1 << 32, "the buffer is high");
+    let before = setup.platform.accounting().stats();
+    setup.disk.read(7, 64, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 64 * 512).unwrap(), expected(7, 64));
+    let after = setup.platform.accounting().stats();
+    assert_eq!(after.bytes_from_bounce - before.bytes_from_bounce, 64 * 512, "bounced");
+    assert_eq!(after.pages_in_use, before.pages_in_use, "the bounce pages went back");
+    assert!(*setup.fake.highest_address.lock() <= 1 << 32);
+    assert!(setup.disk.last_segments().iter().all(|segment| segment.end() <= 1 << 32));
+}
+
+#[test]
+fn forced_double_buffering_bounces_low_buffers_too() {
+    let setup = setup();
+    setup.disk.set_double_buffering(DoubleBuffering::Forced);
+    let mut target = buffer(&setup, 32, low());
+    let before = setup.platform.accounting().stats();
+    setup.disk.read(9, 32, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 32 * 512).unwrap(), expected(9, 32));
+    let after = setup.platform.accounting().stats();
+    assert_eq!(after.bytes_from_bounce - before.bytes_from_bounce, 32 * 512);
+}
+
+#[test]
+fn an_error_on_one_tag_fails_only_that_request() {
+    let setup = setup();
+    *setup.fake.bad_lba.lock() = Some(204);
+    setup.fake.hold.store(true, Ordering::Relaxed);
+    let handles: Vec<_> = (0..4u64)
+        .map(|index| setup.disk.submit(read_request(index * 100, 8, buffer(&setup, 8, Constraints::NONE))).unwrap())
+        .collect();
+    // The failing command ends first, while the other three are still queued:
+    // recovery stops the port (which drops them) and issues them again.
+    setup.fake.complete(2);
+    setup.disk.run_work_loop();
+    assert_eq!(setup.fake.queued_tags(), vec![0, 1, 3], "the others were issued again");
+    for tag in [3, 0, 1] {
+        setup.fake.complete(tag);
+    }
+    for (index, handle) in handles.into_iter().enumerate() {
+        let finished = setup.disk.wait(handle);
+        let buffer = finished.buffer.expect("the buffer comes back");
+        if index == 2 {
+            let failure = finished.result.unwrap_err();
+            assert_eq!(failure.code(), IoReturn::IoError);
+            assert_eq!(failure.cause(), Cause::DeviceError("the drive aborted the command (task-file ERR, ABRT)"));
+        } else {
+            finished.result.unwrap();
+            assert_eq!(buffer.to_vec(0, 8 * 512).unwrap(), expected(index as u64 * 100, 8), "request {index}");
+        }
+    }
+    assert_eq!(setup.disk.stats().failed, 1);
+    // The port works on.
+    *setup.fake.bad_lba.lock() = None;
+    setup.fake.hold.store(false, Ordering::Relaxed);
+    let mut target = buffer(&setup, 8, Constraints::NONE);
+    setup.disk.read(200, 8, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 8 * 512).unwrap(), expected(200, 8));
+}
+
+#[test]
+fn an_error_after_the_others_finished_fails_only_its_request() {
+    // QEMU's order: the other queued commands complete, the failed tag stays
+    // set in PxSACT and is marked in PxSERR.
+    let setup = setup();
+    *setup.fake.bad_lba.lock() = Some(0);
+    setup.fake.hold.store(true, Ordering::Relaxed);
+    let handles: Vec<_> = (0..3u64)
+        .map(|index| setup.disk.submit(read_request(index * 50, 4, buffer(&setup, 4, Constraints::NONE))).unwrap())
+        .collect();
+    for tag in [1, 2, 0] {
+        setup.fake.complete(tag);
+    }
+    let results: Vec<_> = handles.into_iter().map(|handle| setup.disk.wait(handle).result).collect();
+    assert_eq!(results[0].unwrap_err().code(), IoReturn::IoError);
+    assert!(results[1].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(setup.fake.queued_tags().is_empty(), "nothing was issued again");
+}
+
+#[test]
+fn without_ncq_one_command_at_a_time_and_errors_fail_it() {
+    let setup = setup_with(true, false);
+    assert_eq!(setup.disk.queue_depth(), 1);
+    assert!(setup.disk.description().contains("no NCQ"));
+    let mut target = buffer(&setup, 40, Constraints::NONE);
+    setup.disk.read(3, 40, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 40 * 512).unwrap(), expected(3, 40));
+    assert_eq!(setup.fake.commands.lock().last(), Some(&COMMAND_READ_DMA_EXT));
+    *setup.fake.bad_lba.lock() = Some(10);
+    let failure = setup.disk.read(8, 4, &mut target, 0).unwrap_err();
+    assert_eq!(failure.code(), IoReturn::IoError);
+    *setup.fake.bad_lba.lock() = None;
+    setup.disk.write(8, 4, &mut target, 0).unwrap();
+    assert_eq!(setup.fake.commands.lock().last(), Some(&COMMAND_WRITE_DMA_EXT));
+}
+
+#[test]
+fn stop_with_requests_in_flight_fails_them_and_releases_memory_after_the_port_stopped() {
+    let setup = setup();
+    setup.fake.hold.store(true, Ordering::Relaxed);
+    let handles: Vec<_> = (0..4u64)
+        .map(|index| setup.disk.submit(read_request(index, 1, buffer(&setup, 1, Constraints::NONE))).unwrap())
+        .collect();
+    let list = setup.fake.command_list();
+    let stops = setup.fake.stops.lock().len();
+    let report = setup.disk.stop().unwrap();
+    assert_eq!((report.aborted, report.prepared_left), (4, 0));
+    let stop = setup.fake.stops.lock()[stops];
+    assert!(stop.memory_allocated, "ST was cleared while the port's memory was allocated");
+    assert_eq!(stop.commands_held, 4);
+    assert!(!setup.platform.is_allocated(list), "then the command list was released");
+    for handle in handles {
+        let finished = setup.disk.wait(handle);
+        assert!(finished.buffer.is_some());
+        assert_eq!(finished.result.unwrap_err().cause(), Cause::DriverStopped);
+    }
+    // Started again, the port has new memory and works.
+    setup.disk.start().unwrap();
+    setup.fake.hold.store(false, Ordering::Relaxed);
+    let mut target = buffer(&setup, 8, Constraints::NONE);
+    setup.disk.read(500, 8, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 8 * 512).unwrap(), expected(500, 8));
+    assert!(setup.platform.is_allocated(setup.fake.command_list()));
+}
+
+#[test]
+fn a_silent_drive_times_out_and_the_disk_starts_again() {
+    let setup = setup();
+    setup.fake.silent.store(true, Ordering::Relaxed);
+    let mut target = buffer(&setup, 8, Constraints::NONE);
+    target.write_bytes(0, &[0x5a; 4096]).unwrap();
+    let failure = setup.disk.read(0, 8, &mut target, 0).unwrap_err();
+    assert_eq!(failure.code(), IoReturn::Timeout);
+    assert_eq!(target.to_vec(0, 4096).unwrap(), vec![0x5a; 4096], "nothing came back");
+    assert!(setup.fake.stops.lock().last().unwrap().memory_allocated);
+    setup.fake.silent.store(false, Ordering::Relaxed);
+    setup.disk.start().unwrap();
+    setup.disk.read(0, 8, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 4096).unwrap(), expected(0, 8));
+}
+
+#[test]
+fn a_port_that_never_stops_abandons_its_requests_and_memory() {
+    let setup = setup();
+    setup.fake.hold.store(true, Ordering::Relaxed);
+    let handle = setup.disk.submit(read_request(0, 8, buffer(&setup, 8, Constraints::NONE))).unwrap();
+    setup.fake.stuck.store(true, Ordering::Relaxed);
+    let list = setup.fake.command_list();
+    setup.disk.stop().unwrap();
+    let finished = setup.disk.wait(handle);
+    assert!(finished.buffer.is_none(), "abandoned: the port may still write it");
+    assert_eq!(finished.result.unwrap_err().cause(), Cause::DriverStopped);
+    assert!(setup.platform.is_allocated(list), "the port's memory was not released under it");
+    assert!(setup.platform.accounting().stats().leaked_transfers > 0);
+}
+
+#[test]
+fn interrupts_are_acknowledged_without_the_port_lock() {
+    let setup = setup();
+    setup.fake.hold.store(true, Ordering::Relaxed);
+    let handle = setup.disk.submit(read_request(0, 1, buffer(&setup, 1, Constraints::NONE))).unwrap();
+    setup.fake.complete(0);
+    // The handler runs while the work loop holds the port's lock.
+    let port = setup.disk.hardware();
+    let guard = port.state.lock();
+    assert!(port.acknowledge_interrupt(), "the drive had an interrupt");
+    assert!(!port.acknowledge_interrupt(), "and it was cleared");
+    drop(guard);
+    setup.disk.wait(handle).result.unwrap();
+    assert_eq!(port.description().to_string(), setup.disk.description());
+}
