@@ -8,6 +8,8 @@ with the same disks: only the kernel, its command line and the initramfs differ.
       ahci    an ide-hd on AHCI (on pc an ich9-ahci added for it; q35's own)
       vdb     q35 only: a modern virtio-blk behind the Intel IOMMU
     MACHINE=q35 adds -device intel-iommu.
+The AHCI drive's id is sata0, not sd0: QEMU 7.2 has a drive "sd0" of its own
+(the default SD card slot) and aborts with "Device with id 'sd0' already exists".
 """
 import hashlib
 import os
@@ -58,12 +60,12 @@ def qemu_command(images, kernel, append, initrd=None):
 
     machine = ["-machine", "pc"]
     ata = ["-drive", f"file={images['ata'].path},if=ide,format=raw,cache=unsafe"]
-    ahci = ["-device", "ich9-ahci,id=ahci0", *drive("ahci", "sd0"), "-device", "ide-hd,drive=sd0,bus=ahci0.0"]
+    ahci = ["-device", "ich9-ahci,id=ahci0", *drive("ahci", "sata0"), "-device", "ide-hd,drive=sata0,bus=ahci0.0"]
     modern = []
     if MACHINE == "q35":
         machine = ["-machine", "q35", "-device", "intel-iommu", "-device", "piix3-ide,id=ide9"]
         ata = [*drive("ata", "d1"), "-device", "ide-hd,drive=d1,bus=ide9.0"]
-        ahci = [*drive("ahci", "sd0"), "-device", "ide-hd,drive=sd0,bus=ide.0"]
+        ahci = [*drive("ahci", "sata0"), "-device", "ide-hd,drive=sata0,bus=ide.0"]
         modern = [*drive("vdb", "v1"), "-device", "virtio-blk-pci,drive=v1,disable-legacy=on,iommu_platform=on"]
     return [
         "qemu-system-x86_64", "-accel", "tcg", *machine, "-m", "6G", "-no-reboot",
