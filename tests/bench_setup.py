@@ -73,5 +73,5 @@ def qemu_command(images, kernel, append, initrd=None):
         "-kernel", kernel, *(["-initrd", initrd] if initrd else []), "-append", append,
         "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
         *drive("virtio", "v0"), "-device", "virtio-blk-pci,drive=v0",
-        *ata, *ahci, *modern,
+        *ata, *modern, *ahci,
     ]
