@@ -41,7 +41,7 @@ UNITS = dict(DEPTH_FIGURES)
 
 
 def boot(images, runtime=RUNTIME, log=None):
-    """Boots the Linux guest once: ({"linux_DISK_JOB": value}, [problems], engine)."""
+    """Boots the Linux guest once: ({"linux_DISK_JOB": value}, [problems], {"engine": fio's, DISK: IOMMU domain})."""
     append = " ".join([
         "console=ttyS0", "quiet", "panic=-1",
         f"linuxbench.disks={','.join(DISKS)}",
@@ -53,7 +53,7 @@ def boot(images, runtime=RUNTIME, log=None):
     # Boot, disks, and per disk fio's start-up plus its jobs: far less than this.
     timer = threading.Timer(120 + len(DISKS) * len(JOBS) * (runtime + 10), qemu.kill)
     timer.start()
-    figures, problems, engine, ended = {}, [], "?", False
+    figures, problems, about, ended = {}, [], {"engine": "?"}, False
     for raw in qemu.stdout:
         line = raw.decode(errors="replace").rstrip("\r\n")
         if log:
@@ -63,7 +63,9 @@ def boot(images, runtime=RUNTIME, log=None):
             if words[2] != images[words[1]].head_sha256:
                 problems.append(f"{words[1]}: the first 16 MiB differ from the image")
         elif line.startswith("LINUX_ENGINE ") and len(words) == 2:
-            engine = words[1]
+            about["engine"] = words[1]
+        elif line.startswith("LINUX_DISK ") and len(words) == 4:
+            about[words[1]] = words[3].removeprefix("iommu=")
         elif line.startswith("LINUX_FIO ") and len(words) == 3:
             # terse v3: 3 job name, 5 error, 6 KiB read, 8 IOPS, 9 runtime in ms
             fields = words[2].split(";")
@@ -84,7 +86,7 @@ def boot(images, runtime=RUNTIME, log=None):
     missing = [f"linux_{disk}_{name}" for disk in DISKS for name in JOBS if f"linux_{disk}_{name}" not in figures]
     if missing:
         problems.append(f"missing figures: {', '.join(missing)}")
-    return figures, problems, engine
+    return figures, problems, about
 
 
 def number(value, unit):
@@ -96,15 +98,17 @@ def main():
     if not (GUEST / "initramfs.cpio").exists():
         print(f"no Linux guest in {GUEST}: make bench-linux builds it (tests/linux/build-guest)", file=sys.stderr)
         return 2
-    results, failures, engines = {}, 0, set()
+    results, failures, engines, domains = {}, 0, set(), {}
     with tempfile.TemporaryDirectory() as scratch:
         images = make_images(scratch)
         for run in range(1, runs + 1):
             start = time.monotonic()
             with open(GUEST / f"boot-{run}.log", "w") as log:
-                figures, problems, engine = boot(images, log=log)
-            engines.add(engine)
-            print(f"run {run}: {time.monotonic() - start:.0f} s, fio engine {engine}, "
+                figures, problems, about = boot(images, log=log)
+            engines.add(about["engine"])
+            for disk in DISKS:
+                domains.setdefault(disk, set()).add(about.get(disk, "?"))
+            print(f"run {run}: {time.monotonic() - start:.0f} s, fio engine {about['engine']}, "
                   f"guest log {GUEST / f'boot-{run}.log'}", file=sys.stderr)
             for problem in problems:
                 # A module that does not load is left out (crct10dif_pclmul: no PCLMUL in TCG's CPU).
@@ -117,6 +121,9 @@ def main():
     print()
     print(f"{time.strftime('%Y-%m-%d')}, {qemu_version}, TCG, machine {MACHINE}, Linux {kernel}, "
           f"fio {'/'.join(sorted(engines))} O_DIRECT, {RUNTIME} s per job, {runs} boots, medians")
+    if MACHINE == "q35":  # DMA = strict, DMA-FQ = lazy invalidation, identity = pass-through
+        print("Linux's IOMMU domain per disk: "
+              + ", ".join(f"{disk} {'/'.join(sorted(types))}" for disk, types in domains.items()))
     print("| figure | Linux (median) | all runs |")
     print("|---|---|---|")
     for disk in DISKS:
