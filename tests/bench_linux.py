@@ -64,7 +64,7 @@ def boot(images, runtime=RUNTIME, log=None):
                 problems.append(f"{words[1]}: the first 16 MiB differ from the image")
         elif line.startswith("LINUX_ENGINE ") and len(words) == 2:
             about["engine"] = words[1]
-        elif line.startswith("LINUX_DISK ") and len(words) == 4:
+        elif line.startswith("LINUX_DISK ") and len(words) >= 4:
             about[words[1]] = words[3].removeprefix("iommu=")
         elif line.startswith("LINUX_FIO ") and len(words) == 3:
             # terse v3: 3 job name, 5 error, 6 KiB read, 8 IOPS, 9 runtime in ms
