@@ -22,13 +22,19 @@ VIRTIO_DISK ?= $(DEFAULT_VIRTIO_DISK)
 ATA_DISK ?= $(DEFAULT_ATA_DISK)
 MODERN_VIRTIO_DISK ?= $(DEFAULT_MODERN_VIRTIO_DISK)
 AHCI_DISK ?= $(DEFAULT_AHCI_DISK)
+# Benchmarks: boots per run; LINUX=1 adds Linux boots to make bench; seconds per fio job.
+RUNS ?= 3
+export LINUX ?=
+export FIO_RUNTIME ?= 3
 
-.PHONY: help deps build run disks test test-host test-qemu test-e2e bench check clean
+.PHONY: help deps build run disks test test-host test-qemu test-e2e bench bench-linux linux-guest check clean
 
 help: ## List the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: MACHINE=pc|q35  ACCEL=tcg|kvm  MEM=6G  QEMU_ARGS='...'  APPEND='kernel command line'"
 	@echo "             VIRTIO_DISK=  ATA_DISK=  MODERN_VIRTIO_DISK= (q35 only)  AHCI_DISK=: raw disk images for make run"
+	@echo "             RUNS=3 (boots of bench, bench-linux)  FIO_RUNTIME=3 (s per fio job in Linux)"
+	@echo "             LINUX=1: make bench boots Linux after each dmakit boot, prints both side by side"
 
 # rust-toolchain.toml lists the target, rustfmt and clippy; rustup adds them when it
 # installs the toolchain, but not always to one installed before without them (a
@@ -82,8 +88,15 @@ test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) and the e2e t
 	tests/e2e-shell 2>&1 | tee -a "$$log"; e2e=$$?; \
 	echo; tests/tally "$$log" $$host $$qemu $$e2e
 
-bench: build ## Benchmark against the Linux peer's setup (3 boots, 256 MiB disks)
-	tests/bench $(KERNEL) 3
+bench: build $(if $(filter 1,$(LINUX)),linux-guest) ## Benchmark in the Linux peer's setup (RUNS boots, 256 MiB disks; LINUX=1: Linux too)
+	tests/bench $(KERNEL) $(RUNS)
+
+bench-linux: deps linux-guest ## Linux (Debian's kernel, fio) in make bench's QEMU setup: the same figures
+	tests/bench_linux.py $(RUNS)
+
+# Downloads what it lacks (apt-get download, no root) into build/linux/debs.
+linux-guest:
+	tests/linux/build-guest build/linux
 
 check: deps ## Format check and clippy -D warnings (host and kernel target)
 	cargo fmt --all --check
