@@ -14,8 +14,10 @@
 //! driver that frees memory under a device fails its test. It answers at once
 //! (inside the notify) by default; in [`Answer::Held`] mode a notify only takes
 //! the new chains off the available ring, and [`FakeVirtio::finish_held`] runs
-//! them later, unless the driver reset the device in between (a reset makes a
-//! device forget its queue and everything on it).
+//! them later, in the order the test chooses (so requests finish out of order,
+//! as on a real device), unless the driver reset the device in between (a reset
+//! makes a device forget its queue and everything on it). It can also ignore a
+//! reset, like a device that hangs, so that the driver must give its memory up.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -58,6 +60,26 @@ pub enum Answer {
     AtNotify,
     /// When the test calls [`FakeVirtio::finish_held`].
     Held,
+}
+
+/// In which order [`FakeVirtio::finish_held`] runs the chains it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishOrder {
+    /// The order the driver made them available.
+    AsTaken,
+    /// The newest first: each request finishes before those made available
+    /// earlier.
+    Reverse,
+}
+
+/// What the fake does when the driver writes 0 to the device status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetResponse {
+    /// Resets: forgets features, queue and held chains (and records it).
+    Confirm,
+    /// Ignores the write, like a hung device: the status keeps its value, the
+    /// device keeps its queue and its chains.
+    Ignore,
 }
 
 /// The queue as the device uses it.
@@ -163,6 +185,8 @@ pub struct FakeVirtio {
     pub read_limit: Option<u64>,
     /// When chains run (see [`FakeVirtio::set_answer`]).
     answer: Mutex<Answer>,
+    /// What a reset does (see [`FakeVirtio::set_reset_response`]).
+    reset_response: Mutex<ResetResponse>,
     /// Largest chain seen (descriptors).
     pub longest_chain: Mutex<usize>,
     /// Every reset, oldest first.
@@ -211,6 +235,7 @@ impl FakeVirtio {
             seg_max: 16,
             read_limit: None,
             answer: Mutex::new(Answer::AtNotify),
+            reset_response: Mutex::new(ResetResponse::Confirm),
             longest_chain: Mutex::new(0),
             resets: Mutex::new(Vec::new()),
         })
@@ -257,11 +282,19 @@ impl FakeVirtio {
         *self.answer.lock() = answer;
     }
 
-    /// Runs the chains held notifies took, in the order they were taken,
-    /// unless a reset made the device forget them; returns how many ran.
-    pub fn finish_held(&self) -> usize {
+    /// From now on, answers a reset as `response` says.
+    pub fn set_reset_response(&self, response: ResetResponse) {
+        *self.reset_response.lock() = response;
+    }
+
+    /// Runs the chains held notifies took, in `order`, unless a reset made the
+    /// device forget them; returns how many ran.
+    pub fn finish_held(&self, order: FinishOrder) -> usize {
         let mut state = self.state.lock();
-        let chains = core::mem::take(&mut state.pending);
+        let mut chains = core::mem::take(&mut state.pending);
+        if order == FinishOrder::Reverse {
+            chains.reverse();
+        }
         let count = chains.len();
         for chain in chains {
             self.finish(&mut state, chain);
@@ -272,6 +305,20 @@ impl FakeVirtio {
     /// Chains the device holds now.
     pub fn held(&self) -> usize {
         self.state.lock().pending.len()
+    }
+
+    /// `(address, length)` of every data descriptor of the chains the device
+    /// holds (between header and status): request memory it may still read or
+    /// write.
+    pub fn held_data(&self) -> Vec<(u64, u64)> {
+        let state = self.state.lock();
+        let data = state.pending.iter().flat_map(|chain| &chain.descriptors[1..chain.descriptors.len() - 1]);
+        data.map(|descriptor| (descriptor.address, u64::from(descriptor.length))).collect()
+    }
+
+    /// Whether every page of `[address, address + length)` is allocated.
+    pub fn is_allocated(&self, address: u64, length: u64) -> bool {
+        self.allocated(address, length)
     }
 
     fn read(&self, address: u64, length: usize) -> Vec<u8> {
@@ -413,6 +460,9 @@ impl FakeVirtio {
     /// modern device, `FEATURES_OK` stays set only for acceptable features.
     fn write_status(&self, mut value: u8) {
         let mut state = self.state.lock();
+        if value == 0 && *self.reset_response.lock() == ResetResponse::Ignore {
+            return;
+        }
         if value == 0 {
             let reset = self.record_reset(&state);
             self.resets.lock().push(reset);

@@ -8,16 +8,21 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use dmakit::block::{BlockDevice, BlockOperation, DoubleBuffering, QueuedDisk, TransferOptions};
+use dmakit::block::{
+    BlockDevice, BlockOperation, BlockRequest, Deferral, DoubleBuffering, Finished, QueuedDisk, RequestHandle,
+    StopReport, TransferOptions,
+};
 use dmakit::dma::simulated::{STALE_BYTE, SimulatedPlatform};
-use dmakit::dma::{Cause, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoMemoryDescriptor, IoReturn, Specification};
+use dmakit::dma::{
+    Cause, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoMemoryDescriptor, IoReturn, Misuse, Specification,
+};
 use dmakit::memory::Constraints;
 use dmakit::pattern;
 use dmakit::time::Waiter;
 use proptest::prelude::*;
 
 use super::VirtioBlock;
-use super::fake::{Answer, FakeVirtio, FeatureCheck, Medium, Reset};
+use super::fake::{Answer, FakeVirtio, FeatureCheck, FinishOrder, Medium, Reset, ResetResponse};
 use super::registers::{
     FEATURE_ACCESS_PLATFORM, FEATURE_SEG_MAX, FEATURE_VERSION_1, STATUS_FAILED, STATUS_FEATURES_OK,
 };
@@ -54,6 +59,10 @@ on_both_transports!(
     a_late_answer_within_the_timeout_completes_the_read,
     a_failure_after_queue_setup_resets_the_device_before_freeing_the_queue,
     dropping_the_driver_resets_the_device_before_releasing_the_queue,
+    thirty_two_requests_in_flight_finish_out_of_order_byte_exact,
+    an_io_error_fails_only_its_request,
+    stopping_with_requests_in_flight_resets_before_releasing_and_restart_works,
+    a_tiny_bounce_budget_defers_loads_and_a_request_larger_than_the_budget_fails_at_once,
 );
 
 const SECTORS: u64 = 2048;
@@ -105,6 +114,117 @@ fn lies_above_4_gib(buffer: &DmaBuffer) -> bool {
 fn restricted_to_32_bits() -> TransferOptions {
     let narrow = Specification { num_address_bits: 32, ..Specification::UNLIMITED_64 };
     TransferOptions { restrict: Some(narrow), force_double_buffer: false }
+}
+
+/// A small deterministic generator (xorshift64*), so that a failing run can be
+/// repeated.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..bound`.
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+}
+
+/// A request a test submits, and what it must leave behind.
+struct Planned {
+    operation: BlockOperation,
+    lba: u64,
+    count: u64,
+    /// Where the blocks start in the buffer (even); the bytes around them must
+    /// keep [`OLD_BYTE`].
+    offset: u64,
+    /// What a write writes.
+    data: Vec<u8>,
+}
+
+impl Planned {
+    fn length(&self) -> usize {
+        (self.count * 512) as usize
+    }
+}
+
+/// A read of `count` sectors from `lba` into the start of its buffer.
+fn reading(lba: u64, count: u64) -> Planned {
+    Planned { operation: BlockOperation::Read, lba, count, offset: 0, data: Vec::new() }
+}
+
+/// `requests` reads and writes of 1 to `max_sectors` sectors at random places,
+/// each in its own region of the disk: they may finish in any order and every
+/// byte is still known.
+fn plan(seed: u64, requests: u64, max_sectors: u64) -> Vec<Planned> {
+    let mut random = Random(seed);
+    let region = SECTORS / requests;
+    (0..requests)
+        .map(|index| {
+            let count = 1 + random.below(max_sectors.min(region));
+            let lba = index * region + random.below(region - count + 1);
+            let offset = 2 * random.below(300);
+            let operation = if random.below(2) == 0 { BlockOperation::Read } else { BlockOperation::Write };
+            let data = (0..count * 512).map(|_| random.next() as u8).collect();
+            Planned { operation, lba, count, offset, data }
+        })
+        .collect()
+}
+
+/// Submits `planned` with a fresh buffer above 4 GiB, [`OLD_BYTE`] around the
+/// blocks.
+fn submit(disk: &Disk, platform: &'static SimulatedPlatform, planned: &Planned) -> RequestHandle {
+    let size = planned.offset + planned.count * 512 + 64;
+    let mut memory = buffer(platform, size, planned.operation.memory_direction());
+    memory.write_bytes(0, &vec![OLD_BYTE; size as usize]).unwrap();
+    if planned.operation == BlockOperation::Write {
+        memory.write_bytes(planned.offset, &planned.data).unwrap();
+    }
+    let request = BlockRequest::new(planned.operation, planned.lba, planned.count, memory, planned.offset);
+    disk.submit(request).unwrap()
+}
+
+/// Checks a finished request against the fake's disk: a read brought exactly
+/// its blocks and left the rest of the buffer alone; a write put its bytes on
+/// the disk.
+fn check(fake: &FakeVirtio, planned: &Planned, finished: Finished) {
+    let Finished { buffer, result } = finished;
+    result
+        .unwrap_or_else(|failure| panic!("{:?} of {} at {}: {failure}", planned.operation, planned.count, planned.lba));
+    let memory = buffer.expect("a finished request gives its buffer back");
+    let start = (planned.lba * 512) as usize;
+    match planned.operation {
+        BlockOperation::Read => {
+            let contents = memory.to_vec(0, memory.length() as usize).unwrap();
+            let (before, rest) = contents.split_at(planned.offset as usize);
+            let (blocks, after) = rest.split_at(planned.length());
+            assert_eq!(blocks, sectors(planned.lba, planned.count), "read of {} at {}", planned.count, planned.lba);
+            assert!(before.iter().chain(after).all(|&byte| byte == OLD_BYTE), "a read wrote outside its blocks");
+        }
+        BlockOperation::Write => {
+            assert_eq!(&fake.disk.lock()[start..start + planned.length()], planned.data.as_slice());
+        }
+    }
+}
+
+/// Checks that a request stopped before the device ran it moved nothing: a
+/// read's buffer keeps its old bytes, a write's blocks keep the disk's.
+fn check_untouched(fake: &FakeVirtio, planned: &Planned, buffer: &DmaBuffer) {
+    let start = (planned.lba * 512) as usize;
+    match planned.operation {
+        BlockOperation::Read => {
+            let contents = buffer.to_vec(0, buffer.length() as usize).unwrap();
+            assert!(contents.iter().all(|&byte| byte == OLD_BYTE), "a stopped read changed its buffer");
+        }
+        BlockOperation::Write => {
+            let disk = fake.disk.lock();
+            assert_eq!(disk[start..start + planned.length()], sectors(planned.lba, planned.count), "a stopped write");
+        }
+    }
 }
 
 fn reads_every_sector_byte_exact(interface: Interface) {
@@ -282,7 +402,7 @@ fn a_timed_out_read_resets_the_device_before_any_memory_goes_back(interface: Int
     assert_eq!(after.bytes_from_bounce, before.bytes_from_bounce, "nothing copied back from a stopped device");
     assert_eq!((after.leaked_pages, after.leaked_transfers), (before.leaked_pages, before.leaked_transfers));
 
-    assert_eq!(fake.finish_held(), 0, "the reset device forgot the chain");
+    assert_eq!(fake.finish_held(FinishOrder::AsTaken), 0, "the reset device forgot the chain");
     assert_eq!(target.to_vec(0, 8 * 512).unwrap(), vec![OLD_BYTE; 8 * 512], "the buffer keeps its old bytes");
     let refused = disk.read(0, 1, &mut target, 0).unwrap_err();
     assert_eq!(refused, IoFailure::new(IoReturn::NotReady, Cause::DriverStopped), "stopped until started");
@@ -295,16 +415,16 @@ fn a_timed_out_read_resets_the_device_before_any_memory_goes_back(interface: Int
 }
 
 /// A waiter during whose wait the holding device answers: before each look,
-/// the device finishes the chains it holds, as a slow device does within the
-/// timeout.
-struct FinishWhileWaiting(Arc<FakeVirtio>);
+/// the device finishes the chains it holds, in `order`, as a slow device does
+/// within the timeout.
+struct FinishWhileWaiting(Arc<FakeVirtio>, FinishOrder);
 
 impl Waiter for FinishWhileWaiting {
     fn wait_until(&self, _timeout_ms: u64, done: &mut dyn FnMut() -> bool) -> Result<(), IoReturn> {
         // Each look may start requests that waited (for a slot, or for bounce
         // memory): the next look finishes them.
         let finished = (0..64).any(|_| {
-            self.0.finish_held();
+            self.0.finish_held(self.1);
             done()
         });
         if finished { Ok(()) } else { Err(IoReturn::Timeout) }
@@ -316,7 +436,7 @@ fn a_late_answer_within_the_timeout_completes_the_read(interface: Interface) {
     // device took do run.
     let platform = SimulatedPlatform::leak(64);
     let fake = FakeVirtio::new(platform, disk_image(), Medium::Writable, interface);
-    let waiter = Box::leak(Box::new(FinishWhileWaiting(fake.clone())));
+    let waiter = Box::leak(Box::new(FinishWhileWaiting(fake.clone(), FinishOrder::AsTaken)));
     let disk = start(&fake, platforms(platform), waiter).unwrap();
     fake.set_answer(Answer::Held);
     let mut target = buffer(platform, 8 * 512, IoDirection::In);
@@ -361,6 +481,225 @@ fn dropping_the_driver_resets_the_device_before_releasing_the_queue(interface: I
     let after = platform.accounting().stats();
     assert_eq!(after.prepared_commands + 1, before.prepared_commands, "the queue was the one prepared command");
     assert!(platform.accounting().misuse_log().is_empty(), "{:?}", platform.accounting().misuse_log());
+}
+
+fn thirty_two_requests_in_flight_finish_out_of_order_byte_exact(interface: Interface) {
+    for seed in [0x9e37_79b9_7f4a_7c15, 0x0123_4567_89ab_cdef] {
+        let (platform, fake, disk) = setup(Medium::Writable, interface);
+        // Half of the rounds bounce everything, so that each request's bounce
+        // memory must come back to its own buffer, whatever the order.
+        let policy = if seed & 1 == 1 { DoubleBuffering::Forced } else { DoubleBuffering::AsNeeded };
+        disk.set_double_buffering(policy);
+        let before = platform.accounting().stats();
+        fake.set_answer(Answer::Held);
+        let planned = plan(seed, 32, 64);
+        let handles: Vec<_> = planned.iter().map(|planned| submit(&disk, platform, planned)).collect();
+        let stats = disk.stats();
+        assert_eq!((stats.in_flight, stats.queued, stats.deepest), (32, 0, 32), "{stats:?}");
+        assert_eq!(fake.held(), 32, "the device holds all 32 chains at once");
+
+        // One more waits in software for a slot.
+        let extra = reading(0, 1);
+        let extra_handle = submit(&disk, platform, &extra);
+        assert_eq!(disk.stats().queued, 1);
+
+        // The device finishes the newest first, then interrupts.
+        assert_eq!(fake.finish_held(FinishOrder::Reverse), 32);
+        disk.interrupt();
+        for (planned, handle) in planned.iter().zip(handles) {
+            check(&fake, planned, disk.wait(handle));
+        }
+        // The freed slots took the waiting request; the device holds it now.
+        assert_eq!(fake.finish_held(FinishOrder::AsTaken), 1);
+        check(&fake, &extra, disk.wait(extra_handle));
+
+        let stats = disk.stats();
+        assert_eq!((stats.submitted, stats.finished, stats.failed), (33, 33, 0), "{stats:?}");
+        assert_eq!(stats.out_of_order, 31, "each but the oldest finished before an older one: {stats:?}");
+        assert_eq!((stats.in_flight, stats.deepest, stats.interrupts), (0, 32, 1), "{stats:?}");
+        let after = platform.accounting().stats();
+        assert_eq!((after.pages_in_use, after.prepared_commands), (before.pages_in_use, before.prepared_commands));
+        if policy == DoubleBuffering::Forced {
+            // Each buffer was moved whole into bounce memory, and exactly each
+            // read's blocks came back.
+            let all: usize = planned.iter().chain([&extra]).map(Planned::length).sum();
+            let reads = planned.iter().chain([&extra]).filter(|planned| planned.operation == BlockOperation::Read);
+            let read: usize = reads.map(Planned::length).sum();
+            assert_eq!(after.bytes_to_bounce - before.bytes_to_bounce, all as u64);
+            assert_eq!(after.bytes_from_bounce - before.bytes_from_bounce, read as u64);
+        }
+        assert!(platform.accounting().misuse_log().is_empty(), "{:?}", platform.accounting().misuse_log());
+    }
+}
+
+fn an_io_error_fails_only_its_request(interface: Interface) {
+    let platform = SimulatedPlatform::leak(64);
+    let mut fake = FakeVirtio::new(platform, disk_image(), Medium::Writable, interface);
+    Arc::get_mut(&mut fake).unwrap().bad_sector = Some(50);
+    let disk = start(&fake, platforms(platform), &WAITER).unwrap();
+    fake.set_answer(Answer::Held);
+    let planned = [reading(0, 8), reading(48, 4), reading(100, 8)];
+    let handles: Vec<_> = planned.iter().map(|planned| submit(&disk, platform, planned)).collect();
+    assert_eq!(fake.finish_held(FinishOrder::Reverse), 3);
+    let mut results = planned.iter().zip(handles).map(|(planned, handle)| (planned, disk.wait(handle)));
+    let (first, finished) = results.next().unwrap();
+    check(&fake, first, finished);
+    let (bad, finished) = results.next().unwrap();
+    let failure = finished.result.unwrap_err();
+    assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::DeviceError("virtio-blk status IOERR")));
+    check_untouched(&fake, bad, &finished.buffer.expect("a failed request's buffer comes back"));
+    let (last, finished) = results.next().unwrap();
+    check(&fake, last, finished);
+
+    let stats = disk.stats();
+    assert_eq!((stats.finished, stats.failed), (3, 1), "{stats:?}");
+    let resets = fake.resets.lock().len();
+    fake.set_answer(Answer::AtNotify);
+    let mut target = buffer(platform, 4096, IoDirection::In);
+    disk.read(0, 8, &mut target, 0).expect("the device keeps running");
+    assert_eq!(fake.resets.lock().len(), resets, "nobody reset it");
+    assert!(platform.accounting().misuse_log().is_empty(), "{:?}", platform.accounting().misuse_log());
+}
+
+fn stopping_with_requests_in_flight_resets_before_releasing_and_restart_works(interface: Interface) {
+    let (platform, fake, disk) = setup(Medium::Writable, interface);
+    // Everything bounces: the memory the device holds is bounce memory that
+    // the driver frees when it completes the requests.
+    disk.set_double_buffering(DoubleBuffering::Forced);
+    let before = platform.accounting().stats();
+    let queue_address = disk.hardware().queue_address().unwrap();
+    fake.set_answer(Answer::Held);
+    let planned = plan(7, 8, 16);
+    let handles: Vec<_> = planned.iter().map(|planned| submit(&disk, platform, planned)).collect();
+    let held = fake.held_data();
+    assert!(held.iter().all(|&(address, length)| fake.is_allocated(address, length)));
+
+    let report = disk.stop().unwrap();
+    assert_eq!(report, StopReport { drained: 0, aborted: 8, prepared_left: 0 });
+    let reset = *fake.resets.lock().last().unwrap();
+    let expected =
+        Reset { queue_address, queue_memory_allocated: true, chains_forgotten: 8, chain_memory_allocated: true };
+    assert_eq!(reset, expected, "reset holding the 8 chains, with their memory and the ring still allocated");
+    assert!(!platform.is_allocated(queue_address), "the ring was freed after the reset");
+    assert_eq!(fake.device_status(), 0, "left reset, not FAILED: `start` brings it back");
+    let freed = held.iter().all(|&(address, length)| !platform.is_allocated(address) && length > 0);
+    assert!(freed, "and the bounce memory the chains named");
+    let after = platform.accounting().stats();
+    assert_eq!((after.pages_in_use, after.bytes_from_bounce), (before.pages_in_use, before.bytes_from_bounce));
+    assert_eq!(after.prepared_commands + 1, before.prepared_commands, "nothing prepared but the (released) ring");
+
+    for (planned, handle) in planned.iter().zip(handles) {
+        let Finished { buffer, result } = disk.wait(handle);
+        assert_eq!(result, Err(IoFailure::new(IoReturn::Aborted, Cause::DriverStopped)));
+        check_untouched(&fake, planned, &buffer.expect("a stopped request's buffer comes back"));
+    }
+    assert_eq!(fake.finish_held(FinishOrder::AsTaken), 0, "the reset device forgot the chains");
+    let mut target = buffer(platform, 4096, IoDirection::In);
+    let refused = disk.read(0, 8, &mut target, 0).unwrap_err();
+    assert_eq!(refused, IoFailure::new(IoReturn::NotReady, Cause::DriverStopped));
+
+    disk.start().unwrap();
+    let restarted = disk.hardware().queue_address().expect("a new queue");
+    assert!(platform.is_allocated(restarted));
+    assert_eq!(fake.queue_size(), 256, "the device has a queue again");
+    let planned = plan(8, 32, 16);
+    let handles: Vec<_> = planned.iter().map(|planned| submit(&disk, platform, planned)).collect();
+    assert_eq!(fake.finish_held(FinishOrder::Reverse), 32, "all 32 slots work again");
+    for (planned, handle) in planned.iter().zip(handles) {
+        check(&fake, planned, disk.wait(handle));
+    }
+    assert!(platform.accounting().misuse_log().is_empty(), "{:?}", platform.accounting().misuse_log());
+}
+
+fn a_tiny_bounce_budget_defers_loads_and_a_request_larger_than_the_budget_fails_at_once(interface: Interface) {
+    let platform = SimulatedPlatform::leak(1024);
+    let fake = FakeVirtio::new(platform, disk_image(), Medium::Writable, interface);
+    // The device holds what it is given until someone waits: requests pile up
+    // in flight, and their bounce memory with them.
+    let waiter = Box::leak(Box::new(FinishWhileWaiting(fake.clone(), FinishOrder::Reverse)));
+    let disk = start(&fake, platforms(platform), waiter).unwrap();
+    fake.set_answer(Answer::Held);
+    let before = platform.accounting().stats();
+    platform.accounting().set_page_limit(before.pages_in_use + 4);
+    disk.set_double_buffering(DoubleBuffering::Forced);
+    // Requests of up to 16 sectors (two pages each): two or three fit the
+    // budget at once; the others wait their turn.
+    let planned = plan(11, 32, 16);
+    let handles: Vec<_> = planned.iter().map(|planned| submit(&disk, platform, planned)).collect();
+    for (planned, handle) in planned.iter().zip(handles) {
+        check(&fake, planned, disk.wait(handle));
+    }
+    let stats = disk.stats();
+    assert!(stats.deferred_loads > 0, "{stats:?}");
+    assert_eq!((stats.finished, stats.failed), (32, 0), "{stats:?}");
+    assert!(platform.accounting().stats().pages_in_use <= before.pages_in_use + 4);
+
+    // Five pages can never fit a budget of four: no waiting.
+    let mut large = buffer(platform, 40 * 512, IoDirection::In);
+    let failure = disk.read(0, 40, &mut large, 0).unwrap_err();
+    assert_eq!(failure.code(), IoReturn::NoResources);
+    assert!(
+        matches!(failure.cause(), Cause::BounceBudgetSpent { pages: 5, limit, .. } if limit == before.pages_in_use + 4)
+    );
+    // And a request that asked not to wait fails at once when the budget is
+    // spent only for now.
+    let first = submit(&disk, platform, &reading(0, 16));
+    let second = submit(&disk, platform, &reading(16, 16));
+    let mut hurried = BlockRequest::new(BlockOperation::Read, 32, 16, buffer(platform, 16 * 512, IoDirection::In), 0);
+    hurried.deferral = Deferral::FailAtOnce;
+    let hurried = disk.submit(hurried).unwrap();
+    assert!(hurried.is_finished(), "failed in the submission, without waiting");
+    assert_eq!(fake.held(), 2, "while the device holds the budget's four pages");
+    let hurried = disk.wait(hurried);
+    let failure = hurried.result.unwrap_err();
+    assert!(matches!(failure.cause(), Cause::BounceBudgetSpent { pages: 2, .. }), "{failure}");
+    assert!(hurried.buffer.is_some());
+    for handle in [first, second] {
+        disk.wait(handle).result.unwrap();
+    }
+    let after = platform.accounting().stats();
+    assert_eq!((after.pages_in_use, after.prepared_commands), (before.pages_in_use, before.prepared_commands));
+    assert!(platform.accounting().misuse_log().is_empty(), "{:?}", platform.accounting().misuse_log());
+}
+
+#[test]
+fn a_device_that_ignores_the_reset_keeps_its_memory_for_ever_and_restart_waits_for_a_real_reset() {
+    // Only the modern transport reads the status back after a reset; a legacy
+    // reset is an I/O port write the device cannot refuse.
+    let (platform, fake, disk) = setup(Medium::Writable, Interface::Modern);
+    disk.set_double_buffering(DoubleBuffering::Forced);
+    let before = platform.accounting().stats();
+    let queue_address = disk.hardware().queue_address().unwrap();
+    fake.set_answer(Answer::Held);
+    let planned = plan(3, 4, 8);
+    let handles: Vec<_> = planned.iter().map(|planned| submit(&disk, platform, planned)).collect();
+    fake.set_reset_response(ResetResponse::Ignore);
+    let report = disk.stop().unwrap();
+    assert_eq!(report, StopReport { drained: 0, aborted: 4, prepared_left: 0 }, "the commands came back");
+    for handle in handles {
+        let Finished { buffer, result } = disk.wait(handle);
+        assert!(buffer.is_none(), "the buffer stays the device's for ever");
+        assert_eq!(result, Err(IoFailure::new(IoReturn::Aborted, Cause::DriverStopped)));
+    }
+    assert!(platform.is_allocated(queue_address), "the ring is leaked, not freed");
+    let after = platform.accounting().stats();
+    assert_eq!(after.leaked_transfers - before.leaked_transfers, 4 * 3 + 1, "three parts a request, and the ring");
+    let log = platform.accounting().misuse_log();
+    assert_eq!(log.iter().filter(|report| report.misuse == Misuse::AbandonedWhileDeviceOwned).count(), 12);
+    // The hung device wakes up and writes: only into memory never freed.
+    assert_eq!(fake.finish_held(FinishOrder::AsTaken), 4);
+
+    let failure = disk.start().unwrap_err();
+    assert_eq!(failure.code(), IoReturn::Timeout, "no restart on a device that does not reset");
+    fake.set_reset_response(ResetResponse::Confirm);
+    fake.set_answer(Answer::AtNotify);
+    disk.start().unwrap();
+    // Every slot works, those whose buffers were abandoned too.
+    let planned = plan(4, 32, 8);
+    let handles: Vec<_> = planned.iter().map(|planned| submit(&disk, platform, planned)).collect();
+    for (planned, handle) in planned.iter().zip(handles) {
+        check(&fake, planned, disk.wait(handle));
+    }
 }
 
 proptest! {
