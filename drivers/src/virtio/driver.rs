@@ -9,6 +9,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use dmakit::arch::pic;
+use dmakit::block::{BlockDevice, QueuedDisk};
 use dmakit::dma::IoReturn;
 use dmakit::dma::kernel_platform::platform;
 use dmakit::driver::{Driver, DriverInstance, Match};
@@ -122,23 +123,28 @@ fn start_on<T: Transport + 'static>(
     };
     let platforms = DmaPlatforms { physical: platform(), function };
     // The kernel's driver interface takes the bare code; the log keeps the cause.
-    let disk = VirtioBlock::new(transport, platforms, waiter)
+    let hardware = VirtioBlock::new(transport, platforms)
         .inspect_err(|failure| log::error!("virtio-blk: start failed on {}: {failure}", device.location()))?;
-    let disk = Arc::new(disk);
+    // The block layer around the driver: it queues, waits and times out.
+    let disk = Arc::new(QueuedDisk::new(hardware, waiter));
     let mut interrupt = "none (polling)".to_string();
     if let Some(line) = device.interrupt_line {
         let handler = disk.clone();
-        if pic::register_handler(line, Arc::new(move || handler.handle_interrupt())) {
+        if pic::register_handler(line, Arc::new(move || handler.interrupt())) {
             interrupt = line.to_string();
         }
     }
-    let (offered, accepted) = disk.features();
+    let hardware = disk.hardware();
+    let (offered, accepted) = hardware.features();
+    let layout = hardware.slot_layout();
+    let queue_address = hardware.queue_address().map_or("none".to_string(), |address| format!("{address:#x}"));
     let properties: Vec<(String, String)> = vec![
-        ("transport".to_string(), format!("{}, {where_registers}", disk.interface().name())),
+        ("transport".to_string(), format!("{}, {where_registers}", hardware.interface().name())),
         ("features".to_string(), format!("offered {offered:#x}, accepted {accepted:#x}")),
-        ("dma".to_string(), disk.dma_description().to_string()),
-        ("queue-size".to_string(), disk.queue_size().to_string()),
-        ("queue-address".to_string(), format!("{:#x}", disk.queue_address())),
+        ("dma".to_string(), hardware.dma_description().to_string()),
+        ("queue-size".to_string(), hardware.queue_size().to_string()),
+        ("queue-depth".to_string(), layout.depth.to_string()),
+        ("queue-address".to_string(), queue_address),
         ("irq".to_string(), interrupt),
     ];
     Ok(DriverInstance { properties, disks: vec![disk] })

@@ -11,17 +11,18 @@
 //! features (clear `FEATURES_OK`) like a device that cannot work with them.
 //!
 //! It checks every write it makes: the memory must still be allocated, so a
-//! driver that frees memory under a device fails its test. It can also answer
-//! late, as a slow device does: with `late` set, a notify only takes the new
-//! chains off the available ring, and [`FakeVirtio::finish_late`] runs them
-//! later, unless the driver reset the device in between (a reset makes a device
-//! forget its queue and everything on it).
+//! driver that frees memory under a device fails its test. It answers at once
+//! (inside the notify) by default; in [`Answer::Held`] mode a notify only takes
+//! the new chains off the available ring, and [`FakeVirtio::finish_held`] runs
+//! them later, in the order the test chooses (so requests finish out of order,
+//! as on a real device), unless the driver reset the device in between (a reset
+//! makes a device forget its queue and everything on it). It can also ignore a
+//! reset, like a device that hangs, so that the driver must give its memory up.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use dmakit::dma::simulated::SimulatedPlatform;
 use dmakit::io::RegisterIo;
@@ -50,6 +51,35 @@ pub enum FeatureCheck {
     Accept,
     /// Clears `FEATURES_OK` whatever the driver accepted.
     Refuse,
+}
+
+/// When the fake runs the chains a notify makes available.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Inside the notify, in the order the driver made them available.
+    AtNotify,
+    /// When the test calls [`FakeVirtio::finish_held`].
+    Held,
+}
+
+/// In which order [`FakeVirtio::finish_held`] runs the chains it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishOrder {
+    /// The order the driver made them available.
+    AsTaken,
+    /// The newest first: each request finishes before those made available
+    /// earlier.
+    Reverse,
+}
+
+/// What the fake does when the driver writes 0 to the device status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetResponse {
+    /// Resets: forgets features, queue and held chains (and records it).
+    Confirm,
+    /// Ignores the write, like a hung device: the status keeps its value, the
+    /// device keeps its queue and its chains.
+    Ignore,
 }
 
 /// The queue as the device uses it.
@@ -108,7 +138,7 @@ struct State {
     last_available: u16,
     used_index: u16,
     isr: u8,
-    /// Chains taken but not run yet (late mode); a reset forgets them.
+    /// Chains taken but not run yet (held mode); a reset forgets them.
     pending: Vec<Chain>,
 }
 
@@ -153,8 +183,10 @@ pub struct FakeVirtio {
     /// Most data bytes a read writes: the device stops early, still reports OK,
     /// and its used element counts only the bytes it wrote.
     pub read_limit: Option<u64>,
-    /// A notify only takes the chains; [`FakeVirtio::finish_late`] runs them.
-    pub late: AtomicBool,
+    /// When chains run (see [`FakeVirtio::set_answer`]).
+    answer: Mutex<Answer>,
+    /// What a reset does (see [`FakeVirtio::set_reset_response`]).
+    reset_response: Mutex<ResetResponse>,
     /// Largest chain seen (descriptors).
     pub longest_chain: Mutex<usize>,
     /// Every reset, oldest first.
@@ -170,9 +202,10 @@ pub const NOTIFY_BYTES: u32 = 0x1000;
 pub const DEVICE_CONFIG_BYTES: u32 = 0x3c;
 
 impl FakeVirtio {
-    /// A fake disk holding `contents`, with the registers of `interface`. A
-    /// modern one offers `VERSION_1` and `ACCESS_PLATFORM` too, and notifies
-    /// queue 0 at 3 * 4 bytes into its notify structure.
+    /// A fake disk holding `contents`, with the registers of `interface` and a
+    /// 256-entry queue, as QEMU's. A modern one offers `VERSION_1` and
+    /// `ACCESS_PLATFORM` too, and notifies queue 0 at 3 * 4 bytes into its
+    /// notify structure.
     pub fn new(
         platform: &'static SimulatedPlatform,
         contents: Vec<u8>,
@@ -192,7 +225,7 @@ impl FakeVirtio {
             interface,
             disk: Mutex::new(contents),
             state: Mutex::new(State::default()),
-            max_queue_size: 64,
+            max_queue_size: 256,
             offered: FEATURE_SEG_MAX | read_only | 1 << 28 | modern,
             feature_check: FeatureCheck::Accept,
             notify_off_multiplier: 4,
@@ -201,7 +234,8 @@ impl FakeVirtio {
             bad_sector: None,
             seg_max: 16,
             read_limit: None,
-            late: AtomicBool::new(false),
+            answer: Mutex::new(Answer::AtNotify),
+            reset_response: Mutex::new(ResetResponse::Confirm),
             longest_chain: Mutex::new(0),
             resets: Mutex::new(Vec::new()),
         })
@@ -242,16 +276,49 @@ impl FakeVirtio {
         }
     }
 
-    /// Runs the chains a late notify took, unless a reset made the device
-    /// forget them; returns how many ran.
-    pub fn finish_late(&self) -> usize {
+    /// From now on, runs chains as `answer` says (chains held already stay
+    /// held until [`FakeVirtio::finish_held`]).
+    pub fn set_answer(&self, answer: Answer) {
+        *self.answer.lock() = answer;
+    }
+
+    /// From now on, answers a reset as `response` says.
+    pub fn set_reset_response(&self, response: ResetResponse) {
+        *self.reset_response.lock() = response;
+    }
+
+    /// Runs the chains held notifies took, in `order`, unless a reset made the
+    /// device forget them; returns how many ran.
+    pub fn finish_held(&self, order: FinishOrder) -> usize {
         let mut state = self.state.lock();
-        let chains = core::mem::take(&mut state.pending);
+        let mut chains = core::mem::take(&mut state.pending);
+        if order == FinishOrder::Reverse {
+            chains.reverse();
+        }
         let count = chains.len();
         for chain in chains {
             self.finish(&mut state, chain);
         }
         count
+    }
+
+    /// Chains the device holds now.
+    pub fn held(&self) -> usize {
+        self.state.lock().pending.len()
+    }
+
+    /// `(address, length)` of every data descriptor of the chains the device
+    /// holds (between header and status): request memory it may still read or
+    /// write.
+    pub fn held_data(&self) -> Vec<(u64, u64)> {
+        let state = self.state.lock();
+        let data = state.pending.iter().flat_map(|chain| &chain.descriptors[1..chain.descriptors.len() - 1]);
+        data.map(|descriptor| (descriptor.address, u64::from(descriptor.length))).collect()
+    }
+
+    /// Whether every page of `[address, address + length)` is allocated.
+    pub fn is_allocated(&self, address: u64, length: u64) -> bool {
+        self.allocated(address, length)
     }
 
     fn read(&self, address: u64, length: usize) -> Vec<u8> {
@@ -278,7 +345,7 @@ impl FakeVirtio {
     }
 
     /// Processes every new available entry (what QEMU does on a notify), or in
-    /// late mode only takes them.
+    /// held mode only takes them.
     fn process(&self) {
         let mut state = self.state.lock();
         assert_eq!(state.status & STATUS_DRIVER_OK, STATUS_DRIVER_OK, "notify before DRIVER_OK");
@@ -286,7 +353,7 @@ impl FakeVirtio {
             assert_ne!(state.status & STATUS_FEATURES_OK, 0, "a modern device runs only after FEATURES_OK");
         }
         let chains = self.take_available(&mut state);
-        if self.late.load(Ordering::Relaxed) {
+        if *self.answer.lock() == Answer::Held {
             state.pending.extend(chains);
             return;
         }
@@ -393,6 +460,9 @@ impl FakeVirtio {
     /// modern device, `FEATURES_OK` stays set only for acceptable features.
     fn write_status(&self, mut value: u8) {
         let mut state = self.state.lock();
+        if value == 0 && *self.reset_response.lock() == ResetResponse::Ignore {
+            return;
+        }
         if value == 0 {
             let reset = self.record_reset(&state);
             self.resets.lock().push(reset);

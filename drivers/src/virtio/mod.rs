@@ -14,7 +14,7 @@ pub mod registers;
 mod tests;
 pub mod transport;
 
-pub use block::VirtioBlock;
+pub use block::{SlotLayout, VirtioBlock};
 #[cfg(target_os = "none")]
 pub use driver::VirtioBlockDriver;
 pub use legacy::LegacyTransport;

@@ -25,9 +25,9 @@ pub enum Interface {
     Modern,
 }
 
-/// The most queue entries the driver asks a modern device for: one request is
-/// in flight at a time, and 256 entries (12 KiB of ring) hold a 1 MiB request
-/// in 254 data descriptors.
+/// The most queue entries the driver asks a modern device for: 256 entries
+/// (12 KiB of ring, QEMU's default) make 32 slots of 8 descriptors, 32
+/// requests in flight (see `block.rs`).
 pub const QUEUE_SIZE_LIMIT: u16 = 256;
 
 impl Interface {
