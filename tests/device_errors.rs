@@ -28,9 +28,12 @@ const REQUESTS: u64 = 32;
 /// Request 15 of 32 covers the bad sector.
 const FIRST: u64 = BAD_SECTOR - 15 * AREA - 10;
 
-static ATTACHED: Once<Vec<(&'static str, u8, Arc<dyn BlockDevice>)>> = Once::new();
+/// A disk's name, its image's pattern tag, and the disk.
+type Disk = (&'static str, u8, Arc<dyn BlockDevice>);
 
-fn disks() -> &'static [(&'static str, u8, Arc<dyn BlockDevice>)] {
+static ATTACHED: Once<Vec<Disk>> = Once::new();
+
+fn disks() -> &'static [Disk] {
     ATTACHED.call_once(|| {
         driver::attach(&dmakit_drivers::all());
         [("vda", b'V'), ("hda", b'A'), ("sda", b'S')]

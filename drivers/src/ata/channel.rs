@@ -290,6 +290,7 @@ impl<R: RegisterIo> Channel<R> {
     /// Starts `request` on `drive` if the channel is free: prepares the buffer
     /// with the channel's one command, writes the PRD table, programs the drive
     /// and starts the engine. `Busy` while the other drive's command runs.
+    #[allow(clippy::result_large_err, reason = "a refusal gives the request back by value, without allocating")]
     fn start_request(&self, drive: &DriveRequest, request: BlockRequest) -> Result<(), Rejected> {
         let mut engine = self.engine.lock();
         let Engine { prd_table, pool, records, last_table, last_command, in_flight } = &mut *engine;

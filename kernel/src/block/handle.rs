@@ -2,6 +2,7 @@
 //! comes back through it when the request is finished.
 
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
@@ -12,20 +13,24 @@ use super::Finished;
 #[derive(Debug)]
 pub(super) struct Ticket {
     sequence: u64,
+    /// The how-manyth request of its disk to finish (from 1); 0 until then.
+    completion: AtomicU64,
     finished: Mutex<Option<Finished>>,
 }
 
 impl Ticket {
     pub(super) fn new(sequence: u64) -> Arc<Ticket> {
-        Arc::new(Ticket { sequence, finished: Mutex::new(None) })
+        Arc::new(Ticket { sequence, completion: AtomicU64::new(0), finished: Mutex::new(None) })
     }
 
     pub(super) fn sequence(&self) -> u64 {
         self.sequence
     }
 
-    /// The request is over: hands its buffer and result to the submitter.
-    pub(super) fn fulfil(&self, finished: Finished) {
+    /// The request is over, the `completion`th of its disk: hands its buffer
+    /// and result to the submitter.
+    pub(super) fn fulfil(&self, completion: u64, finished: Finished) {
+        self.completion.store(completion, Ordering::Release);
         *self.finished.lock() = Some(finished);
     }
 }
@@ -47,6 +52,16 @@ impl RequestHandle {
     /// The request's number on its disk, in submission order (from 1).
     pub fn sequence(&self) -> u64 {
         self.ticket.sequence
+    }
+
+    /// The how-manyth request of its disk this one was to finish (from 1), once
+    /// it is over: compare with [`RequestHandle::sequence`] to see the device's
+    /// order.
+    pub fn completion(&self) -> Option<u64> {
+        match self.ticket.completion.load(Ordering::Acquire) {
+            0 => None,
+            completion => Some(completion),
+        }
     }
 
     /// Whether the request is over (the buffer is waiting to be taken).

@@ -133,7 +133,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
         if finished.result.is_err() {
             state.stats.failed += 1;
         }
-        ticket.fulfil(finished);
+        ticket.fulfil(state.stats.finished, finished);
     }
 
     /// Starts waiting requests in free slots, in order, until the slots or the
