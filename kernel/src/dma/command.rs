@@ -693,7 +693,7 @@ impl IoDmaCommand {
             (Some(range), Some(mapper)) => {
                 mapper.unmap(range.iova, range.pages);
                 dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
-                mapper.take_fault()
+                mapper.take_fault(range)
             }
             _ => None,
         };

@@ -11,6 +11,7 @@
 //! simulated machine has [`super::simulated_mapper::SimulatedMapper`] so the same
 //! command logic runs in host tests.
 
+use crate::dma::MappedRange;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt;
@@ -110,9 +111,13 @@ pub trait IoMapper: Send + Sync {
     /// Where `iova` leads now, if it is mapped (for the shell and for tests).
     fn translate(&self, iova: u64) -> Option<PhysAddr>;
 
-    /// The oldest DMA of this device the IOMMU refused since the last call, if
-    /// any (taken: the next call returns the next one).
-    fn take_fault(&self) -> Option<IommuFault>;
+    /// The oldest DMA of this device that the IOMMU refused and nobody took
+    /// yet, into `range` or into no page mapped now, if any (taken: the next
+    /// call returns the next one). With many transfers in flight, a fault
+    /// inside another live transfer's IOVAs is that transfer's, and stays for
+    /// it; one into `range` (just unmapped) or into nothing mapped is the
+    /// caller's.
+    fn take_fault(&self, range: MappedRange) -> Option<IommuFault>;
 }
 
 /// A machine as one device behind an IOMMU sees it: `inner`'s memory, with

@@ -38,6 +38,14 @@ pub struct MappedRange {
     pub pages: usize,
 }
 
+impl MappedRange {
+    /// Whether `address` lies in the range.
+    pub fn contains(&self, address: u64) -> bool {
+        let length = (self.pages as u64).saturating_mul(crate::memory::FRAME_SIZE);
+        address >= self.iova && address - self.iova < length
+    }
+}
+
 /// Maps every piece of `layout` (its bounce pieces in `buffers`) for a device
 /// moving data in `direction`, and returns the device segments and the range.
 ///

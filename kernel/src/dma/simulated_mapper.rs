@@ -5,6 +5,7 @@
 //! address a driver gives them: a page that is not mapped, or mapped without the
 //! access the device attempts, is refused and recorded as a fault, as VT-d does.
 
+use crate::dma::MappedRange;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
@@ -135,7 +136,10 @@ impl IoMapper for SimulatedMapper {
         Some(PhysAddr::new(page * FRAME_SIZE + iova % FRAME_SIZE))
     }
 
-    fn take_fault(&self) -> Option<IommuFault> {
-        self.state.lock().faults.pop_front()
+    fn take_fault(&self, range: MappedRange) -> Option<IommuFault> {
+        let mut state = self.state.lock();
+        let belongs = |address: u64| range.contains(address) || !state.pages.contains_key(&(address / FRAME_SIZE));
+        let index = state.faults.iter().position(|fault| belongs(fault.address))?;
+        state.faults.remove(index)
     }
 }

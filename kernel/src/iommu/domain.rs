@@ -6,6 +6,7 @@
 //! invalidates the unit's IOTLB for them and waits, and only then gives the IOVAs
 //! back: when it returns, the device can no longer reach those pages.
 
+use crate::dma::MappedRange;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
@@ -322,8 +323,8 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         self.state.lock().table.translate(iova)
     }
 
-    fn take_fault(&self) -> Option<IommuFault> {
-        self.unit.take_fault(self.source)
+    fn take_fault(&self, range: MappedRange) -> Option<IommuFault> {
+        self.unit.take_fault(self.source, &|address| range.contains(address) || self.translate(address).is_none())
     }
 }
 
@@ -489,10 +490,16 @@ mod tests {
         let disk = unit.attach(DISK).unwrap();
         fake.plant_fault(0, DISK, 0x5000, 0x05, false);
         fake.plant_fault(1, IDE, 0x9000, 0x06, true);
-        let fault = ide.take_fault().expect("the IDE's fault");
+        // 0x9000 is mapped by nobody: any transfer of the IDE's may take it.
+        let elsewhere = MappedRange { iova: 0x20_0000, pages: 4 };
+        let fault = ide.take_fault(elsewhere).expect("the IDE's fault");
         assert_eq!((fault.source, fault.access, fault.address), (IDE, FaultAccess::Read, 0x9000));
-        assert_eq!(ide.take_fault(), None);
-        assert_eq!(disk.take_fault().map(|fault| fault.access), Some(FaultAccess::Write));
+        assert_eq!(ide.take_fault(elsewhere), None);
+        // 0x5000 is a live transfer's page: the fault waits for that transfer.
+        disk.map_identity(&[PhysAddr::new(0x5000)], IoDirection::InOut).unwrap();
+        assert_eq!(disk.take_fault(elsewhere), None, "the fault at 0x5000 belongs to the transfer mapped there");
+        let its_own = MappedRange { iova: 0x4000, pages: 2 };
+        assert_eq!(disk.take_fault(its_own).map(|fault| fault.access), Some(FaultAccess::Write));
     }
 
     #[test]

@@ -476,11 +476,12 @@ impl<R: RegisterIo> Unit<R> {
         }
     }
 
-    /// The oldest fault of device `source` not taken yet (the records are read first).
-    pub fn take_fault(&self, source: u16) -> Option<IommuFault> {
+    /// The oldest fault of device `source` not taken yet whose address `belongs`
+    /// (the records are read first).
+    pub fn take_fault(&self, source: u16, belongs: &dyn Fn(u64) -> bool) -> Option<IommuFault> {
         let mut state = self.state.lock();
         self.collect_faults(&mut state);
-        let index = state.pending.iter().position(|fault| fault.source == source)?;
+        let index = state.pending.iter().position(|fault| fault.source == source && belongs(fault.address))?;
         state.pending.remove(index)
     }
 
@@ -575,6 +576,9 @@ enum Switch {
 mod tests {
     use super::super::fake::{Event, FakeUnit, QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY};
     use super::*;
+
+    /// Every address: the fault of any transfer.
+    const EVERYWHERE: &dyn Fn(u64) -> bool = &|_| true;
     use crate::dma::simulated::SimulatedPlatform;
 
     #[test]
@@ -663,7 +667,7 @@ mod tests {
         fake.plant_fault(0, 0x0020, 0x9000, 0x05, false); // record 0 is full: overflow
         assert_eq!(fake.register(FAULT_STATUS) & 3, 3, "pending and overflowed");
 
-        let fault = unit.take_fault(0x0018).expect("the IDE's fault");
+        let fault = unit.take_fault(0x0018, EVERYWHERE).expect("the IDE's fault");
         assert_eq!(
             fault,
             IommuFault {
@@ -676,8 +680,8 @@ mod tests {
         );
         assert_eq!(fake.register(FAULT_STATUS) & 3, 0, "every record cleared, the overflow too");
         assert_eq!(fake.register(0x220 + 12) >> 31, 0, "F cleared");
-        assert_eq!(unit.take_fault(0x0018), None, "taken");
-        let other = unit.take_fault(0x0020).expect("the other device's fault waited for it");
+        assert_eq!(unit.take_fault(0x0018, EVERYWHERE), None, "taken");
+        let other = unit.take_fault(0x0020, EVERYWHERE).expect("the other device's fault waited for it");
         assert_eq!((other.access, other.address, other.reason), (FaultAccess::Write, 0x7000_5000, 0x05));
         assert_eq!(
             other.to_string(),
@@ -701,6 +705,6 @@ mod tests {
             assert_eq!(unit.recent_faults().len(), (page as usize + 1).min(FAULT_LOG_LENGTH));
         }
         // Nobody took the device's faults: the oldest five were dropped.
-        assert_eq!(unit.take_fault(0x0008).map(|fault| fault.address), Some(5 << 12));
+        assert_eq!(unit.take_fault(0x0008, EVERYWHERE).map(|fault| fault.address), Some(5 << 12));
     }
 }
