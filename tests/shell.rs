@@ -21,6 +21,7 @@ dmakit::test_kernel!(
     trace_on_shows_each_step,
     stop_and_start_a_disk_from_the_shell,
     bench_with_a_queue_depth_reports_each_disk,
+    queue_shows_the_order_the_device_finished_in,
 );
 
 static ATTACHED: Once<()> = Once::new();
@@ -124,4 +125,19 @@ fn bench_with_a_queue_depth_reports_each_disk() {
     }
     assert!(output.contains("error: --qd must be 1 to 256, not 0"), "{output}");
     assert!(output.contains("error: --qd takes a number, not 'x'"), "{output}");
+}
+
+fn queue_shows_the_order_the_device_finished_in() {
+    let output = shell("queue sda 16\nqueue hda 4\nqueue sda 0\nqueue\n");
+    let order = |disk: &str| -> alloc::vec::Vec<u64> {
+        let from = output.find(&alloc::format!("4 KiB {disk} ")).expect("the disk's report");
+        let line = output[from..].lines().find(|line| line.starts_with("finished in this order: ")).expect("order");
+        line.trim_start_matches("finished in this order: ").split(' ').map(|n| n.parse().expect("a number")).collect()
+    };
+    let mut sda = order("to sda");
+    sda.sort_unstable();
+    assert_eq!(sda, (1..=16).collect::<alloc::vec::Vec<u64>>(), "every read finished once: {output}");
+    assert_eq!(order("to hda"), [1, 2, 3, 4], "one at a time finishes in order: {output}");
+    assert!(output.contains("error: N must be 1 to 64, not 0"), "{output}");
+    assert!(output.contains("error: usage: queue DEV N"), "{output}");
 }

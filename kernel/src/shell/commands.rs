@@ -101,6 +101,7 @@ pub fn execute(line: &str) -> Result<(), String> {
         "iommu" => iommu(arguments)?,
         "bench" => bench(arguments)?,
         "stop" => stop(arguments)?,
+        "queue" => super::queue::queue(arguments)?,
         "start" => start(arguments)?,
         "poweroff" | "exit" | "quit" => {
             println!("powering off");
@@ -124,6 +125,7 @@ fn help() {
     println!("                           one read with your own limits added to the device's");
     println!("  trace on|off             show every DMA step of every transfer");
     println!("  stats                    bounce accounting, and each disk's queue");
+    println!("  queue DEV N              N reads submitted at once: see the order the device finishes them");
     println!("  stop DEV | start DEV     stop a disk's driver (requests in flight drain or abort,");
     println!("                           then the device's memory goes back), or start it again");
     println!("  iommu                    IOMMU units, capabilities, domains, live mappings, faults");

@@ -6,6 +6,8 @@ mod commands;
 pub mod line;
 pub mod parse;
 #[cfg(target_os = "none")]
+mod queue;
+#[cfg(target_os = "none")]
 mod story;
 
 #[cfg(target_os = "none")]
