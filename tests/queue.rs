@@ -53,13 +53,18 @@ static ATTACHED: Once<Vec<Disk>> = Once::new();
 fn disks() -> &'static [Disk] {
     ATTACHED.call_once(|| {
         driver::attach(&dmakit_drivers::all());
-        DISKS
+        let mut disks: Vec<Disk> = DISKS
             .iter()
             .map(|&(name, tag, host)| {
                 let disk = driver::find_block_device(name).unwrap_or_else(|| panic!("{name} attached"));
                 (name, tag, host, disk)
             })
-            .collect()
+            .collect();
+        // On q35 (MACHINE=q35 make test) the modern virtio disk, behind the IOMMU, too.
+        if let Some(modern) = driver::find_block_device("vdb") {
+            disks.push(("vdb", b'M', "modern", modern));
+        }
+        disks
     })
 }
 
