@@ -12,7 +12,7 @@ pub trait Waiter: Send + Sync {
 }
 
 #[cfg(target_os = "none")]
-pub use kernel_waiters::{InterruptWaiter, PollingWaiter};
+pub use kernel_waiters::{InterruptWaiter, PollingWaiter, waiter_for_line};
 
 #[cfg(target_os = "none")]
 mod kernel_waiters {
@@ -56,6 +56,18 @@ mod kernel_waiters {
     impl Waiter for InterruptWaiter {
         fn wait_until(&self, timeout_ms: u64, done: &mut dyn FnMut() -> bool) -> Result<(), IoReturn> {
             wait(timeout_ms, done, true)
+        }
+    }
+
+    static INTERRUPT_WAITER: InterruptWaiter = InterruptWaiter;
+    static POLLING_WAITER: PollingWaiter = PollingWaiter;
+
+    /// How to wait for a device with interrupt line `line`: sleep until an
+    /// interrupt if it has one, poll if not.
+    pub fn waiter_for_line(line: Option<u8>) -> &'static dyn Waiter {
+        match line {
+            Some(_) => &INTERRUPT_WAITER,
+            None => &POLLING_WAITER,
         }
     }
 

@@ -13,13 +13,10 @@ use dmakit::dma::IoReturn;
 use dmakit::driver::{Driver, DriverInstance, Match};
 use dmakit::io::{MmioRange, RegisterIo};
 use dmakit::pci::{Bar, PciDevice};
-use dmakit::time::{InterruptWaiter, PollingWaiter, Waiter};
+use dmakit::time::waiter_for_line;
 
 use super::registers::{PX_SIG, SIGNATURE_ATAPI, port_register};
 use super::{AhciPort, Hba};
-
-static INTERRUPT_WAITER: InterruptWaiter = InterruptWaiter;
-static POLLING_WAITER: PollingWaiter = PollingWaiter;
 
 /// The ABAR: the HBA's registers are in memory BAR 5.
 const ABAR: usize = 5;
@@ -60,10 +57,7 @@ impl Driver for AhciDriver {
             return Err(IoReturn::BadArgument);
         };
         let registers = Arc::new(device.claim_memory_bar(ABAR, 0, size.min(REGISTER_MAP_LIMIT))?);
-        let waiter: &'static dyn Waiter = match device.interrupt_line {
-            Some(_) => &INTERRUPT_WAITER,
-            None => &POLLING_WAITER,
-        };
+        let waiter = waiter_for_line(device.interrupt_line);
         let hba = Hba::reset(registers.clone(), waiter).map_err(|failure| {
             // The driver interface takes only the code: say the cause here.
             log::error!("Ahci: HBA reset failed on {}: {failure}", device.location());

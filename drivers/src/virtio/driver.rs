@@ -15,16 +15,13 @@ use dmakit::dma::kernel_platform::platform;
 use dmakit::driver::{Driver, DriverInstance, Match};
 use dmakit::io::MmioRange;
 use dmakit::pci::{Bar, PciDevice, VirtioCapability, VirtioStructure};
-use dmakit::time::{InterruptWaiter, PollingWaiter, Waiter};
+use dmakit::time::waiter_for_line;
 
 use super::VirtioBlock;
 use super::legacy::LegacyTransport;
 use super::modern::{ModernRegisters, ModernTransport, Structure};
 use super::registers::REGISTER_BLOCK_SIZE;
 use super::transport::{DmaPlatforms, Interface, Transport};
-
-static INTERRUPT_WAITER: InterruptWaiter = InterruptWaiter;
-static POLLING_WAITER: PollingWaiter = PollingWaiter;
 
 /// The transitional virtio-blk device: legacy interface in I/O BAR 0.
 const TRANSITIONAL_BLOCK: u16 = 0x1001;
@@ -109,10 +106,7 @@ fn start_on<T: Transport + 'static>(
     transport: T,
     where_registers: String,
 ) -> Result<DriverInstance, IoReturn> {
-    let waiter: &'static dyn Waiter = match device.interrupt_line {
-        Some(_) => &INTERRUPT_WAITER,
-        None => &POLLING_WAITER,
-    };
+    let waiter = waiter_for_line(device.interrupt_line);
     // Which of the two the device's DMA uses is decided by `DmaRoute`, once the
     // features are negotiated.
     // A legacy device never goes through an IOMMU in QEMU: it gets no domain
