@@ -22,6 +22,7 @@ dmakit::test_kernel!(
     stop_and_start_a_disk_from_the_shell,
     bench_with_a_queue_depth_reports_each_disk,
     queue_shows_the_order_the_device_finished_in,
+    experiments_show_stale_bytes_and_leave_the_disk_as_it_was,
 );
 
 static ATTACHED: Once<()> = Once::new();
@@ -140,4 +141,18 @@ fn queue_shows_the_order_the_device_finished_in() {
     assert_eq!(order("to hda"), [1, 2, 3, 4], "one at a time finishes in order: {output}");
     assert!(output.contains("error: N must be 1 to 64, not 0"), "{output}");
     assert!(output.contains("error: usage: queue DEV N"), "{output}");
+}
+
+fn experiments_show_stale_bytes_and_leave_the_disk_as_it_was() {
+    let before = shell("read hda 40 2\n");
+    let output = shell("experiment skip-copy-back hda 40 2\nexperiment skip-fill hda 40 2\nexperiment skip-fill\n");
+    assert!(output.contains("your buffer after the read:   5a 5a 5a 5a"), "{output}");
+    assert!(output.contains("the same read with the copy:  28 00 00 00"), "sector 40's first bytes: {output}");
+    assert!(output.contains("1024 of 1024 bytes still held 0x5a"), "{output}");
+    assert!(output.contains("the sectors were put back as they were."), "{output}");
+    let wrote = output.lines().find(|line| line.contains("bytes are what you wrote")).expect("the fill's report");
+    assert!(!wrote.starts_with("1024 of"), "the disk got the bounce frames' bytes: {wrote}");
+    assert!(output.contains("error: usage: experiment skip-copy-back|skip-fill DEV LBA COUNT"), "{output}");
+    let after = shell("read hda 40 2\n");
+    assert_eq!(printed_sha256(&before), printed_sha256(&after), "the experiments left the sectors as they were");
 }

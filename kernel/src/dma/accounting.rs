@@ -4,9 +4,11 @@
 use alloc::vec::Vec;
 use core::fmt;
 use core::panic::Location;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use spin::Mutex;
+
+use super::experiment::Skip;
 
 /// Misuse log entries kept (the oldest are dropped first).
 const LOG_CAPACITY: usize = 64;
@@ -131,6 +133,8 @@ pub struct Accounting {
     leaked_transfers: AtomicU64,
     next_id: AtomicU64,
     debug: AtomicBool,
+    /// The learner's armed experiment (`experiment::Skip` as a number), or 0.
+    experiment: AtomicU8,
     log: Mutex<Vec<MisuseReport>>,
 }
 
@@ -151,6 +155,7 @@ impl Accounting {
             leaked_transfers: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             debug: AtomicBool::new(true),
+            experiment: AtomicU8::new(0),
             log: Mutex::new(Vec::new()),
         }
     }
@@ -175,6 +180,23 @@ impl Accounting {
     /// Changes the bounce page budget.
     pub fn set_page_limit(&self, pages: usize) {
         self.page_limit.store(pages, Ordering::Relaxed);
+    }
+
+    /// Skips `step` once, at the next transfer on this platform that would do
+    /// it (a learner's experiment: see [`super::experiment`]).
+    pub fn arm_experiment(&self, step: Skip) {
+        self.experiment.store(step as u8, Ordering::SeqCst);
+    }
+
+    /// Nothing is skipped any more; returns whether a step was still armed (no
+    /// transfer reached it).
+    pub fn disarm_experiment(&self) -> bool {
+        self.experiment.swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// Whether `step` is armed; if so it is disarmed now: skipped this once.
+    pub(crate) fn take_experiment(&self, step: Skip) -> bool {
+        self.experiment.compare_exchange(step as u8, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
     }
 
     /// Turns the debugging mode on or off.

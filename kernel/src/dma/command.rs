@@ -16,6 +16,7 @@ use x86_64::PhysAddr;
 
 use super::accounting::{Misuse, MisuseReport};
 use super::address::Segment;
+use super::experiment::Skip;
 use super::failure::{Cause, IoFailure};
 use super::mapper::{IoMapper, Mapping};
 use super::mapping::{self, IovaChoice, MappedRange};
@@ -321,7 +322,7 @@ impl IoDmaCommand {
         // what the device wrote, so it skips the fill.
         let must_fill = descriptor.direction().includes_out() || completion == Completion::WholeRange;
         if must_fill && !prepared.buffers.is_empty() {
-            self.copy(&descriptor, &prepared, IoDirection::Out, u64::MAX, "prepare fills fresh bounce buffers");
+            self.fill(&descriptor, &prepared, "prepare fills fresh bounce buffers");
         }
         prepared.filled = must_fill;
         let accounting = self.platform.accounting();
@@ -469,6 +470,17 @@ impl IoDmaCommand {
     /// Copies the bounced pieces of the first `limit` bytes of the prepared range:
     /// descriptor -> bounce (`Out`, towards the device) or bounce -> descriptor
     /// (`In`, from the device).
+    /// Fills the bounce buffers from the descriptor before the device reads
+    /// them, unless a learner's experiment skips it this once.
+    fn fill(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, why: &str) {
+        if self.platform.accounting().take_experiment(Skip::Fill) {
+            dma_trace!("  EXPERIMENT: the fill of bounce memory is skipped: the device reads what its frames held");
+            log::warn!("experiment: prepare skipped the fill of bounce memory (command #{})", self.id);
+            return;
+        }
+        self.copy(descriptor, prepared, IoDirection::Out, u64::MAX, why);
+    }
+
     fn copy(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, way: IoDirection, limit: u64, why: &str) {
         let mut total = 0;
         for piece in &prepared.layout.pieces {
@@ -595,7 +607,7 @@ impl IoDmaCommand {
             prepared.buffers = buffers;
             prepared.segments = segments;
             prepared.mapped = mapped;
-            self.copy(&descriptor, prepared, IoDirection::Out, u64::MAX, "fill the new buffer");
+            self.fill(&descriptor, prepared, "fill the new buffer");
             prepared.filled = true;
             trace_segments(&prepared.segments);
         }
@@ -700,7 +712,12 @@ impl IoDmaCommand {
         if let Some(fault) = fault {
             dma_trace!("  {fault}: nothing is copied back");
         } else if descriptor.direction().includes_in() {
-            self.copy(&descriptor, &prepared, IoDirection::In, moved, "complete copies what the device wrote");
+            if !prepared.buffers.is_empty() && self.platform.accounting().take_experiment(Skip::CopyBack) {
+                dma_trace!("  EXPERIMENT: the copy out of bounce memory is skipped: the buffer keeps its old bytes");
+                log::warn!("experiment: complete skipped the copy out of bounce memory (command #{})", self.id);
+            } else {
+                self.copy(&descriptor, &prepared, IoDirection::In, moved, "complete copies what the device wrote");
+            }
         }
         self.free_buffers(&prepared.buffers);
         let pages: usize = prepared.buffers.iter().map(|buffer| buffer.pages).sum();

@@ -11,6 +11,7 @@ mod coherent;
 mod command;
 mod descriptor;
 mod direction;
+pub mod experiment;
 mod failure;
 mod io_return;
 mod iova;

@@ -102,6 +102,7 @@ pub fn execute(line: &str) -> Result<(), String> {
         "bench" => bench(arguments)?,
         "stop" => stop(arguments)?,
         "queue" => super::queue::queue(arguments)?,
+        "experiment" => super::experiments::experiment(arguments)?,
         "start" => start(arguments)?,
         "poweroff" | "exit" | "quit" => {
             println!("powering off");
@@ -125,6 +126,8 @@ fn help() {
     println!("                           one read with your own limits added to the device's");
     println!("  trace on|off             show every DMA step of every transfer");
     println!("  stats                    bounce accounting, and each disk's queue");
+    println!("  experiment skip-copy-back|skip-fill DEV LBA COUNT");
+    println!("                           switch one bounce copy off for one transfer and see what goes wrong");
     println!("  queue DEV N              N reads submitted at once: see the order the device finishes them");
     println!("  stop DEV | start DEV     stop a disk's driver (requests in flight drain or abort,");
     println!("                           then the device's memory goes back), or start it again");

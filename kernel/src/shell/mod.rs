@@ -3,6 +3,8 @@
 
 #[cfg(target_os = "none")]
 mod commands;
+#[cfg(target_os = "none")]
+mod experiments;
 pub mod line;
 pub mod parse;
 #[cfg(target_os = "none")]

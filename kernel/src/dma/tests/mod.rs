@@ -2,6 +2,7 @@
 
 mod contract;
 mod defects;
+mod experiments;
 mod force_double_buffer;
 mod mapped;
 mod ownership;

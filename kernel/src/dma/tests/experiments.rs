@@ -1,0 +1,48 @@
+//! The learner's experiments: a skipped copy shows exactly the stale bytes it
+//! should, once, and the next transfer is whole again.
+
+use super::super::DmaPlatform;
+use super::super::experiment::Skip;
+use super::super::simulated::{STALE_BYTE, SimulatedPlatform};
+use super::super::{DmaBuffer, DmaTransfer, IoDirection, IoDmaCommand, Specification, TransferOptions};
+use crate::memory::Constraints;
+
+/// A buffer above 4 GiB holding `byte`, and a 32-bit command: every transfer bounces.
+fn bounced_setup(direction: IoDirection, byte: u8) -> (&'static SimulatedPlatform, DmaBuffer, IoDmaCommand) {
+    let platform = SimulatedPlatform::leak(64);
+    let mut buffer = DmaBuffer::allocate(platform, 4096, direction, Constraints::NONE).unwrap();
+    buffer.write_bytes(0, &[byte; 4096]).unwrap();
+    let command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
+    (platform, buffer, command)
+}
+
+#[test]
+fn a_skipped_copy_back_leaves_the_old_bytes_once() {
+    let (platform, mut buffer, mut command) = bounced_setup(IoDirection::In, 0x5a);
+    platform.accounting().arm_experiment(Skip::CopyBack);
+    for (round, expected) in [(0, 0x5a), (1, 0x77)] {
+        let transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &TransferOptions::default()).unwrap();
+        let segment = transfer.segments()[0];
+        assert!(segment.address.as_u64() < 1 << 32, "bounced");
+        platform.device_write(segment.address.as_u64(), &[0x77; 4096]);
+        transfer.complete(4096).result.unwrap();
+        let mut first = [0u8; 8];
+        buffer.read_bytes(0, &mut first).unwrap();
+        assert_eq!(first, [expected; 8], "round {round}: skipped the first time only");
+    }
+    assert!(!platform.accounting().disarm_experiment(), "the experiment was used up");
+}
+
+#[test]
+fn a_skipped_fill_lets_the_device_read_stale_bounce_bytes_once() {
+    let (platform, mut buffer, mut command) = bounced_setup(IoDirection::Out, 0x42);
+    platform.accounting().arm_experiment(Skip::Fill);
+    for (round, expected) in [(0, STALE_BYTE), (1, 0x42)] {
+        let transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &TransferOptions::default()).unwrap();
+        let segment = transfer.segments()[0];
+        let mut seen = [0u8; 8];
+        platform.device_read(segment.address.as_u64(), &mut seen);
+        assert_eq!(seen, [expected; 8], "round {round}: the device read the bounce buffer");
+        transfer.complete(4096).result.unwrap();
+    }
+}

@@ -1,0 +1,149 @@
+//! The shell's `experiment`: switch one safety step of a transfer off, once,
+//! and show what goes wrong. The disks' contents are put back afterwards.
+//!
+//! Both experiments force the transfer through a bounce buffer
+//! (`ForceDoubleBuffer`), so they work on every disk, and skip one of the two
+//! copies a bounce buffer needs:
+//! - `skip-copy-back` (a read): `complete` does not copy the device's bytes out
+//!   of the bounce buffer; the buffer keeps what it held before.
+//! - `skip-fill` (a write): `prepare` does not fill the bounce buffer from the
+//!   buffer; the device writes whatever the bounce frames held to the disk.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::parse;
+use crate::block::{BlockDevice, BlockOperation, TransferOptions};
+use crate::dma::experiment::Skip;
+use crate::dma::kernel_platform::platform;
+use crate::dma::{DmaBuffer, DmaPlatform, IoDirection};
+use crate::memory::Constraints;
+use crate::{driver, println};
+
+/// The most sectors an experiment moves.
+const MOST: u64 = 64;
+/// What the buffer holds before the read: easy to spot.
+const OLD_BYTE: u8 = 0x5a;
+/// What the experiment's write means to write.
+const MEANT: &[u8] = b"what the CPU meant to write. ";
+
+const USAGE: &str = "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT";
+
+/// `experiment STEP DEV LBA COUNT`.
+pub fn experiment(arguments: &[&str]) -> Result<(), String> {
+    let [step, name, _, _] = arguments else { return Err(String::from(USAGE)) };
+    let step = match *step {
+        "skip-copy-back" => Skip::CopyBack,
+        "skip-fill" => Skip::Fill,
+        other => return Err(format!("unknown experiment '{other}': {USAGE}")),
+    };
+    let disk = driver::find_block_device(name).ok_or_else(|| format!("no disk called '{name}' (try lsblk)"))?;
+    let lba = parse::argument(arguments, 2, "LBA")?;
+    let count = parse::argument(arguments, 3, "COUNT")?;
+    if count == 0 || count > MOST {
+        return Err(format!("COUNT must be 1 to {MOST}, not {count}"));
+    }
+    if lba.checked_add(count).is_none_or(|end| end > disk.block_count()) {
+        return Err(format!("sectors {lba}..{} are past the end of {name}", lba.saturating_add(count)));
+    }
+    let bytes = (count * u64::from(disk.block_size())) as usize;
+    match step {
+        Skip::CopyBack => skip_copy_back(name, &disk, lba, count, bytes),
+        Skip::Fill => skip_fill(name, &disk, lba, count, bytes),
+    }
+}
+
+/// Every transfer of the experiment goes through one bounce buffer.
+const FORCED: TransferOptions = TransferOptions { restrict: None, force_double_buffer: true };
+
+fn buffer(bytes: usize, direction: IoDirection) -> Result<DmaBuffer, String> {
+    DmaBuffer::allocate(platform(), bytes as u64, direction, Constraints::NONE)
+        .map_err(|failure| format!("no buffer of {bytes} bytes: {failure}"))
+}
+
+fn first_bytes(data: &[u8]) -> String {
+    let hex: Vec<String> = data.iter().take(16).map(|byte| format!("{byte:02x}")).collect();
+    hex.join(" ")
+}
+
+/// Runs one transfer with `step` skipped; says whether the step was reached.
+fn with_step_skipped(
+    step: Skip,
+    disk: &Arc<dyn BlockDevice>,
+    operation: BlockOperation,
+    (lba, count): (u64, u64),
+    buffer: &mut DmaBuffer,
+) -> Result<(), String> {
+    let accounting = platform().accounting();
+    accounting.arm_experiment(step);
+    let result = disk.transfer(operation, lba, count, buffer, 0, &FORCED);
+    let unused = accounting.disarm_experiment();
+    result.map_err(|failure| format!("the transfer failed: {failure}"))?;
+    if unused {
+        return Err(String::from("the transfer never reached that step (nothing was bounced)"));
+    }
+    Ok(())
+}
+
+fn skip_copy_back(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64, count: u64, bytes: usize) -> Result<(), String> {
+    let mut target = buffer(bytes, IoDirection::In)?;
+    target.write_bytes(0, &vec![OLD_BYTE; bytes]).map_err(|failure| format!("{failure}"))?;
+    println!(
+        "the buffer holds {OLD_BYTE:#04x} everywhere; reading {count} sector(s) of {name} through a bounce buffer,"
+    );
+    println!("and complete will NOT copy the device's bytes out of it (the step the driver relies on for reads)");
+    with_step_skipped(Skip::CopyBack, disk, BlockOperation::Read, (lba, count), &mut target)?;
+    let segments = disk.last_segments();
+    if let Some(segment) = segments.first() {
+        println!("the device wrote into the bounce buffer at {:#x}, not into your buffer", segment.address.as_u64());
+    }
+    let stale = target.to_vec(0, bytes).map_err(|failure| format!("{failure}"))?;
+    println!("your buffer after the read:   {} ...", first_bytes(&stale));
+    disk.transfer(BlockOperation::Read, lba, count, &mut target, 0, &FORCED)
+        .map_err(|failure| format!("the second read failed: {failure}"))?;
+    let real = target.to_vec(0, bytes).map_err(|failure| format!("{failure}"))?;
+    println!("the same read with the copy:  {} ...", first_bytes(&real));
+    let unchanged = stale.iter().filter(|&&byte| byte == OLD_BYTE).count();
+    println!(
+        "without the copy back, {unchanged} of {bytes} bytes still held {OLD_BYTE:#04x}: the CPU read its own stale \
+         memory and took it for the disk's data. The disk was not touched."
+    );
+    Ok(())
+}
+
+fn skip_fill(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64, count: u64, bytes: usize) -> Result<(), String> {
+    // Keep what the sectors hold, to put it back at the end.
+    let mut saved = buffer(bytes, IoDirection::InOut)?;
+    disk.read(lba, count, &mut saved, 0).map_err(|failure| format!("reading the sectors first failed: {failure}"))?;
+    let original = saved.to_vec(0, bytes).map_err(|failure| format!("{failure}"))?;
+    let meant: Vec<u8> = MEANT.iter().copied().cycle().take(bytes).collect();
+    let mut source = buffer(bytes, IoDirection::Out)?;
+    source.write_bytes(0, &meant).map_err(|failure| format!("{failure}"))?;
+    println!("writing {count} sector(s) of \"{}\" to {name} through a bounce buffer,", MEANT.escape_ascii());
+    println!("and prepare will NOT fill the bounce buffer from your buffer (the step the driver relies on for writes)");
+    with_step_skipped(Skip::Fill, disk, BlockOperation::Write, (lba, count), &mut source)?;
+    if let Some(segment) = disk.last_segments().first() {
+        println!("the device read the bounce buffer at {:#x} as its frames were left", segment.address.as_u64());
+    }
+    let mut check = buffer(bytes, IoDirection::In)?;
+    disk.read(lba, count, &mut check, 0).map_err(|failure| format!("reading back failed: {failure}"))?;
+    let written = check.to_vec(0, bytes).map_err(|failure| format!("{failure}"))?;
+    println!("you meant to write:  {} ...", first_bytes(&meant));
+    println!("the disk now holds:  {} ...", first_bytes(&written));
+    let right = written.iter().zip(&meant).filter(|(got, want)| got == want).count();
+    println!(
+        "{right} of {bytes} bytes are what you wrote; the rest is whatever the bounce frames held before (zeros if \
+         they were never used, else an earlier transfer's data): it went to disk."
+    );
+    disk.write(lba, count, &mut saved, 0).map_err(|failure| format!("putting the sectors back failed: {failure}"))?;
+    disk.read(lba, count, &mut check, 0).map_err(|failure| format!("reading back failed: {failure}"))?;
+    let restored = check.to_vec(0, bytes).map_err(|failure| format!("{failure}"))? == original;
+    match restored {
+        true => println!("the sectors were put back as they were."),
+        false => println!("WARNING: the sectors could not be put back as they were."),
+    }
+    Ok(())
+}
