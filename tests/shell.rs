@@ -23,6 +23,7 @@ dmakit::test_kernel!(
     bench_with_a_queue_depth_reports_each_disk,
     queue_shows_the_order_the_device_finished_in,
     experiments_show_stale_bytes_and_leave_the_disk_as_it_was,
+    crossing_64_kib_gives_one_region_across_the_line,
 );
 
 static ATTACHED: Once<()> = Once::new();
@@ -155,4 +156,19 @@ fn experiments_show_stale_bytes_and_leave_the_disk_as_it_was() {
     assert!(output.contains("error: usage: experiment skip-copy-back|skip-fill DEV LBA COUNT"), "{output}");
     let after = shell("read hda 40 2\n");
     assert_eq!(printed_sha256(&before), printed_sha256(&after), "the experiments left the sectors as they were");
+}
+
+fn crossing_64_kib_gives_one_region_across_the_line() {
+    let output = shell("experiment cross-64k hda 100\nexperiment cross-64k vda 100\n");
+    let region = output.lines().find(|line| line.starts_with("the controller got a region of 0x10000 bytes at"));
+    let region = region.unwrap_or_else(|| panic!("no region line in:\n{output}"));
+    let numbers: alloc::vec::Vec<u64> = region
+        .split([' ', ':'])
+        .filter_map(|word| word.strip_prefix("0x"))
+        .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+        .collect();
+    let (start, line) = (numbers[1], numbers[2]);
+    assert!(start < line && line < start + 0x10000 && line % 0x10000 == 0, "{region}");
+    assert!(output.contains("QEMU got the data right"), "{output}");
+    assert!(output.contains("vda's device has no boundary rule"), "{output}");
 }

@@ -337,13 +337,21 @@ impl IoDmaCommand {
     /// Plans the runs; if the planned segments break a rule, plans one buffer.
     fn realize_best(&self, runs: &[(u64, u64)], length: u64) -> Result<Realized, IoFailure> {
         let coherent = self.descriptor.as_ref().is_some_and(|descriptor| descriptor.is_coherent());
-        let layout = plan::plan(runs, &self.planning_rules());
+        let mut rules = self.rules;
+        if rules.boundary != 0 && self.platform.accounting().take_experiment(Skip::Boundary) {
+            // A learner's experiment: one transfer whose segments may cross the
+            // boundary, to see what the device does with them.
+            dma_trace!("  EXPERIMENT: segments are not split at the {:#x} boundary", rules.boundary);
+            log::warn!("experiment: command #{} does not split at its {:#x} boundary", self.id, rules.boundary);
+            rules.boundary = 0;
+        }
+        let layout = plan::plan(runs, &self.planning_rules(rules));
         if super::trace::enabled() {
             self.trace_plan(runs, &layout);
         }
-        let realized = self.realize(layout)?;
+        let realized = self.realize(layout, &rules)?;
         let bounces_shared_memory = coherent && !realized.buffers.is_empty();
-        if plan::segments_valid(&realized.segments, &self.rules) && !bounces_shared_memory {
+        if plan::segments_valid(&realized.segments, &rules) && !bounces_shared_memory {
             return Ok(realized);
         }
         let segment_count = realized.segments.len();
@@ -362,7 +370,7 @@ impl IoDmaCommand {
     }
 
     fn realize_single(&self, length: u64) -> Result<Realized, IoFailure> {
-        let realized = self.realize(plan::single_buffer(length))?;
+        let realized = self.realize(plan::single_buffer(length), &self.rules)?;
         if plan::segments_valid(&realized.segments, &self.rules) {
             return Ok(realized);
         }
@@ -379,16 +387,16 @@ impl IoDmaCommand {
     /// The rules the planner works with: the device's, except that behind a
     /// translating IOMMU no physical address is out of reach (the device sees
     /// IOVAs, which the mapper places below its limit), so reach never bounces.
-    fn planning_rules(&self) -> Rules {
+    fn planning_rules(&self, rules: Rules) -> Rules {
         match self.mapper() {
-            Some(_) => Rules { highest_address: u64::MAX, ..self.rules },
-            None => self.rules,
+            Some(_) => Rules { highest_address: u64::MAX, ..rules },
+            None => rules,
         }
     }
 
     /// Allocates the layout's bounce buffers, maps everything behind an IOMMU,
-    /// and computes the device's segments.
-    fn realize(&self, layout: Layout) -> Result<Realized, IoFailure> {
+    /// and computes the device's segments under `rules`.
+    fn realize(&self, layout: Layout, rules: &Rules) -> Result<Realized, IoFailure> {
         let mut buffers = Vec::with_capacity(layout.bounce_sizes.len());
         for &size in &layout.bounce_sizes {
             match self.allocate_buffer(size) {
@@ -401,11 +409,11 @@ impl IoDmaCommand {
         }
         let Some(mapper) = self.mapper() else {
             let addresses: Vec<u64> = buffers.iter().map(|buffer| buffer.address.as_u64()).collect();
-            let segments = plan::segments(&layout, &addresses, &self.rules);
+            let segments = plan::segments(&layout, &addresses, rules);
             return Ok(Realized { layout, buffers, segments, mapped: None });
         };
         let direction = self.descriptor.as_ref().map_or(IoDirection::InOut, |descriptor| descriptor.direction());
-        match mapping::map_layout(mapper, &layout, &buffers, direction, &self.rules, self.iova_choice) {
+        match mapping::map_layout(mapper, &layout, &buffers, direction, rules, self.iova_choice) {
             Ok((segments, mapped)) => {
                 dma_trace!("  IOMMU: {} page(s) mapped at IOVA {:#x} in {}", mapped.pages, mapped.iova, mapper.name());
                 Ok(Realized { layout, buffers, segments, mapped: Some(mapped) })
@@ -435,7 +443,7 @@ impl IoDmaCommand {
             let cause = Cause::BounceBudgetSpent { pages, in_use: stats.pages_in_use, limit: stats.page_limit };
             return Err(IoFailure::new(IoReturn::NoResources, cause));
         }
-        let highest = self.planning_rules().highest_address;
+        let highest = self.planning_rules(self.rules).highest_address;
         let limit = highest.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
         let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
         let constraints = Constraints { below: limit, alignment, boundary: 0 };

@@ -16,4 +16,7 @@ pub enum Skip {
     /// The fill of bounce memory from the buffer, before the device reads it
     /// (an `Out` transfer): the device reads whatever the bounce frames held.
     Fill = 2,
+    /// The split of segments at the device's `boundary` (PIIX IDE: 64 KiB):
+    /// one segment may cross it.
+    Boundary = 3,
 }

@@ -8,6 +8,10 @@
 //!   of the bounce buffer; the buffer keeps what it held before.
 //! - `skip-fill` (a write): `prepare` does not fill the bounce buffer from the
 //!   buffer; the device writes whatever the bounce frames held to the disk.
+//!
+//! `cross-64k` reads 64 KiB into a buffer that straddles a 64 KiB line, with
+//! the split at the device's boundary switched off: on `hda` one PRD region
+//! crosses it. QEMU does not mind; real PIIX hardware would.
 
 use alloc::format;
 use alloc::string::String;
@@ -30,10 +34,17 @@ const OLD_BYTE: u8 = 0x5a;
 /// What the experiment's write means to write.
 const MEANT: &[u8] = b"what the CPU meant to write. ";
 
-const USAGE: &str = "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT";
+const USAGE: &str = "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT, or experiment cross-64k DEV LBA";
+/// 64 KiB: the PIIX's region boundary.
+const LINE: u64 = 0x10000;
 
 /// `experiment STEP DEV LBA COUNT`.
 pub fn experiment(arguments: &[&str]) -> Result<(), String> {
+    if let ["cross-64k", name, lba] = arguments {
+        let disk = driver::find_block_device(name).ok_or_else(|| format!("no disk called '{name}' (try lsblk)"))?;
+        let lba = parse::number(lba).ok_or_else(|| format!("bad number '{lba}' for LBA"))?;
+        return cross_64k(name, &disk, lba);
+    }
     let [step, name, _, _] = arguments else { return Err(String::from(USAGE)) };
     let step = match *step {
         "skip-copy-back" => Skip::CopyBack,
@@ -53,6 +64,7 @@ pub fn experiment(arguments: &[&str]) -> Result<(), String> {
     match step {
         Skip::CopyBack => skip_copy_back(name, &disk, lba, count, bytes),
         Skip::Fill => skip_fill(name, &disk, lba, count, bytes),
+        Skip::Boundary => Err(String::from(USAGE)),
     }
 }
 
@@ -145,5 +157,65 @@ fn skip_fill(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64, count: u64, byte
         true => println!("the sectors were put back as they were."),
         false => println!("WARNING: the sectors could not be put back as they were."),
     }
+    Ok(())
+}
+
+fn cross_64k(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64) -> Result<(), String> {
+    let sectors = LINE / u64::from(disk.block_size());
+    if lba.checked_add(sectors).is_none_or(|end| end > disk.block_count()) {
+        return Err(format!("sectors {lba}..{} are past the end of {name}", lba.saturating_add(sectors)));
+    }
+    // 128 KiB starting on a 64 KiB line, below 4 GiB so nothing bounces; the
+    // read goes to its middle, across the line.
+    let placement = Constraints { alignment: LINE, ..Constraints::below(x86_64::PhysAddr::new(1 << 32)) };
+    let mut target = DmaBuffer::allocate(platform(), 2 * LINE, IoDirection::In, placement)
+        .map_err(|failure| format!("no buffer: {failure}"))?;
+    let offset = LINE / 2;
+    let line = target.descriptor().physical_segment(0).map_err(|failure| format!("{failure}"))?.0.as_u64() + LINE;
+    println!(
+        "reading 64 KiB of {name} into physical {:#x}..{:#x}, across the 64 KiB line at {line:#x},",
+        line - offset,
+        line + offset
+    );
+    println!("with the split at the device's boundary switched off for this one transfer");
+    let accounting = platform().accounting();
+    accounting.arm_experiment(Skip::Boundary);
+    let result = disk.transfer(BlockOperation::Read, lba, sectors, &mut target, offset, &TransferOptions::default());
+    let unused = accounting.disarm_experiment();
+    result.map_err(|failure| format!("the read failed: {failure}"))?;
+    if unused {
+        println!("{name}'s device has no boundary rule: its segments may cross any line, nothing changed");
+        return Ok(());
+    }
+    let crossed = disk.last_segments().into_iter().find(|segment| {
+        let start = segment.address.as_u64();
+        start / LINE != (start + segment.length - 1) / LINE
+    });
+    let Some(segment) = crossed else {
+        println!("no region crossed the line (behind an IOMMU the device saw IOVAs that did not)");
+        return Ok(());
+    };
+    let start = segment.address.as_u64();
+    println!(
+        "the controller got a region of {:#x} bytes at {start:#x}: it crosses {:#x}",
+        segment.length,
+        (start / LINE + 1) * LINE
+    );
+    let got = target.to_vec(offset, LINE as usize).map_err(|failure| format!("{failure}"))?;
+    let mut check = buffer(LINE as usize, IoDirection::In)?;
+    disk.read(lba, sectors, &mut check, 0).map_err(|failure| format!("the check read failed: {failure}"))?;
+    let right = got == check.to_vec(0, LINE as usize).map_err(|failure| format!("{failure}"))?;
+    println!(
+        "QEMU {} the data right: its bus master adds the full address.",
+        if right { "got" } else { "did NOT get" }
+    );
+    println!("The PIIX datasheet forbids this: a PRD region must not cross a 64 KiB boundary. The engine latches the");
+    println!("high address bits of a region and counts only the low 16, so on real hardware the address would wrap");
+    println!(
+        "at the line, and the region's second half would land at {:#x}, the start of the same 64 KiB block:",
+        start & !(LINE - 1)
+    );
+    println!("memory that is not the buffer's. ISA DMA had 64 KiB pages for the same reason (and a 16 MiB limit:");
+    println!("its address register had 24 bits).");
     Ok(())
 }

@@ -46,3 +46,21 @@ fn a_skipped_fill_lets_the_device_read_stale_bounce_bytes_once() {
         transfer.complete(4096).result.unwrap();
     }
 }
+
+#[test]
+fn a_skipped_boundary_split_gives_one_segment_across_it_once() {
+    let platform = SimulatedPlatform::leak(64);
+    let placement = Constraints { alignment: 0x10000, ..Constraints::NONE };
+    let mut buffer = DmaBuffer::allocate(platform, 0x20000, IoDirection::In, placement).unwrap();
+    let specification = Specification { boundary: 0x10000, max_segment_size: 0x10000, ..Specification::UNLIMITED_64 };
+    let mut command = IoDmaCommand::new(platform, specification).unwrap();
+    platform.accounting().arm_experiment(Skip::Boundary);
+    for (round, expected) in [(0, 1), (1, 2)] {
+        // 64 KiB from 32 KiB in: across the 64 KiB line in the middle.
+        let transfer =
+            DmaTransfer::prepare(&mut command, &mut buffer, 0x8000, 0x10000, &TransferOptions::default()).unwrap();
+        let segments = transfer.segments().to_vec();
+        assert_eq!(segments.len(), expected, "round {round}: {segments:?}");
+        let _ = transfer.complete(0x10000);
+    }
+}
