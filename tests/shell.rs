@@ -24,6 +24,7 @@ dmakit::test_kernel!(
     queue_shows_the_order_the_device_finished_in,
     experiments_show_stale_bytes_and_leave_the_disk_as_it_was,
     crossing_64_kib_gives_one_region_across_the_line,
+    no_bounce_lands_the_data_4_gib_lower_on_the_canary,
 );
 
 static ATTACHED: Once<()> = Once::new();
@@ -171,4 +172,19 @@ fn crossing_64_kib_gives_one_region_across_the_line() {
     assert!(start < line && line < start + 0x10000 && line % 0x10000 == 0, "{region}");
     assert!(output.contains("QEMU got the data right"), "{output}");
     assert!(output.contains("vda's device has no boundary rule"), "{output}");
+}
+
+fn no_bounce_lands_the_data_4_gib_lower_on_the_canary() {
+    let output = shell("experiment no-bounce hda 16\n");
+    let given = output.lines().find(|line| line.starts_with("the controller was given 0x"));
+    let given = given.unwrap_or_else(|| panic!("no address line in:\n{output}"));
+    let numbers: alloc::vec::Vec<u64> = given
+        .split([' ', ':'])
+        .filter_map(|word| word.strip_prefix("0x"))
+        .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+        .collect();
+    assert_eq!(numbers[0], numbers[1] - (1 << 32), "cut to 32 bits: {given}");
+    // Sector 16 of the pattern image starts with its number, then "DMAKITA".
+    assert!(output.contains("the canary page now:  10 00 00 00 00 00 00 00 44 4d 41 4b"), "{output}");
+    assert!(output.contains("your buffer now:      5a 5a 5a 5a"), "{output}");
 }

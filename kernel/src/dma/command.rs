@@ -51,6 +51,16 @@ pub(crate) enum Completion {
     DeviceCount,
 }
 
+/// Whether the device's records carry the segments' addresses whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Addresses {
+    /// As planned (always, but in one experiment).
+    Whole,
+    /// Cut to the device's address bits: a learner's experiment
+    /// ([`Skip::Reach`]) gave the device addresses it cannot hold.
+    CutToDeviceWidth,
+}
+
 #[derive(Debug)]
 struct Prepared {
     offset: u64,
@@ -64,6 +74,8 @@ struct Prepared {
     device_owned: bool,
     /// Whether the bounce buffers hold the descriptor's bytes (not stale memory).
     filled: bool,
+    /// How the records carry the addresses.
+    addresses: Addresses,
     at: &'static Location<'static>,
 }
 
@@ -294,7 +306,7 @@ impl IoDmaCommand {
         );
         let planned = descriptor.runs(offset, length).map_err(IoFailure::from).and_then(|runs| {
             // Shared memory must stay where both sides look for it.
-            let Realized { layout, buffers, segments, mapped } = self.realize_best(&runs, length)?;
+            let (Realized { layout, buffers, segments, mapped }, addresses) = self.realize_best(&runs, length)?;
             Ok(Prepared {
                 offset,
                 length,
@@ -305,6 +317,7 @@ impl IoDmaCommand {
                 mapped,
                 device_owned: true,
                 filled: false,
+                addresses,
                 at,
             })
         });
@@ -335,9 +348,19 @@ impl IoDmaCommand {
     }
 
     /// Plans the runs; if the planned segments break a rule, plans one buffer.
-    fn realize_best(&self, runs: &[(u64, u64)], length: u64) -> Result<Realized, IoFailure> {
+    fn realize_best(&self, runs: &[(u64, u64)], length: u64) -> Result<(Realized, Addresses), IoFailure> {
         let coherent = self.descriptor.as_ref().is_some_and(|descriptor| descriptor.is_coherent());
         let mut rules = self.rules;
+        let mut addresses = Addresses::Whole;
+        let limited = rules.highest_address != u64::MAX && self.mapper().is_none();
+        if limited && self.platform.accounting().take_experiment(Skip::Reach) {
+            // A learner's experiment: nothing is bounced for reach, and the
+            // device gets addresses it cannot hold.
+            dma_trace!("  EXPERIMENT: nothing is bounced for the address limit: the device's records are cut");
+            log::warn!("experiment: command #{} gives its device addresses beyond its limit", self.id);
+            rules.highest_address = u64::MAX;
+            addresses = Addresses::CutToDeviceWidth;
+        }
         if rules.boundary != 0 && self.platform.accounting().take_experiment(Skip::Boundary) {
             // A learner's experiment: one transfer whose segments may cross the
             // boundary, to see what the device does with them.
@@ -352,7 +375,7 @@ impl IoDmaCommand {
         let realized = self.realize(layout, &rules)?;
         let bounces_shared_memory = coherent && !realized.buffers.is_empty();
         if plan::segments_valid(&realized.segments, &rules) && !bounces_shared_memory {
-            return Ok(realized);
+            return Ok((realized, addresses));
         }
         let segment_count = realized.segments.len();
         self.release(&realized.buffers, realized.mapped);
@@ -366,7 +389,7 @@ impl IoDmaCommand {
             self.rules.max_segments,
             self.rules.alignment_length
         );
-        self.realize_single(length)
+        Ok((self.realize_single(length)?, Addresses::Whole))
     }
 
     fn realize_single(&self, length: u64) -> Result<Realized, IoFailure> {
@@ -557,8 +580,15 @@ impl IoDmaCommand {
         let format = self.specification.output;
         let room = output.len() / format.record_size();
         let (segments, next) = self.gen_iovm_segments(offset, room)?;
+        let cut = self.prepared.as_ref().is_some_and(|prepared| prepared.addresses == Addresses::CutToDeviceWidth);
         for (segment, record) in segments.iter().zip(output.chunks_mut(format.record_size())) {
-            format.encode(*segment, record)?;
+            let mut segment = *segment;
+            if cut {
+                // What a device register of `address_bits` bits keeps.
+                let bits = u32::from(self.rules.address_bits).min(63);
+                segment.address = super::DmaAddr::new(segment.address.as_u64() & ((1u64 << bits) - 1));
+            }
+            format.encode(segment, record)?;
         }
         Ok((segments.len(), next))
     }

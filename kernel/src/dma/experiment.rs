@@ -19,4 +19,8 @@ pub enum Skip {
     /// The split of segments at the device's `boundary` (PIIX IDE: 64 KiB):
     /// one segment may cross it.
     Boundary = 3,
+    /// The bounce for memory beyond the device's address limit: the device is
+    /// given the real address, and its address register keeps only the bits it
+    /// has, as real hardware would (the record is cut to the device's width).
+    Reach = 4,
 }

@@ -10,6 +10,8 @@ pub mod heap;
 pub mod paging;
 #[cfg(target_os = "none")]
 pub mod physical;
+#[cfg(target_os = "none")]
+pub mod reserved;
 
 pub use error::MemoryError;
 pub use frame_allocator::{Constraints, FRAME_SIZE, FrameAllocator, ZoneKind, ZoneStats};

@@ -92,6 +92,12 @@ pub fn allocate_contiguous(count: usize, constraints: Constraints) -> Result<Phy
     with_frames(|frames| frames.allocate_contiguous(count, constraints))
 }
 
+/// Takes the free frame `frame` out of the allocator: `NotFree` if someone
+/// uses it, `NotUsable` if it is not RAM the allocator manages.
+pub fn reserve_frame(frame: PhysFrame<Size4KiB>) -> Result<(), MemoryError> {
+    with_frames(|frames| frames.reserve(frame))
+}
+
 /// Returns one frame.
 pub fn free_frame(frame: PhysFrame<Size4KiB>) -> Result<(), MemoryError> {
     with_frames(|frames| frames.free(frame))

@@ -128,6 +128,8 @@ fn help() {
     println!("  stats                    bounce accounting, and each disk's queue");
     println!("  experiment skip-copy-back|skip-fill DEV LBA COUNT");
     println!("                           switch one bounce copy off for one transfer and see what goes wrong");
+    println!("  experiment no-bounce DEV LBA");
+    println!("                           give the 32-bit IDE controller a buffer above 4 GiB without bouncing");
     println!("  experiment cross-64k DEV LBA");
     println!("                           let one PRD region cross a 64 KiB line (hda) and see why it is forbidden");
     println!("  queue DEV N              N reads submitted at once: see the order the device finishes them");

@@ -9,6 +9,10 @@
 //! - `skip-fill` (a write): `prepare` does not fill the bounce buffer from the
 //!   buffer; the device writes whatever the bounce frames held to the disk.
 //!
+//! `no-bounce` gives a 32-bit device a buffer above 4 GiB without bouncing:
+//! its address register keeps the low 32 bits, and the data lands 4 GiB lower,
+//! on a page the experiment took first and filled with a canary.
+//!
 //! `cross-64k` reads 64 KiB into a buffer that straddles a 64 KiB line, with
 //! the split at the device's boundary switched off: on `hda` one PRD region
 //! crosses it. QEMU does not mind; real PIIX hardware would.
@@ -25,6 +29,7 @@ use crate::dma::experiment::Skip;
 use crate::dma::kernel_platform::platform;
 use crate::dma::{DmaBuffer, DmaPlatform, IoDirection};
 use crate::memory::Constraints;
+use crate::memory::reserved::ReservedFrame;
 use crate::{driver, println};
 
 /// The most sectors an experiment moves.
@@ -34,16 +39,24 @@ const OLD_BYTE: u8 = 0x5a;
 /// What the experiment's write means to write.
 const MEANT: &[u8] = b"what the CPU meant to write. ";
 
-const USAGE: &str = "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT, or experiment cross-64k DEV LBA";
+const USAGE: &str =
+    "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT, or experiment cross-64k|no-bounce DEV LBA";
+/// 4 GiB: what a 32-bit address register cannot hold.
+const FOUR_GIB: u64 = 1 << 32;
+/// What the canary page holds before the device's write.
+const CANARY: u8 = 0xc5;
 /// 64 KiB: the PIIX's region boundary.
 const LINE: u64 = 0x10000;
 
 /// `experiment STEP DEV LBA COUNT`.
 pub fn experiment(arguments: &[&str]) -> Result<(), String> {
-    if let ["cross-64k", name, lba] = arguments {
+    if let [step @ ("cross-64k" | "no-bounce"), name, lba] = arguments {
         let disk = driver::find_block_device(name).ok_or_else(|| format!("no disk called '{name}' (try lsblk)"))?;
         let lba = parse::number(lba).ok_or_else(|| format!("bad number '{lba}' for LBA"))?;
-        return cross_64k(name, &disk, lba);
+        return match *step {
+            "cross-64k" => cross_64k(name, &disk, lba),
+            _ => no_bounce(name, &disk, lba),
+        };
     }
     let [step, name, _, _] = arguments else { return Err(String::from(USAGE)) };
     let step = match *step {
@@ -64,7 +77,7 @@ pub fn experiment(arguments: &[&str]) -> Result<(), String> {
     match step {
         Skip::CopyBack => skip_copy_back(name, &disk, lba, count, bytes),
         Skip::Fill => skip_fill(name, &disk, lba, count, bytes),
-        Skip::Boundary => Err(String::from(USAGE)),
+        Skip::Boundary | Skip::Reach => Err(String::from(USAGE)),
     }
 }
 
@@ -217,5 +230,64 @@ fn cross_64k(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64) -> Result<(), St
     );
     println!("memory that is not the buffer's. ISA DMA had 64 KiB pages for the same reason (and a 16 MiB limit:");
     println!("its address register had 24 bits).");
+    Ok(())
+}
+
+/// A one-page buffer above 4 GiB whose alias 4 GiB lower is a frame we could
+/// take: where a 32-bit device's cut address lands.
+fn buffer_with_free_alias() -> Result<(DmaBuffer, ReservedFrame), String> {
+    let mut tried = Vec::new();
+    for _ in 0..64 {
+        let buffer = buffer(4096, IoDirection::In)?;
+        let high = buffer.descriptor().physical_segment(0).map_err(|failure| format!("{failure}"))?.0.as_u64();
+        if (FOUR_GIB..2 * FOUR_GIB).contains(&high)
+            && let Ok(alias) = ReservedFrame::take(x86_64::PhysAddr::new(high - FOUR_GIB))
+        {
+            return Ok((buffer, alias));
+        }
+        // Keep it, so the next try gets another frame.
+        tried.push(buffer);
+    }
+    Err(String::from("found no page above 4 GiB whose alias below 4 GiB is free"))
+}
+
+fn no_bounce(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64) -> Result<(), String> {
+    let sectors = 4096 / u64::from(disk.block_size());
+    if lba.checked_add(sectors).is_none_or(|end| end > disk.block_count()) {
+        return Err(format!("sectors {lba}..{} are past the end of {name}", lba.saturating_add(sectors)));
+    }
+    let (mut target, mut alias) = buffer_with_free_alias()?;
+    target.write_bytes(0, &[OLD_BYTE; 4096]).map_err(|failure| format!("{failure}"))?;
+    alias.write(0, &[CANARY; 4096]);
+    let high = target.descriptor().physical_segment(0).map_err(|failure| format!("{failure}"))?.0.as_u64();
+    println!(
+        "your buffer is at {high:#x} (above 4 GiB) and holds {OLD_BYTE:#04x}; the page at {:#x}, 4 GiB lower, is a",
+        alias.address().as_u64()
+    );
+    println!("canary the experiment took, holding {CANARY:#04x}. Reading 8 sectors of {name} without the bounce:");
+    let accounting = platform().accounting();
+    accounting.arm_experiment(Skip::Reach);
+    let result = disk.transfer(BlockOperation::Read, lba, sectors, &mut target, 0, &TransferOptions::default());
+    let unused = accounting.disarm_experiment();
+    result.map_err(|failure| format!("the read failed: {failure}"))?;
+    if unused {
+        println!("{name}'s device reaches the buffer (64-bit, or behind an IOMMU): nothing was cut, nothing to see");
+        return Ok(());
+    }
+    if let Some(segment) = disk.last_segments().first() {
+        println!("the controller was given {:#x}: the low 32 bits of {high:#x}", segment.address.as_u64());
+    }
+    let mut landed = [0u8; 4096];
+    alias.read(0, &mut landed);
+    let untouched = target.to_vec(0, 4096).map_err(|failure| format!("{failure}"))?;
+    println!("the canary page now:  {} ...", first_bytes(&landed));
+    println!("your buffer now:      {} ...", first_bytes(&untouched));
+    let overwritten = landed.iter().filter(|&&byte| byte != CANARY).count();
+    println!(
+        "{overwritten} bytes of the canary were overwritten by the disk's data, and your buffer never got it. Without the"
+    );
+    println!("canary, that page would have been someone else's memory: a page table, a heap block, another buffer.");
+    alias.write(0, &[CANARY; 4096]);
+    println!("the canary page goes back to the allocator; nothing else was touched.");
     Ok(())
 }

@@ -64,3 +64,22 @@ fn a_skipped_boundary_split_gives_one_segment_across_it_once() {
         let _ = transfer.complete(0x10000);
     }
 }
+
+#[test]
+fn a_skipped_bounce_for_reach_cuts_the_devices_record_once() {
+    let (platform, mut buffer, mut command) = bounced_setup(IoDirection::In, 0x5a);
+    let high = buffer.descriptor().physical_segment(0).unwrap().0.as_u64();
+    assert!(high >= 1 << 32);
+    platform.accounting().arm_experiment(Skip::Reach);
+    let transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &TransferOptions::default()).unwrap();
+    assert_eq!(transfer.segments()[0].address.as_u64(), high, "not bounced: the real address");
+    // HOST32 records: a 32-bit address, then a 32-bit length.
+    let mut record = [0u8; 8];
+    transfer.write_segments(0, &mut record).unwrap();
+    let written = u64::from(u32::from_ne_bytes(record[..4].try_into().unwrap()));
+    assert_eq!(written, high & 0xffff_ffff, "the record holds what a 32-bit register keeps");
+    let _ = transfer.complete(0);
+    let again = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &TransferOptions::default()).unwrap();
+    assert!(again.segments()[0].address.as_u64() < 1 << 32, "the next transfer bounces again");
+    let _ = again.complete(0);
+}
