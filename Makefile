@@ -27,7 +27,7 @@ RUNS ?= 3
 export LINUX ?=
 export FIO_RUNTIME ?= 3
 
-.PHONY: help deps build run disks test test-host test-qemu test-e2e bench bench-linux linux-guest check clean
+.PHONY: help deps build run disks test test-host test-qemu test-e2e test-docs bench bench-linux linux-guest check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -81,12 +81,16 @@ test-qemu: deps ## The QEMU test kernels only
 test-e2e: deps ## Pipe a script into make run and check the disks on the host
 	tests/e2e-shell
 
-test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) and the e2e test; ends with "N passed, N failed"
+test-docs: deps ## Run docs/tour.md's shell sessions and compare with what the doc shows
+	tests/docs-check
+
+test: deps ## Host tests, every QEMU test kernel (q35 ones on q35), the e2e test and the docs check; ends with "N passed, N failed"
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image 2>&1 | tee -a "$$log"; host=$$?; \
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
 	tests/e2e-shell 2>&1 | tee -a "$$log"; e2e=$$?; \
-	echo; tests/tally "$$log" $$host $$qemu $$e2e
+	tests/docs-check 2>&1 | tee -a "$$log"; docs=$$?; \
+	echo; tests/tally "$$log" $$host $$qemu $$e2e $$docs
 
 bench: build $(if $(filter 1,$(LINUX)),linux-guest) ## Benchmark in the Linux peer's setup (RUNS boots, 256 MiB disks; LINUX=1: Linux too)
 	tests/bench $(KERNEL) $(RUNS)
