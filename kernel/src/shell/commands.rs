@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use x86_64::PhysAddr;
 
-use super::line::{Edit, LineEditor};
+use super::line::{Edit, LineEditor, MAX_LINE};
 use super::parse::{self, DmaReadOptions};
 use crate::arch::qemu::{ExitCode, exit};
 use crate::block::{BlockDevice, BlockOperation, TransferOptions};
@@ -58,7 +58,15 @@ pub fn run(input: &mut dyn Input) {
         match editor.feed(byte) {
             Edit::Nothing => {}
             Edit::Echo(text) => print!("{text}"),
-            Edit::Char(character) => print!("{character}"),
+            Edit::Abandoned => {
+                println!("^C");
+                print!("{PROMPT}");
+            }
+            Edit::TooLong => {
+                println!();
+                println!("error: line longer than {MAX_LINE} characters: not run");
+                print!("{PROMPT}");
+            }
             Edit::Line(line) => {
                 println!();
                 if let Err(message) = execute(&line) {
@@ -132,7 +140,8 @@ fn help() {
     println!("  iommu break BB:DD.F      the function's next transfer gets IOVAs unmapped before");
     println!("                           the device uses them: watch the fault (q35 only)");
     println!("  bench [--qd N]           a quick read benchmark of each disk (N requests in flight)");
-    println!("  poweroff                 leave QEMU (end of piped input does too)");
+    println!("  poweroff | exit | quit   leave QEMU (end of piped input does too)");
+    println!("keys: Up/Down recall the last 16 lines, Ctrl-U erases the line, Ctrl-C abandons it");
     println!("numbers: 4096, 0x1000, 64K, 1M; disks: vda, vdb... (virtio), hda, hdb... (ATA)");
 }
 
