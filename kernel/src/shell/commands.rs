@@ -246,16 +246,25 @@ fn mem() {
 
 fn stats() {
     let stats = platform().accounting().stats();
-    println!("bounced transfers   {}", stats.bounced_transfers);
-    println!("direct transfers    {}", stats.direct_transfers);
-    println!(
-        "forced double buffers {} (synchronize(ForceDoubleBuffer); also counted above at prepare)",
-        stats.forced_double_buffers
-    );
-    println!("copied into bounce buffers   {} bytes in {} copies", stats.bytes_to_bounce, stats.copies_to_bounce);
-    println!("copied out of bounce buffers {} bytes in {} copies", stats.bytes_from_bounce, stats.copies_from_bounce);
-    println!("bounce pages in use {} of {}", stats.pages_in_use, stats.page_limit);
-    println!("prepared commands   {}", stats.prepared_commands);
+    // One column of labels, so that the counts line up.
+    let rows = [
+        ("bounced transfers", format!("{}", stats.bounced_transfers)),
+        ("direct transfers", format!("{}", stats.direct_transfers)),
+        (
+            "forced double buffers",
+            format!("{} (synchronize(ForceDoubleBuffer); also counted above at prepare)", stats.forced_double_buffers),
+        ),
+        ("copied into bounce buffers", format!("{} bytes in {} copies", stats.bytes_to_bounce, stats.copies_to_bounce)),
+        (
+            "copied out of bounce buffers",
+            format!("{} bytes in {} copies", stats.bytes_from_bounce, stats.copies_from_bounce),
+        ),
+        ("bounce pages in use", format!("{} of {}", stats.pages_in_use, stats.page_limit)),
+        ("prepared commands", format!("{}", stats.prepared_commands)),
+    ];
+    for (label, value) in rows {
+        println!("{label:<28} {value}");
+    }
     println!(
         "leaked (device could not be stopped) {} page(s) in {} transfer(s)",
         stats.leaked_pages, stats.leaked_transfers
