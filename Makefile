@@ -27,14 +27,22 @@ RUNS ?= 3
 export LINUX ?=
 export FIO_RUNTIME ?= 3
 
-.PHONY: help deps build run disks test test-host test-qemu test-e2e test-docs bench bench-linux linux-guest check clean
+# make gdb: the port of QEMU's gdb stub, and more arguments for gdb.
+export GDB_PORT ?= 1234
+export GDB_ARGS ?=
+# Seconds a test kernel may run before it is killed and counted as failed.
+export TEST_TIMEOUT ?= 300
+
+.PHONY: help deps build run gdb disks reset-disks test test-host test-qemu test-e2e test-docs bench bench-linux linux-guest check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: MACHINE=pc|q35  ACCEL=tcg|kvm  MEM=6G  QEMU_ARGS='...'  APPEND='kernel command line'"
-	@echo "             VIRTIO_DISK=  ATA_DISK=  MODERN_VIRTIO_DISK= (q35 only)  AHCI_DISK=: raw disk images for make run"
+	@echo "             VIRTIO_DISK=  ATA_DISK=  MODERN_VIRTIO_DISK= (q35 only)  AHCI_DISK=: raw disk images for"
+	@echo "             make run and make gdb (default build/*.img); set one empty to leave that disk out"
 	@echo "             RUNS=3 (boots of bench, bench-linux)  FIO_RUNTIME=3 (s per fio job in Linux)"
 	@echo "             LINUX=1: make bench boots Linux after each dmakit boot, prints both side by side"
+	@echo "             TEST_TIMEOUT=300 (s per test kernel)  GDB_PORT=1234  GDB_ARGS='...' (make gdb)"
 
 # rust-toolchain.toml lists the target, rustfmt and clippy; rustup adds them when it
 # installs the toolchain, but not always to one installed before without them (a
@@ -57,20 +65,36 @@ deps: ## Install what is missing: the Rust target, rustfmt and clippy, QEMU
 build: deps ## Build the bootable kernel
 	cargo build --release -p dmakit-image --target $(TARGET)
 
-run: build disks ## Boot dmakit in QEMU (serial on this terminal; Ctrl-A X quits)
-	VIRTIO_DISK="$(VIRTIO_DISK)" ATA_DISK="$(ATA_DISK)" MODERN_VIRTIO_DISK="$(MODERN_VIRTIO_DISK)" \
-	    AHCI_DISK="$(AHCI_DISK)" boot/qemu-run --run $(KERNEL)
+DISK_VARIABLES = VIRTIO_DISK="$(VIRTIO_DISK)" ATA_DISK="$(ATA_DISK)" MODERN_VIRTIO_DISK="$(MODERN_VIRTIO_DISK)" \
+	    AHCI_DISK="$(AHCI_DISK)"
 
-disks: ## Make the default disk images for make run (16 MiB, pattern-filled)
+run: build disks ## Boot dmakit in QEMU (serial on this terminal; Ctrl-A X quits)
+	$(DISK_VARIABLES) boot/qemu-run --run $(KERNEL)
+
+gdb: build disks ## Boot paused with QEMU's gdb stub (GDB_PORT) and attach gdb with the kernel's symbols
+	@command -v gdb >/dev/null || { echo "gdb is missing. Install it with:"; \
+	    echo "    sudo apt-get install -y gdb"; exit 1; }
+	$(DISK_VARIABLES) boot/qemu-run --gdb $(KERNEL)
+
+# One disk at a time (no list split at `:`, which a path may hold): an empty
+# name is no disk; a missing default image is made; a missing image of yours is
+# an error.
+disks: ## Make the default disk images for make run if missing (16 MiB, pattern-filled)
 	@mkdir -p build
-	@for pair in "$(VIRTIO_DISK):$(DEFAULT_VIRTIO_DISK):V" "$(ATA_DISK):$(DEFAULT_ATA_DISK):A" \
-	        "$(MODERN_VIRTIO_DISK):$(DEFAULT_MODERN_VIRTIO_DISK):M" "$(AHCI_DISK):$(DEFAULT_AHCI_DISK):S"; do \
-	    IFS=: read -r disk default tag <<<"$$pair"; \
-	    if [ ! -e "$$disk" ]; then \
-	        if [ "$$disk" = "$$default" ]; then boot/make-disk "$$disk" 16 "$$tag"; \
-	        else echo "disk image $$disk does not exist"; exit 1; fi; \
-	    fi; \
-	done
+	@disk() { \
+	    if [ -z "$$1" ] || [ -e "$$1" ]; then return 0; fi; \
+	    if [ "$$1" = "$$2" ]; then boot/make-disk "$$1" 16 "$$3"; \
+	    else echo "disk image $$1 does not exist (an empty name leaves the disk out)"; return 1; fi; \
+	}; \
+	disk "$(VIRTIO_DISK)" $(DEFAULT_VIRTIO_DISK) V && disk "$(ATA_DISK)" $(DEFAULT_ATA_DISK) A && \
+	    disk "$(MODERN_VIRTIO_DISK)" $(DEFAULT_MODERN_VIRTIO_DISK) M && disk "$(AHCI_DISK)" $(DEFAULT_AHCI_DISK) S
+
+reset-disks: ## Remake the default disk images (build/*.img) with the pattern, undoing writes; no build
+	@mkdir -p build
+	boot/make-disk $(DEFAULT_VIRTIO_DISK) 16 V
+	boot/make-disk $(DEFAULT_ATA_DISK) 16 A
+	boot/make-disk $(DEFAULT_MODERN_VIRTIO_DISK) 16 M
+	boot/make-disk $(DEFAULT_AHCI_DISK) 16 S
 
 test-host: deps ## Host unit and property tests only
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image
@@ -99,7 +123,7 @@ bench-linux: deps linux-guest ## Linux (Debian's kernel, fio) in make bench's QE
 	tests/bench_linux.py $(RUNS)
 
 # Downloads what it lacks (apt-get download, no root) into build/linux/debs.
-linux-guest:
+linux-guest: ## Build the Linux guest of bench-linux (Debian's kernel, fio) in build/linux
 	tests/linux/build-guest build/linux
 
 check: deps ## Format check and clippy -D warnings (host and kernel target)

@@ -25,6 +25,11 @@ dmakit::test_kernel!(
     experiments_show_stale_bytes_and_leave_the_disk_as_it_was,
     crossing_64_kib_gives_one_region_across_the_line,
     no_bounce_lands_the_data_4_gib_lower_on_the_canary,
+    extra_arguments_are_refused_with_a_usage_message,
+    a_write_pattern_that_starts_with_a_digit_is_a_byte,
+    dump_shows_the_bytes_asked_for_and_refuses_the_rest,
+    the_line_editor_recalls_abandons_and_refuses,
+    lsblk_mem_stats_and_help_say_what_they_show,
 );
 
 static ATTACHED: Once<()> = Once::new();
@@ -49,7 +54,7 @@ fn bad_input_gets_a_message_not_a_panic() {
         "error: bad number 'x' for LBA",
         "error: sectors 32767..32769 are past the end of hda (32768 sectors)",
         "error: COUNT must be 1 to 2048, not 0",
-        "error: a byte pattern must be 0 to 255, not 300",
+        "error: pattern '300' starts with a digit, so it must be a byte 0 to 255",
         "error: --bits must be 12..=64, not 8",
         "error: --boundary must be a power of two, not 1000",
         "error: unknown option '--fast' (see help)",
@@ -187,4 +192,85 @@ fn no_bounce_lands_the_data_4_gib_lower_on_the_canary() {
     // Sector 16 of the pattern image starts with its number, then "DMAKITA".
     assert!(output.contains("the canary page now:  10 00 00 00 00 00 00 00 44 4d 41 4b"), "{output}");
     assert!(output.contains("your buffer now:      5a 5a 5a 5a"), "{output}");
+fn extra_arguments_are_refused_with_a_usage_message() {
+    let output = shell(
+        "lsblk foo\nmem x\nstats 1\nioreg x\nhelp x\npoweroff now\nbench --qd 4 x\nread hda 0 1 2\n\
+         write hda 0 1 7 8\ndma read hda 0 1 --boundary 256\nqueue hda 1 2\nstop hda now\n",
+    );
+    for expected in [
+        "error: usage: lsblk (no arguments; got 'foo')",
+        "error: usage: mem (no arguments; got 'x')",
+        "error: usage: stats (no arguments; got '1')",
+        "error: usage: ioreg (no arguments; got 'x')",
+        "error: usage: help (no arguments; got 'x')",
+        "error: usage: poweroff (no arguments; got 'now')",
+        "error: usage: bench [--qd N] (got '--qd 4 x')",
+        "error: usage: read DEV LBA COUNT",
+        "error: usage: write DEV LBA COUNT PATTERN",
+        "error: --boundary must be at least 512, not 256",
+        "error: usage: queue DEV N",
+        "error: usage: stop DEV",
+    ] {
+        assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
+    }
+    assert!(!output.contains("NAME"), "lsblk foo listed the disks: {output}");
+    assert!(!output.contains("MB/s"), "bench with an extra word ran: {output}");
+}
+
+fn a_write_pattern_that_starts_with_a_digit_is_a_byte() {
+    let output = shell("write hda 60 1 300x\nwrite hda 60 1 0x5a\nread hda 60 1\nwrite hda 61 1 x300\nread hda 61 1\n");
+    assert!(
+        output.contains(
+            "error: pattern '300x' starts with a digit, so it must be a byte 0 to 255 (decimal or 0x..); \
+             text must start with another character"
+        ),
+        "{output}"
+    );
+    assert!(output.contains("000000  5a 5a 5a 5a"), "{output}");
+    assert!(output.contains("000000  78 33 30 30 78 33 30 30"), "x300 is text: {output}");
+}
+
+fn dump_shows_the_bytes_asked_for_and_refuses_the_rest() {
+    let output = shell("dump vda 2 2 0x200 32\ndump vda 0 1\ndump vda 0 1 1000\ndump vda 0 1 500 13\ndump vda 0\n");
+    // Sector 3 starts at offset 0x200 of what was read: its number, then DMAKITV.
+    assert!(output.contains("000200  03 00 00 00 00 00 00 00 44 4d 41 4b 49 54 56 0a"), "{output}");
+    assert!(output.contains("\n000210  "), "{output}");
+    assert!(!output.contains("000220  "), "only 32 bytes: {output}");
+    // Without OFFSET and LENGTH: the first 256 bytes, rows 0x00 to 0xf0.
+    assert!(output.contains("\n0000f0  ") && !output.contains("\n000100  "), "{output}");
+    for expected in [
+        "error: OFFSET 1000 is past the 512 bytes read (COUNT 1 sectors)",
+        "error: bytes 500..513 are not all in the 512 bytes read (COUNT 1 sectors); LENGTH must be 1 to 12",
+        "error: usage: dump DEV LBA COUNT [OFFSET [LENGTH]]",
+    ] {
+        assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
+    }
+}
+
+fn the_line_editor_recalls_abandons_and_refuses() {
+    let long = "x".repeat(300);
+    let script = alloc::format!("lsblk\x03\nread\thda 0 1\n\x1b[A\r{long}\nmem\x15lsblk\n");
+    let output = shell(&script);
+    assert!(output.contains("lsblk^C\n"), "Ctrl-C shows ^C: {output}");
+    assert_eq!(output.matches("sha256 ").count(), 2, "the tab split the words, and Up ran it again: {output}");
+    assert!(output.contains("error: line longer than 256 characters: not run"), "{output}");
+    assert!(!output.contains("unknown command 'xxx"), "the long line did not run: {output}");
+    assert_eq!(output.matches("NAME").count(), 1, "only the lsblk after Ctrl-U ran: {output}");
+    assert!(!output.contains("zone DMA"), "mem was erased by Ctrl-U: {output}");
+}
+
+fn lsblk_mem_stats_and_help_say_what_they_show() {
+    let output = shell("lsblk\nmem\ndma read vda 0 8 --force-double-buffer\nstats\nhelp\n");
+    let hda = output.lines().find(|line| line.starts_with("hda ")).expect("an hda line");
+    assert!(hda.contains(" 16 MiB  "), "{hda}");
+    let dma = output.lines().find(|line| line.starts_with("zone DMA ")).expect("the DMA zone");
+    assert!(dma.contains("0x1000..0x1000000") || dma.contains("..0x1000000 "), "{dma}");
+    let normal = output.lines().find(|line| line.starts_with("zone Normal")).expect("the Normal zone");
+    assert!(normal.contains("0x100000000.."), "{normal}");
+    assert!(output.contains("copied into bounce buffers "), "{output}");
+    assert!(output.contains("copied out of bounce buffers "), "{output}");
+    let forced = output.lines().find(|line| line.starts_with("forced double buffers ")).expect("forced line");
+    assert_ne!(forced.split_whitespace().nth(3), Some("0"), "the forced read was counted: {forced}");
+    assert!(output.contains("poweroff | exit | quit"), "{output}");
+    assert!(output.contains("dump DEV LBA COUNT [OFFSET [LENGTH]]"), "{output}");
 }

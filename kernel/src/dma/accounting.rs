@@ -109,6 +109,9 @@ pub struct BounceStats {
     pub bounced_transfers: u64,
     /// Prepares that needed no bounce buffer at all.
     pub direct_transfers: u64,
+    /// Transfers `synchronize(ForceDoubleBuffer)` moved into a fresh buffer
+    /// (each was counted at prepare too, as bounced or direct).
+    pub forced_double_buffers: u64,
     /// Commands prepared now.
     pub prepared_commands: usize,
     /// Bounce pages given up for ever because a device could still write them.
@@ -128,6 +131,7 @@ pub struct Accounting {
     copies_from_bounce: AtomicU64,
     bounced_transfers: AtomicU64,
     direct_transfers: AtomicU64,
+    forced_double_buffers: AtomicU64,
     prepared_commands: AtomicUsize,
     leaked_pages: AtomicUsize,
     leaked_transfers: AtomicU64,
@@ -150,6 +154,7 @@ impl Accounting {
             copies_from_bounce: AtomicU64::new(0),
             bounced_transfers: AtomicU64::new(0),
             direct_transfers: AtomicU64::new(0),
+            forced_double_buffers: AtomicU64::new(0),
             prepared_commands: AtomicUsize::new(0),
             leaked_pages: AtomicUsize::new(0),
             leaked_transfers: AtomicU64::new(0),
@@ -171,6 +176,7 @@ impl Accounting {
             copies_from_bounce: self.copies_from_bounce.load(Ordering::Relaxed),
             bounced_transfers: self.bounced_transfers.load(Ordering::Relaxed),
             direct_transfers: self.direct_transfers.load(Ordering::Relaxed),
+            forced_double_buffers: self.forced_double_buffers.load(Ordering::Relaxed),
             prepared_commands: self.prepared_commands.load(Ordering::Relaxed),
             leaked_pages: self.leaked_pages.load(Ordering::Relaxed),
             leaked_transfers: self.leaked_transfers.load(Ordering::Relaxed),
@@ -250,6 +256,11 @@ impl Accounting {
     pub(crate) fn count_transfer(&self, bounced: bool) {
         let counter = if bounced { &self.bounced_transfers } else { &self.direct_transfers };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one transfer moved into a fresh buffer by `synchronize(ForceDoubleBuffer)`.
+    pub(crate) fn count_forced_double_buffer(&self) {
+        self.forced_double_buffers.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn command_prepared(&self, prepared: bool) {

@@ -637,6 +637,7 @@ impl IoDmaCommand {
         }
         if force && !prepared.layout.wholly_double_buffered() {
             let Realized { layout, buffers, segments, mapped } = self.realize_single(prepared.length)?;
+            self.platform.accounting().count_forced_double_buffer();
             if descriptor.direction().includes_in() && prepared.filled {
                 self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "keep what the device already wrote");
             }

@@ -63,6 +63,11 @@ pub struct ZoneStats {
     pub total: usize,
     /// Of those, free now.
     pub free: usize,
+    /// The physical range `[start, end)` from the zone's first usable frame to
+    /// the end of its last: what the machine really has, not the zone's [`ZoneKind::span`].
+    pub start: u64,
+    /// See `start`.
+    pub end: u64,
 }
 
 /// What a contiguous run must satisfy.
@@ -342,7 +347,13 @@ impl<'a> FrameAllocator<'a> {
 
     /// Counts per zone, lowest zone first; zones without memory are left out.
     pub fn stats(&self) -> impl Iterator<Item = ZoneStats> + '_ {
-        self.zones.iter().flatten().map(|zone| ZoneStats { kind: zone.kind, total: zone.total, free: zone.free_count })
+        self.zones.iter().flatten().map(|zone| ZoneStats {
+            kind: zone.kind,
+            total: zone.total,
+            free: zone.free_count,
+            start: zone.first_frame * FRAME_SIZE,
+            end: (zone.first_frame + zone.frame_count()) * FRAME_SIZE,
+        })
     }
 
     /// Free frames over all zones.

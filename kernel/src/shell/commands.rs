@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use x86_64::PhysAddr;
 
-use super::line::{Edit, LineEditor};
+use super::line::{Edit, LineEditor, MAX_LINE};
 use super::parse::{self, DmaReadOptions};
 use crate::arch::qemu::{ExitCode, exit};
 use crate::block::{BlockDevice, BlockOperation, TransferOptions};
@@ -58,7 +58,15 @@ pub fn run(input: &mut dyn Input) {
         match editor.feed(byte) {
             Edit::Nothing => {}
             Edit::Echo(text) => print!("{text}"),
-            Edit::Char(character) => print!("{character}"),
+            Edit::Abandoned => {
+                println!("^C");
+                print!("{PROMPT}");
+            }
+            Edit::TooLong => {
+                println!();
+                println!("error: line longer than {MAX_LINE} characters: not run");
+                print!("{PROMPT}");
+            }
             Edit::Line(line) => {
                 println!();
                 if let Err(message) = execute(&line) {
@@ -71,16 +79,33 @@ pub fn run(input: &mut dyn Input) {
     println!();
 }
 
+/// Refuses arguments to a command that takes none: a typo like `lsblk vda`
+/// should say so, not quietly list every disk.
+fn no_arguments(command: &str, arguments: &[&str]) -> Result<(), String> {
+    match arguments {
+        [] => Ok(()),
+        _ => Err(format!("usage: {command} (no arguments; got '{}')", arguments.join(" "))),
+    }
+}
+
 /// Runs one command line; an `Err` is the message to show.
 pub fn execute(line: &str) -> Result<(), String> {
+    // split_whitespace splits at tabs too.
     let words: Vec<&str> = line.split_whitespace().collect();
     let Some((&command, arguments)) = words.split_first() else { return Ok(()) };
+    match command {
+        "help" | "mem" | "ioreg" | "lsblk" | "stats" | "poweroff" | "exit" | "quit" => {
+            no_arguments(command, arguments)?
+        }
+        _ => {}
+    }
     match command {
         "help" => help(),
         "mem" => mem(),
         "ioreg" => driver::print_registry(),
         "lsblk" => lsblk(),
         "read" => read(arguments)?,
+        "dump" => dump(arguments)?,
         "write" => write(arguments)?,
         "dma" => match arguments.split_first() {
             Some((&"read", rest)) => dma_read(rest)?,
@@ -120,7 +145,10 @@ fn help() {
     println!("  ioreg                    the driver registry tree");
     println!("  lsblk                    disks: name, driver, block size, capacity");
     println!("  read DEV LBA COUNT       read COUNT sectors; print their sha256 and first bytes");
-    println!("  write DEV LBA COUNT PAT  write COUNT sectors of PAT (a byte like 0xa5, or text)");
+    println!("  dump DEV LBA COUNT [OFFSET [LENGTH]]");
+    println!("                           read COUNT sectors; hex dump LENGTH bytes (256) from OFFSET (0)");
+    println!("  write DEV LBA COUNT PAT  write COUNT sectors of PAT repeated: PAT starting with a digit");
+    println!("                           is one byte 0-255 (7, 0xa5), anything else is text (dmakit)");
     println!("  dma read DEV LBA COUNT [--bits N] [--boundary N] [--max-segment N]");
     println!("           [--above-4g] [--force-double-buffer] [--trace]");
     println!("                           one read with your own limits added to the device's");
@@ -139,8 +167,9 @@ fn help() {
     println!("  iommu break BB:DD.F      the function's next transfer gets IOVAs unmapped before");
     println!("                           the device uses them: watch the fault (q35 only)");
     println!("  bench [--qd N]           a quick read benchmark of each disk (N requests in flight)");
-    println!("  poweroff                 leave QEMU (end of piped input does too)");
-    println!("numbers: 4096, 0x1000, 64K, 1M; disks: vda, vdb... (virtio), hda, hdb... (ATA)");
+    println!("  poweroff | exit | quit   leave QEMU (end of piped input does too)");
+    println!("numbers: 4096, 0x1000, 64K, 1M; disks: vda, vdb... (virtio), hda, hdb... (ATA), sda (AHCI)");
+    println!("keys: Up/Down recall the last 16 lines, Ctrl-U erases the line, Ctrl-C abandons it");
 }
 
 fn bench(arguments: &[&str]) -> Result<(), String> {
@@ -153,7 +182,7 @@ fn bench(arguments: &[&str]) -> Result<(), String> {
             }
             crate::bench::quick(Some(depth as usize));
         }
-        _ => return Err(String::from("usage: bench [--qd N]")),
+        _ => return Err(format!("usage: bench [--qd N] (got '{}')", arguments.join(" "))),
     }
     Ok(())
 }
@@ -208,8 +237,9 @@ fn iommu(arguments: &[&str]) -> Result<(), String> {
 fn mem() {
     for zone in physical::zone_stats().into_iter().flatten() {
         println!(
-            "zone {:<6} {:>8} frames total {:>8} free ({} MiB free)",
+            "zone {:<6} {:>26} {:>8} frames total {:>8} free ({} MiB free)",
             zone.kind.name(),
+            format!("{:#x}..{:#x}", zone.start, zone.end),
             zone.total,
             zone.free,
             (zone.free * 4096) >> 20
@@ -223,12 +253,25 @@ fn mem() {
 
 fn stats() {
     let stats = platform().accounting().stats();
-    println!("bounced transfers   {}", stats.bounced_transfers);
-    println!("direct transfers    {}", stats.direct_transfers);
-    println!("copied to device    {} bytes in {} copies", stats.bytes_to_bounce, stats.copies_to_bounce);
-    println!("copied from device  {} bytes in {} copies", stats.bytes_from_bounce, stats.copies_from_bounce);
-    println!("bounce pages in use {} of {}", stats.pages_in_use, stats.page_limit);
-    println!("prepared commands   {}", stats.prepared_commands);
+    // One column of labels, so that the counts line up.
+    let rows = [
+        ("bounced transfers", format!("{}", stats.bounced_transfers)),
+        ("direct transfers", format!("{}", stats.direct_transfers)),
+        (
+            "forced double buffers",
+            format!("{} (synchronize(ForceDoubleBuffer); also counted above at prepare)", stats.forced_double_buffers),
+        ),
+        ("copied into bounce buffers", format!("{} bytes in {} copies", stats.bytes_to_bounce, stats.copies_to_bounce)),
+        (
+            "copied out of bounce buffers",
+            format!("{} bytes in {} copies", stats.bytes_from_bounce, stats.copies_from_bounce),
+        ),
+        ("bounce pages in use", format!("{} of {}", stats.pages_in_use, stats.page_limit)),
+        ("prepared commands", format!("{}", stats.prepared_commands)),
+    ];
+    for (label, value) in rows {
+        println!("{label:<28} {value}");
+    }
     println!(
         "leaked (device could not be stopped) {} page(s) in {} transfer(s)",
         stats.leaked_pages, stats.leaked_transfers
@@ -256,10 +299,10 @@ fn lsblk() {
     for (name, disk) in driver::block_devices() {
         let bytes = disk.block_count() * u64::from(disk.block_size());
         println!(
-            "{name:<6} {:<12} {:>6} {:>9} KiB  {}",
+            "{name:<6} {:<12} {:>6} {:>12}  {}",
             disk.driver_name(),
             disk.block_size(),
-            bytes / 1024,
+            parse::size(bytes),
             disk.description()
         );
     }
@@ -287,14 +330,28 @@ fn buffer(bytes: u64, direction: IoDirection, placement: Constraints) -> Result<
         .map_err(|error| format!("no buffer of {bytes} bytes: {error}"))
 }
 
-/// Prints the sha256 of `data` and a hex dump of its first bytes.
-fn show(data: &[u8]) {
-    println!("sha256 {}", sha256_hex(data));
-    for (row, chunk) in data.chunks(16).take(4).enumerate() {
+/// Prints a hex dump of `data`, 16 bytes a row, each row headed by its offset
+/// (`data` starts at offset `first`).
+fn hex_dump(data: &[u8], first: u64) {
+    for (row, chunk) in data.chunks(16).enumerate() {
         let hex: Vec<String> = chunk.iter().map(|byte| format!("{byte:02x}")).collect();
         let text: String = chunk.iter().map(|&b| if b.is_ascii_graphic() { char::from(b) } else { '.' }).collect();
-        println!("{:06x}  {}  {text}", row * 16, hex.join(" "));
+        println!("{:06x}  {}  {text}", first + row as u64 * 16, hex.join(" "));
     }
+}
+
+/// Prints the sha256 of `data` and a hex dump of its first 64 bytes.
+fn show(data: &[u8]) {
+    println!("sha256 {}", sha256_hex(data));
+    hex_dump(&data[..data.len().min(64)], 0);
+}
+
+/// Reads `count` sectors at `lba` of `disk` into a fresh buffer; their bytes.
+fn read_sectors(disk: &Arc<dyn BlockDevice>, lba: u64, count: u64) -> Result<Vec<u8>, String> {
+    let bytes = count * u64::from(disk.block_size());
+    let mut target = buffer(bytes, IoDirection::In, Constraints::NONE)?;
+    disk.read(lba, count, &mut target, 0).map_err(|error| format!("read failed: {error}"))?;
+    target.to_vec(0, bytes as usize).map_err(|error| format!("reading back the buffer failed: {error}"))
 }
 
 fn read(arguments: &[&str]) -> Result<(), String> {
@@ -302,10 +359,37 @@ fn read(arguments: &[&str]) -> Result<(), String> {
         return Err(String::from("usage: read DEV LBA COUNT"));
     }
     let (disk, lba, count) = target(arguments)?;
-    let bytes = count * u64::from(disk.block_size());
-    let mut target = buffer(bytes, IoDirection::In, Constraints::NONE)?;
-    disk.read(lba, count, &mut target, 0).map_err(|error| format!("read failed: {error}"))?;
-    show(&target.to_vec(0, bytes as usize).map_err(|error| format!("{error}"))?);
+    show(&read_sectors(&disk, lba, count)?);
+    Ok(())
+}
+
+/// Bytes `dump` shows when not told how many.
+const DUMP_LENGTH: u64 = 256;
+
+fn dump(arguments: &[&str]) -> Result<(), String> {
+    if !(3..=5).contains(&arguments.len()) {
+        return Err(String::from("usage: dump DEV LBA COUNT [OFFSET [LENGTH]]"));
+    }
+    let (disk, lba, count) = target(arguments)?;
+    let read = count * u64::from(disk.block_size());
+    let offset = if arguments.len() > 3 { parse::argument(arguments, 3, "OFFSET")? } else { 0 };
+    if offset >= read {
+        return Err(format!("OFFSET {offset} is past the {read} bytes read (COUNT {count} sectors)"));
+    }
+    // Without LENGTH, the default stops at the end of what was read.
+    let length = match arguments.get(4) {
+        Some(_) => parse::argument(arguments, 4, "LENGTH")?,
+        None => DUMP_LENGTH.min(read - offset),
+    };
+    if length == 0 || offset.checked_add(length).is_none_or(|end| end > read) {
+        return Err(format!(
+            "bytes {offset}..{} are not all in the {read} bytes read (COUNT {count} sectors); LENGTH must be 1 to {}",
+            offset.saturating_add(length),
+            read - offset
+        ));
+    }
+    let data = read_sectors(&disk, lba, count)?;
+    hex_dump(&data[offset as usize..(offset + length) as usize], offset);
     Ok(())
 }
 
@@ -315,14 +399,10 @@ fn write(arguments: &[&str]) -> Result<(), String> {
     }
     let (disk, lba, count) = target(arguments)?;
     let bytes = count * u64::from(disk.block_size());
-    let pattern: Vec<u8> = match parse::number(arguments[3]) {
-        Some(byte) if byte <= 0xff => alloc::vec![byte as u8],
-        Some(_) => return Err(format!("a byte pattern must be 0 to 255, not {}", arguments[3])),
-        None => arguments[3].as_bytes().to_vec(),
-    };
+    let pattern = parse::pattern(arguments[3])?;
     let data: Vec<u8> = pattern.iter().copied().cycle().take(bytes as usize).collect();
     let mut source = buffer(bytes, IoDirection::Out, Constraints::NONE)?;
-    source.write_bytes(0, &data).map_err(|error| format!("{error}"))?;
+    source.write_bytes(0, &data).map_err(|error| format!("filling the buffer failed: {error}"))?;
     disk.write(lba, count, &mut source, 0).map_err(|error| format!("write failed: {error}"))?;
     println!("wrote {count} sector(s) at {lba}; sha256 {}", sha256_hex(&data));
     Ok(())
@@ -334,7 +414,10 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
     let bytes = count * u64::from(disk.block_size());
     let placement = if options.above_4g { Constraints::NONE } else { Constraints::below(PhysAddr::new(1 << 32)) };
     let mut target = buffer(bytes, IoDirection::In, placement)?;
-    let (address, _) = target.descriptor().physical_segment(0).map_err(|error| format!("{error}"))?;
+    let (address, _) = target
+        .descriptor()
+        .physical_segment(0)
+        .map_err(|error| format!("no physical address for the buffer: {error}"))?;
     if options.above_4g && address.as_u64() < 1 << 32 {
         return Err(String::from("no memory above 4 GiB on this machine (boot with MEM=6G)"));
     }
@@ -396,6 +479,6 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
         let aligned = if start % 4096 == 0 { "page-aligned" } else { "NOT page-aligned" };
         println!("force-double-buffer: the transfer used one fresh {aligned} buffer at {start:#x}");
     }
-    show(&target.to_vec(0, bytes as usize).map_err(|error| format!("{error}"))?);
+    show(&target.to_vec(0, bytes as usize).map_err(|error| format!("reading back the buffer failed: {error}"))?);
     Ok(())
 }

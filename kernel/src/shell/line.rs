@@ -1,71 +1,316 @@
-//! A line editor for the serial console: echo, backspace, Enter. Pure, so it is
-//! tested on the host.
+//! A line editor for the serial console: echo, backspace, Ctrl-U, Ctrl-C, Enter,
+//! and a history on the arrow keys. Pure, so it is tested on the host.
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 
 /// What one input byte did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Edit {
-    /// Nothing to show (an ignored byte).
+    /// Nothing to show (an ignored byte, or part of an escape sequence).
     Nothing,
-    /// Show these bytes (the echo of a character, or of an erase).
-    Echo(&'static str),
-    /// Echo this character.
-    Char(char),
-    /// The line is complete.
+    /// Show these bytes: the echo of a character, an erase, or a redrawn line.
+    Echo(String),
+    /// The line is complete: run it.
     Line(String),
+    /// Ctrl-C: the line was abandoned; show `^C` and a fresh prompt.
+    Abandoned,
+    /// Enter after more than [`MAX_LINE`] characters: the line is refused, not
+    /// cut short (a cut command could run with the wrong arguments).
+    TooLong,
 }
 
-/// The line being typed.
+/// Where the editor is inside an escape sequence (`ESC [ A` is the up arrow).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Escape {
+    /// Not in one.
+    #[default]
+    None,
+    /// After `ESC`.
+    Started,
+    /// After `ESC [` (or `ESC O`, which terminals send in application mode).
+    Introduced,
+}
+
+/// The line being typed, and the lines typed before.
 #[derive(Debug, Default)]
 pub struct LineEditor {
     line: String,
     last_was_return: bool,
+    /// Characters were dropped because the line was full: Enter refuses it.
+    overflowed: bool,
+    escape: Escape,
+    /// The last [`HISTORY`] lines, oldest first.
+    history: VecDeque<String>,
+    /// Which history entry is shown (0 = the newest), while browsing.
+    browsing: Option<usize>,
+    /// The line being typed before browsing started, given back by Down.
+    draft: String,
 }
 
-/// The longest line kept; longer input is ignored until Enter.
-const MAX_LINE: usize = 256;
+/// The longest line kept; Enter after a longer one refuses it.
+pub const MAX_LINE: usize = 256;
+/// Lines the history keeps.
+pub const HISTORY: usize = 16;
+
+/// Backspace, space, backspace: erases one character on a terminal.
+const ERASE: &str = "\x08 \x08";
 
 impl LineEditor {
     /// Feeds one byte.
     pub fn feed(&mut self, byte: u8) -> Edit {
         let after_return = core::mem::replace(&mut self.last_was_return, byte == b'\r');
+        match core::mem::take(&mut self.escape) {
+            Escape::Started if byte == b'[' || byte == b'O' => {
+                self.escape = Escape::Introduced;
+                return Edit::Nothing;
+            }
+            Escape::Introduced => {
+                return match byte {
+                    b'A' => self.recall_older(),
+                    b'B' => self.recall_newer(),
+                    // Other keys (left, right, function keys) are not supported:
+                    // swallow their final byte so it is not typed as a letter.
+                    _ => Edit::Nothing,
+                };
+            }
+            // A lone ESC followed by anything else: drop the ESC, take the byte.
+            Escape::Started | Escape::None => {}
+        }
         match byte {
             // A terminal sends CR, a pipe LF, Windows CR LF: one line each time.
             b'\n' if after_return => Edit::Nothing,
-            b'\r' | b'\n' => Edit::Line(core::mem::take(&mut self.line)),
+            b'\r' | b'\n' => self.enter(),
             0x08 | 0x7f => match self.line.pop() {
-                Some(_) => Edit::Echo("\x08 \x08"),
+                Some(_) => Edit::Echo(String::from(ERASE)),
                 None => Edit::Nothing,
             },
-            0x20..0x7f if self.line.len() < MAX_LINE => {
-                self.line.push(char::from(byte));
-                Edit::Char(char::from(byte))
+            // Ctrl-U: erase the whole line.
+            0x15 => {
+                self.overflowed = false;
+                self.browsing = None;
+                self.replace_line(String::new())
             }
+            // Ctrl-C: abandon the line.
+            0x03 => {
+                self.line.clear();
+                self.overflowed = false;
+                self.browsing = None;
+                Edit::Abandoned
+            }
+            0x1b => {
+                self.escape = Escape::Started;
+                Edit::Nothing
+            }
+            // Tab separates words like a space does; stored as a space so that
+            // one backspace erases the one column it took.
+            b'\t' => self.push(' '),
+            0x20..0x7f => self.push(char::from(byte)),
             _ => Edit::Nothing,
         }
+    }
+
+    /// Types `character`, or drops it (and remembers) when the line is full.
+    fn push(&mut self, character: char) -> Edit {
+        if self.line.len() >= MAX_LINE {
+            self.overflowed = true;
+            return Edit::Nothing;
+        }
+        self.line.push(character);
+        Edit::Echo(String::from(character))
+    }
+
+    /// Enter: the line, unless it overflowed; either way it starts afresh.
+    fn enter(&mut self) -> Edit {
+        let line = core::mem::take(&mut self.line);
+        self.browsing = None;
+        self.draft.clear();
+        if core::mem::take(&mut self.overflowed) {
+            return Edit::TooLong;
+        }
+        // Blank lines and repeats of the last line would only fill the history.
+        if !line.trim().is_empty() && self.history.back() != Some(&line) {
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back(line.clone());
+        }
+        Edit::Line(line)
+    }
+
+    /// Up: the entry before the one shown (the newest when not browsing).
+    fn recall_older(&mut self) -> Edit {
+        let next = self.browsing.map_or(0, |shown| shown + 1);
+        if next >= self.history.len() {
+            return Edit::Nothing;
+        }
+        if self.browsing.is_none() {
+            self.draft = self.line.clone();
+        }
+        self.browsing = Some(next);
+        let entry = self.history[self.history.len() - 1 - next].clone();
+        self.replace_line(entry)
+    }
+
+    /// Down: the entry after the one shown, then the line typed before browsing.
+    fn recall_newer(&mut self) -> Edit {
+        match self.browsing {
+            None => Edit::Nothing,
+            Some(0) => {
+                self.browsing = None;
+                let draft = core::mem::take(&mut self.draft);
+                self.replace_line(draft)
+            }
+            Some(shown) => {
+                self.browsing = Some(shown - 1);
+                let entry = self.history[self.history.len() - shown].clone();
+                self.replace_line(entry)
+            }
+        }
+    }
+
+    /// Makes `text` the line, and says how to redraw it: erase the old one
+    /// character by character (the editor does not know the prompt's width, so
+    /// it cannot go back to the start of the terminal line), then type the new.
+    fn replace_line(&mut self, text: String) -> Edit {
+        if self.line.is_empty() && text.is_empty() {
+            return Edit::Nothing;
+        }
+        let mut echo = ERASE.repeat(self.line.chars().count());
+        echo.push_str(&text);
+        self.line = text;
+        Edit::Echo(echo)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
-    fn type_all(editor: &mut LineEditor, input: &[u8]) -> alloc::vec::Vec<Edit> {
+    fn type_all(editor: &mut LineEditor, input: &[u8]) -> Vec<Edit> {
         input.iter().map(|&byte| editor.feed(byte)).collect()
+    }
+
+    fn echo(text: &str) -> Edit {
+        Edit::Echo(String::from(text))
+    }
+
+    /// What a terminal shows after `edits`, applying each backspace.
+    fn screen(edits: &[Edit]) -> String {
+        let mut shown = String::new();
+        for edit in edits {
+            if let Edit::Echo(text) = edit {
+                for character in text.chars() {
+                    match character {
+                        '\x08' => {
+                            shown.pop();
+                        }
+                        other => shown.push(other),
+                    }
+                }
+            }
+        }
+        // "\x08 \x08" leaves a space typed over the erased character: trim it.
+        shown.trim_end().into()
     }
 
     #[test]
     fn backspace_erases_and_enter_ends_the_line() {
         let mut editor = LineEditor::default();
         let edits = type_all(&mut editor, b"lsbk\x7fk\r\n");
-        assert_eq!(edits[4], Edit::Echo("\x08 \x08"));
+        assert_eq!(edits[4], echo("\x08 \x08"));
         assert_eq!(edits[6], Edit::Line(String::from("lsbk")));
         assert_eq!(edits[7], Edit::Nothing, "LF after CR is not a second line");
         let edits = type_all(&mut editor, b"\x08help\n\n");
         assert_eq!(edits[0], Edit::Nothing, "backspace on an empty line");
         assert_eq!(edits[5], Edit::Line(String::from("help")));
         assert_eq!(edits[6], Edit::Line(String::new()), "an empty line");
-        assert_eq!(editor.feed(0x1b), Edit::Nothing, "escape is ignored");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_buffer_is_refused_not_cut() {
+        let mut editor = LineEditor::default();
+        let long = [b'a'; MAX_LINE + 1];
+        let edits = type_all(&mut editor, &long);
+        assert_eq!(edits[MAX_LINE], Edit::Nothing, "the character past the end is not echoed");
+        assert_eq!(editor.feed(b'\n'), Edit::TooLong);
+        assert_eq!(type_all(&mut editor, b"ok\n")[2], Edit::Line(String::from("ok")), "the next line is fine");
+        let full = [b'b'; MAX_LINE];
+        type_all(&mut editor, &full);
+        assert_eq!(editor.feed(b'\n'), Edit::Line(String::from_utf8(full.to_vec()).unwrap()), "exactly full is kept");
+    }
+
+    #[test]
+    fn tab_is_typed_as_a_space() {
+        let mut editor = LineEditor::default();
+        let edits = type_all(&mut editor, b"read\tvda\n");
+        assert_eq!(edits[4], echo(" "));
+        assert_eq!(edits[8], Edit::Line(String::from("read vda")));
+    }
+
+    #[test]
+    fn ctrl_u_erases_the_line_and_ctrl_c_abandons_it() {
+        let mut editor = LineEditor::default();
+        let edits = type_all(&mut editor, b"abc\x15");
+        assert_eq!(edits[3], echo("\x08 \x08\x08 \x08\x08 \x08"), "each character erased on screen");
+        assert_eq!(screen(&edits), "");
+        assert_eq!(editor.feed(0x15), Edit::Nothing, "Ctrl-U on an empty line");
+        assert_eq!(type_all(&mut editor, b"ok\n")[2], Edit::Line(String::from("ok")));
+        type_all(&mut editor, b"rm everything");
+        assert_eq!(editor.feed(0x03), Edit::Abandoned);
+        assert_eq!(editor.feed(b'\n'), Edit::Line(String::new()), "nothing of the abandoned line is left");
+        let overflow = [b'x'; MAX_LINE + 5];
+        type_all(&mut editor, &overflow);
+        editor.feed(0x03);
+        assert_eq!(type_all(&mut editor, b"a\n")[1], Edit::Line(String::from("a")), "Ctrl-C forgets the overflow");
+    }
+
+    #[test]
+    fn up_and_down_walk_the_history_and_redraw_the_line() {
+        let mut editor = LineEditor::default();
+        type_all(&mut editor, b"lsblk\nmem\nmem\n\nstats\n");
+        let up = b"\x1b[A";
+        let down = b"\x1b[B";
+        let mut edits = type_all(&mut editor, b"dr");
+        edits.extend(type_all(&mut editor, up));
+        assert_eq!(edits.last(), Some(&echo("\x08 \x08\x08 \x08stats")), "the draft is erased, the newest shown");
+        assert_eq!(screen(&edits), "stats");
+        edits.extend(type_all(&mut editor, up));
+        assert_eq!(screen(&edits), "mem", "a repeated line is kept once, an empty one not at all");
+        edits.extend(type_all(&mut editor, up));
+        assert_eq!(screen(&edits), "lsblk");
+        assert_eq!(type_all(&mut editor, up)[2], Edit::Nothing, "no older line");
+        edits.extend(type_all(&mut editor, down));
+        assert_eq!(screen(&edits), "mem");
+        edits.extend(type_all(&mut editor, down));
+        edits.extend(type_all(&mut editor, down));
+        assert_eq!(screen(&edits), "dr", "down past the newest gives back what was being typed");
+        assert_eq!(type_all(&mut editor, down)[2], Edit::Nothing);
+        type_all(&mut editor, up);
+        assert_eq!(editor.feed(b'\r'), Edit::Line(String::from("stats")), "a recalled line runs as typed");
+        let application_mode = type_all(&mut editor, b"\x1bOA");
+        assert_eq!(application_mode[2], echo("stats"), "ESC O A is the up arrow too");
+    }
+
+    #[test]
+    fn the_history_keeps_the_last_sixteen_lines() {
+        let mut editor = LineEditor::default();
+        for number in 0..20 {
+            type_all(&mut editor, alloc::format!("line {number}\n").as_bytes());
+        }
+        let mut edits = Vec::new();
+        for _ in 0..30 {
+            edits.extend(type_all(&mut editor, b"\x1b[A"));
+        }
+        assert_eq!(screen(&edits), "line 4", "the oldest kept is the sixteenth from the end");
+    }
+
+    #[test]
+    fn other_escape_sequences_are_swallowed() {
+        let mut editor = LineEditor::default();
+        let edits = type_all(&mut editor, b"a\x1b[Cb\x1bc\n");
+        assert!(edits[1..4].iter().all(|edit| *edit == Edit::Nothing), "{edits:?}");
+        assert_eq!(edits.last(), Some(&Edit::Line(String::from("abc"))), "a lone ESC is dropped");
     }
 }

@@ -1,8 +1,10 @@
-//! Parsing shell input: numbers (decimal, `0x` hex, `K`/`M`/`G` suffixes) and the
-//! options of `dma read`. Pure, so it is tested on the host.
+//! Parsing shell input: numbers (decimal, `0x` hex, `K`/`M`/`G` suffixes), the
+//! pattern of `write`, the options of `dma read`; and sizes for output. Pure, so
+//! it is tested on the host.
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 /// A number as the shell accepts it: `4096`, `0x1000`, `64K`, `1M`, `4G`.
 pub fn number(text: &str) -> Option<u64> {
@@ -23,6 +25,39 @@ pub fn number(text: &str) -> Option<u64> {
 pub fn argument(words: &[&str], index: usize, what: &str) -> Result<u64, String> {
     let word = words.get(index).ok_or_else(|| format!("missing {what}"))?;
     number(word).ok_or_else(|| format!("bad number '{word}' for {what}"))
+}
+
+/// The pattern of `write`. One rule, so that `300` and `300x` are not read two
+/// ways: a word that starts with a digit is one byte, 0 to 255, in decimal or
+/// `0x` hex (no `K`/`M`/`G`: a byte has no use for them); any other word is text,
+/// written as its bytes.
+pub fn pattern(word: &str) -> Result<Vec<u8>, String> {
+    if !word.starts_with(|character: char| character.is_ascii_digit()) {
+        return Ok(word.as_bytes().to_vec());
+    }
+    let value = match word.strip_prefix("0x").or_else(|| word.strip_prefix("0X")) {
+        Some(hex) => u8::from_str_radix(hex, 16),
+        None => word.parse::<u8>(),
+    };
+    value.map(|byte| alloc::vec![byte]).map_err(|_| {
+        format!(
+            "pattern '{word}' starts with a digit, so it must be a byte 0 to 255 (decimal or 0x..); \
+             text must start with another character"
+        )
+    })
+}
+
+/// `bytes` in the largest of B, KiB, MiB that it fills at least once: `512 B`,
+/// `1.5 KiB`, `16 MiB`; one decimal (rounded down) when the unit does not divide it.
+pub fn size(bytes: u64) -> String {
+    let (unit, name) = match bytes {
+        0..1024 => return format!("{bytes} B"),
+        1024..0x10_0000 => (1024, "KiB"),
+        _ => (0x10_0000, "MiB"),
+    };
+    let whole = bytes / unit;
+    let tenths = bytes % unit * 10 / unit;
+    if bytes.is_multiple_of(unit) { format!("{whole} {name}") } else { format!("{whole}.{tenths} {name}") }
 }
 
 /// The options of `dma read DEV LBA COUNT [...]`.
@@ -64,6 +99,10 @@ pub fn dma_read_options(words: &[&str]) -> Result<DmaReadOptions, String> {
                 let boundary = value("--boundary")?;
                 if !boundary.is_power_of_two() {
                     return Err(format!("--boundary must be a power of two, not {boundary}"));
+                }
+                // A segment holds whole sectors: a smaller boundary could cut one.
+                if boundary < 512 {
+                    return Err(format!("--boundary must be at least 512, not {boundary}"));
                 }
                 options.boundary = Some(boundary);
             }
@@ -112,6 +151,37 @@ mod tests {
         assert!(dma_read_options(&["--bits", "8"]).is_err());
         assert!(dma_read_options(&["--boundary", "1000"]).is_err());
         assert!(dma_read_options(&["--max-segment", "100"]).is_err());
+        assert_eq!(
+            dma_read_options(&["--boundary", "256"]),
+            Err(String::from("--boundary must be at least 512, not 256"))
+        );
+        assert_eq!(dma_read_options(&["--boundary", "512"]).unwrap().boundary, Some(512));
         assert_eq!(dma_read_options(&["--fast"]), Err(String::from("unknown option '--fast' (see help)")));
+    }
+
+    #[test]
+    fn a_pattern_that_starts_with_a_digit_is_a_byte() {
+        assert_eq!(pattern("0"), Ok(alloc::vec![0]));
+        assert_eq!(pattern("255"), Ok(alloc::vec![255]));
+        assert_eq!(pattern("0xa5"), Ok(alloc::vec![0xa5]));
+        assert_eq!(pattern("dmakit"), Ok(b"dmakit".to_vec()));
+        assert_eq!(pattern("x300"), Ok(b"x300".to_vec()));
+        for bad in ["256", "300", "300x", "1K", "0x100", "0x", "9lives"] {
+            let message = pattern(bad).unwrap_err();
+            assert!(message.starts_with(&format!("pattern '{bad}' starts with a digit")), "{message}");
+        }
+    }
+
+    #[test]
+    fn sizes_pick_their_unit() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1024), "1 KiB");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(1024 * 1023), "1023 KiB");
+        assert_eq!(size(16 << 20), "16 MiB");
+        assert_eq!(size((2 << 20) + 512 * 1024), "2.5 MiB");
+        assert_eq!(size(64 << 30), "65536 MiB");
     }
 }
