@@ -192,6 +192,8 @@ fn no_bounce_lands_the_data_4_gib_lower_on_the_canary() {
     // Sector 16 of the pattern image starts with its number, then "DMAKITA".
     assert!(output.contains("the canary page now:  10 00 00 00 00 00 00 00 44 4d 41 4b"), "{output}");
     assert!(output.contains("your buffer now:      5a 5a 5a 5a"), "{output}");
+}
+
 fn extra_arguments_are_refused_with_a_usage_message() {
     let output = shell(
         "lsblk foo\nmem x\nstats 1\nioreg x\nhelp x\npoweroff now\nbench --qd 4 x\nread hda 0 1 2\n\
