@@ -75,6 +75,10 @@ pub fn read_at_depth(
         return Err(IoFailure::new(IoReturn::BadArgument, cause));
     }
     let places = disk.block_count() / blocks;
+    if places == 0 {
+        let cause = Cause::Other("the disk is smaller than one request");
+        return Err(IoFailure::new(IoReturn::BadArgument, cause));
+    }
     let below_4_gib = Constraints::below(PhysAddr::new(1 << 32));
     let mut free: Vec<DmaBuffer> = Vec::with_capacity(depth);
     for _ in 0..depth {

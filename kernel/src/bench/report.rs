@@ -56,15 +56,24 @@ fn depth_figures(kind: &str, disk: &dyn BlockDevice) {
 /// sequential 128 KiB and random 4 KiB reads with N in flight instead.
 pub fn quick(depth: Option<usize>) {
     for (name, disk) in driver::block_devices() {
-        let bytes = (disk.block_count() * u64::from(disk.block_size())).min(16 << 20);
+        let block = u64::from(disk.block_size());
+        let bytes = (disk.block_count() * block).min(16 << 20);
+        let size = crate::shell::parse::size(bytes);
         if let Some(depth) = depth {
-            let sequential = read_at_depth(disk.as_ref(), Pattern::Sequential, 128 << 10, bytes >> 17, depth);
-            let random = read_at_depth(disk.as_ref(), Pattern::Random, 4 << 10, 1024, depth);
+            // Requests no larger than the disk: a tiny disk gets smaller ones.
+            let fit = |wanted: u64| wanted.min(bytes - bytes % block).max(block);
+            let (sequential_size, random_size) = (fit(128 << 10), fit(4 << 10));
+            let sequential_count = (bytes / sequential_size).max(1);
+            let sequential =
+                read_at_depth(disk.as_ref(), Pattern::Sequential, sequential_size, sequential_count, depth);
+            let random = read_at_depth(disk.as_ref(), Pattern::Random, random_size, 1024, depth);
             match (sequential, random) {
                 (Ok(sequential), Ok(random)) => println!(
-                    "{name}: queue depth {depth}: sequential 128 KiB reads {:.1} MB/s, random 4 KiB reads {:.0} IOPS \
+                    "{name}: queue depth {depth}: sequential {} reads {:.1} MB/s, random {} reads {:.0} IOPS \
                      (the device takes {} at once)",
+                    crate::shell::parse::size(sequential_size),
                     sequential.megabytes_per_second(),
+                    crate::shell::parse::size(random_size),
                     random.iops(),
                     disk.queue_depth()
                 ),
@@ -74,9 +83,8 @@ pub fn quick(depth: Option<usize>) {
         }
         match read_throughputs(disk.as_ref(), bytes) {
             Ok([direct, bounced, forced]) => println!(
-                "{name}: {} MiB in 128 KiB reads: direct {direct:.1} MB/s, bounced {bounced:.1} MB/s, \
-                 forced double buffering {forced:.1} MB/s",
-                bytes >> 20
+                "{name}: {size} in 128 KiB reads: direct {direct:.1} MB/s, bounced {bounced:.1} MB/s, \
+                 forced double buffering {forced:.1} MB/s"
             ),
             Err(error) => println!("{name}: benchmark failed: {error}"),
         }
