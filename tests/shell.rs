@@ -164,15 +164,21 @@ fn experiments_show_stale_bytes_and_leave_the_disk_as_it_was() {
     assert_eq!(printed_sha256(&before), printed_sha256(&after), "the experiments left the sectors as they were");
 }
 
-fn crossing_64_kib_gives_one_region_across_the_line() {
-    let output = shell("experiment cross-64k hda 100\nexperiment cross-64k vda 100\n");
-    let region = output.lines().find(|line| line.starts_with("the controller got a region of 0x10000 bytes at"));
-    let region = region.unwrap_or_else(|| panic!("no region line in:\n{output}"));
-    let numbers: alloc::vec::Vec<u64> = region
+/// The first line of `output` that starts with `start`, and the hex numbers in it.
+fn line_and_hex_numbers<'a>(output: &'a str, start: &str) -> (&'a str, alloc::vec::Vec<u64>) {
+    let line = output.lines().find(|line| line.starts_with(start));
+    let line = line.unwrap_or_else(|| panic!("no line starting {start:?} in:\n{output}"));
+    let numbers = line
         .split([' ', ':'])
         .filter_map(|word| word.strip_prefix("0x"))
         .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
         .collect();
+    (line, numbers)
+}
+
+fn crossing_64_kib_gives_one_region_across_the_line() {
+    let output = shell("experiment cross-64k hda 100\nexperiment cross-64k vda 100\n");
+    let (region, numbers) = line_and_hex_numbers(&output, "the controller got a region of 0x10000 bytes at");
     let (start, line) = (numbers[1], numbers[2]);
     assert!(start < line && line < start + 0x10000 && line % 0x10000 == 0, "{region}");
     assert!(output.contains("QEMU got the data right"), "{output}");
@@ -181,13 +187,7 @@ fn crossing_64_kib_gives_one_region_across_the_line() {
 
 fn no_bounce_lands_the_data_4_gib_lower_on_the_canary() {
     let output = shell("experiment no-bounce hda 16\n");
-    let given = output.lines().find(|line| line.starts_with("the controller was given 0x"));
-    let given = given.unwrap_or_else(|| panic!("no address line in:\n{output}"));
-    let numbers: alloc::vec::Vec<u64> = given
-        .split([' ', ':'])
-        .filter_map(|word| word.strip_prefix("0x"))
-        .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
-        .collect();
+    let (given, numbers) = line_and_hex_numbers(&output, "the controller was given 0x");
     assert_eq!(numbers[0], numbers[1] - (1 << 32), "cut to 32 bits: {given}");
     // Sector 16 of the pattern image starts with its number, then "DMAKITA".
     assert!(output.contains("the canary page now:  10 00 00 00 00 00 00 00 44 4d 41 4b"), "{output}");
