@@ -25,6 +25,7 @@ dmakit::test_kernel!(
     experiments_show_stale_bytes_and_leave_the_disk_as_it_was,
     crossing_64_kib_gives_one_region_across_the_line,
     no_bounce_lands_the_data_4_gib_lower_on_the_canary,
+    synchronize_lets_the_cpu_look_early_and_hands_changes_back,
     extra_arguments_are_refused_with_a_usage_message,
     a_write_pattern_that_starts_with_a_digit_is_a_byte,
     dump_shows_the_bytes_asked_for_and_refuses_the_rest,
@@ -275,4 +276,18 @@ fn lsblk_mem_stats_and_help_say_what_they_show() {
     assert_ne!(forced.split_whitespace().nth(3), Some("0"), "the forced read was counted: {forced}");
     assert!(output.contains("poweroff | exit | quit"), "{output}");
     assert!(output.contains("dump DEV LBA COUNT [OFFSET [LENGTH]]"), "{output}");
+}
+
+fn synchronize_lets_the_cpu_look_early_and_hands_changes_back() {
+    let output = shell("experiment synchronize\n");
+    for expected in [
+        "   the CPU looks at its buffer:     refused: the device owns this memory until the transfer completes",
+        "   the bounce buffer now holds:     22 22 22 22 22 22 22 22 ... (the CPU's buffer still holds 0x11)",
+        "4. synchronize(In): bounce -> buffer; the CPU may look now, before complete:\n   the CPU looks at its buffer:     22 22",
+        "   the device reads its segment:    22 22 22 22 22 22 22 22 ... (still the old bytes)",
+        "6. synchronize(Out): buffer -> bounce; the device reads: 33 33 33 33",
+        "7. the device writes 0x44, then the driver completes the transfer\n   the CPU looks at its buffer:     44 44",
+    ] {
+        assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
+    }
 }

@@ -156,6 +156,7 @@ fn help() {
     println!("  stats                    bounce accounting, and each disk's queue");
     println!("  experiment skip-copy-back|skip-fill DEV LBA COUNT");
     println!("                           switch one bounce copy off for one transfer and see what goes wrong");
+    println!("  experiment synchronize   one bounced transfer step by step: what synchronize(In) and (Out) do");
     println!("  experiment no-bounce DEV LBA");
     println!("                           give the 32-bit IDE controller a buffer above 4 GiB without bouncing");
     println!("  experiment cross-64k DEV LBA");

@@ -27,7 +27,10 @@ use super::parse;
 use crate::block::{BlockDevice, BlockOperation, TransferOptions};
 use crate::dma::experiment::Skip;
 use crate::dma::kernel_platform::platform;
-use crate::dma::{DmaBuffer, DmaPlatform, IoDirection};
+use crate::dma::{
+    DmaBuffer, DmaPlatform, IoDirection, IoDmaCommand, IoFailure, IoMemoryDescriptor, IoReturn, Specification,
+    SyncOptions, experiment,
+};
 use crate::memory::Constraints;
 use crate::memory::reserved::ReservedFrame;
 use crate::{driver, println};
@@ -39,8 +42,8 @@ const OLD_BYTE: u8 = 0x5a;
 /// What the experiment's write means to write.
 const MEANT: &[u8] = b"what the CPU meant to write. ";
 
-const USAGE: &str =
-    "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT, or experiment cross-64k|no-bounce DEV LBA";
+const USAGE: &str = "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT, experiment cross-64k|no-bounce DEV LBA, \
+     or experiment synchronize";
 /// 4 GiB: what a 32-bit address register cannot hold.
 const FOUR_GIB: u64 = 1 << 32;
 /// What the canary page holds before the device's write.
@@ -50,6 +53,9 @@ const LINE: u64 = 0x10000;
 
 /// `experiment STEP DEV LBA COUNT`.
 pub fn experiment(arguments: &[&str]) -> Result<(), String> {
+    if arguments == ["synchronize"] {
+        return synchronize_step_by_step();
+    }
     if let [step @ ("cross-64k" | "no-bounce"), name, lba] = arguments {
         let disk = driver::find_block_device(name).ok_or_else(|| format!("no disk called '{name}' (try lsblk)"))?;
         let lba = parse::number(lba).ok_or_else(|| format!("bad number '{lba}' for LBA"))?;
@@ -289,5 +295,61 @@ fn no_bounce(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64) -> Result<(), St
     println!("canary, that page would have been someone else's memory: a page table, a heap block, another buffer.");
     alias.write(0, &[CANARY; 4096]);
     println!("the canary page goes back to the allocator; nothing else was touched.");
+    Ok(())
+}
+
+/// What the CPU sees of `descriptor`'s first bytes now, or why it may not look.
+fn cpu_view(descriptor: &IoMemoryDescriptor) -> String {
+    let mut first = [0u8; 8];
+    match descriptor.read_at(0, &mut first, core::panic::Location::caller()) {
+        Ok(_) => format!("{} ...", first_bytes(&first)),
+        Err(failure) => format!("refused: {}", failure.cause()),
+    }
+}
+
+/// `experiment synchronize`: one transfer of a 32-bit device on a buffer above
+/// 4 GiB (so it bounces), with the device played by the shell, shown step by
+/// step: what the CPU sees, and what synchronize(In) and (Out) change.
+fn synchronize_step_by_step() -> Result<(), String> {
+    let failed = |failure: IoFailure| format!("{failure}");
+    let code = |code: IoReturn| format!("{code}");
+    let descriptor =
+        IoMemoryDescriptor::allocate(platform(), 4096, IoDirection::InOut, Constraints::NONE).map_err(code)?;
+    descriptor.write_bytes(0, &[0x11; 4096]).map_err(code)?;
+    let mut command = IoDmaCommand::new(platform(), Specification::UNLIMITED_32).map_err(code)?;
+    command.set_memory_descriptor(descriptor.clone(), false).map_err(code)?;
+    let high = descriptor.physical_segment(0).map_err(code)?.0.as_u64();
+    println!("1. the CPU fills a 4 KiB buffer at {high:#x} with 0x11; a 32-bit device will read and write it");
+    command.prepare(0, 0).map_err(code)?;
+    let segment = command.segments()[0];
+    println!(
+        "2. prepare: the device gets the bounce buffer at {:#x}, filled from the buffer (InOut)",
+        segment.address.as_u64()
+    );
+    println!("   the CPU looks at its buffer:     {}", cpu_view(&descriptor));
+    experiment::device_writes(&command, &[0x22; 4096]).map_err(failed)?;
+    println!("3. the device writes 0x22 (played by the shell, into its segment)");
+    let bounce = experiment::device_reads(&command, 8).map_err(failed)?;
+    println!("   the bounce buffer now holds:     {} ... (the CPU's buffer still holds 0x11)", first_bytes(&bounce));
+    command.synchronize(SyncOptions::IN).map_err(code)?;
+    println!("4. synchronize(In): bounce -> buffer; the CPU may look now, before complete:");
+    println!("   the CPU looks at its buffer:     {}", cpu_view(&descriptor));
+    descriptor.write_bytes(0, &[0x33; 4096]).map_err(code)?;
+    println!("5. the CPU changes its buffer to 0x33");
+    let seen = experiment::device_reads(&command, 8).map_err(failed)?;
+    println!("   the device reads its segment:    {} ... (still the old bytes)", first_bytes(&seen));
+    command.synchronize(SyncOptions::OUT).map_err(code)?;
+    let seen = experiment::device_reads(&command, 8).map_err(failed)?;
+    println!("6. synchronize(Out): buffer -> bounce; the device reads: {} ...", first_bytes(&seen));
+    experiment::device_writes(&command, &[0x44; 4096]).map_err(failed)?;
+    println!("7. the device writes 0x44, then the driver completes the transfer");
+    command.complete().map_err(code)?;
+    command.clear_memory_descriptor(false).map_err(code)?;
+    println!("   the CPU looks at its buffer:     {}", cpu_view(&descriptor));
+    println!("Without step 4 the CPU would have read 0x11 and taken it for the device's data; without step 6 the");
+    println!(
+        "device would have read 0x22, not the CPU's change. With no bounce buffer (a 64-bit device, or x86 memory"
+    );
+    println!("it reaches) both steps copy nothing: x86 caches are coherent with DMA.");
     Ok(())
 }
