@@ -105,7 +105,7 @@ test-qemu: deps ## The QEMU test kernels only
 test-e2e: deps ## Pipe a script into make run and check the disks on the host
 	tests/e2e-shell
 
-test-docs: deps ## Run the shell sessions of docs/tour.md and docs/experiments.md and compare with what the docs show
+test-docs: deps ## Run the shell sessions of docs/tour.md, experiments.md and exercises.md; compare with the docs
 	tests/docs-check
 
 test: deps ## Host tests, every QEMU test kernel (q35 ones on q35), the e2e test and the docs check; ends with "N passed, N failed"
