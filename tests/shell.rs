@@ -26,6 +26,7 @@ dmakit::test_kernel!(
     crossing_64_kib_gives_one_region_across_the_line,
     no_bounce_lands_the_data_4_gib_lower_on_the_canary,
     synchronize_lets_the_cpu_look_early_and_hands_changes_back,
+    dma_step_pauses_at_each_step_of_a_read,
     extra_arguments_are_refused_with_a_usage_message,
     a_write_pattern_that_starts_with_a_digit_is_a_byte,
     dump_shows_the_bytes_asked_for_and_refuses_the_rest,
@@ -59,7 +60,7 @@ fn bad_input_gets_a_message_not_a_panic() {
         "error: --bits must be 12..=64, not 8",
         "error: --boundary must be a power of two, not 1000",
         "error: unknown option '--fast' (see help)",
-        "error: usage: dma read DEV LBA COUNT [options] (see help)",
+        "error: usage: dma read DEV LBA COUNT [options], or dma step (see help)",
         "error: usage: trace on|off",
     ] {
         assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
@@ -290,4 +291,26 @@ fn synchronize_lets_the_cpu_look_early_and_hands_changes_back() {
     ] {
         assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
     }
+}
+
+fn dma_step_pauses_at_each_step_of_a_read() {
+    let output = shell("dma continue\ndma step hda 8\ndma continue\ndma show\ndma sync in\ndma continue\ndma show\n");
+    let steps: alloc::vec::Vec<&str> = output.lines().filter(|line| line.starts_with("step ")).collect();
+    assert_eq!(steps.len(), 3, "three steps: {output}");
+    assert!(
+        steps[0].starts_with("step 1 of 3, prepared") && steps[2].starts_with("step 3 of 3, completed"),
+        "{output}"
+    );
+    assert!(output.contains("refused: the device owns this memory until the transfer completes"), "{output}");
+    // After the device wrote, before complete: the CPU may not look, the bounce buffer holds sector 8.
+    let done = &output[output.find("step 2 of 3").expect("step 2")..output.find("synchronize(In)").expect("sync in")];
+    assert!(done.contains("the CPU's buffer:               refused"), "{done}");
+    assert!(done.contains(": 08 00 00 00 00 00 00 00 ..."), "{done}");
+    let synced = &output[output.find("synchronize(In)").expect("sync in")..];
+    assert!(
+        synced.contains("the CPU's buffer:               08 00 00 00 00 00 00 00"),
+        "sync(In) let it look: {synced}"
+    );
+    assert!(output.contains("it holds the disk's sectors: yes"), "{output}");
+    assert_eq!(output.matches("error: no transfer is being stepped").count(), 2, "before and after: {output}");
 }

@@ -109,7 +109,8 @@ pub fn execute(line: &str) -> Result<(), String> {
         "write" => write(arguments)?,
         "dma" => match arguments.split_first() {
             Some((&"read", rest)) => dma_read(rest)?,
-            _ => return Err(String::from("usage: dma read DEV LBA COUNT [options] (see help)")),
+            Some((&("step" | "show" | "sync" | "continue"), _)) => super::step::step(arguments)?,
+            _ => return Err(String::from("usage: dma read DEV LBA COUNT [options], or dma step (see help)")),
         },
         "trace" => match arguments {
             ["on"] => {
@@ -156,6 +157,8 @@ fn help() {
     println!("  stats                    bounce accounting, and each disk's queue");
     println!("  experiment skip-copy-back|skip-fill DEV LBA COUNT");
     println!("                           switch one bounce copy off for one transfer and see what goes wrong");
+    println!("  dma step DEV LBA         one read paused at each step; then dma show, dma sync in|out,");
+    println!("                           dma continue (the device is played by the shell)");
     println!("  experiment synchronize   one bounced transfer step by step: what synchronize(In) and (Out) do");
     println!("  experiment no-bounce DEV LBA");
     println!("                           give the 32-bit IDE controller a buffer above 4 GiB without bouncing");

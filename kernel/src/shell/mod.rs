@@ -10,6 +10,8 @@ pub mod parse;
 #[cfg(target_os = "none")]
 mod queue;
 #[cfg(target_os = "none")]
+mod step;
+#[cfg(target_os = "none")]
 mod story;
 
 #[cfg(target_os = "none")]
