@@ -95,7 +95,8 @@ fn buffer(bytes: usize, direction: IoDirection) -> Result<DmaBuffer, String> {
         .map_err(|failure| format!("no buffer of {bytes} bytes: {failure}"))
 }
 
-fn first_bytes(data: &[u8]) -> String {
+/// The first 16 bytes of `data` (fewer if it is shorter), in hex.
+pub(super) fn first_bytes(data: &[u8]) -> String {
     let hex: Vec<String> = data.iter().take(16).map(|byte| format!("{byte:02x}")).collect();
     hex.join(" ")
 }
@@ -299,7 +300,7 @@ fn no_bounce(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64) -> Result<(), St
 }
 
 /// What the CPU sees of `descriptor`'s first bytes now, or why it may not look.
-fn cpu_view(descriptor: &IoMemoryDescriptor) -> String {
+pub(super) fn cpu_view(descriptor: &IoMemoryDescriptor) -> String {
     let mut first = [0u8; 8];
     match descriptor.read_at(0, &mut first, core::panic::Location::caller()) {
         Ok(_) => format!("{} ...", first_bytes(&first)),

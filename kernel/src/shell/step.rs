@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 
 use spin::Mutex;
 
+use super::experiments::{cpu_view, first_bytes};
 use super::parse;
 use crate::dma::kernel_platform::platform;
 use crate::dma::{IoDirection, IoDmaCommand, IoMemoryDescriptor, Specification, SyncOptions, experiment};
@@ -46,20 +47,6 @@ const SECTORS: u64 = 8;
 /// What the buffer holds before the read.
 const OLD_BYTE: u8 = 0x5a;
 
-fn first_bytes(data: &[u8]) -> String {
-    let hex: Vec<String> = data.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
-    format!("{} ...", hex.join(" "))
-}
-
-/// What the CPU sees of the buffer now, or why it may not look.
-fn cpu_view(descriptor: &IoMemoryDescriptor) -> String {
-    let mut first = [0u8; 8];
-    match descriptor.read_at(0, &mut first, core::panic::Location::caller()) {
-        Ok(_) => first_bytes(&first),
-        Err(failure) => format!("refused: {}", failure.cause()),
-    }
-}
-
 /// `dma step DEV LBA`, `dma show`, `dma sync in|out`, `dma continue`.
 pub fn step(words: &[&str]) -> Result<(), String> {
     match words {
@@ -90,7 +77,7 @@ fn show(stepping: &mut Stepping) -> Result<(), String> {
     let bounce = experiment::device_reads(&stepping.command, 8).map_err(|failure| format!("{failure}"))?;
     let segment = stepping.command.segments()[0];
     println!("  the CPU's buffer:               {}", cpu_view(&stepping.descriptor));
-    println!("  the bounce buffer at {:#x}: {}", segment.address.as_u64(), first_bytes(&bounce));
+    println!("  the bounce buffer at {:#x}: {} ...", segment.address.as_u64(), first_bytes(&bounce));
     Ok(())
 }
 
