@@ -189,6 +189,16 @@ fn crossing_64_kib_gives_one_region_across_the_line() {
 
 fn no_bounce_lands_the_data_4_gib_lower_on_the_canary() {
     let output = shell("experiment no-bounce hda 16\n");
+    // On q35 the IDE controller sits behind the IOMMU: it is given IOVAs it
+    // reaches, so nothing is cut and the experiment says so.
+    let behind_iommu = dmakit::pci::enumerate()
+        .into_iter()
+        .find(|function| (function.vendor_id, function.device_id) == (0x8086, 0x7010))
+        .is_some_and(|function| dmakit::iommu::mapper_for(function.requester_id()).is_some());
+    if behind_iommu {
+        assert!(output.contains("hda's device reaches the buffer (64-bit, or behind an IOMMU)"), "{output}");
+        return;
+    }
     let (given, numbers) = line_and_hex_numbers(&output, "the controller was given 0x");
     assert_eq!(numbers[0], numbers[1] - (1 << 32), "cut to 32 bits: {given}");
     // Sector 16 of the pattern image starts with its number, then "DMAKITA".
