@@ -209,7 +209,14 @@ impl<H: HardwareQueue> QueuedDisk<H> {
             aborted += 1;
             self.finish(state, slot, finished);
         });
+        aborted + self.abort_waiting(state)
+    }
+
+    /// Fails every request still waiting in software (the driver is
+    /// stopping): they never reached the device. Returns how many.
+    fn abort_waiting(&self, state: &mut QueueState) -> usize {
         let stopped = IoFailure::new(IoReturn::Aborted, Cause::DriverStopped);
+        let mut aborted = 0;
         while let Some(Waiting { request, ticket, .. }) = state.waiting.pop_front() {
             aborted += 1;
             self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(stopped) });
@@ -353,13 +360,7 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
             }
             // No new request starts from here; those waiting are failed.
             state.mode = Mode::Stopped;
-            let stopped = IoFailure::new(IoReturn::Aborted, Cause::DriverStopped);
-            let mut aborted = 0;
-            while let Some(Waiting { request, ticket, .. }) = state.waiting.pop_front() {
-                aborted += 1;
-                self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(stopped) });
-            }
-            Ok((state.stats.in_flight, aborted))
+            Ok((state.stats.in_flight, self.abort_waiting(state)))
         })?;
         // Let the device finish what it holds (the loop still collects).
         let _ = self.waiter.wait_until(REQUEST_TIMEOUT_MS, &mut || {

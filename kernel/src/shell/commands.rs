@@ -329,7 +329,7 @@ fn target(arguments: &[&str]) -> Result<(Arc<dyn BlockDevice>, u64, u64), String
 }
 
 /// A buffer for a disk read (`In`: the device writes it) or write (`Out`).
-fn buffer(bytes: u64, direction: IoDirection, placement: Constraints) -> Result<DmaBuffer, String> {
+pub(super) fn buffer(bytes: u64, direction: IoDirection, placement: Constraints) -> Result<DmaBuffer, String> {
     DmaBuffer::allocate(platform(), bytes, direction, placement)
         .map_err(|error| format!("no buffer of {bytes} bytes: {error}"))
 }

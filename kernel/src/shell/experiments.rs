@@ -90,9 +90,9 @@ pub fn experiment(arguments: &[&str]) -> Result<(), String> {
 /// Every transfer of the experiment goes through one bounce buffer.
 const FORCED: TransferOptions = TransferOptions { restrict: None, force_double_buffer: true };
 
+/// A buffer anywhere in memory (above 4 GiB when there is any there).
 fn buffer(bytes: usize, direction: IoDirection) -> Result<DmaBuffer, String> {
-    DmaBuffer::allocate(platform(), bytes as u64, direction, Constraints::NONE)
-        .map_err(|failure| format!("no buffer of {bytes} bytes: {failure}"))
+    super::commands::buffer(bytes as u64, direction, Constraints::NONE)
 }
 
 /// The first 16 bytes of `data` (fewer if it is shorter), in hex.
