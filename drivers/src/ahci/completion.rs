@@ -28,7 +28,7 @@
 
 use core::sync::atomic::Ordering;
 
-use dmakit::block::{Finished, Slot};
+use dmakit::block::{DeviceHealth, DeviceOutcome, Slot};
 use dmakit::dma::{Cause, IoFailure, IoReturn};
 use dmakit::io::RegisterIo;
 
@@ -67,11 +67,11 @@ fn describe(errors: u32, task_file: u32) -> IoFailure {
 
 impl<R: RegisterIo> AhciPort<R> {
     /// `HardwareQueue::collect`: reports finished slots, or recovers from an error.
-    pub(super) fn collect_finished(&self, finished: &mut dyn FnMut(Slot, Finished)) {
+    pub(super) fn collect_finished(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         if state.memory.is_none() {
-            return;
+            return DeviceHealth::Running;
         }
         let outstanding = state.outstanding();
         // The busy bits first: every completion seen in them happened before
@@ -83,7 +83,7 @@ impl<R: RegisterIo> AhciPort<R> {
         }
         let errors = self.pending_errors.swap(0, Ordering::AcqRel) | seen;
         if outstanding == 0 {
-            return;
+            return DeviceHealth::Running;
         }
         let marked = if self.ncq { self.read(PX_SERR) & outstanding } else { 0 };
         let task_file = self.read(PX_TFD);
@@ -91,12 +91,12 @@ impl<R: RegisterIo> AhciPort<R> {
         // A non-queued command's completion FIS leaves its status in PxTFD.
         let failed_plainly = !self.ncq && done != 0 && task_file & (TFD_ERROR | TFD_FAULT) != 0;
         if errors != 0 || marked != 0 || failed_plainly {
-            self.recover(state, errors, marked, task_file, finished);
-            return;
+            return self.recover(state, errors, marked, task_file, finished);
         }
         for slot in slots_in(done) {
             self.finish_slot(state, slot, Ok(()), finished);
         }
+        DeviceHealth::Running
     }
 
     /// Error recovery (see the module's comment).
@@ -106,8 +106,8 @@ impl<R: RegisterIo> AhciPort<R> {
         errors: u32,
         marked: u32,
         task_file: u32,
-        finished: &mut dyn FnMut(Slot, Finished),
-    ) {
+        finished: &mut dyn FnMut(Slot, DeviceOutcome),
+    ) -> DeviceHealth {
         let outstanding = state.outstanding();
         let failure = describe(errors, task_file);
         log::error!(
@@ -147,9 +147,10 @@ impl<R: RegisterIo> AhciPort<R> {
         self.clear_interrupts();
         if !stopped {
             // The port still runs the command list: nothing it holds can come
-            // back; the block layer's timeout stops the disk.
-            log::error!("Ahci: port {}: would not stop for error recovery", self.number);
-            return;
+            // back, and its PxCI/PxSACT no longer say what it holds (clearing ST
+            // zeroed them), so no later look may read them as finished.
+            let cause = Cause::DeviceError("the port would not stop for error recovery (PxCMD.CR stayed set)");
+            return DeviceHealth::MustStop(IoFailure::new(IoReturn::IoError, cause));
         }
         for slot in slots_in(failed) {
             self.finish_slot(state, slot, Err(failure), finished);
@@ -162,5 +163,6 @@ impl<R: RegisterIo> AhciPort<R> {
             }
             self.write(PX_CI, retry);
         }
+        DeviceHealth::Running
     }
 }

@@ -71,10 +71,12 @@ impl Driver for AhciDriver {
                 port_lines.push(format!("{number}: ATAPI, not driven"));
                 continue;
             }
-            match AhciPort::new(registers.clone(), capabilities, number, device.dma_platform(), waiter) {
-                Ok(port) => {
-                    port_lines.push(format!("{number}: {}", port.identity().model));
-                    disks.push(Arc::new(QueuedDisk::new(port, waiter)));
+            let started = AhciPort::new(registers.clone(), capabilities, number, device.dma_platform(), waiter)
+                .and_then(|port| QueuedDisk::new(port, waiter));
+            match started {
+                Ok(disk) => {
+                    port_lines.push(format!("{number}: {}", disk.hardware().identity().model));
+                    disks.push(Arc::new(disk));
                 }
                 Err(failure) => {
                     log::error!("Ahci: port {number} not started: {failure}");

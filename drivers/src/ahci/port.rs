@@ -3,17 +3,17 @@
 //! down, and the [`HardwareQueue`] the block layer drives.
 //!
 //! One request, step by step:
-//! 1. the slot's command comes out of the [`CommandPool`] and
-//!    [`DmaTransfer::prepare`] lends the request's buffer to the HBA under its
-//!    specification (64-bit or 32-bit addresses, even lengths, at most one
-//!    PRDT of entries of at most 4 MiB); what the HBA cannot reach is bounced;
-//! 2. `write_segments` writes the segments as records, each becomes a typed
-//!    [`PrdtEntry`] in the slot's command table, after the command FIS (READ or
-//!    WRITE FPDMA QUEUED with the tag in the count field under NCQ, READ or
-//!    WRITE DMA EXT without), and the slot's command header points at the table;
+//! 1. the block layer prepares the request's buffer under the port's
+//!    specification (64-bit or 32-bit addresses, even lengths, at most one PRDT
+//!    of entries of at most 4 MiB; what the HBA cannot reach is bounced) and
+//!    lends it to `program`;
+//! 2. each segment becomes a typed [`PrdtEntry`] in the slot's command table,
+//!    after the command FIS (READ or WRITE FPDMA QUEUED with the tag in the
+//!    count field under NCQ, READ or WRITE DMA EXT without), and the slot's
+//!    command header points at the table;
 //! 3. PxSACT (NCQ) then PxCI get the slot's bit: the HBA owns the buffer;
 //! 4. `collect` (see `completion.rs`) finds the slots whose bits cleared and
-//!    completes their transfers with the bytes moved.
+//!    reports the bytes moved; the block layer completes their transfers.
 //!
 //! No memory goes back while the port may use it: the command list, FIS area
 //! and tables are released only after PxCMD.ST and PxCMD.FRE are off and the
@@ -22,17 +22,17 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
-use dmakit::block::{BlockOperation, BlockRequest, DoubleBuffering, Finished, HardwareQueue, Rejected, Slot};
+use dmakit::block::{
+    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
+};
 use dmakit::dma::{
-    Cause, CoherentMemory, CommandPool, DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand, IoFailure,
-    IoReturn, Refused, Segment, Specification,
+    Cause, CoherentMemory, DmaPlatform, FromSegment, IoDirection, IoFailure, IoReturn, LentTransfer, Segment,
+    SegmentPosition, Specification,
 };
 use dmakit::io::RegisterIo;
-use dmakit::memory::Constraints;
 use dmakit::time::Waiter;
 use spin::Mutex;
 
@@ -72,9 +72,6 @@ const fn memory_specification(alignment: u64, address_bits: u8) -> Specification
     Specification { alignment, num_address_bits: address_bits, ..Specification::UNLIMITED_64 }
 }
 
-/// A request's data, lent to the HBA: the buffer and the slot's command, owned.
-pub(super) type DataTransfer = DmaTransfer<DmaBuffer, IoDmaCommand>;
-
 /// The memory the HBA reads and writes while the port runs.
 pub(super) struct PortMemory {
     /// 32 command headers, 1 KiB aligned.
@@ -83,36 +80,35 @@ pub(super) struct PortMemory {
     pub(super) received_fis: CoherentMemory,
     /// One command table per slot, each 128-byte aligned.
     pub(super) tables: CoherentMemory,
+    /// Where IDENTIFY DEVICE puts its 512 bytes (the port's own, not a request's).
+    identify: CoherentMemory,
 }
 
 impl PortMemory {
     fn allocate(platform: &'static dyn DmaPlatform, address_bits: u8) -> Result<PortMemory, IoFailure> {
-        let command_list =
-            CoherentMemory::allocate(platform, COMMAND_LIST_BYTES, memory_specification(1024, address_bits))?;
-        let received_fis =
-            CoherentMemory::allocate(platform, RECEIVED_FIS_BYTES, memory_specification(256, address_bits));
-        let received_fis = match received_fis {
-            Ok(memory) => memory,
-            Err(failure) => {
-                // The HBA has not been given the list yet: it can go back.
-                let _ = command_list.release();
-                return Err(failure);
-            }
-        };
         let tables_bytes = COMMAND_TABLE_BYTES * COMMAND_SLOTS as u64;
-        match CoherentMemory::allocate(platform, tables_bytes, memory_specification(128, address_bits)) {
-            Ok(tables) => Ok(PortMemory { command_list, received_fis, tables }),
-            Err(failure) => {
-                let _ = command_list.release();
-                let _ = received_fis.release();
-                Err(failure)
+        let wanted = [(COMMAND_LIST_BYTES, 1024), (RECEIVED_FIS_BYTES, 256), (tables_bytes, 128), (SECTOR_SIZE, 2)];
+        let mut made = Vec::with_capacity(wanted.len());
+        for (bytes, alignment) in wanted {
+            match CoherentMemory::allocate(platform, bytes, memory_specification(alignment, address_bits)) {
+                Ok(memory) => made.push(memory),
+                Err(failure) => {
+                    // The HBA has not been given any of it yet: it can go back.
+                    for memory in made {
+                        let _ = memory.release();
+                    }
+                    return Err(failure);
+                }
             }
         }
+        let mut made = made.into_iter();
+        let mut next = || made.next().expect("one memory per wanted area");
+        Ok(PortMemory { command_list: next(), received_fis: next(), tables: next(), identify: next() })
     }
 
     /// Frees the memory: only once the port's engines are stopped.
     fn release(self) {
-        for memory in [self.command_list, self.received_fis, self.tables] {
+        for memory in [self.command_list, self.received_fis, self.tables, self.identify] {
             if let Err(failure) = memory.release() {
                 log::error!("Ahci: port memory not released: {failure}");
             }
@@ -131,42 +127,28 @@ impl PortMemory {
         u64::from(u32::from_le_bytes(bytes))
     }
 
-    /// Writes slot `slot`'s PRDT from the transfer's segment records, its
-    /// command FIS and its header; returns the PRDT's entries as segments.
-    fn load_slot(
-        &self,
-        records: &mut [u8],
-        slot: usize,
-        transfer: &DataTransfer,
-        fis: RegisterFis,
-        flags: u16,
-    ) -> Result<Vec<Segment>, IoFailure> {
-        let (count, end) = transfer.write_segments(0, records)?;
-        if end < transfer.length() {
+    /// Writes slot `slot`'s PRDT from `entries`, its command FIS and its header.
+    fn load_slot(&self, slot: usize, entries: &[PrdtEntry], fis: RegisterFis, flags: u16) -> Result<(), IoFailure> {
+        if entries.len() > PRDT_ENTRIES {
             // The specification allows one PRDT of segments, so this does not happen.
-            let cause = Cause::Other("the transfer needs more PRDT entries than a command table holds");
+            let cause = Cause::EntryFormat { format: "PRDT", rule: "a command table holds at most 64 entries" };
             return Err(IoFailure::new(IoReturn::NoResources, cause));
         }
         let table = Self::table_offset(slot);
-        let (records, _) = records[..count * RECORD_SIZE].as_chunks::<RECORD_SIZE>();
-        let mut segments = Vec::with_capacity(count);
-        for (index, record) in records.iter().enumerate() {
-            let entry = PrdtEntry::from_record(record)?;
+        for (index, entry) in entries.iter().enumerate() {
             self.tables
                 .write_bytes(table + PRDT_OFFSET + (index * size_of::<PrdtEntry>()) as u64, &entry.to_bytes())?;
-            segments.push(entry.segment());
         }
         self.tables.write_bytes(table, &fis.to_bytes())?;
-        let header = CommandHeader::new(self.tables.device_address() + table, count as u16, flags);
+        let header = CommandHeader::new(self.tables.device_address() + table, entries.len() as u16, flags);
         self.command_list.write_bytes(slot as u64 * size_of::<CommandHeader>() as u64, &header.to_bytes())?;
-        Ok(segments)
+        Ok(())
     }
 }
 
 /// A request the HBA holds.
 pub(super) struct InFlight {
-    pub(super) transfer: DataTransfer,
-    /// Bytes prepared.
+    /// Bytes the PRDT describes.
     pub(super) length: u64,
 }
 
@@ -176,9 +158,6 @@ pub(super) struct PortState {
     pub(super) memory: Option<PortMemory>,
     /// The request in each slot.
     pub(super) slots: Vec<Option<InFlight>>,
-    pub(super) last_segments: Vec<Segment>,
-    /// Room for one PRDT's records, as `write_segments` writes them.
-    records: Vec<u8>,
 }
 
 impl PortState {
@@ -198,11 +177,9 @@ pub struct AhciPort<R: RegisterIo> {
     identity: DriveIdentity,
     pub(super) ncq: bool,
     depth: usize,
-    pub(super) pool: CommandPool,
     pub(super) state: Mutex<PortState>,
     /// PxIS error bits the interrupt handler saw (and cleared), for `collect`.
     pub(super) pending_errors: AtomicU32,
-    force_double_buffer: AtomicBool,
 }
 
 /// The slots in `mask`, lowest first.
@@ -221,7 +198,6 @@ impl<R: RegisterIo> AhciPort<R> {
         platform: &'static dyn DmaPlatform,
         waiter: &'static dyn Waiter,
     ) -> Result<AhciPort<R>, IoFailure> {
-        let data = data_specification(capabilities.address_bits());
         let mut port = AhciPort {
             registers,
             number,
@@ -231,15 +207,8 @@ impl<R: RegisterIo> AhciPort<R> {
             identity: DriveIdentity { sectors: 0, ncq: false, queue_depth: 1, model: String::new() },
             ncq: false,
             depth: 1,
-            pool: CommandPool::new(platform, data, 1)?,
-            state: Mutex::new(PortState {
-                memory: None,
-                slots: (0..COMMAND_SLOTS).map(|_| None).collect(),
-                last_segments: Vec::new(),
-                records: vec![0; PRDT_ENTRIES * RECORD_SIZE],
-            }),
+            state: Mutex::new(PortState { memory: None, slots: (0..COMMAND_SLOTS).map(|_| None).collect() }),
             pending_errors: AtomicU32::new(0),
-            force_double_buffer: AtomicBool::new(false),
         };
         port.bring_up()?;
         let identity = match port.identify() {
@@ -254,7 +223,6 @@ impl<R: RegisterIo> AhciPort<R> {
             true => identity.queue_depth.min(capabilities.slots).min(COMMAND_SLOTS),
             false => 1,
         };
-        port.pool = CommandPool::new(platform, data, port.depth)?;
         port.identity = identity;
         Ok(port)
     }
@@ -375,23 +343,16 @@ impl<R: RegisterIo> AhciPort<R> {
         }
     }
 
-    /// IDENTIFY DEVICE through slot 0, polled, with the data moved by DMA.
+    /// IDENTIFY DEVICE through slot 0, polled, with the data moved by DMA into
+    /// the port's own IDENTIFY area (no request's buffer is involved).
     fn identify(&self) -> Result<DriveIdentity, IoFailure> {
-        let platform = self.platform;
-        let buffer = DmaBuffer::allocate(platform, SECTOR_SIZE, IoDirection::In, Constraints::NONE)?;
-        let command = IoDmaCommand::new(platform, data_specification(self.capabilities.address_bits()))?;
-        let transfer = DmaTransfer::prepare(command, buffer, 0, SECTOR_SIZE, &Default::default())
-            .map_err(|refused: Refused<_, _>| refused.failure)?;
         let fis = RegisterFis::command(COMMAND_IDENTIFY, 0, 0, 0, 0);
-        let loaded = {
-            let mut state = self.state.lock();
-            let state = &mut *state;
+        {
+            let state = self.state.lock();
             let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))?;
-            memory.load_slot(&mut state.records, 0, &transfer, fis, 0)
-        };
-        if let Err(failure) = loaded {
-            transfer.complete(0);
-            return Err(failure);
+            let area = Segment { address: memory.identify.device_address(), length: SECTOR_SIZE };
+            let entry = PrdtEntry::from_segment(area, SegmentPosition::Only, IoDirection::In)?;
+            memory.load_slot(0, &[entry], fis, 0)?;
         }
         self.write(PX_CI, 1);
         let answered = self
@@ -401,25 +362,19 @@ impl<R: RegisterIo> AhciPort<R> {
         let status = self.read(PX_TFD);
         self.clear_interrupts();
         if answered.is_err() || errors != 0 || status & TFD_ERROR != 0 {
-            // Nothing may come back before the port stopped using the buffer.
-            if !self.stop_engines() {
-                transfer.abandon();
-                return Err(IoFailure::new(IoReturn::Timeout, Cause::MemoryAbandoned));
-            }
-            transfer.complete(0);
-            let failure = match answered {
+            // The area is the port's: it goes back with the port's memory, and
+            // only once the engines stopped (`shut_down`).
+            return Err(match answered {
                 Err(_) => IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: DEVICE_TIMEOUT_MS }),
                 Ok(()) => {
                     IoFailure::new(IoReturn::IoError, Cause::DeviceError("IDENTIFY DEVICE failed (task-file ERR)"))
                 }
-            };
-            // The port is stopped: start it again for the next attempt.
-            return Err(failure);
+            });
         }
-        let completed = transfer.complete(SECTOR_SIZE);
-        completed.result?;
         let mut bytes = [0u8; 512];
-        completed.buffer.read_bytes(0, &mut bytes)?;
+        let state = self.state.lock();
+        let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))?;
+        memory.identify.read_bytes(0, &mut bytes)?;
         Ok(DriveIdentity::from_bytes(&bytes))
     }
 
@@ -439,18 +394,18 @@ impl<R: RegisterIo> AhciPort<R> {
         }
     }
 
-    /// Ends the request in `slot`: completes its transfer with the bytes moved
-    /// (all of them on success: QEMU never writes PRDBC for NCQ commands, so
-    /// it is read for non-queued ones only; none after an error), puts the
-    /// command back in the pool and reports it.
+    /// Ends the request in `slot` and reports it with the bytes moved (all of
+    /// them on success: QEMU never writes PRDBC for NCQ commands, so it is read
+    /// for non-queued ones only; none after an error). The block layer
+    /// completes the transfer.
     pub(super) fn finish_slot(
         &self,
         state: &mut PortState,
         slot: usize,
         result: Result<(), IoFailure>,
-        finished: &mut dyn FnMut(Slot, Finished),
+        finished: &mut dyn FnMut(Slot, DeviceOutcome),
     ) {
-        let Some(InFlight { transfer, length }) = state.slots[slot].take() else {
+        let Some(InFlight { length }) = state.slots[slot].take() else {
             return;
         };
         let moved = match (&result, &state.memory) {
@@ -458,26 +413,21 @@ impl<R: RegisterIo> AhciPort<R> {
             (Ok(()), _) => length,
             (Err(_), _) => 0,
         };
-        let completed = transfer.complete(moved);
-        if let Err(failure) = self.pool.give_back(slot, completed.command) {
-            log::error!("Ahci: port {}: slot {slot}'s command not back in the pool: {failure}", self.number);
-        }
-        let result = result.and(completed.result);
-        finished(slot, Finished { buffer: Some(completed.buffer), result });
+        finished(slot, DeviceOutcome { moved, result });
     }
 }
 
 impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
-    fn driver_name(&self) -> &'static str {
-        "Ahci"
-    }
-
-    fn block_size(&self) -> u32 {
-        SECTOR_SIZE as u32
-    }
-
-    fn block_count(&self) -> u64 {
-        self.identity.sectors
+    fn shape(&self) -> DiskShape {
+        DiskShape {
+            driver_name: "Ahci",
+            block_size: SECTOR_SIZE as u32,
+            block_count: self.identity.sectors,
+            depth: self.depth,
+            max_request_blocks: MAX_REQUEST_SECTORS,
+            specification: data_specification(self.capabilities.address_bits()),
+            platform: self.platform,
+        }
     }
 
     fn description(&self) -> String {
@@ -489,52 +439,18 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         format!("AHCI port {}: {} ({queue}, {bits}-bit DMA)", self.number, self.identity.model)
     }
 
-    fn depth(&self) -> usize {
-        self.depth
-    }
-
-    fn max_request_blocks(&self) -> u64 {
-        MAX_REQUEST_SECTORS
-    }
-
-    fn start(&self, slot: Slot, request: BlockRequest) -> Result<(), Rejected> {
-        let mut guard = self.state.lock();
-        let state = &mut *guard;
-        let Some(memory) = state.memory.as_ref() else {
-            return Err(Rejected { request, failure: IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped) });
-        };
+    fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
+        let mut state = self.state.lock();
+        let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))?;
         if slot >= self.depth || state.slots[slot].is_some() {
-            let failure = IoFailure::new(IoReturn::BadArgument, Cause::Other("no such free slot on the port"));
-            return Err(Rejected { request, failure });
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Other("no such free slot on the port")));
         }
-        let command = match self.pool.take(slot) {
-            Ok(command) => command,
-            Err(failure) => return Err(Rejected { request, failure }),
-        };
-        let BlockRequest { operation, lba, count, buffer, offset, options, deferral } = request;
-        let rebuild = |buffer| BlockRequest { operation, lba, count, buffer, offset, options, deferral };
-        let mut effective = options;
-        effective.force_double_buffer |= self.force_double_buffer.load(Ordering::Relaxed);
-        let length = count * SECTOR_SIZE;
-        let transfer = match DmaTransfer::prepare(command, buffer, offset, length, &effective) {
-            Ok(transfer) => transfer,
-            Err(Refused { failure, buffer, command }) => {
-                let _ = self.pool.give_back(slot, command);
-                return Err(Rejected { request: rebuild(buffer), failure });
-            }
-        };
-        let fis = self.command_fis(operation, lba, count, slot);
-        let flags = if operation == BlockOperation::Write { HEADER_WRITE } else { 0 };
-        match memory.load_slot(&mut state.records, slot, &transfer, fis, flags) {
-            Ok(segments) => state.last_segments = segments,
-            Err(failure) => {
-                // The HBA was not told about the slot: nothing moved.
-                let completed = transfer.complete(0);
-                let _ = self.pool.give_back(slot, completed.command);
-                return Err(Rejected { request: rebuild(completed.buffer), failure });
-            }
-        }
-        state.slots[slot] = Some(InFlight { transfer, length });
+        let entries: Vec<PrdtEntry> = data.entries()?;
+        let fis = self.command_fis(command.operation, command.lba, command.count, slot);
+        let flags = if command.operation == BlockOperation::Write { HEADER_WRITE } else { 0 };
+        // The HBA is told about the slot only below: an error here leaves it unseen.
+        memory.load_slot(slot, &entries, fis, flags)?;
+        state.slots[slot] = Some(InFlight { length: data.length() });
         // A queued command's PxSACT bit is set before its PxCI bit (AHCI 1.3.1, 5.3.2.3).
         if self.ncq {
             self.write(PX_SACT, 1 << slot);
@@ -543,7 +459,7 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         Ok(())
     }
 
-    fn collect(&self, finished: &mut dyn FnMut(Slot, Finished)) {
+    fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {
         self.collect_finished(finished)
     }
 
@@ -559,11 +475,11 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         true
     }
 
-    fn stop(&self, why: &IoFailure, finished: &mut dyn FnMut(Slot, Finished)) {
+    fn quiesce(&self) -> Quiesced {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let Some(memory) = state.memory.take() else {
-            return;
+            return Quiesced::Stopped;
         };
         let outstanding = state.outstanding();
         let mut stopped = self.stop_command_engine();
@@ -576,44 +492,30 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         }
         stopped = stopped && self.stop_fis_engine();
         self.clear_interrupts();
-        for slot in slots_in(outstanding) {
-            let Some(InFlight { transfer, .. }) = state.slots[slot].take() else { continue };
-            if stopped {
-                let completed = transfer.complete(0);
-                let _ = self.pool.give_back(slot, completed.command);
-                finished(slot, Finished { buffer: Some(completed.buffer), result: Err(*why) });
-            } else {
-                // The port may still write the buffer: it is never reused.
-                let command = transfer.abandon();
-                let _ = self.pool.give_back(slot, command);
-                finished(slot, Finished { buffer: None, result: Err(*why) });
-            }
+        for slot in state.slots.iter_mut() {
+            *slot = None;
         }
         if stopped {
             memory.release();
-        } else {
-            log::error!("Ahci: port {} would not stop: its memory is abandoned to it", self.number);
-            // Dropped unreleased: leaked and reported, never reused.
-            drop(memory);
+            return Quiesced::Stopped;
         }
+        log::error!("Ahci: port {} would not stop: its memory is abandoned to it", self.number);
+        // Dropped unreleased: leaked and reported, never reused.
+        drop(memory);
+        let cause = Cause::DeviceError("the port would not stop (PxCMD.CR or FR stayed set after a port reset)");
+        Quiesced::StillRunning(IoFailure::new(IoReturn::Timeout, cause))
     }
 
-    fn restart(&self) -> Result<(), IoFailure> {
+    fn reopen(&self) -> Result<(), IoFailure> {
         if self.state.lock().memory.is_some() {
             return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("the port is running already")));
         }
         self.bring_up()
     }
 
-    fn set_double_buffering(&self, policy: DoubleBuffering) {
-        self.force_double_buffer.store(policy == DoubleBuffering::Forced, Ordering::Relaxed);
-    }
-
-    fn last_segments(&self) -> Vec<Segment> {
-        self.state.lock().last_segments.clone()
-    }
-
-    fn check_stopped(&self) -> usize {
-        self.pool.check_stopped()
+    fn last_status(&self) -> String {
+        let (task_file, interrupts) = (self.read(PX_TFD), self.read(PX_IS));
+        let (issued, active) = (self.read(PX_CI), self.read(PX_SACT));
+        format!("PxTFD {task_file:#x}, PxIS {interrupts:#x}, PxCI {issued:#x}, PxSACT {active:#x}")
     }
 }

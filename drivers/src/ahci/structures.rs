@@ -3,11 +3,14 @@
 //! host-to-device register FIS. Each is a typed `#[repr(C)]` structure that is
 //! serialized explicitly, little endian, into the shared memory.
 //!
-//! PRDT entries come from the DMA layer: a transfer writes its segments as
-//! [`RECORD_FORMAT`] records (little-endian `{address: u64, length: u64}`) and
-//! each record becomes one [`PrdtEntry`].
+//! PRDT entries come from the DMA layer: each segment of a prepared transfer
+//! becomes one [`PrdtEntry`] ([`FromSegment`]). [`RECORD_FORMAT`] (little-endian
+//! `{address: u64, length: u64}`) is the specification's output format, what
+//! IOKit's `writeSegments` writes for the same segments.
 
-use dmakit::dma::{Cause, DmaAddr, IoFailure, IoReturn, OutputFormat, Segment};
+use dmakit::dma::{
+    Cause, DmaAddr, FromSegment, IoDirection, IoFailure, IoReturn, OutputFormat, Segment, SegmentPosition,
+};
 
 /// Command headers in a command list: one per slot.
 pub const COMMAND_SLOTS: usize = 32;
@@ -174,17 +177,17 @@ impl CommandHeader {
     }
 }
 
-impl PrdtEntry {
-    /// The entry for one record the DMA layer wrote in [`RECORD_FORMAT`].
-    /// `MessageTooLarge` for a region the entry cannot hold (empty, odd, or
-    /// longer than 4 MiB): the specification the driver gives its commands
-    /// never produces one.
-    pub fn from_record(record: &[u8; RECORD_SIZE]) -> Result<PrdtEntry, IoFailure> {
-        let (fields, _) = record.as_chunks::<8>();
-        let address = u64::from_le_bytes(fields[0]);
-        let length = u64::from_le_bytes(fields[1]);
-        if length == 0 || length > PRDT_ENTRY_LIMIT || !length.is_multiple_of(2) {
-            let cause = Cause::Other("a PRDT entry holds an even count of 2 bytes to 4 MiB");
+impl FromSegment for PrdtEntry {
+    /// `MessageTooLarge` for a region the entry cannot hold (empty, odd, at an
+    /// odd address, or longer than 4 MiB): the specification the driver gives
+    /// its commands never produces one.
+    fn from_segment(segment: Segment, _: SegmentPosition, _: IoDirection) -> Result<PrdtEntry, IoFailure> {
+        let (address, length) = (segment.address.as_u64(), segment.length);
+        if length == 0 || length > PRDT_ENTRY_LIMIT || !length.is_multiple_of(2) || !address.is_multiple_of(2) {
+            let cause = Cause::EntryFormat {
+                format: "PRDT",
+                rule: "an entry holds an even count of 2 bytes to 4 MiB at an even address",
+            };
             return Err(IoFailure::new(IoReturn::MessageTooLarge, cause));
         }
         Ok(PrdtEntry {
@@ -194,7 +197,9 @@ impl PrdtEntry {
             count: (length - 1) as u32,
         })
     }
+}
 
+impl PrdtEntry {
     /// The region as a segment, as the device sees it.
     pub fn segment(&self) -> Segment {
         let address = u64::from(self.address_upper) << 32 | u64::from(self.address);
@@ -308,17 +313,16 @@ mod tests {
     const COMMAND_READ_FPDMA_QUEUED: u8 = super::super::registers::COMMAND_READ_FPDMA_QUEUED;
 
     #[test]
-    fn prdt_entries_are_the_records_with_a_count_minus_one() {
-        let mut record = [0u8; RECORD_SIZE];
+    fn prdt_entries_are_the_segments_with_a_count_minus_one() {
+        let entry = |segment| PrdtEntry::from_segment(segment, SegmentPosition::Only, IoDirection::In);
         let segment = Segment { address: DmaAddr::new(0x1_0000_2000), length: 0x1000 };
-        RECORD_FORMAT.encode(segment, &mut record).unwrap();
-        let entry = PrdtEntry::from_record(&record).unwrap();
-        assert_eq!(entry, PrdtEntry { address: 0x2000, address_upper: 1, reserved: 0, count: 0xfff });
-        assert_eq!(entry.segment(), segment);
-        assert_eq!(PrdtEntry::from_bytes(&entry.to_bytes()), entry);
-        for length in [0, 3, PRDT_ENTRY_LIMIT + 2] {
-            RECORD_FORMAT.encode(Segment { address: DmaAddr::new(0x2000), length }, &mut record).unwrap();
-            assert_eq!(PrdtEntry::from_record(&record).unwrap_err().code(), IoReturn::MessageTooLarge, "{length}");
+        let made = entry(segment).unwrap();
+        assert_eq!(made, PrdtEntry { address: 0x2000, address_upper: 1, reserved: 0, count: 0xfff });
+        assert_eq!(made.segment(), segment);
+        assert_eq!(PrdtEntry::from_bytes(&made.to_bytes()), made);
+        for (address, length) in [(0x2000, 0), (0x2000, 3), (0x2000, PRDT_ENTRY_LIMIT + 2), (0x2001, 2)] {
+            let refused = entry(Segment { address: DmaAddr::new(address), length }).unwrap_err();
+            assert_eq!(refused.code(), IoReturn::MessageTooLarge, "{address:#x}+{length}");
         }
     }
 }

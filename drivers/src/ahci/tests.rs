@@ -38,7 +38,7 @@ fn setup_with(addresses_64_bit: bool, ncq: bool) -> Setup {
     let hba = Hba::reset(registers.clone(), &WAITER).unwrap();
     assert_eq!(hba.ports_with_device(), vec![0], "port 1 is empty");
     let port = AhciPort::new(registers, hba.capabilities(), 0, platform, &WAITER).unwrap();
-    Setup { platform, fake, disk: QueuedDisk::new(port, &WAITER) }
+    Setup { platform, fake, disk: QueuedDisk::new(port, &WAITER).unwrap() }
 }
 
 fn setup() -> Setup {

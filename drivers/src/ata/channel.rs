@@ -6,51 +6,46 @@
 //! again. A request carries at most what one ATA command takes (256 sectors in
 //! LBA28, 2048 in LBA48); the block layer splits larger synchronous transfers.
 //! One DMA read, step by step:
-//! 1. start: [`DmaTransfer::prepare`] hands the request's buffer, with the
-//!    channel's one command (a pool of one), to the controller under its
-//!    specification (32-bit addresses, regions of at most 64 KiB that never cross
-//!    a 64 KiB boundary, even lengths, at most one table of entries); parts above
-//!    4 GiB are bounced. From here until `complete` the buffer is the device's:
-//!    it is moved into the transfer, out of the CPU's reach;
-//! 2. write the PRD table: `write_segments` writes the segments as the
-//!    specification's records (little-endian 32-bit address and length); each
-//!    record becomes one [`PrdEntry`], the last one marked end-of-table, written
-//!    into the table (a [`CoherentMemory`] below 4 GiB, shared with the
-//!    controller for the channel's life), and the controller gets its address;
-//! 3. program the drive (LBA, count, READ DMA written to `COMMAND`) and start the
-//!    bus-master engine. `start` returns: the request is in flight;
+//! 1. the block layer prepares the request's buffer under the channel's
+//!    specification ([`PIIX_SPECIFICATION`]: 32-bit addresses, regions of at most
+//!    64 KiB that never cross a 64 KiB boundary, even lengths, at most one table
+//!    of entries; parts above 4 GiB are bounced) and lends it to `program`;
+//! 2. program writes the PRD table: each segment becomes one [`PrdEntry`], the
+//!    last one marked end-of-table, in the table (a [`CoherentMemory`] below
+//!    4 GiB, shared with the controller for the channel's life), and the
+//!    controller gets its address;
+//! 3. it programs the drive (LBA, count, READ DMA written to `COMMAND`) and
+//!    starts the bus-master engine, and returns: the request is in flight;
 //! 4. the drive interrupts; the handler only reads the status (so the line
 //!    drops) and signals the block layer's work loop;
 //! 5. collect, in the work loop: stop the engine (after that write no DMA
-//!    happens), check both statuses, and complete the transfer with the bytes
-//!    the device moved: all of them on success, none after an error. Only those
-//!    come back from a bounce buffer, so the caller never sees stale bounce
-//!    memory. A timeout is the block layer's: it calls `stop`, which stops the
-//!    engine before completing.
+//!    happens), check both statuses, and report the bytes the device moved: all
+//!    of them on success, none after an error. The block layer completes the
+//!    transfer with exactly those. A timeout is the block layer's: it quiesces
+//!    the drive, which stops the engine before anything is completed.
 //!
 //! No memory goes back while the engine may use it: the engine is stopped before
-//! every `complete`; the controller learns the table's address only per command,
-//! so a failed [`Channel::new`] leaves it nothing; dropping the channel stops the
-//! engine, then releases the table.
+//! a slot is reported or quiesced; the controller learns the table's address
+//! only per command, so a failed [`Channel::new`] leaves it nothing; dropping
+//! the channel stops the engine, then releases the table.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec;
-use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use dmakit::block::{BlockOperation, BlockRequest, DoubleBuffering, Finished, HardwareQueue, Rejected, Slot};
-use dmakit::dma::{
-    Cause, CoherentMemory, CommandPool, Completed, DmaAddr, DmaBuffer, DmaPlatform, DmaTransfer, IoDmaCommand,
-    IoFailure, IoReturn, Refused, Segment, Specification,
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use dmakit::block::{
+    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
 };
+use dmakit::dma::{Cause, CoherentMemory, DmaAddr, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification};
 use dmakit::io::RegisterIo;
 use dmakit::time::Waiter;
 use spin::Mutex;
 
 use super::identify::{Addressing, Identity};
-use super::prd::{ENTRIES_PER_TABLE, PrdEntry, RECORD_FORMAT, RECORD_SIZE, REGION_LIMIT, TABLE_BYTES, TableEnd};
+use super::prd::{ENTRIES_PER_TABLE, PrdEntry, RECORD_FORMAT, REGION_LIMIT, TABLE_BYTES};
 use super::registers::*;
 
 /// How long one command may take.
@@ -127,12 +122,13 @@ struct Chunk {
 /// The one slot of a channel: an IDE channel runs one command at a time.
 const ENGINE_SLOT: usize = 0;
 
-/// The command the engine is running: whose, and its transfer.
+/// The command the engine is running: whose, and what it moves.
 struct Running {
     drive: u8,
     lba: u64,
     sectors: u64,
-    data: DmaTransfer<DmaBuffer, IoDmaCommand>,
+    /// Bytes the PRD table describes.
+    bytes: u64,
 }
 
 /// What one command uses, behind the channel's lock.
@@ -140,15 +136,11 @@ struct Engine {
     /// Shared with the controller while the channel lives; `None` only once
     /// released, after the engine was stopped for good.
     prd_table: Option<CoherentMemory>,
-    /// The channel's one data command (a pool of one: one command at a time).
-    pool: CommandPool,
-    /// Room for one table's records, as `write_segments` writes them.
-    records: Vec<u8>,
     /// The PRD entries of the last transfer, for teaching and tests.
     last_table: Vec<PrdEntry>,
     /// The command byte of the last transfer.
     last_command: u8,
-    /// The command the engine runs, if any.
+    /// The command the engine is running, if any.
     in_flight: Option<Running>,
 }
 
@@ -158,6 +150,8 @@ pub struct Channel<R: RegisterIo> {
     control_block: R,
     bus_master: R,
     waiter: &'static dyn Waiter,
+    /// Where the controller's DMA goes (the bare machine or its IOMMU domain).
+    platform: &'static dyn DmaPlatform,
     engine: Mutex<Engine>,
     interrupts: AtomicU64,
 }
@@ -171,7 +165,7 @@ fn waited_too_long(code: IoReturn) -> IoFailure {
 }
 
 impl<R: RegisterIo> Channel<R> {
-    /// Sets up the channel: a data command and a PRD table in low memory. The
+    /// Sets up the channel: a PRD table in low memory. The
     /// controller is given the table's address only when a command starts, so if
     /// this fails it holds no address of ours.
     pub fn new(
@@ -182,7 +176,6 @@ impl<R: RegisterIo> Channel<R> {
         waiter: &'static dyn Waiter,
         interrupts: Interrupts,
     ) -> Result<Self, IoFailure> {
-        let pool = CommandPool::new(platform, PIIX_SPECIFICATION, 1)?;
         // The last step that can fail: nothing after it needs giving back.
         let prd_table = CoherentMemory::allocate(platform, TABLE_BYTES, TABLE_SPECIFICATION)?;
         let control = match interrupts {
@@ -190,19 +183,13 @@ impl<R: RegisterIo> Channel<R> {
             Interrupts::Disabled => CONTROL_NO_INTERRUPTS,
         };
         control_block.write8(DEVICE_CONTROL, control);
-        let engine = Engine {
-            prd_table: Some(prd_table),
-            pool,
-            records: vec![0; ENTRIES_PER_TABLE * RECORD_SIZE],
-            last_table: Vec::new(),
-            last_command: 0,
-            in_flight: None,
-        };
+        let engine = Engine { prd_table: Some(prd_table), last_table: Vec::new(), last_command: 0, in_flight: None };
         Ok(Channel {
             command_block,
             control_block,
             bus_master,
             waiter,
+            platform,
             engine: Mutex::new(engine),
             interrupts: AtomicU64::new(0),
         })
@@ -287,55 +274,42 @@ impl<R: RegisterIo> Channel<R> {
         Some(Identity::parse(&words))
     }
 
-    /// Starts `request` on `drive` if the channel is free: prepares the buffer
-    /// with the channel's one command, writes the PRD table, programs the drive
-    /// and starts the engine. `Busy` while the other drive's command runs.
-    #[allow(clippy::result_large_err, reason = "a refusal gives the request back by value, without allocating")]
-    fn start_request(&self, drive: &DriveRequest, request: BlockRequest) -> Result<(), Rejected> {
+    /// Starts `command` on `drive` if the channel is free, with the lent
+    /// `data`: writes the PRD table from its segments, programs the drive and
+    /// starts the engine. `Busy` while the other drive's command runs. On an
+    /// error the engine is stopped again before returning.
+    fn program_request(
+        &self,
+        drive: &DriveRequest,
+        command: &BlockCommand,
+        data: &LentTransfer<'_>,
+    ) -> Result<(), IoFailure> {
         let mut engine = self.engine.lock();
-        let Engine { prd_table, pool, records, last_table, last_command, in_flight } = &mut *engine;
-        let refuse = |request, failure| Err(Rejected { request, failure });
+        let Engine { prd_table, last_table, last_command, in_flight } = &mut *engine;
         if in_flight.is_some() {
             let cause = Cause::WrongState("the channel runs the other drive's command");
-            return refuse(request, IoFailure::new(IoReturn::Busy, cause));
+            return Err(IoFailure::new(IoReturn::Busy, cause));
         }
-        let Some(table) = prd_table.as_ref() else {
-            return refuse(request, IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped));
-        };
-        let command = match pool.take(ENGINE_SLOT) {
-            Ok(command) => command,
-            Err(failure) => return refuse(request, failure),
-        };
-        let BlockRequest { operation, lba, count, buffer, offset, options, deferral } = request;
-        let length = count * SECTOR_SIZE;
-        let data = match DmaTransfer::prepare(command, buffer, offset, length, &options) {
-            Ok(data) => data,
-            Err(Refused { failure, buffer, command }) => {
-                let _ = pool.give_back(ENGINE_SLOT, command);
-                let request = BlockRequest { operation, lba, count, buffer, offset, options, deferral };
-                return refuse(request, failure);
-            }
-        };
-        let chunk = Chunk { lba, sectors: count };
-        let started = write_prd_table(table, records, &data, last_table)
+        let table = prd_table.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))?;
+        let chunk = Chunk { lba: command.lba, sectors: command.count };
+        let started = write_prd_table(table, data, last_table)
             .and_then(|()| self.start(table.device_address(), drive, &chunk, last_command));
         if let Err(failure) = started {
             // The engine may have been told the table: stop it before the
-            // memory goes back.
+            // block layer gives the memory back.
             self.stop_engine();
-            let Completed { buffer, command, .. } = data.complete(0);
-            let _ = pool.give_back(ENGINE_SLOT, command);
-            let request = BlockRequest { operation, lba, count, buffer, offset, options, deferral };
-            return refuse(request, failure);
+            return Err(failure);
         }
-        *in_flight = Some(Running { drive: drive.drive, lba, sectors: count, data });
+        let (lba, sectors, bytes) = (command.lba, command.count, data.length());
+        *in_flight = Some(Running { drive: drive.drive, lba, sectors, bytes });
         Ok(())
     }
 
     /// If `drive`'s command is over (the drive's interrupt, an engine error, or
-    /// the end of the table), stops the engine, checks both statuses and
-    /// completes the transfer with the bytes the device moved.
-    fn collect_request(&self, drive: u8) -> Option<Finished> {
+    /// the end of the table), stops the engine, checks both statuses and says
+    /// how many bytes the device moved: all on success, none after an error, so
+    /// nothing stale comes back from bounce memory.
+    fn collect_request(&self, drive: u8) -> Option<DeviceOutcome> {
         let mut engine = self.engine.lock();
         if engine.in_flight.as_ref().is_none_or(|running| running.drive != drive) {
             return None;
@@ -345,40 +319,24 @@ impl<R: RegisterIo> Channel<R> {
         if !over {
             return None;
         }
-        let running = engine.in_flight.take()?;
+        let Running { drive, lba, sectors, bytes } = engine.in_flight.take()?;
         // Whatever happened (done or error), the engine stops here, before the
-        // buffer and its bounce memory go back: no DMA after this write.
+        // block layer completes the transfer: no DMA after this write.
         let bus_status = self.stop_engine();
-        let outcome = self.check_statuses(bus_status);
-        Some(self.complete(&mut engine, running, outcome))
-    }
-
-    /// Stops the engine and ends `drive`'s command, if one runs, with `why`.
-    fn stop_request(&self, drive: u8, why: &IoFailure) -> Option<Finished> {
-        let mut engine = self.engine.lock();
-        if engine.in_flight.as_ref().is_none_or(|running| running.drive != drive) {
-            return None;
-        }
-        let running = engine.in_flight.take()?;
-        self.stop_engine();
-        Some(self.complete(&mut engine, running, Err(*why)))
-    }
-
-    /// Completes a stopped command's transfer: all bytes on success, none after
-    /// an error, so nothing stale comes back from bounce memory and the caller's
-    /// buffer keeps what it held.
-    fn complete(&self, engine: &mut Engine, running: Running, outcome: Result<(), IoFailure>) -> Finished {
-        let Running { drive, lba, sectors, data } = running;
-        let moved = match outcome {
-            Ok(()) => data.length(),
-            Err(_) => 0,
-        };
-        let Completed { buffer, command, result } = data.complete(moved);
-        let _ = engine.pool.give_back(ENGINE_SLOT, command);
-        if let Err(failure) = outcome {
+        let result = self.check_statuses(bus_status);
+        if let Err(failure) = result {
             log::error!("PiixAta: drive {drive}, sectors {lba}+{sectors}: {failure}");
         }
-        Finished { buffer: Some(buffer), result: outcome.and(result) }
+        let moved = if result.is_ok() { bytes } else { 0 };
+        Some(DeviceOutcome { moved, result })
+    }
+
+    /// Stops the engine and forgets `drive`'s command, if one runs.
+    fn quiesce_drive(&self, drive: u8) -> Quiesced {
+        let mut engine = self.engine.lock();
+        self.stop_engine();
+        engine.in_flight.take_if(|running| running.drive == drive);
+        Quiesced::Stopped
     }
 
     /// Gives the controller the table, programs the drive and starts the engine.
@@ -469,33 +427,24 @@ impl<R: RegisterIo> Channel<R> {
     }
 }
 
-/// The transfer of one command's data: the request's buffer and the channel's
-/// command.
-type DataTransfer = DmaTransfer<DmaBuffer, IoDmaCommand>;
-
-/// Writes the PRD table from the records `write_segments` gives in the
-/// specification's output format: one entry per record, the last marked
-/// end-of-table. `last_table` gets the entries too.
+/// Writes the PRD table from the lent transfer's segments, one typed entry
+/// each, the last marked end-of-table. `last_table` gets the entries too.
 fn write_prd_table(
     table: &CoherentMemory,
-    records: &mut [u8],
-    data: &DataTransfer,
+    data: &LentTransfer<'_>,
     last_table: &mut Vec<PrdEntry>,
 ) -> Result<(), IoFailure> {
     last_table.clear();
-    let (count, end) = data.write_segments(0, records)?;
-    if end < data.length() {
+    let entries: Vec<PrdEntry> = data.entries()?;
+    if entries.len() > ENTRIES_PER_TABLE {
         // The specification allows one table's entries, so this does not happen.
-        let cause = Cause::Other("the transfer needs more PRD entries than one table holds");
+        let cause = Cause::EntryFormat { format: "PRD", rule: "one table holds at most 512 entries" };
         return Err(IoFailure::new(IoReturn::NoResources, cause));
     }
-    let (records, _) = records[..count * RECORD_SIZE].as_chunks::<RECORD_SIZE>();
-    for (index, record) in records.iter().enumerate() {
-        let end = if index + 1 == count { TableEnd::Last } else { TableEnd::More };
-        let entry = PrdEntry::from_record(record, end)?;
+    for (index, entry) in entries.iter().enumerate() {
         table.write_bytes((index * size_of::<PrdEntry>()) as u64, &entry.to_bytes())?;
-        last_table.push(entry);
     }
+    *last_table = entries;
     Ok(())
 }
 
@@ -517,13 +466,12 @@ pub struct AtaDisk<R: RegisterIo> {
     channel: Arc<Channel<R>>,
     drive: u8,
     identity: Identity,
-    force_double_buffer: AtomicBool,
 }
 
 impl<R: RegisterIo> AtaDisk<R> {
     /// The disk `drive` (0 master, 1 slave) of `channel`, as IDENTIFY described it.
     pub fn new(channel: Arc<Channel<R>>, drive: u8, identity: Identity) -> AtaDisk<R> {
-        AtaDisk { channel, drive, identity, force_double_buffer: AtomicBool::new(false) }
+        AtaDisk { channel, drive, identity }
     }
 
     /// The channel the disk is on.
@@ -533,16 +481,18 @@ impl<R: RegisterIo> AtaDisk<R> {
 }
 
 impl<R: RegisterIo> HardwareQueue for AtaDisk<R> {
-    fn driver_name(&self) -> &'static str {
-        "PiixAta"
-    }
-
-    fn block_size(&self) -> u32 {
-        SECTOR_SIZE as u32
-    }
-
-    fn block_count(&self) -> u64 {
-        self.identity.sectors
+    /// Depth one: an IDE channel runs one command at a time; more requests
+    /// wait in the block layer's queue.
+    fn shape(&self) -> DiskShape {
+        DiskShape {
+            driver_name: "PiixAta",
+            block_size: SECTOR_SIZE as u32,
+            block_count: self.identity.sectors,
+            depth: 1,
+            max_request_blocks: self.identity.addressing.max_sectors(),
+            specification: PIIX_SPECIFICATION,
+            platform: self.channel.platform,
+        }
     }
 
     fn description(&self) -> String {
@@ -554,31 +504,30 @@ impl<R: RegisterIo> HardwareQueue for AtaDisk<R> {
         format!("{} ({addressing}, {position}, one command at a time)", self.identity.model)
     }
 
-    /// One: an IDE channel runs one command at a time; more requests wait in
-    /// the block layer's queue.
-    fn depth(&self) -> usize {
-        1
+    /// `Busy` while the other drive of the channel runs a command: nothing is
+    /// prepared for a request that could not start.
+    fn admit(&self, _command: &BlockCommand) -> Result<(), IoFailure> {
+        if self.channel.engine.lock().in_flight.is_some() {
+            let cause = Cause::WrongState("the channel runs the other drive's command");
+            return Err(IoFailure::new(IoReturn::Busy, cause));
+        }
+        Ok(())
     }
 
-    fn max_request_blocks(&self) -> u64 {
-        self.identity.addressing.max_sectors()
-    }
-
-    fn start(&self, slot: Slot, mut request: BlockRequest) -> Result<(), Rejected> {
+    fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
         if slot != ENGINE_SLOT {
-            let failure = IoFailure::new(IoReturn::BadArgument, Cause::Other("an IDE drive has one slot"));
-            return Err(Rejected { request, failure });
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Other("an IDE drive has one slot")));
         }
-        request.options.force_double_buffer |= self.force_double_buffer.load(Ordering::Relaxed);
-        let drive =
-            DriveRequest { drive: self.drive, addressing: self.identity.addressing, operation: request.operation };
-        self.channel.start_request(&drive, request)
+        let addressing = self.identity.addressing;
+        let drive = DriveRequest { drive: self.drive, addressing, operation: command.operation };
+        self.channel.program_request(&drive, command, data)
     }
 
-    fn collect(&self, finished: &mut dyn FnMut(Slot, Finished)) {
-        if let Some(done) = self.channel.collect_request(self.drive) {
-            finished(ENGINE_SLOT, done);
+    fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {
+        if let Some(outcome) = self.channel.collect_request(self.drive) {
+            finished(ENGINE_SLOT, outcome);
         }
+        DeviceHealth::Running
     }
 
     fn acknowledge_interrupt(&self) -> bool {
@@ -587,26 +536,11 @@ impl<R: RegisterIo> HardwareQueue for AtaDisk<R> {
 
     /// Stops the engine (the PRD table is the channel's, shared by both drives,
     /// and goes back when the channel is dropped).
-    fn stop(&self, why: &IoFailure, finished: &mut dyn FnMut(Slot, Finished)) {
-        if let Some(done) = self.channel.stop_request(self.drive, why) {
-            finished(ENGINE_SLOT, done);
-        }
+    fn quiesce(&self) -> Quiesced {
+        self.channel.quiesce_drive(self.drive)
     }
 
-    fn restart(&self) -> Result<(), IoFailure> {
+    fn reopen(&self) -> Result<(), IoFailure> {
         Ok(())
-    }
-
-    fn set_double_buffering(&self, policy: DoubleBuffering) {
-        self.force_double_buffer.store(policy == DoubleBuffering::Forced, Ordering::Relaxed);
-    }
-
-    fn last_segments(&self) -> Vec<Segment> {
-        let (table, _) = self.channel.last_transfer();
-        table.iter().map(PrdEntry::segment).collect()
-    }
-
-    fn check_stopped(&self) -> usize {
-        self.channel.engine.lock().pool.check_stopped()
     }
 }

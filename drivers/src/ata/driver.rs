@@ -78,9 +78,10 @@ impl Driver for PiixAtaDriver {
             let irq = CHANNEL_IRQ[usize::from(channel_number)];
             let mut channel_disks: Vec<Arc<QueuedDisk<AtaDisk<Registers>>>> = Vec::new();
             for drive in 0..2 {
-                if let Some(identity) = channel.identify(drive) {
-                    channel_disks
-                        .push(Arc::new(QueuedDisk::new(AtaDisk::new(channel.clone(), drive, identity), &WAITER)));
+                let Some(identity) = channel.identify(drive) else { continue };
+                match QueuedDisk::new(AtaDisk::new(channel.clone(), drive, identity), &WAITER) {
+                    Ok(disk) => channel_disks.push(Arc::new(disk)),
+                    Err(failure) => log::error!("PiixAta: channel {channel_number}, drive {drive}: {failure}"),
                 }
             }
             let found = channel_disks.len();

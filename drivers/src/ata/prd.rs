@@ -1,12 +1,18 @@
 //! The Physical Region Descriptor table the PIIX bus-master engine walks.
 //!
-//! The DMA layer writes a transfer's segments as records in the controller's
-//! output format, [`RECORD_FORMAT`] (little-endian `{address: u32, length: u32}`,
-//! IOKit's `OutputLittle32`). Each record becomes one [`PrdEntry`]: the same
-//! address, the length in 16 bits (where 0 means 64 KiB), and the end-of-table
-//! mark on the last one. Nothing here re-encodes a segment by hand.
+//! Each segment of a prepared transfer becomes one [`PrdEntry`]
+//! ([`FromSegment`]): the same address, the length in 16 bits (where 0 means
+//! 64 KiB), and the end-of-table mark on the last one. The entry checks the
+//! format's own limits (32-bit address, even, at most 64 KiB, not across a
+//! 64 KiB line); the channel's specification keeps every segment within them,
+//! so a refusal here is a driver bug caught before the controller sees it.
+//! The specification's output format, [`RECORD_FORMAT`] (little-endian
+//! `{address: u32, length: u32}`, IOKit's `OutputLittle32`), is what IOKit's
+//! `writeSegments` would write for the same segments.
 
-use dmakit::dma::{Cause, DmaAddr, IoFailure, IoReturn, OutputFormat, Segment};
+use dmakit::dma::{
+    Cause, DmaAddr, FromSegment, IoDirection, IoFailure, IoReturn, OutputFormat, Segment, SegmentPosition,
+};
 
 /// One PRD entry (Intel 82371SB, "Physical Region Descriptor Table").
 #[repr(C)]
@@ -46,27 +52,32 @@ pub enum TableEnd {
     Last,
 }
 
-impl PrdEntry {
-    /// The entry for one record the DMA layer wrote in [`RECORD_FORMAT`]. The
-    /// record's length goes into 16 bits, so a 64 KiB region is written as 0, as
-    /// the datasheet says. `MessageTooLarge` for a region the entry cannot hold
-    /// (empty, or longer than 64 KiB): the controller would read it as 64 KiB.
-    pub fn from_record(record: &[u8; RECORD_SIZE], end: TableEnd) -> Result<PrdEntry, IoFailure> {
-        let (fields, _) = record.as_chunks::<4>();
-        let address = u32::from_le_bytes(fields[0]);
-        let length = u32::from_le_bytes(fields[1]);
-        if length == 0 || u64::from(length) > REGION_LIMIT {
-            let cause = Cause::Other("a PRD region holds 1 to 65536 bytes");
-            return Err(IoFailure::new(IoReturn::MessageTooLarge, cause));
-        }
-        let flags = match end {
-            TableEnd::More => 0,
-            TableEnd::Last => END_OF_TABLE,
+impl FromSegment for PrdEntry {
+    /// The length goes into 16 bits, so a 64 KiB region is written as 0, as the
+    /// datasheet says. `MessageTooLarge` for a region the entry cannot hold
+    /// (empty, longer than 64 KiB, above 4 GiB, odd): the controller would
+    /// misread it. A region across a 64 KiB line is encodable; that the engine
+    /// mishandles it is a rule of its DMA, which the specification's
+    /// `boundary` keeps (and `experiment cross-64k` switches off, to show it).
+    fn from_segment(segment: Segment, position: SegmentPosition, _: IoDirection) -> Result<PrdEntry, IoFailure> {
+        let refuse = |rule| Err(IoFailure::new(IoReturn::MessageTooLarge, Cause::EntryFormat { format: "PRD", rule }));
+        let start = segment.address.as_u64();
+        let Ok(address) = u32::try_from(start) else {
+            return refuse("the region starts above 4 GiB");
         };
+        if segment.length == 0 || segment.length > REGION_LIMIT {
+            return refuse("a region holds 1 to 65536 bytes");
+        }
+        if !start.is_multiple_of(2) || !segment.length.is_multiple_of(2) {
+            return refuse("a region starts and ends on an even address");
+        }
+        let flags = if position.is_last() { END_OF_TABLE } else { 0 };
         // The low 16 bits: 65536 becomes 0, the datasheet's "64 KiB".
-        Ok(PrdEntry { address, byte_count: length as u16, flags })
+        Ok(PrdEntry { address, byte_count: segment.length as u16, flags })
     }
+}
 
+impl PrdEntry {
     /// Bytes the entry covers.
     pub fn length(&self) -> u64 {
         if self.byte_count == 0 { REGION_LIMIT } else { u64::from(self.byte_count) }
@@ -105,34 +116,33 @@ impl PrdEntry {
 mod tests {
     use super::*;
 
-    /// The record the DMA layer writes for `segment`.
-    fn record(address: u64, length: u64) -> [u8; RECORD_SIZE] {
-        let mut record = [0; RECORD_SIZE];
-        RECORD_FORMAT.encode(Segment { address: DmaAddr::new(address), length }, &mut record).unwrap();
-        record
+    fn entry(address: u64, length: u64, position: SegmentPosition) -> Result<PrdEntry, IoFailure> {
+        PrdEntry::from_segment(Segment { address: DmaAddr::new(address), length }, position, IoDirection::In)
     }
 
     #[test]
     fn a_64_kib_region_is_written_as_zero() {
-        let entry = PrdEntry::from_record(&record(0x1_0000, REGION_LIMIT), TableEnd::Last).unwrap();
-        assert_eq!(entry.to_bytes(), [0, 0, 1, 0, 0, 0, 0, 0x80]);
-        assert_eq!(PrdEntry::from_bytes(entry.to_bytes()).length(), REGION_LIMIT);
-        assert_eq!(entry.table_end(), TableEnd::Last);
+        let whole = entry(0x1_0000, REGION_LIMIT, SegmentPosition::Only).unwrap();
+        assert_eq!(whole.to_bytes(), [0, 0, 1, 0, 0, 0, 0, 0x80]);
+        assert_eq!(PrdEntry::from_bytes(whole.to_bytes()).length(), REGION_LIMIT);
+        assert_eq!(whole.table_end(), TableEnd::Last);
     }
 
     #[test]
-    fn records_become_entries_with_their_address_length_and_end() {
-        let entry = PrdEntry::from_record(&record(0x12_3400, 0x200), TableEnd::More).unwrap();
-        assert_eq!(entry, PrdEntry { address: 0x12_3400, byte_count: 0x200, flags: 0 });
-        assert_eq!(entry.segment(), Segment { address: DmaAddr::new(0x12_3400), length: 0x200 });
-        assert_eq!(entry.table_end(), TableEnd::More);
+    fn segments_become_entries_with_their_address_length_and_end() {
+        let first = entry(0x12_3400, 0x200, SegmentPosition::First).unwrap();
+        assert_eq!(first, PrdEntry { address: 0x12_3400, byte_count: 0x200, flags: 0 });
+        assert_eq!(first.segment(), Segment { address: DmaAddr::new(0x12_3400), length: 0x200 });
+        assert_eq!(first.table_end(), TableEnd::More);
+        assert_eq!(entry(0x12_3400, 0x200, SegmentPosition::Last).unwrap().table_end(), TableEnd::Last);
     }
 
     #[test]
     fn regions_an_entry_cannot_hold_are_refused() {
-        for length in [0, REGION_LIMIT + 2] {
-            let refused = PrdEntry::from_record(&record(0x1000, length), TableEnd::Last).unwrap_err();
-            assert_eq!(refused.code(), IoReturn::MessageTooLarge, "{length} bytes");
+        for (address, length) in [(0x1000, 0), (0x1000, REGION_LIMIT + 2), (1 << 32, 2), (0x1001, 2)] {
+            let refused = entry(address, length, SegmentPosition::Only).unwrap_err();
+            assert_eq!(refused.code(), IoReturn::MessageTooLarge, "{address:#x}+{length}");
+            assert!(matches!(refused.cause(), Cause::EntryFormat { format: "PRD", .. }));
         }
     }
 }

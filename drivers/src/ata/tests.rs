@@ -59,7 +59,7 @@ fn setup(master: Option<FakeDrive>, slave: Option<FakeDrive>) -> Setup {
 
 fn disk(setup: &Setup, number: u8) -> QueuedDisk<AtaDisk<FakePorts>> {
     let identity = setup.channel.identify(number).expect("drive present");
-    QueuedDisk::new(AtaDisk::new(setup.channel.clone(), number, identity), &WAITER)
+    QueuedDisk::new(AtaDisk::new(setup.channel.clone(), number, identity), &WAITER).unwrap()
 }
 
 fn physical_address(buffer: &DmaBuffer) -> u64 {

@@ -117,10 +117,12 @@ fn start_on<T: Transport + 'static>(
     };
     let platforms = DmaPlatforms { physical: platform(), function };
     // The kernel's driver interface takes the bare code; the log keeps the cause.
-    let hardware = VirtioBlock::new(transport, platforms)
+    // The block layer around the driver: it prepares and completes, queues,
+    // waits and times out.
+    let disk = VirtioBlock::new(transport, platforms)
+        .and_then(|hardware| QueuedDisk::new(hardware, waiter))
         .inspect_err(|failure| log::error!("virtio-blk: start failed on {}: {failure}", device.location()))?;
-    // The block layer around the driver: it queues, waits and times out.
-    let disk = Arc::new(QueuedDisk::new(hardware, waiter));
+    let disk = Arc::new(disk);
     let mut interrupt = "none (polling)".to_string();
     if let Some(line) = device.interrupt_line {
         let handler = disk.clone();

@@ -2,10 +2,12 @@
 //! BARs found through capabilities), with a hand-written split virtqueue.
 
 mod block;
+mod block_request;
 #[cfg(target_os = "none")]
 mod driver;
 #[cfg(test)]
 mod fake;
+mod layout;
 pub mod legacy;
 pub mod modern;
 pub mod queue;
@@ -13,10 +15,12 @@ pub mod registers;
 #[cfg(test)]
 mod tests;
 pub mod transport;
+pub mod virtqueue;
 
-pub use block::{SlotLayout, VirtioBlock};
+pub use block::VirtioBlock;
 #[cfg(target_os = "none")]
 pub use driver::VirtioBlockDriver;
+pub use layout::SlotLayout;
 pub use legacy::LegacyTransport;
 pub use modern::{ModernRegisters, ModernTransport, Structure};
 pub use transport::{DmaPlatforms, DmaRoute, Interface, Transport};

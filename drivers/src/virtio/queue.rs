@@ -1,4 +1,6 @@
-//! A split virtqueue (virtio 1.0 section 2.4) in memory shared with the device.
+//! The formats of a split virtqueue (virtio 1.0 section 2.4): the descriptor and
+//! where each part lies in memory shared with the device (`virtqueue.rs` keeps
+//! the queue itself).
 //!
 //! Layout for the legacy interface, `size` entries (the modern interface takes
 //! each part's address separately and needs less alignment, so the same layout
@@ -11,7 +13,9 @@
 //! The whole queue is one coherent buffer: both sides read and write it while it
 //! lives, so it is never bounced.
 
-use dmakit::dma::{Cause, DmaAddr, IoDirection, IoFailure, IoReturn, OutputFormat, Segment};
+use dmakit::dma::{
+    Cause, DmaAddr, FromSegment, IoDirection, IoFailure, IoReturn, OutputFormat, Segment, SegmentPosition,
+};
 
 use super::registers::QUEUE_ALIGNMENT;
 use super::transport::QueueAreas;
@@ -31,8 +35,8 @@ pub struct VirtqDescriptor {
 }
 const _: () = assert!(size_of::<VirtqDescriptor>() == 16);
 
-/// How the driver's DMA commands write segments: `{address: u64, length: u64}`,
-/// little-endian. Each record becomes one descriptor.
+/// The output format of the driver's DMA specification: `{address: u64,
+/// length: u64}`, little-endian, what IOKit's `writeSegments` writes.
 pub const SEGMENT_FORMAT: OutputFormat = OutputFormat::LITTLE64;
 /// Bytes of one segment record in [`SEGMENT_FORMAT`].
 pub const RECORD_SIZE: usize = 16;
@@ -43,29 +47,35 @@ pub const DESCRIPTOR_NEXT: u16 = 1;
 /// The device writes this buffer (otherwise it reads it).
 pub const DESCRIPTOR_WRITE: u16 = 2;
 
-impl VirtqDescriptor {
-    /// The descriptor for one segment record that a transfer wrote in
-    /// [`SEGMENT_FORMAT`] (`write_segments`), for memory the device accesses as
-    /// `access` says, seen from memory: `In`, the device writes it (`WRITE` flag);
-    /// `Out`, the device reads it. A virtio buffer is one or the other, so `None`
-    /// and `InOut` are `BadArgument`. A length that does not fit the descriptor's
-    /// 32 bits is `MessageTooLarge` (a specification with `max_segment_size`
-    /// `u32::MAX` never produces one).
-    pub fn from_record(record: &[u8; RECORD_SIZE], access: IoDirection) -> Result<VirtqDescriptor, IoFailure> {
+impl FromSegment for VirtqDescriptor {
+    /// The descriptor for one segment of memory the device accesses as
+    /// `access` says, seen from memory: `In`, the device writes it (`WRITE`
+    /// flag); `Out`, the device reads it. A virtio buffer is one or the other,
+    /// so `None` and `InOut` are `BadArgument`. A length that does not fit the
+    /// descriptor's 32 bits is `MessageTooLarge` (a specification with
+    /// `max_segment_size` `u32::MAX` never produces one). The chain's links
+    /// (`NEXT`, `next`) are the queue's to set.
+    fn from_segment(segment: Segment, _: SegmentPosition, access: IoDirection) -> Result<VirtqDescriptor, IoFailure> {
         let flags = match access {
             IoDirection::In => DESCRIPTOR_WRITE,
             IoDirection::Out => 0,
             IoDirection::None | IoDirection::InOut => {
-                let cause = Cause::Other("a virtio buffer is either read (Out) or written (In) by the device");
-                return Err(IoFailure::new(IoReturn::BadArgument, cause));
+                let rule = "a buffer is either read (Out) or written (In) by the device";
+                return Err(IoFailure::new(IoReturn::BadArgument, Cause::EntryFormat { format: "virtq", rule }));
             }
         };
-        let (fields, _) = record.as_chunks::<8>();
-        let length = u32::try_from(u64::from_le_bytes(fields[1])).map_err(|_| {
-            let cause = Cause::Other("a segment longer than u32::MAX bytes does not fit a virtio descriptor");
-            IoFailure::new(IoReturn::MessageTooLarge, cause)
+        let length = u32::try_from(segment.length).map_err(|_| {
+            let rule = "a descriptor holds at most u32::MAX bytes";
+            IoFailure::new(IoReturn::MessageTooLarge, Cause::EntryFormat { format: "virtq", rule })
         })?;
-        Ok(VirtqDescriptor { address: u64::from_le_bytes(fields[0]), length, flags, next: 0 })
+        Ok(VirtqDescriptor { address: segment.address.as_u64(), length, flags, next: 0 })
+    }
+}
+
+impl VirtqDescriptor {
+    /// The descriptor for one segment (see [`FromSegment`]).
+    pub fn for_segment(segment: Segment, access: IoDirection) -> Result<VirtqDescriptor, IoFailure> {
+        VirtqDescriptor::from_segment(segment, SegmentPosition::Only, access)
     }
 
     /// Little-endian bytes, as the (legacy, x86) device reads them.
@@ -173,23 +183,20 @@ mod tests {
     }
 
     #[test]
-    fn descriptors_come_from_little_endian_records_and_name_who_writes() {
+    fn descriptors_come_from_segments_and_name_who_writes() {
         let segment = Segment { address: DmaAddr::new(0x1_2345_6000), length: 0x1200 };
-        let mut record = [0u8; RECORD_SIZE];
-        SEGMENT_FORMAT.encode(segment, &mut record).unwrap();
-        let written = VirtqDescriptor::from_record(&record, IoDirection::In).unwrap();
+        let written = VirtqDescriptor::for_segment(segment, IoDirection::In).unwrap();
         assert_eq!(
             written,
             VirtqDescriptor { address: 0x1_2345_6000, length: 0x1200, flags: DESCRIPTOR_WRITE, next: 0 }
         );
         assert_eq!(written.segment(), segment);
-        let read = VirtqDescriptor::from_record(&record, IoDirection::Out).unwrap();
+        let read = VirtqDescriptor::for_segment(segment, IoDirection::Out).unwrap();
         assert_eq!(read.flags, 0, "the device only reads an Out buffer");
-        let both = VirtqDescriptor::from_record(&record, IoDirection::InOut).unwrap_err();
+        let both = VirtqDescriptor::for_segment(segment, IoDirection::InOut).unwrap_err();
         assert_eq!(both.code(), IoReturn::BadArgument);
         let long = Segment { address: DmaAddr::new(0x1000), length: 1 << 32 };
-        SEGMENT_FORMAT.encode(long, &mut record).unwrap();
-        let too_long = VirtqDescriptor::from_record(&record, IoDirection::In).unwrap_err();
+        let too_long = VirtqDescriptor::for_segment(long, IoDirection::In).unwrap_err();
         assert_eq!(too_long.code(), IoReturn::MessageTooLarge);
     }
 }

@@ -1,77 +1,144 @@
 //! What a disk driver implements: a device with a number of slots, each able to
-//! carry one request, started and finished by the block layer's work loop.
+//! carry one request. The driver programs the device; it never owns a buffer.
 //!
-//! The driver does the device's part only: prepare a request's buffer with the
-//! slot's command (from its [`crate::dma::CommandPool`]), hand the segments to
-//! the device, and later find which slots the device finished, complete their
-//! transfers and give the buffers back. Queueing, waiting, deferral, timeouts,
-//! stop and statistics are the block layer's ([`super::QueuedDisk`]), the same
-//! for every driver.
+//! The block layer ([`super::QueuedDisk`]) owns each request's DMA life cycle
+//! (the command pool, prepare, complete, give-back, abandon; in
+//! [`crate::dma::TransferSlots`]). For one request it prepares the buffer in a
+//! free slot, then *lends* the prepared transfer to [`HardwareQueue::program`],
+//! which writes the device's descriptors from it and starts the device. Later
+//! [`HardwareQueue::collect`] says which slots the device finished and how many
+//! bytes it moved, and the block layer completes them. A driver has nothing to
+//! keep, complete or give back: the compiler sees to it (the lent transfer lives
+//! only as long as the call).
 //!
 //! Who calls what, and from where:
 //!
 //! | method | called from | may lock / allocate |
 //! |---|---|---|
 //! | `acknowledge_interrupt` | the interrupt handler | neither |
-//! | `start`, `collect`, `stop`, `restart` | the work loop, behind the command gate | both |
+//! | `admit`, `program`, `collect`, `quiesce`, `reopen` | the work loop, behind the command gate | both |
 //! | the others | anywhere | both |
 
 use alloc::string::String;
-use alloc::vec::Vec;
 
-use super::{BlockRequest, DoubleBuffering, Finished, Rejected};
-use crate::dma::{IoFailure, Segment};
+use super::BlockOperation;
+use crate::dma::{DmaPlatform, IoFailure, LentTransfer, Specification};
 
 /// A slot: which of the device's `depth` places a request occupies
 /// (`0..depth`; the NCQ tag, the virtio chain, the one IDE command).
 pub type Slot = usize;
 
-/// A disk as its driver sees it: slots that carry requests.
-pub trait HardwareQueue: Send + Sync {
+/// What a driver says about its disk, once, when the block layer takes it.
+#[derive(Clone, Copy)]
+pub struct DiskShape {
     /// The driver's name, e.g. "VirtioBlock".
-    fn driver_name(&self) -> &'static str;
+    pub driver_name: &'static str,
     /// Bytes per block.
-    fn block_size(&self) -> u32;
+    pub block_size: u32,
     /// Blocks on the device.
-    fn block_count(&self) -> u64;
-    /// A line about the device for listings (model, transport, queue).
-    fn description(&self) -> String;
-    /// Requests the device takes at once (at least 1): the size of the driver's
-    /// command pool.
-    fn depth(&self) -> usize;
+    pub block_count: u64,
+    /// Requests the device takes at once (at least 1).
+    pub depth: usize,
     /// The most blocks one request may carry; larger synchronous transfers are
     /// split, larger asynchronous ones refused.
-    fn max_request_blocks(&self) -> u64;
-    /// Starts a checked request in free slot `slot`: prepares its buffer with the
-    /// slot's command and hands the device its segments. The device owns the
-    /// buffer from here until `collect` (or `stop`) gives it back. A request that
-    /// cannot start comes back with why; `Busy` means "not now, try again"
-    /// (another drive on the same channel is using it), a `NoResources` with the
-    /// cause `BounceBudgetSpent` that bounce memory is short.
-    fn start(&self, slot: Slot, request: BlockRequest) -> Result<(), Rejected>;
-    /// Looks at the device and, for each slot it finished, completes the
-    /// transfers (exactly the bytes moved come back from bounce memory) and
-    /// reports the slot and the result, in the order the device finished them.
-    fn collect(&self, finished: &mut dyn FnMut(Slot, Finished));
+    pub max_request_blocks: u64,
+    /// What the device's DMA can do with a request's data (address bits,
+    /// segment sizes and count, alignment, boundary).
+    pub specification: Specification,
+    /// Where the device's DMA goes: the bare machine, or its IOMMU domain.
+    pub platform: &'static dyn DmaPlatform,
+}
+
+impl core::fmt::Debug for DiskShape {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DiskShape")
+            .field("driver_name", &self.driver_name)
+            .field("block_size", &self.block_size)
+            .field("block_count", &self.block_count)
+            .field("depth", &self.depth)
+            .field("max_request_blocks", &self.max_request_blocks)
+            .finish()
+    }
+}
+
+/// The header of one request: what the device is to do with the data it is lent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockCommand {
+    /// Read or write.
+    pub operation: BlockOperation,
+    /// The first block.
+    pub lba: u64,
+    /// Blocks.
+    pub count: u64,
+}
+
+/// How the device ended one slot's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceOutcome {
+    /// Data bytes the device moved, from the start of the transfer. The block
+    /// layer never believes more than it prepared.
+    pub moved: u64,
+    /// `Ok`, or the device's error.
+    pub result: Result<(), IoFailure>,
+}
+
+/// What the device is doing after a look at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceHealth {
+    /// Working: the slots not reported are still the device's.
+    Running,
+    /// It went wrong in a way the driver cannot recover from while requests are
+    /// held (an engine that will not stop for error recovery): the block layer
+    /// must quiesce it, and abandon what it held if it still runs.
+    MustStop(IoFailure),
+}
+
+/// Whether the device let go of memory at a quiesce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quiesced {
+    /// Stopped (reset): it no longer touches any memory it was given, and the
+    /// driver released or kept its own rings and tables accordingly.
+    Stopped,
+    /// It could not be stopped: it may still read or write what it was given,
+    /// which must never be reused (the block layer abandons every transfer).
+    StillRunning(IoFailure),
+}
+
+/// A disk as its driver sees it: slots that carry requests.
+pub trait HardwareQueue: Send + Sync {
+    /// The disk's fixed facts (read once, when the block layer takes the driver).
+    fn shape(&self) -> DiskShape;
+    /// A line about the device for listings (model, transport, queue).
+    fn description(&self) -> String;
+    /// Whether `command` may start now, before any memory is prepared for it:
+    /// `Busy` means "not now, try again" (another drive on the same channel is
+    /// using it), anything else fails the request (a write to a read-only disk).
+    fn admit(&self, command: &BlockCommand) -> Result<(), IoFailure> {
+        let _ = command;
+        Ok(())
+    }
+    /// Programs free slot `slot` with `command` and the prepared `data`, and
+    /// starts the device on it. `Ok`: the device may use the data from now until
+    /// `collect` reports the slot (or a quiesce stops the device). `Err`: the
+    /// device was not given the slot, or was stopped again before returning, so
+    /// the data can be completed with nothing moved.
+    fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure>;
+    /// Looks at the device and reports each slot it finished, in the order it
+    /// finished them, with what it moved. A slot is reported once.
+    fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth;
     /// In the interrupt handler: quiets the device's interrupt (reads or clears
     /// its status) so the line drops. Returns whether the device had one. Must
-    /// neither take a lock that `start` or `collect` hold nor allocate.
+    /// neither take a lock that the other methods hold nor allocate.
     fn acknowledge_interrupt(&self) -> bool;
-    /// Stops the device so it no longer touches memory (a reset), then completes
-    /// every request still in flight with `why` and reports it; a request whose
-    /// device could not be stopped comes back with no buffer (abandoned). Then
-    /// releases what the device was given (rings, tables). Later `start`s are
-    /// refused until `restart`.
-    fn stop(&self, why: &IoFailure, finished: &mut dyn FnMut(Slot, Finished));
-    /// Sets the device up again after `stop`.
-    fn restart(&self) -> Result<(), IoFailure>;
-    /// Double-buffers every transfer from now on (`Forced`), or only what the
-    /// device cannot reach (`AsNeeded`).
-    fn set_double_buffering(&self, policy: DoubleBuffering);
-    /// The data segments the device was given for the last request started (for
-    /// traces and tests).
-    fn last_segments(&self) -> Vec<Segment>;
-    /// Commands still out of the driver's pool after `stop` (each reported as
-    /// `PreparedAtStop`).
-    fn check_stopped(&self) -> usize;
+    /// Stops the device so it no longer touches memory (a reset), forgetting
+    /// every slot it held, and releases what it was given (rings, tables) if it
+    /// stopped; says whether it did. Later `program`s fail until `reopen`.
+    fn quiesce(&self) -> Quiesced;
+    /// Sets the device up again after `quiesce`.
+    fn reopen(&self) -> Result<(), IoFailure>;
+    /// What the device last reported (its status registers, in words), for a
+    /// timeout's message; empty when there is nothing to say.
+    fn last_status(&self) -> String {
+        String::new()
+    }
 }

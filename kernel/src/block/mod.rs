@@ -17,7 +17,7 @@ mod work_loop;
 pub use crate::dma::TransferOptions;
 pub use device::BlockDevice;
 pub use handle::RequestHandle;
-pub use hardware::{HardwareQueue, Slot};
+pub use hardware::{BlockCommand, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot};
 pub use queued::{QueuedDisk, REQUEST_TIMEOUT_MS};
 pub use request::{BlockOperation, BlockRequest, Deferral, DoubleBuffering, Finished, Rejected, check_request};
 pub use stats::{QueueStats, StopReport};

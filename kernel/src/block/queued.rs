@@ -7,17 +7,22 @@
 //! 1. `submit` checks it, gives it a sequence number and a ticket, and queues it
 //!    in software, behind the command gate; then the work loop runs.
 //! 2. The loop starts queued requests, first come first served, while the device
-//!    has free slots: the driver prepares the buffer with the slot's command
-//!    (from its pool) and hands the segments to the device.
+//!    has free slots: it prepares the buffer with the slot's command
+//!    ([`TransferSlots`]) and lends the prepared transfer to the driver, which
+//!    writes the device's descriptors from it and starts the device.
 //! 3. The device finishes requests in its own order and interrupts. The handler
 //!    only quiets the device and signals the interrupt event source.
-//! 4. The next time the loop runs (someone waits or submits), the driver
-//!    collects the finished slots, completing each transfer (bounce copies
-//!    back); the loop hands buffer and result to the request's ticket and starts
-//!    what waits in the freed slots.
+//! 4. The next time the loop runs (someone waits or submits), the driver reports
+//!    the finished slots and the bytes the device moved; the loop completes each
+//!    transfer (exactly those bytes come back from bounce memory), hands buffer
+//!    and result to the request's ticket and starts what waits in the freed slots.
 //!
-//! When bounce memory is short, the driver refuses to start a request with the
-//! budget's error; the loop then leaves it at the head of the queue (a deferred
+//! The driver never owns a buffer: preparing, completing, giving commands back
+//! and abandoning memory under a device that will not stop all happen here, the
+//! same for every driver.
+//!
+//! When bounce memory is short, preparing fails with the budget's error; the
+//! loop then leaves it at the head of the queue (a deferred
 //! load, FreeBSD busdma's way) and tries again when requests finish, unless the
 //! request asked to fail at once, or it needs more pages than the whole budget
 //! holds and so could never start.
@@ -26,15 +31,17 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::handle::Ticket;
 use super::work_loop::{CommandGate, InterruptEventSource};
 use super::{
-    BlockDevice, BlockOperation, BlockRequest, Deferral, DoubleBuffering, Finished, HardwareQueue, QueueStats,
-    Rejected, RequestHandle, Slot, StopReport, check_request,
+    BlockCommand, BlockDevice, BlockOperation, BlockRequest, Deferral, DeviceHealth, DeviceOutcome, DiskShape,
+    DoubleBuffering, Finished, HardwareQueue, QueueStats, Quiesced, Rejected, RequestHandle, Slot, StopReport,
+    check_request,
 };
 use crate::dma::trace::dma_trace;
-use crate::dma::{Cause, DmaBuffer, IoFailure, IoReturn, Segment, TransferOptions};
+use crate::dma::{Cause, DmaBuffer, IoFailure, IoReturn, NotPrepared, Segment, TransferOptions, TransferSlots};
 use crate::time::Waiter;
 
 /// How long a request may take, from the moment its submitter waits for it.
@@ -61,11 +68,15 @@ struct QueueState {
     waiting: VecDeque<Waiting>,
     /// The ticket of the request in each slot.
     slots: Vec<Option<Arc<Ticket>>>,
+    /// Each slot's DMA: its command, and the transfer the device holds.
+    transfers: TransferSlots,
+    /// The data segments the device was given for the last request started.
+    last_segments: Vec<Segment>,
     next_sequence: u64,
     stats: QueueStats,
 }
 
-/// What to do with a request the driver would not start.
+/// What to do with a request that could not start.
 enum Verdict {
     /// Leave it at the head of the queue and try again later.
     TryAgain { deferred_load: bool },
@@ -76,23 +87,39 @@ enum Verdict {
 /// A disk: a driver's hardware queue with the block layer around it.
 pub struct QueuedDisk<H: HardwareQueue> {
     hardware: H,
+    shape: DiskShape,
     waiter: &'static dyn Waiter,
     events: InterruptEventSource,
     gate: CommandGate<QueueState>,
+    force_double_buffer: AtomicBool,
 }
 
 impl<H: HardwareQueue> QueuedDisk<H> {
-    /// The block layer around `hardware`; waits with `waiter`.
-    pub fn new(hardware: H, waiter: &'static dyn Waiter) -> QueuedDisk<H> {
-        let depth = hardware.depth().max(1);
+    /// The block layer around `hardware`: one DMA command per slot, made now
+    /// (the command's error if the driver's specification is invalid); waits
+    /// with `waiter`.
+    pub fn new(hardware: H, waiter: &'static dyn Waiter) -> Result<QueuedDisk<H>, IoFailure> {
+        let mut shape = hardware.shape();
+        shape.depth = shape.depth.max(1);
+        shape.max_request_blocks = shape.max_request_blocks.max(1);
+        let transfers = TransferSlots::new(shape.platform, shape.specification, shape.depth)?;
         let state = QueueState {
             mode: Mode::Running,
             waiting: VecDeque::new(),
-            slots: (0..depth).map(|_| None).collect(),
+            slots: (0..shape.depth).map(|_| None).collect(),
+            transfers,
+            last_segments: Vec::new(),
             next_sequence: 1,
-            stats: QueueStats { depth, ..QueueStats::default() },
+            stats: QueueStats { depth: shape.depth, ..QueueStats::default() },
         };
-        QueuedDisk { hardware, waiter, events: InterruptEventSource::new(), gate: CommandGate::new(state) }
+        Ok(QueuedDisk {
+            hardware,
+            shape,
+            waiter,
+            events: InterruptEventSource::new(),
+            gate: CommandGate::new(state),
+            force_double_buffer: AtomicBool::new(false),
+        })
     }
 
     /// The driver underneath.
@@ -104,14 +131,36 @@ impl<H: HardwareQueue> QueuedDisk<H> {
     /// start what waits.
     fn work(&self, state: &mut QueueState) {
         self.events.take();
-        self.hardware.collect(&mut |slot, finished| self.finish(state, slot, finished));
+        let health = self.hardware.collect(&mut |slot, outcome| self.finish(state, slot, outcome));
+        if let DeviceHealth::MustStop(why) = health {
+            log::error!("{}: {why}; the device is stopped", self.shape.driver_name);
+            self.stop_hardware(state, &why);
+            return;
+        }
         self.start_waiting(state);
     }
 
-    /// Hands a finished request to its ticket.
-    fn finish(&self, state: &mut QueueState, slot: Slot, finished: Finished) {
+    /// Completes a slot the device finished, with the bytes it says it moved
+    /// (never more than were prepared), and hands buffer and result to the ticket.
+    fn finish(&self, state: &mut QueueState, slot: Slot, outcome: DeviceOutcome) {
+        let name = self.shape.driver_name;
         let Some(ticket) = state.slots.get_mut(slot).and_then(Option::take) else {
-            log::error!("{}: the driver finished slot {slot}, which holds no request", self.hardware.driver_name());
+            log::error!("{name}: the device finished slot {slot}, which holds no request");
+            return;
+        };
+        let prepared = state.transfers.lend(slot).map_or(0, |data| data.length());
+        let mut result = outcome.result;
+        let moved = match outcome.moved {
+            moved if moved <= prepared => moved,
+            claimed => {
+                // A device is not trusted: nothing past the prepared range comes back.
+                let cause = Cause::DeviceClaimedTooMuch { claimed, prepared };
+                result = result.and(Err(IoFailure::new(IoReturn::IoError, cause)));
+                prepared
+            }
+        };
+        let Some(completed) = state.transfers.complete(slot, moved) else {
+            log::error!("{name}: slot {slot} held a request but no transfer");
             return;
         };
         state.stats.in_flight -= 1;
@@ -121,10 +170,10 @@ impl<H: HardwareQueue> QueuedDisk<H> {
         if let Some(earlier) = earlier {
             state.stats.out_of_order += 1;
             dma_trace!(
-                "{}: request #{sequence} (slot {slot}) finished before #{earlier}, which was submitted first",
-                self.hardware.driver_name()
+                "{name}: request #{sequence} (slot {slot}) finished before #{earlier}, which was submitted first"
             );
         }
+        let finished = Finished { buffer: Some(completed.buffer), result: result.and(completed.result) };
         self.fulfil(state, &ticket, finished);
     }
 
@@ -143,7 +192,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
             let Some(slot) = state.slots.iter().position(Option::is_none) else { break };
             let Some(Waiting { request, ticket, deferred }) = state.waiting.pop_front() else { break };
             let deferral = request.deferral;
-            match self.hardware.start(slot, request) {
+            match self.start(state, slot, request) {
                 Ok(()) => {
                     state.slots[slot] = Some(ticket);
                     state.stats.in_flight += 1;
@@ -155,7 +204,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
                             state.stats.deferred_loads += 1;
                             dma_trace!(
                                 "{}: request #{} deferred: {}; it waits for bounce pages to come back",
-                                self.hardware.driver_name(),
+                                self.shape.driver_name,
                                 ticket.sequence(),
                                 failure.cause()
                             );
@@ -168,6 +217,44 @@ impl<H: HardwareQueue> QueuedDisk<H> {
                     }
                 },
             }
+        }
+    }
+
+    /// One request into free slot `slot`: asks the driver whether it may
+    /// start, prepares its buffer with the slot's command, and lends the
+    /// prepared transfer to the driver to program the device. Whatever fails
+    /// gives the request back whole, its buffer unprepared.
+    fn start(&self, state: &mut QueueState, slot: Slot, request: BlockRequest) -> Result<(), Rejected> {
+        let BlockRequest { operation, lba, count, buffer, offset, options, deferral } = request;
+        let rebuild = |buffer| BlockRequest { operation, lba, count, buffer, offset, options, deferral };
+        let command = BlockCommand { operation, lba, count };
+        if let Err(failure) = self.hardware.admit(&command) {
+            return Err(Rejected { request: rebuild(buffer), failure });
+        }
+        let mut effective = options;
+        effective.force_double_buffer |= self.force_double_buffer.load(Ordering::Relaxed);
+        let range = (offset, count * u64::from(self.shape.block_size));
+        let direction = operation.memory_direction();
+        if let Err(NotPrepared { failure, buffer }) =
+            state.transfers.prepare(slot, buffer, range, direction, &effective)
+        {
+            // The cause is kept: a spent bounce budget defers the request.
+            return Err(Rejected { request: rebuild(buffer), failure });
+        }
+        let Some(data) = state.transfers.lend(slot) else { unreachable!("slot {slot} was prepared just now") };
+        let programmed = self.hardware.program(slot, &command, &data);
+        if programmed.is_ok() {
+            state.last_segments.clear();
+            state.last_segments.extend_from_slice(data.segments());
+            return Ok(());
+        }
+        // The device was not given the slot (the driver's promise on `Err`):
+        // nothing moved, nothing comes back from bounce memory.
+        let failure = programmed.err().unwrap_or(IoFailure::from(IoReturn::InternalError));
+        let buffer = state.transfers.complete(slot, 0).map(|completed| completed.buffer);
+        match buffer {
+            Some(buffer) => Err(Rejected { request: rebuild(buffer), failure }),
+            None => unreachable!("slot {slot} was prepared just now"),
         }
     }
 
@@ -194,21 +281,40 @@ impl<H: HardwareQueue> QueuedDisk<H> {
             }
             if state.slots.iter().flatten().any(|ticket| handle.holds(ticket)) {
                 let why = IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS });
-                log::error!("{}: {why}", self.hardware.driver_name());
+                let status = self.hardware.last_status();
+                match status.is_empty() {
+                    true => log::error!("{}: {why}", self.shape.driver_name),
+                    false => log::error!("{}: {why}; the device last reported {status}", self.shape.driver_name),
+                }
                 self.stop_hardware(state, &why);
             }
         });
     }
 
-    /// Stops the device (which completes what it held, with `why`) and fails
-    /// every waiting request: the disk takes no more until `start`.
+    /// Stops the device, then ends every request it held with `why`: completed
+    /// with nothing moved if it stopped, abandoned (memory leaked, buffer not
+    /// given back) if it still runs; then fails every waiting request. The disk
+    /// takes no more until `start`. Returns how many requests were failed.
     fn stop_hardware(&self, state: &mut QueueState, why: &IoFailure) -> usize {
         state.mode = Mode::Stopped;
+        let quiesced = self.hardware.quiesce();
+        if let Quiesced::StillRunning(failure) = quiesced {
+            log::error!("{}: {failure}; the memory of every request it held is abandoned", self.shape.driver_name);
+        }
         let mut aborted = 0;
-        self.hardware.stop(why, &mut |slot, finished| {
+        for slot in 0..state.slots.len() {
+            let Some(ticket) = state.slots[slot].take() else { continue };
             aborted += 1;
-            self.finish(state, slot, finished);
-        });
+            state.stats.in_flight -= 1;
+            let buffer = match quiesced {
+                Quiesced::Stopped => state.transfers.complete(slot, 0).map(|completed| completed.buffer),
+                Quiesced::StillRunning(_) => {
+                    state.transfers.abandon(slot);
+                    None
+                }
+            };
+            self.fulfil(state, &ticket, Finished { buffer, result: Err(*why) });
+        }
         aborted + self.abort_waiting(state)
     }
 
@@ -229,9 +335,9 @@ impl<H: HardwareQueue> QueuedDisk<H> {
     }
 }
 
-/// Whether a request the driver refused may wait: `Busy` means the hardware is
-/// taken for a moment; a spent bounce budget, that pages will come back, unless
-/// the request needs more than the whole budget or asked not to wait.
+/// Whether a request that could not start may wait: `Busy` means the hardware
+/// is taken for a moment; a spent bounce budget, that pages will come back,
+/// unless the request needs more than the whole budget or asked not to wait.
 fn verdict(failure: &IoFailure, deferral: Deferral) -> Verdict {
     match (failure.code(), failure.cause()) {
         (IoReturn::Busy, _) => Verdict::TryAgain { deferred_load: false },
@@ -248,15 +354,15 @@ fn verdict(failure: &IoFailure, deferral: Deferral) -> Verdict {
 
 impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
     fn driver_name(&self) -> &'static str {
-        self.hardware.driver_name()
+        self.shape.driver_name
     }
 
     fn block_size(&self) -> u32 {
-        self.hardware.block_size()
+        self.shape.block_size
     }
 
     fn block_count(&self) -> u64 {
-        self.hardware.block_count()
+        self.shape.block_count
     }
 
     fn description(&self) -> String {
@@ -264,19 +370,19 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
     }
 
     fn set_double_buffering(&self, policy: DoubleBuffering) {
-        self.hardware.set_double_buffering(policy)
+        self.force_double_buffer.store(policy == DoubleBuffering::Forced, Ordering::Relaxed);
     }
 
     fn last_segments(&self) -> Vec<Segment> {
-        self.hardware.last_segments()
+        self.gate.run_action(|state| state.last_segments.clone())
     }
 
     fn queue_depth(&self) -> usize {
-        self.hardware.depth().max(1)
+        self.shape.depth
     }
 
     fn max_request_blocks(&self) -> u64 {
-        self.hardware.max_request_blocks().max(1)
+        self.shape.max_request_blocks
     }
 
     fn submit(&self, request: BlockRequest) -> Result<RequestHandle, Rejected> {
@@ -368,10 +474,11 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
             self.in_flight() == 0
         });
         let why = IoFailure::new(IoReturn::Aborted, Cause::DriverStopped);
-        let unfinished = self.gate.run_action(|state| self.stop_hardware(state, &why));
+        let (unfinished, prepared_left) =
+            self.gate.run_action(|state| (self.stop_hardware(state, &why), state.transfers.check_stopped()));
         aborted += unfinished;
         let drained = in_flight.saturating_sub(unfinished);
-        Ok(StopReport { drained, aborted, prepared_left: self.hardware.check_stopped() })
+        Ok(StopReport { drained, aborted, prepared_left })
     }
 
     fn start(&self) -> Result<(), IoFailure> {
@@ -379,7 +486,7 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
             if state.mode == Mode::Running {
                 return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("the driver is running already")));
             }
-            self.hardware.restart()?;
+            self.hardware.reopen()?;
             state.mode = Mode::Running;
             Ok(())
         })

@@ -10,8 +10,7 @@ use spin::Mutex;
 use super::*;
 use crate::dma::simulated::SimulatedPlatform;
 use crate::dma::{
-    Cause, CommandPool, Completed, DmaBuffer, DmaTransfer, IoDirection, IoDmaCommand, IoFailure, IoReturn, Segment,
-    Specification,
+    Cause, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoReturn, LentTransfer, Segment, Specification,
 };
 use crate::memory::{Constraints, FRAME_SIZE};
 use crate::time::Waiter;
@@ -39,24 +38,27 @@ enum Finishing {
     WhenTold,
 }
 
-struct InFlight {
-    operation: BlockOperation,
-    lba: u64,
-    transfer: DmaTransfer<DmaBuffer, IoDmaCommand>,
+/// What the fake device was told for one slot: the command and the segments,
+/// copied at `program` (a device knows addresses, not buffers).
+struct Programmed {
+    command: BlockCommand,
+    segments: Vec<Segment>,
 }
 
 /// A disk of `BLOCKS` blocks behind a 32-bit device with `depth` slots.
 struct FakeDisk {
     platform: &'static SimulatedPlatform,
-    pool: CommandPool,
+    depth: usize,
     finishing: Finishing,
     image: Mutex<Vec<u8>>,
-    slots: Mutex<Vec<Option<InFlight>>>,
-    /// Slots the device finished, in its order.
-    done: Mutex<VecDeque<usize>>,
+    slots: Mutex<Vec<Option<Programmed>>>,
+    /// Slots the device finished, in its order, with the bytes it says it moved.
+    done: Mutex<VecDeque<(usize, u64)>>,
     /// What happened, in order: "start 7", "reset", "released".
     events: Mutex<Vec<String>>,
     max_blocks: u64,
+    /// How `quiesce` ends: stopped, or a device that will not stop.
+    stops: Mutex<Quiesced>,
 }
 
 impl FakeDisk {
@@ -64,32 +66,40 @@ impl FakeDisk {
         let image = (0..BLOCKS * BLOCK).map(|byte| (byte / BLOCK) as u8 ^ (byte % 251) as u8).collect();
         FakeDisk {
             platform,
-            pool: CommandPool::new(platform, Specification::UNLIMITED_32, depth).unwrap(),
+            depth,
             finishing,
             image: Mutex::new(image),
             slots: Mutex::new((0..depth).map(|_| None).collect()),
             done: Mutex::new(VecDeque::new()),
             events: Mutex::new(Vec::new()),
             max_blocks: 64,
+            stops: Mutex::new(Quiesced::Stopped),
         }
     }
 
-    /// The device does slot `slot`'s request: moves the data through its
-    /// segments and marks it finished.
+    /// The device does slot `slot`'s request: moves the data through the
+    /// segments it was given and marks it finished, all bytes moved.
     fn finish(&self, slot: usize) {
         let slots = self.slots.lock();
-        let in_flight = slots[slot].as_ref().expect("a request in the slot");
+        let programmed = slots[slot].as_ref().expect("a request in the slot");
         let mut image = self.image.lock();
-        let mut position = (in_flight.lba * BLOCK) as usize;
-        for segment in in_flight.transfer.segments() {
+        let mut position = (programmed.command.lba * BLOCK) as usize;
+        for segment in &programmed.segments {
             let bytes = &mut image[position..position + segment.length as usize];
-            match in_flight.operation {
+            match programmed.command.operation {
                 BlockOperation::Read => self.platform.device_write(segment.address.as_u64(), bytes),
                 BlockOperation::Write => self.platform.device_read(segment.address.as_u64(), bytes),
             }
             position += segment.length as usize;
         }
-        self.done.lock().push_back(slot);
+        let moved = programmed.segments.iter().map(|segment| segment.length).sum();
+        self.done.lock().push_back((slot, moved));
+    }
+
+    /// The device reports slot `slot` finished having moved `moved` bytes,
+    /// whatever it really did.
+    fn claim(&self, slot: usize, moved: u64) {
+        self.done.lock().push_back((slot, moved));
     }
 
     fn in_flight_slots(&self) -> Vec<usize> {
@@ -102,80 +112,60 @@ impl FakeDisk {
 }
 
 impl HardwareQueue for FakeDisk {
-    fn driver_name(&self) -> &'static str {
-        "FakeDisk"
-    }
-    fn block_size(&self) -> u32 {
-        BLOCK as u32
-    }
-    fn block_count(&self) -> u64 {
-        BLOCKS
+    fn shape(&self) -> DiskShape {
+        DiskShape {
+            driver_name: "FakeDisk",
+            block_size: BLOCK as u32,
+            block_count: BLOCKS,
+            depth: self.depth,
+            max_request_blocks: self.max_blocks,
+            specification: Specification::UNLIMITED_32,
+            platform: self.platform,
+        }
     }
     fn description(&self) -> String {
         String::from("a fake disk")
     }
-    fn depth(&self) -> usize {
-        self.pool.depth()
-    }
-    fn max_request_blocks(&self) -> u64 {
-        self.max_blocks
-    }
-    fn start(&self, slot: Slot, request: BlockRequest) -> Result<(), Rejected> {
-        let command = self.pool.take(slot).expect("the block layer gives free slots only");
-        let BlockRequest { operation, lba, count, buffer, offset, options, deferral } = request;
-        let transfer = match DmaTransfer::prepare(command, buffer, offset, count * BLOCK, &options) {
-            Ok(transfer) => transfer,
-            Err(refused) => {
-                self.pool.give_back(slot, refused.command).unwrap();
-                let request = BlockRequest { operation, lba, count, buffer: refused.buffer, offset, options, deferral };
-                return Err(Rejected { request, failure: refused.failure });
-            }
-        };
-        self.events.lock().push(alloc::format!("start {lba}"));
-        self.slots.lock()[slot] = Some(InFlight { operation, lba, transfer });
+    fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
+        self.events.lock().push(alloc::format!("start {}", command.lba));
+        let segments = data.segments().to_vec();
+        self.slots.lock()[slot] = Some(Programmed { command: *command, segments });
         if self.finishing == Finishing::AtOnce {
             self.finish(slot);
         }
         Ok(())
     }
-    fn collect(&self, finished: &mut dyn FnMut(Slot, Finished)) {
-        while let Some(slot) = self.done.lock().pop_front() {
-            let in_flight = self.slots.lock()[slot].take().expect("finished slots hold a request");
-            let moved = in_flight.transfer.length();
-            let Completed { buffer, command, result } = in_flight.transfer.complete(moved);
-            self.pool.give_back(slot, command).unwrap();
-            finished(slot, Finished { buffer: Some(buffer), result });
+    fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {
+        while let Some((slot, moved)) = self.done.lock().pop_front() {
+            self.slots.lock()[slot] = None;
+            finished(slot, DeviceOutcome { moved, result: Ok(()) });
         }
+        DeviceHealth::Running
     }
     fn acknowledge_interrupt(&self) -> bool {
         true
     }
-    fn stop(&self, why: &IoFailure, finished: &mut dyn FnMut(Slot, Finished)) {
+    fn quiesce(&self) -> Quiesced {
         self.events.lock().push(String::from("reset"));
         self.done.lock().clear();
-        for slot in 0..self.depth() {
-            let Some(in_flight) = self.slots.lock()[slot].take() else { continue };
-            let Completed { buffer, command, .. } = in_flight.transfer.complete(0);
-            self.pool.give_back(slot, command).unwrap();
-            self.events.lock().push(String::from("released"));
-            finished(slot, Finished { buffer: Some(buffer), result: Err(*why) });
+        let quiesced = *self.stops.lock();
+        if quiesced == Quiesced::Stopped {
+            for slot in self.slots.lock().iter_mut() {
+                if slot.take().is_some() {
+                    self.events.lock().push(String::from("released"));
+                }
+            }
         }
+        quiesced
     }
-    fn restart(&self) -> Result<(), IoFailure> {
+    fn reopen(&self) -> Result<(), IoFailure> {
         self.events.lock().push(String::from("restart"));
         Ok(())
-    }
-    fn set_double_buffering(&self, _policy: DoubleBuffering) {}
-    fn last_segments(&self) -> Vec<Segment> {
-        Vec::new()
-    }
-    fn check_stopped(&self) -> usize {
-        self.pool.check_stopped()
     }
 }
 
 fn disk(bounce_pages: usize, depth: usize, finishing: Finishing) -> QueuedDisk<FakeDisk> {
-    QueuedDisk::new(FakeDisk::new(SimulatedPlatform::leak(bounce_pages), depth, finishing), &WAITER)
+    QueuedDisk::new(FakeDisk::new(SimulatedPlatform::leak(bounce_pages), depth, finishing), &WAITER).unwrap()
 }
 
 /// A buffer above 4 GiB (so the 32-bit fake device bounces it).
@@ -370,4 +360,41 @@ fn bad_requests_come_back_with_their_buffer_and_why() {
     let failure = disk.read(0, 0, &mut high_buffer(&disk, 1, IoDirection::In), 0).unwrap_err();
     assert_eq!(failure.code(), IoReturn::BadArgument, "zero blocks");
     assert_eq!(disk.stats().submitted, 0, "nothing reached the queue");
+}
+
+#[test]
+fn a_device_that_claims_more_bytes_than_prepared_gets_only_the_prepared_range_and_an_error() {
+    let disk = disk(1024, 2, Finishing::WhenTold);
+    let handle = disk.submit(read(&disk, 7, 1)).unwrap();
+    let slot = disk.hardware().in_flight_slots()[0];
+    disk.hardware().finish(slot);
+    // The same slot again, now claiming a megabyte: the first report wins, the
+    // second names a slot with no request and is ignored.
+    disk.hardware().claim(slot, 1 << 20);
+    let finished = disk.wait(handle);
+    finished.result.unwrap();
+    assert_eq!(finished.buffer.unwrap().to_vec(0, BLOCK as usize).unwrap(), disk.hardware().image(7, 1));
+    let lying = disk.submit(read(&disk, 8, 1)).unwrap();
+    disk.hardware().claim(disk.hardware().in_flight_slots()[0], 1 << 20);
+    let finished = disk.wait(lying);
+    let failure = finished.result.unwrap_err();
+    assert_eq!(failure.cause(), Cause::DeviceClaimedTooMuch { claimed: 1 << 20, prepared: BLOCK });
+    assert!(finished.buffer.is_some(), "the device finished: the buffer comes back");
+}
+
+#[test]
+fn a_device_that_will_not_stop_keeps_its_memory_and_no_buffer_comes_back() {
+    let disk = disk(1024, 2, Finishing::WhenTold);
+    let why = IoFailure::new(IoReturn::Timeout, Cause::DeviceError("the fake will not stop"));
+    *disk.hardware().stops.lock() = Quiesced::StillRunning(why);
+    let platform = disk.hardware().platform;
+    let stuck = disk.submit(read(&disk, 0, 2)).unwrap();
+    let bounce_in_use = platform.accounting().stats().pages_in_use;
+    assert!(bounce_in_use > 0, "the 32-bit fake bounces a high buffer");
+    let finished = disk.wait(stuck);
+    assert_eq!(finished.result.unwrap_err().code(), IoReturn::Timeout);
+    assert!(finished.buffer.is_none(), "abandoned: the device may still write it");
+    assert_eq!(platform.accounting().stats().pages_in_use, bounce_in_use, "bounce pages never freed");
+    let events = disk.hardware().events.lock().clone();
+    assert!(!events.contains(&String::from("released")), "nothing released under a running device: {events:?}");
 }

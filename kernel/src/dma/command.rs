@@ -74,8 +74,6 @@ struct Prepared {
     device_owned: bool,
     /// Whether the bounce buffers hold the descriptor's bytes (not stale memory).
     filled: bool,
-    /// How the records carry the addresses.
-    addresses: Addresses,
     at: &'static Location<'static>,
 }
 
@@ -306,7 +304,16 @@ impl IoDmaCommand {
         );
         let planned = descriptor.runs(offset, length).map_err(IoFailure::from).and_then(|runs| {
             // Shared memory must stay where both sides look for it.
-            let (Realized { layout, buffers, segments, mapped }, addresses) = self.realize_best(&runs, length)?;
+            let (Realized { layout, buffers, mut segments, mapped }, addresses) = self.realize_best(&runs, length)?;
+            if addresses == Addresses::CutToDeviceWidth {
+                // What a device register of `address_bits` bits keeps: the
+                // segments say what the device really got, so that
+                // `segments()`, typed entries and `write_segments()` agree.
+                let bits = u32::from(self.rules.address_bits).min(63);
+                for segment in &mut segments {
+                    segment.address = super::DmaAddr::new(segment.address.as_u64() & ((1u64 << bits) - 1));
+                }
+            }
             Ok(Prepared {
                 offset,
                 length,
@@ -317,7 +324,6 @@ impl IoDmaCommand {
                 mapped,
                 device_owned: true,
                 filled: false,
-                addresses,
                 at,
             })
         });
@@ -580,15 +586,8 @@ impl IoDmaCommand {
         let format = self.specification.output;
         let room = output.len() / format.record_size();
         let (segments, next) = self.gen_iovm_segments(offset, room)?;
-        let cut = self.prepared.as_ref().is_some_and(|prepared| prepared.addresses == Addresses::CutToDeviceWidth);
         for (segment, record) in segments.iter().zip(output.chunks_mut(format.record_size())) {
-            let mut segment = *segment;
-            if cut {
-                // What a device register of `address_bits` bits keeps.
-                let bits = u32::from(self.rules.address_bits).min(63);
-                segment.address = super::DmaAddr::new(segment.address.as_u64() & ((1u64 << bits) - 1));
-            }
-            format.encode(segment, record)?;
+            format.encode(*segment, record)?;
         }
         Ok((segments.len(), next))
     }

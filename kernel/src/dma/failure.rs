@@ -136,6 +136,23 @@ pub enum Cause {
         /// How long it waited.
         milliseconds: u64,
     },
+    /// A segment breaks a rule of the device's descriptor format (the
+    /// specification should have kept it within: a driver bug, caught before
+    /// the device saw the entry).
+    EntryFormat {
+        /// The format, e.g. "PRD".
+        format: &'static str,
+        /// The rule broken.
+        rule: &'static str,
+    },
+    /// The device said it moved more bytes than the transfer prepared: a device
+    /// is not trusted, so nothing past the prepared range came back.
+    DeviceClaimedTooMuch {
+        /// Bytes the device claimed.
+        claimed: u64,
+        /// Bytes prepared.
+        prepared: u64,
+    },
 }
 
 impl fmt::Display for Cause {
@@ -193,6 +210,10 @@ impl fmt::Display for Cause {
                 "{count} blocks asked for, the device takes at most {max} per request (read and write split larger transfers)"
             ),
             Cause::DriverStopped => f.write_str("the driver is stopped; `start` starts it again"),
+            Cause::EntryFormat { format, rule } => write!(f, "{format} entry: {rule}"),
+            Cause::DeviceClaimedTooMuch { claimed, prepared } => {
+                write!(f, "the device claimed {claimed} bytes moved, only {prepared} were prepared")
+            }
             Cause::BounceMemoryStayedShort { milliseconds } => write!(
                 f,
                 "the request waited {milliseconds} ms for bounce memory that did not come back; it never started"

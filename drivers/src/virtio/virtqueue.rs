@@ -1,0 +1,144 @@
+//! A split virtqueue in memory shared with the device: the driver's side of
+//! the descriptor table, the available ring and the used ring. It knows chains
+//! of descriptors and the ids the device hands back, nothing about what a
+//! request means (a block request, a network frame): the device layer above
+//! decides that.
+//!
+//! Ordering (virtio 1.0, 2.4.7 and 2.4.8): the descriptors and the ring slot are
+//! written before the available index that publishes them; a used element is
+//! read only after the used index that publishes it. The fences say so to the
+//! compiler and the CPU.
+
+use core::sync::atomic::{Ordering, fence};
+
+use dmakit::dma::{Cause, CoherentMemory, DmaAddr, DmaPlatform, IoFailure, IoReturn, Specification};
+
+use super::queue::{DESCRIPTOR_NEXT, QueueLayout, VirtqDescriptor};
+use super::registers::QUEUE_ALIGNMENT;
+use super::transport::{Interface, QueueAreas};
+
+/// One element of the used ring (`struct virtq_used_elem`): which chain the
+/// device finished, and how many bytes it wrote into its device-writable buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsedElement {
+    /// The head descriptor of the chain.
+    pub id: u32,
+    /// Bytes the device wrote.
+    pub length: u32,
+}
+
+/// A queue and the driver's place in it.
+pub struct Virtqueue {
+    layout: QueueLayout,
+    /// Shared with the device from the moment its address is written.
+    ring: CoherentMemory,
+    /// Where the device sees the ring.
+    address: DmaAddr,
+    available_index: u16,
+    used_index: u16,
+}
+
+impl Virtqueue {
+    /// A queue of `size` entries in memory `interface`'s device can address on
+    /// `platform`.
+    pub fn allocate(platform: &'static dyn DmaPlatform, size: u16, interface: Interface) -> Result<Self, IoFailure> {
+        let layout = QueueLayout::new(size);
+        let specification = Specification {
+            num_address_bits: interface.queue_address_bits(),
+            alignment: QUEUE_ALIGNMENT,
+            ..Specification::UNLIMITED_64
+        };
+        let ring = CoherentMemory::allocate(platform, layout.total, specification)?;
+        let address = ring.device_address();
+        Ok(Virtqueue { layout, ring, address, available_index: 0, used_index: 0 })
+    }
+
+    /// Entries.
+    pub fn size(&self) -> u16 {
+        self.layout.size
+    }
+
+    /// Where the device finds the three parts.
+    pub fn areas(&self) -> QueueAreas {
+        self.layout.areas(self.address)
+    }
+
+    /// The device address of the queue memory.
+    pub fn address(&self) -> DmaAddr {
+        self.address
+    }
+
+    /// Writes `descriptors` as one chain starting at table entry `head`, each
+    /// linked to the next entry (`NEXT`); the last ends it. Not yet available.
+    pub fn write_chain(&self, head: u16, descriptors: &[VirtqDescriptor]) -> Result<(), IoFailure> {
+        let fits = usize::from(head) + descriptors.len() <= usize::from(self.layout.size);
+        if !fits || descriptors.is_empty() {
+            let cause = Cause::Other("a chain must be non-empty and lie inside the descriptor table");
+            return Err(IoFailure::new(IoReturn::BadArgument, cause));
+        }
+        for (index, descriptor) in descriptors.iter().enumerate() {
+            let mut descriptor = *descriptor;
+            // Below the table's size (checked above), which is a u16.
+            let position = head + index as u16;
+            if index + 1 < descriptors.len() {
+                descriptor.flags |= DESCRIPTOR_NEXT;
+                descriptor.next = position + 1;
+            }
+            self.ring.write_bytes(self.layout.descriptor(position), &descriptor.to_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Makes the chain headed by `head` available to the device. An error
+    /// leaves it unpublished: the device never saw it.
+    pub fn make_available(&mut self, head: u16) -> Result<(), IoFailure> {
+        self.ring.write_bytes(self.layout.available_slot(self.available_index), &head.to_le_bytes())?;
+        // The device must see the descriptors and the slot before the new index.
+        fence(Ordering::SeqCst);
+        let next = self.available_index.wrapping_add(1);
+        self.ring.write_bytes(self.layout.available_index(), &next.to_le_bytes())?;
+        self.available_index = next;
+        fence(Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The next element the device added to the used ring since the last look,
+    /// if any.
+    pub fn pop_used(&mut self) -> Result<Option<UsedElement>, IoFailure> {
+        let mut index = [0u8; 2];
+        self.ring.read_bytes(self.layout.used_index(), &mut index)?;
+        if self.used_index == u16::from_le_bytes(index) {
+            return Ok(None);
+        }
+        // An element is valid only once the index that publishes it was seen.
+        fence(Ordering::SeqCst);
+        let mut element = [0u8; 8];
+        self.ring.read_bytes(self.layout.used_slot(self.used_index), &mut element)?;
+        self.used_index = self.used_index.wrapping_add(1);
+        let (fields, _) = element.as_chunks::<4>();
+        Ok(Some(UsedElement { id: u32::from_le_bytes(fields[0]), length: u32::from_le_bytes(fields[1]) }))
+    }
+
+    /// Gives the ring back once the device was told to forget it: freed if the
+    /// reset was confirmed; otherwise the device may still use it, so it is
+    /// leaked (dropped unreleased, which the DMA layer reports), never freed.
+    pub fn release_after(self, reset: &Result<(), IoFailure>) {
+        release_after(self.ring, reset, "queue");
+    }
+}
+
+/// Gives memory the device was told about back after a reset: freed if the
+/// reset was confirmed, leaked (never reused) if not.
+pub fn release_after(memory: CoherentMemory, reset: &Result<(), IoFailure>, what: &str) {
+    match reset {
+        Ok(()) => {
+            if let Err(failure) = memory.release() {
+                log::error!("virtio: {what} memory not released: {failure}");
+            }
+        }
+        Err(failure) => {
+            log::error!("virtio: {failure}; the {what} memory is leaked, not freed under the device");
+            drop(memory);
+        }
+    }
+}
