@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 
 use dmakit::arch::pic;
 use dmakit::block::{BlockDevice, QueuedDisk};
-use dmakit::dma::IoReturn;
+use dmakit::dma::{Cause, IoFailure, IoReturn, PciCause};
 use dmakit::driver::{Driver, DriverInstance, Match};
 use dmakit::io::{MmioRange, RegisterIo};
 use dmakit::pci::{Bar, PciDevice};
@@ -52,17 +52,14 @@ impl Driver for AhciDriver {
         }
     }
 
-    fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoReturn> {
+    fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoFailure> {
         let Some(Bar::Memory { size, .. }) = device.bars[ABAR] else {
-            return Err(IoReturn::BadArgument);
+            let cause = Cause::Pci(PciCause::BarMissing { slot: ABAR, kind: "memory" });
+            return Err(IoFailure::new(IoReturn::BadArgument, cause));
         };
         let registers = Arc::new(device.claim_memory_bar(ABAR, 0, size.min(REGISTER_MAP_LIMIT))?);
         let waiter = waiter_for_line(device.interrupt_line);
-        let hba = Hba::reset(registers.clone(), waiter).map_err(|failure| {
-            // The driver interface takes only the code: say the cause here.
-            log::error!("Ahci: HBA reset failed on {}: {failure}", device.location());
-            failure.code()
-        })?;
+        let hba = Hba::reset(registers.clone(), waiter)?;
         let capabilities = hba.capabilities();
         let mut disks: Vec<Arc<Disk>> = Vec::new();
         let mut port_lines = Vec::new();

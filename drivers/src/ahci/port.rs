@@ -29,8 +29,8 @@ use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
 };
 use dmakit::dma::{
-    Cause, CoherentMemory, DmaPlatform, FromSegment, IoDirection, IoFailure, IoReturn, LentTransfer, Segment,
-    SegmentPosition, Specification,
+    Cause, CoherentMemory, DeviceStatus, DmaPlatform, FromSegment, IoDirection, IoFailure, IoReturn, LentTransfer,
+    Segment, SegmentPosition, Specification,
 };
 use dmakit::io::RegisterIo;
 use dmakit::time::Waiter;
@@ -513,9 +513,9 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         self.bring_up()
     }
 
-    fn last_status(&self) -> String {
+    fn last_status(&self) -> Option<DeviceStatus> {
         let (task_file, interrupts) = (self.read(PX_TFD), self.read(PX_IS));
         let (issued, active) = (self.read(PX_CI), self.read(PX_SACT));
-        format!("PxTFD {task_file:#x}, PxIS {interrupts:#x}, PxCI {issued:#x}, PxSACT {active:#x}")
+        Some(DeviceStatus::Ahci { task_file, interrupts, issued, active })
     }
 }

@@ -39,7 +39,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
 };
-use dmakit::dma::{Cause, CoherentMemory, DmaAddr, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification};
+use dmakit::dma::{
+    Cause, CoherentMemory, DeviceStatus, DmaAddr, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification,
+};
 use dmakit::io::RegisterIo;
 use dmakit::time::Waiter;
 use spin::Mutex;
@@ -331,6 +333,18 @@ impl<R: RegisterIo> Channel<R> {
         Some(DeviceOutcome { moved, result })
     }
 
+    /// The drive's and the engine's status registers as they are now, read
+    /// without side effects (the alternate status does not acknowledge the
+    /// drive's interrupt), for a timeout's cause.
+    fn status_now(&self) -> DeviceStatus {
+        let _engine = self.engine.lock();
+        DeviceStatus::Ata {
+            status: self.control_block.read8(DEVICE_CONTROL),
+            error: self.command_block.read8(ERROR),
+            bus_master: self.bus_master.read8(BM_STATUS),
+        }
+    }
+
     /// Stops the engine and forgets `drive`'s command, if one runs.
     fn quiesce_drive(&self, drive: u8) -> Quiesced {
         let mut engine = self.engine.lock();
@@ -542,5 +556,9 @@ impl<R: RegisterIo> HardwareQueue for AtaDisk<R> {
 
     fn reopen(&self) -> Result<(), IoFailure> {
         Ok(())
+    }
+
+    fn last_status(&self) -> Option<DeviceStatus> {
+        Some(self.channel.status_now())
     }
 }

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use dmakit::arch::pic;
 use dmakit::block::{BlockDevice, QueuedDisk};
-use dmakit::dma::IoReturn;
+use dmakit::dma::IoFailure;
 use dmakit::driver::{Driver, DriverInstance, Match};
 use dmakit::io::RegisterIo;
 use dmakit::pci::{Bar, PciDevice};
@@ -51,7 +51,7 @@ impl Driver for PiixAtaDriver {
         }
     }
 
-    fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoReturn> {
+    fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoFailure> {
         let bus_master: Arc<Registers> = Arc::new(Box::new(device.claim_io_bar(4)?));
         let mut disks: Vec<Arc<dyn BlockDevice>> = Vec::new();
         let mut properties = Vec::new();
@@ -68,12 +68,7 @@ impl Driver for PiixAtaDriver {
                 device.dma_platform(),
                 &WAITER,
                 Interrupts::Enabled,
-            )
-            .map_err(|failure| {
-                // The driver interface takes only the code: say the cause here.
-                log::error!("PiixAta: channel {channel_number} not set up: {failure}");
-                failure.code()
-            })?;
+            )?;
             let channel = Arc::new(channel);
             let irq = CHANNEL_IRQ[usize::from(channel_number)];
             let mut channel_disks: Vec<Arc<QueuedDisk<AtaDisk<Registers>>>> = Vec::new();

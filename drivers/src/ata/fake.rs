@@ -356,6 +356,14 @@ impl RegisterIo for FakePorts {
         match (self.1, offset) {
             (Block::Command, STATUS) | (Block::Control, DEVICE_CONTROL) => state.status,
             (Block::Command, LBA_MID | LBA_HIGH) => 0,
+            // The fake's one error is an aborted command (ABRT, bit 2).
+            (Block::Command, ERROR) => {
+                if state.status & STATUS_ERROR != 0 {
+                    0x04
+                } else {
+                    0
+                }
+            }
             (Block::BusMaster, BM_STATUS) => state.bm_status,
             _ => panic!("read8 of {offset:#x}"),
         }

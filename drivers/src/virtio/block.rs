@@ -74,12 +74,13 @@ use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
 };
 use dmakit::dma::{
-    Cause, CoherentMemory, DmaPlatform, IoDirection, IoFailure, IoReturn, LentTransfer, Segment, Specification,
+    Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoDirection, IoFailure, IoReturn, LentTransfer, Segment,
+    Specification, VirtioCause,
 };
 use spin::Mutex;
 
 use super::block_request::{
-    HEADER_BYTES, REQUEST_AREA_STRIDE, RequestStatus, STATUS_BYTES, STATUS_UNWRITTEN, header_bytes, moved,
+    HEADER_BYTES, REQUEST_AREA_STRIDE, STATUS_BYTES, STATUS_UNWRITTEN, check_status, header_bytes, moved,
 };
 use super::layout::{MAX_DEPTH, SlotLayout};
 use super::queue::{SEGMENT_FORMAT, VirtqDescriptor};
@@ -261,9 +262,7 @@ impl<T: Transport> VirtioBlock<T> {
             *status |= STATUS_FEATURES_OK;
             transport.set_status(*status);
             if transport.status() & STATUS_FEATURES_OK == 0 {
-                let cause =
-                    Cause::DeviceError("the virtio device refused the accepted features (it cleared FEATURES_OK)");
-                return Err(IoFailure::new(IoReturn::IoError, cause));
+                return Err(IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::FeaturesRefused)));
             }
         }
         Ok(accepted)
@@ -278,7 +277,7 @@ impl<T: Transport> VirtioBlock<T> {
     ) -> Result<Shared, IoFailure> {
         let size = interface.queue_size(transport.max_queue_size(0));
         if size < 3 {
-            let cause = Cause::DeviceError("virtio-blk queue too small for header, data and status");
+            let cause = Cause::Virtio(VirtioCause::QueueTooSmall { size });
             return Err(IoFailure::new(IoReturn::NoResources, cause));
         }
         let area = Specification { alignment: 16, ..Specification::UNLIMITED_64 };
@@ -414,7 +413,7 @@ impl<T: Transport> VirtioBlock<T> {
             };
             let mut byte = [STATUS_UNWRITTEN];
             let status = shared.requests.read_bytes(Shared::status_offset(slot), &mut byte);
-            let result = status.and_then(|_| RequestStatus::from_byte(byte[0]).check());
+            let result = status.and_then(|_| check_status(byte[0]));
             let moved = match result {
                 Ok(()) => moved(operation, length, element.length),
                 Err(_) => 0,
@@ -453,8 +452,7 @@ impl<T: Transport> VirtioBlock<T> {
         if same {
             return Ok(());
         }
-        let cause = Cause::DeviceError("the virtio device came back from its reset with another configuration");
-        Err(IoFailure::new(IoReturn::IoError, cause))
+        Err(IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::ConfigurationChanged)))
     }
 }
 
@@ -495,7 +493,7 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
 
     fn admit(&self, command: &BlockCommand) -> Result<(), IoFailure> {
         if command.operation == BlockOperation::Write && self.medium == Medium::ReadOnly {
-            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::Other("the disk is read-only")));
+            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::Virtio(VirtioCause::ReadOnly)));
         }
         Ok(())
     }
@@ -545,7 +543,7 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
         Ok(())
     }
 
-    fn last_status(&self) -> String {
-        format!("device status {:#04x}", self.transport.status())
+    fn last_status(&self) -> Option<DeviceStatus> {
+        Some(DeviceStatus::Virtio { device_status: self.transport.status() })
     }
 }

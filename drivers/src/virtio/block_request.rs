@@ -2,7 +2,7 @@
 //! the 16-byte header, the status byte, and what the used length says moved.
 
 use dmakit::block::BlockOperation;
-use dmakit::dma::{Cause, IoFailure, IoReturn};
+use dmakit::dma::{Cause, IoFailure, IoReturn, VirtioCause};
 
 use super::registers::*;
 
@@ -16,38 +16,14 @@ pub(super) const REQUEST_AREA_STRIDE: u64 = 32;
 /// reports, so a device that never wrote it is not taken for a success.
 pub(super) const STATUS_UNWRITTEN: u8 = 0xff;
 
-/// What the device wrote into a request's status byte.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum RequestStatus {
-    /// `VIRTIO_BLK_S_OK`.
-    Ok,
-    /// `VIRTIO_BLK_S_IOERR`.
-    IoError,
-    /// `VIRTIO_BLK_S_UNSUPP`.
-    Unsupported,
-    /// Anything else, including a byte the device never wrote.
-    Unknown,
-}
-
-impl RequestStatus {
-    pub(super) fn from_byte(byte: u8) -> RequestStatus {
-        match byte {
-            STATUS_OK => RequestStatus::Ok,
-            STATUS_IOERR => RequestStatus::IoError,
-            STATUS_UNSUPP => RequestStatus::Unsupported,
-            _ => RequestStatus::Unknown,
-        }
-    }
-
-    /// `Ok` for a success, otherwise the device's error.
-    pub(super) fn check(self) -> Result<(), IoFailure> {
-        let what = match self {
-            RequestStatus::Ok => return Ok(()),
-            RequestStatus::IoError => "virtio-blk status IOERR",
-            RequestStatus::Unsupported => "virtio-blk status UNSUPP",
-            RequestStatus::Unknown => "virtio-blk status unknown",
-        };
-        Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError(what)))
+/// `Ok` for a status byte of `VIRTIO_BLK_S_OK`; otherwise the device's error,
+/// byte and all (IOERR, UNSUPP, or one no device may write, including the
+/// driver's own "unwritten" mark: a device that never wrote the status is not
+/// taken for a success).
+pub(super) fn check_status(byte: u8) -> Result<(), IoFailure> {
+    match byte {
+        STATUS_OK => Ok(()),
+        _ => Err(IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::RequestStatus(byte)))),
     }
 }
 

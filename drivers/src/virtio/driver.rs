@@ -10,8 +10,8 @@ use alloc::vec::Vec;
 
 use dmakit::arch::pic;
 use dmakit::block::{BlockDevice, QueuedDisk};
-use dmakit::dma::IoReturn;
 use dmakit::dma::kernel_platform::platform;
+use dmakit::dma::{Cause, IoFailure, IoReturn, PciCause};
 use dmakit::driver::{Driver, DriverInstance, Match};
 use dmakit::io::MmioRange;
 use dmakit::pci::{Bar, PciDevice, VirtioCapability, VirtioStructure};
@@ -63,7 +63,7 @@ impl ModernLayout {
 }
 
 /// Claims and maps one structure (at most [`STRUCTURE_MAP_LIMIT`] bytes of it).
-fn claim(device: &PciDevice, capability: &VirtioCapability) -> Result<Structure<MmioRange>, IoReturn> {
+fn claim(device: &PciDevice, capability: &VirtioCapability) -> Result<Structure<MmioRange>, IoFailure> {
     let length = capability.length.min(STRUCTURE_MAP_LIMIT);
     let registers = device
         .claim_memory_bar(usize::from(capability.bar), u64::from(capability.offset), u64::from(length))
@@ -80,11 +80,9 @@ fn claim(device: &PciDevice, capability: &VirtioCapability) -> Result<Structure<
 }
 
 /// The modern transport over the claimed structures, and where they lie.
-fn modern_transport(device: &PciDevice) -> Result<(ModernTransport<MmioRange>, String), IoReturn> {
-    let layout = ModernLayout::find(device).ok_or_else(|| {
-        log::error!("virtio-blk: {} lacks a virtio structure in a memory BAR", device.location());
-        IoReturn::NoResources
-    })?;
+fn modern_transport(device: &PciDevice) -> Result<(ModernTransport<MmioRange>, String), IoFailure> {
+    let missing = Cause::Pci(PciCause::CapabilityMissing("a virtio structure in a memory BAR"));
+    let layout = ModernLayout::find(device).ok_or(IoFailure::new(IoReturn::NoResources, missing))?;
     let registers = ModernRegisters {
         common: claim(device, &layout.common)?,
         notify: claim(device, &layout.notify)?,
@@ -105,7 +103,7 @@ fn start_on<T: Transport + 'static>(
     device: &PciDevice,
     transport: T,
     where_registers: String,
-) -> Result<DriverInstance, IoReturn> {
+) -> Result<DriverInstance, IoFailure> {
     let waiter = waiter_for_line(device.interrupt_line);
     // Which of the two the device's DMA uses is decided by `DmaRoute`, once the
     // features are negotiated.
@@ -176,7 +174,7 @@ impl Driver for VirtioBlockDriver {
         }
     }
 
-    fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoReturn> {
+    fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoFailure> {
         match device.device_id {
             TRANSITIONAL_BLOCK => {
                 let registers = device.claim_io_bar(0)?;
@@ -187,7 +185,7 @@ impl Driver for VirtioBlockDriver {
                 let (transport, where_registers) = modern_transport(device)?;
                 start_on(device, transport, where_registers)
             }
-            _ => Err(IoReturn::BadArgument),
+            device_id => Err(IoFailure::new(IoReturn::BadArgument, Cause::Pci(PciCause::UnknownDevice { device_id }))),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! by a division (see `block.rs` for why a static split).
 
 use dmakit::block::Slot;
-use dmakit::dma::{Cause, IoFailure, IoReturn};
+use dmakit::dma::{Cause, IoFailure, IoReturn, VirtioCause};
 
 /// The most slots: requests in flight at once.
 pub const MAX_DEPTH: usize = 32;
@@ -33,11 +33,11 @@ impl SlotLayout {
     pub fn new(queue_size: u16, seg_max: usize) -> Result<SlotLayout, IoFailure> {
         if seg_max == 0 {
             // Not even one data segment per request: no request could be made.
-            return Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError("virtio-blk seg_max is 0")));
+            return Err(IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::NoDataSegments)));
         }
         let entries = usize::from(queue_size);
         if entries < 3 {
-            let cause = Cause::DeviceError("virtio-blk queue too small for header, data and status");
+            let cause = Cause::Virtio(VirtioCause::QueueTooSmall { size: queue_size });
             return Err(IoFailure::new(IoReturn::NoResources, cause));
         }
         let wanted = seg_max.min(DATA_SEGMENTS_WANTED);

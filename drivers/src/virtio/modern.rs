@@ -19,7 +19,7 @@
 use core::mem::{offset_of, size_of};
 
 use alloc::vec::Vec;
-use dmakit::dma::{Cause, IoFailure, IoReturn};
+use dmakit::dma::{Cause, IoFailure, IoReturn, VirtioCause};
 use dmakit::io::RegisterIo;
 use spin::Mutex;
 
@@ -129,7 +129,7 @@ pub struct ModernTransport<R: RegisterIo> {
 }
 
 fn too_short(what: &'static str) -> IoFailure {
-    IoFailure::new(IoReturn::IoError, Cause::DeviceError(what))
+    IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::StructureTooShort(what)))
 }
 
 impl<R: RegisterIo> ModernTransport<R> {
@@ -137,13 +137,13 @@ impl<R: RegisterIo> ModernTransport<R> {
     /// what the driver reads there (`IoError` naming the one that is not).
     pub fn new(registers: ModernRegisters<R>) -> Result<ModernTransport<R>, IoFailure> {
         if registers.common.length < COMMON_BYTES {
-            return Err(too_short("the virtio common configuration structure is shorter than 0x38 bytes"));
+            return Err(too_short("common configuration (0x38 bytes)"));
         }
         if registers.isr.length < 1 {
-            return Err(too_short("the virtio ISR structure is empty"));
+            return Err(too_short("ISR"));
         }
         if registers.notify.length < 2 {
-            return Err(too_short("the virtio notify structure has no room for a notification"));
+            return Err(too_short("notify"));
         }
         Ok(ModernTransport { registers, notify_offsets: Mutex::new(Vec::new()) })
     }
@@ -173,7 +173,7 @@ impl<R: RegisterIo> Transport for ModernTransport<R> {
         if (0..RESET_POLLS).any(|_| self.common().read8(common!(device_status)) == 0) {
             return Ok(());
         }
-        Err(IoFailure::new(IoReturn::Timeout, Cause::DeviceError("the virtio device did not finish its reset")))
+        Err(IoFailure::new(IoReturn::Timeout, Cause::Virtio(VirtioCause::ResetNotConfirmed)))
     }
 
     fn status(&self) -> u8 {
@@ -265,7 +265,7 @@ impl<R: RegisterIo> Transport for ModernTransport<R> {
                 return Ok(u64::from(low) | u64::from(high) << 32);
             }
         }
-        let cause = Cause::DeviceError("the virtio device configuration kept changing during a read");
+        let cause = Cause::Virtio(VirtioCause::ConfigurationUnstable);
         Err(IoFailure::new(IoReturn::IoError, cause))
     }
 }

@@ -9,12 +9,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use dmakit::block::{
-    BlockDevice, BlockOperation, BlockRequest, Deferral, DoubleBuffering, Finished, QueuedDisk, RequestHandle,
-    StopReport, TransferOptions,
+    BlockDevice, BlockOperation, BlockRequest, Deferral, DoubleBuffering, Finished, QueuedDisk, REQUEST_TIMEOUT_MS,
+    RequestHandle, StopReport, TransferOptions,
 };
 use dmakit::dma::simulated::{STALE_BYTE, SimulatedPlatform};
 use dmakit::dma::{
-    Cause, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoMemoryDescriptor, IoReturn, Misuse, Specification,
+    Cause, DeviceStatus, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoMemoryDescriptor, IoReturn, Misuse,
+    Specification, VirtioCause,
 };
 use dmakit::memory::Constraints;
 use dmakit::pattern;
@@ -24,7 +25,8 @@ use proptest::prelude::*;
 use super::VirtioBlock;
 use super::fake::{Answer, FakeVirtio, FeatureCheck, FinishOrder, Medium, Reset, ResetResponse};
 use super::registers::{
-    FEATURE_ACCESS_PLATFORM, FEATURE_SEG_MAX, FEATURE_VERSION_1, STATUS_FAILED, STATUS_FEATURES_OK,
+    FEATURE_ACCESS_PLATFORM, FEATURE_SEG_MAX, FEATURE_VERSION_1, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK,
+    STATUS_FAILED, STATUS_FEATURES_OK, STATUS_IOERR,
 };
 use super::transport::{DmaPlatforms, DmaRoute, Interface, QUEUE_SIZE_LIMIT, Transport};
 use crate::test_support::WAITER;
@@ -308,7 +310,7 @@ fn device_errors_are_reported(interface: Interface) {
     let before = platform.accounting().stats();
     let mut target = buffer(platform, 4096, IoDirection::In);
     let failure = disk.read(48, 4, &mut target, 0).unwrap_err();
-    assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::DeviceError("virtio-blk status IOERR")));
+    assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::RequestStatus(STATUS_IOERR))));
     assert_eq!(disk.read(0, 4, &mut target, 0), Ok(()), "still usable");
     let after = platform.accounting().stats();
     assert_eq!(after.prepared_commands, before.prepared_commands, "only the queue stays prepared");
@@ -389,7 +391,17 @@ fn a_timed_out_read_resets_the_device_before_any_memory_goes_back(interface: Int
     fake.set_answer(Answer::Held);
     let failure = disk.transfer(BlockOperation::Read, 0, 8, &mut target, 0, &restricted_to_32_bits()).unwrap_err();
     assert_eq!(failure.code(), IoReturn::Timeout);
-    assert!(matches!(failure.cause(), Cause::TimedOut { .. }), "{failure}");
+    // The timeout says what the device was doing: DRIVER_OK and the rest set.
+    let last = DeviceStatus::Virtio { device_status: STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK };
+    let features_ok = DeviceStatus::Virtio {
+        device_status: STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
+    };
+    match failure.cause() {
+        Cause::DeviceTimedOut { milliseconds: REQUEST_TIMEOUT_MS, last: said } => {
+            assert!(said == last || said == features_ok, "{failure}")
+        }
+        other => panic!("a timeout carrying the device's status, not {other:?}"),
+    }
 
     let reset = *fake.resets.lock().last().unwrap();
     let expected =
@@ -453,7 +465,7 @@ fn a_failure_after_queue_setup_resets_the_device_before_freeing_the_queue(interf
     let Err(failure) = start(&fake, platforms(platform), &WAITER) else {
         panic!("a device that takes no data segments is refused");
     };
-    assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::DeviceError("virtio-blk seg_max is 0")));
+    assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::NoDataSegments)));
     let reset = *fake.resets.lock().last().unwrap();
     assert_ne!(reset.queue_address, 0, "the device had the queue when it was reset");
     assert!(reset.queue_memory_allocated, "reset before the queue memory was freed");
@@ -548,7 +560,7 @@ fn an_io_error_fails_only_its_request(interface: Interface) {
     check(&fake, first, finished);
     let (bad, finished) = results.next().unwrap();
     let failure = finished.result.unwrap_err();
-    assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::DeviceError("virtio-blk status IOERR")));
+    assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::RequestStatus(STATUS_IOERR))));
     check_untouched(&fake, bad, &finished.buffer.expect("a failed request's buffer comes back"));
     let (last, finished) = results.next().unwrap();
     check(&fake, last, finished);
@@ -747,7 +759,7 @@ fn a_modern_device_that_refuses_the_features_is_a_clear_error_and_gets_no_memory
     let Err(failure) = start(&fake, platforms(platform), &WAITER) else {
         panic!("a device that clears FEATURES_OK is refused");
     };
-    let cause = Cause::DeviceError("the virtio device refused the accepted features (it cleared FEATURES_OK)");
+    let cause = Cause::Virtio(VirtioCause::FeaturesRefused);
     assert_eq!(failure, IoFailure::new(IoReturn::IoError, cause));
     assert!(failure.to_string().contains("FEATURES_OK"), "{failure}");
     assert_eq!(fake.device_status(), STATUS_FAILED, "the driver reset the device and gave up");

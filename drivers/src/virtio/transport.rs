@@ -9,7 +9,7 @@
 
 use alloc::boxed::Box;
 
-use dmakit::dma::{Cause, DmaAddr, DmaPlatform, IoFailure, IoReturn};
+use dmakit::dma::{Cause, DmaAddr, DmaPlatform, IoFailure, IoReturn, VirtioCause};
 
 use super::registers::{FEATURE_ACCESS_PLATFORM, FEATURE_READ_ONLY, FEATURE_SEG_MAX, FEATURE_VERSION_1};
 
@@ -72,7 +72,7 @@ impl Interface {
     /// offer `VERSION_1` is not a virtio 1.0 device: refused.
     pub fn negotiate(self, offered: u64) -> Result<u64, IoFailure> {
         if self == Interface::Modern && offered & FEATURE_VERSION_1 == 0 {
-            let cause = Cause::DeviceError("a modern virtio device must offer VERSION_1 (feature bit 32)");
+            let cause = Cause::Virtio(VirtioCause::NoVersion1);
             return Err(IoFailure::new(IoReturn::IoError, cause));
         }
         Ok(offered & self.acceptable_features())

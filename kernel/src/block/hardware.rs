@@ -22,7 +22,7 @@
 use alloc::string::String;
 
 use super::BlockOperation;
-use crate::dma::{DmaPlatform, IoFailure, LentTransfer, Specification};
+use crate::dma::{DeviceStatus, DmaPlatform, IoFailure, LentTransfer, Specification};
 
 /// A slot: which of the device's `depth` places a request occupies
 /// (`0..depth`; the NCQ tag, the virtio chain, the one IDE command).
@@ -136,9 +136,9 @@ pub trait HardwareQueue: Send + Sync {
     fn quiesce(&self) -> Quiesced;
     /// Sets the device up again after `quiesce`.
     fn reopen(&self) -> Result<(), IoFailure>;
-    /// What the device last reported (its status registers, in words), for a
-    /// timeout's message; empty when there is nothing to say.
-    fn last_status(&self) -> String {
-        String::new()
+    /// What the device's status registers say now, for a timeout's cause
+    /// (`None` when the driver has nothing to read).
+    fn last_status(&self) -> Option<DeviceStatus> {
+        None
     }
 }

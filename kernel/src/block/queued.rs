@@ -280,12 +280,15 @@ impl<H: HardwareQueue> QueuedDisk<H> {
                 return;
             }
             if state.slots.iter().flatten().any(|ticket| handle.holds(ticket)) {
-                let why = IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS });
-                let status = self.hardware.last_status();
-                match status.is_empty() {
-                    true => log::error!("{}: {why}", self.shape.driver_name),
-                    false => log::error!("{}: {why}; the device last reported {status}", self.shape.driver_name),
-                }
+                // What the device was doing goes into the cause, read before the
+                // quiesce resets it.
+                let milliseconds = REQUEST_TIMEOUT_MS;
+                let cause = match self.hardware.last_status() {
+                    Some(last) => Cause::DeviceTimedOut { milliseconds, last },
+                    None => Cause::TimedOut { milliseconds },
+                };
+                let why = IoFailure::new(IoReturn::Timeout, cause);
+                log::error!("{}: {why}", self.shape.driver_name);
                 self.stop_hardware(state, &why);
             }
         });

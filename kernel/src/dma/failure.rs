@@ -145,6 +145,18 @@ pub enum Cause {
         /// The rule broken.
         rule: &'static str,
     },
+    /// The device did not finish in time; it was stopped before memory was
+    /// released. `last` is what its status registers said when it was given up.
+    DeviceTimedOut {
+        /// How long the driver waited.
+        milliseconds: u64,
+        /// The device's status registers at the timeout.
+        last: super::DeviceStatus,
+    },
+    /// Claiming a PCI function's registers failed.
+    Pci(super::PciCause),
+    /// A virtio device did something the driver cannot work with.
+    Virtio(super::VirtioCause),
     /// The device said it moved more bytes than the transfer prepared: a device
     /// is not trusted, so nothing past the prepared range came back.
     DeviceClaimedTooMuch {
@@ -210,6 +222,13 @@ impl fmt::Display for Cause {
                 "{count} blocks asked for, the device takes at most {max} per request (read and write split larger transfers)"
             ),
             Cause::DriverStopped => f.write_str("the driver is stopped; `start` starts it again"),
+            Cause::DeviceTimedOut { milliseconds, last } => write!(
+                f,
+                "no answer within {milliseconds} ms (the device last said: {last}); it was stopped before memory \
+                 was released"
+            ),
+            Cause::Pci(cause) => write!(f, "PCI: {cause}"),
+            Cause::Virtio(cause) => cause.fmt(f),
             Cause::EntryFormat { format, rule } => write!(f, "{format} entry: {rule}"),
             Cause::DeviceClaimedTooMuch { claimed, prepared } => {
                 write!(f, "the device claimed {claimed} bytes moved, only {prepared} were prepared")

@@ -13,7 +13,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::block::BlockDevice;
-use crate::dma::IoReturn;
+use crate::dma::IoFailure;
 use crate::pci::PciDevice;
 
 #[cfg(target_os = "none")]
@@ -67,6 +67,7 @@ pub trait Driver: Sync {
     fn matches(&self) -> &'static [Match];
     /// How well it fits a matching device (0 declines; higher wins).
     fn probe(&self, device: &PciDevice) -> u32;
-    /// Takes the device over.
-    fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoReturn>;
+    /// Takes the device over; a failure says its cause, which the registry
+    /// shows as the driver's `start-error`.
+    fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoFailure>;
 }

@@ -8,7 +8,7 @@ use pci_types::{
 
 use super::config::PortConfigAccess;
 use super::device::{Bar, PciDevice};
-use crate::dma::IoReturn;
+use crate::dma::{Cause, IoFailure, IoReturn, PciCause};
 use crate::io::{PortRange, claim_ports};
 
 /// Every function on every bus, in bus/device/function order.
@@ -105,24 +105,34 @@ pub fn enable(device: &PciDevice) {
 
 impl PciDevice {
     /// Claims the ports of I/O BAR `slot` for this device's driver.
-    pub fn claim_io_bar(&self, slot: usize) -> Result<PortRange, IoReturn> {
-        match self.bars.get(slot).copied().flatten() {
-            // SAFETY: the range is the device's own I/O BAR, as firmware assigned it.
-            Some(Bar::Io { port, size }) => unsafe { claim_ports(port, size) },
-            _ => Err(IoReturn::BadArgument),
-        }
+    pub fn claim_io_bar(&self, slot: usize) -> Result<PortRange, IoFailure> {
+        let Some(Bar::Io { port, size }) = self.bars.get(slot).copied().flatten() else {
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Pci(PciCause::BarMissing { slot, kind: "I/O" })));
+        };
+        // SAFETY: the range is the device's own I/O BAR, as firmware assigned it.
+        let claimed = unsafe { claim_ports(port, size) };
+        claimed.map_err(|code| claim_failure(code, slot))
     }
 
     /// Claims the fixed command-block and control ports of IDE channel `channel`
     /// (0 primary, 1 secondary) of an IDE controller in compatibility mode.
-    pub fn claim_legacy_ide(&self, channel: u8) -> Result<(PortRange, PortRange), IoReturn> {
-        let native_mode = self.interface & (1 << (channel * 2)) != 0;
-        if (self.class, self.subclass) != (0x01, 0x01) || native_mode || channel > 1 {
-            return Err(IoReturn::BadArgument);
+    pub fn claim_legacy_ide(&self, channel: u8) -> Result<(PortRange, PortRange), IoFailure> {
+        let native_mode = channel > 1 || self.interface & (1 << (channel * 2)) != 0;
+        if (self.class, self.subclass) != (0x01, 0x01) || native_mode {
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Pci(PciCause::NotLegacyIde { channel })));
         }
         let (command, control) = if channel == 0 { (0x1f0, 0x3f6) } else { (0x170, 0x376) };
+        let claimed = |code| IoFailure::new(code, Cause::Pci(PciCause::NotLegacyIde { channel }));
         // SAFETY: a compatibility-mode IDE controller decodes exactly these fixed
         // ports for this channel (PCI IDE Controller Specification).
-        unsafe { Ok((claim_ports(command, 8)?, claim_ports(control, 1)?)) }
+        unsafe { Ok((claim_ports(command, 8).map_err(claimed)?, claim_ports(control, 1).map_err(claimed)?)) }
+    }
+}
+
+/// A failed claim of BAR `slot`: `Busy` means another driver has part of it.
+pub(super) fn claim_failure(code: IoReturn, slot: usize) -> IoFailure {
+    match code {
+        IoReturn::Busy => IoFailure::new(code, Cause::Pci(PciCause::AlreadyClaimed { slot })),
+        _ => IoFailure::from(code),
     }
 }

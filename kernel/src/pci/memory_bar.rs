@@ -34,7 +34,7 @@ mod machine {
     use super::super::config::PortConfigAccess;
     use super::super::{Bar, PciDevice};
     use super::{overlaps, range_in_bar};
-    use crate::dma::IoReturn;
+    use crate::dma::{Cause, IoFailure, IoReturn, PciCause};
     use crate::io::{MmioRange, map_mmio};
 
     /// Physical `(start, length)` of every range claimed so far. A claim lasts
@@ -49,14 +49,16 @@ mod machine {
         /// it was claimed before; `NoMemory`/`NoResources` if it could not be
         /// mapped. Turns on memory decoding and bus mastering first, so the
         /// registers answer and the device may do DMA once told to.
-        pub fn claim_memory_bar(&self, slot: usize, offset: u64, length: u64) -> Result<MmioRange, IoReturn> {
+        pub fn claim_memory_bar(&self, slot: usize, offset: u64, length: u64) -> Result<MmioRange, IoFailure> {
+            let pci = |code, cause| IoFailure::new(code, Cause::Pci(cause));
             let Some(Bar::Memory { address, size, .. }) = self.bars.get(slot).copied().flatten() else {
-                return Err(IoReturn::BadArgument);
+                return Err(pci(IoReturn::BadArgument, PciCause::BarMissing { slot, kind: "memory" }));
             };
-            let wanted = range_in_bar(address, size, offset, length).ok_or(IoReturn::BadArgument)?;
+            let wanted = range_in_bar(address, size, offset, length)
+                .ok_or(pci(IoReturn::BadArgument, PciCause::OutsideBar { slot, offset, length }))?;
             let mut claimed = CLAIMED.lock();
             if claimed.iter().any(|&range| overlaps(range, wanted)) {
-                return Err(IoReturn::Busy);
+                return Err(pci(IoReturn::Busy, PciCause::AlreadyClaimed { slot }));
             }
             self.enable_memory_and_bus_master();
             // SAFETY: the range lies inside this function's own memory BAR, at the

@@ -1,0 +1,178 @@
+//! Causes below the DMA contract, one enum per layer a caller may want to tell
+//! apart: the PCI layer a driver claims its registers through, and each device
+//! family (what the device said, in its own terms), plus the snapshot of a
+//! device's status registers that a timeout carries.
+//!
+//! They are plain `Copy` values, like every [`super::Cause`], so a failure can
+//! travel up through every layer (driver, block layer, shell) without
+//! allocating and without losing what the device reported.
+
+use core::fmt;
+
+/// What a device's status registers said the last time the driver looked:
+/// carried by a timeout, so that "no answer" says what the device was doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceStatus {
+    /// A PIIX IDE channel: the drive's status and error registers, and the
+    /// bus-master engine's status.
+    Ata {
+        /// ATA status (BSY 0x80, DRDY 0x40, DF 0x20, DRQ 0x08, ERR 0x01).
+        status: u8,
+        /// ATA error register.
+        error: u8,
+        /// Bus-master status (Active 0x01, Error 0x02, Interrupt 0x04).
+        bus_master: u8,
+    },
+    /// An AHCI port.
+    Ahci {
+        /// PxTFD: the task-file status (bits 7:0) and error (bits 15:8).
+        task_file: u32,
+        /// PxIS.
+        interrupts: u32,
+        /// PxCI: commands issued and not yet finished.
+        issued: u32,
+        /// PxSACT: NCQ tags still active.
+        active: u32,
+    },
+    /// A virtio device.
+    Virtio {
+        /// The device status register.
+        device_status: u8,
+    },
+}
+
+impl fmt::Display for DeviceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DeviceStatus::Ata { status, error, bus_master } => {
+                write!(f, "ATA status {status:#04x}")?;
+                let names = [(0x80, "BSY"), (0x40, "DRDY"), (0x20, "DF"), (0x08, "DRQ"), (0x01, "ERR")];
+                let set: alloc::vec::Vec<&str> =
+                    names.iter().filter(|(bit, _)| status & bit != 0).map(|(_, name)| *name).collect();
+                if !set.is_empty() {
+                    write!(f, " ({})", set.join(", "))?;
+                }
+                write!(f, ", error {error:#04x}, bus-master status {bus_master:#04x}")
+            }
+            DeviceStatus::Ahci { task_file, interrupts, issued, active } => {
+                write!(f, "PxTFD {task_file:#x}, PxIS {interrupts:#x}, PxCI {issued:#x}, PxSACT {active:#x}")
+            }
+            DeviceStatus::Virtio { device_status } => write!(f, "virtio device status {device_status:#04x}"),
+        }
+    }
+}
+
+/// What went wrong claiming a PCI function's registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PciCause {
+    /// BAR `slot` is absent or not of the kind the driver needs.
+    BarMissing {
+        /// The BAR's number.
+        slot: usize,
+        /// "I/O" or "memory".
+        kind: &'static str,
+    },
+    /// The range asked for runs outside BAR `slot` (or is empty).
+    OutsideBar {
+        /// The BAR's number.
+        slot: usize,
+        /// First byte asked for.
+        offset: u64,
+        /// Bytes asked for.
+        length: u64,
+    },
+    /// Some of the range was claimed by another driver before.
+    AlreadyClaimed {
+        /// The BAR's number.
+        slot: usize,
+    },
+    /// The function is not an IDE controller with channel `channel` in
+    /// compatibility mode (its ports are not the fixed legacy ones).
+    NotLegacyIde {
+        /// The channel asked for.
+        channel: u8,
+    },
+    /// A capability the driver needs is missing (which is named).
+    CapabilityMissing(&'static str),
+    /// The driver matched a device ID it does not drive.
+    UnknownDevice {
+        /// The PCI device ID.
+        device_id: u16,
+    },
+}
+
+impl fmt::Display for PciCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            PciCause::BarMissing { slot, kind } => write!(f, "BAR {slot} is not an {kind} BAR with an address"),
+            PciCause::OutsideBar { slot, offset, length } => {
+                write!(f, "bytes {offset:#x}+{length:#x} do not lie inside BAR {slot}")
+            }
+            PciCause::AlreadyClaimed { slot } => write!(f, "part of BAR {slot} was claimed by another driver"),
+            PciCause::NotLegacyIde { channel } => {
+                write!(f, "IDE channel {channel} is not in compatibility mode on this function")
+            }
+            PciCause::CapabilityMissing(what) => write!(f, "the function lacks {what}"),
+            PciCause::UnknownDevice { device_id } => {
+                write!(f, "device ID {device_id:#06x} is not one this driver drives")
+            }
+        }
+    }
+}
+
+/// What a virtio device did that the driver could not work with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirtioCause {
+    /// A request's status byte said IOERR (1), UNSUPP (2), or something no
+    /// device may write (including the driver's own "unwritten" mark).
+    RequestStatus(u8),
+    /// A modern device must offer VERSION_1 (feature bit 32).
+    NoVersion1,
+    /// The device cleared FEATURES_OK: it does not work with the features accepted.
+    FeaturesRefused,
+    /// The queue has fewer than the three entries a request chain needs.
+    QueueTooSmall {
+        /// Entries the device offers.
+        size: u16,
+    },
+    /// The device's `seg_max` is 0: no request could carry data.
+    NoDataSegments,
+    /// The device did not read back 0 from its status after a reset.
+    ResetNotConfirmed,
+    /// The configuration kept changing while it was read (`config_generation`).
+    ConfigurationUnstable,
+    /// After a reset the device came back with another configuration than the
+    /// one the slots were made for.
+    ConfigurationChanged,
+    /// A structure the transport reads is shorter than the field it needs (named).
+    StructureTooShort(&'static str),
+    /// A write to a disk that offered `VIRTIO_BLK_F_RO`.
+    ReadOnly,
+}
+
+impl fmt::Display for VirtioCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            VirtioCause::RequestStatus(1) => f.write_str("virtio-blk status IOERR"),
+            VirtioCause::RequestStatus(2) => f.write_str("virtio-blk status UNSUPP"),
+            VirtioCause::RequestStatus(byte) => write!(f, "virtio-blk status {byte:#04x}, which no device may write"),
+            VirtioCause::NoVersion1 => f.write_str("a modern virtio device must offer VERSION_1 (feature bit 32)"),
+            VirtioCause::FeaturesRefused => {
+                f.write_str("the virtio device refused the accepted features (it cleared FEATURES_OK)")
+            }
+            VirtioCause::QueueTooSmall { size } => {
+                write!(f, "a {size}-entry virtio queue is too small for header, data and status")
+            }
+            VirtioCause::NoDataSegments => f.write_str("virtio-blk seg_max is 0: no request could carry data"),
+            VirtioCause::ResetNotConfirmed => f.write_str("the virtio device did not finish its reset"),
+            VirtioCause::ConfigurationUnstable => {
+                f.write_str("the virtio device configuration kept changing during a read")
+            }
+            VirtioCause::ConfigurationChanged => {
+                f.write_str("the virtio device came back from its reset with another configuration")
+            }
+            VirtioCause::StructureTooShort(what) => write!(f, "the virtio {what} structure is too short"),
+            VirtioCause::ReadOnly => f.write_str("the disk is read-only"),
+        }
+    }
+}
