@@ -349,7 +349,7 @@ impl<R: RegisterIo> AhciPort<R> {
         let fis = RegisterFis::command(COMMAND_IDENTIFY, 0, 0, 0, 0);
         {
             let state = self.state.lock();
-            let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))?;
+            let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
             let area = Segment { address: memory.identify.device_address(), length: SECTOR_SIZE };
             let entry = PrdtEntry::from_segment(area, SegmentPosition::Only, IoDirection::In)?;
             memory.load_slot(0, &[entry], fis, 0)?;
@@ -373,7 +373,7 @@ impl<R: RegisterIo> AhciPort<R> {
         }
         let mut bytes = [0u8; 512];
         let state = self.state.lock();
-        let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))?;
+        let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
         memory.identify.read_bytes(0, &mut bytes)?;
         Ok(DriveIdentity::from_bytes(&bytes))
     }
@@ -441,7 +441,7 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
 
     fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
         let mut state = self.state.lock();
-        let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))?;
+        let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
         if slot >= self.depth || state.slots[slot].is_some() {
             return Err(IoFailure::new(IoReturn::BadArgument, Cause::Other("no such free slot on the port")));
         }

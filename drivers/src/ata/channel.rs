@@ -292,7 +292,7 @@ impl<R: RegisterIo> Channel<R> {
             let cause = Cause::WrongState("the channel runs the other drive's command");
             return Err(IoFailure::new(IoReturn::Busy, cause));
         }
-        let table = prd_table.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DeviceStopped))?;
+        let table = prd_table.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
         let chunk = Chunk { lba: command.lba, sectors: command.count };
         let started = write_prd_table(table, data, last_table)
             .and_then(|()| self.start(table.device_address(), drive, &chunk, last_command));

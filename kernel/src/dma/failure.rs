@@ -92,8 +92,6 @@ pub enum Cause {
         /// How long the driver waited.
         milliseconds: u64,
     },
-    /// The device was stopped after an earlier failure and takes no more requests.
-    DeviceStopped,
     /// A block request names blocks past the end of the disk.
     BlocksPastEnd {
         /// First block asked for.
@@ -129,7 +127,9 @@ pub enum Cause {
         /// The most blocks one request may carry.
         max: u64,
     },
-    /// The driver was stopped (by `stop`, or after a timeout); `start` starts it again.
+    /// The driver is stopped (by `stop`, or after a timeout or a device that
+    /// had to be stopped): the one name for that state, whichever layer sees it
+    /// first; `start` starts it again.
     DriverStopped,
     /// The request waited for bounce memory that never came back in time: it never started.
     BounceMemoryStayedShort {
@@ -205,7 +205,6 @@ impl fmt::Display for Cause {
             Cause::TimedOut { milliseconds } => {
                 write!(f, "no answer within {milliseconds} ms; the device was stopped before memory was released")
             }
-            Cause::DeviceStopped => f.write_str("the device was stopped after an earlier failure"),
             Cause::BlocksPastEnd { lba, count, blocks } => {
                 write!(f, "blocks {lba}..{} are past the end of the disk ({blocks} blocks)", lba.saturating_add(count))
             }
