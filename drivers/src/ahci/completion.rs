@@ -149,8 +149,8 @@ impl<R: RegisterIo> AhciPort<R> {
             // The port still runs the command list: nothing it holds can come
             // back, and its PxCI/PxSACT no longer say what it holds (clearing ST
             // zeroed them), so no later look may read them as finished.
-            let cause = Cause::DeviceError("the port would not stop for error recovery (PxCMD.CR stayed set)");
-            return DeviceHealth::MustStop(IoFailure::new(IoReturn::IoError, cause));
+            log::error!("Ahci: port {}: would not stop for error recovery (PxCMD.CR stayed set)", self.number);
+            return DeviceHealth::MustStop(IoFailure::new(IoReturn::IoError, Cause::DeviceWouldNotStop));
         }
         for slot in slots_in(failed) {
             self.finish_slot(state, slot, Err(failure), finished);

@@ -9,7 +9,9 @@
 //! completes them, in the order it chooses. A failing LBA fails its command
 //! the way QEMU 7.2 does (PxSERR bit of the tag, PxSACT bit left set, PxTFD
 //! ERR + ABRT, SDBS only). A silent drive never answers; a stuck port never
-//! stops (PxCMD.CR stays set, even through a port reset).
+//! stops (PxCMD.CR stays set, even through a port reset), though clearing
+//! PxCMD.ST still clears PxCI and PxSACT as AHCI says, and the commands it
+//! held still move their data when the test completes them.
 
 use alloc::sync::Arc;
 use alloc::vec;
@@ -357,8 +359,10 @@ impl FakeHba {
     }
 
     /// PxCMD.ST went from 1 to 0: records whether the memory the port used
-    /// was still allocated; PxCI and PxSACT clear (AHCI 1.3.1) and the queued
-    /// commands are dropped, unless the port is stuck.
+    /// was still allocated. PxCI and PxSACT clear at the write, even on a
+    /// stuck port (AHCI 1.3.1, 3.3.14 and 3.3.15), so they no longer say what
+    /// it holds; the queued commands are dropped, unless the port is stuck:
+    /// then its engine runs on with them (CR stays set).
     fn port_stopped(&self, state: &mut State) {
         let port = &mut state.port;
         let list = u64::from(port.clb[1]) << 32 | u64::from(port.clb[0]);
@@ -369,10 +373,10 @@ impl FakeHba {
         let memory_allocated = self.allocated(list, COMMAND_LIST_BYTES) && self.allocated(fis, 256) && tables_allocated;
         let commands_held = port.queued.len() + port.ci.count_ones() as usize;
         self.stops.lock().push(PortStop { memory_allocated, commands_held });
+        port.ci = 0;
+        port.sact = 0;
         if !self.stuck.load(Ordering::Relaxed) {
             port.queued.clear();
-            port.ci = 0;
-            port.sact = 0;
         }
     }
 }

@@ -298,3 +298,34 @@ fn interrupts_are_acknowledged_without_the_port_lock() {
     setup.disk.wait(handle).result.unwrap();
     assert_eq!(port.description().to_string(), setup.disk.description());
 }
+
+#[test]
+fn a_port_that_will_not_stop_for_error_recovery_gives_nothing_back() {
+    let setup = setup();
+    *setup.fake.bad_lba.lock() = Some(0);
+    setup.fake.hold.store(true, Ordering::Relaxed);
+    let handles: Vec<_> = (0..2u64)
+        .map(|index| setup.disk.submit(read_request(index * 100, 8, buffer(&setup, 8, Constraints::NONE))).unwrap())
+        .collect();
+    setup.fake.stuck.store(true, Ordering::Relaxed);
+    // The error: recovery clears PxCMD.ST, which zeroes PxCI and PxSACT, but
+    // CR stays set, even through a COMRESET: the port still runs.
+    setup.fake.complete(0);
+    setup.disk.run_work_loop();
+    // The engine still moves the data of what it holds, into memory still lent to it.
+    setup.fake.complete(1);
+    for handle in handles {
+        let finished = setup.disk.wait(handle);
+        assert!(finished.buffer.is_none(), "abandoned: the port may still write it");
+        assert_eq!(finished.result.unwrap_err().cause(), Cause::DeviceWouldNotStop);
+    }
+    assert!(setup.platform.accounting().stats().leaked_transfers >= 2);
+    // A port that stops again may be started again, with new memory.
+    setup.fake.stuck.store(false, Ordering::Relaxed);
+    *setup.fake.bad_lba.lock() = None;
+    setup.fake.hold.store(false, Ordering::Relaxed);
+    setup.disk.start().unwrap();
+    let mut target = buffer(&setup, 8, Constraints::NONE);
+    setup.disk.read(300, 8, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 8 * 512).unwrap(), expected(300, 8));
+}

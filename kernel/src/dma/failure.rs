@@ -87,6 +87,9 @@ pub enum Cause {
     },
     /// The device reported an error (its name for it).
     DeviceError(&'static str),
+    /// The device's engine would not stop for error recovery, not even after a
+    /// reset: it may still use what it holds, which is abandoned, never reused.
+    DeviceWouldNotStop,
     /// The device did not finish in time; it was stopped before memory was released.
     TimedOut {
         /// How long the driver waited.
@@ -202,6 +205,9 @@ impl fmt::Display for Cause {
                 write!(f, "the device moved {moved} of {prepared} bytes")
             }
             Cause::DeviceError(what) => write!(f, "device error: {what}"),
+            Cause::DeviceWouldNotStop => {
+                f.write_str("the device would not stop for error recovery: what it held is abandoned to it")
+            }
             Cause::TimedOut { milliseconds } => {
                 write!(f, "no answer within {milliseconds} ms; the device was stopped before memory was released")
             }
