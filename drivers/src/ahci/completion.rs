@@ -2,9 +2,14 @@
 //!
 //! A slot is finished when its PxCI bit (and, under NCQ, its PxSACT bit) is
 //! clear. An error stops the port's command processing (AHCI 1.3.1, 6.2.2):
-//! the driver then stops the port (PxCMD.ST off, wait for CR), clears PxSERR
-//! and PxIS, starts it again, fails the request that went wrong with the
-//! device's error, and issues again the other requests that were in flight.
+//! the driver then stops the port (PxCMD.ST off, wait for CR) and, under NCQ,
+//! always resets the drive (COMRESET): clearing ST stops the HBA, not the
+//! drive, which may still hold queued commands and move their data (QEMU's
+//! NCQ I/O runs on after ST is cleared; only `ahci_reset_port` cancels it).
+//! Only then does it fail the request that went wrong with the device's
+//! error, clear PxSERR and PxIS, wait for the drive to be ready (busy after a
+//! COMRESET until it has sent its signature), start the port again and issue
+//! again the other requests that were in flight.
 //!
 //! Which NCQ command failed: the specification's way is the NCQ error log
 //! (READ LOG EXT, page 10h). QEMU does not implement READ LOG EXT (up to 8.2
@@ -32,7 +37,7 @@ use dmakit::block::{DeviceHealth, DeviceOutcome, Slot};
 use dmakit::dma::{Cause, IoFailure, IoReturn};
 use dmakit::io::RegisterIo;
 
-use super::port::{AhciPort, PortState, slots_in};
+use super::port::{AhciPort, DEVICE_TIMEOUT_MS, PortState, slots_in};
 use super::registers::*;
 
 /// How long error recovery lets the other queued commands finish.
@@ -137,9 +142,13 @@ impl<R: RegisterIo> AhciPort<R> {
         } else {
             (outstanding, 0, failure)
         };
-        // AHCI 1.3.1, 6.2.2.1: stop the port; reset it if the drive stays busy.
+        // AHCI 1.3.1, 6.2.2.1: stop the port; reset it if the drive stays
+        // busy. Under NCQ always: clearing PxCMD.ST stops the HBA, not the
+        // drive, which may still hold queued commands and move their data
+        // (QEMU's I/O for them runs on); a COMRESET makes it drop them before
+        // any of them fails or is issued again.
         let mut stopped = self.stop_command_engine();
-        if !stopped || self.read(PX_TFD) & (TFD_BUSY | TFD_DATA_REQUEST) != 0 {
+        if !stopped || self.ncq || self.read(PX_TFD) & (TFD_BUSY | TFD_DATA_REQUEST) != 0 {
             self.port_reset();
             stopped = self.stop_command_engine();
         }
@@ -155,7 +164,11 @@ impl<R: RegisterIo> AhciPort<R> {
         for slot in slots_in(failed) {
             self.finish_slot(state, slot, Err(failure), finished);
         }
-        self.write(PX_CMD, self.read(PX_CMD) | CMD_START);
+        if let Err(failure) = self.start_again() {
+            // Stopped, and the drive reset: the block layer stops the disk and
+            // completes what was to be issued again.
+            return DeviceHealth::MustStop(failure);
+        }
         if retry != 0 {
             log::warn!("Ahci: port {}: issuing slots {retry:#x} again after the error", self.number);
             if self.ncq {
@@ -164,5 +177,19 @@ impl<R: RegisterIo> AhciPort<R> {
             self.write(PX_CI, retry);
         }
         DeviceHealth::Running
+    }
+
+    /// Sets PxCMD.ST again after recovery, once the drive is neither busy nor
+    /// asking for data (AHCI 1.3.1, 10.1.2 and 10.4.2: after a COMRESET the
+    /// drive is busy until it has sent its signature). `NotReady` if it stays busy.
+    fn start_again(&self) -> Result<(), IoFailure> {
+        let ready =
+            self.waiter.wait_until(DEVICE_TIMEOUT_MS, &mut || self.read(PX_TFD) & (TFD_BUSY | TFD_DATA_REQUEST) == 0);
+        if ready.is_err() {
+            let cause = Cause::DeviceError("the drive stayed busy after the reset (PxTFD.BSY or DRQ)");
+            return Err(IoFailure::new(IoReturn::NotReady, cause));
+        }
+        self.write(PX_CMD, self.read(PX_CMD) | CMD_START);
+        Ok(())
     }
 }

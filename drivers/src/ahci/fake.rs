@@ -6,12 +6,20 @@
 //! every page it writes is still allocated.
 //!
 //! Queued (NCQ) commands complete at once, or are held until the test
-//! completes them, in the order it chooses. A failing LBA fails its command
-//! the way QEMU 7.2 does (PxSERR bit of the tag, PxSACT bit left set, PxTFD
-//! ERR + ABRT, SDBS only). A silent drive never answers; a stuck port never
-//! stops (PxCMD.CR stays set, even through a port reset), though clearing
-//! PxCMD.ST still clears PxCI and PxSACT as AHCI says, and the commands it
-//! held still move their data when the test completes them.
+//! completes them, in the order it chooses. The drive keeps what it queued
+//! when PxCMD.ST is cleared (as QEMU's NCQ I/O runs on): only a COMRESET or
+//! an HBA reset makes it drop them, and a tag issued again while the drive
+//! still holds it is a protocol error the fake refuses. After a COMRESET the
+//! drive is busy (PxTFD.BSY) for a moment, and setting PxCMD.ST before it is
+//! ready breaks AHCI 1.3.1, 10.1.2.
+//!
+//! A failing LBA fails its command the way QEMU 7.2 does (PxSERR bit of the
+//! tag, PxSACT bit left set, PxTFD ERR + ABRT, SDBS only) or, with
+//! [`NcqErrorReport::Specification`], as AHCI and QEMU 8.2 do (TFES, no
+//! PxSERR bit). A silent drive never answers; a stuck port never stops
+//! (PxCMD.CR stays set, even through a port reset), though clearing PxCMD.ST
+//! still clears PxCI and PxSACT as AHCI says, and the commands it held still
+//! move their data when the test completes them.
 
 use alloc::sync::Arc;
 use alloc::vec;
@@ -47,6 +55,18 @@ pub struct PortStop {
     pub commands_held: usize,
 }
 
+/// How a failed NCQ command is reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NcqErrorReport {
+    /// QEMU before 8.2: the tag's bit in PxSERR, PxTFD ERR + ABRT, SDBS only.
+    Qemu7,
+    /// AHCI (and QEMU 8.2): PxTFD ERR + ABRT and PxIS.TFES; PxSERR untouched.
+    Specification,
+}
+
+/// Looks at PxTFD that find the drive busy after a COMRESET.
+const BUSY_LOOKS_AFTER_RESET: u32 = 2;
+
 /// A queued command waiting to complete.
 struct Queued {
     tag: usize,
@@ -69,6 +89,8 @@ struct Port {
     sact: u32,
     ci: u32,
     queued: Vec<Queued>,
+    /// Looks at PxTFD left before the drive is ready after a COMRESET.
+    busy_looks: u32,
 }
 
 struct State {
@@ -86,6 +108,10 @@ pub struct FakeHba {
     pub disk: Mutex<FakeDisk>,
     /// A sector whose commands fail.
     pub bad_lba: Mutex<Option<u64>>,
+    /// How a failed NCQ command is reported.
+    pub ncq_errors: Mutex<NcqErrorReport>,
+    /// After a COMRESET the drive stays busy until [`FakeHba::drive_ready`].
+    pub busy_after_reset: AtomicBool,
     /// Queued commands wait for [`FakeHba::complete`].
     pub hold: AtomicBool,
     /// Commands are taken and never answered.
@@ -125,6 +151,8 @@ impl FakeHba {
             state: Mutex::new(State { cap, ghc: 0, is: 0, port: Port { tfd: 0x50, ..Port::default() } }),
             disk: Mutex::new(disk),
             bad_lba: Mutex::new(None),
+            ncq_errors: Mutex::new(NcqErrorReport::Qemu7),
+            busy_after_reset: AtomicBool::new(false),
             hold: AtomicBool::new(false),
             silent: AtomicBool::new(false),
             stuck: AtomicBool::new(false),
@@ -142,6 +170,11 @@ impl FakeHba {
         u64::from(port.clb[1]) << 32 | u64::from(port.clb[0])
     }
 
+    /// Port 0's PxCMD.
+    pub fn port_command(&self) -> u32 {
+        self.state.lock().port.cmd
+    }
+
     /// Tags of the queued commands waiting to complete.
     pub fn queued_tags(&self) -> Vec<usize> {
         self.state.lock().port.queued.iter().map(|queued| queued.tag).collect()
@@ -154,6 +187,13 @@ impl FakeHba {
             let queued = state.port.queued.remove(position);
             self.finish_queued(&mut state, &queued);
         }
+    }
+
+    /// The drive that stayed busy after a COMRESET is ready.
+    pub fn drive_ready(&self) {
+        let port = &mut self.state.lock().port;
+        port.busy_looks = 0;
+        port.tfd = 0x50;
     }
 
     fn allocated(&self, address: u64, length: u64) -> bool {
@@ -237,9 +277,13 @@ impl FakeHba {
             state.port.sact &= !bit;
             state.port.tfd = 0x40;
         } else {
-            // QEMU before 8.2: the tag's PxSERR bit, PxSACT left set, SDBS only.
-            state.port.serr |= bit;
+            // The tag's PxSACT bit stays set.
             state.port.tfd = 0x41 | TFD_ABORTED;
+            match *self.ncq_errors.lock() {
+                // QEMU before 8.2: the tag's PxSERR bit, SDBS only.
+                NcqErrorReport::Qemu7 => state.port.serr |= bit,
+                NcqErrorReport::Specification => state.port.is |= IS_TASK_FILE_ERROR,
+            }
         }
         state.port.is |= IS_SET_DEVICE_BITS;
     }
@@ -296,6 +340,10 @@ impl FakeHba {
             COMMAND_READ_FPDMA_QUEUED | COMMAND_WRITE_FPDMA_QUEUED => {
                 let tag = usize::from(fis.count >> 3);
                 assert_eq!(tag, slot, "the NCQ tag is the slot");
+                assert!(
+                    state.port.queued.iter().all(|queued| queued.tag != tag),
+                    "tag {tag} issued again while the drive still holds it (no COMRESET made it drop it)"
+                );
                 assert!(state.port.sact & bit != 0, "PxSACT set before PxCI");
                 let operation = if writes { BlockOperation::Write } else { BlockOperation::Read };
                 assert_eq!(operation == BlockOperation::Write, fis.command == COMMAND_WRITE_FPDMA_QUEUED, "W bit");
@@ -325,6 +373,11 @@ impl FakeHba {
             PX_IE => port.ie = value,
             PX_CMD => {
                 let was = port.cmd;
+                assert!(
+                    was & CMD_START != 0 || value & CMD_START == 0 || port.tfd & (TFD_BUSY | TFD_DATA_REQUEST) == 0,
+                    "PxCMD.ST set while the drive is busy (PxTFD {:#x}; AHCI 1.3.1, 10.1.2)",
+                    port.tfd
+                );
                 let stuck = self.stuck.load(Ordering::Relaxed);
                 port.cmd = value & (CMD_START | CMD_SPIN_UP | CMD_POWER_ON | CMD_FIS_RECEIVE);
                 if value & CMD_START != 0 || (stuck && was & CMD_LIST_RUNNING != 0) {
@@ -342,10 +395,15 @@ impl FakeHba {
                 let reset_ends = port.sctl & SSTS_DETECTION_MASK == SCTL_RESET && value & SSTS_DETECTION_MASK == 0;
                 port.sctl = value;
                 if reset_ends && !self.stuck.load(Ordering::Relaxed) {
-                    // COMRESET: the drive drops what it held.
+                    // COMRESET: the drive drops what it held, and is busy
+                    // until it has sent its signature.
                     port.queued.clear();
                     port.sact = 0;
-                    port.tfd = 0x50;
+                    port.tfd = TFD_BUSY;
+                    port.busy_looks = match self.busy_after_reset.load(Ordering::Relaxed) {
+                        true => u32::MAX,
+                        false => BUSY_LOOKS_AFTER_RESET,
+                    };
                 }
             }
             PX_SERR => port.serr &= !value,
@@ -361,8 +419,8 @@ impl FakeHba {
     /// PxCMD.ST went from 1 to 0: records whether the memory the port used
     /// was still allocated. PxCI and PxSACT clear at the write, even on a
     /// stuck port (AHCI 1.3.1, 3.3.14 and 3.3.15), so they no longer say what
-    /// it holds; the queued commands are dropped, unless the port is stuck:
-    /// then its engine runs on with them (CR stays set).
+    /// it holds; the drive keeps the commands it queued (only a COMRESET
+    /// drops them).
     fn port_stopped(&self, state: &mut State) {
         let port = &mut state.port;
         let list = u64::from(port.clb[1]) << 32 | u64::from(port.clb[0]);
@@ -375,9 +433,6 @@ impl FakeHba {
         self.stops.lock().push(PortStop { memory_allocated, commands_held });
         port.ci = 0;
         port.sact = 0;
-        if !self.stuck.load(Ordering::Relaxed) {
-            port.queued.clear();
-        }
     }
 }
 
@@ -391,7 +446,15 @@ impl RegisterIo for FakeRegisters {
     }
 
     fn read32(&self, offset: u16) -> u32 {
-        let state = self.0.state.lock();
+        let mut state = self.0.state.lock();
+        if offset == port_register(0, PX_TFD) && state.port.busy_looks > 0 {
+            // Each look is a moment of the drive's reset going by.
+            state.port.busy_looks -= 1;
+            if state.port.busy_looks == 0 {
+                state.port.tfd = 0x50;
+            }
+            return TFD_BUSY;
+        }
         let port = &state.port;
         match offset {
             CAP => state.cap,

@@ -45,7 +45,7 @@ use super::structures::*;
 /// 1.3.1 gives each 500 ms).
 pub(super) const STOP_TIMEOUT_MS: u64 = 500;
 /// How long IDENTIFY and a device that comes back from a reset may take.
-const DEVICE_TIMEOUT_MS: u64 = 1_000;
+pub(super) const DEVICE_TIMEOUT_MS: u64 = 1_000;
 /// Most sectors per request (1 MiB): within one PRDT even when the DMA layer
 /// bounces the whole transfer into one piece, and modest for the bounce budget.
 pub const MAX_REQUEST_SECTORS: u64 = 2048;

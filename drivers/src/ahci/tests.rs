@@ -7,14 +7,16 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, DoubleBuffering, HardwareQueue, QueuedDisk};
+use dmakit::block::{
+    BlockDevice, BlockOperation, BlockRequest, DoubleBuffering, HardwareQueue, QueuedDisk, RequestHandle,
+};
 use dmakit::dma::simulated::SimulatedPlatform;
 use dmakit::dma::{Cause, DmaBuffer, DmaPlatform, IoDirection, IoReturn};
 use dmakit::memory::Constraints;
 use dmakit::pattern;
 use x86_64::PhysAddr;
 
-use super::fake::{FakeDisk, FakeHba, FakeRegisters};
+use super::fake::{FakeDisk, FakeHba, FakeRegisters, NcqErrorReport};
 use super::identify::DriveIdentity;
 use super::registers::*;
 use super::{AhciPort, Hba};
@@ -325,6 +327,79 @@ fn a_port_that_will_not_stop_for_error_recovery_gives_nothing_back() {
     *setup.fake.bad_lba.lock() = None;
     setup.fake.hold.store(false, Ordering::Relaxed);
     setup.disk.start().unwrap();
+    let mut target = buffer(&setup, 8, Constraints::NONE);
+    setup.disk.read(300, 8, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 8 * 512).unwrap(), expected(300, 8));
+}
+
+/// Submits reads of 8 sectors at `index * 100` for each index.
+fn submit_reads(setup: &Setup, count: u64) -> Vec<RequestHandle> {
+    (0..count)
+        .map(|index| setup.disk.submit(read_request(index * 100, 8, buffer(setup, 8, Constraints::NONE))).unwrap())
+        .collect()
+}
+
+#[test]
+fn ncq_recovery_resets_the_drive_before_it_gives_back_a_failed_request() {
+    let setup = setup();
+    *setup.fake.ncq_errors.lock() = NcqErrorReport::Specification;
+    *setup.fake.bad_lba.lock() = Some(204);
+    setup.fake.hold.store(true, Ordering::Relaxed);
+    let mut handles: Vec<Option<RequestHandle>> = submit_reads(&setup, 4).into_iter().map(Some).collect();
+    // Request 2 fails (TFES) while the drive still holds the other three.
+    setup.fake.complete(2);
+    let mut results = vec![None; 4];
+    for _ in 0..8 {
+        setup.disk.run_work_loop();
+        // What comes back is freed at once: a drive that still held its
+        // command would write into freed memory, and the fake would say so.
+        for (index, slot) in handles.iter_mut().enumerate() {
+            if let Some(handle) = slot.take_if(|handle| handle.is_finished()) {
+                let finished = setup.disk.wait(handle);
+                results[index] = Some(finished.result);
+                drop(finished.buffer);
+            }
+        }
+        for tag in setup.fake.queued_tags() {
+            setup.fake.complete(tag);
+        }
+    }
+    assert!(handles.iter().all(Option::is_none), "every request ended: {results:?}");
+    assert_eq!(results[2].unwrap().unwrap_err().code(), IoReturn::IoError);
+    // The port came back (the drive was ready before PxCMD.ST was set) and works.
+    *setup.fake.bad_lba.lock() = None;
+    setup.fake.hold.store(false, Ordering::Relaxed);
+    let mut target = buffer(&setup, 8, Constraints::NONE);
+    setup.disk.read(200, 8, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 8 * 512).unwrap(), expected(200, 8));
+}
+
+#[test]
+fn a_drive_still_busy_after_the_recovery_reset_stops_the_disk_until_it_is_started_again() {
+    let setup = setup();
+    *setup.fake.ncq_errors.lock() = NcqErrorReport::Specification;
+    *setup.fake.bad_lba.lock() = Some(0);
+    setup.fake.hold.store(true, Ordering::Relaxed);
+    let handle = submit_reads(&setup, 1).remove(0);
+    let list = setup.fake.command_list();
+    setup.fake.busy_after_reset.store(true, Ordering::Relaxed);
+    setup.fake.complete(0);
+    // The drive was reset before the request failed: its memory is safe.
+    let finished = setup.disk.wait(handle);
+    assert!(finished.buffer.is_some());
+    assert_eq!(finished.result.unwrap_err().code(), IoReturn::IoError);
+    // PxCMD.ST stays clear while the drive is busy: the disk stopped, and the
+    // port (stopped, the drive reset) gave its memory back.
+    assert_eq!(setup.fake.port_command() & CMD_START, 0, "not started on a busy drive");
+    assert!(!setup.platform.is_allocated(list), "the port's memory went back");
+    let refused = setup.disk.submit(read_request(500, 1, buffer(&setup, 1, Constraints::NONE))).unwrap_err();
+    assert_eq!(refused.failure.cause(), Cause::DriverStopped);
+    // Started again once the drive is ready, the disk works.
+    setup.fake.busy_after_reset.store(false, Ordering::Relaxed);
+    setup.fake.drive_ready();
+    setup.disk.start().unwrap();
+    *setup.fake.bad_lba.lock() = None;
+    setup.fake.hold.store(false, Ordering::Relaxed);
     let mut target = buffer(&setup, 8, Constraints::NONE);
     setup.disk.read(300, 8, &mut target, 0).unwrap();
     assert_eq!(target.to_vec(0, 8 * 512).unwrap(), expected(300, 8));
