@@ -16,7 +16,8 @@
 //! A failing LBA fails its command the way QEMU 7.2 does (PxSERR bit of the
 //! tag, PxSACT bit left set, PxTFD ERR + ABRT, SDBS only) or, with
 //! [`NcqErrorReport::Specification`], as AHCI and QEMU 8.2 do (TFES, no
-//! PxSERR bit). A silent drive never answers; a stuck port never stops
+//! PxSERR bit). The link can report SError events on a healthy port
+//! ([`FakeHba::link_event`]). A silent drive never answers; a stuck port never stops
 //! (PxCMD.CR stays set, even through a port reset), though clearing PxCMD.ST
 //! still clears PxCI and PxSACT as AHCI says, and the commands it held still
 //! move their data when the test completes them.
@@ -168,6 +169,12 @@ impl FakeHba {
     pub fn command_list(&self) -> u64 {
         let port = &self.state.lock().port;
         u64::from(port.clb[1]) << 32 | u64::from(port.clb[0])
+    }
+
+    /// The link had an event (`bits` of SError), the drive and its commands
+    /// are fine: a real HBA sets such bits on a healthy port.
+    pub fn link_event(&self, bits: u32) {
+        self.state.lock().port.serr |= bits;
     }
 
     /// Port 0's PxCMD.

@@ -5,6 +5,7 @@ mod completion;
 mod hba;
 pub mod identify;
 mod port;
+mod recovery;
 pub mod registers;
 pub mod structures;
 

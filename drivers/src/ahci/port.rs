@@ -150,6 +150,8 @@ impl PortMemory {
 pub(super) struct InFlight {
     /// Bytes the PRDT describes.
     pub(super) length: u64,
+    /// Times error recovery issued the command again (`recovery.rs`).
+    pub(super) reissues: u8,
 }
 
 /// What the port keeps behind its lock.
@@ -405,7 +407,7 @@ impl<R: RegisterIo> AhciPort<R> {
         result: Result<(), IoFailure>,
         finished: &mut dyn FnMut(Slot, DeviceOutcome),
     ) {
-        let Some(InFlight { length }) = state.slots[slot].take() else {
+        let Some(InFlight { length, .. }) = state.slots[slot].take() else {
             return;
         };
         let moved = match (&result, &state.memory) {
@@ -450,7 +452,7 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         let flags = if command.operation == BlockOperation::Write { HEADER_WRITE } else { 0 };
         // The HBA is told about the slot only below: an error here leaves it unseen.
         memory.load_slot(slot, &entries, fis, flags)?;
-        state.slots[slot] = Some(InFlight { length: data.length() });
+        state.slots[slot] = Some(InFlight { length: data.length(), reissues: 0 });
         // A queued command's PxSACT bit is set before its PxCI bit (AHCI 1.3.1, 5.3.2.3).
         if self.ncq {
             self.write(PX_SACT, 1 << slot);

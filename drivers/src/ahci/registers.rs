@@ -117,6 +117,13 @@ pub const TFD_UNCORRECTABLE: u32 = 1 << (8 + 6);
 /// Task-file error register, ICRC: interface CRC error.
 pub const TFD_INTERFACE_CRC: u32 = 1 << (8 + 7);
 
+/// PxSERR.ERR.I: a data integrity error the link recovered from.
+pub const SERR_RECOVERED_DATA: u32 = 1 << 0;
+/// PxSERR.ERR.M: a communication error the link recovered from.
+pub const SERR_RECOVERED_COMMUNICATION: u32 = 1 << 1;
+/// PxSERR.DIAG.N: PhyRdy changed (the link went down or came up).
+pub const SERR_PHY_READY_CHANGE: u32 = 1 << 16;
+
 /// PxSSTS.DET (bits 3:0).
 pub const SSTS_DETECTION_MASK: u32 = 0xf;
 /// PxSSTS.DET: a device is present and the link is up.

@@ -90,6 +90,15 @@ pub enum Cause {
     /// The device's engine would not stop for error recovery, not even after a
     /// reset: it may still use what it holds, which is abandoned, never reused.
     DeviceWouldNotStop,
+    /// A queued (NCQ) command failed, and which of the commands left is unknown
+    /// without the drive's NCQ error log (READ LOG EXT, page 10h), which was not
+    /// read; issued again, they failed again, so each of them fails with this.
+    NcqFailedCommandUnknown {
+        /// Commands left when the error came, each failed.
+        commands: u32,
+        /// The device's error, in words.
+        device_error: &'static str,
+    },
     /// The device did not finish in time; it was stopped before memory was released.
     TimedOut {
         /// How long the driver waited.
@@ -208,6 +217,11 @@ impl fmt::Display for Cause {
             Cause::DeviceWouldNotStop => {
                 f.write_str("the device would not stop for error recovery: what it held is abandoned to it")
             }
+            Cause::NcqFailedCommandUnknown { commands, device_error } => write!(
+                f,
+                "one of {commands} queued commands failed ({device_error}); which one is unknown without the NCQ \
+                 error log, so each of them failed"
+            ),
             Cause::TimedOut { milliseconds } => {
                 write!(f, "no answer within {milliseconds} ms; the device was stopped before memory was released")
             }
