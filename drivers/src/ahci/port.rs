@@ -29,8 +29,8 @@ use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
 };
 use dmakit::dma::{
-    Cause, CoherentMemory, DeviceStatus, DmaPlatform, FromSegment, IoDirection, IoFailure, IoReturn, LentTransfer,
-    Segment, SegmentPosition, Specification,
+    AhciCause, Cause, CoherentMemory, DeviceStatus, DmaPlatform, FromSegment, IoDirection, IoFailure, IoReturn,
+    LentTransfer, Segment, SegmentPosition, Specification,
 };
 use dmakit::io::RegisterIo;
 use dmakit::time::Waiter;
@@ -302,7 +302,7 @@ impl<R: RegisterIo> AhciPort<R> {
     /// Stops the port and gives it memory, then starts it (AHCI 1.3.1, 10.1.2).
     fn bring_up(&self) -> Result<(), IoFailure> {
         if !self.stop_engines() {
-            let cause = Cause::DeviceError("the port's engines would not stop (PxCMD.CR or FR stayed set)");
+            let cause = Cause::Ahci(AhciCause::EnginesWouldNotStop);
             return Err(IoFailure::new(IoReturn::Busy, cause));
         }
         let memory = PortMemory::allocate(self.platform, self.capabilities.address_bits())?;
@@ -323,7 +323,7 @@ impl<R: RegisterIo> AhciPort<R> {
             if self.stop_engines() {
                 memory.release();
             }
-            let cause = Cause::DeviceError("the drive stayed busy after the reset (PxTFD.BSY or DRQ)");
+            let cause = Cause::Ahci(AhciCause::DriveStayedBusy { task_file: self.read(PX_TFD) });
             return Err(IoFailure::new(IoReturn::NotReady, cause));
         }
         self.write(PX_IE, IE_ENABLED);
@@ -369,7 +369,11 @@ impl<R: RegisterIo> AhciPort<R> {
             return Err(match answered {
                 Err(_) => IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: DEVICE_TIMEOUT_MS }),
                 Ok(()) => {
-                    IoFailure::new(IoReturn::IoError, Cause::DeviceError("IDENTIFY DEVICE failed (task-file ERR)"))
+                    let meaning = "IDENTIFY DEVICE failed";
+                    IoFailure::new(
+                        IoReturn::IoError,
+                        Cause::Ahci(AhciCause::CommandFailed { interrupts: errors, task_file: status, meaning }),
+                    )
                 }
             });
         }
@@ -504,7 +508,7 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         log::error!("Ahci: port {} would not stop: its memory is abandoned to it", self.number);
         // Dropped unreleased: leaked and reported, never reused.
         drop(memory);
-        let cause = Cause::DeviceError("the port would not stop (PxCMD.CR or FR stayed set after a port reset)");
+        let cause = Cause::Ahci(AhciCause::EnginesWouldNotStop);
         Quiesced::StillRunning(IoFailure::new(IoReturn::Timeout, cause))
     }
 

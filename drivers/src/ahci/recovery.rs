@@ -47,7 +47,7 @@
 use core::sync::atomic::Ordering;
 
 use dmakit::block::{DeviceHealth, DeviceOutcome, Slot};
-use dmakit::dma::{Cause, IoFailure, IoReturn};
+use dmakit::dma::{AhciCause, Cause, IoFailure, IoReturn};
 use dmakit::io::RegisterIo;
 
 use super::port::{AhciPort, DEVICE_TIMEOUT_MS, PortState, slots_in};
@@ -73,6 +73,13 @@ impl Signs {
     /// The device or the HBA reported an error (more than a link event).
     pub(super) fn device_error(&self) -> bool {
         self.errors != 0 || self.task_file & TFD_ERROR != 0
+    }
+
+    /// The failure these signs make: the IOKit code and the typed cause.
+    pub(super) fn failure(self) -> IoFailure {
+        let (code, meaning) = describe(self);
+        let cause = AhciCause::CommandFailed { interrupts: self.errors, task_file: self.task_file, meaning };
+        IoFailure::new(code, Cause::Ahci(cause))
     }
 
     /// These signs and a later look's: the task file that shows the error wins.
@@ -130,8 +137,7 @@ fn describe(signs: Signs) -> (IoReturn, &'static str) {
 /// The NCQ verdict for the commands `still` held after the drain, given the
 /// `signs` and whether one of them was issued again [`MOST_REISSUES`] times.
 pub(super) fn ncq_verdict(signs: Signs, still: u32, exhausted: bool) -> Verdict {
-    let (code, what) = describe(signs);
-    let device = IoFailure::new(code, Cause::DeviceError(what));
+    let device = signs.failure();
     let reset = |failed, reissued, failure| Verdict::Reset { failed, reissued, failure };
     match (signs.device_error(), still.count_ones()) {
         (false, 0) => Verdict::LeaveToDrive,
@@ -141,7 +147,9 @@ pub(super) fn ncq_verdict(signs: Signs, still: u32, exhausted: bool) -> Verdict 
         // The failed command never clears its PxSACT bit: the one left is it.
         (true, 1) => reset(still, 0, device),
         (true, commands) if exhausted => {
-            let unknown = IoFailure::new(code, Cause::NcqFailedCommandUnknown { commands, device_error: what });
+            let (task_file, meaning) = (signs.task_file, describe(signs).1);
+            let cause = Cause::Ahci(AhciCause::NcqFailedCommandUnknown { commands, task_file, meaning });
+            let unknown = IoFailure::new(device.code(), cause);
             reset(still, 0, unknown)
         }
         // Which one failed is unknown, or none did (a link event): the reset
@@ -168,8 +176,7 @@ impl<R: RegisterIo> AhciPort<R> {
             (signs, ncq_verdict(signs, still, exhausted))
         } else {
             // The one command ended with the error.
-            let (code, what) = describe(signs);
-            let failure = IoFailure::new(code, Cause::DeviceError(what));
+            let failure = signs.failure();
             (signs, Verdict::Reset { failed: outstanding, reissued: 0, failure })
         };
         let (errors, task_file, link) = (signs.errors, signs.task_file, signs.link);
@@ -257,7 +264,7 @@ impl<R: RegisterIo> AhciPort<R> {
         let ready =
             self.waiter.wait_until(DEVICE_TIMEOUT_MS, &mut || self.read(PX_TFD) & (TFD_BUSY | TFD_DATA_REQUEST) == 0);
         if ready.is_err() {
-            let cause = Cause::DeviceError("the drive stayed busy after the reset (PxTFD.BSY or DRQ)");
+            let cause = Cause::Ahci(AhciCause::DriveStayedBusy { task_file: self.read(PX_TFD) });
             return Err(IoFailure::new(IoReturn::NotReady, cause));
         }
         self.write(PX_CMD, self.read(PX_CMD) | CMD_START);

@@ -176,3 +176,59 @@ impl fmt::Display for VirtioCause {
         }
     }
 }
+
+/// What an AHCI port or its drive did that the driver could not work with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AhciCause {
+    /// A command ended with an error: the port's error interrupt bits (PxIS)
+    /// and task file (PxTFD: status in bits 7:0, error in 15:8) as the driver
+    /// read them, and what they mean.
+    CommandFailed {
+        /// PxIS error bits.
+        interrupts: u32,
+        /// PxTFD.
+        task_file: u32,
+        /// The driver's reading of the two.
+        meaning: &'static str,
+    },
+    /// A queued (NCQ) command failed, and which of the commands left is unknown
+    /// without the drive's NCQ error log (READ LOG EXT, page 10h), which was not
+    /// read; issued again, they failed again, so each of them fails with this.
+    NcqFailedCommandUnknown {
+        /// Commands left when the error came, each failed.
+        commands: u32,
+        /// PxTFD at the error.
+        task_file: u32,
+        /// The driver's reading of the error.
+        meaning: &'static str,
+    },
+    /// PxCMD.CR or FR stayed set after ST or FRE was cleared (and after a port
+    /// reset): the port may still use what it was given.
+    EnginesWouldNotStop,
+    /// The drive stayed busy (PxTFD.BSY or DRQ) after a reset.
+    DriveStayedBusy {
+        /// PxTFD.
+        task_file: u32,
+    },
+}
+
+impl fmt::Display for AhciCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AhciCause::CommandFailed { interrupts, task_file, meaning } => {
+                write!(f, "{meaning} (PxIS {interrupts:#x}, PxTFD {task_file:#x})")
+            }
+            AhciCause::NcqFailedCommandUnknown { commands, task_file, meaning } => write!(
+                f,
+                "one of {commands} queued commands failed ({meaning}, PxTFD {task_file:#x}); which one is unknown \
+                 without the NCQ error log, so each of them failed"
+            ),
+            AhciCause::EnginesWouldNotStop => {
+                f.write_str("the port's engines would not stop (PxCMD.CR or FR stayed set)")
+            }
+            AhciCause::DriveStayedBusy { task_file } => {
+                write!(f, "the drive stayed busy after the reset (PxTFD {task_file:#x}: BSY or DRQ)")
+            }
+        }
+    }
+}

@@ -90,15 +90,6 @@ pub enum Cause {
     /// The device's engine would not stop for error recovery, not even after a
     /// reset: it may still use what it holds, which is abandoned, never reused.
     DeviceWouldNotStop,
-    /// A queued (NCQ) command failed, and which of the commands left is unknown
-    /// without the drive's NCQ error log (READ LOG EXT, page 10h), which was not
-    /// read; issued again, they failed again, so each of them fails with this.
-    NcqFailedCommandUnknown {
-        /// Commands left when the error came, each failed.
-        commands: u32,
-        /// The device's error, in words.
-        device_error: &'static str,
-    },
     /// The device did not finish in time; it was stopped before memory was released.
     TimedOut {
         /// How long the driver waited.
@@ -169,6 +160,8 @@ pub enum Cause {
     Pci(super::PciCause),
     /// A virtio device did something the driver cannot work with.
     Virtio(super::VirtioCause),
+    /// An AHCI port or its drive did something the driver cannot work with.
+    Ahci(super::AhciCause),
     /// The device said it moved more bytes than the transfer prepared: a device
     /// is not trusted, so nothing past the prepared range came back.
     DeviceClaimedTooMuch {
@@ -217,11 +210,6 @@ impl fmt::Display for Cause {
             Cause::DeviceWouldNotStop => {
                 f.write_str("the device would not stop for error recovery: what it held is abandoned to it")
             }
-            Cause::NcqFailedCommandUnknown { commands, device_error } => write!(
-                f,
-                "one of {commands} queued commands failed ({device_error}); which one is unknown without the NCQ \
-                 error log, so each of them failed"
-            ),
             Cause::TimedOut { milliseconds } => {
                 write!(f, "no answer within {milliseconds} ms; the device was stopped before memory was released")
             }
@@ -248,6 +236,7 @@ impl fmt::Display for Cause {
             ),
             Cause::Pci(cause) => write!(f, "PCI: {cause}"),
             Cause::Virtio(cause) => cause.fmt(f),
+            Cause::Ahci(cause) => cause.fmt(f),
             Cause::EntryFormat { format, rule } => write!(f, "{format} entry: {rule}"),
             Cause::DeviceClaimedTooMuch { claimed, prepared } => {
                 write!(f, "the device claimed {claimed} bytes moved, only {prepared} were prepared")
