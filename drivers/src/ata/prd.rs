@@ -3,8 +3,9 @@
 //! Each segment of a prepared transfer becomes one [`PrdEntry`]
 //! ([`FromSegment`]): the same address, the length in 16 bits (where 0 means
 //! 64 KiB), and the end-of-table mark on the last one. The entry checks the
-//! format's own limits (32-bit address, even, at most 64 KiB, not across a
-//! 64 KiB line); the channel's specification keeps every segment within them,
+//! format's own limits (32-bit address, even, 1 to 64 KiB); the channel's
+//! specification keeps every segment within them, and within the engine's rule
+//! that no region crosses a 64 KiB line,
 //! so a refusal here is a driver bug caught before the controller sees it.
 //! The specification's output format, [`RECORD_FORMAT`] (little-endian
 //! `{address: u32, length: u32}`, IOKit's `OutputLittle32`), is what IOKit's

@@ -146,7 +146,7 @@ fn regions_never_cross_64_kib_even_when_the_buffer_does() {
 }
 
 #[test]
-fn prd_entries_are_the_records_write_segments_writes() {
+fn prd_entries_are_the_segments_the_block_layer_lent() {
     let setup = setup(Some(drive(Addressing::Lba48)), None);
     let disk = disk(&setup, 0);
     // Low and 64 KiB aligned: 129 KiB are two whole 64 KiB regions and 1 KiB.
