@@ -32,6 +32,9 @@ export GDB_PORT ?= 1234
 export GDB_ARGS ?=
 # Seconds a test kernel may run before it is killed and counted as failed.
 export TEST_TIMEOUT ?= 300
+# make test-qemu: NAME runs only the test kernel tests/NAME.rs; NAME:TEXT only
+# its tests whose name contains TEXT (passed as test.filter=TEXT on its command line).
+TEST ?=
 
 .PHONY: help deps build run gdb disks reset-disks test test-host test-qemu test-e2e test-docs bench bench-linux linux-guest check clean
 
@@ -43,6 +46,8 @@ help: ## List the targets
 	@echo "             RUNS=3 (boots of bench, bench-linux)  FIO_RUNTIME=3 (s per fio job in Linux)"
 	@echo "             LINUX=1: make bench boots Linux after each dmakit boot, prints both side by side"
 	@echo "             TEST_TIMEOUT=300 (s per test kernel)  GDB_PORT=1234  GDB_ARGS='...' (make gdb)"
+	@echo "             TEST=NAME: make test-qemu runs only tests/NAME.rs; TEST=NAME:TEXT only its tests"
+	@echo "             whose name contains TEXT"
 
 # rust-toolchain.toml lists the target, rustfmt and clippy; rustup adds them when it
 # installs the toolchain, but not always to one installed before without them (a
@@ -99,8 +104,15 @@ reset-disks: ## Remake the default disk images (build/*.img) with the pattern, u
 test-host: deps ## Host unit and property tests only
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image
 
-test-qemu: deps ## The QEMU test kernels only
-	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast
+# The kernel is the part of TEST before the first `:`, the filter the rest.
+test-qemu: deps ## The QEMU test kernels only (TEST=NAME or NAME:TEXT: one kernel, some of its tests)
+	@test='$(TEST)'; kernel=$${test%%:*}; filter=; \
+	case $$test in *:*) filter=$${test#*:} ;; esac; \
+	if [ -n "$$filter" ] && [ -z "$$kernel" ]; then \
+	    echo "TEST=NAME:TEXT needs the test kernel's name (tests/NAME.rs)"; exit 2; \
+	fi; \
+	set -x; APPEND="$$APPEND$${filter:+ test.filter=$$filter}" \
+	    cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast $${kernel:+--test "$$kernel"}
 
 test-e2e: deps ## Pipe a script into make run and check the disks on the host
 	tests/e2e-shell

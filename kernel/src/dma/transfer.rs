@@ -56,6 +56,9 @@
 //! buffer.write_bytes(0, &[1, 2, 3]).unwrap(); // moved into the transfer: error E0382
 //! ```
 //!
+//! (rustdoc checks those error codes only on nightly; `kernel/tests/compile_fail/`
+//! checks the exact error of each misuse, on stable.)
+//!
 //! The same program, with the CPU access after `complete`, compiles and runs:
 //!
 //! ```

@@ -4,7 +4,9 @@
 //! The harness runs them in order and prints one line per test
 //! (`test NAME ... ok` or `FAILED` with the panic message and location), then
 //! `N passed, N failed`, and leaves QEMU through `isa-debug-exit` with a success or
-//! failure status.
+//! failure status. `test.filter=TEXT` on the kernel command line (what
+//! `make test-qemu TEST=KERNEL:TEXT` passes) runs only the tests whose name
+//! contains `TEXT`.
 //!
 //! A panic does not end the run: the panic handler records the result and resumes
 //! with the next test on a fresh kernel stack, abandoning the panicked test's
@@ -70,16 +72,43 @@ pub fn is_running() -> bool {
     RUNNING.load(Ordering::Acquire)
 }
 
-/// Runs every test, prints the report and exits QEMU.
+/// The text a test's name must contain to run, from `test.filter=TEXT` on the
+/// kernel command line; `None` runs every test.
+fn filter() -> Option<&'static str> {
+    crate::boot::command_line().split_whitespace().find_map(|word| word.strip_prefix("test.filter="))
+}
+
+/// Whether `test` runs under the command line's filter.
+fn is_selected(test: &Test) -> bool {
+    filter().is_none_or(|text| test.name.contains(text))
+}
+
+/// Runs every test (or those the filter selects), prints the report and exits
+/// QEMU.
 pub fn run(tests: &'static [Test]) -> ! {
     TESTS.call_once(|| tests);
-    crate::println!("running {} tests", tests.len());
+    match filter() {
+        None => crate::println!("running {} tests", tests.len()),
+        Some(text) => {
+            let selected = tests.iter().filter(|test| is_selected(test)).count();
+            crate::println!("running {selected} of {} tests (test.filter={text})", tests.len());
+            if selected == 0 {
+                // A mistyped filter must not pass as a run that found nothing wrong.
+                crate::println!("no test of this kernel has {text:?} in its name");
+                crate::println!("0 passed, 0 failed");
+                exit(ExitCode::Failure)
+            }
+        }
+    }
     run_from(0)
 }
 
 fn run_from(first: usize) -> ! {
     let tests = TESTS.get().copied().unwrap_or(&[]);
     for (index, test) in tests.iter().enumerate().skip(first) {
+        if !is_selected(test) {
+            continue;
+        }
         CURRENT.store(index, Ordering::Release);
         crate::print!("test {} ... ", test.name);
         RUNNING.store(true, Ordering::Release);
