@@ -41,6 +41,9 @@ pub enum Misuse {
     PreparedAtStop,
     /// Clearing a descriptor that is still prepared without `auto_complete`.
     ClearWhilePrepared,
+    /// The IOMMU did not confirm an unmap (its invalidation failed): the device
+    /// may still reach the transfer's memory, which is leaked, not freed.
+    InvalidationFailed,
 }
 
 impl fmt::Display for Misuse {
@@ -60,6 +63,9 @@ impl fmt::Display for Misuse {
             Misuse::CpuAccessWhileDeviceOwned => "CPU access to a buffer the device owns",
             Misuse::PreparedAtStop => "prepared commands left at driver stop",
             Misuse::ClearWhilePrepared => "clear_memory_descriptor() while prepared",
+            Misuse::InvalidationFailed => {
+                "the IOMMU did not confirm an unmap: the device may still reach the memory, which is leaked, not freed"
+            }
         })
     }
 }

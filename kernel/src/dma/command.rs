@@ -304,7 +304,8 @@ impl IoDmaCommand {
         );
         let planned = descriptor.runs(offset, length).map_err(IoFailure::from).and_then(|runs| {
             // Shared memory must stay where both sides look for it.
-            let (Realized { layout, buffers, mut segments, mapped }, addresses) = self.realize_best(&runs, length)?;
+            let (Realized { layout, buffers, mut segments, mapped }, addresses) =
+                self.realize_best(&runs, length, at)?;
             if addresses == Addresses::CutToDeviceWidth {
                 // What a device register of `address_bits` bits keeps: the
                 // segments say what the device really got, so that
@@ -330,7 +331,10 @@ impl IoDmaCommand {
         let mut prepared = match planned {
             Ok(prepared) => prepared,
             Err(error) => {
-                descriptor.complete_for_command();
+                // Memory the IOMMU may still let a device reach stays prepared for ever.
+                if !descriptor.is_abandoned() {
+                    descriptor.complete_for_command();
+                }
                 return Err(error);
             }
         };
@@ -354,7 +358,12 @@ impl IoDmaCommand {
     }
 
     /// Plans the runs; if the planned segments break a rule, plans one buffer.
-    fn realize_best(&self, runs: &[(u64, u64)], length: u64) -> Result<(Realized, Addresses), IoFailure> {
+    fn realize_best(
+        &self,
+        runs: &[(u64, u64)],
+        length: u64,
+        at: &'static Location<'static>,
+    ) -> Result<(Realized, Addresses), IoFailure> {
         let coherent = self.descriptor.as_ref().is_some_and(|descriptor| descriptor.is_coherent());
         let mut rules = self.rules;
         let mut addresses = Addresses::Whole;
@@ -378,13 +387,13 @@ impl IoDmaCommand {
         if super::trace::enabled() {
             self.trace_plan(runs, &layout);
         }
-        let realized = self.realize(layout, &rules)?;
+        let realized = self.realize(layout, &rules, at)?;
         let bounces_shared_memory = coherent && !realized.buffers.is_empty();
         if plan::segments_valid(&realized.segments, &rules) && !bounces_shared_memory {
             return Ok((realized, addresses));
         }
         let segment_count = realized.segments.len();
-        self.release(&realized.buffers, realized.mapped);
+        self.release(&realized, at)?;
         if coherent {
             let cause = Cause::Other("coherent memory is shared with the device in place and is never bounced");
             return Err(IoFailure::new(IoReturn::NotPermitted, cause));
@@ -395,15 +404,15 @@ impl IoDmaCommand {
             self.rules.max_segments,
             self.rules.alignment_length
         );
-        Ok((self.realize_single(length)?, Addresses::Whole))
+        Ok((self.realize_single(length, at)?, Addresses::Whole))
     }
 
-    fn realize_single(&self, length: u64) -> Result<Realized, IoFailure> {
-        let realized = self.realize(plan::single_buffer(length), &self.rules)?;
+    fn realize_single(&self, length: u64, at: &'static Location<'static>) -> Result<Realized, IoFailure> {
+        let realized = self.realize(plan::single_buffer(length), &self.rules, at)?;
         if plan::segments_valid(&realized.segments, &self.rules) {
             return Ok(realized);
         }
-        self.release(&realized.buffers, realized.mapped);
+        self.release(&realized, at)?;
         let needed = realized.segments.len();
         let cause = if needed > self.rules.max_segments {
             Cause::TooManySegments { needed, allowed: self.rules.max_segments }
@@ -425,7 +434,7 @@ impl IoDmaCommand {
 
     /// Allocates the layout's bounce buffers, maps everything behind an IOMMU,
     /// and computes the device's segments under `rules`.
-    fn realize(&self, layout: Layout, rules: &Rules) -> Result<Realized, IoFailure> {
+    fn realize(&self, layout: Layout, rules: &Rules, at: &'static Location<'static>) -> Result<Realized, IoFailure> {
         let mut buffers = Vec::with_capacity(layout.bounce_sizes.len());
         for &size in &layout.bounce_sizes {
             match self.allocate_buffer(size) {
@@ -447,6 +456,11 @@ impl IoDmaCommand {
                 dma_trace!("  IOMMU: {} page(s) mapped at IOVA {:#x} in {}", mapped.pages, mapped.iova, mapper.name());
                 Ok(Realized { layout, buffers, segments, mapped: Some(mapped) })
             }
+            Err(failure) if matches!(failure.cause(), Cause::InvalidationFailed { .. }) => {
+                // Undoing the half-made mapping was not confirmed: the pages
+                // may be reachable, so nothing is freed.
+                Err(self.keep_from_reuse(&layout, &buffers, failure, at))
+            }
             Err(failure) => {
                 self.free_buffers(&buffers);
                 Err(failure)
@@ -455,13 +469,70 @@ impl IoDmaCommand {
     }
 
     /// Undoes a realize: unmaps first, so the device can no longer reach the
-    /// pages, then frees the bounce buffers.
-    fn release(&self, buffers: &[BounceBuffer], mapped: Option<MappedRange>) {
-        if let (Some(range), Some(mapper)) = (mapped, self.platform.mapper()) {
-            mapper.unmap(range.iova, range.pages);
-            dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
+    /// pages, then frees the bounce buffers. If the IOMMU does not confirm the
+    /// unmap, nothing is freed ([`IoDmaCommand::keep_from_reuse`]) and the
+    /// failure says [`Cause::InvalidationFailed`].
+    fn release(&self, realized: &Realized, at: &'static Location<'static>) -> Result<(), IoFailure> {
+        self.unmap(realized.mapped)
+            .map_err(|failure| self.keep_from_reuse(&realized.layout, &realized.buffers, failure, at))?;
+        self.free_buffers(&realized.buffers);
+        Ok(())
+    }
+
+    /// Unmaps `mapped` (if anything is mapped) and waits for the IOMMU to
+    /// forget it. A failure always carries [`Cause::InvalidationFailed`] for
+    /// the range, whatever the mapper called it, so callers can match it.
+    fn unmap(&self, mapped: Option<MappedRange>) -> Result<(), IoFailure> {
+        let (Some(range), Some(mapper)) = (mapped, self.platform.mapper()) else {
+            return Ok(());
+        };
+        match mapper.unmap(range.iova, range.pages) {
+            Ok(()) => {
+                dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
+                Ok(())
+            }
+            Err(failure) => {
+                dma_trace!(
+                    "  IOMMU: {} page(s) at IOVA {:#x} unmapped, NOT invalidated: {failure}",
+                    range.pages,
+                    range.iova
+                );
+                let cause = Cause::InvalidationFailed { iova: range.iova, pages: range.pages };
+                Err(IoFailure::new(failure.code(), cause))
+            }
         }
-        self.free_buffers(buffers);
+    }
+
+    /// After an unmap the IOMMU did not confirm: the device may still reach
+    /// every page that was mapped, so none of it is ever freed. The bounce
+    /// pages are leaked (counted, and kept out of the budget); the descriptor,
+    /// if its own pages were mapped (pieces used in place), is abandoned: it
+    /// stays prepared and the CPU may not read it. Reported like an abandoned
+    /// transfer; returns `failure`.
+    fn keep_from_reuse(
+        &self,
+        layout: &Layout,
+        buffers: &[BounceBuffer],
+        failure: IoFailure,
+        at: &'static Location<'static>,
+    ) -> IoFailure {
+        let pages: usize = buffers.iter().map(|buffer| buffer.pages).sum();
+        self.platform.accounting().count_leak(pages);
+        self.report(Misuse::InvalidationFailed, at);
+        let in_place = layout.pieces.iter().any(|piece| matches!(piece.placement, Placement::Direct(_)));
+        let descriptor = self.descriptor.as_ref().filter(|_| in_place);
+        if let Some(descriptor) = descriptor {
+            descriptor.abandon();
+        }
+        log::error!(
+            "DMA: command #{}: {failure}: {pages} bounce page(s){} leaked, never reused",
+            self.id,
+            match descriptor {
+                Some(_) => " and the buffer's own pages",
+                None => "",
+            }
+        );
+        failure
     }
 
     fn allocate_buffer(&self, length: u64) -> Result<BounceBuffer, IoFailure> {
@@ -613,12 +684,17 @@ impl IoDmaCommand {
             self.report(Misuse::SynchronizeWithoutPrepare, at);
             return Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("the command is not prepared")));
         };
-        let result = self.synchronize_prepared(&mut prepared, options);
+        let result = self.synchronize_prepared(&mut prepared, options, at);
         self.prepared = Some(prepared);
         result
     }
 
-    fn synchronize_prepared(&self, prepared: &mut Prepared, options: SyncOptions) -> Result<(), IoFailure> {
+    fn synchronize_prepared(
+        &self,
+        prepared: &mut Prepared,
+        options: SyncOptions,
+        at: &'static Location<'static>,
+    ) -> Result<(), IoFailure> {
         let descriptor = self.descriptor.clone().ok_or(IoReturn::NotReady)?;
         dma_trace!("synchronize({}): command #{}", describe_options(options), self.id);
         let force = options.contains(SyncOptions::FORCE_DOUBLE_BUFFER);
@@ -634,17 +710,22 @@ impl IoDmaCommand {
             );
             return Err(IoFailure::new(IoReturn::NotPermitted, cause));
         }
+        let mut released = Ok(());
         if force && !prepared.layout.wholly_double_buffered() {
-            let Realized { layout, buffers, segments, mapped } = self.realize_single(prepared.length)?;
+            let Realized { layout, buffers, segments, mapped } = self.realize_single(prepared.length, at)?;
             self.platform.accounting().count_forced_double_buffer();
             if descriptor.direction().includes_in() && prepared.filled {
                 self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "keep what the device already wrote");
             }
-            self.release(&prepared.buffers, prepared.mapped);
-            prepared.layout = layout;
-            prepared.buffers = buffers;
-            prepared.segments = segments;
-            prepared.mapped = mapped;
+            let old = Realized {
+                layout: core::mem::replace(&mut prepared.layout, layout),
+                buffers: core::mem::replace(&mut prepared.buffers, buffers),
+                segments: core::mem::replace(&mut prepared.segments, segments),
+                mapped: core::mem::replace(&mut prepared.mapped, mapped),
+            };
+            // The old memory is given back only if the IOMMU confirms it is out
+            // of the device's reach; the move is done either way.
+            released = self.release(&old, at);
             self.fill(&descriptor, prepared, "fill the new buffer");
             prepared.filled = true;
             trace_segments(&prepared.segments);
@@ -664,7 +745,7 @@ impl IoDmaCommand {
                 prepared.device_owned = true;
             }
         }
-        Ok(())
+        released
     }
 
     /// One whole transfer in one call: binds `descriptor`, prepares
@@ -722,7 +803,9 @@ impl IoDmaCommand {
     /// `In` direction) and frees the bounce buffers. Everything is released
     /// whatever the result; the result is `Underrun` when the device moved fewer
     /// bytes than were prepared (XNU's `kIOReturnUnderrun`, Linux's residual,
-    /// FreeBSD's `bio_resid`).
+    /// FreeBSD's `bio_resid`). The one exception: when the IOMMU does not
+    /// confirm the unmap ([`Cause::InvalidationFailed`]), nothing the device may
+    /// still reach is released: see [`IoDmaCommand::keep_from_reuse`].
     pub(crate) fn complete_moved(&mut self, moved: u64, at: &'static Location<'static>) -> Result<(), IoFailure> {
         let Some(prepared) = self.prepared.as_mut() else {
             self.report(Misuse::CompleteWithoutPrepare, at);
@@ -739,14 +822,22 @@ impl IoDmaCommand {
         dma_trace!("complete: command #{} ({moved} of {} bytes moved)", self.id, prepared.length);
         // Behind an IOMMU the pages are unmapped before anything else: from here
         // on the device cannot reach them, whatever it still tries.
+        let unmapped = self.unmap(prepared.mapped);
         let fault = match (prepared.mapped, self.platform.mapper()) {
-            (Some(range), Some(mapper)) => {
-                mapper.unmap(range.iova, range.pages);
-                dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
-                mapper.take_fault(range)
-            }
+            (Some(range), Some(mapper)) => mapper.take_fault(range),
             _ => None,
         };
+        if let Err(failure) = unmapped {
+            // ... unless the IOMMU did not confirm it: then the device may still
+            // reach the memory, so nothing is copied back and nothing is freed.
+            if let Some(fault) = fault {
+                dma_trace!("  {fault}");
+            }
+            self.keep_from_reuse(&prepared.layout, &prepared.buffers, failure, at);
+            self.platform.accounting().command_prepared(false);
+            self.end_prepare(&descriptor, prepared.device_owned);
+            return Err(failure);
+        }
         if let Some(fault) = fault {
             dma_trace!("  {fault}: nothing is copied back");
         } else if descriptor.direction().includes_in() {
@@ -762,10 +853,7 @@ impl IoDmaCommand {
         if pages > 0 {
             dma_trace!("  freed {pages} bounce page(s)");
         }
-        if prepared.device_owned {
-            descriptor.set_device_owned(false);
-        }
-        descriptor.complete_for_command();
+        self.end_prepare(&descriptor, prepared.device_owned);
         self.platform.accounting().command_prepared(false);
         if let Some(fault) = fault {
             return Err(IoFailure::new(IoReturn::DmaError, Cause::IommuFault(fault)));
@@ -775,6 +863,21 @@ impl IoDmaCommand {
             return Err(IoFailure::new(IoReturn::Underrun, cause));
         }
         Ok(())
+    }
+
+    /// Hands the descriptor back to the CPU and undoes the command's prepare,
+    /// unless its memory was abandoned to the device (an unmap the IOMMU did
+    /// not confirm): then it stays prepared, and lent, for ever, and the
+    /// command lets it go.
+    fn end_prepare(&mut self, descriptor: &IoMemoryDescriptor, device_owned: bool) {
+        if descriptor.is_abandoned() {
+            self.descriptor = None;
+            return;
+        }
+        if device_owned {
+            descriptor.set_device_owned(false);
+        }
+        descriptor.complete_for_command();
     }
 
     /// Gives up a prepared transfer whose device may still be writing: nothing is

@@ -464,7 +464,9 @@ impl IoMemoryDescriptor {
 impl Drop for IoMemoryDescriptor {
     fn drop(&mut self) {
         let state = self.state.get_mut();
-        if state.prepares() > 0 {
+        // Abandoned memory stays prepared for ever; the second test keeps it
+        // from reuse even if a prepare were ever undone by mistake.
+        if state.prepares() > 0 || state.abandoned {
             // A command that abandoned this memory has reported it already.
             if !state.abandoned {
                 self.platform.accounting().report(MisuseReport {

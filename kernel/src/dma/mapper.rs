@@ -92,6 +92,10 @@ pub trait IoMapper: Send + Sync {
     /// IOVAs, every one below `highest_address`, readable by the device if
     /// `direction` includes `Out` and writable if it includes `In`. Returns the
     /// first IOVA. Nothing stays mapped on an error (no IOVA space: `NoResources`).
+    /// If undoing a half-made mapping needed an invalidation the IOMMU did not
+    /// confirm, the cause is [`super::Cause::InvalidationFailed`]: as after a
+    /// failed [`IoMapper::unmap`], the device may still reach `pages`, and the
+    /// caller must never free or reuse them.
     fn map(&self, pages: &[PhysAddr], direction: IoDirection, highest_address: u64) -> Result<u64, IoFailure>;
 
     /// Maps physically contiguous `pages` at IOVAs equal to their physical
@@ -105,8 +109,17 @@ pub trait IoMapper: Send + Sync {
     }
 
     /// Unmaps `count` pages from `iova` and invalidates the IOMMU's caches for
-    /// them: when it returns, the device can no longer reach those pages.
-    fn unmap(&self, iova: u64, count: usize);
+    /// them: when it returns `Ok`, the device can no longer reach those pages.
+    ///
+    /// The IOMMU may not confirm the invalidation (VT-d puts no bound on how
+    /// long an IOTLB invalidation or a write-buffer flush takes; one that times
+    /// out or is refused leaves the old translation possibly cached). Then the
+    /// pages are unmapped in the tables, but the device may still reach them:
+    /// the IOVAs are quarantined, never handed out again, and the result is
+    /// [`super::Cause::InvalidationFailed`]. The caller must never free or
+    /// reuse the memory behind them.
+    #[must_use = "a failed unmap leaves memory the device may still reach: it must not be freed"]
+    fn unmap(&self, iova: u64, count: usize) -> Result<(), IoFailure>;
 
     /// Where `iova` leads now, if it is mapped (for the shell and for tests).
     fn translate(&self, iova: u64) -> Option<PhysAddr>;

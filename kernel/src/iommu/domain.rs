@@ -4,7 +4,10 @@
 //! `map` picks IOVAs below the device's limit, writes leaves (flushed when the
 //! unit is not coherent) and returns the first IOVA; `unmap` clears the leaves,
 //! invalidates the unit's IOTLB for them and waits, and only then gives the IOVAs
-//! back: when it returns, the device can no longer reach those pages.
+//! back: when it returns `Ok`, the device can no longer reach those pages. When
+//! the unit does not confirm the invalidation (it timed out, or was refused),
+//! the IOVAs are quarantined, never handed out again, and `unmap` fails with
+//! [`Cause::InvalidationFailed`]: the caller must not reuse the memory either.
 
 use crate::dma::MappedRange;
 use alloc::collections::BTreeMap;
@@ -55,6 +58,9 @@ struct DomainState {
     experiment: Option<Experiment>,
     /// First page -> pages, of ranges an experiment unmapped already.
     unmapped_early: BTreeMap<u64, u64>,
+    /// First page -> pages, of ranges whose invalidation the unit did not
+    /// confirm: it may still translate them, so they are never handed out again.
+    quarantined: BTreeMap<u64, u64>,
 }
 
 /// One device's domain on a VT-d unit.
@@ -82,6 +88,7 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             live: BTreeMap::new(),
             experiment: None,
             unmapped_early: BTreeMap::new(),
+            quarantined: BTreeMap::new(),
         };
         VtdDomain { unit, source, id, state: Mutex::new(state) }
     }
@@ -124,6 +131,11 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
                 (iova, count, state.table.translate(iova), state.identity.contains_key(&first))
             })
             .collect()
+    }
+
+    /// IOVA pages quarantined for ever: their invalidation was not confirmed.
+    pub fn quarantined_pages(&self) -> u64 {
+        self.state.lock().quarantined.values().sum()
     }
 
     /// IOVA pages free now.
@@ -188,8 +200,8 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             let iova = (first + index as u64) * FRAME_SIZE;
             if let Err(error) = state.table.map(iova, page, direction) {
                 // Nothing stays mapped on an error.
-                self.clear(state, first, index as u64);
-                state.space.free(first, count);
+                let invalidated = self.clear(state, first, index as u64).invalidated;
+                self.release(state, first, count, invalidated)?;
                 let cause = match error {
                     PageTableError::OutOfMemory(_) => Cause::Other("no frame for an IOMMU page-table page"),
                     PageTableError::BeyondWidth => Cause::Other("an IOVA beyond the domain's address width"),
@@ -208,24 +220,61 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             state.mapped_pages += 1;
         }
         if let Err(error) = self.unit.after_map(self.id, first, count) {
-            self.clear(state, first, count);
-            state.space.free(first, count);
+            let invalidated = self.clear(state, first, count).invalidated;
+            self.release(state, first, count, invalidated)?;
             return Err(error);
         }
         Ok(())
     }
 
-    /// Clears the leaves of `count` pages from `first`, invalidates, and returns
-    /// how many were present.
-    fn clear(&self, state: &mut DomainState, first: u64, count: u64) -> usize {
-        let cleared = (first..first + count).filter(|&page| state.table.unmap(page * FRAME_SIZE).is_some()).count();
-        state.mapped_pages -= cleared;
-        if let Err(error) = self.unit.invalidate_pages(self.id, first, count) {
-            // Nothing better can be done here: say it loudly.
-            log::error!("{}: IOVA pages {first:#x}+{count} may still be cached by the IOMMU: {error}", self.name());
-        }
-        cleared
+    /// Clears the leaves of `count` pages from `first` and invalidates the
+    /// unit's caches for them.
+    fn clear(&self, state: &mut DomainState, first: u64, count: u64) -> Cleared {
+        let leaves = (first..first + count).filter(|&page| state.table.unmap(page * FRAME_SIZE).is_some()).count();
+        state.mapped_pages -= leaves;
+        Cleared { leaves, invalidated: self.unit.invalidate_pages(self.id, first, count) }
     }
+
+    /// Gives IOVA pages `[first, first + count)` back once `invalidated` says
+    /// the unit forgot them; otherwise quarantines them for ever (the unit may
+    /// still translate them for the device) and fails with
+    /// [`Cause::InvalidationFailed`], the code the unit gave.
+    fn release(
+        &self,
+        state: &mut DomainState,
+        first: u64,
+        count: u64,
+        invalidated: Result<(), IoFailure>,
+    ) -> Result<(), IoFailure> {
+        if let Err(error) = invalidated {
+            return Err(self.quarantine(state, first, count, error));
+        }
+        if !state.space.free(first, count) {
+            log::error!("{}: IOVA pages {first:#x}+{count} were free already", self.name());
+        }
+        Ok(())
+    }
+
+    /// Keeps IOVA pages `[first, first + count)` out of the IOVA space for
+    /// ever, because the unit did not confirm (`error`) that it forgot them.
+    fn quarantine(&self, state: &mut DomainState, first: u64, count: u64, error: IoFailure) -> IoFailure {
+        let iova = first * FRAME_SIZE;
+        log::error!(
+            "{}: the unit did not confirm it forgot IOVA {iova:#x} + {count} page(s) ({error}): \
+             they are quarantined, never handed out again",
+            self.name()
+        );
+        state.quarantined.insert(first, count);
+        failure(error.code(), Cause::InvalidationFailed { iova, pages: count as usize })
+    }
+}
+
+/// What clearing a range did.
+struct Cleared {
+    /// Leaves that were present.
+    leaves: usize,
+    /// Whether the unit confirmed it forgot the range.
+    invalidated: Result<(), IoFailure>,
 }
 
 impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
@@ -288,7 +337,10 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         self.install(&mut state, first, pages, direction)?;
         state.live.insert(first, count);
         if state.experiment.take() == Some(Experiment::UnmapBeforeTheDevice) {
-            self.clear(&mut state, first, count);
+            if let Err(error) = self.clear(&mut state, first, count).invalidated {
+                state.live.remove(&first);
+                return Err(self.quarantine(&mut state, first, count, error));
+            }
             state.unmapped_early.insert(first, count);
             log::info!(
                 "{}: experiment: IOVA {:#x}+{count} pages unmapped before the device uses them",
@@ -299,24 +351,29 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         Ok(first * FRAME_SIZE)
     }
 
-    fn unmap(&self, iova: u64, count: usize) {
+    fn unmap(&self, iova: u64, count: usize) -> Result<(), IoFailure> {
         let first = iova / FRAME_SIZE;
         let count = count as u64;
         let mut state = self.state.lock();
         state.identity.remove(&first);
         state.live.remove(&first);
-        if state.unmapped_early.get(&first) == Some(&count) {
+        let invalidated = if state.unmapped_early.get(&first) == Some(&count) {
+            // Cleared and invalidated (confirmed) when the experiment mapped it.
             state.unmapped_early.remove(&first);
+            Ok(())
         } else {
             let cleared = self.clear(&mut state, first, count);
-            if cleared as u64 != count {
-                log::error!("{}: unmapping {count} pages at IOVA {iova:#x}, {cleared} were mapped", self.name());
+            if cleared.leaves as u64 != count {
+                log::error!(
+                    "{}: unmapping {count} pages at IOVA {iova:#x}, {} were mapped",
+                    self.name(),
+                    cleared.leaves
+                );
             }
-        }
-        // Only now, with the IOTLB invalidated, may the IOVAs be handed out again.
-        if !state.space.free(first, count) {
-            log::error!("{}: IOVA pages {first:#x}+{count} were free already", self.name());
-        }
+            cleared.invalidated
+        };
+        // Only with the IOTLB invalidation confirmed may the IOVAs be handed out again.
+        self.release(&mut state, first, count, invalidated)
     }
 
     fn translate(&self, iova: u64) -> Option<PhysAddr> {
@@ -330,7 +387,7 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{Event, FakeUnit, QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY};
+    use super::super::fake::{Event, FakeUnit, QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY, Stall};
     use super::super::page_table::tests::hardware_walk;
     use super::super::tables::{self, ENTRY_SIZE};
     use super::*;
@@ -374,7 +431,7 @@ mod tests {
         let transfer = ide.map(&[PhysAddr::new(0x30_0000)], IoDirection::In, u64::from(u32::MAX)).unwrap();
         let busy = ide.set_passthrough(true).unwrap_err();
         assert_eq!(busy.code(), IoReturn::Busy, "a transfer is still mapped");
-        ide.unmap(transfer, 1);
+        ide.unmap(transfer, 1).unwrap();
         ide.set_passthrough(true).unwrap();
         assert!(!ide.translating());
         ide.set_passthrough(false).unwrap();
@@ -421,7 +478,7 @@ mod tests {
         assert_eq!(domain.translate(iova + 0x1234), Some(PhysAddr::new(0x20_0234)));
         assert_eq!(domain.mapped_pages(), 3);
 
-        domain.unmap(iova, 3);
+        domain.unmap(iova, 3).unwrap();
         assert_eq!(domain.mapped_pages(), 0);
         assert_eq!(hardware_walk(platform, root, 3, iova), None);
         let first = iova / FRAME_SIZE;
@@ -443,7 +500,7 @@ mod tests {
         let domain = unit.attach(IDE).unwrap();
         let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::Out, u64::MAX).unwrap();
         fake.clear_events();
-        domain.unmap(iova, 1);
+        domain.unmap(iova, 1).unwrap();
         assert_eq!(fake.events(), [Event::IotlbInvalidation { granularity: 2, domain: 1, address: 0 }]);
     }
 
@@ -457,7 +514,7 @@ mod tests {
             (0..4).map(|page| PhysAddr::new(0x10_0000 + page * FRAME_SIZE)).collect();
         let iova = domain.map(&pages, IoDirection::InOut, u64::MAX).unwrap();
         fake.clear_events();
-        domain.unmap(iova, 4);
+        domain.unmap(iova, 4).unwrap();
         assert_eq!(fake.events(), [Event::IotlbInvalidation { granularity: 2, domain: 1, address: 0 }]);
     }
 
@@ -475,7 +532,7 @@ mod tests {
         assert_eq!(failure.code(), IoReturn::NoResources);
         assert_eq!(failure.cause(), Cause::IovaSpaceExhausted { pages: 1, highest_address: 0xffff });
         assert_eq!(domain.mapped_pages(), 15, "the refused map left nothing behind");
-        domain.unmap(iova, 15);
+        domain.unmap(iova, 15).unwrap();
         assert_eq!(domain.mapped_pages(), 0);
         assert!(platform.free_frames_count() <= frames_before, "table pages are kept, never double-freed");
         // The 48-bit bound: a domain never hands out IOVAs past its 39 bits.
@@ -508,7 +565,7 @@ mod tests {
         let domain = unit.attach(IDE).unwrap();
         let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
         assert_eq!(domain.set_passthrough(true).err().map(|error| error.code()), Some(IoReturn::Busy));
-        domain.unmap(iova, 1);
+        domain.unmap(iova, 1).unwrap();
         fake.clear_events();
         domain.set_passthrough(true).unwrap();
         assert!(!domain.translating());
@@ -599,9 +656,33 @@ mod tests {
         let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
         assert_eq!(hardware_walk(platform, root, 3, iova), None, "the device finds a hole");
         assert_eq!(domain.mapped_pages(), 0);
-        domain.unmap(iova, 1);
+        domain.unmap(iova, 1).unwrap();
         assert_eq!(domain.free_iova_pages(), (1 << 27) - 1);
         let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
         assert!(hardware_walk(platform, root, 3, iova).is_some(), "one transfer long");
+    }
+
+    #[test]
+    fn an_unmap_the_unit_does_not_confirm_keeps_its_iovas_out_of_use() {
+        // A timed-out IOTLB invalidation, and (on a CAP.RWBF unit) a timed-out
+        // write-buffer flush before it: either way the unit may still hold the
+        // old translation.
+        let rwbf = QEMU_CAPABILITY | (1 << 4);
+        for (capability, stall) in [(QEMU_CAPABILITY, Stall::IotlbInvalidation), (rwbf, Stall::WriteBufferFlush)] {
+            let (_, fake, unit) = start(capability, QEMU_EXTENDED_CAPABILITY);
+            let domain = unit.attach(IDE).unwrap();
+            let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
+            let free = domain.free_iova_pages();
+            fake.stall(stall);
+            let failure = domain.unmap(iova, 1).unwrap_err();
+            assert_eq!(failure.cause(), Cause::InvalidationFailed { iova, pages: 1 }, "{stall:?}");
+            assert_eq!(failure.code(), IoReturn::Timeout, "{stall:?}");
+            assert_eq!(domain.mapped_pages(), 0, "{stall:?}: the leaf is cleared all the same");
+            assert_eq!(domain.quarantined_pages(), 1, "{stall:?}");
+            assert_eq!(domain.free_iova_pages(), free, "{stall:?}: an IOVA the IOTLB may still hold went back");
+            fake.recover();
+            let next = domain.map(&[PhysAddr::new(0x20_0000)], IoDirection::In, u64::MAX).unwrap();
+            assert_ne!(next, iova, "{stall:?}: the IOVA was handed out again");
+        }
     }
 }

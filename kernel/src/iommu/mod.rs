@@ -15,7 +15,7 @@
 
 pub mod domain;
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 pub mod page_table;
 pub mod registers;
 pub mod tables;
@@ -187,7 +187,7 @@ mod registry {
             for domain in registry.domains.values().filter(|domain| Arc::ptr_eq(domain.unit(), unit)) {
                 let source = domain.source();
                 lines.push(format!(
-                    "  domain {}: device {:02x}:{:02x}.{}, {}-level, {}, {} page(s) mapped, {} IOVA pages free, {} table page(s)",
+                    "  domain {}: device {:02x}:{:02x}.{}, {}-level, {}, {} page(s) mapped, {} IOVA pages free, {} quarantined, {} table page(s)",
                     domain.id(),
                     source >> 8,
                     (source >> 3) & 0x1f,
@@ -199,6 +199,7 @@ mod registry {
                     },
                     domain.mapped_pages(),
                     domain.free_iova_pages(),
+                    domain.quarantined_pages(),
                     domain.table_pages(),
                 ));
                 for (iova, pages, physical, identity) in domain.live_ranges() {

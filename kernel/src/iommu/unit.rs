@@ -247,11 +247,14 @@ impl<R: RegisterIo> Unit<R> {
         if !self.capability.needs_write_buffer_flush() {
             return Ok(());
         }
+        let why = "VT-d: the write buffer flush did not finish (GSTS.WBFS)";
+        let idle = |registers: &R| registers.read32(GLOBAL_STATUS) & WRITE_BUFFER_FLUSH == 0;
+        // A flush that timed out earlier may still be running: the unit takes
+        // no new one until it ends.
+        self.wait(why, idle)?;
         let persistent = self.registers.read32(GLOBAL_STATUS) & !ONE_SHOT_COMMANDS;
         self.registers.write32(GLOBAL_COMMAND, persistent | WRITE_BUFFER_FLUSH);
-        self.wait("VT-d: the write buffer flush did not finish (GSTS.WBFS)", |registers| {
-            registers.read32(GLOBAL_STATUS) & WRITE_BUFFER_FLUSH == 0
-        })
+        self.wait(why, idle)
     }
 
     fn flush(&self, address: PhysAddr, length: u64) {
@@ -300,6 +303,11 @@ impl<R: RegisterIo> Unit<R> {
         address_and_mask: u64,
     ) -> Result<(), IoFailure> {
         let offset = self.extended.iotlb_offset();
+        // An invalidation that timed out earlier may still be in progress:
+        // software must not write the register again until IVT clears.
+        self.wait("VT-d: an earlier IOTLB invalidation is still in progress (IOTLB.IVT)", |registers| {
+            registers.read64(offset + 8) & INVALIDATE_IOTLB == 0
+        })?;
         if granularity == Granularity::Selective {
             self.registers.write64(offset, address_and_mask);
         }
