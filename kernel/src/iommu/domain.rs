@@ -8,6 +8,11 @@
 //! the unit does not confirm the invalidation (it timed out, or was refused),
 //! the IOVAs are quarantined, never handed out again, and `unmap` fails with
 //! [`Cause::InvalidationFailed`]: the caller must not reuse the memory either.
+//!
+//! Lock order: a domain's lock, then its unit's lock, never the reverse. `map`
+//! and `unmap` invalidate through the unit while they hold the domain's state,
+//! so `take_fault` locks the domain's state before the unit looks at its faults
+//! (one order: two CPUs can never each hold the lock the other waits for).
 
 use crate::dma::MappedRange;
 use alloc::collections::BTreeMap;
@@ -228,7 +233,8 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
     }
 
     /// Clears the leaves of `count` pages from `first` and invalidates the
-    /// unit's caches for them.
+    /// unit's caches for them (the caller holds the domain's lock: the unit's
+    /// is taken inside, in the one lock order).
     fn clear(&self, state: &mut DomainState, first: u64, count: u64) -> Cleared {
         let leaves = (first..first + count).filter(|&page| state.table.unmap(page * FRAME_SIZE).is_some()).count();
         state.mapped_pages -= leaves;
@@ -381,7 +387,12 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
     }
 
     fn take_fault(&self, range: MappedRange) -> Option<IommuFault> {
-        self.unit.take_fault(self.source, &|address| range.contains(address) || self.translate(address).is_none())
+        // The one lock order: the domain's state first, then the unit's (inside
+        // `Unit::take_fault`). The unit asks about each fault's address while it
+        // holds its lock, so the answer comes from the state locked here.
+        let state = self.state.lock();
+        self.unit
+            .take_fault(self.source, &|address| range.contains(address) || state.table.translate(address).is_none())
     }
 }
 
@@ -684,5 +695,47 @@ mod tests {
             let next = domain.map(&[PhysAddr::new(0x20_0000)], IoDirection::In, u64::MAX).unwrap();
             assert_ne!(next, iova, "{stall:?}: the IOVA was handed out again");
         }
+    }
+
+    #[test]
+    fn unmap_and_take_fault_on_two_cpus_take_the_locks_in_one_order() {
+        use std::sync::mpsc;
+        use std::time::{Duration, Instant};
+
+        // Both sides run for a while: the crossing is a matter of timing.
+        let until = Instant::now() + Duration::from_secs(2);
+        let (_, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+        let domain = unit.attach(IDE).unwrap();
+        // A fault inside a live transfer's page stays pending, so every
+        // `take_fault` for another range asks the domain about its address.
+        let live = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
+        fake.plant_fault(0, IDE, live, 0x05, false);
+        let elsewhere = MappedRange { iova: 0x40_0000_0000, pages: 1 };
+        let (done, finished) = mpsc::channel();
+        let faults = {
+            let (domain, done) = (Arc::clone(&domain), done.clone());
+            std::thread::spawn(move || {
+                while Instant::now() < until {
+                    assert_eq!(domain.take_fault(elsewhere), None);
+                }
+                done.send("take_fault").unwrap();
+            })
+        };
+        let unmaps = {
+            let domain = Arc::clone(&domain);
+            std::thread::spawn(move || {
+                while Instant::now() < until {
+                    let iova = domain.map(&[PhysAddr::new(0x20_0000)], IoDirection::In, u64::MAX).unwrap();
+                    domain.unmap(iova, 1).unwrap();
+                }
+                done.send("map and unmap").unwrap();
+            })
+        };
+        for _ in 0..2 {
+            let who = finished.recv_timeout(Duration::from_secs(30));
+            assert!(who.is_ok(), "deadlock: unmap holds the domain and waits for the unit, take_fault the reverse");
+        }
+        faults.join().unwrap();
+        unmaps.join().unwrap();
     }
 }

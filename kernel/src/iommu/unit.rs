@@ -56,6 +56,11 @@ enum PageInvalidation {
 }
 
 /// The unit's bookkeeping, under one lock that also serialises register sequences.
+///
+/// Lock order: a domain's lock first, then this one, never the reverse (the
+/// domains invalidate through the unit while they hold their own lock). So
+/// nothing here calls into a domain while holding it: `take_fault`'s `belongs`
+/// is answered from the state its domain locked before calling.
 struct UnitState {
     root_table: PhysAddr,
     /// Bus -> its context table.
@@ -485,7 +490,8 @@ impl<R: RegisterIo> Unit<R> {
     }
 
     /// The oldest fault of device `source` not taken yet whose address `belongs`
-    /// (the records are read first).
+    /// (the records are read first). `belongs` runs under the unit's lock: it
+    /// must not take a domain's lock (the lock order: domain, then unit).
     pub fn take_fault(&self, source: u16, belongs: &dyn Fn(u64) -> bool) -> Option<IommuFault> {
         let mut state = self.state.lock();
         self.collect_faults(&mut state);
