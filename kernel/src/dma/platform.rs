@@ -73,7 +73,7 @@ pub unsafe trait DmaPlatform: Send + Sync {
     }
 
     /// The IOMMU domain between the device and memory, if the device sits behind
-    /// one ([`super::mapper::MappedPlatform`]); `None` on the bare machine.
+    /// one ([`super::MappedPlatform`]); `None` on the bare machine.
     fn mapper(&self) -> Option<&dyn IoMapper> {
         None
     }

@@ -9,7 +9,6 @@
 //! confirm unmaps ([`SimulatedMapper::set_invalidation`]): the device then keeps
 //! reaching the pages (a stale IOTLB entry), and their IOVAs are quarantined.
 
-use crate::dma::MappedRange;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
@@ -17,7 +16,8 @@ use alloc::string::String;
 use spin::Mutex;
 use x86_64::PhysAddr;
 
-use super::mapper::{FaultAccess, IoMapper, IommuFault};
+use super::fault::{FaultAccess, IommuFault, fault_meaning};
+use super::mapper::{IoMapper, MappedRange};
 use super::{Cause, IoDirection, IoFailure, IoReturn, IovaSpace};
 use crate::memory::FRAME_SIZE;
 
@@ -108,7 +108,7 @@ impl SimulatedMapper {
             address: address & !(FRAME_SIZE - 1),
             access,
             reason,
-            meaning: super::mapper::fault_meaning(reason),
+            meaning: fault_meaning(reason),
         };
         state.faults.push_back(fault);
         Err(fault)

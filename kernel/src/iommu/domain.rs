@@ -14,7 +14,6 @@
 //! so `take_fault` locks the domain's state before the unit looks at its faults
 //! (one order: two CPUs can never each hold the lock the other waits for).
 
-use crate::dma::MappedRange;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
@@ -26,7 +25,7 @@ use x86_64::PhysAddr;
 use super::page_table::{PageTable, PageTableError};
 use super::tables::ContextEntry;
 use super::unit::Unit;
-use crate::dma::{Cause, IoDirection, IoFailure, IoMapper, IoReturn, IommuFault, IovaSpace};
+use crate::dma::{Cause, IoDirection, IoFailure, IoMapper, IoReturn, IommuFault, IovaSpace, MappedRange};
 use crate::io::RegisterIo;
 use crate::memory::FRAME_SIZE;
 
