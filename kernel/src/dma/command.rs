@@ -16,27 +16,16 @@ use x86_64::PhysAddr;
 
 use super::accounting::{Misuse, MisuseReport};
 use super::address::Segment;
+use super::bounce::{self, BounceBuffer, BouncedRange};
 use super::experiment::Skip;
 use super::failure::{Cause, IoFailure};
 use super::mapper::{IoMapper, MappedRange, Mapping};
 use super::mapping::{self, IovaChoice};
 use super::plan::{self, Layout, Placement};
-use super::platform::FrameFill;
 use super::specification::Rules;
 use super::trace::dma_trace;
 use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification, SyncOptions, TransferOptions};
-use crate::memory::{Constraints, FRAME_SIZE, MemoryError};
-
-/// A bounce buffer: contiguous frames the device can reach.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BounceBuffer {
-    /// Physical (and, without an IOMMU, device) address of the first byte.
-    pub address: PhysAddr,
-    /// Bytes of the transfer it holds.
-    pub length: u64,
-    /// Whole frames allocated.
-    pub pages: usize,
-}
+use crate::memory::{Constraints, FRAME_SIZE};
 
 /// How a prepare will be completed, which decides whether an `In` transfer's
 /// fresh bounce buffers must be filled.
@@ -516,7 +505,7 @@ impl IoDmaCommand {
         failure: IoFailure,
         at: &'static Location<'static>,
     ) -> IoFailure {
-        let pages: usize = buffers.iter().map(|buffer| buffer.pages).sum();
+        let pages = bounce::pages(buffers);
         self.platform.accounting().count_leak(pages);
         self.report(Misuse::InvalidationFailed, at);
         let in_place = layout.pieces.iter().any(|piece| matches!(piece.placement, Placement::Direct(_)));
@@ -535,49 +524,6 @@ impl IoDmaCommand {
         failure
     }
 
-    fn allocate_buffer(&self, length: u64) -> Result<BounceBuffer, IoFailure> {
-        let pages = length.div_ceil(FRAME_SIZE) as usize;
-        let accounting = self.platform.accounting();
-        if !accounting.reserve_pages(pages) {
-            let stats = accounting.stats();
-            let cause = Cause::BounceBudgetSpent { pages, in_use: stats.pages_in_use, limit: stats.page_limit };
-            return Err(IoFailure::new(IoReturn::NoResources, cause));
-        }
-        let highest = self.planning_rules(self.rules).highest_address;
-        let limit = highest.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
-        let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
-        let constraints = Constraints { below: limit, alignment, boundary: 0 };
-        // Every byte a device can see through a bounce segment is either filled
-        // from the descriptor before the device runs or never copied back, so
-        // bounce frames are not zeroed.
-        match self.platform.allocate_frames(pages, constraints, FrameFill::Uninitialized) {
-            Ok(address) => {
-                dma_trace!("  bounce buffer: {pages} page(s) at {:#x}, reachable by the device", address.as_u64());
-                Ok(BounceBuffer { address, length, pages })
-            }
-            Err(error) => {
-                accounting.release_pages(pages);
-                let cause = match error {
-                    MemoryError::OutOfMemory | MemoryError::NoContiguousRun => {
-                        Cause::NoReachableMemory { pages, address_bits: self.rules.address_bits }
-                    }
-                    _ => Cause::Other("the frame allocator refused the bounce buffer request"),
-                };
-                Err(IoFailure::new(IoReturn::NoResources, cause))
-            }
-        }
-    }
-
-    fn free_buffers(&self, buffers: &[BounceBuffer]) {
-        for buffer in buffers {
-            self.platform.free_frames(buffer.address, buffer.pages);
-            self.platform.accounting().release_pages(buffer.pages);
-        }
-    }
-
-    /// Copies the bounced pieces of the first `limit` bytes of the prepared range:
-    /// descriptor -> bounce (`Out`, towards the device) or bounce -> descriptor
-    /// (`In`, from the device).
     /// Fills the bounce buffers from the descriptor before the device reads
     /// them, unless a learner's experiment skips it this once.
     fn fill(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, why: &str) {
@@ -589,40 +535,24 @@ impl IoDmaCommand {
         self.copy(descriptor, prepared, IoDirection::Out, u64::MAX, why);
     }
 
+    fn allocate_buffer(&self, length: u64) -> Result<BounceBuffer, IoFailure> {
+        let highest = self.planning_rules(self.rules).highest_address;
+        let below = highest.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
+        let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
+        let placement = Constraints { below, alignment, boundary: 0 };
+        bounce::allocate(self.platform, length, placement, self.rules.address_bits)
+    }
+
+    fn free_buffers(&self, buffers: &[BounceBuffer]) {
+        bounce::free(self.platform, buffers);
+    }
+
+    /// Copies the bounced pieces of the first `limit` bytes of the prepared range
+    /// (see [`bounce::BouncedRange::copy`]).
     fn copy(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, way: IoDirection, limit: u64, why: &str) {
-        let mut total = 0;
-        for piece in &prepared.layout.pieces {
-            let Placement::Bounce { buffer, offset } = piece.placement else {
-                continue;
-            };
-            let length = piece.length.min(limit.saturating_sub(piece.start));
-            if length == 0 {
-                continue;
-            }
-            let bounce = prepared.buffers[buffer].address + offset;
-            let start = prepared.offset + piece.start;
-            let copied = descriptor.for_each_run(start, length, |position, physical, run| {
-                let bounce = bounce + (position - start);
-                // SAFETY: `physical` is part of the prepared descriptor and `bounce` part
-                // of this command's own bounce buffer; they cannot overlap (bounce
-                // frames come from the allocator) and nobody else copies them now.
-                unsafe {
-                    match way {
-                        IoDirection::Out => self.platform.copy_physical(bounce, physical, run),
-                        _ => self.platform.copy_physical(physical, bounce, run),
-                    }
-                }
-            });
-            // The prepared range was resolved page by page at prepare and the
-            // descriptor cannot change its ranges, so the walk cannot fail.
-            debug_assert!(copied.is_ok(), "a prepared range stopped resolving");
-            total += length;
-        }
-        if total > 0 {
-            self.platform.accounting().count_copy(way, total);
-            let arrow = if way == IoDirection::Out { "descriptor -> bounce" } else { "bounce -> descriptor" };
-            dma_trace!("  copy {arrow}: {total} bytes ({why})");
-        }
+        let range =
+            BouncedRange { descriptor, offset: prepared.offset, layout: &prepared.layout, buffers: &prepared.buffers };
+        range.copy(self.platform, way, limit, why);
     }
 
     /// Device-visible segments from `offset` (relative to the prepared range), at
@@ -849,7 +779,7 @@ impl IoDmaCommand {
             }
         }
         self.free_buffers(&prepared.buffers);
-        let pages: usize = prepared.buffers.iter().map(|buffer| buffer.pages).sum();
+        let pages = bounce::pages(&prepared.buffers);
         if pages > 0 {
             dma_trace!("  freed {pages} bounce page(s)");
         }
@@ -889,7 +819,7 @@ impl IoDmaCommand {
         let Some(prepared) = self.prepared.take() else {
             return;
         };
-        let pages: usize = prepared.buffers.iter().map(|buffer| buffer.pages).sum();
+        let pages = bounce::pages(&prepared.buffers);
         let accounting = self.platform.accounting();
         accounting.count_leak(pages);
         accounting.command_prepared(false);

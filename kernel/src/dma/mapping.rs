@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use x86_64::PhysAddr;
 
 use super::address::Segment;
-use super::command::BounceBuffer;
+use super::bounce::BounceBuffer;
 use super::mapper::{IoMapper, MappedRange};
 use super::plan::{self, Layout, Piece, Placement};
 use super::specification::Rules;

@@ -6,6 +6,7 @@
 
 mod accounting;
 mod address;
+mod bounce;
 mod buffer;
 mod coherent;
 mod command;
@@ -36,9 +37,10 @@ mod transfer;
 
 pub use accounting::{Accounting, BounceStats, Misuse, MisuseReport};
 pub use address::{DmaAddr, Endian, OutputFormat, Segment};
+pub use bounce::BounceBuffer;
 pub use buffer::DmaBuffer;
 pub use coherent::CoherentMemory;
-pub use command::{BounceBuffer, IoDmaCommand};
+pub use command::IoDmaCommand;
 pub use descriptor::IoMemoryDescriptor;
 pub use device_cause::{AhciCause, DeviceStatus, PciCause, VirtioCause};
 pub use direction::{IoDirection, SyncOptions};
