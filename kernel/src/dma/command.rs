@@ -12,20 +12,17 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::panic::Location;
 
-use x86_64::PhysAddr;
-
 use super::accounting::{Misuse, MisuseReport};
 use super::address::Segment;
-use super::bounce::{self, BounceBuffer, BouncedRange};
+use super::bounce::{self, BounceBuffer};
 use super::experiment::Skip;
 use super::failure::{Cause, IoFailure};
 use super::mapper::{IoMapper, MappedRange, Mapping};
-use super::mapping::{self, IovaChoice};
-use super::plan::{self, Layout, Placement};
+use super::mapping::IovaChoice;
+use super::realization::{Addresses, Realization, Realizer};
 use super::specification::Rules;
 use super::trace::dma_trace;
 use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification, SyncOptions, TransferOptions};
-use crate::memory::{Constraints, FRAME_SIZE};
 
 /// How a prepare will be completed, which decides whether an `In` transfer's
 /// fresh bounce buffers must be filled.
@@ -40,26 +37,13 @@ pub(crate) enum Completion {
     DeviceCount,
 }
 
-/// Whether the device's records carry the segments' addresses whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Addresses {
-    /// As planned (always, but in one experiment).
-    Whole,
-    /// Cut to the device's address bits: a learner's experiment
-    /// ([`Skip::Reach`]) gave the device addresses it cannot hold.
-    CutToDeviceWidth,
-}
-
 #[derive(Debug)]
 struct Prepared {
     offset: u64,
     length: u64,
     count: u32,
-    layout: Layout,
-    buffers: Vec<BounceBuffer>,
-    segments: Vec<Segment>,
-    /// The IOVA range the segments lie in, when an IOMMU translates them.
-    mapped: Option<MappedRange>,
+    /// The plan, the bounce buffers and the IOMMU mapping behind the segments.
+    realization: Realization,
     device_owned: bool,
     /// Whether the bounce buffers hold the descriptor's bytes (not stale memory).
     filled: bool,
@@ -78,15 +62,6 @@ pub struct IoDmaCommand {
     prepared: Option<Prepared>,
     mapping: Mapping,
     iova_choice: IovaChoice,
-}
-
-/// A planned transfer with its memory in place: bounce buffers allocated and,
-/// behind an IOMMU, every page mapped.
-struct Realized {
-    layout: Layout,
-    buffers: Vec<BounceBuffer>,
-    segments: Vec<Segment>,
-    mapped: Option<MappedRange>,
 }
 
 impl core::fmt::Debug for dyn DmaPlatform {
@@ -145,7 +120,7 @@ impl IoDmaCommand {
 
     /// The IOVA range the prepared segments lie in, when an IOMMU translates them.
     pub fn mapped_range(&self) -> Option<MappedRange> {
-        self.prepared.as_ref().and_then(|prepared| prepared.mapped)
+        self.prepared.as_ref().and_then(|prepared| prepared.realization.mapped)
     }
 
     /// A number that names this command in traces and misuse reports.
@@ -218,17 +193,17 @@ impl IoDmaCommand {
 
     /// All device segments of the prepared range, in order.
     pub fn segments(&self) -> &[Segment] {
-        self.prepared.as_ref().map_or(&[], |p| &p.segments)
+        self.prepared.as_ref().map_or(&[], |p| &p.realization.segments)
     }
 
     /// The bounce buffers in use.
     pub fn bounce_buffers(&self) -> &[BounceBuffer] {
-        self.prepared.as_ref().map_or(&[], |p| &p.buffers)
+        self.prepared.as_ref().map_or(&[], |p| &p.realization.buffers)
     }
 
     /// Whether the whole prepared range sits in one bounce buffer.
     pub fn is_wholly_double_buffered(&self) -> bool {
-        self.prepared.as_ref().is_some_and(|p| p.layout.wholly_double_buffered())
+        self.prepared.as_ref().is_some_and(|p| p.realization.layout.wholly_double_buffered())
     }
 
     /// Bytes of the prepared range that are bounced.
@@ -293,29 +268,17 @@ impl IoDmaCommand {
         );
         let planned = descriptor.runs(offset, length).map_err(IoFailure::from).and_then(|runs| {
             // Shared memory must stay where both sides look for it.
-            let (Realized { layout, buffers, mut segments, mapped }, addresses) =
-                self.realize_best(&runs, length, at)?;
+            let (mut realization, addresses) = self.realizer(&descriptor, at).best(&runs, length)?;
             if addresses == Addresses::CutToDeviceWidth {
                 // What a device register of `address_bits` bits keeps: the
                 // segments say what the device really got, so that
                 // `segments()`, typed entries and `write_segments()` agree.
                 let bits = u32::from(self.rules.address_bits).min(63);
-                for segment in &mut segments {
+                for segment in &mut realization.segments {
                     segment.address = super::DmaAddr::new(segment.address.as_u64() & ((1u64 << bits) - 1));
                 }
             }
-            Ok(Prepared {
-                offset,
-                length,
-                count: 1,
-                layout,
-                buffers,
-                segments,
-                mapped,
-                device_owned: true,
-                filled: false,
-                at,
-            })
+            Ok(Prepared { offset, length, count: 1, realization, device_owned: true, filled: false, at })
         });
         let mut prepared = match planned {
             Ok(prepared) => prepared,
@@ -333,195 +296,17 @@ impl IoDmaCommand {
         // An `In` transfer completed with the device's byte count copies back only
         // what the device wrote, so it skips the fill.
         let must_fill = descriptor.direction().includes_out() || completion == Completion::WholeRange;
-        if must_fill && !prepared.buffers.is_empty() {
+        if must_fill && !prepared.realization.buffers.is_empty() {
             self.fill(&descriptor, &prepared, "prepare fills fresh bounce buffers");
         }
         prepared.filled = must_fill;
         let accounting = self.platform.accounting();
-        accounting.count_transfer(!prepared.buffers.is_empty());
+        accounting.count_transfer(!prepared.realization.buffers.is_empty());
         accounting.command_prepared(true);
         descriptor.set_device_owned(true);
-        trace_segments(&prepared.segments);
+        trace_segments(&prepared.realization.segments);
         self.prepared = Some(prepared);
         Ok(())
-    }
-
-    /// Plans the runs; if the planned segments break a rule, plans one buffer.
-    fn realize_best(
-        &self,
-        runs: &[(u64, u64)],
-        length: u64,
-        at: &'static Location<'static>,
-    ) -> Result<(Realized, Addresses), IoFailure> {
-        let coherent = self.descriptor.as_ref().is_some_and(|descriptor| descriptor.is_coherent());
-        let mut rules = self.rules;
-        let mut addresses = Addresses::Whole;
-        let limited = rules.highest_address != u64::MAX && self.mapper().is_none();
-        if limited && self.platform.accounting().take_experiment(Skip::Reach) {
-            // A learner's experiment: nothing is bounced for reach, and the
-            // device gets addresses it cannot hold.
-            dma_trace!("  EXPERIMENT: nothing is bounced for the address limit: the device's records are cut");
-            log::warn!("experiment: command #{} gives its device addresses beyond its limit", self.id);
-            rules.highest_address = u64::MAX;
-            addresses = Addresses::CutToDeviceWidth;
-        }
-        if rules.boundary != 0 && self.platform.accounting().take_experiment(Skip::Boundary) {
-            // A learner's experiment: one transfer whose segments may cross the
-            // boundary, to see what the device does with them.
-            dma_trace!("  EXPERIMENT: segments are not split at the {:#x} boundary", rules.boundary);
-            log::warn!("experiment: command #{} does not split at its {:#x} boundary", self.id, rules.boundary);
-            rules.boundary = 0;
-        }
-        let layout = plan::plan(runs, &self.planning_rules(rules));
-        if super::trace::enabled() {
-            self.trace_plan(runs, &layout);
-        }
-        let realized = self.realize(layout, &rules, at)?;
-        let bounces_shared_memory = coherent && !realized.buffers.is_empty();
-        if plan::segments_valid(&realized.segments, &rules) && !bounces_shared_memory {
-            return Ok((realized, addresses));
-        }
-        let segment_count = realized.segments.len();
-        self.release(&realized, at)?;
-        if coherent {
-            let cause = Cause::Other("coherent memory is shared with the device in place and is never bounced");
-            return Err(IoFailure::new(IoReturn::NotPermitted, cause));
-        }
-        dma_trace!(
-            "  {} segments would break a rule (at most {}, lengths in units of {}): double-buffering the whole transfer",
-            segment_count,
-            self.rules.max_segments,
-            self.rules.alignment_length
-        );
-        Ok((self.realize_single(length, at)?, Addresses::Whole))
-    }
-
-    fn realize_single(&self, length: u64, at: &'static Location<'static>) -> Result<Realized, IoFailure> {
-        let realized = self.realize(plan::single_buffer(length), &self.rules, at)?;
-        if plan::segments_valid(&realized.segments, &self.rules) {
-            return Ok(realized);
-        }
-        self.release(&realized, at)?;
-        let needed = realized.segments.len();
-        let cause = if needed > self.rules.max_segments {
-            Cause::TooManySegments { needed, allowed: self.rules.max_segments }
-        } else {
-            Cause::Other("even one contiguous bounce buffer gives segments that break the specification")
-        };
-        Err(IoFailure::new(IoReturn::NoResources, cause))
-    }
-
-    /// The rules the planner works with: the device's, except that behind a
-    /// translating IOMMU no physical address is out of reach (the device sees
-    /// IOVAs, which the mapper places below its limit), so reach never bounces.
-    fn planning_rules(&self, rules: Rules) -> Rules {
-        match self.mapper() {
-            Some(_) => Rules { highest_address: u64::MAX, ..rules },
-            None => rules,
-        }
-    }
-
-    /// Allocates the layout's bounce buffers, maps everything behind an IOMMU,
-    /// and computes the device's segments under `rules`.
-    fn realize(&self, layout: Layout, rules: &Rules, at: &'static Location<'static>) -> Result<Realized, IoFailure> {
-        let mut buffers = Vec::with_capacity(layout.bounce_sizes.len());
-        for &size in &layout.bounce_sizes {
-            match self.allocate_buffer(size) {
-                Ok(buffer) => buffers.push(buffer),
-                Err(error) => {
-                    self.free_buffers(&buffers);
-                    return Err(error);
-                }
-            }
-        }
-        let Some(mapper) = self.mapper() else {
-            let addresses: Vec<u64> = buffers.iter().map(|buffer| buffer.address.as_u64()).collect();
-            let segments = plan::segments(&layout, &addresses, rules);
-            return Ok(Realized { layout, buffers, segments, mapped: None });
-        };
-        let direction = self.descriptor.as_ref().map_or(IoDirection::InOut, |descriptor| descriptor.direction());
-        match mapping::map_layout(mapper, &layout, &buffers, direction, rules, self.iova_choice) {
-            Ok((segments, mapped)) => {
-                dma_trace!("  IOMMU: {} page(s) mapped at IOVA {:#x} in {}", mapped.pages, mapped.iova, mapper.name());
-                Ok(Realized { layout, buffers, segments, mapped: Some(mapped) })
-            }
-            Err(failure) if matches!(failure.cause(), Cause::InvalidationFailed { .. }) => {
-                // Undoing the half-made mapping was not confirmed: the pages
-                // may be reachable, so nothing is freed.
-                Err(self.keep_from_reuse(&layout, &buffers, failure, at))
-            }
-            Err(failure) => {
-                self.free_buffers(&buffers);
-                Err(failure)
-            }
-        }
-    }
-
-    /// Undoes a realize: unmaps first, so the device can no longer reach the
-    /// pages, then frees the bounce buffers. If the IOMMU does not confirm the
-    /// unmap, nothing is freed ([`IoDmaCommand::keep_from_reuse`]) and the
-    /// failure says [`Cause::InvalidationFailed`].
-    fn release(&self, realized: &Realized, at: &'static Location<'static>) -> Result<(), IoFailure> {
-        self.unmap(realized.mapped)
-            .map_err(|failure| self.keep_from_reuse(&realized.layout, &realized.buffers, failure, at))?;
-        self.free_buffers(&realized.buffers);
-        Ok(())
-    }
-
-    /// Unmaps `mapped` (if anything is mapped) and waits for the IOMMU to
-    /// forget it. A failure always carries [`Cause::InvalidationFailed`] for
-    /// the range, whatever the mapper called it, so callers can match it.
-    fn unmap(&self, mapped: Option<MappedRange>) -> Result<(), IoFailure> {
-        let (Some(range), Some(mapper)) = (mapped, self.platform.mapper()) else {
-            return Ok(());
-        };
-        match mapper.unmap(range.iova, range.pages) {
-            Ok(()) => {
-                dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
-                Ok(())
-            }
-            Err(failure) => {
-                dma_trace!(
-                    "  IOMMU: {} page(s) at IOVA {:#x} unmapped, NOT invalidated: {failure}",
-                    range.pages,
-                    range.iova
-                );
-                let cause = Cause::InvalidationFailed { iova: range.iova, pages: range.pages };
-                Err(IoFailure::new(failure.code(), cause))
-            }
-        }
-    }
-
-    /// After an unmap the IOMMU did not confirm: the device may still reach
-    /// every page that was mapped, so none of it is ever freed. The bounce
-    /// pages are leaked (counted, and kept out of the budget); the descriptor,
-    /// if its own pages were mapped (pieces used in place), is abandoned: it
-    /// stays prepared and the CPU may not read it. Reported like an abandoned
-    /// transfer; returns `failure`.
-    fn keep_from_reuse(
-        &self,
-        layout: &Layout,
-        buffers: &[BounceBuffer],
-        failure: IoFailure,
-        at: &'static Location<'static>,
-    ) -> IoFailure {
-        let pages = bounce::pages(buffers);
-        self.platform.accounting().count_leak(pages);
-        self.report(Misuse::InvalidationFailed, at);
-        let in_place = layout.pieces.iter().any(|piece| matches!(piece.placement, Placement::Direct(_)));
-        let descriptor = self.descriptor.as_ref().filter(|_| in_place);
-        if let Some(descriptor) = descriptor {
-            descriptor.abandon();
-        }
-        log::error!(
-            "DMA: command #{}: {failure}: {pages} bounce page(s){} leaked, never reused",
-            self.id,
-            match descriptor {
-                Some(_) => " and the buffer's own pages",
-                None => "",
-            }
-        );
-        failure
     }
 
     /// Fills the bounce buffers from the descriptor before the device reads
@@ -535,24 +320,23 @@ impl IoDmaCommand {
         self.copy(descriptor, prepared, IoDirection::Out, u64::MAX, why);
     }
 
-    fn allocate_buffer(&self, length: u64) -> Result<BounceBuffer, IoFailure> {
-        let highest = self.planning_rules(self.rules).highest_address;
-        let below = highest.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
-        let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
-        let placement = Constraints { below, alignment, boundary: 0 };
-        bounce::allocate(self.platform, length, placement, self.rules.address_bits)
-    }
-
-    fn free_buffers(&self, buffers: &[BounceBuffer]) {
-        bounce::free(self.platform, buffers);
-    }
-
     /// Copies the bounced pieces of the first `limit` bytes of the prepared range
-    /// (see [`bounce::BouncedRange::copy`]).
+    /// (see [`BouncedRange::copy`](super::bounce::BouncedRange::copy)).
     fn copy(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, way: IoDirection, limit: u64, why: &str) {
-        let range =
-            BouncedRange { descriptor, offset: prepared.offset, layout: &prepared.layout, buffers: &prepared.buffers };
-        range.copy(self.platform, way, limit, why);
+        prepared.realization.bounced(descriptor, prepared.offset).copy(self.platform, way, limit, why);
+    }
+
+    /// What a realization of this command's ranges needs to know.
+    fn realizer<'a>(&'a self, descriptor: &'a IoMemoryDescriptor, at: &'static Location<'static>) -> Realizer<'a> {
+        Realizer {
+            platform: self.platform,
+            rules: &self.rules,
+            mapper: self.mapper(),
+            descriptor,
+            iova_choice: self.iova_choice,
+            command: self.id,
+            at,
+        }
     }
 
     /// Device-visible segments from `offset` (relative to the prepared range), at
@@ -567,7 +351,7 @@ impl IoDmaCommand {
         }
         let mut output = Vec::new();
         let mut position = 0;
-        for segment in &prepared.segments {
+        for segment in &prepared.realization.segments {
             let end = position + segment.length;
             if end > offset && output.len() < max {
                 let skip = offset.saturating_sub(position);
@@ -641,24 +425,20 @@ impl IoDmaCommand {
             return Err(IoFailure::new(IoReturn::NotPermitted, cause));
         }
         let mut released = Ok(());
-        if force && !prepared.layout.wholly_double_buffered() {
-            let Realized { layout, buffers, segments, mapped } = self.realize_single(prepared.length, at)?;
+        if force && !prepared.realization.layout.wholly_double_buffered() {
+            let realizer = self.realizer(&descriptor, at);
+            let single = realizer.single(prepared.length)?;
             self.platform.accounting().count_forced_double_buffer();
             if descriptor.direction().includes_in() && prepared.filled {
                 self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "keep what the device already wrote");
             }
-            let old = Realized {
-                layout: core::mem::replace(&mut prepared.layout, layout),
-                buffers: core::mem::replace(&mut prepared.buffers, buffers),
-                segments: core::mem::replace(&mut prepared.segments, segments),
-                mapped: core::mem::replace(&mut prepared.mapped, mapped),
-            };
+            let old = core::mem::replace(&mut prepared.realization, single);
             // The old memory is given back only if the IOMMU confirms it is out
             // of the device's reach; the move is done either way.
-            released = self.release(&old, at);
+            released = realizer.release(&old);
             self.fill(&descriptor, prepared, "fill the new buffer");
             prepared.filled = true;
-            trace_segments(&prepared.segments);
+            trace_segments(&prepared.realization.segments);
         }
         if options.contains(SyncOptions::IN) {
             self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "synchronize(In)");
@@ -735,7 +515,7 @@ impl IoDmaCommand {
     /// bytes than were prepared (XNU's `kIOReturnUnderrun`, Linux's residual,
     /// FreeBSD's `bio_resid`). The one exception: when the IOMMU does not
     /// confirm the unmap ([`Cause::InvalidationFailed`]), nothing the device may
-    /// still reach is released: see [`IoDmaCommand::keep_from_reuse`].
+    /// still reach is released: see [`Realizer::keep_from_reuse`].
     pub(crate) fn complete_moved(&mut self, moved: u64, at: &'static Location<'static>) -> Result<(), IoFailure> {
         let Some(prepared) = self.prepared.as_mut() else {
             self.report(Misuse::CompleteWithoutPrepare, at);
@@ -752,8 +532,10 @@ impl IoDmaCommand {
         dma_trace!("complete: command #{} ({moved} of {} bytes moved)", self.id, prepared.length);
         // Behind an IOMMU the pages are unmapped before anything else: from here
         // on the device cannot reach them, whatever it still tries.
-        let unmapped = self.unmap(prepared.mapped);
-        let fault = match (prepared.mapped, self.platform.mapper()) {
+        let realizer = self.realizer(&descriptor, at);
+        let mapped = prepared.realization.mapped;
+        let unmapped = realizer.unmap(mapped);
+        let fault = match (mapped, self.platform.mapper()) {
             (Some(range), Some(mapper)) => mapper.take_fault(range),
             _ => None,
         };
@@ -763,7 +545,7 @@ impl IoDmaCommand {
             if let Some(fault) = fault {
                 dma_trace!("  {fault}");
             }
-            self.keep_from_reuse(&prepared.layout, &prepared.buffers, failure, at);
+            realizer.keep_from_reuse(&prepared.realization, failure);
             self.platform.accounting().command_prepared(false);
             self.end_prepare(&descriptor, prepared.device_owned);
             return Err(failure);
@@ -771,15 +553,15 @@ impl IoDmaCommand {
         if let Some(fault) = fault {
             dma_trace!("  {fault}: nothing is copied back");
         } else if descriptor.direction().includes_in() {
-            if !prepared.buffers.is_empty() && self.platform.accounting().take_experiment(Skip::CopyBack) {
+            if !prepared.realization.buffers.is_empty() && self.platform.accounting().take_experiment(Skip::CopyBack) {
                 dma_trace!("  EXPERIMENT: the copy out of bounce memory is skipped: the buffer keeps its old bytes");
                 log::warn!("experiment: complete skipped the copy out of bounce memory (command #{})", self.id);
             } else {
                 self.copy(&descriptor, &prepared, IoDirection::In, moved, "complete copies what the device wrote");
             }
         }
-        self.free_buffers(&prepared.buffers);
-        let pages = bounce::pages(&prepared.buffers);
+        bounce::free(self.platform, &prepared.realization.buffers);
+        let pages = bounce::pages(&prepared.realization.buffers);
         if pages > 0 {
             dma_trace!("  freed {pages} bounce page(s)");
         }
@@ -819,7 +601,7 @@ impl IoDmaCommand {
         let Some(prepared) = self.prepared.take() else {
             return;
         };
-        let pages = bounce::pages(&prepared.buffers);
+        let pages = bounce::pages(&prepared.realization.buffers);
         let accounting = self.platform.accounting();
         accounting.count_leak(pages);
         accounting.command_prepared(false);
@@ -863,22 +645,6 @@ fn describe_options(options: SyncOptions) -> &'static str {
         (true, _, _) => "ForceDoubleBuffer",
         (false, true, _) => "In",
         _ => "Out",
-    }
-}
-
-impl IoDmaCommand {
-    /// Traces each physical run and where the plan put it.
-    fn trace_plan(&self, runs: &[(u64, u64)], layout: &Layout) {
-        for (&(address, length), piece) in runs.iter().zip(&layout.pieces) {
-            let what = match piece.placement {
-                Placement::Direct(_) => "the device reaches it: used in place, no copy",
-                Placement::Bounce { .. } if !self.rules.reachable(address, length) => {
-                    "beyond the device's address limit: bounced"
-                }
-                Placement::Bounce { .. } => "start breaks the alignment: bounced",
-            };
-            dma_trace!("  run {address:#x} + {length:#x} bytes: {what}");
-        }
     }
 }
 

@@ -28,6 +28,7 @@ mod options;
 mod plan;
 mod platform;
 mod pool;
+mod realization;
 pub mod simulated;
 pub mod simulated_mapper;
 mod slots;
