@@ -38,7 +38,7 @@ pub(crate) fn allocate(
 ) -> Result<BounceBuffer, IoFailure> {
     let pages = length.div_ceil(FRAME_SIZE) as usize;
     let accounting = platform.accounting();
-    if !accounting.reserve_pages(pages) {
+    if !accounting.budget().reserve(pages) {
         let stats = accounting.stats();
         let cause = Cause::BounceBudgetSpent { pages, in_use: stats.pages_in_use, limit: stats.page_limit };
         return Err(IoFailure::new(IoReturn::NoResources, cause));
@@ -52,7 +52,7 @@ pub(crate) fn allocate(
             Ok(BounceBuffer { address, length, pages })
         }
         Err(error) => {
-            accounting.release_pages(pages);
+            accounting.budget().release(pages);
             let cause = match error {
                 MemoryError::OutOfMemory | MemoryError::NoContiguousRun => {
                     Cause::NoReachableMemory { pages, address_bits }
@@ -69,7 +69,7 @@ pub(crate) fn allocate(
 pub(crate) fn free(platform: &dyn DmaPlatform, buffers: &[BounceBuffer]) {
     for buffer in buffers {
         platform.free_frames(buffer.address, buffer.pages);
-        platform.accounting().release_pages(buffer.pages);
+        platform.accounting().budget().release(buffer.pages);
     }
 }
 
@@ -119,7 +119,7 @@ impl BouncedRange<'_> {
             total += length;
         }
         if total > 0 {
-            platform.accounting().count_copy(way, total);
+            platform.accounting().statistics().count_copy(way, total);
             let arrow = if way == IoDirection::Out { "descriptor -> bounce" } else { "bounce -> descriptor" };
             dma_trace!("  copy {arrow}: {total} bytes ({why})");
         }

@@ -12,13 +12,13 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::panic::Location;
 
-use super::accounting::{Misuse, MisuseReport};
 use super::address::Segment;
 use super::bounce::{self, BounceBuffer};
 use super::experiment::Skip;
 use super::failure::{Cause, IoFailure};
 use super::mapper::{IoMapper, MappedRange, Mapping};
 use super::mapping::IovaChoice;
+use super::misuse::{Misuse, MisuseReport};
 use super::realization::{Addresses, Realization, Realizer};
 use super::specification::Rules;
 use super::trace::dma_trace;
@@ -301,8 +301,8 @@ impl IoDmaCommand {
         }
         prepared.filled = must_fill;
         let accounting = self.platform.accounting();
-        accounting.count_transfer(!prepared.realization.buffers.is_empty());
-        accounting.command_prepared(true);
+        accounting.statistics().count_transfer(!prepared.realization.buffers.is_empty());
+        accounting.statistics().command_prepared(true);
         descriptor.set_device_owned(true);
         trace_segments(&prepared.realization.segments);
         self.prepared = Some(prepared);
@@ -428,7 +428,7 @@ impl IoDmaCommand {
         if force && !prepared.realization.layout.wholly_double_buffered() {
             let realizer = self.realizer(&descriptor, at);
             let single = realizer.single(prepared.length)?;
-            self.platform.accounting().count_forced_double_buffer();
+            self.platform.accounting().statistics().count_forced_double_buffer();
             if descriptor.direction().includes_in() && prepared.filled {
                 self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "keep what the device already wrote");
             }
@@ -546,7 +546,7 @@ impl IoDmaCommand {
                 dma_trace!("  {fault}");
             }
             realizer.keep_from_reuse(&prepared.realization, failure);
-            self.platform.accounting().command_prepared(false);
+            self.platform.accounting().statistics().command_prepared(false);
             self.end_prepare(&descriptor, prepared.device_owned);
             return Err(failure);
         }
@@ -566,7 +566,7 @@ impl IoDmaCommand {
             dma_trace!("  freed {pages} bounce page(s)");
         }
         self.end_prepare(&descriptor, prepared.device_owned);
-        self.platform.accounting().command_prepared(false);
+        self.platform.accounting().statistics().command_prepared(false);
         if let Some(fault) = fault {
             return Err(IoFailure::new(IoReturn::DmaError, Cause::IommuFault(fault)));
         }
@@ -603,8 +603,8 @@ impl IoDmaCommand {
         };
         let pages = bounce::pages(&prepared.realization.buffers);
         let accounting = self.platform.accounting();
-        accounting.count_leak(pages);
-        accounting.command_prepared(false);
+        accounting.statistics().count_leak(pages);
+        accounting.statistics().command_prepared(false);
         self.report(misuse, at);
         if let Some(descriptor) = self.descriptor.take() {
             log::error!(
@@ -619,7 +619,7 @@ impl IoDmaCommand {
     }
 
     fn report(&self, misuse: Misuse, location: &'static Location<'static>) {
-        self.platform.accounting().report(MisuseReport {
+        self.platform.accounting().misuse().report(MisuseReport {
             misuse,
             command: Some(self.id),
             descriptor: self.descriptor.as_ref().map(|descriptor| descriptor.id()),

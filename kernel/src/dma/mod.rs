@@ -7,6 +7,7 @@
 mod accounting;
 mod address;
 mod bounce;
+mod budget;
 mod buffer;
 mod coherent;
 mod command;
@@ -24,6 +25,7 @@ pub mod kernel_platform;
 mod mapped_platform;
 mod mapper;
 mod mapping;
+mod misuse;
 mod options;
 mod plan;
 mod platform;
@@ -33,12 +35,14 @@ pub mod simulated;
 pub mod simulated_mapper;
 mod slots;
 mod specification;
+mod statistics;
 pub mod trace;
 mod transfer;
 
-pub use accounting::{Accounting, BounceStats, Misuse, MisuseReport};
+pub use accounting::Accounting;
 pub use address::{DmaAddr, Endian, OutputFormat, Segment};
 pub use bounce::BounceBuffer;
+pub use budget::BounceBudget;
 pub use buffer::DmaBuffer;
 pub use coherent::CoherentMemory;
 pub use command::IoDmaCommand;
@@ -52,11 +56,13 @@ pub use io_return::IoReturn;
 pub use iova::IovaSpace;
 pub use mapped_platform::MappedPlatform;
 pub use mapper::{IoMapper, MappedRange, Mapping};
+pub use misuse::{Misuse, MisuseLog, MisuseReport};
 pub use options::TransferOptions;
 pub use platform::{DmaPlatform, FrameFill};
 pub use pool::CommandPool;
 pub use slots::{LentTransfer, NotPrepared, SlotCompleted, TransferSlots};
 pub use specification::{Rules, Specification};
+pub use statistics::{BounceStats, Statistics};
 pub use transfer::{Completed, DmaTransfer, Refused};
 
 #[cfg(test)]

@@ -14,13 +14,13 @@ use core::panic::Location;
 
 use x86_64::PhysAddr;
 
-use super::accounting::{Misuse, MisuseReport};
 use super::address::Segment;
 use super::bounce::{self, BounceBuffer, BouncedRange};
 use super::experiment::Skip;
 use super::failure::{Cause, IoFailure};
 use super::mapper::{IoMapper, MappedRange};
 use super::mapping::{self, IovaChoice};
+use super::misuse::{Misuse, MisuseReport};
 use super::plan::{self, Layout, Placement};
 use super::platform::DmaPlatform;
 use super::specification::Rules;
@@ -243,8 +243,8 @@ impl Realizer<'_> {
     pub(crate) fn keep_from_reuse(&self, realization: &Realization, failure: IoFailure) -> IoFailure {
         let pages = bounce::pages(&realization.buffers);
         let accounting = self.platform.accounting();
-        accounting.count_leak(pages);
-        accounting.report(MisuseReport {
+        accounting.statistics().count_leak(pages);
+        accounting.misuse().report(MisuseReport {
             misuse: Misuse::InvalidationFailed,
             command: Some(self.command),
             descriptor: Some(self.descriptor.id()),
