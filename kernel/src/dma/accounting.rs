@@ -2,13 +2,14 @@
 //! parts: the bounce budget ([`BounceBudget`]), the statistics
 //! ([`Statistics`]) and the debugging mode's misuse log ([`MisuseLog`]), plus
 //! the ids of commands and descriptors. Its own methods are the public view
-//! drivers and the shell use; the DMA layer itself talks to the parts.
+//! drivers and the shell use; the DMA layer itself talks to the parts. (The
+//! experiments' `arm_experiment` and `disarm_experiment` are in
+//! `experiment.rs`: they arm the shell's hooks, not anything kept here.)
 
 use core::panic::Location;
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::budget::BounceBudget;
-use super::experiment::Skip;
 use super::misuse::{Misuse, MisuseLog, MisuseReport};
 use super::statistics::{BounceStats, Statistics};
 
@@ -19,8 +20,6 @@ pub struct Accounting {
     statistics: Statistics,
     misuse: MisuseLog,
     next_id: AtomicU64,
-    /// The learner's armed experiment (`experiment::Skip` as a number), or 0.
-    experiment: AtomicU8,
 }
 
 impl Accounting {
@@ -31,7 +30,6 @@ impl Accounting {
             statistics: Statistics::new(),
             misuse: MisuseLog::new(),
             next_id: AtomicU64::new(1),
-            experiment: AtomicU8::new(0),
         }
     }
 
@@ -62,23 +60,6 @@ impl Accounting {
     /// Changes the bounce page budget.
     pub fn set_page_limit(&self, pages: usize) {
         self.budget.set_limit(pages);
-    }
-
-    /// Skips `step` once, at the next transfer on this platform that would do
-    /// it (a learner's experiment: see [`super::experiment`]).
-    pub fn arm_experiment(&self, step: Skip) {
-        self.experiment.store(step as u8, Ordering::SeqCst);
-    }
-
-    /// Nothing is skipped any more; returns whether a step was still armed (no
-    /// transfer reached it).
-    pub fn disarm_experiment(&self) -> bool {
-        self.experiment.swap(0, Ordering::SeqCst) != 0
-    }
-
-    /// Whether `step` is armed; if so it is disarmed now: skipped this once.
-    pub(crate) fn take_experiment(&self, step: Skip) -> bool {
-        self.experiment.compare_exchange(step as u8, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
     }
 
     /// Turns the debugging mode on or off.

@@ -14,12 +14,12 @@ use core::panic::Location;
 
 use super::address::Segment;
 use super::bounce::{self, BounceBuffer};
-use super::experiment::Skip;
 use super::failure::{Cause, IoFailure};
+use super::hooks::{self, Addresses, Site, Skip};
 use super::mapper::{IoMapper, MappedRange, Mapping};
 use super::mapping::IovaChoice;
 use super::misuse::{Misuse, MisuseReport};
-use super::realization::{Addresses, Realization, Realizer};
+use super::realization::{Realization, Realizer};
 use super::specification::Rules;
 use super::trace::dma_trace;
 use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification, SyncOptions, TransferOptions};
@@ -310,11 +310,9 @@ impl IoDmaCommand {
     }
 
     /// Fills the bounce buffers from the descriptor before the device reads
-    /// them, unless a learner's experiment skips it this once.
+    /// them, unless a hook (a learner's experiment) skips it this once.
     fn fill(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, why: &str) {
-        if self.platform.accounting().take_experiment(Skip::Fill) {
-            dma_trace!("  EXPERIMENT: the fill of bounce memory is skipped: the device reads what its frames held");
-            log::warn!("experiment: prepare skipped the fill of bounce memory (command #{})", self.id);
+        if hooks::skips(Site::of(self.platform.accounting()), self.id, Skip::Fill) {
             return;
         }
         self.copy(descriptor, prepared, IoDirection::Out, u64::MAX, why);
@@ -553,10 +551,9 @@ impl IoDmaCommand {
         if let Some(fault) = fault {
             dma_trace!("  {fault}: nothing is copied back");
         } else if descriptor.direction().includes_in() {
-            if !prepared.realization.buffers.is_empty() && self.platform.accounting().take_experiment(Skip::CopyBack) {
-                dma_trace!("  EXPERIMENT: the copy out of bounce memory is skipped: the buffer keeps its old bytes");
-                log::warn!("experiment: complete skipped the copy out of bounce memory (command #{})", self.id);
-            } else {
+            let site = Site::of(self.platform.accounting());
+            let bounced = !prepared.realization.buffers.is_empty();
+            if !(bounced && hooks::skips(site, self.id, Skip::CopyBack)) {
                 self.copy(&descriptor, &prepared, IoDirection::In, moved, "complete copies what the device wrote");
             }
         }

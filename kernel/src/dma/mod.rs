@@ -18,6 +18,7 @@ mod entry;
 pub mod experiment;
 mod failure;
 mod fault;
+pub mod hooks;
 mod io_return;
 mod iova;
 #[cfg(target_os = "none")]

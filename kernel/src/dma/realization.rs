@@ -16,8 +16,8 @@ use x86_64::PhysAddr;
 
 use super::address::Segment;
 use super::bounce::{self, BounceBuffer, BouncedRange};
-use super::experiment::Skip;
 use super::failure::{Cause, IoFailure};
+use super::hooks::{self, Addresses, Reach, Site};
 use super::mapper::{IoMapper, MappedRange};
 use super::mapping::{self, IovaChoice};
 use super::misuse::{Misuse, MisuseReport};
@@ -27,16 +27,6 @@ use super::specification::Rules;
 use super::trace::dma_trace;
 use super::{IoMemoryDescriptor, IoReturn};
 use crate::memory::{Constraints, FRAME_SIZE};
-
-/// Whether the device's records carry the segments' addresses whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Addresses {
-    /// As planned (always, but in one experiment).
-    Whole,
-    /// Cut to the device's address bits: a learner's experiment
-    /// ([`Skip::Reach`]) gave the device addresses it cannot hold.
-    CutToDeviceWidth,
-}
 
 /// A planned range with its memory in place: bounce buffers allocated and,
 /// behind an IOMMU, every page mapped.
@@ -88,23 +78,11 @@ impl Realizer<'_> {
     pub(crate) fn best(&self, runs: &[(u64, u64)], length: u64) -> Result<(Realization, Addresses), IoFailure> {
         let coherent = self.descriptor.is_coherent();
         let mut rules = *self.rules;
-        let mut addresses = Addresses::Whole;
-        let limited = rules.highest_address != u64::MAX && self.mapper.is_none();
-        if limited && self.platform.accounting().take_experiment(Skip::Reach) {
-            // A learner's experiment: nothing is bounced for reach, and the
-            // device gets addresses it cannot hold.
-            dma_trace!("  EXPERIMENT: nothing is bounced for the address limit: the device's records are cut");
-            log::warn!("experiment: command #{} gives its device addresses beyond its limit", self.command);
-            rules.highest_address = u64::MAX;
-            addresses = Addresses::CutToDeviceWidth;
-        }
-        if rules.boundary != 0 && self.platform.accounting().take_experiment(Skip::Boundary) {
-            // A learner's experiment: one transfer whose segments may cross the
-            // boundary, to see what the device does with them.
-            dma_trace!("  EXPERIMENT: segments are not split at the {:#x} boundary", rules.boundary);
-            log::warn!("experiment: command #{} does not split at its {:#x} boundary", self.command, rules.boundary);
-            rules.boundary = 0;
-        }
+        let reach =
+            if rules.highest_address != u64::MAX && self.mapper.is_none() { Reach::Limited } else { Reach::Unlimited };
+        // The one place a hook (a learner's experiment) may change the rules.
+        let site = Site::of(self.platform.accounting());
+        let addresses = hooks::adjust_rules(site, self.command, &mut rules, reach);
         let layout = plan::plan(runs, &self.planning_rules(rules));
         if super::trace::enabled() {
             self.trace_plan(runs, &layout);

@@ -25,6 +25,7 @@ use x86_64::PhysAddr;
 use super::page_table::{PageTable, PageTableError};
 use super::tables::ContextEntry;
 use super::unit::Unit;
+use crate::dma::hooks::{self, Site};
 use crate::dma::{Cause, IoDirection, IoFailure, IoMapper, IoReturn, IommuFault, IovaSpace, MappedRange};
 use crate::io::RegisterIo;
 use crate::memory::FRAME_SIZE;
@@ -38,16 +39,6 @@ pub enum DomainMode {
     PassThrough,
 }
 
-/// A way to break the rules on purpose, to watch the IOMMU catch it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Experiment {
-    /// The next `map` unmaps its pages (and invalidates) before returning, but
-    /// still hands out the IOVAs: the device meets a hole, as it would if a
-    /// driver completed a transfer too early or reused old segments. One
-    /// transfer long; the matching `unmap` then only gives the IOVAs back.
-    UnmapBeforeTheDevice,
-}
-
 struct DomainState {
     table: PageTable,
     space: IovaSpace,
@@ -59,7 +50,6 @@ struct DomainState {
     identity: BTreeMap<u64, u64>,
     /// First page -> pages, of every range mapped now (identity ones included).
     live: BTreeMap<u64, u64>,
-    experiment: Option<Experiment>,
     /// First page -> pages, of ranges an experiment unmapped already.
     unmapped_early: BTreeMap<u64, u64>,
     /// First page -> pages, of ranges whose invalidation the unit did not
@@ -90,7 +80,6 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             mapped_pages: 0,
             identity: BTreeMap::new(),
             live: BTreeMap::new(),
-            experiment: None,
             unmapped_early: BTreeMap::new(),
             quarantined: BTreeMap::new(),
         };
@@ -155,11 +144,6 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
     /// Page-table pages allocated.
     pub fn table_pages(&self) -> usize {
         self.state.lock().table.table_pages()
-    }
-
-    /// Arms `experiment` for the next `map`.
-    pub fn set_experiment(&self, experiment: Experiment) {
-        self.state.lock().experiment = Some(experiment);
     }
 
     /// Switches the device to pass-through (`on`) or back to translation. Needs
@@ -341,7 +325,9 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         };
         self.install(&mut state, first, pages, direction)?;
         state.live.insert(first, count);
-        if state.experiment.take() == Some(Experiment::UnmapBeforeTheDevice) {
+        // The one place a hook (a learner's experiment) may break the rules:
+        // the pages are unmapped before the device ever uses their IOVAs.
+        if hooks::unmaps_at_once(Site::of(self)) {
             if let Err(error) = self.clear(&mut state, first, count).invalidated {
                 state.live.remove(&first);
                 return Err(self.quarantine(&mut state, first, count, error));
@@ -397,6 +383,7 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::experiment::Experiment;
     use super::super::fake::{Event, FakeUnit, QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY, Stall};
     use super::super::page_table::tests::hardware_walk;
     use super::super::tables::{self, ENTRY_SIZE};

@@ -14,6 +14,7 @@
 //! - `domain`: [`VtdDomain`], the `IoMapper`.
 
 pub mod domain;
+pub mod experiment;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod page_table;
@@ -21,7 +22,8 @@ pub mod registers;
 pub mod tables;
 pub mod unit;
 
-pub use domain::{DomainMode, Experiment, VtdDomain};
+pub use domain::{DomainMode, VtdDomain};
+pub use experiment::Experiment;
 pub use unit::Unit;
 
 #[cfg(target_os = "none")]
