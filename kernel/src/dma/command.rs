@@ -7,9 +7,13 @@
 //! segments from `gen_iovm_segments`; `synchronize` copies between the descriptor
 //! and the bounce buffers when the driver asks; `complete` copies device-written
 //! data back (for `In` transfers) and frees the bounce buffers.
+//!
+//! This file is that state machine. What a prepared range is made of (plan,
+//! bounce buffers, IOMMU mapping) is `realization.rs`, the copies are
+//! `bounce.rs`, the segments as the device reads them `segments.rs`, and the
+//! one-call transfer `with_transfer.rs`.
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::panic::Location;
 
 use super::address::Segment;
@@ -22,7 +26,7 @@ use super::misuse::{Misuse, MisuseReport};
 use super::realization::{Realization, Realizer};
 use super::specification::Rules;
 use super::trace::dma_trace;
-use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification, SyncOptions, TransferOptions};
+use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification, SyncOptions};
 
 /// How a prepare will be completed, which decides whether an `In` transfer's
 /// fresh bounce buffers must be filled.
@@ -62,12 +66,6 @@ pub struct IoDmaCommand {
     prepared: Option<Prepared>,
     mapping: Mapping,
     iova_choice: IovaChoice,
-}
-
-impl core::fmt::Debug for dyn DmaPlatform {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("DmaPlatform")
-    }
 }
 
 impl IoDmaCommand {
@@ -337,44 +335,6 @@ impl IoDmaCommand {
         }
     }
 
-    /// Device-visible segments from `offset` (relative to the prepared range), at
-    /// most `max`, and the offset after the last one (`genIOVMSegments`).
-    pub fn gen_iovm_segments(&self, offset: u64, max: usize) -> Result<(Vec<Segment>, u64), IoReturn> {
-        let prepared = self.prepared.as_ref().ok_or(IoReturn::NotReady)?;
-        if max == 0 {
-            return Err(IoReturn::BadArgument);
-        }
-        if offset >= prepared.length {
-            return Err(IoReturn::Overrun);
-        }
-        let mut output = Vec::new();
-        let mut position = 0;
-        for segment in &prepared.realization.segments {
-            let end = position + segment.length;
-            if end > offset && output.len() < max {
-                let skip = offset.saturating_sub(position);
-                output.push(Segment { address: segment.address + skip, length: segment.length - skip });
-            }
-            position = end;
-            if output.len() == max {
-                break;
-            }
-        }
-        Ok((output, position))
-    }
-
-    /// Writes segments from `offset` into `output` as records in the
-    /// specification's output format; returns how many and the next offset.
-    pub fn write_segments(&self, offset: u64, output: &mut [u8]) -> Result<(usize, u64), IoReturn> {
-        let format = self.specification.output;
-        let room = output.len() / format.record_size();
-        let (segments, next) = self.gen_iovm_segments(offset, room)?;
-        for (segment, record) in segments.iter().zip(output.chunks_mut(format.record_size())) {
-            format.encode(*segment, record)?;
-        }
-        Ok((segments.len(), next))
-    }
-
     /// Brings descriptor and bounce buffers into sync (`synchronize`):
     /// `OUT` copies descriptor -> bounce, `IN` bounce -> descriptor (whatever the
     /// descriptor's direction), `FORCE_DOUBLE_BUFFER` moves the whole prepared
@@ -454,47 +414,6 @@ impl IoDmaCommand {
             }
         }
         released
-    }
-
-    /// One whole transfer in one call: binds `descriptor`, prepares
-    /// `[offset, offset + length)` (0 = to the end), forces double buffering if
-    /// `options` ask, hands the device segments to `transfer`, then completes
-    /// (copying bounced data back for `In`) and unbinds, whatever `transfer`
-    /// returned. With `options.restrict`, the transfer runs on a temporary command
-    /// whose specification is this one's tightened by the restriction. `Busy` if
-    /// this command is prepared already: its caller's prepare is left alone.
-    #[track_caller]
-    pub fn with_transfer<T>(
-        &mut self,
-        descriptor: Arc<IoMemoryDescriptor>,
-        offset: u64,
-        length: u64,
-        options: &TransferOptions,
-        transfer: impl FnOnce(&[Segment]) -> Result<T, IoReturn>,
-    ) -> Result<T, IoReturn> {
-        if self.prepared.is_some() {
-            return Err(IoReturn::Busy);
-        }
-        let mut restricted;
-        let command = match options.restrict {
-            Some(restrict) => {
-                restricted = IoDmaCommand::new(self.platform, self.specification.restricted_by(&restrict))?;
-                &mut restricted
-            }
-            None => self,
-        };
-        command.set_memory_descriptor(descriptor, false)?;
-        let result = command.prepare(offset, length).and_then(|()| {
-            if options.force_double_buffer {
-                // The move fills the new buffer from the descriptor: no `Out` needed.
-                command.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER)?;
-            }
-            transfer(command.segments())
-        });
-        let completed = command.clear_memory_descriptor(true);
-        let value = result?;
-        completed?;
-        Ok(value)
     }
 
     /// Ends one prepare (`complete`). The last one copies bounced data back to the

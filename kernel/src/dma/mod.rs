@@ -32,6 +32,7 @@ mod plan;
 mod platform;
 mod pool;
 mod realization;
+mod segments;
 pub mod simulated;
 pub mod simulated_mapper;
 mod slots;
@@ -39,6 +40,7 @@ mod specification;
 mod statistics;
 pub mod trace;
 mod transfer;
+mod with_transfer;
 
 pub use accounting::Accounting;
 pub use address::{DmaAddr, Endian, OutputFormat, Segment};

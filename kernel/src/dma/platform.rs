@@ -78,3 +78,9 @@ pub unsafe trait DmaPlatform: Send + Sync {
         None
     }
 }
+
+impl core::fmt::Debug for dyn DmaPlatform {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("DmaPlatform")
+    }
+}
