@@ -7,36 +7,26 @@
 //! segments from `gen_iovm_segments`; `synchronize` copies between the descriptor
 //! and the bounce buffers when the driver asks; `complete` copies device-written
 //! data back (for `In` transfers) and frees the bounce buffers.
+//!
+//! This file is that state machine. What a prepared range is made of (plan,
+//! bounce buffers, IOMMU mapping) is `realization.rs`, the copies are
+//! `bounce.rs`, the segments as the device reads them `segments.rs`, and the
+//! one-call transfer `with_transfer.rs`.
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::panic::Location;
 
-use x86_64::PhysAddr;
-
-use super::accounting::{Misuse, MisuseReport};
 use super::address::Segment;
-use super::experiment::Skip;
+use super::bounce::{self, BounceBuffer};
 use super::failure::{Cause, IoFailure};
-use super::mapper::{IoMapper, Mapping};
-use super::mapping::{self, IovaChoice, MappedRange};
-use super::plan::{self, Layout, Placement};
-use super::platform::FrameFill;
+use super::hooks::{self, Addresses, Site, Skip};
+use super::mapper::{IoMapper, MappedRange, Mapping};
+use super::mapping::IovaChoice;
+use super::misuse::{Misuse, MisuseReport};
+use super::realization::{Realization, Realizer};
 use super::specification::Rules;
 use super::trace::dma_trace;
-use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification, SyncOptions, TransferOptions};
-use crate::memory::{Constraints, FRAME_SIZE, MemoryError};
-
-/// A bounce buffer: contiguous frames the device can reach.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BounceBuffer {
-    /// Physical (and, without an IOMMU, device) address of the first byte.
-    pub address: PhysAddr,
-    /// Bytes of the transfer it holds.
-    pub length: u64,
-    /// Whole frames allocated.
-    pub pages: usize,
-}
+use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification, SyncOptions};
 
 /// How a prepare will be completed, which decides whether an `In` transfer's
 /// fresh bounce buffers must be filled.
@@ -51,26 +41,13 @@ pub(crate) enum Completion {
     DeviceCount,
 }
 
-/// Whether the device's records carry the segments' addresses whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Addresses {
-    /// As planned (always, but in one experiment).
-    Whole,
-    /// Cut to the device's address bits: a learner's experiment
-    /// ([`Skip::Reach`]) gave the device addresses it cannot hold.
-    CutToDeviceWidth,
-}
-
 #[derive(Debug)]
 struct Prepared {
     offset: u64,
     length: u64,
     count: u32,
-    layout: Layout,
-    buffers: Vec<BounceBuffer>,
-    segments: Vec<Segment>,
-    /// The IOVA range the segments lie in, when an IOMMU translates them.
-    mapped: Option<MappedRange>,
+    /// The plan, the bounce buffers and the IOMMU mapping behind the segments.
+    realization: Realization,
     device_owned: bool,
     /// Whether the bounce buffers hold the descriptor's bytes (not stale memory).
     filled: bool,
@@ -89,21 +66,6 @@ pub struct IoDmaCommand {
     prepared: Option<Prepared>,
     mapping: Mapping,
     iova_choice: IovaChoice,
-}
-
-/// A planned transfer with its memory in place: bounce buffers allocated and,
-/// behind an IOMMU, every page mapped.
-struct Realized {
-    layout: Layout,
-    buffers: Vec<BounceBuffer>,
-    segments: Vec<Segment>,
-    mapped: Option<MappedRange>,
-}
-
-impl core::fmt::Debug for dyn DmaPlatform {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("DmaPlatform")
-    }
 }
 
 impl IoDmaCommand {
@@ -156,7 +118,7 @@ impl IoDmaCommand {
 
     /// The IOVA range the prepared segments lie in, when an IOMMU translates them.
     pub fn mapped_range(&self) -> Option<MappedRange> {
-        self.prepared.as_ref().and_then(|prepared| prepared.mapped)
+        self.prepared.as_ref().and_then(|prepared| prepared.realization.mapped)
     }
 
     /// A number that names this command in traces and misuse reports.
@@ -229,17 +191,17 @@ impl IoDmaCommand {
 
     /// All device segments of the prepared range, in order.
     pub fn segments(&self) -> &[Segment] {
-        self.prepared.as_ref().map_or(&[], |p| &p.segments)
+        self.prepared.as_ref().map_or(&[], |p| &p.realization.segments)
     }
 
     /// The bounce buffers in use.
     pub fn bounce_buffers(&self) -> &[BounceBuffer] {
-        self.prepared.as_ref().map_or(&[], |p| &p.buffers)
+        self.prepared.as_ref().map_or(&[], |p| &p.realization.buffers)
     }
 
     /// Whether the whole prepared range sits in one bounce buffer.
     pub fn is_wholly_double_buffered(&self) -> bool {
-        self.prepared.as_ref().is_some_and(|p| p.layout.wholly_double_buffered())
+        self.prepared.as_ref().is_some_and(|p| p.realization.layout.wholly_double_buffered())
     }
 
     /// Bytes of the prepared range that are bounced.
@@ -304,33 +266,25 @@ impl IoDmaCommand {
         );
         let planned = descriptor.runs(offset, length).map_err(IoFailure::from).and_then(|runs| {
             // Shared memory must stay where both sides look for it.
-            let (Realized { layout, buffers, mut segments, mapped }, addresses) = self.realize_best(&runs, length)?;
+            let (mut realization, addresses) = self.realizer(&descriptor, at).best(&runs, length)?;
             if addresses == Addresses::CutToDeviceWidth {
                 // What a device register of `address_bits` bits keeps: the
                 // segments say what the device really got, so that
                 // `segments()`, typed entries and `write_segments()` agree.
                 let bits = u32::from(self.rules.address_bits).min(63);
-                for segment in &mut segments {
+                for segment in &mut realization.segments {
                     segment.address = super::DmaAddr::new(segment.address.as_u64() & ((1u64 << bits) - 1));
                 }
             }
-            Ok(Prepared {
-                offset,
-                length,
-                count: 1,
-                layout,
-                buffers,
-                segments,
-                mapped,
-                device_owned: true,
-                filled: false,
-                at,
-            })
+            Ok(Prepared { offset, length, count: 1, realization, device_owned: true, filled: false, at })
         });
         let mut prepared = match planned {
             Ok(prepared) => prepared,
             Err(error) => {
-                descriptor.complete_for_command();
+                // Memory the IOMMU may still let a device reach stays prepared for ever.
+                if !descriptor.is_abandoned() {
+                    descriptor.complete_for_command();
+                }
                 return Err(error);
             }
         };
@@ -340,256 +294,45 @@ impl IoDmaCommand {
         // An `In` transfer completed with the device's byte count copies back only
         // what the device wrote, so it skips the fill.
         let must_fill = descriptor.direction().includes_out() || completion == Completion::WholeRange;
-        if must_fill && !prepared.buffers.is_empty() {
+        if must_fill && !prepared.realization.buffers.is_empty() {
             self.fill(&descriptor, &prepared, "prepare fills fresh bounce buffers");
         }
         prepared.filled = must_fill;
         let accounting = self.platform.accounting();
-        accounting.count_transfer(!prepared.buffers.is_empty());
-        accounting.command_prepared(true);
+        accounting.statistics().count_transfer(!prepared.realization.buffers.is_empty());
+        accounting.statistics().command_prepared(true);
         descriptor.set_device_owned(true);
-        trace_segments(&prepared.segments);
+        trace_segments(&prepared.realization.segments);
         self.prepared = Some(prepared);
         Ok(())
     }
 
-    /// Plans the runs; if the planned segments break a rule, plans one buffer.
-    fn realize_best(&self, runs: &[(u64, u64)], length: u64) -> Result<(Realized, Addresses), IoFailure> {
-        let coherent = self.descriptor.as_ref().is_some_and(|descriptor| descriptor.is_coherent());
-        let mut rules = self.rules;
-        let mut addresses = Addresses::Whole;
-        let limited = rules.highest_address != u64::MAX && self.mapper().is_none();
-        if limited && self.platform.accounting().take_experiment(Skip::Reach) {
-            // A learner's experiment: nothing is bounced for reach, and the
-            // device gets addresses it cannot hold.
-            dma_trace!("  EXPERIMENT: nothing is bounced for the address limit: the device's records are cut");
-            log::warn!("experiment: command #{} gives its device addresses beyond its limit", self.id);
-            rules.highest_address = u64::MAX;
-            addresses = Addresses::CutToDeviceWidth;
-        }
-        if rules.boundary != 0 && self.platform.accounting().take_experiment(Skip::Boundary) {
-            // A learner's experiment: one transfer whose segments may cross the
-            // boundary, to see what the device does with them.
-            dma_trace!("  EXPERIMENT: segments are not split at the {:#x} boundary", rules.boundary);
-            log::warn!("experiment: command #{} does not split at its {:#x} boundary", self.id, rules.boundary);
-            rules.boundary = 0;
-        }
-        let layout = plan::plan(runs, &self.planning_rules(rules));
-        if super::trace::enabled() {
-            self.trace_plan(runs, &layout);
-        }
-        let realized = self.realize(layout, &rules)?;
-        let bounces_shared_memory = coherent && !realized.buffers.is_empty();
-        if plan::segments_valid(&realized.segments, &rules) && !bounces_shared_memory {
-            return Ok((realized, addresses));
-        }
-        let segment_count = realized.segments.len();
-        self.release(&realized.buffers, realized.mapped);
-        if coherent {
-            let cause = Cause::Other("coherent memory is shared with the device in place and is never bounced");
-            return Err(IoFailure::new(IoReturn::NotPermitted, cause));
-        }
-        dma_trace!(
-            "  {} segments would break a rule (at most {}, lengths in units of {}): double-buffering the whole transfer",
-            segment_count,
-            self.rules.max_segments,
-            self.rules.alignment_length
-        );
-        Ok((self.realize_single(length)?, Addresses::Whole))
-    }
-
-    fn realize_single(&self, length: u64) -> Result<Realized, IoFailure> {
-        let realized = self.realize(plan::single_buffer(length), &self.rules)?;
-        if plan::segments_valid(&realized.segments, &self.rules) {
-            return Ok(realized);
-        }
-        self.release(&realized.buffers, realized.mapped);
-        let needed = realized.segments.len();
-        let cause = if needed > self.rules.max_segments {
-            Cause::TooManySegments { needed, allowed: self.rules.max_segments }
-        } else {
-            Cause::Other("even one contiguous bounce buffer gives segments that break the specification")
-        };
-        Err(IoFailure::new(IoReturn::NoResources, cause))
-    }
-
-    /// The rules the planner works with: the device's, except that behind a
-    /// translating IOMMU no physical address is out of reach (the device sees
-    /// IOVAs, which the mapper places below its limit), so reach never bounces.
-    fn planning_rules(&self, rules: Rules) -> Rules {
-        match self.mapper() {
-            Some(_) => Rules { highest_address: u64::MAX, ..rules },
-            None => rules,
-        }
-    }
-
-    /// Allocates the layout's bounce buffers, maps everything behind an IOMMU,
-    /// and computes the device's segments under `rules`.
-    fn realize(&self, layout: Layout, rules: &Rules) -> Result<Realized, IoFailure> {
-        let mut buffers = Vec::with_capacity(layout.bounce_sizes.len());
-        for &size in &layout.bounce_sizes {
-            match self.allocate_buffer(size) {
-                Ok(buffer) => buffers.push(buffer),
-                Err(error) => {
-                    self.free_buffers(&buffers);
-                    return Err(error);
-                }
-            }
-        }
-        let Some(mapper) = self.mapper() else {
-            let addresses: Vec<u64> = buffers.iter().map(|buffer| buffer.address.as_u64()).collect();
-            let segments = plan::segments(&layout, &addresses, rules);
-            return Ok(Realized { layout, buffers, segments, mapped: None });
-        };
-        let direction = self.descriptor.as_ref().map_or(IoDirection::InOut, |descriptor| descriptor.direction());
-        match mapping::map_layout(mapper, &layout, &buffers, direction, rules, self.iova_choice) {
-            Ok((segments, mapped)) => {
-                dma_trace!("  IOMMU: {} page(s) mapped at IOVA {:#x} in {}", mapped.pages, mapped.iova, mapper.name());
-                Ok(Realized { layout, buffers, segments, mapped: Some(mapped) })
-            }
-            Err(failure) => {
-                self.free_buffers(&buffers);
-                Err(failure)
-            }
-        }
-    }
-
-    /// Undoes a realize: unmaps first, so the device can no longer reach the
-    /// pages, then frees the bounce buffers.
-    fn release(&self, buffers: &[BounceBuffer], mapped: Option<MappedRange>) {
-        if let (Some(range), Some(mapper)) = (mapped, self.platform.mapper()) {
-            mapper.unmap(range.iova, range.pages);
-            dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
-        }
-        self.free_buffers(buffers);
-    }
-
-    fn allocate_buffer(&self, length: u64) -> Result<BounceBuffer, IoFailure> {
-        let pages = length.div_ceil(FRAME_SIZE) as usize;
-        let accounting = self.platform.accounting();
-        if !accounting.reserve_pages(pages) {
-            let stats = accounting.stats();
-            let cause = Cause::BounceBudgetSpent { pages, in_use: stats.pages_in_use, limit: stats.page_limit };
-            return Err(IoFailure::new(IoReturn::NoResources, cause));
-        }
-        let highest = self.planning_rules(self.rules).highest_address;
-        let limit = highest.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
-        let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
-        let constraints = Constraints { below: limit, alignment, boundary: 0 };
-        // Every byte a device can see through a bounce segment is either filled
-        // from the descriptor before the device runs or never copied back, so
-        // bounce frames are not zeroed.
-        match self.platform.allocate_frames(pages, constraints, FrameFill::Uninitialized) {
-            Ok(address) => {
-                dma_trace!("  bounce buffer: {pages} page(s) at {:#x}, reachable by the device", address.as_u64());
-                Ok(BounceBuffer { address, length, pages })
-            }
-            Err(error) => {
-                accounting.release_pages(pages);
-                let cause = match error {
-                    MemoryError::OutOfMemory | MemoryError::NoContiguousRun => {
-                        Cause::NoReachableMemory { pages, address_bits: self.rules.address_bits }
-                    }
-                    _ => Cause::Other("the frame allocator refused the bounce buffer request"),
-                };
-                Err(IoFailure::new(IoReturn::NoResources, cause))
-            }
-        }
-    }
-
-    fn free_buffers(&self, buffers: &[BounceBuffer]) {
-        for buffer in buffers {
-            self.platform.free_frames(buffer.address, buffer.pages);
-            self.platform.accounting().release_pages(buffer.pages);
-        }
-    }
-
-    /// Copies the bounced pieces of the first `limit` bytes of the prepared range:
-    /// descriptor -> bounce (`Out`, towards the device) or bounce -> descriptor
-    /// (`In`, from the device).
     /// Fills the bounce buffers from the descriptor before the device reads
-    /// them, unless a learner's experiment skips it this once.
+    /// them, unless a hook (a learner's experiment) skips it this once.
     fn fill(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, why: &str) {
-        if self.platform.accounting().take_experiment(Skip::Fill) {
-            dma_trace!("  EXPERIMENT: the fill of bounce memory is skipped: the device reads what its frames held");
-            log::warn!("experiment: prepare skipped the fill of bounce memory (command #{})", self.id);
+        if hooks::skips(Site::of(self.platform.accounting()), self.id, Skip::Fill) {
             return;
         }
         self.copy(descriptor, prepared, IoDirection::Out, u64::MAX, why);
     }
 
+    /// Copies the bounced pieces of the first `limit` bytes of the prepared range
+    /// (see [`BouncedRange::copy`](super::bounce::BouncedRange::copy)).
     fn copy(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, way: IoDirection, limit: u64, why: &str) {
-        let mut total = 0;
-        for piece in &prepared.layout.pieces {
-            let Placement::Bounce { buffer, offset } = piece.placement else {
-                continue;
-            };
-            let length = piece.length.min(limit.saturating_sub(piece.start));
-            if length == 0 {
-                continue;
-            }
-            let bounce = prepared.buffers[buffer].address + offset;
-            let start = prepared.offset + piece.start;
-            let copied = descriptor.for_each_run(start, length, |position, physical, run| {
-                let bounce = bounce + (position - start);
-                // SAFETY: `physical` is part of the prepared descriptor and `bounce` part
-                // of this command's own bounce buffer; they cannot overlap (bounce
-                // frames come from the allocator) and nobody else copies them now.
-                unsafe {
-                    match way {
-                        IoDirection::Out => self.platform.copy_physical(bounce, physical, run),
-                        _ => self.platform.copy_physical(physical, bounce, run),
-                    }
-                }
-            });
-            // The prepared range was resolved page by page at prepare and the
-            // descriptor cannot change its ranges, so the walk cannot fail.
-            debug_assert!(copied.is_ok(), "a prepared range stopped resolving");
-            total += length;
-        }
-        if total > 0 {
-            self.platform.accounting().count_copy(way, total);
-            let arrow = if way == IoDirection::Out { "descriptor -> bounce" } else { "bounce -> descriptor" };
-            dma_trace!("  copy {arrow}: {total} bytes ({why})");
-        }
+        prepared.realization.bounced(descriptor, prepared.offset).copy(self.platform, way, limit, why);
     }
 
-    /// Device-visible segments from `offset` (relative to the prepared range), at
-    /// most `max`, and the offset after the last one (`genIOVMSegments`).
-    pub fn gen_iovm_segments(&self, offset: u64, max: usize) -> Result<(Vec<Segment>, u64), IoReturn> {
-        let prepared = self.prepared.as_ref().ok_or(IoReturn::NotReady)?;
-        if max == 0 {
-            return Err(IoReturn::BadArgument);
+    /// What a realization of this command's ranges needs to know.
+    fn realizer<'a>(&'a self, descriptor: &'a IoMemoryDescriptor, at: &'static Location<'static>) -> Realizer<'a> {
+        Realizer {
+            platform: self.platform,
+            rules: &self.rules,
+            mapper: self.mapper(),
+            descriptor,
+            iova_choice: self.iova_choice,
+            command: self.id,
+            at,
         }
-        if offset >= prepared.length {
-            return Err(IoReturn::Overrun);
-        }
-        let mut output = Vec::new();
-        let mut position = 0;
-        for segment in &prepared.segments {
-            let end = position + segment.length;
-            if end > offset && output.len() < max {
-                let skip = offset.saturating_sub(position);
-                output.push(Segment { address: segment.address + skip, length: segment.length - skip });
-            }
-            position = end;
-            if output.len() == max {
-                break;
-            }
-        }
-        Ok((output, position))
-    }
-
-    /// Writes segments from `offset` into `output` as records in the
-    /// specification's output format; returns how many and the next offset.
-    pub fn write_segments(&self, offset: u64, output: &mut [u8]) -> Result<(usize, u64), IoReturn> {
-        let format = self.specification.output;
-        let room = output.len() / format.record_size();
-        let (segments, next) = self.gen_iovm_segments(offset, room)?;
-        for (segment, record) in segments.iter().zip(output.chunks_mut(format.record_size())) {
-            format.encode(*segment, record)?;
-        }
-        Ok((segments.len(), next))
     }
 
     /// Brings descriptor and bounce buffers into sync (`synchronize`):
@@ -613,12 +356,17 @@ impl IoDmaCommand {
             self.report(Misuse::SynchronizeWithoutPrepare, at);
             return Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("the command is not prepared")));
         };
-        let result = self.synchronize_prepared(&mut prepared, options);
+        let result = self.synchronize_prepared(&mut prepared, options, at);
         self.prepared = Some(prepared);
         result
     }
 
-    fn synchronize_prepared(&self, prepared: &mut Prepared, options: SyncOptions) -> Result<(), IoFailure> {
+    fn synchronize_prepared(
+        &self,
+        prepared: &mut Prepared,
+        options: SyncOptions,
+        at: &'static Location<'static>,
+    ) -> Result<(), IoFailure> {
         let descriptor = self.descriptor.clone().ok_or(IoReturn::NotReady)?;
         dma_trace!("synchronize({}): command #{}", describe_options(options), self.id);
         let force = options.contains(SyncOptions::FORCE_DOUBLE_BUFFER);
@@ -634,20 +382,21 @@ impl IoDmaCommand {
             );
             return Err(IoFailure::new(IoReturn::NotPermitted, cause));
         }
-        if force && !prepared.layout.wholly_double_buffered() {
-            let Realized { layout, buffers, segments, mapped } = self.realize_single(prepared.length)?;
-            self.platform.accounting().count_forced_double_buffer();
+        let mut released = Ok(());
+        if force && !prepared.realization.layout.wholly_double_buffered() {
+            let realizer = self.realizer(&descriptor, at);
+            let single = realizer.single(prepared.length)?;
+            self.platform.accounting().statistics().count_forced_double_buffer();
             if descriptor.direction().includes_in() && prepared.filled {
                 self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "keep what the device already wrote");
             }
-            self.release(&prepared.buffers, prepared.mapped);
-            prepared.layout = layout;
-            prepared.buffers = buffers;
-            prepared.segments = segments;
-            prepared.mapped = mapped;
+            let old = core::mem::replace(&mut prepared.realization, single);
+            // The old memory is given back only if the IOMMU confirms it is out
+            // of the device's reach; the move is done either way.
+            released = realizer.release(&old);
             self.fill(&descriptor, prepared, "fill the new buffer");
             prepared.filled = true;
-            trace_segments(&prepared.segments);
+            trace_segments(&prepared.realization.segments);
         }
         if options.contains(SyncOptions::IN) {
             self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "synchronize(In)");
@@ -664,48 +413,7 @@ impl IoDmaCommand {
                 prepared.device_owned = true;
             }
         }
-        Ok(())
-    }
-
-    /// One whole transfer in one call: binds `descriptor`, prepares
-    /// `[offset, offset + length)` (0 = to the end), forces double buffering if
-    /// `options` ask, hands the device segments to `transfer`, then completes
-    /// (copying bounced data back for `In`) and unbinds, whatever `transfer`
-    /// returned. With `options.restrict`, the transfer runs on a temporary command
-    /// whose specification is this one's tightened by the restriction. `Busy` if
-    /// this command is prepared already: its caller's prepare is left alone.
-    #[track_caller]
-    pub fn with_transfer<T>(
-        &mut self,
-        descriptor: Arc<IoMemoryDescriptor>,
-        offset: u64,
-        length: u64,
-        options: &TransferOptions,
-        transfer: impl FnOnce(&[Segment]) -> Result<T, IoReturn>,
-    ) -> Result<T, IoReturn> {
-        if self.prepared.is_some() {
-            return Err(IoReturn::Busy);
-        }
-        let mut restricted;
-        let command = match options.restrict {
-            Some(restrict) => {
-                restricted = IoDmaCommand::new(self.platform, self.specification.restricted_by(&restrict))?;
-                &mut restricted
-            }
-            None => self,
-        };
-        command.set_memory_descriptor(descriptor, false)?;
-        let result = command.prepare(offset, length).and_then(|()| {
-            if options.force_double_buffer {
-                // The move fills the new buffer from the descriptor: no `Out` needed.
-                command.synchronize(SyncOptions::FORCE_DOUBLE_BUFFER)?;
-            }
-            transfer(command.segments())
-        });
-        let completed = command.clear_memory_descriptor(true);
-        let value = result?;
-        completed?;
-        Ok(value)
+        released
     }
 
     /// Ends one prepare (`complete`). The last one copies bounced data back to the
@@ -722,7 +430,9 @@ impl IoDmaCommand {
     /// `In` direction) and frees the bounce buffers. Everything is released
     /// whatever the result; the result is `Underrun` when the device moved fewer
     /// bytes than were prepared (XNU's `kIOReturnUnderrun`, Linux's residual,
-    /// FreeBSD's `bio_resid`).
+    /// FreeBSD's `bio_resid`). The one exception: when the IOMMU does not
+    /// confirm the unmap ([`Cause::InvalidationFailed`]), nothing the device may
+    /// still reach is released: see [`Realizer::keep_from_reuse`].
     pub(crate) fn complete_moved(&mut self, moved: u64, at: &'static Location<'static>) -> Result<(), IoFailure> {
         let Some(prepared) = self.prepared.as_mut() else {
             self.report(Misuse::CompleteWithoutPrepare, at);
@@ -739,34 +449,40 @@ impl IoDmaCommand {
         dma_trace!("complete: command #{} ({moved} of {} bytes moved)", self.id, prepared.length);
         // Behind an IOMMU the pages are unmapped before anything else: from here
         // on the device cannot reach them, whatever it still tries.
-        let fault = match (prepared.mapped, self.platform.mapper()) {
-            (Some(range), Some(mapper)) => {
-                mapper.unmap(range.iova, range.pages);
-                dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
-                mapper.take_fault(range)
-            }
+        let realizer = self.realizer(&descriptor, at);
+        let mapped = prepared.realization.mapped;
+        let unmapped = realizer.unmap(mapped);
+        let fault = match (mapped, self.platform.mapper()) {
+            (Some(range), Some(mapper)) => mapper.take_fault(range),
             _ => None,
         };
+        if let Err(failure) = unmapped {
+            // ... unless the IOMMU did not confirm it: then the device may still
+            // reach the memory, so nothing is copied back and nothing is freed.
+            if let Some(fault) = fault {
+                dma_trace!("  {fault}");
+            }
+            realizer.keep_from_reuse(&prepared.realization, failure);
+            self.platform.accounting().statistics().command_prepared(false);
+            self.end_prepare(&descriptor, prepared.device_owned);
+            return Err(failure);
+        }
         if let Some(fault) = fault {
             dma_trace!("  {fault}: nothing is copied back");
         } else if descriptor.direction().includes_in() {
-            if !prepared.buffers.is_empty() && self.platform.accounting().take_experiment(Skip::CopyBack) {
-                dma_trace!("  EXPERIMENT: the copy out of bounce memory is skipped: the buffer keeps its old bytes");
-                log::warn!("experiment: complete skipped the copy out of bounce memory (command #{})", self.id);
-            } else {
+            let site = Site::of(self.platform.accounting());
+            let bounced = !prepared.realization.buffers.is_empty();
+            if !(bounced && hooks::skips(site, self.id, Skip::CopyBack)) {
                 self.copy(&descriptor, &prepared, IoDirection::In, moved, "complete copies what the device wrote");
             }
         }
-        self.free_buffers(&prepared.buffers);
-        let pages: usize = prepared.buffers.iter().map(|buffer| buffer.pages).sum();
+        bounce::free(self.platform, &prepared.realization.buffers);
+        let pages = bounce::pages(&prepared.realization.buffers);
         if pages > 0 {
             dma_trace!("  freed {pages} bounce page(s)");
         }
-        if prepared.device_owned {
-            descriptor.set_device_owned(false);
-        }
-        descriptor.complete_for_command();
-        self.platform.accounting().command_prepared(false);
+        self.end_prepare(&descriptor, prepared.device_owned);
+        self.platform.accounting().statistics().command_prepared(false);
         if let Some(fault) = fault {
             return Err(IoFailure::new(IoReturn::DmaError, Cause::IommuFault(fault)));
         }
@@ -775,6 +491,21 @@ impl IoDmaCommand {
             return Err(IoFailure::new(IoReturn::Underrun, cause));
         }
         Ok(())
+    }
+
+    /// Hands the descriptor back to the CPU and undoes the command's prepare,
+    /// unless its memory was abandoned to the device (an unmap the IOMMU did
+    /// not confirm): then it stays prepared, and lent, for ever, and the
+    /// command lets it go.
+    fn end_prepare(&mut self, descriptor: &IoMemoryDescriptor, device_owned: bool) {
+        if descriptor.is_abandoned() {
+            self.descriptor = None;
+            return;
+        }
+        if device_owned {
+            descriptor.set_device_owned(false);
+        }
+        descriptor.complete_for_command();
     }
 
     /// Gives up a prepared transfer whose device may still be writing: nothing is
@@ -786,10 +517,10 @@ impl IoDmaCommand {
         let Some(prepared) = self.prepared.take() else {
             return;
         };
-        let pages: usize = prepared.buffers.iter().map(|buffer| buffer.pages).sum();
+        let pages = bounce::pages(&prepared.realization.buffers);
         let accounting = self.platform.accounting();
-        accounting.count_leak(pages);
-        accounting.command_prepared(false);
+        accounting.statistics().count_leak(pages);
+        accounting.statistics().command_prepared(false);
         self.report(misuse, at);
         if let Some(descriptor) = self.descriptor.take() {
             log::error!(
@@ -804,7 +535,7 @@ impl IoDmaCommand {
     }
 
     fn report(&self, misuse: Misuse, location: &'static Location<'static>) {
-        self.platform.accounting().report(MisuseReport {
+        self.platform.accounting().misuse().report(MisuseReport {
             misuse,
             command: Some(self.id),
             descriptor: self.descriptor.as_ref().map(|descriptor| descriptor.id()),
@@ -830,22 +561,6 @@ fn describe_options(options: SyncOptions) -> &'static str {
         (true, _, _) => "ForceDoubleBuffer",
         (false, true, _) => "In",
         _ => "Out",
-    }
-}
-
-impl IoDmaCommand {
-    /// Traces each physical run and where the plan put it.
-    fn trace_plan(&self, runs: &[(u64, u64)], layout: &Layout) {
-        for (&(address, length), piece) in runs.iter().zip(&layout.pieces) {
-            let what = match piece.placement {
-                Placement::Direct(_) => "the device reaches it: used in place, no copy",
-                Placement::Bounce { .. } if !self.rules.reachable(address, length) => {
-                    "beyond the device's address limit: bounced"
-                }
-                Placement::Bounce { .. } => "start breaks the alignment: bounced",
-            };
-            dma_trace!("  run {address:#x} + {length:#x} bytes: {what}");
-        }
     }
 }
 

@@ -13,8 +13,8 @@ use core::panic::Location;
 use spin::Mutex;
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::accounting::{Misuse, MisuseReport};
 use super::failure::{Cause, IoFailure};
+use super::misuse::{Misuse, MisuseReport};
 use super::platform::FrameFill;
 use super::{DmaPlatform, IoDirection, IoReturn};
 use crate::memory::{Constraints, FRAME_SIZE};
@@ -382,7 +382,12 @@ impl IoMemoryDescriptor {
     }
 
     fn report(&self, misuse: Misuse, location: &'static Location<'static>) {
-        self.platform.accounting().report(MisuseReport { misuse, command: None, descriptor: Some(self.id), location });
+        self.platform.accounting().misuse().report(MisuseReport {
+            misuse,
+            command: None,
+            descriptor: Some(self.id),
+            location,
+        });
     }
 
     /// Refuses CPU access to memory a device may be writing: always once the
@@ -464,10 +469,12 @@ impl IoMemoryDescriptor {
 impl Drop for IoMemoryDescriptor {
     fn drop(&mut self) {
         let state = self.state.get_mut();
-        if state.prepares() > 0 {
+        // Abandoned memory stays prepared for ever; the second test keeps it
+        // from reuse even if a prepare were ever undone by mistake.
+        if state.prepares() > 0 || state.abandoned {
             // A command that abandoned this memory has reported it already.
             if !state.abandoned {
-                self.platform.accounting().report(MisuseReport {
+                self.platform.accounting().misuse().report(MisuseReport {
                     misuse: Misuse::DescriptorDroppedWhilePrepared,
                     command: None,
                     descriptor: Some(self.id),

@@ -1,9 +1,11 @@
 //! Safety steps a learner may switch off for one transfer, to watch what goes
-//! wrong (the shell's `experiment` command). Nothing is skipped unless a step
-//! is armed on a platform (`Accounting::arm_experiment`), and an armed step is
-//! skipped once, at the first transfer on that platform that would have done
-//! it, then it is on again. Only bounce copies can be skipped: they are the
-//! copies a driver relies on without seeing them.
+//! wrong (the shell's `experiment` and `iommu break` commands). They act
+//! through the DMA layer's hooks ([`super::hooks`]): [`Experiments`] answers
+//! the core's questions, and arming a step installs it. Nothing is skipped
+//! unless a step is armed on a platform (`Accounting::arm_experiment`) or an
+//! IOMMU domain (`VtdDomain::set_experiment`), and an armed step is skipped
+//! once, at the first transfer there that would have done it, then it is on
+//! again.
 //!
 //! For `experiment synchronize`, [`device_writes`] and [`device_reads`] play
 //! a device on a prepared command's segments, so that synchronize can be
@@ -11,28 +13,133 @@
 
 use alloc::vec::Vec;
 
+use spin::Mutex;
 use x86_64::PhysAddr;
 
-use super::{Cause, IoDmaCommand, IoFailure, IoReturn};
+use super::hooks::{self, Addresses, DmaHooks, Reach, Site};
+use super::specification::Rules;
+use super::trace::dma_trace;
+use super::{Accounting, Cause, IoDmaCommand, IoFailure, IoReturn};
 
-/// A step that can be skipped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Skip {
-    /// The copy out of bounce memory at `complete` (an `In` transfer): the
-    /// device's bytes stay in the bounce buffer and the CPU's buffer keeps what
-    /// it held before.
-    CopyBack = 1,
-    /// The fill of bounce memory from the buffer, before the device reads it
-    /// (an `Out` transfer): the device reads whatever the bounce frames held.
-    Fill = 2,
-    /// The split of segments at the device's `boundary` (PIIX IDE: 64 KiB):
-    /// one segment may cross it.
-    Boundary = 3,
-    /// The bounce for memory beyond the device's address limit: the device is
-    /// given the real address, and its address register keeps only the bits it
-    /// has, as real hardware would (the record is cut to the device's width).
-    Reach = 4,
+pub use super::hooks::Skip;
+
+/// What is armed now: per platform the one step to skip, per IOMMU domain an
+/// unmap at once.
+struct Armed {
+    steps: Vec<(Site, Skip)>,
+    unmaps: Vec<Site>,
+}
+
+static ARMED: Mutex<Armed> = Mutex::new(Armed { steps: Vec::new(), unmaps: Vec::new() });
+
+/// The experiments, as the DMA layer's hooks.
+pub struct Experiments;
+
+/// The one instance, which [`install`] hands the DMA layer.
+pub static EXPERIMENTS: Experiments = Experiments;
+
+/// Installs the experiments as the DMA layer's hooks (once; arming does it
+/// too). `false` if other hooks were installed first.
+pub fn install() -> bool {
+    hooks::install(&EXPERIMENTS)
+}
+
+/// Skips `step` once, at the next transfer on `site` that would do it; a step
+/// armed there before is replaced.
+pub fn arm(site: Site, step: Skip) {
+    install();
+    let mut armed = ARMED.lock();
+    armed.steps.retain(|&(armed_site, _)| armed_site != site);
+    armed.steps.push((site, step));
+}
+
+/// Nothing is skipped on `site` any more; returns whether a step was still
+/// armed (no transfer reached it).
+pub fn disarm(site: Site) -> bool {
+    let mut armed = ARMED.lock();
+    let before = armed.steps.len();
+    armed.steps.retain(|&(armed_site, _)| armed_site != site);
+    armed.steps.len() != before
+}
+
+/// The IOMMU domain `site` unmaps its next mapping at once.
+pub fn arm_unmap_at_once(site: Site) {
+    install();
+    let mut armed = ARMED.lock();
+    if !armed.unmaps.contains(&site) {
+        armed.unmaps.push(site);
+    }
+}
+
+/// Whether `step` is armed on `site`; if so it is disarmed now: skipped this once.
+fn take(site: Site, step: Skip) -> bool {
+    let mut armed = ARMED.lock();
+    let before = armed.steps.len();
+    armed.steps.retain(|&armed| armed != (site, step));
+    armed.steps.len() != before
+}
+
+impl DmaHooks for Experiments {
+    fn adjust_rules(&self, site: Site, command: u64, rules: &mut Rules, reach: Reach) -> Addresses {
+        let mut addresses = Addresses::Whole;
+        if reach == Reach::Limited && take(site, Skip::Reach) {
+            // Nothing is bounced for reach, and the device gets addresses it
+            // cannot hold.
+            dma_trace!("  EXPERIMENT: nothing is bounced for the address limit: the device's records are cut");
+            log::warn!("experiment: command #{command} gives its device addresses beyond its limit");
+            rules.highest_address = u64::MAX;
+            addresses = Addresses::CutToDeviceWidth;
+        }
+        if rules.boundary != 0 && take(site, Skip::Boundary) {
+            // One transfer whose segments may cross the boundary, to see what
+            // the device does with them.
+            dma_trace!("  EXPERIMENT: segments are not split at the {:#x} boundary", rules.boundary);
+            log::warn!("experiment: command #{command} does not split at its {:#x} boundary", rules.boundary);
+            rules.boundary = 0;
+        }
+        addresses
+    }
+
+    fn skip(&self, site: Site, command: u64, step: Skip) -> bool {
+        if !take(site, step) {
+            return false;
+        }
+        match step {
+            Skip::Fill => {
+                dma_trace!("  EXPERIMENT: the fill of bounce memory is skipped: the device reads what its frames held");
+                log::warn!("experiment: prepare skipped the fill of bounce memory (command #{command})");
+            }
+            Skip::CopyBack => {
+                dma_trace!("  EXPERIMENT: the copy out of bounce memory is skipped: the buffer keeps its old bytes");
+                log::warn!("experiment: complete skipped the copy out of bounce memory (command #{command})");
+            }
+            Skip::Boundary | Skip::Reach => {}
+        }
+        true
+    }
+
+    fn unmap_at_once(&self, site: Site) -> bool {
+        let mut armed = ARMED.lock();
+        let before = armed.unmaps.len();
+        armed.unmaps.retain(|&armed| armed != site);
+        armed.unmaps.len() != before
+    }
+}
+
+/// Arming on a platform, as the shell has always done it. These live here, not
+/// in `accounting.rs`: the accounting holds no experiment state.
+impl Accounting {
+    /// Skips `step` once, at the next transfer on this platform that would do
+    /// it (see [`arm`]).
+    pub fn arm_experiment(&self, step: Skip) {
+        arm(Site::of(self), step);
+    }
+
+    /// Nothing is skipped any more; returns whether a step was still armed (no
+    /// transfer reached it).
+    pub fn disarm_experiment(&self) -> bool {
+        disarm(Site::of(self))
+    }
 }
 
 /// The segments of a prepared command that has no IOMMU in between, whose

@@ -116,6 +116,18 @@ pub enum Cause {
     Other(&'static str),
     /// The IOMMU refused a DMA of this transfer: nothing was copied back.
     IommuFault(super::IommuFault),
+    /// The IOMMU did not confirm that it forgot a transfer's pages: its IOTLB
+    /// invalidation (or write-buffer flush) timed out or was refused, so the
+    /// device may still reach them through a stale IOTLB entry. Their IOVAs are
+    /// quarantined (never handed out again) and the transfer's memory (bounce
+    /// pages, and the buffer's own pages if they were mapped) is leaked, never
+    /// reused; nothing was copied back.
+    InvalidationFailed {
+        /// The first IOVA of the range.
+        iova: u64,
+        /// Pages in the range.
+        pages: usize,
+    },
     /// No free run of IOVA pages below the device's address limit is long enough.
     IovaSpaceExhausted {
         /// Pages asked for.
@@ -221,6 +233,11 @@ impl fmt::Display for Cause {
             }
             Cause::Other(text) => f.write_str(text),
             Cause::IommuFault(fault) => write!(f, "{fault}; the transfer's data was not copied back"),
+            Cause::InvalidationFailed { iova, pages } => write!(
+                f,
+                "the IOMMU did not confirm it forgot IOVA {iova:#x} + {pages} page(s): the IOVAs are quarantined and \
+                 the transfer's memory is leaked, never reused"
+            ),
             Cause::IovaSpaceExhausted { pages, highest_address } => {
                 write!(f, "no {pages} free I/O virtual pages below {highest_address:#x} in the device's IOMMU domain")
             }

@@ -12,8 +12,8 @@ use alloc::vec::Vec;
 use x86_64::PhysAddr;
 
 use super::address::Segment;
-use super::command::BounceBuffer;
-use super::mapper::IoMapper;
+use super::bounce::BounceBuffer;
+use super::mapper::{IoMapper, MappedRange};
 use super::plan::{self, Layout, Piece, Placement};
 use super::specification::Rules;
 use super::{IoDirection, IoFailure};
@@ -27,23 +27,6 @@ pub(crate) enum IovaChoice {
     Anywhere,
     /// At IOVA = physical address, if the domain can (coherent memory).
     Identity,
-}
-
-/// What one prepare mapped: `pages` IOVA pages from `iova`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MappedRange {
-    /// The first I/O virtual address (page-aligned).
-    pub iova: u64,
-    /// Pages mapped.
-    pub pages: usize,
-}
-
-impl MappedRange {
-    /// Whether `address` lies in the range.
-    pub fn contains(&self, address: u64) -> bool {
-        let length = (self.pages as u64).saturating_mul(crate::memory::FRAME_SIZE);
-        address >= self.iova && address - self.iova < length
-    }
 }
 
 /// Maps every piece of `layout` (its bounce pieces in `buffers`) for a device

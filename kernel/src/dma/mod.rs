@@ -6,6 +6,8 @@
 
 mod accounting;
 mod address;
+mod bounce;
+mod budget;
 mod buffer;
 mod coherent;
 mod command;
@@ -15,42 +17,55 @@ mod direction;
 mod entry;
 pub mod experiment;
 mod failure;
+mod fault;
+pub mod hooks;
 mod io_return;
 mod iova;
 #[cfg(target_os = "none")]
 pub mod kernel_platform;
+mod mapped_platform;
 mod mapper;
 mod mapping;
+mod misuse;
 mod options;
 mod plan;
 mod platform;
 mod pool;
+mod realization;
+mod segments;
 pub mod simulated;
 pub mod simulated_mapper;
 mod slots;
 mod specification;
+mod statistics;
 pub mod trace;
 mod transfer;
+mod with_transfer;
 
-pub use accounting::{Accounting, BounceStats, Misuse, MisuseReport};
+pub use accounting::Accounting;
 pub use address::{DmaAddr, Endian, OutputFormat, Segment};
+pub use bounce::BounceBuffer;
+pub use budget::BounceBudget;
 pub use buffer::DmaBuffer;
 pub use coherent::CoherentMemory;
-pub use command::{BounceBuffer, IoDmaCommand};
+pub use command::IoDmaCommand;
 pub use descriptor::IoMemoryDescriptor;
 pub use device_cause::{AhciCause, DeviceStatus, PciCause, VirtioCause};
 pub use direction::{IoDirection, SyncOptions};
 pub use entry::{FromSegment, SegmentPosition, entries_for};
 pub use failure::{Cause, IoFailure};
+pub use fault::{FaultAccess, IommuFault, fault_meaning};
 pub use io_return::IoReturn;
 pub use iova::IovaSpace;
-pub use mapper::{FaultAccess, IoMapper, IommuFault, MappedPlatform, Mapping, fault_meaning};
-pub use mapping::MappedRange;
+pub use mapped_platform::MappedPlatform;
+pub use mapper::{IoMapper, MappedRange, Mapping};
+pub use misuse::{Misuse, MisuseLog, MisuseReport};
 pub use options::TransferOptions;
 pub use platform::{DmaPlatform, FrameFill};
 pub use pool::CommandPool;
 pub use slots::{LentTransfer, NotPrepared, SlotCompleted, TransferSlots};
 pub use specification::{Rules, Specification};
+pub use statistics::{BounceStats, Statistics};
 pub use transfer::{Completed, DmaTransfer, Refused};
 
 #[cfg(test)]

@@ -73,8 +73,14 @@ pub unsafe trait DmaPlatform: Send + Sync {
     }
 
     /// The IOMMU domain between the device and memory, if the device sits behind
-    /// one ([`super::mapper::MappedPlatform`]); `None` on the bare machine.
+    /// one ([`super::MappedPlatform`]); `None` on the bare machine.
     fn mapper(&self) -> Option<&dyn IoMapper> {
         None
+    }
+}
+
+impl core::fmt::Debug for dyn DmaPlatform {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("DmaPlatform")
     }
 }

@@ -13,8 +13,8 @@ use core::panic::Location;
 
 use spin::Mutex;
 
-use super::accounting::{Misuse, MisuseReport};
 use super::failure::{Cause, IoFailure};
+use super::misuse::{Misuse, MisuseReport};
 use super::{DmaPlatform, IoDmaCommand, IoReturn, Specification};
 
 /// One command per slot; a slot's command is either in the pool or in a transfer.
@@ -98,7 +98,7 @@ impl CommandPool {
     pub fn check_stopped(&self) -> usize {
         let out = self.taken();
         for _ in 0..out {
-            self.platform.accounting().report(MisuseReport {
+            self.platform.accounting().misuse().report(MisuseReport {
                 misuse: Misuse::PreparedAtStop,
                 command: None,
                 descriptor: None,

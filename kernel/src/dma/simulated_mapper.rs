@@ -4,8 +4,11 @@
 //! Fake devices behind it call [`SimulatedMapper::device_address`] for every
 //! address a driver gives them: a page that is not mapped, or mapped without the
 //! access the device attempts, is refused and recorded as a fault, as VT-d does.
+//!
+//! Like a VT-d unit whose IOTLB invalidation times out, it can be told not to
+//! confirm unmaps ([`SimulatedMapper::set_invalidation`]): the device then keeps
+//! reaching the pages (a stale IOTLB entry), and their IOVAs are quarantined.
 
-use crate::dma::MappedRange;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
@@ -13,7 +16,8 @@ use alloc::string::String;
 use spin::Mutex;
 use x86_64::PhysAddr;
 
-use super::mapper::{FaultAccess, IoMapper, IommuFault};
+use super::fault::{FaultAccess, IommuFault, fault_meaning};
+use super::mapper::{IoMapper, MappedRange};
 use super::{Cause, IoDirection, IoFailure, IoReturn, IovaSpace};
 use crate::memory::FRAME_SIZE;
 
@@ -25,12 +29,26 @@ pub const FAULT_WRITE_DENIED: u8 = 0x05;
 /// a read into a hole).
 pub const FAULT_READ_DENIED: u8 = 0x06;
 
+/// Whether the simulated IOMMU confirms the invalidation of an unmap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// Every invalidation finishes: unmapped pages are out of the device's reach.
+    Completes,
+    /// Every invalidation times out: the device still reaches the pages it had
+    /// (through the stale IOTLB entries) and the IOVAs are quarantined.
+    TimesOut,
+}
+
 struct State {
     /// IOVA page -> (physical page, direction the device may use it in).
     pages: BTreeMap<u64, (u64, IoDirection)>,
+    /// IOVA page -> what a stale IOTLB entry still gives the device, for pages
+    /// whose unmap was not confirmed.
+    stale: BTreeMap<u64, (u64, IoDirection)>,
     space: IovaSpace,
     faults: VecDeque<IommuFault>,
     translating: bool,
+    invalidation: Invalidation,
 }
 
 /// One simulated domain for one device.
@@ -44,9 +62,11 @@ impl SimulatedMapper {
     pub fn new(source: u16, end_page: u64) -> SimulatedMapper {
         let state = State {
             pages: BTreeMap::new(),
+            stale: BTreeMap::new(),
             space: IovaSpace::new(end_page),
             faults: VecDeque::new(),
             translating: true,
+            invalidation: Invalidation::Completes,
         };
         SimulatedMapper { source, state: Mutex::new(state) }
     }
@@ -54,6 +74,16 @@ impl SimulatedMapper {
     /// Switches translation off (pass-through: device addresses are physical) or on.
     pub fn set_translating(&self, translating: bool) {
         self.state.lock().translating = translating;
+    }
+
+    /// Whether later unmaps are confirmed or time out.
+    pub fn set_invalidation(&self, invalidation: Invalidation) {
+        self.state.lock().invalidation = invalidation;
+    }
+
+    /// IOVA pages quarantined for ever: their unmap was not confirmed.
+    pub fn quarantined_pages(&self) -> usize {
+        self.state.lock().stale.len()
     }
 
     /// The physical address a device reaches at `address` with `access`, or the
@@ -67,7 +97,8 @@ impl SimulatedMapper {
             FaultAccess::Read => direction.includes_out(),
             FaultAccess::Write => direction.includes_in(),
         };
-        let reason = match state.pages.get(&(address / FRAME_SIZE)) {
+        let page = address / FRAME_SIZE;
+        let reason = match state.pages.get(&page).or_else(|| state.stale.get(&page)) {
             Some(&(page, direction)) if allowed(direction) => return Ok(page * FRAME_SIZE + address % FRAME_SIZE),
             _ if access == FaultAccess::Write => FAULT_WRITE_DENIED,
             _ => FAULT_READ_DENIED,
@@ -77,7 +108,7 @@ impl SimulatedMapper {
             address: address & !(FRAME_SIZE - 1),
             access,
             reason,
-            meaning: super::mapper::fault_meaning(reason),
+            meaning: fault_meaning(reason),
         };
         state.faults.push_back(fault);
         Err(fault)
@@ -121,13 +152,22 @@ impl IoMapper for SimulatedMapper {
         Ok(first * FRAME_SIZE)
     }
 
-    fn unmap(&self, iova: u64, count: usize) {
+    fn unmap(&self, iova: u64, count: usize) -> Result<(), IoFailure> {
         let mut state = self.state.lock();
         let first = iova / FRAME_SIZE;
         for page in first..first + count as u64 {
-            assert!(state.pages.remove(&page).is_some(), "simulated IOMMU: unmapping IOVA page {page:#x} twice");
+            let entry = state.pages.remove(&page);
+            assert!(entry.is_some(), "simulated IOMMU: unmapping IOVA page {page:#x} twice");
+            if let (Some(entry), Invalidation::TimesOut) = (entry, state.invalidation) {
+                state.stale.insert(page, entry);
+            }
+        }
+        if state.invalidation == Invalidation::TimesOut {
+            // Never handed out again: the device may still reach the old pages.
+            return Err(IoFailure::new(IoReturn::Timeout, Cause::InvalidationFailed { iova, pages: count }));
         }
         assert!(state.space.free(first, count as u64), "simulated IOMMU: IOVA range freed twice");
+        Ok(())
     }
 
     fn translate(&self, iova: u64) -> Option<PhysAddr> {

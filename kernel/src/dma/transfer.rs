@@ -85,9 +85,9 @@ use core::borrow::BorrowMut;
 use core::panic::Location;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::accounting::Misuse;
 use super::command::Completion;
 use super::failure::{Cause, IoFailure};
+use super::misuse::Misuse;
 use super::{DmaBuffer, IoDmaCommand, IoReturn, Segment, SyncOptions, TransferOptions};
 
 /// A buffer prepared for a device: the device owns it until `complete`.

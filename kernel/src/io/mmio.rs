@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame, Size4KiB};
 use x86_64::{PhysAddr, VirtAddr};
 
-use super::RegisterIo;
+use super::register::RegisterIo;
 use crate::dma::IoReturn;
 use crate::memory::{FRAME_SIZE, paging};
 

@@ -4,9 +4,16 @@
 //! `map` picks IOVAs below the device's limit, writes leaves (flushed when the
 //! unit is not coherent) and returns the first IOVA; `unmap` clears the leaves,
 //! invalidates the unit's IOTLB for them and waits, and only then gives the IOVAs
-//! back: when it returns, the device can no longer reach those pages.
+//! back: when it returns `Ok`, the device can no longer reach those pages. When
+//! the unit does not confirm the invalidation (it timed out, or was refused),
+//! the IOVAs are quarantined, never handed out again, and `unmap` fails with
+//! [`Cause::InvalidationFailed`]: the caller must not reuse the memory either.
+//!
+//! Lock order: a domain's lock, then its unit's lock, never the reverse. `map`
+//! and `unmap` invalidate through the unit while they hold the domain's state,
+//! so `take_fault` locks the domain's state before the unit looks at its faults
+//! (one order: two CPUs can never each hold the lock the other waits for).
 
-use crate::dma::MappedRange;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
@@ -18,7 +25,8 @@ use x86_64::PhysAddr;
 use super::page_table::{PageTable, PageTableError};
 use super::tables::ContextEntry;
 use super::unit::Unit;
-use crate::dma::{Cause, IoDirection, IoFailure, IoMapper, IoReturn, IommuFault, IovaSpace};
+use crate::dma::hooks::{self, Site};
+use crate::dma::{Cause, IoDirection, IoFailure, IoMapper, IoReturn, IommuFault, IovaSpace, MappedRange};
 use crate::io::RegisterIo;
 use crate::memory::FRAME_SIZE;
 
@@ -29,16 +37,6 @@ pub enum DomainMode {
     Translated,
     /// DMA addresses are physical addresses (TT = 10).
     PassThrough,
-}
-
-/// A way to break the rules on purpose, to watch the IOMMU catch it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Experiment {
-    /// The next `map` unmaps its pages (and invalidates) before returning, but
-    /// still hands out the IOVAs: the device meets a hole, as it would if a
-    /// driver completed a transfer too early or reused old segments. One
-    /// transfer long; the matching `unmap` then only gives the IOVAs back.
-    UnmapBeforeTheDevice,
 }
 
 struct DomainState {
@@ -52,9 +50,11 @@ struct DomainState {
     identity: BTreeMap<u64, u64>,
     /// First page -> pages, of every range mapped now (identity ones included).
     live: BTreeMap<u64, u64>,
-    experiment: Option<Experiment>,
     /// First page -> pages, of ranges an experiment unmapped already.
     unmapped_early: BTreeMap<u64, u64>,
+    /// First page -> pages, of ranges whose invalidation the unit did not
+    /// confirm: it may still translate them, so they are never handed out again.
+    quarantined: BTreeMap<u64, u64>,
 }
 
 /// One device's domain on a VT-d unit.
@@ -80,8 +80,8 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             mapped_pages: 0,
             identity: BTreeMap::new(),
             live: BTreeMap::new(),
-            experiment: None,
             unmapped_early: BTreeMap::new(),
+            quarantined: BTreeMap::new(),
         };
         VtdDomain { unit, source, id, state: Mutex::new(state) }
     }
@@ -126,6 +126,11 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             .collect()
     }
 
+    /// IOVA pages quarantined for ever: their invalidation was not confirmed.
+    pub fn quarantined_pages(&self) -> u64 {
+        self.state.lock().quarantined.values().sum()
+    }
+
     /// IOVA pages free now.
     pub fn free_iova_pages(&self) -> u64 {
         self.state.lock().space.free_pages()
@@ -139,11 +144,6 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
     /// Page-table pages allocated.
     pub fn table_pages(&self) -> usize {
         self.state.lock().table.table_pages()
-    }
-
-    /// Arms `experiment` for the next `map`.
-    pub fn set_experiment(&self, experiment: Experiment) {
-        self.state.lock().experiment = Some(experiment);
     }
 
     /// Switches the device to pass-through (`on`) or back to translation. Needs
@@ -188,8 +188,8 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             let iova = (first + index as u64) * FRAME_SIZE;
             if let Err(error) = state.table.map(iova, page, direction) {
                 // Nothing stays mapped on an error.
-                self.clear(state, first, index as u64);
-                state.space.free(first, count);
+                let invalidated = self.clear(state, first, index as u64).invalidated;
+                self.release(state, first, count, invalidated)?;
                 let cause = match error {
                     PageTableError::OutOfMemory(_) => Cause::Other("no frame for an IOMMU page-table page"),
                     PageTableError::BeyondWidth => Cause::Other("an IOVA beyond the domain's address width"),
@@ -208,23 +208,71 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             state.mapped_pages += 1;
         }
         if let Err(error) = self.unit.after_map(self.id, first, count) {
-            self.clear(state, first, count);
-            state.space.free(first, count);
+            let invalidated = self.clear(state, first, count).invalidated;
+            self.release(state, first, count, invalidated)?;
             return Err(error);
         }
         Ok(())
     }
 
-    /// Clears the leaves of `count` pages from `first`, invalidates, and returns
-    /// how many were present.
-    fn clear(&self, state: &mut DomainState, first: u64, count: u64) -> usize {
-        let cleared = (first..first + count).filter(|&page| state.table.unmap(page * FRAME_SIZE).is_some()).count();
-        state.mapped_pages -= cleared;
-        if let Err(error) = self.unit.invalidate_pages(self.id, first, count) {
-            // Nothing better can be done here: say it loudly.
-            log::error!("{}: IOVA pages {first:#x}+{count} may still be cached by the IOMMU: {error}", self.name());
+    /// Clears the leaves of `count` pages from `first` and invalidates the
+    /// unit's caches for them (the caller holds the domain's lock: the unit's
+    /// is taken inside, in the one lock order).
+    fn clear(&self, state: &mut DomainState, first: u64, count: u64) -> Cleared {
+        let leaves = (first..first + count).filter(|&page| state.table.unmap(page * FRAME_SIZE).is_some()).count();
+        state.mapped_pages -= leaves;
+        Cleared { leaves, invalidated: self.unit.invalidate_pages(self.id, first, count) }
+    }
+
+    /// Gives IOVA pages `[first, first + count)` back once `invalidated` says
+    /// the unit forgot them; otherwise quarantines them for ever (the unit may
+    /// still translate them for the device) and fails with
+    /// [`Cause::InvalidationFailed`], the code the unit gave.
+    fn release(
+        &self,
+        state: &mut DomainState,
+        first: u64,
+        count: u64,
+        invalidated: Result<(), IoFailure>,
+    ) -> Result<(), IoFailure> {
+        if let Err(error) = invalidated {
+            return Err(self.quarantine(state, first, count, error));
         }
-        cleared
+        if !state.space.free(first, count) {
+            log::error!("{}: IOVA pages {first:#x}+{count} were free already", self.name());
+        }
+        Ok(())
+    }
+
+    /// Keeps IOVA pages `[first, first + count)` out of the IOVA space for
+    /// ever, because the unit did not confirm (`error`) that it forgot them.
+    fn quarantine(&self, state: &mut DomainState, first: u64, count: u64, error: IoFailure) -> IoFailure {
+        let iova = first * FRAME_SIZE;
+        log::error!(
+            "{}: the unit did not confirm it forgot IOVA {iova:#x} + {count} page(s) ({error}): \
+             they are quarantined, never handed out again",
+            self.name()
+        );
+        state.quarantined.insert(first, count);
+        failure(error.code(), Cause::InvalidationFailed { iova, pages: count as usize })
+    }
+}
+
+/// What clearing a range did.
+struct Cleared {
+    /// Leaves that were present.
+    leaves: usize,
+    /// Whether the unit confirmed it forgot the range.
+    invalidated: Result<(), IoFailure>,
+}
+
+impl<R: RegisterIo + 'static> Unit<R> {
+    /// Gives device `source` a domain of its own (the next domain id) with an
+    /// empty page table, translating. It lives here, not in `unit.rs`, so that
+    /// the unit does not depend on its domains.
+    pub fn attach(self: &Arc<Self>, source: u16) -> Result<Arc<VtdDomain<R>>, IoFailure> {
+        let (id, table) = self.attach_context(source)?;
+        Ok(Arc::new(VtdDomain::new(Arc::clone(self), source, id, table)))
     }
 }
 
@@ -287,8 +335,13 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         };
         self.install(&mut state, first, pages, direction)?;
         state.live.insert(first, count);
-        if state.experiment.take() == Some(Experiment::UnmapBeforeTheDevice) {
-            self.clear(&mut state, first, count);
+        // The one place a hook (a learner's experiment) may break the rules:
+        // the pages are unmapped before the device ever uses their IOVAs.
+        if hooks::unmaps_at_once(Site::of(self)) {
+            if let Err(error) = self.clear(&mut state, first, count).invalidated {
+                state.live.remove(&first);
+                return Err(self.quarantine(&mut state, first, count, error));
+            }
             state.unmapped_early.insert(first, count);
             log::info!(
                 "{}: experiment: IOVA {:#x}+{count} pages unmapped before the device uses them",
@@ -299,24 +352,29 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         Ok(first * FRAME_SIZE)
     }
 
-    fn unmap(&self, iova: u64, count: usize) {
+    fn unmap(&self, iova: u64, count: usize) -> Result<(), IoFailure> {
         let first = iova / FRAME_SIZE;
         let count = count as u64;
         let mut state = self.state.lock();
         state.identity.remove(&first);
         state.live.remove(&first);
-        if state.unmapped_early.get(&first) == Some(&count) {
+        let invalidated = if state.unmapped_early.get(&first) == Some(&count) {
+            // Cleared and invalidated (confirmed) when the experiment mapped it.
             state.unmapped_early.remove(&first);
+            Ok(())
         } else {
             let cleared = self.clear(&mut state, first, count);
-            if cleared as u64 != count {
-                log::error!("{}: unmapping {count} pages at IOVA {iova:#x}, {cleared} were mapped", self.name());
+            if cleared.leaves as u64 != count {
+                log::error!(
+                    "{}: unmapping {count} pages at IOVA {iova:#x}, {} were mapped",
+                    self.name(),
+                    cleared.leaves
+                );
             }
-        }
-        // Only now, with the IOTLB invalidated, may the IOVAs be handed out again.
-        if !state.space.free(first, count) {
-            log::error!("{}: IOVA pages {first:#x}+{count} were free already", self.name());
-        }
+            cleared.invalidated
+        };
+        // Only with the IOTLB invalidation confirmed may the IOVAs be handed out again.
+        self.release(&mut state, first, count, invalidated)
     }
 
     fn translate(&self, iova: u64) -> Option<PhysAddr> {
@@ -324,284 +382,14 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
     }
 
     fn take_fault(&self, range: MappedRange) -> Option<IommuFault> {
-        self.unit.take_fault(self.source, &|address| range.contains(address) || self.translate(address).is_none())
+        // The one lock order: the domain's state first, then the unit's (inside
+        // `Unit::take_fault`). The unit asks about each fault's address while it
+        // holds its lock, so the answer comes from the state locked here.
+        let state = self.state.lock();
+        self.unit
+            .take_fault(self.source, &|address| range.contains(address) || state.table.translate(address).is_none())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::fake::{Event, FakeUnit, QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY};
-    use super::super::page_table::tests::hardware_walk;
-    use super::super::tables::{self, ENTRY_SIZE};
-    use super::*;
-    use crate::dma::FaultAccess;
-    use crate::dma::simulated::SimulatedPlatform;
-
-    const IDE: u16 = 0x0008; // 00:01.0
-    const DISK: u16 = (1 << 8) | (4 << 3); // 01:04.0
-
-    fn start(capability: u64, extended: u64) -> (&'static SimulatedPlatform, Arc<FakeUnit>, Arc<Unit<Arc<FakeUnit>>>) {
-        let platform = SimulatedPlatform::leak(0);
-        let fake = Arc::new(FakeUnit::new(capability, extended));
-        let unit = Unit::start(0, 0xfed9_0000, Arc::clone(&fake), platform).unwrap();
-        fake.clear_events();
-        (platform, fake, unit)
-    }
-
-    fn read_quad(platform: &SimulatedPlatform, address: u64) -> u64 {
-        let mut bytes = [0; 8];
-        platform.device_read(address, &mut bytes);
-        u64::from_le_bytes(bytes)
-    }
-
-    /// The context entry of `source`, found as the hardware finds it: RTADDR,
-    /// root entry, context entry.
-    fn context_entry(platform: &SimulatedPlatform, fake: &FakeUnit, source: u16) -> ContextEntry {
-        let root = u64::from(fake.register(0x20)) | (u64::from(fake.register(0x24)) << 32);
-        let root_low = read_quad(platform, root + u64::from(tables::bus(source)) * ENTRY_SIZE);
-        assert_eq!(root_low & 1, 1, "the bus's root entry is present");
-        let address = (root_low & !0xfff) + u64::from(tables::context_index(source)) * ENTRY_SIZE;
-        ContextEntry { low: read_quad(platform, address), high: read_quad(platform, address + 8) }
-    }
-
-    #[test]
-    fn identity_mappings_stay_across_pass_through_and_transfers_do_not() {
-        let (_, _, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
-        let ide = unit.attach(IDE).unwrap();
-        let ring = [PhysAddr::new(0x20_0000), PhysAddr::new(0x20_1000)];
-        assert_eq!(ide.map_identity(&ring, IoDirection::InOut).unwrap(), 0x20_0000, "IOVA = physical");
-        assert!(ide.map_identity(&ring, IoDirection::InOut).is_err(), "those IOVAs are taken now");
-        let transfer = ide.map(&[PhysAddr::new(0x30_0000)], IoDirection::In, u64::from(u32::MAX)).unwrap();
-        let busy = ide.set_passthrough(true).unwrap_err();
-        assert_eq!(busy.code(), IoReturn::Busy, "a transfer is still mapped");
-        ide.unmap(transfer, 1);
-        ide.set_passthrough(true).unwrap();
-        assert!(!ide.translating());
-        ide.set_passthrough(false).unwrap();
-        assert_eq!(ide.translate(0x20_1234), Some(PhysAddr::new(0x20_1234)), "the ring kept its address");
-    }
-
-    #[test]
-    fn attaching_writes_a_context_entry_and_invalidates_for_that_device() {
-        let (platform, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
-        let ide = unit.attach(IDE).unwrap();
-        let disk = unit.attach(DISK).unwrap();
-        assert_eq!((ide.id(), disk.id()), (1, 2), "domain ids from 1");
-        assert_eq!(ide.name(), "VT-d unit 0, domain 1 (00:01.0)");
-        let entry = context_entry(platform, &fake, DISK);
-        assert!(entry.is_present());
-        assert_eq!(entry.translation(), Some(tables::TranslationType::Translated));
-        assert_eq!((entry.domain(), entry.address_width()), (2, 1), "domain 2, 39-bit");
-        assert_eq!(
-            fake.events(),
-            [
-                Event::ContextInvalidation { granularity: 3, source: IDE },
-                Event::IotlbInvalidation { granularity: 2, domain: 1, address: 0 },
-                Event::ContextInvalidation { granularity: 3, source: DISK },
-                Event::IotlbInvalidation { granularity: 2, domain: 2, address: 0 },
-            ]
-        );
-        assert_eq!(unit.attach(IDE).err().map(|error| error.code()), Some(IoReturn::Busy));
-    }
-
-    #[test]
-    fn map_and_unmap_reach_the_hardware_and_invalidate_page_selectively() {
-        let (platform, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
-        let domain = unit.attach(IDE).unwrap();
-        let root = context_entry(platform, &fake, IDE).page_table();
-        let pages = [PhysAddr::new(0x1_0400_3000), PhysAddr::new(0x20_0000), PhysAddr::new(0x1_0400_9000)];
-        fake.clear_events();
-        let iova = domain.map(&pages, IoDirection::In, 0xffff_ffff).unwrap();
-        assert!(iova + 3 * FRAME_SIZE <= 1 << 32, "below the 32-bit limit");
-        assert!(fake.events().is_empty(), "no caching mode: a new mapping needs no invalidation");
-        for (index, page) in pages.iter().enumerate() {
-            let walked = hardware_walk(platform, root, 3, iova + index as u64 * FRAME_SIZE);
-            assert_eq!(walked, Some((page.as_u64(), false, true)), "device-writable only");
-        }
-        assert_eq!(domain.translate(iova + 0x1234), Some(PhysAddr::new(0x20_0234)));
-        assert_eq!(domain.mapped_pages(), 3);
-
-        domain.unmap(iova, 3);
-        assert_eq!(domain.mapped_pages(), 0);
-        assert_eq!(hardware_walk(platform, root, 3, iova), None);
-        let first = iova / FRAME_SIZE;
-        let mask = super::super::unit::covering_mask(first, 3);
-        assert_eq!(
-            fake.events(),
-            [Event::IotlbInvalidation {
-                granularity: 3,
-                domain: 1,
-                address: (((first >> mask) << mask) * FRAME_SIZE) | u64::from(mask)
-            }]
-        );
-        assert_eq!(domain.free_iova_pages(), (1 << 27) - 1, "every IOVA page back");
-    }
-
-    #[test]
-    fn without_psi_unmap_invalidates_the_domain() {
-        let (_, fake, unit) = start(QEMU_CAPABILITY & !(1 << 39), QEMU_EXTENDED_CAPABILITY);
-        let domain = unit.attach(IDE).unwrap();
-        let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::Out, u64::MAX).unwrap();
-        fake.clear_events();
-        domain.unmap(iova, 1);
-        assert_eq!(fake.events(), [Event::IotlbInvalidation { granularity: 2, domain: 1, address: 0 }]);
-    }
-
-    #[test]
-    fn a_range_beyond_mamv_falls_back_to_the_domain() {
-        // MAMV 1: at most 2 pages per page-selective invalidation.
-        let capability = (QEMU_CAPABILITY & !(0x3f << 48)) | (1 << 48);
-        let (_, fake, unit) = start(capability, QEMU_EXTENDED_CAPABILITY);
-        let domain = unit.attach(IDE).unwrap();
-        let pages: alloc::vec::Vec<PhysAddr> =
-            (0..4).map(|page| PhysAddr::new(0x10_0000 + page * FRAME_SIZE)).collect();
-        let iova = domain.map(&pages, IoDirection::InOut, u64::MAX).unwrap();
-        fake.clear_events();
-        domain.unmap(iova, 4);
-        assert_eq!(fake.events(), [Event::IotlbInvalidation { granularity: 2, domain: 1, address: 0 }]);
-    }
-
-    #[test]
-    fn iovas_stay_below_the_device_limit_and_run_out_cleanly() {
-        let (platform, _, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
-        let domain = unit.attach(IDE).unwrap();
-        let frames_before = platform.free_frames_count();
-        // A 16-bit device: IOVA pages 1..16 (page 0 is never handed out).
-        let pages: alloc::vec::Vec<PhysAddr> =
-            (0..15).map(|page| PhysAddr::new(0x1_0400_0000 + page * FRAME_SIZE)).collect();
-        let iova = domain.map(&pages, IoDirection::In, 0xffff).unwrap();
-        assert_eq!(iova, FRAME_SIZE);
-        let failure = domain.map(&pages[..1], IoDirection::In, 0xffff).unwrap_err();
-        assert_eq!(failure.code(), IoReturn::NoResources);
-        assert_eq!(failure.cause(), Cause::IovaSpaceExhausted { pages: 1, highest_address: 0xffff });
-        assert_eq!(domain.mapped_pages(), 15, "the refused map left nothing behind");
-        domain.unmap(iova, 15);
-        assert_eq!(domain.mapped_pages(), 0);
-        assert!(platform.free_frames_count() <= frames_before, "table pages are kept, never double-freed");
-        // The 48-bit bound: a domain never hands out IOVAs past its 39 bits.
-        let iova = domain.map(&pages[..1], IoDirection::In, u64::MAX).unwrap();
-        assert!(iova < 1 << 39);
-    }
-
-    #[test]
-    fn faults_reach_the_domain_of_their_device() {
-        let (_, fake, unit) = start(QEMU_CAPABILITY | (1 << 40), QEMU_EXTENDED_CAPABILITY);
-        let ide = unit.attach(IDE).unwrap();
-        let disk = unit.attach(DISK).unwrap();
-        fake.plant_fault(0, DISK, 0x5000, 0x05, false);
-        fake.plant_fault(1, IDE, 0x9000, 0x06, true);
-        // 0x9000 is mapped by nobody: any transfer of the IDE's may take it.
-        let elsewhere = MappedRange { iova: 0x20_0000, pages: 4 };
-        let fault = ide.take_fault(elsewhere).expect("the IDE's fault");
-        assert_eq!((fault.source, fault.access, fault.address), (IDE, FaultAccess::Read, 0x9000));
-        assert_eq!(ide.take_fault(elsewhere), None);
-        // 0x5000 is a live transfer's page: the fault waits for that transfer.
-        disk.map_identity(&[PhysAddr::new(0x5000)], IoDirection::InOut).unwrap();
-        assert_eq!(disk.take_fault(elsewhere), None, "the fault at 0x5000 belongs to the transfer mapped there");
-        let its_own = MappedRange { iova: 0x4000, pages: 2 };
-        assert_eq!(disk.take_fault(its_own).map(|fault| fault.access), Some(FaultAccess::Write));
-    }
-
-    #[test]
-    fn pass_through_needs_ecap_pt_and_an_empty_domain() {
-        let (platform, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
-        let domain = unit.attach(IDE).unwrap();
-        let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
-        assert_eq!(domain.set_passthrough(true).err().map(|error| error.code()), Some(IoReturn::Busy));
-        domain.unmap(iova, 1);
-        fake.clear_events();
-        domain.set_passthrough(true).unwrap();
-        assert!(!domain.translating());
-        let entry = context_entry(platform, &fake, IDE);
-        assert_eq!(entry.translation(), Some(tables::TranslationType::PassThrough));
-        assert_eq!(entry.domain(), 1);
-        assert!(fake.events().contains(&Event::ContextInvalidation { granularity: 3, source: IDE }));
-        assert_eq!(
-            domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).err().map(|error| error.code()),
-            Some(IoReturn::NotPermitted)
-        );
-        domain.set_passthrough(false).unwrap();
-        assert_eq!(context_entry(platform, &fake, IDE).translation(), Some(tables::TranslationType::Translated));
-
-        let (_, _, without) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY & !(1 << 6));
-        let domain = without.attach(IDE).unwrap();
-        assert_eq!(domain.set_passthrough(true).err().map(|error| error.code()), Some(IoReturn::NotPermitted));
-    }
-
-    /// A machine that runs out of frames after `left` more allocations.
-    struct Stingy {
-        inner: &'static SimulatedPlatform,
-        left: core::sync::atomic::AtomicUsize,
-    }
-
-    // SAFETY: every call goes to the simulated machine; allocation may refuse.
-    unsafe impl crate::dma::DmaPlatform for Stingy {
-        fn translate(&self, address: x86_64::VirtAddr) -> Option<PhysAddr> {
-            self.inner.translate(address)
-        }
-        fn allocate_frames(
-            &self,
-            count: usize,
-            constraints: crate::memory::Constraints,
-            fill: crate::dma::FrameFill,
-        ) -> Result<PhysAddr, crate::memory::MemoryError> {
-            use core::sync::atomic::Ordering;
-            let left = self.left.load(Ordering::Relaxed);
-            if left == 0 {
-                return Err(crate::memory::MemoryError::OutOfMemory);
-            }
-            self.left.store(left - 1, Ordering::Relaxed);
-            self.inner.allocate_frames(count, constraints, fill)
-        }
-        fn free_frames(&self, first: PhysAddr, count: usize) {
-            self.inner.free_frames(first, count)
-        }
-        unsafe fn read_physical(&self, source: PhysAddr, destination: &mut [u8]) {
-            // SAFETY: forwarded from the caller.
-            unsafe { self.inner.read_physical(source, destination) }
-        }
-        unsafe fn write_physical(&self, destination: PhysAddr, source: &[u8]) {
-            // SAFETY: forwarded from the caller.
-            unsafe { self.inner.write_physical(destination, source) }
-        }
-        unsafe fn copy_physical(&self, destination: PhysAddr, source: PhysAddr, length: u64) {
-            // SAFETY: forwarded from the caller.
-            unsafe { self.inner.copy_physical(destination, source, length) }
-        }
-        fn accounting(&self) -> &crate::dma::Accounting {
-            self.inner.accounting()
-        }
-    }
-
-    #[test]
-    fn a_map_that_runs_out_of_table_pages_leaves_nothing_mapped() {
-        // Root table, one context table, the domain's top table, and one level-2
-        // table: the leaf table a map needs is one frame too many.
-        let simulated = SimulatedPlatform::leak(0);
-        let stingy: &'static Stingy =
-            alloc::boxed::Box::leak(alloc::boxed::Box::new(Stingy { inner: simulated, left: 4.into() }));
-        let fake = Arc::new(FakeUnit::qemu());
-        let unit = Unit::start(0, 0, Arc::clone(&fake), stingy).unwrap();
-        let domain = unit.attach(IDE).unwrap();
-        let failure = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap_err();
-        assert_eq!(failure.code(), IoReturn::NoMemory);
-        assert_eq!(domain.mapped_pages(), 0);
-        assert_eq!(domain.free_iova_pages(), (1 << 27) - 1, "the IOVAs went back");
-        assert_eq!(domain.translate(FRAME_SIZE), None);
-    }
-
-    #[test]
-    fn the_unmap_early_experiment_leaves_a_hole_for_one_transfer() {
-        let (platform, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
-        let domain = unit.attach(IDE).unwrap();
-        let root = context_entry(platform, &fake, IDE).page_table();
-        domain.set_experiment(Experiment::UnmapBeforeTheDevice);
-        let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
-        assert_eq!(hardware_walk(platform, root, 3, iova), None, "the device finds a hole");
-        assert_eq!(domain.mapped_pages(), 0);
-        domain.unmap(iova, 1);
-        assert_eq!(domain.free_iova_pages(), (1 << 27) - 1);
-        let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
-        assert!(hardware_walk(platform, root, 3, iova).is_some(), "one transfer long");
-    }
-}
+mod tests;

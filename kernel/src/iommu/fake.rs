@@ -1,6 +1,12 @@
 //! A fake VT-d register block for host tests: it answers commands at once (or
 //! never, to test timeouts), keeps a log of every command it saw, and holds
 //! fault records a test plants.
+//!
+//! The VT-d specification puts no bound on how long an IOTLB invalidation or a
+//! write-buffer flush takes: software waits for the completion bit and must
+//! give up at some point. [`FakeUnit::stall`] makes one kind of command never
+//! finish, so the code that gives up (and what it does with the memory the
+//! unit may still translate to) can be tested.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -42,11 +48,22 @@ pub enum Event {
     },
 }
 
+/// A kind of command the fake unit can be told never to finish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stall {
+    /// IOTLB invalidations: IOTLB.IVT stays set.
+    IotlbInvalidation,
+    /// Write-buffer flushes (CAP.RWBF units): GSTS.WBFS stays set.
+    WriteBufferFlush,
+}
+
 struct State {
     registers: BTreeMap<u16, u32>,
     events: Vec<Event>,
     /// Commands never complete: every wait must time out.
     stuck: bool,
+    /// Kinds of command that never complete until [`FakeUnit::recover`].
+    stalled: Vec<Stall>,
 }
 
 /// A fake unit with the given capability registers.
@@ -73,7 +90,7 @@ impl FakeUnit {
         FakeUnit {
             capability: Capability(capability),
             extended: ExtendedCapability(extended),
-            state: Mutex::new(State { registers, events: Vec::new(), stuck: false }),
+            state: Mutex::new(State { registers, events: Vec::new(), stuck: false, stalled: Vec::new() }),
         }
     }
 
@@ -85,6 +102,20 @@ impl FakeUnit {
     /// Makes every later command hang (its completion bit never changes).
     pub fn get_stuck(&self) {
         self.state.lock().stuck = true;
+    }
+
+    /// Makes every later command of kind `what` hang until [`FakeUnit::recover`]
+    /// (it is recorded as an event, but its completion bit never changes).
+    pub fn stall(&self, what: Stall) {
+        self.state.lock().stalled.push(what);
+    }
+
+    /// Ends every stall: commands still pending finish now, later ones at once.
+    pub fn recover(&self) {
+        let mut state = self.state.lock();
+        state.stalled.clear();
+        *state.registers.entry(GLOBAL_STATUS).or_insert(0) &= !WRITE_BUFFER_FLUSH;
+        self.iotlb_command(&mut state, Recording::Silent);
     }
 
     /// Everything the unit was told so far.
@@ -138,6 +169,10 @@ impl FakeUnit {
         }
         if value & WRITE_BUFFER_FLUSH != 0 {
             state.events.push(Event::WriteBufferFlush);
+            if state.stalled.contains(&Stall::WriteBufferFlush) {
+                // WBFS is set while the flush is in progress: for ever, here.
+                new_status |= WRITE_BUFFER_FLUSH;
+            }
         }
         match (value & TRANSLATION_ENABLE != 0, status & TRANSLATION_ENABLE != 0) {
             (true, false) => {
@@ -177,7 +212,7 @@ impl FakeUnit {
         Self::write_quad(state, CONTEXT_COMMAND, done);
     }
 
-    fn iotlb_command(&self, state: &mut State) {
+    fn iotlb_command(&self, state: &mut State, recording: Recording) {
         let offset = self.extended.iotlb_offset() + 8;
         let value = Self::read_quad(state, offset);
         if value & INVALIDATE_IOTLB == 0 || state.stuck {
@@ -186,14 +221,26 @@ impl FakeUnit {
         let granularity = (value >> IOTLB_REQUEST_SHIFT) & 3;
         let domain = (value >> IOTLB_DOMAIN_SHIFT) as u16;
         let address = Self::read_quad(state, self.extended.iotlb_offset());
+        if recording == Recording::Record {
+            state.events.push(Event::IotlbInvalidation { granularity, domain, address });
+        }
+        if state.stalled.contains(&Stall::IotlbInvalidation) {
+            return;
+        }
         // Like QEMU: a mask beyond MAMV is refused (actual granularity 0).
         let refused =
             granularity == 3 && address & ADDRESS_MASK_BITS > u64::from(self.capability.maximum_address_mask());
-        state.events.push(Event::IotlbInvalidation { granularity, domain, address });
         let actual = if refused { 0 } else { granularity };
         let done = (value & !INVALIDATE_IOTLB & !(3 << IOTLB_ACTUAL_SHIFT)) | (actual << IOTLB_ACTUAL_SHIFT);
         Self::write_quad(state, offset, done);
     }
+}
+
+/// Whether a command is logged as an event (not when a stalled one finishes late).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recording {
+    Record,
+    Silent,
 }
 
 impl RegisterIo for FakeUnit {
@@ -238,7 +285,7 @@ impl RegisterIo for FakeUnit {
             }
             o if o == iotlb + 4 => {
                 state.registers.insert(o, value);
-                self.iotlb_command(&mut state);
+                self.iotlb_command(&mut state, Recording::Record);
             }
             o if (self.record_offset(0)..self.record_offset(self.capability.fault_records())).contains(&o) => {
                 // Only F (bit 31 of the record's last dword) is writable: write 1 to clear.

@@ -11,223 +11,27 @@
 //! - `tables`: root and context entries;
 //! - `page_table`: second-level page tables;
 //! - `unit`: bring-up, invalidation, faults (generic over [`crate::io::RegisterIo`]);
-//! - `domain`: [`VtdDomain`], the `IoMapper`.
+//! - `domain`: [`VtdDomain`], the `IoMapper`;
+//! - `experiment`: the teaching experiment, through the DMA layer's hooks;
+//! - `scope`: which unit covers a device; `registry`: the kernel's units and domains.
 
 pub mod domain;
+pub mod experiment;
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
+mod faults;
 pub mod page_table;
 pub mod registers;
 pub mod tables;
 pub mod unit;
 
-pub use domain::{DomainMode, Experiment, VtdDomain};
-pub use unit::Unit;
+#[cfg(target_os = "none")]
+mod registry;
+mod scope;
 
+pub use domain::{DomainMode, VtdDomain};
+pub use experiment::Experiment;
 #[cfg(target_os = "none")]
 pub use registry::{init, live_mappings, mapper_for, report, set_experiment, set_passthrough};
-
-use alloc::vec::Vec;
-
-/// One remapping unit as the DMAR table describes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnitDescription {
-    /// Physical address of its register page.
-    pub register_base: u64,
-    /// INCLUDE_PCI_ALL: it serves every device no other unit lists.
-    pub include_all: bool,
-    /// Requester ids in its device scope.
-    pub devices: Vec<u16>,
-}
-
-/// Which of `units` translates for `requester_id`: the one that lists it, else
-/// one with INCLUDE_PCI_ALL (the DMAR table's rule: an explicit scope wins).
-pub fn covering_unit(units: &[UnitDescription], requester_id: u16) -> Option<usize> {
-    units
-        .iter()
-        .position(|unit| unit.devices.contains(&requester_id))
-        .or_else(|| units.iter().position(|unit| unit.include_all))
-}
-
-#[cfg(target_os = "none")]
-mod registry {
-    use alloc::collections::BTreeMap;
-    use alloc::format;
-    use alloc::string::String;
-    use alloc::sync::Arc;
-    use alloc::vec::Vec;
-
-    use spin::Mutex;
-
-    use super::{Experiment, Unit, UnitDescription, VtdDomain, covering_unit};
-    use crate::dma::kernel_platform::platform;
-    use crate::dma::{Cause, IoFailure, IoMapper, IoReturn};
-    use crate::io::MmioRange;
-
-    struct Registry {
-        /// The units that are on, with their descriptions (same order).
-        units: Vec<Arc<Unit<MmioRange>>>,
-        descriptions: Vec<UnitDescription>,
-        /// Requester id -> its domain.
-        domains: BTreeMap<u16, Arc<VtdDomain<MmioRange>>>,
-        initialized: bool,
-    }
-
-    static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-        units: Vec::new(),
-        descriptions: Vec::new(),
-        domains: BTreeMap::new(),
-        initialized: false,
-    });
-
-    /// Brings every unit up and turns translation on; returns how many are on.
-    /// A unit that fails is logged and left off (its devices are not
-    /// translated); the call fails only if units were described and none came
-    /// on, or if it was made before.
-    ///
-    /// After this, a device behind a unit that has no domain yet faults on every
-    /// DMA: call [`mapper_for`] for each before its driver starts.
-    pub fn init(units: &[UnitDescription]) -> Result<usize, IoFailure> {
-        let mut registry = REGISTRY.lock();
-        if registry.initialized {
-            return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("the IOMMU is initialized already")));
-        }
-        registry.initialized = true;
-        let mut first_failure = None;
-        for (number, description) in units.iter().enumerate() {
-            // SAFETY: the DMAR table names this page as a remapping unit's
-            // registers, which only this driver touches.
-            let started = unsafe { crate::io::map_mmio(description.register_base, 0x1000) }
-                .map_err(IoFailure::from)
-                .and_then(|registers| Unit::start(number, description.register_base, registers, platform()));
-            match started {
-                Ok(unit) => {
-                    log::info!("{}", unit.summary());
-                    log::info!("  {}", unit.capability());
-                    log::info!("  {}", unit.extended_capability());
-                    registry.units.push(unit);
-                    registry.descriptions.push(description.clone());
-                }
-                Err(failure) => {
-                    log::error!("VT-d unit {number} at {:#x}: not on: {failure}", description.register_base);
-                    first_failure.get_or_insert(failure);
-                }
-            }
-        }
-        match first_failure {
-            Some(failure) if registry.units.is_empty() => Err(failure),
-            _ => Ok(registry.units.len()),
-        }
-    }
-
-    fn domain(registry: &mut Registry, requester_id: u16) -> Option<Arc<VtdDomain<MmioRange>>> {
-        if let Some(domain) = registry.domains.get(&requester_id) {
-            return Some(Arc::clone(domain));
-        }
-        let unit = &registry.units[covering_unit(&registry.descriptions, requester_id)?];
-        match unit.attach(requester_id) {
-            Ok(domain) => {
-                registry.domains.insert(requester_id, Arc::clone(&domain));
-                Some(domain)
-            }
-            Err(failure) => {
-                log::error!("VT-d: no domain for device {requester_id:#06x}: {failure}");
-                None
-            }
-        }
-    }
-
-    /// The domain of device `requester_id`, made on the first call; `None` if no
-    /// unit that is on covers the device (or its domain could not be made).
-    pub fn mapper_for(requester_id: u16) -> Option<Arc<dyn IoMapper>> {
-        let domain = domain(&mut REGISTRY.lock(), requester_id)?;
-        Some(domain)
-    }
-
-    fn not_covered() -> IoFailure {
-        IoFailure::new(IoReturn::NotReady, Cause::Other("no VT-d unit that is on covers this device"))
-    }
-
-    /// Switches the device's domain to pass-through (context entry TT = 10,
-    /// needs ECAP.PT) or back to translation. The domain must have no pages mapped.
-    pub fn set_passthrough(requester_id: u16, on: bool) -> Result<(), IoFailure> {
-        let domain = domain(&mut REGISTRY.lock(), requester_id).ok_or_else(not_covered)?;
-        domain.set_passthrough(on)
-    }
-
-    /// Arms `experiment` for the device's next transfer.
-    pub fn set_experiment(requester_id: u16, experiment: Experiment) -> Result<(), IoFailure> {
-        let domain = domain(&mut REGISTRY.lock(), requester_id).ok_or_else(not_covered)?;
-        domain.set_experiment(experiment);
-        Ok(())
-    }
-
-    /// Pages mapped now, over every domain (tests check that transfers leave none).
-    pub fn live_mappings() -> usize {
-        REGISTRY.lock().domains.values().map(|domain| domain.mapped_pages()).sum()
-    }
-
-    /// Lines for the shell's `iommu` command: each unit with its capabilities,
-    /// its domains and its faults.
-    pub fn report() -> Vec<String> {
-        let registry = REGISTRY.lock();
-        let mut lines = Vec::new();
-        if registry.units.is_empty() {
-            lines.push(String::from("no VT-d unit is on (no DMAR table, or not q35 with -device intel-iommu)"));
-        }
-        for (unit, description) in registry.units.iter().zip(&registry.descriptions) {
-            lines.push(unit.summary());
-            lines.push(format!("  {}", unit.capability()));
-            lines.push(format!("  {}", unit.extended_capability()));
-            lines.push(format!(
-                "  scope: {}{} device(s) listed",
-                if description.include_all { "every device no other unit lists, and " } else { "" },
-                description.devices.len()
-            ));
-            for domain in registry.domains.values().filter(|domain| Arc::ptr_eq(domain.unit(), unit)) {
-                let source = domain.source();
-                lines.push(format!(
-                    "  domain {}: device {:02x}:{:02x}.{}, {}-level, {}, {} page(s) mapped, {} IOVA pages free, {} table page(s)",
-                    domain.id(),
-                    source >> 8,
-                    (source >> 3) & 0x1f,
-                    source & 7,
-                    domain.levels(),
-                    match domain.mode() {
-                        super::DomainMode::Translated => "translated",
-                        super::DomainMode::PassThrough => "pass-through",
-                    },
-                    domain.mapped_pages(),
-                    domain.free_iova_pages(),
-                    domain.table_pages(),
-                ));
-                for (iova, pages, physical, identity) in domain.live_ranges() {
-                    let target = match physical {
-                        Some(physical) => format!("-> physical {:#x}", physical.as_u64()),
-                        None => String::from("-> nothing (unmapped early by an experiment)"),
-                    };
-                    let what = if identity { " (coherent memory, IOVA = physical)" } else { "" };
-                    lines.push(format!("    IOVA {iova:#x} + {pages} page(s) {target}{what}"));
-                }
-            }
-            lines.extend(unit.fault_report().into_iter().map(|line| format!("  {line}")));
-        }
-        lines
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_explicit_scope_wins_over_include_all() {
-        let units = [
-            UnitDescription { register_base: 0xfed9_0000, include_all: true, devices: Vec::new() },
-            UnitDescription { register_base: 0xfed9_1000, include_all: false, devices: alloc::vec![0x0010] },
-        ];
-        assert_eq!(covering_unit(&units, 0x0010), Some(1));
-        assert_eq!(covering_unit(&units, 0x0018), Some(0));
-        assert_eq!(covering_unit(&units[1..], 0x0018), None);
-    }
-}
+pub use scope::{UnitDescription, covering_unit};
+pub use unit::Unit;

@@ -16,7 +16,7 @@
 //! 5. command TE and wait for TES: from now on every DMA is translated, and a
 //!    device without a context entry faults.
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 use spin::Mutex;
 use x86_64::PhysAddr;
 
-use super::domain::VtdDomain;
+use super::faults::FaultLog;
 use super::page_table::{Coherence, PageTable};
 use super::registers::*;
 use super::tables::{self, AddressWidth, ContextEntry, ENTRY_SIZE, RootEntry};
@@ -38,13 +38,11 @@ use crate::memory::{Constraints, FRAME_SIZE};
 /// answers at the first read, real units within microseconds.
 const WAIT_POLLS: u32 = 1_000_000;
 
-/// How many faults the unit keeps: not yet taken by their domain, and the
-/// most recent ones for the report.
-pub const FAULT_LOG_LENGTH: usize = 32;
-
 /// The register page dmakit maps for a unit: records or IOTLB registers beyond it
 /// cannot be reached.
 pub const REGISTER_PAGE: u16 = 0x1000;
+
+pub use super::faults::FAULT_LOG_LENGTH;
 
 /// Whether `unmap` may invalidate pages, or must invalidate the whole domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +54,11 @@ enum PageInvalidation {
 }
 
 /// The unit's bookkeeping, under one lock that also serialises register sequences.
+///
+/// Lock order: a domain's lock first, then this one, never the reverse (the
+/// domains invalidate through the unit while they hold their own lock). So
+/// nothing here calls into a domain while holding it: `take_fault`'s `belongs`
+/// is answered from the state its domain locked before calling.
 struct UnitState {
     root_table: PhysAddr,
     /// Bus -> its context table.
@@ -63,15 +66,8 @@ struct UnitState {
     /// Requester ids that have a context entry.
     attached: BTreeSet<u16>,
     next_domain: u32,
-    /// Faults not yet taken by their device's domain, oldest first.
-    pending: VecDeque<IommuFault>,
-    /// The most recent faults, for the report.
-    recent: VecDeque<IommuFault>,
-    faults_seen: u64,
-    /// Faults dropped from `pending` because nobody took them and it was full.
-    faults_dropped: u64,
-    /// Times the unit reported a primary fault overflow (faults it never recorded).
-    overflows: u64,
+    /// The faults read from the fault records.
+    faults: FaultLog,
 }
 
 /// One remapping unit, translating.
@@ -173,11 +169,7 @@ impl<R: RegisterIo> Unit<R> {
                 context_tables: BTreeMap::new(),
                 attached: BTreeSet::new(),
                 next_domain: 1,
-                pending: VecDeque::new(),
-                recent: VecDeque::new(),
-                faults_seen: 0,
-                faults_dropped: 0,
-                overflows: 0,
+                faults: FaultLog::new(),
             }),
         };
         // On a failure the root table stays allocated (leaked): the unit may
@@ -196,8 +188,7 @@ impl<R: RegisterIo> Unit<R> {
         // Faults are polled: the interrupt stays masked.
         self.registers.write32(FAULT_EVENT_CONTROL, FAULT_INTERRUPT_MASK);
         self.collect_faults(&mut state);
-        state.recent.clear();
-        state.pending.clear();
+        state.faults.forget();
         self.flush(state.root_table, FRAME_SIZE);
         // RTADDR bits 11:10 (translation table mode) stay 00: legacy root and context entries.
         self.registers.write64(ROOT_TABLE_ADDRESS, state.root_table.as_u64());
@@ -247,11 +238,14 @@ impl<R: RegisterIo> Unit<R> {
         if !self.capability.needs_write_buffer_flush() {
             return Ok(());
         }
+        let why = "VT-d: the write buffer flush did not finish (GSTS.WBFS)";
+        let idle = |registers: &R| registers.read32(GLOBAL_STATUS) & WRITE_BUFFER_FLUSH == 0;
+        // A flush that timed out earlier may still be running: the unit takes
+        // no new one until it ends.
+        self.wait(why, idle)?;
         let persistent = self.registers.read32(GLOBAL_STATUS) & !ONE_SHOT_COMMANDS;
         self.registers.write32(GLOBAL_COMMAND, persistent | WRITE_BUFFER_FLUSH);
-        self.wait("VT-d: the write buffer flush did not finish (GSTS.WBFS)", |registers| {
-            registers.read32(GLOBAL_STATUS) & WRITE_BUFFER_FLUSH == 0
-        })
+        self.wait(why, idle)
     }
 
     fn flush(&self, address: PhysAddr, length: u64) {
@@ -300,6 +294,11 @@ impl<R: RegisterIo> Unit<R> {
         address_and_mask: u64,
     ) -> Result<(), IoFailure> {
         let offset = self.extended.iotlb_offset();
+        // An invalidation that timed out earlier may still be in progress:
+        // software must not write the register again until IVT clears.
+        self.wait("VT-d: an earlier IOTLB invalidation is still in progress (IOTLB.IVT)", |registers| {
+            registers.read64(offset + 8) & INVALIDATE_IOTLB == 0
+        })?;
         if granularity == Granularity::Selective {
             self.registers.write64(offset, address_and_mask);
         }
@@ -409,9 +408,11 @@ impl<R: RegisterIo> Unit<R> {
         Ok(())
     }
 
-    /// Gives device `source` a domain of its own (the next domain id) with an
-    /// empty page table, translating.
-    pub fn attach(self: &Arc<Self>, source: u16) -> Result<Arc<VtdDomain<R>>, IoFailure> {
+    /// Gives device `source` a context entry of its own, translating: the next
+    /// domain id and an empty page table, which it returns for the domain the
+    /// caller makes of them (`Unit::attach`, in `domain.rs`: the unit knows
+    /// nothing of its domains, so the two modules do not use each other).
+    pub fn attach_context(&self, source: u16) -> Result<(u16, PageTable), IoFailure> {
         let mut state = self.state.lock();
         if state.attached.contains(&source) {
             return Err(failure(IoReturn::Busy, "VT-d: the device has a domain already"));
@@ -425,8 +426,7 @@ impl<R: RegisterIo> Unit<R> {
             .map_err(|_| failure(IoReturn::NoMemory, "VT-d: no frame for a page table"))?;
         self.install(&mut state, source, ContextEntry::translated(table.root(), self.width, id))?;
         state.next_domain += 1;
-        drop(state);
-        Ok(Arc::new(VtdDomain::new(Arc::clone(self), source, id, table)))
+        Ok((id, table))
     }
 
     /// Points `source`'s context entry at `entry` (a mode change of its domain).
@@ -458,31 +458,22 @@ impl<R: RegisterIo> Unit<R> {
                 // F is bit 127: bit 31 of the record's last 32-bit word, write 1 to clear.
                 self.registers.write32(offset + 12, 1 << 31);
                 log::debug!("VT-d unit {}: {fault}", self.number);
-                state.faults_seen += 1;
-                if state.pending.len() == FAULT_LOG_LENGTH {
-                    state.pending.pop_front();
-                    state.faults_dropped += 1;
-                }
-                state.pending.push_back(fault);
-                if state.recent.len() == FAULT_LOG_LENGTH {
-                    state.recent.pop_front();
-                }
-                state.recent.push_back(fault);
+                state.faults.record(fault);
             }
         }
         if status & PRIMARY_FAULT_OVERFLOW != 0 {
             self.registers.write32(FAULT_STATUS, PRIMARY_FAULT_OVERFLOW);
-            state.overflows += 1;
+            state.faults.count_overflow();
         }
     }
 
     /// The oldest fault of device `source` not taken yet whose address `belongs`
-    /// (the records are read first).
+    /// (the records are read first). `belongs` runs under the unit's lock: it
+    /// must not take a domain's lock (the lock order: domain, then unit).
     pub fn take_fault(&self, source: u16, belongs: &dyn Fn(u64) -> bool) -> Option<IommuFault> {
         let mut state = self.state.lock();
         self.collect_faults(&mut state);
-        let index = state.pending.iter().position(|fault| fault.source == source && belongs(fault.address))?;
-        state.pending.remove(index)
+        state.faults.take(source, belongs)
     }
 
     /// The most recent faults (at most [`FAULT_LOG_LENGTH`]), oldest first, the
@@ -490,7 +481,7 @@ impl<R: RegisterIo> Unit<R> {
     pub fn recent_faults(&self) -> Vec<IommuFault> {
         let mut state = self.state.lock();
         self.collect_faults(&mut state);
-        state.recent.iter().copied().collect()
+        state.faults.recent()
     }
 
     /// Whether translation is on (GSTS.TES).
@@ -548,16 +539,7 @@ impl<R: RegisterIo> Unit<R> {
     pub fn fault_report(&self) -> Vec<String> {
         let mut state = self.state.lock();
         self.collect_faults(&mut state);
-        let mut lines = Vec::with_capacity(state.recent.len() + 1);
-        lines.push(format!(
-            "faults: {} recorded, {} not taken by a domain, {} dropped unread, {} overflow(s) (faults never recorded)",
-            state.faults_seen,
-            state.pending.len(),
-            state.faults_dropped,
-            state.overflows
-        ));
-        lines.extend(state.recent.iter().map(|fault| format!("  {fault}")));
-        lines
+        state.faults.report()
     }
 }
 
@@ -573,138 +555,4 @@ enum Switch {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::fake::{Event, FakeUnit, QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY};
-    use super::*;
-
-    /// Every address: the fault of any transfer.
-    const EVERYWHERE: &dyn Fn(u64) -> bool = &|_| true;
-    use crate::dma::simulated::SimulatedPlatform;
-
-    #[test]
-    fn the_covering_mask_is_the_smallest_aligned_block() {
-        assert_eq!(covering_mask(5, 1), 0);
-        assert_eq!(covering_mask(4, 2), 1);
-        assert_eq!(covering_mask(5, 2), 2, "pages 5 and 6 straddle a 2-page block");
-        assert_eq!(covering_mask(8, 8), 3);
-        assert_eq!(covering_mask(7, 2), 4, "pages 7 and 8 only share a 16-page block");
-    }
-
-    #[test]
-    fn bring_up_sets_the_root_table_invalidates_then_enables() {
-        let platform = SimulatedPlatform::leak(0);
-        let fake = Arc::new(FakeUnit::qemu());
-        let unit = Unit::start(0, 0xfed9_0000, Arc::clone(&fake), platform).unwrap();
-        let root = unit.state.lock().root_table.as_u64();
-        let events = fake.events();
-        let interesting: Vec<Event> =
-            events.iter().copied().filter(|event| !matches!(event, Event::GlobalCommand(_))).collect();
-        assert_eq!(
-            interesting,
-            [
-                Event::RootTableSet(root),
-                Event::ContextInvalidation { granularity: 1, source: 0 },
-                Event::IotlbInvalidation { granularity: 1, domain: 0, address: 0 },
-                Event::TranslationEnabled,
-            ]
-        );
-        assert_eq!(events.iter().filter(|event| matches!(event, Event::GlobalCommand(_))).count(), 2, "SRTP, then TE");
-        assert!(fake.register(FAULT_EVENT_CONTROL) & FAULT_INTERRUPT_MASK != 0, "the fault interrupt stays masked");
-        let mut bytes = [0xff; 4096];
-        platform.device_read(root, &mut bytes);
-        assert!(bytes.iter().all(|&byte| byte == 0), "the root table starts empty");
-        assert!(unit.translating());
-        assert_eq!(unit.width(), AddressWidth::ThreeLevel39);
-        assert!(unit.summary().contains("3-level"), "{}", unit.summary());
-    }
-
-    #[test]
-    fn a_unit_that_never_answers_is_a_timeout_not_a_hang() {
-        let platform = SimulatedPlatform::leak(0);
-        let fake = Arc::new(FakeUnit::qemu());
-        fake.get_stuck();
-        let error = Unit::start(0, 0, Arc::clone(&fake), platform).err().expect("timed out");
-        assert_eq!(error.code(), IoReturn::Timeout);
-        assert!(error.to_string().contains("RTPS"), "{error}");
-    }
-
-    #[test]
-    fn a_unit_without_usable_table_depths_is_refused() {
-        let platform = SimulatedPlatform::leak(0);
-        let only_five_levels = (QEMU_CAPABILITY & !(0x1f << 8)) | (0b01000 << 8);
-        let fake = Arc::new(FakeUnit::new(only_five_levels, QEMU_EXTENDED_CAPABILITY));
-        assert_eq!(Unit::start(0, 0, fake, platform).err().map(|error| error.code()), Some(IoReturn::IoError));
-    }
-
-    #[test]
-    fn global_commands_carry_the_features_already_on() {
-        // RWBF makes every table change end in a write buffer flush: a global
-        // command issued while translation is on.
-        let platform = SimulatedPlatform::leak(0);
-        let fake = Arc::new(FakeUnit::new(QEMU_CAPABILITY | (1 << 4), QEMU_EXTENDED_CAPABILITY));
-        let unit = Unit::start(0, 0, Arc::clone(&fake), platform).unwrap();
-        fake.clear_events();
-        unit.attach(0x0018).unwrap();
-        let events = fake.events();
-        assert!(events.contains(&Event::WriteBufferFlush), "{events:?}");
-        for event in &events {
-            if let Event::GlobalCommand(value) = event {
-                assert!(value & TRANSLATION_ENABLE != 0, "a command dropped TE: {value:#x}");
-                assert!(value & SET_ROOT_TABLE_POINTER == 0, "a one-shot bit repeated: {value:#x}");
-            }
-        }
-        assert!(!events.contains(&Event::TranslationDisabled));
-    }
-
-    #[test]
-    fn faults_are_decoded_cleared_and_taken_by_source() {
-        let platform = SimulatedPlatform::leak(0);
-        // Two fault records, so two devices' faults wait side by side.
-        let fake = Arc::new(FakeUnit::new(QEMU_CAPABILITY | (1 << 40), QEMU_EXTENDED_CAPABILITY));
-        let unit = Unit::start(0, 0, Arc::clone(&fake), platform).unwrap();
-        fake.plant_fault(0, 0x0020, 0x7000_5000, 0x05, false);
-        fake.plant_fault(1, 0x0018, 0x1000, 0x06, true);
-        fake.plant_fault(0, 0x0020, 0x9000, 0x05, false); // record 0 is full: overflow
-        assert_eq!(fake.register(FAULT_STATUS) & 3, 3, "pending and overflowed");
-
-        let fault = unit.take_fault(0x0018, EVERYWHERE).expect("the IDE's fault");
-        assert_eq!(
-            fault,
-            IommuFault {
-                source: 0x0018,
-                address: 0x1000,
-                access: FaultAccess::Read,
-                reason: 0x06,
-                meaning: fault_meaning(0x06)
-            }
-        );
-        assert_eq!(fake.register(FAULT_STATUS) & 3, 0, "every record cleared, the overflow too");
-        assert_eq!(fake.register(0x220 + 12) >> 31, 0, "F cleared");
-        assert_eq!(unit.take_fault(0x0018, EVERYWHERE), None, "taken");
-        let other = unit.take_fault(0x0020, EVERYWHERE).expect("the other device's fault waited for it");
-        assert_eq!((other.access, other.address, other.reason), (FaultAccess::Write, 0x7000_5000, 0x05));
-        assert_eq!(
-            other.to_string(),
-            format!("IOMMU fault 0x05 ({}): device 00:04.0 wrote to IOVA 0x70005000", fault_meaning(5))
-        );
-        let report = unit.fault_report();
-        assert_eq!(
-            report[0],
-            "faults: 2 recorded, 0 not taken by a domain, 0 dropped unread, 1 overflow(s) (faults never recorded)"
-        );
-        assert_eq!(report.len(), 3);
-    }
-
-    #[test]
-    fn the_pending_log_is_bounded() {
-        let platform = SimulatedPlatform::leak(0);
-        let fake = Arc::new(FakeUnit::qemu());
-        let unit = Unit::start(0, 0, Arc::clone(&fake), platform).unwrap();
-        for page in 0..FAULT_LOG_LENGTH as u64 + 5 {
-            fake.plant_fault(0, 0x0008, page << 12, 0x05, false);
-            assert_eq!(unit.recent_faults().len(), (page as usize + 1).min(FAULT_LOG_LENGTH));
-        }
-        // Nobody took the device's faults: the oldest five were dropped.
-        assert_eq!(unit.take_fault(0x0008, EVERYWHERE).map(|fault| fault.address), Some(5 << 12));
-    }
-}
+mod tests;

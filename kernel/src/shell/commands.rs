@@ -227,6 +227,7 @@ fn iommu(arguments: &[&str]) -> Result<(), String> {
                 .into_iter()
                 .find(|function| function.location() == *location)
                 .ok_or_else(|| format!("no PCI function {location} (ioreg lists them as BB:DD.F)"))?;
+            crate::dma::experiment::install();
             crate::iommu::set_experiment(function.requester_id(), crate::iommu::Experiment::UnmapBeforeTheDevice)
                 .map_err(|failure| format!("{location}: {failure}"))?;
             println!(

@@ -53,6 +53,8 @@ const LINE: u64 = 0x10000;
 
 /// `experiment STEP DEV LBA COUNT`.
 pub fn experiment(arguments: &[&str]) -> Result<(), String> {
+    // The experiments reach the DMA layer only through its hooks.
+    experiment::install();
     if arguments == ["synchronize"] {
         return synchronize_step_by_step();
     }

@@ -5,7 +5,7 @@
 use alloc::sync::Arc;
 
 use super::*;
-use crate::dma::simulated_mapper::{FAULT_WRITE_DENIED, SimulatedMapper};
+use crate::dma::simulated_mapper::{FAULT_WRITE_DENIED, Invalidation, SimulatedMapper};
 use crate::dma::{Cause, FaultAccess, IoReturn, MappedPlatform, Mapping, Specification, SyncOptions};
 
 /// Requester ID of the simulated device: 00:04.0.
@@ -182,4 +182,22 @@ fn force_double_buffer_still_bounces_and_remaps() {
     command.complete().unwrap();
     assert_eq!(contents(&buffer), data);
     assert_eq!(mapper.mapped_pages(), 0);
+}
+
+#[test]
+fn an_unconfirmed_unmap_leaves_the_device_its_reach_and_the_transfer_leaked() {
+    let (memory, platform, mapper) = mapped_machine(1 << 30);
+    let mut buffer =
+        crate::dma::DmaBuffer::allocate(platform, 4096, IoDirection::In, crate::memory::Constraints::NONE).unwrap();
+    let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
+    let options = crate::dma::TransferOptions::default();
+    let transfer = crate::dma::DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &options).unwrap();
+    let segments = transfer.segments().to_vec();
+    mapper.set_invalidation(Invalidation::TimesOut);
+    let failure = transfer.complete(4096).result.unwrap_err();
+    assert!(matches!(failure.cause(), Cause::InvalidationFailed { pages: 1, .. }), "{failure}");
+    assert_eq!(mapper.quarantined_pages(), 1);
+    // A stale IOTLB entry: the device still writes the buffer's page.
+    device_writes_through(memory, &mapper, &segments, &[0x5a; 4096]).unwrap();
+    assert_eq!(buffer.to_vec(0, 1).unwrap_err().cause(), Cause::MemoryAbandoned);
 }

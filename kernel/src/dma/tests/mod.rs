@@ -4,6 +4,7 @@ mod contract;
 mod defects;
 mod experiments;
 mod force_double_buffer;
+mod invalidation;
 mod mapped;
 mod ownership;
 mod properties;

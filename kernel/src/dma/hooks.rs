@@ -1,0 +1,112 @@
+//! Where the core DMA path lets something outside it change one transfer: the
+//! shell's teaching experiments ([`super::experiment`]).
+//!
+//! The core asks three questions at fixed places, and nothing else: "adjust
+//! these rules?" (once per prepare, before planning), "skip this step?" (the
+//! fill of bounce memory, the copy out of it) and, in an IOMMU domain, "unmap
+//! this new mapping at once?". With no hooks installed (the normal case) every
+//! answer is no and a question costs one load. The core types hold no
+//! experiment state: the hooks keep theirs, per [`Site`].
+
+use spin::Once;
+
+use super::specification::Rules;
+
+/// A step of a transfer a hook may skip (or, for the last two, a rule it may
+/// switch off), once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Skip {
+    /// The copy out of bounce memory at `complete` (an `In` transfer): the
+    /// device's bytes stay in the bounce buffer and the CPU's buffer keeps what
+    /// it held before.
+    CopyBack = 1,
+    /// The fill of bounce memory from the buffer, before the device reads it
+    /// (an `Out` transfer): the device reads whatever the bounce frames held.
+    Fill = 2,
+    /// The split of segments at the device's `boundary` (PIIX IDE: 64 KiB):
+    /// one segment may cross it.
+    Boundary = 3,
+    /// The bounce for memory beyond the device's address limit: the device is
+    /// given the real address, and its address register keeps only the bits it
+    /// has, as real hardware would (the record is cut to the device's width).
+    Reach = 4,
+}
+
+/// Whether the device's records carry the segments' addresses whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Addresses {
+    /// As planned (always, but in one experiment).
+    Whole,
+    /// Cut to the device's address bits: a hook switched off the bounce for
+    /// reach ([`Skip::Reach`]) and the device got addresses it cannot hold.
+    CutToDeviceWidth,
+}
+
+/// Whether the device's address limit makes a prepare bounce memory beyond it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// The device has a limit and sees physical addresses: memory beyond the
+    /// limit is bounced.
+    Limited,
+    /// No limit, or an IOMMU gives the device IOVAs below it: nothing is
+    /// bounced for reach.
+    Unlimited,
+}
+
+/// Who asks: a platform (by its accounting, which the platforms a command may
+/// see share) or an IOMMU domain. It names the asker by address, which holds
+/// for as long as the asker lives: platforms and domains live for the kernel's
+/// life (a test's are leaked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Site(usize);
+
+impl Site {
+    /// The site `value` is.
+    pub fn of<T: ?Sized>(value: &T) -> Site {
+        Site(value as *const T as *const () as usize)
+    }
+}
+
+/// The questions the core path asks. Each answer is for one transfer.
+pub trait DmaHooks: Sync {
+    /// "Adjust these rules?": the rules one prepare of command `command` on
+    /// `site` plans with. `reach` says whether its address limit bounces
+    /// memory. Returns how the device's records must carry the addresses.
+    fn adjust_rules(&self, site: Site, command: u64, rules: &mut Rules, reach: Reach) -> Addresses;
+
+    /// "Skip this step?": whether command `command`, on `site`, skips `step`
+    /// of the transfer it is at ([`Skip::Fill`] or [`Skip::CopyBack`]).
+    fn skip(&self, site: Site, command: u64, step: Skip) -> bool;
+
+    /// "Unmap at once?": whether the IOMMU domain `site` unmaps the pages it
+    /// just mapped before handing out their IOVAs (the device meets a hole).
+    fn unmap_at_once(&self, site: Site) -> bool;
+}
+
+static HOOKS: Once<&'static dyn DmaHooks> = Once::new();
+
+/// Installs `hooks` for the kernel's life. Only one set can be installed: the
+/// first call wins, and `false` says other hooks were there already.
+pub fn install(hooks: &'static dyn DmaHooks) -> bool {
+    let installed = HOOKS.call_once(|| hooks);
+    core::ptr::addr_eq(*installed as *const dyn DmaHooks, hooks as *const dyn DmaHooks)
+}
+
+/// Asks the installed hooks to adjust `rules` (see [`DmaHooks::adjust_rules`]).
+pub(crate) fn adjust_rules(site: Site, command: u64, rules: &mut Rules, reach: Reach) -> Addresses {
+    match HOOKS.get() {
+        Some(hooks) => hooks.adjust_rules(site, command, rules, reach),
+        None => Addresses::Whole,
+    }
+}
+
+/// Asks the installed hooks whether to skip `step` (see [`DmaHooks::skip`]).
+pub(crate) fn skips(site: Site, command: u64, step: Skip) -> bool {
+    HOOKS.get().is_some_and(|hooks| hooks.skip(site, command, step))
+}
+
+/// Asks the installed hooks whether to unmap at once (see [`DmaHooks::unmap_at_once`]).
+pub(crate) fn unmaps_at_once(site: Site) -> bool {
+    HOOKS.get().is_some_and(|hooks| hooks.unmap_at_once(site))
+}

@@ -1,0 +1,256 @@
+//! The realization of a prepared range: the plan (which pieces the device uses
+//! in place, which go through a bounce buffer), the bounce buffers, and, behind
+//! an IOMMU, the mapping of every page, as one value.
+//!
+//! A [`Realizer`] carries what the command knows (platform, rules, descriptor,
+//! IOMMU domain) and makes a [`Realization`] for a range, or one bounce buffer
+//! for all of it when the planned segments break a rule. It also takes one
+//! apart: unmap first, so the device can no longer reach the pages, then free
+//! the bounce buffers; and when the IOMMU does not confirm the unmap, it frees
+//! nothing ([`Realizer::keep_from_reuse`]).
+
+use alloc::vec::Vec;
+use core::panic::Location;
+
+use x86_64::PhysAddr;
+
+use super::address::Segment;
+use super::bounce::{self, BounceBuffer, BouncedRange};
+use super::failure::{Cause, IoFailure};
+use super::hooks::{self, Addresses, Reach, Site};
+use super::mapper::{IoMapper, MappedRange};
+use super::mapping::{self, IovaChoice};
+use super::misuse::{Misuse, MisuseReport};
+use super::plan::{self, Layout, Placement};
+use super::platform::DmaPlatform;
+use super::specification::Rules;
+use super::trace::dma_trace;
+use super::{IoMemoryDescriptor, IoReturn};
+use crate::memory::{Constraints, FRAME_SIZE};
+
+/// A planned range with its memory in place: bounce buffers allocated and,
+/// behind an IOMMU, every page mapped.
+#[derive(Debug)]
+pub(crate) struct Realization {
+    /// Where each piece of the range lies: in place or in a bounce buffer.
+    pub(crate) layout: Layout,
+    /// The bounce buffers the layout's bounced pieces name.
+    pub(crate) buffers: Vec<BounceBuffer>,
+    /// The device's segments.
+    pub(crate) segments: Vec<Segment>,
+    /// The IOVA range the segments lie in, when an IOMMU translates them.
+    pub(crate) mapped: Option<MappedRange>,
+}
+
+impl Realization {
+    /// The range `[offset, ...)` of `descriptor` this realizes, with its bounce buffers.
+    pub(crate) fn bounced<'a>(&'a self, descriptor: &'a IoMemoryDescriptor, offset: u64) -> BouncedRange<'a> {
+        BouncedRange { descriptor, offset, layout: &self.layout, buffers: &self.buffers }
+    }
+
+    /// Whether the device uses some of the descriptor's own pages in place.
+    fn uses_memory_in_place(&self) -> bool {
+        self.layout.pieces.iter().any(|piece| matches!(piece.placement, Placement::Direct(_)))
+    }
+}
+
+/// What a realization needs to know of its command.
+pub(crate) struct Realizer<'a> {
+    /// The machine.
+    pub(crate) platform: &'static dyn DmaPlatform,
+    /// The device's rules.
+    pub(crate) rules: &'a Rules,
+    /// The IOMMU domain that translates the command's segments, if any.
+    pub(crate) mapper: Option<&'static dyn IoMapper>,
+    /// The memory the range is of.
+    pub(crate) descriptor: &'a IoMemoryDescriptor,
+    /// Where the pages go in IOVA space.
+    pub(crate) iova_choice: IovaChoice,
+    /// The command's id, for traces and reports.
+    pub(crate) command: u64,
+    /// The caller's location, for reports.
+    pub(crate) at: &'static Location<'static>,
+}
+
+impl Realizer<'_> {
+    /// Plans `runs` (the physical runs of `length` bytes); if the planned
+    /// segments break a rule, realizes one buffer for the whole range instead.
+    pub(crate) fn best(&self, runs: &[(u64, u64)], length: u64) -> Result<(Realization, Addresses), IoFailure> {
+        let coherent = self.descriptor.is_coherent();
+        let mut rules = *self.rules;
+        let reach =
+            if rules.highest_address != u64::MAX && self.mapper.is_none() { Reach::Limited } else { Reach::Unlimited };
+        // The one place a hook (a learner's experiment) may change the rules.
+        let site = Site::of(self.platform.accounting());
+        let addresses = hooks::adjust_rules(site, self.command, &mut rules, reach);
+        let layout = plan::plan(runs, &self.planning_rules(rules));
+        if super::trace::enabled() {
+            self.trace_plan(runs, &layout);
+        }
+        let realization = self.realize(layout, &rules)?;
+        let bounces_shared_memory = coherent && !realization.buffers.is_empty();
+        if plan::segments_valid(&realization.segments, &rules) && !bounces_shared_memory {
+            return Ok((realization, addresses));
+        }
+        let segment_count = realization.segments.len();
+        self.release(&realization)?;
+        if coherent {
+            let cause = Cause::Other("coherent memory is shared with the device in place and is never bounced");
+            return Err(IoFailure::new(IoReturn::NotPermitted, cause));
+        }
+        dma_trace!(
+            "  {} segments would break a rule (at most {}, lengths in units of {}): double-buffering the whole transfer",
+            segment_count,
+            self.rules.max_segments,
+            self.rules.alignment_length
+        );
+        Ok((self.single(length)?, Addresses::Whole))
+    }
+
+    /// The whole `length` bytes in one bounce buffer.
+    pub(crate) fn single(&self, length: u64) -> Result<Realization, IoFailure> {
+        let realization = self.realize(plan::single_buffer(length), self.rules)?;
+        if plan::segments_valid(&realization.segments, self.rules) {
+            return Ok(realization);
+        }
+        self.release(&realization)?;
+        let needed = realization.segments.len();
+        let cause = if needed > self.rules.max_segments {
+            Cause::TooManySegments { needed, allowed: self.rules.max_segments }
+        } else {
+            Cause::Other("even one contiguous bounce buffer gives segments that break the specification")
+        };
+        Err(IoFailure::new(IoReturn::NoResources, cause))
+    }
+
+    /// The rules the planner works with: the device's, except that behind a
+    /// translating IOMMU no physical address is out of reach (the device sees
+    /// IOVAs, which the mapper places below its limit), so reach never bounces.
+    fn planning_rules(&self, rules: Rules) -> Rules {
+        match self.mapper {
+            Some(_) => Rules { highest_address: u64::MAX, ..rules },
+            None => rules,
+        }
+    }
+
+    /// Allocates the layout's bounce buffers, maps everything behind an IOMMU,
+    /// and computes the device's segments under `rules`.
+    fn realize(&self, layout: Layout, rules: &Rules) -> Result<Realization, IoFailure> {
+        let mut buffers = Vec::with_capacity(layout.bounce_sizes.len());
+        for &size in &layout.bounce_sizes {
+            match self.allocate_buffer(size) {
+                Ok(buffer) => buffers.push(buffer),
+                Err(error) => {
+                    bounce::free(self.platform, &buffers);
+                    return Err(error);
+                }
+            }
+        }
+        let Some(mapper) = self.mapper else {
+            let addresses: Vec<u64> = buffers.iter().map(|buffer| buffer.address.as_u64()).collect();
+            let segments = plan::segments(&layout, &addresses, rules);
+            return Ok(Realization { layout, buffers, segments, mapped: None });
+        };
+        let direction = self.descriptor.direction();
+        match mapping::map_layout(mapper, &layout, &buffers, direction, rules, self.iova_choice) {
+            Ok((segments, mapped)) => {
+                dma_trace!("  IOMMU: {} page(s) mapped at IOVA {:#x} in {}", mapped.pages, mapped.iova, mapper.name());
+                Ok(Realization { layout, buffers, segments, mapped: Some(mapped) })
+            }
+            Err(failure) if matches!(failure.cause(), Cause::InvalidationFailed { .. }) => {
+                // Undoing the half-made mapping was not confirmed: the pages
+                // may be reachable, so nothing is freed.
+                let unreachable = Realization { layout, buffers, segments: Vec::new(), mapped: None };
+                Err(self.keep_from_reuse(&unreachable, failure))
+            }
+            Err(failure) => {
+                bounce::free(self.platform, &buffers);
+                Err(failure)
+            }
+        }
+    }
+
+    fn allocate_buffer(&self, length: u64) -> Result<BounceBuffer, IoFailure> {
+        let highest = self.planning_rules(*self.rules).highest_address;
+        let below = highest.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
+        let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
+        let placement = Constraints { below, alignment, boundary: 0 };
+        bounce::allocate(self.platform, length, placement, self.rules.address_bits)
+    }
+
+    /// Takes `realization` apart: unmaps first, so the device can no longer
+    /// reach the pages, then frees the bounce buffers. If the IOMMU does not
+    /// confirm the unmap, nothing is freed ([`Realizer::keep_from_reuse`]) and
+    /// the failure says [`Cause::InvalidationFailed`].
+    pub(crate) fn release(&self, realization: &Realization) -> Result<(), IoFailure> {
+        self.unmap(realization.mapped).map_err(|failure| self.keep_from_reuse(realization, failure))?;
+        bounce::free(self.platform, &realization.buffers);
+        Ok(())
+    }
+
+    /// Unmaps `mapped` (if anything is mapped) and waits for the IOMMU to
+    /// forget it. A failure always carries [`Cause::InvalidationFailed`] for
+    /// the range, whatever the mapper called it, so callers can match it.
+    pub(crate) fn unmap(&self, mapped: Option<MappedRange>) -> Result<(), IoFailure> {
+        let (Some(range), Some(mapper)) = (mapped, self.platform.mapper()) else {
+            return Ok(());
+        };
+        match mapper.unmap(range.iova, range.pages) {
+            Ok(()) => {
+                dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
+                Ok(())
+            }
+            Err(failure) => {
+                dma_trace!(
+                    "  IOMMU: {} page(s) at IOVA {:#x} unmapped, NOT invalidated: {failure}",
+                    range.pages,
+                    range.iova
+                );
+                let cause = Cause::InvalidationFailed { iova: range.iova, pages: range.pages };
+                Err(IoFailure::new(failure.code(), cause))
+            }
+        }
+    }
+
+    /// After an unmap the IOMMU did not confirm: the device may still reach
+    /// every page that was mapped, so none of it is ever freed. The bounce
+    /// pages are leaked (counted, and kept out of the budget); the descriptor,
+    /// if its own pages were mapped (pieces used in place), is abandoned: it
+    /// stays prepared and the CPU may not read it. Reported like an abandoned
+    /// transfer; returns `failure`.
+    pub(crate) fn keep_from_reuse(&self, realization: &Realization, failure: IoFailure) -> IoFailure {
+        let pages = bounce::pages(&realization.buffers);
+        let accounting = self.platform.accounting();
+        accounting.statistics().count_leak(pages);
+        accounting.misuse().report(MisuseReport {
+            misuse: Misuse::InvalidationFailed,
+            command: Some(self.command),
+            descriptor: Some(self.descriptor.id()),
+            location: self.at,
+        });
+        let in_place = realization.uses_memory_in_place();
+        if in_place {
+            self.descriptor.abandon();
+        }
+        log::error!(
+            "DMA: command #{}: {failure}: {pages} bounce page(s){} leaked, never reused",
+            self.command,
+            if in_place { " and the buffer's own pages" } else { "" }
+        );
+        failure
+    }
+
+    /// Traces each physical run and where the plan put it.
+    fn trace_plan(&self, runs: &[(u64, u64)], layout: &Layout) {
+        for (&(address, length), piece) in runs.iter().zip(&layout.pieces) {
+            let what = match piece.placement {
+                Placement::Direct(_) => "the device reaches it: used in place, no copy",
+                Placement::Bounce { .. } if !self.rules.reachable(address, length) => {
+                    "beyond the device's address limit: bounced"
+                }
+                Placement::Bounce { .. } => "start breaks the alignment: bounced",
+            };
+            dma_trace!("  run {address:#x} + {length:#x} bytes: {what}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The DMA layer's statistics: bytes and copies each way, bounced and direct
+//! transfers, commands prepared now, and what was leaked because a device could
+//! still use it. They only count; nothing decides on them but `check_stopped`.
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use super::IoDirection;
+
+/// A snapshot of the counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BounceStats {
+    /// Bounce pages allocated now.
+    pub pages_in_use: usize,
+    /// Most bounce pages allowed at once.
+    pub page_limit: usize,
+    /// Bytes copied descriptor -> bounce buffer (towards the device).
+    pub bytes_to_bounce: u64,
+    /// Bytes copied bounce buffer -> descriptor (from the device).
+    pub bytes_from_bounce: u64,
+    /// Copies towards the device.
+    pub copies_to_bounce: u64,
+    /// Copies from the device.
+    pub copies_from_bounce: u64,
+    /// Prepares that bounced at least one byte.
+    pub bounced_transfers: u64,
+    /// Prepares that needed no bounce buffer at all.
+    pub direct_transfers: u64,
+    /// Transfers `synchronize(ForceDoubleBuffer)` moved into a fresh buffer
+    /// (each was counted at prepare too, as bounced or direct).
+    pub forced_double_buffers: u64,
+    /// Commands prepared now.
+    pub prepared_commands: usize,
+    /// Bounce pages given up for ever because a device could still write them.
+    pub leaked_pages: usize,
+    /// Transfers given up (abandoned or dropped) while a device could use them.
+    pub leaked_transfers: u64,
+}
+
+/// The live counters of one platform.
+#[derive(Debug)]
+pub struct Statistics {
+    bytes_to_bounce: AtomicU64,
+    bytes_from_bounce: AtomicU64,
+    copies_to_bounce: AtomicU64,
+    copies_from_bounce: AtomicU64,
+    bounced_transfers: AtomicU64,
+    direct_transfers: AtomicU64,
+    forced_double_buffers: AtomicU64,
+    prepared_commands: AtomicUsize,
+    leaked_pages: AtomicUsize,
+    leaked_transfers: AtomicU64,
+}
+
+impl Statistics {
+    /// Every counter at zero.
+    pub const fn new() -> Statistics {
+        Statistics {
+            bytes_to_bounce: AtomicU64::new(0),
+            bytes_from_bounce: AtomicU64::new(0),
+            copies_to_bounce: AtomicU64::new(0),
+            copies_from_bounce: AtomicU64::new(0),
+            bounced_transfers: AtomicU64::new(0),
+            direct_transfers: AtomicU64::new(0),
+            forced_double_buffers: AtomicU64::new(0),
+            prepared_commands: AtomicUsize::new(0),
+            leaked_pages: AtomicUsize::new(0),
+            leaked_transfers: AtomicU64::new(0),
+        }
+    }
+
+    /// A snapshot of the counters (the budget's two fields left at zero).
+    pub fn snapshot(&self) -> BounceStats {
+        BounceStats {
+            pages_in_use: 0,
+            page_limit: 0,
+            bytes_to_bounce: self.bytes_to_bounce.load(Ordering::Relaxed),
+            bytes_from_bounce: self.bytes_from_bounce.load(Ordering::Relaxed),
+            copies_to_bounce: self.copies_to_bounce.load(Ordering::Relaxed),
+            copies_from_bounce: self.copies_from_bounce.load(Ordering::Relaxed),
+            bounced_transfers: self.bounced_transfers.load(Ordering::Relaxed),
+            direct_transfers: self.direct_transfers.load(Ordering::Relaxed),
+            forced_double_buffers: self.forced_double_buffers.load(Ordering::Relaxed),
+            prepared_commands: self.prepared_commands.load(Ordering::Relaxed),
+            leaked_pages: self.leaked_pages.load(Ordering::Relaxed),
+            leaked_transfers: self.leaked_transfers.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Commands prepared now.
+    pub fn prepared_commands(&self) -> usize {
+        self.prepared_commands.load(Ordering::Relaxed)
+    }
+
+    /// Counts `pages` bounce pages of one transfer that stay allocated for
+    /// ever (they stay in the budget's pages in use too: the budget really lost them).
+    pub(crate) fn count_leak(&self, pages: usize) {
+        self.leaked_pages.fetch_add(pages, Ordering::Relaxed);
+        self.leaked_transfers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one copy of `bytes`: `Out` descriptor -> bounce, `In` back.
+    pub(crate) fn count_copy(&self, way: IoDirection, bytes: u64) {
+        if way == IoDirection::Out {
+            self.copies_to_bounce.fetch_add(1, Ordering::Relaxed);
+            self.bytes_to_bounce.fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            self.copies_from_bounce.fetch_add(1, Ordering::Relaxed);
+            self.bytes_from_bounce.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one prepared transfer, bounced (at least one byte) or direct.
+    pub(crate) fn count_transfer(&self, bounced: bool) {
+        let counter = if bounced { &self.bounced_transfers } else { &self.direct_transfers };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one transfer moved into a fresh buffer by `synchronize(ForceDoubleBuffer)`.
+    pub(crate) fn count_forced_double_buffer(&self) {
+        self.forced_double_buffers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One more command is prepared (`true`), or one fewer.
+    pub(crate) fn command_prepared(&self, prepared: bool) {
+        if prepared {
+            self.prepared_commands.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.prepared_commands.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Default for Statistics {
+    fn default() -> Statistics {
+        Statistics::new()
+    }
+}

@@ -1,0 +1,85 @@
+//! The faults a unit read from its fault records: those no domain took yet
+//! (each domain takes its own device's, at complete), and the most recent
+//! ones, for the report. Both are bounded: a device that faults forever does
+//! not grow the kernel's memory.
+
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::dma::IommuFault;
+
+/// How many faults the unit keeps: not yet taken by their domain, and the
+/// most recent ones for the report.
+pub const FAULT_LOG_LENGTH: usize = 32;
+
+/// A unit's faults and its counts of them.
+pub(super) struct FaultLog {
+    /// Faults not yet taken by their device's domain, oldest first.
+    pending: VecDeque<IommuFault>,
+    /// The most recent faults, for the report.
+    recent: VecDeque<IommuFault>,
+    seen: u64,
+    /// Faults dropped from `pending` because nobody took them and it was full.
+    dropped: u64,
+    /// Times the unit reported a primary fault overflow (faults it never recorded).
+    overflows: u64,
+}
+
+impl FaultLog {
+    /// No faults yet.
+    pub(super) const fn new() -> FaultLog {
+        FaultLog { pending: VecDeque::new(), recent: VecDeque::new(), seen: 0, dropped: 0, overflows: 0 }
+    }
+
+    /// Forgets the faults kept (not the counts): what firmware left behind.
+    pub(super) fn forget(&mut self) {
+        self.recent.clear();
+        self.pending.clear();
+    }
+
+    /// Keeps `fault`, dropping the oldest if the log is full.
+    pub(super) fn record(&mut self, fault: IommuFault) {
+        self.seen += 1;
+        if self.pending.len() == FAULT_LOG_LENGTH {
+            self.pending.pop_front();
+            self.dropped += 1;
+        }
+        self.pending.push_back(fault);
+        if self.recent.len() == FAULT_LOG_LENGTH {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(fault);
+    }
+
+    /// Counts a primary fault overflow: faults the unit never recorded.
+    pub(super) fn count_overflow(&mut self) {
+        self.overflows += 1;
+    }
+
+    /// Takes the oldest fault of device `source` whose address `belongs`.
+    pub(super) fn take(&mut self, source: u16, belongs: &dyn Fn(u64) -> bool) -> Option<IommuFault> {
+        let index = self.pending.iter().position(|fault| fault.source == source && belongs(fault.address))?;
+        self.pending.remove(index)
+    }
+
+    /// The most recent faults, oldest first.
+    pub(super) fn recent(&self) -> Vec<IommuFault> {
+        self.recent.iter().copied().collect()
+    }
+
+    /// Lines about the faults: counts, then each recent fault.
+    pub(super) fn report(&self) -> Vec<String> {
+        let mut lines = Vec::with_capacity(self.recent.len() + 1);
+        lines.push(format!(
+            "faults: {} recorded, {} not taken by a domain, {} dropped unread, {} overflow(s) (faults never recorded)",
+            self.seen,
+            self.pending.len(),
+            self.dropped,
+            self.overflows
+        ));
+        lines.extend(self.recent.iter().map(|fault| format!("  {fault}")));
+        lines
+    }
+}
