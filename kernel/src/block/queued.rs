@@ -41,7 +41,9 @@ use super::{
     check_request,
 };
 use crate::dma::trace::dma_trace;
-use crate::dma::{Cause, DmaBuffer, IoFailure, IoReturn, NotPrepared, Segment, TransferOptions, TransferSlots};
+use crate::dma::{
+    Cause, DmaBuffer, IoFailure, IoReturn, NotPrepared, Segment, SlotCompleted, TransferOptions, TransferSlots,
+};
 use crate::time::Waiter;
 
 /// How long a request may take, from the moment its submitter waits for it.
@@ -173,7 +175,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
                 "{name}: request #{sequence} (slot {slot}) finished before #{earlier}, which was submitted first"
             );
         }
-        let finished = Finished { buffer: Some(completed.buffer), result: result.and(completed.result) };
+        let finished = Finished { result: result.and(completed.result), buffer: handed_back(completed) };
         self.fulfil(state, &ticket, finished);
     }
 
@@ -310,7 +312,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
             aborted += 1;
             state.stats.in_flight -= 1;
             let buffer = match quiesced {
-                Quiesced::Stopped => state.transfers.complete(slot, 0).map(|completed| completed.buffer),
+                Quiesced::Stopped => state.transfers.complete(slot, 0).and_then(handed_back),
                 Quiesced::StillRunning(_) => {
                     state.transfers.abandon(slot);
                     None
@@ -335,6 +337,17 @@ impl<H: HardwareQueue> QueuedDisk<H> {
 
     fn in_flight(&self) -> usize {
         self.gate.run_action(|state| state.stats.in_flight)
+    }
+}
+
+/// The buffer of a completed slot, unless its memory had to be abandoned: an
+/// IOMMU that did not confirm the unmap may still let the device reach it, so
+/// the DMA layer leaked it, and it is not handed back (`buffer: None`, as for
+/// a device that would not stop).
+fn handed_back(completed: SlotCompleted) -> Option<DmaBuffer> {
+    match completed.result {
+        Err(failure) if matches!(failure.cause(), Cause::InvalidationFailed { .. }) => None,
+        _ => Some(completed.buffer),
     }
 }
 

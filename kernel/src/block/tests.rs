@@ -48,6 +48,8 @@ struct Programmed {
 /// A disk of `BLOCKS` blocks behind a 32-bit device with `depth` slots.
 struct FakeDisk {
     platform: &'static SimulatedPlatform,
+    /// Where the device's DMA goes: `platform` itself, or an IOMMU domain on it.
+    dma: &'static dyn DmaPlatform,
     depth: usize,
     finishing: Finishing,
     image: Mutex<Vec<u8>>,
@@ -66,6 +68,7 @@ impl FakeDisk {
         let image = (0..BLOCKS * BLOCK).map(|byte| (byte / BLOCK) as u8 ^ (byte % 251) as u8).collect();
         FakeDisk {
             platform,
+            dma: platform,
             depth,
             finishing,
             image: Mutex::new(image),
@@ -120,7 +123,7 @@ impl HardwareQueue for FakeDisk {
             depth: self.depth,
             max_request_blocks: self.max_blocks,
             specification: Specification::UNLIMITED_32,
-            platform: self.platform,
+            platform: self.dma,
         }
     }
     fn description(&self) -> String {
@@ -397,4 +400,27 @@ fn a_device_that_will_not_stop_keeps_its_memory_and_no_buffer_comes_back() {
     assert_eq!(platform.accounting().stats().pages_in_use, bounce_in_use, "bounce pages never freed");
     let events = disk.hardware().events.lock().clone();
     assert!(!events.contains(&String::from("released")), "nothing released under a running device: {events:?}");
+}
+
+#[test]
+fn a_buffer_behind_an_unconfirmed_iommu_unmap_is_not_handed_back() {
+    use crate::dma::MappedPlatform;
+    use crate::iommu::Unit;
+    use crate::iommu::fake::{FakeUnit, QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY, Stall};
+
+    let memory = SimulatedPlatform::leak(1024);
+    let fake = alloc::sync::Arc::new(FakeUnit::new(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY));
+    let unit = Unit::start(0, 0xfed9_0000, alloc::sync::Arc::clone(&fake), memory).unwrap();
+    let mut hardware = FakeDisk::new(memory, 2, Finishing::WhenTold);
+    hardware.dma = MappedPlatform::leak(memory, unit.attach(0x0020).unwrap());
+    let disk = QueuedDisk::new(hardware, &WAITER).unwrap();
+    let buffer = DmaBuffer::allocate(memory, BLOCK, IoDirection::In, Constraints::NONE).unwrap();
+    let handle = disk.submit(BlockRequest::new(BlockOperation::Read, 0, 1, buffer, 0)).unwrap();
+    fake.stall(Stall::IotlbInvalidation);
+    // The device says it is done; the IOMMU never confirms it lost access.
+    disk.hardware().claim(disk.hardware().in_flight_slots()[0], BLOCK);
+    let finished = disk.wait(handle);
+    let failure = finished.result.unwrap_err();
+    assert!(matches!(failure.cause(), Cause::InvalidationFailed { .. }), "{failure}");
+    assert!(finished.buffer.is_none(), "the device may still reach it: leaked, not handed back");
 }
