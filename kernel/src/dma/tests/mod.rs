@@ -8,6 +8,7 @@ mod invalidation;
 mod mapped;
 mod ownership;
 mod properties;
+mod slots;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
