@@ -1,8 +1,9 @@
 //! The DMA subsystem, after IOKit: `IoMemoryDescriptor` says where memory is,
 //! `IoDmaCommand` makes it usable by one device (segments, bouncing,
-//! synchronize); `DmaBuffer` and `DmaTransfer` put buffer ownership in the types
-//! for drivers. The contract is `docs/dma-contract.md`; the learner's guide is
-//! `docs/dma.md`.
+//! synchronize); `DmaBuffer` and `DmaTransfer` put buffer ownership in the
+//! types; `TransferSlots` keeps the life cycle of many transfers in one place and
+//! lends drivers only what they program. The contract is `docs/dma-contract.md`;
+//! the learner's guide is `docs/dma.md`.
 
 mod accounting;
 mod address;

@@ -1,8 +1,9 @@
-//! `CommandPool`: a driver's DMA commands, made once, one per queue slot
-//! (IOKit's `IOCommandPool`; FreeBSD gives each slot one busdma map).
+//! `CommandPool`: a device's DMA commands, made once, one per queue slot
+//! (IOKit's `IOCommandPool`; FreeBSD gives each slot one busdma map). The block
+//! layer keeps a disk's pool, in [`super::TransferSlots`]; drivers have none.
 //!
-//! A driver that keeps many requests in flight needs one `IoDmaCommand` per
-//! request: a command serves one transfer at a time. Making them when the driver
+//! A device that keeps many requests in flight needs one `IoDmaCommand` per
+//! request: a command serves one transfer at a time. Making them when the disk
 //! starts, and never while requests run, means a request never fails for lack of
 //! a command, and the pool's size is the queue depth. A request takes its slot's
 //! command out of the pool (it moves into the `DmaTransfer`) and puts it back

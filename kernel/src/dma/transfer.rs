@@ -8,20 +8,20 @@
 //! [`DmaTransfer::complete`], told how many bytes the device moved, so that
 //! exactly those come back from a bounce buffer and nothing stale ever does.
 //!
-//! A driver prepares each buffer of a request side by side, flat:
+//! Whoever owns a request's life cycle (the block layer, through
+//! [`super::TransferSlots`]; a test; a one-off like the shell's experiments)
+//! prepares, lets the device work, and completes:
 //!
 //! ```text
-//! let header = DmaTransfer::prepare(&mut header_command, &mut header, 0, 0, &plain)?;
-//! let data   = DmaTransfer::prepare(&mut data_command, buffer, offset, length, &options)?;
-//! let status = DmaTransfer::prepare(&mut status_command, &mut status, 0, 0, &plain)?;
-//! ... give the device header.segments(), data.segments(), status.segments(); wait ...
-//! let data = data.complete(bytes_the_device_moved);
+//! let data = DmaTransfer::prepare(command, buffer, offset, length, &options)?;
+//! ... give the device data.segments() (a driver is lent them); wait ...
+//! let completed = data.complete(bytes_the_device_moved);
 //! ```
 //!
-//! An early `?` drops the transfers made so far: one whose segments no device
-//! has seen is completed quietly. One whose segments were handed out is never
-//! freed by a drop (a device may still write it): it is leaked and reported.
-//! Drivers stop the device and then complete, or [`DmaTransfer::abandon`].
+//! An early `?` drops the transfer: one whose segments no device has seen is
+//! completed quietly. One whose segments were handed out is never freed by a
+//! drop (a device may still write it): it is leaked and reported. The owner
+//! stops the device and then completes, or [`DmaTransfer::abandon`]s.
 //!
 //! The buffer stays the driver's client's: this does not compile, because the
 //! transfer holds the buffer exclusively until it is completed:
