@@ -335,6 +335,22 @@ impl<H: HardwareQueue> QueuedDisk<H> {
         aborted
     }
 
+    /// Queues a checked request behind the gate and runs the loop.
+    fn enqueue(&self, request: BlockRequest) -> Result<RequestHandle, Rejected> {
+        self.gate.run_action(|state| {
+            if state.mode == Mode::Stopped {
+                let failure = IoFailure::new(IoReturn::NotReady, Cause::DriverStopped);
+                return Err(Rejected { request, failure });
+            }
+            let ticket = Ticket::new(state.next_sequence);
+            state.next_sequence += 1;
+            state.stats.submitted += 1;
+            state.waiting.push_back(Waiting { request, ticket: ticket.clone(), deferred: false });
+            self.work(state);
+            Ok(RequestHandle::new(ticket))
+        })
+    }
+
     fn in_flight(&self) -> usize {
         self.gate.run_action(|state| state.stats.in_flight)
     }
@@ -408,18 +424,7 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
             let failure = IoFailure::new(IoReturn::BadArgument, Cause::RequestTooLarge { count: request.count, max });
             return Err(Rejected { request, failure });
         }
-        self.gate.run_action(|state| {
-            if state.mode == Mode::Stopped {
-                let failure = IoFailure::new(IoReturn::NotReady, Cause::DriverStopped);
-                return Err(Rejected { request, failure });
-            }
-            let ticket = Ticket::new(state.next_sequence);
-            state.next_sequence += 1;
-            state.stats.submitted += 1;
-            state.waiting.push_back(Waiting { request, ticket: ticket.clone(), deferred: false });
-            self.work(state);
-            Ok(RequestHandle::new(ticket))
-        })
+        self.enqueue(request)
     }
 
     fn wait(&self, handle: RequestHandle) -> Finished {
@@ -527,8 +532,10 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
             let blocks = (count - done).min(max);
             let part_offset = offset + done * u64::from(self.block_size());
             // The buffer stays borrowed by this call until the part is over.
+            // The whole was checked above and a part is at most `max`: it goes
+            // straight to the queue, not through the checks again.
             let part = request_for(operation, lba + done, blocks, buffer.alias_for_call(), part_offset, options);
-            let handle = self.submit(part).map_err(|rejected| rejected.failure)?;
+            let handle = self.enqueue(part).map_err(|rejected| rejected.failure)?;
             self.wait(handle).result?;
             done += blocks;
         }
