@@ -367,5 +367,4 @@ fn frame_at(number: u64) -> PhysFrame<Size4KiB> {
 }
 
 #[cfg(test)]
-#[path = "frame_allocator_tests.rs"]
 mod tests;
