@@ -232,3 +232,39 @@ impl fmt::Display for AhciCause {
         }
     }
 }
+
+/// What a drive on a PIIX IDE channel did that the driver could not work with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtaCause {
+    /// The drive was still in a command (BSY or DRQ set) when a command was to
+    /// be issued, and stayed so through a software reset of the channel: the
+    /// command was not issued (the drive would have moved its old command's
+    /// data through the new command's memory).
+    DriveNotIdle {
+        /// The drive's status after the reset.
+        status: u8,
+    },
+    /// The engine stopped while the drive still asked to move data (DRQ): the
+    /// command did not finish, whatever else the status says.
+    DataPhaseUnfinished {
+        /// The drive's status.
+        status: u8,
+    },
+}
+
+impl fmt::Display for AtaCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AtaCause::DriveNotIdle { status } => write!(
+                f,
+                "the drive stayed in a command through a software reset (status {status:#04x}: BSY or DRQ); \
+                 nothing was issued to it"
+            ),
+            AtaCause::DataPhaseUnfinished { status } => write!(
+                f,
+                "the drive still had data to move when the engine stopped (status {status:#04x}, DRQ): the \
+                 command did not finish"
+            ),
+        }
+    }
+}

@@ -174,6 +174,8 @@ pub enum Cause {
     Virtio(super::VirtioCause),
     /// An AHCI port or its drive did something the driver cannot work with.
     Ahci(super::AhciCause),
+    /// A drive on a PIIX IDE channel did something the driver cannot work with.
+    Ata(super::AtaCause),
     /// The device said it moved more bytes than the transfer prepared: a device
     /// is not trusted, so nothing past the prepared range came back.
     DeviceClaimedTooMuch {
@@ -254,6 +256,7 @@ impl fmt::Display for Cause {
             Cause::Pci(cause) => write!(f, "PCI: {cause}"),
             Cause::Virtio(cause) => cause.fmt(f),
             Cause::Ahci(cause) => cause.fmt(f),
+            Cause::Ata(cause) => cause.fmt(f),
             Cause::EntryFormat { format, rule } => write!(f, "{format} entry: {rule}"),
             Cause::DeviceClaimedTooMuch { claimed, prepared } => {
                 write!(f, "the device claimed {claimed} bytes moved, only {prepared} were prepared")
