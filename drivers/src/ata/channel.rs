@@ -22,12 +22,17 @@
 //!    happens), check both statuses, and report the bytes the device moved: all
 //!    of them on success, none after an error. The block layer completes the
 //!    transfer with exactly those. A timeout is the block layer's: it quiesces
-//!    the drive, which stops the engine before anything is completed.
+//!    the drive, which stops the engine (and resets the channel) before
+//!    anything is completed.
 //!
 //! No memory goes back while the engine may use it: the engine is stopped before
 //! a slot is reported or quiesced; the controller learns the table's address
 //! only per command, so a failed [`Channel::new`] leaves it nothing; dropping
-//! the channel stops the engine, then releases the table.
+//! the channel stops the engine, then releases the table. Nor does the drive
+//! get memory to resume an old command through: a command cut short resets the
+//! channel, and no command goes to a drive still in one (`channel/reset.rs`).
+
+mod reset;
 
 use alloc::format;
 use alloc::string::String;
@@ -40,7 +45,8 @@ use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
 };
 use dmakit::dma::{
-    Cause, CoherentMemory, DeviceStatus, DmaAddr, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification,
+    AtaCause, Cause, CoherentMemory, DeviceStatus, DmaAddr, DmaPlatform, IoFailure, IoReturn, LentTransfer,
+    Specification,
 };
 use dmakit::io::RegisterIo;
 use dmakit::time::Waiter;
@@ -156,6 +162,8 @@ pub struct Channel<R: RegisterIo> {
     platform: &'static dyn DmaPlatform,
     engine: Mutex<Engine>,
     interrupts: AtomicU64,
+    /// What the device control register's nIEN says, again after each reset.
+    interrupt_mode: Interrupts,
 }
 
 /// A waiter's error as a failure: a timeout says how long the driver waited.
@@ -180,11 +188,7 @@ impl<R: RegisterIo> Channel<R> {
     ) -> Result<Self, IoFailure> {
         // The last step that can fail: nothing after it needs giving back.
         let prd_table = CoherentMemory::allocate(platform, TABLE_BYTES, TABLE_SPECIFICATION)?;
-        let control = match interrupts {
-            Interrupts::Enabled => 0,
-            Interrupts::Disabled => CONTROL_NO_INTERRUPTS,
-        };
-        control_block.write8(DEVICE_CONTROL, control);
+        control_block.write8(DEVICE_CONTROL, reset::device_control(interrupts));
         let engine = Engine { prd_table: Some(prd_table), last_table: Vec::new(), last_command: 0, in_flight: None };
         Ok(Channel {
             command_block,
@@ -194,6 +198,7 @@ impl<R: RegisterIo> Channel<R> {
             platform,
             engine: Mutex::new(engine),
             interrupts: AtomicU64::new(0),
+            interrupt_mode: interrupts,
         })
     }
 
@@ -218,26 +223,6 @@ impl<R: RegisterIo> Channel<R> {
     pub fn last_transfer(&self) -> (Vec<PrdEntry>, u8) {
         let engine = self.engine.lock();
         (engine.last_table.clone(), engine.last_command)
-    }
-
-    fn select(&self, drive: u8, lba_top: u8) {
-        self.command_block.write8(DRIVE, DRIVE_LBA | drive << 4 | lba_top);
-        // Reading the alternate status four times gives the drive its 400 ns.
-        for _ in 0..4 {
-            self.control_block.read8(DEVICE_CONTROL);
-        }
-    }
-
-    /// Waits until the drive is not busy; returns its (alternate) status.
-    fn wait_not_busy(&self) -> Result<u8, IoFailure> {
-        let mut status = 0;
-        self.waiter
-            .wait_until(COMMAND_TIMEOUT_MS, &mut || {
-                status = self.control_block.read8(DEVICE_CONTROL);
-                status & STATUS_BUSY == 0
-            })
-            .map_err(waited_too_long)?;
-        Ok(status)
     }
 
     /// IDENTIFY DEVICE on `drive` (0 master, 1 slave): `None` if there is no ATA
@@ -328,6 +313,7 @@ impl<R: RegisterIo> Channel<R> {
         let result = self.check_statuses(bus_status);
         if let Err(failure) = result {
             log::error!("PiixAta: drive {drive}, sectors {lba}+{sectors}: {failure}");
+            self.recover_after_failure(drive, bus_status);
         }
         let moved = if result.is_ok() { bytes } else { 0 };
         Some(DeviceOutcome { moved, result })
@@ -345,11 +331,14 @@ impl<R: RegisterIo> Channel<R> {
         }
     }
 
-    /// Stops the engine and forgets `drive`'s command, if one runs.
+    /// Stops the engine and forgets `drive`'s command, if one runs; that
+    /// command was cut short, so the channel is reset.
     fn quiesce_drive(&self, drive: u8) -> Quiesced {
         let mut engine = self.engine.lock();
         self.stop_engine();
-        engine.in_flight.take_if(|running| running.drive == drive);
+        if engine.in_flight.take_if(|running| running.drive == drive).is_some() {
+            self.reset_after_cut_short(drive);
+        }
         Quiesced::Stopped
     }
 
@@ -366,7 +355,7 @@ impl<R: RegisterIo> Channel<R> {
         self.bus_master.write8(BM_STATUS, BM_ERROR | BM_INTERRUPT);
         // The table's specification keeps it below 4 GiB: the address fits.
         self.bus_master.write32(BM_PRD_TABLE, table.as_u64() as u32);
-        self.wait_not_busy()?;
+        self.ready_for_command(drive)?;
         let opcode = match (request.addressing.for_command(lba, count), request.operation) {
             (Addressing::Lba48, operation) => {
                 self.select(drive, 0);
@@ -428,7 +417,7 @@ impl<R: RegisterIo> Channel<R> {
             let cause = Cause::DeviceError("the drive ended before the PRD table was used up (short transfer)");
             return Err(IoFailure::new(IoReturn::IoError, cause));
         }
-        let drive_status = self.wait_not_busy()?;
+        let drive_status = self.status_after_command()?;
         // Reading the status (not the alternate one) acknowledges the drive's interrupt.
         self.command_block.read8(STATUS);
         if drive_status & STATUS_FAULT != 0 {
@@ -436,6 +425,10 @@ impl<R: RegisterIo> Channel<R> {
         }
         if drive_status & STATUS_ERROR != 0 {
             return Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError("drive reported ERR")));
+        }
+        if drive_status & STATUS_DRQ != 0 {
+            let cause = Cause::Ata(AtaCause::DataPhaseUnfinished { status: drive_status });
+            return Err(IoFailure::new(IoReturn::IoError, cause));
         }
         Ok(())
     }
@@ -548,14 +541,17 @@ impl<R: RegisterIo> HardwareQueue for AtaDisk<R> {
         self.channel.acknowledge_interrupt()
     }
 
-    /// Stops the engine (the PRD table is the channel's, shared by both drives,
-    /// and goes back when the channel is dropped).
+    /// Stops the engine, and resets the channel if the drive's command was cut
+    /// short (the PRD table is the channel's, shared by both drives, and goes
+    /// back when the channel is dropped).
     fn quiesce(&self) -> Quiesced {
         self.channel.quiesce_drive(self.drive)
     }
 
+    /// Checks the drive is out of any command (a quiesce reset it), and resets
+    /// the channel if not.
     fn reopen(&self) -> Result<(), IoFailure> {
-        Ok(())
+        self.channel.reopen_drive(self.drive)
     }
 
     fn last_status(&self) -> Option<DeviceStatus> {

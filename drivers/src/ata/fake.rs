@@ -10,11 +10,20 @@
 //! the engine holds the DMA back (no data, no interrupt, so the driver times
 //! out), and [`FakeChannel::finish_late`] performs it later, if the engine is
 //! still started. A stopped engine does no more DMA.
+//!
+//! Its drives do what a real drive does and QEMU does not (QEMU finishes or
+//! cancels the command when the engine stops; clear `keeps_stopped_command` for
+//! that): a DMA command cut short (its engine stopped, or a bus-master error)
+//! stays in the drive's data phase, BSY clear and DRQ set. The drive ignores
+//! commands written meanwhile, and when the engine is started again it moves
+//! the OLD command's data through whatever PRD table the engine has then. A
+//! software reset (SRST in the device control register) ends it, for both
+//! drives (but a `hung_drive`): BSY while SRST is set, then drive 0 selected.
 
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dmakit::block::BlockOperation;
 use dmakit::dma::simulated::SimulatedPlatform;
@@ -63,6 +72,25 @@ struct Dma {
     entries: Vec<PrdEntry>,
 }
 
+/// A DMA command the drive holds in its data phase, with what it still has to
+/// move: it goes through the next PRD table the engine is started with.
+struct Stalled {
+    operation: BlockOperation,
+    drive: usize,
+    /// The next byte of the disk image to move.
+    position: u64,
+    /// Bytes still to move.
+    remaining: u64,
+}
+
+impl Stalled {
+    /// The whole of `dma`, none of it moved yet.
+    fn whole(dma: &Dma) -> Stalled {
+        let (position, remaining) = (dma.lba * SECTOR_SIZE, dma.sectors * SECTOR_SIZE);
+        Stalled { operation: dma.operation, drive: dma.drive, position, remaining }
+    }
+}
+
 #[derive(Default)]
 struct State {
     drive: u8,
@@ -74,6 +102,10 @@ struct State {
     pending: Option<u8>,
     /// A started DMA held back in late mode.
     held_back: Option<Dma>,
+    /// A command cut short that the drive keeps in its data phase.
+    stalled: Option<Stalled>,
+    /// The device control register as last written (nIEN, SRST).
+    control: u8,
     bm_command: u8,
     bm_status: u8,
     prd_table: u32,
@@ -107,6 +139,15 @@ pub struct FakeChannel {
     pub late: AtomicBool,
     /// Every write of the bus-master command that left the engine stopped.
     pub stops: Mutex<Vec<EngineStop>>,
+    /// A DMA command cut short stays in the drive's data phase, and the next
+    /// engine start moves its data (see the module's documentation). Set, as
+    /// on a real drive, unless a test clears it.
+    pub keeps_stopped_command: AtomicBool,
+    /// A hung drive: it keeps a command it holds in its data phase through
+    /// SRST, which resets only the other one.
+    pub hung_drive: Mutex<Option<u8>>,
+    /// Software resets: SRST set, then cleared.
+    pub resets: AtomicUsize,
 }
 
 /// Which register block a port window shows.
@@ -143,7 +184,29 @@ impl FakeChannel {
             device_fault: AtomicBool::new(false),
             late: AtomicBool::new(false),
             stops: Mutex::new(Vec::new()),
+            keeps_stopped_command: AtomicBool::new(true),
+            hung_drive: Mutex::new(None),
+            resets: AtomicUsize::new(0),
         })
+    }
+
+    /// Leaves `drive` in the data phase of a READ DMA of `sectors` from `lba`
+    /// that no driver of ours issued (as the firmware or a driver before might
+    /// leave it): it shows DRQ, ignores commands, and moves those sectors at the
+    /// next engine start.
+    pub fn stall(&self, drive: u8, lba: u64, sectors: u64) {
+        let mut state = self.state.lock();
+        let (position, remaining) = (lba * SECTOR_SIZE, sectors * SECTOR_SIZE);
+        let drive = usize::from(drive);
+        state.stalled = Some(Stalled { operation: BlockOperation::Read, drive, position, remaining });
+        if usize::from(state.drive) == drive {
+            state.status = STATUS_READY | STATUS_DRQ;
+        }
+    }
+
+    /// The device control register as last written.
+    pub fn device_control(&self) -> u8 {
+        self.state.lock().control
     }
 
     /// The PRD table address the controller was last given (0: none yet).
@@ -191,6 +254,11 @@ impl FakeChannel {
 
     fn command(&self, state: &mut State, command: u8) {
         self.commands.lock().push(command);
+        if state.stalled.is_some() {
+            // A drive in a command's data phase takes no other (ATA: the host
+            // must not write a command while DRQ is set); a real one ignores it.
+            return;
+        }
         let drives = self.drives.lock();
         let Some(drive) = drives[usize::from(state.drive)].as_ref() else {
             state.status = 0;
@@ -213,6 +281,11 @@ impl FakeChannel {
     /// The engine starts: it reads the PRD table for the pending DMA command and
     /// runs it, or holds it back in late mode.
     fn start_engine(&self, state: &mut State) {
+        if let Some(stalled) = state.stalled.take() {
+            let entries = self.read_table(state);
+            self.resume(state, stalled, &entries);
+            return;
+        }
         let Some(command) = state.pending.take() else {
             return;
         };
@@ -236,6 +309,43 @@ impl FakeChannel {
         };
         let held_back = state.held_back.as_ref().map(|dma| self.regions(&dma.entries));
         self.stops.lock().push(EngineStop { table, held_back });
+        if self.keeps_stopped_command.load(Ordering::Relaxed)
+            && let Some(dma) = state.held_back.take()
+        {
+            // The drive did not see the engine stop: it waits to move the data.
+            state.stalled = Some(Stalled::whole(&dma));
+        }
+    }
+
+    /// The SRST bit of the device control register changed to `reset`.
+    fn software_reset(&self, state: &mut State, reset: bool) {
+        if reset {
+            // Both drives are busy resetting; whatever command either had
+            // ends, but a hung drive's.
+            let hung = self.hung_drive.lock().map(usize::from);
+            state.status = STATUS_BUSY;
+            state.pending = None;
+            state.held_back = None;
+            state.stalled.take_if(|stalled| Some(stalled.drive) != hung);
+            state.identify.clear();
+            return;
+        }
+        self.resets.fetch_add(1, Ordering::Relaxed);
+        // The reset is over: drive 0 is selected.
+        state.drive = 0;
+        state.status = self.status_of(state, 0);
+    }
+
+    /// What `drive` shows when it is selected and runs no command of ours:
+    /// nothing if it is absent, DRQ if it holds a command in its data phase.
+    fn status_of(&self, state: &State, drive: u8) -> u8 {
+        let present = self.drives.lock()[usize::from(drive)].is_some();
+        let in_data_phase = state.stalled.as_ref().is_some_and(|stalled| stalled.drive == usize::from(drive));
+        match (present, in_data_phase) {
+            (false, _) => 0,
+            (true, true) => STATUS_READY | STATUS_DRQ,
+            (true, false) => STATUS_READY,
+        }
     }
 
     /// Decodes the drive's registers and walks the PRD table, checking every
@@ -259,6 +369,15 @@ impl FakeChannel {
             let lba = (0..3).fold(0u64, |lba, i| lba | u64::from(state.lba[i][0]) << (8 * i));
             (if count == 0 { 256 } else { count }, lba)
         };
+        let entries = self.read_table(state);
+        let total: u64 = entries.iter().map(|e| e.length()).sum();
+        assert_eq!(total, sectors * SECTOR_SIZE, "PRD table and sector count disagree");
+        Dma { operation, drive: usize::from(state.drive), lba, sectors, entries }
+    }
+
+    /// Walks the PRD table the engine was given, checking every rule the
+    /// datasheet gives.
+    fn read_table(&self, state: &State) -> Vec<PrdEntry> {
         let table = u64::from(state.prd_table);
         assert_eq!(self.memory(table, TABLE_BYTES), Memory::Allocated, "engine started on a freed PRD table");
         let mut entries = Vec::new();
@@ -284,9 +403,7 @@ impl FakeChannel {
             *most = (*most).max(entries.len());
         }
         *self.last_table.lock() = entries.clone();
-        let total: u64 = entries.iter().map(|e| e.length()).sum();
-        assert_eq!(total, sectors * SECTOR_SIZE, "PRD table and sector count disagree");
-        Dma { operation, drive: usize::from(state.drive), lba, sectors, entries }
+        entries
     }
 
     /// Moves the data through the PRD regions, sets both statuses and raises
@@ -294,6 +411,14 @@ impl FakeChannel {
     fn perform(&self, state: &mut State, dma: &Dma) -> u64 {
         state.bm_status = BM_INTERRUPT;
         if self.bus_error.load(Ordering::Relaxed) {
+            if self.keeps_stopped_command.load(Ordering::Relaxed) {
+                // The engine gave up (Active clear, Error set); the drive did
+                // not, and raised no interrupt: it waits to move the data.
+                state.bm_status = BM_ERROR;
+                state.status = STATUS_READY | STATUS_DRQ;
+                state.stalled = Some(Stalled::whole(dma));
+                return 0;
+            }
             state.bm_status |= BM_ERROR;
             state.status = STATUS_READY;
             return 0;
@@ -342,6 +467,42 @@ impl FakeChannel {
             None => STATUS_READY,
         };
         moved
+    }
+
+    /// The engine was started while the drive held `stalled` in its data
+    /// phase: the drive moves that command's data through `entries`, the new
+    /// table, as far as the table reaches. If the table holds the rest, the
+    /// drive ends the command and interrupts (the engine stays Active if the
+    /// table is longer); if not, the engine runs out of entries (Active clear,
+    /// no interrupt) and the drive waits for more.
+    fn resume(&self, state: &mut State, stalled: Stalled, entries: &[PrdEntry]) {
+        let mut drives = self.drives.lock();
+        let drive = drives[stalled.drive].as_mut().expect("a stalled drive exists");
+        let mut position = stalled.position as usize;
+        let mut remaining = stalled.remaining;
+        for entry in entries {
+            let length = entry.length().min(remaining) as usize;
+            let address = u64::from(entry.address);
+            match stalled.operation {
+                BlockOperation::Read => self.write_memory(address, &drive.image[position..position + length]),
+                BlockOperation::Write => {
+                    let mut bytes = vec![0; length];
+                    self.platform.device_read(address, &mut bytes);
+                    drive.image[position..position + length].copy_from_slice(&bytes);
+                }
+            }
+            position += length;
+            remaining -= length as u64;
+        }
+        let table: u64 = entries.iter().map(PrdEntry::length).sum();
+        if remaining > 0 {
+            state.bm_status = 0;
+            state.status = STATUS_READY | STATUS_DRQ;
+            state.stalled = Some(Stalled { position: position as u64, remaining, ..stalled });
+            return;
+        }
+        state.bm_status = if table > stalled.remaining { BM_INTERRUPT | BM_ACTIVE } else { BM_INTERRUPT };
+        state.status = STATUS_READY;
     }
 }
 
@@ -392,12 +553,21 @@ impl RegisterIo for FakePorts {
             (Block::Command, LBA_HIGH) => push(&mut state.lba[2], value),
             (Block::Command, DRIVE) => {
                 assert_eq!(value & DRIVE_LBA, DRIVE_LBA, "LBA mode");
-                state.drive = (value >> 4) & 1;
-                let present = self.0.drives.lock()[usize::from(state.drive)].is_some();
-                state.status = if present { STATUS_READY } else { 0 };
+                let drive = (value >> 4) & 1;
+                // Selecting the drive already selected changes nothing.
+                if drive != state.drive {
+                    state.drive = drive;
+                    state.status = self.0.status_of(&state, drive);
+                }
             }
             (Block::Command, COMMAND) => self.0.command(&mut state, value),
-            (Block::Control, DEVICE_CONTROL) => {}
+            (Block::Control, DEVICE_CONTROL) => {
+                let (was, now) = (state.control & CONTROL_SOFTWARE_RESET, value & CONTROL_SOFTWARE_RESET);
+                state.control = value;
+                if was != now {
+                    self.0.software_reset(&mut state, now != 0);
+                }
+            }
             (Block::BusMaster, BM_COMMAND) => {
                 state.bm_command = value;
                 if value & BM_START != 0 {

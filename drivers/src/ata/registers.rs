@@ -39,6 +39,9 @@ pub const STATUS_BUSY: u8 = 0x80;
 pub const DRIVE_LBA: u8 = 0xe0;
 /// Device control: interrupts off (nIEN).
 pub const CONTROL_NO_INTERRUPTS: u8 = 0x02;
+/// Device control: software reset (SRST) of both drives of the channel, for as
+/// long as it is set.
+pub const CONTROL_SOFTWARE_RESET: u8 = 0x04;
 
 /// IDENTIFY DEVICE (PIO in, 512 bytes).
 pub const COMMAND_IDENTIFY: u8 = 0xec;

@@ -22,6 +22,8 @@ use super::registers::*;
 use super::{AtaDisk, Channel, Interrupts};
 use crate::test_support::WAITER;
 
+mod data_phase;
+
 const SECTORS: u64 = 8192;
 /// What a test's buffer holds before a transfer that must not change it.
 const OLD_BYTE: u8 = 0x5a;
