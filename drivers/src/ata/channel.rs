@@ -39,7 +39,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
@@ -164,7 +164,12 @@ pub struct Channel<R: RegisterIo> {
     interrupts: AtomicU64,
     /// What the device control register's nIEN says, again after each reset.
     interrupt_mode: Interrupts,
+    /// The drive last written to the drive register (`NO_DRIVE` before any).
+    selected: AtomicU8,
 }
+
+/// `Channel::selected` before any drive was selected.
+const NO_DRIVE: u8 = u8::MAX;
 
 /// A waiter's error as a failure: a timeout says how long the driver waited.
 fn waited_too_long(code: IoReturn) -> IoFailure {
@@ -199,6 +204,7 @@ impl<R: RegisterIo> Channel<R> {
             engine: Mutex::new(engine),
             interrupts: AtomicU64::new(0),
             interrupt_mode: interrupts,
+            selected: AtomicU8::new(NO_DRIVE),
         })
     }
 

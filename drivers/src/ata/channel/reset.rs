@@ -18,6 +18,8 @@
 //! and looks at it. The same writes carry nIEN, as the channel's interrupt mode
 //! needs.
 
+use core::sync::atomic::Ordering;
+
 use dmakit::dma::{AtaCause, Cause, IoFailure, IoReturn};
 use dmakit::io::RegisterIo;
 
@@ -49,6 +51,7 @@ impl<R: RegisterIo> Channel<R> {
     /// Selects `drive` (0 master, 1 slave; `lba_top` is LBA28's bits 24-27).
     pub(super) fn select(&self, drive: u8, lba_top: u8) {
         self.command_block.write8(DRIVE, DRIVE_LBA | drive << 4 | lba_top);
+        self.selected.store(drive, Ordering::Relaxed);
         // Reading the alternate status four times gives the drive its 400 ns.
         for _ in 0..4 {
             self.control_block.read8(DEVICE_CONTROL);
@@ -91,6 +94,11 @@ impl<R: RegisterIo> Channel<R> {
     pub(super) fn ready_for_command(&self, drive: u8) -> Result<(), IoFailure> {
         let idle = || self.wait_not_busy().is_ok_and(|status| status & IN_COMMAND == 0);
         if idle() {
+            // The same drive: the status just read was the target's. Selecting
+            // it again would only cost register accesses on every command.
+            if self.selected.load(Ordering::Relaxed) == drive {
+                return Ok(());
+            }
             self.select(drive, 0);
             if idle() {
                 return Ok(());
