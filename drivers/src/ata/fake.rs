@@ -243,6 +243,33 @@ impl FakeChannel {
     /// Writes memory as the engine does, after checking that every page it
     /// touches is still allocated: a driver that gave memory back while the
     /// device could write it fails here.
+    /// Moves data between `image` and memory through `entries`, from byte
+    /// `position` of the image, at most `remaining` bytes, as the engine walks
+    /// the table; returns where it stopped and what is left.
+    fn move_through(
+        &self,
+        image: &mut [u8],
+        operation: BlockOperation,
+        entries: &[PrdEntry],
+        (mut position, mut remaining): (usize, u64),
+    ) -> (usize, u64) {
+        for entry in entries {
+            let length = entry.length().min(remaining) as usize;
+            let address = u64::from(entry.address);
+            match operation {
+                BlockOperation::Read => self.write_memory(address, &image[position..position + length]),
+                BlockOperation::Write => {
+                    let mut bytes = vec![0; length];
+                    self.platform.device_read(address, &mut bytes);
+                    image[position..position + length].copy_from_slice(&bytes);
+                }
+            }
+            position += length;
+            remaining -= length as u64;
+        }
+        (position, remaining)
+    }
+
     fn write_memory(&self, address: u64, bytes: &[u8]) {
         let end = address + bytes.len() as u64;
         for page in (address / FRAME_SIZE)..end.div_ceil(FRAME_SIZE) {
@@ -440,22 +467,7 @@ impl FakeChannel {
         };
         let short = self.short_sectors.lock().filter(|&short| short < good_sectors);
         let good_sectors = short.unwrap_or(good_sectors);
-        let mut remaining = good_sectors * SECTOR_SIZE;
-        let mut position = start as usize;
-        for entry in &dma.entries {
-            let length = entry.length().min(remaining) as usize;
-            let address = u64::from(entry.address);
-            match dma.operation {
-                BlockOperation::Read => self.write_memory(address, &drive.image[position..position + length]),
-                BlockOperation::Write => {
-                    let mut bytes = vec![0; length];
-                    self.platform.device_read(address, &mut bytes);
-                    drive.image[position..position + length].copy_from_slice(&bytes);
-                }
-            }
-            position += length;
-            remaining -= length as u64;
-        }
+        self.move_through(&mut drive.image, dma.operation, &dma.entries, (start as usize, good_sectors * SECTOR_SIZE));
         let moved = good_sectors * SECTOR_SIZE;
         state.status = match short {
             // The drive is satisfied; the engine is left waiting for more.
@@ -478,22 +490,8 @@ impl FakeChannel {
     fn resume(&self, state: &mut State, stalled: Stalled, entries: &[PrdEntry]) {
         let mut drives = self.drives.lock();
         let drive = drives[stalled.drive].as_mut().expect("a stalled drive exists");
-        let mut position = stalled.position as usize;
-        let mut remaining = stalled.remaining;
-        for entry in entries {
-            let length = entry.length().min(remaining) as usize;
-            let address = u64::from(entry.address);
-            match stalled.operation {
-                BlockOperation::Read => self.write_memory(address, &drive.image[position..position + length]),
-                BlockOperation::Write => {
-                    let mut bytes = vec![0; length];
-                    self.platform.device_read(address, &mut bytes);
-                    drive.image[position..position + length].copy_from_slice(&bytes);
-                }
-            }
-            position += length;
-            remaining -= length as u64;
-        }
+        let at = (stalled.position as usize, stalled.remaining);
+        let (position, remaining) = self.move_through(&mut drive.image, stalled.operation, entries, at);
         let table: u64 = entries.iter().map(PrdEntry::length).sum();
         if remaining > 0 {
             state.bm_status = 0;
