@@ -184,6 +184,8 @@ pub enum Cause {
         /// Bytes prepared.
         prepared: u64,
     },
+    /// The IOMMU layer (a unit, a domain, the mapper) refused.
+    Iommu(super::IommuCause),
 }
 
 impl fmt::Display for Cause {
@@ -265,6 +267,7 @@ impl fmt::Display for Cause {
                 f,
                 "the request waited {milliseconds} ms for bounce memory that did not come back; it never started"
             ),
+            Cause::Iommu(cause) => cause.fmt(f),
         }
     }
 }

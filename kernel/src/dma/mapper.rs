@@ -72,7 +72,7 @@ pub trait IoMapper: Send + Sync {
     /// switched to pass-through and back. `NotPermitted` where the mapper cannot.
     fn map_identity(&self, pages: &[PhysAddr], direction: IoDirection) -> Result<u64, IoFailure> {
         let _ = (pages, direction);
-        let cause = super::Cause::Other("this IOMMU domain does not map IOVA = physical");
+        let cause = super::Cause::Iommu(super::IommuCause::IdentityUnsupported);
         Err(IoFailure::new(super::IoReturn::NotPermitted, cause))
     }
 

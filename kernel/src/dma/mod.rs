@@ -21,6 +21,7 @@ mod failure;
 mod fault;
 pub mod hooks;
 mod io_return;
+mod iommu_cause;
 mod iova;
 #[cfg(target_os = "none")]
 pub mod kernel_platform;
@@ -57,6 +58,7 @@ pub use entry::{FromSegment, SegmentPosition, entries_for};
 pub use failure::{Cause, IoFailure};
 pub use fault::{FaultAccess, IommuFault, fault_meaning};
 pub use io_return::IoReturn;
+pub use iommu_cause::{IommuCause, IommuTable, UnitStep};
 pub use iova::IovaSpace;
 pub use mapped_platform::MappedPlatform;
 pub use mapper::{IoMapper, MappedRange, Mapping};

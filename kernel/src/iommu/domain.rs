@@ -26,7 +26,9 @@ use super::page_table::{PageTable, PageTableError};
 use super::tables::ContextEntry;
 use super::unit::Unit;
 use crate::dma::hooks::{self, Site};
-use crate::dma::{Cause, IoDirection, IoFailure, IoMapper, IoReturn, IommuFault, IovaSpace, MappedRange};
+use crate::dma::{
+    Cause, IoDirection, IoFailure, IoMapper, IoReturn, IommuCause, IommuFault, IommuTable, IovaSpace, MappedRange,
+};
 use crate::io::RegisterIo;
 use crate::memory::FRAME_SIZE;
 
@@ -155,14 +157,11 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             return Ok(());
         }
         if on && !self.unit.extended_capability().pass_through() {
-            return Err(failure(
-                IoReturn::NotPermitted,
-                Cause::Other("this IOMMU cannot pass DMA through (ECAP.PT is 0)"),
-            ));
+            return Err(failure(IoReturn::NotPermitted, Cause::Iommu(IommuCause::PassThroughUnsupported)));
         }
         let identity_pages: u64 = state.identity.values().sum();
         if state.mapped_pages as u64 > identity_pages || !state.unmapped_early.is_empty() {
-            return Err(failure(IoReturn::Busy, Cause::WrongState("the domain still has pages mapped")));
+            return Err(failure(IoReturn::Busy, Cause::Iommu(IommuCause::DomainHasMappings)));
         }
         let entry = match wanted {
             DomainMode::PassThrough => ContextEntry::pass_through(self.unit.widest(), self.id),
@@ -191,19 +190,17 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
                 let invalidated = self.clear(state, first, index as u64).invalidated;
                 self.release(state, first, count, invalidated)?;
                 let cause = match error {
-                    PageTableError::OutOfMemory(_) => Cause::Other("no frame for an IOMMU page-table page"),
-                    PageTableError::BeyondWidth => Cause::Other("an IOVA beyond the domain's address width"),
-                    PageTableError::AlreadyMapped => {
-                        Cause::Other("a free IOVA was mapped already (IOMMU bookkeeping bug)")
-                    }
-                    PageTableError::BadArgument => Cause::Other("an unmappable page address"),
+                    PageTableError::OutOfMemory(_) => IommuCause::NoTableFrame(IommuTable::PageTableLevel),
+                    PageTableError::BeyondWidth => IommuCause::IovaBeyondWidth,
+                    PageTableError::AlreadyMapped => IommuCause::IovaMappedAlready,
+                    PageTableError::BadArgument => IommuCause::UnmappablePage,
                 };
                 let code = if matches!(error, PageTableError::OutOfMemory(_)) {
                     IoReturn::NoMemory
                 } else {
                     IoReturn::IoError
                 };
-                return Err(failure(code, cause));
+                return Err(failure(code, Cause::Iommu(cause)));
             }
             state.mapped_pages += 1;
         }
@@ -298,11 +295,11 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         let contiguous =
             pages.iter().enumerate().all(|(index, page)| page.as_u64() == (first + index as u64) * FRAME_SIZE);
         if !contiguous || count == 0 || direction == IoDirection::None {
-            return Err(failure(IoReturn::BadArgument, Cause::Other("identity maps one contiguous run of pages")));
+            return Err(failure(IoReturn::BadArgument, Cause::Iommu(IommuCause::IdentityNotContiguous)));
         }
         let mut state = self.state.lock();
         if state.mode == DomainMode::PassThrough || !state.space.allocate_at(first, count) {
-            return Err(failure(IoReturn::NoResources, Cause::Other("the IOVAs equal to these pages are taken")));
+            return Err(failure(IoReturn::NoResources, Cause::Iommu(IommuCause::IdentityIovasTaken)));
         }
         self.install(&mut state, first, pages, direction)?;
         state.identity.insert(first, count);
@@ -312,20 +309,14 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
 
     fn map(&self, pages: &[PhysAddr], direction: IoDirection, highest_address: u64) -> Result<u64, IoFailure> {
         if pages.is_empty() || direction == IoDirection::None {
-            return Err(failure(IoReturn::BadArgument, Cause::Other("nothing to map")));
+            return Err(failure(IoReturn::BadArgument, Cause::Iommu(IommuCause::NothingToMap)));
         }
         if pages.iter().any(|page| !page.as_u64().is_multiple_of(FRAME_SIZE)) {
-            return Err(failure(
-                IoReturn::NotAligned,
-                Cause::Other("IOMMU pages are mapped whole: page-aligned addresses"),
-            ));
+            return Err(failure(IoReturn::NotAligned, Cause::Iommu(IommuCause::PageNotAligned)));
         }
         let mut state = self.state.lock();
         if state.mode == DomainMode::PassThrough {
-            return Err(failure(
-                IoReturn::NotPermitted,
-                Cause::WrongState("the domain passes DMA through untranslated: nothing is mapped"),
-            ));
+            return Err(failure(IoReturn::NotPermitted, Cause::Iommu(IommuCause::DomainPassesThrough)));
         }
         let count = pages.len() as u64;
         let limit = (highest_address / FRAME_SIZE).saturating_add(1);

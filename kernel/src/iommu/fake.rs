@@ -64,6 +64,8 @@ struct State {
     stuck: bool,
     /// Kinds of command that never complete until [`FakeUnit::recover`].
     stalled: Vec<Stall>,
+    /// Page-selective IOTLB invalidations are refused (IAIG 0), whatever the mask.
+    refuses_page_selective: bool,
 }
 
 /// A fake unit with the given capability registers.
@@ -90,7 +92,13 @@ impl FakeUnit {
         FakeUnit {
             capability: Capability(capability),
             extended: ExtendedCapability(extended),
-            state: Mutex::new(State { registers, events: Vec::new(), stuck: false, stalled: Vec::new() }),
+            state: Mutex::new(State {
+                registers,
+                events: Vec::new(),
+                stuck: false,
+                stalled: Vec::new(),
+                refuses_page_selective: false,
+            }),
         }
     }
 
@@ -108,6 +116,12 @@ impl FakeUnit {
     /// (it is recorded as an event, but its completion bit never changes).
     pub fn stall(&self, what: Stall) {
         self.state.lock().stalled.push(what);
+    }
+
+    /// Makes the unit refuse every later page-selective IOTLB invalidation (it
+    /// finishes with actual granularity 0, as VT-d lets a unit do).
+    pub fn refuse_page_selective(&self) {
+        self.state.lock().refuses_page_selective = true;
     }
 
     /// Ends every stall: commands still pending finish now, later ones at once.
@@ -228,8 +242,9 @@ impl FakeUnit {
             return;
         }
         // Like QEMU: a mask beyond MAMV is refused (actual granularity 0).
-        let refused =
-            granularity == 3 && address & ADDRESS_MASK_BITS > u64::from(self.capability.maximum_address_mask());
+        let refused = granularity == 3
+            && (state.refuses_page_selective
+                || address & ADDRESS_MASK_BITS > u64::from(self.capability.maximum_address_mask()));
         let actual = if refused { 0 } else { granularity };
         let done = (value & !INVALIDATE_IOTLB & !(3 << IOTLB_ACTUAL_SHIFT)) | (actual << IOTLB_ACTUAL_SHIFT);
         Self::write_quad(state, offset, done);

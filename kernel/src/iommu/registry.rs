@@ -15,7 +15,7 @@ use super::experiment::Experiment;
 use super::scope::{UnitDescription, covering_unit};
 use super::unit::Unit;
 use crate::dma::kernel_platform::platform;
-use crate::dma::{Cause, IoFailure, IoMapper, IoReturn};
+use crate::dma::{Cause, IoFailure, IoMapper, IoReturn, IommuCause};
 use crate::io::MmioRange;
 
 struct Registry {
@@ -40,7 +40,7 @@ static REGISTRY: Mutex<Registry> =
 pub fn init(units: &[UnitDescription]) -> Result<usize, IoFailure> {
     let mut registry = REGISTRY.lock();
     if registry.initialized {
-        return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("the IOMMU is initialized already")));
+        return Err(IoFailure::new(IoReturn::Busy, Cause::Iommu(IommuCause::AlreadyInitialized)));
     }
     registry.initialized = true;
     let mut first_failure = None;
@@ -95,7 +95,7 @@ pub fn mapper_for(requester_id: u16) -> Option<Arc<dyn IoMapper>> {
 }
 
 fn not_covered() -> IoFailure {
-    IoFailure::new(IoReturn::NotReady, Cause::Other("no VT-d unit that is on covers this device"))
+    IoFailure::new(IoReturn::NotReady, Cause::Iommu(IommuCause::DeviceNotCovered))
 }
 
 /// Switches the device's domain to pass-through (context entry TT = 10,

@@ -29,7 +29,10 @@ use super::faults::FaultLog;
 use super::page_table::{Coherence, PageTable};
 use super::registers::*;
 use super::tables::{self, AddressWidth, ContextEntry, ENTRY_SIZE, RootEntry};
-use crate::dma::{Cause, DmaPlatform, FaultAccess, FrameFill, IoFailure, IoReturn, IommuFault, fault_meaning};
+use crate::dma::{
+    Cause, DmaPlatform, FaultAccess, FrameFill, IoFailure, IoReturn, IommuCause, IommuFault, IommuTable, UnitStep,
+    fault_meaning,
+};
 use crate::io::RegisterIo;
 use crate::memory::{Constraints, FRAME_SIZE};
 
@@ -91,8 +94,8 @@ pub struct Unit<R: RegisterIo> {
     state: Mutex<UnitState>,
 }
 
-fn failure(code: IoReturn, why: &'static str) -> IoFailure {
-    IoFailure::new(code, Cause::Other(why))
+fn failure(code: IoReturn, cause: IommuCause) -> IoFailure {
+    IoFailure::new(code, Cause::Iommu(cause))
 }
 
 /// The smallest address mask whose aligned block of `2^mask` pages holds pages
@@ -122,20 +125,17 @@ impl<R: RegisterIo> Unit<R> {
             .into_iter()
             .find(|&levels| capability.supports_levels(levels))
             .and_then(AddressWidth::with_levels)
-            .ok_or(failure(IoReturn::IoError, "VT-d: the unit walks neither 3- nor 4-level tables (CAP.SAGAW)"))?;
+            .ok_or(failure(IoReturn::IoError, IommuCause::NoSupportedDepth))?;
         let widest = if capability.supports_levels(4) { AddressWidth::FourLevel48 } else { width };
         if extended.iotlb_offset() + 16 > REGISTER_PAGE {
-            return Err(failure(IoReturn::IoError, "VT-d: the IOTLB registers lie beyond the mapped register page"));
+            return Err(failure(IoReturn::IoError, IommuCause::IotlbRegistersUnreachable));
         }
         let fault_records = (0..capability.fault_records())
             .take_while(|&index| capability.fault_record_offset() + (index + 1) * FAULT_RECORD_SIZE <= REGISTER_PAGE)
             .count() as u16;
         let status = registers.read32(GLOBAL_STATUS);
         if status & QUEUED_INVALIDATION_ENABLED != 0 {
-            return Err(failure(
-                IoReturn::IoError,
-                "VT-d: queued invalidation was left on; dmakit invalidates through registers only",
-            ));
+            return Err(failure(IoReturn::IoError, IommuCause::QueuedInvalidationOn));
         }
         // Below the unit's address width: a table pointer wider than MGAW is invalid.
         let placement = match capability.maximum_guest_address_width() {
@@ -150,7 +150,7 @@ impl<R: RegisterIo> Unit<R> {
         };
         let root_table = platform
             .allocate_frames(1, placement, FrameFill::Zeroed)
-            .map_err(|_| failure(IoReturn::NoMemory, "VT-d: no frame for the root table"))?;
+            .map_err(|_| failure(IoReturn::NoMemory, IommuCause::NoTableFrame(IommuTable::Root)))?;
         let unit = Unit {
             number,
             register_base,
@@ -183,7 +183,7 @@ impl<R: RegisterIo> Unit<R> {
         // Firmware may have left translation on with its own tables: off first,
         // so the unit never walks a half-built root table.
         if self.registers.read32(GLOBAL_STATUS) & TRANSLATION_ENABLE != 0 {
-            self.global_command(TRANSLATION_ENABLE, Switch::Off, "VT-d: translation did not switch off (GSTS.TES)")?;
+            self.global_command(TRANSLATION_ENABLE, Switch::Off, UnitStep::TranslationOff)?;
         }
         // Faults are polled: the interrupt stays masked.
         self.registers.write32(FAULT_EVENT_CONTROL, FAULT_INTERRUPT_MASK);
@@ -192,39 +192,35 @@ impl<R: RegisterIo> Unit<R> {
         self.flush(state.root_table, FRAME_SIZE);
         // RTADDR bits 11:10 (translation table mode) stay 00: legacy root and context entries.
         self.registers.write64(ROOT_TABLE_ADDRESS, state.root_table.as_u64());
-        self.global_command(
-            SET_ROOT_TABLE_POINTER,
-            Switch::Once,
-            "VT-d: the root table pointer was not latched (GSTS.RTPS)",
-        )?;
+        self.global_command(SET_ROOT_TABLE_POINTER, Switch::Once, UnitStep::RootTablePointer)?;
         self.write_buffer_flush()?;
         self.invalidate_context(&mut state, Granularity::Global, 0)?;
         self.invalidate_iotlb(&mut state, Granularity::Global, 0, 0)?;
-        self.global_command(TRANSLATION_ENABLE, Switch::On, "VT-d: translation did not switch on (GSTS.TES)")
+        self.global_command(TRANSLATION_ENABLE, Switch::On, UnitStep::TranslationOn)
     }
 
     /// Waits until `done()` holds, at most [`WAIT_POLLS`] reads; a timeout is an error.
-    fn wait(&self, why: &'static str, mut done: impl FnMut(&R) -> bool) -> Result<(), IoFailure> {
+    fn wait(&self, step: UnitStep, mut done: impl FnMut(&R) -> bool) -> Result<(), IoFailure> {
         for _ in 0..WAIT_POLLS {
             if done(&self.registers) {
                 return Ok(());
             }
             core::hint::spin_loop();
         }
-        Err(failure(IoReturn::Timeout, why))
+        Err(failure(IoReturn::Timeout, IommuCause::UnitTimedOut(step)))
     }
 
     /// Writes the global command register: the features on now (from the status
     /// register, one-shot bits left out), with `command` switched as asked, then
     /// waits until the status shows it.
-    fn global_command(&self, command: u32, switch: Switch, why: &'static str) -> Result<(), IoFailure> {
+    fn global_command(&self, command: u32, switch: Switch, step: UnitStep) -> Result<(), IoFailure> {
         let persistent = self.registers.read32(GLOBAL_STATUS) & !ONE_SHOT_COMMANDS;
         let value = match switch {
             Switch::On | Switch::Once => persistent | command,
             Switch::Off => persistent & !command,
         };
         self.registers.write32(GLOBAL_COMMAND, value);
-        self.wait(why, |registers| {
+        self.wait(step, |registers| {
             let status = registers.read32(GLOBAL_STATUS) & command != 0;
             match switch {
                 Switch::On | Switch::Once => status,
@@ -238,14 +234,13 @@ impl<R: RegisterIo> Unit<R> {
         if !self.capability.needs_write_buffer_flush() {
             return Ok(());
         }
-        let why = "VT-d: the write buffer flush did not finish (GSTS.WBFS)";
         let idle = |registers: &R| registers.read32(GLOBAL_STATUS) & WRITE_BUFFER_FLUSH == 0;
         // A flush that timed out earlier may still be running: the unit takes
         // no new one until it ends.
-        self.wait(why, idle)?;
+        self.wait(UnitStep::WriteBufferFlush, idle)?;
         let persistent = self.registers.read32(GLOBAL_STATUS) & !ONE_SHOT_COMMANDS;
         self.registers.write32(GLOBAL_COMMAND, persistent | WRITE_BUFFER_FLUSH);
-        self.wait(why, idle)
+        self.wait(UnitStep::WriteBufferFlush, idle)
     }
 
     fn flush(&self, address: PhysAddr, length: u64) {
@@ -269,15 +264,12 @@ impl<R: RegisterIo> Unit<R> {
         }
         self.registers.write64(CONTEXT_COMMAND, command);
         let mut last = 0;
-        self.wait("VT-d: the context-cache invalidation did not finish (CCMD.ICC)", |registers| {
+        self.wait(UnitStep::ContextInvalidation, |registers| {
             last = registers.read64(CONTEXT_COMMAND);
             last & INVALIDATE_CONTEXT_CACHE == 0
         })?;
         if (last >> CONTEXT_ACTUAL_SHIFT) & 3 == 0 {
-            return Err(failure(
-                IoReturn::IoError,
-                "VT-d: the unit refused a context-cache invalidation (CCMD.CAIG 0)",
-            ));
+            return Err(failure(IoReturn::IoError, IommuCause::ContextInvalidationRefused));
         }
         Ok(())
     }
@@ -296,7 +288,7 @@ impl<R: RegisterIo> Unit<R> {
         let offset = self.extended.iotlb_offset();
         // An invalidation that timed out earlier may still be in progress:
         // software must not write the register again until IVT clears.
-        self.wait("VT-d: an earlier IOTLB invalidation is still in progress (IOTLB.IVT)", |registers| {
+        self.wait(UnitStep::EarlierIotlbInvalidation, |registers| {
             registers.read64(offset + 8) & INVALIDATE_IOTLB == 0
         })?;
         if granularity == Granularity::Selective {
@@ -314,12 +306,12 @@ impl<R: RegisterIo> Unit<R> {
         }
         self.registers.write64(offset + 8, command);
         let mut last = 0;
-        self.wait("VT-d: the IOTLB invalidation did not finish (IOTLB.IVT)", |registers| {
+        self.wait(UnitStep::IotlbInvalidation, |registers| {
             last = registers.read64(offset + 8);
             last & INVALIDATE_IOTLB == 0
         })?;
         if (last >> IOTLB_ACTUAL_SHIFT) & 3 == 0 {
-            return Err(failure(IoReturn::IoError, "VT-d: the unit refused an IOTLB invalidation (IOTLB.IAIG 0)"));
+            return Err(failure(IoReturn::IoError, IommuCause::IotlbInvalidationRefused));
         }
         Ok(())
     }
@@ -338,8 +330,12 @@ impl<R: RegisterIo> Unit<R> {
             let address = ((first_page >> mask) << mask) * FRAME_SIZE;
             match self.invalidate_iotlb(&mut state, Granularity::Selective, domain, address | u64::from(mask)) {
                 Ok(()) => return Ok(()),
-                Err(error) if error.code() == IoReturn::Timeout => return Err(error),
-                Err(error) => log::warn!("{error}; invalidating domain {domain} whole instead"),
+                // Refused: the domain-selective one may be done. Anything else
+                // (a timeout: the unit may still be at it) is the caller's.
+                Err(error) if error.cause() == Cause::Iommu(IommuCause::IotlbInvalidationRefused) => {
+                    log::warn!("{error}; invalidating domain {domain} whole instead")
+                }
+                Err(error) => return Err(error),
             }
         }
         self.invalidate_iotlb(&mut state, Granularity::Domain, domain, 0)
@@ -378,7 +374,7 @@ impl<R: RegisterIo> Unit<R> {
         let table = self
             .platform
             .allocate_frames(1, self.placement, FrameFill::Zeroed)
-            .map_err(|_| failure(IoReturn::NoMemory, "VT-d: no frame for a context table"))?;
+            .map_err(|_| failure(IoReturn::NoMemory, IommuCause::NoTableFrame(IommuTable::Context)))?;
         self.flush(table, FRAME_SIZE);
         let entry = RootEntry::present(table);
         self.write_entry(state.root_table + u64::from(bus) * ENTRY_SIZE, entry.low, entry.high, true);
@@ -415,15 +411,15 @@ impl<R: RegisterIo> Unit<R> {
     pub fn attach_context(&self, source: u16) -> Result<(u16, PageTable), IoFailure> {
         let mut state = self.state.lock();
         if state.attached.contains(&source) {
-            return Err(failure(IoReturn::Busy, "VT-d: the device has a domain already"));
+            return Err(failure(IoReturn::Busy, IommuCause::DeviceHasDomain));
         }
         let id = state.next_domain;
         if id >= 1 << self.capability.domain_id_bits().min(16) {
-            return Err(failure(IoReturn::NoResources, "VT-d: no domain id is left (CAP.ND)"));
+            return Err(failure(IoReturn::NoResources, IommuCause::DomainIdsExhausted));
         }
         let id = id as u16;
         let table = PageTable::new(self.platform, self.width, self.coherence, self.placement)
-            .map_err(|_| failure(IoReturn::NoMemory, "VT-d: no frame for a page table"))?;
+            .map_err(|_| failure(IoReturn::NoMemory, IommuCause::NoTableFrame(IommuTable::PageTable)))?;
         self.install(&mut state, source, ContextEntry::translated(table.root(), self.width, id))?;
         state.next_domain += 1;
         Ok((id, table))

@@ -134,6 +134,28 @@ fn a_range_beyond_mamv_falls_back_to_the_domain() {
 }
 
 #[test]
+fn a_refused_page_selective_invalidation_falls_back_to_the_domain() {
+    let (_, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+    let domain = unit.attach(IDE).unwrap();
+    let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::Out, u64::MAX).unwrap();
+    fake.clear_events();
+    fake.refuse_page_selective();
+    domain.unmap(iova, 1).unwrap();
+    // Page-selective (3), refused; then domain-selective (2), which ignores
+    // the address register.
+    let granularities: alloc::vec::Vec<(u64, u16)> = fake
+        .events()
+        .iter()
+        .map(|event| match *event {
+            Event::IotlbInvalidation { granularity, domain, .. } => (granularity, domain),
+            ref other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(granularities, [(3, 1), (2, 1)]);
+    assert_eq!(domain.quarantined_pages(), 0, "the domain-wide invalidation was confirmed");
+}
+
+#[test]
 fn iovas_stay_below_the_device_limit_and_run_out_cleanly() {
     let (platform, _, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
     let domain = unit.attach(IDE).unwrap();

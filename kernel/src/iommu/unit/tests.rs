@@ -52,6 +52,7 @@ fn a_unit_that_never_answers_is_a_timeout_not_a_hang() {
     fake.get_stuck();
     let error = Unit::start(0, 0, Arc::clone(&fake), platform).err().expect("timed out");
     assert_eq!(error.code(), IoReturn::Timeout);
+    assert_eq!(error.cause(), Cause::Iommu(IommuCause::UnitTimedOut(UnitStep::RootTablePointer)), "{error}");
     assert!(error.to_string().contains("RTPS"), "{error}");
 }
 
@@ -60,7 +61,8 @@ fn a_unit_without_usable_table_depths_is_refused() {
     let platform = SimulatedPlatform::leak(0);
     let only_five_levels = (QEMU_CAPABILITY & !(0x1f << 8)) | (0b01000 << 8);
     let fake = Arc::new(FakeUnit::new(only_five_levels, QEMU_EXTENDED_CAPABILITY));
-    assert_eq!(Unit::start(0, 0, fake, platform).err().map(|error| error.code()), Some(IoReturn::IoError));
+    let error = Unit::start(0, 0, fake, platform).err().expect("refused");
+    assert_eq!((error.code(), error.cause()), (IoReturn::IoError, Cause::Iommu(IommuCause::NoSupportedDepth)));
 }
 
 #[test]
