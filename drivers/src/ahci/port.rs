@@ -449,7 +449,7 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         let mut state = self.state.lock();
         let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
         if slot >= self.depth || state.slots[slot].is_some() {
-            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Other("no such free slot on the port")));
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::SlotNotFree { slot }));
         }
         let entries: Vec<PrdtEntry> = data.entries()?;
         let fis = self.command_fis(command.operation, command.lba, command.count, slot);
@@ -514,7 +514,7 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
 
     fn reopen(&self) -> Result<(), IoFailure> {
         if self.state.lock().memory.is_some() {
-            return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("the port is running already")));
+            return Err(IoFailure::new(IoReturn::Busy, Cause::Ahci(AhciCause::PortRunning)));
         }
         self.bring_up()
     }

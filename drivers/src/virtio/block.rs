@@ -360,7 +360,7 @@ impl<T: Transport> VirtioBlock<T> {
         let Channel { shared, slots } = &mut *channel;
         let shared = shared.as_mut().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
         let Some(free @ None) = slots.get_mut(slot) else {
-            return Err(IoFailure::new(IoReturn::InternalError, Cause::WrongState("no such free slot")));
+            return Err(IoFailure::new(IoReturn::InternalError, Cause::SlotNotFree { slot }));
         };
         let data_descriptors: Vec<VirtqDescriptor> = data.entries()?;
         if data_descriptors.len() > self.link.layout.data_segments {
@@ -536,7 +536,7 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
     fn reopen(&self) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
         if channel.shared.is_some() || channel.slots.iter().any(Option::is_some) {
-            return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("the virtio device was not stopped")));
+            return Err(IoFailure::new(IoReturn::Busy, Cause::Virtio(VirtioCause::NotStopped)));
         }
         let (_, shared, ()) = Self::bring_up(&self.transport, &self.platforms, |link, _| self.check_same_device(link))?;
         channel.shared = Some(shared);

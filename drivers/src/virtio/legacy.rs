@@ -6,7 +6,7 @@
 //! one queue address, a 32-bit page number, from which the device derives the
 //! rings with the legacy layout (so the areas handed in must follow it).
 
-use dmakit::dma::{Cause, IoFailure, IoReturn};
+use dmakit::dma::{Cause, IoFailure, IoReturn, VirtioCause};
 use dmakit::io::RegisterIo;
 
 use super::queue::QueueLayout;
@@ -29,8 +29,8 @@ impl<R: RegisterIo> LegacyTransport<R> {
     }
 }
 
-fn refused(reason: &'static str) -> IoFailure {
-    IoFailure::new(IoReturn::BadArgument, Cause::Other(reason))
+fn refused(cause: VirtioCause) -> IoFailure {
+    IoFailure::new(IoReturn::BadArgument, Cause::Virtio(cause))
 }
 
 impl<R: RegisterIo> Transport for LegacyTransport<R> {
@@ -68,15 +68,16 @@ impl<R: RegisterIo> Transport for LegacyTransport<R> {
     }
 
     fn set_up_queue(&self, queue: u16, size: u16, areas: QueueAreas) -> Result<(), IoFailure> {
-        if size != self.max_queue_size(queue) {
-            return Err(refused("a legacy virtio queue has the size the device says"));
+        let device = self.max_queue_size(queue);
+        if size != device {
+            return Err(refused(VirtioCause::LegacyQueueSize { size, device }));
         }
         let base = areas.descriptors.as_u64();
         if areas != QueueLayout::new(size).areas(areas.descriptors) || !base.is_multiple_of(QUEUE_ALIGNMENT) {
-            return Err(refused("a legacy virtio queue is one page-aligned block in the legacy layout"));
+            return Err(refused(VirtioCause::LegacyQueueLayout));
         }
         let page = u32::try_from(base / QUEUE_ALIGNMENT)
-            .map_err(|_| refused("a legacy virtio queue must lie below 2^44 (its page number has 32 bits)"))?;
+            .map_err(|_| refused(VirtioCause::LegacyQueueTooHigh { address: base }))?;
         self.registers.write16(QUEUE_SELECT, queue);
         self.registers.write32(QUEUE_ADDRESS, page);
         Ok(())

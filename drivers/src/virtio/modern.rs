@@ -210,8 +210,10 @@ impl<R: RegisterIo> Transport for ModernTransport<R> {
     fn set_up_queue(&self, queue: u16, size: u16, areas: QueueAreas) -> Result<(), IoFailure> {
         let max = self.max_queue_size(queue);
         if size == 0 || size > max || !size.is_power_of_two() {
-            let cause = Cause::Other("a split virtqueue's size is a power of two no larger than the device's");
-            return Err(IoFailure::new(IoReturn::BadArgument, cause));
+            return Err(IoFailure::new(
+                IoReturn::BadArgument,
+                Cause::Virtio(VirtioCause::QueueSizeInvalid { size, max }),
+            ));
         }
         let notify = notify_offset(
             self.common().read16(common!(queue_notify_off)),
@@ -234,7 +236,7 @@ impl<R: RegisterIo> Transport for ModernTransport<R> {
     fn notify(&self, queue: u16) -> Result<(), IoFailure> {
         let offsets = self.notify_offsets.lock();
         let Some(&(_, offset)) = offsets.iter().find(|&&(known, _)| known == queue) else {
-            let cause = Cause::WrongState("the virtio queue was not set up");
+            let cause = Cause::Virtio(VirtioCause::QueueNotSetUp { queue });
             return Err(IoFailure::new(IoReturn::NotReady, cause));
         };
         self.registers.notify.registers.write16(offset, queue);

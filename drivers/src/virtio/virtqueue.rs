@@ -11,7 +11,7 @@
 
 use core::sync::atomic::{Ordering, fence};
 
-use dmakit::dma::{Cause, CoherentMemory, DmaAddr, DmaPlatform, IoFailure, IoReturn, Specification};
+use dmakit::dma::{Cause, CoherentMemory, DmaAddr, DmaPlatform, IoFailure, IoReturn, Specification, VirtioCause};
 
 use super::queue::{DESCRIPTOR_NEXT, QueueLayout, VirtqDescriptor};
 use super::registers::QUEUE_ALIGNMENT;
@@ -73,7 +73,11 @@ impl Virtqueue {
     pub fn write_chain(&self, head: u16, descriptors: &[VirtqDescriptor]) -> Result<(), IoFailure> {
         let fits = usize::from(head) + descriptors.len() <= usize::from(self.layout.size);
         if !fits || descriptors.is_empty() {
-            let cause = Cause::Other("a chain must be non-empty and lie inside the descriptor table");
+            let cause = Cause::Virtio(VirtioCause::ChainOutsideTable {
+                head,
+                length: descriptors.len(),
+                size: self.layout.size,
+            });
             return Err(IoFailure::new(IoReturn::BadArgument, cause));
         }
         for (index, descriptor) in descriptors.iter().enumerate() {

@@ -69,7 +69,9 @@ fn path_setup(path: ReadPath) -> Result<(DmaBuffer, TransferOptions), IoFailure>
         ReadPath::ForcedDoubleBuffer => (below_4_gib, TransferOptions { restrict: None, force_double_buffer: true }),
     };
     let buffer = buffer(REQUEST, placement)?;
-    let high = buffer.descriptor().physical_segment(0)?.0.as_u64() >= 1 << 32;
+    let first = buffer.descriptor().physical_segment(0);
+    let first = first.map_err(|code| IoFailure::new(code, Cause::PageNotMapped { offset: 0 }))?;
+    let high = first.0.as_u64() >= 1 << 32;
     if path == ReadPath::Bounced && !high {
         let cause = Cause::Other("no memory above 4 GiB to bounce from: give the machine more than 4 GiB");
         return Err(IoFailure::new(IoReturn::NoMemory, cause));
@@ -258,7 +260,8 @@ pub(super) fn frame_alloc_free_ns() -> f64 {
 pub(super) fn bounce_costs_us() -> Result<(f64, f64), IoFailure> {
     const ROUNDS: u64 = 200;
     let mut high = buffer(REQUEST, Constraints::NONE)?;
-    let mut command = IoDmaCommand::new(platform(), Specification::UNLIMITED_32)?;
+    let mut command = IoDmaCommand::new(platform(), Specification::UNLIMITED_32)
+        .map_err(|code| IoFailure::new(code, Cause::BadSpecification("the benchmark's 32-bit command")))?;
     let mut per_round = [0.0; 2];
     for (slot, moved) in [REQUEST, 0].into_iter().enumerate() {
         let start = Instant::now();

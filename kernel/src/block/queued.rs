@@ -244,15 +244,13 @@ impl<H: HardwareQueue> QueuedDisk<H> {
             return Err(Rejected { request: rebuild(buffer), failure });
         }
         let Some(data) = state.transfers.lend(slot) else { unreachable!("slot {slot} was prepared just now") };
-        let programmed = self.hardware.program(slot, &command, &data);
-        if programmed.is_ok() {
+        let Err(failure) = self.hardware.program(slot, &command, &data) else {
             state.last_segments.clear();
             state.last_segments.extend_from_slice(data.segments());
             return Ok(());
-        }
+        };
         // The device was not given the slot (the driver's promise on `Err`):
         // nothing moved, nothing comes back from bounce memory.
-        let failure = programmed.err().unwrap_or(IoFailure::from(IoReturn::InternalError));
         let buffer = state.transfers.complete(slot, 0).map(|completed| completed.buffer);
         match buffer {
             Some(buffer) => Err(Rejected { request: rebuild(buffer), failure }),
@@ -437,16 +435,13 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
         }
         handle.take().unwrap_or(Finished {
             buffer: None,
-            result: Err(IoFailure::new(
-                IoReturn::InternalError,
-                Cause::WrongState("the request was lost: its ticket was never fulfilled"),
-            )),
+            result: Err(IoFailure::new(IoReturn::InternalError, Cause::RequestLost)),
         })
     }
 
     fn wait_any(&self, handles: &[RequestHandle]) -> Result<usize, IoFailure> {
         if handles.is_empty() {
-            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Other("no request to wait for")));
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::NothingToWaitFor));
         }
         let finished = || handles.iter().position(RequestHandle::is_finished);
         let answered = self.waiter.wait_until(REQUEST_TIMEOUT_MS, &mut || {
@@ -483,7 +478,7 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
     fn stop(&self) -> Result<StopReport, IoFailure> {
         let (in_flight, mut aborted) = self.gate.run_action(|state| {
             if state.mode == Mode::Stopped {
-                return Err(IoFailure::new(IoReturn::NotPermitted, Cause::WrongState("the driver is stopped already")));
+                return Err(IoFailure::new(IoReturn::NotPermitted, Cause::DriverStoppedAlready));
             }
             // No new request starts from here; those waiting are failed.
             state.mode = Mode::Stopped;
@@ -505,7 +500,7 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
     fn start(&self) -> Result<(), IoFailure> {
         self.gate.run_action(|state| {
             if state.mode == Mode::Running {
-                return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("the driver is running already")));
+                return Err(IoFailure::new(IoReturn::Busy, Cause::DriverRunningAlready));
             }
             self.hardware.reopen()?;
             state.mode = Mode::Running;

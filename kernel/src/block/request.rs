@@ -127,14 +127,14 @@ fn check((block_size, block_count): (u32, u64), request: &BlockRequest) -> Resul
         return Err(IoFailure::new(IoReturn::BadArgument, Cause::WrongDirection { needed, memory }));
     }
     if count == 0 {
-        return Err(IoFailure::new(IoReturn::BadArgument, Cause::Other("a request moves at least one block")));
+        return Err(IoFailure::new(IoReturn::BadArgument, Cause::ZeroBlocks));
     }
     if lba.checked_add(count).is_none_or(|end| end > block_count) {
         return Err(IoFailure::new(IoReturn::BadArgument, Cause::BlocksPastEnd { lba, count, blocks: block_count }));
     }
     let bytes = count
         .checked_mul(u64::from(block_size))
-        .ok_or(IoFailure::new(IoReturn::BadArgument, Cause::Other("the request's byte count overflows")))?;
+        .ok_or(IoFailure::new(IoReturn::BadArgument, Cause::ByteCountOverflows { count, block_size }))?;
     if offset.checked_add(bytes).is_none_or(|end| end > buffer.length()) {
         let cause = Cause::OutOfRange { offset, length: bytes, size: buffer.length() };
         return Err(IoFailure::new(IoReturn::Overrun, cause));

@@ -327,9 +327,10 @@ fn stop_drains_what_the_device_finishes_and_aborts_the_rest() {
     }
     let events = disk.hardware().events.lock().clone();
     assert_eq!(events[2..], ["reset", "released"], "the unfinished one went back after the reset");
-    assert_eq!(disk.stop().unwrap_err().code(), IoReturn::NotPermitted, "stopped already");
+    assert_eq!(disk.stop().unwrap_err(), IoFailure::new(IoReturn::NotPermitted, Cause::DriverStoppedAlready));
     disk.start().unwrap();
-    assert_eq!(disk.start().unwrap_err().code(), IoReturn::Busy, "running already");
+    assert_eq!(disk.start().unwrap_err(), IoFailure::new(IoReturn::Busy, Cause::DriverRunningAlready));
+    assert_eq!(disk.wait_any(&[]).unwrap_err(), IoFailure::new(IoReturn::BadArgument, Cause::NothingToWaitFor));
 }
 
 #[test]
@@ -361,7 +362,7 @@ fn bad_requests_come_back_with_their_buffer_and_why() {
     let rejected = disk.submit(wrong).unwrap_err();
     assert_eq!(rejected.failure.code(), IoReturn::BadArgument);
     let failure = disk.read(0, 0, &mut high_buffer(&disk, 1, IoDirection::In), 0).unwrap_err();
-    assert_eq!(failure.code(), IoReturn::BadArgument, "zero blocks");
+    assert_eq!((failure.code(), failure.cause()), (IoReturn::BadArgument, Cause::ZeroBlocks));
     assert_eq!(disk.stats().submitted, 0, "nothing reached the queue");
 }
 
@@ -388,7 +389,7 @@ fn a_device_that_claims_more_bytes_than_prepared_gets_only_the_prepared_range_an
 #[test]
 fn a_device_that_will_not_stop_keeps_its_memory_and_no_buffer_comes_back() {
     let disk = disk(1024, 2, Finishing::WhenTold);
-    let why = IoFailure::new(IoReturn::Timeout, Cause::DeviceError("the fake will not stop"));
+    let why = IoFailure::new(IoReturn::Timeout, Cause::DeviceWouldNotStop);
     *disk.hardware().stops.lock() = Quiesced::StillRunning(why);
     let platform = disk.hardware().platform;
     let stuck = disk.submit(read(&disk, 0, 2)).unwrap();

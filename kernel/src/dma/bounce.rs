@@ -57,7 +57,7 @@ pub(crate) fn allocate(
                 MemoryError::OutOfMemory | MemoryError::NoContiguousRun => {
                     Cause::NoReachableMemory { pages, address_bits }
                 }
-                _ => Cause::Other("the frame allocator refused the bounce buffer request"),
+                refused => Cause::BounceRequestRefused(refused),
             };
             Err(IoFailure::new(IoReturn::NoResources, cause))
         }

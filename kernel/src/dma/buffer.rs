@@ -13,7 +13,7 @@ use core::panic::Location;
 
 use super::failure::{Cause, IoFailure};
 use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn};
-use crate::memory::Constraints;
+use crate::memory::{Constraints, FRAME_SIZE};
 
 /// Memory one owner lends to devices (Tock's `&'static mut [u8]` handed to a
 /// device and back, with IOKit's descriptor underneath).
@@ -34,9 +34,9 @@ impl DmaBuffer {
         let descriptor =
             IoMemoryDescriptor::allocate(platform, length, direction, placement).map_err(|code| match code {
                 IoReturn::NoMemory => {
-                    IoFailure::new(code, Cause::Other("no run of free frames meets the buffer's placement"))
+                    IoFailure::new(code, Cause::NoFramesForPlacement { pages: length.div_ceil(FRAME_SIZE) as usize })
                 }
-                _ => IoFailure::new(code, Cause::Other("a buffer must be at least one byte long")),
+                _ => IoFailure::new(code, Cause::EmptyBuffer),
             })?;
         Ok(DmaBuffer { descriptor })
     }
@@ -46,11 +46,10 @@ impl DmaBuffer {
     /// buffer's back).
     pub fn from_descriptor(mut descriptor: Arc<IoMemoryDescriptor>) -> Result<DmaBuffer, IoFailure> {
         if Arc::get_mut(&mut descriptor).is_none() {
-            let cause = Cause::WrongState("the descriptor has other handles; a DmaBuffer must be its only owner");
-            return Err(IoFailure::new(IoReturn::Busy, cause));
+            return Err(IoFailure::new(IoReturn::Busy, Cause::DescriptorShared));
         }
         if descriptor.prepare_count() > 0 {
-            return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("the descriptor is prepared")));
+            return Err(IoFailure::new(IoReturn::Busy, Cause::DescriptorPrepared));
         }
         Ok(DmaBuffer { descriptor })
     }

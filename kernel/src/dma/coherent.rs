@@ -31,7 +31,10 @@ impl CoherentMemory {
         length: u64,
         specification: Specification,
     ) -> Result<CoherentMemory, IoFailure> {
-        let mut command = IoDmaCommand::new(platform, Specification { max_segments: 1, ..specification })?;
+        let mut command =
+            IoDmaCommand::new(platform, Specification { max_segments: 1, ..specification }).map_err(|code| {
+                IoFailure::new(code, Cause::BadSpecification("the shared memory's command (one segment)"))
+            })?;
         let rules = *command.rules();
         let below = rules.highest_address().checked_add(1).and_then(|end| x86_64::PhysAddr::try_new(end).ok());
         let placement = Constraints { below, alignment: rules.alignment().max(FRAME_SIZE), boundary: rules.boundary() };
@@ -42,7 +45,10 @@ impl CoherentMemory {
             };
             IoFailure::new(code, cause)
         })?;
-        command.set_memory_descriptor(descriptor.clone(), false)?;
+        // A fresh command: `Busy`, its one refusal, cannot come.
+        command
+            .set_memory_descriptor(descriptor.clone(), false)
+            .map_err(|code| IoFailure::new(code, Cause::CommandInUse))?;
         // Behind an IOMMU the device address is the physical one where the
         // domain allows: it stays right if the domain passes DMA through later.
         command.map_identically();
@@ -75,12 +81,14 @@ impl CoherentMemory {
 
     /// Frees the memory. Call it only after the device was stopped, so that it
     /// can no longer read or write here.
+    #[track_caller]
     pub fn release(mut self) -> Result<(), IoFailure> {
-        self.command
-            .complete()
-            .map_err(|code| IoFailure::new(code, Cause::WrongState("the shared memory was not prepared")))?;
+        // The command's own failure, cause and all: an IOMMU that did not
+        // confirm the unmap says `InvalidationFailed`, not "not prepared".
+        let prepared = self.command.prepared_range().map_or(0, |(_, length)| length);
+        self.command.complete_moved(prepared, Location::caller())?;
         if self.command.clear_memory_descriptor(false).is_err() {
-            return Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("the shared memory stayed prepared")));
+            return Err(IoFailure::new(IoReturn::NotReady, Cause::StayedPrepared));
         }
         Ok(())
     }

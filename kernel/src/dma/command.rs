@@ -225,10 +225,7 @@ impl IoDmaCommand {
         completion: Completion,
         at: &'static Location<'static>,
     ) -> Result<(), IoFailure> {
-        let descriptor = self
-            .descriptor
-            .clone()
-            .ok_or(IoFailure::new(IoReturn::BadArgument, Cause::WrongState("no memory descriptor is bound")))?;
+        let descriptor = self.descriptor.clone().ok_or(IoFailure::new(IoReturn::BadArgument, Cause::NoMemoryBound))?;
         if descriptor.is_abandoned() {
             // A device given up on may still write it: no other device gets it.
             return Err(IoFailure::new(IoReturn::NotPermitted, Cause::MemoryAbandoned));
@@ -240,7 +237,7 @@ impl IoDmaCommand {
         }
         if let Some(prepared) = &mut self.prepared {
             if (prepared.offset, prepared.length) != (offset, length) {
-                let cause = Cause::WrongState("a nested prepare must name the range already prepared");
+                let cause = Cause::NestedPrepareMismatch { offset: prepared.offset, length: prepared.length };
                 return Err(IoFailure::new(IoReturn::NotReady, cause));
             }
             prepared.count += 1;
@@ -264,7 +261,7 @@ impl IoDmaCommand {
             offset,
             offset + length
         );
-        let planned = descriptor.runs(offset, length).map_err(IoFailure::from).and_then(|runs| {
+        let planned = descriptor.runs(offset, length).and_then(|runs| {
             // Shared memory must stay where both sides look for it.
             let (mut realization, addresses) = self.realizer(&descriptor, at).best(&runs, length)?;
             if addresses == Addresses::CutToDeviceWidth {
@@ -351,10 +348,10 @@ impl IoDmaCommand {
         options: SyncOptions,
         at: &'static Location<'static>,
     ) -> Result<(), IoFailure> {
-        options.validate()?;
+        options.validate().map_err(|code| IoFailure::new(code, Cause::InvalidSyncOptions))?;
         let Some(mut prepared) = self.prepared.take() else {
             self.report(Misuse::SynchronizeWithoutPrepare, at);
-            return Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("the command is not prepared")));
+            return Err(IoFailure::new(IoReturn::NotReady, Cause::NotPrepared));
         };
         let result = self.synchronize_prepared(&mut prepared, options, at);
         self.prepared = Some(prepared);
@@ -367,20 +364,16 @@ impl IoDmaCommand {
         options: SyncOptions,
         at: &'static Location<'static>,
     ) -> Result<(), IoFailure> {
-        let descriptor = self.descriptor.clone().ok_or(IoReturn::NotReady)?;
+        let descriptor = self.descriptor.clone().ok_or(IoFailure::new(IoReturn::NotReady, Cause::NoMemoryBound))?;
         dma_trace!("synchronize({}): command #{}", describe_options(options), self.id);
         let force = options.contains(SyncOptions::FORCE_DOUBLE_BUFFER);
         if force && descriptor.is_coherent() {
-            let cause = Cause::Other("coherent memory is shared with the device in place and is never bounced");
-            return Err(IoFailure::new(IoReturn::NotPermitted, cause));
+            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::CoherentNeverBounced));
         }
         if options.contains(SyncOptions::IN) && !prepared.filled {
             // The bounce memory holds what the device wrote and, past that, stale
             // bytes: only `complete_moved` knows how many are the device's.
-            let cause = Cause::WrongState(
-                "this In transfer was not filled at prepare; only the bytes the device reports come back, at complete",
-            );
-            return Err(IoFailure::new(IoReturn::NotPermitted, cause));
+            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::InTransferNotFilled));
         }
         let mut released = Ok(());
         if force && !prepared.realization.layout.wholly_double_buffered() {
@@ -436,14 +429,14 @@ impl IoDmaCommand {
     pub(crate) fn complete_moved(&mut self, moved: u64, at: &'static Location<'static>) -> Result<(), IoFailure> {
         let Some(prepared) = self.prepared.as_mut() else {
             self.report(Misuse::CompleteWithoutPrepare, at);
-            return Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("the command is not prepared")));
+            return Err(IoFailure::new(IoReturn::NotReady, Cause::NotPrepared));
         };
         if prepared.count > 1 {
             prepared.count -= 1;
             return Ok(());
         }
         let Some(descriptor) = self.descriptor.clone() else {
-            return Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("no memory descriptor is bound")));
+            return Err(IoFailure::new(IoReturn::NotReady, Cause::NoMemoryBound));
         };
         let prepared = self.prepared.take().expect("checked above");
         dma_trace!("complete: command #{} ({moved} of {} bytes moved)", self.id, prepared.length);

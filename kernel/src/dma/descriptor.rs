@@ -277,17 +277,23 @@ impl IoMemoryDescriptor {
     }
 
     /// Calls `visit(offset, physical, length)` for each physically contiguous run
-    /// of `[offset, offset + length)`.
+    /// of `[offset, offset + length)`. `BadArgument` with [`Cause::OutOfRange`]
+    /// for a range outside the descriptor, with [`Cause::PageNotMapped`] for a
+    /// page that does not resolve.
     pub(crate) fn for_each_run(
         &self,
         offset: u64,
         length: u64,
         mut visit: impl FnMut(u64, PhysAddr, u64),
-    ) -> Result<(), IoReturn> {
-        let end = offset.checked_add(length).filter(|&end| end <= self.length).ok_or(IoReturn::BadArgument)?;
+    ) -> Result<(), IoFailure> {
+        let outside = IoFailure::new(IoReturn::BadArgument, Cause::OutOfRange { offset, length, size: self.length });
+        let end = offset.checked_add(length).filter(|&end| end <= self.length).ok_or(outside)?;
         let mut position = offset;
         while position < end {
-            let (physical, run) = self.physical_segment(position)?;
+            let (physical, run) = self.physical_segment(position).map_err(|code| match code {
+                IoReturn::Overrun => outside,
+                _ => IoFailure::new(code, Cause::PageNotMapped { offset: position }),
+            })?;
             let run = run.min(end - position);
             visit(position, physical, run);
             position += run;
@@ -296,7 +302,7 @@ impl IoMemoryDescriptor {
     }
 
     /// The physical runs of `[offset, offset + length)`, neighbours that touch merged.
-    pub(crate) fn runs(&self, offset: u64, length: u64) -> Result<Vec<(u64, u64)>, IoReturn> {
+    pub(crate) fn runs(&self, offset: u64, length: u64) -> Result<Vec<(u64, u64)>, IoFailure> {
         let mut runs: Vec<(u64, u64)> = Vec::new();
         self.for_each_run(offset, length, |_, physical, run| match runs.last_mut() {
             Some(last) if last.0 + last.1 == physical.as_u64() => last.1 += run,
@@ -308,7 +314,7 @@ impl IoMemoryDescriptor {
     /// Checks that every page resolves and counts one more prepare.
     #[track_caller]
     pub fn prepare(&self) -> Result<(), IoReturn> {
-        self.for_each_run(0, self.length, |_, _, _| ())?;
+        self.for_each_run(0, self.length, |_, _, _| ()).map_err(|failure| failure.code())?;
         let mut state = self.state.lock();
         state.direct_prepares += 1;
         state.prepared_at.get_or_insert(Location::caller());
@@ -333,8 +339,7 @@ impl IoMemoryDescriptor {
     /// A command's prepare: every page must resolve.
     #[track_caller]
     pub(crate) fn prepare_for_command(&self) -> Result<(), IoFailure> {
-        self.for_each_run(0, self.length, |_, _, _| ())
-            .map_err(|code| IoFailure::new(code, Cause::Other("a page of the memory descriptor is not mapped")))?;
+        self.for_each_run(0, self.length, |_, _, _| ())?;
         let mut state = self.state.lock();
         state.command_prepares += 1;
         state.prepared_at.get_or_insert(Location::caller());

@@ -148,6 +148,44 @@ pub enum VirtioCause {
     StructureTooShort(&'static str),
     /// A write to a disk that offered `VIRTIO_BLK_F_RO`.
     ReadOnly,
+    /// A split virtqueue's size must be a power of two no larger than the
+    /// device's maximum (and not 0).
+    QueueSizeInvalid {
+        /// The size asked for.
+        size: u16,
+        /// The device's maximum.
+        max: u16,
+    },
+    /// A legacy device fixes its queue's size: the queue must have exactly it.
+    LegacyQueueSize {
+        /// The size asked for.
+        size: u16,
+        /// The device's size.
+        device: u16,
+    },
+    /// A legacy queue is one page-aligned block in the legacy layout.
+    LegacyQueueLayout,
+    /// A legacy queue lies at or above 2^44: its page number has 32 bits.
+    LegacyQueueTooHigh {
+        /// The queue's first byte.
+        address: u64,
+    },
+    /// The driver notified a queue it never set up.
+    QueueNotSetUp {
+        /// The queue's index.
+        queue: u16,
+    },
+    /// A descriptor chain is empty or runs past the descriptor table.
+    ChainOutsideTable {
+        /// The chain's first entry.
+        head: u16,
+        /// Descriptors in the chain.
+        length: usize,
+        /// Entries in the table.
+        size: u16,
+    },
+    /// `reopen` found the device still set up: it was not stopped.
+    NotStopped,
 }
 
 impl fmt::Display for VirtioCause {
@@ -173,6 +211,28 @@ impl fmt::Display for VirtioCause {
             }
             VirtioCause::StructureTooShort(what) => write!(f, "the virtio {what} structure is too short"),
             VirtioCause::ReadOnly => f.write_str("the disk is read-only"),
+            VirtioCause::QueueSizeInvalid { size, max } => write!(
+                f,
+                "a split virtqueue's size is a power of two no larger than the device's (asked {size}, the device \
+                 takes {max})"
+            ),
+            VirtioCause::LegacyQueueSize { size, device } => {
+                write!(f, "a legacy virtio queue has the size the device says ({device}, not {size})")
+            }
+            VirtioCause::LegacyQueueLayout => {
+                f.write_str("a legacy virtio queue is one page-aligned block in the legacy layout")
+            }
+            VirtioCause::LegacyQueueTooHigh { address } => write!(
+                f,
+                "a legacy virtio queue must lie below 2^44 (its page number has 32 bits); this one is at {address:#x}"
+            ),
+            VirtioCause::QueueNotSetUp { queue } => write!(f, "the virtio queue {queue} was not set up"),
+            VirtioCause::ChainOutsideTable { head, length, size } => write!(
+                f,
+                "a chain must be non-empty and lie inside the descriptor table ({length} from entry {head}, {size} \
+                 entries)"
+            ),
+            VirtioCause::NotStopped => f.write_str("the virtio device was not stopped"),
         }
     }
 }
@@ -210,6 +270,8 @@ pub enum AhciCause {
         /// PxTFD.
         task_file: u32,
     },
+    /// `reopen` found the port still set up: it was not stopped.
+    PortRunning,
 }
 
 impl fmt::Display for AhciCause {
@@ -229,6 +291,7 @@ impl fmt::Display for AhciCause {
             AhciCause::DriveStayedBusy { task_file } => {
                 write!(f, "the drive stayed busy after the reset (PxTFD {task_file:#x}: BSY or DRQ)")
             }
+            AhciCause::PortRunning => f.write_str("the port is running already"),
         }
     }
 }

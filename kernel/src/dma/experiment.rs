@@ -146,11 +146,10 @@ impl Accounting {
 /// addresses are physical: what a played device may touch.
 fn physical_segments(command: &IoDmaCommand) -> Result<&[super::Segment], IoFailure> {
     if !command.is_prepared() {
-        return Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("the command is not prepared")));
+        return Err(IoFailure::new(IoReturn::NotReady, Cause::NotPrepared));
     }
     if command.mapper().is_some() {
-        let cause = Cause::Other("behind an IOMMU the segments are IOVAs; a played device needs physical ones");
-        return Err(IoFailure::new(IoReturn::NotPermitted, cause));
+        return Err(IoFailure::new(IoReturn::NotPermitted, Cause::SegmentsAreIovas));
     }
     Ok(command.segments())
 }

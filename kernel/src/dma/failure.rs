@@ -14,7 +14,7 @@ use super::IoReturn;
 /// Why a DMA or block operation failed, beyond its IOKit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
-    /// Only the code is known (a contract call that says no more).
+    /// Only the code is known ([`IoFailure::bare`]: a site with nothing to add).
     Unspecified,
     /// The transfer needs more segments than the device takes, even in one buffer.
     TooManySegments {
@@ -71,7 +71,8 @@ pub enum Cause {
     },
     /// A specification breaks one of its own rules (which one is named).
     BadSpecification(&'static str),
-    /// The call came in the wrong state (which state is named).
+    /// The call came in the wrong state (which state is named). Free text: for
+    /// a state no caller could act on; any other has a variant of its own.
     WrongState(&'static str),
     /// The memory is lent to a device, so the CPU may not touch it now.
     DeviceOwnsMemory,
@@ -85,7 +86,9 @@ pub enum Cause {
         /// Bytes prepared.
         prepared: u64,
     },
-    /// The device reported an error (its name for it).
+    /// The device reported an error (its name for it). Free text: a device
+    /// family's errors that a caller may tell apart go in its own enum
+    /// ([`Cause::Virtio`], [`Cause::Ahci`], ...).
     DeviceError(&'static str),
     /// The device's engine would not stop for error recovery, not even after a
     /// reset: it may still use what it holds, which is abandoned, never reused.
@@ -112,7 +115,9 @@ pub enum Cause {
         /// What the memory was made for.
         memory: super::IoDirection,
     },
-    /// Anything else, said in words.
+    /// Anything else, said in words: only what no caller could act on (a
+    /// benchmark's setup, for a person to read); whatever a caller could retry,
+    /// give up on, report or fix has a variant of its own.
     Other(&'static str),
     /// The IOMMU refused a DMA of this transfer: nothing was copied back.
     IommuFault(super::IommuFault),
@@ -184,8 +189,118 @@ pub enum Cause {
         /// Bytes prepared.
         prepared: u64,
     },
+    // The DMA contract's states: a command, a descriptor, a buffer, a pool.
+    /// The command has no memory descriptor bound.
+    NoMemoryBound,
+    /// The command is not prepared.
+    NotPrepared,
+    /// The command stayed prepared where it had to be unbound.
+    StayedPrepared,
+    /// A nested prepare named another range than the one prepared.
+    NestedPrepareMismatch {
+        /// First byte of the range prepared.
+        offset: u64,
+        /// Bytes of the range prepared.
+        length: u64,
+    },
+    /// Coherent memory is shared in place: it is never bounced.
+    CoherentNeverBounced,
+    /// `synchronize(In)` on an `In` transfer whose bounce memory was never
+    /// filled: only the device's byte count, at `complete`, says what is real.
+    InTransferNotFilled,
+    /// The device was handed the segments: moving to a new bounce buffer would
+    /// free memory it may use.
+    DeviceHasSegments,
+    /// The command is prepared or bound for another transfer.
+    CommandInUse,
+    /// `synchronize` options with no direction, an unknown bit, or both In and Out.
+    InvalidSyncOptions,
+    /// A page of the memory descriptor does not resolve to a frame.
+    PageNotMapped {
+        /// The byte of the descriptor whose page does not resolve.
+        offset: u64,
+    },
+    /// The frame allocator refused a bounce buffer request for a reason other
+    /// than memory running short (what it said).
+    BounceRequestRefused(crate::memory::MemoryError),
+    /// Even the whole transfer in one bounce buffer breaks the specification
+    /// (a rule no contiguous buffer can meet).
+    BounceBreaksSpecification,
+    /// A buffer of zero bytes was asked for.
+    EmptyBuffer,
+    /// No run of free frames meets the buffer's placement.
+    NoFramesForPlacement {
+        /// Pages asked for.
+        pages: usize,
+    },
+    /// The descriptor has other handles: a `DmaBuffer` must be its only owner.
+    DescriptorShared,
+    /// The descriptor is prepared.
+    DescriptorPrepared,
+    /// A command pool of no commands was asked for.
+    EmptyCommandPool,
+    /// The command pool has no slot of that number.
+    NoSuchSlot {
+        /// The slot asked for.
+        slot: usize,
+        /// Slots in the pool.
+        depth: usize,
+    },
+    /// The slot's command is out of the pool, serving another request.
+    SlotTaken {
+        /// The slot.
+        slot: usize,
+    },
+    /// A command was given back to a slot whose command is in the pool already.
+    CommandInPoolAlready {
+        /// The slot.
+        slot: usize,
+    },
+    /// A command came back to the pool still prepared or bound to a buffer.
+    CommandStillBound,
+    /// A played device needs physical segments; behind an IOMMU they are IOVAs.
+    SegmentsAreIovas,
+    /// The output given to `write_segments` holds not even one record.
+    OutputTooSmall {
+        /// Bytes of output.
+        bytes: usize,
+        /// Bytes per record in the specification's output format.
+        record: usize,
+    },
     /// The IOMMU layer (a unit, a domain, the mapper) refused.
     Iommu(super::IommuCause),
+    /// A device's registers could not be mapped (`BadArgument`: the range;
+    /// `NoResources`: the MMIO window is full; `NoMemory`: no page-table frame).
+    RegistersNotMapped {
+        /// First physical byte.
+        physical: u64,
+        /// Bytes.
+        size: u64,
+    },
+    // The block layer's states.
+    /// A block request of zero blocks.
+    ZeroBlocks,
+    /// The request's byte count (blocks times block size) overflows.
+    ByteCountOverflows {
+        /// Blocks asked for.
+        count: u64,
+        /// Bytes per block.
+        block_size: u32,
+    },
+    /// `wait_any` was given no request.
+    NothingToWaitFor,
+    /// A request's result never came (its ticket was dropped unfulfilled).
+    RequestLost,
+    /// `stop` on a driver that is stopped already.
+    DriverStoppedAlready,
+    /// `start` on a driver that is running already.
+    DriverRunningAlready,
+    /// A driver was handed a slot past its depth, or one with a command in
+    /// flight: the block layer's bookkeeping and the driver's disagree.
+    SlotNotFree {
+        /// The slot.
+        slot: usize,
+    },
 }
 
 impl fmt::Display for Cause {
@@ -267,7 +382,72 @@ impl fmt::Display for Cause {
                 f,
                 "the request waited {milliseconds} ms for bounce memory that did not come back; it never started"
             ),
+            Cause::NoMemoryBound => f.write_str("no memory descriptor is bound"),
+            Cause::NotPrepared => f.write_str("the command is not prepared"),
+            Cause::StayedPrepared => f.write_str("the command stayed prepared"),
+            Cause::NestedPrepareMismatch { offset, length } => write!(
+                f,
+                "a nested prepare must name the range already prepared (bytes {offset}..{})",
+                offset.saturating_add(length)
+            ),
+            Cause::CoherentNeverBounced => {
+                f.write_str("coherent memory is shared with the device in place and is never bounced")
+            }
+            Cause::InTransferNotFilled => f.write_str(
+                "this In transfer was not filled at prepare; only the bytes the device reports come back, at complete",
+            ),
+            Cause::DeviceHasSegments => {
+                f.write_str("the device has the segments: moving to a new buffer would free memory it uses")
+            }
+            Cause::CommandInUse => f.write_str("the command is serving another transfer"),
+            Cause::InvalidSyncOptions => {
+                f.write_str("synchronize takes In or Out (not both) or ForceDoubleBuffer, and no other bit")
+            }
+            Cause::PageNotMapped { offset } => {
+                write!(f, "a page of the memory descriptor is not mapped (byte {offset})")
+            }
+            Cause::BounceRequestRefused(error) => {
+                write!(f, "the frame allocator refused the bounce buffer request: {error}")
+            }
+            Cause::BounceBreaksSpecification => {
+                f.write_str("even one contiguous bounce buffer gives segments that break the specification")
+            }
+            Cause::EmptyBuffer => f.write_str("a buffer must be at least one byte long"),
+            Cause::NoFramesForPlacement { pages } => {
+                write!(f, "no run of {pages} free frame(s) meets the buffer's placement")
+            }
+            Cause::DescriptorShared => {
+                f.write_str("the descriptor has other handles; a DmaBuffer must be its only owner")
+            }
+            Cause::DescriptorPrepared => f.write_str("the descriptor is prepared"),
+            Cause::EmptyCommandPool => f.write_str("a command pool holds at least one command"),
+            Cause::NoSuchSlot { slot, depth } => {
+                write!(f, "no such slot in the command pool (slot {slot}, {depth} slots)")
+            }
+            Cause::SlotTaken { slot } => write!(f, "the slot's command is serving another request (slot {slot})"),
+            Cause::CommandInPoolAlready { slot } => {
+                write!(f, "the slot's command is in the pool already (slot {slot})")
+            }
+            Cause::CommandStillBound => f.write_str("a command came back still bound"),
+            Cause::SegmentsAreIovas => {
+                f.write_str("behind an IOMMU the segments are IOVAs; a played device needs physical ones")
+            }
+            Cause::OutputTooSmall { bytes, record } => {
+                write!(f, "{bytes} bytes of output hold no {record}-byte segment record")
+            }
             Cause::Iommu(cause) => cause.fmt(f),
+            Cause::RegistersNotMapped { physical, size } => {
+                write!(f, "registers at {physical:#x}+{size:#x} could not be mapped")
+            }
+            Cause::ZeroBlocks => f.write_str("a request moves at least one block"),
+            Cause::ByteCountOverflows { count, block_size } => {
+                write!(f, "the request's byte count overflows ({count} blocks of {block_size} bytes)")
+            }
+            Cause::NothingToWaitFor => f.write_str("no request to wait for"),
+            Cause::RequestLost => f.write_str("the request was lost: its ticket was never fulfilled"),
+            Cause::DriverStoppedAlready => f.write_str("the driver is stopped already"),
+            Cause::DriverRunningAlready => f.write_str("the driver is running already"),
+            Cause::SlotNotFree { slot } => write!(f, "no such free slot (slot {slot}): past the depth or in use"),
         }
     }
 }
@@ -294,11 +474,22 @@ impl IoFailure {
     pub const fn cause(&self) -> Cause {
         self.cause
     }
-}
 
-impl From<IoReturn> for IoFailure {
-    fn from(code: IoReturn) -> IoFailure {
+    /// A failure that knows only its code ([`Cause::Unspecified`]). There is
+    /// deliberately no `From<IoReturn>`: a `?` on a contract call's bare code
+    /// does not compile in a function that returns an `IoFailure`, so each
+    /// layer says what it knows (`.map_err(|code| IoFailure::new(code, ..))`),
+    /// and a site with nothing to add says so by calling this.
+    pub const fn bare(code: IoReturn) -> IoFailure {
         IoFailure { code, cause: Cause::Unspecified }
+    }
+
+    /// The same as [`IoFailure::bare`], under the name the one remaining
+    /// caller uses (`drivers/src/ata/channel.rs`, being reworked elsewhere
+    /// now): an inherent function, not `From`, so no `?` converts through it.
+    /// It goes once that call says `bare` or names its cause.
+    pub const fn from(code: IoReturn) -> IoFailure {
+        IoFailure::bare(code)
     }
 }
 
@@ -335,8 +526,7 @@ mod tests {
             failure.to_string(),
             "kIOReturnNoResources (0xe00002be): 256 segments needed, the device takes at most 254"
         );
-        let bare: IoFailure = IoReturn::Busy.into();
-        assert_eq!(bare.to_string(), "kIOReturnBusy (0xe00002d5)");
+        assert_eq!(IoFailure::bare(IoReturn::Busy).to_string(), "kIOReturnBusy (0xe00002d5)");
         assert_eq!(IoReturn::from(failure), IoReturn::NoResources);
     }
 }

@@ -39,10 +39,7 @@ impl CommandPool {
         depth: usize,
     ) -> Result<CommandPool, IoFailure> {
         if depth == 0 {
-            return Err(IoFailure::new(
-                IoReturn::BadArgument,
-                Cause::Other("a command pool holds at least one command"),
-            ));
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::EmptyCommandPool));
         }
         let mut slots = Vec::with_capacity(depth);
         for _ in 0..depth {
@@ -67,12 +64,10 @@ impl CommandPool {
     /// out already (the slot has a request in flight).
     pub fn take(&self, slot: usize) -> Result<IoDmaCommand, IoFailure> {
         let mut slots = self.slots.lock();
-        let entry = slots
-            .get_mut(slot)
-            .ok_or(IoFailure::new(IoReturn::BadArgument, Cause::Other("no such slot in the command pool")))?;
-        entry
-            .take()
-            .ok_or(IoFailure::new(IoReturn::Busy, Cause::WrongState("the slot's command is serving another request")))
+        let depth = slots.len();
+        let entry =
+            slots.get_mut(slot).ok_or(IoFailure::new(IoReturn::BadArgument, Cause::NoSuchSlot { slot, depth }))?;
+        entry.take().ok_or(IoFailure::new(IoReturn::Busy, Cause::SlotTaken { slot }))
     }
 
     /// Puts `command` back as slot `slot`'s. `Busy` if the slot holds a command
@@ -80,14 +75,14 @@ impl CommandPool {
     /// buffer into the next request); the slot then stays empty.
     pub fn give_back(&self, slot: usize, command: IoDmaCommand) -> Result<(), IoFailure> {
         let mut slots = self.slots.lock();
-        let entry = slots
-            .get_mut(slot)
-            .ok_or(IoFailure::new(IoReturn::BadArgument, Cause::Other("no such slot in the command pool")))?;
+        let depth = slots.len();
+        let entry =
+            slots.get_mut(slot).ok_or(IoFailure::new(IoReturn::BadArgument, Cause::NoSuchSlot { slot, depth }))?;
         if entry.is_some() {
-            return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("the slot's command is in the pool already")));
+            return Err(IoFailure::new(IoReturn::Busy, Cause::CommandInPoolAlready { slot }));
         }
         if command.is_prepared() || command.memory_descriptor().is_some() {
-            return Err(IoFailure::new(IoReturn::Busy, Cause::WrongState("a command came back still bound")));
+            return Err(IoFailure::new(IoReturn::Busy, Cause::CommandStillBound));
         }
         *entry = Some(command);
         Ok(())

@@ -95,8 +95,7 @@ impl Realizer<'_> {
         let segment_count = realization.segments.len();
         self.release(&realization)?;
         if coherent {
-            let cause = Cause::Other("coherent memory is shared with the device in place and is never bounced");
-            return Err(IoFailure::new(IoReturn::NotPermitted, cause));
+            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::CoherentNeverBounced));
         }
         dma_trace!(
             "  {} segments would break a rule (at most {}, lengths in units of {}): double-buffering the whole transfer",
@@ -118,7 +117,7 @@ impl Realizer<'_> {
         let cause = if needed > self.rules.max_segments {
             Cause::TooManySegments { needed, allowed: self.rules.max_segments }
         } else {
-            Cause::Other("even one contiguous bounce buffer gives segments that break the specification")
+            Cause::BounceBreaksSpecification
         };
         Err(IoFailure::new(IoReturn::NoResources, cause))
     }

@@ -157,8 +157,7 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
         let at = Location::caller();
         let refuse = |failure, buffer, command| Err(Refused { failure, buffer, command });
         if command.borrow().is_prepared() || command.borrow().memory_descriptor().is_some() {
-            let cause = Cause::WrongState("the command is serving another transfer");
-            return refuse(IoFailure::new(IoReturn::Busy, cause), buffer, command);
+            return refuse(IoFailure::new(IoReturn::Busy, Cause::CommandInUse), buffer, command);
         }
         let mut restricted = match options.restrict {
             None => None,
@@ -197,7 +196,9 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
         options: &TransferOptions,
         at: &'static Location<'static>,
     ) -> Result<(), IoFailure> {
-        command.set_memory_descriptor(buffer.shared_descriptor(), false)?;
+        command
+            .set_memory_descriptor(buffer.shared_descriptor(), false)
+            .map_err(|code| IoFailure::new(code, Cause::CommandInUse))?;
         let mut result = command.prepare_for(offset, length, Completion::DeviceCount, at);
         if result.is_ok() && options.force_double_buffer {
             // The move fills the new buffer from the descriptor: by contract it
@@ -243,7 +244,24 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
     /// offset after them. Hands the segments out, as [`DmaTransfer::segments`].
     pub fn write_segments(&self, offset: u64, output: &mut [u8]) -> Result<(usize, u64), IoFailure> {
         self.handed_out.store(true, Ordering::Relaxed);
-        Ok(self.active().write_segments(offset, output)?)
+        let prepared = self.length();
+        // The contract call says only its code; each code has one reason here.
+        self.active().write_segments(offset, output).map_err(|code| {
+            let cause = match code {
+                IoReturn::Overrun => Cause::OutOfRange { offset, length: 0, size: prepared },
+                IoReturn::BadArgument => Cause::OutputTooSmall {
+                    bytes: output.len(),
+                    record: self.active().specification().output.record_size(),
+                },
+                IoReturn::MessageTooLarge => Cause::EntryFormat {
+                    format: "output record",
+                    rule: "a segment's address and length fit the record's width",
+                },
+                IoReturn::NotReady => Cause::NotPrepared,
+                _ => Cause::Unspecified,
+            };
+            IoFailure::new(code, cause)
+        })
     }
 
     /// The command doing the transfer, to look at (bounce buffers, rules). It
@@ -269,9 +287,7 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
     pub fn synchronize(&mut self, options: SyncOptions) -> Result<(), IoFailure> {
         let at = Location::caller();
         if options.contains(SyncOptions::FORCE_DOUBLE_BUFFER) && self.handed_out.load(Ordering::Relaxed) {
-            let cause =
-                Cause::WrongState("the device has the segments: moving to a new buffer would free memory it uses");
-            return Err(IoFailure::new(IoReturn::NotPermitted, cause));
+            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::DeviceHasSegments));
         }
         self.active_mut().synchronize_for(options, at)
     }
@@ -289,7 +305,7 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
         }
         let mut command = self.command.take().expect("a live transfer holds its command");
         if command.borrow_mut().clear_memory_descriptor(false).is_err() && result.is_ok() {
-            result = Err(IoFailure::new(IoReturn::NotReady, Cause::WrongState("the command stayed prepared")));
+            result = Err(IoFailure::new(IoReturn::NotReady, Cause::StayedPrepared));
         }
         let buffer = self.buffer.take().expect("a live transfer holds its buffer");
         Completed { buffer, command, result }

@@ -48,7 +48,9 @@ pub fn init(units: &[UnitDescription]) -> Result<usize, IoFailure> {
         // SAFETY: the DMAR table names this page as a remapping unit's
         // registers, which only this driver touches.
         let started = unsafe { crate::io::map_mmio(description.register_base, 0x1000) }
-            .map_err(IoFailure::from)
+            .map_err(|code| {
+                IoFailure::new(code, Cause::RegistersNotMapped { physical: description.register_base, size: 0x1000 })
+            })
             .and_then(|registers| Unit::start(number, description.register_base, registers, platform()));
         match started {
             Ok(unit) => {

@@ -111,7 +111,7 @@ impl PciDevice {
         };
         // SAFETY: the range is the device's own I/O BAR, as firmware assigned it.
         let claimed = unsafe { claim_ports(port, size) };
-        claimed.map_err(|code| claim_failure(code, slot))
+        claimed.map_err(|code| claim_failure(code, slot, u64::from(size)))
     }
 
     /// Claims the fixed command-block and control ports of IDE channel `channel`
@@ -129,10 +129,13 @@ impl PciDevice {
     }
 }
 
-/// A failed claim of BAR `slot`: `Busy` means another driver has part of it.
-pub(super) fn claim_failure(code: IoReturn, slot: usize) -> IoFailure {
-    match code {
-        IoReturn::Busy => IoFailure::new(code, Cause::Pci(PciCause::AlreadyClaimed { slot })),
-        _ => IoFailure::from(code),
-    }
+/// A failed claim of I/O BAR `slot` (`size` ports): `Busy` means another
+/// driver (or the kernel) has part of it; `BadArgument`, that the BAR is empty
+/// or wraps past the last port.
+pub(super) fn claim_failure(code: IoReturn, slot: usize, size: u64) -> IoFailure {
+    let cause = match code {
+        IoReturn::Busy => PciCause::AlreadyClaimed { slot },
+        _ => PciCause::OutsideBar { slot, offset: 0, length: size },
+    };
+    IoFailure::new(code, Cause::Pci(cause))
 }

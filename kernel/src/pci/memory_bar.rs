@@ -65,7 +65,9 @@ mod machine {
             // address firmware assigned it (checked by `range_in_bar`): device
             // registers, not RAM. No earlier claim covers any of its bytes, so
             // this owner is the only driver that reaches them.
-            let range = unsafe { map_mmio(wanted.0, wanted.1) }?;
+            let range = unsafe { map_mmio(wanted.0, wanted.1) }.map_err(|code| {
+                IoFailure::new(code, Cause::RegistersNotMapped { physical: wanted.0, size: wanted.1 })
+            })?;
             claimed.push(wanted);
             Ok(range)
         }

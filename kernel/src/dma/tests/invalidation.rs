@@ -151,3 +151,18 @@ fn a_forced_move_whose_old_mapping_is_not_forgotten_keeps_the_old_memory() {
     assert!(buffer.prepare_count() > 0, "the abandoned buffer stays prepared");
     assert_eq!(machine.memory.accounting().stats().pages_in_use, 0, "the new bounce buffer went back");
 }
+
+#[test]
+fn shared_memory_released_without_a_confirmed_unmap_says_so() {
+    let machine = vtd_machine();
+    let shared = crate::dma::CoherentMemory::allocate(machine.platform, 4096, Specification::UNLIMITED_32).unwrap();
+    let iova = shared.device_address().as_u64();
+    machine.fake.stall(Stall::IotlbInvalidation);
+    // The command's own failure comes up whole: not "the shared memory was
+    // not prepared", but the unmap the IOMMU never confirmed.
+    let failure = shared.release().expect_err("the IOMMU never confirmed the unmap");
+    assert_eq!(failure.cause(), Cause::InvalidationFailed { iova, pages: 1 }, "{failure}");
+    assert_eq!(failure.code(), IoReturn::Timeout);
+    machine.fake.recover();
+    assert_eq!(machine.domain.quarantined_pages(), 1);
+}

@@ -1,5 +1,6 @@
 //! Host tests of the DMA layer on a simulated machine.
 
+mod causes;
 mod contract;
 mod defects;
 mod experiments;
