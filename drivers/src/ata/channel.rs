@@ -175,7 +175,7 @@ const NO_DRIVE: u8 = u8::MAX;
 fn waited_too_long(code: IoReturn) -> IoFailure {
     match code {
         IoReturn::Timeout => IoFailure::new(code, Cause::TimedOut { milliseconds: COMMAND_TIMEOUT_MS }),
-        _ => IoFailure::from(code),
+        _ => IoFailure::bare(code),
     }
 }
 
@@ -280,8 +280,7 @@ impl<R: RegisterIo> Channel<R> {
         let mut engine = self.engine.lock();
         let Engine { prd_table, last_table, last_command, in_flight } = &mut *engine;
         if in_flight.is_some() {
-            let cause = Cause::WrongState("the channel runs the other drive's command");
-            return Err(IoFailure::new(IoReturn::Busy, cause));
+            return Err(IoFailure::new(IoReturn::Busy, Cause::Ata(AtaCause::ChannelBusy)));
         }
         let table = prd_table.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
         let chunk = Chunk { lba: command.lba, sectors: command.count };
@@ -415,22 +414,26 @@ impl<R: RegisterIo> Channel<R> {
     /// it was stopped) and the drive's.
     fn check_statuses(&self, bus_status: u8) -> Result<(), IoFailure> {
         if bus_status & BM_ERROR != 0 {
-            return Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError("bus-master error")));
+            let cause = Cause::Ata(AtaCause::BusMasterError { bus_master: bus_status });
+            return Err(IoFailure::new(IoReturn::IoError, cause));
         }
         if bus_status & BM_ACTIVE != 0 {
             // The drive finished while the engine still had PRD entries to fill:
             // fewer bytes moved than asked, and the count is not known.
-            let cause = Cause::DeviceError("the drive ended before the PRD table was used up (short transfer)");
+            let cause = Cause::Ata(AtaCause::ShortTransfer);
             return Err(IoFailure::new(IoReturn::IoError, cause));
         }
         let drive_status = self.status_after_command()?;
         // Reading the status (not the alternate one) acknowledges the drive's interrupt.
         self.command_block.read8(STATUS);
         if drive_status & STATUS_FAULT != 0 {
-            return Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError("device fault")));
+            let cause = Cause::Ata(AtaCause::DeviceFault { status: drive_status });
+            return Err(IoFailure::new(IoReturn::IoError, cause));
         }
         if drive_status & STATUS_ERROR != 0 {
-            return Err(IoFailure::new(IoReturn::IoError, Cause::DeviceError("drive reported ERR")));
+            let error = self.command_block.read8(ERROR);
+            let cause = Cause::Ata(AtaCause::DriveError { status: drive_status, error });
+            return Err(IoFailure::new(IoReturn::IoError, cause));
         }
         if drive_status & STATUS_DRQ != 0 {
             let cause = Cause::Ata(AtaCause::DataPhaseUnfinished { status: drive_status });
@@ -521,15 +524,14 @@ impl<R: RegisterIo> HardwareQueue for AtaDisk<R> {
     /// prepared for a request that could not start.
     fn admit(&self, _command: &BlockCommand) -> Result<(), IoFailure> {
         if self.channel.engine.lock().in_flight.is_some() {
-            let cause = Cause::WrongState("the channel runs the other drive's command");
-            return Err(IoFailure::new(IoReturn::Busy, cause));
+            return Err(IoFailure::new(IoReturn::Busy, Cause::Ata(AtaCause::ChannelBusy)));
         }
         Ok(())
     }
 
     fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
         if slot != ENGINE_SLOT {
-            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Other("an IDE drive has one slot")));
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::NoSuchSlot { slot, depth: 1 }));
         }
         let addressing = self.identity.addressing;
         let drive = DriveRequest { drive: self.drive, addressing, operation: command.operation };

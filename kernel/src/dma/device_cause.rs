@@ -313,6 +313,29 @@ pub enum AtaCause {
         /// The drive's status.
         status: u8,
     },
+    /// The bus-master engine reported an error (its status's Error bit): it
+    /// could not reach memory.
+    BusMasterError {
+        /// The engine's status.
+        bus_master: u8,
+    },
+    /// The drive ended while the engine still had PRD entries to fill (Active
+    /// still set): fewer bytes moved than asked, and how many is not known.
+    ShortTransfer,
+    /// The drive reported a device fault (DF).
+    DeviceFault {
+        /// The drive's status.
+        status: u8,
+    },
+    /// The drive reported an error (ERR), with its error register.
+    DriveError {
+        /// The drive's status.
+        status: u8,
+        /// The error register (ABRT 0x04, IDNF 0x10, UNC 0x40, ICRC 0x80...).
+        error: u8,
+    },
+    /// The channel runs the other drive's command: try again when it is done.
+    ChannelBusy,
 }
 
 impl fmt::Display for AtaCause {
@@ -328,6 +351,13 @@ impl fmt::Display for AtaCause {
                 "the drive still had data to move when the engine stopped (status {status:#04x}, DRQ): the \
                  command did not finish"
             ),
+            AtaCause::BusMasterError { bus_master } => write!(f, "bus-master error (status {bus_master:#04x})"),
+            AtaCause::ShortTransfer => f.write_str("the drive ended before the PRD table was used up (short transfer)"),
+            AtaCause::DeviceFault { status } => write!(f, "device fault (status {status:#04x})"),
+            AtaCause::DriveError { status, error } => {
+                write!(f, "drive reported ERR (status {status:#04x}, error {error:#04x})")
+            }
+            AtaCause::ChannelBusy => f.write_str("the channel runs the other drive's command"),
         }
     }
 }

@@ -71,9 +71,6 @@ pub enum Cause {
     },
     /// A specification breaks one of its own rules (which one is named).
     BadSpecification(&'static str),
-    /// The call came in the wrong state (which state is named). Free text: for
-    /// a state no caller could act on; any other has a variant of its own.
-    WrongState(&'static str),
     /// The memory is lent to a device, so the CPU may not touch it now.
     DeviceOwnsMemory,
     /// A device was abandoned while it could still write this memory: it is
@@ -86,10 +83,6 @@ pub enum Cause {
         /// Bytes prepared.
         prepared: u64,
     },
-    /// The device reported an error (its name for it). Free text: a device
-    /// family's errors that a caller may tell apart go in its own enum
-    /// ([`Cause::Virtio`], [`Cause::Ahci`], ...).
-    DeviceError(&'static str),
     /// The device's engine would not stop for error recovery, not even after a
     /// reset: it may still use what it holds, which is abandoned, never reused.
     DeviceWouldNotStop,
@@ -329,7 +322,6 @@ impl fmt::Display for Cause {
                 write!(f, "bytes {offset}..{} lie outside the {size} bytes of memory", offset.saturating_add(length))
             }
             Cause::BadSpecification(rule) => write!(f, "invalid specification: {rule}"),
-            Cause::WrongState(state) => f.write_str(state),
             Cause::DeviceOwnsMemory => f.write_str("the device owns this memory until the transfer completes"),
             Cause::MemoryAbandoned => {
                 f.write_str("a device was abandoned while it could write this memory: it is leaked, not reused")
@@ -337,7 +329,6 @@ impl fmt::Display for Cause {
             Cause::ShortTransfer { moved, prepared } => {
                 write!(f, "the device moved {moved} of {prepared} bytes")
             }
-            Cause::DeviceError(what) => write!(f, "device error: {what}"),
             Cause::DeviceWouldNotStop => {
                 f.write_str("the device would not stop for error recovery: what it held is abandoned to it")
             }
@@ -482,14 +473,6 @@ impl IoFailure {
     /// and a site with nothing to add says so by calling this.
     pub const fn bare(code: IoReturn) -> IoFailure {
         IoFailure { code, cause: Cause::Unspecified }
-    }
-
-    /// The same as [`IoFailure::bare`], under the name the one remaining
-    /// caller uses (`drivers/src/ata/channel.rs`, being reworked elsewhere
-    /// now): an inherent function, not `From`, so no `?` converts through it.
-    /// It goes once that call says `bare` or names its cause.
-    pub const fn from(code: IoReturn) -> IoFailure {
-        IoFailure::bare(code)
     }
 }
 

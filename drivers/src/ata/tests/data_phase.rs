@@ -78,7 +78,8 @@ fn a_read_after_a_bus_master_error_gets_its_own_sectors() {
     setup.fake.keeps_stopped_command.store(true, Ordering::Relaxed);
     setup.fake.bus_error.store(true, Ordering::Relaxed);
     let failure = read_checked(&setup, &disk, 0, 8).unwrap_err();
-    assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::DeviceError("bus-master error")));
+    let cause = Cause::Ata(AtaCause::BusMasterError { bus_master: BM_ERROR });
+    assert_eq!(failure, IoFailure::new(IoReturn::IoError, cause));
     let resets_at_the_error = setup.fake.resets.load(Ordering::Relaxed);
     setup.fake.bus_error.store(false, Ordering::Relaxed);
     read_checked(&setup, &disk, 200, 8).expect("the drive was reset, so the read runs");

@@ -8,7 +8,9 @@ use core::sync::atomic::Ordering;
 
 use dmakit::block::{BlockDevice, DoubleBuffering, QueuedDisk};
 use dmakit::dma::simulated::{STALE_BYTE, SimulatedPlatform};
-use dmakit::dma::{Cause, DeviceStatus, DmaAddr, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoReturn, Segment};
+use dmakit::dma::{
+    AtaCause, Cause, DeviceStatus, DmaAddr, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoReturn, Segment,
+};
 use dmakit::io::RegisterIo;
 use dmakit::memory::{Constraints, FRAME_SIZE};
 use dmakit::pattern;
@@ -201,7 +203,9 @@ fn errors_are_reported_and_the_disk_stays_usable() {
     let before = setup.platform.accounting().stats();
     *setup.fake.bad_sector.lock() = Some(7);
     let failure = disk.read(4, 8, &mut target, 0).unwrap_err();
-    assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::DeviceError("drive reported ERR")));
+    // The drive's ERR, with the error register the fake sets: ABRT.
+    let aborted = Cause::Ata(AtaCause::DriveError { status: STATUS_READY | STATUS_ERROR, error: 0x04 });
+    assert_eq!(failure, IoFailure::new(IoReturn::IoError, aborted));
     let after = setup.platform.accounting().stats();
     assert_eq!(after.pages_in_use, before.pages_in_use, "bounce memory returned after an error");
     assert_eq!(after.leaked_transfers, before.leaked_transfers, "completed, not leaked");
@@ -214,11 +218,16 @@ fn bus_master_errors_and_device_faults_say_which() {
     let setup = setup(Some(drive(Addressing::Lba28)), None);
     let disk = disk(&setup, 0);
     let mut target = high_with_old_bytes(setup.platform, 4096);
-    let cases = [(&setup.fake.bus_error, "bus-master error"), (&setup.fake.device_fault, "device fault")];
-    for (switch, what) in cases {
+    let fault = STATUS_READY | STATUS_FAULT | STATUS_ERROR;
+    let cases = [
+        (&setup.fake.bus_error, AtaCause::BusMasterError { bus_master: BM_ERROR }, "bus-master error"),
+        (&setup.fake.device_fault, AtaCause::DeviceFault { status: fault }, "device fault"),
+    ];
+    for (switch, cause, what) in cases {
         switch.store(true, Ordering::Relaxed);
         let failure = disk.read(0, 8, &mut target, 0).unwrap_err();
-        assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::DeviceError(what)));
+        assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::Ata(cause)));
+        assert!(failure.to_string().contains(what), "{failure}");
         assert_eq!(target.to_vec(0, 4096).unwrap(), vec![OLD_BYTE; 4096], "{what}: nothing came back");
         switch.store(false, Ordering::Relaxed);
     }
@@ -258,7 +267,9 @@ fn a_device_error_in_mid_buffer_copies_nothing_stale_back() {
     *setup.fake.bad_sector.lock() = Some(256 + 100);
     let before = setup.platform.accounting().stats();
     let failure = disk.read(0, 512, &mut target, 0).unwrap_err();
-    assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::DeviceError("drive reported ERR")));
+    // The drive's ERR, with the error register the fake sets: ABRT.
+    let aborted = Cause::Ata(AtaCause::DriveError { status: STATUS_READY | STATUS_ERROR, error: 0x04 });
+    assert_eq!(failure, IoFailure::new(IoReturn::IoError, aborted));
     let bytes = target.to_vec(0, length as usize).unwrap();
     let (first, second) = bytes.split_at(256 * 512);
     assert_eq!(first, expected(0, 256), "the first command finished: its sectors arrived");
