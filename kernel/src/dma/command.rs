@@ -25,6 +25,7 @@ use super::mapping::IovaChoice;
 use super::misuse::{Misuse, MisuseReport};
 use super::realization::{Realization, Realizer};
 use super::specification::Rules;
+use super::statistics::TransferKind;
 use super::trace::dma_trace;
 use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification, SyncOptions};
 
@@ -296,8 +297,12 @@ impl IoDmaCommand {
         }
         prepared.filled = must_fill;
         let accounting = self.platform.accounting();
-        accounting.statistics().count_transfer(!prepared.realization.buffers.is_empty());
-        accounting.statistics().command_prepared(true);
+        let kind = match prepared.realization.buffers.is_empty() {
+            true => TransferKind::Direct,
+            false => TransferKind::Bounced,
+        };
+        accounting.statistics().count_transfer(kind);
+        accounting.statistics().command_prepared();
         descriptor.set_device_owned(true);
         trace_segments(&prepared.realization.segments);
         self.prepared = Some(prepared);
@@ -456,7 +461,7 @@ impl IoDmaCommand {
                 dma_trace!("  {fault}");
             }
             realizer.keep_from_reuse(&prepared.realization, failure);
-            self.platform.accounting().statistics().command_prepared(false);
+            self.platform.accounting().statistics().command_released();
             self.end_prepare(&descriptor, prepared.device_owned);
             return Err(failure);
         }
@@ -475,7 +480,7 @@ impl IoDmaCommand {
             dma_trace!("  freed {pages} bounce page(s)");
         }
         self.end_prepare(&descriptor, prepared.device_owned);
-        self.platform.accounting().statistics().command_prepared(false);
+        self.platform.accounting().statistics().command_released();
         if let Some(fault) = fault {
             return Err(IoFailure::new(IoReturn::DmaError, Cause::IommuFault(fault)));
         }
@@ -513,7 +518,7 @@ impl IoDmaCommand {
         let pages = bounce::pages(&prepared.realization.buffers);
         let accounting = self.platform.accounting();
         accounting.statistics().count_leak(pages);
-        accounting.statistics().command_prepared(false);
+        accounting.statistics().command_released();
         self.report(misuse, at);
         if let Some(descriptor) = self.descriptor.take() {
             log::error!(

@@ -110,8 +110,11 @@ impl Statistics {
     }
 
     /// Counts one prepared transfer, bounced (at least one byte) or direct.
-    pub(crate) fn count_transfer(&self, bounced: bool) {
-        let counter = if bounced { &self.bounced_transfers } else { &self.direct_transfers };
+    pub(crate) fn count_transfer(&self, kind: TransferKind) {
+        let counter = match kind {
+            TransferKind::Bounced => &self.bounced_transfers,
+            TransferKind::Direct => &self.direct_transfers,
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -120,14 +123,24 @@ impl Statistics {
         self.forced_double_buffers.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// One more command is prepared (`true`), or one fewer.
-    pub(crate) fn command_prepared(&self, prepared: bool) {
-        if prepared {
-            self.prepared_commands.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.prepared_commands.fetch_sub(1, Ordering::Relaxed);
-        }
+    /// One more command is prepared.
+    pub(crate) fn command_prepared(&self) {
+        self.prepared_commands.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// One prepared command fewer (completed, or abandoned).
+    pub(crate) fn command_released(&self) {
+        self.prepared_commands.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How a prepared transfer reaches its device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TransferKind {
+    /// In place: the device reaches the memory as it is.
+    Direct,
+    /// Through bounce memory, at least one byte of it.
+    Bounced,
 }
 
 impl Default for Statistics {
