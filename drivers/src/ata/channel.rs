@@ -340,9 +340,18 @@ impl<R: RegisterIo> Channel<R> {
     /// command was cut short, so the channel is reset.
     fn quiesce_drive(&self, drive: u8) -> Quiesced {
         let mut engine = self.engine.lock();
-        self.stop_engine();
-        if engine.in_flight.take_if(|running| running.drive == drive).is_some() {
-            self.reset_after_cut_short(drive);
+        match engine.in_flight.as_ref().map(|running| running.drive) {
+            // The other drive's command runs: this drive holds nothing in the
+            // device, and the engine is that command's, so it runs on.
+            Some(other) if other != drive => {}
+            Some(_) => {
+                self.stop_engine();
+                engine.in_flight = None;
+                self.reset_after_cut_short(drive);
+            }
+            None => {
+                self.stop_engine();
+            }
         }
         Quiesced::Stopped
     }
