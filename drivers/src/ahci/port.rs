@@ -213,13 +213,8 @@ impl<R: RegisterIo> AhciPort<R> {
             pending_errors: AtomicU32::new(0),
         };
         port.bring_up()?;
-        let identity = match port.identify() {
-            Ok(identity) => identity,
-            Err(failure) => {
-                port.shut_down();
-                return Err(failure);
-            }
-        };
+        // On an error from here the port is dropped, which stops it first.
+        let identity = port.identify()?;
         port.ncq = capabilities.ncq && identity.ncq;
         port.depth = match port.ncq {
             true => identity.queue_depth.min(capabilities.slots).min(COMMAND_SLOTS),
@@ -333,7 +328,7 @@ impl<R: RegisterIo> AhciPort<R> {
     }
 
     /// Stops the port and releases its memory (or leaves it, leaked, when the
-    /// port will not stop).
+    /// port will not stop). Dropping the port does this.
     fn shut_down(&self) {
         let memory = self.state.lock().memory.take();
         if let Some(memory) = memory {
@@ -420,6 +415,15 @@ impl<R: RegisterIo> AhciPort<R> {
             (Err(_), _) => 0,
         };
         finished(slot, DeviceOutcome { moved, result });
+    }
+}
+
+impl<R: RegisterIo> Drop for AhciPort<R> {
+    /// A port that goes away (a disk whose block layer could not be made, or
+    /// one dropped with the driver) is stopped before its memory goes back, as
+    /// virtio resets its device and the IDE channel stops its engine.
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 

@@ -33,7 +33,7 @@
 //! are all issued again; after a link event alone, they are issued again too
 //! (on QEMU 7.2 the failed one fails again, and alone its ERR stays in PxTFD).
 //! A command is issued again at most [`MOST_REISSUES`] times: then, with the
-//! device's error, all left fail with [`Cause::NcqFailedCommandUnknown`]; after
+//! device's error, all left fail with `AhciCause::NcqFailedCommandUnknown`; after
 //! a link event alone, they are left to the drive (and the block layer's
 //! timeout).
 //!

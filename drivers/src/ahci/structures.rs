@@ -31,9 +31,6 @@ const _: () = assert!(COMMAND_TABLE_BYTES.is_multiple_of(128));
 
 /// How the DMA layer writes segments for the HBA.
 pub const RECORD_FORMAT: OutputFormat = OutputFormat::LITTLE64;
-/// Bytes of one record in [`RECORD_FORMAT`].
-pub const RECORD_SIZE: usize = 16;
-const _: () = assert!(RECORD_FORMAT.record_size() == RECORD_SIZE);
 
 /// Command FIS length, in dwords, for a register FIS (CFL).
 pub const HEADER_FIS_DWORDS: u16 = 5;

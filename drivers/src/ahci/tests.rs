@@ -535,3 +535,17 @@ fn aborted(cause: Cause) -> bool {
             if task_file & TFD_ABORTED != 0
     )
 }
+
+#[test]
+fn a_dropped_port_is_stopped_before_its_memory_goes_back() {
+    let Setup { platform, fake, disk } = setup();
+    let list = fake.command_list();
+    assert!(platform.is_allocated(list));
+    assert_ne!(fake.port_command() & CMD_START, 0, "running");
+    let stops_before = fake.stops.lock().len();
+    drop(disk);
+    assert_eq!(fake.port_command() & (CMD_START | CMD_FIS_RECEIVE), 0, "both engines were stopped");
+    let stop = fake.stops.lock()[stops_before];
+    assert!(stop.memory_allocated, "stopped while its memory was still allocated");
+    assert!(!platform.is_allocated(list), "then the command list went back");
+}

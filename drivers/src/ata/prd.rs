@@ -40,9 +40,6 @@ pub const REGION_LIMIT: u64 = 64 * 1024;
 /// How the DMA layer writes segments for the controller: the output format of
 /// [`super::PIIX_SPECIFICATION`].
 pub const RECORD_FORMAT: OutputFormat = OutputFormat::LITTLE32;
-/// Bytes of one record in [`RECORD_FORMAT`].
-pub const RECORD_SIZE: usize = 8;
-const _: () = assert!(RECORD_FORMAT.record_size() == RECORD_SIZE);
 
 /// Whether an entry ends the table: the engine stops walking after the last one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

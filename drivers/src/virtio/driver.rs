@@ -114,7 +114,6 @@ fn start_on<T: Transport + 'static>(
         Interface::Modern => device.dma_platform(),
     };
     let platforms = DmaPlatforms { physical: platform(), function };
-    // The kernel's driver interface takes the bare code; the log keeps the cause.
     // The block layer around the driver: it prepares and completes, queues,
     // waits and times out.
     let disk = VirtioBlock::new(transport, platforms)

@@ -38,9 +38,6 @@ const _: () = assert!(size_of::<VirtqDescriptor>() == 16);
 /// The output format of the driver's DMA specification: `{address: u64,
 /// length: u64}`, little-endian, what IOKit's `writeSegments` writes.
 pub const SEGMENT_FORMAT: OutputFormat = OutputFormat::LITTLE64;
-/// Bytes of one segment record in [`SEGMENT_FORMAT`].
-pub const RECORD_SIZE: usize = 16;
-const _: () = assert!(SEGMENT_FORMAT.record_size() == RECORD_SIZE);
 
 /// The descriptor continues in `next`.
 pub const DESCRIPTOR_NEXT: u16 = 1;
