@@ -70,6 +70,9 @@ pub trait IoMapper: Send + Sync {
     /// addresses. For memory shared with the device for its whole life (rings,
     /// PRD tables): its device address then stays right when the domain is
     /// switched to pass-through and back. `NotPermitted` where the mapper cannot.
+    /// As for [`IoMapper::map`], an undo the IOMMU did not confirm is
+    /// [`super::Cause::InvalidationFailed`], and `pages` must never be freed or
+    /// reused.
     fn map_identity(&self, pages: &[PhysAddr], direction: IoDirection) -> Result<u64, IoFailure> {
         let _ = (pages, direction);
         let cause = super::Cause::Iommu(super::IommuCause::IdentityUnsupported);

@@ -16,7 +16,7 @@ use super::bounce::BounceBuffer;
 use super::mapper::{IoMapper, MappedRange};
 use super::plan::{self, Layout, Piece, Placement};
 use super::specification::Rules;
-use super::{IoDirection, IoFailure};
+use super::{Cause, IoDirection, IoFailure};
 use crate::memory::FRAME_SIZE;
 
 /// Where a command's pages go in IOVA space.
@@ -57,7 +57,18 @@ pub(crate) fn map_layout(
     }
     let contiguous = pages.windows(2).all(|pair| pair[1].as_u64() == pair[0].as_u64() + FRAME_SIZE);
     let identity = match iova_choice {
-        IovaChoice::Identity if contiguous && layout.pieces.len() == 1 => mapper.map_identity(&pages, direction).ok(),
+        IovaChoice::Identity if contiguous && layout.pieces.len() == 1 => {
+            match mapper.map_identity(&pages, direction) {
+                Ok(iova) => Some(iova),
+                // A half-made identity mapping whose undo the IOMMU did not
+                // confirm: the device may still reach the pages, so they must
+                // not be mapped again or freed; the caller keeps them from reuse.
+                Err(failure) if matches!(failure.cause(), Cause::InvalidationFailed { .. }) => return Err(failure),
+                // Any other refusal: the mapper could not map them 1:1, so an
+                // ordinary mapping is tried.
+                Err(_) => None,
+            }
+        }
         _ => None,
     };
     let iova = match identity {
@@ -78,4 +89,73 @@ pub(crate) fn map_layout(
     let device_layout = Layout { pieces, bounce_sizes: Vec::new() };
     let segments = plan::segments(&device_layout, &[], rules);
     Ok((segments, MappedRange { iova, pages: pages.len() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::string::String;
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::dma::{IoReturn, IommuFault, Specification};
+
+    /// A mapper whose identity map fails with `identity`, and which records
+    /// whether an ordinary map was tried after it.
+    struct Refusing {
+        identity: IoFailure,
+        mapped: AtomicBool,
+    }
+
+    impl IoMapper for Refusing {
+        fn name(&self) -> String {
+            String::from("refusing")
+        }
+        fn translating(&self) -> bool {
+            true
+        }
+        fn map(&self, _: &[PhysAddr], _: IoDirection, _: u64) -> Result<u64, IoFailure> {
+            self.mapped.store(true, Ordering::Relaxed);
+            Ok(0x1000)
+        }
+        fn map_identity(&self, _: &[PhysAddr], _: IoDirection) -> Result<u64, IoFailure> {
+            Err(self.identity)
+        }
+        fn unmap(&self, _: u64, _: usize) -> Result<(), IoFailure> {
+            Ok(())
+        }
+        fn translate(&self, _: u64) -> Option<PhysAddr> {
+            None
+        }
+        fn take_fault(&self, _: MappedRange) -> Option<IommuFault> {
+            None
+        }
+    }
+
+    fn map_one_page(mapper: &Refusing) -> Result<(Vec<Segment>, MappedRange), IoFailure> {
+        let piece = Piece { start: 0, length: FRAME_SIZE, placement: Placement::Direct(0x20_0000) };
+        let layout = Layout { pieces: alloc::vec![piece], bounce_sizes: Vec::new() };
+        let rules = Specification::UNLIMITED_64.rules().unwrap();
+        map_layout(mapper, &layout, &[], IoDirection::In, &rules, IovaChoice::Identity)
+    }
+
+    #[test]
+    fn an_identity_map_the_iommu_could_not_undo_is_not_mapped_again() {
+        let unconfirmed = IoFailure::new(IoReturn::Timeout, Cause::InvalidationFailed { iova: 0x20_0000, pages: 1 });
+        let mapper = Refusing { identity: unconfirmed, mapped: AtomicBool::new(false) };
+        assert_eq!(map_one_page(&mapper).unwrap_err(), unconfirmed, "the caller must keep the pages from reuse");
+        assert!(
+            !mapper.mapped.load(Ordering::Relaxed),
+            "the pages a stale IOTLB entry may reach were not mapped again"
+        );
+    }
+
+    #[test]
+    fn an_identity_map_the_mapper_cannot_make_falls_back_to_an_ordinary_one() {
+        let unsupported =
+            IoFailure::new(IoReturn::NotPermitted, Cause::Iommu(crate::dma::IommuCause::IdentityUnsupported));
+        let mapper = Refusing { identity: unsupported, mapped: AtomicBool::new(false) };
+        let (_, range) = map_one_page(&mapper).unwrap();
+        assert_eq!(range, MappedRange { iova: 0x1000, pages: 1 });
+        assert!(mapper.mapped.load(Ordering::Relaxed));
+    }
 }
