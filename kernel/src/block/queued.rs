@@ -161,11 +161,15 @@ impl<H: HardwareQueue> QueuedDisk<H> {
                 prepared
             }
         };
+        state.stats.in_flight -= 1;
         let Some(completed) = state.transfers.complete(slot, moved) else {
+            // Cannot happen (a slot's ticket and transfer come and go together),
+            // but the waiter must not wait for ever.
             log::error!("{name}: slot {slot} held a request but no transfer");
+            let lost = IoFailure::new(IoReturn::InternalError, Cause::RequestLost);
+            self.fulfil(state, &ticket, Finished { buffer: None, result: Err(lost) });
             return;
         };
-        state.stats.in_flight -= 1;
         let sequence = ticket.sequence();
         let earlier =
             state.slots.iter().flatten().map(|other| other.sequence()).filter(|&other| other < sequence).min();
@@ -354,14 +358,15 @@ impl<H: HardwareQueue> QueuedDisk<H> {
     }
 }
 
-/// The buffer of a completed slot, unless its memory had to be abandoned: an
-/// IOMMU that did not confirm the unmap may still let the device reach it, so
-/// the DMA layer leaked it, and it is not handed back (`buffer: None`, as for
-/// a device that would not stop).
+/// The buffer of a completed slot, unless the DMA layer abandoned its memory
+/// (an IOMMU that did not confirm the unmap of the buffer's own pages may still
+/// let the device reach them): then it is not handed back (`buffer: None`, as
+/// for a device that would not stop). The DMA layer decides which; a buffer
+/// whose transfer went wholly through (leaked) bounce pages comes back.
 fn handed_back(completed: SlotCompleted) -> Option<DmaBuffer> {
-    match completed.result {
-        Err(failure) if matches!(failure.cause(), Cause::InvalidationFailed { .. }) => None,
-        _ => Some(completed.buffer),
+    match completed.buffer.descriptor().is_abandoned() {
+        true => None,
+        false => Some(completed.buffer),
     }
 }
 
