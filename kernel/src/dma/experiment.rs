@@ -12,6 +12,7 @@
 //! watched between the device's accesses.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::Mutex;
 use x86_64::PhysAddr;
@@ -32,6 +33,23 @@ struct Armed {
 
 static ARMED: Mutex<Armed> = Mutex::new(Armed { steps: Vec::new(), unmaps: Vec::new() });
 
+/// How many entries `ARMED` holds, kept beside it so that the transfers of a
+/// machine with nothing armed (nearly always) ask with one load, not the lock:
+/// the hooks stay installed once the first experiment ran.
+static ARMED_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+impl Armed {
+    /// Publishes how many entries there are now (under the lock).
+    fn settle(&self) {
+        ARMED_COUNT.store(self.steps.len() + self.unmaps.len(), Ordering::Release);
+    }
+}
+
+/// Whether anything is armed at all.
+fn anything_armed() -> bool {
+    ARMED_COUNT.load(Ordering::Acquire) != 0
+}
+
 /// The experiments, as the DMA layer's hooks.
 pub struct Experiments;
 
@@ -51,6 +69,7 @@ pub fn arm(site: Site, step: Skip) {
     let mut armed = ARMED.lock();
     armed.steps.retain(|&(armed_site, _)| armed_site != site);
     armed.steps.push((site, step));
+    armed.settle();
 }
 
 /// Nothing is skipped on `site` any more; returns whether a step was still
@@ -59,6 +78,7 @@ pub fn disarm(site: Site) -> bool {
     let mut armed = ARMED.lock();
     let before = armed.steps.len();
     armed.steps.retain(|&(armed_site, _)| armed_site != site);
+    armed.settle();
     armed.steps.len() != before
 }
 
@@ -69,13 +89,18 @@ pub fn arm_unmap_at_once(site: Site) {
     if !armed.unmaps.contains(&site) {
         armed.unmaps.push(site);
     }
+    armed.settle();
 }
 
 /// Whether `step` is armed on `site`; if so it is disarmed now: skipped this once.
 fn take(site: Site, step: Skip) -> bool {
+    if !anything_armed() {
+        return false;
+    }
     let mut armed = ARMED.lock();
     let before = armed.steps.len();
     armed.steps.retain(|&armed| armed != (site, step));
+    armed.settle();
     armed.steps.len() != before
 }
 
@@ -119,9 +144,13 @@ impl DmaHooks for Experiments {
     }
 
     fn unmap_at_once(&self, site: Site) -> bool {
+        if !anything_armed() {
+            return false;
+        }
         let mut armed = ARMED.lock();
         let before = armed.unmaps.len();
         armed.unmaps.retain(|&armed| armed != site);
+        armed.settle();
         armed.unmaps.len() != before
     }
 }
