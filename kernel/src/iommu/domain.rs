@@ -214,11 +214,18 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
 
     /// Clears the leaves of `count` pages from `first` and invalidates the
     /// unit's caches for them (the caller holds the domain's lock: the unit's
-    /// is taken inside, in the one lock order).
+    /// is taken inside, in the one lock order). When no leaf was present there
+    /// is nothing the unit could have cached as a translation, so there is
+    /// nothing to invalidate (and no invalidation that could fail and make an
+    /// out-of-memory map look like an unconfirmed unmap).
     fn clear(&self, state: &mut DomainState, first: u64, count: u64) -> Cleared {
         let leaves = (first..first + count).filter(|&page| state.table.unmap(page * FRAME_SIZE).is_some()).count();
         state.mapped_pages -= leaves;
-        Cleared { leaves, invalidated: self.unit.invalidate_pages(self.id, first, count) }
+        let invalidated = match leaves {
+            0 => Ok(()),
+            _ => self.unit.invalidate_pages(self.id, first, count),
+        };
+        Cleared { leaves, invalidated }
     }
 
     /// Gives IOVA pages `[first, first + count)` back once `invalidated` says

@@ -364,3 +364,20 @@ fn unmap_and_take_fault_on_two_cpus_take_the_locks_in_one_order() {
     faults.join().unwrap();
     unmaps.join().unwrap();
 }
+
+#[test]
+fn a_map_that_runs_out_of_table_pages_on_a_stalled_unit_is_still_out_of_memory() {
+    // As above, with the unit's IOTLB invalidation stalled: nothing was ever
+    // present, so there is nothing to invalidate and nothing to quarantine.
+    let simulated = SimulatedPlatform::leak(0);
+    let stingy: &'static Stingy =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(Stingy { inner: simulated, left: 4.into() }));
+    let fake = Arc::new(FakeUnit::qemu());
+    let unit = Unit::start(0, 0, Arc::clone(&fake), stingy).unwrap();
+    let domain = unit.attach(IDE).unwrap();
+    fake.stall(Stall::IotlbInvalidation);
+    let failure = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap_err();
+    assert_eq!(failure.code(), IoReturn::NoMemory, "{failure}");
+    assert_eq!(domain.quarantined_pages(), 0);
+    assert_eq!(domain.free_iova_pages(), (1 << 27) - 1, "the IOVAs went back");
+}
