@@ -150,19 +150,10 @@ impl<H: HardwareQueue> QueuedDisk<H> {
             log::error!("{name}: the device finished slot {slot}, which holds no request");
             return;
         };
-        let prepared = state.transfers.lend(slot).map_or(0, |data| data.length());
-        let mut result = outcome.result;
-        let moved = match outcome.moved {
-            moved if moved <= prepared => moved,
-            claimed => {
-                // A device is not trusted: nothing past the prepared range comes back.
-                let cause = Cause::DeviceClaimedTooMuch { claimed, prepared };
-                result = result.and(Err(IoFailure::new(IoReturn::IoError, cause)));
-                prepared
-            }
-        };
         state.stats.in_flight -= 1;
-        let Some(completed) = state.transfers.complete(slot, moved) else {
+        // The DMA layer believes no more than it prepared (a claim past it is
+        // `DeviceClaimedTooMuch`, and only the prepared range comes back).
+        let Some(completed) = state.transfers.complete(slot, outcome.moved) else {
             // Cannot happen (a slot's ticket and transfer come and go together),
             // but the waiter must not wait for ever.
             log::error!("{name}: slot {slot} held a request but no transfer");
@@ -179,7 +170,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
                 "{name}: request #{sequence} (slot {slot}) finished before #{earlier}, which was submitted first"
             );
         }
-        let finished = Finished { result: result.and(completed.result), buffer: handed_back(completed) };
+        let finished = Finished { result: outcome.result.and(completed.result), buffer: handed_back(completed) };
         self.fulfil(state, &ticket, finished);
     }
 

@@ -428,7 +428,9 @@ impl IoDmaCommand {
     /// `In` direction) and frees the bounce buffers. Everything is released
     /// whatever the result; the result is `Underrun` when the device moved fewer
     /// bytes than were prepared (XNU's `kIOReturnUnderrun`, Linux's residual,
-    /// FreeBSD's `bio_resid`). The one exception: when the IOMMU does not
+    /// FreeBSD's `bio_resid`), and `IoError` with [`Cause::DeviceClaimedTooMuch`]
+    /// when a device claims more (a device is not trusted: nothing past the
+    /// prepared range is copied back). The one exception: when the IOMMU does not
     /// confirm the unmap ([`Cause::InvalidationFailed`]), nothing the device may
     /// still reach is released: see [`Realizer::keep_from_reuse`].
     pub(crate) fn complete_moved(&mut self, moved: u64, at: &'static Location<'static>) -> Result<(), IoFailure> {
@@ -487,6 +489,10 @@ impl IoDmaCommand {
         if moved < prepared.length {
             let cause = Cause::ShortTransfer { moved, prepared: prepared.length };
             return Err(IoFailure::new(IoReturn::Underrun, cause));
+        }
+        if moved > prepared.length {
+            let cause = Cause::DeviceClaimedTooMuch { claimed: moved, prepared: prepared.length };
+            return Err(IoFailure::new(IoReturn::IoError, cause));
         }
         Ok(())
     }
