@@ -182,7 +182,7 @@ pub struct VirtioBlock<T: Transport> {
 impl<T: Transport> VirtioBlock<T> {
     /// Brings the device up (`bring_up`).
     pub fn new(transport: T, platforms: DmaPlatforms) -> Result<Self, IoFailure> {
-        let (link, shared, ()) = Self::bring_up(&transport, &platforms, |_, _| Ok(()))?;
+        let (link, shared) = Self::bring_up(&transport, &platforms, |_| Ok(()))?;
         let medium = match link.features_accepted & FEATURE_READ_ONLY {
             0 => Medium::Writable,
             _ => Medium::ReadOnly,
@@ -201,14 +201,14 @@ impl<T: Transport> VirtioBlock<T> {
     /// The one way the device is set up, at start and at reopen: resets it,
     /// negotiates features (with the `FEATURES_OK` handshake on a modern
     /// device), picks the DMA platform the features call for, sets up queue 0
-    /// and the request area, reads the configuration, lets `finish` check it,
+    /// and the request area, reads the configuration, lets `check` accept it,
     /// and says DRIVER_OK. Whatever fails, the device ends reset and FAILED, and
     /// holds no memory of ours.
-    fn bring_up<R>(
+    fn bring_up(
         transport: &T,
         platforms: &DmaPlatforms,
-        finish: impl FnOnce(&Link, &'static dyn DmaPlatform) -> Result<R, IoFailure>,
-    ) -> Result<(Link, Shared, R), IoFailure> {
+        check: impl FnOnce(&Link) -> Result<(), IoFailure>,
+    ) -> Result<(Link, Shared), IoFailure> {
         let interface = transport.interface();
         transport.reset()?;
         transport.set_status(STATUS_ACKNOWLEDGE);
@@ -234,13 +234,13 @@ impl<T: Transport> VirtioBlock<T> {
         let configured = Self::read_configuration(transport, features_accepted, shared.queue.size()).and_then(
             |(capacity, layout)| {
                 let link = Link { features_offered, features_accepted, dma_route, capacity, layout };
-                finish(&link, platform).map(|made| (link, made))
+                check(&link).map(|()| link)
             },
         );
         match configured {
-            Ok((link, made)) => {
+            Ok(link) => {
                 transport.set_status(status | STATUS_DRIVER_OK);
-                Ok((link, shared, made))
+                Ok((link, shared))
             }
             Err(failure) => {
                 // The device has the queue's address: it must forget it (reset)
@@ -427,8 +427,9 @@ impl<T: Transport> VirtioBlock<T> {
     /// queue and request area (or leaks them if the reset was not confirmed).
     fn shut_down(&self) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
-        let holds_anything = channel.shared.is_some() || channel.slots.iter().any(Option::is_some);
-        if !holds_anything {
+        // A slot holds a request only while the queue is set up (`program`
+        // needs it, and this clears both together).
+        if channel.shared.is_none() {
             // Nothing of ours is in the device: it was shut down already.
             return Ok(());
         }
@@ -535,10 +536,10 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
     /// `bring_up` again, on the device the slots were made for.
     fn reopen(&self) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
-        if channel.shared.is_some() || channel.slots.iter().any(Option::is_some) {
+        if channel.shared.is_some() {
             return Err(IoFailure::new(IoReturn::Busy, Cause::Virtio(VirtioCause::NotStopped)));
         }
-        let (_, shared, ()) = Self::bring_up(&self.transport, &self.platforms, |link, _| self.check_same_device(link))?;
+        let (_, shared) = Self::bring_up(&self.transport, &self.platforms, |link| self.check_same_device(link))?;
         channel.shared = Some(shared);
         Ok(())
     }
