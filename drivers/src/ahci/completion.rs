@@ -4,8 +4,6 @@
 //! clear, and nothing went wrong; anything wrong goes to error recovery
 //! (`recovery.rs`).
 
-use core::sync::atomic::Ordering;
-
 use dmakit::block::{DeviceHealth, DeviceOutcome, Slot};
 use dmakit::io::RegisterIo;
 
@@ -25,11 +23,7 @@ impl<R: RegisterIo> AhciPort<R> {
         // The busy bits first: every completion seen in them happened before
         // the error bits read next, so an error is never taken for a success.
         let busy = self.read(PX_CI) | if self.ncq { self.read(PX_SACT) } else { 0 };
-        let seen = self.read(PX_IS) & IS_ERRORS;
-        if seen != 0 {
-            self.write(PX_IS, seen);
-        }
-        let errors = self.pending_errors.swap(0, Ordering::AcqRel) | seen;
+        let errors = self.take_errors();
         // SError: link events (see `recovery.rs`); without NCQ the task file says it all.
         let link = if self.ncq { self.read(PX_SERR) } else { 0 };
         if outstanding == 0 {

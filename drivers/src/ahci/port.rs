@@ -45,7 +45,7 @@ use super::structures::*;
 /// 1.3.1 gives each 500 ms).
 pub(super) const STOP_TIMEOUT_MS: u64 = 500;
 /// How long IDENTIFY and a device that comes back from a reset may take.
-pub(super) const DEVICE_TIMEOUT_MS: u64 = 1_000;
+const DEVICE_TIMEOUT_MS: u64 = 1_000;
 /// Most sectors per request (1 MiB): within one PRDT even when the DMA layer
 /// bounces the whole transfer into one piece, and modest for the bounce budget.
 pub const MAX_REQUEST_SECTORS: u64 = 2048;
@@ -277,6 +277,40 @@ impl<R: RegisterIo> AhciPort<R> {
         self.write(PX_SERR, u32::MAX);
     }
 
+    /// Whether the drive is busy or asking for data (PxTFD.BSY or DRQ): then no
+    /// command may be issued, nor the command engine started (AHCI 1.3.1, 10.1.2).
+    pub(super) fn drive_busy(&self) -> bool {
+        self.read(PX_TFD) & (TFD_BUSY | TFD_DATA_REQUEST) != 0
+    }
+
+    /// Waits until the drive is not busy (after a reset it is, until it sent
+    /// its signature); `NotReady` with `DriveStayedBusy` if it stays so.
+    pub(super) fn wait_drive_ready(&self) -> Result<(), IoFailure> {
+        if self.waiter.wait_until(DEVICE_TIMEOUT_MS, &mut || !self.drive_busy()).is_ok() {
+            return Ok(());
+        }
+        let cause = Cause::Ahci(AhciCause::DriveStayedBusy { task_file: self.read(PX_TFD) });
+        Err(IoFailure::new(IoReturn::NotReady, cause))
+    }
+
+    /// Forgets every error and event the port recorded: PxSERR, PxIS and what
+    /// the interrupt handler kept for `collect`.
+    pub(super) fn clear_errors(&self) {
+        self.write(PX_SERR, u32::MAX);
+        self.clear_interrupts();
+        self.pending_errors.store(0, Ordering::Relaxed);
+    }
+
+    /// Takes the port's error interrupt bits: those in PxIS now (cleared) and
+    /// those the interrupt handler saw before.
+    pub(super) fn take_errors(&self) -> u32 {
+        let seen = self.read(PX_IS) & IS_ERRORS;
+        if seen != 0 {
+            self.write(PX_IS, seen);
+        }
+        self.pending_errors.swap(0, Ordering::AcqRel) | seen
+    }
+
     /// Clears the port's interrupt status and its bit in the HBA's.
     pub(super) fn clear_interrupts(&self) {
         self.write(PX_IS, u32::MAX);
@@ -309,17 +343,12 @@ impl<R: RegisterIo> AhciPort<R> {
         self.write(PX_FBU, (fis >> 32) as u32);
         self.write(PX_CMD, self.read(PX_CMD) | CMD_FIS_RECEIVE);
         // The errors and events of the reset are old news.
-        self.write(PX_SERR, u32::MAX);
-        self.clear_interrupts();
-        self.pending_errors.store(0, Ordering::Relaxed);
-        let ready =
-            self.waiter.wait_until(DEVICE_TIMEOUT_MS, &mut || self.read(PX_TFD) & (TFD_BUSY | TFD_DATA_REQUEST) == 0);
-        if ready.is_err() {
+        self.clear_errors();
+        if let Err(failure) = self.wait_drive_ready() {
             if self.stop_engines() {
                 memory.release();
             }
-            let cause = Cause::Ahci(AhciCause::DriveStayedBusy { task_file: self.read(PX_TFD) });
-            return Err(IoFailure::new(IoReturn::NotReady, cause));
+            return Err(failure);
         }
         self.write(PX_IE, IE_ENABLED);
         self.write(PX_CMD, self.read(PX_CMD) | CMD_START | CMD_SPIN_UP | CMD_POWER_ON);

@@ -44,13 +44,11 @@
 //! [`Cause::DeviceWouldNotStop`]; the block layer quiesces the port and
 //! abandons what it held if it still runs.
 
-use core::sync::atomic::Ordering;
-
 use dmakit::block::{DeviceHealth, DeviceOutcome, Slot};
 use dmakit::dma::{AhciCause, Cause, IoFailure, IoReturn};
 use dmakit::io::RegisterIo;
 
-use super::port::{AhciPort, DEVICE_TIMEOUT_MS, PortState, slots_in};
+use super::port::{AhciPort, PortState, slots_in};
 use super::registers::*;
 
 /// How long error recovery lets the other queued commands finish.
@@ -233,11 +231,7 @@ impl<R: RegisterIo> AhciPort<R> {
 
     /// The error signs the port shows now (taking PxIS's error bits).
     fn look(&self) -> Signs {
-        let seen = self.read(PX_IS) & IS_ERRORS;
-        if seen != 0 {
-            self.write(PX_IS, seen);
-        }
-        let errors = self.pending_errors.swap(0, Ordering::AcqRel) | seen;
+        let errors = self.take_errors();
         Signs { errors, task_file: self.read(PX_TFD), link: self.read(PX_SERR) }
     }
 
@@ -246,14 +240,12 @@ impl<R: RegisterIo> AhciPort<R> {
     /// module's comment); then clears PxSERR and PxIS. Whether it stopped.
     fn stop_for_recovery(&self) -> bool {
         let mut stopped = self.stop_command_engine();
-        if !stopped || self.ncq || self.read(PX_TFD) & (TFD_BUSY | TFD_DATA_REQUEST) != 0 {
+        if !stopped || self.ncq || self.drive_busy() {
             self.port_reset();
             stopped = self.stop_command_engine();
         }
-        self.write(PX_SERR, u32::MAX);
-        self.clear_interrupts();
         // What the handler saw before the reset is old news.
-        self.pending_errors.store(0, Ordering::Relaxed);
+        self.clear_errors();
         stopped
     }
 
@@ -261,12 +253,7 @@ impl<R: RegisterIo> AhciPort<R> {
     /// asking for data (AHCI 1.3.1, 10.1.2 and 10.4.2: after a COMRESET the
     /// drive is busy until it has sent its signature). `NotReady` if it stays busy.
     fn start_again(&self) -> Result<(), IoFailure> {
-        let ready =
-            self.waiter.wait_until(DEVICE_TIMEOUT_MS, &mut || self.read(PX_TFD) & (TFD_BUSY | TFD_DATA_REQUEST) == 0);
-        if ready.is_err() {
-            let cause = Cause::Ahci(AhciCause::DriveStayedBusy { task_file: self.read(PX_TFD) });
-            return Err(IoFailure::new(IoReturn::NotReady, cause));
-        }
+        self.wait_drive_ready()?;
         self.write(PX_CMD, self.read(PX_CMD) | CMD_START);
         Ok(())
     }
