@@ -81,7 +81,13 @@ pub enum PciCause {
         /// Bytes asked for.
         length: u64,
     },
-    /// Some of the range was claimed by another driver before.
+    /// The fixed ports of a compatibility-mode IDE channel were claimed by
+    /// another driver (or the kernel) before.
+    LegacyPortsClaimed {
+        /// The channel asked for.
+        channel: u8,
+    },
+    /// Some of BAR `slot`'s range was claimed by another driver before.
     AlreadyClaimed {
         /// The BAR's number.
         slot: usize,
@@ -109,6 +115,9 @@ impl fmt::Display for PciCause {
                 write!(f, "bytes {offset:#x}+{length:#x} do not lie inside BAR {slot}")
             }
             PciCause::AlreadyClaimed { slot } => write!(f, "part of BAR {slot} was claimed by another driver"),
+            PciCause::LegacyPortsClaimed { channel } => {
+                write!(f, "IDE channel {channel}'s fixed ports were claimed by another driver (or the kernel)")
+            }
             PciCause::NotLegacyIde { channel } => {
                 write!(f, "IDE channel {channel} is not in compatibility mode on this function")
             }

@@ -122,7 +122,12 @@ impl PciDevice {
             return Err(IoFailure::new(IoReturn::BadArgument, Cause::Pci(PciCause::NotLegacyIde { channel })));
         }
         let (command, control) = if channel == 0 { (0x1f0, 0x3f6) } else { (0x170, 0x376) };
-        let claimed = |code| IoFailure::new(code, Cause::Pci(PciCause::NotLegacyIde { channel }));
+        // `Busy`: someone has the ports already; the compatibility-mode check
+        // above passed, so anything else is the claim's own refusal.
+        let claimed = |code| match code {
+            IoReturn::Busy => IoFailure::new(code, Cause::Pci(PciCause::LegacyPortsClaimed { channel })),
+            _ => IoFailure::new(code, Cause::Pci(PciCause::NotLegacyIde { channel })),
+        };
         // SAFETY: a compatibility-mode IDE controller decodes exactly these fixed
         // ports for this channel (PCI IDE Controller Specification).
         unsafe { Ok((claim_ports(command, 8).map_err(claimed)?, claim_ports(control, 1).map_err(claimed)?)) }

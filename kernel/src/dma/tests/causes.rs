@@ -137,4 +137,9 @@ fn the_device_families_say_their_numbers() {
     assert_eq!(Cause::Virtio(VirtioCause::NotStopped).to_string(), "the virtio device was not stopped");
     assert_eq!(Cause::Ahci(AhciCause::PortRunning).to_string(), "the port is running already");
     assert_eq!(Cause::SlotNotFree { slot: 3 }.to_string(), "no such free slot (slot 3): past the depth or in use");
+    // Ports someone else has are not a controller in the wrong mode.
+    assert_eq!(
+        Cause::Pci(crate::dma::PciCause::LegacyPortsClaimed { channel: 1 }).to_string(),
+        "PCI: IDE channel 1's fixed ports were claimed by another driver (or the kernel)"
+    );
 }
