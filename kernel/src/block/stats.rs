@@ -33,6 +33,7 @@ pub struct StopReport {
     /// Requests failed by the stop: waiting ones, and those the device did not
     /// finish in time (it was reset first).
     pub aborted: usize,
-    /// Commands the driver left prepared (each reported as `PreparedAtStop`).
+    /// The disk's DMA commands still out of its pool after the stop (each
+    /// reported as `PreparedAtStop`): 0 unless one could not go back.
     pub prepared_left: usize,
 }
