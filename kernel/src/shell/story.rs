@@ -32,7 +32,7 @@ pub fn narrate_one_transfer() {
         println!("addresses, which the IOMMU translates, so the command maps the buffer's page at an");
         println!("IOVA below 4 GiB instead of bouncing it, and unmaps it at complete:");
     } else {
-        println!("above 4 GiB. The driver's IoDmaCommand knows the controller's limits, so:");
+        println!("above 4 GiB. The disk's IoDmaCommand knows the controller's limits, so:");
     }
     let before = platform().accounting().stats();
     let was_on = trace::set_enabled(true);
