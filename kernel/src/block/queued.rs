@@ -34,6 +34,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::handle::Ticket;
+use super::request::check;
 use super::work_loop::{CommandGate, InterruptEventSource};
 use super::{
     BlockCommand, BlockDevice, BlockOperation, BlockRequest, Deferral, DeviceHealth, DeviceOutcome, DiskShape,
@@ -412,8 +413,8 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
     }
 
     fn submit(&self, request: BlockRequest) -> Result<RequestHandle, Rejected> {
-        let request = check_request((self.block_size(), self.block_count()), request)?;
-        let max = self.max_request_blocks();
+        let request = check_request((self.shape.block_size, self.shape.block_count), request)?;
+        let max = self.shape.max_request_blocks;
         if request.count > max {
             let failure = IoFailure::new(IoReturn::BadArgument, Cause::RequestTooLarge { count: request.count, max });
             return Err(Rejected { request, failure });
@@ -513,15 +514,13 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
         offset: u64,
         options: &TransferOptions,
     ) -> Result<(), IoFailure> {
-        let geometry = (self.block_size(), self.block_count());
+        let DiskShape { block_size, block_count, max_request_blocks, .. } = self.shape;
         // The whole transfer is checked first, so that no part of a bad one runs.
-        let whole = request_for(operation, lba, count, buffer.alias_for_call(), offset, options);
-        check_request(geometry, whole).map_err(|rejected| rejected.failure)?;
-        let max = self.max_request_blocks();
+        check((block_size, block_count), operation, (lba, count), buffer, offset)?;
         let mut done = 0;
         while done < count {
-            let blocks = (count - done).min(max);
-            let part_offset = offset + done * u64::from(self.block_size());
+            let blocks = (count - done).min(max_request_blocks);
+            let part_offset = offset + done * u64::from(block_size);
             // The buffer stays borrowed by this call until the part is over.
             // The whole was checked above and a part is at most `max`: it goes
             // straight to the queue, not through the checks again.

@@ -110,14 +110,22 @@ pub struct Finished {
 /// end, or a buffer whose direction does not allow the operation; `Overrun` for a
 /// buffer too small; `NotAligned` for an odd offset.
 pub fn check_request((block_size, block_count): (u32, u64), request: BlockRequest) -> Result<BlockRequest, Rejected> {
-    match check((block_size, block_count), &request) {
+    let BlockRequest { operation, lba, count, ref buffer, offset, .. } = request;
+    match check((block_size, block_count), operation, (lba, count), buffer, offset) {
         Ok(()) => Ok(request),
         Err(failure) => Err(Rejected { request, failure }),
     }
 }
 
-fn check((block_size, block_count): (u32, u64), request: &BlockRequest) -> Result<(), IoFailure> {
-    let BlockRequest { operation, lba, count, ref buffer, offset, .. } = *request;
+/// [`check_request`]'s checks on the parts of a request, the buffer borrowed:
+/// a transfer checks its whole range once before cutting it into requests.
+pub(super) fn check(
+    (block_size, block_count): (u32, u64),
+    operation: BlockOperation,
+    (lba, count): (u64, u64),
+    buffer: &DmaBuffer,
+    offset: u64,
+) -> Result<(), IoFailure> {
     let needed = operation.memory_direction();
     let memory = buffer.direction();
     let allowed = match operation {
