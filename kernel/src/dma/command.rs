@@ -19,13 +19,13 @@ use core::panic::Location;
 use super::address::Segment;
 use super::bounce::{self, BounceBuffer};
 use super::failure::{Cause, IoFailure};
-use super::hooks::{self, Addresses, Site, Skip};
+use super::hooks::{Addresses, HOOKS, Site, Skip};
 use super::mapper::{IoMapper, MappedRange, Mapping};
 use super::mapping::IovaChoice;
 use super::misuse::{Misuse, MisuseReport};
 use super::realization::{Realization, Realizer};
 use super::specification::Rules;
-use super::statistics::TransferKind;
+use super::statistics::{Statistics, TransferKind};
 use super::trace::dma_trace;
 use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification, SyncOptions};
 
@@ -63,6 +63,11 @@ pub struct IoDmaCommand {
     specification: Specification,
     rules: Rules,
     platform: &'static dyn DmaPlatform,
+    /// The platform's IOMMU domain, looked up once: a platform keeps its
+    /// domain for its life. Whether it translates is asked at each prepare.
+    domain: Option<&'static dyn IoMapper>,
+    /// The platform's counters, looked up once.
+    statistics: &'static Statistics,
     descriptor: Option<Arc<IoMemoryDescriptor>>,
     prepared: Option<Prepared>,
     mapping: Mapping,
@@ -75,11 +80,14 @@ impl IoDmaCommand {
     #[doc(alias = "withSpecification")]
     pub fn new(platform: &'static dyn DmaPlatform, specification: Specification) -> Result<Self, IoReturn> {
         let rules = specification.rules()?;
+        let accounting = platform.accounting();
         Ok(IoDmaCommand {
-            id: platform.accounting().next_id(),
+            id: accounting.next_id(),
             specification,
             rules,
             platform,
+            domain: platform.mapper(),
+            statistics: accounting.statistics(),
             descriptor: None,
             prepared: None,
             mapping: Mapping::Mapped,
@@ -113,8 +121,7 @@ impl IoDmaCommand {
     /// The IOMMU domain that translates this command's segments, if any: the
     /// platform's mapper, when the command is mapped and the domain translates.
     pub fn mapper(&self) -> Option<&'static dyn IoMapper> {
-        let platform: &'static dyn DmaPlatform = self.platform;
-        platform.mapper().filter(|mapper| self.mapping == Mapping::Mapped && mapper.translating())
+        self.domain.filter(|domain| self.mapping == Mapping::Mapped && domain.translating())
     }
 
     /// The IOVA range the prepared segments lie in, when an IOMMU translates them.
@@ -296,13 +303,11 @@ impl IoDmaCommand {
             self.fill(&descriptor, &prepared, "prepare fills fresh bounce buffers");
         }
         prepared.filled = must_fill;
-        let accounting = self.platform.accounting();
         let kind = match prepared.realization.buffers.is_empty() {
             true => TransferKind::Direct,
             false => TransferKind::Bounced,
         };
-        accounting.statistics().count_transfer(kind);
-        accounting.statistics().command_prepared();
+        self.statistics.count_prepared(kind);
         descriptor.set_device_owned(true);
         trace_segments(&prepared.realization.segments);
         self.prepared = Some(prepared);
@@ -312,7 +317,9 @@ impl IoDmaCommand {
     /// Fills the bounce buffers from the descriptor before the device reads
     /// them, unless a hook (a learner's experiment) skips it this once.
     fn fill(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, why: &str) {
-        if hooks::skips(Site::of(self.platform.accounting()), self.id, Skip::Fill) {
+        if let Some(hooks) = HOOKS.get()
+            && hooks.skip(Site::of(self.platform.accounting()), self.id, Skip::Fill)
+        {
             return;
         }
         self.copy(descriptor, prepared, IoDirection::Out, u64::MAX, why);
@@ -384,7 +391,7 @@ impl IoDmaCommand {
         if force && !prepared.realization.layout.wholly_double_buffered() {
             let realizer = self.realizer(&descriptor, at);
             let single = realizer.single(prepared.length)?;
-            self.platform.accounting().statistics().count_forced_double_buffer();
+            self.statistics.count_forced_double_buffer();
             if descriptor.direction().includes_in() && prepared.filled {
                 self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "keep what the device already wrote");
             }
@@ -452,7 +459,7 @@ impl IoDmaCommand {
         let realizer = self.realizer(&descriptor, at);
         let mapped = prepared.realization.mapped;
         let unmapped = realizer.unmap(mapped);
-        let fault = match (mapped, self.platform.mapper()) {
+        let fault = match (mapped, self.domain) {
             (Some(range), Some(mapper)) => mapper.take_fault(range),
             _ => None,
         };
@@ -463,16 +470,19 @@ impl IoDmaCommand {
                 dma_trace!("  {fault}");
             }
             realizer.keep_from_reuse(&prepared.realization, failure);
-            self.platform.accounting().statistics().command_released();
+            self.statistics.command_released();
             self.end_prepare(&descriptor, prepared.device_owned);
             return Err(failure);
         }
         if let Some(fault) = fault {
             dma_trace!("  {fault}: nothing is copied back");
         } else if descriptor.direction().includes_in() {
-            let site = Site::of(self.platform.accounting());
             let bounced = !prepared.realization.buffers.is_empty();
-            if !(bounced && hooks::skips(site, self.id, Skip::CopyBack)) {
+            let skipped = bounced
+                && HOOKS
+                    .get()
+                    .is_some_and(|hooks| hooks.skip(Site::of(self.platform.accounting()), self.id, Skip::CopyBack));
+            if !skipped {
                 self.copy(&descriptor, &prepared, IoDirection::In, moved, "complete copies what the device wrote");
             }
         }
@@ -482,7 +492,7 @@ impl IoDmaCommand {
             dma_trace!("  freed {pages} bounce page(s)");
         }
         self.end_prepare(&descriptor, prepared.device_owned);
-        self.platform.accounting().statistics().command_released();
+        self.statistics.command_released();
         if let Some(fault) = fault {
             return Err(IoFailure::new(IoReturn::DmaError, Cause::IommuFault(fault)));
         }
@@ -522,9 +532,8 @@ impl IoDmaCommand {
             return;
         };
         let pages = bounce::pages(&prepared.realization.buffers);
-        let accounting = self.platform.accounting();
-        accounting.statistics().count_leak(pages);
-        accounting.statistics().command_released();
+        self.statistics.count_leak(pages);
+        self.statistics.command_released();
         self.report(misuse, at);
         if let Some(descriptor) = self.descriptor.take() {
             log::error!(

@@ -4,9 +4,10 @@
 //! The core asks three questions at fixed places, and nothing else: "adjust
 //! these rules?" (once per prepare, before planning), "skip this step?" (the
 //! fill of bounce memory, the copy out of it) and, in an IOMMU domain, "unmap
-//! this new mapping at once?". With no hooks installed (the normal case) every
-//! answer is no and a question costs one load. The core types hold no
-//! experiment state: the hooks keep theirs, per [`Site`].
+//! this new mapping at once?". Each place first looks at [`HOOKS`]: with no
+//! hooks installed (the normal case) that one load is all, and every answer is
+//! no. The core types hold no experiment state: the hooks keep theirs, per
+//! [`Site`].
 
 use spin::Once;
 
@@ -84,26 +85,15 @@ pub trait DmaHooks: Sync {
     fn unmap_at_once(&self, site: Site) -> bool;
 }
 
-static HOOKS: Once<&'static dyn DmaHooks> = Once::new();
+/// The installed hooks, if any. The core path reads it where it may ask a
+/// question, and only with hooks installed works out who asks ([`Site::of`]).
+pub(crate) static HOOKS: Once<&'static dyn DmaHooks> = Once::new();
 
 /// Installs `hooks` for the kernel's life. Only one set can be installed: the
 /// first call wins, and `false` says other hooks were there already.
 pub fn install(hooks: &'static dyn DmaHooks) -> bool {
     let installed = HOOKS.call_once(|| hooks);
     core::ptr::addr_eq(*installed as *const dyn DmaHooks, hooks as *const dyn DmaHooks)
-}
-
-/// Asks the installed hooks to adjust `rules` (see [`DmaHooks::adjust_rules`]).
-pub(crate) fn adjust_rules(site: Site, command: u64, rules: &mut Rules, reach: Reach) -> Addresses {
-    match HOOKS.get() {
-        Some(hooks) => hooks.adjust_rules(site, command, rules, reach),
-        None => Addresses::Whole,
-    }
-}
-
-/// Asks the installed hooks whether to skip `step` (see [`DmaHooks::skip`]).
-pub(crate) fn skips(site: Site, command: u64, step: Skip) -> bool {
-    HOOKS.get().is_some_and(|hooks| hooks.skip(site, command, step))
 }
 
 /// Asks the installed hooks whether to unmap at once (see [`DmaHooks::unmap_at_once`]).

@@ -103,3 +103,9 @@ pub trait IoMapper: Send + Sync {
     /// caller's.
     fn take_fault(&self, range: MappedRange) -> Option<IommuFault>;
 }
+
+impl core::fmt::Debug for dyn IoMapper {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("IoMapper")
+    }
+}

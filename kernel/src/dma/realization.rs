@@ -17,7 +17,7 @@ use x86_64::PhysAddr;
 use super::address::Segment;
 use super::bounce::{self, BounceBuffer, BouncedRange};
 use super::failure::{Cause, IoFailure};
-use super::hooks::{self, Addresses, Reach, Site};
+use super::hooks::{Addresses, HOOKS, Reach, Site};
 use super::mapper::{IoMapper, MappedRange};
 use super::mapping::{self, IovaChoice};
 use super::misuse::{Misuse, MisuseReport};
@@ -81,8 +81,10 @@ impl Realizer<'_> {
         let reach =
             if rules.highest_address != u64::MAX && self.mapper.is_none() { Reach::Limited } else { Reach::Unlimited };
         // The one place a hook (a learner's experiment) may change the rules.
-        let site = Site::of(self.platform.accounting());
-        let addresses = hooks::adjust_rules(site, self.command, &mut rules, reach);
+        let addresses = match HOOKS.get() {
+            None => Addresses::Whole,
+            Some(hooks) => hooks.adjust_rules(Site::of(self.platform.accounting()), self.command, &mut rules, reach),
+        };
         let layout = plan::plan(runs, &self.planning_rules(rules));
         if super::trace::enabled() {
             self.trace_plan(runs, &layout);

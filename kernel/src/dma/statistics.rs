@@ -109,23 +109,20 @@ impl Statistics {
         }
     }
 
-    /// Counts one prepared transfer, bounced (at least one byte) or direct.
-    pub(crate) fn count_transfer(&self, kind: TransferKind) {
+    /// Counts one command prepared for a transfer, bounced (at least one
+    /// byte) or direct: it is prepared now, until `command_released`.
+    pub(crate) fn count_prepared(&self, kind: TransferKind) {
         let counter = match kind {
             TransferKind::Bounced => &self.bounced_transfers,
             TransferKind::Direct => &self.direct_transfers,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.prepared_commands.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one transfer moved into a fresh buffer by `synchronize(ForceDoubleBuffer)`.
     pub(crate) fn count_forced_double_buffer(&self) {
         self.forced_double_buffers.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// One more command is prepared.
-    pub(crate) fn command_prepared(&self) {
-        self.prepared_commands.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One prepared command fewer (completed, or abandoned).
