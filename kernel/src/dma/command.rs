@@ -18,12 +18,13 @@ use core::panic::Location;
 
 use super::address::Segment;
 use super::bounce::{self, BounceBuffer};
+use super::descriptor::{Holder, Undone};
 use super::failure::{Cause, IoFailure};
 use super::hooks::{Addresses, HOOKS, Site, Skip};
 use super::mapper::{IoMapper, MappedRange, Mapping};
 use super::mapping::IovaChoice;
 use super::misuse::{Misuse, MisuseReport};
-use super::realization::{Realization, Realizer};
+use super::realization::{self, Realization, Realizer};
 use super::specification::Rules;
 use super::statistics::{Statistics, TransferKind};
 use super::trace::dma_trace;
@@ -49,7 +50,8 @@ struct Prepared {
     count: u32,
     /// The plan, the bounce buffers and the IOMMU mapping behind the segments.
     realization: Realization,
-    device_owned: bool,
+    /// Who holds the memory now (the device from prepare on).
+    holder: Holder,
     /// Whether the bounce buffers hold the descriptor's bytes (not stale memory).
     filled: bool,
     at: &'static Location<'static>,
@@ -234,16 +236,17 @@ impl IoDmaCommand {
         at: &'static Location<'static>,
     ) -> Result<(), IoFailure> {
         let descriptor = self.descriptor.clone().ok_or(IoFailure::new(IoReturn::BadArgument, Cause::NoMemoryBound))?;
-        if descriptor.is_abandoned() {
-            // A device given up on may still write it: no other device gets it.
-            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::MemoryAbandoned));
-        }
         let size = descriptor.length();
         let length = if length == 0 { size.saturating_sub(offset) } else { length };
         if offset >= size || offset.checked_add(length).is_none_or(|end| end > size) {
             return Err(IoFailure::new(IoReturn::BadArgument, Cause::OutOfRange { offset, length, size }));
         }
         if let Some(prepared) = &mut self.prepared {
+            if descriptor.is_abandoned() {
+                // A device given up on may still write it: no other device
+                // gets it (a fresh prepare asks the descriptor, below).
+                return Err(IoFailure::new(IoReturn::NotPermitted, Cause::MemoryAbandoned));
+            }
             if (prepared.offset, prepared.length) != (offset, length) {
                 let cause = Cause::NestedPrepareMismatch { offset: prepared.offset, length: prepared.length };
                 return Err(IoFailure::new(IoReturn::NotReady, cause));
@@ -259,7 +262,8 @@ impl IoDmaCommand {
             let cause = Cause::LengthNotAligned { length, alignment: self.rules.alignment_length };
             return Err(IoFailure::new(IoReturn::NotAligned, cause));
         }
-        descriptor.prepare_for_command()?;
+        // Refused for memory abandoned to a device: no other device gets it.
+        let runs = descriptor.prepare_for_command(offset, length)?;
         dma_trace!(
             "prepare: command #{} for a {}-bit device, descriptor #{} ({:?}), bytes {:#x}..{:#x}",
             self.id,
@@ -269,30 +273,26 @@ impl IoDmaCommand {
             offset,
             offset + length
         );
-        let planned = descriptor.runs(offset, length).and_then(|runs| {
-            // Shared memory must stay where both sides look for it.
-            let (mut realization, addresses) = self.realizer(&descriptor, at).best(&runs, length)?;
-            if addresses == Addresses::CutToDeviceWidth {
-                // What a device register of `address_bits` bits keeps: the
-                // segments say what the device really got, so that
-                // `segments()`, typed entries and `write_segments()` agree.
-                let bits = u32::from(self.rules.address_bits).min(63);
-                for segment in &mut realization.segments {
-                    segment.address = super::DmaAddr::new(segment.address.as_u64() & ((1u64 << bits) - 1));
-                }
-            }
-            Ok(Prepared { offset, length, count: 1, realization, device_owned: true, filled: false, at })
-        });
-        let mut prepared = match planned {
-            Ok(prepared) => prepared,
+        let (mut realization, addresses) = match self.realizer(&descriptor, at).best(&runs, length) {
+            Ok(realized) => realized,
             Err(error) => {
-                // Memory the IOMMU may still let a device reach stays prepared for ever.
-                if !descriptor.is_abandoned() {
-                    descriptor.complete_for_command();
-                }
+                // Memory the IOMMU may still let a device reach was abandoned
+                // by the realizer: it stays prepared for ever, and this undoes nothing.
+                descriptor.complete_for_command(Holder::Device);
                 return Err(error);
             }
         };
+        if addresses == Addresses::CutToDeviceWidth {
+            // What a device register of `address_bits` bits keeps: the
+            // segments say what the device really got, so that
+            // `segments()`, typed entries and `write_segments()` agree.
+            let bits = u32::from(self.rules.address_bits).min(63);
+            for segment in &mut realization.segments {
+                segment.address = super::DmaAddr::new(segment.address.as_u64() & ((1u64 << bits) - 1));
+            }
+        }
+        let mut prepared =
+            Prepared { offset, length, count: 1, realization, holder: Holder::Device, filled: false, at };
         // A fresh bounce buffer starts as a copy of the descriptor whenever the
         // device reads it (Out) or whenever the whole range will be copied back:
         // then no stale byte of the bounce memory can ever reach the descriptor.
@@ -308,7 +308,6 @@ impl IoDmaCommand {
             false => TransferKind::Bounced,
         };
         self.statistics.count_prepared(kind);
-        descriptor.set_device_owned(true);
         trace_segments(&prepared.realization.segments);
         self.prepared = Some(prepared);
         Ok(())
@@ -337,6 +336,7 @@ impl IoDmaCommand {
             platform: self.platform,
             rules: &self.rules,
             mapper: self.mapper(),
+            domain: self.domain,
             descriptor,
             iova_choice: self.iova_choice,
             command: self.id,
@@ -405,17 +405,17 @@ impl IoDmaCommand {
         }
         if options.contains(SyncOptions::IN) {
             self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "synchronize(In)");
-            if prepared.device_owned {
+            if prepared.holder == Holder::Device {
                 descriptor.set_device_owned(false);
-                prepared.device_owned = false;
+                prepared.holder = Holder::Cpu;
             }
         }
         if options.contains(SyncOptions::OUT) {
             self.copy(&descriptor, prepared, IoDirection::Out, u64::MAX, "synchronize(Out)");
             prepared.filled = true;
-            if !prepared.device_owned {
+            if prepared.holder == Holder::Cpu {
                 descriptor.set_device_owned(true);
-                prepared.device_owned = true;
+                prepared.holder = Holder::Device;
             }
         }
         released
@@ -456,70 +456,60 @@ impl IoDmaCommand {
         dma_trace!("complete: command #{} ({moved} of {} bytes moved)", self.id, prepared.length);
         // Behind an IOMMU the pages are unmapped before anything else: from here
         // on the device cannot reach them, whatever it still tries.
-        let realizer = self.realizer(&descriptor, at);
-        let mapped = prepared.realization.mapped;
-        let unmapped = realizer.unmap(mapped);
-        let fault = match (mapped, self.domain) {
-            (Some(range), Some(mapper)) => mapper.take_fault(range),
-            _ => None,
+        let (unmapped, fault) = match (prepared.realization.mapped, self.domain) {
+            (Some(range), Some(domain)) => (realization::unmap(domain, range), domain.take_fault(range)),
+            _ => (Ok(()), None),
         };
-        if let Err(failure) = unmapped {
-            // ... unless the IOMMU did not confirm it: then the device may still
-            // reach the memory, so nothing is copied back and nothing is freed.
-            if let Some(fault) = fault {
-                dma_trace!("  {fault}");
-            }
-            realizer.keep_from_reuse(&prepared.realization, failure);
-            self.statistics.command_released();
-            self.end_prepare(&descriptor, prepared.device_owned);
-            return Err(failure);
-        }
         if let Some(fault) = fault {
             dma_trace!("  {fault}: nothing is copied back");
-        } else if descriptor.direction().includes_in() {
-            let bounced = !prepared.realization.buffers.is_empty();
-            let skipped = bounced
-                && HOOKS
-                    .get()
-                    .is_some_and(|hooks| hooks.skip(Site::of(self.platform.accounting()), self.id, Skip::CopyBack));
-            if !skipped {
-                self.copy(&descriptor, &prepared, IoDirection::In, moved, "complete copies what the device wrote");
+        }
+        let result = match unmapped {
+            // ... unless the IOMMU did not confirm it: then the device may still
+            // reach the memory, so nothing is copied back and nothing is freed.
+            Err(failure) => Err(self.realizer(&descriptor, at).keep_from_reuse(&prepared.realization, failure)),
+            Ok(()) => {
+                // Only bounced pieces have anything to copy back or free.
+                let buffers = &prepared.realization.buffers;
+                if !buffers.is_empty() {
+                    if fault.is_none() && descriptor.direction().includes_in() {
+                        self.copy_back(&descriptor, &prepared, moved);
+                    }
+                    bounce::free(self.platform, buffers);
+                    dma_trace!("  freed {} bounce page(s)", bounce::pages(buffers));
+                }
+                match fault {
+                    Some(fault) => Err(IoFailure::new(IoReturn::DmaError, Cause::IommuFault(fault))),
+                    None if moved < prepared.length => {
+                        let cause = Cause::ShortTransfer { moved, prepared: prepared.length };
+                        Err(IoFailure::new(IoReturn::Underrun, cause))
+                    }
+                    None if moved > prepared.length => {
+                        let cause = Cause::DeviceClaimedTooMuch { claimed: moved, prepared: prepared.length };
+                        Err(IoFailure::new(IoReturn::IoError, cause))
+                    }
+                    None => Ok(()),
+                }
             }
-        }
-        bounce::free(self.platform, &prepared.realization.buffers);
-        let pages = bounce::pages(&prepared.realization.buffers);
-        if pages > 0 {
-            dma_trace!("  freed {pages} bounce page(s)");
-        }
-        self.end_prepare(&descriptor, prepared.device_owned);
+        };
         self.statistics.command_released();
-        if let Some(fault) = fault {
-            return Err(IoFailure::new(IoReturn::DmaError, Cause::IommuFault(fault)));
+        // The memory goes back to the CPU, unless it was abandoned to the
+        // device (an unmap the IOMMU did not confirm): then it stays prepared,
+        // and lent, for ever, and the command lets it go.
+        if descriptor.complete_for_command(prepared.holder) == Undone::StaysAbandoned {
+            self.descriptor = None;
         }
-        if moved < prepared.length {
-            let cause = Cause::ShortTransfer { moved, prepared: prepared.length };
-            return Err(IoFailure::new(IoReturn::Underrun, cause));
-        }
-        if moved > prepared.length {
-            let cause = Cause::DeviceClaimedTooMuch { claimed: moved, prepared: prepared.length };
-            return Err(IoFailure::new(IoReturn::IoError, cause));
-        }
-        Ok(())
+        result
     }
 
-    /// Hands the descriptor back to the CPU and undoes the command's prepare,
-    /// unless its memory was abandoned to the device (an unmap the IOMMU did
-    /// not confirm): then it stays prepared, and lent, for ever, and the
-    /// command lets it go.
-    fn end_prepare(&mut self, descriptor: &IoMemoryDescriptor, device_owned: bool) {
-        if descriptor.is_abandoned() {
-            self.descriptor = None;
+    /// Copies the first `moved` bytes the device wrote back from the bounce
+    /// buffers, unless a hook (a learner's experiment) skips it this once.
+    fn copy_back(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, moved: u64) {
+        if let Some(hooks) = HOOKS.get()
+            && hooks.skip(Site::of(self.platform.accounting()), self.id, Skip::CopyBack)
+        {
             return;
         }
-        if device_owned {
-            descriptor.set_device_owned(false);
-        }
-        descriptor.complete_for_command();
+        self.copy(descriptor, prepared, IoDirection::In, moved, "complete copies what the device wrote");
     }
 
     /// Gives up a prepared transfer whose device may still be writing: nothing is

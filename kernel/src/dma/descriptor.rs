@@ -19,19 +19,37 @@ use super::platform::FrameFill;
 use super::{DmaPlatform, IoDirection, IoReturn};
 use crate::memory::{Constraints, FRAME_SIZE};
 
-/// One range of the descriptor.
+/// Where one range of the descriptor starts: in kernel virtual memory (its
+/// pages resolved one by one) or in physical memory.
 #[derive(Clone, Copy, Debug)]
-enum Range {
-    Virtual { address: VirtAddr, length: u64 },
-    Physical { address: PhysAddr, length: u64 },
+enum Start {
+    Virtual(VirtAddr),
+    Physical(PhysAddr),
 }
 
-impl Range {
-    fn length(&self) -> u64 {
-        match *self {
-            Range::Virtual { length, .. } | Range::Physical { length, .. } => length,
-        }
-    }
+/// One range of the descriptor.
+#[derive(Clone, Copy, Debug)]
+struct Range {
+    start: Start,
+    length: u64,
+}
+
+/// Who holds a command's prepared memory: the device (from prepare, and
+/// again after `synchronize(Out)`) or the CPU (after `synchronize(In)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Holder {
+    Device,
+    Cpu,
+}
+
+/// What undoing a command's prepare did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Undone {
+    /// The prepare is undone (and the memory the CPU's again).
+    Released,
+    /// Nothing: the memory was abandoned to a device and stays prepared, and
+    /// lent, for ever.
+    StaysAbandoned,
 }
 
 #[derive(Debug, Default)]
@@ -92,8 +110,8 @@ impl IoMemoryDescriptor {
         owned_frames: Vec<(PhysAddr, usize)>,
         owned_buffer: Option<Box<[u8]>>,
     ) -> Result<Arc<Self>, IoReturn> {
-        let length = ranges.iter().try_fold(0u64, |total, range| total.checked_add(range.length()));
-        let length = length.filter(|&length| length > 0 && ranges.iter().all(|range| range.length() > 0));
+        let length = ranges.iter().try_fold(0u64, |total, range| total.checked_add(range.length));
+        let length = length.filter(|&length| length > 0 && ranges.iter().all(|range| range.length > 0));
         let Some(length) = length else {
             for &(first, frames) in &owned_frames {
                 platform.free_frames(first, frames);
@@ -128,7 +146,7 @@ impl IoMemoryDescriptor {
         }
         let frames = length.div_ceil(FRAME_SIZE) as usize;
         let first = platform.allocate_frames(frames, placement, FrameFill::Zeroed).map_err(|_| IoReturn::NoMemory)?;
-        let ranges = alloc::vec![Range::Physical { address: first, length }];
+        let ranges = alloc::vec![Range { start: Start::Physical(first), length }];
         Self::build(platform, ranges, direction, alloc::vec![(first, frames)], None)
     }
 
@@ -147,7 +165,7 @@ impl IoMemoryDescriptor {
             match platform.allocate_frames(frames, placement, FrameFill::Zeroed) {
                 Ok(first) => {
                     owned.push((first, frames));
-                    ranges.push(Range::Physical { address: first, length });
+                    ranges.push(Range { start: Start::Physical(first), length });
                 }
                 Err(_) => {
                     for &(first, frames) in &owned {
@@ -188,7 +206,7 @@ impl IoMemoryDescriptor {
         direction: IoDirection,
     ) -> Result<Arc<Self>, IoReturn> {
         let address = VirtAddr::from_ptr(buffer.as_ptr());
-        let ranges = alloc::vec![Range::Virtual { address, length: buffer.len() as u64 }];
+        let ranges = alloc::vec![Range { start: Start::Virtual(address), length: buffer.len() as u64 }];
         Self::build(platform, ranges, direction, Vec::new(), Some(buffer))
     }
 
@@ -202,7 +220,8 @@ impl IoMemoryDescriptor {
         ranges: &[(PhysAddr, u64)],
         direction: IoDirection,
     ) -> Result<Arc<Self>, IoReturn> {
-        let ranges = ranges.iter().map(|&(address, length)| Range::Physical { address, length }).collect();
+        let ranges =
+            ranges.iter().map(|&(address, length)| Range { start: Start::Physical(address), length }).collect();
         Self::build(platform, ranges, direction, Vec::new(), None)
     }
 
@@ -216,7 +235,7 @@ impl IoMemoryDescriptor {
         ranges: &[(VirtAddr, u64)],
         direction: IoDirection,
     ) -> Result<Arc<Self>, IoReturn> {
-        let ranges = ranges.iter().map(|&(address, length)| Range::Virtual { address, length }).collect();
+        let ranges = ranges.iter().map(|&(address, length)| Range { start: Start::Virtual(address), length }).collect();
         Self::build(platform, ranges, direction, Vec::new(), None)
     }
 
@@ -244,19 +263,18 @@ impl IoMemoryDescriptor {
     /// physically contiguous (within one range). `Overrun` past the end;
     /// `BadArgument` if the page is not mapped.
     pub fn physical_segment(&self, offset: u64) -> Result<(PhysAddr, u64), IoReturn> {
-        let mut start = 0;
+        let mut range_start = 0;
         for range in &self.ranges {
-            let length = range.length();
-            if offset < start + length {
-                let within = offset - start;
-                return match *range {
-                    Range::Physical { address, length } => Ok((address + within, length - within)),
-                    Range::Virtual { address, length } => {
-                        self.virtual_run(address + within, length - within).ok_or(IoReturn::BadArgument)
+            if offset < range_start + range.length {
+                let within = offset - range_start;
+                return match range.start {
+                    Start::Physical(address) => Ok((address + within, range.length - within)),
+                    Start::Virtual(address) => {
+                        self.virtual_run(address + within, range.length - within).ok_or(IoReturn::BadArgument)
                     }
                 };
             }
-            start += length;
+            range_start += range.length;
         }
         Err(IoReturn::Overrun)
     }
@@ -288,27 +306,29 @@ impl IoMemoryDescriptor {
     ) -> Result<(), IoFailure> {
         let outside = IoFailure::new(IoReturn::BadArgument, Cause::OutOfRange { offset, length, size: self.length });
         let end = offset.checked_add(length).filter(|&end| end <= self.length).ok_or(outside)?;
-        let mut position = offset;
-        while position < end {
-            let (physical, run) = self.physical_segment(position).map_err(|code| match code {
-                IoReturn::Overrun => outside,
-                _ => IoFailure::new(code, Cause::PageNotMapped { offset: position }),
-            })?;
-            let run = run.min(end - position);
-            visit(position, physical, run);
-            position += run;
+        // One walk over the ranges, from the one `offset` falls in.
+        let mut range_start = 0;
+        for range in &self.ranges {
+            let range_end = range_start + range.length;
+            let mut position = offset.max(range_start);
+            while position < end.min(range_end) {
+                let within = position - range_start;
+                let (physical, run) = match range.start {
+                    Start::Physical(address) => (address + within, range.length - within),
+                    Start::Virtual(address) => self
+                        .virtual_run(address + within, range.length - within)
+                        .ok_or(IoFailure::new(IoReturn::BadArgument, Cause::PageNotMapped { offset: position }))?,
+                };
+                let run = run.min(end - position);
+                visit(position, physical, run);
+                position += run;
+            }
+            if range_end >= end {
+                break;
+            }
+            range_start = range_end;
         }
         Ok(())
-    }
-
-    /// The physical runs of `[offset, offset + length)`, neighbours that touch merged.
-    pub(crate) fn runs(&self, offset: u64, length: u64) -> Result<Vec<(u64, u64)>, IoFailure> {
-        let mut runs: Vec<(u64, u64)> = Vec::new();
-        self.for_each_run(offset, length, |_, physical, run| match runs.last_mut() {
-            Some(last) if last.0 + last.1 == physical.as_u64() => last.1 += run,
-            _ => runs.push((physical.as_u64(), run)),
-        })?;
-        Ok(runs)
     }
 
     /// Checks that every page resolves and counts one more prepare.
@@ -336,24 +356,62 @@ impl IoMemoryDescriptor {
         Ok(())
     }
 
-    /// A command's prepare: every page must resolve.
+    /// A command's prepare of `[offset, offset + length)`, which lends the
+    /// memory to the device: refused for memory abandoned to a device (no other
+    /// device gets it), and every page of the descriptor must resolve. Returns
+    /// the range's physical runs, neighbours that touch merged.
     #[track_caller]
-    pub(crate) fn prepare_for_command(&self) -> Result<(), IoFailure> {
-        self.for_each_run(0, self.length, |_, _, _| ())?;
+    pub(crate) fn prepare_for_command(&self, offset: u64, length: u64) -> Result<Vec<(u64, u64)>, IoFailure> {
+        // Under the lock, so that no abandon slips in between check and count.
         let mut state = self.state.lock();
+        if state.abandoned {
+            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::MemoryAbandoned));
+        }
+        let outside = IoFailure::new(IoReturn::BadArgument, Cause::OutOfRange { offset, length, size: self.length });
+        let end = offset.checked_add(length).filter(|&end| end <= self.length).ok_or(outside)?;
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        self.for_each_run(0, self.length, |position, physical, run| {
+            // The part of this run inside the range, if any.
+            let (from, to) = (position.max(offset), (position + run).min(end));
+            if from >= to {
+                return;
+            }
+            let physical = physical.as_u64() + (from - position);
+            match runs.last_mut() {
+                Some(last) if last.0 + last.1 == physical => last.1 += to - from,
+                _ => runs.push((physical, to - from)),
+            }
+        })?;
         state.command_prepares += 1;
+        state.device_owners += 1;
         state.prepared_at.get_or_insert(Location::caller());
-        Ok(())
+        Ok(runs)
     }
 
-    /// Undoes one command's prepare.
-    pub(crate) fn complete_for_command(&self) {
+    /// Undoes one command's prepare, first taking the memory back from the
+    /// device if the command still lends it (`holder`). Memory abandoned to a
+    /// device (an unmap the IOMMU did not confirm) is left as it is: prepared,
+    /// and lent, for ever.
+    #[track_caller]
+    pub(crate) fn complete_for_command(&self, holder: Holder) -> Undone {
         let mut state = self.state.lock();
+        if state.abandoned {
+            return Undone::StaysAbandoned;
+        }
         debug_assert!(state.command_prepares > 0, "a command completed a prepare it did not make");
         state.command_prepares = state.command_prepares.saturating_sub(1);
         if state.prepares() == 0 {
             state.prepared_at = None;
         }
+        let imbalance = holder == Holder::Device && state.device_owners == 0;
+        if holder == Holder::Device {
+            state.device_owners = state.device_owners.saturating_sub(1);
+        }
+        drop(state);
+        if imbalance {
+            self.report(Misuse::OwnershipImbalance, Location::caller());
+        }
+        Undone::Released
     }
 
     /// A command gave up a transfer whose device may still write this memory:

@@ -62,6 +62,9 @@ pub(crate) struct Realizer<'a> {
     pub(crate) rules: &'a Rules,
     /// The IOMMU domain that translates the command's segments, if any.
     pub(crate) mapper: Option<&'static dyn IoMapper>,
+    /// The platform's IOMMU domain, translating or not: what was mapped
+    /// through it is unmapped through it.
+    pub(crate) domain: Option<&'static dyn IoMapper>,
     /// The memory the range is of.
     pub(crate) descriptor: &'a IoMemoryDescriptor,
     /// Where the pages go in IOVA space.
@@ -76,8 +79,9 @@ impl Realizer<'_> {
     /// Plans `runs` (the physical runs of `length` bytes); if the planned
     /// segments break a rule, realizes one buffer for the whole range instead.
     pub(crate) fn best(&self, runs: &[(u64, u64)], length: u64) -> Result<(Realization, Addresses), IoFailure> {
-        let coherent = self.descriptor.is_coherent();
         let mut rules = *self.rules;
+        // Behind a translating IOMMU no physical address is out of reach: the
+        // device sees IOVAs, which the mapper places below its limit.
         let reach =
             if rules.highest_address != u64::MAX && self.mapper.is_none() { Reach::Limited } else { Reach::Unlimited };
         // The one place a hook (a learner's experiment) may change the rules.
@@ -85,18 +89,23 @@ impl Realizer<'_> {
             None => Addresses::Whole,
             Some(hooks) => hooks.adjust_rules(Site::of(self.platform.accounting()), self.command, &mut rules, reach),
         };
-        let layout = plan::plan(runs, &self.planning_rules(rules));
+        let planning = match reach {
+            Reach::Limited => rules,
+            Reach::Unlimited => Rules { highest_address: u64::MAX, ..rules },
+        };
+        let layout = plan::plan(runs, &planning);
         if super::trace::enabled() {
             self.trace_plan(runs, &layout);
         }
         let realization = self.realize(layout, &rules)?;
-        let bounces_shared_memory = coherent && !realization.buffers.is_empty();
+        // Shared memory must stay where both sides look for it: never bounced.
+        let bounces_shared_memory = !realization.buffers.is_empty() && self.descriptor.is_coherent();
         if plan::segments_valid(&realization.segments, &rules) && !bounces_shared_memory {
             return Ok((realization, addresses));
         }
         let segment_count = realization.segments.len();
         self.release(&realization)?;
-        if coherent {
+        if self.descriptor.is_coherent() {
             return Err(IoFailure::new(IoReturn::NotPermitted, Cause::CoherentNeverBounced));
         }
         dma_trace!(
@@ -122,16 +131,6 @@ impl Realizer<'_> {
             Cause::BounceBreaksSpecification
         };
         Err(IoFailure::new(IoReturn::NoResources, cause))
-    }
-
-    /// The rules the planner works with: the device's, except that behind a
-    /// translating IOMMU no physical address is out of reach (the device sees
-    /// IOVAs, which the mapper places below its limit), so reach never bounces.
-    fn planning_rules(&self, rules: Rules) -> Rules {
-        match self.mapper {
-            Some(_) => Rules { highest_address: u64::MAX, ..rules },
-            None => rules,
-        }
     }
 
     /// Allocates the layout's bounce buffers, maps everything behind an IOMMU,
@@ -172,7 +171,8 @@ impl Realizer<'_> {
     }
 
     fn allocate_buffer(&self, length: u64) -> Result<BounceBuffer, IoFailure> {
-        let highest = self.planning_rules(*self.rules).highest_address;
+        // Behind a translating IOMMU the buffer may lie anywhere (as in `best`).
+        let highest = if self.mapper.is_some() { u64::MAX } else { self.rules.highest_address };
         let below = highest.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
         let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
         let placement = Constraints { below, alignment, boundary: 0 };
@@ -184,33 +184,11 @@ impl Realizer<'_> {
     /// confirm the unmap, nothing is freed ([`Realizer::keep_from_reuse`]) and
     /// the failure says [`Cause::InvalidationFailed`].
     pub(crate) fn release(&self, realization: &Realization) -> Result<(), IoFailure> {
-        self.unmap(realization.mapped).map_err(|failure| self.keep_from_reuse(realization, failure))?;
+        if let (Some(range), Some(domain)) = (realization.mapped, self.domain) {
+            unmap(domain, range).map_err(|failure| self.keep_from_reuse(realization, failure))?;
+        }
         bounce::free(self.platform, &realization.buffers);
         Ok(())
-    }
-
-    /// Unmaps `mapped` (if anything is mapped) and waits for the IOMMU to
-    /// forget it. A failure always carries [`Cause::InvalidationFailed`] for
-    /// the range, whatever the mapper called it, so callers can match it.
-    pub(crate) fn unmap(&self, mapped: Option<MappedRange>) -> Result<(), IoFailure> {
-        let (Some(range), Some(mapper)) = (mapped, self.platform.mapper()) else {
-            return Ok(());
-        };
-        match mapper.unmap(range.iova, range.pages) {
-            Ok(()) => {
-                dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
-                Ok(())
-            }
-            Err(failure) => {
-                dma_trace!(
-                    "  IOMMU: {} page(s) at IOVA {:#x} unmapped, NOT invalidated: {failure}",
-                    range.pages,
-                    range.iova
-                );
-                let cause = Cause::InvalidationFailed { iova: range.iova, pages: range.pages };
-                Err(IoFailure::new(failure.code(), cause))
-            }
-        }
     }
 
     /// After an unmap the IOMMU did not confirm: the device may still reach
@@ -252,6 +230,27 @@ impl Realizer<'_> {
                 Placement::Bounce { .. } => "start breaks the alignment: bounced",
             };
             dma_trace!("  run {address:#x} + {length:#x} bytes: {what}");
+        }
+    }
+}
+
+/// Unmaps `range` from `domain` and waits for the IOMMU to forget it. A
+/// failure always carries [`Cause::InvalidationFailed`] for the range,
+/// whatever the mapper called it, so callers can match it.
+pub(crate) fn unmap(domain: &dyn IoMapper, range: MappedRange) -> Result<(), IoFailure> {
+    match domain.unmap(range.iova, range.pages) {
+        Ok(()) => {
+            dma_trace!("  IOMMU: {} page(s) at IOVA {:#x} unmapped, IOTLB invalidated", range.pages, range.iova);
+            Ok(())
+        }
+        Err(failure) => {
+            dma_trace!(
+                "  IOMMU: {} page(s) at IOVA {:#x} unmapped, NOT invalidated: {failure}",
+                range.pages,
+                range.iova
+            );
+            let cause = Cause::InvalidationFailed { iova: range.iova, pages: range.pages };
+            Err(IoFailure::new(failure.code(), cause))
         }
     }
 }
