@@ -19,7 +19,9 @@ use crate::memory::{Constraints, FRAME_SIZE};
 /// device and back, with IOKit's descriptor underneath).
 #[derive(Debug)]
 pub struct DmaBuffer {
-    descriptor: Arc<IoMemoryDescriptor>,
+    /// The only handle to the memory, but for the one a transfer binds to its
+    /// command (`DmaTransfer::prepare` clones it) while it holds the buffer.
+    pub(super) descriptor: Arc<IoMemoryDescriptor>,
 }
 
 impl DmaBuffer {
@@ -68,11 +70,6 @@ impl DmaBuffer {
     /// cannot be cloned from here, so the buffer stays its only owner.
     pub fn descriptor(&self) -> &IoMemoryDescriptor {
         &self.descriptor
-    }
-
-    /// A handle for the command that borrows the buffer during a transfer.
-    pub(crate) fn shared_descriptor(&self) -> Arc<IoMemoryDescriptor> {
-        self.descriptor.clone()
     }
 
     /// A second handle to the same memory, for a call that keeps `self`

@@ -194,6 +194,12 @@ impl IoDmaCommand {
         self.prepared.is_some()
     }
 
+    /// Whether the command is free for a new transfer: not prepared, and no
+    /// descriptor bound.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.prepared.is_none() && self.descriptor.is_none()
+    }
+
     /// The prepared range `(offset, length)` within the descriptor.
     pub fn prepared_range(&self) -> Option<(u64, u64)> {
         self.prepared.as_ref().map(|p| (p.offset, p.length))
@@ -224,17 +230,19 @@ impl IoDmaCommand {
     /// range only counts. On any error the command is exactly as before.
     #[track_caller]
     pub fn prepare(&mut self, offset: u64, length: u64) -> Result<(), IoReturn> {
-        self.prepare_for(offset, length, Completion::WholeRange, Location::caller()).map_err(|failure| failure.code())
+        let at = Location::caller();
+        self.prepare_for(offset, length, Completion::WholeRange, at).map(|_| ()).map_err(|failure| failure.code())
     }
 
-    /// `prepare`, saying how the transfer will be completed and why it fails.
+    /// `prepare`, saying how the transfer will be completed and why it fails;
+    /// returns the bytes prepared.
     pub(crate) fn prepare_for(
         &mut self,
         offset: u64,
         length: u64,
         completion: Completion,
         at: &'static Location<'static>,
-    ) -> Result<(), IoFailure> {
+    ) -> Result<u64, IoFailure> {
         let descriptor = self.descriptor.clone().ok_or(IoFailure::new(IoReturn::BadArgument, Cause::NoMemoryBound))?;
         let size = descriptor.length();
         let length = if length == 0 { size.saturating_sub(offset) } else { length };
@@ -252,7 +260,7 @@ impl IoDmaCommand {
                 return Err(IoFailure::new(IoReturn::NotReady, cause));
             }
             prepared.count += 1;
-            return Ok(());
+            return Ok(length);
         }
         if length > self.rules.max_transfer {
             let cause = Cause::TransferTooLong { length, limit: self.rules.max_transfer };
@@ -310,7 +318,7 @@ impl IoDmaCommand {
         self.statistics.count_prepared(kind);
         trace_segments(&prepared.realization.segments);
         self.prepared = Some(prepared);
-        Ok(())
+        Ok(length)
     }
 
     /// Fills the bounce buffers from the descriptor before the device reads

@@ -81,7 +81,7 @@ impl CommandPool {
         if entry.is_some() {
             return Err(IoFailure::new(IoReturn::Busy, Cause::CommandInPoolAlready { slot }));
         }
-        if command.is_prepared() || command.memory_descriptor().is_some() {
+        if !command.is_idle() {
             return Err(IoFailure::new(IoReturn::Busy, Cause::CommandStillBound));
         }
         *entry = Some(command);

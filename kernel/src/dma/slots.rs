@@ -50,18 +50,21 @@ pub struct SlotCompleted {
 #[derive(Debug)]
 pub struct LentTransfer<'slot> {
     transfer: &'slot SlotTransfer,
+    /// The transfer's segments, handed out when it was lent.
+    segments: &'slot [Segment],
+    length: u64,
     direction: IoDirection,
 }
 
 impl LentTransfer<'_> {
     /// The device's segments, in order: what the device reads or writes.
     pub fn segments(&self) -> &[Segment] {
-        self.transfer.segments()
+        self.segments
     }
 
     /// The segments as the device's own entries (see [`FromSegment`]).
     pub fn entries<E: FromSegment>(&self) -> Result<Vec<E>, IoFailure> {
-        entries_for(self.segments(), self.direction)
+        entries_for(self.segments, self.direction)
     }
 
     /// Writes segments from `offset` as records in the command's output format
@@ -72,7 +75,7 @@ impl LentTransfer<'_> {
 
     /// Bytes prepared.
     pub fn length(&self) -> u64 {
-        self.transfer.length()
+        self.length
     }
 
     /// How the device accesses the memory: `In`, it writes; `Out`, it reads.
@@ -144,7 +147,7 @@ impl TransferSlots {
     /// Lends slot `slot`'s transfer (`None` for a free slot).
     pub fn lend(&self, slot: usize) -> Option<LentTransfer<'_>> {
         let (transfer, direction) = self.transfers.get(slot)?.as_ref()?;
-        Some(LentTransfer { transfer, direction: *direction })
+        Some(LentTransfer { transfer, segments: transfer.segments(), length: transfer.length(), direction: *direction })
     }
 
     /// Ends slot `slot`'s transfer after its device finished (or was stopped)

@@ -104,6 +104,8 @@ pub struct DmaTransfer<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> {
     command: Option<C>,
     /// A command with the driver's specification tightened for this transfer.
     restricted: Option<IoDmaCommand>,
+    /// Bytes prepared.
+    length: u64,
     /// Whether the segments were handed out: from then on a device may use them.
     handed_out: AtomicBool,
     at: &'static Location<'static>,
@@ -156,7 +158,7 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
     ) -> Result<DmaTransfer<B, C>, Refused<B, C>> {
         let at = Location::caller();
         let refuse = |failure, buffer, command| Err(Refused { failure, buffer, command });
-        if command.borrow().is_prepared() || command.borrow().memory_descriptor().is_some() {
+        if !command.borrow().is_idle() {
             return refuse(IoFailure::new(IoReturn::Busy, Cause::CommandInUse), buffer, command);
         }
         let mut restricted = match options.restrict {
@@ -173,47 +175,38 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
                 }
             }
         };
+        // Bind and prepare the command that does the transfer (and, if asked,
+        // force double buffering); on failure it is unbound and unprepared again.
         let active = restricted.as_mut().unwrap_or_else(|| command.borrow_mut());
-        if let Err(failure) = Self::prepare_command(active, buffer.borrow(), offset, length, options, at) {
-            return refuse(failure, buffer, command);
+        let mut prepared = active
+            .set_memory_descriptor(buffer.borrow().descriptor.clone(), false)
+            .map_err(|code| IoFailure::new(code, Cause::CommandInUse))
+            .and_then(|()| active.prepare_for(offset, length, Completion::DeviceCount, at));
+        if prepared.is_ok() && options.force_double_buffer {
+            // The move fills the new buffer from the descriptor: by contract it
+            // copies the whole range, whatever the direction.
+            if let Err(failure) = active.synchronize_for(SyncOptions::FORCE_DOUBLE_BUFFER, at) {
+                // No device has seen these segments: release without copying.
+                let _ = active.complete_moved(0, at);
+                prepared = Err(failure);
+            }
         }
+        let length = match prepared {
+            Ok(length) => length,
+            Err(failure) => {
+                // Not prepared now, so unbinding cannot fail.
+                let _ = active.clear_memory_descriptor(false);
+                return refuse(failure, buffer, command);
+            }
+        };
         Ok(DmaTransfer {
             buffer: Some(buffer),
             command: Some(command),
             restricted,
+            length,
             handed_out: AtomicBool::new(false),
             at,
         })
-    }
-
-    /// Binds, prepares and (if asked) forces double buffering; on failure the
-    /// command is unbound and unprepared again.
-    fn prepare_command(
-        command: &mut IoDmaCommand,
-        buffer: &DmaBuffer,
-        offset: u64,
-        length: u64,
-        options: &TransferOptions,
-        at: &'static Location<'static>,
-    ) -> Result<(), IoFailure> {
-        command
-            .set_memory_descriptor(buffer.shared_descriptor(), false)
-            .map_err(|code| IoFailure::new(code, Cause::CommandInUse))?;
-        let mut result = command.prepare_for(offset, length, Completion::DeviceCount, at);
-        if result.is_ok() && options.force_double_buffer {
-            // The move fills the new buffer from the descriptor: by contract it
-            // copies the whole range, whatever the direction.
-            result = command.synchronize_for(SyncOptions::FORCE_DOUBLE_BUFFER, at);
-            if result.is_err() {
-                // No device has seen these segments: release without copying.
-                let _ = command.complete_moved(0, at);
-            }
-        }
-        if result.is_err() {
-            // Not prepared now, so unbinding cannot fail.
-            let _ = command.clear_memory_descriptor(false);
-        }
-        result
     }
 
     fn active(&self) -> &IoDmaCommand {
@@ -274,7 +267,7 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
 
     /// Bytes prepared.
     pub fn length(&self) -> u64 {
-        self.active().prepared_range().map_or(0, |(_, length)| length)
+        self.length
     }
 
     /// Brings the buffer and its bounce memory into sync, as
