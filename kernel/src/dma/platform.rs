@@ -73,7 +73,8 @@ pub unsafe trait DmaPlatform: Send + Sync {
     }
 
     /// The IOMMU domain between the device and memory, if the device sits behind
-    /// one ([`super::MappedPlatform`]); `None` on the bare machine.
+    /// one ([`super::MappedPlatform`]); `None` on the bare machine. A platform
+    /// keeps its domain for its life: a command asks once, when it is made.
     fn mapper(&self) -> Option<&dyn IoMapper> {
         None
     }
