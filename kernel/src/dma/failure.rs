@@ -239,18 +239,11 @@ pub enum Cause {
         /// Slots in the pool.
         depth: usize,
     },
-    /// The slot's command is out of the pool, serving another request.
+    /// The slot's command is serving another transfer.
     SlotTaken {
         /// The slot.
         slot: usize,
     },
-    /// A command was given back to a slot whose command is in the pool already.
-    CommandInPoolAlready {
-        /// The slot.
-        slot: usize,
-    },
-    /// A command came back to the pool still prepared or bound to a buffer.
-    CommandStillBound,
     /// A played device needs physical segments; behind an IOMMU they are IOVAs.
     SegmentsAreIovas,
     /// The output given to `write_segments` holds not even one record.
@@ -416,10 +409,6 @@ impl fmt::Display for Cause {
                 write!(f, "no such slot in the command pool (slot {slot}, {depth} slots)")
             }
             Cause::SlotTaken { slot } => write!(f, "the slot's command is serving another request (slot {slot})"),
-            Cause::CommandInPoolAlready { slot } => {
-                write!(f, "the slot's command is in the pool already (slot {slot})")
-            }
-            Cause::CommandStillBound => f.write_str("a command came back still bound"),
             Cause::SegmentsAreIovas => {
                 f.write_str("behind an IOMMU the segments are IOVAs; a played device needs physical ones")
             }

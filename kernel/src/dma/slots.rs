@@ -1,6 +1,11 @@
 //! `TransferSlots`: the DMA life cycle of a device with many transfers in
-//! flight, in one place: a [`CommandPool`] (one command per slot) and, per slot,
-//! the [`DmaTransfer`] the device holds.
+//! flight, in one place: one command per slot, made once, and per slot the
+//! [`DmaTransfer`] the device holds.
+//!
+//! A device that keeps many transfers in flight needs one `IoDmaCommand` per
+//! transfer: a command serves one at a time. Making them when the device starts,
+//! and never while transfers run, means a transfer never fails for lack of a
+//! command, and the number of slots is the queue depth.
 //!
 //! Whoever owns the slots (the block layer for a disk; a network driver for its
 //! rings) prepares a buffer into a slot, *lends* the prepared transfer to the
@@ -10,17 +15,20 @@
 //! leak, complete or double-complete one.
 //!
 //! ```text
-//!   prepare(slot, buffer)   pool command -> DmaTransfer (the device's from here)
+//!   prepare(slot, buffer)   slot's command -> DmaTransfer (the device's from here)
 //!   lend(slot)              &LentTransfer: segments, typed entries, records
-//!   complete(slot, moved)   bounce copy of exactly `moved` bytes, command back
-//!   abandon(slot)           the device will not stop: memory leaked, command back
+//!   complete(slot, moved)   bounce copy of exactly `moved` bytes, the command idle
+//!   abandon(slot)           the device will not stop: memory leaked, the command idle
 //! ```
 
 use alloc::vec::Vec;
+use core::panic::Location;
 
 use super::entry::{FromSegment, entries_for};
+use super::failure::Cause;
+use super::misuse::{Misuse, MisuseReport};
 use super::{
-    CommandPool, DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand, IoFailure, Refused, Segment,
+    DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand, IoFailure, IoReturn, Refused, Segment,
     Specification, TransferOptions,
 };
 
@@ -84,42 +92,74 @@ impl LentTransfer<'_> {
     }
 }
 
-/// One command per slot, and the transfer each slot's device holds.
+/// What one slot holds: its command, idle, or the transfer the command serves.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a busy slot's transfer holds its command by value; boxing it would allocate on every prepare"
+)]
+enum SlotState {
+    /// The slot's command, ready for the next transfer.
+    Idle(IoDmaCommand),
+    /// A prepared transfer: the device's until it is completed or abandoned.
+    Busy(SlotTransfer, IoDirection),
+    /// The command came back still bound to a buffer: it would carry that
+    /// buffer into the next transfer, so it is kept out of use (and reported).
+    Lost,
+}
+
+/// One command per slot, made once (IOKit's `IOCommandPool`; FreeBSD gives each
+/// slot one busdma map), and the transfer each slot's device holds.
 pub struct TransferSlots {
-    pool: CommandPool,
-    transfers: Vec<Option<(SlotTransfer, IoDirection)>>,
+    platform: &'static dyn DmaPlatform,
+    slots: Vec<SlotState>,
+}
+
+impl core::fmt::Debug for TransferSlots {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TransferSlots").field("slots", &self.slots).finish()
+    }
 }
 
 impl TransferSlots {
-    /// `depth` slots whose commands follow `specification` on `platform`.
+    /// `depth` slots whose commands follow `specification` on `platform`
+    /// (`BadArgument` for a depth of 0, or the command's own error).
     pub fn new(
         platform: &'static dyn DmaPlatform,
         specification: Specification,
         depth: usize,
     ) -> Result<TransferSlots, IoFailure> {
-        let pool = CommandPool::new(platform, specification, depth)?;
-        Ok(TransferSlots { pool, transfers: (0..depth).map(|_| None).collect() })
+        if depth == 0 {
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::EmptyCommandPool));
+        }
+        let mut slots = Vec::with_capacity(depth);
+        for _ in 0..depth {
+            let command = IoDmaCommand::new(platform, specification)
+                .map_err(|code| IoFailure::new(code, Cause::BadSpecification("the slots' commands")))?;
+            slots.push(SlotState::Idle(command));
+        }
+        Ok(TransferSlots { platform, slots })
     }
 
     /// Slots.
     pub fn depth(&self) -> usize {
-        self.transfers.len()
+        self.slots.len()
     }
 
     /// Whether slot `slot` holds a transfer.
     pub fn is_busy(&self, slot: usize) -> bool {
-        self.transfers.get(slot).is_some_and(Option::is_some)
+        matches!(self.slots.get(slot), Some(SlotState::Busy(..)))
     }
 
     /// Slots holding a transfer.
     pub fn busy(&self) -> usize {
-        self.transfers.iter().filter(|transfer| transfer.is_some()).count()
+        self.slots.iter().filter(|state| matches!(state, SlotState::Busy(..))).count()
     }
 
     /// Prepares `[offset, offset + length)` of `buffer` in free slot `slot` for
     /// a device that accesses it as `direction`, as `options` ask. From here the
-    /// buffer is the device's until `complete` or `abandon`.
+    /// buffer is the device's until `complete` or `abandon`. `BadArgument` past
+    /// the depth; `Busy` for a slot that holds a transfer (or lost its command).
     pub fn prepare(
         &mut self,
         slot: usize,
@@ -128,62 +168,90 @@ impl TransferSlots {
         direction: IoDirection,
         options: &TransferOptions,
     ) -> Result<(), NotPrepared> {
-        let command = match self.pool.take(slot) {
-            Ok(command) => command,
-            Err(failure) => return Err(NotPrepared { failure, buffer }),
+        let depth = self.slots.len();
+        let Some(state) = self.slots.get_mut(slot) else {
+            let failure = IoFailure::new(IoReturn::BadArgument, Cause::NoSuchSlot { slot, depth });
+            return Err(NotPrepared { failure, buffer });
+        };
+        let command = match core::mem::replace(state, SlotState::Lost) {
+            SlotState::Idle(command) => command,
+            taken => {
+                *state = taken;
+                return Err(NotPrepared { failure: IoFailure::new(IoReturn::Busy, Cause::SlotTaken { slot }), buffer });
+            }
         };
         match DmaTransfer::prepare(command, buffer, offset, length, options) {
             Ok(transfer) => {
-                self.transfers[slot] = Some((transfer, direction));
+                *state = SlotState::Busy(transfer, direction);
                 Ok(())
             }
             Err(Refused { failure, buffer, command }) => {
-                self.give_back(slot, command);
+                *state = idle_again(slot, command);
                 Err(NotPrepared { failure, buffer })
             }
         }
     }
 
-    /// Lends slot `slot`'s transfer (`None` for a free slot).
+    /// Lends slot `slot`'s transfer (`None` for a slot without one).
     pub fn lend(&self, slot: usize) -> Option<LentTransfer<'_>> {
-        let (transfer, direction) = self.transfers.get(slot)?.as_ref()?;
+        let Some(SlotState::Busy(transfer, direction)) = self.slots.get(slot) else { return None };
         Some(LentTransfer { transfer, segments: transfer.segments(), length: transfer.length(), direction: *direction })
     }
 
     /// Ends slot `slot`'s transfer after its device finished (or was stopped)
     /// having moved `moved` bytes: exactly those come back from bounce memory.
-    /// `None` for a free slot (nothing to complete, twice or never).
+    /// `None` for a slot without a transfer (nothing to complete, twice or never).
     pub fn complete(&mut self, slot: usize, moved: u64) -> Option<SlotCompleted> {
-        let (transfer, _) = self.transfers.get_mut(slot)?.take()?;
+        let transfer = self.take_transfer(slot)?;
         let completed = transfer.complete(moved);
-        self.give_back(slot, completed.command);
+        self.slots[slot] = idle_again(slot, completed.command);
         Some(SlotCompleted { buffer: completed.buffer, result: completed.result })
     }
 
     /// Gives slot `slot`'s transfer up because its device could not be stopped:
-    /// the memory is leaked, never reused; the command goes back to the pool.
+    /// the memory is leaked, never reused; the command is the slot's again.
     /// Says whether the slot held a transfer.
     pub fn abandon(&mut self, slot: usize) -> bool {
-        let Some((transfer, _)) = self.transfers.get_mut(slot).and_then(Option::take) else {
-            return false;
-        };
-        let command = transfer.abandon();
-        self.give_back(slot, command);
+        let Some(transfer) = self.take_transfer(slot) else { return false };
+        self.slots[slot] = idle_again(slot, transfer.abandon());
         true
     }
 
-    /// At stop: reports each command still out of the pool as
-    /// `PreparedAtStop` and says how many.
+    /// At stop: reports each slot whose command is not idle (its transfer was
+    /// never completed, or the command came back bound) as
+    /// [`Misuse::PreparedAtStop`] and says how many.
     #[track_caller]
     pub fn check_stopped(&self) -> usize {
-        self.pool.check_stopped()
+        let out = self.slots.iter().filter(|state| !matches!(state, SlotState::Idle(_))).count();
+        for _ in 0..out {
+            self.platform.accounting().misuse().report(MisuseReport {
+                misuse: Misuse::PreparedAtStop,
+                command: None,
+                descriptor: None,
+                location: Location::caller(),
+            });
+        }
+        out
     }
 
-    fn give_back(&self, slot: usize, command: IoDmaCommand) {
-        if let Err(failure) = self.pool.give_back(slot, command) {
-            // A command that came back bound would carry its buffer into the
-            // next transfer: it stays out of the pool instead.
-            log::error!("DMA: slot {slot}'s command did not go back to its pool: {failure}");
+    fn take_transfer(&mut self, slot: usize) -> Option<SlotTransfer> {
+        let state = self.slots.get_mut(slot)?;
+        if !matches!(state, SlotState::Busy(..)) {
+            return None;
+        }
+        match core::mem::replace(state, SlotState::Lost) {
+            SlotState::Busy(transfer, _) => Some(transfer),
+            _ => None,
         }
     }
+}
+
+/// The state of a slot whose command came back: idle, unless the command is
+/// still bound to a buffer, which it would carry into the next transfer.
+fn idle_again(slot: usize, command: IoDmaCommand) -> SlotState {
+    if command.is_idle() {
+        return SlotState::Idle(command);
+    }
+    log::error!("DMA: slot {slot}'s command came back still bound to a buffer; the slot is out of use");
+    SlotState::Lost
 }

@@ -7,26 +7,26 @@ use alloc::sync::Arc;
 
 use super::*;
 use crate::dma::{
-    Cause, CommandPool, DmaBuffer, DmaTransfer, IoFailure, IoReturn, Specification, SyncOptions, TransferOptions,
+    Cause, DmaBuffer, DmaTransfer, IoFailure, IoReturn, Specification, SyncOptions, TransferOptions, TransferSlots,
 };
 
 #[test]
-fn a_command_pool_says_which_slot_and_why() {
+fn transfer_slots_say_which_slot_and_why() {
     let platform = machine();
-    let refused = CommandPool::new(platform, Specification::UNLIMITED_32, 0).expect_err("no commands");
+    let refused = TransferSlots::new(platform, Specification::UNLIMITED_32, 0).expect_err("no commands");
     assert_eq!(refused, IoFailure::new(IoReturn::BadArgument, Cause::EmptyCommandPool));
-    let pool = CommandPool::new(platform, Specification::UNLIMITED_32, 2).unwrap();
-    let failure = pool.take(5).expect_err("past the depth");
-    assert_eq!(failure, IoFailure::new(IoReturn::BadArgument, Cause::NoSuchSlot { slot: 5, depth: 2 }));
-    let mut command = pool.take(0).unwrap();
-    assert_eq!(pool.take(0).err().map(|failure| failure.cause()), Some(Cause::SlotTaken { slot: 0 }));
-    let spare = pool.take(1).unwrap();
-    pool.give_back(1, spare).unwrap();
-    let other = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
-    assert_eq!(pool.give_back(1, other).unwrap_err().cause(), Cause::CommandInPoolAlready { slot: 1 });
-    let buffer = IoMemoryDescriptor::allocate(platform, 4096, IoDirection::In, Constraints::NONE).unwrap();
-    command.set_memory_descriptor(buffer, false).unwrap();
-    assert_eq!(pool.give_back(0, command).unwrap_err(), IoFailure::new(IoReturn::Busy, Cause::CommandStillBound));
+    let mut slots = TransferSlots::new(platform, Specification::UNLIMITED_32, 2).unwrap();
+    let buffer = || DmaBuffer::allocate(platform, 4096, IoDirection::In, Constraints::NONE).unwrap();
+    let options = TransferOptions::default();
+    let past = slots.prepare(5, buffer(), (0, 4096), IoDirection::In, &options).expect_err("past the depth");
+    assert_eq!(past.failure, IoFailure::new(IoReturn::BadArgument, Cause::NoSuchSlot { slot: 5, depth: 2 }));
+    slots.prepare(0, buffer(), (0, 4096), IoDirection::In, &options).unwrap();
+    let taken = slots.prepare(0, buffer(), (0, 4096), IoDirection::In, &options).expect_err("slot 0 is busy");
+    assert_eq!(taken.failure, IoFailure::new(IoReturn::Busy, Cause::SlotTaken { slot: 0 }));
+    assert_eq!(taken.buffer.length(), 4096, "the refused buffer comes back");
+    assert!(slots.complete(0, 4096).unwrap().result.is_ok());
+    slots.prepare(0, buffer(), (0, 4096), IoDirection::In, &options).expect("the command is idle again");
+    assert!(slots.complete(0, 4096).is_some());
 }
 
 #[test]
@@ -84,7 +84,6 @@ fn the_contract_and_block_states_read_as_before_with_their_numbers() {
     assert_eq!(Cause::ZeroBlocks.to_string(), "a request moves at least one block");
     assert_eq!(Cause::NotPrepared.to_string(), "the command is not prepared");
     assert_eq!(Cause::CommandInUse.to_string(), "the command is serving another transfer");
-    assert_eq!(Cause::CommandStillBound.to_string(), "a command came back still bound");
     assert_eq!(Cause::NothingToWaitFor.to_string(), "no request to wait for");
     assert_eq!(
         Cause::ByteCountOverflows { count: u64::MAX, block_size: 512 }.to_string(),
