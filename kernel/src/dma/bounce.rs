@@ -2,6 +2,8 @@
 //! cannot (or may not) use in place, and the copies between them and the
 //! descriptor. Every copy is counted in the platform's accounting and traced.
 
+use core::ops::Range;
+
 use x86_64::PhysAddr;
 
 use super::failure::{Cause, IoFailure};
@@ -86,21 +88,24 @@ pub(crate) struct BouncedRange<'a> {
 }
 
 impl BouncedRange<'_> {
-    /// Copies the bounced pieces of the first `limit` bytes of the range:
-    /// descriptor -> bounce (`Out`, towards the device) or bounce -> descriptor
-    /// (`In`, from the device). `why` is for the trace.
-    pub(crate) fn copy(&self, platform: &dyn DmaPlatform, way: IoDirection, limit: u64, why: &str) {
+    /// Copies the bounced pieces of `window` (bytes of the range, from its
+    /// start): descriptor -> bounce (`Out`, towards the device) or bounce ->
+    /// descriptor (`In`, from the device). `why` is for the trace.
+    pub(crate) fn copy(&self, platform: &dyn DmaPlatform, way: IoDirection, window: Range<u64>, why: &str) {
         let mut total = 0;
         for piece in &self.layout.pieces {
             let Placement::Bounce { buffer, offset } = piece.placement else {
                 continue;
             };
-            let length = piece.length.min(limit.saturating_sub(piece.start));
-            if length == 0 {
+            // The part of the piece inside the window.
+            let first = piece.start.max(window.start);
+            let end = piece.start.saturating_add(piece.length).min(window.end);
+            if first >= end {
                 continue;
             }
-            let bounce: PhysAddr = self.buffers[buffer].address + offset;
-            let start = self.offset + piece.start;
+            let length = end - first;
+            let bounce: PhysAddr = self.buffers[buffer].address + offset + (first - piece.start);
+            let start = self.offset + first;
             let copied = self.descriptor.for_each_run(start, length, |position, physical, run| {
                 let bounce = bounce + (position - start);
                 // SAFETY: `physical` is part of the prepared descriptor and `bounce` part

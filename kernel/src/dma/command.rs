@@ -8,12 +8,16 @@
 //! and the bounce buffers when the driver asks; `complete` copies device-written
 //! data back (for `In` transfers) and frees the bounce buffers.
 //!
-//! This file is that state machine. What a prepared range is made of (plan,
+//! This file is that state machine, but for `synchronize` (`command/synchronize.rs`).
+//! What a prepared range is made of (plan,
 //! bounce buffers, IOMMU mapping) is `realization.rs`, the copies are
 //! `bounce.rs`, the segments as the device reads them `segments.rs`, and the
 //! one-call transfer `with_transfer.rs`.
 
+mod synchronize;
+
 use alloc::sync::Arc;
+use core::ops::Range;
 use core::panic::Location;
 
 use super::address::Segment;
@@ -28,7 +32,7 @@ use super::realization::{self, Realization, Realizer};
 use super::specification::Rules;
 use super::statistics::{Statistics, TransferKind};
 use super::trace::dma_trace;
-use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification, SyncOptions};
+use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification};
 
 /// How a prepare will be completed, which decides whether an `In` transfer's
 /// fresh bounce buffers must be filled.
@@ -329,13 +333,20 @@ impl IoDmaCommand {
         {
             return;
         }
-        self.copy(descriptor, prepared, IoDirection::Out, u64::MAX, why);
+        self.copy(descriptor, prepared, IoDirection::Out, 0..u64::MAX, why);
     }
 
-    /// Copies the bounced pieces of the first `limit` bytes of the prepared range
-    /// (see [`BouncedRange::copy`](super::bounce::BouncedRange::copy)).
-    fn copy(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, way: IoDirection, limit: u64, why: &str) {
-        prepared.realization.bounced(descriptor, prepared.offset).copy(self.platform, way, limit, why);
+    /// Copies the bounced pieces of `window` (bytes of the prepared range; see
+    /// [`BouncedRange::copy`](super::bounce::BouncedRange::copy)).
+    fn copy(
+        &self,
+        descriptor: &IoMemoryDescriptor,
+        prepared: &Prepared,
+        way: IoDirection,
+        window: Range<u64>,
+        why: &str,
+    ) {
+        prepared.realization.bounced(descriptor, prepared.offset).copy(self.platform, way, window, why);
     }
 
     /// What a realization of this command's ranges needs to know.
@@ -350,83 +361,6 @@ impl IoDmaCommand {
             command: self.id,
             at,
         }
-    }
-
-    /// Brings descriptor and bounce buffers into sync (`synchronize`):
-    /// `OUT` copies descriptor -> bounce, `IN` bounce -> descriptor (whatever the
-    /// descriptor's direction), `FORCE_DOUBLE_BUFFER` moves the whole prepared
-    /// range into one new page-aligned buffer. `BadArgument` for invalid options,
-    /// `NotReady` if not prepared.
-    #[track_caller]
-    pub fn synchronize(&mut self, options: SyncOptions) -> Result<(), IoReturn> {
-        self.synchronize_for(options, Location::caller()).map_err(|failure| failure.code())
-    }
-
-    /// `synchronize`, saying why it fails.
-    pub(crate) fn synchronize_for(
-        &mut self,
-        options: SyncOptions,
-        at: &'static Location<'static>,
-    ) -> Result<(), IoFailure> {
-        options.validate().map_err(|code| IoFailure::new(code, Cause::InvalidSyncOptions))?;
-        let Some(mut prepared) = self.prepared.take() else {
-            self.report(Misuse::SynchronizeWithoutPrepare, at);
-            return Err(IoFailure::new(IoReturn::NotReady, Cause::NotPrepared));
-        };
-        let result = self.synchronize_prepared(&mut prepared, options, at);
-        self.prepared = Some(prepared);
-        result
-    }
-
-    fn synchronize_prepared(
-        &self,
-        prepared: &mut Prepared,
-        options: SyncOptions,
-        at: &'static Location<'static>,
-    ) -> Result<(), IoFailure> {
-        let descriptor = self.descriptor.clone().ok_or(IoFailure::new(IoReturn::NotReady, Cause::NoMemoryBound))?;
-        dma_trace!("synchronize({}): command #{}", describe_options(options), self.id);
-        let force = options.contains(SyncOptions::FORCE_DOUBLE_BUFFER);
-        if force && descriptor.is_coherent() {
-            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::CoherentNeverBounced));
-        }
-        if options.contains(SyncOptions::IN) && !prepared.filled {
-            // The bounce memory holds what the device wrote and, past that, stale
-            // bytes: only `complete_moved` knows how many are the device's.
-            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::InTransferNotFilled));
-        }
-        let mut released = Ok(());
-        if force && !prepared.realization.layout.wholly_double_buffered() {
-            let realizer = self.realizer(&descriptor, at);
-            let single = realizer.single(prepared.length)?;
-            self.statistics.count_forced_double_buffer();
-            if descriptor.direction().includes_in() && prepared.filled {
-                self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "keep what the device already wrote");
-            }
-            let old = core::mem::replace(&mut prepared.realization, single);
-            // The old memory is given back only if the IOMMU confirms it is out
-            // of the device's reach; the move is done either way.
-            released = realizer.release(&old);
-            self.fill(&descriptor, prepared, "fill the new buffer");
-            prepared.filled = true;
-            trace_segments(&prepared.realization.segments);
-        }
-        if options.contains(SyncOptions::IN) {
-            self.copy(&descriptor, prepared, IoDirection::In, u64::MAX, "synchronize(In)");
-            if prepared.holder == Holder::Device {
-                descriptor.set_device_owned(false);
-                prepared.holder = Holder::Cpu;
-            }
-        }
-        if options.contains(SyncOptions::OUT) {
-            self.copy(&descriptor, prepared, IoDirection::Out, u64::MAX, "synchronize(Out)");
-            prepared.filled = true;
-            if prepared.holder == Holder::Cpu {
-                descriptor.set_device_owned(true);
-                prepared.holder = Holder::Device;
-            }
-        }
-        released
     }
 
     /// Ends one prepare (`complete`). The last one copies bounced data back to the
@@ -517,7 +451,7 @@ impl IoDmaCommand {
         {
             return;
         }
-        self.copy(descriptor, prepared, IoDirection::In, moved, "complete copies what the device wrote");
+        self.copy(descriptor, prepared, IoDirection::In, 0..moved, "complete copies what the device wrote");
     }
 
     /// Gives up a prepared transfer whose device may still be writing: nothing is
@@ -560,18 +494,6 @@ fn trace_segments(segments: &[Segment]) {
     dma_trace!("  {} segment(s) for the device:", segments.len());
     for (index, segment) in segments.iter().enumerate() {
         dma_trace!("    [{index}] {:#x} + {:#x} bytes", segment.address.as_u64(), segment.length);
-    }
-}
-
-/// `In`, `Out`, `ForceDoubleBuffer` joined with `|`.
-fn describe_options(options: SyncOptions) -> &'static str {
-    let force = options.contains(SyncOptions::FORCE_DOUBLE_BUFFER);
-    match (force, options.contains(SyncOptions::IN), options.contains(SyncOptions::OUT)) {
-        (true, true, _) => "ForceDoubleBuffer | In",
-        (true, _, true) => "ForceDoubleBuffer | Out",
-        (true, _, _) => "ForceDoubleBuffer",
-        (false, true, _) => "In",
-        _ => "Out",
     }
 }
 

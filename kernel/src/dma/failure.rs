@@ -201,6 +201,8 @@ pub enum Cause {
     /// `synchronize(In)` on an `In` transfer whose bounce memory was never
     /// filled: only the device's byte count, at `complete`, says what is real.
     InTransferNotFilled,
+    /// `ForceDoubleBuffer` given to a ranged synchronize: it moves the whole range.
+    RangedForceDoubleBuffer,
     /// The device was handed the segments: moving to a new bounce buffer would
     /// free memory it may use.
     DeviceHasSegments,
@@ -378,8 +380,12 @@ impl fmt::Display for Cause {
                 f.write_str("coherent memory is shared with the device in place and is never bounced")
             }
             Cause::InTransferNotFilled => f.write_str(
-                "this In transfer was not filled at prepare; only the bytes the device reports come back, at complete",
+                "this In transfer was not filled at prepare; only the bytes the device reports come back, at complete \
+                 or with synchronize_range(In)",
             ),
+            Cause::RangedForceDoubleBuffer => {
+                f.write_str("ForceDoubleBuffer moves the whole prepared range; a ranged synchronize cannot")
+            }
             Cause::DeviceHasSegments => {
                 f.write_str("the device has the segments: moving to a new buffer would free memory it uses")
             }

@@ -273,7 +273,8 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
     /// Brings the buffer and its bounce memory into sync, as
     /// [`IoDmaCommand::synchronize`]. `synchronize(In)` is refused for an `In`
     /// transfer whose bounce memory was never filled: only the device's byte
-    /// count, at `complete`, says which of its bytes are real.
+    /// count says which of its bytes are real (give it to `complete`, or to
+    /// [`DmaTransfer::synchronize_range`]).
     /// `ForceDoubleBuffer` is refused once the segments were handed out: it
     /// frees the old bounce memory, which a device may still be using.
     #[track_caller]
@@ -283,6 +284,35 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
             return Err(IoFailure::new(IoReturn::NotPermitted, Cause::DeviceHasSegments));
         }
         self.active_mut().synchronize_for(options, at)
+    }
+
+    /// Brings bytes `[offset, offset + length)` of the prepared range into sync,
+    /// as [`IoDmaCommand::synchronize_range`], and the transfer stays prepared.
+    /// For a buffer the device fills again and again: after the device reports
+    /// `n` bytes, `synchronize_range(In, 0, n)` gives the CPU exactly those;
+    /// `synchronize_range(Out, ..)` gives bytes the CPU wrote to the device.
+    #[track_caller]
+    pub fn synchronize_range(&mut self, options: SyncOptions, offset: u64, length: u64) -> Result<(), IoFailure> {
+        self.active_mut().synchronize_range_for(options, (offset, length), Location::caller())
+    }
+
+    /// The CPU reads the buffer while the transfer stays prepared: bytes of the
+    /// prepared range from `offset` into `out` (fewer at its end). Only after
+    /// `synchronize(In)` or `synchronize_range(In)` handed the memory to the CPU
+    /// (`NotPermitted` while the device holds it); bytes outside what was
+    /// synchronized may be stale.
+    #[track_caller]
+    pub fn read_bytes(&self, offset: u64, out: &mut [u8]) -> Result<usize, IoFailure> {
+        self.active().cpu_read(offset, out, Location::caller())
+    }
+
+    /// The CPU writes the buffer while the transfer stays prepared (a frame to
+    /// send): `data` to the prepared range from `offset`. Only while the CPU
+    /// holds the memory; the device sees the bytes after a `synchronize(Out)`
+    /// or `synchronize_range(Out)` that covers them.
+    #[track_caller]
+    pub fn write_bytes(&mut self, offset: u64, data: &[u8]) -> Result<usize, IoFailure> {
+        self.active().cpu_write(offset, data, Location::caller())
     }
 
     /// Ends the transfer after the device moved `moved` bytes (from the start of

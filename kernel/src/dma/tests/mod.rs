@@ -10,6 +10,7 @@ mod mapped;
 mod ownership;
 mod properties;
 mod slots;
+mod synchronize_range;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
