@@ -381,3 +381,51 @@ fn a_map_that_runs_out_of_table_pages_on_a_stalled_unit_is_still_out_of_memory()
     assert_eq!(domain.quarantined_pages(), 0);
     assert_eq!(domain.free_iova_pages(), (1 << 27) - 1, "the IOVAs went back");
 }
+
+#[test]
+fn what_a_new_mapping_needs_follows_the_capabilities() {
+    // No caching mode, no RWBF (QEMU's defaults): the unit is told nothing.
+    // RWBF: the buffered table writes are flushed. Caching mode: the unit may
+    // have cached the IOVA as not present, so it is invalidated (RWBF or not).
+    let rwbf = 1 << 4;
+    let caching_mode = 1 << 7;
+    let cases = [
+        (0, alloc::vec![]),
+        (rwbf, alloc::vec![Event::WriteBufferFlush]),
+        (caching_mode, alloc::vec![Event::IotlbInvalidation { granularity: 3, domain: 1, address: FRAME_SIZE }]),
+        (
+            caching_mode | rwbf,
+            alloc::vec![
+                Event::WriteBufferFlush,
+                Event::IotlbInvalidation { granularity: 3, domain: 1, address: FRAME_SIZE }
+            ],
+        ),
+    ];
+    for (bits, expected) in cases {
+        let (_, fake, unit) = start(QEMU_CAPABILITY | bits, QEMU_EXTENDED_CAPABILITY);
+        let domain = unit.attach(IDE).unwrap();
+        fake.clear_events();
+        let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
+        assert_eq!(iova, FRAME_SIZE);
+        let events: alloc::vec::Vec<Event> =
+            fake.events().into_iter().filter(|event| !matches!(event, Event::GlobalCommand(_))).collect();
+        assert_eq!(events, expected, "CAP bits {bits:#x}");
+    }
+}
+
+#[test]
+fn iotlb_invalidations_drain_what_the_unit_can_drain() {
+    // DR is bit 49 and DW bit 48 of the IOTLB invalidate register (IRO 0xf0:
+    // it lies at 0xf8, its high half at 0xfc), asked for where CAP.DRD/DWD say
+    // the unit can drain.
+    let drains = 0b11 << 54;
+    for (capability, expected) in
+        [(QEMU_CAPABILITY, 0b11), (QEMU_CAPABILITY & !drains, 0), (QEMU_CAPABILITY & !(1 << 55), 0b01)]
+    {
+        let (_, fake, unit) = start(capability, QEMU_EXTENDED_CAPABILITY);
+        let domain = unit.attach(IDE).unwrap();
+        let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
+        domain.unmap(iova, 1).unwrap();
+        assert_eq!((fake.register(0xfc) >> 16) & 0b11, expected, "CAP {capability:#x}");
+    }
+}
