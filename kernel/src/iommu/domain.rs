@@ -24,7 +24,7 @@ use x86_64::PhysAddr;
 
 use super::page_table::{PageTable, PageTableError};
 use super::tables::ContextEntry;
-use super::unit::Unit;
+use super::unit::{AfterMap, Unit};
 use crate::dma::hooks::{self, Site};
 use crate::dma::{
     Cause, IoDirection, IoFailure, IoMapper, IoReturn, IommuCause, IommuFault, IommuTable, IovaSpace, MappedRange,
@@ -204,7 +204,12 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             }
             state.mapped_pages += 1;
         }
-        if let Err(error) = self.unit.after_map(self.id, first, count) {
+        let told = match self.unit.after_map {
+            AfterMap::Nothing => Ok(()),
+            AfterMap::FlushWriteBuffer => self.unit.flush_write_buffer(),
+            AfterMap::Invalidate => self.unit.invalidate_pages(self.id, first, count),
+        };
+        if let Err(error) = told {
             let invalidated = self.clear(state, first, count).invalidated;
             self.release(state, first, count, invalidated)?;
             return Err(error);

@@ -56,6 +56,22 @@ enum PageInvalidation {
     Unsupported,
 }
 
+/// What a new mapping needs from the unit (CAP.CM and CAP.RWBF), decided
+/// once at start so that a map asks nothing of the registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AfterMap {
+    /// Nothing: the unit caches no not-present entries and buffers no table
+    /// writes (QEMU's defaults).
+    Nothing,
+    /// CAP.RWBF: the unit buffers table writes; a write buffer flush makes it
+    /// see the new leaves.
+    FlushWriteBuffer,
+    /// CAP.CM (caching mode, virtual IOMMUs): the unit may have cached the new
+    /// IOVAs as not present, so they are invalidated (after a write buffer
+    /// flush where the unit needs one).
+    Invalidate,
+}
+
 /// The unit's bookkeeping, under one lock that also serialises register sequences.
 ///
 /// Lock order: a domain's lock first, then this one, never the reverse (the
@@ -81,6 +97,16 @@ pub struct Unit<R: RegisterIo> {
     platform: &'static dyn DmaPlatform,
     capability: Capability,
     extended: ExtendedCapability,
+    /// CAP.RWBF: table changes need a write buffer flush before the unit may
+    /// read them (decoded once, like the facts below).
+    needs_write_buffer_flush: bool,
+    /// What a new mapping needs (read by the domains' `map`).
+    pub(super) after_map: AfterMap,
+    /// ECAP.IRO: the invalidate address register; the IOTLB invalidate
+    /// register lies 8 bytes on.
+    iotlb_offset: u16,
+    /// CAP.DRD/DWD: the drain bits every IOTLB invalidation carries.
+    iotlb_drain: u64,
     /// Depth of the domains' page tables.
     width: AddressWidth,
     /// The widest depth the unit supports (pass-through entries carry it).
@@ -127,7 +153,8 @@ impl<R: RegisterIo> Unit<R> {
             .and_then(AddressWidth::with_levels)
             .ok_or(failure(IoReturn::IoError, IommuCause::NoSupportedDepth))?;
         let widest = if capability.supports_levels(4) { AddressWidth::FourLevel48 } else { width };
-        if extended.iotlb_offset() + 16 > REGISTER_PAGE {
+        let iotlb_offset = extended.iotlb_offset();
+        if iotlb_offset + 16 > REGISTER_PAGE {
             return Err(failure(IoReturn::IoError, IommuCause::IotlbRegistersUnreachable));
         }
         let fault_records = (0..capability.fault_records())
@@ -148,6 +175,13 @@ impl<R: RegisterIo> Unit<R> {
         } else {
             PageInvalidation::Unsupported
         };
+        let after_map = match (capability.caching_mode(), capability.needs_write_buffer_flush()) {
+            (true, _) => AfterMap::Invalidate,
+            (false, true) => AfterMap::FlushWriteBuffer,
+            (false, false) => AfterMap::Nothing,
+        };
+        let iotlb_drain = (if capability.drains_reads() { DRAIN_READS } else { 0 })
+            | (if capability.drains_writes() { DRAIN_WRITES } else { 0 });
         let root_table = platform
             .allocate_frames(1, placement, FrameFill::Zeroed)
             .map_err(|_| failure(IoReturn::NoMemory, IommuCause::NoTableFrame(IommuTable::Root)))?;
@@ -158,6 +192,10 @@ impl<R: RegisterIo> Unit<R> {
             platform,
             capability,
             extended,
+            needs_write_buffer_flush: capability.needs_write_buffer_flush(),
+            after_map,
+            iotlb_offset,
+            iotlb_drain,
             width,
             widest,
             coherence,
@@ -193,7 +231,9 @@ impl<R: RegisterIo> Unit<R> {
         // RTADDR bits 11:10 (translation table mode) stay 00: legacy root and context entries.
         self.registers.write64(ROOT_TABLE_ADDRESS, state.root_table.as_u64());
         self.global_command(SET_ROOT_TABLE_POINTER, Switch::Once, UnitStep::RootTablePointer)?;
-        self.write_buffer_flush()?;
+        if self.needs_write_buffer_flush {
+            self.write_buffer_flush(&mut state)?;
+        }
         self.invalidate_context(&mut state, Granularity::Global, 0)?;
         self.invalidate_iotlb(&mut state, Granularity::Global, 0, 0)?;
         self.global_command(TRANSLATION_ENABLE, Switch::On, UnitStep::TranslationOn)
@@ -229,11 +269,9 @@ impl<R: RegisterIo> Unit<R> {
         })
     }
 
-    /// CAP.RWBF units buffer table writes internally: flush them.
-    fn write_buffer_flush(&self) -> Result<(), IoFailure> {
-        if !self.capability.needs_write_buffer_flush() {
-            return Ok(());
-        }
+    /// Flushes the table writes a CAP.RWBF unit buffers internally (callers
+    /// ask only such units); the `_state` argument proves the unit's lock is held.
+    fn write_buffer_flush(&self, _state: &mut UnitState) -> Result<(), IoFailure> {
         let idle = |registers: &R| registers.read32(GLOBAL_STATUS) & WRITE_BUFFER_FLUSH == 0;
         // A flush that timed out earlier may still be running: the unit takes
         // no new one until it ends.
@@ -285,7 +323,7 @@ impl<R: RegisterIo> Unit<R> {
         domain: u16,
         address_and_mask: u64,
     ) -> Result<(), IoFailure> {
-        let offset = self.extended.iotlb_offset();
+        let offset = self.iotlb_offset;
         // An invalidation that timed out earlier may still be in progress:
         // software must not write the register again until IVT clears.
         self.wait(UnitStep::EarlierIotlbInvalidation, |registers| {
@@ -298,13 +336,7 @@ impl<R: RegisterIo> Unit<R> {
         if granularity != Granularity::Global {
             command |= u64::from(domain) << IOTLB_DOMAIN_SHIFT;
         }
-        if self.capability.drains_reads() {
-            command |= DRAIN_READS;
-        }
-        if self.capability.drains_writes() {
-            command |= DRAIN_WRITES;
-        }
-        self.registers.write64(offset + 8, command);
+        self.registers.write64(offset + 8, command | self.iotlb_drain);
         let mut last = 0;
         self.wait(UnitStep::IotlbInvalidation, |registers| {
             last = registers.read64(offset + 8);
@@ -322,7 +354,9 @@ impl<R: RegisterIo> Unit<R> {
     /// When it returns, the unit no longer translates those pages from its caches.
     pub fn invalidate_pages(&self, domain: u16, first_page: u64, count: u64) -> Result<(), IoFailure> {
         let mut state = self.state.lock();
-        self.write_buffer_flush()?;
+        if self.needs_write_buffer_flush {
+            self.write_buffer_flush(&mut state)?;
+        }
         let mask = covering_mask(first_page, count);
         if let PageInvalidation::Supported { maximum_mask } = self.page_invalidation
             && mask <= maximum_mask
@@ -341,15 +375,11 @@ impl<R: RegisterIo> Unit<R> {
         self.invalidate_iotlb(&mut state, Granularity::Domain, domain, 0)
     }
 
-    /// Whether a new mapping needs an invalidation too (caching mode: the unit
-    /// may have cached the entry as not present) or a write buffer flush.
-    pub fn after_map(&self, domain: u16, first_page: u64, count: u64) -> Result<(), IoFailure> {
-        if self.capability.caching_mode() {
-            self.invalidate_pages(domain, first_page, count)
-        } else {
-            let _state = self.state.lock();
-            self.write_buffer_flush()
-        }
+    /// A write buffer flush on its own: what a new mapping needs on a CAP.RWBF
+    /// unit without caching mode ([`AfterMap::FlushWriteBuffer`]).
+    pub fn flush_write_buffer(&self) -> Result<(), IoFailure> {
+        let mut state = self.state.lock();
+        self.write_buffer_flush(&mut state)
     }
 
     fn write_entry(&self, address: PhysAddr, low: u64, high: u64, making_present: bool) {
@@ -393,11 +423,15 @@ impl<R: RegisterIo> Unit<R> {
             // A present entry changes: take it away first so the unit never
             // reads half the old entry and half the new one.
             self.write_entry(address, 0, 0, false);
-            self.write_buffer_flush()?;
+            if self.needs_write_buffer_flush {
+                self.write_buffer_flush(state)?;
+            }
             self.invalidate_context(state, Granularity::Selective, source)?;
         }
         self.write_entry(address, entry.low, entry.high, true);
-        self.write_buffer_flush()?;
+        if self.needs_write_buffer_flush {
+            self.write_buffer_flush(state)?;
+        }
         self.invalidate_context(state, Granularity::Selective, source)?;
         self.invalidate_iotlb(state, Granularity::Domain, entry.domain(), 0)?;
         state.attached.insert(source);
