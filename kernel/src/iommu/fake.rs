@@ -66,6 +66,8 @@ struct State {
     stalled: Vec<Stall>,
     /// Page-selective IOTLB invalidations are refused (IAIG 0), whatever the mask.
     refuses_page_selective: bool,
+    /// 32-bit register reads so far (a 64-bit read is two).
+    reads: usize,
 }
 
 /// A fake unit with the given capability registers.
@@ -98,6 +100,7 @@ impl FakeUnit {
                 stuck: false,
                 stalled: Vec::new(),
                 refuses_page_selective: false,
+                reads: 0,
             }),
         }
     }
@@ -140,6 +143,12 @@ impl FakeUnit {
     /// Forgets the events so far.
     pub fn clear_events(&self) {
         self.state.lock().events.clear();
+    }
+
+    /// How many 32-bit register reads the unit's driver made so far (a
+    /// 64-bit read counts two).
+    pub fn reads(&self) -> usize {
+        self.state.lock().reads
     }
 
     /// A 32-bit register as the hardware holds it.
@@ -268,6 +277,7 @@ impl RegisterIo for FakeUnit {
     }
 
     fn read32(&self, offset: u16) -> u32 {
+        self.state.lock().reads += 1;
         match offset {
             CAPABILITY => self.capability.0 as u32,
             o if o == CAPABILITY + 4 => (self.capability.0 >> 32) as u32,

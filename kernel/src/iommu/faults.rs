@@ -16,8 +16,10 @@ pub const FAULT_LOG_LENGTH: usize = 32;
 
 /// A unit's faults and its counts of them.
 pub(super) struct FaultLog {
-    /// Faults not yet taken by their device's domain, oldest first.
-    pending: VecDeque<IommuFault>,
+    /// Faults not yet taken by their device's domain, oldest first. Only
+    /// `record` adds to it (so it stays bounded); `Unit::take_fault` takes a
+    /// domain's fault out of it directly.
+    pub(super) pending: VecDeque<IommuFault>,
     /// The most recent faults, for the report.
     recent: VecDeque<IommuFault>,
     seen: u64,
@@ -56,12 +58,6 @@ impl FaultLog {
     /// Counts a primary fault overflow: faults the unit never recorded.
     pub(super) fn count_overflow(&mut self) {
         self.overflows += 1;
-    }
-
-    /// Takes the oldest fault of device `source` whose address `belongs`.
-    pub(super) fn take(&mut self, source: u16, belongs: &dyn Fn(u64) -> bool) -> Option<IommuFault> {
-        let index = self.pending.iter().position(|fault| fault.source == source && belongs(fault.address))?;
-        self.pending.remove(index)
     }
 
     /// The most recent faults, oldest first.

@@ -115,6 +115,8 @@ pub struct Unit<R: RegisterIo> {
     /// Where tables may lie: below the unit's address width.
     placement: Constraints,
     page_invalidation: PageInvalidation,
+    /// CAP.FRO: where the first fault record lies.
+    fault_record_offset: u16,
     /// How many fault records dmakit reads (those inside the mapped page).
     fault_records: u16,
     state: Mutex<UnitState>,
@@ -157,8 +159,9 @@ impl<R: RegisterIo> Unit<R> {
         if iotlb_offset + 16 > REGISTER_PAGE {
             return Err(failure(IoReturn::IoError, IommuCause::IotlbRegistersUnreachable));
         }
+        let fault_record_offset = capability.fault_record_offset();
         let fault_records = (0..capability.fault_records())
-            .take_while(|&index| capability.fault_record_offset() + (index + 1) * FAULT_RECORD_SIZE <= REGISTER_PAGE)
+            .take_while(|&index| fault_record_offset + (index + 1) * FAULT_RECORD_SIZE <= REGISTER_PAGE)
             .count() as u16;
         let status = registers.read32(GLOBAL_STATUS);
         if status & QUEUED_INVALIDATION_ENABLED != 0 {
@@ -201,6 +204,7 @@ impl<R: RegisterIo> Unit<R> {
             coherence,
             placement,
             page_invalidation,
+            fault_record_offset,
             fault_records,
             state: Mutex::new(UnitState {
                 root_table,
@@ -466,13 +470,15 @@ impl<R: RegisterIo> Unit<R> {
     }
 
     /// Reads every fault record that holds a fault, logs it, and clears it (and
-    /// an overflow). The unit records the first fault of a device and may drop
-    /// the next ones from the same device until the record is cleared.
+    /// an overflow). With no fault pending this is one register read: the
+    /// fault status says whether any record holds one. The unit records the
+    /// first fault of a device and may drop the next ones from the same device
+    /// until the record is cleared.
     fn collect_faults(&self, state: &mut UnitState) {
         let status = self.registers.read32(FAULT_STATUS);
         if status & PRIMARY_PENDING_FAULT != 0 {
             for index in 0..self.fault_records {
-                let offset = self.capability.fault_record_offset() + index * FAULT_RECORD_SIZE;
+                let offset = self.fault_record_offset + index * FAULT_RECORD_SIZE;
                 let record =
                     FaultRecord { low: self.registers.read64(offset), high: self.registers.read64(offset + 8) };
                 if !record.holds_fault() {
@@ -503,7 +509,9 @@ impl<R: RegisterIo> Unit<R> {
     pub fn take_fault(&self, source: u16, belongs: &dyn Fn(u64) -> bool) -> Option<IommuFault> {
         let mut state = self.state.lock();
         self.collect_faults(&mut state);
-        state.faults.take(source, belongs)
+        let pending = &mut state.faults.pending;
+        let index = pending.iter().position(|fault| fault.source == source && belongs(fault.address))?;
+        pending.remove(index)
     }
 
     /// The most recent faults (at most [`FAULT_LOG_LENGTH`]), oldest first, the

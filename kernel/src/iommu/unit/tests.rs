@@ -136,3 +136,17 @@ fn the_pending_log_is_bounded() {
     // Nobody took the device's faults: the oldest five were dropped.
     assert_eq!(unit.take_fault(0x0008, EVERYWHERE).map(|fault| fault.address), Some(5 << 12));
 }
+
+#[test]
+fn asking_for_faults_when_none_is_pending_is_one_register_read() {
+    let platform = SimulatedPlatform::leak(0);
+    let fake = Arc::new(FakeUnit::qemu());
+    let unit = Unit::start(0, 0, Arc::clone(&fake), platform).unwrap();
+    let before = fake.reads();
+    assert_eq!(unit.take_fault(0x0018, EVERYWHERE), None);
+    assert_eq!(fake.reads() - before, 1, "the fault status only");
+    fake.plant_fault(0, 0x0018, 0x1000, 0x06, true);
+    let before = fake.reads();
+    assert!(unit.take_fault(0x0018, EVERYWHERE).is_some());
+    assert!(fake.reads() - before > 1, "with a fault pending, its record is read too");
+}
