@@ -74,6 +74,9 @@ pub struct PageTable {
     platform: &'static dyn DmaPlatform,
     root: PhysAddr,
     width: AddressWidth,
+    /// The width's depth and IOVA bits, decoded once: every map and unmap walks them.
+    levels: u8,
+    iova_bits: u32,
     coherence: Coherence,
     /// Where table pages may lie: below the unit's host address width.
     placement: Constraints,
@@ -89,7 +92,16 @@ impl PageTable {
         coherence: Coherence,
         placement: Constraints,
     ) -> Result<PageTable, MemoryError> {
-        let mut table = PageTable { platform, root: PhysAddr::zero(), width, coherence, placement, table_pages: 0 };
+        let mut table = PageTable {
+            platform,
+            root: PhysAddr::zero(),
+            width,
+            levels: width.levels(),
+            iova_bits: width.bits(),
+            coherence,
+            placement,
+            table_pages: 0,
+        };
         table.root = table.new_table_page()?;
         Ok(table)
     }
@@ -111,63 +123,55 @@ impl PageTable {
 
     fn new_table_page(&mut self) -> Result<PhysAddr, MemoryError> {
         let page = self.platform.allocate_frames(1, self.placement, FrameFill::Zeroed)?;
-        // The zeroes were written through the cache: the unit must see them
-        // before any entry points at this page.
-        self.flush(page, FRAME_SIZE);
+        // The zeroes were written through the cache: a unit whose walks do not
+        // snoop must see them before any entry points at this page.
+        if self.coherence == Coherence::FlushWrites {
+            self.platform.flush_for_device(page, FRAME_SIZE);
+        }
         self.table_pages += 1;
         Ok(page)
     }
 
-    fn flush(&self, address: PhysAddr, length: u64) {
-        if self.coherence == Coherence::FlushWrites {
-            self.platform.flush_for_device(address, length);
-        }
-    }
-
-    /// The entry for `iova` in the table at `table`, at `level` (1 = leaf).
-    fn entry_address(table: PhysAddr, iova: u64, level: u8) -> PhysAddr {
+    /// The entry for `iova` in the table at `table`, at `level` (1 = leaf):
+    /// where it lies, and what it holds.
+    fn read_entry(&self, table: PhysAddr, iova: u64, level: u8) -> (PhysAddr, u64) {
         let index = (iova >> (12 + 9 * u32::from(level - 1))) % ENTRIES;
-        table + index * ENTRY_SIZE
-    }
-
-    fn read_entry(&self, address: PhysAddr) -> u64 {
+        let address = table + index * ENTRY_SIZE;
         let mut bytes = [0; ENTRY_SIZE as usize];
         // SAFETY: `address` is an entry of a table page this table allocated and
         // owns; only this table (under its domain's lock) writes it.
         unsafe { self.platform.read_physical(address, &mut bytes) };
-        u64::from_le_bytes(bytes)
+        (address, u64::from_le_bytes(bytes))
     }
 
+    /// Writes `entry` at `address` (an entry `read_entry` found), flushed from
+    /// the cache when the unit's walks do not snoop it.
     fn write_entry(&self, address: PhysAddr, entry: u64) {
         // SAFETY: as in `read_entry`: the table page is ours to overwrite.
         unsafe { self.platform.write_physical(address, &entry.to_le_bytes()) };
-        self.flush(address, ENTRY_SIZE);
-    }
-
-    fn check(&self, iova: u64) -> Result<(), PageTableError> {
-        if !iova.is_multiple_of(FRAME_SIZE) {
-            return Err(PageTableError::BadArgument);
+        if self.coherence == Coherence::FlushWrites {
+            self.platform.flush_for_device(address, ENTRY_SIZE);
         }
-        if iova >> self.width.bits() != 0 {
-            return Err(PageTableError::BeyondWidth);
-        }
-        Ok(())
     }
 
     /// Maps the page at `iova` to `page`, readable by the device if `direction`
     /// includes `Out` and writable if it includes `In`. Missing tables on the way
     /// are allocated (zeroed and flushed before they are linked in).
     pub fn map(&mut self, iova: u64, page: PhysAddr, direction: IoDirection) -> Result<(), PageTableError> {
-        self.check(iova)?;
+        if !iova.is_multiple_of(FRAME_SIZE) {
+            return Err(PageTableError::BadArgument);
+        }
+        if iova >> self.iova_bits != 0 {
+            return Err(PageTableError::BeyondWidth);
+        }
         let access =
             (if direction.includes_out() { READ } else { 0 }) | (if direction.includes_in() { WRITE } else { 0 });
         if access == 0 || !page.as_u64().is_multiple_of(FRAME_SIZE) || page.as_u64() & !ADDRESS_MASK != 0 {
             return Err(PageTableError::BadArgument);
         }
         let mut table = self.root;
-        for level in (2..=self.width.levels()).rev() {
-            let slot = Self::entry_address(table, iova, level);
-            let entry = self.read_entry(slot);
+        for level in (2..=self.levels).rev() {
+            let (slot, entry) = self.read_entry(table, iova, level);
             table = if entry & (READ | WRITE) != 0 {
                 PhysAddr::new(entry & ADDRESS_MASK)
             } else {
@@ -176,35 +180,35 @@ impl PageTable {
                 next
             };
         }
-        let slot = Self::entry_address(table, iova, 1);
-        if self.read_entry(slot) & (READ | WRITE) != 0 {
+        let (slot, leaf) = self.read_entry(table, iova, 1);
+        if leaf & (READ | WRITE) != 0 {
             return Err(PageTableError::AlreadyMapped);
         }
         self.write_entry(slot, page.as_u64() | access);
         Ok(())
     }
 
-    /// The leaf slot for `iova`, if every table on the way exists.
-    fn leaf_slot(&self, iova: u64) -> Option<PhysAddr> {
-        if iova >> self.width.bits() != 0 {
+    /// The leaf slot for `iova` and what it holds (present or not), if every
+    /// table on the way exists.
+    fn leaf_slot(&self, iova: u64) -> Option<(PhysAddr, u64)> {
+        if iova >> self.iova_bits != 0 {
             return None;
         }
         let mut table = self.root;
-        for level in (2..=self.width.levels()).rev() {
-            let entry = self.read_entry(Self::entry_address(table, iova, level));
+        for level in (2..=self.levels).rev() {
+            let (_, entry) = self.read_entry(table, iova, level);
             if entry & (READ | WRITE) == 0 {
                 return None;
             }
             table = PhysAddr::new(entry & ADDRESS_MASK);
         }
-        Some(Self::entry_address(table, iova, 1))
+        Some(self.read_entry(table, iova, 1))
     }
 
     /// Clears the leaf of the page holding `iova` and returns the page it led
     /// to; `None` if it was not mapped. The caller invalidates the IOTLB.
     pub fn unmap(&mut self, iova: u64) -> Option<PhysAddr> {
-        let slot = self.leaf_slot(iova)?;
-        let entry = self.read_entry(slot);
+        let (slot, entry) = self.leaf_slot(iova)?;
         if entry & (READ | WRITE) == 0 {
             return None;
         }
@@ -214,7 +218,7 @@ impl PageTable {
 
     /// The leaf for the page holding `iova`, if mapped.
     pub fn leaf(&self, iova: u64) -> Option<Leaf> {
-        let entry = self.read_entry(self.leaf_slot(iova)?);
+        let (_, entry) = self.leaf_slot(iova)?;
         (entry & (READ | WRITE) != 0).then(|| Leaf {
             page: PhysAddr::new(entry & ADDRESS_MASK),
             readable: entry & READ != 0,
