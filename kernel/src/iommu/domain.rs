@@ -173,8 +173,9 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
     }
 
     /// Writes the leaves of `pages` at IOVA pages from `first` (already taken
-    /// from the IOVA space) and tells the unit. On an error nothing stays
-    /// mapped and the IOVAs are given back.
+    /// from the IOVA space) and tells the unit what the new mapping needs. On
+    /// an error no leaf stays under those IOVAs and they are given back (or
+    /// quarantined, if the unit did not confirm it forgot the leaves written).
     fn install(
         &self,
         state: &mut DomainState,
@@ -186,9 +187,7 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
         for (index, &page) in pages.iter().enumerate() {
             let iova = (first + index as u64) * FRAME_SIZE;
             if let Err(error) = state.table.map(iova, page, direction) {
-                // Nothing stays mapped on an error.
-                let invalidated = self.clear(state, first, index as u64).invalidated;
-                self.release(state, first, count, invalidated)?;
+                self.clear(state, first, count, Iovas::GiveBack)?;
                 let cause = match error {
                     PageTableError::OutOfMemory(_) => IommuCause::NoTableFrame(IommuTable::PageTableLevel),
                     PageTableError::BeyondWidth => IommuCause::IovaBeyondWidth,
@@ -210,69 +209,54 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             AfterMap::Invalidate => self.unit.invalidate_pages(self.id, first, count),
         };
         if let Err(error) = told {
-            let invalidated = self.clear(state, first, count).invalidated;
-            self.release(state, first, count, invalidated)?;
+            self.clear(state, first, count, Iovas::GiveBack)?;
             return Err(error);
         }
         Ok(())
     }
 
-    /// Clears the leaves of `count` pages from `first` and invalidates the
-    /// unit's caches for them (the caller holds the domain's lock: the unit's
-    /// is taken inside, in the one lock order). When no leaf was present there
-    /// is nothing the unit could have cached as a translation, so there is
-    /// nothing to invalidate (and no invalidation that could fail and make an
-    /// out-of-memory map look like an unconfirmed unmap).
-    fn clear(&self, state: &mut DomainState, first: u64, count: u64) -> Cleared {
+    /// Clears the leaves of `count` pages from `first`, makes the unit forget
+    /// them, and then does with their IOVAs what `iovas` says; returns how many
+    /// leaves were present. The caller holds the domain's lock: the unit's is
+    /// taken inside, in the one lock order.
+    ///
+    /// When no leaf was present there is nothing the unit could have cached as
+    /// a translation, so there is nothing to invalidate (and no invalidation
+    /// that could fail and make an out-of-memory map look like an unconfirmed
+    /// unmap). When the unit does not confirm the invalidation (it timed out,
+    /// or refused), it may still translate those IOVAs for the device: they
+    /// are quarantined for ever, whatever `iovas` says, and the failure is
+    /// [`Cause::InvalidationFailed`] with the code the unit gave.
+    fn clear(&self, state: &mut DomainState, first: u64, count: u64, iovas: Iovas) -> Result<usize, IoFailure> {
         let leaves = (first..first + count).filter(|&page| state.table.unmap(page * FRAME_SIZE).is_some()).count();
         state.mapped_pages -= leaves;
-        let invalidated = match leaves {
-            0 => Ok(()),
-            _ => self.unit.invalidate_pages(self.id, first, count),
-        };
-        Cleared { leaves, invalidated }
-    }
-
-    /// Gives IOVA pages `[first, first + count)` back once `invalidated` says
-    /// the unit forgot them; otherwise quarantines them for ever (the unit may
-    /// still translate them for the device) and fails with
-    /// [`Cause::InvalidationFailed`], the code the unit gave.
-    fn release(
-        &self,
-        state: &mut DomainState,
-        first: u64,
-        count: u64,
-        invalidated: Result<(), IoFailure>,
-    ) -> Result<(), IoFailure> {
-        if let Err(error) = invalidated {
-            return Err(self.quarantine(state, first, count, error));
+        if leaves > 0
+            && let Err(error) = self.unit.invalidate_pages(self.id, first, count)
+        {
+            let iova = first * FRAME_SIZE;
+            log::error!(
+                "{}: the unit did not confirm it forgot IOVA {iova:#x} + {count} page(s) ({error}): \
+                 they are quarantined, never handed out again",
+                self.name()
+            );
+            state.quarantined.insert(first, count);
+            return Err(failure(error.code(), Cause::InvalidationFailed { iova, pages: count as usize }));
         }
-        if !state.space.free(first, count) {
+        if iovas == Iovas::GiveBack && !state.space.free(first, count) {
             log::error!("{}: IOVA pages {first:#x}+{count} were free already", self.name());
         }
-        Ok(())
-    }
-
-    /// Keeps IOVA pages `[first, first + count)` out of the IOVA space for
-    /// ever, because the unit did not confirm (`error`) that it forgot them.
-    fn quarantine(&self, state: &mut DomainState, first: u64, count: u64, error: IoFailure) -> IoFailure {
-        let iova = first * FRAME_SIZE;
-        log::error!(
-            "{}: the unit did not confirm it forgot IOVA {iova:#x} + {count} page(s) ({error}): \
-             they are quarantined, never handed out again",
-            self.name()
-        );
-        state.quarantined.insert(first, count);
-        failure(error.code(), Cause::InvalidationFailed { iova, pages: count as usize })
+        Ok(leaves)
     }
 }
 
-/// What clearing a range did.
-struct Cleared {
-    /// Leaves that were present.
-    leaves: usize,
-    /// Whether the unit confirmed it forgot the range.
-    invalidated: Result<(), IoFailure>,
+/// What becomes of a cleared range's IOVAs once the unit confirmed it forgot them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Iovas {
+    /// Back to the IOVA space: an unmap, or the undo of a map that failed.
+    GiveBack,
+    /// Still taken: the experiment unmaps a range early, and the transfer
+    /// keeps its IOVAs until its own unmap.
+    Keep,
 }
 
 impl<R: RegisterIo + 'static> Unit<R> {
@@ -341,9 +325,9 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         // The one place a hook (a learner's experiment) may break the rules:
         // the pages are unmapped before the device ever uses their IOVAs.
         if hooks::unmaps_at_once(Site::of(self)) {
-            if let Err(error) = self.clear(&mut state, first, count).invalidated {
+            if let Err(failure) = self.clear(&mut state, first, count, Iovas::Keep) {
                 state.live.remove(&first);
-                return Err(self.quarantine(&mut state, first, count, error));
+                return Err(failure);
             }
             state.unmapped_early.insert(first, count);
             log::info!(
@@ -361,23 +345,19 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         let mut state = self.state.lock();
         state.identity.remove(&first);
         state.live.remove(&first);
-        let invalidated = if state.unmapped_early.get(&first) == Some(&count) {
-            // Cleared and invalidated (confirmed) when the experiment mapped it.
+        // A range the experiment unmapped early has no leaf left (the unit
+        // confirmed it forgot them then): clearing it only gives its IOVAs back.
+        let unmapped_early = state.unmapped_early.get(&first) == Some(&count);
+        if unmapped_early {
             state.unmapped_early.remove(&first);
-            Ok(())
-        } else {
-            let cleared = self.clear(&mut state, first, count);
-            if cleared.leaves as u64 != count {
-                log::error!(
-                    "{}: unmapping {count} pages at IOVA {iova:#x}, {} were mapped",
-                    self.name(),
-                    cleared.leaves
-                );
-            }
-            cleared.invalidated
-        };
-        // Only with the IOTLB invalidation confirmed may the IOVAs be handed out again.
-        self.release(&mut state, first, count, invalidated)
+        }
+        // Only with the IOTLB invalidation confirmed are the IOVAs handed out
+        // again; otherwise `clear` quarantines them and says so.
+        let leaves = self.clear(&mut state, first, count, Iovas::GiveBack)?;
+        if !unmapped_early && leaves as u64 != count {
+            log::error!("{}: unmapping {count} pages at IOVA {iova:#x}, {leaves} were mapped", self.name());
+        }
+        Ok(())
     }
 
     fn translate(&self, iova: u64) -> Option<PhysAddr> {
