@@ -95,8 +95,3 @@ pub fn install(hooks: &'static dyn DmaHooks) -> bool {
     let installed = HOOKS.call_once(|| hooks);
     core::ptr::addr_eq(*installed as *const dyn DmaHooks, hooks as *const dyn DmaHooks)
 }
-
-/// Asks the installed hooks whether to unmap at once (see [`DmaHooks::unmap_at_once`]).
-pub(crate) fn unmaps_at_once(site: Site) -> bool {
-    HOOKS.get().is_some_and(|hooks| hooks.unmap_at_once(site))
-}
