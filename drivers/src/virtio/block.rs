@@ -381,8 +381,7 @@ impl<T: Transport> VirtioBlock<T> {
         chain.extend(data_descriptors);
         chain.push(VirtqDescriptor::for_segment(status, IoDirection::In)?);
         let head = self.link.layout.head(slot);
-        shared.queue.write_chain(head, &chain)?;
-        shared.queue.make_available(head)?;
+        shared.queue.add_chain(head, &chain)?;
         *free = Some(InFlight { operation: command.operation, length: data.length() });
         Ok(())
     }

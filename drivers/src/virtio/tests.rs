@@ -65,6 +65,7 @@ on_both_transports!(
     an_io_error_fails_only_its_request,
     stopping_with_requests_in_flight_resets_before_releasing_and_restart_works,
     a_tiny_bounce_budget_defers_loads_and_a_request_larger_than_the_budget_fails_at_once,
+    the_rings_wrap_around_after_as_many_requests_as_the_queue_has_entries,
 );
 
 const SECTORS: u64 = 2048;
@@ -379,6 +380,24 @@ fn a_short_read_is_an_underrun_and_copies_back_only_what_the_device_wrote(interf
     assert!(contents[1000..].iter().all(|&byte| byte == OLD_BYTE), "the rest keeps its old bytes");
     assert_eq!(after.pages_in_use, before.pages_in_use, "the bounce memory was freed");
     disk.read(0, 1, &mut target, 0).expect("an underrun does not stop the device (one sector fits the limit)");
+}
+
+fn the_rings_wrap_around_after_as_many_requests_as_the_queue_has_entries(interface: Interface) {
+    // 300 requests through a 256-entry queue, three in flight at a time (so
+    // that ring slot i names slot i % 3's chain): the available and used
+    // rings' slots start again at 0 after 256, their indexes keep counting.
+    let (platform, fake, disk) = setup(Medium::Writable, interface);
+    assert_eq!(fake.queue_size(), 256);
+    fake.set_answer(Answer::Held);
+    for batch in 0..100 {
+        let planned: Vec<Planned> = (0..3).map(|request| reading((batch * 3 + request) * 7 % SECTORS, 1)).collect();
+        let handles: Vec<_> = planned.iter().map(|planned| submit(&disk, platform, planned)).collect();
+        assert_eq!(fake.finish_held(FinishOrder::AsTaken), 3, "batch {batch}");
+        disk.interrupt();
+        for (planned, handle) in planned.iter().zip(handles) {
+            check(&fake, planned, disk.wait(handle));
+        }
+    }
 }
 
 fn a_timed_out_read_resets_the_device_before_any_memory_goes_back(interface: Interface) {
