@@ -21,8 +21,10 @@ pub struct CoherentMemory {
     /// It holds the memory's descriptor, which frees the frames when released.
     command: IoDmaCommand,
     address: DmaAddr,
-    /// The machine the memory lies in, which copies the CPU's bytes.
-    platform: &'static dyn DmaPlatform,
+    /// The machine the memory lies in, which copies the CPU's bytes: the bare
+    /// one even when the device sees it through an IOMMU, since a copy by the
+    /// CPU needs no mapping.
+    machine: &'static dyn DmaPlatform,
     /// Where byte 0 lies in RAM: the memory is one physically contiguous
     /// piece, so byte `n` lies at `physical + n`.
     physical: PhysAddr,
@@ -66,7 +68,8 @@ impl CoherentMemory {
             Ok((physical, run)) if run == length => physical,
             _ => return Err(IoFailure::new(IoReturn::InternalError, Cause::PageNotMapped { offset: 0 })),
         };
-        Ok(CoherentMemory { command, address, platform, physical, length })
+        let machine = platform.machine().unwrap_or(platform);
+        Ok(CoherentMemory { command, address, machine, physical, length })
     }
 
     /// The address the device uses for byte 0.
@@ -95,7 +98,7 @@ impl CoherentMemory {
         // owns until `release`; the device writes it too, as a coherent ring is
         // meant to be (the driver orders the accesses with the device's index
         // fields and fences).
-        unsafe { self.platform.read_physical(self.physical + offset, &mut buffer[..count]) };
+        unsafe { self.machine.read_physical(self.physical + offset, &mut buffer[..count]) };
         Ok(count)
     }
 
@@ -108,7 +111,7 @@ impl CoherentMemory {
         }
         let count = (data.len() as u64).min(self.length - offset) as usize;
         // SAFETY: as in `read_bytes`; this memory is its own to overwrite.
-        unsafe { self.platform.write_physical(self.physical + offset, &data[..count]) };
+        unsafe { self.machine.write_physical(self.physical + offset, &data[..count]) };
         Ok(count)
     }
 
@@ -163,5 +166,27 @@ mod tests {
         assert_eq!(far.code(), IoReturn::Overrun);
         shared.release().unwrap();
         assert_eq!(platform.free_frames_count(), free, "released, the frames go back");
+    }
+
+    #[test]
+    fn behind_an_iommu_the_cpu_and_the_device_meet_at_the_same_bytes() {
+        use crate::dma::simulated_mapper::SimulatedMapper;
+        use crate::dma::{FaultAccess, MappedPlatform};
+        let memory = SimulatedPlatform::leak(16);
+        let mapper = alloc::sync::Arc::new(SimulatedMapper::new(0x0020, 1 << 20));
+        let platform: &'static dyn DmaPlatform = MappedPlatform::leak(memory, mapper.clone());
+        let shared = CoherentMemory::allocate(platform, 8192, Specification::UNLIMITED_32).unwrap();
+        assert_eq!(shared.write_bytes(5000, b"ring"), Ok(4));
+        // The device's address goes through the IOMMU to where the CPU wrote.
+        let iova = shared.device_address().as_u64() + 5000;
+        let physical = mapper.device_address(iova, FaultAccess::Read).unwrap();
+        let mut seen = [0u8; 4];
+        memory.device_read(physical, &mut seen);
+        assert_eq!(&seen, b"ring");
+        memory.device_write(physical, b"used");
+        let mut back = [0u8; 4];
+        assert_eq!(shared.read_bytes(5000, &mut back), Ok(4));
+        assert_eq!(&back, b"used");
+        shared.release().unwrap();
     }
 }
