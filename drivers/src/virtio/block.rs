@@ -74,16 +74,12 @@ use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
 };
 use dmakit::dma::{
-    Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoDirection, IoFailure, IoReturn, LentTransfer, Segment,
-    Specification, VirtioCause,
+    Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification, VirtioCause,
 };
 use spin::Mutex;
 
-use super::block_request::{
-    HEADER_BYTES, REQUEST_AREA_STRIDE, STATUS_BYTES, STATUS_UNWRITTEN, check_status, header_bytes, moved,
-};
 use super::layout::{MAX_DEPTH, SlotLayout};
-use super::queue::{SEGMENT_FORMAT, VirtqDescriptor};
+use super::queue::{DESCRIPTOR_WRITE, SEGMENT_FORMAT, VirtqDescriptor};
 use super::registers::*;
 use super::transport::{DmaPlatforms, DmaRoute, Interface, Transport};
 use super::virtqueue::{Virtqueue, release_after};
@@ -91,6 +87,11 @@ use super::virtqueue::{Virtqueue, release_after};
 /// The most sectors one request carries (1 MiB); `read` and `write` split larger
 /// transfers.
 const MAX_REQUEST_SECTORS: u64 = 2048;
+/// Bytes of each slot's share of the request area: the header, then the status.
+const REQUEST_AREA_STRIDE: u64 = 32;
+/// What the status byte holds until the device writes it: no status a device
+/// reports, so a device that never wrote it is not taken for a success.
+const STATUS_UNWRITTEN: u8 = 0xff;
 
 /// Whether the disk takes writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +108,8 @@ struct Shared {
     queue: Virtqueue,
     /// `REQUEST_AREA_STRIDE` bytes per slot: header at 0, status at 16.
     requests: CoherentMemory,
+    /// Where the device sees the request area's byte 0.
+    requests_address: u64,
 }
 
 impl Shared {
@@ -115,16 +118,6 @@ impl Shared {
     fn release_after(self, reset: &Result<(), IoFailure>) {
         self.queue.release_after(reset);
         release_after(self.requests, reset, "request area");
-    }
-
-    /// Where slot `slot`'s header starts in the request area.
-    fn header_offset(slot: Slot) -> u64 {
-        slot as u64 * REQUEST_AREA_STRIDE
-    }
-
-    /// Where slot `slot`'s status byte is in the request area.
-    fn status_offset(slot: Slot) -> u64 {
-        Self::header_offset(slot) + HEADER_BYTES
     }
 }
 
@@ -291,7 +284,8 @@ impl<T: Transport> VirtioBlock<T> {
             }
         };
         let areas = queue.areas();
-        let shared = Shared { queue, requests };
+        let requests_address = requests.device_address().as_u64();
+        let shared = Shared { queue, requests, requests_address };
         if let Err(failure) = transport.set_up_queue(0, size, areas) {
             // The device may hold some of the addresses already.
             shared.release_after(&transport.reset());
@@ -349,78 +343,6 @@ impl<T: Transport> VirtioBlock<T> {
     /// queue was released).
     pub fn queue_address(&self) -> Option<u64> {
         self.channel.lock().shared.as_ref().map(|shared| shared.queue.address().as_u64())
-    }
-
-    /// Programs slot `slot` under the lock: header and status in the request
-    /// area, the chain header -> data ... -> status in the slot's descriptors,
-    /// then the head made available. An error before the available index moved
-    /// leaves the chain unseen by the device.
-    fn program_slot(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
-        let mut channel = self.channel.lock();
-        let Channel { shared, slots } = &mut *channel;
-        let shared = shared.as_mut().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
-        let Some(free @ None) = slots.get_mut(slot) else {
-            return Err(IoFailure::new(IoReturn::InternalError, Cause::SlotNotFree { slot }));
-        };
-        let data_descriptors: Vec<VirtqDescriptor> = data.entries()?;
-        if data_descriptors.len() > self.link.layout.data_segments {
-            // The data specification allows no more segments than the slot has
-            // descriptors for, so this is a broken promise, not a limit.
-            let rule = "a request's data takes at most the slot's data descriptors";
-            return Err(IoFailure::new(IoReturn::NoResources, Cause::EntryFormat { format: "virtq", rule }));
-        }
-        // The CPU's last touch before the device reads the header and writes the status.
-        let (header_at, status_at) = (Shared::header_offset(slot), Shared::status_offset(slot));
-        shared.requests.write_bytes(header_at, &header_bytes(command.operation, command.lba))?;
-        shared.requests.write_bytes(status_at, &[STATUS_UNWRITTEN])?;
-        let base = shared.requests.device_address();
-        let header = Segment { address: base + header_at, length: HEADER_BYTES };
-        let status = Segment { address: base + status_at, length: STATUS_BYTES };
-        let mut chain = Vec::with_capacity(data_descriptors.len() + 2);
-        chain.push(VirtqDescriptor::for_segment(header, IoDirection::Out)?);
-        chain.extend(data_descriptors);
-        chain.push(VirtqDescriptor::for_segment(status, IoDirection::In)?);
-        let head = self.link.layout.head(slot);
-        shared.queue.write_chain(head, &chain)?;
-        shared.queue.make_available(head)?;
-        *free = Some(InFlight { operation: command.operation, length: data.length() });
-        Ok(())
-    }
-
-    /// Takes every element the device added to the used ring since the last
-    /// look and says how its request ended, in used-ring order.
-    fn take_used(&self) -> Vec<(Slot, DeviceOutcome)> {
-        let mut finished = Vec::new();
-        let mut channel = self.channel.lock();
-        let Channel { shared: Some(shared), slots } = &mut *channel else { return finished };
-        loop {
-            let element = match shared.queue.pop_used() {
-                Ok(Some(element)) => element,
-                Ok(None) => break,
-                Err(failure) => {
-                    log::error!("virtio-blk: cannot read the used ring: {failure}");
-                    break;
-                }
-            };
-            let Some(slot) = self.link.layout.slot_of(element.id) else {
-                log::error!("virtio-blk: the device returned chain {}, which heads no slot's chain", element.id);
-                continue;
-            };
-            let Some(InFlight { operation, length }) = slots[slot].take() else {
-                // A device that returns a chain twice: nothing to report.
-                log::error!("virtio-blk: the device returned slot {slot}'s chain, which it does not hold");
-                continue;
-            };
-            let mut byte = [STATUS_UNWRITTEN];
-            let status = shared.requests.read_bytes(Shared::status_offset(slot), &mut byte);
-            let result = status.and_then(|_| check_status(byte[0]));
-            let moved = match result {
-                Ok(()) => moved(operation, length, element.length),
-                Err(_) => 0,
-            };
-            finished.push((slot, DeviceOutcome { moved, result }));
-        }
-        finished
     }
 
     /// Resets the device, forgets every request it held, then releases the
@@ -499,8 +421,51 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
         Ok(())
     }
 
+    /// Programs slot `slot`: its header and status byte in the request area,
+    /// the chain header -> data ... -> status in the slot's descriptors, made
+    /// available; then the device is notified. An error before the chain was
+    /// made available leaves it unseen by the device.
     fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
-        self.program_slot(slot, command, data)?;
+        {
+            let mut channel = self.channel.lock();
+            let Channel { shared, slots } = &mut *channel;
+            let shared = shared.as_mut().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
+            let Some(free @ None) = slots.get_mut(slot) else {
+                return Err(IoFailure::new(IoReturn::InternalError, Cause::SlotNotFree { slot }));
+            };
+            let mut chain: Vec<VirtqDescriptor> = data.entries()?;
+            if chain.len() > self.link.layout.data_segments {
+                // The data specification allows no more segments than the slot
+                // has descriptors for, so this is a broken promise, not a limit.
+                let rule = "a request's data takes at most the slot's data descriptors";
+                return Err(IoFailure::new(IoReturn::NoResources, Cause::EntryFormat { format: "virtq", rule }));
+            }
+            // The request (virtio 1.0, 5.2.6): the header, type (u32), reserved
+            // (u32) and sector (u64), little-endian, then the status byte,
+            // marked unwritten. The CPU's last touch before the device reads
+            // the one and writes the other.
+            let kind = match command.operation {
+                BlockOperation::Read => REQUEST_IN,
+                BlockOperation::Write => REQUEST_OUT,
+            };
+            let mut request = [0u8; (HEADER_BYTES + STATUS_BYTES) as usize];
+            request[0..4].copy_from_slice(&kind.to_le_bytes());
+            request[8..16].copy_from_slice(&command.lba.to_le_bytes());
+            request[HEADER_BYTES as usize] = STATUS_UNWRITTEN;
+            let header_at = slot as u64 * REQUEST_AREA_STRIDE;
+            shared.requests.write_bytes(header_at, &request)?;
+            // The device reads the header, writes the status: the driver's own
+            // pieces, whose lengths fit a descriptor by construction.
+            let header = shared.requests_address + header_at;
+            let (header_length, status_length) = (HEADER_BYTES as u32, STATUS_BYTES as u32);
+            chain.insert(0, VirtqDescriptor { address: header, length: header_length, flags: 0, next: 0 });
+            let status = header + HEADER_BYTES;
+            chain.push(VirtqDescriptor { address: status, length: status_length, flags: DESCRIPTOR_WRITE, next: 0 });
+            // Slot i's chain starts at descriptor i*K, below the queue size (a u16).
+            let head = (slot * self.link.layout.descriptors_per_slot) as u16;
+            shared.queue.add_chain(head, &chain)?;
+            *free = Some(InFlight { operation: command.operation, length: data.length() });
+        }
         if let Err(failure) = self.transport.notify(0) {
             // The chain is available: the device may take it whenever it looks.
             // The request stays in flight; if it never ends, the block layer's
@@ -510,10 +475,64 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
         Ok(())
     }
 
+    /// Takes every element the device added to the used ring since the last
+    /// look and reports how its request ended, in used-ring order. The device
+    /// is not trusted: an id must head a slot's chain and that slot must hold a
+    /// request, the used length is never believed above what was prepared, and
+    /// only a status byte of OK is a success.
     fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {
+        let mut outcomes = Vec::new();
+        let mut channel = self.channel.lock();
+        let Channel { shared: Some(shared), slots } = &mut *channel else { return DeviceHealth::Running };
+        let per_slot = self.link.layout.descriptors_per_slot;
+        loop {
+            let element = match shared.queue.pop_used() {
+                Ok(Some(element)) => element,
+                Ok(None) => break,
+                Err(failure) => {
+                    log::error!("virtio-blk: cannot read the used ring: {failure}");
+                    break;
+                }
+            };
+            // Slot i's chain starts at descriptor i*K.
+            let id = element.id as usize;
+            let in_flight = match slots.get_mut(id / per_slot) {
+                Some(in_flight) if id.is_multiple_of(per_slot) => in_flight,
+                _ => {
+                    log::error!("virtio-blk: the device returned chain {id}, which heads no slot's chain");
+                    continue;
+                }
+            };
+            let slot = id / per_slot;
+            let Some(InFlight { operation, length }) = in_flight.take() else {
+                // A device that returns a chain twice: nothing to report.
+                log::error!("virtio-blk: the device returned slot {slot}'s chain, which it does not hold");
+                continue;
+            };
+            // Anything but OK is the device's error, byte and all: IOERR,
+            // UNSUPP, or one no device may write, including the driver's own
+            // "unwritten" mark (a device that never wrote it is not taken for
+            // a success).
+            let mut status = [STATUS_UNWRITTEN];
+            let status_at = slot as u64 * REQUEST_AREA_STRIDE + HEADER_BYTES;
+            let result = shared.requests.read_bytes(status_at, &mut status).and_then(|_| match status[0] {
+                STATUS_OK => Ok(()),
+                byte => Err(IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::RequestStatus(byte)))),
+            });
+            // The used length counts the bytes the device wrote: a read's data
+            // and its status byte; a write's status only, and a device that says
+            // OK read all of the data.
+            let moved = match (&result, operation) {
+                (Err(_), _) => 0,
+                (Ok(()), BlockOperation::Read) => u64::from(element.length).saturating_sub(STATUS_BYTES).min(length),
+                (Ok(()), BlockOperation::Write) => length,
+            };
+            outcomes.push((slot, DeviceOutcome { moved, result }));
+        }
         // Reported once the lock is dropped: the block layer's bookkeeping
         // never runs inside the driver's.
-        for (slot, outcome) in self.take_used() {
+        drop(channel);
+        for (slot, outcome) in outcomes {
             finished(slot, outcome);
         }
         DeviceHealth::Running

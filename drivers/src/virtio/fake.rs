@@ -82,6 +82,23 @@ pub enum ResetResponse {
     Ignore,
 }
 
+/// What the fake says about a chain it ran, on the used ring and in the
+/// status byte: a device is not trusted, so the driver must not believe a
+/// wrong answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misreport {
+    /// The truth.
+    Honest,
+    /// A used length 4096 bytes above what it wrote.
+    LengthAbovePrepared,
+    /// Leaves the status byte alone, and the used length says it wrote it.
+    StatusUnwritten,
+    /// The id of the descriptor after the chain's head, which heads no chain.
+    IdOfNoChain,
+    /// The chain's element twice on the used ring.
+    ChainTwice,
+}
+
 /// The queue as the device uses it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct FakeQueue {
@@ -185,6 +202,8 @@ pub struct FakeVirtio {
     pub read_limit: Option<u64>,
     /// When chains run (see [`FakeVirtio::set_answer`]).
     answer: Mutex<Answer>,
+    /// What it says about each chain it runs.
+    pub misreport: Mutex<Misreport>,
     /// What a reset does (see [`FakeVirtio::set_reset_response`]).
     reset_response: Mutex<ResetResponse>,
     /// Largest chain seen (descriptors).
@@ -235,6 +254,7 @@ impl FakeVirtio {
             seg_max: 16,
             read_limit: None,
             answer: Mutex::new(Answer::AtNotify),
+            misreport: Mutex::new(Misreport::Honest),
             reset_response: Mutex::new(ResetResponse::Confirm),
             longest_chain: Mutex::new(0),
             resets: Mutex::new(Vec::new()),
@@ -393,18 +413,28 @@ impl FakeVirtio {
     /// Runs a chain and puts it on the used ring.
     fn finish(&self, state: &mut State, chain: Chain) {
         let queue = state.queue.expect("a chain of a queue the device has");
-        let written = self.execute(&chain.descriptors);
+        let misreport = *self.misreport.lock();
+        let written = self.execute(&chain.descriptors, misreport);
+        let (id, written, times) = match misreport {
+            Misreport::Honest | Misreport::StatusUnwritten => (u32::from(chain.head), written, 1),
+            Misreport::LengthAbovePrepared => (u32::from(chain.head), written + 4096, 1),
+            Misreport::IdOfNoChain => (u32::from(chain.head) + 1, written, 1),
+            Misreport::ChainTwice => (u32::from(chain.head), written, 2),
+        };
         let mut element = [0u8; 8];
-        element[..4].copy_from_slice(&u32::from(chain.head).to_le_bytes());
+        element[..4].copy_from_slice(&id.to_le_bytes());
         element[4..].copy_from_slice(&written.to_le_bytes());
-        self.write(queue.used_slot(state.used_index), &element);
-        state.used_index = state.used_index.wrapping_add(1);
+        for _ in 0..times {
+            self.write(queue.used_slot(state.used_index), &element);
+            state.used_index = state.used_index.wrapping_add(1);
+        }
         self.write(queue.used_index(), &state.used_index.to_le_bytes());
         state.isr = 1;
     }
 
-    /// Runs one request; returns the bytes written to the driver.
-    fn execute(&self, chain: &[VirtqDescriptor]) -> u32 {
+    /// Runs one request; returns the bytes written to the driver (counting
+    /// the status byte even when `misreport` leaves it unwritten).
+    fn execute(&self, chain: &[VirtqDescriptor], misreport: Misreport) -> u32 {
         let header = self.read(chain[0].address, 16);
         let kind = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
         let sector = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
@@ -438,7 +468,9 @@ impl FakeVirtio {
             position += length;
             remaining -= length as u64;
         }
-        self.write(status.address, &[STATUS_OK]);
+        if misreport != Misreport::StatusUnwritten {
+            self.write(status.address, &[STATUS_OK]);
+        }
         if kind == REQUEST_IN { moved as u32 + 1 } else { 1 }
     }
 

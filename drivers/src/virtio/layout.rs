@@ -2,7 +2,6 @@
 //! share of descriptors per request, so that a used element's id names its slot
 //! by a division (see `block.rs` for why a static split).
 
-use dmakit::block::Slot;
 use dmakit::dma::{Cause, IoFailure, IoReturn, VirtioCause};
 
 /// The most slots: requests in flight at once.
@@ -47,20 +46,6 @@ impl SlotLayout {
         let data_segments = seg_max.min(descriptors_per_slot - 2);
         Ok(SlotLayout { queue_size, depth, descriptors_per_slot, data_segments })
     }
-
-    /// The descriptor that heads slot `slot`'s chain.
-    pub fn head(&self, slot: Slot) -> u16 {
-        // Below the queue size, which is a u16.
-        (slot * self.descriptors_per_slot) as u16
-    }
-
-    /// The slot whose chain starts at descriptor `head` (the id of a used
-    /// element); `None` for an id that heads no slot's chain.
-    pub fn slot_of(&self, head: u32) -> Option<Slot> {
-        let head = usize::try_from(head).ok()?;
-        let slot = head / self.descriptors_per_slot;
-        (head.is_multiple_of(self.descriptors_per_slot) && slot < self.depth).then_some(slot)
-    }
 }
 
 #[cfg(test)]
@@ -83,22 +68,8 @@ mod tests {
         assert_eq!(layout(256, 1), (32, 8, 1), "seg_max 1: small chains, still 32 slots");
         assert_eq!(layout(3, usize::MAX), (1, 3, 1), "the smallest queue holds one chain");
         assert_eq!(layout(4, usize::MAX), (1, 4, 2));
+        assert_eq!(layout(100, 6), (12, 8, 6), "100 entries: the last 4 descriptors belong to no slot");
         assert_eq!(SlotLayout::new(2, 16).unwrap_err().code(), IoReturn::NoResources);
         assert_eq!(SlotLayout::new(256, 0).unwrap_err().code(), IoReturn::IoError);
-    }
-
-    #[test]
-    fn a_used_element_names_its_slot_by_the_head_descriptor() {
-        let layout = SlotLayout::new(256, 126).unwrap();
-        assert_eq!((layout.head(0), layout.head(5), layout.head(31)), (0, 40, 248));
-        assert_eq!(layout.slot_of(40), Some(5));
-        assert_eq!(layout.slot_of(248), Some(31));
-        assert_eq!(layout.slot_of(41), None, "not the head of a chain");
-        assert_eq!(layout.slot_of(256), None, "past the table");
-        assert_eq!(layout.slot_of(u32::MAX), None);
-        // 100 entries in slots of 8: the last 4 descriptors belong to no slot.
-        let uneven = SlotLayout::new(100, 6).unwrap();
-        assert_eq!((uneven.depth, uneven.descriptors_per_slot), (12, 8));
-        assert_eq!(uneven.slot_of(96), None);
     }
 }

@@ -2,7 +2,6 @@
 //! BARs found through capabilities), with a hand-written split virtqueue.
 
 mod block;
-mod block_request;
 #[cfg(target_os = "none")]
 mod driver;
 #[cfg(test)]

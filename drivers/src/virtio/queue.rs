@@ -137,31 +137,6 @@ impl QueueLayout {
             device: DmaAddr::new(base.as_u64() + self.used),
         }
     }
-
-    /// Offset of descriptor `index`.
-    pub const fn descriptor(&self, index: u16) -> u64 {
-        16 * index as u64
-    }
-
-    /// Offset of the available ring's `idx` field.
-    pub const fn available_index(&self) -> u64 {
-        self.available + 2
-    }
-
-    /// Offset of available ring slot `slot`.
-    pub const fn available_slot(&self, slot: u16) -> u64 {
-        self.available + 4 + 2 * (slot % self.size) as u64
-    }
-
-    /// Offset of the used ring's `idx` field.
-    pub const fn used_index(&self) -> u64 {
-        self.used + 2
-    }
-
-    /// Offset of used ring element `slot` (`id: u32, len: u32`).
-    pub const fn used_slot(&self, slot: u16) -> u64 {
-        self.used + 4 + 8 * (slot % self.size) as u64
-    }
 }
 
 #[cfg(test)]
@@ -174,7 +149,6 @@ mod tests {
         assert_eq!(layout.available, 4096);
         assert_eq!(layout.used, 8192, "the used ring starts on the next page");
         assert_eq!(layout.total, 3 * 4096);
-        assert_eq!(layout.available_slot(257), 4096 + 4 + 2);
         let descriptor = VirtqDescriptor { address: 0x1234_5678_9abc, length: 512, flags: 3, next: 7 };
         assert_eq!(VirtqDescriptor::from_bytes(&descriptor.to_bytes()), descriptor);
     }

@@ -62,6 +62,10 @@ pub const FEATURE_VERSION_1: u64 = 1 << 32;
 /// not physical ones.
 pub const FEATURE_ACCESS_PLATFORM: u64 = 1 << 33;
 
+/// Bytes of a request header: type (u32), reserved (u32), sector (u64).
+pub const HEADER_BYTES: u64 = 16;
+/// Bytes of a request's status.
+pub const STATUS_BYTES: u64 = 1;
 /// Request type: read.
 pub const REQUEST_IN: u32 = 0;
 /// Request type: write.

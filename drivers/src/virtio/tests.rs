@@ -23,7 +23,7 @@ use dmakit::time::Waiter;
 use proptest::prelude::*;
 
 use super::VirtioBlock;
-use super::fake::{Answer, FakeVirtio, FeatureCheck, FinishOrder, Medium, Reset, ResetResponse};
+use super::fake::{Answer, FakeVirtio, FeatureCheck, FinishOrder, Medium, Misreport, Reset, ResetResponse};
 use super::registers::{
     FEATURE_ACCESS_PLATFORM, FEATURE_SEG_MAX, FEATURE_VERSION_1, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK,
     STATUS_FAILED, STATUS_FEATURES_OK, STATUS_IOERR,
@@ -65,6 +65,8 @@ on_both_transports!(
     an_io_error_fails_only_its_request,
     stopping_with_requests_in_flight_resets_before_releasing_and_restart_works,
     a_tiny_bounce_budget_defers_loads_and_a_request_larger_than_the_budget_fails_at_once,
+    the_rings_wrap_around_after_as_many_requests_as_the_queue_has_entries,
+    a_device_that_misreports_a_chain_is_not_believed,
 );
 
 const SECTORS: u64 = 2048;
@@ -379,6 +381,51 @@ fn a_short_read_is_an_underrun_and_copies_back_only_what_the_device_wrote(interf
     assert!(contents[1000..].iter().all(|&byte| byte == OLD_BYTE), "the rest keeps its old bytes");
     assert_eq!(after.pages_in_use, before.pages_in_use, "the bounce memory was freed");
     disk.read(0, 1, &mut target, 0).expect("an underrun does not stop the device (one sector fits the limit)");
+}
+
+fn the_rings_wrap_around_after_as_many_requests_as_the_queue_has_entries(interface: Interface) {
+    // 300 requests through a 256-entry queue, three in flight at a time (so
+    // that ring slot i names slot i % 3's chain): the available and used
+    // rings' slots start again at 0 after 256, their indexes keep counting.
+    let (platform, fake, disk) = setup(Medium::Writable, interface);
+    assert_eq!(fake.queue_size(), 256);
+    fake.set_answer(Answer::Held);
+    for batch in 0..100 {
+        let planned: Vec<Planned> = (0..3).map(|request| reading((batch * 3 + request) * 7 % SECTORS, 1)).collect();
+        let handles: Vec<_> = planned.iter().map(|planned| submit(&disk, platform, planned)).collect();
+        assert_eq!(fake.finish_held(FinishOrder::AsTaken), 3, "batch {batch}");
+        disk.interrupt();
+        for (planned, handle) in planned.iter().zip(handles) {
+            check(&fake, planned, disk.wait(handle));
+        }
+    }
+}
+
+fn a_device_that_misreports_a_chain_is_not_believed(interface: Interface) {
+    let (platform, fake, disk) = setup(Medium::Writable, interface);
+    let mut target = buffer(platform, 8 * 512, IoDirection::In);
+    let mut read = |misreport| {
+        *fake.misreport.lock() = misreport;
+        target.write_bytes(0, &[OLD_BYTE; 8 * 512]).unwrap();
+        disk.read(5, 8, &mut target, 0).map(|()| target.to_vec(0, 8 * 512).unwrap())
+    };
+    // More than was prepared is never believed moved: the whole read, no more.
+    assert_eq!(read(Misreport::LengthAbovePrepared).unwrap(), sectors(5, 8));
+    // A status the device never wrote is no success, whatever the length says.
+    let unwritten = IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::RequestStatus(0xff)));
+    assert_eq!(read(Misreport::StatusUnwritten).err(), Some(unwritten));
+    // A chain returned twice ends its request once; the next request, in the
+    // same slot, is not ended by the stale copy.
+    assert_eq!(read(Misreport::ChainTwice).unwrap(), sectors(5, 8));
+    assert_eq!(read(Misreport::Honest).unwrap(), sectors(5, 8));
+    // An id that heads no chain ends no request: it times out, and the device
+    // is reset before the memory goes back.
+    assert_eq!(read(Misreport::IdOfNoChain).err().map(|failure| failure.code()), Some(IoReturn::Timeout));
+    assert_eq!(fake.resets.lock().last().map(|reset| reset.queue_memory_allocated), Some(true));
+    *fake.misreport.lock() = Misreport::Honest;
+    disk.start().unwrap();
+    disk.read(5, 8, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 8 * 512).unwrap(), sectors(5, 8), "started again");
 }
 
 fn a_timed_out_read_resets_the_device_before_any_memory_goes_back(interface: Interface) {

@@ -11,6 +11,8 @@
 
 use core::sync::atomic::{Ordering, fence};
 
+use alloc::vec::Vec;
+
 use dmakit::dma::{Cause, CoherentMemory, DmaAddr, DmaPlatform, IoFailure, IoReturn, Specification, VirtioCause};
 
 use super::queue::{DESCRIPTOR_NEXT, QueueLayout, VirtqDescriptor};
@@ -69,55 +71,56 @@ impl Virtqueue {
     }
 
     /// Writes `descriptors` as one chain starting at table entry `head`, each
-    /// linked to the next entry (`NEXT`); the last ends it. Not yet available.
-    pub fn write_chain(&self, head: u16, descriptors: &[VirtqDescriptor]) -> Result<(), IoFailure> {
-        let fits = usize::from(head) + descriptors.len() <= usize::from(self.layout.size);
-        if !fits || descriptors.is_empty() {
-            let cause = Cause::Virtio(VirtioCause::ChainOutsideTable {
-                head,
-                length: descriptors.len(),
-                size: self.layout.size,
-            });
+    /// linked to the next entry (`NEXT`; the last ends it), and makes it
+    /// available to the device. An error leaves it unpublished: the device
+    /// never saw it.
+    ///
+    /// Where things lie (virtio 1.0, 2.4.5 and 2.4.6): descriptor `i` at `16 * i`;
+    /// the available ring `{flags: u16, idx: u16, ring: [u16; size]}` at
+    /// `layout.available`.
+    pub fn add_chain(&mut self, head: u16, descriptors: &[VirtqDescriptor]) -> Result<(), IoFailure> {
+        let size = self.layout.size;
+        if usize::from(head) + descriptors.len() > usize::from(size) || descriptors.is_empty() {
+            let cause = Cause::Virtio(VirtioCause::ChainOutsideTable { head, length: descriptors.len(), size });
             return Err(IoFailure::new(IoReturn::BadArgument, cause));
         }
+        // The chain is consecutive entries: one write of all of them.
+        let mut table = Vec::with_capacity(16 * descriptors.len());
         for (index, descriptor) in descriptors.iter().enumerate() {
             let mut descriptor = *descriptor;
-            // Below the table's size (checked above), which is a u16.
-            let position = head + index as u16;
             if index + 1 < descriptors.len() {
                 descriptor.flags |= DESCRIPTOR_NEXT;
-                descriptor.next = position + 1;
+                // Below the table's size (checked above), which is a u16.
+                descriptor.next = head + index as u16 + 1;
             }
-            self.ring.write_bytes(self.layout.descriptor(position), &descriptor.to_bytes())?;
+            table.extend_from_slice(&descriptor.to_bytes());
         }
-        Ok(())
-    }
-
-    /// Makes the chain headed by `head` available to the device. An error
-    /// leaves it unpublished: the device never saw it.
-    pub fn make_available(&mut self, head: u16) -> Result<(), IoFailure> {
-        self.ring.write_bytes(self.layout.available_slot(self.available_index), &head.to_le_bytes())?;
+        self.ring.write_bytes(16 * u64::from(head), &table)?;
+        let slot = self.layout.available + 4 + 2 * u64::from(self.available_index % size);
+        self.ring.write_bytes(slot, &head.to_le_bytes())?;
         // The device must see the descriptors and the slot before the new index.
         fence(Ordering::SeqCst);
         let next = self.available_index.wrapping_add(1);
-        self.ring.write_bytes(self.layout.available_index(), &next.to_le_bytes())?;
+        self.ring.write_bytes(self.layout.available + 2, &next.to_le_bytes())?;
         self.available_index = next;
         fence(Ordering::SeqCst);
         Ok(())
     }
 
     /// The next element the device added to the used ring since the last look,
-    /// if any.
+    /// if any. The used ring `{flags: u16, idx: u16, ring: [{id: u32, len:
+    /// u32}; size]}` lies at `layout.used`.
     pub fn pop_used(&mut self) -> Result<Option<UsedElement>, IoFailure> {
         let mut index = [0u8; 2];
-        self.ring.read_bytes(self.layout.used_index(), &mut index)?;
+        self.ring.read_bytes(self.layout.used + 2, &mut index)?;
         if self.used_index == u16::from_le_bytes(index) {
             return Ok(None);
         }
         // An element is valid only once the index that publishes it was seen.
         fence(Ordering::SeqCst);
         let mut element = [0u8; 8];
-        self.ring.read_bytes(self.layout.used_slot(self.used_index), &mut element)?;
+        let slot = self.layout.used + 4 + 8 * u64::from(self.used_index % self.layout.size);
+        self.ring.read_bytes(slot, &mut element)?;
         self.used_index = self.used_index.wrapping_add(1);
         let (fields, _) = element.as_chunks::<4>();
         Ok(Some(UsedElement { id: u32::from_le_bytes(fields[0]), length: u32::from_le_bytes(fields[1]) }))

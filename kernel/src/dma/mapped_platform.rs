@@ -72,4 +72,8 @@ unsafe impl DmaPlatform for MappedPlatform {
     fn mapper(&self) -> Option<&dyn IoMapper> {
         Some(&*self.mapper)
     }
+
+    fn machine(&self) -> Option<&'static dyn DmaPlatform> {
+        Some(self.inner)
+    }
 }

@@ -78,6 +78,14 @@ pub unsafe trait DmaPlatform: Send + Sync {
     fn mapper(&self) -> Option<&dyn IoMapper> {
         None
     }
+
+    /// The bare machine under this platform when it is only a device's view of
+    /// it ([`super::MappedPlatform`]), whose copies it forwards there: memory
+    /// that keeps its mapping for life (`CoherentMemory`) copies there directly.
+    /// `None` on the bare machine.
+    fn machine(&self) -> Option<&'static dyn DmaPlatform> {
+        None
+    }
 }
 
 impl core::fmt::Debug for dyn DmaPlatform {
