@@ -304,8 +304,8 @@ impl IoMemoryDescriptor {
         length: u64,
         mut visit: impl FnMut(u64, PhysAddr, u64),
     ) -> Result<(), IoFailure> {
-        let outside = IoFailure::new(IoReturn::BadArgument, Cause::OutOfRange { offset, length, size: self.length });
-        let end = offset.checked_add(length).filter(|&end| end <= self.length).ok_or(outside)?;
+        let outside = || IoFailure::new(IoReturn::BadArgument, Cause::OutOfRange { offset, length, size: self.length });
+        let end = offset.checked_add(length).filter(|&end| end <= self.length).ok_or_else(outside)?;
         // One walk over the ranges, from the one `offset` falls in.
         let mut range_start = 0;
         for range in &self.ranges {
@@ -367,8 +367,8 @@ impl IoMemoryDescriptor {
         if state.abandoned {
             return Err(IoFailure::new(IoReturn::NotPermitted, Cause::MemoryAbandoned));
         }
-        let outside = IoFailure::new(IoReturn::BadArgument, Cause::OutOfRange { offset, length, size: self.length });
-        let end = offset.checked_add(length).filter(|&end| end <= self.length).ok_or(outside)?;
+        let outside = || IoFailure::new(IoReturn::BadArgument, Cause::OutOfRange { offset, length, size: self.length });
+        let end = offset.checked_add(length).filter(|&end| end <= self.length).ok_or_else(outside)?;
         let mut runs: Vec<(u64, u64)> = Vec::new();
         self.for_each_run(0, self.length, |position, physical, run| {
             // The part of this run inside the range, if any.
