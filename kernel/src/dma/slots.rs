@@ -29,7 +29,7 @@ use super::failure::Cause;
 use super::misuse::{Misuse, MisuseReport};
 use super::{
     DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand, IoFailure, IoReturn, Refused, Segment,
-    Specification, TransferOptions,
+    Specification, SyncOptions, TransferOptions,
 };
 
 /// A transfer in a slot: the caller's buffer and the slot's command, both moved in.
@@ -196,6 +196,43 @@ impl TransferSlots {
     pub fn lend(&self, slot: usize) -> Option<LentTransfer<'_>> {
         let Some(SlotState::Busy(transfer, direction)) = self.slots.get(slot) else { return None };
         Some(LentTransfer { transfer, segments: transfer.segments(), length: transfer.length(), direction: *direction })
+    }
+
+    /// For a buffer that stays prepared across many device operations (a
+    /// receive or transmit ring): [`DmaTransfer::synchronize_range`] on slot
+    /// `slot`'s transfer. `NotReady` (cause `NotPrepared`) for a slot without one.
+    #[track_caller]
+    pub fn synchronize_range(
+        &mut self,
+        slot: usize,
+        options: SyncOptions,
+        (offset, length): (u64, u64),
+    ) -> Result<(), IoFailure> {
+        match self.slots.get_mut(slot) {
+            Some(SlotState::Busy(transfer, _)) => transfer.synchronize_range(options, offset, length),
+            _ => Err(IoFailure::new(IoReturn::NotReady, Cause::NotPrepared)),
+        }
+    }
+
+    /// The CPU reads slot `slot`'s buffer while it stays prepared, as
+    /// [`DmaTransfer::read_bytes`]: only after a `synchronize_range(In)`.
+    #[track_caller]
+    pub fn read_bytes(&self, slot: usize, offset: u64, out: &mut [u8]) -> Result<usize, IoFailure> {
+        match self.slots.get(slot) {
+            Some(SlotState::Busy(transfer, _)) => transfer.read_bytes(offset, out),
+            _ => Err(IoFailure::new(IoReturn::NotReady, Cause::NotPrepared)),
+        }
+    }
+
+    /// The CPU writes slot `slot`'s buffer while it stays prepared, as
+    /// [`DmaTransfer::write_bytes`]: only while the CPU holds it; the device sees
+    /// the bytes after a `synchronize_range(Out)` that covers them.
+    #[track_caller]
+    pub fn write_bytes(&mut self, slot: usize, offset: u64, data: &[u8]) -> Result<usize, IoFailure> {
+        match self.slots.get_mut(slot) {
+            Some(SlotState::Busy(transfer, _)) => transfer.write_bytes(offset, data),
+            _ => Err(IoFailure::new(IoReturn::NotReady, Cause::NotPrepared)),
+        }
     }
 
     /// Ends slot `slot`'s transfer after its device finished (or was stopped)

@@ -81,3 +81,25 @@ fn an_abandoned_slot_leaks_its_memory_and_frees_the_slot() {
     assert!(!slots.abandon(0), "nothing left to abandon");
     assert!(!slots.is_busy(0));
 }
+
+#[test]
+fn a_slot_that_stays_prepared_takes_turns_with_the_device() {
+    let platform = machine();
+    let mut slots = TransferSlots::new(platform, RECORDS, 2).unwrap();
+    slots.prepare(0, high(platform, 2048), (0, 2048), IoDirection::In, &TransferOptions::default()).unwrap();
+    let address = slots.lend(0).unwrap().segments()[0].address.as_u64();
+    let mut seen = [0u8; 60];
+    let refused = slots.read_bytes(0, 0, &mut seen).unwrap_err();
+    assert_eq!(refused.cause(), Cause::DeviceOwnsMemory, "the device's turn first");
+    for round in 0..3u8 {
+        platform.device_write(address, &[round; 60]);
+        slots.synchronize_range(0, crate::dma::SyncOptions::IN, (0, 60)).unwrap();
+        assert_eq!(slots.read_bytes(0, 0, &mut seen).unwrap(), 60);
+        assert_eq!(seen, [round; 60], "round {round}");
+        slots.synchronize_range(0, crate::dma::SyncOptions::OUT, (0, 0)).unwrap();
+    }
+    let free = slots.synchronize_range(1, crate::dma::SyncOptions::IN, (0, 1)).unwrap_err();
+    assert_eq!(free, IoFailure::new(IoReturn::NotReady, Cause::NotPrepared), "slot 1 holds nothing");
+    assert!(slots.write_bytes(1, 0, &[1]).is_err());
+    assert!(slots.complete(0, 0).is_some());
+}
