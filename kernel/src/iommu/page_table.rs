@@ -311,54 +311,10 @@ pub(super) mod tests {
         round_trip(AddressWidth::FourLevel48);
     }
 
-    /// A simulated machine that notes every range flushed for the device.
-    struct Flushes {
-        inner: &'static SimulatedPlatform,
-        flushed: spin::Mutex<alloc::vec::Vec<(u64, u64)>>,
-    }
-
-    // SAFETY: every call goes to the simulated machine.
-    unsafe impl DmaPlatform for Flushes {
-        fn translate(&self, address: x86_64::VirtAddr) -> Option<PhysAddr> {
-            self.inner.translate(address)
-        }
-        fn allocate_frames(
-            &self,
-            count: usize,
-            constraints: Constraints,
-            fill: FrameFill,
-        ) -> Result<PhysAddr, MemoryError> {
-            self.inner.allocate_frames(count, constraints, fill)
-        }
-        fn free_frames(&self, first: PhysAddr, count: usize) {
-            self.inner.free_frames(first, count)
-        }
-        unsafe fn read_physical(&self, source: PhysAddr, destination: &mut [u8]) {
-            // SAFETY: forwarded from the caller.
-            unsafe { self.inner.read_physical(source, destination) }
-        }
-        unsafe fn write_physical(&self, destination: PhysAddr, source: &[u8]) {
-            // SAFETY: forwarded from the caller.
-            unsafe { self.inner.write_physical(destination, source) }
-        }
-        unsafe fn copy_physical(&self, destination: PhysAddr, source: PhysAddr, length: u64) {
-            // SAFETY: forwarded from the caller.
-            unsafe { self.inner.copy_physical(destination, source, length) }
-        }
-        fn accounting(&self) -> &crate::dma::Accounting {
-            self.inner.accounting()
-        }
-        fn flush_for_device(&self, address: PhysAddr, length: u64) {
-            self.flushed.lock().push((address.as_u64(), length));
-        }
-    }
-
     #[test]
     fn every_table_write_is_flushed_when_the_walks_do_not_snoop() {
         for coherence in [Coherence::FlushWrites, Coherence::Coherent] {
-            let flushes =
-                Flushes { inner: SimulatedPlatform::leak(0), flushed: spin::Mutex::new(alloc::vec::Vec::new()) };
-            let platform: &'static Flushes = alloc::boxed::Box::leak(alloc::boxed::Box::new(flushes));
+            let platform = crate::iommu::watched_platform::WatchedPlatform::leak(usize::MAX);
             let mut table = PageTable::new(platform, AddressWidth::ThreeLevel39, coherence, Constraints::NONE).unwrap();
             table.map(0x1000, PhysAddr::new(0x10_0000), IoDirection::In).unwrap();
             table.unmap(0x1000).unwrap();

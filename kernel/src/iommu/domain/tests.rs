@@ -222,58 +222,11 @@ fn pass_through_needs_ecap_pt_and_an_empty_domain() {
     assert_eq!(domain.set_passthrough(true).err().map(|error| error.code()), Some(IoReturn::NotPermitted));
 }
 
-/// A machine that runs out of frames after `left` more allocations.
-struct Stingy {
-    inner: &'static SimulatedPlatform,
-    left: core::sync::atomic::AtomicUsize,
-}
-
-// SAFETY: every call goes to the simulated machine; allocation may refuse.
-unsafe impl crate::dma::DmaPlatform for Stingy {
-    fn translate(&self, address: x86_64::VirtAddr) -> Option<PhysAddr> {
-        self.inner.translate(address)
-    }
-    fn allocate_frames(
-        &self,
-        count: usize,
-        constraints: crate::memory::Constraints,
-        fill: crate::dma::FrameFill,
-    ) -> Result<PhysAddr, crate::memory::MemoryError> {
-        use core::sync::atomic::Ordering;
-        let left = self.left.load(Ordering::Relaxed);
-        if left == 0 {
-            return Err(crate::memory::MemoryError::OutOfMemory);
-        }
-        self.left.store(left - 1, Ordering::Relaxed);
-        self.inner.allocate_frames(count, constraints, fill)
-    }
-    fn free_frames(&self, first: PhysAddr, count: usize) {
-        self.inner.free_frames(first, count)
-    }
-    unsafe fn read_physical(&self, source: PhysAddr, destination: &mut [u8]) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.inner.read_physical(source, destination) }
-    }
-    unsafe fn write_physical(&self, destination: PhysAddr, source: &[u8]) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.inner.write_physical(destination, source) }
-    }
-    unsafe fn copy_physical(&self, destination: PhysAddr, source: PhysAddr, length: u64) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.inner.copy_physical(destination, source, length) }
-    }
-    fn accounting(&self) -> &crate::dma::Accounting {
-        self.inner.accounting()
-    }
-}
-
 #[test]
 fn a_map_that_runs_out_of_table_pages_leaves_nothing_mapped() {
     // Root table, one context table, the domain's top table, and one level-2
     // table: the leaf table a map needs is one frame too many.
-    let simulated = SimulatedPlatform::leak(0);
-    let stingy: &'static Stingy =
-        alloc::boxed::Box::leak(alloc::boxed::Box::new(Stingy { inner: simulated, left: 4.into() }));
+    let stingy = crate::iommu::watched_platform::WatchedPlatform::leak(4);
     let fake = Arc::new(FakeUnit::qemu());
     let unit = Unit::start(0, 0, Arc::clone(&fake), stingy).unwrap();
     let domain = unit.attach(IDE).unwrap();
@@ -369,9 +322,7 @@ fn unmap_and_take_fault_on_two_cpus_take_the_locks_in_one_order() {
 fn a_map_that_runs_out_of_table_pages_on_a_stalled_unit_is_still_out_of_memory() {
     // As above, with the unit's IOTLB invalidation stalled: nothing was ever
     // present, so there is nothing to invalidate and nothing to quarantine.
-    let simulated = SimulatedPlatform::leak(0);
-    let stingy: &'static Stingy =
-        alloc::boxed::Box::leak(alloc::boxed::Box::new(Stingy { inner: simulated, left: 4.into() }));
+    let stingy = crate::iommu::watched_platform::WatchedPlatform::leak(4);
     let fake = Arc::new(FakeUnit::qemu());
     let unit = Unit::start(0, 0, Arc::clone(&fake), stingy).unwrap();
     let domain = unit.attach(IDE).unwrap();
