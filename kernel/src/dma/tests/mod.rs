@@ -7,6 +7,7 @@ mod experiments;
 mod force_double_buffer;
 mod invalidation;
 mod mapped;
+mod noncoherent;
 mod ownership;
 mod properties;
 mod slots;
@@ -16,7 +17,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::simulated::SimulatedPlatform;
-use super::{DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, Segment};
+use super::{Coherence, DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, Segment};
 use crate::memory::Constraints;
 use x86_64::PhysAddr;
 
