@@ -9,7 +9,8 @@
 //! A machine also says whether its DMA snoops the CPU's caches
 //! ([`Coherence`]); on one that does not, the DMA layer cleans and invalidates
 //! the memory the device uses at the points Linux's DMA API does (see
-//! `docs/dma-contract.md`, "Cache maintenance").
+//! `docs/dma-contract.md`, "Beyond IOKit: cache maintenance on a non-coherent
+//! machine").
 
 use x86_64::{PhysAddr, VirtAddr};
 
