@@ -75,6 +75,15 @@ pub(crate) fn free(platform: &dyn DmaPlatform, buffers: &[BounceBuffer]) {
     }
 }
 
+/// Cache maintenance on a machine whose DMA does not snoop the CPU's caches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Maintenance {
+    /// Write the CPU's changes back to memory, before the device reads it.
+    Clean,
+    /// Drop the CPU's cached copy, before the CPU reads what the device wrote.
+    Invalidate,
+}
+
 /// A prepared range of a descriptor with the bounce buffers of its bounced pieces.
 pub(crate) struct BouncedRange<'a> {
     /// The memory the transfer is for.
@@ -88,6 +97,34 @@ pub(crate) struct BouncedRange<'a> {
 }
 
 impl BouncedRange<'_> {
+    /// Cleans or invalidates the memory the device uses for `window` (bytes of
+    /// the range, from its start): the bounce buffer's bytes of a bounced piece,
+    /// the descriptor's own of a piece used in place. Each piece is physically
+    /// contiguous, so one call per piece. `why` is for the trace.
+    pub(crate) fn maintain(&self, platform: &dyn DmaPlatform, maintenance: Maintenance, window: Range<u64>, why: &str) {
+        let mut total = 0;
+        for piece in &self.layout.pieces {
+            let first = piece.start.max(window.start);
+            let end = piece.start.saturating_add(piece.length).min(window.end);
+            if first >= end {
+                continue;
+            }
+            let address = match piece.placement {
+                Placement::Direct(address) => PhysAddr::new(address),
+                Placement::Bounce { buffer, offset } => self.buffers[buffer].address + offset,
+            } + (first - piece.start);
+            match maintenance {
+                Maintenance::Clean => platform.clean_for_device(address, end - first),
+                Maintenance::Invalidate => platform.invalidate_for_cpu(address, end - first),
+            }
+            total += end - first;
+        }
+        if total > 0 {
+            let what = if maintenance == Maintenance::Clean { "clean" } else { "invalidate" };
+            dma_trace!("  cache {what}: {total} bytes the device uses ({why})");
+        }
+    }
+
     /// Copies the bounced pieces of `window` (bytes of the range, from its
     /// start): descriptor -> bounce (`Out`, towards the device) or bounce ->
     /// descriptor (`In`, from the device). `why` is for the trace.

@@ -6,7 +6,9 @@
 //! them and fills them from the descriptor; the driver gives the device the
 //! segments from `gen_iovm_segments`; `synchronize` copies between the descriptor
 //! and the bounce buffers when the driver asks; `complete` copies device-written
-//! data back (for `In` transfers) and frees the bounce buffers.
+//! data back (for `In` transfers) and frees the bounce buffers. On a machine
+//! whose DMA does not snoop the CPU's caches, prepare, synchronize and complete
+//! also clean and invalidate the memory the device uses (`IoDmaCommand::maintain`).
 //!
 //! This file is that state machine, but for `synchronize` (`command/synchronize.rs`).
 //! What a prepared range is made of (plan,
@@ -21,7 +23,7 @@ use core::ops::Range;
 use core::panic::Location;
 
 use super::address::Segment;
-use super::bounce::{self, BounceBuffer};
+use super::bounce::{self, BounceBuffer, Maintenance};
 use super::descriptor::{Holder, Undone};
 use super::failure::{Cause, IoFailure};
 use super::hooks::{Addresses, HOOKS, Site, Skip};
@@ -32,7 +34,7 @@ use super::realization::{self, Realization, Realizer};
 use super::specification::Rules;
 use super::statistics::{Statistics, TransferKind};
 use super::trace::dma_trace;
-use super::{DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification};
+use super::{Coherence, DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification};
 
 /// How a prepare will be completed, which decides whether an `In` transfer's
 /// fresh bounce buffers must be filled.
@@ -74,6 +76,9 @@ pub struct IoDmaCommand {
     domain: Option<&'static dyn IoMapper>,
     /// The platform's counters, looked up once.
     statistics: &'static Statistics,
+    /// Whether the platform's DMA snoops the CPU's caches, asked once: a
+    /// platform keeps its answer for its life.
+    coherence: Coherence,
     descriptor: Option<Arc<IoMemoryDescriptor>>,
     prepared: Option<Prepared>,
     mapping: Mapping,
@@ -94,6 +99,7 @@ impl IoDmaCommand {
             platform,
             domain: platform.mapper(),
             statistics: accounting.statistics(),
+            coherence: platform.coherence(),
             descriptor: None,
             prepared: None,
             mapping: Mapping::Mapped,
@@ -315,6 +321,10 @@ impl IoDmaCommand {
             self.fill(&descriptor, &prepared, "prepare fills fresh bounce buffers");
         }
         prepared.filled = must_fill;
+        // Whatever the direction, the device must find in memory what the CPU
+        // last wrote: the bytes it reads, and for `In` the bytes it does not
+        // write, which the copy back or the CPU's next read takes from memory.
+        self.maintain(&descriptor, &prepared, Maintenance::Clean, 0..u64::MAX, "prepare");
         let kind = match prepared.realization.buffers.is_empty() {
             true => TransferKind::Direct,
             false => TransferKind::Bounced,
@@ -347,6 +357,43 @@ impl IoDmaCommand {
         why: &str,
     ) {
         prepared.realization.bounced(descriptor, prepared.offset).copy(self.platform, way, window, why);
+    }
+
+    /// Cleans or invalidates the memory the device uses for `window` of the
+    /// prepared range (see [`BouncedRange::maintain`](super::bounce::BouncedRange::maintain)),
+    /// on a machine whose DMA does not snoop the CPU's caches; a coherent machine
+    /// pays this one test. Memory shared with a device for its life is skipped:
+    /// the CPU reaches it uncached.
+    ///
+    /// Where, after Linux's table for a non-coherent CPU (Russell King, 2018,
+    /// quoted in arch/arc/mm/dma.c), with map = prepare or the new buffer of a
+    /// `ForceDoubleBuffer`, for_device = `synchronize(Out)`, for_cpu =
+    /// `synchronize(In)`, unmap = complete or the old memory of a
+    /// `ForceDoubleBuffer`:
+    ///
+    /// | direction | map | for_device | for_cpu | unmap |
+    /// |---|---|---|---|---|
+    /// | `Out` | clean | clean | invalidate (1) | nothing |
+    /// | `In` | clean (2) | clean (2) | invalidate | invalidate |
+    /// | `InOut` | clean | clean | invalidate | invalidate |
+    ///
+    /// (1) Linux does nothing here; dmakit's `synchronize(In)` copies whatever
+    /// the direction, so it invalidates whatever the direction.
+    /// (2) Linux invalidates; dmakit cleans, as arm64 does: a partial read
+    /// leaves the bytes the device did not write as the caller left them, and
+    /// an invalidate would drop the CPU's changes to them not yet written back.
+    fn maintain(
+        &self,
+        descriptor: &IoMemoryDescriptor,
+        prepared: &Prepared,
+        maintenance: Maintenance,
+        window: Range<u64>,
+        why: &str,
+    ) {
+        if self.coherence == Coherence::Coherent || descriptor.is_coherent() {
+            return;
+        }
+        prepared.realization.bounced(descriptor, prepared.offset).maintain(self.platform, maintenance, window, why);
     }
 
     /// What a realization of this command's ranges needs to know.
@@ -410,6 +457,11 @@ impl IoDmaCommand {
             // reach the memory, so nothing is copied back and nothing is freed.
             Err(failure) => Err(self.realizer(&descriptor, at).keep_from_reuse(&prepared.realization, failure)),
             Ok(()) => {
+                if descriptor.direction().includes_in() {
+                    // The CPU is about to read what the device wrote, from the
+                    // bounce buffer or in place: not from its cache.
+                    self.maintain(&descriptor, &prepared, Maintenance::Invalidate, 0..moved, "complete");
+                }
                 // Only bounced pieces have anything to copy back or free.
                 let buffers = &prepared.realization.buffers;
                 if !buffers.is_empty() {

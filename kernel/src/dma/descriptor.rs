@@ -182,14 +182,20 @@ impl IoMemoryDescriptor {
     /// descriptor table (Linux's `dma_alloc_coherent`). It is allocated to meet
     /// `placement`, so a command whose specification it meets never bounces it
     /// (and refuses to, with `NotPermitted`); the debugging mode lets the CPU
-    /// touch it at any time, as both sides must.
+    /// touch it at any time, as both sides must. On a non-coherent machine the
+    /// CPU reaches it uncached ([`DmaPlatform::set_uncached`]), so neither side
+    /// needs a cache clean or invalidate to see the other's writes.
     pub fn allocate_coherent(
         platform: &'static dyn DmaPlatform,
         length: u64,
         placement: Constraints,
     ) -> Result<Arc<Self>, IoReturn> {
         let mut descriptor = Self::allocate(platform, length, IoDirection::InOut, placement)?;
-        Arc::get_mut(&mut descriptor).ok_or(IoReturn::Busy)?.coherent = true;
+        let shared = Arc::get_mut(&mut descriptor).ok_or(IoReturn::Busy)?;
+        shared.coherent = true;
+        for &(first, frames) in &shared.owned_frames {
+            platform.set_uncached(first, frames as u64 * FRAME_SIZE);
+        }
         Ok(descriptor)
     }
 

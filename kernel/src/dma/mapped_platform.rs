@@ -8,7 +8,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::accounting::Accounting;
 use super::mapper::IoMapper;
-use super::platform::{DmaPlatform, FrameFill};
+use super::platform::{Coherence, DmaPlatform, FrameFill};
 use crate::memory::{Constraints, MemoryError};
 
 /// A machine as one device behind an IOMMU sees it: `inner`'s memory, with
@@ -67,6 +67,22 @@ unsafe impl DmaPlatform for MappedPlatform {
 
     fn flush_for_device(&self, address: PhysAddr, length: u64) {
         self.inner.flush_for_device(address, length)
+    }
+
+    fn coherence(&self) -> Coherence {
+        self.inner.coherence()
+    }
+
+    fn clean_for_device(&self, address: PhysAddr, length: u64) {
+        self.inner.clean_for_device(address, length)
+    }
+
+    fn invalidate_for_cpu(&self, address: PhysAddr, length: u64) {
+        self.inner.invalidate_for_cpu(address, length)
+    }
+
+    fn set_uncached(&self, first: PhysAddr, length: u64) {
+        self.inner.set_uncached(first, length)
     }
 
     fn mapper(&self) -> Option<&dyn IoMapper> {

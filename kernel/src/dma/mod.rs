@@ -63,7 +63,7 @@ pub use mapped_platform::MappedPlatform;
 pub use mapper::{IoMapper, MappedRange, Mapping};
 pub use misuse::{Misuse, MisuseLog, MisuseReport};
 pub use options::TransferOptions;
-pub use platform::{DmaPlatform, FrameFill};
+pub use platform::{Coherence, DmaPlatform, FrameFill};
 pub use slots::{LentTransfer, NotPrepared, SlotCompleted, TransferSlots};
 pub use specification::{Rules, Specification};
 pub use statistics::{BounceStats, Statistics};

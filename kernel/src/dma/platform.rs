@@ -5,6 +5,12 @@
 //! ([`super::kernel_platform`]); host tests and drivers' fake devices implement it
 //! over a simulated memory ([`super::simulated`]) in which some "physical"
 //! addresses lie above 4 GiB. The DMA logic itself is the same code in both.
+//!
+//! A machine also says whether its DMA snoops the CPU's caches
+//! ([`Coherence`]); on one that does not, the DMA layer cleans and invalidates
+//! the memory the device uses at the points Linux's DMA API does (see
+//! `docs/dma-contract.md`, "Beyond IOKit: cache maintenance on a non-coherent
+//! machine").
 
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -21,6 +27,20 @@ pub enum FrameFill {
     /// filled from the descriptor first, and which never copy back bytes the
     /// device did not write.
     Uninitialized,
+}
+
+/// Whether a machine's DMA sees what the CPU's caches hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coherence {
+    /// The device's reads see the CPU's dirty cache lines and its writes
+    /// invalidate the CPU's cached copies (x86, and ARM servers whose
+    /// interconnect snoops): the DMA layer does no cache maintenance.
+    Coherent,
+    /// The device reads and writes memory only, behind the CPU's caches (most
+    /// ARM SoCs): the DMA layer cleans what the device will read and
+    /// invalidates what it wrote before the CPU looks
+    /// ([`DmaPlatform::clean_for_device`], [`DmaPlatform::invalidate_for_cpu`]).
+    NonCoherent,
 }
 
 /// The machine under the DMA layer.
@@ -70,6 +90,50 @@ pub unsafe trait DmaPlatform: Send + Sync {
     /// machine, or simulated memory.
     fn flush_for_device(&self, address: PhysAddr, length: u64) {
         let _ = (address, length);
+    }
+
+    /// Whether the machine's DMA snoops the CPU's caches. A platform keeps its
+    /// answer for its life: a command asks once, when it is made. By default
+    /// coherent, as every x86 machine is.
+    fn coherence(&self) -> Coherence {
+        Coherence::Coherent
+    }
+
+    /// Makes what the CPU wrote to `[address, address + length)` visible to a
+    /// device that reads memory only: the cache clean (write-back) of a
+    /// non-coherent machine, which leaves the lines cached. The DMA layer calls
+    /// it on memory a device is about to read (prepare, `synchronize(Out)`),
+    /// and only when [`DmaPlatform::coherence`] says [`Coherence::NonCoherent`].
+    /// By default nothing.
+    ///
+    /// Not [`DmaPlatform::flush_for_device`]: that one is for the IOMMU's own
+    /// tables and is called on every machine, because a unit's table walker
+    /// may not snoop even where the machine's DMA does (VT-d's ECAP.C, which is
+    /// 0 on x86 QEMU). This one is for data buffers, on non-coherent machines only.
+    fn clean_for_device(&self, address: PhysAddr, length: u64) {
+        let _ = (address, length);
+    }
+
+    /// Makes what a device wrote to `[address, address + length)` visible to
+    /// the CPU: the cache invalidate of a non-coherent machine, after which the
+    /// CPU's next read comes from memory. CPU writes to the range not cleaned
+    /// before are lost, as on real hardware. The DMA layer calls it on memory a
+    /// device wrote, before the CPU reads it (`synchronize(In)`, and complete
+    /// for a direction that includes `In`), and only on a
+    /// [`Coherence::NonCoherent`] machine. By default nothing.
+    fn invalidate_for_cpu(&self, address: PhysAddr, length: u64) {
+        let _ = (address, length);
+    }
+
+    /// The CPU's accesses to the frames of `[first, first + length)` bypass its
+    /// caches until the frames are freed: memory the CPU and a device share for
+    /// its whole life ([`super::CoherentMemory`], rings), which a non-coherent
+    /// machine maps uncached, as Linux's `dma_alloc_coherent` does there.
+    /// [`super::IoMemoryDescriptor::allocate_coherent`] calls it on fresh
+    /// frames. By default nothing: on a coherent machine cached memory is shared
+    /// correctly.
+    fn set_uncached(&self, first: PhysAddr, length: u64) {
+        let _ = (first, length);
     }
 
     /// The IOMMU domain between the device and memory, if the device sits behind

@@ -5,6 +5,15 @@
 //! Drivers' fake devices use it too: a fake device reads and writes only through
 //! the segments a command gives it, so data reaches the descriptor only if the
 //! driver bounced and synchronized correctly.
+//!
+//! The machine is coherent ([`SimulatedPlatform::leak`]), as x86 is, or not
+//! ([`SimulatedPlatform::leak_noncoherent`]), as most ARM SoCs are: then the
+//! CPU sees memory through a write-back cache the devices do not snoop
+//! (`simulated/cache.rs`), and bytes move between the two views only where the
+//! DMA layer cleans or invalidates, so a driver that forgets a synchronize reads
+//! stale bytes without any bounce buffer in play.
+
+mod cache;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -14,7 +23,7 @@ use spin::Mutex;
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::accounting::Accounting;
-use super::platform::{DmaPlatform, FrameFill};
+use super::platform::{Coherence, DmaPlatform, FrameFill};
 use crate::memory::{Constraints, FRAME_SIZE, FrameAllocator, MemoryError};
 
 /// 1 MiB.
@@ -29,12 +38,22 @@ pub const SIMULATED_RAM: [(u64, u64); 3] =
 /// stale memory leaks into a buffer.
 pub const STALE_BYTE: u8 = 0xde;
 
+/// Bytes in a page.
+const PAGE: usize = FRAME_SIZE as usize;
+
+/// The simulated RAM, page by page: what the devices see. A page never
+/// written reads as zeroes.
+type Ram = BTreeMap<u64, Box<[u8; PAGE]>>;
+
 /// A simulated machine.
 pub struct SimulatedPlatform {
-    pages: Mutex<BTreeMap<u64, Box<[u8; FRAME_SIZE as usize]>>>,
+    pages: Mutex<Ram>,
     frames: Mutex<FrameAllocator<'static>>,
     page_table: Mutex<BTreeMap<u64, u64>>,
     accounting: Accounting,
+    /// The CPU's cache on a non-coherent machine; `None` on a coherent one,
+    /// whose CPU reads and writes RAM as the devices do. Locked before `pages`.
+    cache: Option<Mutex<cache::Cache>>,
 }
 
 impl SimulatedPlatform {
@@ -42,14 +61,40 @@ impl SimulatedPlatform {
     /// leaked so that descriptors and commands can keep a `'static` reference (each
     /// test makes its own).
     pub fn leak(bounce_pages: usize) -> &'static SimulatedPlatform {
+        Self::leak_with(bounce_pages, Coherence::Coherent)
+    }
+
+    /// As [`SimulatedPlatform::leak`], but a machine whose DMA does not snoop the
+    /// CPU's caches. RAM is what [`SimulatedPlatform::device_read`] and
+    /// [`SimulatedPlatform::device_write`] touch; the CPU (`read_physical`,
+    /// `write_physical`, `copy_physical`, so every descriptor's `read_bytes` and
+    /// `write_bytes` and every bounce copy) sees RAM through a write-back cache
+    /// that loads a page on the CPU's first touch. `clean_for_device` writes the
+    /// CPU's changes in a range back to RAM; `invalidate_for_cpu` reloads the
+    /// range from RAM, dropping changes not cleaned; `flush_for_device` does
+    /// both, as x86's `clflush`. Fresh and freed frames have no cached copy;
+    /// frames given to `set_uncached` (memory shared with a device for its
+    /// life) bypass the cache until freed. The cache works byte by byte, where a
+    /// real one works in 64-byte lines: see `simulated/cache.rs` for what that
+    /// hides.
+    pub fn leak_noncoherent(bounce_pages: usize) -> &'static SimulatedPlatform {
+        Self::leak_with(bounce_pages, Coherence::NonCoherent)
+    }
+
+    fn leak_with(bounce_pages: usize, coherence: Coherence) -> &'static SimulatedPlatform {
         let usable = SIMULATED_RAM.map(|(start, end)| (PhysAddr::new(start), PhysAddr::new(end)));
         let storage = vec![0u64; FrameAllocator::storage_words(&usable)].leak();
         let frames = FrameAllocator::new(&usable, storage).expect("storage sized by storage_words");
+        let cache = match coherence {
+            Coherence::Coherent => None,
+            Coherence::NonCoherent => Some(Mutex::new(cache::Cache::default())),
+        };
         Box::leak(Box::new(SimulatedPlatform {
             pages: Mutex::new(BTreeMap::new()),
             frames: Mutex::new(frames),
             page_table: Mutex::new(BTreeMap::new()),
             accounting: Accounting::new(bounce_pages),
+            cache,
         }))
     }
 
@@ -71,42 +116,67 @@ impl SimulatedPlatform {
         !self.frames.lock().is_free(frame)
     }
 
-    /// Calls `visit(page, offset, length)` for each page of `[address, address + length)`.
-    fn for_each_page(address: u64, length: u64, mut visit: impl FnMut(u64, usize, usize)) {
-        let mut position = address;
-        let end = address + length;
-        while position < end {
-            let offset = position % FRAME_SIZE;
-            let run = (FRAME_SIZE - offset).min(end - position);
-            visit(position / FRAME_SIZE, offset as usize, run as usize);
-            position += run;
-        }
-    }
-
     /// Reads simulated physical memory (what a fake device does through a segment).
     pub fn device_read(&self, address: u64, destination: &mut [u8]) {
-        let pages = self.pages.lock();
-        let mut done = 0;
-        Self::for_each_page(address, destination.len() as u64, |page, offset, run| {
-            let target = &mut destination[done..done + run];
-            match pages.get(&page) {
-                Some(bytes) => target.copy_from_slice(&bytes[offset..offset + run]),
-                None => target.fill(0),
-            }
-            done += run;
-        });
+        ram_read(&self.pages.lock(), address, destination);
     }
 
     /// Writes simulated physical memory (what a fake device does through a segment).
     pub fn device_write(&self, address: u64, source: &[u8]) {
-        let mut pages = self.pages.lock();
-        let mut done = 0;
-        Self::for_each_page(address, source.len() as u64, |page, offset, run| {
-            let bytes = pages.entry(page).or_insert_with(|| Box::new([0; FRAME_SIZE as usize]));
-            bytes[offset..offset + run].copy_from_slice(&source[done..done + run]);
-            done += run;
-        });
+        ram_write(&mut self.pages.lock(), address, source);
     }
+
+    /// Whether the CPU's cache holds a copy of the byte at `address` (always
+    /// `false` on a coherent machine, which models no cache).
+    pub fn is_cached(&self, address: u64) -> bool {
+        self.cache.as_ref().is_some_and(|cache| cache.lock().holds(address))
+    }
+
+    /// Runs `work` on the cache and RAM of a non-coherent machine; `false`
+    /// (nothing run) on a coherent one.
+    fn with_cache(&self, work: impl FnOnce(&mut cache::Cache, &mut Ram)) -> bool {
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        let mut cache = cache.lock();
+        work(&mut cache, &mut self.pages.lock());
+        true
+    }
+}
+
+/// Calls `visit(page, offset, length)` for each page of `[address, address + length)`.
+fn for_each_page(address: u64, length: u64, mut visit: impl FnMut(u64, usize, usize)) {
+    let mut position = address;
+    let end = address + length;
+    while position < end {
+        let offset = position % FRAME_SIZE;
+        let run = (FRAME_SIZE - offset).min(end - position);
+        visit(position / FRAME_SIZE, offset as usize, run as usize);
+        position += run;
+    }
+}
+
+/// Copies RAM from `address` into `destination`.
+fn ram_read(ram: &Ram, address: u64, destination: &mut [u8]) {
+    let mut done = 0;
+    for_each_page(address, destination.len() as u64, |page, offset, run| {
+        let target = &mut destination[done..done + run];
+        match ram.get(&page) {
+            Some(bytes) => target.copy_from_slice(&bytes[offset..offset + run]),
+            None => target.fill(0),
+        }
+        done += run;
+    });
+}
+
+/// Copies `source` into RAM at `address`.
+fn ram_write(ram: &mut Ram, address: u64, source: &[u8]) {
+    let mut done = 0;
+    for_each_page(address, source.len() as u64, |page, offset, run| {
+        let bytes = ram.entry(page).or_insert_with(|| Box::new([0; PAGE]));
+        bytes[offset..offset + run].copy_from_slice(&source[done..done + run]);
+        done += run;
+    });
 }
 
 // SAFETY: the simulated memory is plain heap memory behind a lock; frames come from
@@ -125,6 +195,8 @@ unsafe impl DmaPlatform for SimulatedPlatform {
     ) -> Result<PhysAddr, MemoryError> {
         let first = self.frames.lock().allocate_contiguous(count, constraints)?;
         let address = first.start_address();
+        let length = count as u64 * FRAME_SIZE;
+        self.with_cache(|cache, _| cache.forget(address.as_u64(), length));
         // Not zeroed: stale garbage, so a missing fill shows up in tests.
         let fill = if fill == FrameFill::Zeroed { 0 } else { STALE_BYTE };
         self.device_write(address.as_u64(), &vec![fill; count * FRAME_SIZE as usize]);
@@ -132,26 +204,61 @@ unsafe impl DmaPlatform for SimulatedPlatform {
     }
 
     fn free_frames(&self, first: PhysAddr, count: usize) {
+        self.with_cache(|cache, _| cache.forget(first.as_u64(), count as u64 * FRAME_SIZE));
         let frame = x86_64::structures::paging::PhysFrame::containing_address(first);
         // A double free here is a bug in the DMA layer: fail the test loudly.
         self.frames.lock().free_contiguous(frame, count).expect("simulated double free");
     }
 
     unsafe fn read_physical(&self, source: PhysAddr, destination: &mut [u8]) {
-        self.device_read(source.as_u64(), destination);
+        if !self.with_cache(|cache, ram| cache.read(ram, source.as_u64(), destination)) {
+            self.device_read(source.as_u64(), destination);
+        }
     }
 
     unsafe fn write_physical(&self, destination: PhysAddr, source: &[u8]) {
-        self.device_write(destination.as_u64(), source);
+        if !self.with_cache(|cache, ram| cache.write(ram, destination.as_u64(), source)) {
+            self.device_write(destination.as_u64(), source);
+        }
     }
 
     unsafe fn copy_physical(&self, destination: PhysAddr, source: PhysAddr, length: u64) {
         let mut bytes = vec![0; length as usize];
-        self.device_read(source.as_u64(), &mut bytes);
-        self.device_write(destination.as_u64(), &bytes);
+        // SAFETY: forwarded from the caller, who owns both ranges.
+        unsafe {
+            self.read_physical(source, &mut bytes);
+            self.write_physical(destination, &bytes);
+        }
     }
 
     fn accounting(&self) -> &Accounting {
         &self.accounting
+    }
+
+    fn flush_for_device(&self, address: PhysAddr, length: u64) {
+        // `clflush`: written back, then dropped (the next read comes from RAM).
+        self.with_cache(|cache, ram| {
+            cache.clean(ram, address.as_u64(), length);
+            cache.invalidate(ram, address.as_u64(), length);
+        });
+    }
+
+    fn coherence(&self) -> Coherence {
+        match self.cache {
+            None => Coherence::Coherent,
+            Some(_) => Coherence::NonCoherent,
+        }
+    }
+
+    fn clean_for_device(&self, address: PhysAddr, length: u64) {
+        self.with_cache(|cache, ram| cache.clean(ram, address.as_u64(), length));
+    }
+
+    fn invalidate_for_cpu(&self, address: PhysAddr, length: u64) {
+        self.with_cache(|cache, ram| cache.invalidate(ram, address.as_u64(), length));
+    }
+
+    fn set_uncached(&self, first: PhysAddr, length: u64) {
+        self.with_cache(|cache, ram| cache.set_uncached(ram, first.as_u64(), length));
     }
 }

@@ -7,6 +7,7 @@ use core::ops::Range;
 use core::panic::Location;
 
 use super::{IoDmaCommand, Prepared, trace_segments};
+use crate::dma::bounce::Maintenance;
 use crate::dma::descriptor::Holder;
 use crate::dma::failure::{Cause, IoFailure};
 use crate::dma::misuse::Misuse;
@@ -122,6 +123,11 @@ impl IoDmaCommand {
             let realizer = self.realizer(&descriptor, at);
             let single = realizer.single(prepared.length)?;
             self.statistics.count_forced_double_buffer();
+            if descriptor.direction().includes_in() {
+                // The old memory's unmap: what the device wrote there, bounced
+                // or in place, is read from memory (a non-coherent machine).
+                self.maintain(&descriptor, prepared, Maintenance::Invalidate, 0..u64::MAX, "leave the old memory");
+            }
             if descriptor.direction().includes_in() && prepared.filled {
                 self.copy(&descriptor, prepared, IoDirection::In, 0..u64::MAX, "keep what the device already wrote");
             }
@@ -130,10 +136,14 @@ impl IoDmaCommand {
             // of the device's reach; the move is done either way.
             released = realizer.release(&old);
             self.fill(&descriptor, prepared, "fill the new buffer");
+            // The new buffer's map: the device reads it from memory.
+            self.maintain(&descriptor, prepared, Maintenance::Clean, 0..u64::MAX, "the new buffer");
             prepared.filled = true;
             trace_segments(&prepared.realization.segments);
         }
         if options.contains(SyncOptions::IN) {
+            // Drop the CPU's stale copy of what the device wrote, then copy.
+            self.maintain(&descriptor, prepared, Maintenance::Invalidate, extent.window(), "synchronize(In)");
             self.copy(&descriptor, prepared, IoDirection::In, extent.window(), "synchronize(In)");
             if prepared.holder == Holder::Device {
                 descriptor.set_device_owned(false);
@@ -142,6 +152,8 @@ impl IoDmaCommand {
         }
         if options.contains(SyncOptions::OUT) {
             self.copy(&descriptor, prepared, IoDirection::Out, extent.window(), "synchronize(Out)");
+            // Copy, then write the CPU's bytes back to where the device reads.
+            self.maintain(&descriptor, prepared, Maintenance::Clean, extent.window(), "synchronize(Out)");
             // Only a whole copy makes every bounce byte the descriptor's.
             prepared.filled |= extent == Extent::Whole;
             if prepared.holder == Holder::Cpu {

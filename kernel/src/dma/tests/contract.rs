@@ -145,7 +145,7 @@ fn synchronize_validates_options_first() {
 }
 
 #[test]
-fn synchronize_with_nothing_bounced_does_nothing() {
+pub(super) fn synchronize_with_nothing_bounced_does_nothing() {
     let platform = machine();
     let buffer = low_buffer(platform, 8192, IoDirection::InOut);
     let mut command = command(platform, Specification::UNLIMITED_32);
@@ -160,7 +160,7 @@ fn synchronize_with_nothing_bounced_does_nothing() {
 }
 
 #[test]
-fn explicit_synchronize_copies_whatever_the_direction() {
+pub(super) fn explicit_synchronize_copies_whatever_the_direction() {
     let platform = machine();
     // An Out descriptor: complete() would never copy back, but synchronize(In) does.
     let buffer = high_buffer(platform, 4096, IoDirection::Out);
@@ -180,7 +180,7 @@ fn explicit_synchronize_copies_whatever_the_direction() {
 }
 
 #[test]
-fn prepare_fills_a_fresh_bounce_buffer_even_for_in() {
+pub(super) fn prepare_fills_a_fresh_bounce_buffer_even_for_in() {
     let platform = machine();
     let buffer = high_buffer(platform, 4096, IoDirection::In);
     let mut command = command(platform, Specification::UNLIMITED_32);
@@ -340,7 +340,7 @@ fn a_descriptor_dropped_while_prepared_is_reported() {
 }
 
 #[test]
-fn coherent_memory_is_never_bounced_and_always_cpu_accessible() {
+pub(super) fn coherent_memory_is_never_bounced_and_always_cpu_accessible() {
     let platform = machine();
     let ring = IoMemoryDescriptor::allocate_coherent(platform, 4096, Constraints::NONE).unwrap();
     let mut narrow = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
@@ -355,7 +355,7 @@ fn coherent_memory_is_never_bounced_and_always_cpu_accessible() {
 }
 
 #[test]
-fn with_transfer_restricts_one_transfer_and_cleans_up() {
+pub(super) fn with_transfer_restricts_one_transfer_and_cleans_up() {
     use crate::dma::TransferOptions;
     let platform = machine();
     let buffer = high_buffer(platform, 8192, IoDirection::In);

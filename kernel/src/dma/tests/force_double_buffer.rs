@@ -61,18 +61,18 @@ fn force_double_buffer_out() {
 }
 
 #[test]
-fn force_double_buffer_in_out() {
+pub(super) fn force_double_buffer_in_out() {
     force_double_buffer(IoDirection::InOut, false);
 }
 
 #[test]
-fn force_double_buffer_works_under_nested_prepares() {
+pub(super) fn force_double_buffer_works_under_nested_prepares() {
     force_double_buffer(IoDirection::In, true);
     force_double_buffer(IoDirection::Out, true);
 }
 
 #[test]
-fn force_double_buffer_keeps_device_written_data() {
+pub(super) fn force_double_buffer_keeps_device_written_data() {
     // Data the device already wrote into the old bounce buffer must survive the move.
     let platform = machine();
     let buffer = high_buffer(platform, 4096, IoDirection::In);

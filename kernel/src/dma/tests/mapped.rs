@@ -42,7 +42,7 @@ fn device_writes_through(
 }
 
 #[test]
-fn a_32_bit_device_reads_high_memory_without_a_bounce() {
+pub(super) fn a_32_bit_device_reads_high_memory_without_a_bounce() {
     let (memory, platform, mapper) = mapped_machine(1 << 30);
     let buffer =
         IoMemoryDescriptor::allocate(platform, 3 * 4096, IoDirection::In, crate::memory::Constraints::NONE).unwrap();
@@ -74,7 +74,7 @@ fn a_32_bit_device_reads_high_memory_without_a_bounce() {
 }
 
 #[test]
-fn scattered_pages_become_one_segment() {
+pub(super) fn scattered_pages_become_one_segment() {
     let (memory, platform, mapper) = mapped_machine(1 << 30);
     // Pieces from alternating zones: no two are physical neighbours.
     let high = crate::memory::Constraints::NONE;
@@ -100,7 +100,7 @@ fn scattered_pages_become_one_segment() {
 }
 
 #[test]
-fn a_refused_dma_fails_the_transfer_and_leaves_memory_unchanged() {
+pub(super) fn a_refused_dma_fails_the_transfer_and_leaves_memory_unchanged() {
     let (memory, platform, mapper) = mapped_machine(1 << 30);
     let buffer =
         IoMemoryDescriptor::allocate(platform, 8192, IoDirection::In, crate::memory::Constraints::NONE).unwrap();
@@ -161,7 +161,7 @@ fn bypassed_and_pass_through_commands_use_physical_addresses() {
 }
 
 #[test]
-fn force_double_buffer_still_bounces_and_remaps() {
+pub(super) fn force_double_buffer_still_bounces_and_remaps() {
     let (memory, platform, mapper) = mapped_machine(1 << 30);
     let buffer =
         IoMemoryDescriptor::allocate(platform, 2 * 4096, IoDirection::In, crate::memory::Constraints::NONE).unwrap();

@@ -7,6 +7,7 @@ mod experiments;
 mod force_double_buffer;
 mod invalidation;
 mod mapped;
+mod noncoherent;
 mod ownership;
 mod properties;
 mod slots;
@@ -14,18 +15,36 @@ mod synchronize_range;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::cell::Cell;
 
 use super::simulated::SimulatedPlatform;
-use super::{DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, Segment};
+use super::{Coherence, DmaPlatform, IoDirection, IoDmaCommand, IoMemoryDescriptor, Segment};
 use crate::memory::Constraints;
 use x86_64::PhysAddr;
 
 /// 4 GiB: the first address a 32-bit device cannot reach.
 pub(super) const FOUR_GIB: u64 = 1 << 32;
 
-/// A fresh simulated machine with a 1024-page bounce budget.
+std::thread_local! {
+    /// The machines [`machine`] makes in this test's thread.
+    static MACHINES: Cell<Coherence> = const { Cell::new(Coherence::Coherent) };
+}
+
+/// A fresh simulated machine with a 1024-page bounce budget: coherent, unless
+/// the test runs inside [`on_noncoherent_machines`].
 pub(super) fn machine() -> &'static SimulatedPlatform {
-    SimulatedPlatform::leak(1024)
+    match MACHINES.get() {
+        Coherence::Coherent => SimulatedPlatform::leak(1024),
+        Coherence::NonCoherent => SimulatedPlatform::leak_noncoherent(1024),
+    }
+}
+
+/// Runs `test` with [`machine`] making non-coherent machines: an existing test
+/// of the contract, run again where the CPU's cache hides what the device does.
+pub(super) fn on_noncoherent_machines(test: fn()) {
+    MACHINES.set(Coherence::NonCoherent);
+    test();
+    MACHINES.set(Coherence::Coherent);
 }
 
 /// A buffer in high memory (above 4 GiB) holding a known pattern.

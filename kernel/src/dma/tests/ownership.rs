@@ -16,7 +16,7 @@ fn plain() -> TransferOptions {
 }
 
 #[test]
-fn a_bounced_read_copies_back_exactly_the_bytes_the_device_moved() {
+pub(super) fn a_bounced_read_copies_back_exactly_the_bytes_the_device_moved() {
     let platform = machine();
     let mut buffer = high(platform, 3 * 4096, IoDirection::In);
     let original = buffer.to_vec(0, 3 * 4096).unwrap();
@@ -40,7 +40,7 @@ fn a_bounced_read_copies_back_exactly_the_bytes_the_device_moved() {
 }
 
 #[test]
-fn a_write_fills_its_bounce_buffer_and_a_forced_double_buffer_copies_the_whole_range() {
+pub(super) fn a_write_fills_its_bounce_buffer_and_a_forced_double_buffer_copies_the_whole_range() {
     let platform = machine();
     let mut buffer = high(platform, 8192, IoDirection::Out);
     let original = buffer.to_vec(0, 8192).unwrap();
@@ -142,7 +142,7 @@ fn the_bounce_budget_and_the_address_limit_are_named_when_they_refuse() {
 }
 
 #[test]
-fn an_unfilled_read_refuses_synchronize_in_and_a_filled_one_allows_it() {
+pub(super) fn an_unfilled_read_refuses_synchronize_in_and_a_filled_one_allows_it() {
     let platform = machine();
     let mut buffer = high(platform, 4096, IoDirection::In);
     let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();

@@ -1,5 +1,6 @@
 //! Property tests: random buffers (sizes, offsets, page layouts, above and below
-//! 4 GiB) x random specifications x every direction.
+//! 4 GiB) x random specifications x every direction, on coherent and
+//! non-coherent machines.
 
 use super::*;
 use crate::dma::{IoReturn, OutputFormat, Specification};
@@ -55,6 +56,10 @@ fn direction() -> impl Strategy<Value = IoDirection> {
     prop_oneof![Just(IoDirection::In), Just(IoDirection::Out), Just(IoDirection::InOut)]
 }
 
+fn coherence() -> impl Strategy<Value = Coherence> {
+    prop_oneof![Just(Coherence::Coherent), Just(Coherence::NonCoherent)]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
@@ -65,8 +70,12 @@ proptest! {
         offset_pick in any::<u64>(),
         length_pick in any::<u64>(),
         seed in any::<u8>(),
+        coherence in coherence(),
     ) {
-        let platform = SimulatedPlatform::leak(256);
+        let platform = match coherence {
+            Coherence::Coherent => SimulatedPlatform::leak(256),
+            Coherence::NonCoherent => SimulatedPlatform::leak_noncoherent(256),
+        };
         let free_at_start = platform.free_frames_count();
         let Ok(rules) = specification.rules() else {
             prop_assert_eq!(IoDmaCommand::new(platform, specification).err(), Some(IoReturn::BadArgument));

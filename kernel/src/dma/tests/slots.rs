@@ -24,7 +24,7 @@ fn high(platform: &'static SimulatedPlatform, length: u64) -> DmaBuffer {
 }
 
 #[test]
-fn a_slot_is_completed_once_and_its_command_goes_back() {
+pub(super) fn a_slot_is_completed_once_and_its_command_goes_back() {
     let platform = machine();
     let mut slots = TransferSlots::new(platform, RECORDS, 2).unwrap();
     slots.prepare(1, high(platform, 8192), (0, 8192), IoDirection::In, &TransferOptions::default()).unwrap();

@@ -16,7 +16,7 @@ fn device_fills(platform: &SimulatedPlatform, segments: &[Segment], data: &[u8])
 }
 
 #[test]
-fn a_ranged_synchronize_in_gives_the_cpu_exactly_the_bytes_the_device_reported() {
+pub(super) fn a_ranged_synchronize_in_gives_the_cpu_exactly_the_bytes_the_device_reported() {
     let platform = machine();
     let mut buffer = high(platform, 4096, IoDirection::In);
     let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
@@ -40,7 +40,7 @@ fn a_ranged_synchronize_in_gives_the_cpu_exactly_the_bytes_the_device_reported()
 }
 
 #[test]
-fn a_receive_buffer_is_recycled_thousands_of_times_with_one_prepare() {
+pub(super) fn a_receive_buffer_is_recycled_thousands_of_times_with_one_prepare() {
     let platform = machine();
     let mut buffer = high(platform, 2048, IoDirection::In);
     let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
@@ -70,7 +70,7 @@ fn a_receive_buffer_is_recycled_thousands_of_times_with_one_prepare() {
 }
 
 #[test]
-fn a_ranged_synchronize_out_moves_only_its_window() {
+pub(super) fn a_ranged_synchronize_out_moves_only_its_window() {
     let platform = machine();
     let mut buffer = high(platform, 4096, IoDirection::Out);
     let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
