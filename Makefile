@@ -10,6 +10,8 @@ export ACCEL ?= tcg
 export MEM ?= 6G
 export QEMU_ARGS ?=
 export APPEND ?=
+# noncoherent: the kernel plays a machine whose DMA does not snoop the CPU's caches.
+export COHERENCE ?=
 # The machine: pc (i440FX, no IOMMU) or q35 (with an Intel VT-d IOMMU).
 export MACHINE ?= pc
 # Disks for `make run`: pattern-filled images made on first run, or your own.
@@ -41,6 +43,7 @@ TEST ?=
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: MACHINE=pc|q35  ACCEL=tcg|kvm  MEM=6G  QEMU_ARGS='...'  APPEND='kernel command line'"
+	@echo "             COHERENCE=noncoherent: DMA that does not snoop the CPU's caches (dma.coherence=)"
 	@echo "             VIRTIO_DISK=  ATA_DISK=  MODERN_VIRTIO_DISK= (q35 only)  AHCI_DISK=: raw disk images for"
 	@echo "             make run and make gdb (default build/*.img); set one empty to leave that disk out"
 	@echo "             RUNS=3 (boots of bench, bench-linux)  FIO_RUNTIME=3 (s per fio job in Linux)"
@@ -120,13 +123,16 @@ test-e2e: deps ## Pipe a script into make run and check the disks on the host
 test-docs: deps ## Run the shell sessions of docs/tour.md, experiments.md and exercises.md; compare with the docs
 	tests/docs-check
 
-test: deps ## Host tests, every QEMU test kernel (q35 ones on q35), the e2e test and the docs check; ends with "N passed, N failed"
+test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) coherent and non-coherent, the e2e test and the docs check; ends with "N passed, N failed"
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image 2>&1 | tee -a "$$log"; host=$$?; \
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
+	echo "== the QEMU test kernels again on a machine whose DMA does not snoop (COHERENCE=noncoherent)"; \
+	COHERENCE=noncoherent cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; \
+	noncoherent=$$?; \
 	tests/e2e-shell 2>&1 | tee -a "$$log"; e2e=$$?; \
 	tests/docs-check 2>&1 | tee -a "$$log"; docs=$$?; \
-	echo; tests/tally "$$log" $$host $$qemu $$e2e $$docs
+	echo; tests/tally "$$log" $$host $$qemu $$noncoherent $$e2e $$docs
 
 bench: build $(if $(filter 1,$(LINUX)),linux-guest) ## Benchmark in the Linux peer's setup (RUNS boots, 256 MiB disks; LINUX=1: Linux too)
 	tests/bench $(KERNEL) $(RUNS)

@@ -55,6 +55,17 @@ pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     boot_info::init(boot_info);
     paging::init();
     heap::init()?;
+    // `dma.coherence=noncoherent` plays a machine whose DMA does not snoop the
+    // CPU's caches (see `dma/kernel_platform.rs`); before any DMA memory exists.
+    let coherence = crate::boot::command_line().split_whitespace().find_map(|word| word.strip_prefix("dma.coherence="));
+    match coherence {
+        Some("noncoherent") => {
+            crate::dma::kernel_platform::play_noncoherent();
+            log::info!("DMA: playing a machine whose DMA does not snoop the CPU's caches (dma.coherence=noncoherent)");
+        }
+        None | Some("coherent") => {}
+        Some(other) => log::warn!("dma.coherence={other}: not `coherent` or `noncoherent`; DMA stays coherent"),
+    }
     pic::init();
     x86_64::instructions::interrupts::enable();
     Ok(())

@@ -193,7 +193,7 @@ pub fn device_writes(command: &IoDmaCommand, data: &[u8]) -> Result<(), IoFailur
         // (the descriptor's pages or the command's own bounce pages) until
         // complete; the caller plays that device, and nothing else writes them.
         unsafe {
-            command.platform().write_physical(PhysAddr::new(segment.address.as_u64()), &data[done..done + length])
+            command.platform().write_as_device(PhysAddr::new(segment.address.as_u64()), &data[done..done + length])
         };
         done += length;
     }
@@ -209,7 +209,7 @@ pub fn device_reads(command: &IoDmaCommand, length: usize) -> Result<Vec<u8>, Io
         let take = (segment.length as usize).min(length - done);
         // SAFETY: as in `device_writes`; reading does not change the memory.
         unsafe {
-            command.platform().read_physical(PhysAddr::new(segment.address.as_u64()), &mut data[done..done + take])
+            command.platform().read_as_device(PhysAddr::new(segment.address.as_u64()), &mut data[done..done + take])
         };
         done += take;
     }

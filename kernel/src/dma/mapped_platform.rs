@@ -61,6 +61,16 @@ unsafe impl DmaPlatform for MappedPlatform {
         unsafe { self.inner.copy_physical(destination, source, length) }
     }
 
+    unsafe fn read_as_device(&self, source: PhysAddr, destination: &mut [u8]) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.inner.read_as_device(source, destination) }
+    }
+
+    unsafe fn write_as_device(&self, destination: PhysAddr, source: &[u8]) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.inner.write_as_device(destination, source) }
+    }
+
     fn accounting(&self) -> &Accounting {
         self.inner.accounting()
     }

@@ -12,6 +12,7 @@ mod budget;
 mod buffer;
 mod coherent;
 mod command;
+mod cpu_cache;
 mod descriptor;
 mod device_cause;
 mod direction;

@@ -79,6 +79,28 @@ pub unsafe trait DmaPlatform: Send + Sync {
     /// Both ranges must be owned by the caller and must not overlap.
     unsafe fn copy_physical(&self, destination: PhysAddr, source: PhysAddr, length: u64);
 
+    /// Copies physical memory into `destination` as a device's DMA reads it:
+    /// on a coherent machine the same as [`DmaPlatform::read_physical`]; on a
+    /// non-coherent one, RAM, past the CPU's cache. For code that plays a
+    /// device (the teaching experiments).
+    ///
+    /// # Safety
+    /// As for [`DmaPlatform::read_physical`].
+    unsafe fn read_as_device(&self, source: PhysAddr, destination: &mut [u8]) {
+        // SAFETY: the caller upholds read_physical's contract.
+        unsafe { self.read_physical(source, destination) }
+    }
+
+    /// Copies `source` into physical memory as a device's DMA writes it: RAM,
+    /// past the CPU's cache on a non-coherent machine.
+    ///
+    /// # Safety
+    /// As for [`DmaPlatform::write_physical`].
+    unsafe fn write_as_device(&self, destination: PhysAddr, source: &[u8]) {
+        // SAFETY: the caller upholds write_physical's contract.
+        unsafe { self.write_physical(destination, source) }
+    }
+
     /// The counters and the misuse log of this machine's DMA layer.
     fn accounting(&self) -> &Accounting;
 

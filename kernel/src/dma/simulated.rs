@@ -13,8 +13,6 @@
 //! DMA layer cleans or invalidates, so a driver that forgets a synchronize reads
 //! stale bytes without any bounce buffer in play.
 
-mod cache;
-
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec;
@@ -23,6 +21,7 @@ use spin::Mutex;
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::accounting::Accounting;
+use super::cpu_cache::{Backing, Cache, for_each_page};
 use super::platform::{Coherence, DmaPlatform, FrameFill};
 use crate::memory::{Constraints, FRAME_SIZE, FrameAllocator, MemoryError};
 
@@ -53,7 +52,7 @@ pub struct SimulatedPlatform {
     accounting: Accounting,
     /// The CPU's cache on a non-coherent machine; `None` on a coherent one,
     /// whose CPU reads and writes RAM as the devices do. Locked before `pages`.
-    cache: Option<Mutex<cache::Cache>>,
+    cache: Option<Mutex<Cache>>,
 }
 
 impl SimulatedPlatform {
@@ -87,7 +86,7 @@ impl SimulatedPlatform {
         let frames = FrameAllocator::new(&usable, storage).expect("storage sized by storage_words");
         let cache = match coherence {
             Coherence::Coherent => None,
-            Coherence::NonCoherent => Some(Mutex::new(cache::Cache::default())),
+            Coherence::NonCoherent => Some(Mutex::new(Cache::default())),
         };
         Box::leak(Box::new(SimulatedPlatform {
             pages: Mutex::new(BTreeMap::new()),
@@ -134,25 +133,13 @@ impl SimulatedPlatform {
 
     /// Runs `work` on the cache and RAM of a non-coherent machine; `false`
     /// (nothing run) on a coherent one.
-    fn with_cache(&self, work: impl FnOnce(&mut cache::Cache, &mut Ram)) -> bool {
+    fn with_cache(&self, work: impl FnOnce(&mut Cache, &mut Ram)) -> bool {
         let Some(cache) = &self.cache else {
             return false;
         };
         let mut cache = cache.lock();
         work(&mut cache, &mut self.pages.lock());
         true
-    }
-}
-
-/// Calls `visit(page, offset, length)` for each page of `[address, address + length)`.
-fn for_each_page(address: u64, length: u64, mut visit: impl FnMut(u64, usize, usize)) {
-    let mut position = address;
-    let end = address + length;
-    while position < end {
-        let offset = position % FRAME_SIZE;
-        let run = (FRAME_SIZE - offset).min(end - position);
-        visit(position / FRAME_SIZE, offset as usize, run as usize);
-        position += run;
     }
 }
 
@@ -177,6 +164,16 @@ fn ram_write(ram: &mut Ram, address: u64, source: &[u8]) {
         bytes[offset..offset + run].copy_from_slice(&source[done..done + run]);
         done += run;
     });
+}
+
+impl Backing for Ram {
+    fn read(&self, address: u64, destination: &mut [u8]) {
+        ram_read(self, address, destination);
+    }
+
+    fn write(&mut self, address: u64, source: &[u8]) {
+        ram_write(self, address, source);
+    }
 }
 
 // SAFETY: the simulated memory is plain heap memory behind a lock; frames come from
@@ -229,6 +226,14 @@ unsafe impl DmaPlatform for SimulatedPlatform {
             self.read_physical(source, &mut bytes);
             self.write_physical(destination, &bytes);
         }
+    }
+
+    unsafe fn read_as_device(&self, source: PhysAddr, destination: &mut [u8]) {
+        self.device_read(source.as_u64(), destination);
+    }
+
+    unsafe fn write_as_device(&self, destination: PhysAddr, source: &[u8]) {
+        self.device_write(destination.as_u64(), source);
     }
 
     fn accounting(&self) -> &Accounting {
