@@ -7,7 +7,7 @@
 use dmakit::block::{DeviceHealth, DeviceOutcome, Slot};
 use dmakit::io::RegisterIo;
 
-use super::port::{AhciPort, slots_in};
+use super::port::{AhciPort, PortState, slots_in};
 use super::recovery::Signs;
 use super::registers::*;
 
@@ -19,7 +19,7 @@ impl<R: RegisterIo> AhciPort<R> {
         if state.memory.is_none() {
             return DeviceHealth::Running;
         }
-        let outstanding = state.outstanding();
+        let outstanding = state.issued();
         // The busy bits first: every completion seen in them happened before
         // the error bits read next, so an error is never taken for a success.
         let busy = self.read(PX_CI) | if self.ncq { self.read(PX_SACT) } else { 0 };
@@ -31,6 +31,7 @@ impl<R: RegisterIo> AhciPort<R> {
                 // Nothing is held: old news.
                 self.write(PX_SERR, link);
             }
+            self.issue_next_held_back(state);
             return DeviceHealth::Running;
         }
         let signs = Signs { errors, task_file: self.read(PX_TFD), link };
@@ -46,6 +47,21 @@ impl<R: RegisterIo> AhciPort<R> {
         for slot in slots_in(done) {
             self.finish_slot(state, slot, Ok(()), finished);
         }
+        self.issue_next_held_back(state);
         DeviceHealth::Running
+    }
+
+    /// Issues the next command recovery held back, once none is issued: alone
+    /// on the drive, an error it meets names it.
+    fn issue_next_held_back(&self, state: &mut PortState) {
+        if state.held_back == 0 || state.issued() != 0 {
+            return;
+        }
+        let next = state.held_back & state.held_back.wrapping_neg();
+        state.held_back &= !next;
+        if self.ncq {
+            self.write(PX_SACT, next);
+        }
+        self.write(PX_CI, next);
     }
 }

@@ -160,12 +160,19 @@ pub(super) struct PortState {
     pub(super) memory: Option<PortMemory>,
     /// The request in each slot.
     pub(super) slots: Vec<Option<InFlight>>,
+    /// Slots error recovery holds back, to issue one at a time (`recovery.rs`).
+    pub(super) held_back: u32,
 }
 
 impl PortState {
     /// The slots holding a request, as a bit mask (bit n: slot n, NCQ tag n).
     pub(super) fn outstanding(&self) -> u32 {
         self.slots.iter().enumerate().filter(|(_, flight)| flight.is_some()).fold(0, |mask, (slot, _)| mask | 1 << slot)
+    }
+
+    /// The slots the HBA has been given: those held, less those held back.
+    pub(super) fn issued(&self) -> u32 {
+        self.outstanding() & !self.held_back
     }
 }
 
@@ -209,7 +216,11 @@ impl<R: RegisterIo> AhciPort<R> {
             identity: DriveIdentity { sectors: 0, ncq: false, queue_depth: 1, model: String::new() },
             ncq: false,
             depth: 1,
-            state: Mutex::new(PortState { memory: None, slots: (0..COMMAND_SLOTS).map(|_| None).collect() }),
+            state: Mutex::new(PortState {
+                memory: None,
+                slots: (0..COMMAND_SLOTS).map(|_| None).collect(),
+                held_back: 0,
+            }),
             pending_errors: AtomicU32::new(0),
         };
         port.bring_up()?;
@@ -498,6 +509,15 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         Ok(())
     }
 
+    fn admit(&self, command: &BlockCommand) -> Result<(), IoFailure> {
+        let _ = command;
+        // While recovery isolates the failed NCQ command, one command runs at a time.
+        match self.state.lock().held_back {
+            0 => Ok(()),
+            _ => Err(IoFailure::new(IoReturn::Busy, Cause::Ahci(AhciCause::FindingFailedCommand))),
+        }
+    }
+
     fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {
         self.collect_finished(finished)
     }
@@ -534,6 +554,7 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         for slot in state.slots.iter_mut() {
             *slot = None;
         }
+        state.held_back = 0;
         if stopped {
             memory.release();
             return Quiesced::Stopped;

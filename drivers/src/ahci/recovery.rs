@@ -32,10 +32,12 @@
 //! left (a real drive aborts them all), which one failed is unknown, so they
 //! are all issued again; after a link event alone, they are issued again too
 //! (on QEMU 7.2 the failed one fails again, and alone its ERR stays in PxTFD).
-//! A command is issued again at most [`MOST_REISSUES`] times: then, with the
-//! device's error, all left fail with `AhciCause::NcqFailedCommandUnknown`; after
-//! a link event alone, they are left to the drive (and the block layer's
-//! timeout).
+//! Issued together, commands are issued again at most [`MOST_REISSUES`] times:
+//! then, with the device's error, they are issued one at a time (new commands
+//! wait, `AhciCause::FindingFailedCommand`), so that the next error, with one
+//! command on the drive, names its command, which alone fails; the others
+//! complete as the drive finishes them. After a link event alone, they are
+//! left to the drive (and the block layer's timeout).
 //!
 //! A port whose command engine will not stop, not even after a COMRESET, may
 //! still run what it holds and move its data, and clearing PxCMD.ST has zeroed
@@ -101,6 +103,8 @@ pub(super) enum Verdict {
         failed: u32,
         /// Slots issued again.
         reissued: u32,
+        /// Slots held back, to be issued one at a time after `reissued`.
+        held_back: u32,
         /// Why the failed ones failed.
         failure: IoFailure,
     },
@@ -136,7 +140,7 @@ fn describe(signs: Signs) -> (IoReturn, &'static str) {
 /// `signs` and whether one of them was issued again [`MOST_REISSUES`] times.
 pub(super) fn ncq_verdict(signs: Signs, still: u32, exhausted: bool) -> Verdict {
     let device = signs.failure();
-    let reset = |failed, reissued, failure| Verdict::Reset { failed, reissued, failure };
+    let reset = |failed, reissued, failure| Verdict::Reset { failed, reissued, held_back: 0, failure };
     match (signs.device_error(), still.count_ones()) {
         (false, 0) => Verdict::LeaveToDrive,
         (false, _) if exhausted => Verdict::LeaveToDrive,
@@ -144,11 +148,11 @@ pub(super) fn ncq_verdict(signs: Signs, still: u32, exhausted: bool) -> Verdict 
         (true, 0) => reset(0, 0, device),
         // The failed command never clears its PxSACT bit: the one left is it.
         (true, 1) => reset(still, 0, device),
-        (true, commands) if exhausted => {
-            let (task_file, meaning) = (signs.task_file, describe(signs).1);
-            let cause = Cause::Ahci(AhciCause::NcqFailedCommandUnknown { commands, task_file, meaning });
-            let unknown = IoFailure::new(device.code(), cause);
-            reset(still, 0, unknown)
+        // Issued together again and again, they fail together: one at a time
+        // from here, so that the next error names its command.
+        (true, _) if exhausted => {
+            let first = still & still.wrapping_neg();
+            Verdict::Reset { failed: 0, reissued: first, held_back: still & !first, failure: device }
         }
         // Which one failed is unknown, or none did (a link event): the reset
         // takes them from the drive, so they go to it again.
@@ -164,7 +168,7 @@ impl<R: RegisterIo> AhciPort<R> {
         signs: Signs,
         finished: &mut dyn FnMut(Slot, DeviceOutcome),
     ) -> DeviceHealth {
-        let outstanding = state.outstanding();
+        let outstanding = state.issued();
         let (signs, verdict) = if self.ncq {
             let still = self.drain(state, outstanding, finished);
             let signs = signs.and(self.look());
@@ -175,10 +179,10 @@ impl<R: RegisterIo> AhciPort<R> {
         } else {
             // The one command ended with the error.
             let failure = signs.failure();
-            (signs, Verdict::Reset { failed: outstanding, reissued: 0, failure })
+            (signs, Verdict::Reset { failed: outstanding, reissued: 0, held_back: 0, failure })
         };
         let (errors, task_file, link) = (signs.errors, signs.task_file, signs.link);
-        let Verdict::Reset { failed, reissued, failure } = verdict else {
+        let Verdict::Reset { failed, reissued, held_back, failure } = verdict else {
             log::warn!("Ahci: port {}: link event (PxSERR {link:#x}); no command failed", self.number);
             self.write(PX_SERR, link);
             return DeviceHealth::Running;
@@ -201,6 +205,10 @@ impl<R: RegisterIo> AhciPort<R> {
             // completes what was to be issued again.
             log::error!("Ahci: port {}: not started again after the error: {failure}", self.number);
             return DeviceHealth::MustStop(failure);
+        }
+        if held_back != 0 {
+            log::warn!("Ahci: port {}: slots {held_back:#x} wait, to be issued one at a time", self.number);
+            state.held_back |= held_back;
         }
         if reissued != 0 {
             log::warn!("Ahci: port {}: slots {reissued:#x} are issued again after the reset", self.number);

@@ -11,7 +11,7 @@ use dmakit::block::{
     BlockDevice, BlockOperation, BlockRequest, DoubleBuffering, HardwareQueue, QueuedDisk, RequestHandle,
 };
 use dmakit::dma::simulated::SimulatedPlatform;
-use dmakit::dma::{AhciCause, Cause, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoReturn};
+use dmakit::dma::{AhciCause, Cause, DmaBuffer, DmaPlatform, IoDirection, IoReturn};
 use dmakit::memory::Constraints;
 use dmakit::pattern;
 use x86_64::PhysAddr;
@@ -465,7 +465,7 @@ fn an_ncq_error_a_later_completion_hid_is_found_by_issuing_the_command_again() {
 }
 
 #[test]
-fn commands_left_together_after_an_ncq_error_all_fail_after_bounded_reissues() {
+fn commands_left_together_after_an_ncq_error_are_issued_one_at_a_time_until_the_error_names_its_command() {
     let setup = setup();
     *setup.fake.ncq_errors.lock() = NcqErrorReport::Specification;
     *setup.fake.bad_lba.lock() = Some(3);
@@ -483,17 +483,50 @@ fn commands_left_together_after_an_ncq_error_all_fail_after_bounded_reissues() {
     }
     assert!(setup.fake.queued_tags().is_empty());
     let results: Vec<_> = handles.into_iter().map(|handle| setup.disk.wait(handle).result).collect();
-    let meaning = "the drive aborted the command (task-file ERR, ABRT)";
+    // Alone on the drive, each of the two that cover the bad sector fails with
+    // the drive's own error, named; the third never failed.
     for result in &results[..2] {
-        let cause = result.unwrap_err().cause();
-        assert!(
-            matches!(cause, Cause::Ahci(AhciCause::NcqFailedCommandUnknown { commands: 2, meaning: said, .. }) if said == meaning),
-            "{cause:?}"
-        );
-        assert_eq!(result.unwrap_err().code(), IoReturn::IoError);
+        let failure = result.unwrap_err();
+        assert!(aborted(failure.cause()), "{failure}");
+        assert_eq!(failure.code(), IoReturn::IoError);
     }
     results[2].unwrap();
-    assert_eq!(queued_reads(&setup), 3 + 2 * usize::from(MOST_REISSUES), "each issued again a bounded number of times");
+    // Three at first, two together MOST_REISSUES times, then each alone once.
+    assert_eq!(queued_reads(&setup), 3 + 2 * usize::from(MOST_REISSUES) + 2, "a bounded number of issues");
+}
+
+#[test]
+fn an_innocent_command_left_with_a_failed_one_completes_once_they_run_one_at_a_time() {
+    let setup = setup();
+    *setup.fake.ncq_errors.lock() = NcqErrorReport::Specification;
+    *setup.fake.bad_lba.lock() = Some(3);
+    setup.fake.hold.store(true, Ordering::Relaxed);
+    // Slot 0 covers the bad sector, slot 1 does not.
+    let handles: Vec<_> = [0, 100]
+        .into_iter()
+        .map(|lba| setup.disk.submit(read_request(lba, 8, buffer(&setup, 8, Constraints::NONE))).unwrap())
+        .collect();
+    // The drive fails slot 0 while slot 1 is still queued, every time they run
+    // together: the error cannot say which of the two it was.
+    for round in 0..=MOST_REISSUES {
+        assert_eq!(setup.fake.queued_tags(), vec![0, 1], "round {round}: issued together");
+        setup.fake.complete(0);
+        setup.disk.run_work_loop();
+    }
+    assert_eq!(setup.fake.queued_tags(), vec![0], "then one at a time, slot 1 held back");
+    for _ in 0..4 {
+        for tag in setup.fake.queued_tags() {
+            setup.fake.complete(tag);
+        }
+        setup.disk.run_work_loop();
+    }
+    let results: Vec<_> = handles.into_iter().map(|handle| setup.disk.wait(handle)).collect();
+    let failure = results[0].result.unwrap_err();
+    assert!(aborted(failure.cause()), "alone, the failed one is named: {failure}");
+    results[1].result.unwrap();
+    let bytes = results[1].buffer.as_ref().unwrap().to_vec(0, 8 * 512).unwrap();
+    assert_eq!(bytes, expected(100, 8), "the innocent request read its sectors");
+    assert_eq!(setup.disk.stats().failed, 1);
 }
 
 #[test]
@@ -513,15 +546,16 @@ fn the_ncq_verdict_fails_a_command_only_for_the_devices_error() {
     }
     assert_eq!(failed_and_reissued(ncq_verdict(link, 0b110, false)), Some((0, 0b110)));
     assert_eq!(failed_and_reissued(ncq_verdict(link, 0b110, true)), None);
-    // The device's error: the one left failed; of several, which is unknown.
-    let meaning = "the drive aborted the command (task-file ERR, ABRT)";
+    // The device's error: the one left failed; of several, which is unknown:
+    // issued together again, then (exhausted) one at a time, none failed.
     let failure = device.failure();
     assert!(aborted(failure.cause()), "{failure}");
-    assert_eq!(ncq_verdict(device, 0b100, false), Verdict::Reset { failed: 0b100, reissued: 0, failure });
+    let alone = Verdict::Reset { failed: 0b100, reissued: 0, held_back: 0, failure };
+    assert_eq!(ncq_verdict(device, 0b100, false), alone);
+    assert_eq!(ncq_verdict(device, 0b100, true), alone, "alone, it is the failed one however often it ran");
     assert_eq!(failed_and_reissued(ncq_verdict(device, 0b110, false)), Some((0, 0b110)));
-    let unknown = Cause::Ahci(AhciCause::NcqFailedCommandUnknown { commands: 2, task_file: device.task_file, meaning });
-    let failure = IoFailure::new(IoReturn::IoError, unknown);
-    assert_eq!(ncq_verdict(device, 0b110, true), Verdict::Reset { failed: 0b110, reissued: 0, failure });
+    let one_at_a_time = Verdict::Reset { failed: 0, reissued: 0b010, held_back: 0b100, failure };
+    assert_eq!(ncq_verdict(device, 0b110, true), one_at_a_time);
     // PxTFD.ERR alone (QEMU 7.2 raises no TFES) is the device's error too.
     let quiet = Signs { errors: 0, ..device };
     assert_eq!(failed_and_reissued(ncq_verdict(quiet, 0b1, false)), Some((0b1, 0)));

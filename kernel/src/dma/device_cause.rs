@@ -260,17 +260,9 @@ pub enum AhciCause {
         /// The driver's reading of the two.
         meaning: &'static str,
     },
-    /// A queued (NCQ) command failed, and which of the commands left is unknown
-    /// without the drive's NCQ error log (READ LOG EXT, page 10h), which was not
-    /// read; issued again, they failed again, so each of them fails with this.
-    NcqFailedCommandUnknown {
-        /// Commands left when the error came, each failed.
-        commands: u32,
-        /// PxTFD at the error.
-        task_file: u32,
-        /// The driver's reading of the error.
-        meaning: &'static str,
-    },
+    /// Error recovery is issuing the commands an NCQ error left one at a time,
+    /// so that the next error names its command: a new one waits.
+    FindingFailedCommand,
     /// PxCMD.CR or FR stayed set after ST or FRE was cleared (and after a port
     /// reset): the port may still use what it was given.
     EnginesWouldNotStop,
@@ -289,10 +281,9 @@ impl fmt::Display for AhciCause {
             AhciCause::CommandFailed { interrupts, task_file, meaning } => {
                 write!(f, "{meaning} (PxIS {interrupts:#x}, PxTFD {task_file:#x})")
             }
-            AhciCause::NcqFailedCommandUnknown { commands, task_file, meaning } => write!(
-                f,
-                "one of {commands} queued commands failed ({meaning}, PxTFD {task_file:#x}); which one is unknown \
-                 without the NCQ error log, so each of them failed"
+            AhciCause::FindingFailedCommand => f.write_str(
+                "the port issues the commands an NCQ error left one at a time, to find the one that failed; \
+                 new commands wait",
             ),
             AhciCause::EnginesWouldNotStop => {
                 f.write_str("the port's engines would not stop (PxCMD.CR or FR stayed set)")
