@@ -26,6 +26,7 @@ dmakit::test_kernel!(
     crossing_64_kib_gives_one_region_across_the_line,
     no_bounce_lands_the_data_4_gib_lower_on_the_canary,
     synchronize_lets_the_cpu_look_early_and_hands_changes_back,
+    an_early_synchronize_out_overwrites_what_the_device_wrote,
     dma_step_pauses_at_each_step_of_a_read,
     extra_arguments_are_refused_with_a_usage_message,
     a_write_pattern_that_starts_with_a_digit_is_a_byte,
@@ -298,6 +299,18 @@ fn synchronize_lets_the_cpu_look_early_and_hands_changes_back() {
         "   the device reads its segment:    22 22 22 22 22 22 22 22 ... (still the old bytes)",
         "6. synchronize(Out): buffer -> bounce; the device reads: 33 33 33 33",
         "7. the device writes 0x44, then the driver completes the transfer\n   the CPU looks at its buffer:     44 44",
+    ] {
+        assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
+    }
+}
+
+fn an_early_synchronize_out_overwrites_what_the_device_wrote() {
+    let output = shell("experiment early-sync\n");
+    for expected in [
+        "3. it gives the buffer back with synchronize(Out): the CPU's whole buffer -> bounce buffer\n   the bounce buffer at 16..32:   11 11",
+        "   the frame the CPU got: 2032 of its 4096 bytes are not the device's",
+        "3. it gives the buffer back with synchronize_range(Out, 0, 0): nothing is copied\n   the bounce buffer at 16..32:   22 22",
+        "   the frame the CPU got: 0 of its 4096 bytes are not the device's",
     ] {
         assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
     }

@@ -186,15 +186,27 @@ fn physical_segments(command: &IoDmaCommand) -> Result<&[super::Segment], IoFail
 /// Plays the device for a demonstration: writes `data` through the prepared
 /// `command`'s segments, in order, as its DMA would.
 pub fn device_writes(command: &IoDmaCommand, data: &[u8]) -> Result<(), IoFailure> {
+    device_writes_at(command, 0, data)
+}
+
+/// As [`device_writes`], from byte `offset` of the prepared range: a device
+/// part way through a frame.
+pub fn device_writes_at(command: &IoDmaCommand, offset: u64, data: &[u8]) -> Result<(), IoFailure> {
+    let mut position = 0u64;
     let mut done = 0;
     for segment in physical_segments(command)? {
-        let length = (segment.length as usize).min(data.len() - done);
+        let (start, end) = (position, position + segment.length);
+        position = end;
+        if done == data.len() || end <= offset + done as u64 {
+            continue;
+        }
+        let skip = (offset + done as u64).saturating_sub(start);
+        let length = ((segment.length - skip) as usize).min(data.len() - done);
+        let address = PhysAddr::new(segment.address.as_u64() + skip);
         // SAFETY: a prepared command's segments are memory lent to its device
         // (the descriptor's pages or the command's own bounce pages) until
         // complete; the caller plays that device, and nothing else writes them.
-        unsafe {
-            command.platform().write_as_device(PhysAddr::new(segment.address.as_u64()), &data[done..done + length])
-        };
+        unsafe { command.platform().write_as_device(address, &data[done..done + length]) };
         done += length;
     }
     Ok(())

@@ -111,3 +111,31 @@ fn a_ranged_synchronize_says_what_is_wrong() {
     assert_eq!(force.cause(), Cause::RangedForceDoubleBuffer);
     transfer.complete(0).result.unwrap_err();
 }
+
+#[test]
+fn a_buffer_the_device_is_still_writing_is_given_back_without_a_copy() {
+    // The device has written the first half of a frame when the driver looks
+    // at the header and gives the buffer back; then it writes the rest.
+    for copy_towards_device in [true, false] {
+        let platform = machine();
+        let mut buffer = high(platform, 4096, IoDirection::In);
+        let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_32).unwrap();
+        let mut transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &TransferOptions::default()).unwrap();
+        let address = transfer.segments()[0].address.as_u64();
+        platform.device_write(address, &[0x22; 2048]);
+        transfer.synchronize_range(SyncOptions::IN, 0, 16).unwrap();
+        match copy_towards_device {
+            true => transfer.synchronize(SyncOptions::OUT).unwrap(),
+            false => transfer.synchronize_range(SyncOptions::OUT, 0, 0).unwrap(),
+        }
+        platform.device_write(address + 2048, &[0x22; 2048]);
+        transfer.complete(4096).result.unwrap();
+        let got = contents(buffer.descriptor());
+        let mut frame = alloc::vec![0x22u8; 4096];
+        if copy_towards_device {
+            // The CPU's stale bytes landed on what the device had written.
+            frame[16..2048].copy_from_slice(&pattern(4096, 7)[16..2048]);
+        }
+        assert_eq!(got, frame, "copied towards the device: {copy_towards_device}");
+    }
+}
