@@ -27,6 +27,7 @@ dmakit::test_kernel!(
     no_bounce_lands_the_data_4_gib_lower_on_the_canary,
     synchronize_lets_the_cpu_look_early_and_hands_changes_back,
     an_early_synchronize_out_overwrites_what_the_device_wrote,
+    a_packet_read_without_synchronize_in_is_stale_where_the_cpu_and_device_do_not_share_bytes,
     dma_step_pauses_at_each_step_of_a_read,
     extra_arguments_are_refused_with_a_usage_message,
     a_write_pattern_that_starts_with_a_digit_is_a_byte,
@@ -314,6 +315,22 @@ fn an_early_synchronize_out_overwrites_what_the_device_wrote() {
     ] {
         assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
     }
+}
+
+fn a_packet_read_without_synchronize_in_is_stale_where_the_cpu_and_device_do_not_share_bytes() {
+    let output = shell("experiment skip-sync-rx\n");
+    let noncoherent = output.contains("does not snoop the CPU's caches (dma.coherence=noncoherent)");
+    let in_place = match noncoherent {
+        true => "without synchronize(In) the driver reads: 11 11",
+        false => "without synchronize(In) the driver reads: 22 22",
+    };
+    for expected in [
+        "a bounce buffer; the device wrote the packet and reported 1500 bytes\n   without synchronize(In) the driver reads: 11 11",
+        in_place,
+    ] {
+        assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
+    }
+    assert_eq!(output.matches("after synchronize_range(In, 0, 1500):   22 22").count(), 2, "{output}");
 }
 
 fn dma_step_pauses_at_each_step_of_a_read() {

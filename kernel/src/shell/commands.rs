@@ -161,6 +161,7 @@ fn help() {
     println!("                           dma continue (the device is played by the shell)");
     println!("  experiment synchronize   one bounced transfer step by step: what synchronize(In) and (Out) do");
     println!("  experiment early-sync    a receive buffer given back with synchronize(Out) while the device writes");
+    println!("  experiment skip-sync-rx  a received packet read without synchronize(In): bounced, and in place");
     println!("  experiment no-bounce DEV LBA");
     println!("                           give the 32-bit IDE controller a buffer above 4 GiB without bouncing");
     println!("  experiment cross-64k DEV LBA");

@@ -43,7 +43,7 @@ const OLD_BYTE: u8 = 0x5a;
 const MEANT: &[u8] = b"what the CPU meant to write. ";
 
 const USAGE: &str = "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT, experiment cross-64k|no-bounce DEV LBA, \
-     experiment synchronize, or experiment early-sync";
+     experiment synchronize|early-sync|skip-sync-rx";
 /// 4 GiB: what a 32-bit address register cannot hold.
 const FOUR_GIB: u64 = 1 << 32;
 /// What the canary page holds before the device's write.
@@ -60,6 +60,9 @@ pub fn experiment(arguments: &[&str]) -> Result<(), String> {
     }
     if arguments == ["early-sync"] {
         return super::early_sync::early_sync();
+    }
+    if arguments == ["skip-sync-rx"] {
+        return super::skip_sync_rx::skip_sync_rx();
     }
     if let [step @ ("cross-64k" | "no-bounce"), name, lba] = arguments {
         let disk = driver::find_block_device(name).ok_or_else(|| format!("no disk called '{name}' (try lsblk)"))?;
