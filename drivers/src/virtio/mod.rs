@@ -2,6 +2,7 @@
 //! BARs found through capabilities), with a hand-written split virtqueue.
 
 mod block;
+mod bring_up;
 #[cfg(target_os = "none")]
 mod driver;
 #[cfg(test)]
