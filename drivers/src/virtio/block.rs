@@ -341,9 +341,7 @@ impl<T: Transport> Drop for VirtioBlock<T> {
     /// Resets the device, so that it forgets the queue, then releases it (as
     /// `quiesce`).
     fn drop(&mut self) {
-        if let Err(failure) = self.shut_down() {
-            log::error!("virtio-blk: dropped without a confirmed reset: {failure}");
-        }
+        bring_up::dropped("virtio-blk", self.shut_down());
     }
 }
 
@@ -504,10 +502,7 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
     }
 
     fn quiesce(&self) -> Quiesced {
-        match self.shut_down() {
-            Ok(()) => Quiesced::Stopped,
-            Err(failure) => Quiesced::StillRunning(failure),
-        }
+        bring_up::quiesced(self.shut_down())
     }
 
     /// `bring_up` again, on the device the slots were made for.

@@ -6,6 +6,7 @@
 //! (`block.rs`) and virtio-net (`net.rs`) each add their own queues, memory
 //! and configuration between these steps.
 
+use dmakit::block::Quiesced;
 use dmakit::dma::{Cause, DmaPlatform, IoFailure, IoReturn, VirtioCause};
 
 use super::registers::*;
@@ -98,4 +99,21 @@ pub fn give_up<T: Transport>(transport: &T) -> Result<(), IoFailure> {
     let reset = transport.reset();
     transport.set_status(STATUS_FAILED);
     reset
+}
+
+/// What a quiesce says after the reset of a shut-down: stopped, or still
+/// running if the device did not confirm the reset (its memory was leaked).
+pub fn quiesced(reset: Result<(), IoFailure>) -> Quiesced {
+    match reset {
+        Ok(()) => Quiesced::Stopped,
+        Err(failure) => Quiesced::StillRunning(failure),
+    }
+}
+
+/// A dropped driver's shut-down: a reset that was not confirmed is logged
+/// (the memory the device held was leaked, never freed under it).
+pub fn dropped(device: &str, reset: Result<(), IoFailure>) {
+    if let Err(failure) = reset {
+        log::error!("{device}: dropped without a confirmed reset: {failure}");
+    }
 }
