@@ -1,4 +1,4 @@
-//! What the virtio-blk driver needs from a virtio transport, and the choices
+//! What the virtio drivers (virtio-blk, virtio-net) need from a virtio transport, and the choices
 //! that depend on which one it is: the features to accept, where the queue may
 //! lie, and which DMA platform the device's memory goes through.
 //!
