@@ -31,6 +31,7 @@ pub mod io;
 pub mod iommu;
 pub mod logger;
 pub mod memory;
+pub mod net;
 #[cfg(target_os = "none")]
 mod panic;
 pub mod pattern;

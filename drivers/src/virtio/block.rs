@@ -78,6 +78,7 @@ use dmakit::dma::{
 };
 use spin::Mutex;
 
+use super::bring_up;
 use super::layout::{MAX_DEPTH, SlotLayout};
 use super::queue::{DESCRIPTOR_WRITE, SEGMENT_FORMAT, VirtqDescriptor};
 use super::registers::*;
@@ -202,96 +203,53 @@ impl<T: Transport> VirtioBlock<T> {
         platforms: &DmaPlatforms,
         check: impl FnOnce(&Link) -> Result<(), IoFailure>,
     ) -> Result<(Link, Shared), IoFailure> {
-        let interface = transport.interface();
-        transport.reset()?;
-        transport.set_status(STATUS_ACKNOWLEDGE);
-        transport.set_status(STATUS_ACKNOWLEDGE | STATUS_DRIVER);
-        let features_offered = transport.device_features();
-        let mut status = STATUS_ACKNOWLEDGE | STATUS_DRIVER;
-        let negotiated = Self::negotiate(transport, interface, features_offered, &mut status);
-        let features_accepted = negotiated.inspect_err(|_| {
-            // Nothing of ours is in the device yet: the reset clears the
-            // features, and FAILED tells the host the driver gave up.
-            let _ = transport.reset();
-            transport.set_status(STATUS_FAILED);
+        let negotiated = bring_up::negotiate(transport, BLOCK_FEATURES)?;
+        let shared = Self::set_up_queue(transport, negotiated.platform(platforms)).inspect_err(|_| {
+            // `set_up_queue` took back whatever memory it gave the device.
+            let _ = bring_up::give_up(transport);
         })?;
-        let dma_route = DmaRoute::choose(interface, features_accepted);
-        let platform = dma_route.platform(platforms);
-
-        let shared = Self::set_up_queue(transport, platform, interface).inspect_err(|_| {
-            // `set_up_queue` took back whatever memory it gave the device; the
-            // reset clears the features, and FAILED says the driver gave up.
-            let _ = transport.reset();
-            transport.set_status(STATUS_FAILED);
-        })?;
-        let configured = Self::read_configuration(transport, features_accepted, shared.queue.size()).and_then(
+        let configured = Self::read_configuration(transport, negotiated.accepted, shared.queue.size()).and_then(
             |(capacity, layout)| {
-                let link = Link { features_offered, features_accepted, dma_route, capacity, layout };
+                let link = Link {
+                    features_offered: negotiated.offered,
+                    features_accepted: negotiated.accepted,
+                    dma_route: negotiated.dma_route,
+                    capacity,
+                    layout,
+                };
                 check(&link).map(|()| link)
             },
         );
         match configured {
             Ok(link) => {
-                transport.set_status(status | STATUS_DRIVER_OK);
+                bring_up::ready(transport, &negotiated);
                 Ok((link, shared))
             }
             Err(failure) => {
                 // The device has the queue's address: it must forget it (reset)
                 // before the memory can go back.
-                shared.release_after(&transport.reset());
-                transport.set_status(STATUS_FAILED);
+                shared.release_after(&bring_up::give_up(transport));
                 Err(failure)
             }
         }
     }
 
-    /// Writes the features to accept; on a modern device, sets `FEATURES_OK`
-    /// and reads it back: a device that cleared it does not work with them.
-    /// `status` gains `FEATURES_OK` when the handshake succeeded.
-    fn negotiate(transport: &T, interface: Interface, offered: u64, status: &mut u8) -> Result<u64, IoFailure> {
-        let accepted = interface.negotiate(offered)?;
-        transport.set_driver_features(accepted);
-        if interface == Interface::Modern {
-            *status |= STATUS_FEATURES_OK;
-            transport.set_status(*status);
-            if transport.status() & STATUS_FEATURES_OK == 0 {
-                return Err(IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::FeaturesRefused)));
-            }
-        }
-        Ok(accepted)
-    }
-
-    /// Allocates queue 0 and the request area and gives the queue to the
+    /// Allocates the request area and queue 0 and gives the queue to the
     /// device; an error in it is undone here (reset, then free).
-    fn set_up_queue(
-        transport: &T,
-        platform: &'static dyn DmaPlatform,
-        interface: Interface,
-    ) -> Result<Shared, IoFailure> {
-        let size = interface.queue_size(transport.max_queue_size(0));
-        if size < 3 {
-            let cause = Cause::Virtio(VirtioCause::QueueTooSmall { size });
-            return Err(IoFailure::new(IoReturn::NoResources, cause));
-        }
+    fn set_up_queue(transport: &T, platform: &'static dyn DmaPlatform) -> Result<Shared, IoFailure> {
         let area = Specification { alignment: 16, ..Specification::UNLIMITED_64 };
         let requests = CoherentMemory::allocate(platform, REQUEST_AREA_STRIDE * MAX_DEPTH as u64, area)?;
-        let queue = match Virtqueue::allocate(platform, size, interface) {
-            Ok(queue) => queue,
-            Err(failure) => {
-                // The device was told about neither yet.
-                release_after(requests, &Ok(()), "request area");
-                return Err(failure);
+        match bring_up::set_up_queue(transport, platform, 0, 3) {
+            Ok(queue) => {
+                let requests_address = requests.device_address().as_u64();
+                Ok(Shared { queue, requests, requests_address })
             }
-        };
-        let areas = queue.areas();
-        let requests_address = requests.device_address().as_u64();
-        let shared = Shared { queue, requests, requests_address };
-        if let Err(failure) = transport.set_up_queue(0, size, areas) {
-            // The device may hold some of the addresses already.
-            shared.release_after(&transport.reset());
-            return Err(failure);
+            Err(failure) => {
+                // The device was never told about the request area.
+                release_after(requests, &Ok(()), "request area");
+                Err(failure)
+            }
         }
-        Ok(shared)
     }
 
     /// The disk's capacity and how the queue is split into slots. The device
@@ -383,9 +341,7 @@ impl<T: Transport> Drop for VirtioBlock<T> {
     /// Resets the device, so that it forgets the queue, then releases it (as
     /// `quiesce`).
     fn drop(&mut self) {
-        if let Err(failure) = self.shut_down() {
-            log::error!("virtio-blk: dropped without a confirmed reset: {failure}");
-        }
+        bring_up::dropped("virtio-blk", self.shut_down());
     }
 }
 
@@ -546,10 +502,7 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
     }
 
     fn quiesce(&self) -> Quiesced {
-        match self.shut_down() {
-            Ok(()) => Quiesced::Stopped,
-            Err(failure) => Quiesced::StillRunning(failure),
-        }
+        bring_up::quiesced(self.shut_down())
     }
 
     /// `bring_up` again, on the device the slots were made for.

@@ -1,14 +1,23 @@
-//! virtio-blk over virtio-PCI, legacy (I/O BAR 0) or modern (virtio 1.0, memory
+//! virtio-blk and virtio-net over virtio-PCI, legacy (I/O BAR 0) or modern (virtio 1.0, memory
 //! BARs found through capabilities), with a hand-written split virtqueue.
 
+#[cfg(test)]
+#[macro_use]
+mod both_transports;
 mod block;
+mod bring_up;
 #[cfg(target_os = "none")]
 mod driver;
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod fake_net;
 mod layout;
 pub mod legacy;
 pub mod modern;
+pub mod net;
+#[cfg(test)]
+mod net_tests;
 pub mod queue;
 pub mod registers;
 #[cfg(test)]
@@ -22,4 +31,5 @@ pub use driver::VirtioBlockDriver;
 pub use layout::SlotLayout;
 pub use legacy::LegacyTransport;
 pub use modern::{ModernRegisters, ModernTransport, Structure};
+pub use net::VirtioNet;
 pub use transport::{DmaPlatforms, DmaRoute, Interface, Transport};

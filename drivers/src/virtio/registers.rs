@@ -54,6 +54,8 @@ pub const STATUS_FAILED: u8 = 0x80;
 pub const FEATURE_SEG_MAX: u64 = 1 << 2;
 /// Feature: the disk is read-only.
 pub const FEATURE_READ_ONLY: u64 = 1 << 5;
+/// The virtio-blk features the block driver accepts when offered.
+pub const BLOCK_FEATURES: u64 = FEATURE_SEG_MAX | FEATURE_READ_ONLY;
 /// Feature `VIRTIO_F_VERSION_1`: the device follows virtio 1.0; a modern
 /// interface requires it (the legacy one has only 32 feature bits).
 pub const FEATURE_VERSION_1: u64 = 1 << 32;

@@ -35,18 +35,6 @@ use crate::test_support::WAITER;
 /// either transport.
 type Disk = QueuedDisk<VirtioBlock<Box<dyn Transport>>>;
 
-/// Generates a `#[test]` for each transport from each `fn name(interface)`.
-macro_rules! on_both_transports {
-    ($($name:ident),* $(,)?) => {
-        mod legacy {
-            $(#[test] fn $name() { super::$name(super::Interface::Legacy) })*
-        }
-        mod modern {
-            $(#[test] fn $name() { super::$name(super::Interface::Modern) })*
-        }
-    };
-}
-
 on_both_transports!(
     reads_every_sector_byte_exact,
     writes_reach_the_disk_and_read_back,

@@ -1,4 +1,4 @@
-//! What the virtio-blk driver needs from a virtio transport, and the choices
+//! What the virtio drivers (virtio-blk, virtio-net) need from a virtio transport, and the choices
 //! that depend on which one it is: the features to accept, where the queue may
 //! lie, and which DMA platform the device's memory goes through.
 //!
@@ -11,7 +11,7 @@ use alloc::boxed::Box;
 
 use dmakit::dma::{Cause, DmaAddr, DmaPlatform, IoFailure, IoReturn, VirtioCause};
 
-use super::registers::{FEATURE_ACCESS_PLATFORM, FEATURE_READ_ONLY, FEATURE_SEG_MAX, FEATURE_VERSION_1};
+use super::registers::{FEATURE_ACCESS_PLATFORM, FEATURE_VERSION_1};
 
 /// Which virtio PCI interface a transport speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,23 +59,26 @@ impl Interface {
         }
     }
 
-    /// Features the driver accepts when the device offers them.
-    pub fn acceptable_features(self) -> u64 {
-        let block = FEATURE_SEG_MAX | FEATURE_READ_ONLY;
+    /// Features a driver accepts when the device offers them: the device
+    /// type's own (`device_features`: virtio-blk's `SEG_MAX`, virtio-net's
+    /// `MAC`, ...), and on the modern interface `VERSION_1` and
+    /// `ACCESS_PLATFORM`.
+    pub fn acceptable_features(self, device_features: u64) -> u64 {
         match self {
-            Interface::Legacy => block,
-            Interface::Modern => block | FEATURE_VERSION_1 | FEATURE_ACCESS_PLATFORM,
+            Interface::Legacy => device_features,
+            Interface::Modern => device_features | FEATURE_VERSION_1 | FEATURE_ACCESS_PLATFORM,
         }
     }
 
-    /// The features to accept from `offered`. A modern device that does not
-    /// offer `VERSION_1` is not a virtio 1.0 device: refused.
-    pub fn negotiate(self, offered: u64) -> Result<u64, IoFailure> {
+    /// The features to accept from `offered` for a device type whose own are
+    /// `device_features`. A modern device that does not offer `VERSION_1` is
+    /// not a virtio 1.0 device: refused.
+    pub fn negotiate(self, offered: u64, device_features: u64) -> Result<u64, IoFailure> {
         if self == Interface::Modern && offered & FEATURE_VERSION_1 == 0 {
             let cause = Cause::Virtio(VirtioCause::NoVersion1);
             return Err(IoFailure::new(IoReturn::IoError, cause));
         }
-        Ok(offered & self.acceptable_features())
+        Ok(offered & self.acceptable_features(device_features))
     }
 }
 
@@ -235,18 +238,19 @@ pub(super) fn config_out_of_range(offset: u16, length: u64, size: u64) -> IoFail
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::virtio::registers::{BLOCK_FEATURES, FEATURE_SEG_MAX};
 
     #[test]
     fn modern_negotiation_needs_version_1_and_keeps_access_platform() {
         let offered = FEATURE_SEG_MAX | FEATURE_VERSION_1 | FEATURE_ACCESS_PLATFORM | 1 << 28 | 1 << 34;
-        let accepted = Interface::Modern.negotiate(offered).unwrap();
+        let accepted = Interface::Modern.negotiate(offered, BLOCK_FEATURES).unwrap();
         assert_eq!(accepted, FEATURE_SEG_MAX | FEATURE_VERSION_1 | FEATURE_ACCESS_PLATFORM);
         assert_eq!(DmaRoute::choose(Interface::Modern, accepted), DmaRoute::Platform);
-        let plain = Interface::Modern.negotiate(FEATURE_VERSION_1).unwrap();
+        let plain = Interface::Modern.negotiate(FEATURE_VERSION_1, BLOCK_FEATURES).unwrap();
         assert_eq!(DmaRoute::choose(Interface::Modern, plain), DmaRoute::PhysicalNoAccessPlatform);
-        let refused = Interface::Modern.negotiate(FEATURE_SEG_MAX).unwrap_err();
+        let refused = Interface::Modern.negotiate(FEATURE_SEG_MAX, BLOCK_FEATURES).unwrap_err();
         assert_eq!(refused.code(), IoReturn::IoError);
-        assert_eq!(Interface::Legacy.negotiate(offered & 0xffff_ffff).unwrap(), FEATURE_SEG_MAX);
+        assert_eq!(Interface::Legacy.negotiate(offered & 0xffff_ffff, BLOCK_FEATURES).unwrap(), FEATURE_SEG_MAX);
         assert_eq!(DmaRoute::choose(Interface::Legacy, FEATURE_ACCESS_PLATFORM), DmaRoute::PhysicalLegacy);
     }
 

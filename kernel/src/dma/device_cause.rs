@@ -195,6 +195,31 @@ pub enum VirtioCause {
     },
     /// `reopen` found the device still set up: it was not stopped.
     NotStopped,
+    /// The used ring named an id that heads no chain the driver makes on queue
+    /// `queue` (a device is not trusted: the queue's state can no longer be).
+    UsedIdNotAHead {
+        /// The queue.
+        queue: u16,
+        /// The id the device wrote.
+        id: u32,
+    },
+    /// The used ring gave back a chain on queue `queue` the device did not
+    /// hold (never posted, or given back twice).
+    UsedIdNotInFlight {
+        /// The queue.
+        queue: u16,
+        /// The id the device wrote.
+        id: u32,
+    },
+    /// A used length above the bytes the chain lets the device write.
+    UsedLengthAboveChain {
+        /// The queue.
+        queue: u16,
+        /// The length the device wrote.
+        length: u32,
+        /// Device-writable bytes in the chain.
+        writable: u64,
+    },
 }
 
 impl fmt::Display for VirtioCause {
@@ -242,6 +267,65 @@ impl fmt::Display for VirtioCause {
                  entries)"
             ),
             VirtioCause::NotStopped => f.write_str("the virtio device was not stopped"),
+            VirtioCause::UsedIdNotAHead { queue, id } => {
+                write!(f, "the virtio device returned id {id} on queue {queue}, which heads no chain")
+            }
+            VirtioCause::UsedIdNotInFlight { queue, id } => {
+                write!(f, "the virtio device returned chain {id} on queue {queue}, which it did not hold")
+            }
+            VirtioCause::UsedLengthAboveChain { queue, length, writable } => write!(
+                f,
+                "the virtio device said it wrote {length} bytes into a chain of {writable} writable bytes (queue {queue})"
+            ),
+        }
+    }
+}
+
+/// What a network interface (the `net` layer, or the device under it) did
+/// that a frame could not get past.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetCause {
+    /// Every transmit buffer is the device's: try again after a poll.
+    TransmitRingFull {
+        /// Transmit buffers.
+        depth: usize,
+    },
+    /// A frame to send is empty or longer than the interface takes.
+    FrameLength {
+        /// Bytes in the frame.
+        length: u64,
+        /// The most the interface takes.
+        max: u64,
+    },
+    /// The device said it wrote no more than its own header: no frame.
+    NoFrameAfterHeader {
+        /// Bytes the device said it wrote.
+        length: u64,
+        /// Bytes of the device's header.
+        header: u64,
+    },
+    /// The driver reported a buffer the device was not holding.
+    SlotNotPosted {
+        /// The slot.
+        slot: usize,
+    },
+}
+
+impl fmt::Display for NetCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            NetCause::TransmitRingFull { depth } => {
+                write!(f, "all {depth} transmit buffers are the device's; poll, then try again")
+            }
+            NetCause::FrameLength { length, max } => {
+                write!(f, "a frame of {length} bytes; the interface sends 1 to {max}")
+            }
+            NetCause::NoFrameAfterHeader { length, header } => {
+                write!(f, "the device wrote {length} bytes, no more than its {header}-byte header: no frame")
+            }
+            NetCause::SlotNotPosted { slot } => {
+                write!(f, "the driver reported buffer {slot}, which the device was not holding")
+            }
         }
     }
 }

@@ -172,6 +172,8 @@ pub enum Cause {
     Virtio(super::VirtioCause),
     /// An AHCI port or its drive did something the driver cannot work with.
     Ahci(super::AhciCause),
+    /// A network interface could not take or deliver a frame.
+    Net(super::NetCause),
     /// A drive on a PIIX IDE channel did something the driver cannot work with.
     Ata(super::AtaCause),
     /// The device said it moved more bytes than the transfer prepared: a device
@@ -359,6 +361,7 @@ impl fmt::Display for Cause {
             Cause::Pci(cause) => write!(f, "PCI: {cause}"),
             Cause::Virtio(cause) => cause.fmt(f),
             Cause::Ahci(cause) => cause.fmt(f),
+            Cause::Net(cause) => cause.fmt(f),
             Cause::Ata(cause) => cause.fmt(f),
             Cause::EntryFormat { format, rule } => write!(f, "{format} entry: {rule}"),
             Cause::DeviceClaimedTooMuch { claimed, prepared } => {

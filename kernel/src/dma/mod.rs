@@ -52,7 +52,7 @@ pub use buffer::DmaBuffer;
 pub use coherent::CoherentMemory;
 pub use command::IoDmaCommand;
 pub use descriptor::IoMemoryDescriptor;
-pub use device_cause::{AhciCause, AtaCause, DeviceStatus, PciCause, VirtioCause};
+pub use device_cause::{AhciCause, AtaCause, DeviceStatus, NetCause, PciCause, VirtioCause};
 pub use direction::{IoDirection, SyncOptions};
 pub use entry::{FromSegment, SegmentPosition, entries_for};
 pub use failure::{Cause, IoFailure};

@@ -1,0 +1,205 @@
+//! virtio-net inside the network layer (`dmakit::net::Nic`), against the fake
+//! device of `fake_net.rs` on a simulated machine, on both interfaces
+//! (`net_tests::legacy::*`, `net_tests::modern::*`).
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use dmakit::dma::simulated::SimulatedPlatform;
+use dmakit::dma::{Cause, DmaPlatform, Specification, TransferOptions, VirtioCause};
+use dmakit::net::{Nic, NicState};
+
+use super::fake_net::{FakeNet, FakeNetTransport, Lie};
+use super::net::{FEATURE_MAC, HEADER_LEGACY, HEADER_VERSION_1, MAX_FRAME, VirtioNet};
+use super::registers::{FEATURE_ACCESS_PLATFORM, FEATURE_VERSION_1, STATUS_DRIVER_OK};
+use super::transport::{DmaPlatforms, Interface};
+
+on_both_transports!(
+    bring_up_takes_the_mac_and_no_offloads,
+    frames_of_random_sizes_go_both_ways_byte_exact,
+    frames_go_both_ways_byte_exact_on_a_noncoherent_machine,
+    receive_buffers_are_recycled_thousands_of_times_without_a_prepare,
+    bounced_buffers_move_exactly_the_frames_bytes_through_synchronize,
+    a_length_above_the_chain_drops_the_frame_and_the_ring_goes_on,
+    an_id_that_heads_no_chain_stops_the_device_before_any_buffer_goes_back,
+    a_chain_given_back_twice_stops_the_device_and_no_buffer_goes_back_twice,
+);
+
+/// The interface as the kernel will build it: the network layer around the driver.
+type NetInterface = Nic<VirtioNet<FakeNetTransport>>;
+
+/// A 64-entry queue each way: 16 buffers each.
+fn start(
+    platform: &'static SimulatedPlatform,
+    interface: Interface,
+    options: &TransferOptions,
+) -> (Arc<FakeNet>, NetInterface) {
+    let fake = FakeNet::new(platform, interface, 64);
+    let platforms = DmaPlatforms { physical: platform, function: platform };
+    let driver = VirtioNet::new(FakeNetTransport(fake.clone()), platforms).unwrap();
+    (fake, Nic::start(driver, options).unwrap())
+}
+
+/// Deterministic sizes and bytes (xorshift).
+struct Frames(u64);
+
+impl Frames {
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A frame of 1 to `MAX_FRAME` bytes.
+    fn next(&mut self) -> Vec<u8> {
+        let length = 1 + (self.next_u64() % MAX_FRAME) as usize;
+        let seed = self.next_u64();
+        (0..length).map(|i| (seed >> (i % 7 * 8)) as u8 ^ i as u8).collect()
+    }
+}
+
+fn poll(nic: &mut NetInterface) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    nic.poll(&mut |frame| frames.push(frame.to_vec())).unwrap();
+    frames
+}
+
+fn bring_up_takes_the_mac_and_no_offloads(interface: Interface) {
+    let platform = SimulatedPlatform::leak(1024);
+    let (fake, nic) = start(platform, interface, &TransferOptions::default());
+    assert_eq!(nic.mac(), fake.mac);
+    let (header, modern) = match interface {
+        Interface::Legacy => (HEADER_LEGACY, 0),
+        Interface::Modern => (HEADER_VERSION_1, FEATURE_VERSION_1 | FEATURE_ACCESS_PLATFORM),
+    };
+    assert_eq!(fake.accepted(), FEATURE_MAC | modern, "the MAC, and no offload or mergeable buffers");
+    let shape = nic.shape();
+    assert_eq!((shape.header_bytes, shape.receive_depth, shape.transmit_depth), (header, 16, 16));
+    assert_ne!(fake.device_status() & STATUS_DRIVER_OK, 0);
+    assert_eq!(nic.stats().prepares, 32, "one prepare per buffer");
+}
+
+fn frames_both_ways(platform: &'static SimulatedPlatform, interface: Interface, rounds: usize) {
+    let (fake, mut nic) = start(platform, interface, &TransferOptions::default());
+    let mut frames = Frames(0x9e37_79b9_7f4a_7c15);
+    let mut sent = Vec::new();
+    for round in 0..rounds {
+        let incoming = frames.next();
+        assert!(fake.inject(&incoming), "round {round}: a receive buffer is posted");
+        assert_eq!(poll(&mut nic), [incoming], "round {round}");
+        let outgoing = frames.next();
+        nic.transmit(&outgoing).unwrap();
+        sent.push(outgoing);
+    }
+    poll(&mut nic);
+    assert_eq!(*fake.sent.lock(), sent, "every frame reached the wire byte-exact");
+    let stats = nic.stats();
+    assert_eq!((stats.packets_received, stats.packets_transmitted), (rounds as u64, rounds as u64));
+    nic.stop().unwrap();
+    assert_eq!(fake.resets.lock().last(), Some(&true), "reset while the rings were still allocated");
+    assert_eq!(platform.accounting().stats().prepared_commands, 0);
+}
+
+fn frames_of_random_sizes_go_both_ways_byte_exact(interface: Interface) {
+    frames_both_ways(SimulatedPlatform::leak(1024), interface, 500);
+}
+
+fn frames_go_both_ways_byte_exact_on_a_noncoherent_machine(interface: Interface) {
+    frames_both_ways(SimulatedPlatform::leak_noncoherent(1024), interface, 300);
+}
+
+fn receive_buffers_are_recycled_thousands_of_times_without_a_prepare(interface: Interface) {
+    let platform = SimulatedPlatform::leak(1024);
+    let (fake, mut nic) = start(platform, interface, &TransferOptions::default());
+    let prepared = platform.accounting().stats();
+    let mut frames = Frames(7);
+    let mut received = 0;
+    while received < 5000 {
+        // Up to all 16 buffers filled before the CPU looks.
+        let batch: Vec<Vec<u8>> = (0..1 + received % 16).map(|_| frames.next()).collect();
+        batch.iter().for_each(|frame| assert!(fake.inject(frame)));
+        assert_eq!(poll(&mut nic), batch);
+        received += batch.len();
+    }
+    let now = platform.accounting().stats();
+    assert_eq!(nic.stats().prepares, 32, "the start-up prepares, and none since");
+    assert_eq!(
+        (now.bounced_transfers + now.direct_transfers, now.prepared_commands),
+        (prepared.bounced_transfers + prepared.direct_transfers, prepared.prepared_commands),
+        "no prepare on the platform either"
+    );
+    assert_eq!(nic.stats().bytes_copied_by_synchronize, 0, "nothing bounced, nothing copied");
+}
+
+fn bounced_buffers_move_exactly_the_frames_bytes_through_synchronize(interface: Interface) {
+    let platform = SimulatedPlatform::leak(1024);
+    let restrict = TransferOptions { restrict: Some(Specification::UNLIMITED_32), ..TransferOptions::default() };
+    let (fake, mut nic) = start(platform, interface, &restrict);
+    let before = platform.accounting().stats();
+    assert_eq!(before.bounced_transfers, 32, "the buffers lie above 4 GiB: every one bounces");
+    let header = nic.shape().header_bytes;
+    let mut frames = Frames(11);
+    let mut expected = 0;
+    for round in 0..2000 {
+        let incoming = frames.next();
+        assert!(fake.inject(&incoming));
+        assert_eq!(poll(&mut nic), core::slice::from_ref(&incoming), "round {round}");
+        let outgoing = frames.next();
+        nic.transmit(&outgoing).unwrap();
+        expected += 2 * header + (incoming.len() + outgoing.len()) as u64;
+    }
+    let stats = nic.stats();
+    assert_eq!(stats.bytes_copied_by_synchronize, expected, "each frame and its header copied once, nothing more");
+    let after = platform.accounting().stats();
+    assert_eq!(
+        after.bytes_to_bounce + after.bytes_from_bounce - before.bytes_to_bounce - before.bytes_from_bounce,
+        expected
+    );
+    assert_eq!(after.bounced_transfers, before.bounced_transfers, "no prepare since the start");
+    assert_eq!(stats.prepares, 32);
+}
+
+fn a_length_above_the_chain_drops_the_frame_and_the_ring_goes_on(interface: Interface) {
+    let platform = SimulatedPlatform::leak(1024);
+    let (fake, mut nic) = start(platform, interface, &TransferOptions::default());
+    *fake.lie.lock() = Lie::LengthAboveChain;
+    assert!(fake.inject(&[1, 2, 3]));
+    assert!(poll(&mut nic).is_empty(), "the frame is dropped");
+    let buffer = nic.shape().buffer_bytes();
+    let cause = VirtioCause::UsedLengthAboveChain { queue: 0, length: buffer as u32 + 100, writable: buffer };
+    assert_eq!(nic.stats().last_drop.map(|failure| failure.cause()), Some(Cause::Virtio(cause)));
+    assert_eq!(nic.stats().dropped, 1);
+    *fake.lie.lock() = Lie::Honest;
+    for round in 0..40u8 {
+        assert!(fake.inject(&[round; 60]), "round {round}: the buffer was posted again");
+        assert_eq!(poll(&mut nic), [[round; 60]]);
+    }
+}
+
+fn an_id_that_heads_no_chain_stops_the_device_before_any_buffer_goes_back(interface: Interface) {
+    let platform = SimulatedPlatform::leak(1024);
+    let (fake, mut nic) = start(platform, interface, &TransferOptions::default());
+    *fake.lie.lock() = Lie::IdNotAHead;
+    assert!(fake.inject(&[9; 100]));
+    let failure = nic.poll(&mut |_| panic!("no frame from a broken ring")).unwrap_err();
+    assert_eq!(failure.cause(), Cause::Virtio(VirtioCause::UsedIdNotAHead { queue: 0, id: 1 }));
+    assert_eq!(nic.state(), NicState::Stopped);
+    assert_eq!(fake.resets.lock().last(), Some(&true), "reset while every buffer was still allocated");
+    assert_eq!(platform.accounting().stats().prepared_commands, 0, "then every buffer completed");
+    assert!(!fake.inject(&[1]), "the device holds nothing after its reset");
+}
+
+fn a_chain_given_back_twice_stops_the_device_and_no_buffer_goes_back_twice(interface: Interface) {
+    let platform = SimulatedPlatform::leak(1024);
+    let (fake, mut nic) = start(platform, interface, &TransferOptions::default());
+    *fake.lie.lock() = Lie::IdTwice;
+    assert!(fake.inject(&[5; 200]));
+    let mut frames = Vec::new();
+    let failure = nic.poll(&mut |frame| frames.push(frame.to_vec())).unwrap_err();
+    assert_eq!(frames, [[5; 200]], "the first element was true");
+    assert_eq!(failure.cause(), Cause::Virtio(VirtioCause::UsedIdNotInFlight { queue: 0, id: 0 }));
+    assert_eq!(nic.state(), NicState::Stopped);
+    assert_eq!(platform.accounting().stats().prepared_commands, 0);
+    assert!(platform.accounting().misuse_log().is_empty(), "no transfer ended twice or leaked");
+}
