@@ -42,6 +42,8 @@ mod specification;
 mod statistics;
 pub mod trace;
 mod transfer;
+#[cfg(test)]
+pub(crate) mod watched_platform;
 mod with_transfer;
 
 pub use accounting::Accounting;

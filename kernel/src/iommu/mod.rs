@@ -24,8 +24,6 @@ pub mod page_table;
 pub mod registers;
 pub mod tables;
 pub mod unit;
-#[cfg(test)]
-pub(crate) mod watched_platform;
 
 #[cfg(target_os = "none")]
 mod registry;

@@ -314,7 +314,7 @@ pub(super) mod tests {
     #[test]
     fn every_table_write_is_flushed_when_the_walks_do_not_snoop() {
         for coherence in [Coherence::FlushWrites, Coherence::Coherent] {
-            let platform = crate::iommu::watched_platform::WatchedPlatform::leak(usize::MAX);
+            let platform = crate::dma::watched_platform::WatchedPlatform::leak(usize::MAX);
             let mut table = PageTable::new(platform, AddressWidth::ThreeLevel39, coherence, Constraints::NONE).unwrap();
             table.map(0x1000, PhysAddr::new(0x10_0000), IoDirection::In).unwrap();
             table.unmap(0x1000).unwrap();

@@ -6,16 +6,14 @@
 //! used in place: no bounce buffer in play. Then shared memory, which needs
 //! none, and existing contract tests run again on this machine.
 
-use spin::Mutex;
-use x86_64::{PhysAddr, VirtAddr};
+use x86_64::PhysAddr;
 
 use super::*;
 use crate::dma::bounce::Maintenance;
+use crate::dma::watched_platform::WatchedPlatform;
 use crate::dma::{
-    Accounting, CoherentMemory, DmaBuffer, DmaTransfer, FrameFill, IoReturn, Specification, SyncOptions,
-    TransferOptions,
+    CoherentMemory, DmaBuffer, DmaTransfer, FrameFill, IoReturn, Specification, SyncOptions, TransferOptions,
 };
-use crate::memory::MemoryError;
 
 fn noncoherent() -> &'static SimulatedPlatform {
     SimulatedPlatform::leak_noncoherent(1024)
@@ -239,76 +237,15 @@ fn shared_memory_needs_no_maintenance() {
     ring.release().unwrap();
 }
 
-/// What the DMA layer asked of the cache: (which, address, bytes).
-type Asked = Vec<(Maintenance, u64, u64)>;
-
-/// A simulated machine that writes down every cache maintenance it is asked for.
-struct Recorder {
-    memory: &'static SimulatedPlatform,
-    asked: Mutex<Asked>,
-}
-
-impl Recorder {
-    fn leak(memory: &'static SimulatedPlatform) -> &'static Recorder {
-        alloc::boxed::Box::leak(alloc::boxed::Box::new(Recorder { memory, asked: Mutex::new(Vec::new()) }))
-    }
-
-    fn take(&self) -> Asked {
-        core::mem::take(&mut self.asked.lock())
-    }
-}
-
-// SAFETY: every call but the two recorded ones goes to `memory` unchanged.
-unsafe impl DmaPlatform for Recorder {
-    fn translate(&self, address: VirtAddr) -> Option<PhysAddr> {
-        self.memory.translate(address)
-    }
-    fn allocate_frames(
-        &self,
-        count: usize,
-        constraints: Constraints,
-        fill: FrameFill,
-    ) -> Result<PhysAddr, MemoryError> {
-        self.memory.allocate_frames(count, constraints, fill)
-    }
-    fn free_frames(&self, first: PhysAddr, count: usize) {
-        self.memory.free_frames(first, count)
-    }
-    unsafe fn read_physical(&self, source: PhysAddr, destination: &mut [u8]) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.memory.read_physical(source, destination) }
-    }
-    unsafe fn write_physical(&self, destination: PhysAddr, source: &[u8]) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.memory.write_physical(destination, source) }
-    }
-    unsafe fn copy_physical(&self, destination: PhysAddr, source: PhysAddr, length: u64) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.memory.copy_physical(destination, source, length) }
-    }
-    fn accounting(&self) -> &Accounting {
-        self.memory.accounting()
-    }
-    fn coherence(&self) -> Coherence {
-        self.memory.coherence()
-    }
-    fn clean_for_device(&self, address: PhysAddr, length: u64) {
-        self.asked.lock().push((Maintenance::Clean, address.as_u64(), length));
-        self.memory.clean_for_device(address, length)
-    }
-    fn invalidate_for_cpu(&self, address: PhysAddr, length: u64) {
-        self.asked.lock().push((Maintenance::Invalidate, address.as_u64(), length));
-        self.memory.invalidate_for_cpu(address, length)
-    }
-    fn set_uncached(&self, first: PhysAddr, length: u64) {
-        self.memory.set_uncached(first, length)
-    }
+/// A simulated machine that writes down every cache maintenance asked of it.
+fn recorder(memory: &'static SimulatedPlatform) -> &'static WatchedPlatform {
+    WatchedPlatform::over(memory, usize::MAX)
 }
 
 #[test]
 fn the_rule_table_cell_by_cell() {
     use Maintenance::{Clean, Invalidate};
-    let recorder = Recorder::leak(noncoherent());
+    let recorder = recorder(noncoherent());
     for direction in [IoDirection::Out, IoDirection::In, IoDirection::InOut] {
         let buffer = IoMemoryDescriptor::allocate(recorder, 8192, direction, Constraints::NONE).unwrap();
         let address = buffer.physical_segment(0).unwrap().0.as_u64();
@@ -316,24 +253,28 @@ fn the_rule_table_cell_by_cell() {
         let mut command = in_place(recorder);
         command.set_memory_descriptor(buffer, false).unwrap();
         command.prepare(0, 0).unwrap();
-        assert_eq!(recorder.take(), whole(Clean), "{direction:?}: map");
+        assert_eq!(recorder.take_maintained(), whole(Clean), "{direction:?}: map");
         command.synchronize(SyncOptions::OUT).unwrap();
-        assert_eq!(recorder.take(), whole(Clean), "{direction:?}: for_device");
+        assert_eq!(recorder.take_maintained(), whole(Clean), "{direction:?}: for_device");
         command.synchronize(SyncOptions::IN).unwrap();
-        assert_eq!(recorder.take(), whole(Invalidate), "{direction:?}: for_cpu");
+        assert_eq!(recorder.take_maintained(), whole(Invalidate), "{direction:?}: for_cpu");
         command.synchronize_range(SyncOptions::IN, 100, 200).unwrap();
-        assert_eq!(recorder.take(), alloc::vec![(Invalidate, address + 100, 200)], "{direction:?}: a window");
+        assert_eq!(
+            recorder.take_maintained(),
+            alloc::vec![(Invalidate, address + 100, 200)],
+            "{direction:?}: a window"
+        );
         command.synchronize_range(SyncOptions::OUT, 0, 0).unwrap();
-        assert_eq!(recorder.take(), alloc::vec![], "{direction:?}: an empty window");
+        assert_eq!(recorder.take_maintained(), alloc::vec![], "{direction:?}: an empty window");
         command.complete().unwrap();
         let unmap = if direction == IoDirection::Out { alloc::vec![] } else { whole(Invalidate) };
-        assert_eq!(recorder.take(), unmap, "{direction:?}: unmap");
+        assert_eq!(recorder.take_maintained(), unmap, "{direction:?}: unmap");
     }
 }
 
 #[test]
 fn each_piece_is_maintained_where_the_device_uses_it() {
-    let recorder = Recorder::leak(noncoherent());
+    let recorder = recorder(noncoherent());
     let low =
         IoMemoryDescriptor::allocate(recorder, 4096, IoDirection::Out, Constraints::below(PhysAddr::new(FOUR_GIB)))
             .unwrap();
@@ -346,7 +287,7 @@ fn each_piece_is_maintained_where_the_device_uses_it() {
     let bounce = command.bounce_buffers()[0].address.as_u64();
     let in_place = ranges[0].0.as_u64();
     assert_eq!(
-        recorder.take(),
+        recorder.take_maintained(),
         alloc::vec![(Maintenance::Clean, in_place, 4096), (Maintenance::Clean, bounce, 4096)],
         "the low page in place, the high page's bounce buffer (never the high page itself)"
     );
@@ -355,18 +296,18 @@ fn each_piece_is_maintained_where_the_device_uses_it() {
 
 #[test]
 fn coherent_machines_and_shared_memory_get_no_maintenance() {
-    let coherent = Recorder::leak(SimulatedPlatform::leak(64));
+    let coherent = recorder(SimulatedPlatform::leak(64));
     let buffer = IoMemoryDescriptor::allocate(coherent, 4096, IoDirection::InOut, Constraints::NONE).unwrap();
     let mut command = in_place(coherent);
     command.set_memory_descriptor(buffer, true).unwrap();
     command.synchronize(SyncOptions::IN).unwrap();
     command.complete().unwrap();
-    assert_eq!(coherent.take(), alloc::vec![], "x86: nothing to clean or invalidate");
+    assert_eq!(coherent.take_maintained(), alloc::vec![], "x86: nothing to clean or invalidate");
 
-    let recorder = Recorder::leak(noncoherent());
+    let recorder = recorder(noncoherent());
     let ring = CoherentMemory::allocate(recorder, 4096, Specification::UNLIMITED_64).unwrap();
     ring.release().unwrap();
-    assert_eq!(recorder.take(), alloc::vec![], "memory mapped uncached");
+    assert_eq!(recorder.take_maintained(), alloc::vec![], "memory mapped uncached");
 }
 
 /// Existing tests of the contract, run again on non-coherent machines: each is

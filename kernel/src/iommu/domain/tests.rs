@@ -226,7 +226,7 @@ fn pass_through_needs_ecap_pt_and_an_empty_domain() {
 fn a_map_that_runs_out_of_table_pages_leaves_nothing_mapped() {
     // Root table, one context table, the domain's top table, and one level-2
     // table: the leaf table a map needs is one frame too many.
-    let stingy = crate::iommu::watched_platform::WatchedPlatform::leak(4);
+    let stingy = crate::dma::watched_platform::WatchedPlatform::leak(4);
     let fake = Arc::new(FakeUnit::qemu());
     let unit = Unit::start(0, 0, Arc::clone(&fake), stingy).unwrap();
     let domain = unit.attach(IDE).unwrap();
@@ -322,7 +322,7 @@ fn unmap_and_take_fault_on_two_cpus_take_the_locks_in_one_order() {
 fn a_map_that_runs_out_of_table_pages_on_a_stalled_unit_is_still_out_of_memory() {
     // As above, with the unit's IOTLB invalidation stalled: nothing was ever
     // present, so there is nothing to invalidate and nothing to quarantine.
-    let stingy = crate::iommu::watched_platform::WatchedPlatform::leak(4);
+    let stingy = crate::dma::watched_platform::WatchedPlatform::leak(4);
     let fake = Arc::new(FakeUnit::qemu());
     let unit = Unit::start(0, 0, Arc::clone(&fake), stingy).unwrap();
     let domain = unit.attach(IDE).unwrap();
