@@ -335,11 +335,13 @@ fn the_fake_catches_a_device_writing_into_freed_memory() {
     let ports = |block| FakePorts(fake.clone(), block);
     let (command_block, bus_master) = (ports(Block::Command), ports(Block::BusMaster));
     let below = Constraints::below(PhysAddr::new(1 << 32));
-    let mut table = DmaBuffer::allocate(platform, FRAME_SIZE, IoDirection::Out, below).unwrap();
+    // The table is memory shared with the controller, as the driver's is.
+    let table =
+        dmakit::dma::CoherentMemory::allocate(platform, FRAME_SIZE, dmakit::dma::Specification::UNLIMITED_32).unwrap();
     let data = DmaBuffer::allocate(platform, FRAME_SIZE, IoDirection::In, below).unwrap();
     let entry = PrdEntry { address: physical_address(&data) as u32, byte_count: 512, flags: END_OF_TABLE };
     table.write_bytes(0, &entry.to_bytes()).unwrap();
-    bus_master.write32(BM_PRD_TABLE, physical_address(&table) as u32);
+    bus_master.write32(BM_PRD_TABLE, table.device_address().as_u64() as u32);
     command_block.write8(DRIVE, DRIVE_LBA);
     command_block.write8(SECTOR_COUNT, 1);
     command_block.write8(COMMAND, COMMAND_READ_DMA);
