@@ -57,9 +57,9 @@ impl<R: RegisterIo> Hba<R> {
         // AE first: some HBAs ignore other GHC bits in legacy mode.
         registers.write32(GHC, registers.read32(GHC) | GHC_AHCI);
         registers.write32(GHC, GHC_AHCI | GHC_RESET);
-        waiter
-            .wait_until(RESET_TIMEOUT_MS, &mut || registers.read32(GHC) & GHC_RESET == 0)
-            .map_err(|_| IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: RESET_TIMEOUT_MS }))?;
+        waiter.wait_until(RESET_TIMEOUT_MS, &mut || registers.read32(GHC) & GHC_RESET == 0).map_err(|_| {
+            IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: RESET_TIMEOUT_MS, last: None })
+        })?;
         // The reset may have dropped AE again; interrupts stay off until the
         // handler is registered.
         registers.write32(GHC, GHC_AHCI);

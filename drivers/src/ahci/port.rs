@@ -402,7 +402,9 @@ impl<R: RegisterIo> AhciPort<R> {
             // The area is the port's: it goes back with the port's memory, and
             // only once the engines stopped (`shut_down`).
             return Err(match answered {
-                Err(_) => IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: DEVICE_TIMEOUT_MS }),
+                Err(_) => {
+                    IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: DEVICE_TIMEOUT_MS, last: None })
+                }
                 Ok(()) => {
                     let meaning = "IDENTIFY DEVICE failed";
                     IoFailure::new(

@@ -174,7 +174,7 @@ const NO_DRIVE: u8 = u8::MAX;
 /// A waiter's error as a failure: a timeout says how long the driver waited.
 fn waited_too_long(code: IoReturn) -> IoFailure {
     match code {
-        IoReturn::Timeout => IoFailure::new(code, Cause::TimedOut { milliseconds: COMMAND_TIMEOUT_MS }),
+        IoReturn::Timeout => IoFailure::new(code, Cause::TimedOut { milliseconds: COMMAND_TIMEOUT_MS, last: None }),
         _ => IoFailure::bare(code),
     }
 }

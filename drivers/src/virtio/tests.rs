@@ -432,7 +432,7 @@ fn a_timed_out_read_resets_the_device_before_any_memory_goes_back(interface: Int
         device_status: STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
     };
     match failure.cause() {
-        Cause::DeviceTimedOut { milliseconds: REQUEST_TIMEOUT_MS, last: said } => {
+        Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS, last: Some(said) } => {
             assert!(said == last || said == features_ok, "{failure}")
         }
         other => panic!("a timeout carrying the device's status, not {other:?}"),

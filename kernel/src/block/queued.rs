@@ -267,9 +267,10 @@ impl<H: HardwareQueue> QueuedDisk<H> {
                             IoReturn::NoResources,
                             Cause::BounceMemoryStayedShort { milliseconds: REQUEST_TIMEOUT_MS },
                         ),
-                        false => {
-                            IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS })
-                        }
+                        false => IoFailure::new(
+                            IoReturn::Timeout,
+                            Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS, last: None },
+                        ),
                     };
                     self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(failure) });
                 }
@@ -279,10 +280,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
                 // What the device was doing goes into the cause, read before the
                 // quiesce resets it.
                 let milliseconds = REQUEST_TIMEOUT_MS;
-                let cause = match self.hardware.last_status() {
-                    Some(last) => Cause::DeviceTimedOut { milliseconds, last },
-                    None => Cause::TimedOut { milliseconds },
-                };
+                let cause = Cause::TimedOut { milliseconds, last: self.hardware.last_status() };
                 let why = IoFailure::new(IoReturn::Timeout, cause);
                 log::error!("{}: {why}", self.shape.driver_name);
                 self.stop_hardware(state, &why);
@@ -451,7 +449,8 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
                 self.give_up(oldest);
             }
         }
-        finished().ok_or(IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS }))
+        finished()
+            .ok_or(IoFailure::new(IoReturn::Timeout, Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS, last: None }))
     }
 
     fn run_work_loop(&self) {

@@ -86,10 +86,14 @@ pub enum Cause {
     /// The device's engine would not stop for error recovery, not even after a
     /// reset: it may still use what it holds, which is abandoned, never reused.
     DeviceWouldNotStop,
-    /// The device did not finish in time; it was stopped before memory was released.
+    /// The device did not finish in time; it was stopped before memory was
+    /// released. `last` is what its status registers said when it was given
+    /// up, where the driver can read them.
     TimedOut {
         /// How long the driver waited.
         milliseconds: u64,
+        /// The device's status registers at the timeout.
+        last: Option<super::DeviceStatus>,
     },
     /// A block request names blocks past the end of the disk.
     BlocksPastEnd {
@@ -157,14 +161,6 @@ pub enum Cause {
         format: &'static str,
         /// The rule broken.
         rule: &'static str,
-    },
-    /// The device did not finish in time; it was stopped before memory was
-    /// released. `last` is what its status registers said when it was given up.
-    DeviceTimedOut {
-        /// How long the driver waited.
-        milliseconds: u64,
-        /// The device's status registers at the timeout.
-        last: super::DeviceStatus,
     },
     /// Claiming a PCI function's registers failed.
     Pci(super::PciCause),
@@ -329,9 +325,14 @@ impl fmt::Display for Cause {
             Cause::DeviceWouldNotStop => {
                 f.write_str("the device would not stop for error recovery: what it held is abandoned to it")
             }
-            Cause::TimedOut { milliseconds } => {
+            Cause::TimedOut { milliseconds, last: None } => {
                 write!(f, "no answer within {milliseconds} ms; the device was stopped before memory was released")
             }
+            Cause::TimedOut { milliseconds, last: Some(last) } => write!(
+                f,
+                "no answer within {milliseconds} ms (the device last said: {last}); it was stopped before memory \
+                 was released"
+            ),
             Cause::BlocksPastEnd { lba, count, blocks } => {
                 write!(f, "blocks {lba}..{} are past the end of the disk ({blocks} blocks)", lba.saturating_add(count))
             }
@@ -353,11 +354,6 @@ impl fmt::Display for Cause {
                 "{count} blocks asked for, the device takes at most {max} per request (read and write split larger transfers)"
             ),
             Cause::DriverStopped => f.write_str("the driver is stopped; `start` starts it again"),
-            Cause::DeviceTimedOut { milliseconds, last } => write!(
-                f,
-                "no answer within {milliseconds} ms (the device last said: {last}); it was stopped before memory \
-                 was released"
-            ),
             Cause::Pci(cause) => write!(f, "PCI: {cause}"),
             Cause::Virtio(cause) => cause.fmt(f),
             Cause::Ahci(cause) => cause.fmt(f),

@@ -293,7 +293,7 @@ fn a_timed_out_read_stops_the_engine_before_its_memory_goes_back() {
     assert_eq!(failure.code(), IoReturn::Timeout);
     // The timeout says what the registers showed: the engine still active.
     match failure.cause() {
-        Cause::DeviceTimedOut { last: DeviceStatus::Ata { bus_master, .. }, .. } => {
+        Cause::TimedOut { last: Some(DeviceStatus::Ata { bus_master, .. }), .. } => {
             assert_ne!(bus_master & BM_ACTIVE, 0, "{failure}")
         }
         other => panic!("a timeout carrying the channel's status, not {other:?}"),
