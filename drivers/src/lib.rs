@@ -18,6 +18,6 @@ pub mod window;
 
 /// Every driver dmakit has, for the kernel's matching.
 #[cfg(target_os = "none")]
-pub fn all() -> [&'static dyn dmakit::driver::Driver; 3] {
-    [&virtio::VirtioBlockDriver, &ata::PiixAtaDriver, &ahci::AhciDriver]
+pub fn all() -> [&'static dyn dmakit::driver::Driver; 4] {
+    [&virtio::VirtioBlockDriver, &ata::PiixAtaDriver, &ahci::AhciDriver, &virtio::VirtioNetDriver]
 }

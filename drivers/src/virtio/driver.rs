@@ -37,7 +37,7 @@ pub struct VirtioBlockDriver;
 /// The four structures of a modern device, as its capabilities place them:
 /// the first capability of each kind in a memory BAR (the specification asks
 /// drivers to use the first one they can).
-struct ModernLayout {
+pub(super) struct ModernLayout {
     common: VirtioCapability,
     notify: VirtioCapability,
     isr: VirtioCapability,
@@ -45,7 +45,7 @@ struct ModernLayout {
 }
 
 impl ModernLayout {
-    fn find(device: &PciDevice) -> Option<ModernLayout> {
+    pub(super) fn find(device: &PciDevice) -> Option<ModernLayout> {
         let capabilities = device.virtio_capabilities();
         let first = |structure| {
             capabilities.iter().copied().find(|capability| {
@@ -80,7 +80,7 @@ fn claim(device: &PciDevice, capability: &VirtioCapability) -> Result<Structure<
 }
 
 /// The modern transport over the claimed structures, and where they lie.
-fn modern_transport(device: &PciDevice) -> Result<(ModernTransport<MmioRange>, String), IoFailure> {
+pub(super) fn modern_transport(device: &PciDevice) -> Result<(ModernTransport<MmioRange>, String), IoFailure> {
     let missing = Cause::Pci(PciCause::CapabilityMissing("a virtio structure in a memory BAR"));
     let layout = ModernLayout::find(device).ok_or(IoFailure::new(IoReturn::NoResources, missing))?;
     let registers = ModernRegisters {

@@ -16,6 +16,8 @@ mod layout;
 pub mod legacy;
 pub mod modern;
 pub mod net;
+#[cfg(target_os = "none")]
+mod net_driver;
 #[cfg(test)]
 mod net_tests;
 pub mod queue;
@@ -32,4 +34,6 @@ pub use layout::SlotLayout;
 pub use legacy::LegacyTransport;
 pub use modern::{ModernRegisters, ModernTransport, Structure};
 pub use net::VirtioNet;
+#[cfg(target_os = "none")]
+pub use net_driver::VirtioNetDriver;
 pub use transport::{DmaPlatforms, DmaRoute, Interface, Transport};

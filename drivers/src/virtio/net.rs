@@ -147,6 +147,13 @@ impl<T: Transport> VirtioNet<T> {
             }
         };
         let rings = Rings { receive, transmit };
+        // The interface is polled (the interrupt path comes with the network
+        // stack): the device is asked not to interrupt, so that nothing holds
+        // the shared line asserted with no handler to quiet it.
+        if let Err(failure) = rings.receive.suppress_interrupts().and(rings.transmit.suppress_interrupts()) {
+            rings.release_after(&bring_up::give_up(&transport));
+            return Err(failure);
+        }
         let mac = match negotiated.accepted & FEATURE_MAC {
             0 => Ok(FALLBACK_MAC),
             _ => transport.config_read64(CONFIG_MAC).map(|word| {

@@ -70,6 +70,14 @@ impl Virtqueue {
         self.address
     }
 
+    /// Asks the device not to interrupt when it uses a chain: a driver that
+    /// polls the used ring.
+    pub fn suppress_interrupts(&self) -> Result<(), IoFailure> {
+        // VIRTQ_AVAIL_F_NO_INTERRUPT (virtio 1.0, 2.4.7): a hint the device may
+        // ignore, which QEMU honours without VIRTIO_F_EVENT_IDX.
+        self.ring.write_bytes(self.layout.available, &1u16.to_le_bytes()).map(|_| ())
+    }
+
     /// Writes `descriptors` as one chain starting at table entry `head`, each
     /// linked to the next entry (`NEXT`; the last ends it), and makes it
     /// available to the device. An error leaves it unpublished: the device

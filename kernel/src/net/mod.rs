@@ -4,6 +4,7 @@
 
 mod hardware;
 mod nic;
+pub mod registry;
 mod stats;
 #[cfg(test)]
 mod tests;

@@ -245,6 +245,23 @@ macro_rules! machine {
     };
 }
 
+/// Asks the test runner for a virtio-net device on QEMU's user-mode network,
+/// restricted (`restrict=on`): the guest reaches QEMU's own virtual gateway
+/// (10.0.2.2, which answers ARP) and nothing beyond, on this machine or off it.
+/// `dmakit::network!(modern)` asks for the modern-only device, `(legacy)` for
+/// the transitional one driven through its legacy registers.
+#[macro_export]
+macro_rules! network {
+    (legacy) => {
+        #[used]
+        static __DMAKIT_NETWORK: [u8; 21] = *b"dmakit-network=legacy";
+    };
+    (modern) => {
+        #[used]
+        static __DMAKIT_NETWORK: [u8; 21] = *b"dmakit-network=modern";
+    };
+}
+
 /// Asks the test runner to make every disk of this test kernel fail reads and
 /// writes that touch one sector with EIO (QEMU's `blkdebug` driver between the
 /// device and its image): `dmakit::disk_error_at!(30000);` leaves the string
