@@ -69,7 +69,7 @@ fn claim(device: &PciDevice, capability: &VirtioCapability) -> Result<Structure<
         .claim_memory_bar(usize::from(capability.bar), u64::from(capability.offset), u64::from(length))
         .inspect_err(|code| {
             log::error!(
-                "virtio-blk: cannot claim the {:?} structure (BAR {}, {:#x} + {:#x}): {code}",
+                "virtio: cannot claim the {:?} structure (BAR {}, {:#x} + {:#x}): {code}",
                 capability.structure,
                 capability.bar,
                 capability.offset,
@@ -94,7 +94,7 @@ pub(super) fn modern_transport(device: &PciDevice) -> Result<(ModernTransport<Mm
         "common {:?}, notify {:?} (multiplier {})",
         registers.common.registers, registers.notify.registers, registers.notify_off_multiplier
     );
-    let transport = ModernTransport::new(registers).inspect_err(|failure| log::error!("virtio-blk: {failure}"))?;
+    let transport = ModernTransport::new(registers).inspect_err(|failure| log::error!("virtio: {failure}"))?;
     Ok((transport, where_registers))
 }
 
@@ -143,6 +143,75 @@ fn start_on<T: Transport + 'static>(
     Ok(DriverInstance { properties, disks: vec![disk] })
 }
 
+/// Starting a virtio device type on whichever transport its PCI function has.
+pub(super) trait StartOn {
+    /// Starts the device over `transport`, described by `where_registers`.
+    fn start_on<T: Transport + 'static>(
+        &self,
+        device: &PciDevice,
+        transport: T,
+        where_registers: String,
+    ) -> Result<DriverInstance, IoFailure>;
+}
+
+/// The device ids of one virtio device type: the transitional function
+/// (driven through its legacy I/O registers) and the modern-only one.
+#[derive(Clone, Copy)]
+pub(super) struct VirtioIds {
+    pub(super) transitional: u16,
+    pub(super) modern: u16,
+    /// Bytes of legacy registers the driver uses: BAR 0 must hold them.
+    pub(super) legacy_bytes: u16,
+}
+
+/// How well a driver for `ids` fits `device`: the transitional function with
+/// an I/O BAR 0 holding the registers it uses (its DMA bypasses any IOMMU,
+/// which is what the q35 machine keeps it for), or the modern-only one with
+/// its four virtio structures.
+pub(super) fn probe(device: &PciDevice, ids: VirtioIds) -> u32 {
+    if device.device_id == ids.transitional {
+        return match device.bars[0] {
+            Some(Bar::Io { size, .. }) if size >= ids.legacy_bytes => 1000,
+            _ => 0,
+        };
+    }
+    match device.device_id == ids.modern && ModernLayout::find(device).is_some() {
+        true => 1000,
+        false => 0,
+    }
+}
+
+/// Claims `device`'s registers for `ids`' transport and starts it with `starter`.
+pub(super) fn start(device: &PciDevice, ids: VirtioIds, starter: &impl StartOn) -> Result<DriverInstance, IoFailure> {
+    match device.device_id {
+        id if id == ids.transitional => {
+            let registers = device.claim_io_bar(0)?;
+            let where_registers = format!("{registers:?}");
+            starter.start_on(device, LegacyTransport::new(registers), where_registers)
+        }
+        id if id == ids.modern => {
+            let (transport, where_registers) = modern_transport(device)?;
+            starter.start_on(device, transport, where_registers)
+        }
+        device_id => Err(IoFailure::new(IoReturn::BadArgument, Cause::Pci(PciCause::UnknownDevice { device_id }))),
+    }
+}
+
+/// virtio-blk's ids.
+const BLOCK_IDS: VirtioIds =
+    VirtioIds { transitional: TRANSITIONAL_BLOCK, modern: MODERN_BLOCK, legacy_bytes: REGISTER_BLOCK_SIZE };
+
+impl StartOn for VirtioBlockDriver {
+    fn start_on<T: Transport + 'static>(
+        &self,
+        device: &PciDevice,
+        transport: T,
+        where_registers: String,
+    ) -> Result<DriverInstance, IoFailure> {
+        start_on(device, transport, where_registers)
+    }
+}
+
 impl Driver for VirtioBlockDriver {
     fn name(&self) -> &'static str {
         "VirtioBlock"
@@ -159,32 +228,11 @@ impl Driver for VirtioBlockDriver {
         ]
     }
 
-    /// The transitional device is driven through its legacy registers (its
-    /// DMA bypasses any IOMMU, which is what the q35 machine keeps it for);
-    /// the modern-only one needs its four virtio structures.
     fn probe(&self, device: &PciDevice) -> u32 {
-        match device.device_id {
-            TRANSITIONAL_BLOCK => match device.bars[0] {
-                Some(Bar::Io { size, .. }) if size >= REGISTER_BLOCK_SIZE => 1000,
-                _ => 0,
-            },
-            MODERN_BLOCK if ModernLayout::find(device).is_some() => 1000,
-            _ => 0,
-        }
+        probe(device, BLOCK_IDS)
     }
 
     fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoFailure> {
-        match device.device_id {
-            TRANSITIONAL_BLOCK => {
-                let registers = device.claim_io_bar(0)?;
-                let where_registers = format!("{registers:?}");
-                start_on(device, LegacyTransport::new(registers), where_registers)
-            }
-            MODERN_BLOCK => {
-                let (transport, where_registers) = modern_transport(device)?;
-                start_on(device, transport, where_registers)
-            }
-            device_id => Err(IoFailure::new(IoReturn::BadArgument, Cause::Pci(PciCause::UnknownDevice { device_id }))),
-        }
+        start(device, BLOCK_IDS, self)
     }
 }

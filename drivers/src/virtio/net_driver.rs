@@ -11,14 +11,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use dmakit::dma::kernel_platform::platform;
-use dmakit::dma::{Cause, IoFailure, IoReturn, PciCause, TransferOptions};
+use dmakit::dma::{IoFailure, TransferOptions};
 use dmakit::driver::{Driver, DriverInstance, Match};
 use dmakit::net::Nic;
 use dmakit::net::registry::{self, LockedNic};
-use dmakit::pci::{Bar, PciDevice};
+use dmakit::pci::PciDevice;
 
-use super::driver::{ModernLayout, modern_transport};
-use super::legacy::LegacyTransport;
+use super::driver::{self, StartOn, VirtioIds};
 use super::net::VirtioNet;
 use super::transport::{DmaPlatforms, Interface, Transport};
 
@@ -33,6 +32,21 @@ const LEGACY_REGISTERS_USED: u16 = 0x14 + 8;
 
 /// The virtio-net driver, on either virtio-PCI interface.
 pub struct VirtioNetDriver;
+
+/// virtio-net's ids.
+const NET_IDS: VirtioIds =
+    VirtioIds { transitional: TRANSITIONAL_NET, modern: MODERN_NET, legacy_bytes: LEGACY_REGISTERS_USED };
+
+impl StartOn for VirtioNetDriver {
+    fn start_on<T: Transport + 'static>(
+        &self,
+        device: &PciDevice,
+        transport: T,
+        where_registers: String,
+    ) -> Result<DriverInstance, IoFailure> {
+        start_on(device, transport, where_registers)
+    }
+}
 
 /// Starts the interface over `transport` and registers it.
 fn start_on<T: Transport + 'static>(
@@ -85,28 +99,10 @@ impl Driver for VirtioNetDriver {
     }
 
     fn probe(&self, device: &PciDevice) -> u32 {
-        match device.device_id {
-            TRANSITIONAL_NET => match device.bars[0] {
-                Some(Bar::Io { size, .. }) if size >= LEGACY_REGISTERS_USED => 1000,
-                _ => 0,
-            },
-            MODERN_NET if ModernLayout::find(device).is_some() => 1000,
-            _ => 0,
-        }
+        driver::probe(device, NET_IDS)
     }
 
     fn start(&self, device: &PciDevice) -> Result<DriverInstance, IoFailure> {
-        match device.device_id {
-            TRANSITIONAL_NET => {
-                let registers = device.claim_io_bar(0)?;
-                let where_registers = format!("{registers:?}");
-                start_on(device, LegacyTransport::new(registers), where_registers)
-            }
-            MODERN_NET => {
-                let (transport, where_registers) = modern_transport(device)?;
-                start_on(device, transport, where_registers)
-            }
-            device_id => Err(IoFailure::new(IoReturn::BadArgument, Cause::Pci(PciCause::UnknownDevice { device_id }))),
-        }
+        driver::start(device, NET_IDS, self)
     }
 }
