@@ -208,10 +208,7 @@ impl TransferSlots {
         options: SyncOptions,
         (offset, length): (u64, u64),
     ) -> Result<(), IoFailure> {
-        match self.slots.get_mut(slot) {
-            Some(SlotState::Busy(transfer, _)) => transfer.synchronize_range(options, offset, length),
-            _ => Err(IoFailure::new(IoReturn::NotReady, Cause::NotPrepared)),
-        }
+        self.busy_mut(slot)?.synchronize_range(options, offset, length)
     }
 
     /// The CPU reads slot `slot`'s buffer while it stays prepared, as
@@ -220,7 +217,7 @@ impl TransferSlots {
     pub fn read_bytes(&self, slot: usize, offset: u64, out: &mut [u8]) -> Result<usize, IoFailure> {
         match self.slots.get(slot) {
             Some(SlotState::Busy(transfer, _)) => transfer.read_bytes(offset, out),
-            _ => Err(IoFailure::new(IoReturn::NotReady, Cause::NotPrepared)),
+            _ => Err(not_prepared()),
         }
     }
 
@@ -229,10 +226,7 @@ impl TransferSlots {
     /// the bytes after a `synchronize_range(Out)` that covers them.
     #[track_caller]
     pub fn write_bytes(&mut self, slot: usize, offset: u64, data: &[u8]) -> Result<usize, IoFailure> {
-        match self.slots.get_mut(slot) {
-            Some(SlotState::Busy(transfer, _)) => transfer.write_bytes(offset, data),
-            _ => Err(IoFailure::new(IoReturn::NotReady, Cause::NotPrepared)),
-        }
+        self.busy_mut(slot)?.write_bytes(offset, data)
     }
 
     /// Ends slot `slot`'s transfer after its device finished (or was stopped)
@@ -271,6 +265,14 @@ impl TransferSlots {
         out
     }
 
+    /// Slot `slot`'s transfer, for a call while it stays prepared.
+    fn busy_mut(&mut self, slot: usize) -> Result<&mut SlotTransfer, IoFailure> {
+        match self.slots.get_mut(slot) {
+            Some(SlotState::Busy(transfer, _)) => Ok(transfer),
+            _ => Err(not_prepared()),
+        }
+    }
+
     fn take_transfer(&mut self, slot: usize) -> Option<SlotTransfer> {
         let state = self.slots.get_mut(slot)?;
         if !matches!(state, SlotState::Busy(..)) {
@@ -291,4 +293,9 @@ fn idle_again(slot: usize, command: IoDmaCommand) -> SlotState {
     }
     log::error!("DMA: slot {slot}'s command came back still bound to a buffer; the slot is out of use");
     SlotState::Lost
+}
+
+/// A slot asked for its prepared transfer holds none.
+fn not_prepared() -> IoFailure {
+    IoFailure::new(IoReturn::NotReady, Cause::NotPrepared)
 }
