@@ -37,7 +37,7 @@
 use alloc::vec::Vec;
 
 use dmakit::dma::{Cause, DeviceStatus, IoFailure, IoReturn, LentTransfer, Specification, VirtioCause};
-use dmakit::net::{DeviceHealth, NetEvent, NetworkHardware, NicShape, Quiesced, Slot};
+use dmakit::net::{DeviceHealth, Interrupts, NetEvent, NetworkHardware, NicShape, Quiesced, Slot};
 use spin::Mutex;
 
 use super::bring_up::{self, Negotiated};
@@ -147,10 +147,10 @@ impl<T: Transport> VirtioNet<T> {
             }
         };
         let rings = Rings { receive, transmit };
-        // The interface is polled (the interrupt path comes with the network
-        // stack): the device is asked not to interrupt, so that nothing holds
-        // the shared line asserted with no handler to quiet it.
-        if let Err(failure) = rings.receive.suppress_interrupts().and(rings.transmit.suppress_interrupts()) {
+        // No interrupts until a handler can quiet them (`set_interrupts`):
+        // nothing may hold a shared line asserted with no handler to quiet it.
+        let suppressed = Interrupts::Suppressed;
+        if let Err(failure) = rings.receive.set_interrupts(suppressed).and(rings.transmit.set_interrupts(suppressed)) {
             rings.release_after(&bring_up::give_up(&transport));
             return Err(failure);
         }
@@ -364,6 +364,14 @@ impl<T: Transport> NetworkHardware for VirtioNet<T> {
                 DeviceHealth::MustStop(failure)
             }
         }
+    }
+
+    /// Both queues: the receive queue's interrupt wakes the CPU for a frame,
+    /// the transmit queue's for buffers to take back when the ring was full.
+    fn set_interrupts(&self, interrupts: Interrupts) -> Result<(), IoFailure> {
+        let channel = self.channel.lock();
+        let rings = channel.rings.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
+        rings.receive.set_interrupts(interrupts).and(rings.transmit.set_interrupts(interrupts))
     }
 
     /// Reading ISR acknowledges the interrupt; bit 0 says a queue has news.

@@ -14,6 +14,7 @@ use core::sync::atomic::{Ordering, fence};
 use alloc::vec::Vec;
 
 use dmakit::dma::{Cause, CoherentMemory, DmaAddr, DmaPlatform, IoFailure, IoReturn, Specification, VirtioCause};
+use dmakit::net::Interrupts;
 
 use super::queue::{DESCRIPTOR_NEXT, QueueLayout, VirtqDescriptor};
 use super::registers::QUEUE_ALIGNMENT;
@@ -70,12 +71,16 @@ impl Virtqueue {
         self.address
     }
 
-    /// Asks the device not to interrupt when it uses a chain: a driver that
-    /// polls the used ring.
-    pub fn suppress_interrupts(&self) -> Result<(), IoFailure> {
+    /// Asks the device to interrupt when it uses a chain, or not to (a driver
+    /// that polls the used ring, or has no handler to quiet it yet).
+    pub fn set_interrupts(&self, interrupts: Interrupts) -> Result<(), IoFailure> {
         // VIRTQ_AVAIL_F_NO_INTERRUPT (virtio 1.0, 2.4.7): a hint the device may
         // ignore, which QEMU honours without VIRTIO_F_EVENT_IDX.
-        self.ring.write_bytes(self.layout.available, &1u16.to_le_bytes()).map(|_| ())
+        let flags: u16 = match interrupts {
+            Interrupts::Wanted => 0,
+            Interrupts::Suppressed => 1,
+        };
+        self.ring.write_bytes(self.layout.available, &flags.to_le_bytes()).map(|_| ())
     }
 
     /// Writes `descriptors` as one chain starting at table entry `head`, each

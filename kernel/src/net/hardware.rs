@@ -94,6 +94,17 @@ pub enum NetEvent {
     },
 }
 
+/// Whether the device should interrupt when it gives a buffer back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupts {
+    /// It should: a handler is registered to quiet it, and the CPU sleeps in
+    /// `hlt` until something happens.
+    Wanted,
+    /// It should not: nobody would quiet it (no handler yet, or none at all),
+    /// and the interface is polled.
+    Suppressed,
+}
+
 /// A network interface as its driver sees it: two rings of slots.
 pub trait NetworkHardware: Send + Sync {
     /// The interface's fixed facts (read once, when the layer takes the driver).
@@ -110,6 +121,11 @@ pub trait NetworkHardware: Send + Sync {
     /// A slot is reported once per post. `MustStop` when the device did
     /// something that leaves its rings untrustworthy (a chain it never held).
     fn collect(&self, event: &mut dyn FnMut(NetEvent)) -> DeviceHealth;
+    /// Asks the device to interrupt, or not, when it gives buffers back. A
+    /// device starts `Suppressed`: its interrupt is wanted only once a handler
+    /// can quiet it (a shared, level-triggered line left asserted would
+    /// interrupt for ever).
+    fn set_interrupts(&self, interrupts: Interrupts) -> Result<(), IoFailure>;
     /// In the interrupt handler: quiets the device's interrupt. Returns
     /// whether the device had one. Must neither lock nor allocate.
     fn acknowledge_interrupt(&self) -> bool;

@@ -10,6 +10,6 @@ mod stats;
 mod tests;
 
 pub use crate::block::{DeviceHealth, Quiesced, Slot};
-pub use hardware::{NetEvent, NetworkHardware, NicShape};
+pub use hardware::{Interrupts, NetEvent, NetworkHardware, NicShape};
 pub use nic::{Nic, NicState, Polled};
 pub use stats::NicStats;

@@ -28,10 +28,11 @@
 //! believed any more (`DeviceHealth::MustStop`: a chain it never held) is
 //! stopped.
 
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::hardware::{NetEvent, NetworkHardware, NicShape};
+use super::hardware::{Interrupts, NetEvent, NetworkHardware, NicShape};
 use super::stats::NicStats;
 use super::{DeviceHealth, Quiesced, Slot};
 use crate::dma::{
@@ -72,7 +73,9 @@ pub struct Polled {
 
 /// A network interface: a driver and the buffers the device takes turns on.
 pub struct Nic<H: NetworkHardware> {
-    hardware: H,
+    /// Shared with the interrupt handler, which only acknowledges (without
+    /// the lock the owner of a `Nic` may hold when the interrupt comes).
+    hardware: Arc<H>,
     shape: NicShape,
     receive: TransferSlots,
     transmit: TransferSlots,
@@ -94,7 +97,7 @@ impl<H: NetworkHardware> Nic<H> {
         let receive = TransferSlots::new(shape.platform, shape.specification, shape.receive_depth)?;
         let transmit = TransferSlots::new(shape.platform, shape.specification, shape.transmit_depth)?;
         let mut nic = Nic {
-            hardware,
+            hardware: Arc::new(hardware),
             receive_holders: vec![Holder::Layer; receive.depth()],
             transmit_holders: vec![Holder::Layer; transmit.depth()],
             receive,
@@ -149,6 +152,17 @@ impl<H: NetworkHardware> Nic<H> {
     /// The driver (for its own statistics and tests).
     pub fn hardware(&self) -> &H {
         &self.hardware
+    }
+
+    /// The driver, shared: for an interrupt handler, which may call only
+    /// [`NetworkHardware::acknowledge_interrupt`].
+    pub fn shared_hardware(&self) -> Arc<H> {
+        self.hardware.clone()
+    }
+
+    /// Asks the device to interrupt, or not, when it gives buffers back.
+    pub fn set_interrupts(&self, interrupts: Interrupts) -> Result<(), IoFailure> {
+        self.hardware.set_interrupts(interrupts)
     }
 
     /// Transmit buffers free for a frame now.

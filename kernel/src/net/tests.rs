@@ -99,6 +99,10 @@ impl NetworkHardware for FakeInterface {
         false
     }
 
+    fn set_interrupts(&self, _interrupts: Interrupts) -> Result<(), IoFailure> {
+        Ok(())
+    }
+
     fn quiesce(&self) -> Quiesced {
         self.receive.lock().clear();
         *self.stops.lock()
