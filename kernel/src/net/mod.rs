@@ -5,6 +5,7 @@
 mod hardware;
 mod nic;
 pub mod registry;
+pub mod stack;
 mod stats;
 #[cfg(test)]
 mod tests;
