@@ -34,11 +34,25 @@ fn kernel_main(boot_info: &'static mut bootloader_api::BootInfo) -> ! {
         exit(ExitCode::Success);
     }
     shell::narrate_one_transfer();
+    start_network();
     println!();
     println!("dmakit is up (timer {} Hz). Type help; poweroff or Ctrl-A X leaves QEMU.", pic::TIMER_HZ);
     shell::run(&mut shell::SerialInput);
     // The input ended (a piped script): leave QEMU cleanly.
     exit(ExitCode::Success);
+}
+
+/// The TCP/IP stack on the first network interface, if there is one.
+fn start_network() {
+    if let Some(address) = dmakit::net::stack::start(shell::reports::report) {
+        let [a, b, c, d] = address.address;
+        println!(
+            "Network: {a}.{b}.{c}.{d}/{}: UDP and TCP echo on port {}, a report (net, stats) on TCP port {}",
+            address.prefix,
+            dmakit::net::stack::ECHO_PORT,
+            dmakit::net::stack::STATS_PORT
+        );
+    }
 }
 
 fn print_allocator() {

@@ -6,6 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use x86_64::PhysAddr;
+use x86_64::instructions::interrupts;
 
 use super::line::{Edit, LineEditor, MAX_LINE};
 use super::parse::{self, DmaReadOptions};
@@ -23,7 +24,8 @@ pub trait Input {
     fn next_byte(&mut self) -> Option<u8>;
 }
 
-/// The serial console: waits in `hlt` for the next byte (the timer wakes it).
+/// The serial console: while no byte comes, serves the network, and sleeps in
+/// `hlt` when nothing moves (the timer or a device's interrupt wakes it).
 pub struct SerialInput;
 
 impl Input for SerialInput {
@@ -32,7 +34,18 @@ impl Input for SerialInput {
             if let Some(byte) = crate::serial::try_read_byte() {
                 return Some(byte);
             }
-            x86_64::instructions::hlt();
+            if crate::net::stack::poll() {
+                continue;
+            }
+            // Interrupts off between the last look and `hlt` (`sti; hlt` is
+            // atomic): an interrupt after the poll leaves news, and is not
+            // slept through until the next tick.
+            interrupts::disable();
+            if crate::net::registry::has_news() {
+                interrupts::enable();
+                continue;
+            }
+            interrupts::enable_and_hlt();
         }
     }
 }
@@ -94,7 +107,7 @@ pub fn execute(line: &str) -> Result<(), String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let Some((&command, arguments)) = words.split_first() else { return Ok(()) };
     match command {
-        "help" | "mem" | "ioreg" | "lsblk" | "stats" | "poweroff" | "exit" | "quit" => {
+        "help" | "mem" | "ioreg" | "lsblk" | "stats" | "net" | "poweroff" | "exit" | "quit" => {
             no_arguments(command, arguments)?
         }
         _ => {}
@@ -124,6 +137,7 @@ pub fn execute(line: &str) -> Result<(), String> {
             _ => return Err(String::from("usage: trace on|off")),
         },
         "stats" => stats(),
+        "net" => net(),
         "iommu" => iommu(arguments)?,
         "bench" => bench(arguments)?,
         "stop" => stop(arguments)?,
@@ -155,6 +169,8 @@ fn help() {
     println!("                           one read with your own limits added to the device's");
     println!("  trace on|off             show every DMA step of every transfer");
     println!("  stats                    bounce accounting, and each disk's queue");
+    println!("  net                      each network interface: packets, interrupts, prepares and");
+    println!("                           synchronizes per packet; the stack's echo and report services");
     println!("  experiment skip-copy-back|skip-fill DEV LBA COUNT");
     println!("                           switch one bounce copy off for one transfer and see what goes wrong");
     println!("  dma step DEV LBA         one read paused at each step; then dma show, dma sync in|out,");
@@ -259,45 +275,14 @@ fn mem() {
 }
 
 fn stats() {
-    let stats = platform().accounting().stats();
-    // One column of labels, so that the counts line up.
-    let rows = [
-        ("bounced transfers", format!("{}", stats.bounced_transfers)),
-        ("direct transfers", format!("{}", stats.direct_transfers)),
-        (
-            "forced double buffers",
-            format!("{} (synchronize(ForceDoubleBuffer); also counted above at prepare)", stats.forced_double_buffers),
-        ),
-        ("copied into bounce buffers", format!("{} bytes in {} copies", stats.bytes_to_bounce, stats.copies_to_bounce)),
-        (
-            "copied out of bounce buffers",
-            format!("{} bytes in {} copies", stats.bytes_from_bounce, stats.copies_from_bounce),
-        ),
-        ("bounce pages in use", format!("{} of {}", stats.pages_in_use, stats.page_limit)),
-        ("prepared commands", format!("{}", stats.prepared_commands)),
-    ];
-    for (label, value) in rows {
-        println!("{label:<28} {value}");
+    for line in super::reports::stats_lines() {
+        println!("{line}");
     }
-    println!(
-        "leaked (device could not be stopped) {} page(s) in {} transfer(s)",
-        stats.leaked_pages, stats.leaked_transfers
-    );
-    for (name, disk) in driver::block_devices() {
-        let queue = disk.stats();
-        println!(
-            "{name}: depth {}, in flight {}, queued {}, deepest {}, finished {} ({} failed), \
-             deferred loads {}, out of order {}, interrupts {}",
-            queue.depth,
-            queue.in_flight,
-            queue.queued,
-            queue.deepest,
-            queue.finished,
-            queue.failed,
-            queue.deferred_loads,
-            queue.out_of_order,
-            queue.interrupts
-        );
+}
+
+fn net() {
+    for line in super::reports::net_lines() {
+        println!("{line}");
     }
 }
 

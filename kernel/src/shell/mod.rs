@@ -12,6 +12,8 @@ pub mod parse;
 #[cfg(target_os = "none")]
 mod queue;
 #[cfg(target_os = "none")]
+pub mod reports;
+#[cfg(target_os = "none")]
 mod skip_sync_rx;
 #[cfg(target_os = "none")]
 mod step;
