@@ -24,6 +24,12 @@ VIRTIO_DISK ?= $(DEFAULT_VIRTIO_DISK)
 ATA_DISK ?= $(DEFAULT_ATA_DISK)
 MODERN_VIRTIO_DISK ?= $(DEFAULT_MODERN_VIRTIO_DISK)
 AHCI_DISK ?= $(DEFAULT_AHCI_DISK)
+# The network of make run and make gdb: user (QEMU's user-mode network, restricted,
+# with host forwards on 127.0.0.1 only: UDP and TCP NET_ECHO_PORT to the guest's echo
+# port 7, TCP NET_STATS_PORT to its report port 11), or empty for no network card.
+export NET ?= user
+export NET_ECHO_PORT ?= 5007
+export NET_STATS_PORT ?= 5011
 # Benchmarks: boots per run; LINUX=1 adds Linux boots to make bench; seconds per fio job.
 RUNS ?= 3
 export LINUX ?=
@@ -46,6 +52,8 @@ help: ## List the targets
 	@echo "             COHERENCE=noncoherent: DMA that does not snoop the CPU's caches (dma.coherence=)"
 	@echo "             VIRTIO_DISK=  ATA_DISK=  MODERN_VIRTIO_DISK= (q35 only)  AHCI_DISK=: raw disk images for"
 	@echo "             make run and make gdb (default build/*.img); set one empty to leave that disk out"
+	@echo "             NET=user: virtio-net on QEMU's restricted user network (empty: none), with host"
+	@echo "             forwards on 127.0.0.1 only: NET_ECHO_PORT=5007 (UDP, TCP echo), NET_STATS_PORT=5011"
 	@echo "             RUNS=3 (boots of bench, bench-linux)  FIO_RUNTIME=3 (s per fio job in Linux)"
 	@echo "             LINUX=1: make bench boots Linux after each dmakit boot, prints both side by side"
 	@echo "             TEST_TIMEOUT=300 (s per test kernel)  GDB_PORT=1234  GDB_ARGS='...' (make gdb)"
