@@ -243,10 +243,8 @@ impl<P: Personality> FakeDevice<P> {
     /// Runs `answer` on queue `queue` if the device uses it.
     pub fn with_queue<R>(&self, queue: u16, answer: impl FnOnce(&mut QueueAccess<'_>) -> R) -> Option<R> {
         let mut state = self.state.lock();
-        let State { queues, isr, .. } = &mut *state;
-        let queue_state = queues.get_mut(usize::from(queue)).filter(|queue| queue.ring.is_some())?;
-        let mut access = QueueAccess { index: queue, memory: &self.memory, state: queue_state, isr };
-        Some(answer(&mut access))
+        let State { accepted, queues, isr, .. } = &mut *state;
+        QueueAccess::lend(queues, queue, *accepted, &self.memory, isr).map(|mut access| answer(&mut access))
     }
 
     /// A notify of queue `queue` (what QEMU does on one): the device type

@@ -130,6 +130,9 @@ impl QueueState {
 pub struct QueueAccess<'a> {
     /// Which queue.
     pub index: u16,
+    /// The features the driver accepted (virtio-net's header size depends on
+    /// them).
+    pub accepted: u64,
     /// The memory the device reaches.
     pub memory: &'a DeviceMemory,
     /// The queue's state (its ring is set).
@@ -138,7 +141,19 @@ pub struct QueueAccess<'a> {
     pub isr: &'a mut u8,
 }
 
-impl QueueAccess<'_> {
+impl<'a> QueueAccess<'a> {
+    /// Queue `index` of `queues`, if the device uses it (has its ring).
+    pub fn lend(
+        queues: &'a mut [QueueState],
+        index: u16,
+        accepted: u64,
+        memory: &'a DeviceMemory,
+        isr: &'a mut u8,
+    ) -> Option<QueueAccess<'a>> {
+        let state = queues.get_mut(usize::from(index)).filter(|queue| queue.ring.is_some())?;
+        Some(QueueAccess { index, accepted, memory, state, isr })
+    }
+
     fn ring(&self) -> Ring {
         self.state.ring.expect("a queue in use has a ring")
     }
