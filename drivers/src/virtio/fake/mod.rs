@@ -15,4 +15,5 @@ mod rings;
 
 pub use device::{FeatureCheck, QueueOffer, Reset, ResetResponse};
 pub use disk::{Answer, FakeVirtio, FinishOrder, Medium, Misreport};
-pub use nic::FakeVirtioNet;
+pub use nic::{FakeVirtioNet, Lie, receive, transmit};
+pub use rings::{DeviceMemory, QueueAccess, QueueState, Ring};

@@ -12,8 +12,9 @@
 //!   zeroes (no offloads were negotiated); the frame after it is kept, and the
 //!   chain goes back at once.
 //!
-//! It can lie about a receive ([`Lie`], `fake_net.rs`'s): a used length above
-//! the chain, an id that heads no chain, or the same element twice.
+//! It can lie about a receive ([`Lie`]): a used length above the chain, an id
+//! that heads no chain, or the same element twice. `fake_net.rs`, the fake at
+//! the level of the `Transport` trait, moves frames with the same functions.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -21,13 +22,25 @@ use alloc::vec::Vec;
 use dmakit::dma::simulated::SimulatedPlatform;
 use spin::Mutex;
 
-use super::super::fake_net::Lie;
 use super::super::net::{FEATURE_MAC, HEADER_LEGACY, HEADER_VERSION_1, RECEIVE_QUEUE, TRANSMIT_QUEUE};
 use super::super::queue::DESCRIPTOR_WRITE;
 use super::super::registers::{FEATURE_VERSION_1, STATUS_DRIVER_OK};
 use super::super::transport::Interface;
 use super::device::{FakeDevice, Personality, QueueOffer};
 use super::rings::{Chain, DeviceMemory, QueueAccess};
+
+/// What the fake says about the next frame it receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lie {
+    /// The truth.
+    Honest,
+    /// A used length 100 bytes above the chain's writable bytes.
+    LengthAboveChain,
+    /// The id of the descriptor after the chain's head, which heads no chain.
+    IdNotAHead,
+    /// The chain's element twice on the used ring.
+    IdTwice,
+}
 
 /// Bytes of virtio-net's configuration (virtio 1.0, 5.1.4): `mac` (6),
 /// `status` (2), `max_virtqueue_pairs` (2).
