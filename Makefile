@@ -44,7 +44,7 @@ export TEST_TIMEOUT ?= 300
 # its tests whose name contains TEXT (passed as test.filter=TEXT on its command line).
 TEST ?=
 
-.PHONY: help deps build run gdb disks reset-disks test test-host test-qemu test-e2e test-docs bench bench-linux linux-guest check clean
+.PHONY: help deps build run gdb disks reset-disks test test-host test-qemu test-e2e test-docs net-check bench bench-linux linux-guest check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -128,10 +128,13 @@ test-qemu: deps ## The QEMU test kernels only (TEST=NAME or NAME:TEXT: one kerne
 test-e2e: deps ## Pipe a script into make run and check the disks on the host
 	tests/e2e-shell
 
+net-check: build ## Drive the network stack from this machine (127.0.0.1 only): UDP and TCP echo, the report, 4 machines
+	tests/net-check $(KERNEL)
+
 test-docs: deps ## Run the shell sessions of docs/tour.md, experiments.md and exercises.md; compare with the docs
 	tests/docs-check
 
-test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) coherent and non-coherent, the e2e test and the docs check; ends with "N passed, N failed"
+test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) coherent and non-coherent, the e2e test, the docs check and net-check; ends with "N passed, N failed"
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image 2>&1 | tee -a "$$log"; host=$$?; \
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
@@ -140,7 +143,8 @@ test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) coherent and 
 	noncoherent=$$?; \
 	tests/e2e-shell 2>&1 | tee -a "$$log"; e2e=$$?; \
 	tests/docs-check 2>&1 | tee -a "$$log"; docs=$$?; \
-	echo; tests/tally "$$log" $$host $$qemu $$noncoherent $$e2e $$docs
+	$(MAKE) --no-print-directory net-check 2>&1 | tee -a "$$log"; net=$$?; \
+	echo; tests/tally "$$log" $$host $$qemu $$noncoherent $$e2e $$docs $$net
 
 bench: build $(if $(filter 1,$(LINUX)),linux-guest) ## Benchmark in the Linux peer's setup (RUNS boots, 256 MiB disks; LINUX=1: Linux too)
 	tests/bench $(KERNEL) $(RUNS)

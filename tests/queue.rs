@@ -232,7 +232,11 @@ fn completions_arrive_in_the_devices_order_not_the_submitters() {
             // agree. Whether the device reorders at all is QEMU's business
             // (its I/O threads): a run where it kept order is reported, not
             // failed.
-            assert_eq!(out_of_order > 0, !shown.is_empty(), "{name}: {out_of_order} counted out of order, seen: {shown}");
+            assert_eq!(
+                out_of_order > 0,
+                !shown.is_empty(),
+                "{name}: {out_of_order} counted out of order, seen: {shown}"
+            );
             match shown.is_empty() {
                 true => println!("{name}: kept submission order in every batch this time (QEMU's I/O threads decide)"),
                 false => println!("{name}: finished in this order (submission numbers): {shown}"),

@@ -16,7 +16,8 @@ use dmakit::dma::{DmaPlatform, TransferOptions};
 use dmakit::net::Nic;
 
 use super::fake::{FakeVirtioNet, QueueOffer};
-use super::net::{FEATURE_MAC, HEADER_LEGACY, HEADER_VERSION_1, MAX_FRAME, RECEIVE_QUEUE, TRANSMIT_QUEUE, VirtioNet};
+use super::net::{FEATURE_MAC, HEADER_LEGACY, HEADER_VERSION_1, RECEIVE_QUEUE, TRANSMIT_QUEUE, VirtioNet};
+use super::net_tests::Frames;
 use super::registers::{FEATURE_ACCESS_PLATFORM, FEATURE_VERSION_1, QUEUE_ALIGNMENT, STATUS_DRIVER_OK};
 use super::transport::{DmaPlatforms, Interface, Transport};
 
@@ -46,25 +47,6 @@ fn start<T: Transport>(platform: &'static SimulatedPlatform, transport: T) -> Ni
     let platforms = DmaPlatforms { physical: platform, function: platform };
     let driver = VirtioNet::new(transport, platforms).expect("bring-up");
     Nic::start(driver, &TransferOptions::default()).expect("the interface starts")
-}
-
-/// Deterministic sizes and bytes (xorshift).
-struct Frames(u64);
-
-impl Frames {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A frame of 1 to `MAX_FRAME` bytes.
-    fn next(&mut self) -> Vec<u8> {
-        let length = 1 + (self.next_u64() % MAX_FRAME) as usize;
-        let seed = self.next_u64();
-        (0..length).map(|i| (seed >> (i % 7 * 8)) as u8 ^ i as u8).collect()
-    }
 }
 
 fn poll<T: Transport>(nic: &mut Nic<VirtioNet<T>>) -> Vec<Vec<u8>> {

@@ -39,8 +39,8 @@ fn start(
     (fake, Nic::start(driver, options).unwrap())
 }
 
-/// Deterministic sizes and bytes (xorshift).
-struct Frames(u64);
+/// Deterministic sizes and bytes (xorshift); `net_register_tests.rs` uses it too.
+pub(super) struct Frames(pub(super) u64);
 
 impl Frames {
     fn next_u64(&mut self) -> u64 {
@@ -51,7 +51,7 @@ impl Frames {
     }
 
     /// A frame of 1 to `MAX_FRAME` bytes.
-    fn next(&mut self) -> Vec<u8> {
+    pub(super) fn next(&mut self) -> Vec<u8> {
         let length = 1 + (self.next_u64() % MAX_FRAME) as usize;
         let seed = self.next_u64();
         (0..length).map(|i| (seed >> (i % 7 * 8)) as u8 ^ i as u8).collect()
