@@ -104,8 +104,9 @@ reset-disks: ## Remake the default disk images (build/*.img) with the pattern, u
 	boot/make-disk $(DEFAULT_MODERN_VIRTIO_DISK) 16 M
 	boot/make-disk $(DEFAULT_AHCI_DISK) 16 S
 
-test-host: deps ## Host unit and property tests only
+test-host: deps ## Host unit and property tests only (and the net traffic checker's self-test, 127.0.0.1 only)
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image
+	tests/net_traffic_selftest.py
 
 # The kernel is the part of TEST before the first `:`, the filter the rest.
 test-qemu: deps ## The QEMU test kernels only (TEST=NAME or NAME:TEXT: one kernel, some of its tests)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in tests/
-from bench_setup import DEPTH_FIGURES, DISKS, MACHINE, make_images, qemu_command  # noqa: E402
+from bench_setup import DEPTH_FIGURES, DISKS, MACHINE, make_images, net_forwards, qemu_command  # noqa: E402
 
 GUEST = Path(__file__).resolve().parents[1] / "build/linux"
 RUNTIME = int(os.environ.get("FIO_RUNTIME", "3"))
@@ -38,6 +38,13 @@ JOBS = {
 }
 assert list(JOBS) == [name for name, _ in DEPTH_FIGURES]
 UNITS = dict(DEPTH_FIGURES)
+
+
+def net_command(images, echo_port, stats_port):
+    """The QEMU command line of the guest in network echo mode (linuxbench.net=1), for tests/bench_net.py."""
+    append = "console=ttyS0 quiet panic=-1 linuxbench.net=1"
+    return qemu_command(images, str(GUEST / "vmlinuz"), append, str(GUEST / "initramfs.cpio"),
+                        network=net_forwards(echo_port, stats_port))
 
 
 def boot(images, runtime=RUNTIME, log=None):
