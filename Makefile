@@ -27,6 +27,8 @@ AHCI_DISK ?= $(DEFAULT_AHCI_DISK)
 # Benchmarks: boots per run; LINUX=1 adds Linux boots to make bench; seconds per fio job.
 RUNS ?= 3
 export LINUX ?=
+# NET=0: no network phase in make bench and bench-linux.
+export NET ?=
 export FIO_RUNTIME ?= 3
 
 # make gdb: the port of QEMU's gdb stub, and more arguments for gdb.
@@ -48,6 +50,7 @@ help: ## List the targets
 	@echo "             make run and make gdb (default build/*.img); set one empty to leave that disk out"
 	@echo "             RUNS=3 (boots of bench, bench-linux)  FIO_RUNTIME=3 (s per fio job in Linux)"
 	@echo "             LINUX=1: make bench boots Linux after each dmakit boot, prints both side by side"
+	@echo "             NET=0: make bench and bench-linux leave out the network phase (echo over virtio-net)"
 	@echo "             TEST_TIMEOUT=300 (s per test kernel)  GDB_PORT=1234  GDB_ARGS='...' (make gdb)"
 	@echo "             TEST=NAME: make test-qemu runs only tests/NAME.rs; TEST=NAME:TEXT only its tests"
 	@echo "             whose name contains TEXT"

@@ -109,8 +109,9 @@ def run_phase(command_for, log_path, label, up_deadline=UP_DEADLINE, limit=PHASE
               **checks):
     """Boots `command_for(echo_port, stats_port)`, waits for the echo, measures, stops: as measure() returns.
 
-    `label` names the guest in the lines printed (to stderr); `checks` go to
-    measure() (udp_count, tcp_bytes, seed).
+    The guest's serial output goes to `log_path`, the stats it served to
+    `log_path`.stats. `label` names the guest in the lines printed (to
+    stderr); `checks` go to measure() (udp_count, tcp_bytes, seed).
     """
     echo_port, stats_port = free_ports()
     start = time.monotonic()
@@ -137,5 +138,8 @@ def run_phase(command_for, log_path, label, up_deadline=UP_DEADLINE, limit=PHASE
         else:
             problems.append(f"{label}: QEMU exited early with {guest.process.returncode} (log {log_path})")
             guest.stop()
+    if stats:
+        with open(f"{log_path}.stats", "w") as report:
+            report.write(stats)
     print(f"{label}: {time.monotonic() - start:.0f} s, guest log {log_path}", file=sys.stderr)
     return figures, problems, stats

@@ -315,7 +315,10 @@ def parse_size(text):
 
 def run_checks(echo_port, stats_port=None, udp_count=0, udp_depths=(1,), tcp_bytes=0, seed=1,
                wait_s=0.0, out=print):
-    """Runs the checks asked for, printing `test NAME ... ok/FAILED`: ({figure: (value, unit)}, failures, stats text)."""
+    """Runs the checks asked for, each a `test NAME ... ok/FAILED` line through `out`.
+
+    Returns ({figure: (value, unit)}, number of failed checks, the stats text or None).
+    """
     figures, failures, stats = {}, 0, None
 
     def check(name, action):
