@@ -12,6 +12,7 @@
 //!           protocol counters), then the connection closes
 //! It prints `LINUX_NET_READY` once the three sockets are bound.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -71,7 +72,7 @@ fn report() -> String {
     );
     // The kernel's own counters: packets per interface, and UDP/TCP (drops, retransmissions).
     for path in ["/proc/net/dev", "/proc/net/snmp"] {
-        text += &format!("--- {path}\n{}", fs::read_to_string(path).unwrap_or_default());
+        let _ = write!(text, "--- {path}\n{}", fs::read_to_string(path).unwrap_or_default());
     }
     text
 }
