@@ -33,6 +33,8 @@ export NET_STATS_PORT ?= 5011
 # Benchmarks: boots per run; LINUX=1 adds Linux boots to make bench; seconds per fio job.
 RUNS ?= 3
 export LINUX ?=
+# NET=0: no network phase in make bench and bench-linux.
+export NET ?=
 export FIO_RUNTIME ?= 3
 
 # make gdb: the port of QEMU's gdb stub, and more arguments for gdb.
@@ -56,6 +58,7 @@ help: ## List the targets
 	@echo "             forwards on 127.0.0.1 only: NET_ECHO_PORT=5007 (UDP, TCP echo), NET_STATS_PORT=5011"
 	@echo "             RUNS=3 (boots of bench, bench-linux)  FIO_RUNTIME=3 (s per fio job in Linux)"
 	@echo "             LINUX=1: make bench boots Linux after each dmakit boot, prints both side by side"
+	@echo "             NET=0: make bench and bench-linux leave out the network phase (echo over virtio-net)"
 	@echo "             TEST_TIMEOUT=300 (s per test kernel)  GDB_PORT=1234  GDB_ARGS='...' (make gdb)"
 	@echo "             TEST=NAME: make test-qemu runs only tests/NAME.rs; TEST=NAME:TEXT only its tests"
 	@echo "             whose name contains TEXT"
@@ -112,8 +115,9 @@ reset-disks: ## Remake the default disk images (build/*.img) with the pattern, u
 	boot/make-disk $(DEFAULT_MODERN_VIRTIO_DISK) 16 M
 	boot/make-disk $(DEFAULT_AHCI_DISK) 16 S
 
-test-host: deps ## Host unit and property tests only
+test-host: deps ## Host unit and property tests only (and the net traffic checker's self-test, 127.0.0.1 only)
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image
+	tests/net_traffic_selftest.py
 
 # The kernel is the part of TEST before the first `:`, the filter the rest.
 test-qemu: deps ## The QEMU test kernels only (TEST=NAME or NAME:TEXT: one kernel, some of its tests)

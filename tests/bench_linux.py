@@ -10,6 +10,9 @@ seconds each (default 3), the jobs named like dmakit's queue-depth figures.
 The guest also hashes the first 16 MiB of each disk, checked here against the
 image. Prints `BENCH linux_DISK_JOB=value unit` lines (medians over the boots)
 and a Markdown table. tests/bench imports boot() for `make bench LINUX=1`.
+After each boot, a network phase (tests/bench_net.py; NET=0 leaves it out):
+the guest booted again with linuxbench.net=1 and a virtio-net forwarded from
+127.0.0.1, measured with UDP and TCP echo (`BENCH linux_net_*` lines).
 
     tests/bench_linux.py [RUNS]      (default 1 boot; the guest under build/linux)
 """
@@ -23,7 +26,8 @@ import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in tests/
-from bench_setup import DEPTH_FIGURES, DISKS, MACHINE, make_images, qemu_command  # noqa: E402
+from bench_setup import DEPTH_FIGURES, DISKS, MACHINE, make_images, net_forwards, qemu_command  # noqa: E402
+import bench_net  # noqa: E402
 
 GUEST = Path(__file__).resolve().parents[1] / "build/linux"
 RUNTIME = int(os.environ.get("FIO_RUNTIME", "3"))
@@ -38,6 +42,13 @@ JOBS = {
 }
 assert list(JOBS) == [name for name, _ in DEPTH_FIGURES]
 UNITS = dict(DEPTH_FIGURES)
+
+
+def net_command(images, echo_port, stats_port):
+    """The QEMU command line of the guest in network echo mode (linuxbench.net=1), for tests/bench_net.py."""
+    append = "console=ttyS0 quiet panic=-1 linuxbench.net=1"
+    return qemu_command(images, str(GUEST / "vmlinuz"), append, str(GUEST / "initramfs.cpio"),
+                        network=net_forwards(echo_port, stats_port))
 
 
 def boot(images, runtime=RUNTIME, log=None):
@@ -116,6 +127,15 @@ def main():
             failures += any(not problem.startswith("insmod") for problem in problems)
             for name, value in figures.items():
                 results.setdefault(name, []).append(value)
+            if bench_net.NET:
+                figures, problems, _ = bench_net.run_phase(
+                    lambda echo_port, stats_port: net_command(images, echo_port, stats_port),
+                    GUEST / f"net-{run}.log", f"run {run}: net")
+                for problem in problems:
+                    print(problem, file=sys.stderr)
+                failures += len(problems)
+                for name, value in figures.items():
+                    results.setdefault(f"linux_{name}", []).append(value)
     qemu_version = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     kernel = next(GUEST.glob("root/boot/vmlinuz-*")).name.removeprefix("vmlinuz-")
     print()
@@ -131,11 +151,18 @@ def main():
             if values := results.get(f"linux_{disk}_{name}"):
                 every = ", ".join(number(value, unit) for value in values)
                 print(f"| linux_{disk}_{name} | {number(statistics.median(values), unit)} {unit} | {every} |")
+    for name, unit in bench_net.FIGURES:
+        if values := results.get(f"linux_{name}"):
+            every = ", ".join(f"{value:.1f}" for value in values)
+            print(f"| linux_{name} | {statistics.median(values):.1f} {unit} | {every} |")
     print()
     for disk in DISKS:
         for name, unit in DEPTH_FIGURES:
             if values := results.get(f"linux_{disk}_{name}"):
                 print(f"BENCH linux_{disk}_{name}={number(statistics.median(values), unit)} {unit}")
+    for name, unit in bench_net.FIGURES:
+        if values := results.get(f"linux_{name}"):
+            print(f"BENCH linux_{name}={statistics.median(values):.1f} {unit}")
     return 1 if failures else 0
 
 

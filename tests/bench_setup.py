@@ -8,6 +8,11 @@ with the same disks: only the kernel, its command line and the initramfs differ.
       ahci    an ide-hd on AHCI (on pc an ich9-ahci added for it; q35's own)
       vdb     q35 only: a modern virtio-blk behind the Intel IOMMU
     MACHINE=q35 adds -device intel-iommu.
+With `network` (net_forwards' arguments), a virtio-net-pci (transitional, like
+virtio-blk) on QEMU's user network with restrict=on: the guest is 10.0.2.15 and
+reaches nothing outside, and the host reaches it only through the forwards,
+bound to 127.0.0.1: ECHO_PORT (udp and tcp) -> guest port 7, STATS_PORT (tcp)
+-> 11. The network phase of tests/bench (tests/bench_net.py) uses it.
 The AHCI drive's id is sata0, not sd0: QEMU 7.2 has a drive "sd0" of its own
 (the default SD card slot) and aborts with "Device with id 'sd0' already exists".
 """
@@ -53,8 +58,16 @@ def make_images(directory):
     return {disk: Image(os.path.join(directory, f"{disk}.img")) for disk in DISKS}
 
 
-def qemu_command(images, kernel, append, initrd=None):
-    """The QEMU command line that boots `kernel` with the disks of `images`."""
+def net_forwards(echo_port, stats_port):
+    """QEMU arguments for the guest's NIC, reached from the host through 127.0.0.1 only."""
+    forwards = [f"hostfwd=udp:127.0.0.1:{echo_port}-:7", f"hostfwd=tcp:127.0.0.1:{echo_port}-:7",
+                f"hostfwd=tcp:127.0.0.1:{stats_port}-:11"]
+    return ["-netdev", ",".join(["user", "id=net0", "restrict=on", *forwards]),
+            "-device", "virtio-net-pci,netdev=net0"]
+
+
+def qemu_command(images, kernel, append, initrd=None, network=()):
+    """The QEMU command line that boots `kernel` with the disks of `images` (and `network`'s NIC)."""
     def drive(disk, drive_id):
         return ["-drive", f"file={images[disk].path},if=none,id={drive_id},format=raw,cache=unsafe"]
 
@@ -73,5 +86,5 @@ def qemu_command(images, kernel, append, initrd=None):
         "-kernel", kernel, *(["-initrd", initrd] if initrd else []), "-append", append,
         "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
         *drive("virtio", "v0"), "-device", "virtio-blk-pci,drive=v0",
-        *ata, *modern, *ahci,
+        *ata, *modern, *ahci, *network,
     ]
