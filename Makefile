@@ -33,8 +33,6 @@ export NET_STATS_PORT ?= 5011
 # Benchmarks: boots per run; LINUX=1 adds Linux boots to make bench; seconds per fio job.
 RUNS ?= 3
 export LINUX ?=
-# NET=0: no network phase in make bench and bench-linux.
-export NET ?=
 export FIO_RUNTIME ?= 3
 
 # make gdb: the port of QEMU's gdb stub, and more arguments for gdb.
@@ -54,11 +52,11 @@ help: ## List the targets
 	@echo "             COHERENCE=noncoherent: DMA that does not snoop the CPU's caches (dma.coherence=)"
 	@echo "             VIRTIO_DISK=  ATA_DISK=  MODERN_VIRTIO_DISK= (q35 only)  AHCI_DISK=: raw disk images for"
 	@echo "             make run and make gdb (default build/*.img); set one empty to leave that disk out"
-	@echo "             NET=user: virtio-net on QEMU's restricted user network (empty: none), with host"
+	@echo "             NET=user: virtio-net on QEMU's user network (empty: none), with host"
 	@echo "             forwards on 127.0.0.1 only: NET_ECHO_PORT=5007 (UDP, TCP echo), NET_STATS_PORT=5011"
 	@echo "             RUNS=3 (boots of bench, bench-linux)  FIO_RUNTIME=3 (s per fio job in Linux)"
 	@echo "             LINUX=1: make bench boots Linux after each dmakit boot, prints both side by side"
-	@echo "             NET=0: make bench and bench-linux leave out the network phase (echo over virtio-net)"
+	@echo "             (NET= also leaves the network phase, echo over virtio-net, out of bench and bench-linux)"
 	@echo "             TEST_TIMEOUT=300 (s per test kernel)  GDB_PORT=1234  GDB_ARGS='...' (make gdb)"
 	@echo "             TEST=NAME: make test-qemu runs only tests/NAME.rs; TEST=NAME:TEXT only its tests"
 	@echo "             whose name contains TEXT"
@@ -141,6 +139,7 @@ test-docs: deps ## Run the shell sessions of docs/tour.md, experiments.md and ex
 test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) coherent and non-coherent, the e2e test, the docs check and net-check; ends with "N passed, N failed"
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image 2>&1 | tee -a "$$log"; host=$$?; \
+	tests/net_traffic_selftest.py 2>&1 | tee -a "$$log"; selftest=$$?; \
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
 	echo "== the QEMU test kernels again on a machine whose DMA does not snoop (COHERENCE=noncoherent)"; \
 	COHERENCE=noncoherent cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; \
@@ -148,7 +147,7 @@ test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) coherent and 
 	tests/e2e-shell 2>&1 | tee -a "$$log"; e2e=$$?; \
 	tests/docs-check 2>&1 | tee -a "$$log"; docs=$$?; \
 	$(MAKE) --no-print-directory net-check 2>&1 | tee -a "$$log"; net=$$?; \
-	echo; tests/tally "$$log" $$host $$qemu $$noncoherent $$e2e $$docs $$net
+	echo; tests/tally "$$log" $$host $$selftest $$qemu $$noncoherent $$e2e $$docs $$net
 
 bench: build $(if $(filter 1,$(LINUX)),linux-guest) ## Benchmark in the Linux peer's setup (RUNS boots, 256 MiB disks; LINUX=1: Linux too)
 	tests/bench $(KERNEL) $(RUNS)

@@ -10,7 +10,7 @@ seconds each (default 3), the jobs named like dmakit's queue-depth figures.
 The guest also hashes the first 16 MiB of each disk, checked here against the
 image. Prints `BENCH linux_DISK_JOB=value unit` lines (medians over the boots)
 and a Markdown table. tests/bench imports boot() for `make bench LINUX=1`.
-After each boot, a network phase (tests/bench_net.py; NET=0 leaves it out):
+After each boot, a network phase (tests/bench_net.py; NET= leaves it out):
 the guest booted again with linuxbench.net=1 and a virtio-net forwarded from
 127.0.0.1, measured with UDP and TCP echo (`BENCH linux_net_*` lines).
 

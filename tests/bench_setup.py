@@ -9,8 +9,8 @@ with the same disks: only the kernel, its command line and the initramfs differ.
       vdb     q35 only: a modern virtio-blk behind the Intel IOMMU
     MACHINE=q35 adds -device intel-iommu.
 With `network` (net_forwards' arguments), a virtio-net-pci (transitional, like
-virtio-blk) on QEMU's user network with restrict=on: the guest is 10.0.2.15 and
-reaches nothing outside, and the host reaches it only through the forwards,
+virtio-blk) on QEMU's user network (restrict=off, see net_forwards): the guest is 10.0.2.15,
+answers only what comes in, and the host reaches it only through the forwards,
 bound to 127.0.0.1: ECHO_PORT (udp and tcp) -> guest port 7, STATS_PORT (tcp)
 -> 11. The network phase of tests/bench (tests/bench_net.py) uses it.
 The AHCI drive's id is sata0, not sd0: QEMU 7.2 has a drive "sd0" of its own
@@ -62,7 +62,10 @@ def net_forwards(echo_port, stats_port):
     """QEMU arguments for the guest's NIC, reached from the host through 127.0.0.1 only."""
     forwards = [f"hostfwd=udp:127.0.0.1:{echo_port}-:7", f"hostfwd=tcp:127.0.0.1:{echo_port}-:7",
                 f"hostfwd=tcp:127.0.0.1:{stats_port}-:11"]
-    return ["-netdev", ",".join(["user", "id=net0", "restrict=on", *forwards]),
+    # restrict=off: a restricted slirp drops every UDP datagram the guest
+    # sends, the echo's answers through the forward included (libslirp's
+    # udp_input); the guests only answer what came through these forwards.
+    return ["-netdev", ",".join(["user", "id=net0", "restrict=off", *forwards]),
             "-device", "virtio-net-pci,netdev=net0"]
 
 

@@ -391,7 +391,7 @@ def test_qemu_command_forwards_only_from_127_0_0_1():
     images = {disk: FakeImage(f"/tmp/{disk}.img") for disk in bench_setup.DISKS}
     command = bench_setup.qemu_command(images, "kernel", "", network=bench_setup.net_forwards(5555, 6666))
     netdev = command[command.index("-netdev") + 1]
-    assert netdev == ("user,id=net0,restrict=on,hostfwd=udp:127.0.0.1:5555-:7,hostfwd=tcp:127.0.0.1:5555-:7,"
+    assert netdev == ("user,id=net0,restrict=off,hostfwd=udp:127.0.0.1:5555-:7,hostfwd=tcp:127.0.0.1:5555-:7,"
                       "hostfwd=tcp:127.0.0.1:6666-:11"), netdev
     assert "virtio-net-pci,netdev=net0" in command
     assert "-netdev" not in bench_setup.qemu_command(images, "kernel", "bench")
