@@ -27,7 +27,7 @@ const UDP_BYTES: usize = UDP_DATAGRAMS * 1500;
 pub struct ServiceCounts {
     /// Datagrams echoed.
     pub udp_echoed: u64,
-    /// Datagrams that could not be echoed (the socket's send buffer full).
+    /// Datagrams that could not be echoed (a sender that cannot be answered).
     pub udp_not_echoed: u64,
     /// TCP echo connections accepted.
     pub tcp_connections: u64,
@@ -85,17 +85,23 @@ impl Services {
         moved | self.send_report(sockets, report)
     }
 
-    /// Every datagram waiting goes back to its sender, byte for byte.
+    /// Every datagram waiting goes back to its sender, byte for byte. One the
+    /// send buffer has no room for stays in the receive buffer until it has
+    /// (the transmit ring full): taken off only once its echo is queued.
     fn echo_datagrams(&mut self, sockets: &mut SocketSet<'static>) -> bool {
         let socket = sockets.get_mut::<udp::Socket>(self.udp_echo);
         let mut moved = false;
         while socket.can_recv() {
-            let Ok((length, metadata)) = socket.recv_slice(&mut self.scratch) else { break };
-            moved = true;
-            match socket.send_slice(&self.scratch[..length], metadata.endpoint) {
+            let Ok((length, metadata)) = socket.peek_slice(&mut self.scratch) else { break };
+            let endpoint = metadata.endpoint;
+            match socket.send_slice(&self.scratch[..length], endpoint) {
                 Ok(()) => self.counts.udp_echoed += 1,
-                Err(_) => self.counts.udp_not_echoed += 1,
+                Err(udp::SendError::BufferFull) => break,
+                // A sender it cannot answer (port 0, say): dropped.
+                Err(udp::SendError::Unaddressable) => self.counts.udp_not_echoed += 1,
             }
+            let _ = socket.recv();
+            moved = true;
         }
         moved
     }
