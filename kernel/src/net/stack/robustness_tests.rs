@@ -2,11 +2,12 @@
 //! sender faster than the stack, a transmit ring that stays full, clients
 //! that vanish or never close.
 
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use smoltcp::iface::SocketHandle;
-use smoltcp::socket::udp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::IpEndpoint;
 
 use super::tests::{Bench, SERVER, report};
@@ -30,12 +31,38 @@ fn datagrams_received(bench: &mut Bench, handle: SocketHandle) -> Vec<Vec<u8>> {
     received
 }
 
+/// A TCP connection from the client's `local_port` to the server's `port`.
+fn connect(bench: &mut Bench, port: u16, local_port: u16) -> SocketHandle {
+    let socket = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 8192]), tcp::SocketBuffer::new(vec![0; 8192]));
+    let handle = bench.sockets.add(socket);
+    let context = bench.client.context();
+    bench.sockets.get_mut::<tcp::Socket>(handle).connect(context, (SERVER, port), local_port).unwrap();
+    handle
+}
+
 /// Runs both stacks for `seconds` of the clock, a second at a time.
 fn wait(bench: &mut Bench, seconds: usize) {
     for _ in 0..seconds {
         bench.now += 1000;
         bench.settle();
     }
+}
+
+/// What the connection received until the server closed it (within 5 s).
+fn read_to_close(bench: &mut Bench, handle: SocketHandle) -> Vec<u8> {
+    let mut text = Vec::new();
+    for _ in 0..100 {
+        bench.settle();
+        let socket = bench.sockets.get_mut::<tcp::Socket>(handle);
+        while socket.can_recv() {
+            socket.recv(|bytes| (bytes.len(), text.extend_from_slice(bytes))).unwrap();
+        }
+        if !socket.may_recv() {
+            break;
+        }
+        bench.now += 50;
+    }
+    text
 }
 
 #[test]
@@ -92,4 +119,17 @@ fn datagrams_wait_while_the_send_buffer_is_full_and_are_all_echoed_later() {
         counts.udp_not_echoed
     );
     assert_eq!(echoed, sent);
+}
+
+#[test]
+fn a_report_client_that_never_closes_does_not_keep_port_11_for_ever() {
+    let mut bench = Bench::new();
+    let first = connect(&mut bench, STATS_PORT, 50000);
+    assert_eq!(String::from_utf8(read_to_close(&mut bench, first)).unwrap(), report());
+    // The client has the report and the server's FIN, and never closes its side.
+    assert!(bench.sockets.get_mut::<tcp::Socket>(first).may_send(), "the client's side is still open");
+    wait(&mut bench, 60);
+    let second = connect(&mut bench, STATS_PORT, 50001);
+    let text = read_to_close(&mut bench, second);
+    assert_eq!(String::from_utf8(text).unwrap(), report(), "a minute later, port 11 serves the next client");
 }

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
+use smoltcp::time::Duration;
 
 /// The echo port, UDP and TCP.
 pub const ECHO_PORT: u16 = 7;
@@ -18,6 +19,10 @@ const TCP_ECHO_SOCKETS: usize = 2;
 /// Bytes of each TCP socket's receive and transmit buffer: 64 KiB, the
 /// largest window without window scaling.
 const TCP_BUFFER: usize = 64 * 1024;
+/// How long the report's connection waits for a word from its client: once
+/// the report is sent and acknowledged, a client that never closes its side
+/// would otherwise keep the one report socket in FIN-WAIT-2 for ever.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Datagrams the UDP socket keeps each way, and their bytes.
 const UDP_DATAGRAMS: usize = 64;
 const UDP_BYTES: usize = UDP_DATAGRAMS * 1500;
@@ -66,7 +71,9 @@ impl Services {
         let _ = udp_socket.bind(ECHO_PORT);
         let udp_echo = sockets.add(udp_socket);
         let tcp_echo = (0..TCP_ECHO_SOCKETS).map(|_| (sockets.add(tcp_socket(TCP_BUFFER)), false)).collect();
-        let report = Report { handle: sockets.add(tcp_socket(4096)), text: None };
+        let mut report_socket = tcp_socket(4096);
+        report_socket.set_timeout(Some(REPORT_TIMEOUT));
+        let report = Report { handle: sockets.add(report_socket), text: None };
         Services { udp_echo, tcp_echo, report, scratch: vec![0; TCP_BUFFER], counts: ServiceCounts::default() }
     }
 
