@@ -48,6 +48,28 @@ fn wait(bench: &mut Bench, seconds: usize) {
     }
 }
 
+/// Whether `bytes` sent on the connection come back (within 5 s).
+fn echoes(bench: &mut Bench, handle: SocketHandle, bytes: &[u8]) -> bool {
+    bench.settle();
+    let socket = bench.sockets.get_mut::<tcp::Socket>(handle);
+    if !socket.may_send() || socket.send_slice(bytes) != Ok(bytes.len()) {
+        return false;
+    }
+    let mut back = Vec::new();
+    for _ in 0..100 {
+        bench.now += 50;
+        bench.settle();
+        let socket = bench.sockets.get_mut::<tcp::Socket>(handle);
+        while socket.can_recv() {
+            socket.recv(|received| (received.len(), back.extend_from_slice(received))).unwrap();
+        }
+        if back.len() >= bytes.len() {
+            break;
+        }
+    }
+    back == bytes
+}
+
 /// What the connection received until the server closed it (within 5 s).
 fn read_to_close(bench: &mut Bench, handle: SocketHandle) -> Vec<u8> {
     let mut text = Vec::new();
@@ -132,4 +154,31 @@ fn a_report_client_that_never_closes_does_not_keep_port_11_for_ever() {
     let second = connect(&mut bench, STATS_PORT, 50001);
     let text = read_to_close(&mut bench, second);
     assert_eq!(String::from_utf8(text).unwrap(), report(), "a minute later, port 11 serves the next client");
+}
+
+#[test]
+fn echo_connections_whose_client_vanished_are_given_up() {
+    let mut bench = Bench::new();
+    let vanishing: Vec<SocketHandle> = (0..2).map(|at| connect(&mut bench, ECHO_PORT, 50010 + at)).collect();
+    for &handle in &vanishing {
+        assert!(echoes(&mut bench, handle, b"still here"));
+    }
+    // The client's host goes away without a word: no FIN, no RST.
+    bench.unplugged = true;
+    for handle in vanishing {
+        bench.sockets.remove(handle);
+    }
+    wait(&mut bench, 300);
+    bench.unplugged = false;
+    let next = connect(&mut bench, ECHO_PORT, 50020);
+    assert!(echoes(&mut bench, next, b"a new client"), "five minutes later, port 7 serves a new client");
+}
+
+#[test]
+fn an_idle_echo_connection_whose_client_answers_stays_open() {
+    let mut bench = Bench::new();
+    let handle = connect(&mut bench, ECHO_PORT, 50030);
+    assert!(echoes(&mut bench, handle, b"before"));
+    wait(&mut bench, 600);
+    assert!(echoes(&mut bench, handle, b"ten minutes later"), "an idle but answering client keeps its connection");
 }

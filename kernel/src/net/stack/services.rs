@@ -23,6 +23,12 @@ const TCP_BUFFER: usize = 64 * 1024;
 /// the report is sent and acknowledged, a client that never closes its side
 /// would otherwise keep the one report socket in FIN-WAIT-2 for ever.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle echo connection asks its client whether it is still there this
+/// often (a keep-alive), and is given up when the client has said nothing
+/// for `ECHO_TIMEOUT`: a client whose host went away without a FIN or an RST
+/// would otherwise hold one of the echo sockets for ever.
+const ECHO_KEEP_ALIVE: Duration = Duration::from_secs(30);
+const ECHO_TIMEOUT: Duration = Duration::from_secs(120);
 /// Datagrams the UDP socket keeps each way, and their bytes.
 const UDP_DATAGRAMS: usize = 64;
 const UDP_BYTES: usize = UDP_DATAGRAMS * 1500;
@@ -70,7 +76,13 @@ impl Services {
         // Binding a fresh socket to a non-zero port cannot fail.
         let _ = udp_socket.bind(ECHO_PORT);
         let udp_echo = sockets.add(udp_socket);
-        let tcp_echo = (0..TCP_ECHO_SOCKETS).map(|_| (sockets.add(tcp_socket(TCP_BUFFER)), false)).collect();
+        let echo_socket = || {
+            let mut socket = tcp_socket(TCP_BUFFER);
+            socket.set_keep_alive(Some(ECHO_KEEP_ALIVE));
+            socket.set_timeout(Some(ECHO_TIMEOUT));
+            socket
+        };
+        let tcp_echo = (0..TCP_ECHO_SOCKETS).map(|_| (sockets.add(echo_socket()), false)).collect();
         let mut report_socket = tcp_socket(4096);
         report_socket.set_timeout(Some(REPORT_TIMEOUT));
         let report = Report { handle: sockets.add(report_socket), text: None };
