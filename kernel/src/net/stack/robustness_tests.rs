@@ -182,3 +182,44 @@ fn an_idle_echo_connection_whose_client_answers_stays_open() {
     wait(&mut bench, 600);
     assert!(echoes(&mut bench, handle, b"ten minutes later"), "an idle but answering client keeps its connection");
 }
+
+#[test]
+fn the_report_connection_acknowledges_its_clients_close_before_it_listens_again() {
+    let mut bench = Bench::new();
+    let client = connect(&mut bench, STATS_PORT, 50040);
+    assert_eq!(String::from_utf8(read_to_close(&mut bench, client)).unwrap(), report());
+    bench.sockets.get_mut::<tcp::Socket>(client).close();
+    // 100 ms: well inside the client's first retransmission of its FIN.
+    for _ in 0..10 {
+        bench.now += 10;
+        bench.settle();
+    }
+    let state = bench.sockets.get_mut::<tcp::Socket>(client).state();
+    assert_eq!(state, tcp::State::Closed, "the server acknowledged the client's FIN (a LAST-ACK client was not)");
+}
+
+/// A report of 100 000 bytes: 24 times the report socket's send buffer.
+fn long_report() -> String {
+    (0..100_000).map(|at| char::from(b'a' + (at % 23) as u8)).collect()
+}
+
+#[test]
+fn a_report_longer_than_the_send_buffer_arrives_whole() {
+    let mut bench = Bench::new();
+    bench.report = long_report;
+    let client = connect(&mut bench, STATS_PORT, 50050);
+    let mut text = Vec::new();
+    for _ in 0..1000 {
+        bench.settle();
+        let socket = bench.sockets.get_mut::<tcp::Socket>(client);
+        while socket.can_recv() {
+            socket.recv(|bytes| (bytes.len(), text.extend_from_slice(bytes))).unwrap();
+        }
+        if !socket.may_recv() {
+            break;
+        }
+        bench.now += 50;
+    }
+    assert!(text == long_report().into_bytes(), "{} bytes of 100000", text.len());
+    assert_eq!(bench.service.stats().counts.reports, 1, "written once, sent in pieces");
+}

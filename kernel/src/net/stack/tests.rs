@@ -147,6 +147,8 @@ pub(super) struct Bench {
     /// While set, the wire loses every frame both ways (the client's host
     /// gone, a cable pulled).
     pub(super) unplugged: bool,
+    /// What port 11 sends.
+    pub(super) report: fn() -> String,
 }
 
 pub(super) const SERVER: IpAddress = IpAddress::Ipv4(Ipv4Address::new(10, 0, 2, 15));
@@ -174,7 +176,7 @@ impl Bench {
         client.update_ip_addrs(|addresses| {
             addresses.push(IpCidr::new(IpAddress::v4(10, 0, 2, 2), 24)).unwrap();
         });
-        Bench { service, wire, client, device, sockets: SocketSet::new(Vec::new()), now: 0, unplugged: false }
+        Bench { service, wire, client, device, sockets: SocketSet::new(Vec::new()), now: 0, unplugged: false, report }
     }
 
     /// Both stacks run until nothing moves, the clock a millisecond further each round.
@@ -182,7 +184,7 @@ impl Bench {
         for _ in 0..10_000 {
             self.now += 1;
             let client = self.client.poll(Instant::from_millis(self.now), &mut self.device, &mut self.sockets);
-            let server = self.service.poll(self.now, &report);
+            let server = self.service.poll(self.now, &self.report);
             if self.unplugged {
                 self.device.to_server.lock().clear();
                 self.device.to_client.lock().clear();
