@@ -223,3 +223,25 @@ fn a_report_longer_than_the_send_buffer_arrives_whole() {
     assert!(text == long_report().into_bytes(), "{} bytes of 100000", text.len());
     assert_eq!(bench.service.stats().counts.reports, 1, "written once, sent in pieces");
 }
+
+#[test]
+fn a_handshake_the_client_resets_does_not_hide_the_next_connection_from_the_count() {
+    let mut bench = Bench::new();
+    // One echo connection first, so that both stacks know each other's
+    // Ethernet address and the next SYN goes out at once.
+    let first = connect(&mut bench, ECHO_PORT, 50060);
+    assert!(echoes(&mut bench, first, b"one"));
+    let reset = connect(&mut bench, ECHO_PORT, 50061);
+    let now = smoltcp::time::Instant::from_millis(bench.now);
+    bench.client.poll(now, &mut bench.device, &mut bench.sockets);
+    bench.now += 1;
+    bench.service.poll(bench.now, &report);
+    // The server is in SYN-RECEIVED; the client gives up with an RST, which
+    // puts the server's socket back to LISTEN.
+    bench.sockets.get_mut::<tcp::Socket>(reset).abort();
+    bench.settle();
+    let counted = bench.service.stats().counts.tcp_connections;
+    let next = connect(&mut bench, ECHO_PORT, 50062);
+    assert!(echoes(&mut bench, next, b"three"));
+    assert_eq!(bench.service.stats().counts.tcp_connections, counted + 1, "the next connection is counted");
+}

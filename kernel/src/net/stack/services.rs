@@ -137,9 +137,16 @@ impl Services {
             *counted = false;
             return false;
         }
-        if socket.is_active() && !*counted {
-            *counted = true;
-            self.counts.tcp_connections += 1;
+        match (socket.may_send(), socket.is_listening(), *counted) {
+            // Established (or the client already closed its side): counted once.
+            (true, _, false) => {
+                *counted = true;
+                self.counts.tcp_connections += 1;
+            }
+            // Back to LISTEN (an RST during the handshake, which is not
+            // counted): the next connection on this socket is a new one.
+            (_, true, true) => *counted = false,
+            _ => {}
         }
         let mut moved = false;
         while socket.can_recv() && socket.can_send() {
