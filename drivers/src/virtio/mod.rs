@@ -19,6 +19,8 @@ pub mod net;
 #[cfg(target_os = "none")]
 mod net_driver;
 #[cfg(test)]
+mod net_interrupt_tests;
+#[cfg(test)]
 mod net_register_tests;
 #[cfg(test)]
 mod net_tests;

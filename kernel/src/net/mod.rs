@@ -3,6 +3,8 @@
 //! `synchronize_range` (see `nic.rs` for one packet's life, and docs/net.md).
 
 mod hardware;
+#[cfg(test)]
+mod interrupt_tests;
 mod nic;
 pub mod registry;
 pub mod stack;

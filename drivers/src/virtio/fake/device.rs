@@ -207,6 +207,13 @@ impl<P: Personality> FakeDevice<P> {
         self.state.lock().status
     }
 
+    /// Whether the device's interrupt is raised: ISR bit 0 set and not read
+    /// yet (the INTx line is asserted until the driver reads ISR). Looks
+    /// without clearing it, as a test's probe on the line would.
+    pub fn interrupt_pending(&self) -> bool {
+        self.state.lock().isr & 1 != 0
+    }
+
     /// The features the driver accepted.
     pub fn accepted(&self) -> u64 {
         self.state.lock().accepted

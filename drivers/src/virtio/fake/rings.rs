@@ -11,6 +11,10 @@ use dmakit::memory::FRAME_SIZE;
 
 use super::super::queue::{DESCRIPTOR_NEXT, VirtqDescriptor};
 
+/// `VIRTQ_AVAIL_F_NO_INTERRUPT`: the driver asks the device not to interrupt
+/// when it uses buffers on the queue.
+const AVAIL_F_NO_INTERRUPT: u16 = 1;
+
 /// Simulated physical memory as the device reaches it. Every write is
 /// checked: the memory must still be allocated, so a driver that frees memory
 /// under a device fails its test.
@@ -66,6 +70,11 @@ pub struct Ring {
 impl Ring {
     fn descriptor(&self, index: u16) -> u64 {
         self.descriptors + 16 * u64::from(index)
+    }
+
+    /// The available ring's `flags`: bit 0 is `VIRTQ_AVAIL_F_NO_INTERRUPT`.
+    fn available_flags(&self) -> u64 {
+        self.driver
     }
 
     fn available_index(&self) -> u64 {
@@ -185,7 +194,10 @@ impl<'a> QueueAccess<'a> {
     }
 
     /// Puts the used element `(id, length)` on the used ring `times` times,
-    /// then publishes the used index and raises the queue interrupt.
+    /// then publishes the used index and raises the queue interrupt (ISR bit
+    /// 0) unless the driver's available ring says `VIRTQ_AVAIL_F_NO_INTERRUPT`
+    /// (virtio 1.0, 2.4.7: without `EVENT_IDX` the device looks at the flag
+    /// each time it uses buffers, as QEMU does).
     pub fn give_back(&mut self, id: u32, length: u32, times: usize) {
         let ring = self.ring();
         let mut element = [0u8; 8];
@@ -196,6 +208,8 @@ impl<'a> QueueAccess<'a> {
             self.state.used_index = self.state.used_index.wrapping_add(1);
         }
         self.memory.write(ring.used_index(), &self.state.used_index.to_le_bytes());
-        *self.isr = 1;
+        if self.memory.read_u16(ring.available_flags()) & AVAIL_F_NO_INTERRUPT == 0 {
+            *self.isr |= 1;
+        }
     }
 }

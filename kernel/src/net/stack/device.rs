@@ -32,6 +32,11 @@ pub struct InterfaceDevice {
     outgoing: Vec<u8>,
     /// Frames the interface took since the last [`take_activity`](Self::take_activity).
     activity: usize,
+    /// Whether `receive` may still look at the interface in this round.
+    /// smoltcp takes frames until `receive` says none: a sender faster than
+    /// the stack would keep one poll inside for ever (nothing served, the
+    /// shell starved), so each round looks once.
+    look: Look,
     /// Why the last poll or transmit failed, if one did.
     last_failure: Option<IoFailure>,
     /// Frames smoltcp built that the interface refused.
@@ -47,6 +52,7 @@ impl InterfaceDevice {
             spare: Vec::new(),
             outgoing: Vec::new(),
             activity: 0,
+            look: Look::Allowed,
             last_failure: None,
             transmit_failures: 0,
         }
@@ -55,6 +61,12 @@ impl InterfaceDevice {
     /// The interface.
     pub fn interface(&self) -> &Arc<dyn NetInterface> {
         &self.interface
+    }
+
+    /// Lets the next `receive` with nothing waiting look at the interface
+    /// (once): called before each poll of smoltcp's interface.
+    pub fn new_round(&mut self) {
+        self.look = Look::Allowed;
     }
 
     /// Frames received or sent since the last call.
@@ -94,7 +106,8 @@ impl phy::Device for InterfaceDevice {
     type TxToken<'a> = FrameToSend<'a>;
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(ReceivedFrame<'_>, FrameToSend<'_>)> {
-        if self.waiting.is_empty() {
+        if self.waiting.is_empty() && self.look == Look::Allowed {
+            self.look = Look::Done;
             self.fill();
         }
         let frame = self.waiting.pop_front()?;
@@ -123,6 +136,15 @@ impl phy::Device for InterfaceDevice {
         capabilities.max_transmission_unit = 1514;
         capabilities
     }
+}
+
+/// Whether a round may still look at the interface for frames.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// Not yet this round.
+    Allowed,
+    /// It did: what came since waits for the next round.
+    Done,
 }
 
 /// One received frame, lent to smoltcp.

@@ -4,6 +4,8 @@
 //! at a fixed 10.0.2.15/24 behind QEMU's user-mode gateway 10.0.2.2.
 
 mod device;
+#[cfg(test)]
+mod robustness_tests;
 mod service;
 mod services;
 #[cfg(test)]

@@ -93,9 +93,14 @@ impl NetService {
     /// sleeps). `report` writes the text port 11 sends.
     pub fn poll(&mut self, now_ms: i64, report: &dyn Fn() -> String) -> bool {
         let now = Instant::from_millis(now_ms);
+        // Each poll of smoltcp's interface looks at the device once: frames
+        // that keep coming wait for the next call, and the caller gets to do
+        // its own work (and the services theirs) in between.
+        self.device.new_round();
         let mut moved = self.interface.poll(now, &mut self.device, &mut self.sockets) == PollResult::SocketStateChanged;
         moved |= self.services.serve(&mut self.sockets, report);
         // What the services wrote goes out now, not at the next poll.
+        self.device.new_round();
         moved |= self.interface.poll(now, &mut self.device, &mut self.sockets) == PollResult::SocketStateChanged;
         moved |= self.device.take_activity() > 0;
         if moved {

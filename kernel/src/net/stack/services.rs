@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
+use smoltcp::time::Duration;
 
 /// The echo port, UDP and TCP.
 pub const ECHO_PORT: u16 = 7;
@@ -18,6 +19,16 @@ const TCP_ECHO_SOCKETS: usize = 2;
 /// Bytes of each TCP socket's receive and transmit buffer: 64 KiB, the
 /// largest window without window scaling.
 const TCP_BUFFER: usize = 64 * 1024;
+/// How long the report's connection waits for a word from its client: once
+/// the report is sent and acknowledged, a client that never closes its side
+/// would otherwise keep the one report socket in FIN-WAIT-2 for ever.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle echo connection asks its client whether it is still there this
+/// often (a keep-alive), and is given up when the client has said nothing
+/// for `ECHO_TIMEOUT`: a client whose host went away without a FIN or an RST
+/// would otherwise hold one of the echo sockets for ever.
+const ECHO_KEEP_ALIVE: Duration = Duration::from_secs(30);
+const ECHO_TIMEOUT: Duration = Duration::from_secs(120);
 /// Datagrams the UDP socket keeps each way, and their bytes.
 const UDP_DATAGRAMS: usize = 64;
 const UDP_BYTES: usize = UDP_DATAGRAMS * 1500;
@@ -27,7 +38,7 @@ const UDP_BYTES: usize = UDP_DATAGRAMS * 1500;
 pub struct ServiceCounts {
     /// Datagrams echoed.
     pub udp_echoed: u64,
-    /// Datagrams that could not be echoed (the socket's send buffer full).
+    /// Datagrams that could not be echoed (a sender that cannot be answered).
     pub udp_not_echoed: u64,
     /// TCP echo connections accepted.
     pub tcp_connections: u64,
@@ -65,8 +76,16 @@ impl Services {
         // Binding a fresh socket to a non-zero port cannot fail.
         let _ = udp_socket.bind(ECHO_PORT);
         let udp_echo = sockets.add(udp_socket);
-        let tcp_echo = (0..TCP_ECHO_SOCKETS).map(|_| (sockets.add(tcp_socket(TCP_BUFFER)), false)).collect();
-        let report = Report { handle: sockets.add(tcp_socket(4096)), text: None };
+        let echo_socket = || {
+            let mut socket = tcp_socket(TCP_BUFFER);
+            socket.set_keep_alive(Some(ECHO_KEEP_ALIVE));
+            socket.set_timeout(Some(ECHO_TIMEOUT));
+            socket
+        };
+        let tcp_echo = (0..TCP_ECHO_SOCKETS).map(|_| (sockets.add(echo_socket()), false)).collect();
+        let mut report_socket = tcp_socket(4096);
+        report_socket.set_timeout(Some(REPORT_TIMEOUT));
+        let report = Report { handle: sockets.add(report_socket), text: None };
         Services { udp_echo, tcp_echo, report, scratch: vec![0; TCP_BUFFER], counts: ServiceCounts::default() }
     }
 
@@ -85,17 +104,23 @@ impl Services {
         moved | self.send_report(sockets, report)
     }
 
-    /// Every datagram waiting goes back to its sender, byte for byte.
+    /// Every datagram waiting goes back to its sender, byte for byte. One the
+    /// send buffer has no room for stays in the receive buffer until it has
+    /// (the transmit ring full): taken off only once its echo is queued.
     fn echo_datagrams(&mut self, sockets: &mut SocketSet<'static>) -> bool {
         let socket = sockets.get_mut::<udp::Socket>(self.udp_echo);
         let mut moved = false;
         while socket.can_recv() {
-            let Ok((length, metadata)) = socket.recv_slice(&mut self.scratch) else { break };
-            moved = true;
-            match socket.send_slice(&self.scratch[..length], metadata.endpoint) {
+            let Ok((length, metadata)) = socket.peek_slice(&mut self.scratch) else { break };
+            let endpoint = metadata.endpoint;
+            match socket.send_slice(&self.scratch[..length], endpoint) {
                 Ok(()) => self.counts.udp_echoed += 1,
-                Err(_) => self.counts.udp_not_echoed += 1,
+                Err(udp::SendError::BufferFull) => break,
+                // A sender it cannot answer (port 0, say): dropped.
+                Err(udp::SendError::Unaddressable) => self.counts.udp_not_echoed += 1,
             }
+            let _ = socket.recv();
+            moved = true;
         }
         moved
     }
@@ -112,9 +137,16 @@ impl Services {
             *counted = false;
             return false;
         }
-        if socket.is_active() && !*counted {
-            *counted = true;
-            self.counts.tcp_connections += 1;
+        match (socket.may_send(), socket.is_listening(), *counted) {
+            // Established (or the client already closed its side): counted once.
+            (true, _, false) => {
+                *counted = true;
+                self.counts.tcp_connections += 1;
+            }
+            // Back to LISTEN (an RST during the handshake, which is not
+            // counted): the next connection on this socket is a new one.
+            (_, true, true) => *counted = false,
+            _ => {}
         }
         let mut moved = false;
         while socket.can_recv() && socket.can_send() {

@@ -24,11 +24,19 @@ use crate::net::{Interrupts, NicStats, Polled};
 type Frames = Arc<Mutex<VecDeque<Vec<u8>>>>;
 
 /// The interface under the service: frames in from the client, out to it.
-struct WireInterface {
+pub(super) struct WireInterface {
     to_server: Frames,
     to_client: Frames,
     /// Transmits refused from now on, as by a full ring.
-    refuse: Mutex<usize>,
+    pub(super) refuse: Mutex<usize>,
+    /// While set, every transmit buffer is the device's: no free one, and a
+    /// transmit is refused.
+    pub(super) ring_full: Mutex<bool>,
+    /// A frame every poll hands up this many times more, as from a sender
+    /// faster than the stack, and for how many more polls.
+    pub(super) flood: Mutex<Option<(Vec<u8>, usize, usize)>>,
+    /// Polls of the interface.
+    pub(super) polls: Mutex<usize>,
 }
 
 impl NetInterface for WireInterface {
@@ -40,6 +48,16 @@ impl NetInterface for WireInterface {
     }
     fn poll(&self, deliver: &mut dyn FnMut(&[u8])) -> Result<Polled, IoFailure> {
         let mut polled = Polled::default();
+        *self.polls.lock() += 1;
+        if let Some((frame, per_poll, polls_left)) = self.flood.lock().as_mut()
+            && *polls_left > 0
+        {
+            *polls_left -= 1;
+            for _ in 0..*per_poll {
+                deliver(frame);
+                polled.received += 1;
+            }
+        }
         while let Some(frame) = self.to_server.lock().pop_front() {
             deliver(&frame);
             polled.received += 1;
@@ -48,6 +66,9 @@ impl NetInterface for WireInterface {
     }
     fn transmit(&self, frame: &[u8]) -> Result<(), IoFailure> {
         let mut refuse = self.refuse.lock();
+        if *self.ring_full.lock() {
+            return Err(IoFailure::new(IoReturn::Busy, Cause::Net(NetCause::TransmitRingFull { depth: 16 })));
+        }
         if *refuse > 0 {
             *refuse -= 1;
             return Err(IoFailure::new(IoReturn::Busy, Cause::Net(NetCause::TransmitRingFull { depth: 1 })));
@@ -56,7 +77,10 @@ impl NetInterface for WireInterface {
         Ok(())
     }
     fn transmit_free(&self) -> usize {
-        16
+        match *self.ring_full.lock() {
+            true => 0,
+            false => 16,
+        }
     }
     fn stats(&self) -> NicStats {
         NicStats::default()
@@ -71,13 +95,13 @@ impl NetInterface for WireInterface {
 }
 
 /// The client's end of the wire.
-struct ClientDevice {
-    to_server: Frames,
-    to_client: Frames,
+pub(super) struct ClientDevice {
+    pub(super) to_server: Frames,
+    pub(super) to_client: Frames,
 }
 
-struct ClientRx(Vec<u8>);
-struct ClientTx(Frames);
+pub(super) struct ClientRx(Vec<u8>);
+pub(super) struct ClientTx(Frames);
 
 impl phy::RxToken for ClientRx {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
@@ -113,29 +137,37 @@ impl phy::Device for ClientDevice {
 }
 
 /// A service and a client at 10.0.2.2 on one wire, and a clock.
-struct Bench {
-    service: NetService,
-    wire: Arc<WireInterface>,
-    client: Interface,
-    device: ClientDevice,
-    sockets: SocketSet<'static>,
-    now: i64,
+pub(super) struct Bench {
+    pub(super) service: NetService,
+    pub(super) wire: Arc<WireInterface>,
+    pub(super) client: Interface,
+    pub(super) device: ClientDevice,
+    pub(super) sockets: SocketSet<'static>,
+    pub(super) now: i64,
+    /// While set, the wire loses every frame both ways (the client's host
+    /// gone, a cable pulled).
+    pub(super) unplugged: bool,
+    /// What port 11 sends.
+    pub(super) report: fn() -> String,
 }
 
-const SERVER: IpAddress = IpAddress::Ipv4(Ipv4Address::new(10, 0, 2, 15));
+pub(super) const SERVER: IpAddress = IpAddress::Ipv4(Ipv4Address::new(10, 0, 2, 15));
 
-fn report() -> String {
+pub(super) fn report() -> String {
     String::from("the report\nof port 11\n")
 }
 
 impl Bench {
-    fn new() -> Bench {
+    pub(super) fn new() -> Bench {
         let to_server: Frames = Arc::default();
         let to_client: Frames = Arc::default();
         let wire = Arc::new(WireInterface {
             to_server: to_server.clone(),
             to_client: to_client.clone(),
             refuse: Mutex::new(0),
+            ring_full: Mutex::new(false),
+            flood: Mutex::new(None),
+            polls: Mutex::new(0),
         });
         let service = NetService::new(wire.clone(), Address::QEMU_USER, 0);
         let mut device = ClientDevice { to_server, to_client };
@@ -144,15 +176,19 @@ impl Bench {
         client.update_ip_addrs(|addresses| {
             addresses.push(IpCidr::new(IpAddress::v4(10, 0, 2, 2), 24)).unwrap();
         });
-        Bench { service, wire, client, device, sockets: SocketSet::new(Vec::new()), now: 0 }
+        Bench { service, wire, client, device, sockets: SocketSet::new(Vec::new()), now: 0, unplugged: false, report }
     }
 
     /// Both stacks run until nothing moves, the clock a millisecond further each round.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         for _ in 0..10_000 {
             self.now += 1;
             let client = self.client.poll(Instant::from_millis(self.now), &mut self.device, &mut self.sockets);
-            let server = self.service.poll(self.now, &report);
+            let server = self.service.poll(self.now, &self.report);
+            if self.unplugged {
+                self.device.to_server.lock().clear();
+                self.device.to_client.lock().clear();
+            }
             let quiet = self.device.to_server.lock().is_empty() && self.device.to_client.lock().is_empty();
             if client == smoltcp::iface::PollResult::None && !server && quiet {
                 return;
@@ -162,7 +198,7 @@ impl Bench {
     }
 }
 
-fn datagram(seed: u64) -> Vec<u8> {
+pub(super) fn datagram(seed: u64) -> Vec<u8> {
     let length = 1 + (seed.wrapping_mul(2_654_435_761) % 1472) as usize;
     (0..length).map(|i| (seed as usize * 31 + i * 7) as u8).collect()
 }
@@ -190,7 +226,7 @@ fn datagrams_to_port_7_come_back_byte_for_byte() {
 }
 
 /// Sends `total` bytes through the TCP echo and returns what came back.
-fn tcp_round_trip(bench: &mut Bench, total: usize) -> (Vec<u8>, Vec<u8>) {
+pub(super) fn tcp_round_trip(bench: &mut Bench, total: usize) -> (Vec<u8>, Vec<u8>) {
     let socket =
         tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 32 * 1024]), tcp::SocketBuffer::new(vec![0; 32 * 1024]));
     let handle = bench.sockets.add(socket);
