@@ -104,14 +104,16 @@ pub fn net_lines() -> Vec<String> {
         let [g, h, i, j] = address.gateway;
         lines.push(format!(
             "stack on {name}: {a}.{b}.{c}.{d}/{} via {g}.{h}.{i}.{j}; udp echo (port 7) {} datagrams ({} not echoed), \
-             tcp echo (port 7) {} connections {} bytes, reports (port 11) {}, frames lost on transmit {}",
+             tcp echo (port 7) {} connections {} bytes, reports (port 11) {}, frames lost on transmit {}, \
+             on receive {}",
             address.prefix,
             stats.counts.udp_echoed,
             stats.counts.udp_not_echoed,
             stats.counts.tcp_connections,
             stats.counts.tcp_echoed_bytes,
             stats.counts.reports,
-            stats.transmit_failures
+            stats.transmit_failures,
+            stats.receive_overflows
         ));
     }
     lines

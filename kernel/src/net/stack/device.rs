@@ -41,6 +41,8 @@ pub struct InterfaceDevice {
     last_failure: Option<IoFailure>,
     /// Frames smoltcp built that the interface refused.
     transmit_failures: u64,
+    /// Frames handed up while too many waited: dropped.
+    overflowed: u64,
 }
 
 impl InterfaceDevice {
@@ -55,6 +57,7 @@ impl InterfaceDevice {
             look: Look::Allowed,
             last_failure: None,
             transmit_failures: 0,
+            overflowed: 0,
         }
     }
 
@@ -84,11 +87,20 @@ impl InterfaceDevice {
         self.transmit_failures
     }
 
+    /// Frames the interface handed up while `MOST_WAITING_FRAMES` already
+    /// waited for smoltcp: dropped.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed
+    }
+
     /// Collects what the interface received (when nothing is waiting).
     fn fill(&mut self) {
-        let InterfaceDevice { interface, waiting, spare, last_failure, .. } = self;
+        let InterfaceDevice { interface, waiting, spare, last_failure, overflowed, .. } = self;
         let result = interface.poll(&mut |frame| {
-            if waiting.len() < MOST_WAITING_FRAMES {
+            if waiting.len() >= MOST_WAITING_FRAMES {
+                // Lost like a frame on a wire, and counted.
+                *overflowed += 1;
+            } else {
                 let mut copy = spare.pop().unwrap_or_default();
                 copy.clear();
                 copy.extend_from_slice(frame);

@@ -40,6 +40,9 @@ pub struct ServiceStats {
     pub counts: ServiceCounts,
     /// Frames smoltcp built that the interface refused (lost, as on a wire).
     pub transmit_failures: u64,
+    /// Frames the interface handed up while too many waited for smoltcp
+    /// (lost, as on a wire).
+    pub receive_overflows: u64,
     /// Why the interface last failed, if it did.
     pub last_failure: Option<IoFailure>,
 }
@@ -115,6 +118,7 @@ impl NetService {
             busy_polls: self.busy_polls,
             counts: self.services.counts(),
             transmit_failures: self.device.transmit_failures(),
+            receive_overflows: self.device.overflowed(),
             last_failure: self.device.last_failure(),
         }
     }
