@@ -11,6 +11,7 @@ extern crate alloc;
 
 pub mod ahci;
 pub mod ata;
+pub mod nvme;
 #[cfg(test)]
 mod test_support;
 pub mod virtio;

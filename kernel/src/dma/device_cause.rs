@@ -39,6 +39,13 @@ pub enum DeviceStatus {
         /// The device status register.
         device_status: u8,
     },
+    /// An NVMe controller.
+    Nvme {
+        /// CSTS: RDY (bit 0), CFS (bit 1), SHST (bits 3:2).
+        status: u32,
+        /// CC: EN (bit 0) and the queue entry sizes.
+        configuration: u32,
+    },
 }
 
 impl fmt::Display for DeviceStatus {
@@ -58,6 +65,9 @@ impl fmt::Display for DeviceStatus {
                 write!(f, "PxTFD {task_file:#x}, PxIS {interrupts:#x}, PxCI {issued:#x}, PxSACT {active:#x}")
             }
             DeviceStatus::Virtio { device_status } => write!(f, "virtio device status {device_status:#04x}"),
+            DeviceStatus::Nvme { status, configuration } => {
+                write!(f, "NVMe CSTS {status:#x}, CC {configuration:#x}")
+            }
         }
     }
 }

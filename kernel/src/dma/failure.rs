@@ -170,6 +170,9 @@ pub enum Cause {
     Ahci(super::AhciCause),
     /// A network interface could not take or deliver a frame.
     Net(super::NetCause),
+    /// An NVMe controller did something the driver cannot work with, or a
+    /// command ended with an error status.
+    Nvme(super::NvmeCause),
     /// A drive on a PIIX IDE channel did something the driver cannot work with.
     Ata(super::AtaCause),
     /// The device said it moved more bytes than the transfer prepared: a device
@@ -358,6 +361,7 @@ impl fmt::Display for Cause {
             Cause::Virtio(cause) => cause.fmt(f),
             Cause::Ahci(cause) => cause.fmt(f),
             Cause::Net(cause) => cause.fmt(f),
+            Cause::Nvme(cause) => cause.fmt(f),
             Cause::Ata(cause) => cause.fmt(f),
             Cause::EntryFormat { format, rule } => write!(f, "{format} entry: {rule}"),
             Cause::DeviceClaimedTooMuch { claimed, prepared } => {
