@@ -2,8 +2,18 @@
 //! queue pair as deep as the controller allows, data described by PRPs (with
 //! chained PRP list pages) or SGLs built from the transfer's typed segments.
 
+mod controller;
 pub mod data_pointer;
+mod disk;
 pub mod identify;
 pub mod queue;
 pub mod registers;
 pub mod structures;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+pub use controller::Controller;
+pub use disk::{Link, MAX_DEPTH, NvmeDisk, NvmeOptions, SGL_THRESHOLD};

@@ -305,6 +305,9 @@ pub enum NvmeCause {
     },
     /// `reopen` found the controller still enabled: it was not stopped.
     NotStopped,
+    /// After a reset the controller came back with another namespace, block
+    /// size, depth or limits than the slots were made for.
+    ControllerChanged,
 }
 
 impl fmt::Display for NvmeCause {
@@ -351,6 +354,9 @@ impl fmt::Display for NvmeCause {
                 write!(f, "segment {index} breaks a PRP rule: {rule}")
             }
             NvmeCause::NotStopped => f.write_str("the NVMe controller was not stopped"),
+            NvmeCause::ControllerChanged => {
+                f.write_str("the NVMe controller came back from its reset with another namespace or limits")
+            }
         }
     }
 }

@@ -1,0 +1,113 @@
+//! The controller's register handshakes: disable (CC.EN = 0, then CSTS.RDY = 0
+//! awaited within CAP.TO), enable (CSTS.RDY = 1 awaited, CSTS.CFS watched),
+//! and one admin command at a time, waited for on the admin queue.
+
+use alloc::sync::Arc;
+
+use dmakit::dma::{Cause, DeviceStatus, IoFailure, IoReturn, NvmeCause, NvmeStatus};
+use dmakit::io::RegisterIo;
+use dmakit::time::Waiter;
+
+use super::queue::QueuePair;
+use super::registers::*;
+use super::structures::{CompletionEntry, SubmissionEntry};
+
+/// How long an admin command may take.
+const ADMIN_TIMEOUT_MS: u64 = 5_000;
+
+/// A controller's registers and what CAP says about them.
+pub struct Controller<R: RegisterIo> {
+    /// BAR 0.
+    pub registers: Arc<R>,
+    /// CAP, decoded.
+    pub capabilities: Capabilities,
+    /// How the driver waits for the controller.
+    pub waiter: &'static dyn Waiter,
+}
+
+/// The failure of a command whose completion carried `status` (its upper half
+/// of dword 3); `Ok` for success.
+pub fn status_result(status: u16) -> Result<(), IoFailure> {
+    match NvmeStatus::decode(status) {
+        None => Ok(()),
+        Some(decoded) => {
+            let cause = NvmeCause::Status { status: decoded, do_not_retry: status & (1 << 15) != 0 };
+            Err(IoFailure::new(IoReturn::IoError, Cause::Nvme(cause)))
+        }
+    }
+}
+
+impl<R: RegisterIo> Controller<R> {
+    /// Reads CAP and checks the controller is one the driver drives: the NVM
+    /// command set, 4 KiB pages.
+    pub fn new(registers: Arc<R>, waiter: &'static dyn Waiter) -> Result<Controller<R>, IoFailure> {
+        let capabilities = Capabilities::decode(registers.read64(CAP));
+        if !capabilities.nvm_command_set {
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(NvmeCause::NoNvmCommandSet)));
+        }
+        if capabilities.min_page_size > PAGE_SIZE {
+            let cause = NvmeCause::PageSizeUnsupported { minimum: capabilities.min_page_size };
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)));
+        }
+        Ok(Controller { registers, capabilities, waiter })
+    }
+
+    /// CSTS and CC, for a timeout's cause.
+    pub fn status(&self) -> DeviceStatus {
+        DeviceStatus::Nvme { status: self.registers.read32(CSTS), configuration: self.registers.read32(CC) }
+    }
+
+    /// Clears CC.EN and waits for CSTS.RDY to clear: only then does the
+    /// controller no longer touch its queues or any data. `DidNotStop` if it
+    /// stays ready past CAP.TO: what it was given must be abandoned.
+    pub fn disable(&self) -> Result<(), IoFailure> {
+        let configuration = self.registers.read32(CC);
+        self.registers.write32(CC, configuration & !CC_ENABLE);
+        let timeout = self.capabilities.ready_timeout_ms.max(500);
+        let ready = || self.registers.read32(CSTS) & CSTS_READY != 0;
+        self.waiter.wait_until(timeout, &mut || !ready()).map_err(|_| {
+            IoFailure::new(IoReturn::Timeout, Cause::Nvme(NvmeCause::DidNotStop { milliseconds: timeout }))
+        })
+    }
+
+    /// Sets CC (4 KiB pages, NVM command set, standard entry sizes) with EN
+    /// and waits for CSTS.RDY; a fatal status (CFS) ends the wait at once.
+    pub fn enable(&self) -> Result<(), IoFailure> {
+        self.registers.write32(CC, CC_CONFIGURATION | CC_ENABLE);
+        let timeout = self.capabilities.ready_timeout_ms.max(500);
+        let waited =
+            self.waiter.wait_until(timeout, &mut || self.registers.read32(CSTS) & (CSTS_READY | CSTS_FATAL) != 0);
+        let status = self.registers.read32(CSTS);
+        if status & CSTS_FATAL != 0 {
+            return Err(IoFailure::new(IoReturn::IoError, Cause::Nvme(NvmeCause::ControllerFatal)));
+        }
+        waited.map_err(|_| {
+            IoFailure::new(IoReturn::Timeout, Cause::Nvme(NvmeCause::DidNotBecomeReady { milliseconds: timeout }))
+        })
+    }
+
+    /// Gives the admin queue to the controller (before `enable`).
+    pub fn set_admin_queue(&self, admin: &QueuePair) {
+        let entries = admin.entries();
+        self.registers.write32(AQA, admin_queue_attributes(entries, entries));
+        self.registers.write64(ASQ, admin.submission_address());
+        self.registers.write64(ACQ, admin.completion_address());
+    }
+
+    /// Runs one admin command and waits for its completion; its status decides.
+    pub fn admin_command(&self, admin: &mut QueuePair, entry: SubmissionEntry) -> Result<CompletionEntry, IoFailure> {
+        admin.submit(&*self.registers, entry)?;
+        let mut completion = Ok(None);
+        let waited = self.waiter.wait_until(ADMIN_TIMEOUT_MS, &mut || {
+            completion = admin.next_completion();
+            !matches!(completion, Ok(None))
+        });
+        admin.release_completions(&*self.registers);
+        if waited.is_err() {
+            let cause = Cause::TimedOut { milliseconds: ADMIN_TIMEOUT_MS, last: Some(self.status()) };
+            return Err(IoFailure::new(IoReturn::Timeout, cause));
+        }
+        let completion = completion?.expect("the wait ended on a completion");
+        status_result(completion.status).map(|()| completion)
+    }
+}

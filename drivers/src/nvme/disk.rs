@@ -1,0 +1,458 @@
+//! Namespace 1 of an NVMe controller as a [`HardwareQueue`]: bring-up, one I/O
+//! queue pair whose command ids are the block layer's slots, and stop.
+//!
+//! Bring-up: disable (CSTS.RDY 0 within CAP.TO), give the admin queue (AQA,
+//! ASQ, ACQ), enable, Identify Controller (MDTS, SGL support, entry sizes) and
+//! Namespace (size, block size from the LBA format), Create I/O Completion
+//! Queue then Submission Queue 1, as deep as CAP.MQES allows up to
+//! [`MAX_DEPTH`] slots.
+//!
+//! One request: the block layer prepares the buffer under
+//! [`NvmeDisk::shape`]'s specification (dword aligned, internal segments page
+//! aligned, at most the request size MDTS allows) and lends it to `program`,
+//! which builds the data pointer from the typed segments (PRPs, with the
+//! slot's own PRP list pages, or an SGL above the threshold when the
+//! controller takes SGLs), writes the command with the slot as its id, and
+//! rings the tail doorbell. `collect` reads the completions by phase tag and
+//! reports each slot once.
+//!
+//! Stop: CC.EN = 0 and CSTS.RDY = 0 awaited before any queue, list page or
+//! data goes back; a controller that stays ready keeps all of it (leaked).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use dmakit::block::{
+    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
+};
+use dmakit::dma::{
+    Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, NvmeCause, Specification,
+};
+use dmakit::io::RegisterIo;
+use spin::Mutex;
+
+use super::controller::{Controller, status_result};
+use super::data_pointer::{
+    DataPointer, DataPointerChoice, ListArea, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl, prp_list_pages,
+};
+use super::identify::{ControllerIdentity, IDENTIFY_BYTES, NamespaceIdentity};
+use super::queue::QueuePair;
+use super::registers::*;
+use super::structures::*;
+
+/// The most requests in flight (slots), whatever the controller allows.
+pub const MAX_DEPTH: usize = 64;
+/// Admin queue entries (one command at a time; a small ring).
+const ADMIN_ENTRIES: u16 = 8;
+/// Linux's `sgl_threshold`: SGLs from 32 KiB up, where they start to pay.
+pub const SGL_THRESHOLD: u64 = 32 * 1024;
+
+/// Choices a driver start makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NvmeOptions {
+    /// The most bytes one request carries (less if MDTS says so).
+    pub max_request_bytes: u64,
+    /// SGLs from this many bytes when the controller takes them; `None`: PRPs only.
+    pub sgl_threshold: Option<u64>,
+}
+
+impl NvmeOptions {
+    /// 1 MiB requests, SGLs from 32 KiB.
+    pub const DEFAULT: NvmeOptions = NvmeOptions { max_request_bytes: 1 << 20, sgl_threshold: Some(SGL_THRESHOLD) };
+}
+
+/// What bring-up learned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Identify Controller.
+    pub identity: ControllerIdentity,
+    /// Namespace 1's blocks.
+    pub blocks: u64,
+    /// Bytes per block.
+    pub block_size: u32,
+    /// I/O queue entries.
+    pub entries: u16,
+    /// Slots.
+    pub depth: usize,
+    /// The most bytes a request carries.
+    pub max_request_bytes: u64,
+    /// PRP list (or SGL) pages per slot.
+    pub list_pages: usize,
+    /// PRP or SGL, by size.
+    pub choice: DataPointerChoice,
+}
+
+/// What the controller is given at bring-up and forgets when disabled.
+struct Shared {
+    admin: QueuePair,
+    io: QueuePair,
+    /// Every slot's list pages, `list_pages` each.
+    lists: CoherentMemory,
+}
+
+impl Shared {
+    /// Frees everything if the controller stopped, else leaks it.
+    fn release_after(self, stopped: &Result<(), IoFailure>) {
+        match stopped {
+            Ok(()) => {
+                self.admin.release();
+                self.io.release();
+                if let Err(failure) = self.lists.release() {
+                    log::error!("Nvme: list memory not released: {failure}");
+                }
+            }
+            Err(failure) => log::error!("Nvme: {failure}; its queues and lists are leaked, not freed under it"),
+        }
+    }
+}
+
+struct Channel {
+    shared: Option<Shared>,
+    /// Bytes prepared for each slot's request.
+    slots: Vec<Option<u64>>,
+}
+
+/// An NVMe namespace behind its controller.
+pub struct NvmeDisk<R: RegisterIo> {
+    controller: Controller<R>,
+    platform: &'static dyn DmaPlatform,
+    options: NvmeOptions,
+    link: Link,
+    channel: Mutex<Channel>,
+    interrupts_on: AtomicBool,
+    interrupt_masked: AtomicBool,
+}
+
+fn identify(namespace: u32, cns: u32, buffer: &CoherentMemory) -> SubmissionEntry {
+    let mut entry = SubmissionEntry { opcode: ADMIN_IDENTIFY, namespace, ..SubmissionEntry::default() };
+    entry.data[0] = buffer.device_address().as_u64();
+    entry.command[0] = cns;
+    entry
+}
+
+impl<R: RegisterIo> NvmeDisk<R> {
+    /// Brings the controller up and namespace 1 with it.
+    pub fn new(
+        controller: Controller<R>,
+        platform: &'static dyn DmaPlatform,
+        options: NvmeOptions,
+    ) -> Result<NvmeDisk<R>, IoFailure> {
+        let (link, shared) = Self::bring_up(&controller, platform, options)?;
+        let channel = Channel { shared: Some(shared), slots: (0..link.depth).map(|_| None).collect() };
+        Ok(NvmeDisk {
+            controller,
+            platform,
+            options,
+            link,
+            channel: Mutex::new(channel),
+            interrupts_on: AtomicBool::new(false),
+            interrupt_masked: AtomicBool::new(false),
+        })
+    }
+
+    /// What bring-up learned.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// Unmasks the pin interrupt (vector 0): from now on `acknowledge_interrupt`
+    /// masks it in the handler and `collect` unmasks it after releasing the
+    /// completions it read.
+    pub fn enable_interrupts(&self) {
+        self.interrupts_on.store(true, Ordering::Release);
+        self.controller.registers.write32(INTMC, 1);
+    }
+
+    fn bring_up(
+        controller: &Controller<R>,
+        platform: &'static dyn DmaPlatform,
+        options: NvmeOptions,
+    ) -> Result<(Link, Shared), IoFailure> {
+        // Whatever it was doing (a boot loader's queues), it stops first.
+        controller.disable()?;
+        controller.registers.write32(INTMS, u32::MAX);
+        let capabilities = controller.capabilities;
+        let mut admin = QueuePair::allocate(platform, &capabilities, 0, ADMIN_ENTRIES, usize::from(ADMIN_ENTRIES))?;
+        controller.set_admin_queue(&admin);
+        let learned = controller.enable().and_then(|()| Self::identify(controller, platform, &mut admin, options));
+        let (link, io, lists) = match learned {
+            Ok(learned) => learned,
+            Err(failure) => {
+                let stopped = controller.disable();
+                match stopped {
+                    Ok(()) => admin.release(),
+                    Err(ref still) => log::error!("Nvme: {still}; the admin queue is leaked"),
+                }
+                return Err(failure);
+            }
+        };
+        Ok((link, Shared { admin, io, lists }))
+    }
+
+    /// Identify Controller and Namespace, then the I/O queue pair. The
+    /// controller is enabled: on failure the caller disables it before
+    /// anything here goes back, so what was given to it is kept in `Err` paths
+    /// only once it is disabled (queues made here are released by the caller
+    /// through the admin path: the I/O pair's memory is leaked if not created).
+    fn identify(
+        controller: &Controller<R>,
+        platform: &'static dyn DmaPlatform,
+        admin: &mut QueuePair,
+        options: NvmeOptions,
+    ) -> Result<(Link, QueuePair, CoherentMemory), IoFailure> {
+        let page = Specification { alignment: PAGE_SIZE, ..Specification::UNLIMITED_64 };
+        let buffer = CoherentMemory::allocate(platform, IDENTIFY_BYTES as u64, page)?;
+        let mut bytes = [0u8; IDENTIFY_BYTES];
+        let identified = controller.admin_command(admin, identify(0, IDENTIFY_CONTROLLER, &buffer)).and_then(|_| {
+            buffer.read_bytes(0, &mut bytes)?;
+            let identity = ControllerIdentity::parse(&bytes);
+            controller.admin_command(admin, identify(1, IDENTIFY_NAMESPACE, &buffer))?;
+            buffer.read_bytes(0, &mut bytes)?;
+            Ok((identity, NamespaceIdentity::parse(&bytes)))
+        });
+        // The controller wrote it within the commands, which have completed
+        // (or the caller disables the controller before returning).
+        let (identity, namespace) = match identified {
+            Ok(identified) => {
+                let _ = buffer.release();
+                identified
+            }
+            Err(failure) => {
+                core::mem::forget(buffer);
+                return Err(failure);
+            }
+        };
+        if !identity.takes_standard_entries() {
+            let cause = Cause::EntryFormat { format: "NVMe queue", rule: "64-byte and 16-byte entries" };
+            return Err(IoFailure::new(IoReturn::BadArgument, cause));
+        }
+        let block_size = namespace.block_size()?;
+        let capabilities = controller.capabilities;
+        let entries = capabilities.max_queue_entries.min(MAX_DEPTH as u32 + 1) as u16;
+        let depth = usize::from(entries) - 1;
+        let mdts = identity.max_transfer_bytes(capabilities.min_page_size).unwrap_or(u64::MAX);
+        let max_request_bytes = options.max_request_bytes.min(mdts) / u64::from(block_size) * u64::from(block_size);
+        let most_entries = (max_request_bytes / PAGE_SIZE + 1) as usize;
+        let list_pages = prp_list_pages(most_entries).max(1);
+        let choice = match options.sgl_threshold {
+            Some(threshold) if identity.supports_sgl() => DataPointerChoice::SglFrom(threshold),
+            _ => DataPointerChoice::PrpOnly,
+        };
+        let lists = CoherentMemory::allocate(platform, (depth * list_pages) as u64 * PAGE_SIZE, page)?;
+        let io = QueuePair::allocate(platform, &capabilities, 1, entries, depth)?;
+        let size = u32::from(entries - 1) << 16 | 1;
+        let mut create_cq = SubmissionEntry { opcode: ADMIN_CREATE_CQ, command_id: 1, ..SubmissionEntry::default() };
+        create_cq.data[0] = io.completion_address();
+        // Physically contiguous, interrupts enabled on vector 0.
+        create_cq.command[..2].copy_from_slice(&[size, 0b11]);
+        let mut create_sq = SubmissionEntry { opcode: ADMIN_CREATE_SQ, command_id: 2, ..SubmissionEntry::default() };
+        create_sq.data[0] = io.submission_address();
+        create_sq.command[..2].copy_from_slice(&[size, 1 << 16 | 1]);
+        let created =
+            controller.admin_command(admin, create_cq).and_then(|_| controller.admin_command(admin, create_sq));
+        if let Err(failure) = created {
+            // The controller may hold the I/O rings: kept until it is disabled,
+            // and then leaked rather than tracked (a start that failed).
+            core::mem::forget((io, lists));
+            return Err(failure);
+        }
+        let link = Link {
+            identity,
+            blocks: namespace.blocks,
+            block_size,
+            entries,
+            depth,
+            max_request_bytes,
+            list_pages,
+            choice,
+        };
+        Ok((link, io, lists))
+    }
+
+    /// Disables the controller, forgets every slot, then releases (or leaks)
+    /// what it was given.
+    fn shut_down(&self) -> Result<(), IoFailure> {
+        let mut channel = self.channel.lock();
+        let Some(mut shared) = channel.shared.take() else { return Ok(()) };
+        let stopped = self.controller.disable();
+        channel.slots.iter_mut().for_each(|slot| *slot = None);
+        shared.io.forget_commands();
+        shared.release_after(&stopped);
+        stopped
+    }
+
+    fn list_area<'a>(&self, lists: &'a CoherentMemory, slot: Slot) -> ListArea<'a> {
+        let pages = self.link.list_pages;
+        ListArea { memory: lists, offset: (slot * pages) as u64 * PAGE_SIZE, pages }
+    }
+}
+
+impl<R: RegisterIo> Drop for NvmeDisk<R> {
+    fn drop(&mut self) {
+        if let Err(failure) = self.shut_down() {
+            log::error!("Nvme: dropped while the controller would not stop: {failure}");
+        }
+    }
+}
+
+impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
+    fn shape(&self) -> DiskShape {
+        let link = &self.link;
+        DiskShape {
+            driver_name: "Nvme",
+            block_size: link.block_size,
+            block_count: link.blocks,
+            depth: link.depth,
+            max_request_blocks: link.max_request_bytes / u64::from(link.block_size),
+            specification: Specification {
+                output: RECORD_FORMAT,
+                num_address_bits: 64,
+                max_segment_size: 0,
+                max_transfer_size: link.max_request_bytes,
+                // PRP entries are dword aligned; every one but the first
+                // starts on a page.
+                alignment: 4,
+                alignment_length: 4,
+                alignment_internal_segments: PAGE_SIZE,
+                boundary: 0,
+                max_segments: link.list_pages * SGL_DESCRIPTORS_PER_PAGE,
+            },
+            platform: self.platform,
+        }
+    }
+
+    fn description(&self) -> String {
+        let link = &self.link;
+        let sgl = match link.choice {
+            DataPointerChoice::PrpOnly => String::from("PRPs only"),
+            DataPointerChoice::SglFrom(threshold) => format!("SGLs from {} KiB", threshold / 1024),
+        };
+        format!(
+            "NVMe {}: {} blocks of {} bytes, 1 I/O queue of {} entries ({} slots), up to {} KiB per request, {sgl}",
+            link.identity.model,
+            link.blocks,
+            link.block_size,
+            link.entries,
+            link.depth,
+            link.max_request_bytes / 1024
+        )
+    }
+
+    fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
+        let mut channel = self.channel.lock();
+        let Channel { shared, slots } = &mut *channel;
+        let shared = shared.as_mut().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
+        let Some(free @ None) = slots.get_mut(slot) else {
+            return Err(IoFailure::new(IoReturn::InternalError, Cause::SlotNotFree { slot }));
+        };
+        let area = self.list_area(&shared.lists, slot);
+        let (pointer, psdt) = match self.link.choice.uses_sgl(data.length()) {
+            true => (build_sgl(data.segments(), data.direction(), &area)?, PSDT_SGL),
+            false => (build_prps(data.segments(), data.direction(), &area)?, PSDT_PRP),
+        };
+        let opcode = match command.operation {
+            BlockOperation::Read => IO_READ,
+            BlockOperation::Write => IO_WRITE,
+        };
+        let mut entry = SubmissionEntry {
+            opcode,
+            flags: psdt,
+            command_id: slot as u16,
+            namespace: 1,
+            ..SubmissionEntry::default()
+        };
+        match pointer {
+            DataPointer::Prp { prp1, prp2 } => entry.data = [prp1, prp2],
+            DataPointer::Sgl(descriptor) => entry.set_sgl(descriptor),
+        }
+        let blocks = u32::try_from(command.count - 1).ok().filter(|&blocks| blocks <= 0xffff).ok_or(IoFailure::new(
+            IoReturn::BadArgument,
+            Cause::RequestTooLarge { count: command.count, max: 1 << 16 },
+        ))?;
+        entry.command[..3].copy_from_slice(&[command.lba as u32, (command.lba >> 32) as u32, blocks]);
+        shared.io.submit(&*self.controller.registers, entry)?;
+        *free = Some(data.length());
+        Ok(())
+    }
+
+    fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {
+        let mut outcomes = Vec::new();
+        let mut health = DeviceHealth::Running;
+        {
+            let mut channel = self.channel.lock();
+            let Channel { shared: Some(shared), slots } = &mut *channel else { return DeviceHealth::Running };
+            loop {
+                match shared.io.next_completion() {
+                    Ok(Some(completion)) => {
+                        let slot = usize::from(completion.command_id);
+                        // The queue checked the id is in flight, and ids are slots.
+                        let Some(length) = slots.get_mut(slot).and_then(Option::take) else { continue };
+                        let result = status_result(completion.status);
+                        let moved = if result.is_ok() { length } else { 0 };
+                        outcomes.push((slot, DeviceOutcome { moved, result }));
+                    }
+                    Ok(None) => break,
+                    Err(failure) => {
+                        // A completion that lies: the queue can no longer be trusted.
+                        log::error!("Nvme: {failure}");
+                        health = DeviceHealth::MustStop(failure);
+                        break;
+                    }
+                }
+            }
+            shared.io.release_completions(&*self.controller.registers);
+            if self.controller.registers.read32(CSTS) & CSTS_FATAL != 0 {
+                health =
+                    DeviceHealth::MustStop(IoFailure::new(IoReturn::IoError, Cause::Nvme(NvmeCause::ControllerFatal)));
+            }
+        }
+        if self.interrupt_masked.swap(false, Ordering::AcqRel) {
+            self.controller.registers.write32(INTMC, 1);
+        }
+        for (slot, outcome) in outcomes {
+            finished(slot, outcome);
+        }
+        health
+    }
+
+    /// Masks vector 0 (INTMS) so the line drops until `collect` has read and
+    /// released the completions, then unmasks it. Registers only: no lock.
+    fn acknowledge_interrupt(&self) -> bool {
+        if !self.interrupts_on.load(Ordering::Acquire) {
+            return false;
+        }
+        self.controller.registers.write32(INTMS, 1);
+        !self.interrupt_masked.swap(true, Ordering::AcqRel)
+    }
+
+    fn quiesce(&self) -> Quiesced {
+        match self.shut_down() {
+            Ok(()) => Quiesced::Stopped,
+            Err(failure) => Quiesced::StillRunning(failure),
+        }
+    }
+
+    fn reopen(&self) -> Result<(), IoFailure> {
+        let mut channel = self.channel.lock();
+        if channel.shared.is_some() {
+            return Err(IoFailure::new(IoReturn::Busy, Cause::Nvme(NvmeCause::NotStopped)));
+        }
+        let (link, shared) = Self::bring_up(&self.controller, self.platform, self.options)?;
+        if link != self.link {
+            let stopped = self.controller.disable();
+            shared.release_after(&stopped);
+            return Err(IoFailure::new(IoReturn::IoError, Cause::Nvme(NvmeCause::ControllerChanged)));
+        }
+        channel.shared = Some(shared);
+        if self.interrupts_on.load(Ordering::Acquire) {
+            self.controller.registers.write32(INTMC, 1);
+        }
+        Ok(())
+    }
+
+    fn last_status(&self) -> Option<DeviceStatus> {
+        Some(self.controller.status())
+    }
+}

@@ -1,0 +1,445 @@
+//! A fake NVMe controller for host tests, with one namespace of 512-byte
+//! blocks. Like a real one it reads its queues and the commands' PRPs and SGLs
+//! from (simulated) physical memory and moves data only through what they
+//! describe (walked as QEMU walks them, `walk.rs`), refusing what QEMU refuses
+//! with QEMU's statuses; it asserts that every byte it reads or writes lies in
+//! allocated memory, so a driver that frees memory the controller may still
+//! use fails its test.
+//!
+//! CC.EN 0 -> 1 makes it ready (CSTS.RDY) with the admin queue AQA/ASQ/ACQ
+//! name; 1 -> 0 resets it: it forgets every queue and command (unless it is
+//! `stuck`, when CSTS.RDY stays 1 and it keeps everything). Commands run
+//! inside the doorbell write that submits them, or, with `hold`, I/O commands
+//! wait for [`FakeNvme::complete`]. The next completion can be made to lie
+//! ([`Lie`]). INTx follows INTMS/INTMC: pending while a completion queue has
+//! entries the driver has not released and vector 0 is unmasked.
+
+pub mod walk;
+
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use dmakit::dma::simulated::SimulatedPlatform;
+use dmakit::dma::{GenericStatus, MediaStatus, NvmeStatus};
+use dmakit::io::RegisterIo;
+use dmakit::memory::FRAME_SIZE;
+use spin::Mutex;
+
+use super::identify::{ControllerIdentity, IDENTIFY_BYTES, NamespaceIdentity};
+use super::registers::*;
+use super::structures::*;
+use walk::Run;
+
+/// Bytes per block of the namespace.
+pub const BLOCK: u64 = 512;
+
+/// How the next completion lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lie {
+    /// It names a command id nothing was submitted with.
+    UnknownCommand(u16),
+    /// It names another submission queue.
+    WrongQueue(u16),
+    /// Its submission head is beyond the tail.
+    HeadPastTail,
+}
+
+#[derive(Clone, Copy)]
+struct Submission {
+    address: u64,
+    entries: u16,
+    head: u16,
+    tail: u16,
+}
+
+#[derive(Clone, Copy)]
+struct Completion {
+    address: u64,
+    entries: u16,
+    tail: u16,
+    head: u16,
+    phase: bool,
+}
+
+#[derive(Default)]
+struct State {
+    cc: u32,
+    csts: u32,
+    aqa: u32,
+    asq: u64,
+    acq: u64,
+    intms: u32,
+    submissions: [Option<Submission>; 2],
+    completions: [Option<Completion>; 2],
+    /// I/O commands held for `complete`, with the submission head after them.
+    held: Vec<(SubmissionEntry, u16)>,
+}
+
+/// The fake controller.
+pub struct FakeNvme {
+    platform: &'static SimulatedPlatform,
+    state: Mutex<State>,
+    /// CAP.
+    pub cap: u64,
+    /// What Identify Controller answers.
+    pub controller: Mutex<ControllerIdentity>,
+    /// The namespace's blocks.
+    pub image: Mutex<Vec<u8>>,
+    /// A block whose commands fail with Unrecovered Read Error.
+    pub bad_lba: Mutex<Option<u64>>,
+    /// I/O commands wait for [`FakeNvme::complete`].
+    pub hold: AtomicBool,
+    /// The controller never stops: CSTS.RDY stays 1 after CC.EN is cleared.
+    pub stuck: AtomicBool,
+    /// How the next I/O completion lies.
+    pub lie: Mutex<Option<Lie>>,
+    /// Every command: (queue, opcode, PSDT) and the status it ended with.
+    pub log: Mutex<Vec<(u16, u8, u8, Option<NvmeStatus>)>>,
+    /// Whether every queue page was still allocated when CC.EN was cleared.
+    pub disables: Mutex<Vec<bool>>,
+    /// The most I/O commands held at once.
+    pub most_held: Mutex<usize>,
+}
+
+/// The controller's registers (BAR 0), as the driver sees them.
+pub struct FakeRegisters(pub Arc<FakeNvme>);
+
+impl FakeNvme {
+    /// A controller with `blocks` blocks filled by `fill`, MQES `max_entries`
+    /// - 1, and SGLs as `sgl` says.
+    pub fn new(platform: &'static SimulatedPlatform, image: Vec<u8>, max_entries: u16, sgl: bool) -> Arc<FakeNvme> {
+        // MQES, CQR, TO 1 (500 ms), DSTRD 0, NVM command set, MPSMIN 0.
+        let cap = u64::from(max_entries - 1) | 1 << 16 | 1 << 24 | 1 << 37;
+        let controller = ControllerIdentity {
+            serial: "fake-0001".into(),
+            model: "FAKE NVME".into(),
+            max_transfer_shift: 0,
+            submission_entry_sizes: 0x66,
+            completion_entry_sizes: 0x44,
+            namespaces: 1,
+            sgl_support: u32::from(sgl),
+        };
+        Arc::new(FakeNvme {
+            platform,
+            state: Mutex::new(State::default()),
+            cap,
+            controller: Mutex::new(controller),
+            image: Mutex::new(image),
+            bad_lba: Mutex::new(None),
+            hold: AtomicBool::new(false),
+            stuck: AtomicBool::new(false),
+            lie: Mutex::new(None),
+            log: Mutex::new(Vec::new()),
+            disables: Mutex::new(Vec::new()),
+            most_held: Mutex::new(0),
+        })
+    }
+
+    fn allocated(&self, address: u64, length: u64) -> bool {
+        length == 0
+            || (address / FRAME_SIZE..(address + length).div_ceil(FRAME_SIZE))
+                .all(|page| self.platform.is_allocated(page * FRAME_SIZE))
+    }
+
+    /// Reads memory the controller was pointed at: it must be allocated.
+    fn read(&self, address: u64, bytes: &mut [u8]) {
+        assert!(self.allocated(address, bytes.len() as u64), "the controller read freed memory at {address:#x}");
+        self.platform.device_read(address, bytes);
+    }
+
+    /// Writes memory the controller was pointed at: it must be allocated.
+    fn write(&self, address: u64, bytes: &[u8]) {
+        assert!(self.allocated(address, bytes.len() as u64), "the controller wrote freed memory at {address:#x}");
+        self.platform.device_write(address, bytes);
+    }
+
+    /// Whether the INTx line is asserted.
+    pub fn interrupt_pending(&self) -> bool {
+        let state = self.state.lock();
+        state.intms & 1 == 0 && state.completions.iter().flatten().any(|queue| queue.tail != queue.head)
+    }
+
+    /// I/O commands held, by command id.
+    pub fn held_commands(&self) -> Vec<u16> {
+        self.state.lock().held.iter().map(|(entry, _)| entry.command_id).collect()
+    }
+
+    /// Completes the held command with id `command_id`.
+    pub fn complete(&self, command_id: u16) {
+        let mut state = self.state.lock();
+        if let Some(position) = state.held.iter().position(|(entry, _)| entry.command_id == command_id) {
+            let (entry, _) = state.held.remove(position);
+            let status = self.execute_io(&entry);
+            // SQHD is where the controller's head is now, not where it was
+            // when it fetched this command: it never goes back.
+            let head = state.submissions[1].map_or(0, |ring| ring.head);
+            self.post(&mut state, 1, &entry, head, status);
+        }
+    }
+
+    /// The data runs a command's data pointer describes for `length` bytes.
+    fn map(&self, entry: &SubmissionEntry, length: u64) -> Result<Vec<Run>, NvmeStatus> {
+        let read = |address: u64, bytes: &mut [u8]| self.read(address, bytes);
+        match entry.flags & PSDT_MASK {
+            PSDT_PRP => walk::map_prp(&read, entry.data[0], entry.data[1], length),
+            PSDT_SGL if self.controller.lock().supports_sgl() => walk::map_sgl(&read, entry.sgl(), length),
+            _ => Err(NvmeStatus::Generic(GenericStatus::InvalidField)),
+        }
+    }
+
+    /// Writes `bytes` to memory through the command's data pointer.
+    fn to_host(&self, entry: &SubmissionEntry, bytes: &[u8]) -> Result<(), NvmeStatus> {
+        let mut at = 0;
+        for (address, length) in self.map(entry, bytes.len() as u64)? {
+            self.write(address, &bytes[at..at + length as usize]);
+            at += length as usize;
+        }
+        Ok(())
+    }
+
+    fn from_host(&self, entry: &SubmissionEntry, bytes: &mut [u8]) -> Result<(), NvmeStatus> {
+        let mut at = 0;
+        for (address, length) in self.map(entry, bytes.len() as u64)? {
+            self.read(address, &mut bytes[at..at + length as usize]);
+            at += length as usize;
+        }
+        Ok(())
+    }
+
+    fn execute_admin(&self, state: &mut State, entry: &SubmissionEntry) -> Result<(), NvmeStatus> {
+        let [cdw10, cdw11, ..] = entry.command;
+        let queue = cdw10 as u16;
+        let entries = (cdw10 >> 16) as u16 + 1;
+        let max_entries = (self.cap & 0xffff) as u32 + 1;
+        let command_specific = |code| Err(NvmeStatus::CommandSpecific(code));
+        match entry.opcode {
+            ADMIN_IDENTIFY => {
+                let bytes: [u8; IDENTIFY_BYTES] = match cdw10 {
+                    IDENTIFY_CONTROLLER => self.controller.lock().to_bytes(),
+                    IDENTIFY_NAMESPACE if entry.namespace == 1 => {
+                        let blocks = self.image.lock().len() as u64 / BLOCK;
+                        NamespaceIdentity { blocks, block_shift: 9, metadata: 0 }.to_bytes()
+                    }
+                    IDENTIFY_NAMESPACE => return Err(NvmeStatus::Generic(GenericStatus::InvalidNamespace)),
+                    _ => return Err(NvmeStatus::Generic(GenericStatus::InvalidField)),
+                };
+                self.to_host(entry, &bytes)
+            }
+            ADMIN_CREATE_CQ | ADMIN_CREATE_SQ if queue != 1 => command_specific(0x01),
+            ADMIN_CREATE_CQ | ADMIN_CREATE_SQ if entries < 2 || u32::from(entries) > max_entries => {
+                command_specific(0x02)
+            }
+            // Only physically contiguous queues (CAP.CQR).
+            ADMIN_CREATE_CQ | ADMIN_CREATE_SQ if cdw11 & 1 == 0 => {
+                Err(NvmeStatus::Generic(GenericStatus::InvalidField))
+            }
+            ADMIN_CREATE_CQ => {
+                let address = entry.data[0];
+                state.completions[1] = Some(Completion { address, entries, tail: 0, head: 0, phase: true });
+                Ok(())
+            }
+            ADMIN_CREATE_SQ if state.completions[1].is_none() || cdw11 >> 16 != 1 => command_specific(0x00),
+            ADMIN_CREATE_SQ => {
+                state.submissions[1] = Some(Submission { address: entry.data[0], entries, head: 0, tail: 0 });
+                Ok(())
+            }
+            ADMIN_DELETE_SQ => {
+                state.submissions[1] = None;
+                Ok(())
+            }
+            ADMIN_DELETE_CQ => {
+                state.completions[1] = None;
+                Ok(())
+            }
+            _ => Err(NvmeStatus::Generic(GenericStatus::InvalidOpcode)),
+        }
+    }
+
+    fn execute_io(&self, entry: &SubmissionEntry) -> Result<(), NvmeStatus> {
+        if entry.namespace != 1 {
+            return Err(NvmeStatus::Generic(GenericStatus::InvalidNamespace));
+        }
+        let lba = u64::from(entry.command[0]) | u64::from(entry.command[1]) << 32;
+        let blocks = u64::from(entry.command[2] & 0xffff) + 1;
+        match entry.opcode {
+            IO_FLUSH => return Ok(()),
+            IO_READ | IO_WRITE => {}
+            _ => return Err(NvmeStatus::Generic(GenericStatus::InvalidOpcode)),
+        }
+        let image_blocks = self.image.lock().len() as u64 / BLOCK;
+        if lba + blocks > image_blocks {
+            return Err(NvmeStatus::Generic(GenericStatus::LbaOutOfRange));
+        }
+        // The data pointer is mapped (and refused) before the medium is touched.
+        let start = (lba * BLOCK) as usize;
+        let length = (blocks * BLOCK) as usize;
+        let bad = self.bad_lba.lock().is_some_and(|bad| (lba..lba + blocks).contains(&bad));
+        if entry.opcode == IO_READ {
+            let bytes = self.image.lock()[start..start + length].to_vec();
+            self.map(entry, length as u64)?;
+            if bad {
+                return Err(NvmeStatus::Media(MediaStatus::UnrecoveredReadError));
+            }
+            self.to_host(entry, &bytes)
+        } else {
+            let mut bytes = vec![0u8; length];
+            self.from_host(entry, &mut bytes)?;
+            if bad {
+                return Err(NvmeStatus::Media(MediaStatus::WriteFault));
+            }
+            self.image.lock()[start..start + length].copy_from_slice(&bytes);
+            Ok(())
+        }
+    }
+
+    /// Writes the completion for `entry` into queue `queue`'s completion ring.
+    fn post(&self, state: &mut State, queue: u16, entry: &SubmissionEntry, head: u16, result: Result<(), NvmeStatus>) {
+        let status = result.err();
+        self.log.lock().push((queue, entry.opcode, entry.flags & PSDT_MASK, status));
+        let mut completion = CompletionEntry {
+            result: 0,
+            reserved: 0,
+            submission_head: head,
+            submission_queue: queue,
+            command_id: entry.command_id,
+            status: status.map_or(0, |status| status.encode(true)),
+        };
+        if queue != 0 {
+            match self.lie.lock().take() {
+                Some(Lie::UnknownCommand(id)) => completion.command_id = id,
+                Some(Lie::WrongQueue(other)) => completion.submission_queue = other,
+                Some(Lie::HeadPastTail) => {
+                    let tail = state.submissions[1].map_or(0, |sq| sq.tail);
+                    completion.submission_head = tail + 1;
+                }
+                None => {}
+            }
+        }
+        let Some(ring) = state.completions[usize::from(queue)].as_mut() else { return };
+        assert_ne!((ring.tail + 1) % ring.entries, ring.head, "the driver let completion queue {queue} fill up");
+        completion.status |= u16::from(ring.phase);
+        self.write(ring.address + 16 * u64::from(ring.tail), &completion.to_bytes());
+        ring.tail += 1;
+        if ring.tail == ring.entries {
+            ring.tail = 0;
+            ring.phase = !ring.phase;
+        }
+    }
+
+    /// Runs what queue `queue`'s submission ring holds between head and tail.
+    fn run(&self, state: &mut State, queue: u16) {
+        if state.cc & CC_ENABLE == 0 || state.csts & CSTS_READY == 0 {
+            return;
+        }
+        while let Some(ring) = state.submissions[usize::from(queue)].filter(|ring| ring.head != ring.tail) {
+            let mut bytes = [0u8; 64];
+            self.read(ring.address + 64 * u64::from(ring.head), &mut bytes);
+            let entry = SubmissionEntry::from_bytes(&bytes);
+            let head = (ring.head + 1) % ring.entries;
+            if let Some(ring) = state.submissions[usize::from(queue)].as_mut() {
+                ring.head = head;
+            }
+            if queue == 0 {
+                let result = self.execute_admin(state, &entry);
+                self.post(state, 0, &entry, head, result);
+            } else if self.hold.load(Ordering::Relaxed) {
+                state.held.push((entry, head));
+                let mut most = self.most_held.lock();
+                *most = (*most).max(state.held.len());
+            } else {
+                let result = self.execute_io(&entry);
+                self.post(state, 1, &entry, head, result);
+            }
+        }
+    }
+
+    fn set_configuration(&self, state: &mut State, value: u32) {
+        let was = state.cc & CC_ENABLE;
+        state.cc = value;
+        match (was, value & CC_ENABLE) {
+            (0, 1) => {
+                let submission_entries = (state.aqa & 0xfff) as u16 + 1;
+                let completion_entries = ((state.aqa >> 16) & 0xfff) as u16 + 1;
+                assert!(state.asq % PAGE_SIZE == 0 && state.acq % PAGE_SIZE == 0, "admin queues page aligned");
+                state.submissions[0] =
+                    Some(Submission { address: state.asq, entries: submission_entries, head: 0, tail: 0 });
+                state.completions[0] =
+                    Some(Completion { address: state.acq, entries: completion_entries, tail: 0, head: 0, phase: true });
+                state.csts = CSTS_READY;
+            }
+            (1, 0) => {
+                let queues = state.submissions.iter().flatten().map(|ring| (ring.address, 64 * ring.entries));
+                let completions = state.completions.iter().flatten().map(|ring| (ring.address, 16 * ring.entries));
+                let allocated = queues.chain(completions).all(|(address, bytes)| self.allocated(address, bytes.into()));
+                self.disables.lock().push(allocated);
+                if !self.stuck.load(Ordering::Relaxed) {
+                    let intms = state.intms;
+                    *state = State { intms, ..State::default() };
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn doorbell(&self, state: &mut State, offset: u16, value: u32) {
+        let index = (offset - DOORBELLS) / 4;
+        let queue = usize::from(index / 2);
+        let value = value as u16;
+        if index % 2 == 0 {
+            if let Some(ring) = state.submissions.get_mut(queue).and_then(Option::as_mut) {
+                assert!(value < ring.entries, "submission tail {value} past the ring");
+                ring.tail = value;
+            }
+            self.run(state, queue as u16);
+        } else if let Some(ring) = state.completions.get_mut(queue).and_then(Option::as_mut) {
+            assert!(value < ring.entries, "completion head {value} past the ring");
+            ring.head = value;
+        }
+    }
+}
+
+impl RegisterIo for FakeRegisters {
+    fn read8(&self, offset: u16) -> u8 {
+        self.read32(offset & !3) as u8
+    }
+    fn read16(&self, offset: u16) -> u16 {
+        self.read32(offset & !3) as u16
+    }
+    fn read32(&self, offset: u16) -> u32 {
+        let state = self.0.state.lock();
+        match offset {
+            CAP => self.0.cap as u32,
+            0x04 => (self.0.cap >> 32) as u32,
+            VS => 0x0001_0400,
+            INTMS | INTMC => state.intms,
+            CC => state.cc,
+            CSTS => state.csts,
+            AQA => state.aqa,
+            _ => 0,
+        }
+    }
+    fn write8(&self, offset: u16, value: u8) {
+        self.write32(offset, value.into())
+    }
+    fn write16(&self, offset: u16, value: u16) {
+        self.write32(offset, value.into())
+    }
+    fn write32(&self, offset: u16, value: u32) {
+        let fake = &self.0;
+        let mut state = fake.state.lock();
+        match offset {
+            INTMS => state.intms |= value,
+            INTMC => state.intms &= !value,
+            CC => fake.set_configuration(&mut state, value),
+            AQA => state.aqa = value,
+            ASQ => state.asq = state.asq & !0xffff_ffff | u64::from(value),
+            0x2c => state.asq = state.asq & 0xffff_ffff | u64::from(value) << 32,
+            ACQ => state.acq = state.acq & !0xffff_ffff | u64::from(value),
+            0x34 => state.acq = state.acq & 0xffff_ffff | u64::from(value) << 32,
+            DOORBELLS.. => fake.doorbell(&mut state, offset, value),
+            _ => {}
+        }
+    }
+}
