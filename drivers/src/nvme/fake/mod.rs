@@ -46,6 +46,9 @@ pub enum Lie {
     HeadPastTail,
 }
 
+/// A command the controller ended: (queue, opcode, PSDT, the status if it failed).
+pub type Logged = (u16, u8, u8, Option<NvmeStatus>);
+
 #[derive(Clone, Copy)]
 struct Submission {
     address: u64,
@@ -95,8 +98,8 @@ pub struct FakeNvme {
     pub stuck: AtomicBool,
     /// How the next I/O completion lies.
     pub lie: Mutex<Option<Lie>>,
-    /// Every command: (queue, opcode, PSDT) and the status it ended with.
-    pub log: Mutex<Vec<(u16, u8, u8, Option<NvmeStatus>)>>,
+    /// Every command the controller ended.
+    pub log: Mutex<Vec<Logged>>,
     /// Whether every queue page was still allocated when CC.EN was cleared.
     pub disables: Mutex<Vec<bool>>,
     /// The most I/O commands held at once.
@@ -199,7 +202,7 @@ impl FakeNvme {
         Ok(())
     }
 
-    fn from_host(&self, entry: &SubmissionEntry, bytes: &mut [u8]) -> Result<(), NvmeStatus> {
+    fn read_from_host(&self, entry: &SubmissionEntry, bytes: &mut [u8]) -> Result<(), NvmeStatus> {
         let mut at = 0;
         for (address, length) in self.map(entry, bytes.len() as u64)? {
             self.read(address, &mut bytes[at..at + length as usize]);
@@ -285,7 +288,7 @@ impl FakeNvme {
             self.to_host(entry, &bytes)
         } else {
             let mut bytes = vec![0u8; length];
-            self.from_host(entry, &mut bytes)?;
+            self.read_from_host(entry, &mut bytes)?;
             if bad {
                 return Err(NvmeStatus::Media(MediaStatus::WriteFault));
             }
@@ -362,7 +365,10 @@ impl FakeNvme {
             (0, 1) => {
                 let submission_entries = (state.aqa & 0xfff) as u16 + 1;
                 let completion_entries = ((state.aqa >> 16) & 0xfff) as u16 + 1;
-                assert!(state.asq % PAGE_SIZE == 0 && state.acq % PAGE_SIZE == 0, "admin queues page aligned");
+                assert!(
+                    state.asq.is_multiple_of(PAGE_SIZE) && state.acq.is_multiple_of(PAGE_SIZE),
+                    "admin queues page aligned"
+                );
                 state.submissions[0] =
                     Some(Submission { address: state.asq, entries: submission_entries, head: 0, tail: 0 });
                 state.completions[0] =
@@ -387,7 +393,7 @@ impl FakeNvme {
         let index = (offset - DOORBELLS) / 4;
         let queue = usize::from(index / 2);
         let value = value as u16;
-        if index % 2 == 0 {
+        if index.is_multiple_of(2) {
             if let Some(ring) = state.submissions.get_mut(queue).and_then(Option::as_mut) {
                 assert!(value < ring.entries, "submission tail {value} past the ring");
                 ring.tail = value;

@@ -103,7 +103,7 @@ pub fn map_sgl(read: Reader<'_>, first: SglDescriptor, length: u64) -> Result<Ve
         if kind != SGL_SEGMENT && kind != SGL_LAST_SEGMENT {
             return Err(refuse(GenericStatus::InvalidSglSegmentDescriptor));
         }
-        if pointer.length == 0 || pointer.length % 16 != 0 {
+        if pointer.length == 0 || !pointer.length.is_multiple_of(16) {
             return Err(refuse(GenericStatus::InvalidSglSegmentDescriptor));
         }
         if u64::MAX - pointer.address < u64::from(pointer.length) {
