@@ -1,4 +1,5 @@
-//! dmakit's device drivers: virtio-blk, PIIX ATA bus-master DMA and AHCI with NCQ.
+//! dmakit's device drivers: virtio-blk, PIIX ATA bus-master DMA, AHCI with NCQ,
+//! NVMe and virtio-net.
 //!
 //! Drivers use the kernel's safe abstractions (register access, DMA commands,
 //! waiting) and never `unsafe`. Each driver core is generic over its registers,
@@ -19,6 +20,6 @@ pub mod window;
 
 /// Every driver dmakit has, for the kernel's matching.
 #[cfg(target_os = "none")]
-pub fn all() -> [&'static dyn dmakit::driver::Driver; 4] {
-    [&virtio::VirtioBlockDriver, &ata::PiixAtaDriver, &ahci::AhciDriver, &virtio::VirtioNetDriver]
+pub fn all() -> [&'static dyn dmakit::driver::Driver; 5] {
+    [&virtio::VirtioBlockDriver, &ata::PiixAtaDriver, &ahci::AhciDriver, &nvme::NvmeDriver, &virtio::VirtioNetDriver]
 }

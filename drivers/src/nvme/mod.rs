@@ -5,6 +5,8 @@
 mod controller;
 pub mod data_pointer;
 mod disk;
+#[cfg(target_os = "none")]
+mod driver;
 pub mod identify;
 pub mod queue;
 pub mod registers;
@@ -17,3 +19,5 @@ mod tests;
 
 pub use controller::Controller;
 pub use disk::{Link, MAX_DEPTH, NvmeDisk, NvmeOptions, SGL_THRESHOLD};
+#[cfg(target_os = "none")]
+pub use driver::NvmeDriver;

@@ -32,7 +32,7 @@ pub fn attach(drivers: &[&'static dyn Driver]) {
                 Ok(instance) => {
                     driver_node.properties.extend(instance.properties);
                     for disk in instance.disks {
-                        let name = next_name(&mut counters, driver.disk_prefix());
+                        let name = driver.disk_name(next_index(&mut counters, driver.disk_prefix()));
                         let mut disk_node = Node::new(name.clone(), "BlockDevice");
                         let bytes = disk.block_count() * u64::from(disk.block_size());
                         disk_node.properties.push(("size".to_string(), format!("{} KiB", bytes / 1024)));
@@ -56,8 +56,9 @@ pub fn attach(drivers: &[&'static dyn Driver]) {
     *REGISTRY.lock() = Some(root);
 }
 
-fn next_name(counters: &mut Vec<(&'static str, u8)>, prefix: &'static str) -> alloc::string::String {
-    let index = match counters.iter_mut().find(|(p, _)| *p == prefix) {
+/// The next disk number of `prefix` (from 0).
+fn next_index(counters: &mut Vec<(&'static str, u8)>, prefix: &'static str) -> u8 {
+    match counters.iter_mut().find(|(p, _)| *p == prefix) {
         Some((_, count)) => {
             *count += 1;
             *count - 1
@@ -66,8 +67,7 @@ fn next_name(counters: &mut Vec<(&'static str, u8)>, prefix: &'static str) -> al
             counters.push((prefix, 1));
             0
         }
-    };
-    format!("{prefix}{}", char::from(b'a' + index))
+    }
 }
 
 fn device_node(device: &PciDevice) -> Node {

@@ -63,6 +63,11 @@ pub trait Driver: Sync {
     fn name(&self) -> &'static str;
     /// Prefix of its disks' names: "vd" gives vda, vdb, ...
     fn disk_prefix(&self) -> &'static str;
+    /// The name of its disk number `index` (from 0, counted per prefix):
+    /// the prefix and a letter, unless the driver has a convention of its own.
+    fn disk_name(&self, index: u8) -> String {
+        alloc::format!("{}{}", self.disk_prefix(), char::from(b'a' + index))
+    }
     /// What it matches.
     fn matches(&self) -> &'static [Match];
     /// How well it fits a matching device (0 declines; higher wins).
