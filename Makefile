@@ -15,15 +15,18 @@ export COHERENCE ?=
 # The machine: pc (i440FX, no IOMMU) or q35 (with an Intel VT-d IOMMU).
 export MACHINE ?= pc
 # Disks for `make run`: pattern-filled images made on first run, or your own.
-# The modern virtio disk (vdb) is attached on q35 only; the AHCI disk (sda) on both.
+# The modern virtio disk (vdb) is attached on q35 only; the AHCI disk (sda) and the
+# NVMe disk (nvme0n1) on both.
 DEFAULT_VIRTIO_DISK := build/virtio.img
 DEFAULT_ATA_DISK := build/ata.img
 DEFAULT_MODERN_VIRTIO_DISK := build/modern.img
 DEFAULT_AHCI_DISK := build/ahci.img
+DEFAULT_NVME_DISK := build/nvme.img
 VIRTIO_DISK ?= $(DEFAULT_VIRTIO_DISK)
 ATA_DISK ?= $(DEFAULT_ATA_DISK)
 MODERN_VIRTIO_DISK ?= $(DEFAULT_MODERN_VIRTIO_DISK)
 AHCI_DISK ?= $(DEFAULT_AHCI_DISK)
+NVME_DISK ?= $(DEFAULT_NVME_DISK)
 # The network of make run and make gdb: user (QEMU's user-mode network, restricted,
 # with host forwards on 127.0.0.1 only: UDP and TCP NET_ECHO_PORT to the guest's echo
 # port 7, TCP NET_STATS_PORT to its report port 11), or empty for no network card.
@@ -50,7 +53,7 @@ help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: MACHINE=pc|q35  ACCEL=tcg|kvm  MEM=6G  QEMU_ARGS='...'  APPEND='kernel command line'"
 	@echo "             COHERENCE=noncoherent: DMA that does not snoop the CPU's caches (dma.coherence=)"
-	@echo "             VIRTIO_DISK=  ATA_DISK=  MODERN_VIRTIO_DISK= (q35 only)  AHCI_DISK=: raw disk images for"
+	@echo "             VIRTIO_DISK=  ATA_DISK=  MODERN_VIRTIO_DISK= (q35 only)  AHCI_DISK=  NVME_DISK=: raw disk images for"
 	@echo "             make run and make gdb (default build/*.img); set one empty to leave that disk out"
 	@echo "             NET=user: virtio-net on QEMU's user network (empty: none), with host"
 	@echo "             forwards on 127.0.0.1 only: NET_ECHO_PORT=5007 (UDP, TCP echo), NET_STATS_PORT=5011"
@@ -83,7 +86,7 @@ build: deps ## Build the bootable kernel
 	cargo build --release -p dmakit-image --target $(TARGET)
 
 DISK_VARIABLES = VIRTIO_DISK="$(VIRTIO_DISK)" ATA_DISK="$(ATA_DISK)" MODERN_VIRTIO_DISK="$(MODERN_VIRTIO_DISK)" \
-	    AHCI_DISK="$(AHCI_DISK)"
+	    AHCI_DISK="$(AHCI_DISK)" NVME_DISK="$(NVME_DISK)"
 
 run: build disks ## Boot dmakit in QEMU (serial on this terminal; Ctrl-A X quits)
 	$(DISK_VARIABLES) boot/qemu-run --run $(KERNEL)
@@ -104,7 +107,8 @@ disks: ## Make the default disk images for make run if missing (16 MiB, pattern-
 	    else echo "disk image $$1 does not exist (an empty name leaves the disk out)"; return 1; fi; \
 	}; \
 	disk "$(VIRTIO_DISK)" $(DEFAULT_VIRTIO_DISK) V && disk "$(ATA_DISK)" $(DEFAULT_ATA_DISK) A && \
-	    disk "$(MODERN_VIRTIO_DISK)" $(DEFAULT_MODERN_VIRTIO_DISK) M && disk "$(AHCI_DISK)" $(DEFAULT_AHCI_DISK) S
+	    disk "$(MODERN_VIRTIO_DISK)" $(DEFAULT_MODERN_VIRTIO_DISK) M && disk "$(AHCI_DISK)" $(DEFAULT_AHCI_DISK) S && \
+	    disk "$(NVME_DISK)" $(DEFAULT_NVME_DISK) N
 
 reset-disks: ## Remake the default disk images (build/*.img) with the pattern, undoing writes; no build
 	@mkdir -p build
@@ -112,6 +116,7 @@ reset-disks: ## Remake the default disk images (build/*.img) with the pattern, u
 	boot/make-disk $(DEFAULT_ATA_DISK) 16 A
 	boot/make-disk $(DEFAULT_MODERN_VIRTIO_DISK) 16 M
 	boot/make-disk $(DEFAULT_AHCI_DISK) 16 S
+	boot/make-disk $(DEFAULT_NVME_DISK) 16 N
 
 test-host: deps ## Host unit and property tests only (and the net traffic checker's self-test, 127.0.0.1 only)
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image
