@@ -40,7 +40,7 @@ static ATTACHED: Once<Vec<Disk>> = Once::new();
 fn disks() -> &'static [Disk] {
     ATTACHED.call_once(|| {
         driver::attach(&dmakit_drivers::all());
-        [("vda", b'V'), ("hda", b'A'), ("sda", b'S')]
+        [("vda", b'V'), ("hda", b'A'), ("sda", b'S'), ("nvme0n1", b'N')]
             .into_iter()
             .map(|(name, tag)| (name, tag, driver::find_block_device(name).unwrap_or_else(|| panic!("{name}"))))
             .collect()

@@ -43,7 +43,8 @@ const REQUESTS: u64 = 32;
 const FOUR_GIB: u64 = 1 << 32;
 
 /// The disks of the `pc` machine: (name, image tag, runner's disk name).
-const DISKS: [(&str, u8, &str); 3] = [("vda", b'V', "virtio"), ("hda", b'A', "ata"), ("sda", b'S', "ahci")];
+const DISKS: [(&str, u8, &str); 4] =
+    [("vda", b'V', "virtio"), ("hda", b'A', "ata"), ("sda", b'S', "ahci"), ("nvme0n1", b'N', "nvme")];
 
 /// A disk's name, its image's pattern tag, the runner's name for its image, and the disk.
 type Disk = (&'static str, u8, &'static str, Arc<dyn BlockDevice>);

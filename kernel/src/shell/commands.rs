@@ -287,11 +287,11 @@ fn net() {
 }
 
 fn lsblk() {
-    println!("{:<6} {:<12} {:>6} {:>12}  model", "NAME", "DRIVER", "BLOCK", "CAPACITY");
+    println!("{:<8} {:<12} {:>6} {:>12}  model", "NAME", "DRIVER", "BLOCK", "CAPACITY");
     for (name, disk) in driver::block_devices() {
         let bytes = disk.block_count() * u64::from(disk.block_size());
         println!(
-            "{name:<6} {:<12} {:>6} {:>12}  {}",
+            "{name:<8} {:<12} {:>6} {:>12}  {}",
             disk.driver_name(),
             disk.block_size(),
             parse::size(bytes),
