@@ -22,7 +22,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
@@ -35,7 +35,8 @@ use spin::Mutex;
 
 use super::controller::{Controller, status_result};
 use super::data_pointer::{
-    DataPointer, DataPointerChoice, ListArea, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl, prp_list_pages,
+    DataPointer, DataPointerChoice, ListArea, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl, prp_entries,
+    prp_list_pages,
 };
 use super::identify::{ControllerIdentity, IDENTIFY_BYTES, NamespaceIdentity};
 use super::queue::QueuePair;
@@ -123,6 +124,9 @@ pub struct NvmeDisk<R: RegisterIo> {
     channel: Mutex<Channel>,
     interrupts_on: AtomicBool,
     interrupt_masked: AtomicBool,
+    /// Commands by the form of their data pointer: PRP1/PRP2 alone, a PRP
+    /// list, an SGL.
+    pointer_counts: [AtomicU64; 3],
 }
 
 fn identify(namespace: u32, cns: u32, buffer: &CoherentMemory) -> SubmissionEntry {
@@ -149,6 +153,7 @@ impl<R: RegisterIo> NvmeDisk<R> {
             channel: Mutex::new(channel),
             interrupts_on: AtomicBool::new(false),
             interrupt_masked: AtomicBool::new(false),
+            pointer_counts: [const { AtomicU64::new(0) }; 3],
         })
     }
 
@@ -352,6 +357,17 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
             true => (build_sgl(data.segments(), data.direction(), &area)?, PSDT_SGL),
             false => (build_prps(data.segments(), data.direction(), &area)?, PSDT_PRP),
         };
+        // Counted for `stats`: a list page is needed past two PRP entries.
+        let form = match pointer {
+            DataPointer::Sgl(_) => PointerForm::Sgl,
+            DataPointer::Prp { .. } => {
+                match prp_entries(data.segments(), data.direction())?.iter().flat_map(PrpEntry::pages).count() {
+                    0..=2 => PointerForm::PrpAlone,
+                    _ => PointerForm::PrpList,
+                }
+            }
+        };
+        self.pointer_counts[form as usize].fetch_add(1, Ordering::Relaxed);
         let opcode = match command.operation {
             BlockOperation::Read => IO_READ,
             BlockOperation::Write => IO_WRITE,
@@ -455,4 +471,24 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
     fn last_status(&self) -> Option<DeviceStatus> {
         Some(self.controller.status())
     }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let count = |form: PointerForm| self.pointer_counts[form as usize].load(Ordering::Relaxed);
+        alloc::vec![
+            ("PRP1/PRP2 alone", count(PointerForm::PrpAlone)),
+            ("PRP list", count(PointerForm::PrpList)),
+            ("SGL", count(PointerForm::Sgl)),
+        ]
+    }
+}
+
+/// How a command's data is described, for the counters.
+#[derive(Clone, Copy)]
+enum PointerForm {
+    /// One or two pages: PRP1 and PRP2 hold them.
+    PrpAlone = 0,
+    /// PRP2 points to a list page (or a chain of them).
+    PrpList = 1,
+    /// An SGL descriptor (or a segment of them).
+    Sgl = 2,
 }

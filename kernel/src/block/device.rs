@@ -50,6 +50,10 @@ pub trait BlockDevice: Send + Sync {
     fn interrupt(&self);
     /// The queue's counters.
     fn stats(&self) -> QueueStats;
+    /// Counts of the driver's own (see `HardwareQueue::counters`); none by default.
+    fn driver_counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
     /// Stops the driver (IOService::stop): refuses new requests, fails the
     /// waiting ones, lets the device finish those in flight (or resets it when
     /// it does not in time, failing them), and only then releases the memory the

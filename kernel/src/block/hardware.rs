@@ -20,6 +20,7 @@
 //! | the others | anywhere | both |
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use super::BlockOperation;
 use crate::dma::{DeviceStatus, DmaPlatform, IoFailure, LentTransfer, Specification};
@@ -140,5 +141,10 @@ pub trait HardwareQueue: Send + Sync {
     /// (`None` when the driver has nothing to read).
     fn last_status(&self) -> Option<DeviceStatus> {
         None
+    }
+    /// Counts of the driver's own, for `stats` (NVMe: which form of data
+    /// pointer its commands used); none by default.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
     }
 }

@@ -463,6 +463,10 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
         }
     }
 
+    fn driver_counters(&self) -> Vec<(&'static str, u64)> {
+        self.hardware.counters()
+    }
+
     fn stats(&self) -> QueueStats {
         self.gate.run_action(|state| QueueStats {
             queued: state.waiting.len(),

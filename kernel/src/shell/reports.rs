@@ -50,6 +50,11 @@ pub fn stats_lines() -> Vec<String> {
             queue.out_of_order,
             queue.interrupts
         ));
+        let counters = disk.driver_counters();
+        if !counters.is_empty() {
+            let counts: Vec<String> = counters.iter().map(|(name, count)| format!("{name} {count}")).collect();
+            lines.push(format!("{name}: {} commands by data pointer: {}", disk.driver_name(), counts.join(", ")));
+        }
     }
     lines
 }

@@ -1,0 +1,12 @@
+//! Test kernel: the NVMe controller on the `pc` machine (no IOMMU).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+#[path = "nvme_checks.rs"]
+mod checks;
+
+use checks::*;
+
+dmakit::test_kernel!(thirty_two_requests_of_random_sizes_in_flight_and_every_byte_is_right);

@@ -1,0 +1,168 @@
+//! What both NVMe test kernels check on `nvme0n1` (pc, and q35 where the
+//! controller sits behind VT-d): 32 requests in flight at once, of random
+//! sizes up to what one command carries (MDTS), reads and writes, into buffers below 4 GiB, above it, and
+//! made of scattered pages; every byte checked here and, through the runner,
+//! against the image file, read back 512 KiB at a time; the PRP-list and the SGL forms of data pointer
+//! each used, as the driver's counters show.
+
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use dmakit::block::{BlockDevice, BlockOperation, BlockRequest};
+use dmakit::digest::sha256_hex;
+use dmakit::dma::kernel_platform::platform;
+use dmakit::dma::{DmaBuffer, IoDirection, IoMemoryDescriptor};
+use dmakit::memory::Constraints;
+use dmakit::{driver, pattern, println};
+use spin::Once;
+use x86_64::PhysAddr;
+
+/// The scratch region: the whole 16 MiB disk (the runner makes a fresh image
+/// for each test kernel).
+const REGION: u64 = 0;
+/// Requests in flight at once.
+const REQUESTS: u64 = 32;
+/// Sectors each request owns (512 KiB): a request is anywhere inside its own.
+const AREA: u64 = 1_024;
+const FOUR_GIB: u64 = 1 << 32;
+
+static ATTACHED: Once<Arc<dyn BlockDevice>> = Once::new();
+
+fn disk() -> Arc<dyn BlockDevice> {
+    ATTACHED
+        .call_once(|| {
+            driver::attach(&dmakit_drivers::all());
+            driver::find_block_device("nvme0n1").expect("the NVMe namespace became nvme0n1")
+        })
+        .clone()
+}
+
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+/// Where a buffer lies.
+#[derive(Clone, Copy, Debug)]
+enum Placement {
+    Below4GiB,
+    Above4GiB,
+    ScatteredPages,
+}
+
+fn buffer(placement: Placement, bytes: u64) -> DmaBuffer {
+    match placement {
+        Placement::Below4GiB => {
+            DmaBuffer::allocate(platform(), bytes, IoDirection::InOut, Constraints::below(PhysAddr::new(FOUR_GIB)))
+        }
+        Placement::Above4GiB => DmaBuffer::allocate(platform(), bytes, IoDirection::InOut, Constraints::NONE),
+        Placement::ScatteredPages => {
+            // Whole pages, each allocated on its own, alternately below and
+            // above 4 GiB: never physically contiguous.
+            let mut pieces = Vec::new();
+            let mut left = bytes;
+            while left > 0 {
+                let piece = left.min(4096);
+                let placement = match pieces.len() % 2 {
+                    0 => Constraints::NONE,
+                    _ => Constraints::below(PhysAddr::new(FOUR_GIB)),
+                };
+                pieces.push((piece, placement));
+                left -= piece;
+            }
+            let descriptor = IoMemoryDescriptor::allocate_scattered(platform(), &pieces, IoDirection::InOut)
+                .expect("scattered pages");
+            DmaBuffer::from_descriptor(descriptor)
+        }
+    }
+    .expect("a buffer")
+}
+
+/// The driver's counters by data-pointer form.
+fn pointer_counts(disk: &dyn BlockDevice) -> Vec<(&'static str, u64)> {
+    disk.driver_counters()
+}
+
+/// What a write of round `round` puts in byte `index` of sector `lba`'s request.
+fn written(lba: u64, count: u64, round: u8) -> Vec<u8> {
+    (0..count * 512).map(|i| (i as u8) ^ (lba as u8) ^ round.wrapping_mul(37) ^ (i >> 9) as u8).collect()
+}
+
+pub fn thirty_two_requests_of_random_sizes_in_flight_and_every_byte_is_right() {
+    let disk = disk();
+    // What the region holds, kept in frames (40 MiB: more than the heap).
+    let mut mirror = buffer(Placement::Above4GiB, REQUESTS * AREA * 512);
+    for area in 0..REQUESTS {
+        let mut bytes = vec![0u8; (AREA * 512) as usize];
+        pattern::fill(REGION + area * AREA, b'N', &mut bytes);
+        mirror.write_bytes(area * AREA * 512, &bytes).unwrap();
+    }
+    let before = pointer_counts(disk.as_ref());
+    let mut random = Random(0x4e56_4d45);
+    for round in 0..2u8 {
+        let mut plans = Vec::new();
+        let mut handles = Vec::new();
+        for area in 0..REQUESTS {
+            // A submitted request carries at most what one command does
+            // (MDTS); the 1 MiB reads below are split by `read`.
+            let count = match area % 4 {
+                // At most 4 KiB: at most two pages, PRP1 and PRP2 alone.
+                1 => 1 + random.below(8),
+                // Below the SGL threshold (32 KiB) and above two pages: a PRP list.
+                3 => 17 + random.below(47),
+                _ => 1 + random.below(AREA.min(disk.max_request_blocks())),
+            };
+            let lba = REGION + area * AREA + random.below(AREA - count + 1);
+            let operation = if random.below(2) == 0 { BlockOperation::Read } else { BlockOperation::Write };
+            let placement = [Placement::Below4GiB, Placement::Above4GiB, Placement::ScatteredPages][area as usize % 3];
+            let mut data = buffer(placement, count * 512);
+            if operation == BlockOperation::Write {
+                data.write_bytes(0, &written(lba, count, round)).expect("filled");
+            }
+            handles.push(disk.submit(BlockRequest::new(operation, lba, count, data, 0)).expect("submitted"));
+            plans.push((operation, lba, count, placement));
+        }
+        for ((operation, lba, count, placement), handle) in plans.into_iter().zip(handles) {
+            let finished = disk.wait(handle);
+            finished.result.unwrap_or_else(|failure| panic!("{operation:?} {lba}+{count} ({placement:?}): {failure}"));
+            let at = (lba - REGION) * 512;
+            match operation {
+                BlockOperation::Read => {
+                    let got = finished.buffer.expect("the buffer back").to_vec(0, (count * 512) as usize).unwrap();
+                    let expected = mirror.to_vec(at, (count * 512) as usize).unwrap();
+                    assert!(got == expected, "read {lba}+{count} into {placement:?} differs");
+                }
+                BlockOperation::Write => {
+                    mirror.write_bytes(at, &written(lba, count, round)).unwrap();
+                }
+            }
+        }
+    }
+    // Everything read back, area by area, and the runner compares the image
+    // file; then 1 MiB in one `read`, more than one command carries: split.
+    for area in 0..REQUESTS {
+        let lba = REGION + area * AREA;
+        let mut piece = buffer(Placement::Below4GiB, AREA * 512);
+        disk.read(lba, AREA, &mut piece, 0).expect("read back");
+        let bytes = piece.to_vec(0, (AREA * 512) as usize).unwrap();
+        assert!(bytes == mirror.to_vec(area * AREA * 512, bytes.len()).unwrap(), "area {area} differs");
+        println!("host-check nvme {lba} {AREA} {}", sha256_hex(&bytes));
+    }
+    let mut whole = buffer(Placement::Above4GiB, 2048 * 512);
+    disk.read(REGION, 2048, &mut whole, 0).expect("1 MiB in one read");
+    assert!(whole.to_vec(0, 2048 * 512).unwrap() == mirror.to_vec(0, 2048 * 512).unwrap(), "the 1 MiB read differs");
+    let after = pointer_counts(disk.as_ref());
+    let used: Vec<(&str, u64)> =
+        after.iter().zip(&before).map(|((name, now), (_, then))| (*name, now - then)).collect();
+    println!("nvme0n1: commands by data pointer: {used:?}");
+    for (name, count) in &used {
+        assert!(*count > 0, "no command used {name}: {used:?}");
+    }
+}
