@@ -62,8 +62,8 @@ pub const fn data_specification(address_bits: u8) -> Specification {
         alignment: 2,
         alignment_length: 2,
         alignment_internal_segments: 2,
-        boundary: 0,
         max_segments: PRDT_ENTRIES,
+        ..Specification::UNLIMITED_64
     }
 }
 

@@ -68,7 +68,6 @@ const LBA48_MAX_SECTORS: u64 = 2048;
 /// output format is the one PRD entries are made from.
 pub const PIIX_SPECIFICATION: Specification = Specification {
     output: RECORD_FORMAT,
-    num_address_bits: 32,
     max_segment_size: REGION_LIMIT,
     max_transfer_size: LBA48_MAX_SECTORS * SECTOR_SIZE,
     alignment: 2,
@@ -76,6 +75,7 @@ pub const PIIX_SPECIFICATION: Specification = Specification {
     alignment_internal_segments: 2,
     boundary: REGION_LIMIT,
     max_segments: ENTRIES_PER_TABLE,
+    ..Specification::UNLIMITED_32
 };
 
 /// Where the PRD table may live: below 4 GiB (the register holds 32 bits),

@@ -317,12 +317,15 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
                 max_segment_size: 0,
                 max_transfer_size: link.max_request_bytes,
                 // PRP entries are dword aligned; every one but the first
-                // starts on a page.
+                // starts on a page, and every one but the last ends on one
+                // (the virtual boundary): a buffer that cannot be described
+                // so is bounced by the DMA layer, never by this driver.
                 alignment: 4,
                 alignment_length: 4,
                 alignment_internal_segments: PAGE_SIZE,
                 boundary: 0,
                 max_segments: link.list_pages * SGL_DESCRIPTORS_PER_PAGE,
+                virtual_boundary: PAGE_SIZE,
             },
             platform: self.platform,
         }

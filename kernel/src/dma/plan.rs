@@ -4,9 +4,12 @@
 //! Pure arithmetic on addresses, so it is tested on the host. The steps:
 //! 1. [`plan`] walks the descriptor's physical runs: a run the device can reach
 //!    with the right start alignment stays in place; others go to bounce
-//!    buffers, consecutive ones sharing one buffer;
+//!    buffers, consecutive ones sharing one buffer. Under a virtual boundary,
+//!    runs whose gaps would fall inside a page are bounced too
+//!    ([`keep_gaps_on_the_virtual_boundary`]);
 //! 2. [`segments`] turns the pieces into device segments, merging neighbours that
-//!    touch and splitting at the boundary and the segment size limit;
+//!    touch and splitting at the boundary and the segment size limit (on the
+//!    virtual boundary, when there is one);
 //! 3. if those segments still break a rule (length alignment, segment count), the
 //!    caller falls back to [`single_buffer`]: the whole range in one buffer.
 
@@ -52,12 +55,22 @@ impl Layout {
 
 /// Classifies each physical run (address, length), in order, as direct or bounced.
 pub(crate) fn plan(runs: &[(u64, u64)], rules: &Rules) -> Layout {
+    let mut offset = 0;
+    let mut bounced: Vec<bool> = runs
+        .iter()
+        .map(|&(address, length)| {
+            let alignment = if offset == 0 { rules.alignment } else { rules.alignment_internal };
+            offset += length;
+            !(rules.reachable(address, length) && address.is_multiple_of(alignment))
+        })
+        .collect();
+    if rules.virtual_boundary != 0 {
+        keep_gaps_on_the_virtual_boundary(runs, &mut bounced, rules.virtual_boundary);
+    }
     let mut layout = Layout::default();
     let mut offset = 0;
-    for &(address, length) in runs {
-        let alignment = if offset == 0 { rules.alignment } else { rules.alignment_internal };
-        let in_place = rules.reachable(address, length) && address.is_multiple_of(alignment);
-        if in_place {
+    for (&(address, length), &bounce) in runs.iter().zip(&bounced) {
+        if !bounce {
             layout.pieces.push(Piece { start: offset, length, placement: Placement::Direct(address) });
         } else {
             let previous_bounced =
@@ -79,6 +92,51 @@ pub(crate) fn plan(runs: &[(u64, u64)], rules: &Rules) -> Layout {
     layout
 }
 
+/// Marks for bouncing every run a device under virtual boundary `unit` cannot
+/// be given in place: wherever the device's view has a gap (two runs that do
+/// not touch, or in-place memory next to a bounce buffer), the run before must
+/// end and the run after must start on a multiple of `unit`.
+///
+/// A bounce buffer starts on a multiple of `unit` (its pages are aligned at
+/// least that much), and consecutive bounced runs share one, so a group of them
+/// needs only its end checked: a group that ends inside a page takes in the run
+/// after it, until the group's length is a multiple of `unit` or it reaches the
+/// end of the transfer. Runs only ever change from direct to bounced, so this
+/// settles after at most one round per run.
+fn keep_gaps_on_the_virtual_boundary(runs: &[(u64, u64)], bounced: &mut [bool], unit: u64) {
+    let on_boundary = |address: u64| address.is_multiple_of(unit);
+    let mut changed = true;
+    while changed {
+        changed = false;
+        // Bytes in the bounce buffer so far, while walking a group of bounced runs.
+        let mut group = 0;
+        for index in 0..runs.len() {
+            let (address, length) = runs[index];
+            // A run to the top of the address space ends on no boundary.
+            let end = address.saturating_add(length);
+            if bounced[index] {
+                group += length;
+                continue;
+            }
+            let touches_previous = index > 0 && !bounced[index - 1] && {
+                let (previous, previous_length) = runs[index - 1];
+                previous.checked_add(previous_length) == Some(address)
+            };
+            let touches_next = index + 1 < runs.len() && !bounced[index + 1] && runs[index + 1].0 == end;
+            let after_a_group_ending_inside_a_page = index > 0 && bounced[index - 1] && !on_boundary(group);
+            let start_breaks = index > 0 && !touches_previous && !on_boundary(address);
+            let end_breaks = index + 1 < runs.len() && !touches_next && !on_boundary(end);
+            if after_a_group_ending_inside_a_page || start_breaks || end_breaks {
+                bounced[index] = true;
+                group += length;
+                changed = true;
+            } else {
+                group = 0;
+            }
+        }
+    }
+}
+
 /// The whole range of `length` bytes in one bounce buffer.
 pub(crate) fn single_buffer(length: u64) -> Layout {
     Layout {
@@ -89,48 +147,44 @@ pub(crate) fn single_buffer(length: u64) -> Layout {
 
 /// Device segments for `layout`, with bounce buffer `i` at `bounce_addresses[i]`.
 ///
-/// Cuts fall at `rules.max_segment` from a segment's start or at a multiple of
-/// `rules.boundary`; [`Specification::rules`](super::Specification::rules) makes
-/// both multiples of the length and internal alignments, so a cut leaves later
-/// starts aligned whenever the segment it ends started aligned.
+/// Pieces that touch in the device's address space are merged into one run, and
+/// each run is cut greedily: at `rules.max_segment` from a segment's start or at
+/// a multiple of `rules.boundary`, whichever comes first.
+/// [`Specification::rules`](super::Specification::rules) makes both multiples of
+/// the length and internal alignments and of the virtual boundary, so a cut
+/// leaves later starts aligned whenever the segment it ends started aligned.
+/// One that did not (the first, which may start anywhere under a virtual
+/// boundary) is cut back to the last multiple of the virtual boundary instead.
 pub(crate) fn segments(layout: &Layout, bounce_addresses: &[u64], rules: &Rules) -> Vec<Segment> {
     let mut output: Vec<Segment> = Vec::new();
-    for piece in &layout.pieces {
-        let mut address = match piece.placement {
-            Placement::Direct(address) => address,
-            Placement::Bounce { buffer, offset } => (DmaAddr::new(bounce_addresses[buffer]) + offset).as_u64(),
-        };
-        if address.checked_add(piece.length).is_none() {
+    for run in device_runs(layout, bounce_addresses) {
+        if run.checked_end().is_none() {
             // A run up to the very top of the address space: no segment's end can
             // be written down. Handing it over whole lets `segments_valid` refuse
             // the plan, so the caller bounces the transfer instead.
-            output.push(Segment { address: DmaAddr::new(address), length: piece.length });
+            output.push(run);
             continue;
         }
         // From here on `address + remaining` fits, and so does every sum below.
-        let mut remaining = piece.length;
+        let mut address = run.address.as_u64();
+        let mut remaining = run.length;
         while remaining > 0 {
             // Room left before the boundary, counted from `address`.
             let boundary_room = match rules.boundary {
                 0 => u64::MAX,
                 boundary => boundary - address % boundary,
             };
-            let last = output.last_mut();
-            let extends = last.as_ref().is_some_and(|last| {
-                last.checked_end() == Some(address)
-                    && last.length < rules.max_segment
-                    && boundary_room != rules.boundary
-            });
-            let taken = if extends {
-                let last = last.expect("checked above");
-                let taken = remaining.min(rules.max_segment - last.length).min(boundary_room);
-                last.length += taken;
-                taken
-            } else {
-                let taken = remaining.min(rules.max_segment).min(boundary_room);
-                output.push(Segment { address: DmaAddr::new(address), length: taken });
-                taken
-            };
+            let mut taken = remaining.min(rules.max_segment).min(boundary_room);
+            let cut = address + taken;
+            if taken < remaining && rules.virtual_boundary != 0 && !cut.is_multiple_of(rules.virtual_boundary) {
+                // The segment limit counted from a start inside a page: end at
+                // the page before, if that leaves anything.
+                let page_cut = cut - cut % rules.virtual_boundary;
+                if page_cut > address {
+                    taken = page_cut - address;
+                }
+            }
+            output.push(Segment { address: DmaAddr::new(address), length: taken });
             address += taken;
             remaining -= taken;
         }
@@ -138,13 +192,28 @@ pub(crate) fn segments(layout: &Layout, bounce_addresses: &[u64], rules: &Rules)
     output
 }
 
+/// The pieces of `layout` at their device addresses, neighbours that touch
+/// merged into one run.
+fn device_runs(layout: &Layout, bounce_addresses: &[u64]) -> Vec<Segment> {
+    let mut runs: Vec<Segment> = Vec::with_capacity(layout.pieces.len());
+    for piece in &layout.pieces {
+        let address = match piece.placement {
+            Placement::Direct(address) => address,
+            Placement::Bounce { buffer, offset } => (DmaAddr::new(bounce_addresses[buffer]) + offset).as_u64(),
+        };
+        match runs.last_mut() {
+            Some(last) if last.checked_end() == Some(address) && address.checked_add(piece.length).is_some() => {
+                last.length += piece.length;
+            }
+            _ => runs.push(Segment { address: DmaAddr::new(address), length: piece.length }),
+        }
+    }
+    runs
+}
+
 /// Whether `segments` obey every rule, including the segment count.
 pub(crate) fn segments_valid(segments: &[Segment], rules: &Rules) -> bool {
-    segments.len() <= rules.max_segments
-        && segments
-            .iter()
-            .enumerate()
-            .all(|(index, segment)| rules.segment_ok(index, segment.address.as_u64(), segment.length))
+    rules.segments_ok(segments)
 }
 
 #[cfg(test)]
@@ -188,6 +257,46 @@ mod tests {
                 Segment { address: DmaAddr::new(0x18000), length: 0x1000 },
             ]
         );
+    }
+
+    #[test]
+    fn a_virtual_boundary_bounces_what_lands_inside_a_page_and_no_more() {
+        let rules = Specification { virtual_boundary: 0x1000, ..Specification::UNLIMITED_64 }.rules().unwrap();
+        let direct = |layout: &Layout| -> Vec<bool> {
+            layout.pieces.iter().map(|piece| matches!(piece.placement, Placement::Direct(_))).collect()
+        };
+        // Starts inside a page, whole pages, ends inside one: all in place.
+        let prp_shaped = plan(&[(0x1300, 0xd00), (0x9000, 0x2000), (0x5000, 0x480)], &rules);
+        assert_eq!(direct(&prp_shaped), [true, true, true]);
+        // A middle piece starting inside a page, and the page after it, which
+        // would start 0xe00 into a bounce page.
+        let odd_start = plan(&[(0x1000, 0x1000), (0x9200, 0xe00), (0x5000, 0x1000)], &rules);
+        assert_eq!(direct(&odd_start), [true, false, false]);
+        assert_eq!(odd_start.bounce_sizes, [0x1e00]);
+        // Two half pages fill one bounce page: the next page is in place again.
+        let halves = plan(&[(0x1000, 0x1000), (0x9000, 0x800), (0x5800, 0x800), (0x7000, 0x1000)], &rules);
+        assert_eq!(direct(&halves), [true, false, false, true]);
+        // The first piece ends inside a page: it goes, and the rest follows it.
+        let odd_end = plan(&[(0x1000, 0x800), (0x9000, 0x1000)], &rules);
+        assert_eq!(direct(&odd_end), [false, false]);
+        let bounced = segments(&odd_end, &[0x20_0000], &rules);
+        assert_eq!(bounced, vec![Segment { address: DmaAddr::new(0x20_0000), length: 0x1800 }]);
+    }
+
+    #[test]
+    fn cuts_fall_on_the_virtual_boundary() {
+        let spec = Specification { virtual_boundary: 0x1000, max_segment_size: 0x2000, ..Specification::UNLIMITED_64 };
+        let rules = spec.rules().unwrap();
+        let layout = plan(&[(0x1204, 0x3000)], &rules);
+        let segments = segments(&layout, &[], &rules);
+        assert_eq!(
+            segments,
+            vec![
+                Segment { address: DmaAddr::new(0x1204), length: 0x2000 - 0x204 },
+                Segment { address: DmaAddr::new(0x3000), length: 0x1204 },
+            ]
+        );
+        assert!(segments_valid(&segments, &rules));
     }
 
     #[test]

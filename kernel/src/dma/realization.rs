@@ -89,10 +89,18 @@ impl Realizer<'_> {
             None => Addresses::Whole,
             Some(hooks) => hooks.adjust_rules(Site::of(self.platform.accounting()), self.command, &mut rules, reach),
         };
-        let planning = match reach {
+        let mut planning = match reach {
             Reach::Limited => rules,
             Reach::Unlimited => Rules { highest_address: u64::MAX, ..rules },
         };
+        if self.mapper.is_some() {
+            // Behind an IOMMU the pieces' pages sit at consecutive IOVAs, each
+            // piece at its own offset in its page: runs that meet on page edges
+            // become one run the device sees whole, and a gap between two runs
+            // keeps the page offsets of its two sides, which are all that a
+            // virtual boundary larger than a page can rely on.
+            planning.virtual_boundary = planning.virtual_boundary.min(FRAME_SIZE);
+        }
         let layout = plan::plan(runs, &planning);
         if super::trace::enabled() {
             self.trace_plan(runs, &layout);
@@ -109,10 +117,12 @@ impl Realizer<'_> {
             return Err(IoFailure::new(IoReturn::NotPermitted, Cause::CoherentNeverBounced));
         }
         dma_trace!(
-            "  {} segments would break a rule (at most {}, lengths in units of {}): double-buffering the whole transfer",
+            "  {} segments would break a rule (at most {}, lengths in units of {}, virtual boundary {:#x}): \
+             double-buffering the whole transfer",
             segment_count,
             self.rules.max_segments,
-            self.rules.alignment_length
+            self.rules.alignment_length,
+            self.rules.virtual_boundary
         );
         Ok((self.single(length)?, Addresses::Whole))
     }
@@ -174,7 +184,12 @@ impl Realizer<'_> {
         // Behind a translating IOMMU the buffer may lie anywhere (as in `best`).
         let highest = if self.mapper.is_some() { u64::MAX } else { self.rules.highest_address };
         let below = highest.checked_add(1).and_then(|end| PhysAddr::try_new(end).ok());
-        let alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
+        let mut alignment = self.rules.alignment.max(self.rules.alignment_internal).max(FRAME_SIZE);
+        if self.mapper.is_none() {
+            // A bounce buffer the device sees after a gap must start on the
+            // virtual boundary (behind an IOMMU, its IOVA starts on a page).
+            alignment = alignment.max(self.rules.virtual_boundary);
+        }
         let placement = Constraints { below, alignment, boundary: 0 };
         bounce::allocate(self.platform, length, placement, self.rules.address_bits)
     }
@@ -222,12 +237,14 @@ impl Realizer<'_> {
     /// Traces each physical run and where the plan put it.
     fn trace_plan(&self, runs: &[(u64, u64)], layout: &Layout) {
         for (&(address, length), piece) in runs.iter().zip(&layout.pieces) {
+            let alignment = if piece.start == 0 { self.rules.alignment } else { self.rules.alignment_internal };
             let what = match piece.placement {
                 Placement::Direct(_) => "the device reaches it: used in place, no copy",
                 Placement::Bounce { .. } if !self.rules.reachable(address, length) => {
                     "beyond the device's address limit: bounced"
                 }
-                Placement::Bounce { .. } => "start breaks the alignment: bounced",
+                Placement::Bounce { .. } if !address.is_multiple_of(alignment) => "start breaks the alignment: bounced",
+                Placement::Bounce { .. } => "a gap inside a page would break the virtual boundary: bounced",
             };
             dma_trace!("  run {address:#x} + {length:#x} bytes: {what}");
         }

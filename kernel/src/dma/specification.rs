@@ -1,8 +1,9 @@
 //! What a device can reach (`IODMACommand::SegmentOptions` plus FreeBSD busdma's
-//! boundary and segment count), checked once when a command is made.
+//! boundary and segment count, and Linux's virtual boundary), checked once when
+//! a command is made.
 
 use super::IoReturn;
-use super::address::OutputFormat;
+use super::address::{OutputFormat, Segment};
 
 /// A device's DMA limits, as a driver writes them down. Zero means "no limit" (or
 /// the default) wherever the contract says so.
@@ -13,7 +14,8 @@ pub struct Specification {
     /// Highest address bit the device can drive: 0 means 64; else 12..=64.
     pub num_address_bits: u8,
     /// Bytes per segment; 0 = unlimited. Rounded down to a multiple of
-    /// `alignment_length` and the internal alignment, so that cuts stay aligned.
+    /// `alignment_length`, the internal alignment and the virtual boundary, so
+    /// that cuts stay aligned.
     pub max_segment_size: u64,
     /// Bytes per prepare; 0 = unlimited.
     pub max_transfer_size: u64,
@@ -24,10 +26,15 @@ pub struct Specification {
     /// Alignment of later segments' starts (power of two; 0 = `alignment`).
     pub alignment_internal_segments: u64,
     /// No segment crosses a multiple of this (power of two, not smaller than
-    /// `alignment_length` or the internal alignment; 0 = none).
+    /// `alignment_length`, the internal alignment or the virtual boundary; 0 = none).
     pub boundary: u64,
     /// Most segments per transfer; 0 = unlimited.
     pub max_segments: usize,
+    /// The virtual boundary (power of two; 0 = none): every segment but the
+    /// first starts on a multiple of it, every segment but the last ends on one
+    /// (NVMe's PRP rule; Linux's `virt_boundary_mask` + 1). Buffers that cannot
+    /// be given in place that way are bounced.
+    pub virtual_boundary: u64,
 }
 
 impl Specification {
@@ -42,6 +49,7 @@ impl Specification {
         alignment_internal_segments: 0,
         boundary: 0,
         max_segments: 0,
+        virtual_boundary: 0,
     };
 
     /// A 32-bit device with no other limits.
@@ -49,8 +57,9 @@ impl Specification {
         Specification { output: OutputFormat::HOST32, num_address_bits: 32, ..Self::UNLIMITED_64 };
 
     /// This specification tightened by `other`: the smaller reach, sizes and
-    /// counts, the larger alignments, the smaller boundary (0 means "no limit" on
-    /// either side). The output format stays this one's: it is the device's.
+    /// counts, the larger alignments and virtual boundary, the smaller boundary
+    /// (0 means "no limit" on either side). The output format stays this one's:
+    /// it is the device's.
     ///
     /// Each limit is compared as resolved, so a default on one side never
     /// loosens an explicit value on the other, and `a.restricted_by(&b)` is as
@@ -81,6 +90,9 @@ impl Specification {
             alignment_internal_segments: internal(self).max(internal(other)),
             boundary: smaller(self.boundary, other.boundary),
             max_segments: smaller(self.max_segments as u64, other.max_segments as u64) as usize,
+            // Segments that start and end on multiples of the larger also do
+            // on the smaller (both powers of two), and 0 ("none") loses.
+            virtual_boundary: self.virtual_boundary.max(other.virtual_boundary),
         }
     }
 
@@ -96,6 +108,7 @@ impl Specification {
             || !power_or_zero(self.alignment_length)
             || !power_or_zero(self.alignment_internal_segments)
             || !power_or_zero(self.boundary)
+            || !power_or_zero(self.virtual_boundary)
         {
             return Err(IoReturn::BadArgument);
         }
@@ -116,9 +129,10 @@ impl Specification {
             value => value.min(record_limit),
         };
         // A cut at the segment limit must leave whole length units and put the
-        // next segment's start on the internal alignment. Both are powers of two,
-        // so the larger is a multiple of the smaller.
-        let cut_unit = alignment_length.max(alignment_internal);
+        // next segment's start on the internal alignment and the virtual
+        // boundary (where the segment before it must end). All are powers of
+        // two, so the largest is a multiple of the others.
+        let cut_unit = alignment_length.max(alignment_internal).max(self.virtual_boundary);
         let max_segment = max_segment / cut_unit * cut_unit;
         // A cut at a boundary lands on a multiple of it, which must be a whole
         // unit too; a smaller boundary would leave no valid cut at all.
@@ -135,6 +149,7 @@ impl Specification {
             alignment_internal,
             boundary: self.boundary,
             max_segments: if self.max_segments == 0 { usize::MAX } else { self.max_segments },
+            virtual_boundary: self.virtual_boundary,
         })
     }
 }
@@ -164,6 +179,9 @@ pub struct Rules {
     pub(crate) boundary: u64,
     /// Most segments per transfer.
     pub(crate) max_segments: usize,
+    /// The virtual boundary, or 0: a multiple of it is the only place a segment
+    /// may end (but the last) or start (but the first).
+    pub(crate) virtual_boundary: u64,
 }
 
 impl Rules {
@@ -212,6 +230,11 @@ impl Rules {
         self.max_segments
     }
 
+    /// The virtual boundary, or 0 for none.
+    pub fn virtual_boundary(&self) -> u64 {
+        self.virtual_boundary
+    }
+
     /// Whether `[address, address + length)` is reachable by the device.
     pub fn reachable(&self, address: u64, length: u64) -> bool {
         length == 0 || address.checked_add(length - 1).is_some_and(|last| last <= self.highest_address)
@@ -235,11 +258,27 @@ impl Rules {
             && length <= self.max_segment
             && within_boundary
     }
+
+    /// Whether `segments`, a whole transfer in order, obey every rule: each
+    /// segment's ([`Rules::segment_ok`]), the segment count, and the virtual
+    /// boundary, which is about neighbours: where one segment ends and the next
+    /// starts, both must be on it. That holds even where the two touch: a device
+    /// that reads a list of pages cannot tell touching segments from a gap.
+    pub fn segments_ok(&self, segments: &[Segment]) -> bool {
+        let on_boundary = |address: u64| self.virtual_boundary == 0 || address.is_multiple_of(self.virtual_boundary);
+        segments.len() <= self.max_segments
+            && segments
+                .iter()
+                .enumerate()
+                .all(|(index, segment)| self.segment_ok(index, segment.address.as_u64(), segment.length))
+            && segments.windows(2).all(|pair| on_boundary(pair[0].end()) && on_boundary(pair[1].address.as_u64()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dma::DmaAddr;
 
     #[test]
     fn defaults_resolve_and_bad_values_are_refused() {
@@ -284,6 +323,40 @@ mod tests {
         assert_eq!(both.output, device.output);
         let wider = Specification::UNLIMITED_64.restricted_by(&Specification::UNLIMITED_64);
         assert_eq!(wider.num_address_bits, 64);
+    }
+
+    #[test]
+    fn a_virtual_boundary_is_checked_resolved_and_tightened() {
+        let prp = Specification { virtual_boundary: 4096, ..Specification::UNLIMITED_64 };
+        assert_eq!(prp.rules().unwrap().virtual_boundary(), 4096);
+        let limited = Specification { max_segment_size: 0x3800, ..prp };
+        assert_eq!(limited.rules().unwrap().max_segment(), 0x3000, "cuts fall on the virtual boundary");
+        for spec in [
+            Specification { virtual_boundary: 0x1800, ..prp },
+            Specification { max_segment_size: 0x800, ..prp },
+            Specification { boundary: 0x800, ..prp },
+        ] {
+            assert_eq!(spec.rules(), Err(IoReturn::BadArgument), "{spec:?}");
+        }
+        let none = Specification::UNLIMITED_32;
+        assert_eq!(none.restricted_by(&prp).virtual_boundary, 4096, "a rule beats none");
+        assert_eq!(prp.restricted_by(&none).virtual_boundary, 4096);
+        let wider = Specification { virtual_boundary: 0x10000, ..prp };
+        assert_eq!(prp.restricted_by(&wider).virtual_boundary, 0x10000, "a larger boundary is the stricter");
+    }
+
+    #[test]
+    fn a_transfer_meets_the_virtual_boundary_only_with_page_edged_gaps() {
+        let rules = Specification { virtual_boundary: 0x1000, ..Specification::UNLIMITED_64 }.rules().unwrap();
+        let segment = |address: u64, length: u64| Segment { address: DmaAddr::new(address), length };
+        assert!(rules.segments_ok(&[segment(0x1234, 0xdcc), segment(0x8000, 0x2000), segment(0x3000, 0x10)]));
+        assert!(rules.segments_ok(&[segment(0x1234, 0x10)]), "one segment may start and end anywhere");
+        assert!(!rules.segments_ok(&[segment(0x1000, 0x800), segment(0x8000, 0x1000)]), "ends inside a page");
+        assert!(!rules.segments_ok(&[segment(0x1000, 0x1000), segment(0x8200, 0xe00)]), "starts inside a page");
+        assert!(
+            !rules.segments_ok(&[segment(0x1000, 0x800), segment(0x1800, 0x800)]),
+            "a cut inside a page is a gap to the device even where the two touch"
+        );
     }
 
     #[test]

@@ -177,12 +177,13 @@ fn rules_are_read_through_getters() {
         alignment_internal_segments: 4,
         boundary: 0x1_0000,
         max_segments: 16,
+        virtual_boundary: 0x1000,
     };
     let rules = spec.rules().unwrap();
     assert_eq!((rules.highest_address(), rules.address_bits()), (u64::from(u32::MAX), 32));
     assert_eq!((rules.max_segment(), rules.max_transfer()), (0x1_0000, 0x10_0000));
     assert_eq!((rules.alignment(), rules.alignment_length(), rules.alignment_internal()), (8, 2, 4));
-    assert_eq!((rules.boundary(), rules.max_segments()), (0x1_0000, 16));
+    assert_eq!((rules.boundary(), rules.max_segments(), rules.virtual_boundary()), (0x1_0000, 16, 0x1000));
 }
 
 // Defect 4: `segment_ok` computed `address + length - 1` unchecked when a

@@ -12,7 +12,9 @@ use crate::dma::{Cause, FaultAccess, IoReturn, MappedPlatform, Mapping, Specific
 const SOURCE: u16 = 0x0020;
 
 /// A machine whose device sits behind a simulated IOMMU with `iova_pages` pages of IOVA space.
-fn mapped_machine(iova_pages: u64) -> (&'static SimulatedPlatform, &'static dyn DmaPlatform, Arc<SimulatedMapper>) {
+pub(super) fn mapped_machine(
+    iova_pages: u64,
+) -> (&'static SimulatedPlatform, &'static dyn DmaPlatform, Arc<SimulatedMapper>) {
     let memory = machine();
     let mapper = Arc::new(SimulatedMapper::new(SOURCE, iova_pages));
     let platform: &'static dyn DmaPlatform = MappedPlatform::leak(memory, mapper.clone());
@@ -20,7 +22,7 @@ fn mapped_machine(iova_pages: u64) -> (&'static SimulatedPlatform, &'static dyn 
 }
 
 /// The device writes `data` through the segments; each address goes through the IOMMU.
-fn device_writes_through(
+pub(super) fn device_writes_through(
     memory: &SimulatedPlatform,
     mapper: &SimulatedMapper,
     segments: &[Segment],

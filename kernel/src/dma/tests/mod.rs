@@ -12,6 +12,7 @@ mod ownership;
 mod properties;
 mod slots;
 mod synchronize_range;
+mod virtual_boundary;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -103,4 +104,15 @@ pub(super) fn device_writes(platform: &SimulatedPlatform, segments: &[Segment], 
         done += length;
     }
     assert_eq!(done, data.len(), "segments cover the data");
+}
+
+/// Whether `segments` meet a virtual boundary of `unit`, checked from the rule's
+/// wording rather than with the code under test: every segment but the first
+/// starts on a multiple of `unit`, every segment but the last ends on one.
+pub(super) fn meets_virtual_boundary(segments: &[Segment], unit: u64) -> bool {
+    let last = segments.len().saturating_sub(1);
+    segments.iter().enumerate().all(|(index, segment)| {
+        (index == 0 || segment.address.as_u64().is_multiple_of(unit))
+            && (index == last || segment.end().is_multiple_of(unit))
+    })
 }

@@ -345,4 +345,8 @@ again_on_noncoherent_machines!(
     mapped::a_refused_dma_fails_the_transfer_and_leaves_memory_unchanged,
     mapped::force_double_buffer_still_bounces_and_remaps,
     slots::a_slot_is_completed_once_and_its_command_goes_back,
+    virtual_boundary::a_middle_piece_that_starts_inside_a_page_is_bounced,
+    virtual_boundary::a_piece_that_ends_inside_a_page_before_another_is_bounced,
+    virtual_boundary::a_32_bit_device_with_the_rule_bounces_below_4_gib,
+    virtual_boundary::a_forced_double_buffer_keeps_the_rule_with_a_segment_limit,
 );

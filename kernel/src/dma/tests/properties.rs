@@ -15,10 +15,14 @@ struct RangeChoice {
 }
 
 fn range_choice() -> impl Strategy<Value = RangeChoice> {
-    (any::<bool>(), 0u64..4096, 1u64..=4096).prop_map(|(high, start, length)| RangeChoice {
-        high,
-        start: start.min(4096 - length.min(4096)),
-        length,
+    // Page edges often, so that whole pages and pieces that start or end on
+    // one (what a virtual boundary lets through in place) are common.
+    let start = prop_oneof![Just(0u64), Just(0x800), 0u64..4096];
+    let end = prop_oneof![Just(4096u64), Just(0x800), 1u64..=4096];
+    // Drawn the wrong way round, the two become the piece's end and start.
+    (any::<bool>(), start, end).prop_map(|(high, start, end)| {
+        let (start, end) = (start.min(end - 1), start.max(end));
+        RangeChoice { high, start, length: end - start }
     })
 }
 
@@ -36,20 +40,34 @@ fn specification() -> impl Strategy<Value = Specification> {
         power_or_zero(12),
         prop_oneof![Just(0u64), Just(1024), Just(4096), Just(65536)],
         prop_oneof![Just(0usize), 1usize..10],
+        prop_oneof![3 => Just(0u64), 1 => Just(512), 3 => Just(4096), 1 => Just(8192)],
     )
-        .prop_map(|(output, bits, max_segment, alignment, alignment_length, internal, boundary, max_segments)| {
-            Specification {
+        .prop_map(
+            |(
                 output,
-                num_address_bits: bits,
-                max_segment_size: max_segment,
-                max_transfer_size: 0,
+                bits,
+                max_segment,
                 alignment,
                 alignment_length,
-                alignment_internal_segments: internal,
+                internal,
                 boundary,
                 max_segments,
-            }
-        })
+                virtual_boundary,
+            )| {
+                Specification {
+                    output,
+                    num_address_bits: bits,
+                    max_segment_size: max_segment,
+                    max_transfer_size: 0,
+                    alignment,
+                    alignment_length,
+                    alignment_internal_segments: internal,
+                    boundary,
+                    max_segments,
+                    virtual_boundary,
+                }
+            },
+        )
 }
 
 fn direction() -> impl Strategy<Value = IoDirection> {
@@ -120,6 +138,9 @@ proptest! {
         prop_assert!(segments.len() <= rules.max_segments);
         for (index, segment) in segments.iter().enumerate() {
             prop_assert!(rules.segment_ok(index, segment.address.as_u64(), segment.length), "segment {} {:?} breaks {:?}", index, segment, rules);
+        }
+        if rules.virtual_boundary() != 0 {
+            prop_assert!(meets_virtual_boundary(&segments, rules.virtual_boundary()), "{:x?} break the virtual boundary of {:?}", segments, rules);
         }
         prop_assert_eq!(segments.iter().map(|s| s.length).sum::<u64>(), length, "segments cover the range exactly");
         let range = offset as usize..(offset + length) as usize;
