@@ -166,3 +166,24 @@ pub fn thirty_two_requests_of_random_sizes_in_flight_and_every_byte_is_right() {
         assert!(*count > 0, "no command used {name}: {used:?}");
     }
 }
+
+/// A buffer of two pieces, the first ending inside a page: no PRP list can
+/// describe it, so the DMA layer bounces it (the driver never does), and the
+/// read still brings the right bytes.
+pub fn a_buffer_that_breaks_the_prp_rule_is_bounced_by_the_dma_layer_and_read_right() {
+    use dmakit::dma::DmaPlatform;
+    let disk = disk();
+    let pieces = [(4608, Constraints::NONE), (3584, Constraints::NONE)];
+    let descriptor =
+        IoMemoryDescriptor::allocate_scattered(platform(), &pieces, IoDirection::InOut).expect("two pieces");
+    let mut data = DmaBuffer::from_descriptor(descriptor).expect("a buffer");
+    let before = platform().accounting().stats().bounced_transfers;
+    let lba = 20_000;
+    disk.read(lba, 16, &mut data, 0).expect("the read");
+    let bounced = platform().accounting().stats().bounced_transfers - before;
+    let mut expected = vec![0u8; 16 * 512];
+    pattern::fill(lba, b'N', &mut expected);
+    assert!(data.to_vec(0, expected.len()).unwrap() == expected, "the bytes read differ");
+    assert_eq!(bounced, 1, "the DMA layer bounced the transfer once");
+    println!("nvme0n1: a 4608 + 3584 byte buffer was bounced ({bounced} transfer) and read right");
+}
