@@ -7,6 +7,8 @@ with the same disks: only the kernel, its command line and the initramfs differ.
       ata     IDE (PIIX3; on q35 a piix3-ide controller added for it)
       ahci    an ide-hd on AHCI (on pc an ich9-ahci added for it; q35's own)
       vdb     q35 only: a modern virtio-blk behind the Intel IOMMU
+      nvme    an NVMe controller (QEMU's -device nvme, serial dmakit-nvme),
+              namespace 1 (nvme0n1 in both guests); on q35 behind the IOMMU
     MACHINE=q35 adds -device intel-iommu.
 With `network` (net_forwards' arguments), a virtio-net-pci (transitional, like
 virtio-blk) on QEMU's user network (restrict=off, see net_forwards): the guest is 10.0.2.15,
@@ -24,7 +26,7 @@ HEAD = 16 << 20  # the Linux guest hashes this much of each disk
 MACHINE = os.environ.get("MACHINE", "pc")
 if MACHINE not in ("pc", "q35"):
     raise SystemExit(f"MACHINE must be pc or q35, not {MACHINE!r}")
-DISKS = ("virtio", "ata", "ahci", "vdb") if MACHINE == "q35" else ("virtio", "ata", "ahci")
+DISKS = ("virtio", "ata", "ahci", "vdb", "nvme") if MACHINE == "q35" else ("virtio", "ata", "ahci", "nvme")
 
 # The queue-depth figures both kernels print for every disk, as DISK_NAME.
 DEPTH_FIGURES = [
@@ -78,6 +80,8 @@ def qemu_command(images, kernel, append, initrd=None, network=()):
     ata = ["-drive", f"file={images['ata'].path},if=ide,format=raw,cache=unsafe"]
     ahci = ["-device", "ich9-ahci,id=ahci0", *drive("ahci", "sata0"), "-device", "ide-hd,drive=sata0,bus=ahci0.0"]
     modern = []
+    # The drive id and serial of make run's NVMe disk (boot/qemu-run).
+    nvme = [*drive("nvme", "nvm0"), "-device", "nvme,serial=dmakit-nvme,drive=nvm0"]
     if MACHINE == "q35":
         machine = ["-machine", "q35", "-device", "intel-iommu", "-device", "piix3-ide,id=ide9"]
         ata = [*drive("ata", "d1"), "-device", "ide-hd,drive=d1,bus=ide9.0"]
@@ -89,5 +93,5 @@ def qemu_command(images, kernel, append, initrd=None, network=()):
         "-kernel", kernel, *(["-initrd", initrd] if initrd else []), "-append", append,
         "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
         *drive("virtio", "v0"), "-device", "virtio-blk-pci,drive=v0",
-        *ata, *modern, *ahci, *network,
+        *ata, *modern, *ahci, *nvme, *network,
     ]

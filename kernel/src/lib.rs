@@ -15,7 +15,6 @@ pub use dmakit_boot as boot;
 pub mod acpi;
 #[cfg(target_os = "none")]
 pub mod arch;
-#[cfg(target_os = "none")]
 pub mod bench;
 pub mod block;
 #[cfg(target_os = "none")]

@@ -13,6 +13,7 @@ fn kind(name: &str) -> &'static str {
         "vdb" => "vdb",
         _ if name.starts_with("vd") => "virtio",
         _ if name.starts_with("sd") => "ahci",
+        _ if name.starts_with("nvme") => "nvme",
         _ => "ata",
     }
 }

@@ -425,3 +425,33 @@ fn a_buffer_behind_an_unconfirmed_iommu_unmap_is_not_handed_back() {
     assert!(matches!(failure.cause(), Cause::InvalidationFailed { .. }), "{failure}");
     assert!(finished.buffer.is_none(), "the device may still reach it: leaked, not handed back");
 }
+
+#[test]
+fn the_benchmark_sends_a_request_larger_than_the_device_takes_as_parts_in_flight_together() {
+    use crate::bench::{Pattern, Split, read_requests};
+    // 80 KiB requests on a device that takes 32 KiB (64 blocks): three parts
+    // each (64, 64, 32 blocks), all three out before the next request starts.
+    let disk = disk(1024, 8, Finishing::AtOnce);
+    let split = Split::new(&disk, 80 * 1024).unwrap();
+    let mut groups = split.allocate(disk.hardware().platform, 1).unwrap();
+    let finished = read_requests(&disk, Pattern::Sequential, &split, &mut groups, 3).unwrap();
+    assert_eq!(finished, 3);
+    let stats = disk.stats();
+    assert_eq!((stats.submitted, stats.finished, stats.failed), (9, 9, 0));
+    assert!(stats.deepest <= 3, "depth 1 keeps one request's parts in flight, not more: {}", stats.deepest);
+    let starts: Vec<String> = disk.hardware().events.lock().clone();
+    let expected: Vec<String> =
+        [0, 64, 128, 160, 224, 288, 320, 384, 448].map(|lba| alloc::format!("start {lba}")).into();
+    assert_eq!(starts, expected);
+}
+
+#[test]
+fn the_benchmark_keeps_requests_the_device_takes_whole_in_one_part_each() {
+    use crate::bench::{Pattern, Split, read_requests};
+    let disk = disk(1024, 8, Finishing::AtOnce);
+    let split = Split::new(&disk, 4096).unwrap();
+    let mut groups = split.allocate(disk.hardware().platform, 4).unwrap();
+    assert_eq!(read_requests(&disk, Pattern::Random, &split, &mut groups, 20).unwrap(), 20);
+    assert_eq!(disk.stats().submitted, 20);
+    assert!(Split::new(&disk, 100).is_err(), "less than a block");
+}
