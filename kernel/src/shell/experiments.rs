@@ -91,7 +91,7 @@ pub fn experiment(arguments: &[&str]) -> Result<(), String> {
     match step {
         Skip::CopyBack => skip_copy_back(name, &disk, lba, count, bytes),
         Skip::Fill => skip_fill(name, &disk, lba, count, bytes),
-        Skip::Boundary | Skip::Reach => Err(String::from(USAGE)),
+        Skip::Boundary | Skip::Reach | Skip::InternalAlignment => Err(String::from(USAGE)),
     }
 }
 
