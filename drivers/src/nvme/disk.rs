@@ -27,6 +27,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
 };
+use dmakit::dma::hooks::{self, DriverCheck, Site};
 use dmakit::dma::{
     Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, NvmeCause, Specification,
 };
@@ -35,7 +36,7 @@ use spin::Mutex;
 
 use super::controller::{Controller, status_result};
 use super::data_pointer::{
-    DataPointer, DataPointerChoice, ListArea, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl, prp_list_pages,
+    DataPointer, DataPointerChoice, ListArea, PrpCheck, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl, prp_list_pages,
 };
 use super::identify::{ControllerIdentity, IDENTIFY_BYTES, NamespaceIdentity};
 use super::queue::QueuePair;
@@ -283,6 +284,16 @@ impl<R: RegisterIo> NvmeDisk<R> {
         stopped
     }
 
+    /// Whether this transfer's segments are checked against the PRP rules:
+    /// always, unless a hook (`experiment prp-offset`) switched the check off
+    /// for this disk's next transfer.
+    fn prp_check(&self) -> PrpCheck {
+        match hooks::skip_check(Site::of(self), DriverCheck::PrpRules) {
+            true => PrpCheck::Skipped,
+            false => PrpCheck::Rules,
+        }
+    }
+
     fn list_area<'a>(&self, lists: &'a CoherentMemory, slot: Slot) -> ListArea<'a> {
         let pages = self.link.list_pages;
         ListArea { memory: lists, offset: (slot * pages) as u64 * PAGE_SIZE, pages }
@@ -350,7 +361,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
         let area = self.list_area(&shared.lists, slot);
         let (pointer, psdt) = match self.link.choice.uses_sgl(data.length()) {
             true => (build_sgl(data.segments(), data.direction(), &area)?, PSDT_SGL),
-            false => (build_prps(data.segments(), data.direction(), &area)?, PSDT_PRP),
+            false => (build_prps(data.segments(), data.direction(), self.prp_check(), &area)?, PSDT_PRP),
         };
         let opcode = match command.operation {
             BlockOperation::Read => IO_READ,
