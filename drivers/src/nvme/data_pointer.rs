@@ -20,7 +20,9 @@
 //! they should keep these rules already (or have been bounced); each is still
 //! checked as a [`PrpEntry`] and a segment that breaks a rule is refused with
 //! [`NvmeCause::PrpRuleBroken`]: the driver never bounces, and never builds a
-//! list the controller reads differently from what it meant.
+//! list the controller reads differently from what it meant. Only `experiment
+//! prp-offset` switches that check off, for one transfer ([`PrpCheck`]), to let
+//! the controller refuse the list itself.
 //!
 //! # SGLs
 //!
@@ -74,6 +76,17 @@ impl DataPointerChoice {
     }
 }
 
+/// Whether the segments are checked against the PRP rules before the entries
+/// are built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrpCheck {
+    /// Always, but in one experiment: a segment that breaks a rule is refused.
+    Rules,
+    /// Switched off for one transfer by a hook (`experiment prp-offset`): each
+    /// segment becomes entries as it is, and the controller judges the list.
+    Skipped,
+}
+
 /// A slot's share of list memory: `pages` pages from `offset` of `memory`.
 pub struct ListArea<'a> {
     /// The memory holding every slot's lists.
@@ -90,9 +103,12 @@ impl ListArea<'_> {
     }
 }
 
-/// The typed PRP entries for `segments`, each checked where it sits; a
-/// refusal names the segment.
-pub fn prp_entries(segments: &[Segment], direction: IoDirection) -> Result<Vec<PrpEntry>, IoFailure> {
+/// The typed PRP entries for `segments`, each checked where it sits (unless
+/// `check` says it is skipped); a refusal names the segment.
+pub fn prp_entries(segments: &[Segment], direction: IoDirection, check: PrpCheck) -> Result<Vec<PrpEntry>, IoFailure> {
+    if check == PrpCheck::Skipped {
+        return Ok(segments.iter().map(|&segment| PrpEntry { segment }).collect());
+    }
     let count = segments.len();
     segments
         .iter()
@@ -120,9 +136,15 @@ pub const fn prp_list_pages(entries: usize) -> usize {
     if listed <= PRP_ENTRIES_PER_PAGE { 1 } else { (listed - 1).div_ceil(PRP_ENTRIES_PER_PAGE - 1) }
 }
 
-/// Builds PRP1/PRP2 for `segments`, writing list pages into `area`.
-pub fn build_prps(segments: &[Segment], direction: IoDirection, area: &ListArea<'_>) -> Result<DataPointer, IoFailure> {
-    let pages: Vec<u64> = prp_entries(segments, direction)?.iter().flat_map(PrpEntry::pages).collect();
+/// Builds PRP1/PRP2 for `segments`, checked as `check` says, writing list
+/// pages into `area`.
+pub fn build_prps(
+    segments: &[Segment],
+    direction: IoDirection,
+    check: PrpCheck,
+    area: &ListArea<'_>,
+) -> Result<DataPointer, IoFailure> {
+    let pages: Vec<u64> = prp_entries(segments, direction, check)?.iter().flat_map(PrpEntry::pages).collect();
     let refused =
         |rule| IoFailure::new(IoReturn::NoResources, Cause::Nvme(NvmeCause::PrpRuleBroken { index: 0, rule }));
     match pages.as_slice() {

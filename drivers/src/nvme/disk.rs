@@ -27,6 +27,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
 };
+use dmakit::dma::hooks::{self, DriverCheck, Site};
 use dmakit::dma::{
     Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, NvmeCause, Specification,
 };
@@ -35,8 +36,7 @@ use spin::Mutex;
 
 use super::controller::{Controller, status_result};
 use super::data_pointer::{
-    DataPointer, DataPointerChoice, ListArea, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl, prp_entries,
-    prp_list_pages,
+    DataPointer, DataPointerChoice, ListArea, PrpCheck, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl, prp_list_pages,
 };
 use super::identify::{ControllerIdentity, IDENTIFY_BYTES, NamespaceIdentity};
 use super::queue::QueuePair;
@@ -288,6 +288,16 @@ impl<R: RegisterIo> NvmeDisk<R> {
         stopped
     }
 
+    /// Whether this transfer's segments are checked against the PRP rules:
+    /// always, unless a hook (`experiment prp-offset`) switched the check off
+    /// for this disk's next transfer.
+    fn prp_check(&self) -> PrpCheck {
+        match hooks::skip_check(Site::of(self), DriverCheck::PrpRules) {
+            true => PrpCheck::Skipped,
+            false => PrpCheck::Rules,
+        }
+    }
+
     fn list_area<'a>(&self, lists: &'a CoherentMemory, slot: Slot) -> ListArea<'a> {
         let pages = self.link.list_pages;
         ListArea { memory: lists, offset: (slot * pages) as u64 * PAGE_SIZE, pages }
@@ -358,17 +368,17 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
         let area = self.list_area(&shared.lists, slot);
         let (pointer, psdt) = match self.link.choice.uses_sgl(data.length()) {
             true => (build_sgl(data.segments(), data.direction(), &area)?, PSDT_SGL),
-            false => (build_prps(data.segments(), data.direction(), &area)?, PSDT_PRP),
+            false => (build_prps(data.segments(), data.direction(), self.prp_check(), &area)?, PSDT_PRP),
         };
         // Counted for `stats`: a list page is needed past two PRP entries.
         let form = match pointer {
             DataPointer::Sgl(_) => PointerForm::Sgl,
-            DataPointer::Prp { .. } => {
-                match prp_entries(data.segments(), data.direction())?.iter().flat_map(PrpEntry::pages).count() {
-                    0..=2 => PointerForm::PrpAlone,
-                    _ => PointerForm::PrpList,
-                }
-            }
+            // One PRP entry per page touched (counted without the rule
+            // checks, which an experiment may have switched off).
+            DataPointer::Prp { .. } => match data.segments().iter().map(pages_touched).sum::<u64>() {
+                0..=2 => PointerForm::PrpAlone,
+                _ => PointerForm::PrpList,
+            },
         };
         self.pointer_counts[form as usize].fetch_add(1, Ordering::Relaxed);
         let opcode = match command.operation {
@@ -482,6 +492,14 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
             ("PRP list", count(PointerForm::PrpList)),
             ("SGL", count(PointerForm::Sgl)),
         ]
+    }
+}
+
+/// Pages a segment touches.
+fn pages_touched(segment: &dmakit::dma::Segment) -> u64 {
+    match segment.length {
+        0 => 0,
+        length => (segment.address.as_u64() + length - 1) / PAGE_SIZE - segment.address.as_u64() / PAGE_SIZE + 1,
     }
 }
 

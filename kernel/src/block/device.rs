@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{BlockOperation, BlockRequest, DoubleBuffering, Finished, QueueStats, Rejected, RequestHandle, StopReport};
+use crate::dma::hooks::Site;
 use crate::dma::{DmaBuffer, IoFailure, Segment, TransferOptions};
 
 /// A disk.
@@ -29,6 +30,10 @@ pub trait BlockDevice: Send + Sync {
     fn queue_depth(&self) -> usize;
     /// The most blocks one asynchronous request may carry.
     fn max_request_blocks(&self) -> u64;
+    /// Who the disk's driver is when it asks the DMA hooks (its hardware
+    /// queue): where an experiment arms a driver check for this disk only
+    /// ([`crate::dma::experiment::arm_check`]).
+    fn hooks_site(&self) -> Site;
 
     /// Takes `request` and returns at once: the buffer is the request's until
     /// [`BlockDevice::wait`] gives it back. A bad request, a stopped disk or a

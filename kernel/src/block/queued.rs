@@ -41,6 +41,7 @@ use super::{
     DoubleBuffering, Finished, HardwareQueue, QueueStats, Quiesced, Rejected, RequestHandle, Slot, StopReport,
     check_request,
 };
+use crate::dma::hooks::Site;
 use crate::dma::trace::dma_trace;
 use crate::dma::{
     Cause, DmaBuffer, IoFailure, IoReturn, NotPrepared, Segment, SlotCompleted, TransferOptions, TransferSlots,
@@ -400,6 +401,10 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
 
     fn last_segments(&self) -> Vec<Segment> {
         self.gate.run_action(|state| state.last_segments.clone())
+    }
+
+    fn hooks_site(&self) -> Site {
+        Site::of(&self.hardware)
     }
 
     fn queue_depth(&self) -> usize {

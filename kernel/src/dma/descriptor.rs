@@ -178,6 +178,34 @@ impl IoMemoryDescriptor {
         Self::build(platform, ranges, direction, owned, None)
     }
 
+    /// As [`IoMemoryDescriptor::allocate_scattered`], each piece `(offset,
+    /// length, placement)` starting `offset` bytes into its first fresh frame
+    /// (`offset` below a frame): a buffer whose pieces start inside pages, as
+    /// memory handed down from above often does and no frame allocator hands
+    /// out. The bytes of those frames outside the pieces are the descriptor's
+    /// (freed with it) but not part of it.
+    pub fn allocate_scattered_at(
+        platform: &'static dyn DmaPlatform,
+        pieces: &[(u64, u64, Constraints)],
+        direction: IoDirection,
+    ) -> Result<Arc<Self>, IoReturn> {
+        if pieces.iter().any(|&(offset, length, _)| offset >= FRAME_SIZE || length == 0) {
+            return Err(IoReturn::BadArgument);
+        }
+        let whole: Option<Vec<(u64, Constraints)>> =
+            pieces.iter().map(|&(offset, length, placement)| Some((offset.checked_add(length)?, placement))).collect();
+        let whole = whole.ok_or(IoReturn::BadArgument)?;
+        let mut descriptor = Self::allocate_scattered(platform, &whole, direction)?;
+        let built = Arc::get_mut(&mut descriptor).ok_or(IoReturn::Busy)?;
+        for (range, &(offset, length, _)) in built.ranges.iter_mut().zip(pieces) {
+            if let Start::Physical(first) = range.start {
+                *range = Range { start: Start::Physical(first + offset), length };
+            }
+        }
+        built.length = pieces.iter().map(|&(_, length, _)| length).sum();
+        Ok(descriptor)
+    }
+
     /// Memory that the CPU and a device share for as long as it lives: a ring, a
     /// descriptor table (Linux's `dma_alloc_coherent`). It is allocated to meet
     /// `placement`, so a command whose specification it meets never bounces it

@@ -2,10 +2,10 @@
 //! wrong (the shell's `experiment` and `iommu break` commands). They act
 //! through the DMA layer's hooks ([`super::hooks`]): [`Experiments`] answers
 //! the core's questions, and arming a step installs it. Nothing is skipped
-//! unless a step is armed on a platform (`Accounting::arm_experiment`) or an
-//! IOMMU domain (`VtdDomain::set_experiment`), and an armed step is skipped
-//! once, at the first transfer there that would have done it, then it is on
-//! again.
+//! unless a step is armed on a platform (`Accounting::arm_experiment`), an
+//! IOMMU domain (`VtdDomain::set_experiment`) or a disk's driver
+//! ([`arm_check`]), and an armed step is skipped once, at the first transfer
+//! there that would have done it, then it is on again.
 //!
 //! For `experiment synchronize`, [`device_writes`] and [`device_reads`] play
 //! a device on a prepared command's segments, so that synchronize can be
@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Mutex;
 use x86_64::PhysAddr;
 
-use super::hooks::{self, Addresses, DmaHooks, Reach, Site};
+use super::hooks::{self, Addresses, DmaHooks, DriverCheck, Reach, Site};
 use super::specification::Rules;
 use super::trace::dma_trace;
 use super::{Accounting, Cause, IoDmaCommand, IoFailure, IoReturn};
@@ -25,13 +25,14 @@ use super::{Accounting, Cause, IoDmaCommand, IoFailure, IoReturn};
 pub use super::hooks::Skip;
 
 /// What is armed now: per platform the one step to skip, per IOMMU domain an
-/// unmap at once.
+/// unmap at once, per driver the one check to skip.
 struct Armed {
     steps: Vec<(Site, Skip)>,
     unmaps: Vec<Site>,
+    checks: Vec<(Site, DriverCheck)>,
 }
 
-static ARMED: Mutex<Armed> = Mutex::new(Armed { steps: Vec::new(), unmaps: Vec::new() });
+static ARMED: Mutex<Armed> = Mutex::new(Armed { steps: Vec::new(), unmaps: Vec::new(), checks: Vec::new() });
 
 /// How many entries `ARMED` holds, kept beside it so that the transfers of a
 /// machine with nothing armed (nearly always) ask with one load, not the lock:
@@ -41,7 +42,7 @@ static ARMED_COUNT: AtomicUsize = AtomicUsize::new(0);
 impl Armed {
     /// Publishes how many entries there are now (under the lock).
     fn settle(&self) {
-        ARMED_COUNT.store(self.steps.len() + self.unmaps.len(), Ordering::Release);
+        ARMED_COUNT.store(self.steps.len() + self.unmaps.len() + self.checks.len(), Ordering::Release);
     }
 }
 
@@ -92,6 +93,27 @@ pub fn arm_unmap_at_once(site: Site) {
     armed.settle();
 }
 
+/// The driver at `site` (a disk's hardware queue,
+/// [`crate::block::BlockDevice::hooks_site`]) skips `check` once, for the next
+/// transfer it programs; a check armed there before is replaced.
+pub fn arm_check(site: Site, check: DriverCheck) {
+    install();
+    let mut armed = ARMED.lock();
+    armed.checks.retain(|&(armed_site, _)| armed_site != site);
+    armed.checks.push((site, check));
+    armed.settle();
+}
+
+/// The driver at `site` skips nothing any more; returns whether a check was
+/// still armed (the driver never asked).
+pub fn disarm_check(site: Site) -> bool {
+    let mut armed = ARMED.lock();
+    let before = armed.checks.len();
+    armed.checks.retain(|&(armed_site, _)| armed_site != site);
+    armed.settle();
+    armed.checks.len() != before
+}
+
 /// Whether `step` is armed on `site`; if so it is disarmed now: skipped this once.
 fn take(site: Site, step: Skip) -> bool {
     if !anything_armed() {
@@ -122,6 +144,23 @@ impl DmaHooks for Experiments {
             log::warn!("experiment: command #{command} does not split at its {:#x} boundary", rules.boundary);
             rules.boundary = 0;
         }
+        let in_page_rules = rules.alignment_internal > rules.alignment || rules.virtual_boundary != 0;
+        if in_page_rules && take(site, Skip::InternalAlignment) {
+            // Later segments may start where the first may: a piece starting
+            // inside a page reaches the device as it is.
+            dma_trace!(
+                "  EXPERIMENT: segments after the first need not start on {:#x}: nothing is bounced for it",
+                rules.alignment_internal
+            );
+            log::warn!(
+                "experiment: command #{command} gives its device segments that do not start on {:#x}",
+                rules.alignment_internal
+            );
+            rules.alignment_internal = rules.alignment;
+            // The virtual boundary says the same of later segments' starts
+            // (and of earlier segments' ends): off for this transfer too.
+            rules.virtual_boundary = 0;
+        }
         addresses
     }
 
@@ -138,7 +177,7 @@ impl DmaHooks for Experiments {
                 dma_trace!("  EXPERIMENT: the copy out of bounce memory is skipped: the buffer keeps its old bytes");
                 log::warn!("experiment: complete skipped the copy out of bounce memory (command #{command})");
             }
-            Skip::Boundary | Skip::Reach => {}
+            Skip::Boundary | Skip::Reach | Skip::InternalAlignment => {}
         }
         true
     }
@@ -152,6 +191,22 @@ impl DmaHooks for Experiments {
         armed.unmaps.retain(|&armed| armed != site);
         armed.settle();
         armed.unmaps.len() != before
+    }
+
+    fn skip_check(&self, site: Site, check: DriverCheck) -> bool {
+        if !anything_armed() {
+            return false;
+        }
+        let mut armed = ARMED.lock();
+        let before = armed.checks.len();
+        armed.checks.retain(|&armed| armed != (site, check));
+        armed.settle();
+        let skipped = armed.checks.len() != before;
+        if skipped {
+            dma_trace!("  EXPERIMENT: the driver skips its own check ({check:?}) for this transfer");
+            log::warn!("experiment: a driver skips its own check ({check:?}) for one transfer");
+        }
+        skipped
     }
 }
 

@@ -4,10 +4,12 @@
 //! The core asks three questions at fixed places, and nothing else: "adjust
 //! these rules?" (once per prepare, before planning), "skip this step?" (the
 //! fill of bounce memory, the copy out of it) and, in an IOMMU domain, "unmap
-//! this new mapping at once?". Each place first looks at [`HOOKS`]: with no
-//! hooks installed (the normal case) that one load is all, and every answer is
-//! no. The core types hold no experiment state: the hooks keep theirs, per
-//! [`Site`].
+//! this new mapping at once?". Drivers, which cannot see [`HOOKS`], ask a
+//! fourth through [`skip_check`]: "skip this check of my own?" (NVMe's PRP
+//! rules, before it programs a transfer). Each place first looks at [`HOOKS`]:
+//! with no hooks installed (the normal case) that one load is all, and every
+//! answer is no. The core types hold no experiment state: the hooks keep
+//! theirs, per [`Site`].
 
 use spin::Once;
 
@@ -32,6 +34,20 @@ pub enum Skip {
     /// given the real address, and its address register keeps only the bits it
     /// has, as real hardware would (the record is cut to the device's width).
     Reach = 4,
+    /// The start alignment of every segment but the first
+    /// (`alignment_internal_segments`; NVMe: a page) and the virtual boundary:
+    /// a piece of the buffer that starts or ends elsewhere is given to the
+    /// device in place, not bounced.
+    InternalAlignment = 5,
+}
+
+/// A check a driver makes of a transfer's segments before it programs its
+/// device, which a hook may switch off for one transfer ([`skip_check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverCheck {
+    /// NVMe: only the first PRP entry may start inside a page, every one but
+    /// the last ends on one (`NvmeCause::PrpRuleBroken` when not).
+    PrpRules,
 }
 
 /// Whether the device's records carry the segments' addresses whole.
@@ -83,11 +99,23 @@ pub trait DmaHooks: Sync {
     /// "Unmap at once?": whether the IOMMU domain `site` unmaps the pages it
     /// just mapped before handing out their IOVAs (the device meets a hole).
     fn unmap_at_once(&self, site: Site) -> bool;
+
+    /// "Skip this check?": whether the driver at `site` (its hardware queue,
+    /// [`crate::block::BlockDevice::hooks_site`]) skips `check` for the
+    /// transfer it is about to program.
+    fn skip_check(&self, site: Site, check: DriverCheck) -> bool;
 }
 
 /// The installed hooks, if any. The core path reads it where it may ask a
 /// question, and only with hooks installed works out who asks ([`Site::of`]).
 pub(crate) static HOOKS: Once<&'static dyn DmaHooks> = Once::new();
+
+/// What a driver asks before `check`: whether the installed hooks switch it
+/// off for the transfer the driver at `site` programs now. `false` with no
+/// hooks installed (one load).
+pub fn skip_check(site: Site, check: DriverCheck) -> bool {
+    HOOKS.get().is_some_and(|hooks| hooks.skip_check(site, check))
+}
 
 /// Installs `hooks` for the kernel's life. Only one set can be installed: the
 /// first call wins, and `false` says other hooks were there already.

@@ -182,6 +182,9 @@ fn help() {
     println!("                           give the 32-bit IDE controller a buffer above 4 GiB without bouncing");
     println!("  experiment cross-64k DEV LBA");
     println!("                           let one PRD region cross a 64 KiB line (hda) and see why it is forbidden");
+    println!("  experiment prp-offset DEV LBA");
+    println!("                           hand an NVMe controller (nvme0n1) a PRP list whose second entry starts");
+    println!("                           inside a page: it answers PRP Offset Invalid, nothing changes");
     println!("  queue DEV N              N reads submitted at once: see the order the device finishes them");
     println!("  stop DEV | start DEV     stop a disk's driver (requests in flight drain or abort,");
     println!("                           then the device's memory goes back), or start it again");

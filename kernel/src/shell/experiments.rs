@@ -16,6 +16,9 @@
 //! `cross-64k` reads 64 KiB into a buffer that straddles a 64 KiB line, with
 //! the split at the device's boundary switched off: on `hda` one PRD region
 //! crosses it. QEMU does not mind; real PIIX hardware would.
+//!
+//! `prp-offset` hands an NVMe controller a PRP list whose second entry starts
+//! inside a page (`prp_offset.rs`): it answers "PRP Offset Invalid".
 
 use alloc::format;
 use alloc::string::String;
@@ -42,8 +45,8 @@ const OLD_BYTE: u8 = 0x5a;
 /// What the experiment's write means to write.
 const MEANT: &[u8] = b"what the CPU meant to write. ";
 
-const USAGE: &str = "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT, experiment cross-64k|no-bounce DEV LBA, \
-     experiment synchronize|early-sync|skip-sync-rx";
+const USAGE: &str = "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT, \
+     experiment cross-64k|no-bounce|prp-offset DEV LBA, experiment synchronize|early-sync|skip-sync-rx";
 /// 4 GiB: what a 32-bit address register cannot hold.
 const FOUR_GIB: u64 = 1 << 32;
 /// What the canary page holds before the device's write.
@@ -63,6 +66,9 @@ pub fn experiment(arguments: &[&str]) -> Result<(), String> {
     }
     if arguments == ["skip-sync-rx"] {
         return super::skip_sync_rx::skip_sync_rx();
+    }
+    if let ["prp-offset", name, lba] = arguments {
+        return super::prp_offset::prp_offset(name, lba);
     }
     if let [step @ ("cross-64k" | "no-bounce"), name, lba] = arguments {
         let disk = driver::find_block_device(name).ok_or_else(|| format!("no disk called '{name}' (try lsblk)"))?;
@@ -91,7 +97,7 @@ pub fn experiment(arguments: &[&str]) -> Result<(), String> {
     match step {
         Skip::CopyBack => skip_copy_back(name, &disk, lba, count, bytes),
         Skip::Fill => skip_fill(name, &disk, lba, count, bytes),
-        Skip::Boundary | Skip::Reach => Err(String::from(USAGE)),
+        Skip::Boundary | Skip::Reach | Skip::InternalAlignment => Err(String::from(USAGE)),
     }
 }
 

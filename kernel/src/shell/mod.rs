@@ -10,6 +10,8 @@ mod experiments;
 pub mod line;
 pub mod parse;
 #[cfg(target_os = "none")]
+mod prp_offset;
+#[cfg(target_os = "none")]
 mod queue;
 #[cfg(target_os = "none")]
 pub mod reports;

@@ -10,7 +10,7 @@ use dmakit::dma::{
 };
 use proptest::prelude::*;
 
-use crate::nvme::data_pointer::{DataPointer, ListArea, build_prps, build_sgl, prp_list_pages};
+use crate::nvme::data_pointer::{DataPointer, ListArea, PrpCheck, build_prps, build_sgl, prp_list_pages};
 use crate::nvme::fake::walk::{Run, map_prp, map_sgl};
 use crate::nvme::registers::PAGE_SIZE;
 use crate::nvme::structures::segment;
@@ -57,7 +57,7 @@ fn round_trip(platform: &'static SimulatedPlatform, segments: &[Segment], list_p
     let area = ListArea { memory: &lists, offset: 0, pages: list_pages };
     let length: u64 = segments.iter().map(|segment| segment.length).sum();
     let wanted = merged(segments.iter().map(|segment| (segment.address.as_u64(), segment.length)));
-    let prps = build_prps(segments, IoDirection::In, &area).unwrap();
+    let prps = build_prps(segments, IoDirection::In, PrpCheck::Rules, &area).unwrap();
     assert_eq!(merged(walk(platform, prps, length).unwrap()), wanted, "PRPs");
     let sgl = build_sgl(segments, IoDirection::In, &area).unwrap();
     assert_eq!(merged(walk(platform, sgl, length).unwrap()), wanted, "SGL");
@@ -104,7 +104,8 @@ fn the_driver_refuses_segments_that_break_a_prp_rule_instead_of_building_a_list(
     let lists = CoherentMemory::allocate(platform, PAGE_SIZE, PAGE).unwrap();
     let area = ListArea { memory: &lists, offset: 0, pages: 1 };
     let base = |index: usize| memory[index].device_address().as_u64();
-    let refused = |segments: &[Segment]| build_prps(segments, IoDirection::In, &area).unwrap_err().cause();
+    let refused =
+        |segments: &[Segment]| build_prps(segments, IoDirection::In, PrpCheck::Rules, &area).unwrap_err().cause();
     let rule = |index, rule| Cause::Nvme(NvmeCause::PrpRuleBroken { index, rule });
     // The second segment starts inside its page.
     let inner = [segment(base(0), PAGE_SIZE), segment(base(1) + 0x200, 0x200)];

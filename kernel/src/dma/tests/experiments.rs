@@ -2,9 +2,12 @@
 //! should, once, and the next transfer is whole again.
 
 use super::super::DmaPlatform;
-use super::super::experiment::Skip;
+use super::super::experiment::{self, Skip};
+use super::super::hooks::{self, DriverCheck, Site};
 use super::super::simulated::{STALE_BYTE, SimulatedPlatform};
-use super::super::{DmaBuffer, DmaTransfer, IoDirection, IoDmaCommand, Specification, TransferOptions};
+use super::super::{
+    DmaBuffer, DmaTransfer, IoDirection, IoDmaCommand, IoMemoryDescriptor, Specification, TransferOptions,
+};
 use crate::memory::Constraints;
 
 /// A buffer above 4 GiB holding `byte`, and a 32-bit command: every transfer bounces.
@@ -84,4 +87,44 @@ fn a_skipped_bounce_for_reach_cuts_the_devices_record_once() {
     let again = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &TransferOptions::default()).unwrap();
     assert!(again.segments()[0].address.as_u64() < 1 << 32, "the next transfer bounces again");
     let _ = again.complete(0);
+}
+
+#[test]
+fn a_skipped_internal_alignment_gives_a_piece_starting_inside_a_page_in_place_once() {
+    let platform = SimulatedPlatform::leak(64);
+    // Two pieces, each starting 0x800 into its own page: the second breaks a
+    // page-aligned internal alignment (NVMe's PRP rule).
+    let pieces = [(0x800, 0x800, Constraints::NONE), (0x800, 0x1800, Constraints::NONE)];
+    let descriptor = IoMemoryDescriptor::allocate_scattered_at(platform, &pieces, IoDirection::In).unwrap();
+    let second = descriptor.physical_segment(0x800).unwrap().0.as_u64();
+    assert_eq!((descriptor.length(), second % 4096), (0x2000, 0x800));
+    let mut buffer = DmaBuffer::from_descriptor(descriptor).unwrap();
+    let specification =
+        Specification { alignment: 4, alignment_internal_segments: 4096, ..Specification::UNLIMITED_64 };
+    let mut command = IoDmaCommand::new(platform, specification).unwrap();
+    platform.accounting().arm_experiment(Skip::InternalAlignment);
+    for (round, in_place) in [(0, true), (1, false)] {
+        let transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &TransferOptions::default()).unwrap();
+        let segments = transfer.segments().to_vec();
+        let given = segments.iter().any(|segment| segment.address.as_u64() == second);
+        assert_eq!(given, in_place, "round {round}: {segments:?}");
+        assert!(in_place || segments[1..].iter().all(|segment| segment.address.as_u64() % 4096 == 0));
+        let _ = transfer.complete(0);
+    }
+    assert!(!platform.accounting().disarm_experiment(), "used up by the first transfer");
+}
+
+#[test]
+fn a_driver_check_is_skipped_once_and_only_where_it_was_armed() {
+    let (here, elsewhere) = (0u8, 0u8);
+    let (here, elsewhere) = (Site::of(&here), Site::of(&elsewhere));
+    assert!(!hooks::skip_check(here, DriverCheck::PrpRules), "nothing armed");
+    experiment::arm_check(here, DriverCheck::PrpRules);
+    assert!(!hooks::skip_check(elsewhere, DriverCheck::PrpRules), "another driver keeps its check");
+    assert!(hooks::skip_check(here, DriverCheck::PrpRules), "skipped once");
+    assert!(!hooks::skip_check(here, DriverCheck::PrpRules), "then on again");
+    assert!(!experiment::disarm_check(here), "used up");
+    experiment::arm_check(here, DriverCheck::PrpRules);
+    assert!(experiment::disarm_check(here), "disarmed before any driver asked");
+    assert!(!hooks::skip_check(here, DriverCheck::PrpRules));
 }
