@@ -155,9 +155,12 @@ impl QueuePair {
         if entry.submission_queue != self.id {
             return lie(NvmeCause::CompletionWrongQueue { queue: self.id, named: entry.submission_queue });
         }
-        // The new head lies between the last one and the tail (inclusive).
-        let advanced = (entry.submission_head + self.entries - self.submission_head) % self.entries;
-        if entry.submission_head >= self.entries || advanced > self.unconsumed() {
+        // The new head lies in the queue, between the last one and the tail
+        // (inclusive); checked in that order, so that a head the controller
+        // made up cannot overflow the arithmetic.
+        if entry.submission_head >= self.entries
+            || (entry.submission_head + self.entries - self.submission_head) % self.entries > self.unconsumed()
+        {
             return lie(NvmeCause::HeadOutOfOrder { queue: self.id, head: entry.submission_head });
         }
         match self.in_flight.get_mut(usize::from(entry.command_id)) {

@@ -130,6 +130,8 @@ fn a_completion_that_lies_is_a_typed_cause_and_stops_the_controller_before_memor
         (Lie::UnknownCommand(40), NvmeCause::CompletionNotInFlight { queue: 1, command: 40 }),
         (Lie::WrongQueue(3), NvmeCause::CompletionWrongQueue { queue: 1, named: 3 }),
         (Lie::HeadPastTail, NvmeCause::HeadOutOfOrder { queue: 1, head: 2 }),
+        // Far past the queue: the check must not overflow on the way.
+        (Lie::Head(0xfff0), NvmeCause::HeadOutOfOrder { queue: 1, head: 0xfff0 }),
     ] {
         let setup = setup_with(64, false);
         *setup.fake.lie.lock() = Some(lie);

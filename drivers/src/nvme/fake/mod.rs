@@ -44,6 +44,8 @@ pub enum Lie {
     WrongQueue(u16),
     /// Its submission head is beyond the tail.
     HeadPastTail,
+    /// Its submission head is this value, whatever the queue holds.
+    Head(u16),
 }
 
 /// A command the controller ended: (queue, opcode, PSDT, the status if it failed).
@@ -317,6 +319,7 @@ impl FakeNvme {
                     let tail = state.submissions[1].map_or(0, |sq| sq.tail);
                     completion.submission_head = tail + 1;
                 }
+                Some(Lie::Head(head)) => completion.submission_head = head,
                 None => {}
             }
         }
