@@ -10,7 +10,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::IpEndpoint;
 
-use super::tests::{Bench, SERVER, report};
+use super::tests::{Bench, SERVER, read_to_close, report};
 use super::*;
 
 /// A UDP socket on the client at `port`, with room for `datagrams` each way.
@@ -68,23 +68,6 @@ fn echoes(bench: &mut Bench, handle: SocketHandle, bytes: &[u8]) -> bool {
         }
     }
     back == bytes
-}
-
-/// What the connection received until the server closed it (within 5 s).
-fn read_to_close(bench: &mut Bench, handle: SocketHandle) -> Vec<u8> {
-    let mut text = Vec::new();
-    for _ in 0..100 {
-        bench.settle();
-        let socket = bench.sockets.get_mut::<tcp::Socket>(handle);
-        while socket.can_recv() {
-            socket.recv(|bytes| (bytes.len(), text.extend_from_slice(bytes))).unwrap();
-        }
-        if !socket.may_recv() {
-            break;
-        }
-        bench.now += 50;
-    }
-    text
 }
 
 #[test]

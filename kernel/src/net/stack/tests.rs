@@ -9,7 +9,7 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
@@ -281,6 +281,14 @@ fn port_11_sends_the_report_and_closes() {
     let handle = bench.sockets.add(socket);
     let context = bench.client.context();
     bench.sockets.get_mut::<tcp::Socket>(handle).connect(context, (SERVER, STATS_PORT), 49153).unwrap();
+    let text = read_to_close(&mut bench, handle);
+    assert_eq!(String::from_utf8(text).unwrap(), report());
+    assert!(!bench.sockets.get_mut::<tcp::Socket>(handle).may_recv(), "the server closed");
+    assert_eq!(bench.service.stats().counts.reports, 1);
+}
+
+/// What the connection received until the server closed it (within 5 s).
+pub(super) fn read_to_close(bench: &mut Bench, handle: SocketHandle) -> Vec<u8> {
     let mut text = Vec::new();
     for _ in 0..100 {
         bench.settle();
@@ -293,7 +301,5 @@ fn port_11_sends_the_report_and_closes() {
         }
         bench.now += 50;
     }
-    assert_eq!(String::from_utf8(text).unwrap(), report());
-    assert!(!bench.sockets.get_mut::<tcp::Socket>(handle).may_recv(), "the server closed");
-    assert_eq!(bench.service.stats().counts.reports, 1);
+    text
 }
