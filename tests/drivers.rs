@@ -14,6 +14,7 @@ use dmakit::digest::sha256_hex;
 use dmakit::dma::kernel_platform::platform;
 use dmakit::dma::{Cause, DmaBuffer, DmaPlatform, IoDirection, IoReturn, Specification};
 use dmakit::memory::Constraints;
+use dmakit::testing::random::Random;
 use dmakit::{driver, pattern, println};
 use spin::Once;
 use x86_64::PhysAddr;
@@ -181,17 +182,6 @@ fn writes_read_back_and_reach_the_image_files() {
     }
 }
 
-/// xorshift64: reproducible random numbers.
-struct Random(u64);
-impl Random {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
-
 fn a_thousand_random_transfers_match() {
     // Reads anywhere in the pattern region, writes into a scratch region whose
     // contents are mirrored in memory.
@@ -205,24 +195,24 @@ fn a_thousand_random_transfers_match() {
         disk.read(SCRATCH, SCRATCH_SECTORS, &mut buffer(SCRATCH_SECTORS * 512, Constraints::NONE), 0).expect("scratch");
         pattern::fill(SCRATCH, tag, &mut mirror);
         for round in 0..500 {
-            let sectors = 1 + random.next(128);
-            let offset = 2 * random.next(256);
-            let target = &mut buffers[random.next(2) as usize];
-            if random.next(3) == 0 {
-                let lba = random.next(SCRATCH_SECTORS - sectors + 1);
-                let data: Vec<u8> = (0..sectors * 512).map(|_| random.next(256) as u8).collect();
+            let sectors = 1 + random.below(128);
+            let offset = 2 * random.below(256);
+            let target = &mut buffers[random.below(2) as usize];
+            if random.below(3) == 0 {
+                let lba = random.below(SCRATCH_SECTORS - sectors + 1);
+                let data: Vec<u8> = (0..sectors * 512).map(|_| random.below(256) as u8).collect();
                 target.write_bytes(offset, &data).expect("fill");
                 disk.write(SCRATCH + lba, sectors, target, offset).expect("write");
                 let start = (lba * 512) as usize;
                 mirror[start..start + data.len()].copy_from_slice(&data);
-            } else if random.next(2) == 0 {
-                let lba = random.next(SCRATCH_SECTORS - sectors + 1);
+            } else if random.below(2) == 0 {
+                let lba = random.below(SCRATCH_SECTORS - sectors + 1);
                 disk.read(SCRATCH + lba, sectors, target, offset).expect("read");
                 let start = (lba * 512) as usize;
                 let wanted = &mirror[start..start + (sectors * 512) as usize];
                 assert!(read_back(target, offset, wanted.len()) == wanted, "{name}: round {round}, scratch lba {lba}");
             } else {
-                let lba = random.next(SCRATCH - sectors);
+                let lba = random.below(SCRATCH - sectors);
                 disk.read(lba, sectors, target, offset).expect("read");
                 assert!(
                     read_back(target, offset, (sectors * 512) as usize) == expected(lba, sectors, tag),

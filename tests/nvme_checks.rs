@@ -14,6 +14,7 @@ use dmakit::digest::sha256_hex;
 use dmakit::dma::kernel_platform::platform;
 use dmakit::dma::{DmaBuffer, IoDirection, IoMemoryDescriptor};
 use dmakit::memory::Constraints;
+use dmakit::testing::random::Random;
 use dmakit::{driver, pattern, println};
 use spin::Once;
 use x86_64::PhysAddr;
@@ -36,17 +37,6 @@ fn disk() -> Arc<dyn BlockDevice> {
             driver::find_block_device("nvme0n1").expect("the NVMe namespace became nvme0n1")
         })
         .clone()
-}
-
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
 }
 
 /// Where a buffer lies.

@@ -18,6 +18,7 @@ use dmakit::digest::sha256_hex;
 use dmakit::dma::kernel_platform::platform;
 use dmakit::dma::{Cause, DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand, IoReturn, Specification};
 use dmakit::memory::Constraints;
+use dmakit::testing::random::Random;
 use dmakit::{driver, pattern, println};
 use spin::Once;
 use x86_64::PhysAddr;
@@ -70,17 +71,6 @@ fn disks() -> &'static [Disk] {
 }
 
 /// xorshift64: a fixed pseudo-random sequence, so a failure repeats.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
-
 fn placement(high: bool) -> Constraints {
     if high { Constraints::NONE } else { Constraints::below(PhysAddr::new(FOUR_GIB)) }
 }

@@ -14,6 +14,8 @@
 //! also how `should_panic` tests pass. A panicking test that held a lock leaves it
 //! held; the runner's timeout catches the resulting hang.
 
+pub mod random;
+
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
