@@ -80,6 +80,8 @@ struct FakeDisk {
     recovery: Mutex<Recovery>,
     /// When `collect` reports a fatal error.
     fatal: Mutex<Fatal>,
+    /// What `reopen` answers.
+    reopens: Mutex<Result<(), IoFailure>>,
 }
 
 impl FakeDisk {
@@ -98,6 +100,7 @@ impl FakeDisk {
             stops: Mutex::new(Quiesced::Stopped),
             recovery: Mutex::new(Recovery::StopOnly),
             fatal: Mutex::new(Fatal::Healthy),
+            reopens: Mutex::new(Ok(())),
         }
     }
 
@@ -199,7 +202,7 @@ impl HardwareQueue for FakeDisk {
     }
     fn reopen(&self) -> Result<(), IoFailure> {
         self.events.lock().push(String::from("restart"));
-        Ok(())
+        *self.reopens.lock()
     }
 }
 

@@ -151,3 +151,22 @@ fn a_device_that_will_not_stop_at_a_reset_keeps_its_memory() {
     assert_eq!(disk.stats().resets, 1, "the reset was tried (and ended as a stop)");
     assert_eq!(disk.submit(read(&disk, 9, 1)).unwrap_err().failure.cause(), Cause::DriverStopped);
 }
+
+#[test]
+fn a_device_that_does_not_come_back_after_a_reset_is_stopped_and_its_requests_fail_with_the_cause() {
+    let disk = resettable(2);
+    let handles: Vec<RequestHandle> = (0..2).map(|index| disk.submit(read(&disk, index, 1)).unwrap()).collect();
+    *disk.hardware().reopens.lock() = Err(IoFailure::new(IoReturn::NotReady, Cause::DeviceWouldNotStop));
+    *disk.hardware().fatal.lock() = Fatal::Once;
+    disk.run_work_loop();
+    for handle in handles {
+        let finished = disk.wait(handle);
+        assert_eq!(finished.result.unwrap_err(), FATAL);
+        assert!(finished.buffer.is_some(), "the device stopped: the buffer comes back");
+    }
+    assert_eq!(events(&disk)[2..], ["reset", "released", "released", "restart"]);
+    assert_eq!(disk.stats().resets, 1);
+    assert_eq!(disk.submit(read(&disk, 9, 1)).unwrap_err().failure.cause(), Cause::DriverStopped);
+    *disk.hardware().reopens.lock() = Ok(());
+    disk.start().unwrap();
+}
