@@ -16,6 +16,10 @@
 //! rings the tail doorbell. `collect` reads the completions by phase tag and
 //! reports each slot once.
 //!
+//! Recovery: CSTS.CFS makes `collect` ask for a reset (`MustReset`); a
+//! completion that lies asks for a stop. A reset is a stop and a start, after
+//! which the block layer issues again what the controller held.
+//!
 //! Stop: CC.EN = 0 and CSTS.RDY = 0 awaited before any queue, list page or
 //! data goes back; a controller that stays ready keeps all of it (leaked).
 
@@ -25,7 +29,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dmakit::block::{
-    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
+    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Recovery, Slot,
 };
 use dmakit::dma::hooks::{self, DriverCheck, Site};
 use dmakit::dma::{
@@ -432,9 +436,12 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
                 }
             }
             shared.io.release_completions(&*self.controller.registers);
-            if self.controller.registers.read32(CSTS) & CSTS_FATAL != 0 {
+            // A controller that lied stays stopped; one that died (CFS) is
+            // reset, and what it held issued again.
+            let fatal = self.controller.registers.read32(CSTS) & CSTS_FATAL != 0;
+            if fatal && health == DeviceHealth::Running {
                 health =
-                    DeviceHealth::MustStop(IoFailure::new(IoReturn::IoError, Cause::Nvme(NvmeCause::ControllerFatal)));
+                    DeviceHealth::MustReset(IoFailure::new(IoReturn::IoError, Cause::Nvme(NvmeCause::ControllerFatal)));
             }
         }
         if self.interrupt_masked.swap(false, Ordering::AcqRel) {
@@ -479,6 +486,12 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
             self.controller.registers.write32(INTMC, 1);
         }
         Ok(())
+    }
+
+    /// `quiesce` disables the controller (CC.EN = 0, CSTS.RDY = 0 awaited),
+    /// which forgets every queue and command; `reopen` brings it up afresh.
+    fn recovery(&self) -> Recovery {
+        Recovery::ResetAndReissue
     }
 
     fn last_status(&self) -> Option<DeviceStatus> {

@@ -20,6 +20,7 @@ use super::{Controller, NvmeDisk, NvmeOptions};
 use crate::test_support::WAITER;
 
 mod prp_offset_tests;
+mod reset_tests;
 mod walk_tests;
 
 const BLOCKS: u64 = 16384;

@@ -92,6 +92,23 @@ pub enum DeviceHealth {
     /// held (an engine that will not stop for error recovery): the block layer
     /// must quiesce it, and abandon what it held if it still runs.
     MustStop(IoFailure),
+    /// It went wrong in a way a reset mends (an NVMe controller's fatal
+    /// status): if the driver's [`HardwareQueue::recovery`] says a reset forgets
+    /// every command, the block layer quiesces it, reopens it and programs the
+    /// requests it held again; otherwise this is `MustStop`.
+    MustReset(IoFailure),
+}
+
+/// What a reset (`quiesce`, then `reopen`) does to the requests a device held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Nothing the block layer may count on: after a failure or a timeout the
+    /// device is stopped and every request it held fails (until `start`).
+    StopOnly,
+    /// A stopped `quiesce` followed by a good `reopen` is a full reset: the
+    /// device forgot every command and touches none of their memory, so each
+    /// slot may be programmed again with the transfer it still holds.
+    ResetAndReissue,
 }
 
 /// Whether the device let go of memory at a quiesce.
@@ -137,6 +154,11 @@ pub trait HardwareQueue: Send + Sync {
     fn quiesce(&self) -> Quiesced;
     /// Sets the device up again after `quiesce`.
     fn reopen(&self) -> Result<(), IoFailure>;
+    /// Whether a reset lets the block layer re-issue what the device held
+    /// ([`DeviceHealth::MustReset`], a request that timed out); by default not.
+    fn recovery(&self) -> Recovery {
+        Recovery::StopOnly
+    }
     /// What the device's status registers say now, for a timeout's cause
     /// (`None` when the driver has nothing to read).
     fn last_status(&self) -> Option<DeviceStatus> {

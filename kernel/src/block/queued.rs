@@ -38,8 +38,7 @@ use super::request::check;
 use super::work_loop::{CommandGate, InterruptEventSource};
 use super::{
     BlockCommand, BlockDevice, BlockOperation, BlockRequest, Deferral, DeviceHealth, DeviceOutcome, DiskShape,
-    DoubleBuffering, Finished, HardwareQueue, QueueStats, Quiesced, Rejected, RequestHandle, Slot, StopReport,
-    check_request,
+    DoubleBuffering, Finished, HardwareQueue, QueueStats, Rejected, RequestHandle, Slot, StopReport, check_request,
 };
 use crate::dma::hooks::Site;
 use crate::dma::trace::dma_trace;
@@ -48,8 +47,14 @@ use crate::dma::{
 };
 use crate::time::Waiter;
 
+mod recovery;
+
 /// How long a request may take, from the moment its submitter waits for it.
 pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
+
+/// The most resets in a row, without a completion in between, before a
+/// device that keeps failing is stopped instead.
+pub const MAX_RESETS_IN_A_ROW: u64 = 2;
 
 /// Whether the disk takes requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +83,10 @@ struct QueueState {
     last_segments: Vec<Segment>,
     next_sequence: u64,
     stats: QueueStats,
+    /// The command each slot's device was last given (read again at a reset).
+    commands: Vec<Option<BlockCommand>>,
+    /// Resets since the device last finished a request.
+    resets_in_a_row: u64,
 }
 
 /// What to do with a request that could not start.
@@ -115,6 +124,8 @@ impl<H: HardwareQueue> QueuedDisk<H> {
             last_segments: Vec::new(),
             next_sequence: 1,
             stats: QueueStats { depth: shape.depth, ..QueueStats::default() },
+            commands: (0..shape.depth).map(|_| None).collect(),
+            resets_in_a_row: 0,
         };
         Ok(QueuedDisk {
             hardware,
@@ -136,10 +147,14 @@ impl<H: HardwareQueue> QueuedDisk<H> {
     fn work(&self, state: &mut QueueState) {
         self.events.take();
         let health = self.hardware.collect(&mut |slot, outcome| self.finish(state, slot, outcome));
-        if let DeviceHealth::MustStop(why) = health {
-            log::error!("{}: {why}; the device is stopped", self.shape.driver_name);
-            self.stop_hardware(state, &why);
-            return;
+        match health {
+            DeviceHealth::Running => {}
+            DeviceHealth::MustStop(why) => {
+                log::error!("{}: {why}; the device is stopped", self.shape.driver_name);
+                self.stop_hardware(state, &why);
+                return;
+            }
+            DeviceHealth::MustReset(why) => self.reset_or_stop(state, why, None),
         }
         self.start_waiting(state);
     }
@@ -153,6 +168,8 @@ impl<H: HardwareQueue> QueuedDisk<H> {
             return;
         };
         state.stats.in_flight -= 1;
+        // The device works again: a later failure may be mended by a reset.
+        state.resets_in_a_row = 0;
         // The DMA layer believes no more than it prepared (a claim past it is
         // `DeviceClaimedTooMuch`, and only the prepared range comes back).
         let Some(completed) = state.transfers.complete(slot, outcome.moved) else {
@@ -244,6 +261,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
         let Err(failure) = self.hardware.program(slot, &command, &data) else {
             state.last_segments.clear();
             state.last_segments.extend_from_slice(data.segments());
+            state.commands[slot] = Some(command);
             return Ok(());
         };
         // The device was not given the slot (the driver's promise on `Err`):
@@ -253,79 +271,6 @@ impl<H: HardwareQueue> QueuedDisk<H> {
             Some(buffer) => Err(Rejected { request: rebuild(buffer), failure }),
             None => unreachable!("slot {slot} was prepared just now"),
         }
-    }
-
-    /// The device did not finish in time, or a deferred request waited too
-    /// long: fails the request behind `handle`. One still waiting in software is
-    /// simply given back; one in flight means the device is stuck, so it is
-    /// stopped (reset) before any of its memory comes back.
-    fn give_up(&self, handle: &RequestHandle) {
-        self.gate.run_action(|state| {
-            if let Some(position) = state.waiting.iter().position(|waiting| handle.holds(&waiting.ticket)) {
-                if let Some(Waiting { request, ticket, deferred }) = state.waiting.remove(position) {
-                    let failure = match deferred {
-                        true => IoFailure::new(
-                            IoReturn::NoResources,
-                            Cause::BounceMemoryStayedShort { milliseconds: REQUEST_TIMEOUT_MS },
-                        ),
-                        false => IoFailure::new(
-                            IoReturn::Timeout,
-                            Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS, last: None },
-                        ),
-                    };
-                    self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(failure) });
-                }
-                return;
-            }
-            if state.slots.iter().flatten().any(|ticket| handle.holds(ticket)) {
-                // What the device was doing goes into the cause, read before the
-                // quiesce resets it.
-                let milliseconds = REQUEST_TIMEOUT_MS;
-                let cause = Cause::TimedOut { milliseconds, last: self.hardware.last_status() };
-                let why = IoFailure::new(IoReturn::Timeout, cause);
-                log::error!("{}: {why}", self.shape.driver_name);
-                self.stop_hardware(state, &why);
-            }
-        });
-    }
-
-    /// Stops the device, then ends every request it held with `why`: completed
-    /// with nothing moved if it stopped, abandoned (memory leaked, buffer not
-    /// given back) if it still runs; then fails every waiting request. The disk
-    /// takes no more until `start`. Returns how many requests were failed.
-    fn stop_hardware(&self, state: &mut QueueState, why: &IoFailure) -> usize {
-        state.mode = Mode::Stopped;
-        let quiesced = self.hardware.quiesce();
-        if let Quiesced::StillRunning(failure) = quiesced {
-            log::error!("{}: {failure}; the memory of every request it held is abandoned", self.shape.driver_name);
-        }
-        let mut aborted = 0;
-        for slot in 0..state.slots.len() {
-            let Some(ticket) = state.slots[slot].take() else { continue };
-            aborted += 1;
-            state.stats.in_flight -= 1;
-            let buffer = match quiesced {
-                Quiesced::Stopped => state.transfers.complete(slot, 0).and_then(handed_back),
-                Quiesced::StillRunning(_) => {
-                    state.transfers.abandon(slot);
-                    None
-                }
-            };
-            self.fulfil(state, &ticket, Finished { buffer, result: Err(*why) });
-        }
-        aborted + self.abort_waiting(state)
-    }
-
-    /// Fails every request still waiting in software (the driver is
-    /// stopping): they never reached the device. Returns how many.
-    fn abort_waiting(&self, state: &mut QueueState) -> usize {
-        let stopped = IoFailure::new(IoReturn::Aborted, Cause::DriverStopped);
-        let mut aborted = 0;
-        while let Some(Waiting { request, ticket, .. }) = state.waiting.pop_front() {
-            aborted += 1;
-            self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(stopped) });
-        }
-        aborted
     }
 
     /// Queues a checked request behind the gate and runs the loop.

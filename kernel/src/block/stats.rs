@@ -23,6 +23,8 @@ pub struct QueueStats {
     pub out_of_order: u64,
     /// Interrupts the device raised.
     pub interrupts: u64,
+    /// Resets after which the requests the device held were programmed again.
+    pub resets: u64,
 }
 
 /// What [`super::BlockDevice::stop`] did.

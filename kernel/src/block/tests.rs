@@ -15,6 +15,8 @@ use crate::dma::{
 use crate::memory::{Constraints, FRAME_SIZE};
 use crate::time::Waiter;
 
+mod reset_tests;
+
 const BLOCK: u64 = 512;
 const BLOCKS: u64 = 4096;
 
@@ -37,6 +39,19 @@ enum Finishing {
     /// Only when the test calls `finish`.
     WhenTold,
 }
+
+/// Whether the fake device asks for a reset when it is looked at.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fatal {
+    Healthy,
+    /// At the next `collect`, then healthy again.
+    Once,
+    /// At every `collect`: a device that dies again after every reset.
+    Always,
+}
+
+/// The fake device's fatal error.
+const FATAL: IoFailure = IoFailure::new(IoReturn::IoError, Cause::Other("the fake device's fatal error"));
 
 /// What the fake device was told for one slot: the command and the segments,
 /// copied at `program` (a device knows addresses, not buffers).
@@ -61,6 +76,12 @@ struct FakeDisk {
     max_blocks: u64,
     /// How `quiesce` ends: stopped, or a device that will not stop.
     stops: Mutex<Quiesced>,
+    /// What a reset does to the commands it held (and so what the block layer may do).
+    recovery: Mutex<Recovery>,
+    /// When `collect` reports a fatal error.
+    fatal: Mutex<Fatal>,
+    /// What `reopen` answers.
+    reopens: Mutex<Result<(), IoFailure>>,
 }
 
 impl FakeDisk {
@@ -77,6 +98,9 @@ impl FakeDisk {
             events: Mutex::new(Vec::new()),
             max_blocks: 64,
             stops: Mutex::new(Quiesced::Stopped),
+            recovery: Mutex::new(Recovery::StopOnly),
+            fatal: Mutex::new(Fatal::Healthy),
+            reopens: Mutex::new(Ok(())),
         }
     }
 
@@ -88,6 +112,10 @@ impl FakeDisk {
         let mut image = self.image.lock();
         let mut position = (programmed.command.lba * BLOCK) as usize;
         for segment in &programmed.segments {
+            let (first, end) = (segment.address.as_u64(), segment.address.as_u64() + segment.length);
+            let every_page_allocated = (first / FRAME_SIZE..end.div_ceil(FRAME_SIZE))
+                .all(|page| self.platform.is_allocated(page * FRAME_SIZE));
+            assert!(every_page_allocated, "the device reached freed memory at {first:#x}");
             let bytes = &mut image[position..position + segment.length as usize];
             match programmed.command.operation {
                 BlockOperation::Read => self.platform.device_write(segment.address.as_u64(), bytes),
@@ -143,7 +171,18 @@ impl HardwareQueue for FakeDisk {
             self.slots.lock()[slot] = None;
             finished(slot, DeviceOutcome { moved, result: Ok(()) });
         }
-        DeviceHealth::Running
+        let mut fatal = self.fatal.lock();
+        match *fatal {
+            Fatal::Healthy => DeviceHealth::Running,
+            Fatal::Once => {
+                *fatal = Fatal::Healthy;
+                DeviceHealth::MustReset(FATAL)
+            }
+            Fatal::Always => DeviceHealth::MustReset(FATAL),
+        }
+    }
+    fn recovery(&self) -> Recovery {
+        *self.recovery.lock()
     }
     fn acknowledge_interrupt(&self) -> bool {
         true
@@ -163,7 +202,7 @@ impl HardwareQueue for FakeDisk {
     }
     fn reopen(&self) -> Result<(), IoFailure> {
         self.events.lock().push(String::from("restart"));
-        Ok(())
+        *self.reopens.lock()
     }
 }
 

@@ -216,7 +216,8 @@ impl<H: NetworkHardware> Nic<H> {
                 },
             }
         }
-        if let DeviceHealth::MustStop(failure) = health {
+        // A NIC is not reset and refilled here: a reset request stops it too.
+        if let DeviceHealth::MustStop(failure) | DeviceHealth::MustReset(failure) = health {
             log::error!("net: {}: {failure}; stopping the interface", self.shape.driver_name);
             let _ = self.stop();
             return Err(failure);

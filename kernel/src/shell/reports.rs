@@ -39,7 +39,7 @@ pub fn stats_lines() -> Vec<String> {
         let queue = disk.stats();
         lines.push(format!(
             "{name}: depth {}, in flight {}, queued {}, deepest {}, finished {} ({} failed), \
-             deferred loads {}, out of order {}, interrupts {}",
+             deferred loads {}, out of order {}, interrupts {}, resets {}",
             queue.depth,
             queue.in_flight,
             queue.queued,
@@ -48,7 +48,8 @@ pub fn stats_lines() -> Vec<String> {
             queue.failed,
             queue.deferred_loads,
             queue.out_of_order,
-            queue.interrupts
+            queue.interrupts,
+            queue.resets
         ));
         let counters = disk.driver_counters();
         if !counters.is_empty() {

@@ -8,7 +8,9 @@
 //!
 //! CC.EN 0 -> 1 makes it ready (CSTS.RDY) with the admin queue AQA/ASQ/ACQ
 //! name; 1 -> 0 resets it: it forgets every queue and command (unless it is
-//! `stuck`, when CSTS.RDY stays 1 and it keeps everything). Commands run
+//! `stuck`, when CSTS.RDY stays 1 and it keeps everything). A fatal error
+//! ([`FakeNvme::raise_fatal`], or `fatal_on_io` at the next I/O doorbell) sets
+//! CSTS.CFS: it runs no more commands until a reset. Commands run
 //! inside the doorbell write that submits them, or, with `hold`, I/O commands
 //! wait for [`FakeNvme::complete`]. The next completion can be made to lie
 //! ([`Lie`]). INTx follows INTMS/INTMC: pending while a completion queue has
@@ -98,6 +100,9 @@ pub struct FakeNvme {
     pub hold: AtomicBool,
     /// The controller never stops: CSTS.RDY stays 1 after CC.EN is cleared.
     pub stuck: AtomicBool,
+    /// The next I/O doorbell kills it (CSTS.CFS), the command never run: at
+    /// every doorbell, until cleared, so it dies again after every reset.
+    pub fatal_on_io: AtomicBool,
     /// How the next I/O completion lies.
     pub lie: Mutex<Option<Lie>>,
     /// Every command the controller ended.
@@ -135,6 +140,7 @@ impl FakeNvme {
             bad_lba: Mutex::new(None),
             hold: AtomicBool::new(false),
             stuck: AtomicBool::new(false),
+            fatal_on_io: AtomicBool::new(false),
             lie: Mutex::new(None),
             log: Mutex::new(Vec::new()),
             disables: Mutex::new(Vec::new()),
@@ -164,6 +170,12 @@ impl FakeNvme {
     pub fn interrupt_pending(&self) -> bool {
         let state = self.state.lock();
         state.intms & 1 == 0 && state.completions.iter().flatten().any(|queue| queue.tail != queue.head)
+    }
+
+    /// A fatal error: CSTS.CFS is set and no command runs until CC.EN is
+    /// cleared (which forgets every queue and command, as a reset does).
+    pub fn raise_fatal(&self) {
+        self.state.lock().csts |= CSTS_FATAL;
     }
 
     /// I/O commands held, by command id.
@@ -336,7 +348,10 @@ impl FakeNvme {
 
     /// Runs what queue `queue`'s submission ring holds between head and tail.
     fn run(&self, state: &mut State, queue: u16) {
-        if state.cc & CC_ENABLE == 0 || state.csts & CSTS_READY == 0 {
+        if queue != 0 && self.fatal_on_io.load(Ordering::Relaxed) {
+            state.csts |= CSTS_FATAL;
+        }
+        if state.cc & CC_ENABLE == 0 || state.csts & CSTS_READY == 0 || state.csts & CSTS_FATAL != 0 {
             return;
         }
         while let Some(ring) = state.submissions[usize::from(queue)].filter(|ring| ring.head != ring.tail) {
