@@ -122,6 +122,13 @@ pub fn net_lines() -> Vec<String> {
             stats.receive_overflows
         ));
     }
+    if let Some((since, slept)) = crate::net::stack::sleep_share() {
+        lines.push(format!(
+            "the CPU slept {}% of the {} ms since the stack started (the rest: serving, and commands)",
+            (slept * 100).checked_div(since).unwrap_or(0),
+            since / 1_000_000
+        ));
+    }
     lines
 }
 

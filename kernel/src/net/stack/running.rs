@@ -3,6 +3,8 @@
 
 use alloc::string::String;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use spin::Mutex;
 
 use super::service::{Address, NetService, ServiceStats};
@@ -10,6 +12,10 @@ use crate::arch::pic;
 use crate::net::registry;
 
 static SERVICE: Mutex<Option<NetService>> = Mutex::new(None);
+/// Nanoseconds the shell slept in `hlt` while serving the network, and when
+/// the stack started: how busy the CPU is while it serves.
+static SLEPT_NS: AtomicU64 = AtomicU64::new(0);
+static STARTED: Mutex<Option<crate::clock::Instant>> = Mutex::new(None);
 static REPORT: Mutex<Option<fn() -> String>> = Mutex::new(None);
 /// The stack's counters as of its last poll: what `stats` reads, so that the
 /// report written *during* a poll (port 11) does not wait for the lock the
@@ -30,6 +36,7 @@ pub fn start(report: fn() -> String) -> Option<Address> {
     *LAST_STATS.lock() = Some((address, String::from(service.interface().name()), service.stats()));
     *REPORT.lock() = Some(report);
     *SERVICE.lock() = Some(service);
+    *STARTED.lock() = Some(crate::clock::Instant::now());
     Some(address)
 }
 
@@ -57,4 +64,16 @@ pub fn stats() -> Option<(Address, String, ServiceStats)> {
 /// The report text, as port 11 sends it.
 pub fn report() -> String {
     (*REPORT.lock()).map_or_else(String::new, |report| report())
+}
+
+/// Adds `nanoseconds` the CPU slept waiting for a key or a frame.
+pub fn note_sleep(nanoseconds: u64) {
+    SLEPT_NS.fetch_add(nanoseconds, Ordering::Relaxed);
+}
+
+/// Nanoseconds since the stack started, and of those asleep; `None` when it
+/// was not started.
+pub fn sleep_share() -> Option<(u64, u64)> {
+    let started = (*STARTED.lock())?;
+    Some((started.elapsed_ns(), SLEPT_NS.load(Ordering::Relaxed)))
 }
