@@ -45,9 +45,7 @@ impl Input for SerialInput {
                 interrupts::enable();
                 continue;
             }
-            let asleep = crate::clock::Instant::now();
-            interrupts::enable_and_hlt();
-            crate::net::stack::note_sleep(asleep.elapsed_ns());
+            crate::net::stack::sleep(interrupts::enable_and_hlt);
         }
     }
 }

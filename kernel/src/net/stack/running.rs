@@ -66,9 +66,20 @@ pub fn report() -> String {
     (*REPORT.lock()).map_or_else(String::new, |report| report())
 }
 
-/// Adds `nanoseconds` the CPU slept waiting for a key or a frame.
-pub fn note_sleep(nanoseconds: u64) {
-    SLEPT_NS.fetch_add(nanoseconds, Ordering::Relaxed);
+/// Runs `sleep` (the shell's `sti; hlt`) and, once the stack runs, adds the
+/// time it took to the time slept. Without a stack nothing is timed: the
+/// clock's first use calibrates against the timer, which must not happen here
+/// with interrupts off (a `hlt` that nothing wakes).
+pub fn sleep(sleep: fn()) {
+    let started = STARTED.lock().is_some();
+    match started {
+        true => {
+            let asleep = crate::clock::Instant::now();
+            sleep();
+            SLEPT_NS.fetch_add(asleep.elapsed_ns(), Ordering::Relaxed);
+        }
+        false => sleep(),
+    }
 }
 
 /// Nanoseconds since the stack started, and of those asleep; `None` when it
