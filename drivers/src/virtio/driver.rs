@@ -98,6 +98,19 @@ pub(super) fn modern_transport(device: &PciDevice) -> Result<(ModernTransport<Mm
     Ok((transport, where_registers))
 }
 
+/// The two platforms a virtio device's DMA may use: the bare machine, and its
+/// PCI function's (its IOMMU domain on q35). Which one is decided by
+/// `DmaRoute`, once the features are negotiated. A legacy device never goes
+/// through an IOMMU in QEMU: it gets no domain (asking for its platform would
+/// make one).
+pub(super) fn dma_platforms(device: &PciDevice, interface: Interface) -> DmaPlatforms {
+    let function = match interface {
+        Interface::Legacy => platform(),
+        Interface::Modern => device.dma_platform(),
+    };
+    DmaPlatforms { physical: platform(), function }
+}
+
 /// Starts the block driver over `transport` and describes it for the registry.
 fn start_on<T: Transport + 'static>(
     device: &PciDevice,
@@ -105,15 +118,7 @@ fn start_on<T: Transport + 'static>(
     where_registers: String,
 ) -> Result<DriverInstance, IoFailure> {
     let waiter = waiter_for_line(device.interrupt_line);
-    // Which of the two the device's DMA uses is decided by `DmaRoute`, once the
-    // features are negotiated.
-    // A legacy device never goes through an IOMMU in QEMU: it gets no domain
-    // (asking for its platform would make one).
-    let function = match transport.interface() {
-        Interface::Legacy => platform(),
-        Interface::Modern => device.dma_platform(),
-    };
-    let platforms = DmaPlatforms { physical: platform(), function };
+    let platforms = dma_platforms(device, transport.interface());
     // The block layer around the driver: it prepares and completes, queues,
     // waits and times out.
     let disk = VirtioBlock::new(transport, platforms)

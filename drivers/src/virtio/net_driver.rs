@@ -12,7 +12,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use dmakit::arch::pic;
-use dmakit::dma::kernel_platform::platform;
 use dmakit::dma::{IoFailure, Specification, TransferOptions};
 use dmakit::driver::{Driver, DriverInstance, Match};
 use dmakit::net::registry::{self, LockedNic, NetInterface};
@@ -21,7 +20,7 @@ use dmakit::pci::PciDevice;
 
 use super::driver::{self, StartOn, VirtioIds};
 use super::net::VirtioNet;
-use super::transport::{DmaPlatforms, Interface, Transport};
+use super::transport::Transport;
 
 /// The transitional virtio-net device: legacy interface in I/O BAR 0.
 const TRANSITIONAL_NET: u16 = 0x1000;
@@ -56,11 +55,7 @@ fn start_on<T: Transport + 'static>(
     transport: T,
     where_registers: String,
 ) -> Result<DriverInstance, IoFailure> {
-    let function = match transport.interface() {
-        Interface::Legacy => platform(),
-        Interface::Modern => device.dma_platform(),
-    };
-    let platforms = DmaPlatforms { physical: platform(), function };
+    let platforms = driver::dma_platforms(device, transport.interface());
     let hardware = VirtioNet::new(transport, platforms)
         .inspect_err(|failure| log::error!("virtio-net: start failed on {}: {failure}", device.location()))?;
     let (offered, accepted) = hardware.features();
