@@ -30,6 +30,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Recovery, Slot,
+    claim_slot,
 };
 use dmakit::dma::hooks::{self, DriverCheck, Site};
 use dmakit::dma::{
@@ -365,10 +366,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
     fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
         let Channel { shared, slots } = &mut *channel;
-        let shared = shared.as_mut().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
-        let Some(free @ None) = slots.get_mut(slot) else {
-            return Err(IoFailure::new(IoReturn::InternalError, Cause::SlotNotFree { slot }));
-        };
+        let (shared, free) = claim_slot(shared, slots, slot)?;
         let area = self.list_area(&shared.lists, slot);
         let (pointer, psdt) = match self.link.choice.uses_sgl(data.length()) {
             true => (build_sgl(data.segments(), data.direction(), &area)?, PSDT_SGL),

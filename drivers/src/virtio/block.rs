@@ -71,7 +71,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use dmakit::block::{
-    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
+    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot, claim_slot,
 };
 use dmakit::dma::{
     Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification, VirtioCause,
@@ -385,10 +385,7 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
         {
             let mut channel = self.channel.lock();
             let Channel { shared, slots } = &mut *channel;
-            let shared = shared.as_mut().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
-            let Some(free @ None) = slots.get_mut(slot) else {
-                return Err(IoFailure::new(IoReturn::InternalError, Cause::SlotNotFree { slot }));
-            };
+            let (shared, free) = claim_slot(shared, slots, slot)?;
             let mut chain: Vec<VirtqDescriptor> = data.entries()?;
             if chain.len() > self.link.layout.data_segments {
                 // The data specification allows no more segments than the slot

@@ -36,6 +36,7 @@
 
 use alloc::vec::Vec;
 
+use dmakit::block::claim_slot;
 use dmakit::dma::{Cause, DeviceStatus, IoFailure, IoReturn, LentTransfer, Specification, VirtioCause};
 use dmakit::net::{DeviceHealth, Interrupts, NetEvent, NetworkHardware, NicShape, Quiesced, Slot};
 use spin::Mutex;
@@ -246,11 +247,8 @@ impl<T: Transport> VirtioNet<T> {
         {
             let mut channel = self.channel.lock();
             let Channel { rings, receive, transmit } = &mut *channel;
-            let rings = rings.as_mut().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
             let slots = if queue == RECEIVE_QUEUE { receive } else { transmit };
-            let Some(free @ None) = slots.get_mut(slot) else {
-                return Err(IoFailure::new(IoReturn::InternalError, Cause::SlotNotFree { slot }));
-            };
+            let (rings, free) = claim_slot(rings, slots, slot)?;
             // Below the queue's size (a u16): depth * K entries fit in it.
             let head = (slot * DESCRIPTORS_PER_SLOT) as u16;
             rings.queue(queue).add_chain(head, &chain)?;

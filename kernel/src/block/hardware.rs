@@ -23,7 +23,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::BlockOperation;
-use crate::dma::{DeviceStatus, DmaPlatform, IoFailure, LentTransfer, Specification};
+use crate::dma::{Cause, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification};
 
 /// A slot: which of the device's `depth` places a request occupies
 /// (`0..depth`; the NCQ tag, the virtio chain, the one IDE command).
@@ -168,5 +168,22 @@ pub trait HardwareQueue: Send + Sync {
     /// pointer its commands used); none by default.
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
+    }
+}
+
+/// The first step of a driver's `program` (and of a NIC driver's post): the
+/// state the device was given at bring-up, unless the driver was stopped
+/// (`DriverStopped`), and slot `slot`'s record, which must be free. The layer
+/// never hands out a busy slot, so a busy one is a broken promise
+/// (`SlotNotFree`), not a limit.
+pub fn claim_slot<'a, S, T>(
+    shared: &'a mut Option<S>,
+    slots: &'a mut [Option<T>],
+    slot: Slot,
+) -> Result<(&'a mut S, &'a mut Option<T>), IoFailure> {
+    let shared = shared.as_mut().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
+    match slots.get_mut(slot) {
+        Some(free @ None) => Ok((shared, free)),
+        _ => Err(IoFailure::new(IoReturn::InternalError, Cause::SlotNotFree { slot })),
     }
 }
