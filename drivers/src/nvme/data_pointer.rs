@@ -48,12 +48,19 @@ pub const SGL_DESCRIPTORS_PER_PAGE: usize = (PAGE_SIZE / 16) as usize;
 /// How a command's data is described to the controller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataPointer {
-    /// PRP1, PRP2 (0 when unused).
+    /// PRP1, PRP2 (0 when unused): one or two pages.
     Prp {
         /// The first entry.
         prp1: u64,
-        /// The second entry, or the first list page.
+        /// The second entry.
         prp2: u64,
+    },
+    /// PRP1, and in PRP2 the first PRP list page: more than two pages.
+    PrpList {
+        /// The first entry.
+        prp1: u64,
+        /// The first list page.
+        list: u64,
     },
     /// The first SGL descriptor.
     Sgl(SglDescriptor),
@@ -178,7 +185,7 @@ pub fn build_prps(
                 }
                 page += 1;
             }
-            Ok(DataPointer::Prp { prp1: *prp1, prp2: area.address(0) })
+            Ok(DataPointer::PrpList { prp1: *prp1, list: area.address(0) })
         }
     }
 }

@@ -372,15 +372,11 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
             true => (build_sgl(data.segments(), data.direction(), &area)?, PSDT_SGL),
             false => (build_prps(data.segments(), data.direction(), self.prp_check(), &area)?, PSDT_PRP),
         };
-        // Counted for `stats`: a list page is needed past two PRP entries.
+        // Counted for `stats`.
         let form = match pointer {
+            DataPointer::Prp { .. } => PointerForm::PrpAlone,
+            DataPointer::PrpList { .. } => PointerForm::PrpList,
             DataPointer::Sgl(_) => PointerForm::Sgl,
-            // One PRP entry per page touched (counted without the rule
-            // checks, which an experiment may have switched off).
-            DataPointer::Prp { .. } => match data.segments().iter().map(pages_touched).sum::<u64>() {
-                0..=2 => PointerForm::PrpAlone,
-                _ => PointerForm::PrpList,
-            },
         };
         self.pointer_counts[form as usize].fetch_add(1, Ordering::Relaxed);
         let opcode = match command.operation {
@@ -396,6 +392,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
         };
         match pointer {
             DataPointer::Prp { prp1, prp2 } => entry.data = [prp1, prp2],
+            DataPointer::PrpList { prp1, list } => entry.data = [prp1, list],
             DataPointer::Sgl(descriptor) => entry.set_sgl(descriptor),
         }
         let blocks = u32::try_from(command.count - 1).ok().filter(|&blocks| blocks <= 0xffff).ok_or(IoFailure::new(
@@ -503,14 +500,6 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
             ("PRP list", count(PointerForm::PrpList)),
             ("SGL", count(PointerForm::Sgl)),
         ]
-    }
-}
-
-/// Pages a segment touches.
-fn pages_touched(segment: &dmakit::dma::Segment) -> u64 {
-    match segment.length {
-        0 => 0,
-        length => (segment.address.as_u64() + length - 1) / PAGE_SIZE - segment.address.as_u64() / PAGE_SIZE + 1,
     }
 }
 

@@ -40,7 +40,9 @@ fn walk(platform: &'static SimulatedPlatform, pointer: DataPointer, length: u64)
         platform.device_read(address, bytes)
     };
     match pointer {
-        DataPointer::Prp { prp1, prp2 } => map_prp(&read, prp1, prp2, length),
+        DataPointer::Prp { prp1, prp2 } | DataPointer::PrpList { prp1, list: prp2 } => {
+            map_prp(&read, prp1, prp2, length)
+        }
         DataPointer::Sgl(first) => map_sgl(&read, first, length),
     }
 }
