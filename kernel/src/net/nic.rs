@@ -83,6 +83,12 @@ pub struct Nic<H: NetworkHardware> {
     transmit_holders: Vec<Holder>,
     /// Where a received frame is copied out to before it is handed up.
     frame: Vec<u8>,
+    /// The device's header as every transmitted frame carries it: zeroes (no
+    /// offloads).
+    zero_header: Vec<u8>,
+    /// What one `collect` reported, kept between polls so that a poll does
+    /// not allocate.
+    events: Vec<NetEvent>,
     state: NicState,
     stats: NicStats,
 }
@@ -103,6 +109,9 @@ impl<H: NetworkHardware> Nic<H> {
             receive,
             transmit,
             frame: vec![0; shape.max_frame as usize],
+            zero_header: vec![0; shape.header_bytes as usize],
+            // At most every buffer once per collect.
+            events: Vec::with_capacity(shape.receive_depth + shape.transmit_depth),
             shape,
             state: NicState::Running,
             stats: NicStats::default(),
@@ -184,10 +193,11 @@ impl<H: NetworkHardware> Nic<H> {
                 let _ = self.post_receive(slot);
             }
         }
-        let mut events = Vec::new();
+        let mut events = core::mem::take(&mut self.events);
+        events.clear();
         let health = self.hardware.collect(&mut |event| events.push(event));
         let mut polled = Polled::default();
-        for event in events {
+        for &event in &events {
             match event {
                 NetEvent::Received { slot, length } => match self.receive_frame(slot, length) {
                     Ok(bytes) => {
@@ -216,6 +226,7 @@ impl<H: NetworkHardware> Nic<H> {
                 },
             }
         }
+        self.events = events;
         // A NIC is not reset and refilled here: a reset request stops it too.
         if let DeviceHealth::MustStop(failure) | DeviceHealth::MustReset(failure) = health {
             log::error!("net: {}: {failure}; stopping the interface", self.shape.driver_name);
@@ -305,7 +316,7 @@ impl<H: NetworkHardware> Nic<H> {
         let header = self.shape.header_bytes;
         // The CPU's turn; the device wrote nothing, so nothing is copied.
         self.synchronize(Ring::Transmit, slot, SyncOptions::IN, 0)?;
-        self.transmit.write_bytes(slot, 0, &vec![0; header as usize])?;
+        self.transmit.write_bytes(slot, 0, &self.zero_header)?;
         self.transmit.write_bytes(slot, header, frame)?;
         self.synchronize(Ring::Transmit, slot, SyncOptions::OUT, header + length)?;
         let lent = self.transmit.lend(slot).ok_or(IoFailure::new(IoReturn::NotReady, Cause::NotPrepared))?;
