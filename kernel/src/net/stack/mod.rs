@@ -18,4 +18,4 @@ pub use services::{ECHO_PORT, STATS_PORT};
 #[cfg(target_os = "none")]
 mod running;
 #[cfg(target_os = "none")]
-pub use running::{poll, report, sleep, sleep_share, start, stats};
+pub use running::{poll, sleep, sleep_share, start, stats};

@@ -61,11 +61,6 @@ pub fn stats() -> Option<(Address, String, ServiceStats)> {
     LAST_STATS.lock().clone()
 }
 
-/// The report text, as port 11 sends it.
-pub fn report() -> String {
-    (*REPORT.lock()).map_or_else(String::new, |report| report())
-}
-
 /// Runs `sleep` (the shell's `sti; hlt`) and, once the stack runs, adds the
 /// time it took to the time slept. Without a stack nothing is timed: the
 /// clock's first use calibrates against the timer, which must not happen here
