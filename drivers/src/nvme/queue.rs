@@ -44,6 +44,8 @@ pub struct QueuePair {
     submission_head: u16,
     /// Where the driver reads the next completion.
     completion_head: u16,
+    /// The head the controller was last told (the head doorbell's value).
+    released_head: u16,
     /// The phase a new completion at `completion_head` carries.
     phase: bool,
     /// Which command ids the controller holds.
@@ -81,6 +83,7 @@ impl QueuePair {
             tail: 0,
             submission_head: 0,
             completion_head: 0,
+            released_head: 0,
             phase: true,
             in_flight: vec![false; command_ids],
             tail_doorbell: capabilities.submission_tail_doorbell(id),
@@ -171,9 +174,16 @@ impl QueuePair {
         Ok(Some(entry))
     }
 
-    /// Tells the controller the completions read so far may be overwritten.
-    pub fn release_completions(&self, registers: &dyn RegisterIo) {
-        registers.write32(self.head_doorbell, u32::from(self.completion_head));
+    /// Tells the controller the completions read so far may be overwritten,
+    /// if any were read since it was last told. A head doorbell that moves
+    /// nothing is legal, but QEMU counts each one that finds the queue empty
+    /// as a queue drained: a needless one drives its count below zero and the
+    /// pin interrupt never drops again (an interrupt storm).
+    pub fn release_completions(&mut self, registers: &dyn RegisterIo) {
+        if self.completion_head != self.released_head {
+            registers.write32(self.head_doorbell, u32::from(self.completion_head));
+            self.released_head = self.completion_head;
+        }
     }
 
     /// Forgets every command in flight (after the controller was reset).

@@ -193,3 +193,29 @@ fn interrupts_are_masked_in_the_handler_and_unmasked_after_collect() {
     setup.disk.wait(handle).result.unwrap();
     assert!(!setup.fake.interrupt_pending(), "the completion was released, vector 0 unmasked");
 }
+
+/// A shared line (AHCI and NVMe on IRQ 10 under `pc`) makes the handler and
+/// `collect` run when the controller posted nothing. QEMU counts every head
+/// doorbell that leaves a queue empty as one queue drained, so a needless one
+/// drives its count below zero and vector 0 then never drops: the driver must
+/// ring the head doorbell only when it consumed a completion.
+#[test]
+fn a_collect_that_finds_nothing_leaves_the_line_able_to_drop() {
+    let setup = setup_with(64, false);
+    let hardware = setup.disk.hardware();
+    hardware.enable_interrupts();
+    setup.fake.hold.store(true, Ordering::Relaxed);
+    for round in 0..3 {
+        // Another device's interrupt on the same line: nothing to collect.
+        hardware.acknowledge_interrupt();
+        setup.disk.run_work_loop();
+        assert!(!setup.fake.interrupt_pending(), "round {round}: asserted with nothing posted");
+        let handle = setup.disk.submit(BlockRequest::new(BlockOperation::Read, 0, 8, buffer(&setup, 8), 0)).unwrap();
+        setup.fake.complete(0);
+        assert!(setup.fake.interrupt_pending(), "round {round}: the completion raises the line");
+        assert!(hardware.acknowledge_interrupt());
+        setup.disk.run_work_loop();
+        setup.disk.wait(handle).result.unwrap();
+        assert!(!setup.fake.interrupt_pending(), "round {round}: everything released, yet the line stays up");
+    }
+}

@@ -13,8 +13,13 @@
 //! CSTS.CFS: it runs no more commands until a reset. Commands run
 //! inside the doorbell write that submits them, or, with `hold`, I/O commands
 //! wait for [`FakeNvme::complete`]. The next completion can be made to lie
-//! ([`Lie`]). INTx follows INTMS/INTMC: pending while a completion queue has
-//! entries the driver has not released and vector 0 is unmasked.
+//! ([`Lie`]). INTx follows INTMS/INTMC and QEMU's own bookkeeping (7.2,
+//! `hw/nvme/ctrl.c`): a count of completion queues with unreleased entries goes
+//! up when an empty queue gets one and down at *every* head doorbell that
+//! leaves a queue empty, even one that moved nothing; vector 0 is asserted from
+//! the first completion until a head doorbell finds the count at zero. A driver
+//! that rings the head doorbell without having consumed anything drives the
+//! count below zero, and the line then never drops: an interrupt storm.
 
 pub mod walk;
 
@@ -78,6 +83,12 @@ struct State {
     asq: u64,
     acq: u64,
     intms: u32,
+    /// Vector 0's status: set by a completion, cleared by a head doorbell
+    /// that leaves every queue empty (QEMU's `irq_status`).
+    vector_status: bool,
+    /// Queues with unreleased completions, as QEMU counts them (its
+    /// `cq_pending`, which a needless head doorbell drives below zero).
+    queues_pending: i32,
     submissions: [Option<Submission>; 2],
     completions: [Option<Completion>; 2],
     /// I/O commands held for `complete`, with the submission head after them.
@@ -169,7 +180,7 @@ impl FakeNvme {
     /// Whether the INTx line is asserted.
     pub fn interrupt_pending(&self) -> bool {
         let state = self.state.lock();
-        state.intms & 1 == 0 && state.completions.iter().flatten().any(|queue| queue.tail != queue.head)
+        state.intms & 1 == 0 && state.vector_status
     }
 
     /// A fatal error: CSTS.CFS is set and no command runs until CC.EN is
@@ -337,6 +348,10 @@ impl FakeNvme {
         }
         let Some(ring) = state.completions[usize::from(queue)].as_mut() else { return };
         assert_ne!((ring.tail + 1) % ring.entries, ring.head, "the driver let completion queue {queue} fill up");
+        if ring.tail == ring.head {
+            state.queues_pending += 1;
+        }
+        state.vector_status = true;
         completion.status |= u16::from(ring.phase);
         self.write(ring.address + 16 * u64::from(ring.tail), &completion.to_bytes());
         ring.tail += 1;
@@ -420,6 +435,12 @@ impl FakeNvme {
         } else if let Some(ring) = state.completions.get_mut(queue).and_then(Option::as_mut) {
             assert!(value < ring.entries, "completion head {value} past the ring");
             ring.head = value;
+            if ring.tail == ring.head {
+                state.queues_pending -= 1;
+                if state.queues_pending == 0 {
+                    state.vector_status = false;
+                }
+            }
         }
     }
 }
