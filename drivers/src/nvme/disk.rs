@@ -432,8 +432,10 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
             }
             shared.io.release_completions(&*self.controller.registers);
             // A controller that lied stays stopped; one that died (CFS) is
-            // reset, and what it held issued again.
-            let fatal = self.controller.registers.read32(CSTS) & CSTS_FATAL != 0;
+            // reset, and what it held issued again. A dead controller posts
+            // nothing, so CSTS is read only when nothing came: one register
+            // read less per completion (each costs the emulator a trip).
+            let fatal = outcomes.is_empty() && self.controller.registers.read32(CSTS) & CSTS_FATAL != 0;
             if fatal && health == DeviceHealth::Running {
                 health =
                     DeviceHealth::MustReset(IoFailure::new(IoReturn::IoError, Cause::Nvme(NvmeCause::ControllerFatal)));
