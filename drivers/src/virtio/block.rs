@@ -418,6 +418,11 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
             let head = (slot * self.link.layout.descriptors_per_slot) as u16;
             shared.queue.add_chain(head, &chain)?;
             *free = Some(InFlight { operation: command.operation, length: data.length() });
+            // Not while the device says it will look by itself (a ring it
+            // cannot be asked about is notified).
+            if !shared.queue.device_wants_notification().unwrap_or(true) {
+                return Ok(());
+            }
         }
         if let Err(failure) = self.transport.notify(0) {
             // The chain is available: the device may take it whenever it looks.

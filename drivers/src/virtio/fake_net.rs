@@ -10,9 +10,17 @@
 //!
 //! It can lie about a receive ([`Lie`]): a used length above the chain, an id
 //! that heads no chain, or the same element twice.
+//!
+//! Like QEMU it can say it needs no notifications
+//! ([`FakeNet::set_notifications`]: `VIRTQ_USED_F_NO_NOTIFY` in both used
+//! rings, virtio 1.0, 2.4.7.2): then, as QEMU's transmit bottom half does, it
+//! looks at the transmit ring only when it gets round to it
+//! ([`FakeNet::run_transmit`]), and a notify it is sent anyway is counted as
+//! needless.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use dmakit::dma::simulated::SimulatedPlatform;
 use dmakit::dma::{Cause, IoFailure, IoReturn};
@@ -51,6 +59,19 @@ pub struct FakeNet {
     pub sent: Mutex<Vec<Vec<u8>>>,
     /// Resets, and whether every ring and waiting chain was still allocated.
     pub resets: Mutex<Vec<bool>>,
+    /// Notifies of each queue.
+    pub notifies: [AtomicU64; 2],
+    /// Notifies sent while the device said it needed none.
+    pub needless_notifies: AtomicU64,
+}
+
+/// What the device tells the driver about notifications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notifications {
+    /// Notify after making buffers available.
+    Wanted,
+    /// `VIRTQ_USED_F_NO_NOTIFY`: it will look by itself.
+    NotNeeded,
 }
 
 /// The transport over a shared fake.
@@ -77,7 +98,35 @@ impl FakeNet {
             lie: Mutex::new(Lie::Honest),
             sent: Mutex::new(Vec::new()),
             resets: Mutex::new(Vec::new()),
+            notifies: [const { AtomicU64::new(0) }; 2],
+            needless_notifies: AtomicU64::new(0),
         })
+    }
+
+    /// Whether the device wants notifications (`Wanted`, the start) or not,
+    /// written into the used ring of each queue set up (its flags' bit 0).
+    pub fn set_notifications(&self, notifications: Notifications) {
+        let flags: u16 = match notifications {
+            Notifications::Wanted => 0,
+            Notifications::NotNeeded => 1,
+        };
+        let state = self.state.lock();
+        for ring in state.queues.iter().filter_map(|queue| queue.ring) {
+            self.memory.write(ring.device, &flags.to_le_bytes());
+        }
+    }
+
+    /// Whether the device said it needs no notifications on `queue`.
+    fn notifications_off(&self, state: &State, queue: u16) -> bool {
+        let ring = state.queues.get(usize::from(queue)).and_then(|queue| queue.ring);
+        ring.is_some_and(|ring| self.memory.read_u16(ring.device) & 1 != 0)
+    }
+
+    /// Takes and sends what the transmit ring holds, unasked (what a device
+    /// that needs no notifications does when it gets round to it).
+    pub fn run_transmit(&self) {
+        let mut state = self.state.lock();
+        self.with_queue(&mut state, TRANSMIT_QUEUE, |access| transmit(access, &self.sent));
     }
 
     /// The features the driver accepted.
@@ -201,6 +250,12 @@ impl Transport for FakeNetTransport {
     fn notify(&self, queue: u16) -> Result<(), IoFailure> {
         let mut state = self.0.state.lock();
         assert_ne!(state.status & STATUS_DRIVER_OK, 0, "notify before DRIVER_OK");
+        if let Some(count) = self.0.notifies.get(usize::from(queue)) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.0.notifications_off(&state, queue) {
+            self.0.needless_notifies.fetch_add(1, Ordering::Relaxed);
+        }
         // Receive chains are taken when a frame arrives.
         let answered = self.0.with_queue(&mut state, queue, |access| {
             if queue == TRANSMIT_QUEUE {

@@ -251,8 +251,15 @@ impl<T: Transport> VirtioNet<T> {
             let (rings, free) = claim_slot(rings, slots, slot)?;
             // Below the queue's size (a u16): depth * K entries fit in it.
             let head = (slot * DESCRIPTORS_PER_SLOT) as u16;
-            rings.queue(queue).add_chain(head, &chain)?;
+            let ring = rings.queue(queue);
+            ring.add_chain(head, &chain)?;
             *free = Some(length);
+            // A device that will look by itself is not interrupted (each
+            // notify is a register write the emulator serves under its lock).
+            // A ring it cannot be asked about is notified, to be safe.
+            if !ring.device_wants_notification().unwrap_or(true) {
+                return Ok(());
+            }
         }
         if let Err(failure) = self.transport.notify(queue) {
             // The chain is available: the device may take it whenever it looks.

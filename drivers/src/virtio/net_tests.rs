@@ -11,7 +11,7 @@ use dmakit::dma::simulated::SimulatedPlatform;
 use dmakit::dma::{Cause, DmaPlatform, Specification, TransferOptions, VirtioCause};
 use dmakit::net::{Nic, NicState};
 
-use super::fake_net::{FakeNet, FakeNetTransport, Lie};
+use super::fake_net::{FakeNet, FakeNetTransport, Lie, Notifications};
 use super::net::{FEATURE_MAC, HEADER_LEGACY, HEADER_VERSION_1, MAX_FRAME, VirtioNet};
 use super::registers::{FEATURE_ACCESS_PLATFORM, FEATURE_VERSION_1, STATUS_DRIVER_OK};
 use super::transport::{DmaPlatforms, Interface};
@@ -22,6 +22,7 @@ on_both_transports!(
     a_length_above_the_chain_drops_the_frame_and_the_ring_goes_on,
     an_id_that_heads_no_chain_stops_the_device_before_any_buffer_goes_back,
     a_chain_given_back_twice_stops_the_device_and_no_buffer_goes_back_twice,
+    no_notify_is_sent_while_the_device_says_it_needs_none,
 );
 
 /// The interface as the kernel will build it: the network layer around the driver.
@@ -149,4 +150,35 @@ fn a_chain_given_back_twice_stops_the_device_and_no_buffer_goes_back_twice(inter
     assert_eq!(nic.state(), NicState::Stopped);
     assert_eq!(platform.accounting().stats().prepared_commands, 0);
     assert!(platform.accounting().misuse_log().is_empty(), "no transfer ended twice or leaked");
+}
+
+/// `VIRTQ_USED_F_NO_NOTIFY`: QEMU sets it while it still has receive buffers
+/// and while its transmit bottom half is pending. Each notify is a register
+/// write the emulator must serve under its big lock, so a driver that ignores
+/// the flag pays for one per frame for nothing.
+fn no_notify_is_sent_while_the_device_says_it_needs_none(interface: Interface) {
+    let platform = SimulatedPlatform::leak(1024);
+    let (fake, mut nic) = start(platform, interface, &TransferOptions::default());
+    let mut frames = Frames(5);
+    fake.set_notifications(Notifications::NotNeeded);
+    let before = fake.notifies.each_ref().map(|count| count.load(core::sync::atomic::Ordering::Relaxed));
+    let outgoing: Vec<Vec<u8>> = (0..3).map(|_| frames.next()).collect();
+    for frame in &outgoing {
+        nic.transmit(frame).unwrap();
+    }
+    for _ in 0..3 {
+        let incoming = frames.next();
+        assert!(fake.inject(&incoming));
+        assert_eq!(poll(&mut nic), core::slice::from_ref(&incoming), "the buffer went back to the device");
+    }
+    assert_eq!(fake.needless_notifies.load(core::sync::atomic::Ordering::Relaxed), 0, "notified anyway");
+    assert!(fake.sent.lock().is_empty(), "the device has not looked yet");
+    fake.run_transmit();
+    assert_eq!(*fake.sent.lock(), outgoing, "the device found every frame by itself");
+    fake.set_notifications(Notifications::Wanted);
+    let last = frames.next();
+    nic.transmit(&last).unwrap();
+    let after = fake.notifies.each_ref().map(|count| count.load(core::sync::atomic::Ordering::Relaxed));
+    assert_eq!(after[1], before[1] + 1, "a device that wants notifications gets one");
+    assert_eq!(fake.sent.lock().last(), Some(&last));
 }

@@ -120,6 +120,18 @@ impl Virtqueue {
         Ok(())
     }
 
+    /// Whether the device wants to be notified of the chains made available:
+    /// not while it sets `VIRTQ_USED_F_NO_NOTIFY` in the used ring's flags
+    /// (virtio 1.0, 2.4.7.2; without `VIRTIO_F_EVENT_IDX`), which QEMU does
+    /// while it will look at the ring by itself. A hint: read after the new
+    /// available index is published (`add_chain` ends with a full fence), so
+    /// a device that clears it afterwards sees the chain when it looks again.
+    pub fn device_wants_notification(&self) -> Result<bool, IoFailure> {
+        let mut flags = [0u8; 2];
+        self.ring.read_bytes(self.layout.used, &mut flags)?;
+        Ok(u16::from_le_bytes(flags) & USED_NO_NOTIFY == 0)
+    }
+
     /// The next element the device added to the used ring since the last look,
     /// if any. The used ring `{flags: u16, idx: u16, ring: [{id: u32, len:
     /// u32}; size]}` lies at `layout.used`.
@@ -146,6 +158,9 @@ impl Virtqueue {
         release_after(self.ring, reset, "queue");
     }
 }
+
+/// `VIRTQ_USED_F_NO_NOTIFY`: bit 0 of the used ring's flags.
+const USED_NO_NOTIFY: u16 = 1;
 
 /// Gives memory the device was told about back after a reset: freed if the
 /// reset was confirmed, leaked (never reused) if not.
