@@ -118,9 +118,10 @@ reset-disks: ## Remake the default disk images (build/*.img) with the pattern, u
 	boot/make-disk $(DEFAULT_AHCI_DISK) 16 S
 	boot/make-disk $(DEFAULT_NVME_DISK) 16 N
 
-test-host: deps ## Host unit and property tests only (and the net traffic checker's self-test, 127.0.0.1 only)
+test-host: deps ## Host unit and property tests only (and the self-tests of the net traffic checker, 127.0.0.1 only, and of make run's terminal filter)
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image
 	tests/net_traffic_selftest.py
+	tests/terminal_filter_selftest.py
 
 # The kernel is the part of TEST before the first `:`, the filter the rest.
 test-qemu: deps ## The QEMU test kernels only (TEST=NAME or NAME:TEXT: one kernel, some of its tests)
@@ -145,6 +146,7 @@ test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) coherent and 
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image 2>&1 | tee -a "$$log"; host=$$?; \
 	tests/net_traffic_selftest.py 2>&1 | tee -a "$$log"; selftest=$$?; \
+	tests/terminal_filter_selftest.py 2>&1 | tee -a "$$log"; filter=$$?; \
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
 	echo "== the QEMU test kernels again on a machine whose DMA does not snoop (COHERENCE=noncoherent)"; \
 	COHERENCE=noncoherent cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; \
@@ -152,7 +154,7 @@ test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) coherent and 
 	tests/e2e-shell 2>&1 | tee -a "$$log"; e2e=$$?; \
 	tests/docs-check 2>&1 | tee -a "$$log"; docs=$$?; \
 	$(MAKE) --no-print-directory net-check 2>&1 | tee -a "$$log"; net=$$?; \
-	echo; tests/tally "$$log" $$host $$selftest $$qemu $$noncoherent $$e2e $$docs $$net
+	echo; tests/tally "$$log" $$host $$selftest $$filter $$qemu $$noncoherent $$e2e $$docs $$net
 
 bench: build $(if $(filter 1,$(LINUX)),linux-guest) ## Benchmark in the Linux peer's setup (RUNS boots, 256 MiB disks; LINUX=1: Linux too)
 	tests/bench $(KERNEL) $(RUNS)
