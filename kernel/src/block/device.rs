@@ -40,6 +40,14 @@ pub trait BlockDevice: Send + Sync {
     /// request larger than [`BlockDevice::max_request_blocks`] comes back with
     /// its buffer and why.
     fn submit(&self, request: BlockRequest) -> Result<RequestHandle, Rejected>;
+    /// Submits `requests` as one batch (Linux calls it plugging): every one is
+    /// queued before any is started, and the work loop looks for completions
+    /// only after starting them all, so a device that takes many gets them all
+    /// even if it finishes each faster than the submitter can submit the next.
+    /// Each comes back as [`BlockDevice::submit`] would return it, in order.
+    fn submit_together(&self, requests: Vec<BlockRequest>) -> Vec<Result<RequestHandle, Rejected>> {
+        requests.into_iter().map(|request| self.submit(request)).collect()
+    }
     /// Waits for the request behind `handle`; gives back the buffer and how it
     /// went. A request the device does not finish in time fails with `Timeout`,
     /// and the device is stopped (reset) before its memory comes back.

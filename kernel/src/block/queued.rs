@@ -276,17 +276,35 @@ impl<H: HardwareQueue> QueuedDisk<H> {
     /// Queues a checked request behind the gate and runs the loop.
     fn enqueue(&self, request: BlockRequest) -> Result<RequestHandle, Rejected> {
         self.gate.run_action(|state| {
-            if state.mode == Mode::Stopped {
-                let failure = IoFailure::new(IoReturn::NotReady, Cause::DriverStopped);
-                return Err(Rejected { request, failure });
-            }
-            let ticket = Ticket::new(state.next_sequence);
-            state.next_sequence += 1;
-            state.stats.submitted += 1;
-            state.waiting.push_back(Waiting { request, ticket: ticket.clone(), deferred: false });
+            let queued = Self::queue_request(state, request);
             self.work(state);
-            Ok(RequestHandle::new(ticket))
+            queued
         })
+    }
+
+    /// The checks every request passes before it is queued: the disk's
+    /// bounds, the buffer, and the largest request the device takes.
+    fn checked(&self, request: BlockRequest) -> Result<BlockRequest, Rejected> {
+        let request = check_request((self.shape.block_size, self.shape.block_count), request)?;
+        let max = self.shape.max_request_blocks;
+        if request.count > max {
+            let failure = IoFailure::new(IoReturn::BadArgument, Cause::RequestTooLarge { count: request.count, max });
+            return Err(Rejected { request, failure });
+        }
+        Ok(request)
+    }
+
+    /// Puts a checked request at the end of the line, unless the disk is stopped.
+    fn queue_request(state: &mut QueueState, request: BlockRequest) -> Result<RequestHandle, Rejected> {
+        if state.mode == Mode::Stopped {
+            let failure = IoFailure::new(IoReturn::NotReady, Cause::DriverStopped);
+            return Err(Rejected { request, failure });
+        }
+        let ticket = Ticket::new(state.next_sequence);
+        state.next_sequence += 1;
+        state.stats.submitted += 1;
+        state.waiting.push_back(Waiting { request, ticket: ticket.clone(), deferred: false });
+        Ok(RequestHandle::new(ticket))
     }
 
     fn in_flight(&self) -> usize {
@@ -361,13 +379,17 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
     }
 
     fn submit(&self, request: BlockRequest) -> Result<RequestHandle, Rejected> {
-        let request = check_request((self.shape.block_size, self.shape.block_count), request)?;
-        let max = self.shape.max_request_blocks;
-        if request.count > max {
-            let failure = IoFailure::new(IoReturn::BadArgument, Cause::RequestTooLarge { count: request.count, max });
-            return Err(Rejected { request, failure });
-        }
-        self.enqueue(request)
+        self.enqueue(self.checked(request)?)
+    }
+
+    fn submit_together(&self, requests: Vec<BlockRequest>) -> Vec<Result<RequestHandle, Rejected>> {
+        let checked: Vec<_> = requests.into_iter().map(|request| self.checked(request)).collect();
+        self.gate.run_action(|state| {
+            let queued =
+                checked.into_iter().map(|request| request.and_then(|r| Self::queue_request(state, r))).collect();
+            self.work(state);
+            queued
+        })
     }
 
     fn wait(&self, handle: RequestHandle) -> Finished {

@@ -242,6 +242,35 @@ fn the_device_finishes_in_its_own_order_and_every_buffer_comes_back_right() {
     assert_eq!(stats.interrupts, 1);
 }
 
+/// A device as fast as the submitter (QEMU's NVMe under TCG finishes a read
+/// before the next `submit` returns): one by one, the queue never holds two.
+/// Submitted together, every request is programmed before the work loop looks
+/// for completions, and the device holds as many as it takes.
+#[test]
+fn requests_submitted_together_are_all_on_the_device_before_any_is_collected() {
+    let disk = disk(1024, 8, Finishing::AtOnce);
+    let one_by_one: Vec<RequestHandle> = (0..8).map(|index| disk.submit(read(&disk, index, 1)).unwrap()).collect();
+    for handle in one_by_one {
+        disk.wait(handle).result.unwrap();
+    }
+    assert_eq!(disk.stats().deepest, 1, "each finished before the next was submitted");
+    let requests: Vec<BlockRequest> = (0..10).map(|index| read(&disk, index * 3, 3)).collect();
+    let handles: Vec<RequestHandle> =
+        disk.submit_together(requests).into_iter().map(|submitted| submitted.unwrap()).collect();
+    let stats = disk.stats();
+    assert_eq!((stats.deepest, stats.queued), (8, 2), "eight on the device at once, two waiting for a slot");
+    for (index, handle) in handles.into_iter().enumerate() {
+        let finished = disk.wait(handle);
+        finished.result.unwrap();
+        let lba = index as u64 * 3;
+        assert_eq!(finished.buffer.unwrap().to_vec(0, 3 * BLOCK as usize).unwrap(), disk.hardware().image(lba, 3));
+    }
+    let refused = disk.submit_together(alloc::vec![read(&disk, BLOCKS, 1), read(&disk, 0, 1)]);
+    assert!(refused[0].is_err(), "a bad request comes back with its reason");
+    let good = refused.into_iter().nth(1).unwrap().unwrap();
+    disk.wait(good).result.unwrap();
+}
+
 #[test]
 fn requests_beyond_the_depth_wait_in_software_and_start_in_order() {
     let disk = disk(1024, 2, Finishing::WhenTold);
