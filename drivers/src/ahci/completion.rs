@@ -60,7 +60,8 @@ impl<R: RegisterIo> AhciPort<R> {
         let next = state.held_back & state.held_back.wrapping_neg();
         state.held_back &= !next;
         if self.ncq {
-            self.write(PX_SACT, next);
+            // A flush is never queued (it is never held back either).
+            self.write(PX_SACT, next & !state.flushes());
         }
         self.write(PX_CI, next);
     }

@@ -13,6 +13,12 @@
 //! drive is busy (PxTFD.BSY) for a moment, and setting PxCMD.ST before it is
 //! ready breaks AHCI 1.3.1, 10.1.2.
 //!
+//! A flush (FLUSH CACHE EXT or FLUSH CACHE) is a non-queued command: issued
+//! while queued commands are outstanding, or a queued one issued while it
+//! runs, is the protocol error a real drive aborts everything for, and the
+//! fake refuses it (QEMU does not check). It completes at once, or with
+//! `hold` waits for [`FakeHba::complete_flush`].
+//!
 //! A failing LBA fails its command the way QEMU 7.2 does (PxSERR bit of the
 //! tag, PxSACT bit left set, PxTFD ERR + ABRT, SDBS only) or, with
 //! [`NcqErrorReport::Specification`], as AHCI and QEMU 8.2 do (TFES, no
@@ -36,6 +42,7 @@ use spin::Mutex;
 use super::identify::DriveIdentity;
 use super::registers::*;
 use super::structures::*;
+use crate::ata::registers::{COMMAND_FLUSH_CACHE, COMMAND_FLUSH_CACHE_EXT};
 
 /// The disk on port 0.
 pub struct FakeDisk {
@@ -90,6 +97,8 @@ struct Port {
     sact: u32,
     ci: u32,
     queued: Vec<Queued>,
+    /// The slot of a flush held for [`FakeHba::complete_flush`].
+    held_flush: Option<usize>,
     /// Looks at PxTFD left before the drive is ready after a COMRESET.
     busy_looks: u32,
 }
@@ -121,6 +130,11 @@ pub struct FakeHba {
     pub stuck: AtomicBool,
     /// Every ATA command received.
     pub commands: Mutex<Vec<u8>>,
+    /// Every flush received: (command, PRDT entries in its header, whether
+    /// the header's W bit was set).
+    pub flushes: Mutex<Vec<(u8, u16, bool)>>,
+    /// Flushes fail (PxTFD ERR + ABRT, TFES; PxCI bit left set).
+    pub flush_fails: AtomicBool,
     /// Every clearing of PxCMD.ST.
     pub stops: Mutex<Vec<PortStop>>,
     /// The most commands queued at once.
@@ -158,6 +172,8 @@ impl FakeHba {
             silent: AtomicBool::new(false),
             stuck: AtomicBool::new(false),
             commands: Mutex::new(Vec::new()),
+            flushes: Mutex::new(Vec::new()),
+            flush_fails: AtomicBool::new(false),
             stops: Mutex::new(Vec::new()),
             most_queued: Mutex::new(0),
             highest_address: Mutex::new(0),
@@ -185,6 +201,27 @@ impl FakeHba {
     /// Tags of the queued commands waiting to complete.
     pub fn queued_tags(&self) -> Vec<usize> {
         self.state.lock().port.queued.iter().map(|queued| queued.tag).collect()
+    }
+
+    /// Completes the flush held with `hold`, if there is one.
+    pub fn complete_flush(&self) {
+        let mut state = self.state.lock();
+        if let Some(slot) = state.port.held_flush.take() {
+            self.finish_flush(&mut state, slot);
+        }
+    }
+
+    /// Ends the flush in `slot` as a non-queued command ends: its PxCI bit
+    /// cleared and a D2H register FIS, or an error that leaves the bit set.
+    fn finish_flush(&self, state: &mut State, slot: usize) {
+        if self.flush_fails.load(Ordering::Relaxed) {
+            state.port.tfd = 0x51 | TFD_ABORTED;
+            state.port.is |= IS_TASK_FILE_ERROR;
+            return;
+        }
+        state.port.ci &= !(1 << slot);
+        state.port.tfd = 0x50;
+        state.port.is |= IS_REGISTER_FIS;
     }
 
     /// Completes the queued command with tag `tag`, if there is one.
@@ -301,7 +338,7 @@ impl FakeHba {
             return;
         }
         for slot in 0..32 {
-            if state.port.ci & (1 << slot) != 0 {
+            if state.port.ci & (1 << slot) != 0 && state.port.held_flush != Some(slot) {
                 self.run(state, slot);
             }
         }
@@ -344,7 +381,23 @@ impl FakeHba {
                     state.port.is |= IS_TASK_FILE_ERROR;
                 }
             }
+            COMMAND_FLUSH_CACHE | COMMAND_FLUSH_CACHE_EXT => {
+                assert!(
+                    state.port.sact == 0 && state.port.queued.is_empty(),
+                    "a non-queued flush ({:#x}) issued while NCQ commands are outstanding (PxSACT {:#x})",
+                    fis.command,
+                    state.port.sact
+                );
+                self.flushes.lock().push((fis.command, header.prdt_length, writes));
+                if self.hold.load(Ordering::Relaxed) {
+                    state.port.held_flush = Some(slot);
+                    state.port.tfd = TFD_BUSY;
+                } else {
+                    self.finish_flush(state, slot);
+                }
+            }
             COMMAND_READ_FPDMA_QUEUED | COMMAND_WRITE_FPDMA_QUEUED => {
+                assert!(state.port.held_flush.is_none(), "an NCQ command issued while a non-queued flush runs");
                 let tag = usize::from(fis.count >> 3);
                 assert_eq!(tag, slot, "the NCQ tag is the slot");
                 assert!(
@@ -440,6 +493,7 @@ impl FakeHba {
         self.stops.lock().push(PortStop { memory_allocated, commands_held });
         port.ci = 0;
         port.sact = 0;
+        port.held_flush = None;
     }
 }
 

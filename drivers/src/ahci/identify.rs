@@ -1,7 +1,10 @@
 //! What IDENTIFY DEVICE tells the AHCI driver: capacity, NCQ and its queue
-//! depth, model (ATA8-ACS words 27-46, 60-61, 75, 76, 83, 100-103).
+//! depth, the write cache and its flush command, model (ATA8-ACS words 27-46,
+//! 60-61, 75, 76, 82, 83, 100-103).
 
 use alloc::string::String;
+
+pub use crate::ata::identify::CacheFlush;
 
 /// The fields the driver uses from the 256 IDENTIFY words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +17,8 @@ pub struct DriveIdentity {
     pub queue_depth: usize,
     /// The model string.
     pub model: String,
+    /// The write cache, and the command that flushes it (words 82, 83).
+    pub flush: CacheFlush,
 }
 
 impl DriveIdentity {
@@ -34,6 +39,7 @@ impl DriveIdentity {
             ncq: words[76] & (1 << 8) != 0,
             queue_depth: usize::from(words[75] & 0x1f) + 1,
             model: String::from(model.trim()),
+            flush: CacheFlush::from_words(words),
         }
     }
 
@@ -48,6 +54,7 @@ impl DriveIdentity {
         }
         words[75] = (self.queue_depth.clamp(1, 32) - 1) as u16;
         words[76] = if self.ncq { 1 << 8 } else { 0 };
+        self.flush.set_words(&mut words);
         let mut model = [b' '; 40];
         for (slot, byte) in model.iter_mut().zip(self.model.bytes()) {
             *slot = byte;
@@ -83,10 +90,16 @@ mod tests {
 
     #[test]
     fn identity_round_trips_through_bytes() {
-        let identity =
-            DriveIdentity { sectors: 0x1_2345_6789, ncq: true, queue_depth: 32, model: String::from("QEMU HARDDISK") };
+        let identity = DriveIdentity {
+            sectors: 0x1_2345_6789,
+            ncq: true,
+            queue_depth: 32,
+            model: String::from("QEMU HARDDISK"),
+            flush: CacheFlush::FlushCacheExt,
+        };
         assert_eq!(DriveIdentity::from_bytes(&identity.to_bytes()), identity);
-        let plain = DriveIdentity { sectors: 32768, ncq: false, queue_depth: 1, model: String::from("X") };
+        let model = String::from("X");
+        let plain = DriveIdentity { sectors: 32768, ncq: false, queue_depth: 1, model, flush: CacheFlush::NoCache };
         assert_eq!(DriveIdentity::parse(&plain.to_words()), plain);
     }
 }

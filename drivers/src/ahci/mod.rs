@@ -4,6 +4,7 @@
 mod completion;
 mod hba;
 pub mod identify;
+mod memory;
 mod port;
 mod recovery;
 pub mod registers;

@@ -15,6 +15,12 @@
 //! 4. `collect` (see `completion.rs`) finds the slots whose bits cleared and
 //!    reports the bytes moved; the block layer completes their transfers.
 //!
+//! A flush is FLUSH CACHE EXT (or FLUSH CACHE), a non-queued command with no
+//! PRDT, issued through PxCI alone. ATA forbids a non-queued command while
+//! queued ones are outstanding, and a queued one while it runs: `admit` keeps
+//! a flush waiting until the port's slots are empty, and new commands waiting
+//! while a flush runs (`Busy`, so the block layer tries again in order).
+//!
 //! No memory goes back while the port may use it: the command list, FIS area
 //! and tables are released only after PxCMD.ST and PxCMD.FRE are off and the
 //! engines say so (CR, FR clear), or after a port reset when they do not.
@@ -26,11 +32,11 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use dmakit::block::{
-    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
+    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot, SlotCommand,
 };
 use dmakit::dma::{
-    AhciCause, Cause, CoherentMemory, DeviceStatus, DmaPlatform, FromSegment, IoDirection, IoFailure, IoReturn,
-    LentTransfer, Segment, SegmentPosition, Specification,
+    AhciCause, Cause, DeviceStatus, DmaPlatform, FromSegment, IoDirection, IoFailure, IoReturn, LentTransfer, Segment,
+    SegmentPosition, Specification,
 };
 use dmakit::io::RegisterIo;
 use dmakit::time::Waiter;
@@ -38,8 +44,10 @@ use spin::Mutex;
 
 use super::hba::Capabilities;
 use super::identify::DriveIdentity;
+use super::memory::PortMemory;
 use super::registers::*;
 use super::structures::*;
+use crate::ata::identify::CacheFlush;
 
 /// How long the command list or FIS receive engine may take to stop (AHCI
 /// 1.3.1 gives each 500 ms).
@@ -67,87 +75,19 @@ pub const fn data_specification(address_bits: u8) -> Specification {
     }
 }
 
-/// Where shared memory with `alignment` may live for an HBA of `address_bits`.
-const fn memory_specification(alignment: u64, address_bits: u8) -> Specification {
-    Specification { alignment, num_address_bits: address_bits, ..Specification::UNLIMITED_64 }
-}
-
-/// The memory the HBA reads and writes while the port runs.
-pub(super) struct PortMemory {
-    /// 32 command headers, 1 KiB aligned.
-    pub(super) command_list: CoherentMemory,
-    /// Where the HBA copies the FISes the device sends, 256 B aligned.
-    pub(super) received_fis: CoherentMemory,
-    /// One command table per slot, each 128-byte aligned.
-    pub(super) tables: CoherentMemory,
-    /// Where IDENTIFY DEVICE puts its 512 bytes (the port's own, not a request's).
-    identify: CoherentMemory,
-}
-
-impl PortMemory {
-    fn allocate(platform: &'static dyn DmaPlatform, address_bits: u8) -> Result<PortMemory, IoFailure> {
-        let tables_bytes = COMMAND_TABLE_BYTES * COMMAND_SLOTS as u64;
-        let wanted = [(COMMAND_LIST_BYTES, 1024), (RECEIVED_FIS_BYTES, 256), (tables_bytes, 128), (SECTOR_SIZE, 2)];
-        let mut made = Vec::with_capacity(wanted.len());
-        for (bytes, alignment) in wanted {
-            match CoherentMemory::allocate(platform, bytes, memory_specification(alignment, address_bits)) {
-                Ok(memory) => made.push(memory),
-                Err(failure) => {
-                    // The HBA has not been given any of it yet: it can go back.
-                    for memory in made {
-                        let _ = memory.release();
-                    }
-                    return Err(failure);
-                }
-            }
-        }
-        let mut made = made.into_iter();
-        let mut next = || made.next().expect("one memory per wanted area");
-        Ok(PortMemory { command_list: next(), received_fis: next(), tables: next(), identify: next() })
-    }
-
-    /// Frees the memory: only once the port's engines are stopped.
-    fn release(self) {
-        for memory in [self.command_list, self.received_fis, self.tables, self.identify] {
-            if let Err(failure) = memory.release() {
-                log::error!("Ahci: port memory not released: {failure}");
-            }
-        }
-    }
-
-    /// Where slot `slot`'s command table starts in `tables`.
-    pub(super) fn table_offset(slot: usize) -> u64 {
-        slot as u64 * COMMAND_TABLE_BYTES
-    }
-
-    /// The byte count the HBA wrote into slot `slot`'s header (PRDBC).
-    pub(super) fn bytes_moved(&self, slot: usize) -> u64 {
-        let mut bytes = [0u8; 4];
-        let _ = self.command_list.read_bytes(slot as u64 * 32 + 4, &mut bytes);
-        u64::from(u32::from_le_bytes(bytes))
-    }
-
-    /// Writes slot `slot`'s PRDT from `entries`, its command FIS and its header.
-    fn load_slot(&self, slot: usize, entries: &[PrdtEntry], fis: RegisterFis, flags: u16) -> Result<(), IoFailure> {
-        if entries.len() > PRDT_ENTRIES {
-            // The specification allows one PRDT of segments, so this does not happen.
-            let cause = Cause::EntryFormat { format: "PRDT", rule: "a command table holds at most 64 entries" };
-            return Err(IoFailure::new(IoReturn::NoResources, cause));
-        }
-        let table = Self::table_offset(slot);
-        for (index, entry) in entries.iter().enumerate() {
-            self.tables
-                .write_bytes(table + PRDT_OFFSET + (index * size_of::<PrdtEntry>()) as u64, &entry.to_bytes())?;
-        }
-        self.tables.write_bytes(table, &fis.to_bytes())?;
-        let header = CommandHeader::new(self.tables.device_address() + table, entries.len() as u16, flags);
-        self.command_list.write_bytes(slot as u64 * size_of::<CommandHeader>() as u64, &header.to_bytes())?;
-        Ok(())
-    }
+/// What a held command is, for the rule that a non-queued one runs alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Issued {
+    /// A read or write: queued (PxSACT and PxCI) under NCQ.
+    Data,
+    /// A flush: never queued, PxCI only.
+    Flush,
 }
 
 /// A request the HBA holds.
 pub(super) struct InFlight {
+    /// What it is.
+    pub(super) issued: Issued,
     /// Bytes the PRDT describes.
     pub(super) length: u64,
     /// Times error recovery issued the command again (`recovery.rs`).
@@ -173,6 +113,13 @@ impl PortState {
     /// The slots the HBA has been given: those held, less those held back.
     pub(super) fn issued(&self) -> u32 {
         self.outstanding() & !self.held_back
+    }
+
+    /// The slots holding a flush, as a bit mask: never given PxSACT bits.
+    pub(super) fn flushes(&self) -> u32 {
+        let flush =
+            |(_, flight): &(usize, &Option<InFlight>)| flight.as_ref().is_some_and(|f| f.issued == Issued::Flush);
+        self.slots.iter().enumerate().filter(flush).fold(0, |mask, (slot, _)| mask | 1 << slot)
     }
 }
 
@@ -213,7 +160,13 @@ impl<R: RegisterIo> AhciPort<R> {
             capabilities,
             platform,
             waiter,
-            identity: DriveIdentity { sectors: 0, ncq: false, queue_depth: 1, model: String::new() },
+            identity: DriveIdentity {
+                sectors: 0,
+                ncq: false,
+                queue_depth: 1,
+                model: String::new(),
+                flush: CacheFlush::NoCache,
+            },
             ncq: false,
             depth: 1,
             state: Mutex::new(PortState {
@@ -479,6 +432,7 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
             max_request_blocks: MAX_REQUEST_SECTORS,
             specification: data_specification(self.capabilities.address_bits()),
             platform: self.platform,
+            write_cache: self.identity.flush.write_cache(),
         }
     }
 
@@ -502,7 +456,7 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         let flags = if command.operation == BlockOperation::Write { HEADER_WRITE } else { 0 };
         // The HBA is told about the slot only below: an error here leaves it unseen.
         memory.load_slot(slot, &entries, fis, flags)?;
-        state.slots[slot] = Some(InFlight { length: data.length(), reissues: 0 });
+        state.slots[slot] = Some(InFlight { issued: Issued::Data, length: data.length(), reissues: 0 });
         // A queued command's PxSACT bit is set before its PxCI bit (AHCI 1.3.1, 5.3.2.3).
         if self.ncq {
             self.write(PX_SACT, 1 << slot);
@@ -511,13 +465,39 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
         Ok(())
     }
 
-    fn admit(&self, command: &BlockCommand) -> Result<(), IoFailure> {
-        let _ = command;
+    fn admit(&self, command: &SlotCommand) -> Result<(), IoFailure> {
+        let state = self.state.lock();
+        let busy = |cause| Err(IoFailure::new(IoReturn::Busy, Cause::Ahci(cause)));
         // While recovery isolates the failed NCQ command, one command runs at a time.
-        match self.state.lock().held_back {
-            0 => Ok(()),
-            _ => Err(IoFailure::new(IoReturn::Busy, Cause::Ahci(AhciCause::FindingFailedCommand))),
+        if state.held_back != 0 {
+            return busy(AhciCause::FindingFailedCommand);
         }
+        // A flush runs alone: after what the port holds, before what follows.
+        match command {
+            SlotCommand::Flush if state.outstanding() != 0 => busy(AhciCause::FlushRunsAlone),
+            SlotCommand::Transfer(_) if state.flushes() != 0 => busy(AhciCause::FlushRunsAlone),
+            _ => Ok(()),
+        }
+    }
+
+    /// A non-queued FLUSH CACHE EXT (or FLUSH CACHE): a command FIS and no
+    /// PRDT, PxCI only. Refused (`Busy`) while the port holds any command,
+    /// whatever `admit` said, so that it never meets a queued one.
+    fn program_flush(&self, slot: Slot) -> Result<(), IoFailure> {
+        let mut state = self.state.lock();
+        let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
+        if slot >= self.depth || state.slots[slot].is_some() {
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::SlotNotFree { slot }));
+        }
+        if state.outstanding() != 0 {
+            return Err(IoFailure::new(IoReturn::Busy, Cause::Ahci(AhciCause::FlushRunsAlone)));
+        }
+        let command = self.identity.flush.command();
+        let command = command.ok_or(IoFailure::new(IoReturn::NotPermitted, Cause::Ahci(AhciCause::NoWriteCache)))?;
+        memory.load_slot(slot, &[], RegisterFis::command(command, 0, 0, 0, 0), 0)?;
+        state.slots[slot] = Some(InFlight { issued: Issued::Flush, length: 0, reissues: 0 });
+        self.write(PX_CI, 1 << slot);
+        Ok(())
     }
 
     fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {

@@ -218,7 +218,8 @@ impl<R: RegisterIo> AhciPort<R> {
                 }
             }
             if self.ncq {
-                self.write(PX_SACT, reissued);
+                // A flush issued again stays non-queued: PxCI only.
+                self.write(PX_SACT, reissued & !state.flushes());
             }
             self.write(PX_CI, reissued);
         }

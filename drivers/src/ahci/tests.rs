@@ -17,11 +17,13 @@ use dmakit::pattern;
 use x86_64::PhysAddr;
 
 use super::fake::{FakeDisk, FakeHba, FakeRegisters, NcqErrorReport};
-use super::identify::DriveIdentity;
+use super::identify::{CacheFlush, DriveIdentity};
 use super::recovery::{MOST_REISSUES, Signs, Verdict, ncq_verdict};
 use super::registers::*;
 use super::{AhciPort, Hba};
 use crate::test_support::WAITER;
+
+mod flush_tests;
 
 const SECTORS: u64 = 8192;
 
@@ -32,10 +34,16 @@ struct Setup {
 }
 
 fn setup_with(addresses_64_bit: bool, ncq: bool) -> Setup {
+    setup_drive(addresses_64_bit, ncq, CacheFlush::FlushCacheExt)
+}
+
+/// A port whose drive's IDENTIFY says `flush` about its write cache.
+fn setup_drive(addresses_64_bit: bool, ncq: bool, flush: CacheFlush) -> Setup {
     let platform = SimulatedPlatform::leak(1024);
     let mut image = vec![0; (SECTORS * SECTOR_SIZE) as usize];
     pattern::fill(0, b'S', &mut image);
-    let identity = DriveIdentity { sectors: SECTORS, ncq, queue_depth: 32, model: String::from("FAKE SATA DISK") };
+    let model = String::from("FAKE SATA DISK");
+    let identity = DriveIdentity { sectors: SECTORS, ncq, queue_depth: 32, model, flush };
     let fake = FakeHba::new(platform, addresses_64_bit, FakeDisk { image, identity });
     let registers = Arc::new(FakeRegisters(fake.clone()));
     let hba = Hba::reset(registers.clone(), &WAITER).unwrap();

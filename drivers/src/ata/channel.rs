@@ -25,6 +25,9 @@
 //!    the drive, which stops the engine (and resets the channel) before
 //!    anything is completed.
 //!
+//! A flush (FLUSH CACHE EXT or FLUSH CACHE, `channel/flush.rs`) is a no-data
+//! command: no PRD table, no engine; it is over when the drive drops BSY.
+//!
 //! No memory goes back while the engine may use it: the engine is stopped before
 //! a slot is reported or quiesced; the controller learns the table's address
 //! only per command, so a failed [`Channel::new`] leaves it nothing; dropping
@@ -32,7 +35,9 @@
 //! get memory to resume an old command through: a command cut short resets the
 //! channel, and no command goes to a drive still in one (`channel/reset.rs`).
 
+mod flush;
 mod reset;
+mod status;
 
 use alloc::format;
 use alloc::string::String;
@@ -42,7 +47,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use dmakit::block::{
-    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot,
+    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot, SlotCommand,
 };
 use dmakit::dma::{
     AtaCause, Cause, CoherentMemory, DeviceStatus, DmaAddr, DmaPlatform, IoFailure, IoReturn, LentTransfer,
@@ -130,13 +135,23 @@ struct Chunk {
 /// The one slot of a channel: an IDE channel runs one command at a time.
 const ENGINE_SLOT: usize = 0;
 
-/// The command the engine is running: whose, and what it moves.
+/// How the channel learns that a running command ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// A DMA command: the engine's interrupt, error or end of table.
+    Engine,
+    /// A no-data command (a flush): the drive drops BSY; the engine never ran.
+    DriveNotBusy,
+}
+
+/// The command the channel is running: whose, and what it moves.
 struct Running {
     drive: u8,
     lba: u64,
     sectors: u64,
-    /// Bytes the PRD table describes.
+    /// Bytes the PRD table describes (none for a flush).
     bytes: u64,
+    ending: Ending,
 }
 
 /// What one command uses, behind the channel's lock.
@@ -293,7 +308,7 @@ impl<R: RegisterIo> Channel<R> {
             return Err(failure);
         }
         let (lba, sectors, bytes) = (command.lba, command.count, data.length());
-        *in_flight = Some(Running { drive: drive.drive, lba, sectors, bytes });
+        *in_flight = Some(Running { drive: drive.drive, lba, sectors, bytes, ending: Ending::Engine });
         Ok(())
     }
 
@@ -303,17 +318,25 @@ impl<R: RegisterIo> Channel<R> {
     /// nothing stale comes back from bounce memory.
     fn collect_request(&self, drive: u8) -> Option<DeviceOutcome> {
         let mut engine = self.engine.lock();
-        if engine.in_flight.as_ref().is_none_or(|running| running.drive != drive) {
-            return None;
-        }
-        let status = self.bus_master.read8(BM_STATUS);
-        let over = status & (BM_INTERRUPT | BM_ERROR) != 0 || status & BM_ACTIVE == 0;
+        let ending = match engine.in_flight.as_ref() {
+            Some(running) if running.drive == drive => running.ending,
+            _ => return None,
+        };
+        let over = match ending {
+            Ending::Engine => {
+                let status = self.bus_master.read8(BM_STATUS);
+                status & (BM_INTERRUPT | BM_ERROR) != 0 || status & BM_ACTIVE == 0
+            }
+            // The alternate status: reading it does not acknowledge INTRQ.
+            Ending::DriveNotBusy => self.control_block.read8(DEVICE_CONTROL) & STATUS_BUSY == 0,
+        };
         if !over {
             return None;
         }
-        let Running { drive, lba, sectors, bytes } = engine.in_flight.take()?;
+        let Running { drive, lba, sectors, bytes, .. } = engine.in_flight.take()?;
         // Whatever happened (done or error), the engine stops here, before the
-        // block layer completes the transfer: no DMA after this write.
+        // block layer completes the transfer: no DMA after this write. A flush
+        // never started it, but its interrupt bit is cleared all the same.
         let bus_status = self.stop_engine();
         let result = self.check_statuses(bus_status);
         if let Err(failure) = result {
@@ -418,38 +441,6 @@ impl<R: RegisterIo> Channel<R> {
         self.bus_master.write8(BM_STATUS, BM_ERROR | BM_INTERRUPT);
         status
     }
-
-    /// The command's result from the engine's status (`bus_status`, read when
-    /// it was stopped) and the drive's.
-    fn check_statuses(&self, bus_status: u8) -> Result<(), IoFailure> {
-        if bus_status & BM_ERROR != 0 {
-            let cause = Cause::Ata(AtaCause::BusMasterError { bus_master: bus_status });
-            return Err(IoFailure::new(IoReturn::IoError, cause));
-        }
-        if bus_status & BM_ACTIVE != 0 {
-            // The drive finished while the engine still had PRD entries to fill:
-            // fewer bytes moved than asked, and the count is not known.
-            let cause = Cause::Ata(AtaCause::ShortTransfer);
-            return Err(IoFailure::new(IoReturn::IoError, cause));
-        }
-        let drive_status = self.status_after_command()?;
-        // Reading the status (not the alternate one) acknowledges the drive's interrupt.
-        self.command_block.read8(STATUS);
-        if drive_status & STATUS_FAULT != 0 {
-            let cause = Cause::Ata(AtaCause::DeviceFault { status: drive_status });
-            return Err(IoFailure::new(IoReturn::IoError, cause));
-        }
-        if drive_status & STATUS_ERROR != 0 {
-            let error = self.command_block.read8(ERROR);
-            let cause = Cause::Ata(AtaCause::DriveError { status: drive_status, error });
-            return Err(IoFailure::new(IoReturn::IoError, cause));
-        }
-        if drive_status & STATUS_DRQ != 0 {
-            let cause = Cause::Ata(AtaCause::DataPhaseUnfinished { status: drive_status });
-            return Err(IoFailure::new(IoReturn::IoError, cause));
-        }
-        Ok(())
-    }
 }
 
 /// Writes the PRD table from the lent transfer's segments, one typed entry
@@ -517,6 +508,7 @@ impl<R: RegisterIo> HardwareQueue for AtaDisk<R> {
             max_request_blocks: self.identity.addressing.max_sectors(),
             specification: PIIX_SPECIFICATION,
             platform: self.channel.platform,
+            write_cache: self.identity.flush.write_cache(),
         }
     }
 
@@ -531,7 +523,7 @@ impl<R: RegisterIo> HardwareQueue for AtaDisk<R> {
 
     /// `Busy` while the other drive of the channel runs a command: nothing is
     /// prepared for a request that could not start.
-    fn admit(&self, _command: &BlockCommand) -> Result<(), IoFailure> {
+    fn admit(&self, _command: &SlotCommand) -> Result<(), IoFailure> {
         if self.channel.engine.lock().in_flight.is_some() {
             return Err(IoFailure::new(IoReturn::Busy, Cause::Ata(AtaCause::ChannelBusy)));
         }
@@ -545,6 +537,14 @@ impl<R: RegisterIo> HardwareQueue for AtaDisk<R> {
         let addressing = self.identity.addressing;
         let drive = DriveRequest { drive: self.drive, addressing, operation: command.operation };
         self.channel.program_request(&drive, command, data)
+    }
+
+    /// The drive's FLUSH CACHE EXT (or FLUSH CACHE), with no data.
+    fn program_flush(&self, slot: Slot) -> Result<(), IoFailure> {
+        if slot != ENGINE_SLOT {
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::NoSuchSlot { slot, depth: 1 }));
+        }
+        self.channel.program_flush(self.drive, self.identity.flush)
     }
 
     fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {

@@ -19,6 +19,11 @@
 //! the OLD command's data through whatever PRD table the engine has then. A
 //! software reset (SRST in the device control register) ends it, for both
 //! drives (but a `hung_drive`): BSY while SRST is set, then drive 0 selected.
+//!
+//! FLUSH CACHE (E7h) and, on a drive with the 48-bit feature set, FLUSH CACHE
+//! EXT (EAh) are no-data commands: no engine, no PRD table. The drive stays
+//! busy while it flushes (until [`FakeChannel::finish_flush`] when
+//! `slow_flush` is set), then interrupts; a device fault fails it.
 
 use alloc::sync::Arc;
 use alloc::vec;
@@ -27,13 +32,14 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dmakit::block::BlockOperation;
 use dmakit::dma::simulated::SimulatedPlatform;
-use dmakit::io::RegisterIo;
 use dmakit::memory::FRAME_SIZE;
 use spin::Mutex;
 
-use super::identify::Identity;
+use super::identify::{Addressing, Identity};
 use super::prd::{ENTRIES_PER_TABLE, PrdEntry, REGION_LIMIT, TABLE_BYTES, TableEnd};
 use super::registers::*;
+
+mod ports;
 
 /// A drive on the fake channel.
 pub struct FakeDrive {
@@ -104,6 +110,8 @@ struct State {
     held_back: Option<Dma>,
     /// A command cut short that the drive keeps in its data phase.
     stalled: Option<Stalled>,
+    /// A flush the drive is busy with (`slow_flush`).
+    flushing: bool,
     /// The device control register as last written (nIEN, SRST).
     control: u8,
     bm_command: u8,
@@ -148,6 +156,8 @@ pub struct FakeChannel {
     pub hung_drive: Mutex<Option<u8>>,
     /// Software resets: SRST set, then cleared.
     pub resets: AtomicUsize,
+    /// A flush keeps the drive busy until [`FakeChannel::finish_flush`].
+    pub slow_flush: AtomicBool,
 }
 
 /// Which register block a port window shows.
@@ -187,6 +197,7 @@ impl FakeChannel {
             keeps_stopped_command: AtomicBool::new(true),
             hung_drive: Mutex::new(None),
             resets: AtomicUsize::new(0),
+            slow_flush: AtomicBool::new(false),
         })
     }
 
@@ -226,6 +237,24 @@ impl FakeChannel {
             return 0;
         }
         self.perform(&mut state, &dma)
+    }
+
+    /// Ends the flush a `slow_flush` drive is busy with (a reset ended it
+    /// already if one came in between).
+    pub fn finish_flush(&self) {
+        let mut state = self.state.lock();
+        if core::mem::take(&mut state.flushing) {
+            self.flushed(&mut state);
+        }
+    }
+
+    /// The drive ends a flush: its status, and an interrupt as for any command.
+    fn flushed(&self, state: &mut State) {
+        state.status = match self.device_fault.load(Ordering::Relaxed) {
+            true => STATUS_READY | STATUS_FAULT | STATUS_ERROR,
+            false => STATUS_READY,
+        };
+        state.bm_status |= BM_INTERRUPT;
     }
 
     /// Whether every page of `[address, address + length)` is allocated.
@@ -301,6 +330,17 @@ impl FakeChannel {
                 state.pending = Some(command);
                 state.status = STATUS_READY | STATUS_DRQ;
             }
+            COMMAND_FLUSH_CACHE_EXT if drive.identity.addressing == Addressing::Lba28 => {
+                // Not in its feature set: aborted.
+                state.status = STATUS_READY | STATUS_ERROR;
+            }
+            COMMAND_FLUSH_CACHE | COMMAND_FLUSH_CACHE_EXT => match self.slow_flush.load(Ordering::Relaxed) {
+                true => {
+                    state.status = STATUS_BUSY;
+                    state.flushing = true;
+                }
+                false => self.flushed(state),
+            },
             _ => state.status = STATUS_READY | STATUS_ERROR,
         }
     }
@@ -353,6 +393,7 @@ impl FakeChannel {
             state.status = STATUS_BUSY;
             state.pending = None;
             state.held_back = None;
+            state.flushing = false;
             state.stalled.take_if(|stalled| Some(stalled.drive) != hung);
             state.identify.clear();
             return;
@@ -501,91 +542,5 @@ impl FakeChannel {
         }
         state.bm_status = if table > stalled.remaining { BM_INTERRUPT | BM_ACTIVE } else { BM_INTERRUPT };
         state.status = STATUS_READY;
-    }
-}
-
-fn push(pair: &mut [u8; 2], value: u8) {
-    pair[1] = pair[0];
-    pair[0] = value;
-}
-
-impl RegisterIo for FakePorts {
-    fn read8(&self, offset: u16) -> u8 {
-        let state = self.0.state.lock();
-        match (self.1, offset) {
-            (Block::Command, STATUS) | (Block::Control, DEVICE_CONTROL) => state.status,
-            (Block::Command, LBA_MID | LBA_HIGH) => 0,
-            // The fake's one error is an aborted command (ABRT, bit 2).
-            (Block::Command, ERROR) => {
-                if state.status & STATUS_ERROR != 0 {
-                    0x04
-                } else {
-                    0
-                }
-            }
-            (Block::BusMaster, BM_STATUS) => state.bm_status,
-            _ => panic!("read8 of {offset:#x}"),
-        }
-    }
-
-    fn read16(&self, offset: u16) -> u16 {
-        assert!(matches!(self.1, Block::Command) && offset == DATA, "read16 of {offset:#x}");
-        let mut state = self.0.state.lock();
-        let word = state.identify.pop().unwrap_or(0);
-        if state.identify.is_empty() {
-            state.status = STATUS_READY;
-        }
-        word
-    }
-
-    fn read32(&self, offset: u16) -> u32 {
-        panic!("read32 of {offset:#x}")
-    }
-
-    fn write8(&self, offset: u16, value: u8) {
-        let mut state = self.0.state.lock();
-        match (self.1, offset) {
-            (Block::Command, SECTOR_COUNT) => push(&mut state.count, value),
-            (Block::Command, LBA_LOW) => push(&mut state.lba[0], value),
-            (Block::Command, LBA_MID) => push(&mut state.lba[1], value),
-            (Block::Command, LBA_HIGH) => push(&mut state.lba[2], value),
-            (Block::Command, DRIVE) => {
-                assert_eq!(value & DRIVE_LBA, DRIVE_LBA, "LBA mode");
-                let drive = (value >> 4) & 1;
-                // Selecting the drive already selected changes nothing.
-                if drive != state.drive {
-                    state.drive = drive;
-                    state.status = self.0.status_of(&state, drive);
-                }
-            }
-            (Block::Command, COMMAND) => self.0.command(&mut state, value),
-            (Block::Control, DEVICE_CONTROL) => {
-                let (was, now) = (state.control & CONTROL_SOFTWARE_RESET, value & CONTROL_SOFTWARE_RESET);
-                state.control = value;
-                if was != now {
-                    self.0.software_reset(&mut state, now != 0);
-                }
-            }
-            (Block::BusMaster, BM_COMMAND) => {
-                state.bm_command = value;
-                if value & BM_START != 0 {
-                    self.0.start_engine(&mut state);
-                } else {
-                    self.0.stop_engine(&mut state);
-                }
-            }
-            (Block::BusMaster, BM_STATUS) => state.bm_status &= !(value & (BM_ERROR | BM_INTERRUPT)),
-            _ => panic!("write8 of {offset:#x}"),
-        }
-    }
-
-    fn write16(&self, offset: u16, _value: u16) {
-        panic!("write16 of {offset:#x}")
-    }
-
-    fn write32(&self, offset: u16, value: u32) {
-        assert!(matches!(self.1, Block::BusMaster) && offset == BM_PRD_TABLE, "write32 of {offset:#x}");
-        assert_eq!(value % 4, 0, "PRD table must be dword aligned");
-        self.0.state.lock().prd_table = value;
     }
 }

@@ -1,6 +1,73 @@
-//! What IDENTIFY DEVICE tells us: capacity, LBA48 support, model.
+//! What IDENTIFY DEVICE tells us: capacity, LBA48 support, the write cache
+//! and how to flush it, model. The AHCI driver shares [`CacheFlush`]: a SATA
+//! drive speaks the same ATA command set.
 
 use alloc::string::String;
+
+use dmakit::block::WriteCache;
+
+use super::registers::{COMMAND_FLUSH_CACHE, COMMAND_FLUSH_CACHE_EXT};
+
+/// IDENTIFY word 82 bit 5: the drive has a volatile write cache.
+const WORD_82_WRITE_CACHE: u16 = 1 << 5;
+/// IDENTIFY word 83 bit 13: FLUSH CACHE EXT is supported.
+const WORD_83_FLUSH_CACHE_EXT: u16 = 1 << 13;
+/// IDENTIFY word 83 bit 12: FLUSH CACHE is supported.
+const WORD_83_FLUSH_CACHE: u16 = 1 << 12;
+
+/// How a drive's volatile write cache is flushed, from IDENTIFY (ATA8-ACS
+/// words 82 and 83). A cache that is supported but switched off (word 85)
+/// is flushed all the same: the drive answers at once, and it may be
+/// switched on by whoever else talks to the drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheFlush {
+    /// No volatile write cache (word 82 bit 5 clear): a finished write is on
+    /// the medium.
+    NoCache,
+    /// FLUSH CACHE (E7h): a cache, and no FLUSH CACHE EXT.
+    FlushCache,
+    /// FLUSH CACHE EXT (EAh): word 83 bit 13.
+    FlushCacheExt,
+}
+
+impl CacheFlush {
+    /// What IDENTIFY's `words` say.
+    pub fn from_words(words: &[u16; 256]) -> CacheFlush {
+        match (words[82] & WORD_82_WRITE_CACHE, words[83] & WORD_83_FLUSH_CACHE_EXT) {
+            (0, _) => CacheFlush::NoCache,
+            (_, 0) => CacheFlush::FlushCache,
+            _ => CacheFlush::FlushCacheExt,
+        }
+    }
+
+    /// Sets the bits that say `self` in IDENTIFY's `words` (for fake drives).
+    pub fn set_words(self, words: &mut [u16; 256]) {
+        let (word_82, word_83) = match self {
+            CacheFlush::NoCache => (0, 0),
+            CacheFlush::FlushCache => (WORD_82_WRITE_CACHE, WORD_83_FLUSH_CACHE),
+            CacheFlush::FlushCacheExt => (WORD_82_WRITE_CACHE, WORD_83_FLUSH_CACHE | WORD_83_FLUSH_CACHE_EXT),
+        };
+        words[82] |= word_82;
+        words[83] |= word_83;
+    }
+
+    /// The command byte that flushes, if there is a cache.
+    pub fn command(self) -> Option<u8> {
+        match self {
+            CacheFlush::NoCache => None,
+            CacheFlush::FlushCache => Some(COMMAND_FLUSH_CACHE),
+            CacheFlush::FlushCacheExt => Some(COMMAND_FLUSH_CACHE_EXT),
+        }
+    }
+
+    /// What the block layer is told.
+    pub fn write_cache(self) -> WriteCache {
+        match self {
+            CacheFlush::NoCache => WriteCache::WriteThrough,
+            _ => WriteCache::Volatile,
+        }
+    }
+}
 
 /// How commands name sectors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +88,8 @@ pub struct Identity {
     pub addressing: Addressing,
     /// The model string (words 27-46, two characters per word, high byte first).
     pub model: String,
+    /// The write cache, and the command that flushes it.
+    pub flush: CacheFlush,
 }
 
 impl Identity {
@@ -41,7 +110,7 @@ impl Identity {
                 }
             }
         }
-        Identity { sectors, addressing, model: String::from(model.trim()) }
+        Identity { sectors, addressing, model: String::from(model.trim()), flush: CacheFlush::from_words(words) }
     }
 
     /// The IDENTIFY words a drive with these facts answers (for fake drives).
@@ -55,6 +124,7 @@ impl Identity {
                 words[100 + i] = (self.sectors >> (16 * i)) as u16;
             }
         }
+        self.flush.set_words(&mut words);
         let mut model = [b' '; 40];
         for (slot, byte) in model.iter_mut().zip(self.model.bytes()) {
             *slot = byte;
@@ -72,10 +142,16 @@ mod tests {
 
     #[test]
     fn identity_round_trips_through_words() {
-        let identity =
-            Identity { sectors: 0x1_2345_6789, addressing: Addressing::Lba48, model: String::from("QEMU HARDDISK") };
+        let identity = Identity {
+            sectors: 0x1_2345_6789,
+            addressing: Addressing::Lba48,
+            model: String::from("QEMU HARDDISK"),
+            flush: CacheFlush::FlushCacheExt,
+        };
         assert_eq!(Identity::parse(&identity.to_words()), identity);
-        let small = Identity { sectors: 32768, addressing: Addressing::Lba28, model: String::from("X") };
-        assert_eq!(Identity::parse(&small.to_words()), small);
+        for flush in [CacheFlush::NoCache, CacheFlush::FlushCache] {
+            let small = Identity { sectors: 32768, addressing: Addressing::Lba28, model: String::from("X"), flush };
+            assert_eq!(Identity::parse(&small.to_words()), small);
+        }
     }
 }

@@ -53,6 +53,10 @@ pub const COMMAND_WRITE_DMA: u8 = 0xca;
 pub const COMMAND_READ_DMA_EXT: u8 = 0x25;
 /// WRITE DMA EXT (LBA48).
 pub const COMMAND_WRITE_DMA_EXT: u8 = 0x35;
+/// FLUSH CACHE: the drive's volatile write cache to the medium (no data).
+pub const COMMAND_FLUSH_CACHE: u8 = 0xe7;
+/// FLUSH CACHE EXT: the same, for 48-bit drives (no data).
+pub const COMMAND_FLUSH_CACHE_EXT: u8 = 0xea;
 
 /// Bus master, offset 0: command (bit 0 start, bit 3 direction).
 pub const BM_COMMAND: u16 = 0;

@@ -16,6 +16,11 @@
 //! rings the tail doorbell. `collect` reads the completions by phase tag and
 //! reports each slot once.
 //!
+//! A flush is the NVM command set's Flush (opcode 0) on namespace 1 with the
+//! slot as its id and no data pointer; it is asked for only when Identify
+//! Controller says a volatile write cache is present (VWC bit 0), and its
+//! completion is reported with nothing moved.
+//!
 //! Recovery: CSTS.CFS makes `collect` ask for a reset (`MustReset`); a
 //! completion that lies asks for a stop. A reset is a stop and a start, after
 //! which the block layer issues again what the controller held.
@@ -343,6 +348,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
                 virtual_boundary: PAGE_SIZE,
             },
             platform: self.platform,
+            write_cache: link.identity.write_cache(),
         }
     }
 
@@ -402,6 +408,19 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
         entry.command[..3].copy_from_slice(&[command.lba as u32, (command.lba >> 32) as u32, blocks]);
         shared.io.submit(&*self.controller.registers, entry)?;
         *free = Some(data.length());
+        Ok(())
+    }
+
+    /// Flush (NVM command set, opcode 0): the namespace is what is flushed;
+    /// no data pointer, no LBA range. Its slot records nothing prepared, so
+    /// its completion reports nothing moved.
+    fn program_flush(&self, slot: Slot) -> Result<(), IoFailure> {
+        let mut channel = self.channel.lock();
+        let Channel { shared, slots } = &mut *channel;
+        let (shared, free) = claim_slot(shared, slots, slot)?;
+        let entry = SubmissionEntry { opcode: IO_FLUSH, command_id: slot as u16, namespace: 1, ..Default::default() };
+        shared.io.submit(&*self.controller.registers, entry)?;
+        *free = Some(0);
         Ok(())
     }
 

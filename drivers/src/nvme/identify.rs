@@ -1,10 +1,12 @@
 //! What Identify answers (NVMe 2.0, 5.17.2): the controller data structure
-//! (model, serial, MDTS, queue entry sizes, SGL support) and the namespace's
+//! (model, serial, MDTS, queue entry sizes, volatile write cache, SGL support)
+//! and the namespace's
 //! (size and LBA format), each 4096 bytes, read into typed values. The fake
 //! controller writes them with the same layout (`to_bytes`).
 
 use alloc::string::String;
 
+use dmakit::block::WriteCache;
 use dmakit::dma::{Cause, IoFailure, IoReturn, NvmeCause};
 
 /// Bytes of an Identify data structure.
@@ -13,6 +15,8 @@ pub const IDENTIFY_BYTES: usize = 4096;
 /// SGLS bits 1:0: 01b (any alignment) or 10b (dword alignment) mean SGLs
 /// are supported for NVM commands.
 const SGLS_SUPPORT: u32 = 0b11;
+/// VWC bit 0: a volatile write cache is present.
+const VWC_PRESENT: u8 = 1;
 
 /// The controller, as Identify Controller describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +35,8 @@ pub struct ControllerIdentity {
     pub completion_entry_sizes: u8,
     /// Namespaces (bytes 516..520).
     pub namespaces: u32,
+    /// VWC (byte 525): bit 0, a volatile write cache is present.
+    pub volatile_write_cache: u8,
     /// SGLS (bytes 536..540).
     pub sgl_support: u32,
 }
@@ -64,7 +70,18 @@ impl ControllerIdentity {
             submission_entry_sizes: bytes[512],
             completion_entry_sizes: bytes[513],
             namespaces: le32(bytes, 516),
+            volatile_write_cache: bytes[525],
             sgl_support: le32(bytes, 536),
+        }
+    }
+
+    /// Whether a finished write may still sit in a volatile cache: then the
+    /// driver sends Flush. A present cache that is switched off (the Volatile
+    /// Write Cache feature) is flushed too: a Flush costs it nothing.
+    pub fn write_cache(&self) -> WriteCache {
+        match self.volatile_write_cache & VWC_PRESENT {
+            0 => WriteCache::WriteThrough,
+            _ => WriteCache::Volatile,
         }
     }
 
@@ -103,6 +120,7 @@ impl ControllerIdentity {
         bytes[512] = self.submission_entry_sizes;
         bytes[513] = self.completion_entry_sizes;
         bytes[516..520].copy_from_slice(&self.namespaces.to_le_bytes());
+        bytes[525] = self.volatile_write_cache;
         bytes[536..540].copy_from_slice(&self.sgl_support.to_le_bytes());
         bytes
     }
@@ -157,10 +175,14 @@ mod tests {
             submission_entry_sizes: 0x66,
             completion_entry_sizes: 0x44,
             namespaces: 1,
+            volatile_write_cache: 1,
             sgl_support: 1,
         };
         let parsed = ControllerIdentity::parse(&controller.to_bytes());
         assert_eq!(parsed, controller);
+        assert_eq!(parsed.write_cache(), WriteCache::Volatile);
+        let without_cache = ControllerIdentity { volatile_write_cache: 0, ..parsed.clone() };
+        assert_eq!(without_cache.write_cache(), WriteCache::WriteThrough);
         assert!(parsed.supports_sgl() && parsed.takes_standard_entries());
         assert_eq!(parsed.max_transfer_bytes(4096), Some(128 * 1024));
         assert_eq!(ControllerIdentity { max_transfer_shift: 0, ..parsed.clone() }.max_transfer_bytes(4096), None);

@@ -54,6 +54,9 @@
 //!    device wrote comes back from a bounce buffer. An error status fails only
 //!    that request; the device keeps running.
 //!
+//! A flush (`VIRTIO_BLK_T_FLUSH`, only with `VIRTIO_BLK_F_FLUSH` negotiated)
+//! is the same chain without data: header -> status, sector 0.
+//!
 //! No memory the device was given goes back while the device may still use it:
 //! `quiesce` (and dropping the driver) resets the device before the block layer
 //! completes any transfer or the queue is released; if the device does not
@@ -71,7 +74,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use dmakit::block::{
-    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot, claim_slot,
+    BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot, SlotCommand,
+    WriteCache, claim_slot,
 };
 use dmakit::dma::{
     Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification, VirtioCause,
@@ -125,8 +129,8 @@ impl Shared {
 /// A request the device holds: what the block layer lent, remembered.
 #[derive(Clone, Copy)]
 struct InFlight {
-    operation: BlockOperation,
-    /// Data bytes prepared.
+    command: SlotCommand,
+    /// Data bytes prepared (none for a flush).
     length: u64,
 }
 
@@ -323,6 +327,73 @@ impl<T: Transport> VirtioBlock<T> {
         reset
     }
 
+    /// Whether the device took `VIRTIO_BLK_F_FLUSH` (its cache may hold
+    /// finished writes until a flush).
+    fn write_cache(&self) -> WriteCache {
+        match self.link.features_accepted & FEATURE_FLUSH {
+            0 => WriteCache::WriteThrough,
+            _ => WriteCache::Volatile,
+        }
+    }
+
+    /// Puts slot `slot`'s request on the queue: its header (type `kind`,
+    /// `sector`) and status byte, marked unwritten, in the request area; the
+    /// chain header -> `chain` (the data, if any) -> status in the slot's
+    /// descriptors, made available; then notifies the device. An error before
+    /// the chain was made available leaves it unseen by the device.
+    fn post(
+        &self,
+        slot: Slot,
+        (kind, sector): (u32, u64),
+        mut chain: Vec<VirtqDescriptor>,
+        request: InFlight,
+    ) -> Result<(), IoFailure> {
+        {
+            let mut channel = self.channel.lock();
+            let Channel { shared, slots } = &mut *channel;
+            let (shared, free) = claim_slot(shared, slots, slot)?;
+            if chain.len() > self.link.layout.data_segments {
+                // The data specification allows no more segments than the slot
+                // has descriptors for, so this is a broken promise, not a limit.
+                let rule = "a request's data takes at most the slot's data descriptors";
+                return Err(IoFailure::new(IoReturn::NoResources, Cause::EntryFormat { format: "virtq", rule }));
+            }
+            // The request (virtio 1.0, 5.2.6): the header, type (u32), reserved
+            // (u32) and sector (u64), little-endian, then the status byte,
+            // marked unwritten. The CPU's last touch before the device reads
+            // the one and writes the other.
+            let mut bytes = [0u8; (HEADER_BYTES + STATUS_BYTES) as usize];
+            bytes[0..4].copy_from_slice(&kind.to_le_bytes());
+            bytes[8..16].copy_from_slice(&sector.to_le_bytes());
+            bytes[HEADER_BYTES as usize] = STATUS_UNWRITTEN;
+            let header_at = slot as u64 * REQUEST_AREA_STRIDE;
+            shared.requests.write_bytes(header_at, &bytes)?;
+            // The device reads the header, writes the status: the driver's own
+            // pieces, whose lengths fit a descriptor by construction.
+            let header = shared.requests_address + header_at;
+            let (header_length, status_length) = (HEADER_BYTES as u32, STATUS_BYTES as u32);
+            chain.insert(0, VirtqDescriptor { address: header, length: header_length, flags: 0, next: 0 });
+            let status = header + HEADER_BYTES;
+            chain.push(VirtqDescriptor { address: status, length: status_length, flags: DESCRIPTOR_WRITE, next: 0 });
+            // Slot i's chain starts at descriptor i*K, below the queue size (a u16).
+            let head = (slot * self.link.layout.descriptors_per_slot) as u16;
+            shared.queue.add_chain(head, &chain)?;
+            *free = Some(request);
+            // Not while the device says it will look by itself (a ring it
+            // cannot be asked about is notified).
+            if !shared.queue.device_wants_notification().unwrap_or(true) {
+                return Ok(());
+            }
+        }
+        if let Err(failure) = self.transport.notify(0) {
+            // The chain is available: the device may take it whenever it looks.
+            // The request stays in flight; if it never ends, the block layer's
+            // timeout stops the device before its memory goes back.
+            log::error!("virtio-blk: notify failed: {failure}");
+        }
+        Ok(())
+    }
+
     /// At reopen: the device must be the one the slots were made for (same
     /// split, same platform, same size).
     fn check_same_device(&self, link: &Link) -> Result<(), IoFailure> {
@@ -355,6 +426,7 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
             max_request_blocks: MAX_REQUEST_SECTORS,
             specification: data_specification(self.link.layout.data_segments),
             platform: self.link.dma_route.platform(&self.platforms),
+            write_cache: self.write_cache(),
         }
     }
 
@@ -370,67 +442,36 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
         )
     }
 
-    fn admit(&self, command: &BlockCommand) -> Result<(), IoFailure> {
-        if command.operation == BlockOperation::Write && self.medium == Medium::ReadOnly {
-            return Err(IoFailure::new(IoReturn::NotPermitted, Cause::Virtio(VirtioCause::ReadOnly)));
+    fn admit(&self, command: &SlotCommand) -> Result<(), IoFailure> {
+        let refused = |cause| Err(IoFailure::new(IoReturn::NotPermitted, Cause::Virtio(cause)));
+        match command {
+            SlotCommand::Transfer(BlockCommand { operation: BlockOperation::Write, .. })
+                if self.medium == Medium::ReadOnly =>
+            {
+                refused(VirtioCause::ReadOnly)
+            }
+            SlotCommand::Flush if self.write_cache() == WriteCache::WriteThrough => {
+                refused(VirtioCause::FlushNotNegotiated)
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
-    /// Programs slot `slot`: its header and status byte in the request area,
-    /// the chain header -> data ... -> status in the slot's descriptors, made
-    /// available; then the device is notified. An error before the chain was
-    /// made available leaves it unseen by the device.
+    /// Programs slot `slot` with a read or write: the lent data's segments
+    /// become the chain's data descriptors, between header and status.
     fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
-        {
-            let mut channel = self.channel.lock();
-            let Channel { shared, slots } = &mut *channel;
-            let (shared, free) = claim_slot(shared, slots, slot)?;
-            let mut chain: Vec<VirtqDescriptor> = data.entries()?;
-            if chain.len() > self.link.layout.data_segments {
-                // The data specification allows no more segments than the slot
-                // has descriptors for, so this is a broken promise, not a limit.
-                let rule = "a request's data takes at most the slot's data descriptors";
-                return Err(IoFailure::new(IoReturn::NoResources, Cause::EntryFormat { format: "virtq", rule }));
-            }
-            // The request (virtio 1.0, 5.2.6): the header, type (u32), reserved
-            // (u32) and sector (u64), little-endian, then the status byte,
-            // marked unwritten. The CPU's last touch before the device reads
-            // the one and writes the other.
-            let kind = match command.operation {
-                BlockOperation::Read => REQUEST_IN,
-                BlockOperation::Write => REQUEST_OUT,
-            };
-            let mut request = [0u8; (HEADER_BYTES + STATUS_BYTES) as usize];
-            request[0..4].copy_from_slice(&kind.to_le_bytes());
-            request[8..16].copy_from_slice(&command.lba.to_le_bytes());
-            request[HEADER_BYTES as usize] = STATUS_UNWRITTEN;
-            let header_at = slot as u64 * REQUEST_AREA_STRIDE;
-            shared.requests.write_bytes(header_at, &request)?;
-            // The device reads the header, writes the status: the driver's own
-            // pieces, whose lengths fit a descriptor by construction.
-            let header = shared.requests_address + header_at;
-            let (header_length, status_length) = (HEADER_BYTES as u32, STATUS_BYTES as u32);
-            chain.insert(0, VirtqDescriptor { address: header, length: header_length, flags: 0, next: 0 });
-            let status = header + HEADER_BYTES;
-            chain.push(VirtqDescriptor { address: status, length: status_length, flags: DESCRIPTOR_WRITE, next: 0 });
-            // Slot i's chain starts at descriptor i*K, below the queue size (a u16).
-            let head = (slot * self.link.layout.descriptors_per_slot) as u16;
-            shared.queue.add_chain(head, &chain)?;
-            *free = Some(InFlight { operation: command.operation, length: data.length() });
-            // Not while the device says it will look by itself (a ring it
-            // cannot be asked about is notified).
-            if !shared.queue.device_wants_notification().unwrap_or(true) {
-                return Ok(());
-            }
-        }
-        if let Err(failure) = self.transport.notify(0) {
-            // The chain is available: the device may take it whenever it looks.
-            // The request stays in flight; if it never ends, the block layer's
-            // timeout stops the device before its memory goes back.
-            log::error!("virtio-blk: notify failed: {failure}");
-        }
-        Ok(())
+        let kind = match command.operation {
+            BlockOperation::Read => REQUEST_IN,
+            BlockOperation::Write => REQUEST_OUT,
+        };
+        let request = InFlight { command: SlotCommand::Transfer(*command), length: data.length() };
+        self.post(slot, (kind, command.lba), data.entries()?, request)
+    }
+
+    /// Programs slot `slot` with a flush: header (sector 0, which a flush
+    /// does not use) and status, no data descriptor.
+    fn program_flush(&self, slot: Slot) -> Result<(), IoFailure> {
+        self.post(slot, (REQUEST_FLUSH, 0), Vec::new(), InFlight { command: SlotCommand::Flush, length: 0 })
     }
 
     /// Takes every element the device added to the used ring since the last
@@ -462,7 +503,7 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
                 }
             };
             let slot = id / per_slot;
-            let Some(InFlight { operation, length }) = in_flight.take() else {
+            let Some(InFlight { command, length }) = in_flight.take() else {
                 // A device that returns a chain twice: nothing to report.
                 log::error!("virtio-blk: the device returned slot {slot}'s chain, which it does not hold");
                 continue;
@@ -479,11 +520,17 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
             });
             // The used length counts the bytes the device wrote: a read's data
             // and its status byte; a write's status only, and a device that says
-            // OK read all of the data.
+            // OK read all of the data. A flush moves none.
+            let operation = match command {
+                SlotCommand::Transfer(BlockCommand { operation, .. }) => Some(operation),
+                SlotCommand::Flush => None,
+            };
             let moved = match (&result, operation) {
-                (Err(_), _) => 0,
-                (Ok(()), BlockOperation::Read) => u64::from(element.length).saturating_sub(STATUS_BYTES).min(length),
-                (Ok(()), BlockOperation::Write) => length,
+                (Err(_), _) | (Ok(()), None) => 0,
+                (Ok(()), Some(BlockOperation::Read)) => {
+                    u64::from(element.length).saturating_sub(STATUS_BYTES).min(length)
+                }
+                (Ok(()), Some(BlockOperation::Write)) => length,
             };
             outcomes.push((slot, DeviceOutcome { moved, result }));
         }

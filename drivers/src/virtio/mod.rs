@@ -12,6 +12,8 @@ mod driver;
 mod fake;
 #[cfg(test)]
 mod fake_net;
+#[cfg(test)]
+mod flush_tests;
 mod layout;
 pub mod legacy;
 pub mod modern;

@@ -54,8 +54,12 @@ pub const STATUS_FAILED: u8 = 0x80;
 pub const FEATURE_SEG_MAX: u64 = 1 << 2;
 /// Feature: the disk is read-only.
 pub const FEATURE_READ_ONLY: u64 = 1 << 5;
+/// Feature `VIRTIO_BLK_F_FLUSH`: the device may keep finished writes in a
+/// volatile cache and takes flush requests. Without it the cache is in
+/// writethrough mode (virtio 1.1, 5.2.6.2), and there is nothing to flush.
+pub const FEATURE_FLUSH: u64 = 1 << 9;
 /// The virtio-blk features the block driver accepts when offered.
-pub const BLOCK_FEATURES: u64 = FEATURE_SEG_MAX | FEATURE_READ_ONLY;
+pub const BLOCK_FEATURES: u64 = FEATURE_SEG_MAX | FEATURE_READ_ONLY | FEATURE_FLUSH;
 /// Feature `VIRTIO_F_VERSION_1`: the device follows virtio 1.0; a modern
 /// interface requires it (the legacy one has only 32 feature bits).
 pub const FEATURE_VERSION_1: u64 = 1 << 32;
@@ -72,6 +76,8 @@ pub const STATUS_BYTES: u64 = 1;
 pub const REQUEST_IN: u32 = 0;
 /// Request type: write.
 pub const REQUEST_OUT: u32 = 1;
+/// Request type: flush (header and status only, sector 0).
+pub const REQUEST_FLUSH: u32 = 4;
 /// Request status: success.
 pub const STATUS_OK: u8 = 0;
 /// Request status: the device failed to read or write the disk.

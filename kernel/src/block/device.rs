@@ -48,6 +48,13 @@ pub trait BlockDevice: Send + Sync {
     fn submit_together(&self, requests: Vec<BlockRequest>) -> Vec<Result<RequestHandle, Rejected>> {
         requests.into_iter().map(|request| self.submit(request)).collect()
     }
+    /// Takes a flush and returns at once: once it is finished well, every
+    /// write that was finished before it was submitted is on the medium, not
+    /// only in the device's volatile cache. It carries no data: [`BlockDevice::wait`]
+    /// gives `buffer: None` with its result. A disk without a volatile cache
+    /// answers it at once with success (nothing to flush); a stopped disk
+    /// refuses it (`NotReady`, `DriverStopped`).
+    fn submit_flush(&self) -> Result<RequestHandle, IoFailure>;
     /// Waits for the request behind `handle`; gives back the buffer and how it
     /// went. A request the device does not finish in time fails with `Timeout`,
     /// and the device is stopped (reset) before its memory comes back.
@@ -96,5 +103,11 @@ pub trait BlockDevice: Send + Sync {
     /// Writes `count` blocks at `lba` from `buffer` at byte `offset`.
     fn write(&self, lba: u64, count: u64, buffer: &mut DmaBuffer, offset: u64) -> Result<(), IoFailure> {
         self.transfer(BlockOperation::Write, lba, count, buffer, offset, &TransferOptions::default())
+    }
+    /// Flushes the device's write cache and waits ([`BlockDevice::submit_flush`]):
+    /// `Ok` once every write finished before the call is on the medium.
+    fn flush(&self) -> Result<(), IoFailure> {
+        let handle = self.submit_flush()?;
+        self.wait(handle).result
     }
 }

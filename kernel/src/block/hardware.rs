@@ -11,12 +11,18 @@
 //! keep, complete or give back: the compiler sees to it (the lent transfer lives
 //! only as long as the call).
 //!
+//! A flush (the device's volatile write cache to the medium) carries no data:
+//! the block layer gives it a slot but nothing to prepare or lend, and calls
+//! [`HardwareQueue::program_flush`]; `collect` reports its slot like any other.
+//! A disk whose [`DiskShape::write_cache`] is [`WriteCache::WriteThrough`] is
+//! never asked: the block layer answers its flushes with success at once.
+//!
 //! Who calls what, and from where:
 //!
 //! | method | called from | may lock / allocate |
 //! |---|---|---|
 //! | `acknowledge_interrupt` | the interrupt handler | neither |
-//! | `admit`, `program`, `collect`, `quiesce`, `reopen` | the work loop, behind the command gate | both |
+//! | `admit`, `program`, `program_flush`, `collect`, `quiesce`, `reopen` | the work loop, behind the command gate | both |
 //! | the others | anywhere | both |
 
 use alloc::string::String;
@@ -48,6 +54,23 @@ pub struct DiskShape {
     pub specification: Specification,
     /// Where the device's DMA goes: the bare machine, or its IOMMU domain.
     pub platform: &'static dyn DmaPlatform,
+    /// Whether finished writes may still sit in a volatile cache (then a
+    /// flush goes to the device).
+    pub write_cache: WriteCache,
+}
+
+/// Whether a disk may keep a finished write in a cache that a power loss
+/// empties. Each driver says so from what its device reports; nothing is
+/// assumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteCache {
+    /// A write is durable once the device reports it finished (no cache, or
+    /// one the device writes through): a flush has nothing to do, and the
+    /// block layer answers it with success without the device.
+    WriteThrough,
+    /// The device may report a write finished while it sits in a volatile
+    /// cache: a flush goes to the device ([`HardwareQueue::program_flush`]).
+    Volatile,
 }
 
 impl core::fmt::Debug for DiskShape {
@@ -58,6 +81,7 @@ impl core::fmt::Debug for DiskShape {
             .field("block_count", &self.block_count)
             .field("depth", &self.depth)
             .field("max_request_blocks", &self.max_request_blocks)
+            .field("write_cache", &self.write_cache)
             .finish()
     }
 }
@@ -71,6 +95,19 @@ pub struct BlockCommand {
     pub lba: u64,
     /// Blocks.
     pub count: u64,
+}
+
+/// What one slot carries to the device: a command that moves data, or a
+/// flush, which has none (so nothing can lend it a transfer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotCommand {
+    /// A read or a write: [`HardwareQueue::program`] gets it with the
+    /// prepared transfer.
+    Transfer(BlockCommand),
+    /// Every write the device reported finished before the flush was
+    /// submitted goes from its volatile cache to the medium:
+    /// [`HardwareQueue::program_flush`], no data.
+    Flush,
 }
 
 /// How the device ended one slot's request.
@@ -130,8 +167,11 @@ pub trait HardwareQueue: Send + Sync {
     fn description(&self) -> String;
     /// Whether `command` may start now, before any memory is prepared for it:
     /// `Busy` means "not now, try again" (another drive on the same channel is
-    /// using it), anything else fails the request (a write to a read-only disk).
-    fn admit(&self, command: &BlockCommand) -> Result<(), IoFailure> {
+    /// using it, or a flush must wait until the queued commands before it are
+    /// done), anything else fails the request (a write to a read-only disk).
+    /// A request told `Busy` stays at the head of the line: those behind it
+    /// wait too, so none overtakes it.
+    fn admit(&self, command: &SlotCommand) -> Result<(), IoFailure> {
         let _ = command;
         Ok(())
     }
@@ -141,6 +181,13 @@ pub trait HardwareQueue: Send + Sync {
     /// device was not given the slot, or was stopped again before returning, so
     /// the data can be completed with nothing moved.
     fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure>;
+    /// Programs free slot `slot` with a flush of the device's volatile write
+    /// cache, and starts the device on it. There is no data: `collect` reports
+    /// the slot (with `moved` 0) once every write the device reported finished
+    /// before is on the medium, or with the device's error. Asked only of a
+    /// disk whose shape says [`WriteCache::Volatile`]. `Ok` and `Err` mean what
+    /// they mean for `program`.
+    fn program_flush(&self, slot: Slot) -> Result<(), IoFailure>;
     /// Looks at the device and reports each slot it finished, in the order it
     /// finished them, with what it moved. A slot is reported once.
     fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth;

@@ -18,7 +18,8 @@ pub use crate::dma::TransferOptions;
 pub use device::BlockDevice;
 pub use handle::RequestHandle;
 pub use hardware::{
-    BlockCommand, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Recovery, Slot, claim_slot,
+    BlockCommand, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Recovery, Slot, SlotCommand,
+    WriteCache, claim_slot,
 };
 pub use queued::{MAX_RESETS_IN_A_ROW, QueuedDisk, REQUEST_TIMEOUT_MS};
 pub use request::{BlockOperation, BlockRequest, Deferral, DoubleBuffering, Finished, Rejected, check_request};

@@ -26,6 +26,9 @@
 //! load, FreeBSD busdma's way) and tries again when requests finish, unless the
 //! request asked to fail at once, or it needs more pages than the whole budget
 //! holds and so could never start.
+//!
+//! A flush (`flush.rs`) takes the same line and a slot, but no buffer: nothing
+//! is prepared, lent or completed for it.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -38,7 +41,8 @@ use super::request::check;
 use super::work_loop::{CommandGate, InterruptEventSource};
 use super::{
     BlockCommand, BlockDevice, BlockOperation, BlockRequest, Deferral, DeviceHealth, DeviceOutcome, DiskShape,
-    DoubleBuffering, Finished, HardwareQueue, QueueStats, Rejected, RequestHandle, Slot, StopReport, check_request,
+    DoubleBuffering, Finished, HardwareQueue, QueueStats, Rejected, RequestHandle, Slot, SlotCommand, StopReport,
+    check_request,
 };
 use crate::dma::hooks::Site;
 use crate::dma::trace::dma_trace;
@@ -47,6 +51,7 @@ use crate::dma::{
 };
 use crate::time::Waiter;
 
+mod flush;
 mod recovery;
 
 /// How long a request may take, from the moment its submitter waits for it.
@@ -63,9 +68,28 @@ enum Mode {
     Stopped,
 }
 
+/// What a waiting request asks of the device.
+enum Pending {
+    /// A read or a write, buffer and all.
+    Transfer(BlockRequest),
+    /// A flush: no buffer.
+    Flush,
+}
+
+impl Pending {
+    /// What goes back to the submitter with a failure: the buffer (a flush
+    /// has none).
+    fn into_buffer(self) -> Option<DmaBuffer> {
+        match self {
+            Pending::Transfer(request) => Some(request.buffer),
+            Pending::Flush => None,
+        }
+    }
+}
+
 /// A request waiting in software for a slot (or for bounce memory).
 struct Waiting {
-    request: BlockRequest,
+    work: Pending,
     ticket: Arc<Ticket>,
     /// Counted as a deferred load already.
     deferred: bool,
@@ -83,8 +107,8 @@ struct QueueState {
     last_segments: Vec<Segment>,
     next_sequence: u64,
     stats: QueueStats,
-    /// The command each slot's device was last given (read again at a reset).
-    commands: Vec<Option<BlockCommand>>,
+    /// The command each slot's device holds (read again at a reset).
+    commands: Vec<Option<SlotCommand>>,
     /// Resets since the device last finished a request.
     resets_in_a_row: u64,
 }
@@ -170,6 +194,13 @@ impl<H: HardwareQueue> QueuedDisk<H> {
         state.stats.in_flight -= 1;
         // The device works again: a later failure may be mended by a reset.
         state.resets_in_a_row = 0;
+        let command = state.commands[slot].take();
+        self.note_order(state, slot, &ticket);
+        if command == Some(SlotCommand::Flush) {
+            // Nothing was prepared: no buffer, and no bytes to believe.
+            self.fulfil(state, &ticket, Finished { buffer: None, result: outcome.result });
+            return;
+        }
         // The DMA layer believes no more than it prepared (a claim past it is
         // `DeviceClaimedTooMuch`, and only the prepared range comes back).
         let Some(completed) = state.transfers.complete(slot, outcome.moved) else {
@@ -180,6 +211,14 @@ impl<H: HardwareQueue> QueuedDisk<H> {
             self.fulfil(state, &ticket, Finished { buffer: None, result: Err(lost) });
             return;
         };
+        let finished = Finished { result: outcome.result.and(completed.result), buffer: handed_back(completed) };
+        self.fulfil(state, &ticket, finished);
+    }
+
+    /// Counts (and traces) a request in `slot` that finished while one
+    /// submitted before it is still held.
+    fn note_order(&self, state: &mut QueueState, slot: Slot, ticket: &Ticket) {
+        let name = self.shape.driver_name;
         let sequence = ticket.sequence();
         let earlier =
             state.slots.iter().flatten().map(|other| other.sequence()).filter(|&other| other < sequence).min();
@@ -189,8 +228,6 @@ impl<H: HardwareQueue> QueuedDisk<H> {
                 "{name}: request #{sequence} (slot {slot}) finished before #{earlier}, which was submitted first"
             );
         }
-        let finished = Finished { result: outcome.result.and(completed.result), buffer: handed_back(completed) };
-        self.fulfil(state, &ticket, finished);
     }
 
     fn fulfil(&self, state: &mut QueueState, ticket: &Ticket, finished: Finished) {
@@ -206,15 +243,25 @@ impl<H: HardwareQueue> QueuedDisk<H> {
     fn start_waiting(&self, state: &mut QueueState) {
         while state.mode == Mode::Running {
             let Some(slot) = state.slots.iter().position(Option::is_none) else { break };
-            let Some(Waiting { request, ticket, deferred }) = state.waiting.pop_front() else { break };
-            let deferral = request.deferral;
-            match self.start(state, slot, request) {
+            let Some(Waiting { work, ticket, deferred }) = state.waiting.pop_front() else { break };
+            let started = match work {
+                Pending::Transfer(request) => {
+                    let deferral = request.deferral;
+                    self.start(state, slot, request)
+                        .map_err(|Rejected { request, failure }| (Pending::Transfer(request), failure, deferral))
+                }
+                // A flush needs no bounce memory, so it never waits for any.
+                Pending::Flush => {
+                    self.start_flush(state, slot).map_err(|failure| (Pending::Flush, failure, Deferral::FailAtOnce))
+                }
+            };
+            match started {
                 Ok(()) => {
                     state.slots[slot] = Some(ticket);
                     state.stats.in_flight += 1;
                     state.stats.deepest = state.stats.deepest.max(state.stats.in_flight);
                 }
-                Err(Rejected { request, failure }) => match verdict(&failure, deferral) {
+                Err((work, failure, deferral)) => match verdict(&failure, deferral) {
                     Verdict::TryAgain { deferred_load } => {
                         if deferred_load && !deferred {
                             state.stats.deferred_loads += 1;
@@ -225,11 +272,11 @@ impl<H: HardwareQueue> QueuedDisk<H> {
                                 failure.cause()
                             );
                         }
-                        state.waiting.push_front(Waiting { request, ticket, deferred: deferred || deferred_load });
+                        state.waiting.push_front(Waiting { work, ticket, deferred: deferred || deferred_load });
                         break;
                     }
                     Verdict::Fail => {
-                        self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(failure) })
+                        self.fulfil(state, &ticket, Finished { buffer: work.into_buffer(), result: Err(failure) })
                     }
                 },
             }
@@ -244,7 +291,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
         let BlockRequest { operation, lba, count, buffer, offset, options, deferral } = request;
         let rebuild = |buffer| BlockRequest { operation, lba, count, buffer, offset, options, deferral };
         let command = BlockCommand { operation, lba, count };
-        if let Err(failure) = self.hardware.admit(&command) {
+        if let Err(failure) = self.hardware.admit(&SlotCommand::Transfer(command)) {
             return Err(Rejected { request: rebuild(buffer), failure });
         }
         let mut effective = options;
@@ -261,7 +308,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
         let Err(failure) = self.hardware.program(slot, &command, &data) else {
             state.last_segments.clear();
             state.last_segments.extend_from_slice(data.segments());
-            state.commands[slot] = Some(command);
+            state.commands[slot] = Some(SlotCommand::Transfer(command));
             return Ok(());
         };
         // The device was not given the slot (the driver's promise on `Err`):
@@ -276,7 +323,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
     /// Queues a checked request behind the gate and runs the loop.
     fn enqueue(&self, request: BlockRequest) -> Result<RequestHandle, Rejected> {
         self.gate.run_action(|state| {
-            let queued = Self::queue_request(state, request);
+            let queued = self.queue_request(state, request);
             self.work(state);
             queued
         })
@@ -294,17 +341,33 @@ impl<H: HardwareQueue> QueuedDisk<H> {
         Ok(request)
     }
 
-    /// Puts a checked request at the end of the line, unless the disk is stopped.
-    fn queue_request(state: &mut QueueState, request: BlockRequest) -> Result<RequestHandle, Rejected> {
+    /// Puts a checked request at the end of the line, unless the disk is
+    /// stopped; the caller runs the loop.
+    fn queue_request(&self, state: &mut QueueState, request: BlockRequest) -> Result<RequestHandle, Rejected> {
         if state.mode == Mode::Stopped {
             let failure = IoFailure::new(IoReturn::NotReady, Cause::DriverStopped);
             return Err(Rejected { request, failure });
         }
+        let ticket = self.new_ticket(state);
+        state.waiting.push_back(Waiting { work: Pending::Transfer(request), ticket: ticket.clone(), deferred: false });
+        Ok(RequestHandle::new(ticket))
+    }
+
+    /// Behind the gate, on a running disk: gives `work` a ticket, queues it
+    /// last, and runs the loop.
+    fn queue_and_work(&self, state: &mut QueueState, work: Pending) -> RequestHandle {
+        let ticket = self.new_ticket(state);
+        state.waiting.push_back(Waiting { work, ticket: ticket.clone(), deferred: false });
+        self.work(state);
+        RequestHandle::new(ticket)
+    }
+
+    /// The next request's ticket, counted as submitted.
+    fn new_ticket(&self, state: &mut QueueState) -> Arc<Ticket> {
         let ticket = Ticket::new(state.next_sequence);
         state.next_sequence += 1;
         state.stats.submitted += 1;
-        state.waiting.push_back(Waiting { request, ticket: ticket.clone(), deferred: false });
-        Ok(RequestHandle::new(ticket))
+        ticket
     }
 
     fn in_flight(&self) -> usize {
@@ -378,6 +441,10 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
         self.shape.max_request_blocks
     }
 
+    fn submit_flush(&self) -> Result<RequestHandle, IoFailure> {
+        self.enqueue_flush()
+    }
+
     fn submit(&self, request: BlockRequest) -> Result<RequestHandle, Rejected> {
         self.enqueue(self.checked(request)?)
     }
@@ -386,7 +453,7 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
         let checked: Vec<_> = requests.into_iter().map(|request| self.checked(request)).collect();
         self.gate.run_action(|state| {
             let queued =
-                checked.into_iter().map(|request| request.and_then(|r| Self::queue_request(state, r))).collect();
+                checked.into_iter().map(|request| request.and_then(|r| self.queue_request(state, r))).collect();
             self.work(state);
             queued
         })

@@ -97,9 +97,10 @@ pub struct Rejected {
 /// How a request ended: the buffer, the CPU's again, and the result.
 #[derive(Debug)]
 pub struct Finished {
-    /// The buffer; `None` if its memory was abandoned (leaked, never reused)
-    /// because the device may still reach it: it could not be stopped, or the
-    /// IOMMU did not confirm it forgot the buffer's pages. No CPU may touch it.
+    /// The buffer; `None` for a flush (it has none), or if its memory was
+    /// abandoned (leaked, never reused) because the device may still reach it:
+    /// it could not be stopped, or the IOMMU did not confirm it forgot the
+    /// buffer's pages. No CPU may touch it.
     pub buffer: Option<DmaBuffer>,
     /// `Ok`, or what went wrong (the device's error, a timeout, a stop).
     pub result: Result<(), IoFailure>,

@@ -11,8 +11,11 @@ pub struct QueueStats {
     pub queued: usize,
     /// The most requests the device held at once.
     pub deepest: usize,
-    /// Requests taken since the start.
+    /// Requests taken since the start (flushes included).
     pub submitted: u64,
+    /// Flushes taken since the start: those a write-through disk answered at
+    /// once, and those its device was given.
+    pub flushes: u64,
     /// Requests finished (well or not).
     pub finished: u64,
     /// Requests finished with an error.

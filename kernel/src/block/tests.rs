@@ -15,6 +15,7 @@ use crate::dma::{
 use crate::memory::{Constraints, FRAME_SIZE};
 use crate::time::Waiter;
 
+mod flush_tests;
 mod reset_tests;
 
 const BLOCK: u64 = 512;
@@ -54,9 +55,9 @@ enum Fatal {
 const FATAL: IoFailure = IoFailure::new(IoReturn::IoError, Cause::Other("the fake device's fatal error"));
 
 /// What the fake device was told for one slot: the command and the segments,
-/// copied at `program` (a device knows addresses, not buffers).
+/// copied at `program` (a device knows addresses, not buffers; a flush has none).
 struct Programmed {
-    command: BlockCommand,
+    command: SlotCommand,
     segments: Vec<Segment>,
 }
 
@@ -68,9 +69,14 @@ struct FakeDisk {
     depth: usize,
     finishing: Finishing,
     image: Mutex<Vec<u8>>,
+    /// What a power loss would leave: the image as the last flush found it
+    /// (finished writes sit in the device's volatile cache until then).
+    durable: Mutex<Vec<u8>>,
+    /// What the shape says about the cache.
+    write_cache: WriteCache,
     slots: Mutex<Vec<Option<Programmed>>>,
-    /// Slots the device finished, in its order, with the bytes it says it moved.
-    done: Mutex<VecDeque<(usize, u64)>>,
+    /// Slots the device finished, in its order, with what it says it did.
+    done: Mutex<VecDeque<(usize, DeviceOutcome)>>,
     /// What happened, in order: "start 7", "reset", "released".
     events: Mutex<Vec<String>>,
     max_blocks: u64,
@@ -86,12 +92,14 @@ struct FakeDisk {
 
 impl FakeDisk {
     fn new(platform: &'static SimulatedPlatform, depth: usize, finishing: Finishing) -> FakeDisk {
-        let image = (0..BLOCKS * BLOCK).map(|byte| (byte / BLOCK) as u8 ^ (byte % 251) as u8).collect();
+        let image: Vec<u8> = (0..BLOCKS * BLOCK).map(|byte| (byte / BLOCK) as u8 ^ (byte % 251) as u8).collect();
         FakeDisk {
             platform,
             dma: platform,
             depth,
             finishing,
+            durable: Mutex::new(image.clone()),
+            write_cache: WriteCache::Volatile,
             image: Mutex::new(image),
             slots: Mutex::new((0..depth).map(|_| None).collect()),
             done: Mutex::new(VecDeque::new()),
@@ -110,27 +118,41 @@ impl FakeDisk {
         let slots = self.slots.lock();
         let programmed = slots[slot].as_ref().expect("a request in the slot");
         let mut image = self.image.lock();
-        let mut position = (programmed.command.lba * BLOCK) as usize;
+        let command = match programmed.command {
+            SlotCommand::Transfer(command) => command,
+            SlotCommand::Flush => {
+                // Every write finished so far leaves the cache for the medium.
+                self.durable.lock().clone_from(&image);
+                self.done.lock().push_back((slot, DeviceOutcome { moved: 0, result: Ok(()) }));
+                return;
+            }
+        };
+        let mut position = (command.lba * BLOCK) as usize;
         for segment in &programmed.segments {
             let (first, end) = (segment.address.as_u64(), segment.address.as_u64() + segment.length);
             let every_page_allocated = (first / FRAME_SIZE..end.div_ceil(FRAME_SIZE))
                 .all(|page| self.platform.is_allocated(page * FRAME_SIZE));
             assert!(every_page_allocated, "the device reached freed memory at {first:#x}");
             let bytes = &mut image[position..position + segment.length as usize];
-            match programmed.command.operation {
+            match command.operation {
                 BlockOperation::Read => self.platform.device_write(segment.address.as_u64(), bytes),
                 BlockOperation::Write => self.platform.device_read(segment.address.as_u64(), bytes),
             }
             position += segment.length as usize;
         }
         let moved = programmed.segments.iter().map(|segment| segment.length).sum();
-        self.done.lock().push_back((slot, moved));
+        self.done.lock().push_back((slot, DeviceOutcome { moved, result: Ok(()) }));
     }
 
     /// The device reports slot `slot` finished having moved `moved` bytes,
     /// whatever it really did.
     fn claim(&self, slot: usize, moved: u64) {
-        self.done.lock().push_back((slot, moved));
+        self.done.lock().push_back((slot, DeviceOutcome { moved, result: Ok(()) }));
+    }
+
+    /// The device reports slot `slot` failed with `failure`, nothing moved.
+    fn fail(&self, slot: usize, failure: IoFailure) {
+        self.done.lock().push_back((slot, DeviceOutcome { moved: 0, result: Err(failure) }));
     }
 
     fn in_flight_slots(&self) -> Vec<usize> {
@@ -139,6 +161,11 @@ impl FakeDisk {
 
     fn image(&self, lba: u64, count: u64) -> Vec<u8> {
         self.image.lock()[(lba * BLOCK) as usize..((lba + count) * BLOCK) as usize].to_vec()
+    }
+
+    /// What a power loss would leave of `count` blocks at `lba`.
+    fn durable(&self, lba: u64, count: u64) -> Vec<u8> {
+        self.durable.lock()[(lba * BLOCK) as usize..((lba + count) * BLOCK) as usize].to_vec()
     }
 }
 
@@ -152,6 +179,7 @@ impl HardwareQueue for FakeDisk {
             max_request_blocks: self.max_blocks,
             specification: Specification::UNLIMITED_32,
             platform: self.dma,
+            write_cache: self.write_cache,
         }
     }
     fn description(&self) -> String {
@@ -160,16 +188,24 @@ impl HardwareQueue for FakeDisk {
     fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
         self.events.lock().push(alloc::format!("start {}", command.lba));
         let segments = data.segments().to_vec();
-        self.slots.lock()[slot] = Some(Programmed { command: *command, segments });
+        self.slots.lock()[slot] = Some(Programmed { command: SlotCommand::Transfer(*command), segments });
+        if self.finishing == Finishing::AtOnce {
+            self.finish(slot);
+        }
+        Ok(())
+    }
+    fn program_flush(&self, slot: Slot) -> Result<(), IoFailure> {
+        self.events.lock().push(String::from("flush"));
+        self.slots.lock()[slot] = Some(Programmed { command: SlotCommand::Flush, segments: Vec::new() });
         if self.finishing == Finishing::AtOnce {
             self.finish(slot);
         }
         Ok(())
     }
     fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {
-        while let Some((slot, moved)) = self.done.lock().pop_front() {
+        while let Some((slot, outcome)) = self.done.lock().pop_front() {
             self.slots.lock()[slot] = None;
-            finished(slot, DeviceOutcome { moved, result: Ok(()) });
+            finished(slot, outcome);
         }
         let mut fatal = self.fatal.lock();
         match *fatal {

@@ -167,6 +167,9 @@ pub enum VirtioCause {
     StructureTooShort(&'static str),
     /// A write to a disk that offered `VIRTIO_BLK_F_RO`.
     ReadOnly,
+    /// A flush to a device that did not offer `VIRTIO_BLK_F_FLUSH`: it has
+    /// no volatile cache to flush and no flush request to take.
+    FlushNotNegotiated,
     /// A split virtqueue's size must be a power of two no larger than the
     /// device's maximum (and not 0).
     QueueSizeInvalid {
@@ -255,6 +258,9 @@ impl fmt::Display for VirtioCause {
             }
             VirtioCause::StructureTooShort(what) => write!(f, "the virtio {what} structure is too short"),
             VirtioCause::ReadOnly => f.write_str("the disk is read-only"),
+            VirtioCause::FlushNotNegotiated => {
+                f.write_str("the device did not offer VIRTIO_BLK_F_FLUSH: it takes no flush request")
+            }
             VirtioCause::QueueSizeInvalid { size, max } => write!(
                 f,
                 "a split virtqueue's size is a power of two no larger than the device's (asked {size}, the device \
@@ -367,6 +373,13 @@ pub enum AhciCause {
     },
     /// `reopen` found the port still set up: it was not stopped.
     PortRunning,
+    /// A flush is a non-queued command, which ATA forbids while queued
+    /// (NCQ) commands are outstanding: it waits until they are done, and new
+    /// commands wait until it is.
+    FlushRunsAlone,
+    /// A flush to a drive whose IDENTIFY says it has no volatile write cache
+    /// (word 82 bit 5): it has nothing to flush.
+    NoWriteCache,
 }
 
 impl fmt::Display for AhciCause {
@@ -375,6 +388,10 @@ impl fmt::Display for AhciCause {
             AhciCause::CommandFailed { interrupts, task_file, meaning } => {
                 write!(f, "{meaning} (PxIS {interrupts:#x}, PxTFD {task_file:#x})")
             }
+            AhciCause::FlushRunsAlone => {
+                f.write_str("a flush is not queued: it runs alone, after the queued commands before it; new ones wait")
+            }
+            AhciCause::NoWriteCache => f.write_str("the drive has no volatile write cache: there is nothing to flush"),
             AhciCause::FindingFailedCommand => f.write_str(
                 "the port issues the commands an NCQ error left one at a time, to find the one that failed; \
                  new commands wait",
@@ -430,6 +447,9 @@ pub enum AtaCause {
     },
     /// The channel runs the other drive's command: try again when it is done.
     ChannelBusy,
+    /// A flush to a drive whose IDENTIFY says it has no volatile write cache
+    /// (word 82 bit 5): it has nothing to flush.
+    NoWriteCache,
 }
 
 impl fmt::Display for AtaCause {
@@ -452,6 +472,7 @@ impl fmt::Display for AtaCause {
                 write!(f, "drive reported ERR (status {status:#04x}, error {error:#04x})")
             }
             AtaCause::ChannelBusy => f.write_str("the channel runs the other drive's command"),
+            AtaCause::NoWriteCache => f.write_str("the drive has no volatile write cache: there is nothing to flush"),
         }
     }
 }

@@ -144,6 +144,7 @@ pub fn execute(line: &str) -> Result<(), String> {
         "queue" => super::queue::queue(arguments)?,
         "experiment" => super::experiments::experiment(arguments)?,
         "start" => start(arguments)?,
+        "flush" => flush(arguments)?,
         "poweroff" | "exit" | "quit" => {
             println!("powering off");
             exit(ExitCode::Success)
@@ -186,6 +187,8 @@ fn help() {
     println!("                           hand an NVMe controller (nvme0n1) a PRP list whose second entry starts");
     println!("                           inside a page: it answers PRP Offset Invalid, nothing changes");
     println!("  queue DEV N              N reads submitted at once: see the order the device finishes them");
+    println!("  flush DEV                flush the disk's volatile write cache: the writes it finished are");
+    println!("                           on the medium (a disk without such a cache has nothing to flush)");
     println!("  stop DEV | start DEV     stop a disk's driver (requests in flight drain or abort,");
     println!("                           then the device's memory goes back), or start it again");
     println!("  iommu                    IOMMU units, capabilities, domains, live mappings, faults");
@@ -233,6 +236,15 @@ fn start(arguments: &[&str]) -> Result<(), String> {
     let (name, disk) = named_disk(arguments, "usage: start DEV")?;
     disk.start().map_err(|failure| format!("{name}: {failure}"))?;
     println!("{name} started");
+    Ok(())
+}
+
+/// `flush DEV`: named `flush`, not `sync`, which the shell uses for DMA's
+/// synchronize (`dma sync`).
+fn flush(arguments: &[&str]) -> Result<(), String> {
+    let (name, disk) = named_disk(arguments, "usage: flush DEV")?;
+    disk.flush().map_err(|failure| format!("{name}: flush failed: {failure}"))?;
+    println!("{name}: flushed (every write finished before is on the medium)");
     Ok(())
 }
 

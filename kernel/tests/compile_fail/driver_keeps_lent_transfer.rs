@@ -4,7 +4,9 @@
 
 use std::sync::Mutex;
 
-use dmakit::block::{BlockCommand, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot};
+use dmakit::block::{
+    BlockCommand, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot, WriteCache,
+};
 use dmakit::dma::simulated::SimulatedPlatform;
 use dmakit::dma::{IoFailure, LentTransfer, Specification};
 
@@ -24,6 +26,7 @@ impl HardwareQueue for KeepingDisk {
             max_request_blocks: 8,
             specification: Specification::UNLIMITED_64,
             platform: self.platform,
+            write_cache: WriteCache::WriteThrough,
         }
     }
     fn description(&self) -> String {
@@ -31,6 +34,9 @@ impl HardwareQueue for KeepingDisk {
     }
     fn program(&self, _slot: Slot, _command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
         *self.kept.lock().unwrap() = Some(data);
+        Ok(())
+    }
+    fn program_flush(&self, _slot: Slot) -> Result<(), IoFailure> {
         Ok(())
     }
     fn collect(&self, _finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {

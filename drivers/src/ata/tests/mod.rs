@@ -18,22 +18,32 @@ use proptest::prelude::*;
 use x86_64::PhysAddr;
 
 use super::fake::{Block, FakeChannel, FakeDrive, FakePorts, Memory};
-use super::identify::{Addressing, Identity};
+use super::identify::{Addressing, CacheFlush, Identity};
 use super::prd::{END_OF_TABLE, PrdEntry, REGION_LIMIT};
 use super::registers::*;
 use super::{AtaDisk, Channel, Interrupts};
 use crate::test_support::WAITER;
 
 mod data_phase;
+mod flush_tests;
 
 const SECTORS: u64 = 8192;
 /// What a test's buffer holds before a transfer that must not change it.
 const OLD_BYTE: u8 = 0x5a;
 
 fn drive(addressing: Addressing) -> FakeDrive {
+    let flush = match addressing {
+        Addressing::Lba28 => CacheFlush::FlushCache,
+        Addressing::Lba48 => CacheFlush::FlushCacheExt,
+    };
+    drive_with(addressing, flush)
+}
+
+/// A drive whose IDENTIFY says `flush` about its write cache.
+fn drive_with(addressing: Addressing, flush: CacheFlush) -> FakeDrive {
     let mut image = vec![0; (SECTORS * 512) as usize];
     pattern::fill(0, b'A', &mut image);
-    FakeDrive { image, identity: Identity { sectors: SECTORS, addressing, model: String::from("FAKE DISK") } }
+    FakeDrive { image, identity: Identity { sectors: SECTORS, addressing, model: String::from("FAKE DISK"), flush } }
 }
 
 struct Setup {

@@ -118,6 +118,10 @@ pub struct FakeNvme {
     pub lie: Mutex<Option<Lie>>,
     /// Every command the controller ended.
     pub log: Mutex<Vec<Logged>>,
+    /// Every Flush it ran, as submitted (namespace, data pointer and all).
+    pub flushes: Mutex<Vec<SubmissionEntry>>,
+    /// The status Flush commands end with (`None`: success).
+    pub flush_status: Mutex<Option<NvmeStatus>>,
     /// Whether every queue page was still allocated when CC.EN was cleared.
     pub disables: Mutex<Vec<bool>>,
     /// The most I/O commands held at once.
@@ -140,6 +144,8 @@ impl FakeNvme {
             submission_entry_sizes: 0x66,
             completion_entry_sizes: 0x44,
             namespaces: 1,
+            // QEMU's controller says it has one.
+            volatile_write_cache: 1,
             sgl_support: u32::from(sgl),
         };
         Arc::new(FakeNvme {
@@ -154,6 +160,8 @@ impl FakeNvme {
             fatal_on_io: AtomicBool::new(false),
             lie: Mutex::new(None),
             log: Mutex::new(Vec::new()),
+            flushes: Mutex::new(Vec::new()),
+            flush_status: Mutex::new(None),
             disables: Mutex::new(Vec::new()),
             most_held: Mutex::new(0),
         })
@@ -292,7 +300,12 @@ impl FakeNvme {
         let lba = u64::from(entry.command[0]) | u64::from(entry.command[1]) << 32;
         let blocks = u64::from(entry.command[2] & 0xffff) + 1;
         match entry.opcode {
-            IO_FLUSH => return Ok(()),
+            // Flush moves no data: its data pointer is not walked (NVMe 2.0,
+            // NVM command set 3.2.2); the test looks at what it was given.
+            IO_FLUSH => {
+                self.flushes.lock().push(*entry);
+                return self.flush_status.lock().map_or(Ok(()), Err);
+            }
             IO_READ | IO_WRITE => {}
             _ => return Err(NvmeStatus::Generic(GenericStatus::InvalidOpcode)),
         }

@@ -89,6 +89,11 @@ pub struct FakeDisk {
     pub misreport: Mutex<Misreport>,
     /// Largest chain seen (descriptors).
     pub longest_chain: Mutex<usize>,
+    /// Every flush request it ran: (sector in its header, descriptors in its chain).
+    pub flushes: Mutex<Vec<(u64, usize)>>,
+    /// The status byte a flush ends with when `VIRTIO_BLK_F_FLUSH` was
+    /// negotiated (without it, `UNSUPP`, as for any type it does not take).
+    pub flush_status: u8,
 }
 
 impl FakeVirtio {
@@ -114,6 +119,8 @@ impl FakeVirtio {
             answer: Mutex::new(Answer::AtNotify),
             misreport: Mutex::new(Misreport::Honest),
             longest_chain: Mutex::new(0),
+            flushes: Mutex::new(Vec::new()),
+            flush_status: STATUS_OK,
         };
         Arc::new(FakeDevice::with_personality(platform, interface, FEATURE_SEG_MAX | read_only | 1 << 28, disk))
     }
@@ -202,7 +209,7 @@ impl FakeDisk {
     /// Runs a chain and puts it on the used ring.
     fn finish(&self, queue: &mut QueueAccess<'_>, chain: Chain) {
         let misreport = *self.misreport.lock();
-        let written = self.execute(queue.memory, &chain.descriptors, misreport);
+        let written = self.execute(queue.memory, &chain.descriptors, misreport, queue.accepted);
         let (id, written, times) = match misreport {
             Misreport::Honest | Misreport::StatusUnwritten => (u32::from(chain.head), written, 1),
             Misreport::LengthAbovePrepared => (u32::from(chain.head), written + 4096, 1),
@@ -214,12 +221,19 @@ impl FakeDisk {
 
     /// Runs one request; returns the bytes written to the driver (counting
     /// the status byte even when `misreport` leaves it unwritten).
-    fn execute(&self, memory: &DeviceMemory, chain: &[VirtqDescriptor], misreport: Misreport) -> u32 {
+    fn execute(&self, memory: &DeviceMemory, chain: &[VirtqDescriptor], misreport: Misreport, accepted: u64) -> u32 {
         let header = memory.read(chain[0].address, 16);
         let kind = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
         let sector = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
         let status = chain[chain.len() - 1];
         assert!(status.flags & DESCRIPTOR_WRITE != 0 && status.length == 1, "status is one writable byte");
+        if kind == REQUEST_FLUSH {
+            // No data moves: the device writes only the status byte.
+            self.flushes.lock().push((sector, chain.len()));
+            let answer = if accepted & FEATURE_FLUSH != 0 { self.flush_status } else { STATUS_UNSUPP };
+            memory.write(status.address, &[answer]);
+            return 1;
+        }
         let data = &chain[1..chain.len() - 1];
         let length: u64 = data.iter().map(|d| u64::from(d.length)).sum();
         let mut disk = self.disk.lock();

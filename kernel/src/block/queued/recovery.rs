@@ -9,14 +9,17 @@
 //! request the device held again, in submission order, with the transfer it
 //! still holds: nothing was completed or prepared in between, so the memory
 //! never left the DMA layer's hands (a read is written again whole, a write
-//! reads the same bytes again). A device that needs more than
+//! reads the same bytes again; a flush, which holds nothing, is asked for
+//! again). A device that needs more than
 //! [`MAX_RESETS_IN_A_ROW`] resets without finishing a request in between is
 //! stopped as before.
 
 use alloc::vec::Vec;
 
 use super::{Mode, QueueState, QueuedDisk, REQUEST_TIMEOUT_MS, Waiting, handed_back};
-use crate::block::{Finished, HardwareQueue, MAX_RESETS_IN_A_ROW, Quiesced, Recovery, RequestHandle, Slot};
+use crate::block::{
+    Finished, HardwareQueue, MAX_RESETS_IN_A_ROW, Quiesced, Recovery, RequestHandle, Slot, SlotCommand,
+};
 use crate::dma::{Cause, IoFailure, IoReturn};
 
 impl<H: HardwareQueue> QueuedDisk<H> {
@@ -27,7 +30,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
     pub(super) fn give_up(&self, handle: &RequestHandle) {
         self.gate.run_action(|state| {
             if let Some(position) = state.waiting.iter().position(|waiting| handle.holds(&waiting.ticket)) {
-                if let Some(Waiting { request, ticket, deferred }) = state.waiting.remove(position) {
+                if let Some(Waiting { work, ticket, deferred }) = state.waiting.remove(position) {
                     let failure = match deferred {
                         true => IoFailure::new(
                             IoReturn::NoResources,
@@ -38,7 +41,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
                             Cause::TimedOut { milliseconds: REQUEST_TIMEOUT_MS, last: None },
                         ),
                     };
-                    self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(failure) });
+                    self.fulfil(state, &ticket, Finished { buffer: work.into_buffer(), result: Err(failure) });
                 }
                 return;
             }
@@ -111,7 +114,9 @@ impl<H: HardwareQueue> QueuedDisk<H> {
         for (_, slot) in held {
             let lost = IoFailure::new(IoReturn::InternalError, Cause::RequestLost);
             let programmed = match (state.commands[slot], state.transfers.lend(slot)) {
-                (Some(command), Some(data)) => self.hardware.program(slot, &command, &data),
+                (Some(SlotCommand::Transfer(command)), Some(data)) => self.hardware.program(slot, &command, &data),
+                // A flush holds no transfer: it is simply asked for again.
+                (Some(SlotCommand::Flush), None) => self.hardware.program_flush(slot),
                 // Cannot happen (a slot's ticket, command and transfer come and
                 // go together); the device does not have it, it is stopped.
                 _ => Err(lost),
@@ -151,6 +156,8 @@ impl<H: HardwareQueue> QueuedDisk<H> {
     fn end_slot(&self, state: &mut QueueState, slot: Slot, failure: IoFailure, quiesced: Quiesced) {
         let Some(ticket) = state.slots[slot].take() else { return };
         state.stats.in_flight -= 1;
+        // A flush's slot holds no transfer: it completes and abandons nothing.
+        state.commands[slot] = None;
         let buffer = match quiesced {
             Quiesced::Stopped => state.transfers.complete(slot, 0).and_then(handed_back),
             Quiesced::StillRunning(_) => {
@@ -166,9 +173,9 @@ impl<H: HardwareQueue> QueuedDisk<H> {
     pub(super) fn abort_waiting(&self, state: &mut QueueState) -> usize {
         let stopped = IoFailure::new(IoReturn::Aborted, Cause::DriverStopped);
         let mut aborted = 0;
-        while let Some(Waiting { request, ticket, .. }) = state.waiting.pop_front() {
+        while let Some(Waiting { work, ticket, .. }) = state.waiting.pop_front() {
             aborted += 1;
-            self.fulfil(state, &ticket, Finished { buffer: Some(request.buffer), result: Err(stopped) });
+            self.fulfil(state, &ticket, Finished { buffer: work.into_buffer(), result: Err(stopped) });
         }
         aborted
     }
