@@ -13,7 +13,7 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, Finished, RequestHandle, TransferOptions};
+use dmakit::block::{BlockDevice, BlockOperation, BlockRequest, Finished, RequestHandle, TransferOptions, WriteCache};
 use dmakit::digest::sha256_hex;
 use dmakit::dma::kernel_platform::platform;
 use dmakit::dma::{Cause, DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand, IoReturn, Specification};
@@ -28,6 +28,7 @@ dmakit::test_kernel!(
     completions_arrive_in_the_devices_order_not_the_submitters,
     a_tiny_bounce_budget_defers_loads_and_everything_completes,
     stopping_a_driver_with_requests_in_flight_gives_every_buffer_back,
+    every_disk_flushes_its_volatile_cache_after_writes,
 );
 
 /// Where each test writes, far from what the other test kernels check: a
@@ -37,6 +38,8 @@ const BATCH_REGION: u64 = 24_000;
 const ORDER_REGION: u64 = 26_100;
 const BUDGET_REGION: u64 = 28_200;
 const STOP_REGION: u64 = 30_300;
+/// Past the stop test's region (30,300 + 2,048 sectors), before the end (32,768).
+const FLUSH_REGION: u64 = 32_400;
 /// Sectors each of the 32 requests owns (they never overlap, so the device
 /// may finish them in any order and the disk's content is still known).
 const AREA: u64 = 64;
@@ -308,5 +311,24 @@ fn stopping_a_driver_with_requests_in_flight_gives_every_buffer_back() {
         disk.start().expect("started again");
         disk.read(0, 1, &mut buffer, 0).expect("reads after start");
         println!("{name}: {report:?}; started again");
+    }
+}
+
+/// QEMU gives every disk here a volatile write cache (virtio-blk offers
+/// `VIRTIO_BLK_F_FLUSH`, the ATA disks set IDENTIFY word 82 bit 5, the NVMe
+/// controller sets VWC), so each flush below goes to the device, after writes
+/// it finished, and comes back well; a flush on a stopped disk is refused.
+fn every_disk_flushes_its_volatile_cache_after_writes() {
+    for (name, _, _, disk) in disks() {
+        assert_eq!(disk.write_cache(), WriteCache::Volatile, "{name}");
+        let mut buffer = DmaBuffer::allocate(platform(), 4096, IoDirection::InOut, Constraints::NONE).unwrap();
+        buffer.write_bytes(0, &[0x5a; 4096]).unwrap();
+        disk.write(FLUSH_REGION, 8, &mut buffer, 0).expect("the write");
+        let before = disk.stats();
+        disk.flush().unwrap_or_else(|failure| panic!("{name}: {failure}"));
+        let after = disk.stats();
+        assert_eq!(after.flushes, before.flushes + 1, "{name}");
+        assert_eq!(after.failed, before.failed, "{name}: the device answered the flush well");
+        println!("{name}: flushed by the device");
     }
 }

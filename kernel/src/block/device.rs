@@ -5,7 +5,10 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{BlockOperation, BlockRequest, DoubleBuffering, Finished, QueueStats, Rejected, RequestHandle, StopReport};
+use super::{
+    BlockOperation, BlockRequest, DoubleBuffering, Finished, QueueStats, Rejected, RequestHandle, StopReport,
+    WriteCache,
+};
 use crate::dma::hooks::Site;
 use crate::dma::{DmaBuffer, IoFailure, Segment, TransferOptions};
 
@@ -28,6 +31,10 @@ pub trait BlockDevice: Send + Sync {
     fn last_segments(&self) -> Vec<Segment>;
     /// Requests the device takes at once.
     fn queue_depth(&self) -> usize;
+    /// Whether the device keeps written data in a volatile cache, which
+    /// [`BlockDevice::flush`] writes to the medium (else a flush has nothing
+    /// to do and the device is not asked).
+    fn write_cache(&self) -> WriteCache;
     /// The most blocks one asynchronous request may carry.
     fn max_request_blocks(&self) -> u64;
     /// Who the disk's driver is when it asks the DMA hooks (its hardware

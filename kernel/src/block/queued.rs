@@ -42,7 +42,7 @@ use super::work_loop::{CommandGate, InterruptEventSource};
 use super::{
     BlockCommand, BlockDevice, BlockOperation, BlockRequest, Deferral, DeviceHealth, DeviceOutcome, DiskShape,
     DoubleBuffering, Finished, HardwareQueue, QueueStats, Rejected, RequestHandle, Slot, SlotCommand, StopReport,
-    check_request,
+    WriteCache, check_request,
 };
 use crate::dma::hooks::Site;
 use crate::dma::trace::dma_trace;
@@ -435,6 +435,10 @@ impl<H: HardwareQueue> BlockDevice for QueuedDisk<H> {
 
     fn queue_depth(&self) -> usize {
         self.shape.depth
+    }
+
+    fn write_cache(&self) -> WriteCache {
+        self.shape.write_cache
     }
 
     fn max_request_blocks(&self) -> u64 {

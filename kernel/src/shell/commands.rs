@@ -11,7 +11,7 @@ use x86_64::instructions::interrupts;
 use super::line::{Edit, LineEditor, MAX_LINE};
 use super::parse::{self, DmaReadOptions};
 use crate::arch::qemu::{ExitCode, exit};
-use crate::block::{BlockDevice, BlockOperation, TransferOptions};
+use crate::block::{BlockDevice, BlockOperation, TransferOptions, WriteCache};
 use crate::digest::sha256_hex;
 use crate::dma::kernel_platform::platform;
 use crate::dma::{DmaBuffer, DmaPlatform, IoDirection, Specification, trace};
@@ -244,7 +244,14 @@ fn start(arguments: &[&str]) -> Result<(), String> {
 fn flush(arguments: &[&str]) -> Result<(), String> {
     let (name, disk) = named_disk(arguments, "usage: flush DEV")?;
     disk.flush().map_err(|failure| format!("{name}: flush failed: {failure}"))?;
-    println!("{name}: flushed (every write finished before is on the medium)");
+    match disk.write_cache() {
+        WriteCache::Volatile => {
+            println!("{name}: the device wrote its volatile cache to the medium: every write finished before is there")
+        }
+        WriteCache::WriteThrough => {
+            println!("{name}: no volatile write cache, nothing to flush: every finished write is on the medium already")
+        }
+    }
     Ok(())
 }
 
