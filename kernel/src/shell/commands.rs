@@ -324,10 +324,7 @@ fn target(arguments: &[&str]) -> Result<(Arc<dyn BlockDevice>, u64, u64), String
     if count == 0 || count > MAX_SECTORS {
         return Err(format!("COUNT must be 1 to {MAX_SECTORS}, not {count}"));
     }
-    let end = disk.block_count();
-    if lba.checked_add(count).is_none_or(|last| last > end) {
-        return Err(format!("sectors {lba}..{} are past the end of {name} ({end} sectors)", lba.saturating_add(count)));
-    }
+    parse::sectors_on_disk(name, lba, count, disk.block_count())?;
     Ok((disk, lba, count))
 }
 
