@@ -336,9 +336,11 @@ impl fmt::Display for Cause {
                 "no answer within {milliseconds} ms (the device last said: {last}); it was stopped before memory \
                  was released"
             ),
-            Cause::BlocksPastEnd { lba, count, blocks } => {
-                write!(f, "blocks {lba}..{} are past the end of the disk ({blocks} blocks)", lba.saturating_add(count))
-            }
+            Cause::BlocksPastEnd { lba, count, blocks } => match lba.checked_add(count) {
+                Some(end) => write!(f, "blocks {lba}..{end} are past the end of the disk ({blocks} blocks)"),
+                // The end is past 2^64: a range `lba..end` cannot be written.
+                None => write!(f, "{count} block(s) from block {lba} are past the end of the disk ({blocks} blocks)"),
+            },
             Cause::WrongDirection { needed, memory } => {
                 write!(f, "the transfer needs {needed:?} memory, this memory is {memory:?}")
             }
@@ -543,5 +545,13 @@ mod tests {
         assert!(whole.contains("below 2^64"), "{whole}");
         let odd = Cause::IovaSpaceExhausted { pages: 2, highest_address: 0x1_2344 }.to_string();
         assert!(odd.contains("below 0x12345,"), "a limit that is no power of two is shown as it is: {odd}");
+    }
+
+    #[test]
+    fn blocks_past_the_end_never_print_a_range_that_wrapped() {
+        let past = Cause::BlocksPastEnd { lba: 32760, count: 8, blocks: 32764 }.to_string();
+        assert_eq!(past, "blocks 32760..32768 are past the end of the disk (32764 blocks)");
+        let wrapped = Cause::BlocksPastEnd { lba: u64::MAX, count: 1, blocks: 32768 }.to_string();
+        assert_eq!(wrapped, "1 block(s) from block 18446744073709551615 are past the end of the disk (32768 blocks)");
     }
 }
