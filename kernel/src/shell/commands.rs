@@ -80,6 +80,14 @@ pub fn run(input: &mut dyn Input) {
                 println!("error: line longer than {MAX_LINE} characters: not run");
                 print!("{PROMPT}");
             }
+            Edit::ForeignByte(byte) => {
+                println!();
+                println!(
+                    "error: the line had byte {byte:#04x}, which the shell does not take (printable ASCII only): \
+                     not run"
+                );
+                print!("{PROMPT}");
+            }
             Edit::Line(line) => {
                 println!();
                 if let Err(message) = execute(&line) {
@@ -103,6 +111,14 @@ fn no_arguments(command: &str, arguments: &[&str]) -> Result<(), String> {
 
 /// Runs one command line; an `Err` is the message to show.
 pub fn execute(line: &str) -> Result<(), String> {
+    // The line editor refuses these already; a line given here directly is
+    // refused whole too, never run with a part of it.
+    if let Some(character) = parse::foreign_character(line) {
+        return Err(format!(
+            "the line has {character:?} (U+{:04X}), which the shell does not take (printable ASCII only): not run",
+            u32::from(character)
+        ));
+    }
     // split_whitespace splits at tabs too.
     let words: Vec<&str> = line.split_whitespace().collect();
     let Some((&command, arguments)) = words.split_first() else { return Ok(()) };

@@ -6,6 +6,12 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+/// The first character of `line` the shell does not take: it takes printable
+/// ASCII, space and tab, what its line editor lets through.
+pub fn foreign_character(line: &str) -> Option<char> {
+    line.chars().find(|&character| !(character == ' ' || character == '\t' || character.is_ascii_graphic()))
+}
+
 /// A number as the shell accepts it: `4096`, `0x1000`, `64K`, `1M`, `4G`.
 pub fn number(text: &str) -> Option<u64> {
     let (digits, multiplier) = match text.as_bytes().last()? {
@@ -215,6 +221,14 @@ mod tests {
             ))
         );
         assert_eq!(sectors_on_disk("vdc", 0, 1, 0), Err(String::from("vdc has no sectors (a 0-byte disk)")));
+    }
+
+    #[test]
+    fn only_printable_ascii_space_and_tab_are_taken() {
+        assert_eq!(foreign_character("read vda 0 1\t--trace ~!"), None);
+        assert_eq!(foreign_character("read v\u{e9}da 0 1"), Some('\u{e9}'));
+        assert_eq!(foreign_character("lsblk\r"), Some('\r'));
+        assert_eq!(foreign_character("mem\u{7f}"), Some('\u{7f}'));
     }
 
     #[test]
