@@ -276,6 +276,15 @@ fn iommu(arguments: &[&str]) -> Result<(), String> {
                 .into_iter()
                 .find(|function| function.location() == *location)
                 .ok_or_else(|| format!("no PCI function {location} (ioreg lists them as BB:DD.F)"))?;
+            // The experiment fires on a disk read: a function without a disk
+            // would stay armed for ever, so it is refused before its IOMMU
+            // domain is made.
+            if driver::disks_of_function(location).is_empty() {
+                return Err(format!(
+                    "{location} has no disk, so no read of yours would reach it; choose a function with one \
+                     (ioreg shows the disks below each function)"
+                ));
+            }
             crate::dma::experiment::install();
             crate::iommu::set_experiment(function.requester_id(), crate::iommu::Experiment::UnmapBeforeTheDevice)
                 .map_err(|failure| format!("{location}: {failure}"))?;
