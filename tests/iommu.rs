@@ -198,6 +198,10 @@ fn the_shell_breaks_a_transfer_and_the_fault_log_shows_it() {
     disks();
     let ide = pci_function(0x8086, 0x7010);
     assert!(dmakit::shell::execute("iommu break 99:00.0").is_err(), "an absent function is refused");
+    let refused = dmakit::shell::execute("iommu break 00:00.0").expect_err("the host bridge has no disk");
+    assert!(refused.contains("has no disk"), "{refused}");
+    let report = iommu::report();
+    assert!(!report.iter().any(|line| line.contains("device 00:00.0")), "no domain made for it: {report:?}");
     dmakit::shell::execute(&alloc::format!("iommu break {}", ide.location())).expect("armed");
     let error = dmakit::shell::execute("read hda 0 1").expect_err("the broken read fails");
     println!("{error}");

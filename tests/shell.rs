@@ -49,7 +49,8 @@ fn shell(script: &str) -> String {
 fn bad_input_gets_a_message_not_a_panic() {
     let output = shell(
         "bogus\nread\nread vdz 0 1\nread hda x 1\nread hda 32767 2\nread hda 0 0\nwrite vda 0 1 300\n\
-         dma read hda 0 1 --bits 8\ndma read hda 0 1 --boundary 1000\ndma read hda 0 1 --fast\ndma\ntrace maybe\n",
+         dma read hda 0 1 --bits 8\ndma read hda 0 1 --boundary 1000\ndma read hda 0 1 --fast\ndma\ntrace maybe\n\
+         read v\u{e9}da 0 1\nread hda 18446744073709551615 1\n",
     );
     for expected in [
         "error: unknown command 'bogus': type help",
@@ -64,6 +65,8 @@ fn bad_input_gets_a_message_not_a_panic() {
         "error: unknown option '--fast' (see help)",
         "error: usage: dma read DEV LBA COUNT [options], or dma step (see help)",
         "error: usage: trace on|off",
+        "error: the line had byte 0xc3, which the shell does not take (printable ASCII only): not run",
+        "error: LBA 18446744073709551615 is past the end of hda: its 32768 sectors are LBA 0 to 32767",
     ] {
         assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
     }

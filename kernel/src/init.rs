@@ -42,12 +42,6 @@ pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     let debug_off = crate::boot::command_line().split_whitespace().any(|word| word == "dma.debug=off");
     let accounting = crate::dma::DmaPlatform::accounting(crate::dma::kernel_platform::platform());
     accounting.set_debug(!debug_off);
-    // `dma.bounce_pages=N` shrinks (or grows) the bounce budget, so that
-    // deferred loads can be seen with a few requests in flight.
-    let budget = crate::boot::command_line().split_whitespace().find_map(|word| word.strip_prefix("dma.bounce_pages="));
-    if let Some(pages) = budget.and_then(|text| text.parse::<usize>().ok()) {
-        accounting.set_page_limit(pages);
-    }
     gdt::init();
     idt::init();
     let offset = boot_info.physical_memory_offset.into_option().ok_or(InitError::NoPhysicalMemoryMapping)?;
@@ -55,6 +49,20 @@ pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     boot_info::init(boot_info);
     paging::init();
     heap::init()?;
+    // `dma.bounce_pages=N` shrinks (or grows) the bounce budget, so that
+    // deferred loads can be seen with a few requests in flight. A bad value is
+    // refused out loud: the log says what is in force instead. After the heap
+    // (the log line is a String), before any DMA memory exists.
+    let budget = crate::dma::bounce_pages_option(crate::boot::command_line());
+    let report = crate::dma::bounce_pages_report(budget, crate::dma::kernel_platform::DEFAULT_BOUNCE_PAGES);
+    match (budget, report) {
+        (crate::dma::BouncePagesOption::Taken(pages), Some(line)) => {
+            accounting.set_page_limit(pages);
+            log::info!("{line}");
+        }
+        (crate::dma::BouncePagesOption::Rejected { .. }, Some(line)) => log::warn!("{line}"),
+        _ => {}
+    }
     // `dma.coherence=noncoherent` plays a machine whose DMA does not snoop the
     // CPU's caches (see `dma/kernel_platform.rs`); before any DMA memory exists.
     let coherence = crate::boot::command_line().split_whitespace().find_map(|word| word.strip_prefix("dma.coherence="));

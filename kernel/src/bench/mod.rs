@@ -7,6 +7,7 @@ mod paths;
 mod queue_depth;
 #[cfg(target_os = "none")]
 mod report;
+mod summary;
 
 #[cfg(target_os = "none")]
 pub use paths::{ReadPath, read_throughputs};
@@ -15,3 +16,4 @@ pub use queue_depth::read_at_depth;
 pub use queue_depth::{Group, Pattern, Split, Throughput, read_requests};
 #[cfg(target_os = "none")]
 pub use report::{full, quick};
+pub use summary::{QuickPlan, quick_lines, quick_plan};

@@ -3,6 +3,7 @@
 //! bounce-copy bandwidth, frame allocation cost.
 
 use alloc::vec;
+use alloc::vec::Vec;
 
 use x86_64::PhysAddr;
 
@@ -16,8 +17,7 @@ use crate::dma::{
 };
 use crate::memory::{Constraints, physical};
 
-/// Bytes per read request, as in the Linux comparison (one request in flight).
-const REQUEST: u64 = 128 * 1024;
+use super::summary::REQUEST;
 
 fn megabytes_per_second(bytes: u64, nanoseconds: u64) -> f64 {
     bytes as f64 * 1000.0 / nanoseconds.max(1) as f64
@@ -46,6 +46,14 @@ pub enum ReadPath {
 impl ReadPath {
     /// Every path, in the order the benchmark prints them.
     pub const ALL: [ReadPath; 3] = [ReadPath::Direct, ReadPath::Bounced, ReadPath::ForcedDoubleBuffer];
+
+    /// How the shell's `bench` names the figure.
+    pub const fn description(self) -> &'static str {
+        match self {
+            ReadPath::ForcedDoubleBuffer => "forced double buffering",
+            other => other.name(),
+        }
+    }
 
     /// The figure's suffix.
     pub const fn name(self) -> &'static str {
@@ -111,66 +119,81 @@ pub(super) struct Run {
 }
 
 /// Reads the first `bytes` of `disk` once along each path, in 128 KiB requests,
-/// and gives each path's MB/s (10^6 B/s), in [`ReadPath::ALL`]'s order. The paths
-/// take turns region by region (1 MiB each), so that all three are measured
-/// over the same stretch of time and the host's ups and downs hit them alike.
-pub fn read_throughputs(disk: &dyn BlockDevice, bytes: u64) -> Result<[f64; 3], IoFailure> {
+/// and gives each path with its MB/s (10^6 B/s), or with the failure that
+/// stopped it, in [`ReadPath::ALL`]'s order. The paths take turns region by
+/// region (1 MiB each), so that all three are measured over the same stretch
+/// of time and the host's ups and downs hit them alike.
+pub fn read_throughputs(disk: &dyn BlockDevice, bytes: u64) -> Vec<(ReadPath, Result<f64, IoFailure>)> {
     let runs = ReadPath::ALL.map(|path| Run { figure: path.name(), path, domain: Domain::Unchanged });
-    let rates = measure(disk, bytes, &runs)?;
-    Ok([rates[0], rates[1], rates[2]])
+    ReadPath::ALL.into_iter().zip(measure(disk, bytes, &runs)).collect()
 }
 
 /// Each run's MB/s over the first `bytes` of `disk`, runs taking turns 1 MiB
-/// at a time. A run that switches the domain does so before each of its
-/// regions (the device is idle between requests); translation is back on at
-/// the end, whatever happened.
-pub(super) fn measure(disk: &dyn BlockDevice, bytes: u64, runs: &[Run]) -> Result<alloc::vec::Vec<f64>, IoFailure> {
+/// at a time, or the failure that stopped the run: a run that fails (no
+/// buffer, a transfer refused, its domain not switched) is left out of the
+/// regions after, and the others go on. A run that switches the domain does
+/// so before each of its regions (the device is idle between requests);
+/// translation is back on at the end, whatever happened.
+pub(super) fn measure(disk: &dyn BlockDevice, bytes: u64, runs: &[Run]) -> Vec<Result<f64, IoFailure>> {
     const REGION: u64 = 1 << 20;
-    let mut setups = alloc::vec::Vec::with_capacity(runs.len());
-    for run in runs {
-        setups.push(path_setup(run.path)?);
-    }
-    let block = u64::from(disk.block_size());
-    let sectors = REQUEST / block;
-    let mut nanoseconds = alloc::vec![0u64; runs.len()];
-    let result = (|| {
-        let mut region = 0;
-        while region < bytes {
-            let end = (region + REGION).min(bytes);
-            for ((run, (buffer, options, offset)), spent) in
-                runs.iter().zip(setups.iter_mut()).zip(nanoseconds.iter_mut())
-            {
-                match run.domain {
-                    Domain::Unchanged => {}
-                    Domain::PassThrough(device) => crate::iommu::set_passthrough(device, true)?,
-                    Domain::Translated(device) => crate::iommu::set_passthrough(device, false)?,
-                }
-                let start = Instant::now();
-                let mut position = region;
-                while position < end {
-                    let count = sectors.min((end - position).div_ceil(block));
-                    disk.transfer(BlockOperation::Read, position / block, count, buffer, *offset, options)?;
-                    position += count * block;
-                }
-                *spent += start.elapsed_ns();
+    let mut setups: Vec<Result<(DmaBuffer, TransferOptions, u64), IoFailure>> =
+        runs.iter().map(|run| path_setup(run.path)).collect();
+    let mut nanoseconds = vec![0u64; runs.len()];
+    let mut region = 0;
+    while region < bytes {
+        let end = (region + REGION).min(bytes);
+        for ((run, setup), spent) in runs.iter().zip(setups.iter_mut()).zip(nanoseconds.iter_mut()) {
+            let Ok((buffer, options, offset)) = setup else { continue };
+            match read_region(disk, run.domain, buffer, options, *offset, region..end) {
+                Ok(elapsed) => *spent += elapsed,
+                Err(failure) => *setup = Err(failure),
             }
-            region = end;
         }
-        Ok::<(), IoFailure>(())
-    })();
+        region = end;
+    }
     for run in runs {
         if let Domain::PassThrough(device) | Domain::Translated(device) = run.domain {
             let _ = crate::iommu::set_passthrough(device, false);
         }
     }
-    result?;
-    Ok(nanoseconds.into_iter().map(|spent| megabytes_per_second(bytes, spent)).collect())
+    setups
+        .into_iter()
+        .zip(nanoseconds)
+        .map(|(setup, spent)| setup.map(|_| megabytes_per_second(bytes, spent)))
+        .collect()
+}
+
+/// Reads `bytes` of `disk` into `buffer` (from `offset` in it) in requests of
+/// up to [`REQUEST`], with `domain` set first; the nanoseconds the reads took.
+fn read_region(
+    disk: &dyn BlockDevice,
+    domain: Domain,
+    buffer: &mut DmaBuffer,
+    options: &TransferOptions,
+    offset: u64,
+    bytes: core::ops::Range<u64>,
+) -> Result<u64, IoFailure> {
+    match domain {
+        Domain::Unchanged => {}
+        Domain::PassThrough(device) => crate::iommu::set_passthrough(device, true)?,
+        Domain::Translated(device) => crate::iommu::set_passthrough(device, false)?,
+    }
+    let block = u64::from(disk.block_size());
+    let sectors = REQUEST / block;
+    let start = Instant::now();
+    let mut position = bytes.start;
+    while position < bytes.end {
+        let count = sectors.min((bytes.end - position).div_ceil(block));
+        disk.transfer(BlockOperation::Read, position / block, count, buffer, offset, options)?;
+        position += count * block;
+    }
+    Ok(start.elapsed_ns())
 }
 
 /// The runs `make bench` measures on `name`: on q35, where the IDE disk, vdb
 /// and the NVMe controller sit behind the IOMMU, each figure says whether the
 /// domain translated.
-pub(super) fn bench_runs(name: &str) -> alloc::vec::Vec<Run> {
+pub(super) fn bench_runs(name: &str) -> Vec<Run> {
     let behind_iommu = |wanted: &dyn Fn(&crate::pci::PciDevice) -> bool| {
         crate::pci::enumerate()
             .into_iter()

@@ -3,6 +3,10 @@
 use super::paths::{bench_runs, bounce_costs_us, copy_bandwidths, disk_sha256, frame_alloc_free_ns, measure};
 use super::queue_depth::{Pattern, read_at_depth};
 use super::read_throughputs;
+use super::summary::{QuickPlan, quick_lines, quick_plan};
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use crate::block::BlockDevice;
 use crate::{driver, println};
 
@@ -54,12 +58,17 @@ fn depth_figures(kind: &str, disk: &dyn BlockDevice) {
 
 /// The shell's `bench`: 16 MiB (or the whole disk) of each disk, along each
 /// read path, one request in flight; with a queue depth (`bench --qd N`),
-/// sequential 128 KiB and random 4 KiB reads with N in flight instead.
+/// sequential 128 KiB and random 4 KiB reads with N in flight instead. A disk
+/// of 0 bytes is refused; a path that cannot be measured says why, and the
+/// others are measured all the same.
 pub fn quick(depth: Option<usize>) {
     for (name, disk) in driver::block_devices() {
         let block = u64::from(disk.block_size());
-        let bytes = (disk.block_count() * block).min(16 << 20);
-        let size = crate::shell::parse::size(bytes);
+        let plan = quick_plan(disk.block_count() * block);
+        let QuickPlan::Measure { bytes, .. } = plan else {
+            print_lines(quick_lines(&name, plan, &[]));
+            continue;
+        };
         if let Some(depth) = depth {
             // Requests no larger than the disk: a tiny disk gets smaller ones.
             let fit = |wanted: u64| wanted.min(bytes - bytes % block).max(block);
@@ -82,13 +91,15 @@ pub fn quick(depth: Option<usize>) {
             }
             continue;
         }
-        match read_throughputs(disk.as_ref(), bytes) {
-            Ok([direct, bounced, forced]) => println!(
-                "{name}: {size} in 128 KiB reads: direct {direct:.1} MB/s, bounced {bounced:.1} MB/s, \
-                 forced double buffering {forced:.1} MB/s"
-            ),
-            Err(error) => println!("{name}: benchmark failed: {error}"),
-        }
+        let figures: Vec<(&str, _)> =
+            read_throughputs(disk.as_ref(), bytes).into_iter().map(|(path, rate)| (path.description(), rate)).collect();
+        print_lines(quick_lines(&name, plan, &figures));
+    }
+}
+
+fn print_lines(lines: Vec<String>) {
+    for line in lines {
+        println!("{line}");
     }
 }
 
@@ -102,13 +113,11 @@ pub fn full() {
             Err(error) => println!("BENCH_ERROR {kind} sha256: {error}"),
         }
         let runs = bench_runs(&name);
-        match measure(disk.as_ref(), bytes, &runs) {
-            Ok(rates) => {
-                for (run, rate) in runs.iter().zip(rates) {
-                    println!("BENCH {kind}_read_{}={rate:.1} MB/s", run.figure);
-                }
+        for (run, rate) in runs.iter().zip(measure(disk.as_ref(), bytes, &runs)) {
+            match rate {
+                Ok(rate) => println!("BENCH {kind}_read_{}={rate:.1} MB/s", run.figure),
+                Err(error) => println!("BENCH_ERROR {kind}_read_{}: {error}", run.figure),
             }
-            Err(error) => println!("BENCH_ERROR {kind}_read: {error}"),
         }
         depth_figures(kind, disk.as_ref());
     }

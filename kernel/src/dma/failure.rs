@@ -336,9 +336,11 @@ impl fmt::Display for Cause {
                 "no answer within {milliseconds} ms (the device last said: {last}); it was stopped before memory \
                  was released"
             ),
-            Cause::BlocksPastEnd { lba, count, blocks } => {
-                write!(f, "blocks {lba}..{} are past the end of the disk ({blocks} blocks)", lba.saturating_add(count))
-            }
+            Cause::BlocksPastEnd { lba, count, blocks } => match lba.checked_add(count) {
+                Some(end) => write!(f, "blocks {lba}..{end} are past the end of the disk ({blocks} blocks)"),
+                // The end is past 2^64: a range `lba..end` cannot be written.
+                None => write!(f, "{count} block(s) from block {lba} are past the end of the disk ({blocks} blocks)"),
+            },
             Cause::WrongDirection { needed, memory } => {
                 write!(f, "the transfer needs {needed:?} memory, this memory is {memory:?}")
             }
@@ -349,9 +351,11 @@ impl fmt::Display for Cause {
                 "the IOMMU did not confirm it forgot IOVA {iova:#x} + {pages} page(s): the IOVAs are quarantined and \
                  the transfer's memory is leaked, never reused"
             ),
-            Cause::IovaSpaceExhausted { pages, highest_address } => {
-                write!(f, "no {pages} free I/O virtual pages below {highest_address:#x} in the device's IOMMU domain")
-            }
+            Cause::IovaSpaceExhausted { pages, highest_address } => write!(
+                f,
+                "no run of {pages} free I/O virtual page(s) below {}, the device's address limit, in its IOMMU domain",
+                Limit(highest_address)
+            ),
             Cause::RequestTooLarge { count, max } => write!(
                 f,
                 "{count} blocks asked for, the device takes at most {max} per request (read and write split larger transfers)"
@@ -441,6 +445,21 @@ impl fmt::Display for Cause {
     }
 }
 
+/// The end of what a device reaches, from its highest address: `2^N` for
+/// an `N`-bit limit (the wording [`Cause::NoReachableMemory`] uses), the
+/// address just past it otherwise.
+struct Limit(u64);
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.checked_add(1) {
+            None => f.write_str("2^64"),
+            Some(end) if end.is_power_of_two() => write!(f, "2^{}", end.trailing_zeros()),
+            Some(end) => write!(f, "{end:#x}"),
+        }
+    }
+}
+
 /// An IOKit code and its cause.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IoFailure {
@@ -509,5 +528,30 @@ mod tests {
         );
         assert_eq!(IoFailure::bare(IoReturn::Busy).to_string(), "kIOReturnBusy (0xe00002d5)");
         assert_eq!(IoReturn::from(failure), IoReturn::NoResources);
+    }
+
+    #[test]
+    fn an_address_limit_reads_the_same_for_memory_and_for_iovas() {
+        let memory = Cause::NoReachableMemory { pages: 1, address_bits: 12 }.to_string();
+        let iovas = Cause::IovaSpaceExhausted { pages: 1, highest_address: 0xfff }.to_string();
+        for text in [&memory, &iovas] {
+            assert!(text.contains("below 2^12, the device's address limit"), "{text}");
+        }
+        assert_eq!(
+            iovas,
+            "no run of 1 free I/O virtual page(s) below 2^12, the device's address limit, in its IOMMU domain"
+        );
+        let whole = Cause::IovaSpaceExhausted { pages: 2, highest_address: u64::MAX }.to_string();
+        assert!(whole.contains("below 2^64"), "{whole}");
+        let odd = Cause::IovaSpaceExhausted { pages: 2, highest_address: 0x1_2344 }.to_string();
+        assert!(odd.contains("below 0x12345,"), "a limit that is no power of two is shown as it is: {odd}");
+    }
+
+    #[test]
+    fn blocks_past_the_end_never_print_a_range_that_wrapped() {
+        let past = Cause::BlocksPastEnd { lba: 32760, count: 8, blocks: 32764 }.to_string();
+        assert_eq!(past, "blocks 32760..32768 are past the end of the disk (32764 blocks)");
+        let wrapped = Cause::BlocksPastEnd { lba: u64::MAX, count: 1, blocks: 32768 }.to_string();
+        assert_eq!(wrapped, "1 block(s) from block 18446744073709551615 are past the end of the disk (32768 blocks)");
     }
 }

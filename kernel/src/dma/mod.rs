@@ -8,6 +8,7 @@
 mod accounting;
 mod address;
 mod bounce;
+mod bounce_option;
 mod budget;
 mod buffer;
 mod coherent;
@@ -50,6 +51,7 @@ mod with_transfer;
 pub use accounting::Accounting;
 pub use address::{DmaAddr, Endian, OutputFormat, Segment};
 pub use bounce::BounceBuffer;
+pub use bounce_option::{BouncePagesOption, Refusal as BouncePagesRefusal, bounce_pages_option, bounce_pages_report};
 pub use budget::BounceBudget;
 pub use buffer::DmaBuffer;
 pub use coherent::CoherentMemory;

@@ -89,6 +89,12 @@ impl Realizer<'_> {
             None => Addresses::Whole,
             Some(hooks) => hooks.adjust_rules(Site::of(self.platform.accounting()), self.command, &mut rules, reach),
         };
+        // Before any bounce memory is asked for: a transfer that can never fit
+        // the device is refused for that, not for a budget that is short now.
+        // (Coherent memory is never bounced: its refusal says so, below.)
+        if !self.descriptor.is_coherent() {
+            never_fits(&rules, length)?;
+        }
         let mut planning = match reach {
             Reach::Limited => rules,
             Reach::Unlimited => Rules { highest_address: u64::MAX, ..rules },
@@ -129,6 +135,7 @@ impl Realizer<'_> {
 
     /// The whole `length` bytes in one bounce buffer.
     pub(crate) fn single(&self, length: u64) -> Result<Realization, IoFailure> {
+        never_fits(self.rules, length)?;
         let realization = self.realize(plan::single_buffer(length), self.rules)?;
         if plan::segments_valid(&realization.segments, self.rules) {
             return Ok(realization);
@@ -249,6 +256,20 @@ impl Realizer<'_> {
             dma_trace!("  run {address:#x} + {length:#x} bytes: {what}");
         }
     }
+}
+
+/// `TooManySegments` when `length` bytes need more segments than `rules`
+/// allow wherever they lie ([`Rules::fewest_segments`]): nothing tried later
+/// (a plan, one bounce buffer, an IOMMU mapping) could fit the device.
+fn never_fits(rules: &Rules, length: u64) -> Result<(), IoFailure> {
+    let fewest = rules.fewest_segments(length);
+    let allowed = rules.max_segments;
+    if fewest <= allowed as u64 {
+        return Ok(());
+    }
+    dma_trace!("  {length:#x} bytes need at least {fewest} segments, the device takes {allowed}: it can never start");
+    let needed = usize::try_from(fewest).unwrap_or(usize::MAX);
+    Err(IoFailure::new(IoReturn::NoResources, Cause::TooManySegments { needed, allowed }))
 }
 
 /// Unmaps `range` from `domain` and waits for the IOMMU to forget it. A

@@ -235,6 +235,18 @@ impl Rules {
         self.virtual_boundary
     }
 
+    /// The fewest segments `length` bytes take under these rules wherever they
+    /// lie: a segment holds at most `max_segment` bytes, and at most a
+    /// `boundary`'s worth. More than `max_segments` by this count, and no plan,
+    /// bounce buffer or IOMMU mapping can ever fit the transfer.
+    pub(crate) fn fewest_segments(&self, length: u64) -> u64 {
+        let widest = match self.boundary {
+            0 => self.max_segment,
+            boundary => self.max_segment.min(boundary),
+        };
+        length.div_ceil(widest)
+    }
+
     /// Whether `[address, address + length)` is reachable by the device.
     pub fn reachable(&self, address: u64, length: u64) -> bool {
         length == 0 || address.checked_add(length - 1).is_some_and(|last| last <= self.highest_address)
@@ -279,6 +291,15 @@ impl Rules {
 mod tests {
     use super::*;
     use crate::dma::DmaAddr;
+
+    #[test]
+    fn the_fewest_segments_count_the_narrower_of_size_and_boundary() {
+        let lined = Specification { boundary: 4096, max_segment_size: 0x10000, ..Specification::UNLIMITED_64 };
+        assert_eq!(lined.rules().unwrap().fewest_segments(64 * 1024), 16);
+        let short = Specification { boundary: 0x10000, max_segment_size: 1024, ..Specification::UNLIMITED_64 };
+        assert_eq!(short.rules().unwrap().fewest_segments(4097), 5);
+        assert_eq!(Specification::UNLIMITED_64.rules().unwrap().fewest_segments(u64::MAX), 1);
+    }
 
     #[test]
     fn defaults_resolve_and_bad_values_are_refused() {

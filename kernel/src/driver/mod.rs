@@ -18,7 +18,7 @@ use crate::pci::PciDevice;
 
 #[cfg(target_os = "none")]
 pub use attach::attach;
-pub use registry::{Node, block_devices, find_block_device, print_registry, registry_lines};
+pub use registry::{Node, block_devices, disks_of_function, find_block_device, print_registry, registry_lines};
 
 /// What a driver matches (IOKit's "personality").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

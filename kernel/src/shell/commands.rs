@@ -80,6 +80,14 @@ pub fn run(input: &mut dyn Input) {
                 println!("error: line longer than {MAX_LINE} characters: not run");
                 print!("{PROMPT}");
             }
+            Edit::ForeignByte(byte) => {
+                println!();
+                println!(
+                    "error: the line had byte {byte:#04x}, which the shell does not take (printable ASCII only): \
+                     not run"
+                );
+                print!("{PROMPT}");
+            }
             Edit::Line(line) => {
                 println!();
                 if let Err(message) = execute(&line) {
@@ -103,6 +111,14 @@ fn no_arguments(command: &str, arguments: &[&str]) -> Result<(), String> {
 
 /// Runs one command line; an `Err` is the message to show.
 pub fn execute(line: &str) -> Result<(), String> {
+    // The line editor refuses these already; a line given here directly is
+    // refused whole too, never run with a part of it.
+    if let Some(character) = parse::foreign_character(line) {
+        return Err(format!(
+            "the line has {character:?} (U+{:04X}), which the shell does not take (printable ASCII only): not run",
+            u32::from(character)
+        ));
+    }
     // split_whitespace splits at tabs too.
     let words: Vec<&str> = line.split_whitespace().collect();
     let Some((&command, arguments)) = words.split_first() else { return Ok(()) };
@@ -267,6 +283,15 @@ fn iommu(arguments: &[&str]) -> Result<(), String> {
                 .into_iter()
                 .find(|function| function.location() == *location)
                 .ok_or_else(|| format!("no PCI function {location} (ioreg lists them as BB:DD.F)"))?;
+            // The experiment fires on a disk read: a function without a disk
+            // would stay armed for ever, so it is refused before its IOMMU
+            // domain is made.
+            if driver::disks_of_function(location).is_empty() {
+                return Err(format!(
+                    "{location} has no disk, so no read of yours would reach it; choose a function with one \
+                     (ioreg shows the disks below each function)"
+                ));
+            }
             crate::dma::experiment::install();
             crate::iommu::set_experiment(function.requester_id(), crate::iommu::Experiment::UnmapBeforeTheDevice)
                 .map_err(|failure| format!("{location}: {failure}"))?;
@@ -331,10 +356,7 @@ fn target(arguments: &[&str]) -> Result<(Arc<dyn BlockDevice>, u64, u64), String
     if count == 0 || count > MAX_SECTORS {
         return Err(format!("COUNT must be 1 to {MAX_SECTORS}, not {count}"));
     }
-    let end = disk.block_count();
-    if lba.checked_add(count).is_none_or(|last| last > end) {
-        return Err(format!("sectors {lba}..{} are past the end of {name} ({end} sectors)", lba.saturating_add(count)));
-    }
+    parse::sectors_on_disk(name, lba, count, disk.block_count())?;
     Ok((disk, lba, count))
 }
 

@@ -90,9 +90,7 @@ pub fn experiment(arguments: &[&str]) -> Result<(), String> {
     if count == 0 || count > MOST {
         return Err(format!("COUNT must be 1 to {MOST}, not {count}"));
     }
-    if lba.checked_add(count).is_none_or(|end| end > disk.block_count()) {
-        return Err(format!("sectors {lba}..{} are past the end of {name}", lba.saturating_add(count)));
-    }
+    parse::sectors_on_disk(name, lba, count, disk.block_count())?;
     let bytes = (count * u64::from(disk.block_size())) as usize;
     match step {
         Skip::CopyBack => skip_copy_back(name, &disk, lba, count, bytes),
@@ -196,9 +194,7 @@ fn skip_fill(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64, count: u64, byte
 
 fn cross_64k(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64) -> Result<(), String> {
     let sectors = LINE / u64::from(disk.block_size());
-    if lba.checked_add(sectors).is_none_or(|end| end > disk.block_count()) {
-        return Err(format!("sectors {lba}..{} are past the end of {name}", lba.saturating_add(sectors)));
-    }
+    parse::sectors_on_disk(name, lba, sectors, disk.block_count())?;
     // 128 KiB starting on a 64 KiB line, below 4 GiB so nothing bounces; the
     // read goes to its middle, across the line.
     let placement = Constraints { alignment: LINE, ..Constraints::below(x86_64::PhysAddr::new(1 << 32)) };
@@ -274,9 +270,7 @@ fn buffer_with_free_alias() -> Result<(DmaBuffer, ReservedFrame), String> {
 
 fn no_bounce(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64) -> Result<(), String> {
     let sectors = 4096 / u64::from(disk.block_size());
-    if lba.checked_add(sectors).is_none_or(|end| end > disk.block_count()) {
-        return Err(format!("sectors {lba}..{} are past the end of {name}", lba.saturating_add(sectors)));
-    }
+    parse::sectors_on_disk(name, lba, sectors, disk.block_count())?;
     let (mut target, mut alias) = buffer_with_free_alias()?;
     target.write_bytes(0, &[OLD_BYTE; 4096]).map_err(|failure| format!("{failure}"))?;
     alias.write(0, &[CANARY; 4096]);

@@ -1,5 +1,6 @@
 //! A line editor for the serial console: echo, backspace, Ctrl-U, Ctrl-C, Enter,
-//! and a history on the arrow keys. Pure, so it is tested on the host.
+//! and a history on the arrow keys; a line with a byte it does not take is
+//! refused whole. Pure, so it is tested on the host.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -18,6 +19,10 @@ pub enum Edit {
     /// Enter after more than [`MAX_LINE`] characters: the line is refused, not
     /// cut short (a cut command could run with the wrong arguments).
     TooLong,
+    /// Enter on a line that had a byte the shell does not take (this one, the
+    /// first): the line is refused whole. Run without the byte it could name
+    /// another disk or write other data (`read v\u{e9}da` would read `vda`).
+    ForeignByte(u8),
 }
 
 /// Where the editor is inside an escape sequence (`ESC [ A` is the up arrow).
@@ -39,6 +44,10 @@ pub struct LineEditor {
     last_was_return: bool,
     /// Characters were dropped because the line was full: Enter refuses it.
     overflowed: bool,
+    /// The first byte typed that the shell does not take (not printable ASCII,
+    /// tab or an editing key): it is not shown or kept, and Enter refuses the
+    /// line. Only Ctrl-U, Ctrl-C or a recalled line forget it.
+    foreign: Option<u8>,
     escape: Escape,
     /// The last [`HISTORY`] lines, oldest first.
     history: VecDeque<String>,
@@ -46,6 +55,8 @@ pub struct LineEditor {
     browsing: Option<usize>,
     /// The line being typed before browsing started, given back by Down.
     draft: String,
+    /// The draft's [`LineEditor::foreign`], given back with it.
+    draft_foreign: Option<u8>,
 }
 
 /// The longest line kept; Enter after a longer one refuses it.
@@ -88,6 +99,7 @@ impl LineEditor {
             // Ctrl-U: erase the whole line.
             0x15 => {
                 self.overflowed = false;
+                self.foreign = None;
                 self.browsing = None;
                 self.replace_line(String::new())
             }
@@ -95,6 +107,7 @@ impl LineEditor {
             0x03 => {
                 self.line.clear();
                 self.overflowed = false;
+                self.foreign = None;
                 self.browsing = None;
                 Edit::Abandoned
             }
@@ -106,7 +119,12 @@ impl LineEditor {
             // one backspace erases the one column it took.
             b'\t' => self.push(' '),
             0x20..0x7f => self.push(char::from(byte)),
-            _ => Edit::Nothing,
+            // Anything else (a UTF-8 byte, another control byte) is not typed,
+            // and the line is refused at Enter rather than run without it.
+            foreign => {
+                self.foreign.get_or_insert(foreign);
+                Edit::Nothing
+            }
         }
     }
 
@@ -125,8 +143,14 @@ impl LineEditor {
         let line = core::mem::take(&mut self.line);
         self.browsing = None;
         self.draft.clear();
+        self.draft_foreign = None;
+        let foreign = self.foreign.take();
         if core::mem::take(&mut self.overflowed) {
             return Edit::TooLong;
+        }
+        // Not kept in the history either: recalled, it would run without the byte.
+        if let Some(byte) = foreign {
+            return Edit::ForeignByte(byte);
         }
         // Blank lines and repeats of the last line would only fill the history.
         if !line.trim().is_empty() && self.history.back() != Some(&line) {
@@ -146,6 +170,7 @@ impl LineEditor {
         }
         if self.browsing.is_none() {
             self.draft = self.line.clone();
+            self.draft_foreign = self.foreign.take();
         }
         self.browsing = Some(next);
         let entry = self.history[self.history.len() - 1 - next].clone();
@@ -158,6 +183,7 @@ impl LineEditor {
             None => Edit::Nothing,
             Some(0) => {
                 self.browsing = None;
+                self.foreign = self.draft_foreign.take();
                 let draft = core::mem::take(&mut self.draft);
                 self.replace_line(draft)
             }
@@ -304,6 +330,45 @@ mod tests {
             edits.extend(type_all(&mut editor, b"\x1b[A"));
         }
         assert_eq!(screen(&edits), "line 4", "the oldest kept is the sixteenth from the end");
+    }
+
+    #[test]
+    fn a_line_with_a_byte_the_shell_does_not_take_is_not_run_without_it() {
+        let mut editor = LineEditor::default();
+        let typed = type_all(&mut editor, "write vda 300 1 h\u{e9}llo\n".as_bytes());
+        assert_ne!(typed.last(), Some(&Edit::Line(String::from("write vda 300 1 hllo"))), "the e-acute was dropped");
+        assert_eq!(typed.last(), Some(&Edit::ForeignByte(0xc3)), "the first byte of the e-acute is named");
+        assert_eq!(screen(&typed), "write vda 300 1 hllo", "nothing is shown for it");
+        let typed = type_all(&mut editor, "read v\u{e9}da 0 1\r".as_bytes());
+        assert_ne!(typed.last(), Some(&Edit::Line(String::from("read vda 0 1"))), "another disk was read");
+        let typed = type_all(&mut editor, b"lsblk\x01\n");
+        assert_ne!(typed.last(), Some(&Edit::Line(String::from("lsblk"))), "a control byte was dropped");
+        assert_eq!(typed.last(), Some(&Edit::ForeignByte(0x01)));
+        assert_eq!(type_all(&mut editor, b"mem\n")[3], Edit::Line(String::from("mem")), "the next line is fine");
+        assert_eq!(type_all(&mut editor, b"\x1b[A")[2], echo("mem"), "refused lines are not in the history");
+        assert_eq!(editor.feed(0x03), Edit::Abandoned);
+    }
+
+    #[test]
+    fn only_erasing_the_whole_line_forgets_a_foreign_byte() {
+        let mut editor = LineEditor::default();
+        type_all(&mut editor, b"ab\xffc\x7f\x7f");
+        assert_eq!(editor.feed(b'\n'), Edit::ForeignByte(0xff), "backspace cannot erase what was never shown");
+        type_all(&mut editor, b"ab\xff\x15lsblk");
+        assert_eq!(editor.feed(b'\n'), Edit::Line(String::from("lsblk")), "Ctrl-U forgets it");
+        type_all(&mut editor, b"ab\xff\x03");
+        assert_eq!(editor.feed(b'\n'), Edit::Line(String::new()), "Ctrl-C forgets it");
+        // A recalled line is what was typed then; Down gives the draft back
+        // with its foreign byte.
+        type_all(&mut editor, b"v\xe9\x1b[A");
+        assert_eq!(editor.feed(b'\n'), Edit::Line(String::from("lsblk")), "the recalled line runs");
+        type_all(&mut editor, b"v\xe9\x1b[A\x1b[B");
+        assert_eq!(editor.feed(b'\n'), Edit::ForeignByte(0xe9), "the draft keeps its foreign byte");
+        let long = [b'a'; MAX_LINE + 1];
+        type_all(&mut editor, &long);
+        editor.feed(0x80);
+        assert_eq!(editor.feed(b'\n'), Edit::TooLong, "one refusal at a time, the length first");
+        assert_eq!(type_all(&mut editor, b"ok\n")[2], Edit::Line(String::from("ok")), "both are forgotten");
     }
 
     #[test]

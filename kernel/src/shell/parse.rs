@@ -6,6 +6,12 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+/// The first character of `line` the shell does not take: it takes printable
+/// ASCII, space and tab, what its line editor lets through.
+pub fn foreign_character(line: &str) -> Option<char> {
+    line.chars().find(|&character| !(character == ' ' || character == '\t' || character.is_ascii_graphic()))
+}
+
 /// A number as the shell accepts it: `4096`, `0x1000`, `64K`, `1M`, `4G`.
 pub fn number(text: &str) -> Option<u64> {
     let (digits, multiplier) = match text.as_bytes().last()? {
@@ -45,6 +51,24 @@ pub fn pattern(word: &str) -> Result<Vec<u8>, String> {
              text must start with another character"
         )
     })
+}
+
+/// Checks that `count` sectors from `lba` lie on the disk `name` of `blocks`
+/// sectors; the message says where they run off it, in numbers that hold (an
+/// end past 2^64 is not printed as a range that ends where it starts).
+pub fn sectors_on_disk(name: &str, lba: u64, count: u64, blocks: u64) -> Result<(), String> {
+    match lba.checked_add(count) {
+        Some(end) if end <= blocks => Ok(()),
+        _ if blocks == 0 => Err(format!("{name} has no sectors (a 0-byte disk)")),
+        _ if lba >= blocks => {
+            Err(format!("LBA {lba} is past the end of {name}: its {blocks} sectors are LBA 0 to {}", blocks - 1))
+        }
+        Some(end) => Err(format!("sectors {lba}..{end} are past the end of {name} ({blocks} sectors)")),
+        None => Err(format!(
+            "LBA {lba} + {count} sectors runs past the end of {name} ({blocks} sectors): the last would be past LBA \
+             2^64 - 1"
+        )),
+    }
 }
 
 /// `bytes` in the largest of B, KiB, MiB that it fills at least once: `512 B`,
@@ -170,6 +194,41 @@ mod tests {
             let message = pattern(bad).unwrap_err();
             assert!(message.starts_with(&format!("pattern '{bad}' starts with a digit")), "{message}");
         }
+    }
+
+    #[test]
+    fn sectors_off_the_disk_are_said_in_numbers_that_hold() {
+        assert_eq!(sectors_on_disk("vda", 0, 1, 32768), Ok(()));
+        assert_eq!(sectors_on_disk("vda", 32767, 1, 32768), Ok(()));
+        assert_eq!(
+            sectors_on_disk("hda", 32767, 2, 32768),
+            Err(String::from("sectors 32767..32769 are past the end of hda (32768 sectors)"))
+        );
+        // The end of the range does not fit in 64 bits: no `..` range is printed.
+        assert_eq!(
+            sectors_on_disk("vda", u64::MAX, 1, 32768),
+            Err(String::from("LBA 18446744073709551615 is past the end of vda: its 32768 sectors are LBA 0 to 32767"))
+        );
+        assert_eq!(
+            sectors_on_disk("vda", 32768, 1, 32768),
+            Err(String::from("LBA 32768 is past the end of vda: its 32768 sectors are LBA 0 to 32767"))
+        );
+        assert_eq!(
+            sectors_on_disk("vdb", u64::MAX - 1, 8, u64::MAX),
+            Err(String::from(
+                "LBA 18446744073709551614 + 8 sectors runs past the end of vdb (18446744073709551615 sectors): \
+                 the last would be past LBA 2^64 - 1"
+            ))
+        );
+        assert_eq!(sectors_on_disk("vdc", 0, 1, 0), Err(String::from("vdc has no sectors (a 0-byte disk)")));
+    }
+
+    #[test]
+    fn only_printable_ascii_space_and_tab_are_taken() {
+        assert_eq!(foreign_character("read vda 0 1\t--trace ~!"), None);
+        assert_eq!(foreign_character("read v\u{e9}da 0 1"), Some('\u{e9}'));
+        assert_eq!(foreign_character("lsblk\r"), Some('\r'));
+        assert_eq!(foreign_character("mem\u{7f}"), Some('\u{7f}'));
     }
 
     #[test]

@@ -55,13 +55,7 @@ pub fn prp_offset(name: &str, lba: &str) -> Result<(), String> {
         return Err(format!("{name}'s blocks are {block_size} bytes: the experiment reads 8 KiB"));
     }
     let count = BYTES / block_size;
-    if lba.checked_add(count).is_none_or(|end| end > disk.block_count()) {
-        return Err(format!(
-            "sectors {lba}..{} are past the end of {name} ({} sectors)",
-            lba.saturating_add(count),
-            disk.block_count()
-        ));
-    }
+    super::parse::sectors_on_disk(name, lba, count, disk.block_count())?;
     let before = sectors(&disk, lba, count)?;
     let (mut buffer, starts) = two_pieces()?;
     println!("reading {count} sectors (8 KiB) of {name} into a buffer of two pieces, holding {OLD_BYTE:#04x}:");

@@ -87,9 +87,7 @@ fn start(name: &str, lba: &str) -> Result<(), String> {
     }
     let disk = driver::find_block_device(name).ok_or_else(|| format!("no disk called '{name}' (try lsblk)"))?;
     let lba = parse::number(lba).ok_or_else(|| format!("bad number '{lba}' for LBA"))?;
-    if lba.checked_add(SECTORS).is_none_or(|end| end > disk.block_count()) {
-        return Err(format!("sectors {lba}..{} are past the end of {name}", lba.saturating_add(SECTORS)));
-    }
+    parse::sectors_on_disk(name, lba, SECTORS, disk.block_count())?;
     let bytes = SECTORS * u64::from(disk.block_size());
     let code = |code| format!("{code}");
     // The disk's bytes, read for real now; the played device delivers them later.

@@ -142,3 +142,28 @@ fn the_device_families_say_their_numbers() {
         "PCI: IDE channel 1's fixed ports were claimed by another driver (or the kernel)"
     );
 }
+
+/// A read of 64 KiB for a device that takes 6 segments, none crossing a 4 KiB
+/// line (`dma read vda 0 128 --boundary 4K`): 16 segments wherever the memory
+/// lies, so it can never start. That is the cause, with a bounce budget of any
+/// size: the check for "can it ever fit" comes before "is there bounce memory".
+#[test]
+fn a_transfer_that_can_never_fit_the_device_says_so_whatever_the_bounce_budget() {
+    let lined = Specification { max_segments: 6, boundary: 4096, ..Specification::UNLIMITED_64 };
+    let narrow_lined = Specification { num_address_bits: 32, ..lined };
+    let never = IoFailure::new(IoReturn::NoResources, Cause::TooManySegments { needed: 16, allowed: 6 });
+    for budget in [1024, 8, 0] {
+        let platform = SimulatedPlatform::leak(budget);
+        let below_4_gib = Constraints::below(PhysAddr::new(FOUR_GIB));
+        // Memory the device reaches (the plan bounces nothing), and memory
+        // above 4 GiB for a 32-bit device (the plan bounces all of it).
+        for (specification, placement) in [(lined, below_4_gib), (narrow_lined, Constraints::NONE)] {
+            let mut buffer = DmaBuffer::allocate(platform, 64 * 1024, IoDirection::In, placement).unwrap();
+            let mut command = IoDmaCommand::new(platform, specification).unwrap();
+            let options = TransferOptions::default();
+            let failure = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &options).unwrap_err().failure;
+            assert_eq!(failure, never, "budget {budget} pages, {placement:?}: {failure}");
+            assert_eq!(platform.accounting().stats().pages_in_use, 0, "nothing kept");
+        }
+    }
+}
