@@ -139,7 +139,7 @@ test-e2e: deps ## Pipe a script into make run and check the disks on the host
 net-check: build ## Drive the network stack from this machine (127.0.0.1 only): UDP and TCP echo, the report, 4 machines
 	tests/net-check $(KERNEL)
 
-test-docs: deps ## Run the shell sessions of docs/tour.md, experiments.md and exercises.md; compare with the docs
+test-docs: deps ## Replay the shell sessions of the README and docs (tour, experiments, exercises, drivers, dma) and the README's boot story; compare with the docs
 	tests/docs-check
 
 test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) coherent and non-coherent, the e2e test, the docs check and net-check; ends with "N passed, N failed"

@@ -297,11 +297,18 @@ fn no_bounce(name: &str, disk: &Arc<dyn BlockDevice>, lba: u64) -> Result<(), St
     let untouched = target.to_vec(0, 4096).map_err(|failure| format!("{failure}"))?;
     println!("the canary page now:  {} ...", first_bytes(&landed));
     println!("your buffer now:      {} ...", first_bytes(&untouched));
-    let overwritten = landed.iter().filter(|&&byte| byte != CANARY).count();
+    // What the device wrote, counted against the sectors read again properly
+    // (bounced): counting bytes that differ from the canary would miss the
+    // disk's bytes that happen to equal it.
+    let mut proper = buffer(4096, IoDirection::In)?;
+    disk.read(lba, sectors, &mut proper, 0).map_err(|failure| format!("the read to compare failed: {failure}"))?;
+    let disk_bytes = proper.to_vec(0, 4096).map_err(|failure| format!("{failure}"))?;
+    let written = landed.iter().zip(&disk_bytes).filter(|(landed, disk)| landed == disk).count();
     println!(
-        "{overwritten} bytes of the canary were overwritten by the disk's data, and your buffer never got it. Without the"
+        "{written} of the canary's 4096 bytes now hold the disk's data (read again through the bounce to compare),"
     );
-    println!("canary, that page would have been someone else's memory: a page table, a heap block, another buffer.");
+    println!("and your buffer never got it. Without the canary, that page would have been someone else's memory:");
+    println!("a page table, a heap block, another buffer.");
     alias.write(0, &[CANARY; 4096]);
     println!("the canary page goes back to the allocator; nothing else was touched.");
     Ok(())
