@@ -246,6 +246,13 @@ impl<R: RegisterIo> Channel<R> {
         (engine.last_table.clone(), engine.last_command)
     }
 
+    /// Where the channel's PRD table lies for the controller (the address
+    /// written to its PRDT register; the physical address on a machine
+    /// without an IOMMU), while the channel has one.
+    pub fn table_address(&self) -> Option<DmaAddr> {
+        self.engine.lock().prd_table.as_ref().map(CoherentMemory::device_address)
+    }
+
     /// IDENTIFY DEVICE on `drive` (0 master, 1 slave): `None` if there is no ATA
     /// disk there (nothing, or an ATAPI/SATA signature).
     pub fn identify(&self, drive: u8) -> Option<Identity> {

@@ -91,7 +91,14 @@ impl Driver for PiixAtaDriver {
                 }),
             );
             disks.extend(channel_disks.into_iter().map(|disk| disk as Arc<dyn BlockDevice>));
-            properties.push((format!("channel{channel_number}"), format!("irq {irq}, {found} disk(s)")));
+            // A channel without a drive is dropped, and its table freed, once
+            // this loop ends: only a kept table is worth an address.
+            let table = channel
+                .table_address()
+                .filter(|_| found > 0)
+                .map(|address| format!(", prd-table {:#x}", address.as_u64()));
+            let described = format!("irq {irq}, {found} disk(s){}", table.unwrap_or_default());
+            properties.push((format!("channel{channel_number}"), described));
         }
         properties.push(("prd-entries".to_string(), super::prd::ENTRIES_PER_TABLE.to_string()));
         Ok(DriverInstance { disks, properties })
