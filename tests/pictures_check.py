@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Renders every picture of the docs (docs/img/*.svg) with rsvg-convert and checks
-that nothing is cut off: no ink past the canvas, and no text past the box it sits in.
+that nothing is cut off or drawn over: no ink past the canvas, no text past the box
+it sits in, no line through a text.
 
     tests/pictures_check.py [SVG...]     prints `test NAME ... ok/FAILED` and "N passed, N failed"
 
-Two tests a picture:
+Three tests a picture:
 
 - `<picture>_stays_on_its_canvas`: the picture is rendered as it is, then once more
   with its canvas grown by MARGIN on every side (the root's width, height and
@@ -15,6 +16,10 @@ Two tests a picture:
   that is its box grown by MARGIN. Its box is the smallest `<rect>` that holds
   the middle of its first line, or the canvas when no rect does. Any of its ink
   outside the box runs past the box's edge.
+- `<picture>_texts_are_not_crossed`: no line, arrow or box edge is drawn over a
+  text, and no two texts run into each other. The lines that show are where the
+  picture without its texts differs from its boxes alone (a line under a box's
+  fill does not show); the edges are the boxes drawn unfilled.
 
 The ink is read from the PNG rsvg-convert writes, decoded here with zlib alone,
 so the check needs nothing but rsvg-convert (Debian's librsvg2-bin; `make deps`
@@ -29,6 +34,8 @@ import tempfile
 import traceback
 import xml.etree.ElementTree as ElementTree
 import zlib
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from enum import Enum
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in tests/
@@ -58,6 +65,17 @@ def number(text, what):
         return float(value)
     except ValueError:
         raise ValueError(f"{what} is {text!r}: the check reads plain user units only") from None
+
+
+class Layer(Enum):
+    """What of a picture without its texts is drawn."""
+
+    # Boxes, lines, arrows, paths: the picture as it is, but its texts.
+    EVERYTHING = "everything"
+    # The boxes alone, filled as they are: what the lines are drawn over.
+    BOXES = "boxes"
+    # The boxes' edges alone, unfilled.
+    EDGES = "edges"
 
 
 class Box:
@@ -121,6 +139,18 @@ class Picture:
             prune(root, target, ancestors)
         return ElementTree.tostring(root)
 
+    def copy_without_texts(self, area, layer):
+        """A copy of the picture whose canvas is `area`, without its texts, and
+        with only the drawing `layer` names."""
+        root = ElementTree.fromstring(self.copy_showing(area))
+        for parent in list(root.iter()):
+            for child in list(parent):
+                if tag(child) == "text" or (layer != Layer.EVERYTHING and tag(child) in DRAWING - {"rect"}):
+                    parent.remove(child)
+                elif tag(child) == "rect" and layer == Layer.EDGES:
+                    child.set("fill", "none")
+        return ElementTree.tostring(root)
+
     def boxes(self):
         """Every `<rect>`, as the box inside its border: a text on the border
         line runs past it as much as one beyond it."""
@@ -178,7 +208,17 @@ def prune(element, target, ancestors):
 
 
 def render(svg, scratch, name):
-    """rsvg-convert's PNG of `svg` (bytes), decoded: (width, height, alpha rows)."""
+    """rsvg-convert's PNG of `svg` (bytes), decoded: (width, height, RGBA rows)."""
+    return decode_png(render_png(svg, scratch, name))
+
+
+def alphas(rows):
+    """The alpha of every pixel of RGBA rows (None stays None: all transparent)."""
+    return [None if row is None else row[3::4] for row in rows]
+
+
+def render_png(svg, scratch, name):
+    """rsvg-convert's PNG of `svg` (bytes), as it wrote it."""
     source = os.path.join(scratch, name + ".svg")
     target = os.path.join(scratch, name + ".png")
     with open(source, "wb") as file:
@@ -187,12 +227,19 @@ def render(svg, scratch, name):
     if result.returncode != 0:
         raise AssertionError(f"rsvg-convert failed ({result.returncode}): {result.stderr.strip()}")
     with open(target, "rb") as file:
-        return decode_png(file.read())
+        return file.read()
+
+
+def png_size(data):
+    """(width, height) of a PNG, from its header."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise AssertionError("rsvg-convert wrote something that is not a PNG")
+    return struct.unpack(">II", data[16:24])
 
 
 def decode_png(data):
-    """The alpha of every pixel of an 8-bit RGB or RGBA PNG (what cairo writes):
-    (width, height, rows), a row a bytes of alphas; None for a row all transparent."""
+    """The pixels of an 8-bit RGB or RGBA PNG (what cairo writes): (width, height,
+    rows), a row a bytes of RGBA; None for a row all transparent."""
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise AssertionError("rsvg-convert wrote something that is not a PNG")
     position, chunks, header = 8, [], None
@@ -221,9 +268,13 @@ def decode_png(data):
             continue
         line = unfilter(kind, bytearray(line), previous, pixel)
         if color == 2:
-            rows.append(b"\xff" * width)
+            # Cairo leaves out the alpha of a picture all opaque.
+            opaque = bytearray(b"\xff" * (width * 4))
+            for channel in range(3):
+                opaque[channel::4] = line[channel::3]
+            rows.append(bytes(opaque))
         else:
-            rows.append(bytes(line[3::4]))
+            rows.append(bytes(line))
         previous, previous_blank = line, color == 6 and not any(line)
     return width, height, rows
 
@@ -286,34 +337,42 @@ def ink_outside(rows, area, inner, scale, threshold):
             sides[side] = (min(left, x), min(top, y), max(right, x + 1), max(bottom, y + 1))
     return {
         side: tuple(
-            round(area.left + value / scale) if index % 2 == 0 else round(area.top + value / scale)
+            area.left + value / scale if index % 2 == 0 else area.top + value / scale
             for index, value in enumerate(extent)
         )
         for side, extent in sides.items()
     }
 
 
-def describe(sides, inner):
-    """One line a side: how far the ink runs past that edge, and where."""
+def describe(sides, inner, area):
+    """One line a side: how far the ink runs past that edge, and where (ink that
+    reaches the end of the rendered area may run further)."""
     lines = []
     edges = {"left": inner.left, "right": inner.right, "top": inner.top, "bottom": inner.bottom}
     for side, (left, top, right, bottom) in sorted(sides.items()):
-        past = {"left": edges["left"] - left, "right": right - edges["right"],
-                "top": edges["top"] - top, "bottom": bottom - edges["bottom"]}[side]
-        lines.append(f"ink {past:g} past {inner.name}'s {side} edge ({edges[side]:g}): x {left}..{right}, y {top}..{bottom}")
+        past, at_the_end = {
+            "left": (edges["left"] - left, left <= area.left),
+            "right": (right - edges["right"], right >= area.right),
+            "top": (edges["top"] - top, top <= area.top),
+            "bottom": (bottom - edges["bottom"], bottom >= area.bottom),
+        }[side]
+        amount = f"{past:g} or more" if at_the_end else f"{past:g}"
+        lines.append(
+            f"ink {amount} past {inner.name}'s {side} edge ({edges[side]:g}): x {left:g}..{right:g}, y {top:g}..{bottom:g}"
+        )
     return lines
 
 
 def check_canvas(picture, scratch):
     """The picture renders, and the enlarged render draws nothing outside the canvas."""
     canvas = picture.canvas
-    width, height, _ = render(picture.source, scratch, "as-is")
+    width, height = png_size(render_png(picture.source, scratch, "as-is"))
     expected = (round(canvas.width * picture.scale), round(canvas.height * picture.scale))
     if (width, height) != expected:
         raise AssertionError(f"rendered {width}x{height}, the picture says {expected[0]}x{expected[1]}")
     area = canvas.grown(MARGIN)
     _, _, rows = render(picture.copy_showing(area), scratch, "enlarged")
-    problems = describe(ink_outside(rows, area, canvas, picture.scale, 1), canvas)
+    problems = describe(ink_outside(alphas(rows), area, canvas, picture.scale, 1), canvas, area)
     if problems:
         raise AssertionError(f"{picture.path.name}: drawn past the canvas ({canvas.width:g}x{canvas.height:g}):\n  "
                              + "\n  ".join(problems))
@@ -327,35 +386,130 @@ def box_of(picture, x, y):
     return min(holding, key=lambda box: box.width * box.height)
 
 
-def check_texts(picture, scratch):
+class LoneText:
+    """One `<text>` rendered alone on the enlarged canvas."""
+
+    def __init__(self, index, words, x, y, rows):
+        self.index, self.words, self.x, self.y, self.rows = index, words, x, y, rows
+
+    def ink(self):
+        """Its pixels of TEXT_INK_ALPHA or more, as (column, row)."""
+        return ink_pixels(self.rows)
+
+
+def ink_pixels(rows):
+    """(column, row) of every pixel of TEXT_INK_ALPHA or more."""
+    return {
+        (x, y)
+        for y, row in enumerate(rows)
+        if row is not None
+        for x, alpha in enumerate(row)
+        if alpha >= TEXT_INK_ALPHA
+    }
+
+
+LONE_TEXTS = {}
+
+
+def lone_texts(picture):
+    """Every text of the picture rendered alone on its canvas grown by MARGIN
+    (once a picture: two tests read them). rsvg-convert runs two at a time."""
+    if picture.path not in LONE_TEXTS:
+        area = picture.canvas.grown(MARGIN)
+        texts = picture.texts()
+        with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(max_workers=2) as pool:
+            pngs = pool.map(
+                lambda text: render_png(picture.copy_showing(area, keep=text[0]), scratch, f"text-{text[0]}"), texts
+            )
+            LONE_TEXTS[picture.path] = [
+                LoneText(index, words, x, y, alphas(decode_png(png)[2])) for (index, words, x, y, _), png in zip(texts, pngs)
+            ]
+    return LONE_TEXTS[picture.path]
+
+
+def check_texts(picture, _scratch):
     """Every text, rendered alone, stays inside its box."""
+    area = picture.canvas.grown(MARGIN)
     problems = []
-    for index, words, x, y, _ in picture.texts():
-        box = box_of(picture, x, y)
-        area = box.grown(MARGIN)
-        _, _, rows = render(picture.copy_showing(area, keep=index), scratch, f"text-{index}")
-        sides = ink_outside(rows, area, box, picture.scale, TEXT_INK_ALPHA)
+    for text in lone_texts(picture):
+        box = box_of(picture, text.x, text.y)
+        sides = ink_outside(text.rows, area, box, picture.scale, TEXT_INK_ALPHA)
         if sides:
             where = f"x {box.left:g}..{box.right:g}, y {box.top:g}..{box.bottom:g}"
-            problems.append(f'"{words}" runs past {box.name} ({where}):')
-            problems.extend("    " + line for line in describe(sides, box))
+            problems.append(f'"{text.words}" runs past {box.name} ({where}):')
+            problems.extend("    " + line for line in describe(sides, box, area))
     if problems:
         raise AssertionError(f"{picture.path.name}:\n  " + "\n  ".join(problems))
 
 
-def tests_for(paths):
-    """(name, function) of every test, two a picture."""
-    tests = []
-    for path in paths:
-        stem = Path(path).stem.replace("-", "_")
-        tests.append((f"picture_{stem}_stays_on_its_canvas", lambda path=path: run(check_canvas, path)))
-        tests.append((f"picture_{stem}_texts_stay_in_their_boxes", lambda path=path: run(check_texts, path)))
-    return tests
+def check_crossings(picture, scratch):
+    """No line, arrow, box edge or other text draws over a text's ink."""
+    area = picture.canvas.grown(MARGIN)
+    drawn = visible_lines(picture, area, scratch) | ink_pixels(alphas(render(
+        picture.copy_without_texts(area, Layer.EDGES), scratch, "edges")[2]))
+    owner, problems = {}, []
+    for text in lone_texts(picture):
+        ink = text.ink()
+        crossed = ink & drawn
+        if crossed:
+            at = where(crossed, area, picture.scale)
+            problems.append(f'"{text.words}" is crossed by a line, an arrow or a box\'s edge at {at}')
+        for pixel in ink:
+            other = owner.setdefault(pixel, text)
+            if other is not text:
+                problems.append(f'"{text.words}" runs into "{other.words}" at {where({pixel}, area, picture.scale)}')
+                break
+    if problems:
+        raise AssertionError(f"{picture.path.name}:\n  " + "\n  ".join(problems))
 
 
-def run(check, path):
-    with tempfile.TemporaryDirectory() as scratch:
-        check(Picture(path), scratch)
+def visible_lines(picture, area, scratch):
+    """The pixels where lines, arrows and paths show: where the picture without
+    its texts differs from its boxes alone (a line a box covers does not show)."""
+    _, _, everything = render(picture.copy_without_texts(area, Layer.EVERYTHING), scratch, "everything")
+    _, _, boxes = render(picture.copy_without_texts(area, Layer.BOXES), scratch, "boxes")
+    pixels = set()
+    for y, (drawn, under) in enumerate(zip(everything, boxes)):
+        if drawn == under:
+            continue
+        drawn, under = drawn or bytes(len(under)), under or bytes(len(drawn))
+        for x in range(len(drawn) // 4):
+            if max(abs(a - b) for a, b in zip(drawn[4 * x : 4 * x + 4], under[4 * x : 4 * x + 4])) >= TEXT_INK_ALPHA:
+                pixels.add((x, y))
+    return pixels
+
+
+def where(pixels, area, scale):
+    """The extent of some pixels, in user units."""
+    columns = [x for x, _ in pixels]
+    rows = [y for _, y in pixels]
+    left, right = area.left + min(columns) / scale, area.left + (max(columns) + 1) / scale
+    top, bottom = area.top + min(rows) / scale, area.top + (max(rows) + 1) / scale
+    return f"x {left:g}..{right:g}, y {top:g}..{bottom:g}"
+
+
+CHECKS = [
+    ("stays_on_its_canvas", check_canvas),
+    ("texts_stay_in_their_boxes", check_texts),
+    ("texts_are_not_crossed", check_crossings),
+]
+
+
+def check_picture(path):
+    """Runs every check on one picture: [(test name, None or what failed)]."""
+    stem = Path(path).stem.replace("-", "_")
+    results = []
+    for check_name, check in CHECKS:
+        name = f"picture_{stem}_{check_name}"
+        try:
+            with tempfile.TemporaryDirectory() as scratch:
+                check(Picture(path), scratch)
+            results.append((name, None))
+        except AssertionError as failure:
+            results.append((name, str(failure)))
+        except Exception:
+            results.append((name, traceback.format_exc().rstrip()))
+    return results
 
 
 def main(arguments):
@@ -365,21 +519,20 @@ def main(arguments):
         print("rsvg-convert is missing. Install it with:\n    sudo apt-get install -y librsvg2-bin")
         print("0 passed, 1 failed")
         return 1
-    tests = tests_for(paths)
-    failed = 0
-    for name, function in tests:
-        try:
-            function()
-            print(f"test {name} ... ok")
-        except AssertionError as failure:
-            failed += 1
-            print(f"test {name} ... FAILED")
-            print(failure)
-        except Exception:
-            failed += 1
-            print(f"test {name} ... FAILED")
-            traceback.print_exc()
-    print(f"{len(tests) - failed} passed, {failed} failed")
+    passed = failed = 0
+    # The decoding is pure Python: one picture a core.
+    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        for results in pool.map(check_picture, paths):
+            for name, failure in results:
+                if failure is None:
+                    passed += 1
+                    print(f"test {name} ... ok")
+                else:
+                    failed += 1
+                    print(f"test {name} ... FAILED")
+                    print(failure)
+            sys.stdout.flush()
+    print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
 
