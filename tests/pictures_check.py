@@ -12,10 +12,10 @@ Three tests a picture:
   viewBox, in a temporary copy). Whatever the enlarged render draws outside the
   original area (a text, a line, a box) would be cut off in the docs.
 - `<picture>_texts_stay_in_their_boxes`: each `<text>` is rendered alone (every
-  other drawing element taken out, its groups and their fonts kept), on a canvas
-  that is its box grown by MARGIN. Its box is the smallest `<rect>` that holds
-  the middle of its first line, or the canvas when no rect does. Any of its ink
-  outside the box runs past the box's edge.
+  other drawing element taken out, its groups and their fonts kept), on the
+  canvas grown by MARGIN. Its box is the smallest `<rect>` that holds the middle
+  of its first line, inside the rect's border line, or the canvas when no rect
+  does. Any of its ink outside the box runs past the box's edge.
 - `<picture>_texts_are_not_crossed`: no line, arrow or box edge is drawn over a
   text, and no two texts run into each other. The lines that show are where the
   picture without its texts differs from its boxes alone (a line under a box's
