@@ -67,7 +67,7 @@ help: ## List the targets
 # rust-toolchain.toml lists the target, rustfmt and clippy; rustup adds them when it
 # installs the toolchain, but not always to one installed before without them (a
 # minimal profile, say), so deps checks each and adds what is missing.
-deps: ## Install what is missing: the Rust target, rustfmt and clippy, QEMU
+deps: ## Install what is missing: the Rust target, rustfmt and clippy, QEMU, rsvg-convert
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
 	@for c in rustfmt clippy; do \
 	    rustup component list --installed | grep -q "^$$c-" || rustup component add $$c; \
@@ -78,6 +78,15 @@ deps: ## Install what is missing: the Rust target, rustfmt and clippy, QEMU
 	    else \
 	        echo "QEMU is missing. Install it with:"; \
 	        echo "    sudo apt-get install -y qemu-system-x86"; \
+	        exit 1; \
+	    fi; \
+	fi
+	@if ! command -v rsvg-convert >/dev/null; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librsvg2-bin; \
+	    else \
+	        echo "rsvg-convert (for the pictures' check) is missing. Install it with:"; \
+	        echo "    sudo apt-get install -y librsvg2-bin"; \
 	        exit 1; \
 	    fi; \
 	fi
@@ -118,10 +127,11 @@ reset-disks: ## Remake the default disk images (build/*.img) with the pattern, u
 	boot/make-disk $(DEFAULT_AHCI_DISK) 16 S
 	boot/make-disk $(DEFAULT_NVME_DISK) 16 N
 
-test-host: deps ## Host unit and property tests only (and the self-tests of the net traffic checker, 127.0.0.1 only, and of make run's terminal filter)
+test-host: deps ## Host unit and property tests only (and the self-tests of the net traffic checker, 127.0.0.1 only, and of make run's terminal filter; the docs' pictures rendered and checked)
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image
 	tests/net_traffic_selftest.py
 	tests/terminal_filter_selftest.py
+	tests/pictures_check.py
 
 # The kernel is the part of TEST before the first `:`, the filter the rest.
 test-qemu: deps ## The QEMU test kernels only (TEST=NAME or NAME:TEXT: one kernel, some of its tests)
@@ -142,11 +152,12 @@ net-check: build ## Drive the network stack from this machine (127.0.0.1 only): 
 test-docs: deps ## Replay the shell sessions of the README and docs (tour, experiments, exercises, drivers, dma) and the README's boot story; compare with the docs
 	tests/docs-check
 
-test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) coherent and non-coherent, the e2e test, the docs check and net-check; ends with "N passed, N failed"
+test: deps ## Host tests and the pictures' check, every QEMU test kernel (q35 ones on q35) coherent and non-coherent, the e2e test, the docs check and net-check; ends with "N passed, N failed"
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image 2>&1 | tee -a "$$log"; host=$$?; \
 	tests/net_traffic_selftest.py 2>&1 | tee -a "$$log"; selftest=$$?; \
 	tests/terminal_filter_selftest.py 2>&1 | tee -a "$$log"; filter=$$?; \
+	tests/pictures_check.py 2>&1 | tee -a "$$log"; pictures=$$?; \
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
 	echo "== the QEMU test kernels again on a machine whose DMA does not snoop (COHERENCE=noncoherent)"; \
 	COHERENCE=noncoherent cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; \
@@ -154,7 +165,7 @@ test: deps ## Host tests, every QEMU test kernel (q35 ones on q35) coherent and 
 	tests/e2e-shell 2>&1 | tee -a "$$log"; e2e=$$?; \
 	tests/docs-check 2>&1 | tee -a "$$log"; docs=$$?; \
 	$(MAKE) --no-print-directory net-check 2>&1 | tee -a "$$log"; net=$$?; \
-	echo; tests/tally "$$log" $$host $$selftest $$filter $$qemu $$noncoherent $$e2e $$docs $$net
+	echo; tests/tally "$$log" $$host $$selftest $$filter $$pictures $$qemu $$noncoherent $$e2e $$docs $$net
 
 bench: build $(if $(filter 1,$(LINUX)),linux-guest) ## Benchmark in the Linux peer's setup (RUNS boots, 256 MiB disks; LINUX=1: Linux too)
 	tests/bench $(KERNEL) $(RUNS)
