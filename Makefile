@@ -67,29 +67,23 @@ help: ## List the targets
 # rust-toolchain.toml lists the target, rustfmt and clippy; rustup adds them when it
 # installs the toolchain, but not always to one installed before without them (a
 # minimal profile, say), so deps checks each and adds what is missing.
-deps: ## Install what is missing: the Rust target, rustfmt and clippy, QEMU, rsvg-convert
+deps: ## Install what is missing: the Rust target, rustfmt and clippy, QEMU, rsvg-convert (the pictures' check), gdb (the gdb lesson's check)
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
 	@for c in rustfmt clippy; do \
 	    rustup component list --installed | grep -q "^$$c-" || rustup component add $$c; \
 	done
-	@if ! command -v qemu-system-x86_64 >/dev/null; then \
+	@# Each program with the Debian package that has it.
+	@for wanted in qemu-system-x86_64:qemu-system-x86 rsvg-convert:librsvg2-bin gdb:gdb; do \
+	    program=$${wanted%%:*}; package=$${wanted#*:}; \
+	    command -v $$program >/dev/null && continue; \
 	    if [ "$$(id -u)" = 0 ]; then \
-	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$package || exit 1; \
 	    else \
-	        echo "QEMU is missing. Install it with:"; \
-	        echo "    sudo apt-get install -y qemu-system-x86"; \
+	        echo "$$program is missing. Install it with:"; \
+	        echo "    sudo apt-get install -y $$package"; \
 	        exit 1; \
 	    fi; \
-	fi
-	@if ! command -v rsvg-convert >/dev/null; then \
-	    if [ "$$(id -u)" = 0 ]; then \
-	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librsvg2-bin; \
-	    else \
-	        echo "rsvg-convert (for the pictures' check) is missing. Install it with:"; \
-	        echo "    sudo apt-get install -y librsvg2-bin"; \
-	        exit 1; \
-	    fi; \
-	fi
+	done
 
 build: deps ## Build the bootable kernel
 	cargo build --release -p dmakit-image --target $(TARGET)
@@ -152,12 +146,13 @@ net-check: build ## Drive the network stack from this machine (127.0.0.1 only): 
 test-docs: deps ## Replay the shell sessions of the README and docs (tour, experiments, exercises, drivers, dma) and the README's boot story; compare with the docs
 	tests/docs-check
 
-test: deps ## Host tests and the pictures' check, every QEMU test kernel (q35 ones on q35) coherent and non-coherent, the e2e test, the docs check and net-check; ends with "N passed, N failed"
+test: deps ## Host tests, the pictures' check and the gdb lesson's check, every QEMU test kernel (q35 ones on q35) coherent and non-coherent, the e2e test, the docs check and net-check; ends with "N passed, N failed"
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
 	cargo test --workspace --exclude dmakit-tests --exclude dmakit-image 2>&1 | tee -a "$$log"; host=$$?; \
 	tests/net_traffic_selftest.py 2>&1 | tee -a "$$log"; selftest=$$?; \
 	tests/terminal_filter_selftest.py 2>&1 | tee -a "$$log"; filter=$$?; \
 	tests/pictures_check.py 2>&1 | tee -a "$$log"; pictures=$$?; \
+	tests/gdb-check 2>&1 | tee -a "$$log"; gdb=$$?; \
 	cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; qemu=$$?; \
 	echo "== the QEMU test kernels again on a machine whose DMA does not snoop (COHERENCE=noncoherent)"; \
 	COHERENCE=noncoherent cargo test --target $(TARGET) -p dmakit-tests --no-fail-fast 2>&1 | tee -a "$$log"; \
@@ -165,7 +160,7 @@ test: deps ## Host tests and the pictures' check, every QEMU test kernel (q35 on
 	tests/e2e-shell 2>&1 | tee -a "$$log"; e2e=$$?; \
 	tests/docs-check 2>&1 | tee -a "$$log"; docs=$$?; \
 	$(MAKE) --no-print-directory net-check 2>&1 | tee -a "$$log"; net=$$?; \
-	echo; tests/tally "$$log" $$host $$selftest $$filter $$pictures $$qemu $$noncoherent $$e2e $$docs $$net
+	echo; tests/tally "$$log" $$host $$selftest $$filter $$gdb $$pictures $$qemu $$noncoherent $$e2e $$docs $$net
 
 bench: build $(if $(filter 1,$(LINUX)),linux-guest) ## Benchmark in the Linux peer's setup (RUNS boots, 256 MiB disks; LINUX=1: Linux too)
 	tests/bench $(KERNEL) $(RUNS)
