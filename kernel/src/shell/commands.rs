@@ -10,11 +10,12 @@ use x86_64::instructions::interrupts;
 
 use super::line::{Edit, LineEditor, MAX_LINE};
 use super::parse::{self, DmaReadOptions};
+use super::scatter::{self, Outcome};
 use crate::arch::qemu::{ExitCode, exit};
 use crate::block::{BlockDevice, BlockOperation, TransferOptions, WriteCache};
 use crate::digest::sha256_hex;
 use crate::dma::kernel_platform::platform;
-use crate::dma::{DmaBuffer, DmaPlatform, IoDirection, Specification, trace};
+use crate::dma::{DmaBuffer, DmaPlatform, IoDirection, IoMemoryDescriptor, Specification, trace};
 use crate::memory::{Constraints, heap, physical};
 use crate::{driver, print, println};
 
@@ -182,8 +183,9 @@ fn help() {
     println!("  write DEV LBA COUNT PAT  write COUNT sectors of PAT repeated: PAT starting with a digit");
     println!("                           is one byte 0-255 (7, 0xa5), anything else is text (dmakit)");
     println!("  dma read DEV LBA COUNT [--bits N] [--boundary N] [--max-segment N]");
-    println!("           [--above-4g] [--force-double-buffer] [--trace]");
-    println!("                           one read with your own limits added to the device's");
+    println!("           [--above-4g] [--force-double-buffer] [--trace] [--scatter N]");
+    println!("                           one read with your own limits added to the device's;");
+    println!("                           --scatter N: into N pages none of which is next to another");
     println!("  trace on|off             show every DMA step of every transfer");
     println!("  stats                    bounce accounting, and each disk's queue");
     println!("  net                      each network interface: packets, interrupts, prepares and");
@@ -366,6 +368,29 @@ pub(super) fn buffer(bytes: u64, direction: IoDirection, placement: Constraints)
         .map_err(|error| format!("no buffer of {bytes} bytes: {error}"))
 }
 
+/// A buffer for `dma read --scatter`: `pages` pieces of a page (the last one
+/// the rest of `bytes`), each on its own, aligned on two frames so that no two
+/// touch ([`scatter::PIECE_ALIGNMENT`]).
+fn scattered_buffer(bytes: u64, pages: u64, placement: Constraints) -> Result<DmaBuffer, String> {
+    let apart = Constraints { alignment: scatter::PIECE_ALIGNMENT, ..placement };
+    let pieces: Vec<(u64, Constraints)> =
+        scatter::pieces(bytes, pages)?.into_iter().map(|length| (length, apart)).collect();
+    let descriptor = IoMemoryDescriptor::allocate_scattered(platform(), &pieces, IoDirection::In)
+        .map_err(|code| format!("no {pages} separate pages for the buffer: {code}"))?;
+    DmaBuffer::from_descriptor(descriptor).map_err(|failure| format!("{failure}"))
+}
+
+/// The physically contiguous runs of `descriptor`, in order: (start, bytes).
+fn physical_runs(descriptor: &IoMemoryDescriptor) -> Vec<(u64, u64)> {
+    let mut runs = Vec::new();
+    let mut offset = 0;
+    while let Ok((start, length)) = descriptor.physical_segment(offset) {
+        runs.push((start.as_u64(), length));
+        offset += length;
+    }
+    runs
+}
+
 /// Prints a hex dump of `data`, 16 bytes a row, each row headed by its offset
 /// (`data` starts at offset `first`).
 fn hex_dump(data: &[u8], first: u64) {
@@ -449,7 +474,10 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
     let options: DmaReadOptions = parse::dma_read_options(&arguments[3..])?;
     let bytes = count * u64::from(disk.block_size());
     let placement = if options.above_4g { Constraints::NONE } else { Constraints::below(PhysAddr::new(1 << 32)) };
-    let mut target = buffer(bytes, IoDirection::In, placement)?;
+    let mut target = match options.scatter {
+        Some(pages) => scattered_buffer(bytes, pages, placement)?,
+        None => buffer(bytes, IoDirection::In, placement)?,
+    };
     let (address, _) = target
         .descriptor()
         .physical_segment(0)
@@ -472,6 +500,16 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
         options.boundary.map_or(String::from("device's"), |b| format!("{b:#x}")),
         options.max_segment.map_or(String::from("device's"), |m| format!("{m:#x}")),
     );
+    let pieces = physical_runs(target.descriptor());
+    if options.scatter.is_some() {
+        let starts: Vec<u64> = pieces.iter().map(|&(start, _)| start).collect();
+        let apart = match scatter::any_adjacent(&starts) {
+            true => "two of them adjacent",
+            false => "none next to another",
+        };
+        let listed: Vec<String> = starts.iter().map(|start| format!("{start:#x}")).collect();
+        println!("scatter: {} pieces of a page, {apart}: {}", pieces.len(), listed.join(" "));
+    }
     let before = platform().accounting().stats();
     let was_tracing = options.trace && !trace::set_enabled(true);
     let transfer = TransferOptions { restrict: Some(restrict), force_double_buffer: options.force_double_buffer };
@@ -509,6 +547,14 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
         );
     } else {
         println!("bounced: nothing; the device wrote straight into the buffer (zero copies)");
+    }
+    if options.scatter.is_some() {
+        let translated = segments
+            .first()
+            .zip(pieces.first())
+            .is_some_and(|(segment, piece)| bounced == 0 && segment.address.as_u64() != piece.0);
+        let outcome = Outcome { pieces: pieces.len(), segments: segments.len(), bounced, translated };
+        println!("{}", scatter::explain(outcome));
     }
     if let (true, Some(first)) = (options.force_double_buffer, segments.first()) {
         let start = first.address.as_u64();

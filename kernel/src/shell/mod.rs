@@ -15,6 +15,7 @@ mod prp_offset;
 mod queue;
 #[cfg(target_os = "none")]
 pub mod reports;
+pub mod scatter;
 #[cfg(target_os = "none")]
 mod skip_sync_rx;
 #[cfg(target_os = "none")]

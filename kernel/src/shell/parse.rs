@@ -99,7 +99,12 @@ pub struct DmaReadOptions {
     pub force_double_buffer: bool,
     /// `--trace`: show each step of this transfer.
     pub trace: bool,
+    /// `--scatter N`: the buffer is N pages, none next to another in memory.
+    pub scatter: Option<u64>,
 }
+
+/// The most pages `--scatter` takes: `dma read` moves at most 1 MiB.
+pub const MOST_SCATTERED_PAGES: u64 = 256;
 
 /// Parses the words after `DEV LBA COUNT`.
 pub fn dma_read_options(words: &[&str]) -> Result<DmaReadOptions, String> {
@@ -140,6 +145,13 @@ pub fn dma_read_options(words: &[&str]) -> Result<DmaReadOptions, String> {
             "--above-4g" => options.above_4g = true,
             "--force-double-buffer" => options.force_double_buffer = true,
             "--trace" => options.trace = true,
+            "--scatter" => {
+                let pages = value("--scatter")?;
+                if !(2..=MOST_SCATTERED_PAGES).contains(&pages) {
+                    return Err(format!("--scatter must be 2 to {MOST_SCATTERED_PAGES} pages, not {pages}"));
+                }
+                options.scatter = Some(pages);
+            }
             other => return Err(format!("unknown option '{other}' (see help)")),
         }
         index += 1;
@@ -181,6 +193,18 @@ mod tests {
         );
         assert_eq!(dma_read_options(&["--boundary", "512"]).unwrap().boundary, Some(512));
         assert_eq!(dma_read_options(&["--fast"]), Err(String::from("unknown option '--fast' (see help)")));
+    }
+
+    #[test]
+    fn scatter_takes_a_page_count() {
+        assert_eq!(dma_read_options(&["--scatter", "8"]).unwrap().scatter, Some(8));
+        assert_eq!(dma_read_options(&["--bits", "32"]).unwrap().scatter, None);
+        assert_eq!(dma_read_options(&["--scatter", "1"]), Err(String::from("--scatter must be 2 to 256 pages, not 1")));
+        assert_eq!(
+            dma_read_options(&["--scatter", "257"]),
+            Err(String::from("--scatter must be 2 to 256 pages, not 257"))
+        );
+        assert_eq!(dma_read_options(&["--scatter"]), Err(String::from("missing --scatter")));
     }
 
     #[test]
