@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use x86_64::PhysAddr;
 use x86_64::instructions::interrupts;
 
+use super::left::Collect;
 use super::line::{Edit, LineEditor, MAX_LINE};
 use super::parse::{self, DmaReadOptions};
 use super::scatter::{self, Outcome};
@@ -204,7 +205,11 @@ fn help() {
     println!("  experiment prp-offset DEV LBA");
     println!("                           hand an NVMe controller (nvme0n1) a PRP list whose second entry starts");
     println!("                           inside a page: it answers PRP Offset Invalid, nothing changes");
-    println!("  queue DEV N              N reads submitted at once: see the order the device finishes them");
+    println!("  queue DEV N [--bits N] [--above-4g] [--no-wait]");
+    println!("                           N reads submitted at once: see the order the device finishes them;");
+    println!("                           --bits/--above-4g as dma read (bounced reads may wait: deferred loads);");
+    println!("                           --no-wait leaves them in flight (stop DEV drains or aborts them;");
+    println!("                           queue DEV, start DEV or stats collects them)");
     println!("  flush DEV                flush the disk's volatile write cache: the writes it finished are");
     println!("                           on the medium (a disk without such a cache has nothing to flush)");
     println!("  stop DEV | start DEV     stop a disk's driver (requests in flight drain or abort,");
@@ -247,11 +252,21 @@ fn stop(arguments: &[&str]) -> Result<(), String> {
         "{name} stopped: {} request(s) in flight finished, {} aborted, {} command(s) left prepared",
         report.drained, report.aborted, report.prepared_left
     );
+    let left = super::left::count(&name);
+    if left > 0 {
+        println!(
+            "{left} of them were left by queue --no-wait: over now, their buffers wait to be collected \
+             (start {name}, stats or queue {name})"
+        );
+    }
     Ok(())
 }
 
 fn start(arguments: &[&str]) -> Result<(), String> {
     let (name, disk) = named_disk(arguments, "usage: start DEV")?;
+    // The stop finished every read left in flight: collect them before the
+    // disk takes new ones.
+    super::left::collect(Some(&name), Collect::Everything);
     disk.start().map_err(|failure| format!("{name}: {failure}"))?;
     println!("{name} started");
     Ok(())
@@ -324,6 +339,9 @@ fn mem() {
 }
 
 fn stats() {
+    // Reads `queue --no-wait` left that are over come back first, so the
+    // counts below include them.
+    super::left::collect(None, Collect::WhatIsOver);
     for line in super::reports::stats_lines() {
         println!("{line}");
     }

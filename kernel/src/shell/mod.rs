@@ -7,6 +7,8 @@ mod commands;
 mod early_sync;
 #[cfg(target_os = "none")]
 mod experiments;
+#[cfg(target_os = "none")]
+mod left;
 pub mod line;
 pub mod parse;
 #[cfg(target_os = "none")]
