@@ -205,6 +205,9 @@ fn help() {
     println!("  experiment prp-offset DEV LBA");
     println!("                           hand an NVMe controller (nvme0n1) a PRP list whose second entry starts");
     println!("                           inside a page: it answers PRP Offset Invalid, nothing changes");
+    println!("  experiment skip-invalidate DEV");
+    println!("                           unmap a read's page WITHOUT the IOTLB invalidation: the next read, given");
+    println!("                           the same IOVA, lands in the old page (q35 only: vdb, hda, sda, nvme0n1)");
     println!("  queue DEV N [--bits N] [--above-4g] [--no-wait]");
     println!("                           N reads submitted at once: see the order the device finishes them;");
     println!("                           --bits/--above-4g as dma read (bounced reads may wait: deferred loads);");

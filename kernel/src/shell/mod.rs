@@ -19,6 +19,8 @@ mod queue;
 pub mod reports;
 pub mod scatter;
 #[cfg(target_os = "none")]
+mod skip_invalidate;
+#[cfg(target_os = "none")]
 mod skip_sync_rx;
 #[cfg(target_os = "none")]
 mod step;
