@@ -16,7 +16,7 @@ use crate::arch::qemu::{ExitCode, exit};
 use crate::block::{BlockDevice, BlockOperation, TransferOptions, WriteCache};
 use crate::digest::sha256_hex;
 use crate::dma::kernel_platform::platform;
-use crate::dma::{DmaBuffer, DmaPlatform, IoDirection, IoMemoryDescriptor, Specification, trace};
+use crate::dma::{DmaBuffer, DmaPlatform, IoDirection, Specification, trace};
 use crate::memory::{Constraints, heap, physical};
 use crate::{driver, print, println};
 
@@ -389,29 +389,6 @@ pub(super) fn buffer(bytes: u64, direction: IoDirection, placement: Constraints)
         .map_err(|error| format!("no buffer of {bytes} bytes: {error}"))
 }
 
-/// A buffer for `dma read --scatter`: `pages` pieces of a page (the last one
-/// the rest of `bytes`), each on its own, aligned on two frames so that no two
-/// touch ([`scatter::PIECE_ALIGNMENT`]).
-fn scattered_buffer(bytes: u64, pages: u64, placement: Constraints) -> Result<DmaBuffer, String> {
-    let apart = Constraints { alignment: scatter::PIECE_ALIGNMENT, ..placement };
-    let pieces: Vec<(u64, Constraints)> =
-        scatter::pieces(bytes, pages)?.into_iter().map(|length| (length, apart)).collect();
-    let descriptor = IoMemoryDescriptor::allocate_scattered(platform(), &pieces, IoDirection::In)
-        .map_err(|code| format!("no {pages} separate pages for the buffer: {code}"))?;
-    DmaBuffer::from_descriptor(descriptor).map_err(|failure| format!("{failure}"))
-}
-
-/// The physically contiguous runs of `descriptor`, in order: (start, bytes).
-fn physical_runs(descriptor: &IoMemoryDescriptor) -> Vec<(u64, u64)> {
-    let mut runs = Vec::new();
-    let mut offset = 0;
-    while let Ok((start, length)) = descriptor.physical_segment(offset) {
-        runs.push((start.as_u64(), length));
-        offset += length;
-    }
-    runs
-}
-
 /// Prints a hex dump of `data`, 16 bytes a row, each row headed by its offset
 /// (`data` starts at offset `first`).
 fn hex_dump(data: &[u8], first: u64) {
@@ -496,7 +473,7 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
     let bytes = count * u64::from(disk.block_size());
     let placement = if options.above_4g { Constraints::NONE } else { Constraints::below(PhysAddr::new(1 << 32)) };
     let mut target = match options.scatter {
-        Some(pages) => scattered_buffer(bytes, pages, placement)?,
+        Some(pages) => scatter::buffer(bytes, pages, placement)?,
         None => buffer(bytes, IoDirection::In, placement)?,
     };
     let (address, _) = target
@@ -521,7 +498,7 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
         options.boundary.map_or(String::from("device's"), |b| format!("{b:#x}")),
         options.max_segment.map_or(String::from("device's"), |m| format!("{m:#x}")),
     );
-    let pieces = physical_runs(target.descriptor());
+    let pieces = scatter::physical_runs(target.descriptor());
     if options.scatter.is_some() {
         let starts: Vec<u64> = pieces.iter().map(|&(start, _)| start).collect();
         let apart = match scatter::any_adjacent(&starts) {

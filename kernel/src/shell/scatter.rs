@@ -1,12 +1,17 @@
 //! `dma read ... --scatter N`: the read's buffer made of N pages that are not
 //! next to each other in physical memory, and what became of them on the way
-//! to the device. Pure (the pieces to ask for, the story of the segments), so
-//! it is tested on the host.
+//! to the device. All but the allocation is pure (the pieces to ask for, the
+//! story of the segments), so it is tested on the host.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::dma::IoMemoryDescriptor;
+#[cfg(target_os = "none")]
+use crate::dma::{DmaBuffer, IoDirection};
+#[cfg(target_os = "none")]
+use crate::memory::Constraints;
 use crate::memory::FRAME_SIZE;
 
 /// The alignment each piece is allocated at: two frames. A one-frame piece
@@ -42,6 +47,30 @@ pub fn any_adjacent(starts: &[u64]) -> bool {
     let mut sorted = starts.to_vec();
     sorted.sort_unstable();
     sorted.windows(2).any(|pair| pair[1] - pair[0] <= FRAME_SIZE)
+}
+
+/// A buffer for `dma read --scatter`: `pages` pieces of a page (the last one
+/// the rest of `bytes`), each on its own, aligned on two frames so that no two
+/// touch ([`PIECE_ALIGNMENT`]).
+#[cfg(target_os = "none")]
+pub fn buffer(bytes: u64, pages: u64, placement: Constraints) -> Result<DmaBuffer, String> {
+    let apart = Constraints { alignment: PIECE_ALIGNMENT, ..placement };
+    let pieces: Vec<(u64, Constraints)> = pieces(bytes, pages)?.into_iter().map(|length| (length, apart)).collect();
+    let descriptor =
+        IoMemoryDescriptor::allocate_scattered(crate::dma::kernel_platform::platform(), &pieces, IoDirection::In)
+            .map_err(|code| format!("no {pages} separate pages for the buffer: {code}"))?;
+    DmaBuffer::from_descriptor(descriptor).map_err(|failure| format!("{failure}"))
+}
+
+/// The physically contiguous runs of `descriptor`, in order: (start, bytes).
+pub fn physical_runs(descriptor: &IoMemoryDescriptor) -> Vec<(u64, u64)> {
+    let mut runs = Vec::new();
+    let mut offset = 0;
+    while let Ok((start, length)) = descriptor.physical_segment(offset) {
+        runs.push((start.as_u64(), length));
+        offset += length;
+    }
+    runs
 }
 
 /// How the transfer went, as [`explain`] reads it.
