@@ -376,7 +376,7 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         let first = iova / FRAME_SIZE;
         let count = count as u64;
         let mut state = self.state.lock();
-        state.identity.remove(&first);
+        let identity = state.identity.remove(&first).is_some();
         state.live.remove(&first);
         // A range the experiment unmapped early has no leaf left (the unit
         // confirmed it forgot them then): clearing it only gives its IOVAs back.
@@ -386,7 +386,10 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         }
         // The other place a hook may break the rules: the leaves go, the
         // IOVAs go back, and the unit is not told.
+        // Not for memory shared with the device for its life (a ring): the
+        // experiment is about a transfer's pages.
         if !unmapped_early
+            && !identity
             && let Some(hooks) = HOOKS.get()
             && hooks.skip_invalidation(Site::of(self))
         {
