@@ -25,14 +25,17 @@ use super::{Accounting, Cause, IoDmaCommand, IoFailure, IoReturn};
 pub use super::hooks::Skip;
 
 /// What is armed now: per platform the one step to skip, per IOMMU domain an
-/// unmap at once, per driver the one check to skip.
+/// unmap at once or an unmap without invalidation, per driver the one check
+/// to skip.
 struct Armed {
     steps: Vec<(Site, Skip)>,
     unmaps: Vec<Site>,
+    invalidations: Vec<Site>,
     checks: Vec<(Site, DriverCheck)>,
 }
 
-static ARMED: Mutex<Armed> = Mutex::new(Armed { steps: Vec::new(), unmaps: Vec::new(), checks: Vec::new() });
+static ARMED: Mutex<Armed> =
+    Mutex::new(Armed { steps: Vec::new(), unmaps: Vec::new(), invalidations: Vec::new(), checks: Vec::new() });
 
 /// How many entries `ARMED` holds, kept beside it so that the transfers of a
 /// machine with nothing armed (nearly always) ask with one load, not the lock:
@@ -42,7 +45,8 @@ static ARMED_COUNT: AtomicUsize = AtomicUsize::new(0);
 impl Armed {
     /// Publishes how many entries there are now (under the lock).
     fn settle(&self) {
-        ARMED_COUNT.store(self.steps.len() + self.unmaps.len() + self.checks.len(), Ordering::Release);
+        let count = self.steps.len() + self.unmaps.len() + self.invalidations.len() + self.checks.len();
+        ARMED_COUNT.store(count, Ordering::Release);
     }
 }
 
@@ -91,6 +95,26 @@ pub fn arm_unmap_at_once(site: Site) {
         armed.unmaps.push(site);
     }
     armed.settle();
+}
+
+/// The IOMMU domain `site` skips the IOTLB invalidation of its next unmap.
+pub fn arm_skip_invalidation(site: Site) {
+    install();
+    let mut armed = ARMED.lock();
+    if !armed.invalidations.contains(&site) {
+        armed.invalidations.push(site);
+    }
+    armed.settle();
+}
+
+/// The IOMMU domain `site` invalidates at every unmap again; returns whether
+/// the skip was still armed (no unmap reached it).
+pub fn disarm_skip_invalidation(site: Site) -> bool {
+    let mut armed = ARMED.lock();
+    let before = armed.invalidations.len();
+    armed.invalidations.retain(|&armed| armed != site);
+    armed.settle();
+    armed.invalidations.len() != before
 }
 
 /// The driver at `site` (a disk's hardware queue,
@@ -191,6 +215,10 @@ impl DmaHooks for Experiments {
         armed.unmaps.retain(|&armed| armed != site);
         armed.settle();
         armed.unmaps.len() != before
+    }
+
+    fn skip_invalidation(&self, site: Site) -> bool {
+        anything_armed() && disarm_skip_invalidation(site)
     }
 
     fn skip_check(&self, site: Site, check: DriverCheck) -> bool {

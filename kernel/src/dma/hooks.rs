@@ -1,10 +1,10 @@
 //! Where the core DMA path lets something outside it change one transfer: the
 //! shell's teaching experiments ([`super::experiment`]).
 //!
-//! The core asks three questions at fixed places, and nothing else: "adjust
+//! The core asks these questions at fixed places, and nothing else: "adjust
 //! these rules?" (once per prepare, before planning), "skip this step?" (the
 //! fill of bounce memory, the copy out of it) and, in an IOMMU domain, "unmap
-//! this new mapping at once?". Drivers, which cannot see [`HOOKS`], ask a
+//! this new mapping at once?" and "unmap without invalidating?". Drivers, which cannot see [`HOOKS`], ask a
 //! fourth through [`skip_check`]: "skip this check of my own?" (NVMe's PRP
 //! rules, before it programs a transfer). Each place first looks at [`HOOKS`]:
 //! with no hooks installed (the normal case) that one load is all, and every
@@ -99,6 +99,11 @@ pub trait DmaHooks: Sync {
     /// "Unmap at once?": whether the IOMMU domain `site` unmaps the pages it
     /// just mapped before handing out their IOVAs (the device meets a hole).
     fn unmap_at_once(&self, site: Site) -> bool;
+
+    /// "Unmap without invalidating?": whether the IOMMU domain `site` clears
+    /// the leaves of the range it unmaps now and gives its IOVAs back without
+    /// making the unit forget them (the unit may still translate them).
+    fn skip_invalidation(&self, site: Site) -> bool;
 
     /// "Skip this check?": whether the driver at `site` (its hardware queue,
     /// [`crate::block::BlockDevice::hooks_site`]) skips `check` for the

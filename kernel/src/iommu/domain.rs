@@ -57,6 +57,10 @@ struct DomainState {
     /// First page -> pages, of ranges whose invalidation the unit did not
     /// confirm: it may still translate them, so they are never handed out again.
     quarantined: BTreeMap<u64, u64>,
+    /// First page -> pages, of ranges an experiment unmapped without the
+    /// IOTLB invalidation: the unit may still translate them to their old
+    /// pages until [`VtdDomain::invalidate_stale`].
+    stale: BTreeMap<u64, u64>,
 }
 
 /// One device's domain on a VT-d unit.
@@ -84,6 +88,7 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             live: BTreeMap::new(),
             unmapped_early: BTreeMap::new(),
             quarantined: BTreeMap::new(),
+            stale: BTreeMap::new(),
         };
         VtdDomain { unit, source, id, state: Mutex::new(state) }
     }
@@ -133,6 +138,31 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
         self.state.lock().quarantined.values().sum()
     }
 
+    /// IOVA pages an experiment unmapped without invalidating them, not
+    /// invalidated since.
+    pub fn stale_pages(&self) -> u64 {
+        self.state.lock().stale.values().sum()
+    }
+
+    /// Makes the unit forget every range an experiment unmapped without
+    /// invalidating it; returns how many pages that was. A range the unit does
+    /// not confirm stays on record (and the failure is returned, with
+    /// [`Cause::InvalidationFailed`]): whoever owns its old pages must keep
+    /// them, as the device may still reach them.
+    pub fn invalidate_stale(&self) -> Result<u64, IoFailure> {
+        let mut state = self.state.lock();
+        let mut pages = 0;
+        while let Some((first, count)) = state.stale.pop_first() {
+            if let Err(error) = self.unit.invalidate_pages(self.id, first, count) {
+                state.stale.insert(first, count);
+                let iova = first * FRAME_SIZE;
+                return Err(failure(error.code(), Cause::InvalidationFailed { iova, pages: count as usize }));
+            }
+            pages += count;
+        }
+        Ok(pages)
+    }
+
     /// IOVA pages free now.
     pub fn free_iova_pages(&self) -> u64 {
         self.state.lock().space.free_pages()
@@ -160,7 +190,8 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             return Err(failure(IoReturn::NotPermitted, Cause::Iommu(IommuCause::PassThroughUnsupported)));
         }
         let identity_pages: u64 = state.identity.values().sum();
-        if state.mapped_pages as u64 > identity_pages || !state.unmapped_early.is_empty() {
+        let busy = !state.unmapped_early.is_empty() || !state.stale.is_empty();
+        if state.mapped_pages as u64 > identity_pages || busy {
             return Err(failure(IoReturn::Busy, Cause::Iommu(IommuCause::DomainHasMappings)));
         }
         let entry = match wanted {
@@ -345,13 +376,34 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         let first = iova / FRAME_SIZE;
         let count = count as u64;
         let mut state = self.state.lock();
-        state.identity.remove(&first);
+        let identity = state.identity.remove(&first).is_some();
         state.live.remove(&first);
         // A range the experiment unmapped early has no leaf left (the unit
         // confirmed it forgot them then): clearing it only gives its IOVAs back.
         let unmapped_early = state.unmapped_early.get(&first) == Some(&count);
         if unmapped_early {
             state.unmapped_early.remove(&first);
+        }
+        // The other place a hook may break the rules: the leaves go, the
+        // IOVAs go back, and the unit is not told.
+        // Not for memory shared with the device for its life (a ring): the
+        // experiment is about a transfer's pages.
+        if !unmapped_early
+            && !identity
+            && let Some(hooks) = HOOKS.get()
+            && hooks.skip_invalidation(Site::of(self))
+        {
+            let leaves = (first..first + count).filter(|&page| state.table.unmap(page * FRAME_SIZE).is_some()).count();
+            state.mapped_pages -= leaves;
+            if !state.space.free(first, count) {
+                log::error!("{}: IOVA pages {first:#x}+{count} were free already", self.name());
+            }
+            state.stale.insert(first, count);
+            log::warn!(
+                "{}: experiment: IOVA {iova:#x}+{count} pages unmapped WITHOUT the IOTLB invalidation",
+                self.name()
+            );
+            return Ok(());
         }
         // Only with the IOTLB invalidation confirmed are the IOVAs handed out
         // again; otherwise `clear` quarantines them and says so.

@@ -15,6 +15,11 @@ pub enum Experiment {
     /// driver completed a transfer too early or reused old segments. One
     /// transfer long; the matching `unmap` then only gives the IOVAs back.
     UnmapBeforeTheDevice,
+    /// The next `unmap` clears the leaves and gives the IOVAs back WITHOUT the
+    /// IOTLB invalidation: a unit that cached the old translation keeps using
+    /// it, so a device given those IOVAs again reaches the old pages. The
+    /// domain keeps the range on record until [`VtdDomain::invalidate_stale`].
+    UnmapWithoutInvalidation,
 }
 
 impl<R: RegisterIo + 'static> VtdDomain<R> {
@@ -22,6 +27,13 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
     pub fn set_experiment(&self, experiment: Experiment) {
         match experiment {
             Experiment::UnmapBeforeTheDevice => crate::dma::experiment::arm_unmap_at_once(Site::of(self)),
+            Experiment::UnmapWithoutInvalidation => crate::dma::experiment::arm_skip_invalidation(Site::of(self)),
         }
+    }
+
+    /// Disarms [`Experiment::UnmapWithoutInvalidation`] if no unmap reached
+    /// it; returns whether it was still armed.
+    pub fn disarm_skip_invalidation(&self) -> bool {
+        crate::dma::experiment::disarm_skip_invalidation(Site::of(self))
     }
 }

@@ -32,6 +32,9 @@ mod scope;
 pub use domain::{DomainMode, VtdDomain};
 pub use experiment::Experiment;
 #[cfg(target_os = "none")]
-pub use registry::{init, live_mappings, mapper_for, report, set_experiment, set_passthrough};
+pub use registry::{
+    disarm_skip_invalidation, init, invalidate_stale, live_mappings, mapper_for, report, set_experiment,
+    set_passthrough, stale_pages,
+};
 pub use scope::{UnitDescription, covering_unit};
 pub use unit::Unit;

@@ -114,6 +114,28 @@ pub fn set_experiment(requester_id: u16, experiment: Experiment) -> Result<(), I
     Ok(())
 }
 
+/// The device's domain, if one exists already (none is made for asking).
+fn existing(requester_id: u16) -> Result<Arc<VtdDomain<MmioRange>>, IoFailure> {
+    REGISTRY.lock().domains.get(&requester_id).cloned().ok_or_else(not_covered)
+}
+
+/// Disarms the device's skipped invalidation if no unmap reached it; returns
+/// whether it was still armed.
+pub fn disarm_skip_invalidation(requester_id: u16) -> Result<bool, IoFailure> {
+    Ok(existing(requester_id)?.disarm_skip_invalidation())
+}
+
+/// IOVA pages of the device an experiment unmapped without invalidation.
+pub fn stale_pages(requester_id: u16) -> Result<u64, IoFailure> {
+    Ok(existing(requester_id)?.stale_pages())
+}
+
+/// Invalidates for real what an experiment left stale in the device's domain
+/// ([`VtdDomain::invalidate_stale`]); returns how many pages.
+pub fn invalidate_stale(requester_id: u16) -> Result<u64, IoFailure> {
+    existing(requester_id)?.invalidate_stale()
+}
+
 /// Pages mapped now, over every domain (tests check that transfers leave none).
 pub fn live_mappings() -> usize {
     REGISTRY.lock().domains.values().map(|domain| domain.mapped_pages()).sum()

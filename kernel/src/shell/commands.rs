@@ -8,8 +8,10 @@ use alloc::vec::Vec;
 use x86_64::PhysAddr;
 use x86_64::instructions::interrupts;
 
+use super::left::Collect;
 use super::line::{Edit, LineEditor, MAX_LINE};
 use super::parse::{self, DmaReadOptions};
+use super::scatter::{self, Outcome};
 use crate::arch::qemu::{ExitCode, exit};
 use crate::block::{BlockDevice, BlockOperation, TransferOptions, WriteCache};
 use crate::digest::sha256_hex;
@@ -182,8 +184,9 @@ fn help() {
     println!("  write DEV LBA COUNT PAT  write COUNT sectors of PAT repeated: PAT starting with a digit");
     println!("                           is one byte 0-255 (7, 0xa5), anything else is text (dmakit)");
     println!("  dma read DEV LBA COUNT [--bits N] [--boundary N] [--max-segment N]");
-    println!("           [--above-4g] [--force-double-buffer] [--trace]");
-    println!("                           one read with your own limits added to the device's");
+    println!("           [--above-4g] [--force-double-buffer] [--trace] [--scatter N]");
+    println!("                           one read with your own limits added to the device's;");
+    println!("                           --scatter N: into N pages none of which is next to another");
     println!("  trace on|off             show every DMA step of every transfer");
     println!("  stats                    bounce accounting, and each disk's queue");
     println!("  net                      each network interface: packets, interrupts, prepares and");
@@ -202,7 +205,14 @@ fn help() {
     println!("  experiment prp-offset DEV LBA");
     println!("                           hand an NVMe controller (nvme0n1) a PRP list whose second entry starts");
     println!("                           inside a page: it answers PRP Offset Invalid, nothing changes");
-    println!("  queue DEV N              N reads submitted at once: see the order the device finishes them");
+    println!("  experiment skip-invalidate DEV");
+    println!("                           unmap a read's page WITHOUT the IOTLB invalidation: the next read, given");
+    println!("                           the same IOVA, lands in the old page (q35 only: vdb, hda, sda, nvme0n1)");
+    println!("  queue DEV N [--bits N] [--above-4g] [--no-wait]");
+    println!("                           N reads submitted at once: see the order the device finishes them;");
+    println!("                           --bits/--above-4g as dma read (bounced reads may wait: deferred loads);");
+    println!("                           --no-wait leaves them in flight (stop DEV drains or aborts them;");
+    println!("                           queue DEV, start DEV or stats collects them)");
     println!("  flush DEV                flush the disk's volatile write cache: the writes it finished are");
     println!("                           on the medium (a disk without such a cache has nothing to flush)");
     println!("  stop DEV | start DEV     stop a disk's driver (requests in flight drain or abort,");
@@ -245,11 +255,21 @@ fn stop(arguments: &[&str]) -> Result<(), String> {
         "{name} stopped: {} request(s) in flight finished, {} aborted, {} command(s) left prepared",
         report.drained, report.aborted, report.prepared_left
     );
+    let left = super::left::count(&name);
+    if left > 0 {
+        println!(
+            "{left} of them were left by queue --no-wait: over now, their buffers wait to be collected \
+             (start {name}, stats or queue {name})"
+        );
+    }
     Ok(())
 }
 
 fn start(arguments: &[&str]) -> Result<(), String> {
     let (name, disk) = named_disk(arguments, "usage: start DEV")?;
+    // The stop finished every read left in flight: collect them before the
+    // disk takes new ones.
+    super::left::collect(Some(&name), Collect::Everything);
     disk.start().map_err(|failure| format!("{name}: {failure}"))?;
     println!("{name} started");
     Ok(())
@@ -322,6 +342,9 @@ fn mem() {
 }
 
 fn stats() {
+    // Reads `queue --no-wait` left that are over come back first, so the
+    // counts below include them.
+    super::left::collect(None, Collect::WhatIsOver);
     for line in super::reports::stats_lines() {
         println!("{line}");
     }
@@ -449,7 +472,10 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
     let options: DmaReadOptions = parse::dma_read_options(&arguments[3..])?;
     let bytes = count * u64::from(disk.block_size());
     let placement = if options.above_4g { Constraints::NONE } else { Constraints::below(PhysAddr::new(1 << 32)) };
-    let mut target = buffer(bytes, IoDirection::In, placement)?;
+    let mut target = match options.scatter {
+        Some(pages) => scatter::buffer(bytes, pages, placement)?,
+        None => buffer(bytes, IoDirection::In, placement)?,
+    };
     let (address, _) = target
         .descriptor()
         .physical_segment(0)
@@ -472,6 +498,16 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
         options.boundary.map_or(String::from("device's"), |b| format!("{b:#x}")),
         options.max_segment.map_or(String::from("device's"), |m| format!("{m:#x}")),
     );
+    let pieces = scatter::physical_runs(target.descriptor());
+    if options.scatter.is_some() {
+        let starts: Vec<u64> = pieces.iter().map(|&(start, _)| start).collect();
+        let apart = match scatter::any_adjacent(&starts) {
+            true => "two of them adjacent",
+            false => "none next to another",
+        };
+        let listed: Vec<String> = starts.iter().map(|start| format!("{start:#x}")).collect();
+        println!("scatter: {} pieces of a page, {apart}: {}", pieces.len(), listed.join(" "));
+    }
     let before = platform().accounting().stats();
     let was_tracing = options.trace && !trace::set_enabled(true);
     let transfer = TransferOptions { restrict: Some(restrict), force_double_buffer: options.force_double_buffer };
@@ -509,6 +545,14 @@ fn dma_read(arguments: &[&str]) -> Result<(), String> {
         );
     } else {
         println!("bounced: nothing; the device wrote straight into the buffer (zero copies)");
+    }
+    if options.scatter.is_some() {
+        let translated = segments
+            .first()
+            .zip(pieces.first())
+            .is_some_and(|(segment, piece)| bounced == 0 && segment.address.as_u64() != piece.0);
+        let outcome = Outcome { pieces: pieces.len(), segments: segments.len(), bounced, translated };
+        println!("{}", scatter::explain(outcome));
     }
     if let (true, Some(first)) = (options.force_double_buffer, segments.first()) {
         let start = first.address.as_u64();

@@ -19,6 +19,10 @@
 //!
 //! `prp-offset` hands an NVMe controller a PRP list whose second entry starts
 //! inside a page (`prp_offset.rs`): it answers "PRP Offset Invalid".
+//!
+//! `skip-invalidate` unmaps a transfer's page without the IOTLB invalidation,
+//! and the next transfer, given the same IOVA, lands in the old page
+//! (`skip_invalidate.rs`, q35 only).
 
 use alloc::format;
 use alloc::string::String;
@@ -46,7 +50,8 @@ const OLD_BYTE: u8 = 0x5a;
 const MEANT: &[u8] = b"what the CPU meant to write. ";
 
 const USAGE: &str = "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT, \
-     experiment cross-64k|no-bounce|prp-offset DEV LBA, experiment synchronize|early-sync|skip-sync-rx";
+     experiment cross-64k|no-bounce|prp-offset DEV LBA, experiment synchronize|early-sync|skip-sync-rx, \
+     experiment skip-invalidate DEV";
 /// 4 GiB: what a 32-bit address register cannot hold.
 const FOUR_GIB: u64 = 1 << 32;
 /// What the canary page holds before the device's write.
@@ -66,6 +71,9 @@ pub fn experiment(arguments: &[&str]) -> Result<(), String> {
     }
     if arguments == ["skip-sync-rx"] {
         return super::skip_sync_rx::skip_sync_rx();
+    }
+    if let ["skip-invalidate", name] = arguments {
+        return super::skip_invalidate::skip_invalidate(name);
     }
     if let ["prp-offset", name, lba] = arguments {
         return super::prp_offset::prp_offset(name, lba);

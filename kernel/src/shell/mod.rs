@@ -7,6 +7,8 @@ mod commands;
 mod early_sync;
 #[cfg(target_os = "none")]
 mod experiments;
+#[cfg(target_os = "none")]
+mod left;
 pub mod line;
 pub mod parse;
 #[cfg(target_os = "none")]
@@ -15,6 +17,9 @@ mod prp_offset;
 mod queue;
 #[cfg(target_os = "none")]
 pub mod reports;
+pub mod scatter;
+#[cfg(target_os = "none")]
+mod skip_invalidate;
 #[cfg(target_os = "none")]
 mod skip_sync_rx;
 #[cfg(target_os = "none")]

@@ -84,6 +84,59 @@ pub fn size(bytes: u64) -> String {
     if bytes.is_multiple_of(unit) { format!("{whole} {name}") } else { format!("{whole}.{tenths} {name}") }
 }
 
+/// The value of `--bits`, checked.
+fn address_bits(bits: u64) -> Result<u8, String> {
+    match bits {
+        12..=64 => Ok(bits as u8),
+        _ => Err(format!("--bits must be 12..=64, not {bits}")),
+    }
+}
+
+/// What `queue` does once its reads are submitted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Waiting {
+    /// Waits for every read and says in which order they finished.
+    #[default]
+    ForAll,
+    /// `--no-wait`: returns at once; the reads stay in flight, and the shell
+    /// collects them later.
+    NotAtAll,
+}
+
+/// The options of `queue DEV N [...]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueOptions {
+    /// `--bits N`: address bits the device may drive, for these reads.
+    pub bits: Option<u8>,
+    /// `--above-4g`: every buffer above 4 GiB.
+    pub above_4g: bool,
+    /// `--no-wait`.
+    pub waiting: Waiting,
+}
+
+/// How `queue` is used.
+pub const QUEUE_USAGE: &str = "usage: queue DEV N [--bits N] [--above-4g] [--no-wait]";
+
+/// Parses the words after `queue DEV N`.
+pub fn queue_options(words: &[&str]) -> Result<QueueOptions, String> {
+    let mut options = QueueOptions::default();
+    let mut index = 0;
+    while index < words.len() {
+        match words[index] {
+            "--bits" => {
+                index += 1;
+                options.bits = Some(address_bits(argument(words, index, "--bits")?)?);
+            }
+            "--above-4g" => options.above_4g = true,
+            "--no-wait" => options.waiting = Waiting::NotAtAll,
+            other if other.starts_with("--") => return Err(format!("unknown option '{other}': {QUEUE_USAGE}")),
+            _ => return Err(String::from(QUEUE_USAGE)),
+        }
+        index += 1;
+    }
+    Ok(options)
+}
+
 /// The options of `dma read DEV LBA COUNT [...]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DmaReadOptions {
@@ -99,7 +152,12 @@ pub struct DmaReadOptions {
     pub force_double_buffer: bool,
     /// `--trace`: show each step of this transfer.
     pub trace: bool,
+    /// `--scatter N`: the buffer is N pages, none next to another in memory.
+    pub scatter: Option<u64>,
 }
+
+/// The most pages `--scatter` takes: `dma read` moves at most 1 MiB.
+pub const MOST_SCATTERED_PAGES: u64 = 256;
 
 /// Parses the words after `DEV LBA COUNT`.
 pub fn dma_read_options(words: &[&str]) -> Result<DmaReadOptions, String> {
@@ -112,13 +170,7 @@ pub fn dma_read_options(words: &[&str]) -> Result<DmaReadOptions, String> {
             argument(words, index, what)
         };
         match word {
-            "--bits" => {
-                let bits = value("--bits")?;
-                if !(12..=64).contains(&bits) {
-                    return Err(format!("--bits must be 12..=64, not {bits}"));
-                }
-                options.bits = Some(bits as u8);
-            }
+            "--bits" => options.bits = Some(address_bits(value("--bits")?)?),
             "--boundary" => {
                 let boundary = value("--boundary")?;
                 if !boundary.is_power_of_two() {
@@ -140,6 +192,13 @@ pub fn dma_read_options(words: &[&str]) -> Result<DmaReadOptions, String> {
             "--above-4g" => options.above_4g = true,
             "--force-double-buffer" => options.force_double_buffer = true,
             "--trace" => options.trace = true,
+            "--scatter" => {
+                let pages = value("--scatter")?;
+                if !(2..=MOST_SCATTERED_PAGES).contains(&pages) {
+                    return Err(format!("--scatter must be 2 to {MOST_SCATTERED_PAGES} pages, not {pages}"));
+                }
+                options.scatter = Some(pages);
+            }
             other => return Err(format!("unknown option '{other}' (see help)")),
         }
         index += 1;
@@ -181,6 +240,33 @@ mod tests {
         );
         assert_eq!(dma_read_options(&["--boundary", "512"]).unwrap().boundary, Some(512));
         assert_eq!(dma_read_options(&["--fast"]), Err(String::from("unknown option '--fast' (see help)")));
+    }
+
+    #[test]
+    fn queue_takes_the_limits_of_dma_read_and_no_wait() {
+        assert_eq!(queue_options(&[]), Ok(QueueOptions::default()));
+        let options = queue_options(&["--above-4g", "--bits", "32", "--no-wait"]).unwrap();
+        assert_eq!(options, QueueOptions { bits: Some(32), above_4g: true, waiting: Waiting::NotAtAll });
+        assert_eq!(queue_options(&["--bits", "8"]), Err(String::from("--bits must be 12..=64, not 8")));
+        assert_eq!(queue_options(&["--bits"]), Err(String::from("missing --bits")));
+        assert_eq!(queue_options(&["2"]), Err(String::from(QUEUE_USAGE)), "a stray word is a usage error");
+        assert!(QUEUE_USAGE.starts_with("usage: queue DEV N"));
+        assert_eq!(
+            queue_options(&["--fast"]),
+            Err(String::from("unknown option '--fast': usage: queue DEV N [--bits N] [--above-4g] [--no-wait]"))
+        );
+    }
+
+    #[test]
+    fn scatter_takes_a_page_count() {
+        assert_eq!(dma_read_options(&["--scatter", "8"]).unwrap().scatter, Some(8));
+        assert_eq!(dma_read_options(&["--bits", "32"]).unwrap().scatter, None);
+        assert_eq!(dma_read_options(&["--scatter", "1"]), Err(String::from("--scatter must be 2 to 256 pages, not 1")));
+        assert_eq!(
+            dma_read_options(&["--scatter", "257"]),
+            Err(String::from("--scatter must be 2 to 256 pages, not 257"))
+        );
+        assert_eq!(dma_read_options(&["--scatter"]), Err(String::from("missing --scatter")));
     }
 
     #[test]

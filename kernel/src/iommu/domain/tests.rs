@@ -253,6 +253,46 @@ fn the_unmap_early_experiment_leaves_a_hole_for_one_transfer() {
 }
 
 #[test]
+fn the_skip_invalidation_experiment_leaves_a_stale_translation_until_it_is_invalidated() {
+    let (_, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+    let domain = unit.attach(DISK).unwrap();
+    let old = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
+    domain.set_experiment(Experiment::UnmapWithoutInvalidation);
+    fake.clear_events();
+    domain.unmap(old, 1).unwrap();
+    assert!(fake.events().is_empty(), "the unit was not told: its IOTLB may still hold {old:#x}");
+    assert_eq!(domain.translate(old), None, "the leaf is gone");
+    assert_eq!(domain.stale_pages(), 1);
+    assert_eq!(domain.free_iova_pages(), (1 << 27) - 1, "the IOVA went back, as a careless driver would");
+    let busy = domain.set_passthrough(true).unwrap_err();
+    assert_eq!(busy.code(), IoReturn::Busy, "not while the unit may hold a stale translation");
+    // The next mapping reuses the IOVA; one unmap long: its unmap invalidates.
+    let new = domain.map(&[PhysAddr::new(0x20_0000)], IoDirection::In, u64::MAX).unwrap();
+    assert_eq!(new, old, "first fit hands the same IOVA out again");
+    domain.unmap(new, 1).unwrap();
+    assert_eq!(fake.events().len(), 1, "invalidated: {:?}", fake.events());
+    fake.clear_events();
+    assert_eq!(domain.invalidate_stale().unwrap(), 1);
+    assert_eq!(fake.events().len(), 1, "the stale range invalidated for real: {:?}", fake.events());
+    assert_eq!(domain.stale_pages(), 0);
+    assert_eq!(domain.invalidate_stale().unwrap(), 0, "nothing left to invalidate");
+    domain.set_passthrough(true).unwrap();
+}
+
+#[test]
+fn a_stale_range_the_unit_does_not_confirm_stays_on_record() {
+    let (_, fake, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+    let domain = unit.attach(DISK).unwrap();
+    let iova = domain.map(&[PhysAddr::new(0x10_0000)], IoDirection::In, u64::MAX).unwrap();
+    domain.set_experiment(Experiment::UnmapWithoutInvalidation);
+    domain.unmap(iova, 1).unwrap();
+    fake.stall(Stall::IotlbInvalidation);
+    let failure = domain.invalidate_stale().unwrap_err();
+    assert_eq!(failure.cause(), Cause::InvalidationFailed { iova, pages: 1 });
+    assert_eq!(domain.stale_pages(), 1, "still possibly cached: the caller must keep the old page");
+}
+
+#[test]
 fn an_unmap_the_unit_does_not_confirm_keeps_its_iovas_out_of_use() {
     // A timed-out IOTLB invalidation, and (on a CAP.RWBF unit) a timed-out
     // write-buffer flush before it: either way the unit may still hold the
