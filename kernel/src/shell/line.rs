@@ -33,8 +33,14 @@ enum Escape {
     None,
     /// After `ESC`.
     Started,
-    /// After `ESC [` (or `ESC O`, which terminals send in application mode).
-    Introduced,
+    /// After `ESC [`: a control sequence (CSI), whose parameter bytes
+    /// (0x30..=0x3f, `3` or `1;5`) and intermediate bytes (0x20..=0x2f) run up
+    /// to one final byte (0x40..=0x7e): `ESC [ 3 ~` is Delete, `ESC [ 1 ; 5 C`
+    /// Ctrl-Right.
+    ControlSequence,
+    /// After `ESC O`, which terminals send in application mode: exactly one
+    /// byte follows (`ESC O A` is the up arrow).
+    SingleShift,
 }
 
 /// The line being typed, and the lines typed before.
@@ -72,21 +78,34 @@ impl LineEditor {
     pub fn feed(&mut self, byte: u8) -> Edit {
         let after_return = core::mem::replace(&mut self.last_was_return, byte == b'\r');
         match core::mem::take(&mut self.escape) {
-            Escape::Started if byte == b'[' || byte == b'O' => {
-                self.escape = Escape::Introduced;
+            Escape::Started if byte == b'[' => {
+                self.escape = Escape::ControlSequence;
                 return Edit::Nothing;
             }
-            Escape::Introduced => {
+            Escape::Started if byte == b'O' => {
+                self.escape = Escape::SingleShift;
+                return Edit::Nothing;
+            }
+            // Parameters and intermediates (`1;5` of Ctrl-Right): the key is
+            // told by the final byte, so they are only skipped.
+            Escape::ControlSequence if (0x20..=0x3f).contains(&byte) => {
+                self.escape = Escape::ControlSequence;
+                return Edit::Nothing;
+            }
+            Escape::ControlSequence | Escape::SingleShift if (0x40..=0x7e).contains(&byte) => {
                 return match byte {
                     b'A' => self.recall_older(),
                     b'B' => self.recall_newer(),
-                    // Other keys (left, right, function keys) are not supported:
-                    // swallow their final byte so it is not typed as a letter.
+                    // Other keys (left, right, Delete, function keys) are not
+                    // supported: the whole sequence is swallowed, so none of it
+                    // is typed as text.
                     _ => Edit::Nothing,
                 };
             }
-            // A lone ESC followed by anything else: drop the ESC, take the byte.
-            Escape::Started | Escape::None => {}
+            // A lone ESC followed by anything else, or a byte no sequence can
+            // hold (Enter, another ESC, a non-ASCII byte): the sequence is
+            // dropped and the byte is taken as typed, so Enter is never lost.
+            Escape::Started | Escape::ControlSequence | Escape::SingleShift | Escape::None => {}
         }
         match byte {
             // A terminal sends CR, a pipe LF, Windows CR LF: one line each time.
@@ -369,6 +388,37 @@ mod tests {
         editor.feed(0x80);
         assert_eq!(editor.feed(b'\n'), Edit::TooLong, "one refusal at a time, the length first");
         assert_eq!(type_all(&mut editor, b"ok\n")[2], Edit::Line(String::from("ok")), "both are forgotten");
+    }
+
+    #[test]
+    fn a_control_sequence_is_swallowed_up_to_its_final_byte() {
+        let mut editor = LineEditor::default();
+        // Delete (ESC [ 3 ~), Ctrl-Right (ESC [ 1 ; 5 C), F5 (ESC [ 1 5 ~), Shift-Tab (ESC [ Z).
+        let edits = type_all(&mut editor, b"ab\x1b[3~c\x1b[1;5Cd\x1b[15~\x1b[Ze\n");
+        assert_eq!(screen(&edits), "abcde", "{edits:?}");
+        assert_eq!(edits.last(), Some(&Edit::Line(String::from("abcde"))), "no parameter byte was typed");
+        // Intermediate bytes (0x20..0x2f) are part of the sequence too: ESC [ 2 SP q.
+        let edits = type_all(&mut editor, b"x\x1b[2 qy\n");
+        assert_eq!(edits.last(), Some(&Edit::Line(String::from("xy"))), "{edits:?}");
+        // Up with a modifier (ESC [ 1 ; 2 A) is still the up arrow.
+        let edits = type_all(&mut editor, b"\x1b[1;2A");
+        assert_eq!(edits.last(), Some(&echo("xy")), "{edits:?}");
+        editor.feed(0x03);
+    }
+
+    #[test]
+    fn a_byte_that_cannot_be_in_a_control_sequence_ends_it_and_counts() {
+        let mut editor = LineEditor::default();
+        // ESC [ 1 then Enter: the sequence is broken off and Enter is not swallowed.
+        let edits = type_all(&mut editor, b"ls\x1b[1\r");
+        assert_eq!(edits.last(), Some(&Edit::Line(String::from("ls"))), "{edits:?}");
+        // ESC [ then ESC [ A: the second ESC starts a new sequence (the up arrow).
+        let edits = type_all(&mut editor, b"\x1b[\x1b[A");
+        assert_eq!(edits.last(), Some(&echo("ls")), "{edits:?}");
+        editor.feed(0x03);
+        // A non-ASCII byte in a sequence breaks it off and refuses the line as any would.
+        type_all(&mut editor, b"mem\x1b[2\xc3");
+        assert_eq!(editor.feed(b'\n'), Edit::ForeignByte(0xc3));
     }
 
     #[test]
