@@ -37,6 +37,13 @@ pub enum Pushed {
     Dropped,
 }
 
+/// The serial console's ring: a line the shell refuses ([`MAX_LINE`]) many
+/// times over, or a pasted script of some 200 lines typed ahead while a
+/// command runs. 16 KiB of static memory (two bytes a slot).
+///
+/// [`MAX_LINE`]: crate::shell::line::MAX_LINE
+pub const CONSOLE_RING_BYTES: usize = 8192;
+
 /// A slot's mark, above the byte: bytes were dropped before this one.
 const LOST_BEFORE: u16 = 1 << 8;
 
