@@ -19,6 +19,7 @@ pub mod reports;
 mod skip_sync_rx;
 #[cfg(target_os = "none")]
 mod step;
+pub mod step_report;
 #[cfg(target_os = "none")]
 mod story;
 
