@@ -12,15 +12,18 @@ use alloc::vec::Vec;
 pub fn prepared_lines(name: &str, lba: u64, sectors: u64, bytes: u64, address: u64, old_byte: u8) -> Vec<String> {
     let placement = match address >= 1 << 32 {
         true => "so that the buffer, above 4 GiB, bounces",
-        false => "but this buffer is below 4 GiB (a machine with less memory): it does not bounce",
+        false => "but the buffer is below 4 GiB (a machine with less memory): it does not bounce",
     };
     alloc::vec![
         format!(
             "step 1 of 3, prepared: a read of {bytes} bytes ({name} {lba}+{sectors}) into a buffer at {address:#x} \
              holding {old_byte:#04x},"
         ),
-        format!("  for a device restricted to 32-bit addresses: dma step adds this restriction whatever {name}'s DMA"),
-        format!("  reaches, {placement}. The device owns the memory now and was given the bounce buffer."),
+        format!(
+            "  for a device restricted to 32-bit addresses: dma step adds this restriction whatever {name}'s DMA \
+             reaches,"
+        ),
+        format!("  {placement}. The device owns the memory now and was given the bounce buffer."),
     ]
 }
 
@@ -66,7 +69,10 @@ mod tests {
             lines[0],
             "step 1 of 3, prepared: a read of 4096 bytes (vda 8+8) into a buffer at 0x1010bd000 holding 0x5a,"
         );
-        assert!(lines[1].contains("dma step adds this restriction whatever vda's DMA"), "{lines:?}");
+        assert_eq!(
+            lines[1],
+            "  for a device restricted to 32-bit addresses: dma step adds this restriction whatever vda's DMA reaches,"
+        );
         assert!(lines[2].contains("above 4 GiB, bounces"), "{lines:?}");
         let low = prepared_lines("hda", 0, 8, 4096, 0x10_0000, 0x5a);
         assert!(low[2].contains("below 4 GiB") && low[2].contains("does not bounce"), "{low:?}");
