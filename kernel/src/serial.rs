@@ -6,7 +6,7 @@
 //! came in at some 1600 bytes a second.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Mutex;
 use uart_16550::backend::PioBackend;
@@ -29,6 +29,13 @@ static RECEIVED: InputRing<CONSOLE_RING_BYTES> = InputRing::new();
 /// Set once the receive interrupt is routed: a console initialised after that
 /// (its first set-up failed) enables it too.
 static INPUT_INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+/// Set once IRQ 4 reaches [`receive_interrupt`]: the shell need not look at the
+/// UART on every read.
+static INPUT_ROUTED: AtomicBool = AtomicBool::new(false);
+
+/// The timer tick at which [`read_input`] last looked at the UART itself.
+static LAST_LOOK: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// `None` until first use: the console initialises itself, so even a panic in the
 /// boot code can print.
@@ -94,6 +101,7 @@ pub fn enable_input_interrupt() {
         // the line was unmasked: take them now rather than wait for more.
         drain_receiver(&mut console);
     });
+    INPUT_ROUTED.store(routed, Ordering::Relaxed);
     if !routed {
         log::warn!("serial: IRQ {COM1_IRQ} could not be routed; console input is read when the shell looks");
     }
@@ -140,11 +148,17 @@ pub fn emergency_print(arguments: fmt::Arguments) {
 /// were dropped just before it.
 pub fn read_input() -> Option<Received> {
     without_interrupts(|| {
-        // Also looks at the UART itself: input still arrives if its interrupt
-        // does not (a UART that never raises it). With interrupts off this is
-        // never at the same time as the handler, so the ring keeps one
-        // producer at a time, and the bytes their order.
-        drain_receiver(&mut CONSOLE.lock());
+        // Looks at the UART itself only when its interrupt is not routed, and
+        // otherwise once per timer tick, so input still arrives from a UART
+        // that never raises it. Not on every call: each look is port I/O, which
+        // under QEMU takes its global lock, and the shell's idle loop calls this
+        // between network polls (it was a fifth of a busy TCP echo's time).
+        // With interrupts off this is never at the same time as the handler, so
+        // the ring keeps one producer at a time, and the bytes their order.
+        let tick = crate::arch::pic::ticks();
+        if !INPUT_ROUTED.load(Ordering::Relaxed) || LAST_LOOK.swap(tick, Ordering::Relaxed) != tick {
+            drain_receiver(&mut CONSOLE.lock());
+        }
         RECEIVED.pop()
     })
 }
