@@ -1,7 +1,7 @@
 //! Namespace 1 of an NVMe controller as a [`HardwareQueue`]: bring-up, one I/O
 //! queue pair whose command ids are the block layer's slots, and stop.
 //!
-//! Bring-up: disable (CSTS.RDY 0 within CAP.TO), give the admin queue (AQA,
+//! Bring-up (`bring_up.rs`): disable (CSTS.RDY 0 within CAP.TO), give the admin queue (AQA,
 //! ASQ, ACQ), enable, Identify Controller (MDTS, SGL support, entry sizes) and
 //! Namespace (size, block size from the LBA format), Create I/O Completion
 //! Queue then Submission Queue 1, as deep as CAP.MQES allows up to
@@ -44,19 +44,19 @@ use dmakit::dma::{
 use dmakit::io::RegisterIo;
 use spin::Mutex;
 
+use super::bring_up::{Shared, bring_up};
 use super::controller::{Controller, status_result};
 use super::data_pointer::{
-    DataPointer, DataPointerChoice, ListArea, PrpCheck, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl, prp_list_pages,
+    DataPointer, DataPointerChoice, ListArea, PrpCheck, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl,
 };
-use super::identify::{ControllerIdentity, IDENTIFY_BYTES, NamespaceIdentity};
-use super::queue::QueuePair;
+use super::identify::ControllerIdentity;
 use super::registers::*;
 use super::structures::*;
 
 /// The most requests in flight (slots), whatever the controller allows.
 pub const MAX_DEPTH: usize = 64;
 /// Admin queue entries (one command at a time; a small ring).
-const ADMIN_ENTRIES: u16 = 8;
+pub(super) const ADMIN_ENTRIES: u16 = 8;
 /// Linux's `sgl_threshold`: SGLs from 32 KiB up, where they start to pay.
 pub const SGL_THRESHOLD: u64 = 32 * 1024;
 
@@ -95,30 +95,6 @@ pub struct Link {
     pub choice: DataPointerChoice,
 }
 
-/// What the controller is given at bring-up and forgets when disabled.
-struct Shared {
-    admin: QueuePair,
-    io: QueuePair,
-    /// Every slot's list pages, `list_pages` each.
-    lists: CoherentMemory,
-}
-
-impl Shared {
-    /// Frees everything if the controller stopped, else leaks it.
-    fn release_after(self, stopped: &Result<(), IoFailure>) {
-        match stopped {
-            Ok(()) => {
-                self.admin.release();
-                self.io.release();
-                if let Err(failure) = self.lists.release() {
-                    log::error!("Nvme: list memory not released: {failure}");
-                }
-            }
-            Err(failure) => log::error!("Nvme: {failure}; its queues and lists are leaked, not freed under it"),
-        }
-    }
-}
-
 struct Channel {
     shared: Option<Shared>,
     /// Bytes prepared for each slot's request.
@@ -139,13 +115,6 @@ pub struct NvmeDisk<R: RegisterIo> {
     pointer_counts: [AtomicU64; 3],
 }
 
-fn identify(namespace: u32, cns: u32, buffer: &CoherentMemory) -> SubmissionEntry {
-    let mut entry = SubmissionEntry { opcode: ADMIN_IDENTIFY, namespace, ..SubmissionEntry::default() };
-    entry.data[0] = buffer.device_address().as_u64();
-    entry.command[0] = cns;
-    entry
-}
-
 impl<R: RegisterIo> NvmeDisk<R> {
     /// Brings the controller up and namespace 1 with it.
     pub fn new(
@@ -153,7 +122,7 @@ impl<R: RegisterIo> NvmeDisk<R> {
         platform: &'static dyn DmaPlatform,
         options: NvmeOptions,
     ) -> Result<NvmeDisk<R>, IoFailure> {
-        let (link, shared) = Self::bring_up(&controller, platform, options)?;
+        let (link, shared) = bring_up(&controller, platform, options)?;
         let channel = Channel { shared: Some(shared), slots: (0..link.depth).map(|_| None).collect() };
         Ok(NvmeDisk {
             controller,
@@ -180,113 +149,6 @@ impl<R: RegisterIo> NvmeDisk<R> {
         self.controller.registers.write32(INTMC, 1);
     }
 
-    fn bring_up(
-        controller: &Controller<R>,
-        platform: &'static dyn DmaPlatform,
-        options: NvmeOptions,
-    ) -> Result<(Link, Shared), IoFailure> {
-        // Whatever it was doing (a boot loader's queues), it stops first.
-        controller.disable()?;
-        controller.registers.write32(INTMS, u32::MAX);
-        let capabilities = controller.capabilities;
-        let mut admin = QueuePair::allocate(platform, &capabilities, 0, ADMIN_ENTRIES, usize::from(ADMIN_ENTRIES))?;
-        controller.set_admin_queue(&admin);
-        let learned = controller.enable().and_then(|()| Self::identify(controller, platform, &mut admin, options));
-        let (link, io, lists) = match learned {
-            Ok(learned) => learned,
-            Err(failure) => {
-                let stopped = controller.disable();
-                match stopped {
-                    Ok(()) => admin.release(),
-                    Err(ref still) => log::error!("Nvme: {still}; the admin queue is leaked"),
-                }
-                return Err(failure);
-            }
-        };
-        Ok((link, Shared { admin, io, lists }))
-    }
-
-    /// Identify Controller and Namespace, then the I/O queue pair. The
-    /// controller is enabled: on failure the caller disables it before
-    /// anything here goes back, so what was given to it is kept in `Err` paths
-    /// only once it is disabled (queues made here are released by the caller
-    /// through the admin path: the I/O pair's memory is leaked if not created).
-    fn identify(
-        controller: &Controller<R>,
-        platform: &'static dyn DmaPlatform,
-        admin: &mut QueuePair,
-        options: NvmeOptions,
-    ) -> Result<(Link, QueuePair, CoherentMemory), IoFailure> {
-        let page = Specification { alignment: PAGE_SIZE, ..Specification::UNLIMITED_64 };
-        let buffer = CoherentMemory::allocate(platform, IDENTIFY_BYTES as u64, page)?;
-        let mut bytes = [0u8; IDENTIFY_BYTES];
-        let identified = controller.admin_command(admin, identify(0, IDENTIFY_CONTROLLER, &buffer)).and_then(|_| {
-            buffer.read_bytes(0, &mut bytes)?;
-            let identity = ControllerIdentity::parse(&bytes);
-            controller.admin_command(admin, identify(1, IDENTIFY_NAMESPACE, &buffer))?;
-            buffer.read_bytes(0, &mut bytes)?;
-            Ok((identity, NamespaceIdentity::parse(&bytes)))
-        });
-        // The controller wrote it within the commands, which have completed
-        // (or the caller disables the controller before returning).
-        let (identity, namespace) = match identified {
-            Ok(identified) => {
-                let _ = buffer.release();
-                identified
-            }
-            Err(failure) => {
-                core::mem::forget(buffer);
-                return Err(failure);
-            }
-        };
-        if !identity.takes_standard_entries() {
-            let cause = Cause::EntryFormat { format: "NVMe queue", rule: "64-byte and 16-byte entries" };
-            return Err(IoFailure::new(IoReturn::BadArgument, cause));
-        }
-        let block_size = namespace.block_size()?;
-        let capabilities = controller.capabilities;
-        let entries = capabilities.max_queue_entries.min(MAX_DEPTH as u32 + 1) as u16;
-        let depth = usize::from(entries) - 1;
-        let mdts = identity.max_transfer_bytes(capabilities.min_page_size).unwrap_or(u64::MAX);
-        let max_request_bytes = options.max_request_bytes.min(mdts) / u64::from(block_size) * u64::from(block_size);
-        let most_entries = (max_request_bytes / PAGE_SIZE + 1) as usize;
-        let list_pages = prp_list_pages(most_entries).max(1);
-        let choice = match options.sgl_threshold {
-            Some(threshold) if identity.supports_sgl() => DataPointerChoice::SglFrom(threshold),
-            _ => DataPointerChoice::PrpOnly,
-        };
-        let lists = CoherentMemory::allocate(platform, (depth * list_pages) as u64 * PAGE_SIZE, page)?;
-        let io = QueuePair::allocate(platform, &capabilities, 1, entries, depth)?;
-        let size = u32::from(entries - 1) << 16 | 1;
-        let mut create_cq = SubmissionEntry { opcode: ADMIN_CREATE_CQ, command_id: 1, ..SubmissionEntry::default() };
-        create_cq.data[0] = io.completion_address();
-        // Physically contiguous, interrupts enabled on vector 0.
-        create_cq.command[..2].copy_from_slice(&[size, 0b11]);
-        let mut create_sq = SubmissionEntry { opcode: ADMIN_CREATE_SQ, command_id: 2, ..SubmissionEntry::default() };
-        create_sq.data[0] = io.submission_address();
-        create_sq.command[..2].copy_from_slice(&[size, 1 << 16 | 1]);
-        let created =
-            controller.admin_command(admin, create_cq).and_then(|_| controller.admin_command(admin, create_sq));
-        if let Err(failure) = created {
-            // The controller may hold the I/O rings: kept until it is disabled,
-            // and then leaked rather than tracked (a start that failed).
-            core::mem::forget((io, lists));
-            return Err(failure);
-        }
-        let link = Link {
-            identity,
-            blocks: namespace.blocks,
-            block_size,
-            entries,
-            depth,
-            max_request_bytes,
-            list_pages,
-            choice,
-        };
-        Ok((link, io, lists))
-    }
-
-    /// Disables the controller, forgets every slot, then releases (or leaks)
     /// what it was given.
     fn shut_down(&self) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
@@ -491,7 +353,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
         if channel.shared.is_some() {
             return Err(IoFailure::new(IoReturn::Busy, Cause::Nvme(NvmeCause::NotStopped)));
         }
-        let (link, shared) = Self::bring_up(&self.controller, self.platform, self.options)?;
+        let (link, shared) = bring_up(&self.controller, self.platform, self.options)?;
         if link != self.link {
             let stopped = self.controller.disable();
             shared.release_after(&stopped);

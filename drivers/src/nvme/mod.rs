@@ -2,6 +2,7 @@
 //! queue pair as deep as the controller allows, data described by PRPs (with
 //! chained PRP list pages) or SGLs built from the transfer's typed segments.
 
+mod bring_up;
 mod controller;
 pub mod data_pointer;
 mod disk;
