@@ -23,18 +23,20 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// Frees everything if the controller stopped, else leaks it.
-    pub(super) fn release_after(self, stopped: &Result<(), IoFailure>) {
-        match stopped {
-            Ok(()) => {
-                self.admin.release();
-                self.io.release();
-                if let Err(failure) = self.lists.release() {
-                    log::error!("Nvme: list memory not released: {failure}");
-                }
-            }
-            Err(failure) => log::error!("Nvme: {failure}; its queues and lists are leaked, not freed under it"),
+    /// Frees everything: only once the controller was disabled (CSTS.RDY 0).
+    pub(super) fn release(self) {
+        self.admin.release();
+        self.io.release();
+        if let Err(failure) = self.lists.release() {
+            log::error!("Nvme: list memory not released: {failure}");
         }
+    }
+
+    /// Leaks everything, on purpose: a controller that never confirmed a
+    /// disable may read or write any of it at any time.
+    pub(super) fn abandon(self) {
+        log::error!("Nvme: the queues and lists of a controller that did not stop are leaked, not freed under it");
+        core::mem::forget(self);
     }
 }
 

@@ -3,6 +3,7 @@
 //! and one admin command at a time, waited for on the admin queue.
 
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use dmakit::dma::{Cause, DeviceStatus, IoFailure, IoReturn, NvmeCause, NvmeStatus};
 use dmakit::io::RegisterIo;
@@ -23,6 +24,10 @@ pub struct Controller<R: RegisterIo> {
     pub capabilities: Capabilities,
     /// How the driver waits for the controller.
     pub waiter: &'static dyn Waiter,
+    /// Whether the last disable was confirmed (CSTS.RDY seen 0) and nothing
+    /// enabled the controller since: only then is it known not to run. A
+    /// controller found at boot is not known to be stopped.
+    confirmed_disabled: AtomicBool,
 }
 
 /// The failure of a command whose completion carried `status` (its upper half
@@ -49,7 +54,7 @@ impl<R: RegisterIo> Controller<R> {
             let cause = NvmeCause::PageSizeUnsupported { minimum: capabilities.min_page_size };
             return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)));
         }
-        Ok(Controller { registers, capabilities, waiter })
+        Ok(Controller { registers, capabilities, waiter, confirmed_disabled: AtomicBool::new(false) })
     }
 
     /// CSTS and CC, for a timeout's cause.
@@ -65,14 +70,24 @@ impl<R: RegisterIo> Controller<R> {
         self.registers.write32(CC, configuration & !CC_ENABLE);
         let timeout = self.capabilities.ready_timeout_ms.max(500);
         let ready = || self.registers.read32(CSTS) & CSTS_READY != 0;
-        self.waiter.wait_until(timeout, &mut || !ready()).map_err(|_| {
+        let stopped = self.waiter.wait_until(timeout, &mut || !ready()).map_err(|_| {
             IoFailure::new(IoReturn::Timeout, Cause::Nvme(NvmeCause::DidNotStop { milliseconds: timeout }))
-        })
+        });
+        self.confirmed_disabled.store(stopped.is_ok(), Ordering::Release);
+        stopped
+    }
+
+    /// Whether the controller may still be running: it was enabled, or a
+    /// disable was asked for and never confirmed, or nothing is known yet.
+    pub fn may_be_running(&self) -> bool {
+        !self.confirmed_disabled.load(Ordering::Acquire)
     }
 
     /// Sets CC (4 KiB pages, NVM command set, standard entry sizes) with EN
     /// and waits for CSTS.RDY; a fatal status (CFS) ends the wait at once.
     pub fn enable(&self) -> Result<(), IoFailure> {
+        // Running from this write on, whatever the wait says.
+        self.confirmed_disabled.store(false, Ordering::Release);
         self.registers.write32(CC, CC_CONFIGURATION | CC_ENABLE);
         let timeout = self.capabilities.ready_timeout_ms.max(500);
         let waited =

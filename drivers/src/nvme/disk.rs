@@ -96,7 +96,11 @@ pub struct Link {
 }
 
 struct Channel {
+    /// What a running controller holds.
     shared: Option<Shared>,
+    /// What a controller that did not confirm its disable was given: never
+    /// freed until a later disable is confirmed.
+    unstopped: Option<Shared>,
     /// Bytes prepared for each slot's request.
     slots: Vec<Option<u64>>,
 }
@@ -123,7 +127,7 @@ impl<R: RegisterIo> NvmeDisk<R> {
         options: NvmeOptions,
     ) -> Result<NvmeDisk<R>, IoFailure> {
         let (link, shared) = bring_up(&controller, platform, options)?;
-        let channel = Channel { shared: Some(shared), slots: (0..link.depth).map(|_| None).collect() };
+        let channel = Channel { shared: Some(shared), unstopped: None, slots: (0..link.depth).map(|_| None).collect() };
         Ok(NvmeDisk {
             controller,
             platform,
@@ -149,14 +153,27 @@ impl<R: RegisterIo> NvmeDisk<R> {
         self.controller.registers.write32(INTMC, 1);
     }
 
-    /// what it was given.
+    /// Disables the controller, forgets every slot, then releases what it was
+    /// given. A controller that does not confirm the disable keeps all of it
+    /// (`unstopped`), and is asked again at the next stop or start: it is
+    /// reported running until one is confirmed.
     fn shut_down(&self) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
-        let Some(mut shared) = channel.shared.take() else { return Ok(()) };
+        let held = channel.shared.take().or_else(|| channel.unstopped.take());
+        if held.is_none() && !self.controller.may_be_running() {
+            return Ok(());
+        }
         let stopped = self.controller.disable();
         channel.slots.iter_mut().for_each(|slot| *slot = None);
-        shared.io.forget_commands();
-        shared.release_after(&stopped);
+        match (held, &stopped) {
+            (Some(shared), Ok(())) => shared.release(),
+            (Some(mut shared), Err(failure)) => {
+                log::error!("Nvme: {failure}; its queues and lists are kept, not freed under it");
+                shared.io.forget_commands();
+                channel.unstopped = Some(shared);
+            }
+            (None, _) => {}
+        }
         stopped
     }
 
@@ -180,6 +197,9 @@ impl<R: RegisterIo> Drop for NvmeDisk<R> {
     fn drop(&mut self) {
         if let Err(failure) = self.shut_down() {
             log::error!("Nvme: dropped while the controller would not stop: {failure}");
+        }
+        if let Some(unstopped) = self.channel.get_mut().unstopped.take() {
+            unstopped.abandon();
         }
     }
 }
@@ -233,7 +253,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
 
     fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
-        let Channel { shared, slots } = &mut *channel;
+        let Channel { shared, slots, .. } = &mut *channel;
         let (shared, free) = claim_slot(shared, slots, slot)?;
         let area = self.list_area(&shared.lists, slot);
         let (pointer, psdt) = match self.link.choice.uses_sgl(data.length()) {
@@ -278,7 +298,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
     /// its completion reports nothing moved.
     fn program_flush(&self, slot: Slot) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
-        let Channel { shared, slots } = &mut *channel;
+        let Channel { shared, slots, .. } = &mut *channel;
         let (shared, free) = claim_slot(shared, slots, slot)?;
         let entry = SubmissionEntry { opcode: IO_FLUSH, command_id: slot as u16, namespace: 1, ..Default::default() };
         shared.io.submit(&*self.controller.registers, entry)?;
@@ -291,7 +311,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
         let mut health = DeviceHealth::Running;
         {
             let mut channel = self.channel.lock();
-            let Channel { shared: Some(shared), slots } = &mut *channel else { return DeviceHealth::Running };
+            let Channel { shared: Some(shared), slots, .. } = &mut *channel else { return DeviceHealth::Running };
             loop {
                 match shared.io.next_completion() {
                     Ok(Some(completion)) => {
@@ -353,10 +373,26 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
         if channel.shared.is_some() {
             return Err(IoFailure::new(IoReturn::Busy, Cause::Nvme(NvmeCause::NotStopped)));
         }
+        // A controller that did not stop at the last quiesce is asked again
+        // before its old memory goes back and new memory is given.
+        if let Some(unstopped) = channel.unstopped.take() {
+            match self.controller.disable() {
+                Ok(()) => unstopped.release(),
+                Err(failure) => {
+                    channel.unstopped = Some(unstopped);
+                    return Err(failure);
+                }
+            }
+        }
         let (link, shared) = bring_up(&self.controller, self.platform, self.options)?;
         if link != self.link {
-            let stopped = self.controller.disable();
-            shared.release_after(&stopped);
+            match self.controller.disable() {
+                Ok(()) => shared.release(),
+                Err(failure) => {
+                    log::error!("Nvme: {failure}");
+                    channel.unstopped = Some(shared);
+                }
+            }
             return Err(IoFailure::new(IoReturn::IoError, Cause::Nvme(NvmeCause::ControllerChanged)));
         }
         channel.shared = Some(shared);

@@ -197,6 +197,17 @@ impl FakeNvme {
         self.state.lock().csts |= CSTS_FATAL;
     }
 
+    /// A controller that would not stop (`stuck`) stops now: a disable it was
+    /// asked for (CC.EN already 0) completes, and a later one works at once.
+    pub fn unstick(&self) {
+        self.stuck.store(false, Ordering::Relaxed);
+        let mut state = self.state.lock();
+        if state.cc & CC_ENABLE == 0 {
+            let intms = state.intms;
+            *state = State { intms, ..State::default() };
+        }
+    }
+
     /// I/O commands held, by command id.
     pub fn held_commands(&self) -> Vec<u16> {
         self.state.lock().held.iter().map(|(entry, _)| entry.command_id).collect()
