@@ -33,7 +33,8 @@ impl From<MemoryError> for InitError {
 }
 
 /// Initialises the kernel: logger, GDT/TSS, IDT, frame allocator, paging, heap,
-/// interrupt controller and timer; then enables interrupts.
+/// interrupt controller and timer, the serial console's receive interrupt;
+/// then enables interrupts.
 pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     let boot_info: &'static BootInfo = boot_info;
     logger::init(logger::level_from_command_line(crate::boot::command_line()));
@@ -75,6 +76,9 @@ pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
         Some(other) => log::warn!("dma.coherence={other}: not `coherent` or `noncoherent`; DMA stays coherent"),
     }
     pic::init();
+    // As early as the PIC allows: typed input waits in the UART's 16-byte FIFO
+    // until then.
+    crate::serial::enable_input_interrupt();
     x86_64::instructions::interrupts::enable();
     Ok(())
 }

@@ -26,6 +26,7 @@ pub mod dma;
 pub mod driver;
 #[cfg(target_os = "none")]
 mod init;
+pub mod input_ring;
 pub mod io;
 pub mod iommu;
 pub mod logger;

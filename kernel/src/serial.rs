@@ -1,27 +1,101 @@
 //! The serial console on COM1 (`uart_16550`), and `print!`/`println!`.
+//!
+//! Input comes by COM1's receive interrupt (IRQ 4) into a ring the shell reads
+//! ([`crate::input_ring`]): the UART's FIFO holds only 16 bytes, and read only
+//! when the shell looked (once per 10 ms timer tick when idle), a pasted line
+//! came in at some 1600 bytes a second.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use spin::Mutex;
 use uart_16550::backend::PioBackend;
+use uart_16550::spec::registers::IER;
 use uart_16550::{Config, Uart16550Tty};
 use x86_64::instructions::interrupts::without_interrupts;
 
+use crate::input_ring::{CONSOLE_RING_BYTES, InputRing, Received};
+
 /// The first serial port's I/O base.
 const COM1: u16 = 0x3f8;
+/// COM1's interrupt line on the legacy PIC.
+const COM1_IRQ: u8 = 4;
+
+/// The bytes received and not read yet. Its producer is [`drain_receiver`],
+/// which runs only with interrupts off (in the interrupt handler, or in
+/// [`read_input`]): on this one CPU, never two at once.
+static RECEIVED: InputRing<CONSOLE_RING_BYTES> = InputRing::new();
+
+/// Set once the receive interrupt is routed: a console initialised after that
+/// (its first set-up failed) enables it too.
+static INPUT_INTERRUPT: AtomicBool = AtomicBool::new(false);
 
 /// `None` until first use: the console initialises itself, so even a panic in the
 /// boot code can print.
 static CONSOLE: Mutex<Option<Uart16550Tty<PioBackend>>> = Mutex::new(None);
 
-fn write_to(console: &mut Option<Uart16550Tty<PioBackend>>, arguments: fmt::Arguments) {
+/// The console, set up on first use (which also discards whatever the UART
+/// had received before: the crate's initialisation resets the FIFOs).
+fn console_of(console: &mut Option<Uart16550Tty<PioBackend>>) -> Option<&mut Uart16550Tty<PioBackend>> {
     if console.is_none() {
+        let interrupts = match INPUT_INTERRUPT.load(Ordering::Relaxed) {
+            true => IER::DATA_READY,
+            false => IER::empty(),
+        };
+        let config = Config { interrupts, ..Config::default() };
         // SAFETY: COM1 is the standard PC serial port; this module is its only user.
-        *console = unsafe { Uart16550Tty::new_port(COM1, Config::default()) }.ok();
+        *console = unsafe { Uart16550Tty::new_port(COM1, config) }.ok();
     }
-    if let Some(uart) = console {
+    console.as_mut()
+}
+
+fn write_to(console: &mut Option<Uart16550Tty<PioBackend>>, arguments: fmt::Arguments) {
+    if let Some(uart) = console_of(console) {
         // A console has nowhere to report its own failure.
         let _ = uart.write_fmt(arguments);
+    }
+}
+
+/// Moves every byte the UART holds into [`RECEIVED`] (a full ring drops and
+/// counts them). Interrupts must be off. The UART's FIFO is emptied every time:
+/// its interrupt line stays up until it is, and the PIC, edge-triggered, would
+/// not see a new interrupt while it does.
+fn drain_receiver(console: &mut Option<Uart16550Tty<PioBackend>>) {
+    let Some(uart) = console.as_mut() else { return };
+    // Bounded all the same: a port that always says "data ready" must not
+    // keep the CPU here for ever.
+    for _ in 0..CONSOLE_RING_BYTES + 16 {
+        let Ok(byte) = uart.inner_mut().try_receive_byte() else { return };
+        RECEIVED.push(byte);
+    }
+}
+
+/// IRQ 4: COM1 received bytes (or its FIFO held some for 4 characters' time).
+fn receive_interrupt() {
+    // Interrupt handlers run with interrupts off, and every other user of the
+    // console holds its lock with interrupts off too: on this one CPU, the
+    // lock is always free here.
+    drain_receiver(&mut CONSOLE.lock());
+}
+
+/// Takes console input by COM1's receive interrupt from now on. Called as soon
+/// as the PICs are remapped: before that, IRQ 4 would arrive at the vector of a
+/// CPU exception. Bytes typed earlier wait in the UART's FIFO (16 bytes) and
+/// are taken at once.
+pub fn enable_input_interrupt() {
+    INPUT_INTERRUPT.store(true, Ordering::Relaxed);
+    let routed = crate::arch::pic::register_handler(COM1_IRQ, alloc::sync::Arc::new(receive_interrupt));
+    without_interrupts(|| {
+        let mut console = CONSOLE.lock();
+        if let Some(uart) = console_of(&mut console) {
+            uart.inner_mut().enable_interrupts(IER::DATA_READY);
+        }
+        // The interrupt for bytes already there may have been raised before
+        // the line was unmasked: take them now rather than wait for more.
+        drain_receiver(&mut console);
+    });
+    if !routed {
+        log::warn!("serial: IRQ {COM1_IRQ} could not be routed; console input is read when the shell looks");
     }
 }
 
@@ -62,13 +136,31 @@ pub fn emergency_print(arguments: fmt::Arguments) {
     });
 }
 
-/// One byte from the console's input, if one has arrived.
-pub fn try_read_byte() -> Option<u8> {
+/// One byte from the console's input, if one has arrived, and whether bytes
+/// were dropped just before it.
+pub fn read_input() -> Option<Received> {
     without_interrupts(|| {
-        let mut console = CONSOLE.lock();
-        console.as_mut()?.inner_mut().try_receive_byte().ok()
+        // Also looks at the UART itself: input still arrives if its interrupt
+        // does not (a UART that never raises it). With interrupts off this is
+        // never at the same time as the handler, so the ring keeps one
+        // producer at a time, and the bytes their order.
+        drain_receiver(&mut CONSOLE.lock());
+        RECEIVED.pop()
     })
 }
+
+/// Whether input is waiting in the ring: news for a shell about to sleep.
+pub fn input_waiting() -> bool {
+    !RECEIVED.is_empty()
+}
+
+/// Input bytes dropped since boot because the ring was full.
+pub fn dropped_input_bytes() -> u64 {
+    RECEIVED.dropped()
+}
+
+/// The bytes of input the ring holds at most.
+pub const INPUT_RING_BYTES: usize = CONSOLE_RING_BYTES;
 
 /// Prints to the serial console.
 #[macro_export]

@@ -16,4 +16,4 @@ pub use queue_depth::read_at_depth;
 pub use queue_depth::{Group, Pattern, Split, Throughput, read_requests};
 #[cfg(target_os = "none")]
 pub use report::{full, quick};
-pub use summary::{QuickPlan, quick_lines, quick_plan};
+pub use summary::{QUICK_NOISE_NOTE, QuickPlan, quick_lines, quick_plan};

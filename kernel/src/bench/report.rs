@@ -3,7 +3,7 @@
 use super::paths::{bench_runs, bounce_costs_us, copy_bandwidths, disk_sha256, frame_alloc_free_ns, measure};
 use super::queue_depth::{Pattern, read_at_depth};
 use super::read_throughputs;
-use super::summary::{QuickPlan, quick_lines, quick_plan};
+use super::summary::{QUICK_NOISE_NOTE, QuickPlan, quick_lines, quick_plan};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -60,7 +60,8 @@ fn depth_figures(kind: &str, disk: &dyn BlockDevice) {
 /// read path, one request in flight; with a queue depth (`bench --qd N`),
 /// sequential 128 KiB and random 4 KiB reads with N in flight instead. A disk
 /// of 0 bytes is refused; a path that cannot be measured says why, and the
-/// others are measured all the same.
+/// others are measured all the same. Ends with a line saying how noisy one
+/// short pass is, and that `make bench` is the measurement.
 pub fn quick(depth: Option<usize>) {
     for (name, disk) in driver::block_devices() {
         let block = u64::from(disk.block_size());
@@ -95,6 +96,7 @@ pub fn quick(depth: Option<usize>) {
             read_throughputs(disk.as_ref(), bytes).into_iter().map(|(path, rate)| (path.description(), rate)).collect();
         print_lines(quick_lines(&name, plan, &figures));
     }
+    println!("{QUICK_NOISE_NOTE}");
 }
 
 fn print_lines(lines: Vec<String>) {

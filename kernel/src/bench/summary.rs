@@ -61,6 +61,12 @@ pub fn quick_lines(name: &str, plan: QuickPlan, figures: &[(&str, Result<f64, Io
     lines
 }
 
+/// The line `bench` ends with: one short pass on a host that may be busy is
+/// noisy, enough for a path that copies to beat a direct read by chance.
+pub const QUICK_NOISE_NOTE: &str = "one short pass on a host that may be busy: noisy enough that a path that copies \
+                                    can look faster than a direct read; make bench reads whole disks, taking turns, \
+                                    and repeats (3 boots, medians)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +74,13 @@ mod tests {
 
     const SPENT: IoFailure =
         IoFailure::new(IoReturn::NoResources, Cause::BounceBudgetSpent { pages: 32, in_use: 0, limit: 8 });
+
+    #[test]
+    fn the_quick_bench_says_it_is_noisy_and_points_to_make_bench() {
+        assert!(QUICK_NOISE_NOTE.contains("faster than a direct read"), "{QUICK_NOISE_NOTE}");
+        assert!(QUICK_NOISE_NOTE.contains("make bench") && QUICK_NOISE_NOTE.contains("repeats"));
+        assert!(!QUICK_NOISE_NOTE.contains('\n') && !QUICK_NOISE_NOTE.contains("  "), "one line: {QUICK_NOISE_NOTE}");
+    }
 
     #[test]
     fn every_figure_measured_reads_as_before() {

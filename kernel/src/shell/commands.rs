@@ -17,33 +17,36 @@ use crate::block::{BlockDevice, BlockOperation, TransferOptions, WriteCache};
 use crate::digest::sha256_hex;
 use crate::dma::kernel_platform::platform;
 use crate::dma::{DmaBuffer, DmaPlatform, IoDirection, Specification, trace};
+use crate::input_ring::{Arrival, Received};
 use crate::memory::{Constraints, heap, physical};
 use crate::{driver, print, println};
 
 /// Where the shell's input comes from.
 pub trait Input {
-    /// The next byte, waiting for it; `None` at the end of the input.
-    fn next_byte(&mut self) -> Option<u8>;
+    /// The next byte, waiting for it (and whether bytes were lost just before
+    /// it); `None` at the end of the input.
+    fn next_byte(&mut self) -> Option<Received>;
 }
 
 /// The serial console: while no byte comes, serves the network, and sleeps in
-/// `hlt` when nothing moves (the timer or a device's interrupt wakes it).
+/// `hlt` when nothing moves (the timer, the UART's receive interrupt or a
+/// device's interrupt wakes it).
 pub struct SerialInput;
 
 impl Input for SerialInput {
-    fn next_byte(&mut self) -> Option<u8> {
+    fn next_byte(&mut self) -> Option<Received> {
         loop {
-            if let Some(byte) = crate::serial::try_read_byte() {
-                return Some(byte);
+            if let Some(received) = crate::serial::read_input() {
+                return Some(received);
             }
             if crate::net::stack::poll() {
                 continue;
             }
             // Interrupts off between the last look and `hlt` (`sti; hlt` is
-            // atomic): an interrupt after the poll leaves news, and is not
-            // slept through until the next tick.
+            // atomic): an interrupt after the poll leaves news (a received
+            // byte, a packet), and is not slept through until the next tick.
             interrupts::disable();
-            if crate::net::registry::has_news() {
+            if crate::serial::input_waiting() || crate::net::registry::has_news() {
                 interrupts::enable();
                 continue;
             }
@@ -56,8 +59,8 @@ impl Input for SerialInput {
 pub struct ScriptInput<'a>(pub core::slice::Iter<'a, u8>);
 
 impl Input for ScriptInput<'_> {
-    fn next_byte(&mut self) -> Option<u8> {
-        self.0.next().copied()
+    fn next_byte(&mut self) -> Option<Received> {
+        self.0.next().map(|&byte| Received { byte, arrival: Arrival::InOrder })
     }
 }
 
@@ -69,7 +72,10 @@ const MAX_SECTORS: u64 = 2048;
 pub fn run(input: &mut dyn Input) {
     let mut editor = LineEditor::default();
     print!("{PROMPT}");
-    while let Some(byte) = input.next_byte() {
+    while let Some(Received { byte, arrival }) = input.next_byte() {
+        if arrival == Arrival::AfterLostBytes {
+            editor.bytes_lost();
+        }
         match editor.feed(byte) {
             Edit::Nothing => {}
             Edit::Echo(text) => print!("{text}"),
@@ -80,6 +86,16 @@ pub fn run(input: &mut dyn Input) {
             Edit::TooLong => {
                 println!();
                 println!("error: line longer than {MAX_LINE} characters: not run");
+                print!("{PROMPT}");
+            }
+            Edit::InputLost => {
+                println!();
+                println!(
+                    "error: bytes of this line were lost on the way in (the shell's {}-byte input buffer was full; \
+                     {} dropped since boot): not run",
+                    crate::serial::INPUT_RING_BYTES,
+                    crate::serial::dropped_input_bytes()
+                );
                 print!("{PROMPT}");
             }
             Edit::ForeignByte(byte) => {

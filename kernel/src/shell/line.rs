@@ -23,6 +23,10 @@ pub enum Edit {
     /// first): the line is refused whole. Run without the byte it could name
     /// another disk or write other data (`read v\u{e9}da` would read `vda`).
     ForeignByte(u8),
+    /// Enter on a line some of whose bytes were dropped before the shell got
+    /// them (its input buffer was full): the line is refused whole, as it
+    /// could run with the wrong arguments.
+    InputLost,
 }
 
 /// Where the editor is inside an escape sequence (`ESC [ A` is the up arrow).
@@ -33,8 +37,14 @@ enum Escape {
     None,
     /// After `ESC`.
     Started,
-    /// After `ESC [` (or `ESC O`, which terminals send in application mode).
-    Introduced,
+    /// After `ESC [`: a control sequence (CSI), whose parameter bytes
+    /// (0x30..=0x3f, `3` or `1;5`) and intermediate bytes (0x20..=0x2f) run up
+    /// to one final byte (0x40..=0x7e): `ESC [ 3 ~` is Delete, `ESC [ 1 ; 5 C`
+    /// Ctrl-Right.
+    ControlSequence,
+    /// After `ESC O`, which terminals send in application mode: exactly one
+    /// byte follows (`ESC O A` is the up arrow).
+    SingleShift,
 }
 
 /// The line being typed, and the lines typed before.
@@ -53,10 +63,25 @@ pub struct LineEditor {
     history: VecDeque<String>,
     /// Which history entry is shown (0 = the newest), while browsing.
     browsing: Option<usize>,
+    /// Bytes were dropped somewhere in this line: Enter refuses it. Forgotten
+    /// like [`LineEditor::foreign`].
+    lost: Lost,
     /// The line being typed before browsing started, given back by Down.
     draft: String,
     /// The draft's [`LineEditor::foreign`], given back with it.
     draft_foreign: Option<u8>,
+    /// The draft's [`LineEditor::lost`], given back with it.
+    draft_lost: Lost,
+}
+
+/// Whether the line being typed lost bytes on the way in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Lost {
+    /// Every byte typed reached the editor.
+    #[default]
+    Nothing,
+    /// Bytes were dropped between two the editor got.
+    Bytes,
 }
 
 /// The longest line kept; Enter after a longer one refuses it.
@@ -72,21 +97,34 @@ impl LineEditor {
     pub fn feed(&mut self, byte: u8) -> Edit {
         let after_return = core::mem::replace(&mut self.last_was_return, byte == b'\r');
         match core::mem::take(&mut self.escape) {
-            Escape::Started if byte == b'[' || byte == b'O' => {
-                self.escape = Escape::Introduced;
+            Escape::Started if byte == b'[' => {
+                self.escape = Escape::ControlSequence;
                 return Edit::Nothing;
             }
-            Escape::Introduced => {
+            Escape::Started if byte == b'O' => {
+                self.escape = Escape::SingleShift;
+                return Edit::Nothing;
+            }
+            // Parameters and intermediates (`1;5` of Ctrl-Right): the key is
+            // told by the final byte, so they are only skipped.
+            Escape::ControlSequence if (0x20..=0x3f).contains(&byte) => {
+                self.escape = Escape::ControlSequence;
+                return Edit::Nothing;
+            }
+            Escape::ControlSequence | Escape::SingleShift if (0x40..=0x7e).contains(&byte) => {
                 return match byte {
                     b'A' => self.recall_older(),
                     b'B' => self.recall_newer(),
-                    // Other keys (left, right, function keys) are not supported:
-                    // swallow their final byte so it is not typed as a letter.
+                    // Other keys (left, right, Delete, function keys) are not
+                    // supported: the whole sequence is swallowed, so none of it
+                    // is typed as text.
                     _ => Edit::Nothing,
                 };
             }
-            // A lone ESC followed by anything else: drop the ESC, take the byte.
-            Escape::Started | Escape::None => {}
+            // A lone ESC followed by anything else, or a byte no sequence can
+            // hold (Enter, another ESC, a non-ASCII byte): the sequence is
+            // dropped and the byte is taken as typed, so Enter is never lost.
+            Escape::Started | Escape::ControlSequence | Escape::SingleShift | Escape::None => {}
         }
         match byte {
             // A terminal sends CR, a pipe LF, Windows CR LF: one line each time.
@@ -100,6 +138,7 @@ impl LineEditor {
             0x15 => {
                 self.overflowed = false;
                 self.foreign = None;
+                self.lost = Lost::Nothing;
                 self.browsing = None;
                 self.replace_line(String::new())
             }
@@ -108,6 +147,7 @@ impl LineEditor {
                 self.line.clear();
                 self.overflowed = false;
                 self.foreign = None;
+                self.lost = Lost::Nothing;
                 self.browsing = None;
                 Edit::Abandoned
             }
@@ -128,6 +168,18 @@ impl LineEditor {
         }
     }
 
+    /// Bytes were dropped just before the next one fed (the input buffer was
+    /// full): the line being typed is refused at Enter. The next byte belongs
+    /// to it, whatever it is (the dropped bytes may have held this line's end).
+    pub fn bytes_lost(&mut self) {
+        self.lost = Lost::Bytes;
+        // What came before the gap no longer touches the next byte: an escape
+        // sequence cut short is dropped, and an LF is an Enter of its own, not
+        // the second half of a CR LF.
+        self.escape = Escape::None;
+        self.last_was_return = false;
+    }
+
     /// Types `character`, or drops it (and remembers) when the line is full.
     fn push(&mut self, character: char) -> Edit {
         if self.line.len() >= MAX_LINE {
@@ -144,8 +196,15 @@ impl LineEditor {
         self.browsing = None;
         self.draft.clear();
         self.draft_foreign = None;
+        self.draft_lost = Lost::Nothing;
         let foreign = self.foreign.take();
-        if core::mem::take(&mut self.overflowed) {
+        let overflowed = core::mem::take(&mut self.overflowed);
+        // Lost bytes first: the refusal most worth knowing (input was dropped,
+        // and more may be missing).
+        if core::mem::take(&mut self.lost) == Lost::Bytes {
+            return Edit::InputLost;
+        }
+        if overflowed {
             return Edit::TooLong;
         }
         // Not kept in the history either: recalled, it would run without the byte.
@@ -171,6 +230,7 @@ impl LineEditor {
         if self.browsing.is_none() {
             self.draft = self.line.clone();
             self.draft_foreign = self.foreign.take();
+            self.draft_lost = core::mem::take(&mut self.lost);
         }
         self.browsing = Some(next);
         let entry = self.history[self.history.len() - 1 - next].clone();
@@ -184,6 +244,7 @@ impl LineEditor {
             Some(0) => {
                 self.browsing = None;
                 self.foreign = self.draft_foreign.take();
+                self.lost = core::mem::take(&mut self.draft_lost);
                 let draft = core::mem::take(&mut self.draft);
                 self.replace_line(draft)
             }
@@ -369,6 +430,114 @@ mod tests {
         editor.feed(0x80);
         assert_eq!(editor.feed(b'\n'), Edit::TooLong, "one refusal at a time, the length first");
         assert_eq!(type_all(&mut editor, b"ok\n")[2], Edit::Line(String::from("ok")), "both are forgotten");
+    }
+
+    #[test]
+    fn a_control_sequence_is_swallowed_up_to_its_final_byte() {
+        let mut editor = LineEditor::default();
+        // Delete (ESC [ 3 ~), Ctrl-Right (ESC [ 1 ; 5 C), F5 (ESC [ 1 5 ~), Shift-Tab (ESC [ Z).
+        let edits = type_all(&mut editor, b"ab\x1b[3~c\x1b[1;5Cd\x1b[15~\x1b[Ze\n");
+        assert_eq!(screen(&edits), "abcde", "{edits:?}");
+        assert_eq!(edits.last(), Some(&Edit::Line(String::from("abcde"))), "no parameter byte was typed");
+        // Intermediate bytes (0x20..0x2f) are part of the sequence too: ESC [ 2 SP q.
+        let edits = type_all(&mut editor, b"x\x1b[2 qy\n");
+        assert_eq!(edits.last(), Some(&Edit::Line(String::from("xy"))), "{edits:?}");
+        // Up with a modifier (ESC [ 1 ; 2 A) is still the up arrow.
+        let edits = type_all(&mut editor, b"\x1b[1;2A");
+        assert_eq!(edits.last(), Some(&echo("xy")), "{edits:?}");
+        editor.feed(0x03);
+    }
+
+    #[test]
+    fn a_byte_that_cannot_be_in_a_control_sequence_ends_it_and_counts() {
+        let mut editor = LineEditor::default();
+        // ESC [ 1 then Enter: the sequence is broken off and Enter is not swallowed.
+        let edits = type_all(&mut editor, b"ls\x1b[1\r");
+        assert_eq!(edits.last(), Some(&Edit::Line(String::from("ls"))), "{edits:?}");
+        // ESC [ then ESC [ A: the second ESC starts a new sequence (the up arrow).
+        let edits = type_all(&mut editor, b"\x1b[\x1b[A");
+        assert_eq!(edits.last(), Some(&echo("ls")), "{edits:?}");
+        editor.feed(0x03);
+        // A non-ASCII byte in a sequence breaks it off and refuses the line as any would.
+        type_all(&mut editor, b"mem\x1b[2\xc3");
+        assert_eq!(editor.feed(b'\n'), Edit::ForeignByte(0xc3));
+    }
+
+    #[test]
+    fn a_line_that_lost_bytes_is_refused_not_run_without_them() {
+        let mut editor = LineEditor::default();
+        type_all(&mut editor, b"write vda 300 1 ");
+        editor.bytes_lost();
+        let typed = type_all(&mut editor, b"abc\n");
+        assert_eq!(typed.last(), Some(&Edit::InputLost), "{typed:?}");
+        assert_eq!(type_all(&mut editor, b"mem\n")[3], Edit::Line(String::from("mem")), "the next line is fine");
+        assert_eq!(type_all(&mut editor, b"\x1b[A")[2], echo("mem"), "a refused line is not in the history");
+        editor.feed(0x03);
+        // The dropped bytes may have held the line's Enter: the byte after them
+        // (here Enter itself) still belongs to the refused line.
+        type_all(&mut editor, b"lsblk");
+        editor.bytes_lost();
+        assert_eq!(editor.feed(b'\r'), Edit::InputLost);
+        // CR, then bytes lost, then LF: the LF ends the line that lost them.
+        type_all(&mut editor, b"mem\r");
+        editor.bytes_lost();
+        assert_eq!(editor.feed(b'\n'), Edit::InputLost, "not taken for the LF of a CR LF");
+        // An escape sequence cut by the gap does not swallow what follows it.
+        type_all(&mut editor, b"\x1b[1");
+        editor.bytes_lost();
+        assert_eq!(type_all(&mut editor, b"m\n"), [echo("m"), Edit::InputLost]);
+        // Lost first: a line both too long and short of bytes says bytes were lost.
+        type_all(&mut editor, &[b'a'; MAX_LINE + 1]);
+        editor.bytes_lost();
+        assert_eq!(editor.feed(b'\n'), Edit::InputLost);
+    }
+
+    #[test]
+    fn erasing_the_line_forgets_lost_bytes_and_the_draft_keeps_them() {
+        let mut editor = LineEditor::default();
+        type_all(&mut editor, b"mem\nab");
+        editor.bytes_lost();
+        type_all(&mut editor, b"c\x15lsblk");
+        assert_eq!(editor.feed(b'\n'), Edit::Line(String::from("lsblk")), "Ctrl-U forgets it");
+        editor.bytes_lost();
+        editor.feed(0x03);
+        assert_eq!(editor.feed(b'\n'), Edit::Line(String::new()), "Ctrl-C forgets it");
+        type_all(&mut editor, b"ab");
+        editor.bytes_lost();
+        type_all(&mut editor, b"c\x1b[A");
+        assert_eq!(editor.feed(b'\n'), Edit::Line(String::from("lsblk")), "the recalled line runs");
+        type_all(&mut editor, b"ab");
+        editor.bytes_lost();
+        type_all(&mut editor, b"c\x1b[A\x1b[B");
+        assert_eq!(editor.feed(b'\n'), Edit::InputLost, "the draft keeps its loss");
+    }
+
+    #[test]
+    fn a_pasted_line_of_ten_thousand_characters_is_refused_at_its_enter() {
+        use crate::input_ring::{Arrival, CONSOLE_RING_BYTES, InputRing};
+        let ring = InputRing::<CONSOLE_RING_BYTES>::new();
+        let mut pasted = alloc::vec![b'x'; 10_000];
+        pasted.extend_from_slice(b"\rmem\r");
+        let mut editor = LineEditor::default();
+        let mut edits = Vec::new();
+        // The UART interrupts once per 14 bytes (its FIFO's trigger level); the
+        // shell takes what the ring holds between interrupts.
+        for burst in pasted.chunks(14) {
+            for &byte in burst {
+                ring.push(byte);
+            }
+            while let Some(received) = ring.pop() {
+                if received.arrival == Arrival::AfterLostBytes {
+                    editor.bytes_lost();
+                }
+                edits.push(editor.feed(received.byte));
+            }
+        }
+        assert_eq!(ring.dropped(), 0);
+        let echoed = edits.iter().filter(|edit| matches!(edit, Edit::Echo(_))).count();
+        assert_eq!(echoed, MAX_LINE + 3, "the first {MAX_LINE} characters and mem are echoed, no more");
+        let ends: Vec<&Edit> = edits.iter().filter(|edit| !matches!(edit, Edit::Echo(_) | Edit::Nothing)).collect();
+        assert_eq!(ends, [&Edit::TooLong, &Edit::Line(String::from("mem"))]);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod skip_invalidate;
 mod skip_sync_rx;
 #[cfg(target_os = "none")]
 mod step;
+pub mod step_report;
 #[cfg(target_os = "none")]
 mod story;
 

@@ -4,7 +4,8 @@
 //!
 //! The disk is read first, for real, into a scratch buffer; the transfer being
 //! stepped is then a command for a 32-bit device on a buffer above 4 GiB (so it
-//! bounces), and its device is played by the shell, which writes those sectors
+//! bounces: the 32-bit restriction is the shell's, added to every disk, vda's
+//! too), and its device is played by the shell, which writes those sectors
 //! into the command's segments when told to continue. A real driver could not
 //! stop between its device's interrupt and `complete`; the played device can.
 
@@ -17,6 +18,7 @@ use spin::Mutex;
 
 use super::experiments::{cpu_view, first_bytes};
 use super::parse;
+use super::step_report::{prepared_lines, sync_out_damage};
 use crate::dma::kernel_platform::platform;
 use crate::dma::{IoDirection, IoDmaCommand, IoMemoryDescriptor, Specification, SyncOptions, experiment};
 use crate::memory::Constraints;
@@ -31,9 +33,19 @@ enum Stage {
     DeviceDone,
 }
 
+/// Whether the bytes the played device wrote are still in the bounce buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeviceData {
+    /// Not overwritten (or not written yet).
+    Intact,
+    /// `dma sync out` copied the CPU's buffer over them.
+    Overwritten,
+}
+
 /// The transfer being stepped.
 struct Stepping {
     stage: Stage,
+    device_data: DeviceData,
     descriptor: Arc<IoMemoryDescriptor>,
     command: IoDmaCommand,
     /// What the disk holds: what the played device writes.
@@ -54,13 +66,25 @@ pub fn step(words: &[&str]) -> Result<(), String> {
         ["show"] => with_stepping(show),
         ["sync", way @ ("in" | "out")] => with_stepping(|stepping| {
             let options = if *way == "in" { SyncOptions::IN } else { SyncOptions::OUT };
+            let length = stepping.disk_bytes.len();
+            let failed = |failure| format!("{failure}");
+            let before = experiment::device_reads(&stepping.command, length).map_err(failed)?;
             stepping.command.synchronize(options).map_err(|code| format!("synchronize failed: {code}"))?;
             println!(
                 "synchronize({}): {}",
                 if *way == "in" { "In" } else { "Out" },
                 if *way == "in" { "bounce buffer -> buffer" } else { "buffer -> bounce buffer" }
             );
-            show(stepping)
+            show(stepping)?;
+            // Only a sync towards the device can overwrite what the device wrote.
+            let after = experiment::device_reads(&stepping.command, length).map_err(failed)?;
+            if let Some(lines) = sync_out_damage(&stepping.disk_bytes, &before, &after) {
+                stepping.device_data = DeviceData::Overwritten;
+                for line in lines {
+                    println!("{line}");
+                }
+            }
+            Ok(())
         }),
         ["continue"] => advance(),
         _ => Err(String::from("usage: dma step DEV LBA, then dma show, dma sync in|out, dma continue")),
@@ -102,12 +126,12 @@ fn start(name: &str, lba: &str) -> Result<(), String> {
     command.set_memory_descriptor(descriptor.clone(), false).map_err(code)?;
     command.prepare(0, 0).map_err(code)?;
     let high = descriptor.physical_segment(0).map_err(code)?.0.as_u64();
-    println!(
-        "step 1 of 3, prepared: a read of {bytes} bytes ({name} {lba}+{SECTORS}) for a 32-bit device into a buffer"
-    );
-    println!("  at {high:#x} holding {OLD_BYTE:#04x}; the device owns the memory now and was given the bounce buffer.");
+    for line in prepared_lines(name, lba, SECTORS, bytes, high, OLD_BYTE) {
+        println!("{line}");
+    }
     println!("  (the disk was read first; its bytes are what the device, played by the shell, will write)");
-    let mut stepping = Stepping { stage: Stage::Prepared, descriptor, command, disk_bytes };
+    let mut stepping =
+        Stepping { stage: Stage::Prepared, device_data: DeviceData::Intact, descriptor, command, disk_bytes };
     show(&mut stepping)?;
     *STEPPING.lock() = Some(stepping);
     println!("try: dma show, dma sync in, dma continue");
@@ -135,7 +159,13 @@ fn advance() -> Result<(), String> {
             stepping.command.clear_memory_descriptor(false).map_err(|code| format!("{code}"))?;
             let mut held = alloc::vec![0u8; stepping.disk_bytes.len()];
             let matches = stepping.descriptor.read_bytes(0, &mut held).is_ok() && held == stepping.disk_bytes;
-            println!("  it holds the disk's sectors: {}", if matches { "yes" } else { "NO" });
+            match (matches, stepping.device_data) {
+                (true, _) => println!("  it holds the disk's sectors: yes"),
+                (false, DeviceData::Overwritten) => println!(
+                    "  it holds the disk's sectors: NO: dma sync out copied the CPU's stale bytes over what the device wrote"
+                ),
+                (false, DeviceData::Intact) => println!("  it holds the disk's sectors: NO"),
+            }
         }
     }
     Ok(())
