@@ -1,5 +1,6 @@
-//! The controller's register handshakes: disable (CC.EN = 0, then CSTS.RDY = 0
-//! awaited within CAP.TO), enable (CSTS.RDY = 1 awaited, CSTS.CFS watched),
+//! The controller's register handshakes: a stop's normal shutdown (CC.SHN =
+//! 01b, CSTS.SHST = 10b awaited within CAP.TO), disable (CC.EN = 0, then
+//! CSTS.RDY = 0 awaited within CAP.TO), enable (CSTS.RDY = 1 awaited, CSTS.CFS watched),
 //! and one admin command at a time, waited for on the admin queue.
 
 use alloc::sync::Arc;
@@ -15,6 +16,18 @@ use super::structures::{CompletionEntry, SubmissionEntry};
 
 /// How long an admin command may take.
 const ADMIN_TIMEOUT_MS: u64 = 5_000;
+
+/// What a stop's shutdown notification came to (a controller that never
+/// reported it is an `Err` with `ShutdownIncomplete`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// CSTS.SHST said 10b: what it cached is on the medium.
+    Complete,
+    /// Not asked: the controller was not running (CC.EN or CSTS.RDY 0).
+    SkippedNotRunning,
+    /// Not asked: CSTS.CFS, a dead controller never reports it.
+    SkippedFatal,
+}
 
 /// A controller's registers and what CAP says about them.
 pub struct Controller<R: RegisterIo> {
@@ -75,6 +88,32 @@ impl<R: RegisterIo> Controller<R> {
         });
         self.confirmed_disabled.store(stopped.is_ok(), Ordering::Release);
         stopped
+    }
+
+    /// A normal shutdown, before a stop's disable: CC.SHN = 01b with CC.EN
+    /// kept, then CSTS.SHST = 10b awaited within CAP.TO, so that the
+    /// controller finishes what it holds and puts its cache on the medium. A
+    /// controller that is not running (CSTS.RDY 0) has nothing to shut down,
+    /// and a dead one (CSTS.CFS) would never report it: both are skipped.
+    /// `ShutdownIncomplete` if SHST never says complete; the caller disables
+    /// the controller all the same.
+    pub fn shut_down(&self) -> Result<Shutdown, IoFailure> {
+        let status = self.registers.read32(CSTS);
+        if status & CSTS_FATAL != 0 {
+            return Ok(Shutdown::SkippedFatal);
+        }
+        let configuration = self.registers.read32(CC);
+        if configuration & CC_ENABLE == 0 || status & CSTS_READY == 0 {
+            return Ok(Shutdown::SkippedNotRunning);
+        }
+        self.registers.write32(CC, configuration & !CC_SHUTDOWN_MASK | CC_SHUTDOWN_NORMAL);
+        let timeout = self.capabilities.ready_timeout_ms.max(500);
+        let complete = || ShutdownStatus::of(self.registers.read32(CSTS)) == ShutdownStatus::Complete;
+        self.waiter.wait_until(timeout, &mut || complete()).map(|()| Shutdown::Complete).map_err(|_| {
+            let shutdown_status = ShutdownStatus::of(self.registers.read32(CSTS)).bits();
+            let cause = NvmeCause::ShutdownIncomplete { milliseconds: timeout, shutdown_status };
+            IoFailure::new(IoReturn::Timeout, Cause::Nvme(cause))
+        })
     }
 
     /// Whether the controller may still be running: it was enabled, or a

@@ -25,8 +25,11 @@
 //! completion that lies asks for a stop. A reset is a stop and a start, after
 //! which the block layer issues again what the controller held.
 //!
-//! Stop: CC.EN = 0 and CSTS.RDY = 0 awaited before any queue, list page or
-//! data goes back; a controller that stays ready keeps all of it (leaked).
+//! Stop: a normal shutdown first (CC.SHN = 01b, CSTS.SHST = 10b awaited; a
+//! reset skips it), then CC.EN = 0 and CSTS.RDY = 0 awaited before any queue,
+//! list page or data goes back; a controller that stays ready keeps all of it
+//! (leaked). One that never reports its shutdown is disabled all the same,
+//! and [`NvmeDisk::last_shutdown`] says so with a typed cause.
 
 use alloc::format;
 use alloc::string::String;
@@ -45,7 +48,7 @@ use dmakit::io::RegisterIo;
 use spin::Mutex;
 
 use super::bring_up::{Shared, bring_up};
-use super::controller::{Controller, status_result};
+use super::controller::{Controller, Shutdown, status_result};
 use super::data_pointer::{
     DataPointer, DataPointerChoice, ListArea, PrpCheck, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl,
 };
@@ -117,6 +120,19 @@ pub struct NvmeDisk<R: RegisterIo> {
     /// Commands by the form of their data pointer: PRP1/PRP2 alone, a PRP
     /// list, an SGL.
     pointer_counts: [AtomicU64; 3],
+    /// What the last stop's shutdown notification came to; `None` before any.
+    last_shutdown: Mutex<Option<Result<Shutdown, IoFailure>>>,
+}
+
+/// Why the controller is quiesced: a reset brings it up again at once, a stop
+/// may be the last the controller sees before power goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Teardown {
+    /// Disable only (Linux's reset: a shut-down controller may take longer
+    /// to become ready again).
+    Reset,
+    /// Shut down normally (CC.SHN), then disable.
+    Stop,
 }
 
 impl<R: RegisterIo> NvmeDisk<R> {
@@ -137,6 +153,7 @@ impl<R: RegisterIo> NvmeDisk<R> {
             interrupts_on: AtomicBool::new(false),
             interrupt_masked: AtomicBool::new(false),
             pointer_counts: [const { AtomicU64::new(0) }; 3],
+            last_shutdown: Mutex::new(None),
         })
     }
 
@@ -153,15 +170,32 @@ impl<R: RegisterIo> NvmeDisk<R> {
         self.controller.registers.write32(INTMC, 1);
     }
 
-    /// Disables the controller, forgets every slot, then releases what it was
-    /// given. A controller that does not confirm the disable keeps all of it
-    /// (`unstopped`), and is asked again at the next stop or start: it is
-    /// reported running until one is confirmed.
-    fn shut_down(&self) -> Result<(), IoFailure> {
+    /// What the last stop's normal shutdown came to: `Ok(Complete)`, skipped
+    /// (the controller was not running, or dead), or the typed cause of a
+    /// controller that never reported it (`ShutdownIncomplete`, after which
+    /// it was disabled all the same). `None` before any stop.
+    pub fn last_shutdown(&self) -> Option<Result<Shutdown, IoFailure>> {
+        *self.last_shutdown.lock()
+    }
+
+    /// Shuts the controller down if `teardown` is a stop, disables it, forgets
+    /// every slot, then releases what it was given. A controller that does not
+    /// confirm the disable keeps all of it (`unstopped`), and is asked again at
+    /// the next stop or start: it is reported running until one is confirmed.
+    fn shut_down(&self, teardown: Teardown) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
         let held = channel.shared.take().or_else(|| channel.unstopped.take());
         if held.is_none() && !self.controller.may_be_running() {
             return Ok(());
+        }
+        if teardown == Teardown::Stop {
+            // Whatever it says, the disable follows: memory goes back only
+            // once CSTS.RDY is 0, never on the strength of SHST alone.
+            let shutdown = self.controller.shut_down();
+            if let Err(failure) = shutdown {
+                log::error!("Nvme: {failure}");
+            }
+            *self.last_shutdown.lock() = Some(shutdown);
         }
         let stopped = self.controller.disable();
         channel.slots.iter_mut().for_each(|slot| *slot = None);
@@ -195,7 +229,7 @@ impl<R: RegisterIo> NvmeDisk<R> {
 
 impl<R: RegisterIo> Drop for NvmeDisk<R> {
     fn drop(&mut self) {
-        if let Err(failure) = self.shut_down() {
+        if let Err(failure) = self.shut_down(Teardown::Stop) {
             log::error!("Nvme: dropped while the controller would not stop: {failure}");
         }
         if let Some(unstopped) = self.channel.get_mut().unstopped.take() {
@@ -362,7 +396,16 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
     }
 
     fn quiesce(&self) -> Quiesced {
-        match self.shut_down() {
+        match self.shut_down(Teardown::Reset) {
+            Ok(()) => Quiesced::Stopped,
+            Err(failure) => Quiesced::StillRunning(failure),
+        }
+    }
+
+    /// A stop tells the controller first (CC.SHN), so its cache reaches the
+    /// medium; the disable and the release follow as for `quiesce`.
+    fn quiesce_to_stop(&self) -> Quiesced {
+        match self.shut_down(Teardown::Stop) {
             Ok(()) => Quiesced::Stopped,
             Err(failure) => Quiesced::StillRunning(failure),
         }

@@ -18,7 +18,7 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
-pub use controller::Controller;
+pub use controller::{Controller, Shutdown};
 pub use disk::{Link, MAX_DEPTH, NvmeDisk, NvmeOptions, SGL_THRESHOLD};
 #[cfg(target_os = "none")]
 pub use driver::NvmeDriver;

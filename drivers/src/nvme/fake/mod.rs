@@ -7,8 +7,12 @@
 //! use fails its test.
 //!
 //! CC.EN 0 -> 1 makes it ready (CSTS.RDY) with the admin queue AQA/ASQ/ACQ
-//! name; 1 -> 0 resets it: it forgets every queue and command (unless it is
-//! `stuck`, when CSTS.RDY stays 1 and it keeps everything). A fatal error
+//! name; 1 -> 0 resets it: it forgets every queue and command, CSTS.SHST
+//! included (unless it is `stuck`, when CSTS.RDY stays 1 and it keeps
+//! everything). CC.SHN 00b -> 01b on a running controller is a shutdown, which
+//! QEMU completes within the register write: CSTS.SHST = 10b, and no command
+//! runs until a reset; with [`FakeShutdown::NeverReports`] SHST stays 01b
+//! (processing). SHN back to 00b clears SHST, as in QEMU. A fatal error
 //! ([`FakeNvme::raise_fatal`], or `fatal_on_io` at the next I/O doorbell) sets
 //! CSTS.CFS: it runs no more commands until a reset. Commands run
 //! inside the doorbell write that submits them, or, with `hold`, I/O commands
@@ -53,6 +57,15 @@ pub enum Lie {
     HeadPastTail,
     /// Its submission head is this value, whatever the queue holds.
     Head(u16),
+}
+
+/// How the controller answers a shutdown notification (CC.SHN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FakeShutdown {
+    /// CSTS.SHST = 10b at once, as QEMU does.
+    Completes,
+    /// CSTS.SHST stays 01b (processing): it never reports completion.
+    NeverReports,
 }
 
 /// A command the controller ended: (queue, opcode, PSDT, the status if it failed).
@@ -124,6 +137,10 @@ pub struct FakeNvme {
     pub flush_status: Mutex<Option<NvmeStatus>>,
     /// Whether every queue page was still allocated when CC.EN was cleared.
     pub disables: Mutex<Vec<bool>>,
+    /// How it answers CC.SHN.
+    pub shutdown: Mutex<FakeShutdown>,
+    /// CSTS.SHST each time CC.EN was cleared on a running controller.
+    pub shutdown_at_disable: Mutex<Vec<ShutdownStatus>>,
     /// The most I/O commands held at once.
     pub most_held: Mutex<usize>,
 }
@@ -163,6 +180,8 @@ impl FakeNvme {
             flushes: Mutex::new(Vec::new()),
             flush_status: Mutex::new(None),
             disables: Mutex::new(Vec::new()),
+            shutdown: Mutex::new(FakeShutdown::Completes),
+            shutdown_at_disable: Mutex::new(Vec::new()),
             most_held: Mutex::new(0),
         })
     }
@@ -390,7 +409,10 @@ impl FakeNvme {
         if queue != 0 && self.fatal_on_io.load(Ordering::Relaxed) {
             state.csts |= CSTS_FATAL;
         }
-        if state.cc & CC_ENABLE == 0 || state.csts & CSTS_READY == 0 || state.csts & CSTS_FATAL != 0 {
+        // Nor after a shutdown (SHST not 00b): only a reset makes it take
+        // commands again.
+        let shut_down = ShutdownStatus::of(state.csts) != ShutdownStatus::Normal;
+        if state.cc & CC_ENABLE == 0 || state.csts & CSTS_READY == 0 || state.csts & CSTS_FATAL != 0 || shut_down {
             return;
         }
         while let Some(ring) = state.submissions[usize::from(queue)].filter(|ring| ring.head != ring.tail) {
@@ -417,6 +439,7 @@ impl FakeNvme {
 
     fn set_configuration(&self, state: &mut State, value: u32) {
         let was = state.cc & CC_ENABLE;
+        let shutdown_was = state.cc & CC_SHUTDOWN_MASK;
         state.cc = value;
         match (was, value & CC_ENABLE) {
             (0, 1) => {
@@ -437,13 +460,33 @@ impl FakeNvme {
                 let completions = state.completions.iter().flatten().map(|ring| (ring.address, 16 * ring.entries));
                 let allocated = queues.chain(completions).all(|(address, bytes)| self.allocated(address, bytes.into()));
                 self.disables.lock().push(allocated);
+                self.shutdown_at_disable.lock().push(ShutdownStatus::of(state.csts));
                 if !self.stuck.load(Ordering::Relaxed) {
                     let intms = state.intms;
                     *state = State { intms, ..State::default() };
                 }
             }
+            (1, 1) => self.notify_shutdown(state, shutdown_was, value & CC_SHUTDOWN_MASK),
             _ => {}
         }
+    }
+
+    /// CC.SHN written on an enabled controller: 00b -> not 00b starts a
+    /// shutdown (finished at once unless it `NeverReports`), back to 00b
+    /// clears CSTS.SHST.
+    fn notify_shutdown(&self, state: &mut State, was: u32, now: u32) {
+        let status = match (was, now) {
+            (0, 0) => return,
+            (0, _) if state.csts & CSTS_READY == 0 => return,
+            (0, _) => match *self.shutdown.lock() {
+                FakeShutdown::Completes => ShutdownStatus::Complete,
+                FakeShutdown::NeverReports => ShutdownStatus::Processing,
+            },
+            (_, 0) => ShutdownStatus::Normal,
+            _ => return,
+        };
+        let mask = 0b11 << CSTS_SHUTDOWN_SHIFT;
+        state.csts = state.csts & !mask | u32::from(status.bits()) << CSTS_SHUTDOWN_SHIFT;
     }
 
     fn doorbell(&self, state: &mut State, offset: u16, value: u32) {
