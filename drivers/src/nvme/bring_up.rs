@@ -2,6 +2,12 @@
 //! the admin queue (AQA, ASQ, ACQ), enable, Identify Controller and Namespace,
 //! then Create I/O Completion Queue and Submission Queue 1; and what the
 //! controller holds from then on ([`Shared`]).
+//!
+//! A bring-up that fails part-way gives back every piece of memory it took
+//! (admin queues, Identify page, I/O queues and list pages), but only once the
+//! controller is confirmed disabled (CSTS.RDY 0): until then it may still
+//! write any of them. One that cannot be confirmed keeps them, leaked on
+//! purpose and logged ([`Taken`]).
 
 use dmakit::dma::{Cause, CoherentMemory, DmaPlatform, IoFailure, IoReturn, Specification};
 use dmakit::io::RegisterIo;
@@ -40,6 +46,36 @@ impl Shared {
     }
 }
 
+/// What a bring-up took so far that the controller may have been told of:
+/// given back together once it is confirmed disabled, or leaked together.
+#[derive(Default)]
+struct Taken {
+    admin: Option<QueuePair>,
+    identify: Option<CoherentMemory>,
+    lists: Option<CoherentMemory>,
+    io: Option<QueuePair>,
+}
+
+impl Taken {
+    /// Frees everything: the controller was confirmed disabled.
+    fn release(self) {
+        let Taken { admin, identify, lists, io } = self;
+        admin.into_iter().chain(io).for_each(QueuePair::release);
+        for memory in identify.into_iter().chain(lists) {
+            if let Err(failure) = memory.release() {
+                log::error!("Nvme: bring-up memory not released: {failure}");
+            }
+        }
+    }
+
+    /// Leaks everything, on purpose: the controller did not confirm the
+    /// disable and may still read or write any of it.
+    fn abandon(self, why: &IoFailure) {
+        log::error!("Nvme: {why}; the memory the failed bring-up took is leaked, not freed under the controller");
+        core::mem::forget(self);
+    }
+}
+
 fn identify(namespace: u32, cns: u32, buffer: &CoherentMemory) -> SubmissionEntry {
     let mut entry = SubmissionEntry { opcode: ADMIN_IDENTIFY, namespace, ..SubmissionEntry::default() };
     entry.data[0] = buffer.device_address().as_u64();
@@ -52,37 +88,43 @@ pub(super) fn bring_up<R: RegisterIo>(
     platform: &'static dyn DmaPlatform,
     options: NvmeOptions,
 ) -> Result<(Link, Shared), IoFailure> {
-    // Whatever it was doing (a boot loader's queues), it stops first.
+    // Whatever it was doing (a boot loader's queues), it stops first:
+    // nothing is taken before that is confirmed.
     controller.disable()?;
     controller.registers.write32(INTMS, u32::MAX);
     let capabilities = controller.capabilities;
     let mut admin = QueuePair::allocate(platform, &capabilities, 0, ADMIN_ENTRIES, usize::from(ADMIN_ENTRIES))?;
     controller.set_admin_queue(&admin);
-    let learned = controller.enable().and_then(|()| learn(controller, platform, &mut admin, options));
-    let (link, io, lists) = match learned {
-        Ok(learned) => learned,
-        Err(failure) => {
-            let stopped = controller.disable();
-            match stopped {
-                Ok(()) => admin.release(),
-                Err(ref still) => log::error!("Nvme: {still}; the admin queue is leaked"),
-            }
-            return Err(failure);
+    let mut taken = Taken::default();
+    let learned = controller.enable().and_then(|()| learn(controller, platform, &mut admin, options, &mut taken));
+    match learned {
+        Ok((link, io, lists)) => {
+            // Only what failed commands left behind; nothing on success.
+            taken.release();
+            Ok((link, Shared { admin, io, lists }))
         }
-    };
-    Ok((link, Shared { admin, io, lists }))
+        Err(failure) => {
+            taken.admin = Some(admin);
+            match controller.disable() {
+                Ok(()) => taken.release(),
+                Err(still) => taken.abandon(&still),
+            }
+            Err(failure)
+        }
+    }
 }
 
 /// Identify Controller and Namespace, then the I/O queue pair. The
-/// controller is enabled: on failure the caller disables it before
-/// anything here goes back, so what was given to it is kept in `Err` paths
-/// only once it is disabled (queues made here are released by the caller
-/// through the admin path: the I/O pair's memory is leaked if not created).
+/// controller is enabled: memory it may still write after a failure (the
+/// Identify page of a command that did not complete, the I/O rings and lists
+/// of a create that failed) goes into `taken`, which the caller gives back
+/// only once the controller is confirmed disabled.
 fn learn<R: RegisterIo>(
     controller: &Controller<R>,
     platform: &'static dyn DmaPlatform,
     admin: &mut QueuePair,
     options: NvmeOptions,
+    taken: &mut Taken,
 ) -> Result<(Link, QueuePair, CoherentMemory), IoFailure> {
     let page = Specification { alignment: PAGE_SIZE, ..Specification::UNLIMITED_64 };
     let buffer = CoherentMemory::allocate(platform, IDENTIFY_BYTES as u64, page)?;
@@ -102,7 +144,7 @@ fn learn<R: RegisterIo>(
             identified
         }
         Err(failure) => {
-            core::mem::forget(buffer);
+            taken.identify = Some(buffer);
             return Err(failure);
         }
     };
@@ -123,7 +165,14 @@ fn learn<R: RegisterIo>(
         _ => DataPointerChoice::PrpOnly,
     };
     let lists = CoherentMemory::allocate(platform, (depth * list_pages) as u64 * PAGE_SIZE, page)?;
-    let io = QueuePair::allocate(platform, &capabilities, 1, entries, depth)?;
+    let io = match QueuePair::allocate(platform, &capabilities, 1, entries, depth) {
+        Ok(io) => io,
+        Err(failure) => {
+            // Never named to the controller, but given back with the rest.
+            taken.lists = Some(lists);
+            return Err(failure);
+        }
+    };
     let size = u32::from(entries - 1) << 16 | 1;
     let mut create_cq = SubmissionEntry { opcode: ADMIN_CREATE_CQ, command_id: 1, ..SubmissionEntry::default() };
     create_cq.data[0] = io.completion_address();
@@ -134,9 +183,10 @@ fn learn<R: RegisterIo>(
     create_sq.command[..2].copy_from_slice(&[size, 1 << 16 | 1]);
     let created = controller.admin_command(admin, create_cq).and_then(|_| controller.admin_command(admin, create_sq));
     if let Err(failure) = created {
-        // The controller may hold the I/O rings: kept until it is disabled,
-        // and then leaked rather than tracked (a start that failed).
-        core::mem::forget((io, lists));
+        // The controller may hold the I/O rings (a create that timed out, or
+        // the CQ of a refused SQ): kept in `taken` until it is disabled.
+        taken.io = Some(io);
+        taken.lists = Some(lists);
         return Err(failure);
     }
     let link =

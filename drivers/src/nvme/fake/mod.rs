@@ -25,6 +25,7 @@
 //! that rings the head doorbell without having consumed anything drives the
 //! count below zero, and the line then never drops: an interrupt storm.
 
+mod admin;
 pub mod walk;
 
 use alloc::sync::Arc;
@@ -38,9 +39,10 @@ use dmakit::io::RegisterIo;
 use dmakit::memory::FRAME_SIZE;
 use spin::Mutex;
 
-use super::identify::{ControllerIdentity, IDENTIFY_BYTES, NamespaceIdentity};
+use super::identify::ControllerIdentity;
 use super::registers::*;
 use super::structures::*;
+pub use admin::{AdminStep, Failing};
 use walk::Run;
 
 /// Bytes per block of the namespace.
@@ -141,6 +143,10 @@ pub struct FakeNvme {
     pub shutdown: Mutex<FakeShutdown>,
     /// CSTS.SHST each time CC.EN was cleared on a running controller.
     pub shutdown_at_disable: Mutex<Vec<ShutdownStatus>>,
+    /// The bring-up step whose admin command fails, and how.
+    pub fail_admin: Mutex<Option<(AdminStep, Failing)>>,
+    /// CC.EN 0 -> 1 never sets CSTS.RDY.
+    pub never_ready: AtomicBool,
     /// The most I/O commands held at once.
     pub most_held: Mutex<usize>,
 }
@@ -182,6 +188,8 @@ impl FakeNvme {
             disables: Mutex::new(Vec::new()),
             shutdown: Mutex::new(FakeShutdown::Completes),
             shutdown_at_disable: Mutex::new(Vec::new()),
+            fail_admin: Mutex::new(None),
+            never_ready: AtomicBool::new(false),
             most_held: Mutex::new(0),
         })
     }
@@ -272,55 +280,6 @@ impl FakeNvme {
             at += length as usize;
         }
         Ok(())
-    }
-
-    fn execute_admin(&self, state: &mut State, entry: &SubmissionEntry) -> Result<(), NvmeStatus> {
-        let [cdw10, cdw11, ..] = entry.command;
-        let queue = cdw10 as u16;
-        let entries = (cdw10 >> 16) as u16 + 1;
-        let max_entries = (self.cap & 0xffff) as u32 + 1;
-        let command_specific = |code| Err(NvmeStatus::CommandSpecific(code));
-        match entry.opcode {
-            ADMIN_IDENTIFY => {
-                let bytes: [u8; IDENTIFY_BYTES] = match cdw10 {
-                    IDENTIFY_CONTROLLER => self.controller.lock().to_bytes(),
-                    IDENTIFY_NAMESPACE if entry.namespace == 1 => {
-                        let blocks = self.image.lock().len() as u64 / BLOCK;
-                        NamespaceIdentity { blocks, block_shift: 9, metadata: 0 }.to_bytes()
-                    }
-                    IDENTIFY_NAMESPACE => return Err(NvmeStatus::Generic(GenericStatus::InvalidNamespace)),
-                    _ => return Err(NvmeStatus::Generic(GenericStatus::InvalidField)),
-                };
-                self.to_host(entry, &bytes)
-            }
-            ADMIN_CREATE_CQ | ADMIN_CREATE_SQ if queue != 1 => command_specific(0x01),
-            ADMIN_CREATE_CQ | ADMIN_CREATE_SQ if entries < 2 || u32::from(entries) > max_entries => {
-                command_specific(0x02)
-            }
-            // Only physically contiguous queues (CAP.CQR).
-            ADMIN_CREATE_CQ | ADMIN_CREATE_SQ if cdw11 & 1 == 0 => {
-                Err(NvmeStatus::Generic(GenericStatus::InvalidField))
-            }
-            ADMIN_CREATE_CQ => {
-                let address = entry.data[0];
-                state.completions[1] = Some(Completion { address, entries, tail: 0, head: 0, phase: true });
-                Ok(())
-            }
-            ADMIN_CREATE_SQ if state.completions[1].is_none() || cdw11 >> 16 != 1 => command_specific(0x00),
-            ADMIN_CREATE_SQ => {
-                state.submissions[1] = Some(Submission { address: entry.data[0], entries, head: 0, tail: 0 });
-                Ok(())
-            }
-            ADMIN_DELETE_SQ => {
-                state.submissions[1] = None;
-                Ok(())
-            }
-            ADMIN_DELETE_CQ => {
-                state.completions[1] = None;
-                Ok(())
-            }
-            _ => Err(NvmeStatus::Generic(GenericStatus::InvalidOpcode)),
-        }
     }
 
     fn execute_io(&self, entry: &SubmissionEntry) -> Result<(), NvmeStatus> {
@@ -424,8 +383,10 @@ impl FakeNvme {
                 ring.head = head;
             }
             if queue == 0 {
-                let result = self.execute_admin(state, &entry);
-                self.post(state, 0, &entry, head, result);
+                // A command that never completes: nothing is posted.
+                if let Some(result) = self.execute_admin(state, &entry) {
+                    self.post(state, 0, &entry, head, result);
+                }
             } else if self.hold.load(Ordering::Relaxed) {
                 state.held.push((entry, head));
                 let mut most = self.most_held.lock();
@@ -453,7 +414,9 @@ impl FakeNvme {
                     Some(Submission { address: state.asq, entries: submission_entries, head: 0, tail: 0 });
                 state.completions[0] =
                     Some(Completion { address: state.acq, entries: completion_entries, tail: 0, head: 0, phase: true });
-                state.csts = CSTS_READY;
+                if !self.never_ready.load(Ordering::Relaxed) {
+                    state.csts = CSTS_READY;
+                }
             }
             (1, 0) => {
                 let queues = state.submissions.iter().flatten().map(|ring| (ring.address, 64 * ring.entries));
