@@ -13,7 +13,7 @@ use dmakit::dma::{Cause, CoherentMemory, DmaPlatform, IoFailure, IoReturn, Speci
 use dmakit::io::RegisterIo;
 
 use super::controller::Controller;
-use super::data_pointer::{DataPointerChoice, prp_list_pages};
+use super::data_pointer::{DataPointerChoice, SGL_DESCRIPTORS_PER_PAGE, prp_entries_in, prp_list_pages};
 use super::disk::{ADMIN_ENTRIES, Link, MAX_DEPTH, NvmeOptions};
 use super::identify::{ControllerIdentity, IDENTIFY_BYTES, NamespaceIdentity};
 use super::queue::QueuePair;
@@ -189,7 +189,25 @@ fn learn<R: RegisterIo>(
         taken.lists = Some(lists);
         return Err(failure);
     }
-    let link =
-        Link { identity, blocks: namespace.blocks, block_size, entries, depth, max_request_bytes, list_pages, choice };
+    // Every segment is at least one PRP entry or SGL descriptor, and (inner
+    // segments starting and ending on pages) a request has no more segments
+    // than pages it spans. A PRP-only controller's requests all go by the
+    // PRP chain; one with SGLs sends some by each path, so both must hold.
+    let by_prps = prp_entries_in(list_pages).min(most_entries);
+    let max_segments = match choice {
+        DataPointerChoice::PrpOnly => by_prps,
+        DataPointerChoice::SglFrom(_) => by_prps.min(list_pages * SGL_DESCRIPTORS_PER_PAGE),
+    };
+    let link = Link {
+        identity,
+        blocks: namespace.blocks,
+        block_size,
+        entries,
+        depth,
+        max_request_bytes,
+        list_pages,
+        max_segments,
+        choice,
+    };
     Ok((link, io, lists))
 }

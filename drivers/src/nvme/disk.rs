@@ -49,9 +49,7 @@ use spin::Mutex;
 
 use super::bring_up::{Shared, bring_up};
 use super::controller::{Controller, Shutdown, status_result};
-use super::data_pointer::{
-    DataPointer, DataPointerChoice, ListArea, PrpCheck, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl,
-};
+use super::data_pointer::{DataPointer, DataPointerChoice, ListArea, PrpCheck, build_prps, build_sgl};
 use super::identify::ControllerIdentity;
 use super::registers::*;
 use super::structures::*;
@@ -94,6 +92,10 @@ pub struct Link {
     pub max_request_bytes: u64,
     /// PRP list (or SGL) pages per slot.
     pub list_pages: usize,
+    /// The most segments a request may have: what the slot's list pages
+    /// describe on every path the controller is sent requests by, and no
+    /// more than the pages a request spans.
+    pub max_segments: usize,
     /// PRP or SGL, by size.
     pub choice: DataPointerChoice,
 }
@@ -260,7 +262,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
                 alignment_length: 4,
                 alignment_internal_segments: PAGE_SIZE,
                 boundary: 0,
-                max_segments: link.list_pages * SGL_DESCRIPTORS_PER_PAGE,
+                max_segments: link.max_segments,
                 virtual_boundary: PAGE_SIZE,
             },
             platform: self.platform,

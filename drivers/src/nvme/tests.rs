@@ -21,6 +21,7 @@ use crate::test_support::WAITER;
 
 mod bring_up_tests;
 mod flush_tests;
+mod limits_tests;
 mod prp_offset_tests;
 mod reset_tests;
 mod stop_tests;
