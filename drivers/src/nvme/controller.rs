@@ -14,6 +14,11 @@ use super::queue::QueuePair;
 use super::registers::*;
 use super::structures::{CompletionEntry, SubmissionEntry};
 
+/// Queue pairs the driver rings doorbells of: admin (0) and I/O (1).
+const QUEUE_PAIRS: u16 = 2;
+/// Bytes a register offset (16 bits) reaches.
+pub const REGISTER_OFFSET_REACH: u64 = 1 << 16;
+
 /// How long an admin command may take.
 const ADMIN_TIMEOUT_MS: u64 = 5_000;
 
@@ -57,9 +62,16 @@ pub fn status_result(status: u16) -> Result<(), IoFailure> {
 
 impl<R: RegisterIo> Controller<R> {
     /// Reads CAP and checks the controller is one the driver drives: the NVM
-    /// command set, 4 KiB pages.
-    pub fn new(registers: Arc<R>, waiter: &'static dyn Waiter) -> Result<Controller<R>, IoFailure> {
+    /// command set, 4 KiB pages, and the doorbells of both queue pairs, as far
+    /// apart as CAP.DSTRD says, inside the `mapped` bytes of registers.
+    pub fn new(registers: Arc<R>, mapped: u64, waiter: &'static dyn Waiter) -> Result<Controller<R>, IoFailure> {
         let capabilities = Capabilities::decode(registers.read64(CAP));
+        let needed = capabilities.doorbells_end(QUEUE_PAIRS);
+        // A 16-bit register offset reaches 64 KiB, whatever is mapped.
+        if needed > mapped.min(REGISTER_OFFSET_REACH) {
+            let cause = NvmeCause::DoorbellsOutsideRegisters { needed, mapped };
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)));
+        }
         if !capabilities.nvm_command_set {
             return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(NvmeCause::NoNvmCommandSet)));
         }

@@ -126,6 +126,14 @@ impl Capabilities {
         }
     }
 
+    /// The byte after the highest doorbell of queue pairs 0 to `queues` - 1:
+    /// what the register window must reach (in 64 bits: with a large stride
+    /// it lies past what a 16-bit register offset reaches).
+    pub const fn doorbells_end(&self, queues: u16) -> u64 {
+        let stride = 4u64 << self.doorbell_stride;
+        DOORBELLS as u64 + (2 * queues as u64 - 1) * stride + 4
+    }
+
     /// The offset of queue `queue`'s submission-queue tail doorbell.
     pub const fn submission_tail_doorbell(&self, queue: u16) -> u16 {
         DOORBELLS + (2 * queue) * (4 << self.doorbell_stride)
@@ -170,6 +178,9 @@ mod tests {
         assert_eq!(decoded.completion_head_doorbell(1), 0x1030);
         let packed = Capabilities::decode(1 << 37);
         assert_eq!((packed.submission_tail_doorbell(1), packed.completion_head_doorbell(1)), (0x1008, 0x100c));
+        // The window must reach the last doorbell's 4 bytes, in 64 bits.
+        assert_eq!((packed.doorbells_end(2), decoded.doorbells_end(2)), (0x1010, 0x1034));
+        assert_eq!(Capabilities::decode(15 << 32).doorbells_end(2), 0x1000 + 3 * (4 << 15) + 4);
         assert_eq!(admin_queue_attributes(32, 32), 0x001f_001f);
     }
 }

@@ -14,12 +14,13 @@ use dmakit::memory::Constraints;
 use dmakit::pattern;
 
 use super::data_pointer::DataPointerChoice;
-use super::fake::{BLOCK, FakeNvme, FakeRegisters, Lie};
+use super::fake::{BLOCK, FAKE_REGISTER_BYTES, FakeNvme, FakeRegisters, Lie};
 use super::structures::{IO_READ, IO_WRITE, PSDT_PRP, PSDT_SGL};
 use super::{Controller, NvmeDisk, NvmeOptions};
 use crate::test_support::WAITER;
 
 mod bring_up_tests;
+mod doorbell_tests;
 mod flush_tests;
 mod limits_tests;
 mod prp_offset_tests;
@@ -40,7 +41,7 @@ fn setup_with(max_entries: u16, sgl: bool) -> Setup {
     let mut image = vec![0; (BLOCKS * BLOCK) as usize];
     pattern::fill(0, b'N', &mut image);
     let fake = FakeNvme::new(platform, image, max_entries, sgl);
-    let controller = Controller::new(Arc::new(FakeRegisters(fake.clone())), &WAITER).unwrap();
+    let controller = Controller::new(Arc::new(FakeRegisters(fake.clone())), FAKE_REGISTER_BYTES, &WAITER).unwrap();
     let disk = NvmeDisk::new(controller, platform, NvmeOptions::DEFAULT).unwrap();
     Setup { platform, fake, disk: QueuedDisk::new(disk, &WAITER).unwrap() }
 }

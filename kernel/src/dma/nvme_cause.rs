@@ -295,6 +295,15 @@ pub enum NvmeCause {
         /// The controller's smallest page, in bytes.
         minimum: u64,
     },
+    /// The register window the driver could map ends before the highest
+    /// doorbell it would ring (CAP.DSTRD spaces them out), or past what a
+    /// register offset reaches.
+    DoorbellsOutsideRegisters {
+        /// The byte after the highest doorbell.
+        needed: u64,
+        /// Bytes of registers mapped.
+        mapped: u64,
+    },
     /// Namespace 1, the disk, is missing or empty.
     NoNamespace,
     /// The namespace's LBA format has metadata, or blocks that are not 512
@@ -352,6 +361,11 @@ impl fmt::Display for NvmeCause {
             NvmeCause::PageSizeUnsupported { minimum } => {
                 write!(f, "the NVMe controller's smallest page is {minimum} bytes; the driver uses 4096")
             }
+            NvmeCause::DoorbellsOutsideRegisters { needed, mapped } => write!(
+                f,
+                "the NVMe controller's doorbells run to byte {needed:#x} (CAP.DSTRD), past the {mapped:#x} bytes of \
+                 registers mapped"
+            ),
             NvmeCause::NoNamespace => f.write_str("NVMe namespace 1 is missing or empty"),
             NvmeCause::LbaFormatUnsupported { block_size, metadata } => write!(
                 f,

@@ -47,6 +47,8 @@ use walk::Run;
 
 /// Bytes per block of the namespace.
 pub const BLOCK: u64 = 512;
+/// Bytes of registers (BAR 0) the fake has: QEMU's 16 KiB.
+pub const FAKE_REGISTER_BYTES: u64 = 0x4000;
 
 /// How the next completion lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,10 +158,22 @@ pub struct FakeRegisters(pub Arc<FakeNvme>);
 
 impl FakeNvme {
     /// A controller with `blocks` blocks filled by `fill`, MQES `max_entries`
-    /// - 1, and SGLs as `sgl` says.
+    /// - 1, and SGLs as `sgl` says; its doorbells are packed (DSTRD 0).
     pub fn new(platform: &'static SimulatedPlatform, image: Vec<u8>, max_entries: u16, sgl: bool) -> Arc<FakeNvme> {
-        // MQES, CQR, TO 1 (500 ms), DSTRD 0, NVM command set, MPSMIN 0.
-        let cap = u64::from(max_entries - 1) | 1 << 16 | 1 << 24 | 1 << 37;
+        FakeNvme::with_stride(platform, image, max_entries, sgl, 0)
+    }
+
+    /// The same with doorbells `4 << stride` bytes apart (CAP.DSTRD): a
+    /// doorbell written anywhere else is refused.
+    pub fn with_stride(
+        platform: &'static SimulatedPlatform,
+        image: Vec<u8>,
+        max_entries: u16,
+        sgl: bool,
+        stride: u8,
+    ) -> Arc<FakeNvme> {
+        // MQES, CQR, TO 1 (500 ms), DSTRD, NVM command set, MPSMIN 0.
+        let cap = u64::from(max_entries - 1) | 1 << 16 | 1 << 24 | u64::from(stride & 0xf) << 32 | 1 << 37;
         let controller = ControllerIdentity {
             serial: "fake-0001".into(),
             model: "FAKE NVME".into(),
@@ -453,7 +467,17 @@ impl FakeNvme {
     }
 
     fn doorbell(&self, state: &mut State, offset: u16, value: u32) {
-        let index = (offset - DOORBELLS) / 4;
+        // Doorbell y of the queues is at 0x1000 + y * (4 << CAP.DSTRD); any
+        // other offset in the range is no doorbell (a driver that ignores
+        // the stride rings the wrong queue, or none).
+        let stride = 4u16 << Capabilities::decode(self.cap).doorbell_stride;
+        let within = offset - DOORBELLS;
+        assert!(
+            within.is_multiple_of(stride),
+            "doorbell write at {offset:#x}, not on the {stride}-byte grid CAP.DSTRD sets"
+        );
+        assert!(u64::from(offset) + 4 <= FAKE_REGISTER_BYTES, "doorbell write at {offset:#x}, past the registers");
+        let index = within / stride;
         let queue = usize::from(index / 2);
         let value = value as u16;
         if index.is_multiple_of(2) {

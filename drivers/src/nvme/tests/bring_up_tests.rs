@@ -9,7 +9,7 @@ use core::sync::atomic::Ordering;
 use dmakit::dma::simulated::SimulatedPlatform;
 use dmakit::dma::{Cause, GenericStatus, IoFailure, NvmeCause, NvmeStatus};
 
-use super::super::fake::{AdminStep, BLOCK, Failing, FakeNvme, FakeRegisters};
+use super::super::fake::{AdminStep, BLOCK, FAKE_REGISTER_BYTES, Failing, FakeNvme, FakeRegisters};
 use super::super::{Controller, NvmeDisk, NvmeOptions};
 use super::BLOCKS;
 use crate::test_support::WAITER;
@@ -28,7 +28,7 @@ fn attempt(configure: impl FnOnce(&FakeNvme)) -> Attempt {
     let fake = FakeNvme::new(platform, vec![0; (BLOCKS * BLOCK) as usize], 64, true);
     configure(&fake);
     let free_before = platform.free_frames_count();
-    let controller = Controller::new(Arc::new(FakeRegisters(fake.clone())), &WAITER).unwrap();
+    let controller = Controller::new(Arc::new(FakeRegisters(fake.clone())), FAKE_REGISTER_BYTES, &WAITER).unwrap();
     let disk = NvmeDisk::new(controller, platform, NvmeOptions::DEFAULT);
     // Counted before a disk that came up is dropped (and stopped).
     let free_after = platform.free_frames_count();

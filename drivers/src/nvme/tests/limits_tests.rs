@@ -12,7 +12,7 @@ use dmakit::dma::simulated::SimulatedPlatform;
 use dmakit::dma::{CoherentMemory, IoDirection, Specification};
 
 use super::super::data_pointer::{DataPointerChoice, ListArea, PrpCheck, build_prps, build_sgl};
-use super::super::fake::{BLOCK, FakeNvme, FakeRegisters};
+use super::super::fake::{BLOCK, FAKE_REGISTER_BYTES, FakeNvme, FakeRegisters};
 use super::super::registers::PAGE_SIZE;
 use super::super::{Controller, NvmeDisk, NvmeOptions};
 use super::BLOCKS;
@@ -24,7 +24,7 @@ use crate::test_support::WAITER;
 fn disk(platform: &'static SimulatedPlatform, sgl: bool, mdts: u8, max_request_bytes: u64) -> NvmeDisk<FakeRegisters> {
     let fake = FakeNvme::new(platform, vec![0; (BLOCKS * BLOCK) as usize], 64, sgl);
     fake.controller.lock().max_transfer_shift = mdts;
-    let controller = Controller::new(Arc::new(FakeRegisters(fake)), &WAITER).unwrap();
+    let controller = Controller::new(Arc::new(FakeRegisters(fake)), FAKE_REGISTER_BYTES, &WAITER).unwrap();
     let options = NvmeOptions { max_request_bytes, ..NvmeOptions::DEFAULT };
     NvmeDisk::new(controller, platform, options).unwrap()
 }
