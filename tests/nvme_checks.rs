@@ -200,3 +200,22 @@ pub fn a_buffer_that_breaks_the_prp_rule_is_bounced_by_the_dma_layer_and_read_ri
     assert_eq!(bounced, 1, "the DMA layer bounced the transfer once");
     println!("nvme0n1: a 4608 + 3584 byte buffer was bounced ({bounced} transfer) and read right");
 }
+
+/// A stop shuts the controller down (CC.SHN = 01b, CSTS.SHST = 10b awaited)
+/// before it disables it; a start brings it up again, and the namespace reads
+/// as it did (read only: the runner checks the image against the hashes
+/// printed above).
+pub fn a_stop_shuts_the_controller_down_and_a_start_brings_it_back() {
+    let disk = disk();
+    let bytes = 64 * 512;
+    let mut before = buffer(Placement::Below4GiB, bytes);
+    disk.read(4_000, 64, &mut before, 0).expect("the read before the stop");
+    let report = disk.stop().expect("the stop");
+    assert_eq!(report.aborted, 0, "nothing was in flight");
+    disk.start().expect("the start after the shutdown");
+    let mut after = buffer(Placement::ScatteredPages, bytes);
+    disk.read(4_000, 64, &mut after, 0).expect("the read after the start");
+    let (before, after) = (before.to_vec(0, bytes as usize).unwrap(), after.to_vec(0, bytes as usize).unwrap());
+    assert!(before == after, "the namespace reads the same after the shutdown and the start");
+    println!("nvme0n1: stopped (shut down, then disabled) and started again; 32 KiB read the same");
+}

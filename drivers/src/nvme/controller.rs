@@ -1,8 +1,10 @@
-//! The controller's register handshakes: disable (CC.EN = 0, then CSTS.RDY = 0
-//! awaited within CAP.TO), enable (CSTS.RDY = 1 awaited, CSTS.CFS watched),
+//! The controller's register handshakes: a stop's normal shutdown (CC.SHN =
+//! 01b, CSTS.SHST = 10b awaited within CAP.TO), disable (CC.EN = 0, then
+//! CSTS.RDY = 0 awaited within CAP.TO), enable (CSTS.RDY = 1 awaited, CSTS.CFS watched),
 //! and one admin command at a time, waited for on the admin queue.
 
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use dmakit::dma::{Cause, DeviceStatus, IoFailure, IoReturn, NvmeCause, NvmeStatus};
 use dmakit::io::RegisterIo;
@@ -12,8 +14,25 @@ use super::queue::QueuePair;
 use super::registers::*;
 use super::structures::{CompletionEntry, SubmissionEntry};
 
+/// Queue pairs the driver rings doorbells of: admin (0) and I/O (1).
+const QUEUE_PAIRS: u16 = 2;
+/// Bytes a register offset (16 bits) reaches.
+pub const REGISTER_OFFSET_REACH: u64 = 1 << 16;
+
 /// How long an admin command may take.
 const ADMIN_TIMEOUT_MS: u64 = 5_000;
+
+/// What a stop's shutdown notification came to (a controller that never
+/// reported it is an `Err` with `ShutdownIncomplete`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// CSTS.SHST said 10b: what it cached is on the medium.
+    Complete,
+    /// Not asked: the controller was not running (CC.EN or CSTS.RDY 0).
+    SkippedNotRunning,
+    /// Not asked: CSTS.CFS, a dead controller never reports it.
+    SkippedFatal,
+}
 
 /// A controller's registers and what CAP says about them.
 pub struct Controller<R: RegisterIo> {
@@ -23,6 +42,10 @@ pub struct Controller<R: RegisterIo> {
     pub capabilities: Capabilities,
     /// How the driver waits for the controller.
     pub waiter: &'static dyn Waiter,
+    /// Whether the last disable was confirmed (CSTS.RDY seen 0) and nothing
+    /// enabled the controller since: only then is it known not to run. A
+    /// controller found at boot is not known to be stopped.
+    confirmed_disabled: AtomicBool,
 }
 
 /// The failure of a command whose completion carried `status` (its upper half
@@ -39,9 +62,16 @@ pub fn status_result(status: u16) -> Result<(), IoFailure> {
 
 impl<R: RegisterIo> Controller<R> {
     /// Reads CAP and checks the controller is one the driver drives: the NVM
-    /// command set, 4 KiB pages.
-    pub fn new(registers: Arc<R>, waiter: &'static dyn Waiter) -> Result<Controller<R>, IoFailure> {
+    /// command set, 4 KiB pages, and the doorbells of both queue pairs, as far
+    /// apart as CAP.DSTRD says, inside the `mapped` bytes of registers.
+    pub fn new(registers: Arc<R>, mapped: u64, waiter: &'static dyn Waiter) -> Result<Controller<R>, IoFailure> {
         let capabilities = Capabilities::decode(registers.read64(CAP));
+        let needed = capabilities.doorbells_end(QUEUE_PAIRS);
+        // A 16-bit register offset reaches 64 KiB, whatever is mapped.
+        if needed > mapped.min(REGISTER_OFFSET_REACH) {
+            let cause = NvmeCause::DoorbellsOutsideRegisters { needed, mapped };
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)));
+        }
         if !capabilities.nvm_command_set {
             return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(NvmeCause::NoNvmCommandSet)));
         }
@@ -49,7 +79,7 @@ impl<R: RegisterIo> Controller<R> {
             let cause = NvmeCause::PageSizeUnsupported { minimum: capabilities.min_page_size };
             return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)));
         }
-        Ok(Controller { registers, capabilities, waiter })
+        Ok(Controller { registers, capabilities, waiter, confirmed_disabled: AtomicBool::new(false) })
     }
 
     /// CSTS and CC, for a timeout's cause.
@@ -65,14 +95,50 @@ impl<R: RegisterIo> Controller<R> {
         self.registers.write32(CC, configuration & !CC_ENABLE);
         let timeout = self.capabilities.ready_timeout_ms.max(500);
         let ready = || self.registers.read32(CSTS) & CSTS_READY != 0;
-        self.waiter.wait_until(timeout, &mut || !ready()).map_err(|_| {
+        let stopped = self.waiter.wait_until(timeout, &mut || !ready()).map_err(|_| {
             IoFailure::new(IoReturn::Timeout, Cause::Nvme(NvmeCause::DidNotStop { milliseconds: timeout }))
+        });
+        self.confirmed_disabled.store(stopped.is_ok(), Ordering::Release);
+        stopped
+    }
+
+    /// A normal shutdown, before a stop's disable: CC.SHN = 01b with CC.EN
+    /// kept, then CSTS.SHST = 10b awaited within CAP.TO, so that the
+    /// controller finishes what it holds and puts its cache on the medium. A
+    /// controller that is not running (CSTS.RDY 0) has nothing to shut down,
+    /// and a dead one (CSTS.CFS) would never report it: both are skipped.
+    /// `ShutdownIncomplete` if SHST never says complete; the caller disables
+    /// the controller all the same.
+    pub fn shut_down(&self) -> Result<Shutdown, IoFailure> {
+        let status = self.registers.read32(CSTS);
+        if status & CSTS_FATAL != 0 {
+            return Ok(Shutdown::SkippedFatal);
+        }
+        let configuration = self.registers.read32(CC);
+        if configuration & CC_ENABLE == 0 || status & CSTS_READY == 0 {
+            return Ok(Shutdown::SkippedNotRunning);
+        }
+        self.registers.write32(CC, configuration & !CC_SHUTDOWN_MASK | CC_SHUTDOWN_NORMAL);
+        let timeout = self.capabilities.ready_timeout_ms.max(500);
+        let complete = || ShutdownStatus::of(self.registers.read32(CSTS)) == ShutdownStatus::Complete;
+        self.waiter.wait_until(timeout, &mut || complete()).map(|()| Shutdown::Complete).map_err(|_| {
+            let shutdown_status = ShutdownStatus::of(self.registers.read32(CSTS)).bits();
+            let cause = NvmeCause::ShutdownIncomplete { milliseconds: timeout, shutdown_status };
+            IoFailure::new(IoReturn::Timeout, Cause::Nvme(cause))
         })
+    }
+
+    /// Whether the controller may still be running: it was enabled, or a
+    /// disable was asked for and never confirmed, or nothing is known yet.
+    pub fn may_be_running(&self) -> bool {
+        !self.confirmed_disabled.load(Ordering::Acquire)
     }
 
     /// Sets CC (4 KiB pages, NVM command set, standard entry sizes) with EN
     /// and waits for CSTS.RDY; a fatal status (CFS) ends the wait at once.
     pub fn enable(&self) -> Result<(), IoFailure> {
+        // Running from this write on, whatever the wait says.
+        self.confirmed_disabled.store(false, Ordering::Release);
         self.registers.write32(CC, CC_CONFIGURATION | CC_ENABLE);
         let timeout = self.capabilities.ready_timeout_ms.max(500);
         let waited =

@@ -143,6 +143,16 @@ pub const fn prp_list_pages(entries: usize) -> usize {
     if listed <= PRP_ENTRIES_PER_PAGE { 1 } else { (listed - 1).div_ceil(PRP_ENTRIES_PER_PAGE - 1) }
 }
 
+/// PRP entries that PRP1, PRP2 and `list_pages` chained list pages hold: the
+/// inverse of [`prp_list_pages`] (every list page but the last gives its last
+/// entry to the chain pointer).
+pub const fn prp_entries_in(list_pages: usize) -> usize {
+    match list_pages {
+        0 => 2,
+        pages => 1 + pages * PRP_ENTRIES_PER_PAGE - (pages - 1),
+    }
+}
+
 /// Builds PRP1/PRP2 for `segments`, checked as `check` says, writing list
 /// pages into `area`.
 pub fn build_prps(
@@ -222,5 +232,9 @@ mod tests {
         assert_eq!(prp_list_pages(514), 2, "513 listed: 511 + pointer, then 2");
         assert_eq!(prp_list_pages(1 + 511 + 512), 2);
         assert_eq!(prp_list_pages(1 + 511 + 513), 3);
+        for pages in 0..5 {
+            assert_eq!(prp_list_pages(prp_entries_in(pages)), pages, "{pages} pages hold no fewer");
+            assert_eq!(prp_list_pages(prp_entries_in(pages) + 1), pages + 1, "{pages} pages hold no more");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Namespace 1 of an NVMe controller as a [`HardwareQueue`]: bring-up, one I/O
 //! queue pair whose command ids are the block layer's slots, and stop.
 //!
-//! Bring-up: disable (CSTS.RDY 0 within CAP.TO), give the admin queue (AQA,
+//! Bring-up (`bring_up.rs`): disable (CSTS.RDY 0 within CAP.TO), give the admin queue (AQA,
 //! ASQ, ACQ), enable, Identify Controller (MDTS, SGL support, entry sizes) and
 //! Namespace (size, block size from the LBA format), Create I/O Completion
 //! Queue then Submission Queue 1, as deep as CAP.MQES allows up to
@@ -25,8 +25,11 @@
 //! completion that lies asks for a stop. A reset is a stop and a start, after
 //! which the block layer issues again what the controller held.
 //!
-//! Stop: CC.EN = 0 and CSTS.RDY = 0 awaited before any queue, list page or
-//! data goes back; a controller that stays ready keeps all of it (leaked).
+//! Stop: a normal shutdown first (CC.SHN = 01b, CSTS.SHST = 10b awaited; a
+//! reset skips it), then CC.EN = 0 and CSTS.RDY = 0 awaited before any queue,
+//! list page or data goes back; a controller that stays ready keeps all of it
+//! (leaked). One that never reports its shutdown is disabled all the same,
+//! and [`NvmeDisk::last_shutdown`] says so with a typed cause.
 
 use alloc::format;
 use alloc::string::String;
@@ -44,19 +47,17 @@ use dmakit::dma::{
 use dmakit::io::RegisterIo;
 use spin::Mutex;
 
-use super::controller::{Controller, status_result};
-use super::data_pointer::{
-    DataPointer, DataPointerChoice, ListArea, PrpCheck, SGL_DESCRIPTORS_PER_PAGE, build_prps, build_sgl, prp_list_pages,
-};
-use super::identify::{ControllerIdentity, IDENTIFY_BYTES, NamespaceIdentity};
-use super::queue::QueuePair;
+use super::bring_up::{Shared, bring_up};
+use super::controller::{Controller, Shutdown, status_result};
+use super::data_pointer::{DataPointer, DataPointerChoice, ListArea, PrpCheck, build_prps, build_sgl};
+use super::identify::ControllerIdentity;
 use super::registers::*;
 use super::structures::*;
 
 /// The most requests in flight (slots), whatever the controller allows.
 pub const MAX_DEPTH: usize = 64;
 /// Admin queue entries (one command at a time; a small ring).
-const ADMIN_ENTRIES: u16 = 8;
+pub(super) const ADMIN_ENTRIES: u16 = 8;
 /// Linux's `sgl_threshold`: SGLs from 32 KiB up, where they start to pay.
 pub const SGL_THRESHOLD: u64 = 32 * 1024;
 
@@ -91,36 +92,20 @@ pub struct Link {
     pub max_request_bytes: u64,
     /// PRP list (or SGL) pages per slot.
     pub list_pages: usize,
+    /// The most segments a request may have: what the slot's list pages
+    /// describe on every path the controller is sent requests by, and no
+    /// more than the pages a request spans.
+    pub max_segments: usize,
     /// PRP or SGL, by size.
     pub choice: DataPointerChoice,
 }
 
-/// What the controller is given at bring-up and forgets when disabled.
-struct Shared {
-    admin: QueuePair,
-    io: QueuePair,
-    /// Every slot's list pages, `list_pages` each.
-    lists: CoherentMemory,
-}
-
-impl Shared {
-    /// Frees everything if the controller stopped, else leaks it.
-    fn release_after(self, stopped: &Result<(), IoFailure>) {
-        match stopped {
-            Ok(()) => {
-                self.admin.release();
-                self.io.release();
-                if let Err(failure) = self.lists.release() {
-                    log::error!("Nvme: list memory not released: {failure}");
-                }
-            }
-            Err(failure) => log::error!("Nvme: {failure}; its queues and lists are leaked, not freed under it"),
-        }
-    }
-}
-
 struct Channel {
+    /// What a running controller holds.
     shared: Option<Shared>,
+    /// What a controller that did not confirm its disable was given: never
+    /// freed until a later disable is confirmed.
+    unstopped: Option<Shared>,
     /// Bytes prepared for each slot's request.
     slots: Vec<Option<u64>>,
 }
@@ -137,13 +122,19 @@ pub struct NvmeDisk<R: RegisterIo> {
     /// Commands by the form of their data pointer: PRP1/PRP2 alone, a PRP
     /// list, an SGL.
     pointer_counts: [AtomicU64; 3],
+    /// What the last stop's shutdown notification came to; `None` before any.
+    last_shutdown: Mutex<Option<Result<Shutdown, IoFailure>>>,
 }
 
-fn identify(namespace: u32, cns: u32, buffer: &CoherentMemory) -> SubmissionEntry {
-    let mut entry = SubmissionEntry { opcode: ADMIN_IDENTIFY, namespace, ..SubmissionEntry::default() };
-    entry.data[0] = buffer.device_address().as_u64();
-    entry.command[0] = cns;
-    entry
+/// Why the controller is quiesced: a reset brings it up again at once, a stop
+/// may be the last the controller sees before power goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Teardown {
+    /// Disable only (Linux's reset: a shut-down controller may take longer
+    /// to become ready again).
+    Reset,
+    /// Shut down normally (CC.SHN), then disable.
+    Stop,
 }
 
 impl<R: RegisterIo> NvmeDisk<R> {
@@ -153,8 +144,8 @@ impl<R: RegisterIo> NvmeDisk<R> {
         platform: &'static dyn DmaPlatform,
         options: NvmeOptions,
     ) -> Result<NvmeDisk<R>, IoFailure> {
-        let (link, shared) = Self::bring_up(&controller, platform, options)?;
-        let channel = Channel { shared: Some(shared), slots: (0..link.depth).map(|_| None).collect() };
+        let (link, shared) = bring_up(&controller, platform, options)?;
+        let channel = Channel { shared: Some(shared), unstopped: None, slots: (0..link.depth).map(|_| None).collect() };
         Ok(NvmeDisk {
             controller,
             platform,
@@ -164,6 +155,7 @@ impl<R: RegisterIo> NvmeDisk<R> {
             interrupts_on: AtomicBool::new(false),
             interrupt_masked: AtomicBool::new(false),
             pointer_counts: [const { AtomicU64::new(0) }; 3],
+            last_shutdown: Mutex::new(None),
         })
     }
 
@@ -180,121 +172,44 @@ impl<R: RegisterIo> NvmeDisk<R> {
         self.controller.registers.write32(INTMC, 1);
     }
 
-    fn bring_up(
-        controller: &Controller<R>,
-        platform: &'static dyn DmaPlatform,
-        options: NvmeOptions,
-    ) -> Result<(Link, Shared), IoFailure> {
-        // Whatever it was doing (a boot loader's queues), it stops first.
-        controller.disable()?;
-        controller.registers.write32(INTMS, u32::MAX);
-        let capabilities = controller.capabilities;
-        let mut admin = QueuePair::allocate(platform, &capabilities, 0, ADMIN_ENTRIES, usize::from(ADMIN_ENTRIES))?;
-        controller.set_admin_queue(&admin);
-        let learned = controller.enable().and_then(|()| Self::identify(controller, platform, &mut admin, options));
-        let (link, io, lists) = match learned {
-            Ok(learned) => learned,
-            Err(failure) => {
-                let stopped = controller.disable();
-                match stopped {
-                    Ok(()) => admin.release(),
-                    Err(ref still) => log::error!("Nvme: {still}; the admin queue is leaked"),
-                }
-                return Err(failure);
-            }
-        };
-        Ok((link, Shared { admin, io, lists }))
+    /// What the last stop's normal shutdown came to: `Ok(Complete)`, skipped
+    /// (the controller was not running, or dead), or the typed cause of a
+    /// controller that never reported it (`ShutdownIncomplete`, after which
+    /// it was disabled all the same). `None` before any stop.
+    pub fn last_shutdown(&self) -> Option<Result<Shutdown, IoFailure>> {
+        *self.last_shutdown.lock()
     }
 
-    /// Identify Controller and Namespace, then the I/O queue pair. The
-    /// controller is enabled: on failure the caller disables it before
-    /// anything here goes back, so what was given to it is kept in `Err` paths
-    /// only once it is disabled (queues made here are released by the caller
-    /// through the admin path: the I/O pair's memory is leaked if not created).
-    fn identify(
-        controller: &Controller<R>,
-        platform: &'static dyn DmaPlatform,
-        admin: &mut QueuePair,
-        options: NvmeOptions,
-    ) -> Result<(Link, QueuePair, CoherentMemory), IoFailure> {
-        let page = Specification { alignment: PAGE_SIZE, ..Specification::UNLIMITED_64 };
-        let buffer = CoherentMemory::allocate(platform, IDENTIFY_BYTES as u64, page)?;
-        let mut bytes = [0u8; IDENTIFY_BYTES];
-        let identified = controller.admin_command(admin, identify(0, IDENTIFY_CONTROLLER, &buffer)).and_then(|_| {
-            buffer.read_bytes(0, &mut bytes)?;
-            let identity = ControllerIdentity::parse(&bytes);
-            controller.admin_command(admin, identify(1, IDENTIFY_NAMESPACE, &buffer))?;
-            buffer.read_bytes(0, &mut bytes)?;
-            Ok((identity, NamespaceIdentity::parse(&bytes)))
-        });
-        // The controller wrote it within the commands, which have completed
-        // (or the caller disables the controller before returning).
-        let (identity, namespace) = match identified {
-            Ok(identified) => {
-                let _ = buffer.release();
-                identified
-            }
-            Err(failure) => {
-                core::mem::forget(buffer);
-                return Err(failure);
-            }
-        };
-        if !identity.takes_standard_entries() {
-            let cause = Cause::EntryFormat { format: "NVMe queue", rule: "64-byte and 16-byte entries" };
-            return Err(IoFailure::new(IoReturn::BadArgument, cause));
-        }
-        let block_size = namespace.block_size()?;
-        let capabilities = controller.capabilities;
-        let entries = capabilities.max_queue_entries.min(MAX_DEPTH as u32 + 1) as u16;
-        let depth = usize::from(entries) - 1;
-        let mdts = identity.max_transfer_bytes(capabilities.min_page_size).unwrap_or(u64::MAX);
-        let max_request_bytes = options.max_request_bytes.min(mdts) / u64::from(block_size) * u64::from(block_size);
-        let most_entries = (max_request_bytes / PAGE_SIZE + 1) as usize;
-        let list_pages = prp_list_pages(most_entries).max(1);
-        let choice = match options.sgl_threshold {
-            Some(threshold) if identity.supports_sgl() => DataPointerChoice::SglFrom(threshold),
-            _ => DataPointerChoice::PrpOnly,
-        };
-        let lists = CoherentMemory::allocate(platform, (depth * list_pages) as u64 * PAGE_SIZE, page)?;
-        let io = QueuePair::allocate(platform, &capabilities, 1, entries, depth)?;
-        let size = u32::from(entries - 1) << 16 | 1;
-        let mut create_cq = SubmissionEntry { opcode: ADMIN_CREATE_CQ, command_id: 1, ..SubmissionEntry::default() };
-        create_cq.data[0] = io.completion_address();
-        // Physically contiguous, interrupts enabled on vector 0.
-        create_cq.command[..2].copy_from_slice(&[size, 0b11]);
-        let mut create_sq = SubmissionEntry { opcode: ADMIN_CREATE_SQ, command_id: 2, ..SubmissionEntry::default() };
-        create_sq.data[0] = io.submission_address();
-        create_sq.command[..2].copy_from_slice(&[size, 1 << 16 | 1]);
-        let created =
-            controller.admin_command(admin, create_cq).and_then(|_| controller.admin_command(admin, create_sq));
-        if let Err(failure) = created {
-            // The controller may hold the I/O rings: kept until it is disabled,
-            // and then leaked rather than tracked (a start that failed).
-            core::mem::forget((io, lists));
-            return Err(failure);
-        }
-        let link = Link {
-            identity,
-            blocks: namespace.blocks,
-            block_size,
-            entries,
-            depth,
-            max_request_bytes,
-            list_pages,
-            choice,
-        };
-        Ok((link, io, lists))
-    }
-
-    /// Disables the controller, forgets every slot, then releases (or leaks)
-    /// what it was given.
-    fn shut_down(&self) -> Result<(), IoFailure> {
+    /// Shuts the controller down if `teardown` is a stop, disables it, forgets
+    /// every slot, then releases what it was given. A controller that does not
+    /// confirm the disable keeps all of it (`unstopped`), and is asked again at
+    /// the next stop or start: it is reported running until one is confirmed.
+    fn shut_down(&self, teardown: Teardown) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
-        let Some(mut shared) = channel.shared.take() else { return Ok(()) };
+        let held = channel.shared.take().or_else(|| channel.unstopped.take());
+        if held.is_none() && !self.controller.may_be_running() {
+            return Ok(());
+        }
+        if teardown == Teardown::Stop {
+            // Whatever it says, the disable follows: memory goes back only
+            // once CSTS.RDY is 0, never on the strength of SHST alone.
+            let shutdown = self.controller.shut_down();
+            if let Err(failure) = shutdown {
+                log::error!("Nvme: {failure}");
+            }
+            *self.last_shutdown.lock() = Some(shutdown);
+        }
         let stopped = self.controller.disable();
         channel.slots.iter_mut().for_each(|slot| *slot = None);
-        shared.io.forget_commands();
-        shared.release_after(&stopped);
+        match (held, &stopped) {
+            (Some(shared), Ok(())) => shared.release(),
+            (Some(mut shared), Err(failure)) => {
+                log::error!("Nvme: {failure}; its queues and lists are kept, not freed under it");
+                shared.io.forget_commands();
+                channel.unstopped = Some(shared);
+            }
+            (None, _) => {}
+        }
         stopped
     }
 
@@ -316,8 +231,11 @@ impl<R: RegisterIo> NvmeDisk<R> {
 
 impl<R: RegisterIo> Drop for NvmeDisk<R> {
     fn drop(&mut self) {
-        if let Err(failure) = self.shut_down() {
+        if let Err(failure) = self.shut_down(Teardown::Stop) {
             log::error!("Nvme: dropped while the controller would not stop: {failure}");
+        }
+        if let Some(unstopped) = self.channel.get_mut().unstopped.take() {
+            unstopped.abandon();
         }
     }
 }
@@ -344,7 +262,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
                 alignment_length: 4,
                 alignment_internal_segments: PAGE_SIZE,
                 boundary: 0,
-                max_segments: link.list_pages * SGL_DESCRIPTORS_PER_PAGE,
+                max_segments: link.max_segments,
                 virtual_boundary: PAGE_SIZE,
             },
             platform: self.platform,
@@ -371,7 +289,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
 
     fn program(&self, slot: Slot, command: &BlockCommand, data: &LentTransfer<'_>) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
-        let Channel { shared, slots } = &mut *channel;
+        let Channel { shared, slots, .. } = &mut *channel;
         let (shared, free) = claim_slot(shared, slots, slot)?;
         let area = self.list_area(&shared.lists, slot);
         let (pointer, psdt) = match self.link.choice.uses_sgl(data.length()) {
@@ -416,7 +334,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
     /// its completion reports nothing moved.
     fn program_flush(&self, slot: Slot) -> Result<(), IoFailure> {
         let mut channel = self.channel.lock();
-        let Channel { shared, slots } = &mut *channel;
+        let Channel { shared, slots, .. } = &mut *channel;
         let (shared, free) = claim_slot(shared, slots, slot)?;
         let entry = SubmissionEntry { opcode: IO_FLUSH, command_id: slot as u16, namespace: 1, ..Default::default() };
         shared.io.submit(&*self.controller.registers, entry)?;
@@ -429,7 +347,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
         let mut health = DeviceHealth::Running;
         {
             let mut channel = self.channel.lock();
-            let Channel { shared: Some(shared), slots } = &mut *channel else { return DeviceHealth::Running };
+            let Channel { shared: Some(shared), slots, .. } = &mut *channel else { return DeviceHealth::Running };
             loop {
                 match shared.io.next_completion() {
                     Ok(Some(completion)) => {
@@ -480,7 +398,16 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
     }
 
     fn quiesce(&self) -> Quiesced {
-        match self.shut_down() {
+        match self.shut_down(Teardown::Reset) {
+            Ok(()) => Quiesced::Stopped,
+            Err(failure) => Quiesced::StillRunning(failure),
+        }
+    }
+
+    /// A stop tells the controller first (CC.SHN), so its cache reaches the
+    /// medium; the disable and the release follow as for `quiesce`.
+    fn quiesce_to_stop(&self) -> Quiesced {
+        match self.shut_down(Teardown::Stop) {
             Ok(()) => Quiesced::Stopped,
             Err(failure) => Quiesced::StillRunning(failure),
         }
@@ -491,10 +418,26 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
         if channel.shared.is_some() {
             return Err(IoFailure::new(IoReturn::Busy, Cause::Nvme(NvmeCause::NotStopped)));
         }
-        let (link, shared) = Self::bring_up(&self.controller, self.platform, self.options)?;
+        // A controller that did not stop at the last quiesce is asked again
+        // before its old memory goes back and new memory is given.
+        if let Some(unstopped) = channel.unstopped.take() {
+            match self.controller.disable() {
+                Ok(()) => unstopped.release(),
+                Err(failure) => {
+                    channel.unstopped = Some(unstopped);
+                    return Err(failure);
+                }
+            }
+        }
+        let (link, shared) = bring_up(&self.controller, self.platform, self.options)?;
         if link != self.link {
-            let stopped = self.controller.disable();
-            shared.release_after(&stopped);
+            match self.controller.disable() {
+                Ok(()) => shared.release(),
+                Err(failure) => {
+                    log::error!("Nvme: {failure}");
+                    channel.unstopped = Some(shared);
+                }
+            }
             return Err(IoFailure::new(IoReturn::IoError, Cause::Nvme(NvmeCause::ControllerChanged)));
         }
         channel.shared = Some(shared);

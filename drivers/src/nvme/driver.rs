@@ -16,14 +16,11 @@ use dmakit::io::MmioRange;
 use dmakit::pci::{Bar, PciDevice};
 use dmakit::time::waiter_for_line;
 
+use super::controller::REGISTER_OFFSET_REACH;
 use super::{Controller, NvmeDisk, NvmeOptions};
 
 /// The controller's registers: memory BAR 0.
 const REGISTERS_BAR: usize = 0;
-/// The register bytes the driver maps: the registers up to the doorbells of
-/// the two queue pairs it uses, whatever the stride (at most 4 << 15 bytes
-/// apart in theory; QEMU's stride is 4), capped to the BAR.
-const REGISTER_MAP_LIMIT: u64 = 0x4000;
 
 /// The NVMe driver.
 pub struct NvmeDriver;
@@ -58,10 +55,13 @@ impl Driver for NvmeDriver {
             let cause = Cause::Pci(PciCause::BarMissing { slot: REGISTERS_BAR, kind: "memory" });
             return Err(IoFailure::new(IoReturn::BadArgument, cause));
         };
-        let registers: Arc<MmioRange> =
-            Arc::new(device.claim_memory_bar(REGISTERS_BAR, 0, size.min(REGISTER_MAP_LIMIT))?);
+        // As much of the BAR as a register offset reaches: the doorbells of
+        // both queue pairs lie within it at any stride up to CAP.DSTRD 12,
+        // which `Controller::new` checks against CAP.
+        let mapped = size.min(REGISTER_OFFSET_REACH);
+        let registers: Arc<MmioRange> = Arc::new(device.claim_memory_bar(REGISTERS_BAR, 0, mapped)?);
         let waiter = waiter_for_line(device.interrupt_line);
-        let controller = Controller::new(registers, waiter)?;
+        let controller = Controller::new(registers, mapped, waiter)?;
         let hardware = NvmeDisk::new(controller, device.dma_platform(), NvmeOptions::DEFAULT)
             .inspect_err(|failure| log::error!("Nvme: start failed on {}: {failure}", device.location()))?;
         let disk = Arc::new(QueuedDisk::new(hardware, waiter)?);

@@ -2,6 +2,7 @@
 //! queue pair as deep as the controller allows, data described by PRPs (with
 //! chained PRP list pages) or SGLs built from the transfer's typed segments.
 
+mod bring_up;
 mod controller;
 pub mod data_pointer;
 mod disk;
@@ -17,7 +18,7 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
-pub use controller::Controller;
+pub use controller::{Controller, Shutdown};
 pub use disk::{Link, MAX_DEPTH, NvmeDisk, NvmeOptions, SGL_THRESHOLD};
 #[cfg(target_os = "none")]
 pub use driver::NvmeDriver;

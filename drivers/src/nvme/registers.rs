@@ -39,10 +39,51 @@ pub const CC_COMPLETION_ENTRY_SHIFT: u32 = 20;
 pub const CC_CONFIGURATION: u32 =
     CC_COMMAND_SET_NVM | (6 << CC_SUBMISSION_ENTRY_SHIFT) | (4 << CC_COMPLETION_ENTRY_SHIFT);
 
+/// CC.SHN (bits 15:14): the shutdown notification; 00b none.
+pub const CC_SHUTDOWN_MASK: u32 = 0b11 << 14;
+/// CC.SHN = 01b: a normal shutdown (the controller finishes what it holds and
+/// puts its cache on the medium); 10b would be an abrupt one.
+pub const CC_SHUTDOWN_NORMAL: u32 = 0b01 << 14;
+
 /// CSTS.RDY: the controller is ready (follows CC.EN, slowly).
 pub const CSTS_READY: u32 = 1 << 0;
 /// CSTS.CFS: controller fatal status.
 pub const CSTS_FATAL: u32 = 1 << 1;
+/// CSTS.SHST's shift (bits 3:2): the shutdown status.
+pub const CSTS_SHUTDOWN_SHIFT: u32 = 2;
+/// CSTS.SHST = 10b: shutdown processing complete.
+pub const CSTS_SHUTDOWN_COMPLETE: u32 = 0b10 << CSTS_SHUTDOWN_SHIFT;
+
+/// CSTS.SHST, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownStatus {
+    /// 00b: normal operation, no shutdown asked for.
+    Normal = 0b00,
+    /// 01b: shutdown processing occurring.
+    Processing = 0b01,
+    /// 10b: shutdown processing complete; the controller needs a reset
+    /// (CC.EN 0) before it takes commands again.
+    Complete = 0b10,
+    /// 11b: reserved.
+    Reserved = 0b11,
+}
+
+impl ShutdownStatus {
+    /// CSTS.SHST of `status` (a CSTS value).
+    pub const fn of(status: u32) -> ShutdownStatus {
+        match (status >> CSTS_SHUTDOWN_SHIFT) & 0b11 {
+            0b00 => ShutdownStatus::Normal,
+            0b01 => ShutdownStatus::Processing,
+            0b10 => ShutdownStatus::Complete,
+            _ => ShutdownStatus::Reserved,
+        }
+    }
+
+    /// The field's two bits.
+    pub const fn bits(self) -> u8 {
+        self as u8
+    }
+}
 
 /// The memory page size the driver uses (CC.MPS = 0): PRPs are built of
 /// 4 KiB pages, the size of the frames the DMA layer hands out.
@@ -83,6 +124,14 @@ impl Capabilities {
             min_page_size: 1 << (12 + field_of(cap, 48, 4)),
             max_page_size: 1 << (12 + field_of(cap, 52, 4)),
         }
+    }
+
+    /// The byte after the highest doorbell of queue pairs 0 to `queues` - 1:
+    /// what the register window must reach (in 64 bits: with a large stride
+    /// it lies past what a 16-bit register offset reaches).
+    pub const fn doorbells_end(&self, queues: u16) -> u64 {
+        let stride = 4u64 << self.doorbell_stride;
+        DOORBELLS as u64 + (2 * queues as u64 - 1) * stride + 4
     }
 
     /// The offset of queue `queue`'s submission-queue tail doorbell.
@@ -129,6 +178,9 @@ mod tests {
         assert_eq!(decoded.completion_head_doorbell(1), 0x1030);
         let packed = Capabilities::decode(1 << 37);
         assert_eq!((packed.submission_tail_doorbell(1), packed.completion_head_doorbell(1)), (0x1008, 0x100c));
+        // The window must reach the last doorbell's 4 bytes, in 64 bits.
+        assert_eq!((packed.doorbells_end(2), decoded.doorbells_end(2)), (0x1010, 0x1034));
+        assert_eq!(Capabilities::decode(15 << 32).doorbells_end(2), 0x1000 + 3 * (4 << 15) + 4);
         assert_eq!(admin_queue_attributes(32, 32), 0x001f_001f);
     }
 }

@@ -199,6 +199,14 @@ pub trait HardwareQueue: Send + Sync {
     /// every slot it held, and releases what it was given (rings, tables) if it
     /// stopped; says whether it did. Later `program`s fail until `reopen`.
     fn quiesce(&self) -> Quiesced;
+    /// `quiesce` for a stop rather than a reset (the disk's `stop`, or a
+    /// device that must stay stopped): a device that can be told it is being
+    /// shut down (NVMe's CC.SHN) is told first, so that it puts what it cached
+    /// on the medium. A reset skips that, as Linux does: a controller that was
+    /// shut down may take longer to become ready again. By default `quiesce`.
+    fn quiesce_to_stop(&self) -> Quiesced {
+        self.quiesce()
+    }
     /// Sets the device up again after `quiesce`.
     fn reopen(&self) -> Result<(), IoFailure>;
     /// Whether a reset lets the block layer re-issue what the device held

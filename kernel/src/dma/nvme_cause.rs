@@ -276,6 +276,15 @@ pub enum NvmeCause {
         /// How long the driver waited.
         milliseconds: u64,
     },
+    /// CSTS.SHST did not become 10b (shutdown complete) within CAP.TO after a
+    /// normal shutdown was asked for (CC.SHN = 01b): the controller was
+    /// disabled without it, and what it cached may not be on the medium.
+    ShutdownIncomplete {
+        /// How long the driver waited.
+        milliseconds: u64,
+        /// CSTS.SHST when the wait ended (00b: not started, 01b: processing).
+        shutdown_status: u8,
+    },
     /// CSTS.CFS: the controller had a fatal error and needs a reset.
     ControllerFatal,
     /// The controller does not take the NVM command set (CAP.CSS bit 0).
@@ -285,6 +294,15 @@ pub enum NvmeCause {
     PageSizeUnsupported {
         /// The controller's smallest page, in bytes.
         minimum: u64,
+    },
+    /// The register window the driver could map ends before the highest
+    /// doorbell it would ring (CAP.DSTRD spaces them out), or past what a
+    /// register offset reaches.
+    DoorbellsOutsideRegisters {
+        /// The byte after the highest doorbell.
+        needed: u64,
+        /// Bytes of registers mapped.
+        mapped: u64,
     },
     /// Namespace 1, the disk, is missing or empty.
     NoNamespace,
@@ -333,11 +351,21 @@ impl fmt::Display for NvmeCause {
                 "the NVMe controller stayed ready (CSTS.RDY) {milliseconds} ms after CC.EN was cleared: what it \
                  holds is abandoned to it"
             ),
+            NvmeCause::ShutdownIncomplete { milliseconds, shutdown_status } => write!(
+                f,
+                "the NVMe controller did not report its shutdown complete (CSTS.SHST {shutdown_status:02b}, not 10b) \
+                 within {milliseconds} ms: disabled without it, what it cached may not be on the medium"
+            ),
             NvmeCause::ControllerFatal => f.write_str("the NVMe controller reported a fatal error (CSTS.CFS)"),
             NvmeCause::NoNvmCommandSet => f.write_str("the NVMe controller does not take the NVM command set"),
             NvmeCause::PageSizeUnsupported { minimum } => {
                 write!(f, "the NVMe controller's smallest page is {minimum} bytes; the driver uses 4096")
             }
+            NvmeCause::DoorbellsOutsideRegisters { needed, mapped } => write!(
+                f,
+                "the NVMe controller's doorbells run to byte {needed:#x} (CAP.DSTRD), past the {mapped:#x} bytes of \
+                 registers mapped"
+            ),
             NvmeCause::NoNamespace => f.write_str("NVMe namespace 1 is missing or empty"),
             NvmeCause::LbaFormatUnsupported { block_size, metadata } => write!(
                 f,

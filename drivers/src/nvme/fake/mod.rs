@@ -7,8 +7,12 @@
 //! use fails its test.
 //!
 //! CC.EN 0 -> 1 makes it ready (CSTS.RDY) with the admin queue AQA/ASQ/ACQ
-//! name; 1 -> 0 resets it: it forgets every queue and command (unless it is
-//! `stuck`, when CSTS.RDY stays 1 and it keeps everything). A fatal error
+//! name; 1 -> 0 resets it: it forgets every queue and command, CSTS.SHST
+//! included (unless it is `stuck`, when CSTS.RDY stays 1 and it keeps
+//! everything). CC.SHN 00b -> 01b on a running controller is a shutdown, which
+//! QEMU completes within the register write: CSTS.SHST = 10b, and no command
+//! runs until a reset; with [`FakeShutdown::NeverReports`] SHST stays 01b
+//! (processing). SHN back to 00b clears SHST, as in QEMU. A fatal error
 //! ([`FakeNvme::raise_fatal`], or `fatal_on_io` at the next I/O doorbell) sets
 //! CSTS.CFS: it runs no more commands until a reset. Commands run
 //! inside the doorbell write that submits them, or, with `hold`, I/O commands
@@ -21,6 +25,7 @@
 //! that rings the head doorbell without having consumed anything drives the
 //! count below zero, and the line then never drops: an interrupt storm.
 
+mod admin;
 pub mod walk;
 
 use alloc::sync::Arc;
@@ -34,13 +39,16 @@ use dmakit::io::RegisterIo;
 use dmakit::memory::FRAME_SIZE;
 use spin::Mutex;
 
-use super::identify::{ControllerIdentity, IDENTIFY_BYTES, NamespaceIdentity};
+use super::identify::ControllerIdentity;
 use super::registers::*;
 use super::structures::*;
+pub use admin::{AdminStep, Failing};
 use walk::Run;
 
 /// Bytes per block of the namespace.
 pub const BLOCK: u64 = 512;
+/// Bytes of registers (BAR 0) the fake has: QEMU's 16 KiB.
+pub const FAKE_REGISTER_BYTES: u64 = 0x4000;
 
 /// How the next completion lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +61,15 @@ pub enum Lie {
     HeadPastTail,
     /// Its submission head is this value, whatever the queue holds.
     Head(u16),
+}
+
+/// How the controller answers a shutdown notification (CC.SHN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FakeShutdown {
+    /// CSTS.SHST = 10b at once, as QEMU does.
+    Completes,
+    /// CSTS.SHST stays 01b (processing): it never reports completion.
+    NeverReports,
 }
 
 /// A command the controller ended: (queue, opcode, PSDT, the status if it failed).
@@ -124,6 +141,14 @@ pub struct FakeNvme {
     pub flush_status: Mutex<Option<NvmeStatus>>,
     /// Whether every queue page was still allocated when CC.EN was cleared.
     pub disables: Mutex<Vec<bool>>,
+    /// How it answers CC.SHN.
+    pub shutdown: Mutex<FakeShutdown>,
+    /// CSTS.SHST each time CC.EN was cleared on a running controller.
+    pub shutdown_at_disable: Mutex<Vec<ShutdownStatus>>,
+    /// The bring-up step whose admin command fails, and how.
+    pub fail_admin: Mutex<Option<(AdminStep, Failing)>>,
+    /// CC.EN 0 -> 1 never sets CSTS.RDY.
+    pub never_ready: AtomicBool,
     /// The most I/O commands held at once.
     pub most_held: Mutex<usize>,
 }
@@ -133,10 +158,22 @@ pub struct FakeRegisters(pub Arc<FakeNvme>);
 
 impl FakeNvme {
     /// A controller with `blocks` blocks filled by `fill`, MQES `max_entries`
-    /// - 1, and SGLs as `sgl` says.
+    /// - 1, and SGLs as `sgl` says; its doorbells are packed (DSTRD 0).
     pub fn new(platform: &'static SimulatedPlatform, image: Vec<u8>, max_entries: u16, sgl: bool) -> Arc<FakeNvme> {
-        // MQES, CQR, TO 1 (500 ms), DSTRD 0, NVM command set, MPSMIN 0.
-        let cap = u64::from(max_entries - 1) | 1 << 16 | 1 << 24 | 1 << 37;
+        FakeNvme::with_stride(platform, image, max_entries, sgl, 0)
+    }
+
+    /// The same with doorbells `4 << stride` bytes apart (CAP.DSTRD): a
+    /// doorbell written anywhere else is refused.
+    pub fn with_stride(
+        platform: &'static SimulatedPlatform,
+        image: Vec<u8>,
+        max_entries: u16,
+        sgl: bool,
+        stride: u8,
+    ) -> Arc<FakeNvme> {
+        // MQES, CQR, TO 1 (500 ms), DSTRD, NVM command set, MPSMIN 0.
+        let cap = u64::from(max_entries - 1) | 1 << 16 | 1 << 24 | u64::from(stride & 0xf) << 32 | 1 << 37;
         let controller = ControllerIdentity {
             serial: "fake-0001".into(),
             model: "FAKE NVME".into(),
@@ -163,6 +200,10 @@ impl FakeNvme {
             flushes: Mutex::new(Vec::new()),
             flush_status: Mutex::new(None),
             disables: Mutex::new(Vec::new()),
+            shutdown: Mutex::new(FakeShutdown::Completes),
+            shutdown_at_disable: Mutex::new(Vec::new()),
+            fail_admin: Mutex::new(None),
+            never_ready: AtomicBool::new(false),
             most_held: Mutex::new(0),
         })
     }
@@ -195,6 +236,17 @@ impl FakeNvme {
     /// cleared (which forgets every queue and command, as a reset does).
     pub fn raise_fatal(&self) {
         self.state.lock().csts |= CSTS_FATAL;
+    }
+
+    /// A controller that would not stop (`stuck`) stops now: a disable it was
+    /// asked for (CC.EN already 0) completes, and a later one works at once.
+    pub fn unstick(&self) {
+        self.stuck.store(false, Ordering::Relaxed);
+        let mut state = self.state.lock();
+        if state.cc & CC_ENABLE == 0 {
+            let intms = state.intms;
+            *state = State { intms, ..State::default() };
+        }
     }
 
     /// I/O commands held, by command id.
@@ -242,55 +294,6 @@ impl FakeNvme {
             at += length as usize;
         }
         Ok(())
-    }
-
-    fn execute_admin(&self, state: &mut State, entry: &SubmissionEntry) -> Result<(), NvmeStatus> {
-        let [cdw10, cdw11, ..] = entry.command;
-        let queue = cdw10 as u16;
-        let entries = (cdw10 >> 16) as u16 + 1;
-        let max_entries = (self.cap & 0xffff) as u32 + 1;
-        let command_specific = |code| Err(NvmeStatus::CommandSpecific(code));
-        match entry.opcode {
-            ADMIN_IDENTIFY => {
-                let bytes: [u8; IDENTIFY_BYTES] = match cdw10 {
-                    IDENTIFY_CONTROLLER => self.controller.lock().to_bytes(),
-                    IDENTIFY_NAMESPACE if entry.namespace == 1 => {
-                        let blocks = self.image.lock().len() as u64 / BLOCK;
-                        NamespaceIdentity { blocks, block_shift: 9, metadata: 0 }.to_bytes()
-                    }
-                    IDENTIFY_NAMESPACE => return Err(NvmeStatus::Generic(GenericStatus::InvalidNamespace)),
-                    _ => return Err(NvmeStatus::Generic(GenericStatus::InvalidField)),
-                };
-                self.to_host(entry, &bytes)
-            }
-            ADMIN_CREATE_CQ | ADMIN_CREATE_SQ if queue != 1 => command_specific(0x01),
-            ADMIN_CREATE_CQ | ADMIN_CREATE_SQ if entries < 2 || u32::from(entries) > max_entries => {
-                command_specific(0x02)
-            }
-            // Only physically contiguous queues (CAP.CQR).
-            ADMIN_CREATE_CQ | ADMIN_CREATE_SQ if cdw11 & 1 == 0 => {
-                Err(NvmeStatus::Generic(GenericStatus::InvalidField))
-            }
-            ADMIN_CREATE_CQ => {
-                let address = entry.data[0];
-                state.completions[1] = Some(Completion { address, entries, tail: 0, head: 0, phase: true });
-                Ok(())
-            }
-            ADMIN_CREATE_SQ if state.completions[1].is_none() || cdw11 >> 16 != 1 => command_specific(0x00),
-            ADMIN_CREATE_SQ => {
-                state.submissions[1] = Some(Submission { address: entry.data[0], entries, head: 0, tail: 0 });
-                Ok(())
-            }
-            ADMIN_DELETE_SQ => {
-                state.submissions[1] = None;
-                Ok(())
-            }
-            ADMIN_DELETE_CQ => {
-                state.completions[1] = None;
-                Ok(())
-            }
-            _ => Err(NvmeStatus::Generic(GenericStatus::InvalidOpcode)),
-        }
     }
 
     fn execute_io(&self, entry: &SubmissionEntry) -> Result<(), NvmeStatus> {
@@ -379,7 +382,10 @@ impl FakeNvme {
         if queue != 0 && self.fatal_on_io.load(Ordering::Relaxed) {
             state.csts |= CSTS_FATAL;
         }
-        if state.cc & CC_ENABLE == 0 || state.csts & CSTS_READY == 0 || state.csts & CSTS_FATAL != 0 {
+        // Nor after a shutdown (SHST not 00b): only a reset makes it take
+        // commands again.
+        let shut_down = ShutdownStatus::of(state.csts) != ShutdownStatus::Normal;
+        if state.cc & CC_ENABLE == 0 || state.csts & CSTS_READY == 0 || state.csts & CSTS_FATAL != 0 || shut_down {
             return;
         }
         while let Some(ring) = state.submissions[usize::from(queue)].filter(|ring| ring.head != ring.tail) {
@@ -391,8 +397,10 @@ impl FakeNvme {
                 ring.head = head;
             }
             if queue == 0 {
-                let result = self.execute_admin(state, &entry);
-                self.post(state, 0, &entry, head, result);
+                // A command that never completes: nothing is posted.
+                if let Some(result) = self.execute_admin(state, &entry) {
+                    self.post(state, 0, &entry, head, result);
+                }
             } else if self.hold.load(Ordering::Relaxed) {
                 state.held.push((entry, head));
                 let mut most = self.most_held.lock();
@@ -406,6 +414,7 @@ impl FakeNvme {
 
     fn set_configuration(&self, state: &mut State, value: u32) {
         let was = state.cc & CC_ENABLE;
+        let shutdown_was = state.cc & CC_SHUTDOWN_MASK;
         state.cc = value;
         match (was, value & CC_ENABLE) {
             (0, 1) => {
@@ -419,24 +428,56 @@ impl FakeNvme {
                     Some(Submission { address: state.asq, entries: submission_entries, head: 0, tail: 0 });
                 state.completions[0] =
                     Some(Completion { address: state.acq, entries: completion_entries, tail: 0, head: 0, phase: true });
-                state.csts = CSTS_READY;
+                if !self.never_ready.load(Ordering::Relaxed) {
+                    state.csts = CSTS_READY;
+                }
             }
             (1, 0) => {
                 let queues = state.submissions.iter().flatten().map(|ring| (ring.address, 64 * ring.entries));
                 let completions = state.completions.iter().flatten().map(|ring| (ring.address, 16 * ring.entries));
                 let allocated = queues.chain(completions).all(|(address, bytes)| self.allocated(address, bytes.into()));
                 self.disables.lock().push(allocated);
+                self.shutdown_at_disable.lock().push(ShutdownStatus::of(state.csts));
                 if !self.stuck.load(Ordering::Relaxed) {
                     let intms = state.intms;
                     *state = State { intms, ..State::default() };
                 }
             }
+            (1, 1) => self.notify_shutdown(state, shutdown_was, value & CC_SHUTDOWN_MASK),
             _ => {}
         }
     }
 
+    /// CC.SHN written on an enabled controller: 00b -> not 00b starts a
+    /// shutdown (finished at once unless it `NeverReports`), back to 00b
+    /// clears CSTS.SHST.
+    fn notify_shutdown(&self, state: &mut State, was: u32, now: u32) {
+        let status = match (was, now) {
+            (0, 0) => return,
+            (0, _) if state.csts & CSTS_READY == 0 => return,
+            (0, _) => match *self.shutdown.lock() {
+                FakeShutdown::Completes => ShutdownStatus::Complete,
+                FakeShutdown::NeverReports => ShutdownStatus::Processing,
+            },
+            (_, 0) => ShutdownStatus::Normal,
+            _ => return,
+        };
+        let mask = 0b11 << CSTS_SHUTDOWN_SHIFT;
+        state.csts = state.csts & !mask | u32::from(status.bits()) << CSTS_SHUTDOWN_SHIFT;
+    }
+
     fn doorbell(&self, state: &mut State, offset: u16, value: u32) {
-        let index = (offset - DOORBELLS) / 4;
+        // Doorbell y of the queues is at 0x1000 + y * (4 << CAP.DSTRD); any
+        // other offset in the range is no doorbell (a driver that ignores
+        // the stride rings the wrong queue, or none).
+        let stride = 4u16 << Capabilities::decode(self.cap).doorbell_stride;
+        let within = offset - DOORBELLS;
+        assert!(
+            within.is_multiple_of(stride),
+            "doorbell write at {offset:#x}, not on the {stride}-byte grid CAP.DSTRD sets"
+        );
+        assert!(u64::from(offset) + 4 <= FAKE_REGISTER_BYTES, "doorbell write at {offset:#x}, past the registers");
+        let index = within / stride;
         let queue = usize::from(index / 2);
         let value = value as u16;
         if index.is_multiple_of(2) {

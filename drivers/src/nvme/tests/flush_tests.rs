@@ -11,7 +11,7 @@ use dmakit::dma::simulated::SimulatedPlatform;
 use dmakit::dma::{Cause, MediaStatus, NvmeCause, NvmeStatus};
 use dmakit::pattern;
 
-use super::super::fake::{BLOCK, FakeNvme, FakeRegisters};
+use super::super::fake::{BLOCK, FAKE_REGISTER_BYTES, FakeNvme, FakeRegisters};
 use super::super::structures::{IO_FLUSH, IO_WRITE, PSDT_MASK, PSDT_PRP};
 use super::super::{Controller, NvmeDisk, NvmeOptions};
 use super::{BLOCKS, Setup, buffer};
@@ -24,7 +24,7 @@ fn setup_with_vwc(vwc: u8) -> Setup {
     pattern::fill(0, b'N', &mut image);
     let fake = FakeNvme::new(platform, image, 64, false);
     fake.controller.lock().volatile_write_cache = vwc;
-    let controller = Controller::new(Arc::new(FakeRegisters(fake.clone())), &WAITER).unwrap();
+    let controller = Controller::new(Arc::new(FakeRegisters(fake.clone())), FAKE_REGISTER_BYTES, &WAITER).unwrap();
     let disk = NvmeDisk::new(controller, platform, NvmeOptions::DEFAULT).unwrap();
     Setup { platform, fake, disk: QueuedDisk::new(disk, &WAITER).unwrap() }
 }

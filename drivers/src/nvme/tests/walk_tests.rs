@@ -18,12 +18,12 @@ use crate::nvme::structures::segment;
 const PAGE: Specification = Specification { alignment: PAGE_SIZE, ..Specification::UNLIMITED_64 };
 
 /// `count` separate pages, each its own allocation (scattered).
-fn pages(platform: &'static SimulatedPlatform, count: usize) -> Vec<CoherentMemory> {
+pub(super) fn pages(platform: &'static SimulatedPlatform, count: usize) -> Vec<CoherentMemory> {
     (0..count).map(|_| CoherentMemory::allocate(platform, PAGE_SIZE, PAGE).unwrap()).collect()
 }
 
 /// The bytes of `segments`, one run per page-piece, merged where contiguous.
-fn merged(runs: impl IntoIterator<Item = Run>) -> Vec<Run> {
+pub(super) fn merged(runs: impl IntoIterator<Item = Run>) -> Vec<Run> {
     let mut out: Vec<Run> = Vec::new();
     for (address, length) in runs {
         match out.last_mut() {
@@ -34,7 +34,11 @@ fn merged(runs: impl IntoIterator<Item = Run>) -> Vec<Run> {
     out
 }
 
-fn walk(platform: &'static SimulatedPlatform, pointer: DataPointer, length: u64) -> Result<Vec<Run>, NvmeStatus> {
+pub(super) fn walk(
+    platform: &'static SimulatedPlatform,
+    pointer: DataPointer,
+    length: u64,
+) -> Result<Vec<Run>, NvmeStatus> {
     let read = |address: u64, bytes: &mut [u8]| {
         assert!(platform.is_allocated(address), "the walk read unallocated memory at {address:#x}");
         platform.device_read(address, bytes)
@@ -68,7 +72,7 @@ fn round_trip(platform: &'static SimulatedPlatform, segments: &[Segment], list_p
 
 /// Segments over `memory`'s pages: the first from `offset`, the last `tail`
 /// bytes short of its page end.
-fn scattered(memory: &[CoherentMemory], offset: u64, tail: u64) -> Vec<Segment> {
+pub(super) fn scattered(memory: &[CoherentMemory], offset: u64, tail: u64) -> Vec<Segment> {
     let count = memory.len();
     memory
         .iter()

@@ -134,7 +134,7 @@ impl<H: HardwareQueue> QueuedDisk<H> {
     /// takes no more until `start`. Returns how many requests were failed.
     pub(super) fn stop_hardware(&self, state: &mut QueueState, why: &IoFailure) -> usize {
         state.mode = Mode::Stopped;
-        let quiesced = self.hardware.quiesce();
+        let quiesced = self.hardware.quiesce_to_stop();
         if let Quiesced::StillRunning(failure) = quiesced {
             log::error!("{}: {failure}; the memory of every request it held is abandoned", self.shape.driver_name);
         }
