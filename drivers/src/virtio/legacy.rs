@@ -11,7 +11,7 @@ use dmakit::io::RegisterIo;
 
 use super::queue::QueueLayout;
 use super::registers::*;
-use super::transport::{Interface, QueueAreas, Transport, config_out_of_range};
+use super::transport::{Interface, QueueAreas, Transport, config_out_of_range, confirm_reset};
 
 /// Bytes of device-specific configuration in the legacy block.
 const DEVICE_CONFIG_BYTES: u16 = REGISTER_BLOCK_SIZE - LEGACY_DEVICE_CONFIG;
@@ -38,11 +38,14 @@ impl<R: RegisterIo> Transport for LegacyTransport<R> {
         Interface::Legacy
     }
 
-    /// An I/O port write reaches the device before the instruction completes,
-    /// and a legacy device resets at once: nothing to wait for.
+    /// Writes 0, then reads the status back until it is 0, as the modern
+    /// transport does: the port write reaching the device says nothing about
+    /// whether it stopped (a device, or an emulator, that ignores the write
+    /// still holds the queue's address and may keep using the ring and the
+    /// buffers). Unconfirmed, the caller treats it as still running.
     fn reset(&self) -> Result<(), IoFailure> {
         self.registers.write8(DEVICE_STATUS, 0);
-        Ok(())
+        confirm_reset(|| self.registers.read8(DEVICE_STATUS))
     }
 
     fn status(&self) -> u8 {

@@ -23,7 +23,7 @@ use dmakit::dma::{Cause, IoFailure, IoReturn, VirtioCause};
 use dmakit::io::RegisterIo;
 use spin::Mutex;
 
-use super::transport::{Interface, QueueAreas, Transport, config_out_of_range};
+use super::transport::{Interface, QueueAreas, Transport, config_out_of_range, confirm_reset};
 
 /// `struct virtio_pci_common_cfg` (virtio 1.0 section 4.1.4.3). The driver
 /// never reads it as memory: the struct gives the register offsets, so they
@@ -78,9 +78,6 @@ pub const COMMON_BYTES: u32 = size_of::<CommonConfiguration>() as u32;
 /// How often the device configuration is re-read when its generation changes
 /// during a multi-word read before the driver gives up.
 const GENERATION_RETRIES: usize = 8;
-/// How often the status is read back after a reset before the driver decides
-/// the device did not reset (QEMU resets inside the write).
-const RESET_POLLS: usize = 1000;
 
 /// One register structure: its registers and its length in bytes (from the
 /// capability, cut to what was mapped).
@@ -170,10 +167,7 @@ impl<R: RegisterIo> Transport for ModernTransport<R> {
     /// may take time to reset, and has finished only when it reads 0.
     fn reset(&self) -> Result<(), IoFailure> {
         self.common().write8(common!(device_status), 0);
-        if (0..RESET_POLLS).any(|_| self.common().read8(common!(device_status)) == 0) {
-            return Ok(());
-        }
-        Err(IoFailure::new(IoReturn::Timeout, Cause::Virtio(VirtioCause::ResetNotConfirmed)))
+        confirm_reset(|| self.common().read8(common!(device_status)))
     }
 
     fn status(&self) -> u8 {

@@ -229,6 +229,22 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
 }
 
+/// How often the status is read back after a reset before the driver decides
+/// the device did not reset (QEMU resets inside the write, on either interface).
+const RESET_POLLS: usize = 1000;
+
+/// Reads the device status through `read_status` until it is 0, at most
+/// [`RESET_POLLS`] times: only a 0 read back says the device finished its
+/// reset and forgot the queues (virtio 1.x, 2.1.2; the same register on the
+/// legacy interface). `Timeout` with `ResetNotConfirmed` otherwise: the device
+/// may still be running, so its memory must not be freed.
+pub(super) fn confirm_reset(read_status: impl Fn() -> u8) -> Result<(), IoFailure> {
+    if (0..RESET_POLLS).any(|_| read_status() == 0) {
+        return Ok(());
+    }
+    Err(IoFailure::new(IoReturn::Timeout, Cause::Virtio(VirtioCause::ResetNotConfirmed)))
+}
+
 /// `IoError` for a device-configuration access past the `size` bytes the
 /// device has.
 pub(super) fn config_out_of_range(offset: u16, length: u64, size: u64) -> IoFailure {
