@@ -57,9 +57,10 @@ impl Driver for AhciDriver {
             let cause = Cause::Pci(PciCause::BarMissing { slot: ABAR, kind: "memory" });
             return Err(IoFailure::new(IoReturn::BadArgument, cause));
         };
-        let registers = Arc::new(device.claim_memory_bar(ABAR, 0, size.min(REGISTER_MAP_LIMIT))?);
+        let mapped_bytes = size.min(REGISTER_MAP_LIMIT);
+        let registers = Arc::new(device.claim_memory_bar(ABAR, 0, mapped_bytes)?);
         let waiter = waiter_for_line(device.interrupt_line);
-        let hba = Hba::reset(registers.clone(), waiter)?;
+        let hba = Hba::reset(registers.clone(), mapped_bytes, waiter)?;
         let capabilities = hba.capabilities();
         let mut disks: Vec<Arc<Disk>> = Vec::new();
         let mut port_lines = Vec::new();

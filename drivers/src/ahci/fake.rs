@@ -31,7 +31,7 @@
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use dmakit::block::BlockOperation;
 use dmakit::dma::simulated::SimulatedPlatform;
@@ -143,6 +143,12 @@ pub struct FakeHba {
     pub highest_address: Mutex<u64>,
     /// HBA resets seen.
     pub resets: Mutex<usize>,
+    /// PI: the ports implemented (0 and 1 unless a test says otherwise; any
+    /// port but 0 is empty).
+    pub ports_implemented: AtomicU32,
+    /// Bytes of the ABAR: an access past them panics, as the kernel's MMIO
+    /// window asserts (0x1100 holds all 32 ports; QEMU's is 0x1000).
+    pub abar_bytes: AtomicU32,
 }
 
 /// The HBA's registers (its ABAR), as the driver sees them.
@@ -178,7 +184,15 @@ impl FakeHba {
             most_queued: Mutex::new(0),
             highest_address: Mutex::new(0),
             resets: Mutex::new(0),
+            ports_implemented: AtomicU32::new(0b11),
+            abar_bytes: AtomicU32::new(0x1100),
         })
+    }
+
+    /// Panics for a register past the ABAR, as the kernel's MMIO window does.
+    fn inside_abar(&self, offset: u16) {
+        let bytes = self.abar_bytes.load(Ordering::Relaxed);
+        assert!(u32::from(offset) + 4 <= bytes, "register offset {offset:#x} outside the {bytes:#x}-byte ABAR");
     }
 
     /// The command list address port 0 was given.
@@ -507,6 +521,7 @@ impl RegisterIo for FakeRegisters {
     }
 
     fn read32(&self, offset: u16) -> u32 {
+        self.0.inside_abar(offset);
         let mut state = self.0.state.lock();
         if offset == port_register(0, PX_TFD) && state.port.busy_looks > 0 {
             // Each look is a moment of the drive's reset going by.
@@ -521,12 +536,12 @@ impl RegisterIo for FakeRegisters {
             CAP => state.cap,
             GHC => state.ghc,
             IS => state.is | u32::from(port.is & port.ie != 0),
-            PI => 0b11,
+            PI => self.0.ports_implemented.load(Ordering::Relaxed),
             VS => 0x0001_0000,
-            _ if offset >= port_register(1, 0) => match offset - port_register(1, 0) {
+            _ if offset >= port_register(1, 0) => match (offset - PORT_BASE) % PORT_STRIDE {
                 PX_SSTS => 0,
                 PX_CMD => 0,
-                register => panic!("read of empty port 1's register {register:#x}"),
+                register => panic!("read of an empty port's register {register:#x}"),
             },
             _ => match offset - port_register(0, 0) {
                 PX_CLB => port.clb[0],
@@ -557,6 +572,7 @@ impl RegisterIo for FakeRegisters {
     }
 
     fn write32(&self, offset: u16, value: u32) {
+        self.0.inside_abar(offset);
         let mut state = self.0.state.lock();
         match offset {
             GHC if value & GHC_RESET != 0 => {

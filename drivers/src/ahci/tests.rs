@@ -24,6 +24,7 @@ use super::{AhciPort, Hba};
 use crate::test_support::WAITER;
 
 mod flush_tests;
+mod untrusted_tests;
 
 const SECTORS: u64 = 8192;
 
@@ -46,7 +47,7 @@ fn setup_drive(addresses_64_bit: bool, ncq: bool, flush: CacheFlush) -> Setup {
     let identity = DriveIdentity { sectors: SECTORS, ncq, queue_depth: 32, model, flush };
     let fake = FakeHba::new(platform, addresses_64_bit, FakeDisk { image, identity });
     let registers = Arc::new(FakeRegisters(fake.clone()));
-    let hba = Hba::reset(registers.clone(), &WAITER).unwrap();
+    let hba = Hba::reset(registers.clone(), 0x1100, &WAITER).unwrap();
     assert_eq!(hba.ports_with_device(), vec![0], "port 1 is empty");
     let port = AhciPort::new(registers, hba.capabilities(), 0, platform, &WAITER).unwrap();
     Setup { platform, fake, disk: QueuedDisk::new(port, &WAITER).unwrap() }
