@@ -39,7 +39,7 @@ use dmakit::io::RegisterIo;
 use dmakit::memory::FRAME_SIZE;
 use spin::Mutex;
 
-use super::identify::DriveIdentity;
+use super::identify::{DriveIdentity, words_to_bytes};
 use super::registers::*;
 use super::structures::*;
 use crate::ata::registers::{COMMAND_FLUSH_CACHE, COMMAND_FLUSH_CACHE_EXT};
@@ -143,6 +143,8 @@ pub struct FakeHba {
     pub highest_address: Mutex<u64>,
     /// HBA resets seen.
     pub resets: Mutex<usize>,
+    /// What the drive answers IDENTIFY with instead of its identity's words.
+    pub identify_words: Mutex<Option<[u16; 256]>>,
     /// PI: the ports implemented (0 and 1 unless a test says otherwise; any
     /// port but 0 is empty).
     pub ports_implemented: AtomicU32,
@@ -184,6 +186,7 @@ impl FakeHba {
             most_queued: Mutex::new(0),
             highest_address: Mutex::new(0),
             resets: Mutex::new(0),
+            identify_words: Mutex::new(None),
             ports_implemented: AtomicU32::new(0b11),
             abar_bytes: AtomicU32::new(0x1100),
         })
@@ -371,7 +374,8 @@ impl FakeHba {
         let bit = 1 << slot;
         match fis.command {
             COMMAND_IDENTIFY => {
-                let bytes = self.disk.lock().identity.to_bytes();
+                let words = self.identify_words.lock().unwrap_or_else(|| self.disk.lock().identity.to_words());
+                let bytes = words_to_bytes(&words);
                 let segment = entries[0].segment();
                 assert!(self.allocated(segment.address.as_u64(), 512));
                 self.platform.device_write(segment.address.as_u64(), &bytes[..segment.length.min(512) as usize]);

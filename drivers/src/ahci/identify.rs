@@ -4,7 +4,10 @@
 
 use alloc::string::String;
 
+use dmakit::dma::IoFailure;
+
 pub use crate::ata::identify::CacheFlush;
+use crate::ata::identify::{LBA28_MAX_SECTORS, capacity};
 
 /// The fields the driver uses from the 256 IDENTIFY words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,32 +25,31 @@ pub struct DriveIdentity {
 }
 
 impl DriveIdentity {
-    /// Decodes an IDENTIFY DEVICE answer.
-    pub fn parse(words: &[u16; 256]) -> DriveIdentity {
-        let lba48 = words[83] & (1 << 10) != 0;
-        let lba28_sectors = u64::from(words[60]) | u64::from(words[61]) << 16;
-        let lba48_sectors = (0..4).fold(0u64, |total, i| total | u64::from(words[100 + i]) << (16 * i));
-        let sectors = if lba48 && lba48_sectors > 0 { lba48_sectors } else { lba28_sectors };
+    /// Decodes an IDENTIFY DEVICE answer; refused when the sector count
+    /// cannot be believed (the PIIX driver's [`capacity`]: the same ATA
+    /// words, the same edges).
+    pub fn parse(words: &[u16; 256]) -> Result<DriveIdentity, IoFailure> {
+        let (_, sectors) = capacity(words)?;
         let mut model = String::new();
         for byte in words[27..47].iter().flat_map(|word| word.to_be_bytes()) {
             if byte.is_ascii_graphic() || byte == b' ' {
                 model.push(char::from(byte));
             }
         }
-        DriveIdentity {
+        Ok(DriveIdentity {
             sectors,
             ncq: words[76] & (1 << 8) != 0,
             queue_depth: usize::from(words[75] & 0x1f) + 1,
             model: String::from(model.trim()),
             flush: CacheFlush::from_words(words),
-        }
+        })
     }
 
     /// The words a drive with these facts answers (for fake drives): LBA48.
     pub fn to_words(&self) -> [u16; 256] {
         let mut words = [0u16; 256];
-        words[60] = self.sectors.min(0x0fff_ffff) as u16;
-        words[61] = (self.sectors.min(0x0fff_ffff) >> 16) as u16;
+        words[60] = self.sectors.min(LBA28_MAX_SECTORS) as u16;
+        words[61] = (self.sectors.min(LBA28_MAX_SECTORS) >> 16) as u16;
         words[83] = 1 << 10;
         for i in 0..4 {
             words[100 + i] = (self.sectors >> (16 * i)) as u16;
@@ -67,21 +69,26 @@ impl DriveIdentity {
 
     /// The words as the 512 bytes the drive sends (little-endian words).
     pub fn to_bytes(&self) -> [u8; 512] {
-        let mut bytes = [0; 512];
-        for (pair, word) in bytes.chunks_mut(2).zip(self.to_words()) {
-            pair.copy_from_slice(&word.to_le_bytes());
-        }
-        bytes
+        words_to_bytes(&self.to_words())
     }
 
     /// Decodes the 512 bytes of an IDENTIFY DEVICE answer.
-    pub fn from_bytes(bytes: &[u8; 512]) -> DriveIdentity {
+    pub fn from_bytes(bytes: &[u8; 512]) -> Result<DriveIdentity, IoFailure> {
         let mut words = [0u16; 256];
         for (word, pair) in words.iter_mut().zip(bytes.chunks(2)) {
             *word = u16::from_le_bytes([pair[0], pair[1]]);
         }
         DriveIdentity::parse(&words)
     }
+}
+
+/// IDENTIFY's words as the 512 bytes a drive sends (little-endian words).
+pub fn words_to_bytes(words: &[u16; 256]) -> [u8; 512] {
+    let mut bytes = [0; 512];
+    for (pair, word) in bytes.chunks_mut(2).zip(words) {
+        pair.copy_from_slice(&word.to_le_bytes());
+    }
+    bytes
 }
 
 #[cfg(test)]
@@ -97,9 +104,9 @@ mod tests {
             model: String::from("QEMU HARDDISK"),
             flush: CacheFlush::FlushCacheExt,
         };
-        assert_eq!(DriveIdentity::from_bytes(&identity.to_bytes()), identity);
+        assert_eq!(DriveIdentity::from_bytes(&identity.to_bytes()), Ok(identity));
         let model = String::from("X");
         let plain = DriveIdentity { sectors: 32768, ncq: false, queue_depth: 1, model, flush: CacheFlush::NoCache };
-        assert_eq!(DriveIdentity::parse(&plain.to_words()), plain);
+        assert_eq!(DriveIdentity::parse(&plain.to_words()), Ok(plain));
     }
 }

@@ -371,7 +371,7 @@ impl<R: RegisterIo> AhciPort<R> {
         let state = self.state.lock();
         let memory = state.memory.as_ref().ok_or(IoFailure::new(IoReturn::NotReady, Cause::DriverStopped))?;
         memory.identify.read_bytes(0, &mut bytes)?;
-        Ok(DriveIdentity::from_bytes(&bytes))
+        DriveIdentity::from_bytes(&bytes)
     }
 
     /// The command FIS for a request in `slot`.

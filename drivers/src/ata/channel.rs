@@ -254,8 +254,9 @@ impl<R: RegisterIo> Channel<R> {
     }
 
     /// IDENTIFY DEVICE on `drive` (0 master, 1 slave): `None` if there is no ATA
-    /// disk there (nothing, or an ATAPI/SATA signature).
-    pub fn identify(&self, drive: u8) -> Option<Identity> {
+    /// disk there (nothing, or an ATAPI/SATA signature); `Some(Err)` for a disk
+    /// whose answer cannot be believed (its sector count, see `capacity`).
+    pub fn identify(&self, drive: u8) -> Option<Result<Identity, IoFailure>> {
         // The lock keeps a DMA command of the other drive out of the registers.
         let _engine = self.engine.lock();
         self.select(drive, 0);

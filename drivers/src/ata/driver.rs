@@ -73,7 +73,14 @@ impl Driver for PiixAtaDriver {
             let irq = CHANNEL_IRQ[usize::from(channel_number)];
             let mut channel_disks: Vec<Arc<QueuedDisk<AtaDisk<Registers>>>> = Vec::new();
             for drive in 0..2 {
-                let Some(identity) = channel.identify(drive) else { continue };
+                let identity = match channel.identify(drive) {
+                    None => continue,
+                    Some(Ok(identity)) => identity,
+                    Some(Err(failure)) => {
+                        log::error!("PiixAta: channel {channel_number}, drive {drive} not driven: {failure}");
+                        continue;
+                    }
+                };
                 match QueuedDisk::new(AtaDisk::new(channel.clone(), drive, identity), &WAITER) {
                     Ok(disk) => channel_disks.push(Arc::new(disk)),
                     Err(failure) => log::error!("PiixAta: channel {channel_number}, drive {drive}: {failure}"),

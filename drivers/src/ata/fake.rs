@@ -124,6 +124,9 @@ pub struct FakeChannel {
     platform: &'static SimulatedPlatform,
     /// Master and slave.
     pub drives: Mutex<[Option<FakeDrive>; 2]>,
+    /// What every drive answers IDENTIFY with instead of its identity's words
+    /// (a drive that says what it should not).
+    pub identify_words: Mutex<Option<[u16; 256]>>,
     state: Mutex<State>,
     /// Every command byte received.
     pub commands: Mutex<Vec<u8>>,
@@ -184,6 +187,7 @@ impl FakeChannel {
         Arc::new(FakeChannel {
             platform,
             drives: Mutex::new([master, slave]),
+            identify_words: Mutex::new(None),
             state: Mutex::new(State { status: STATUS_READY, ..State::default() }),
             commands: Mutex::new(Vec::new()),
             most_entries: Mutex::new(0),
@@ -322,7 +326,8 @@ impl FakeChannel {
         };
         match command {
             COMMAND_IDENTIFY => {
-                state.identify = drive.identity.to_words().to_vec();
+                let words = self.identify_words.lock().unwrap_or_else(|| drive.identity.to_words());
+                state.identify = words.to_vec();
                 state.identify.reverse();
                 state.status = STATUS_READY | STATUS_DRQ;
             }

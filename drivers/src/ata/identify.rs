@@ -5,8 +5,17 @@
 use alloc::string::String;
 
 use dmakit::block::WriteCache;
+use dmakit::dma::{AtaCause, Cause, IoFailure, IoReturn};
 
 use super::registers::{COMMAND_FLUSH_CACHE, COMMAND_FLUSH_CACHE_EXT};
+
+/// IDENTIFY word 83 bit 10: the 48-bit address feature set.
+const WORD_83_LBA48: u16 = 1 << 10;
+/// The most sectors words 60-61 may say (ATA8-ACS: 0FFFFFFFh; 28-bit commands
+/// address no more).
+pub const LBA28_MAX_SECTORS: u64 = 0x0fff_ffff;
+/// The most sectors words 100-103 may say (ATA8-ACS: 0000FFFFFFFFFFFFh).
+pub const LBA48_MAX_SECTORS: u64 = (1 << 48) - 1;
 
 /// IDENTIFY word 82 bit 5: the drive has a volatile write cache.
 const WORD_82_WRITE_CACHE: u16 = 1 << 5;
@@ -92,16 +101,35 @@ pub struct Identity {
     pub flush: CacheFlush,
 }
 
+/// The drive's addressing and addressable sectors, from IDENTIFY's `words`:
+/// without the 48-bit feature set (word 83 bit 10) words 60-61 only, at most
+/// [`LBA28_MAX_SECTORS`]; with it words 100-103 only, at most
+/// [`LBA48_MAX_SECTORS`]. A count past its words' maximum, or 0, is refused:
+/// a drive is not trusted, and a capacity the commands cannot reach (or
+/// none) would make the block layer's bounds checks wrong.
+pub fn capacity(words: &[u16; 256]) -> Result<(Addressing, u64), IoFailure> {
+    let (addressing, word, max) = match words[83] & WORD_83_LBA48 {
+        0 => (Addressing::Lba28, 60, LBA28_MAX_SECTORS),
+        _ => (Addressing::Lba48, 100, LBA48_MAX_SECTORS),
+    };
+    let count_words = match addressing {
+        Addressing::Lba28 => &words[60..62],
+        Addressing::Lba48 => &words[100..104],
+    };
+    let sectors = count_words.iter().rev().fold(0u64, |total, &word| total << 16 | u64::from(word));
+    let refused = |cause| Err(IoFailure::new(IoReturn::IoError, Cause::Ata(cause)));
+    match sectors {
+        0 => refused(AtaCause::NoSectors { word }),
+        _ if sectors > max => refused(AtaCause::SectorCountTooLarge { word, sectors, max }),
+        _ => Ok((addressing, sectors)),
+    }
+}
+
 impl Identity {
-    /// Decodes the words of an IDENTIFY DEVICE answer.
-    pub fn parse(words: &[u16; 256]) -> Identity {
-        let addressing = if words[83] & (1 << 10) != 0 { Addressing::Lba48 } else { Addressing::Lba28 };
-        let lba28_sectors = u64::from(words[60]) | u64::from(words[61]) << 16;
-        let lba48_sectors = (0..4).fold(0u64, |total, i| total | u64::from(words[100 + i]) << (16 * i));
-        let sectors = match addressing {
-            Addressing::Lba48 if lba48_sectors > 0 => lba48_sectors,
-            _ => lba28_sectors,
-        };
+    /// Decodes the words of an IDENTIFY DEVICE answer; refused when the
+    /// sector count cannot be believed ([`capacity`]).
+    pub fn parse(words: &[u16; 256]) -> Result<Identity, IoFailure> {
+        let (addressing, sectors) = capacity(words)?;
         let mut model = String::new();
         for word in &words[27..47] {
             for byte in word.to_be_bytes() {
@@ -110,16 +138,17 @@ impl Identity {
                 }
             }
         }
-        Identity { sectors, addressing, model: String::from(model.trim()), flush: CacheFlush::from_words(words) }
+        Ok(Identity { sectors, addressing, model: String::from(model.trim()), flush: CacheFlush::from_words(words) })
     }
 
     /// The IDENTIFY words a drive with these facts answers (for fake drives).
     pub fn to_words(&self) -> [u16; 256] {
         let mut words = [0u16; 256];
-        words[60] = self.sectors.min(0x0fff_ffff) as u16;
-        words[61] = (self.sectors.min(0x0fff_ffff) >> 16) as u16;
+        // A drive with more sectors than 28 bits reach says 0FFFFFFFh here.
+        words[60] = self.sectors.min(LBA28_MAX_SECTORS) as u16;
+        words[61] = (self.sectors.min(LBA28_MAX_SECTORS) >> 16) as u16;
         if self.addressing == Addressing::Lba48 {
-            words[83] = 1 << 10;
+            words[83] = WORD_83_LBA48;
             for i in 0..4 {
                 words[100 + i] = (self.sectors >> (16 * i)) as u16;
             }
@@ -148,10 +177,10 @@ mod tests {
             model: String::from("QEMU HARDDISK"),
             flush: CacheFlush::FlushCacheExt,
         };
-        assert_eq!(Identity::parse(&identity.to_words()), identity);
+        assert_eq!(Identity::parse(&identity.to_words()), Ok(identity));
         for flush in [CacheFlush::NoCache, CacheFlush::FlushCache] {
             let small = Identity { sectors: 32768, addressing: Addressing::Lba28, model: String::from("X"), flush };
-            assert_eq!(Identity::parse(&small.to_words()), small);
+            assert_eq!(Identity::parse(&small.to_words()), Ok(small));
         }
     }
 }

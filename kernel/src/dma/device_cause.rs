@@ -407,9 +407,27 @@ impl fmt::Display for AhciCause {
     }
 }
 
-/// What a drive on a PIIX IDE channel did that the driver could not work with.
+/// What a drive on a PIIX IDE channel did that the driver could not work with;
+/// the IDENTIFY causes also for a SATA drive behind AHCI (the same ATA data).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AtaCause {
+    /// IDENTIFY says the drive has no sectors: words 60-61 (no 48-bit command
+    /// set) or 100-103 (with it) are 0.
+    NoSectors {
+        /// The first word of the count read: 60 or 100.
+        word: u8,
+    },
+    /// IDENTIFY's sector count is more than its words may hold (ATA8-ACS:
+    /// words 60-61 at most 0FFFFFFFh, words 100-103 at most 2^48 - 1): a
+    /// drive that says so is not believed.
+    SectorCountTooLarge {
+        /// The first word of the count read: 60 or 100.
+        word: u8,
+        /// The count the drive said.
+        sectors: u64,
+        /// The most those words may say.
+        max: u64,
+    },
     /// The drive was still in a command (BSY or DRQ set) when a command was to
     /// be issued, and stayed so through a software reset of the channel: the
     /// command was not issued (the drive would have moved its old command's
@@ -455,6 +473,11 @@ pub enum AtaCause {
 impl fmt::Display for AtaCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            AtaCause::NoSectors { word } => write!(f, "IDENTIFY says the drive has no sectors (word {word} on)"),
+            AtaCause::SectorCountTooLarge { word, sectors, max } => write!(
+                f,
+                "IDENTIFY says {sectors} sectors from word {word} on, more than those words may say ({max})"
+            ),
             AtaCause::DriveNotIdle { status } => write!(
                 f,
                 "the drive stayed in a command through a software reset (status {status:#04x}: BSY or DRQ); \

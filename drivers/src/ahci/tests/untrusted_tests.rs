@@ -2,6 +2,8 @@
 //! not: ports implemented past the registers mapped, IDENTIFY sector counts at
 //! and past their edges.
 
+use dmakit::dma::{AtaCause, IoFailure};
+
 use super::*;
 
 /// A fake HBA with QEMU's 4 KiB ABAR that says (PI bit 31) it has a port whose
@@ -22,4 +24,56 @@ fn a_port_implemented_past_the_mapped_registers_is_skipped() {
     let outside = Cause::OutOfRange { offset: 0x1080, length: 0x80, size: 0x1000 };
     assert_eq!(hba.port_outside_registers(31), Some(outside));
     assert_eq!(hba.port_outside_registers(29), None, "port 29 ends at 0x1000");
+}
+
+/// IDENTIFY words with `lba28` in words 60-61, `lba48` in words 100-103, and
+/// word 83 bit 10 (the 48-bit command set) as `lba48_supported` says.
+fn words(lba48_supported: bool, lba28: u32, lba48: u64) -> [u16; 256] {
+    let mut words = [0u16; 256];
+    words[60] = lba28 as u16;
+    words[61] = (lba28 >> 16) as u16;
+    for i in 0..4 {
+        words[100 + i] = (lba48 >> (16 * i)) as u16;
+    }
+    if lba48_supported {
+        words[83] = 1 << 10;
+    }
+    words
+}
+
+/// Starts port 0 of a fake whose drive answers IDENTIFY with `answer`.
+fn port_answering(answer: [u16; 256]) -> Result<AhciPort<FakeRegisters>, IoFailure> {
+    let platform = SimulatedPlatform::leak(256);
+    let image = vec![0; (SECTORS * SECTOR_SIZE) as usize];
+    let model = String::from("FAKE SATA DISK");
+    let identity = DriveIdentity { sectors: SECTORS, ncq: true, queue_depth: 32, model, flush: CacheFlush::NoCache };
+    let fake = FakeHba::new(platform, true, FakeDisk { image, identity });
+    *fake.identify_words.lock() = Some(answer);
+    let registers = Arc::new(FakeRegisters(fake.clone()));
+    let hba = Hba::reset(registers.clone(), 0x1100, &WAITER).unwrap();
+    AhciPort::new(registers, hba.capabilities(), 0, platform, &WAITER)
+}
+
+#[test]
+fn identify_sector_counts_past_their_words_edges_are_refused() {
+    let lba48_max = (1 << 48) - 1;
+    let too_large = |word, sectors, max| AtaCause::SectorCountTooLarge { word, sectors, max };
+    for (answer, cause) in [
+        (words(true, 0x0fff_ffff, 1 << 48), too_large(100, 1 << 48, lba48_max)),
+        (words(true, 0x0fff_ffff, u64::MAX), too_large(100, u64::MAX, lba48_max)),
+        (words(true, 0x0fff_ffff, 0), AtaCause::NoSectors { word: 100 }),
+        (words(false, u32::MAX, 1 << 40), too_large(60, u64::from(u32::MAX), 0x0fff_ffff)),
+        (words(false, 1 << 28, 0), too_large(60, 1 << 28, 0x0fff_ffff)),
+        (words(false, 0, 1 << 40), AtaCause::NoSectors { word: 60 }),
+    ] {
+        let failure = port_answering(answer).map(|port| port.identity().sectors).unwrap_err();
+        assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::Ata(cause)));
+    }
+    for (answer, sectors) in [
+        (words(true, 0x0fff_ffff, lba48_max), lba48_max),
+        (words(true, 0, 5000), 5000),
+        (words(false, 0x0fff_ffff, 1 << 40), 0x0fff_ffff),
+    ] {
+        assert_eq!(port_answering(answer).map(|port| port.identity().sectors), Ok(sectors));
+    }
 }

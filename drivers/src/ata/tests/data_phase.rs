@@ -107,9 +107,9 @@ fn a_drive_showing_drq_before_a_command_is_reset_first() {
         let platform = SimulatedPlatform::leak(1024);
         let fake = FakeChannel::new(platform, Some(drive(Addressing::Lba28)), Some(drive(Addressing::Lba28)));
         let channel = channel_with(platform, &fake, interrupts);
-        let identity = channel.identify(1).unwrap();
+        let identity = channel.identify(1).unwrap().unwrap();
         let slave = QueuedDisk::new(AtaDisk::new(channel.clone(), 1, identity), &WAITER).unwrap();
-        channel.identify(0).unwrap();
+        channel.identify(0).unwrap().unwrap();
         let setup = Setup { platform, fake: fake.clone(), channel };
         fake.stall(1, 40, 8);
         read_checked(&setup, &slave, 100, 8).expect("the drive was reset before the command");

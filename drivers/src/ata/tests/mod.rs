@@ -26,6 +26,7 @@ use crate::test_support::WAITER;
 
 mod data_phase;
 mod flush_tests;
+mod identify_tests;
 
 const SECTORS: u64 = 8192;
 /// What a test's buffer holds before a transfer that must not change it.
@@ -72,7 +73,7 @@ fn setup(master: Option<FakeDrive>, slave: Option<FakeDrive>) -> Setup {
 }
 
 fn disk(setup: &Setup, number: u8) -> QueuedDisk<AtaDisk<FakePorts>> {
-    let identity = setup.channel.identify(number).expect("drive present");
+    let identity = setup.channel.identify(number).expect("drive present").unwrap();
     QueuedDisk::new(AtaDisk::new(setup.channel.clone(), number, identity), &WAITER).unwrap()
 }
 
@@ -102,7 +103,7 @@ fn expected(first: u64, sectors: u64) -> Vec<u8> {
 #[test]
 fn identify_finds_the_drives_that_exist() {
     let setup = setup(Some(drive(Addressing::Lba48)), None);
-    let identity = setup.channel.identify(0).unwrap();
+    let identity = setup.channel.identify(0).unwrap().unwrap();
     let found = (SECTORS, Addressing::Lba48, "FAKE DISK");
     assert_eq!((identity.sectors, identity.addressing, identity.model.as_str()), found);
     assert_eq!(setup.channel.identify(1), None, "no slave");

@@ -1,0 +1,62 @@
+//! IDENTIFY sector counts at and past their edges, through the fake channel:
+//! a drive without LBA48 (word 83 bit 10 clear) is sized by words 60-61 only,
+//! never more than 2^28 - 1 sectors (ATA8-ACS: 0FFFFFFFh at most); one with
+//! LBA48 by words 100-103, never 2^48 or more; none by zero sectors.
+
+use super::*;
+
+/// IDENTIFY words with `lba28` in words 60-61, `lba48` in words 100-103 and
+/// word 83 bit 10 set for `Addressing::Lba48`.
+fn words(addressing: Addressing, lba28: u32, lba48: u64) -> [u16; 256] {
+    let mut words = [0u16; 256];
+    words[60] = lba28 as u16;
+    words[61] = (lba28 >> 16) as u16;
+    for i in 0..4 {
+        words[100 + i] = (lba48 >> (16 * i)) as u16;
+    }
+    if addressing == Addressing::Lba48 {
+        words[83] = 1 << 10;
+    }
+    words
+}
+
+/// What the channel makes of a drive answering IDENTIFY with `answer`.
+fn identified(answer: [u16; 256]) -> Result<(Addressing, u64), IoFailure> {
+    let setup = setup(Some(drive(Addressing::Lba48)), None);
+    *setup.fake.identify_words.lock() = Some(answer);
+    let identity = setup.channel.identify(0).expect("a drive answered")?;
+    Ok((identity.addressing, identity.sectors))
+}
+
+fn refused(cause: AtaCause) -> Result<(Addressing, u64), IoFailure> {
+    Err(IoFailure::new(IoReturn::IoError, Cause::Ata(cause)))
+}
+
+#[test]
+fn an_lba28_drive_is_never_taken_for_more_than_words_60_61_may_say() {
+    // Words 60-61 all ones, and words 100-103 (which an LBA28 drive's count
+    // is not read from) saying more still.
+    let too_large = |sectors| AtaCause::SectorCountTooLarge { word: 60, sectors, max: 0x0fff_ffff };
+    assert_eq!(identified(words(Addressing::Lba28, u32::MAX, 1 << 40)), refused(too_large(u64::from(u32::MAX))));
+    assert_eq!(identified(words(Addressing::Lba28, 1 << 28, 0)), refused(too_large(1 << 28)));
+    assert_eq!(identified(words(Addressing::Lba28, 0x0fff_ffff, 1 << 40)), Ok((Addressing::Lba28, 0x0fff_ffff)));
+    assert_eq!(identified(words(Addressing::Lba28, 1, 0)), Ok((Addressing::Lba28, 1)));
+    assert_eq!(identified(words(Addressing::Lba28, 0, 1 << 20)), refused(AtaCause::NoSectors { word: 60 }));
+}
+
+#[test]
+fn an_lba48_drive_is_sized_by_words_100_103_below_2_pow_48() {
+    let max = (1 << 48) - 1;
+    assert_eq!(identified(words(Addressing::Lba48, 0x0fff_ffff, max)), Ok((Addressing::Lba48, max)));
+    assert_eq!(
+        identified(words(Addressing::Lba48, 0x0fff_ffff, 1 << 48)),
+        refused(AtaCause::SectorCountTooLarge { word: 100, sectors: 1 << 48, max })
+    );
+    assert_eq!(
+        identified(words(Addressing::Lba48, 0x0fff_ffff, u64::MAX)),
+        refused(AtaCause::SectorCountTooLarge { word: 100, sectors: u64::MAX, max })
+    );
+    // Words 60-61 are not read for an LBA48 drive: its count is 100-103's.
+    assert_eq!(identified(words(Addressing::Lba48, 0, 5000)), Ok((Addressing::Lba48, 5000)));
+    assert_eq!(identified(words(Addressing::Lba48, 0x0fff_ffff, 0)), refused(AtaCause::NoSectors { word: 100 }));
+}
