@@ -476,20 +476,26 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
 
     /// Takes every element the device added to the used ring since the last
     /// look and reports how its request ended, in used-ring order. The device
-    /// is not trusted: an id must head a slot's chain and that slot must hold a
-    /// request, the used length is never believed above what was prepared, and
-    /// only a status byte of OK is a success.
+    /// is not trusted: the used index may not run ahead of the chains in
+    /// flight, an id must head a chain the device holds (`Virtqueue::pop_used`
+    /// checks both) and that chain a slot's, the used length is never believed
+    /// above what was prepared, and only a status byte of OK is a success. A
+    /// used ring that breaks those rules is not read further: the device must
+    /// stop (the block layer resets it, and fails what it held with the cause,
+    /// before any of their memory goes back), and no request ends twice.
     fn collect(&self, finished: &mut dyn FnMut(Slot, DeviceOutcome)) -> DeviceHealth {
         let mut outcomes = Vec::new();
         let mut channel = self.channel.lock();
         let Channel { shared: Some(shared), slots } = &mut *channel else { return DeviceHealth::Running };
         let per_slot = self.link.layout.descriptors_per_slot;
+        let broken = |cause| IoFailure::new(IoReturn::IoError, Cause::Virtio(cause));
+        let mut health = DeviceHealth::Running;
         loop {
             let element = match shared.queue.pop_used() {
                 Ok(Some(element)) => element,
                 Ok(None) => break,
                 Err(failure) => {
-                    log::error!("virtio-blk: cannot read the used ring: {failure}");
+                    health = DeviceHealth::MustStop(failure);
                     break;
                 }
             };
@@ -498,15 +504,14 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
             let in_flight = match slots.get_mut(id / per_slot) {
                 Some(in_flight) if id.is_multiple_of(per_slot) => in_flight,
                 _ => {
-                    log::error!("virtio-blk: the device returned chain {id}, which heads no slot's chain");
-                    continue;
+                    health = DeviceHealth::MustStop(broken(VirtioCause::UsedIdNotAHead { queue: 0, id: element.id }));
+                    break;
                 }
             };
             let slot = id / per_slot;
             let Some(InFlight { command, length }) = in_flight.take() else {
-                // A device that returns a chain twice: nothing to report.
-                log::error!("virtio-blk: the device returned slot {slot}'s chain, which it does not hold");
-                continue;
+                health = DeviceHealth::MustStop(broken(VirtioCause::UsedIdNotInFlight { queue: 0, id: element.id }));
+                break;
             };
             // Anything but OK is the device's error, byte and all: IOERR,
             // UNSUPP, or one no device may write, including the driver's own
@@ -540,7 +545,7 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
         for (slot, outcome) in outcomes {
             finished(slot, outcome);
         }
-        DeviceHealth::Running
+        health
     }
 
     /// Reading ISR acknowledges the interrupt; bit 0 says the queue has news.

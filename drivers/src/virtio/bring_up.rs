@@ -78,7 +78,7 @@ pub fn set_up_queue<T: Transport>(
         let cause = Cause::Virtio(VirtioCause::QueueTooSmall { size });
         return Err(IoFailure::new(IoReturn::NoResources, cause));
     }
-    let ring = Virtqueue::allocate(platform, size, interface)?;
+    let ring = Virtqueue::allocate(platform, queue, size, interface)?;
     if let Err(failure) = transport.set_up_queue(queue, size, ring.areas()) {
         // The device may hold some of the addresses already.
         ring.release_after(&transport.reset());

@@ -17,6 +17,7 @@ use super::registers::{FEATURE_ACCESS_PLATFORM, FEATURE_VERSION_1, STATUS_DRIVER
 use super::transport::{DmaPlatforms, Interface};
 
 on_both_transports!(
+    a_used_index_ahead_of_the_buffers_posted_stops_the_device_before_any_buffer_goes_back,
     bring_up_takes_the_mac_and_no_offloads,
     bounced_buffers_move_exactly_the_frames_bytes_through_synchronize,
     a_length_above_the_chain_drops_the_frame_and_the_ring_goes_on,
@@ -136,6 +137,27 @@ fn an_id_that_heads_no_chain_stops_the_device_before_any_buffer_goes_back(interf
     assert_eq!(fake.resets.lock().last(), Some(&true), "reset while every buffer was still allocated");
     assert_eq!(platform.accounting().stats().prepared_commands, 0, "then every buffer completed");
     assert!(!fake.inject(&[1]), "the device holds nothing after its reset");
+}
+
+/// Stale elements naming buffers the device still holds, then the frame's
+/// twice: the used index runs ahead of the buffers posted, and nothing of
+/// that ring is believed (no buffer the device holds comes back early).
+fn a_used_index_ahead_of_the_buffers_posted_stops_the_device_before_any_buffer_goes_back(interface: Interface) {
+    let platform = SimulatedPlatform::leak(1024);
+    let (fake, mut nic) = start(platform, interface, &TransferOptions::default());
+    let depth = nic.shape().receive_depth as u16;
+    *fake.lie.lock() = Lie::StaleReplay;
+    assert!(fake.inject(&[7; 80]));
+    let mut frames = Vec::new();
+    let failure = nic.poll(&mut |frame| frames.push(frame.to_vec())).unwrap_err();
+    let ahead = VirtioCause::UsedIndexAhead { queue: 0, index: depth + 1, last_seen: 0, in_flight: depth };
+    assert_eq!(failure.cause(), Cause::Virtio(ahead));
+    assert!(frames.is_empty(), "no element of that ring is believed");
+    assert_eq!(nic.stats().dropped, 0, "no buffer the device held came back as a dropped frame");
+    assert_eq!(nic.state(), NicState::Stopped);
+    assert_eq!(fake.resets.lock().last(), Some(&true), "reset while every buffer was still allocated");
+    assert_eq!(platform.accounting().stats().prepared_commands, 0, "then every buffer completed");
+    assert!(platform.accounting().misuse_log().is_empty(), "no transfer ended twice or leaked");
 }
 
 fn a_chain_given_back_twice_stops_the_device_and_no_buffer_goes_back_twice(interface: Interface) {

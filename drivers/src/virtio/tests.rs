@@ -31,6 +31,8 @@ use super::registers::{
 use super::transport::{DmaPlatforms, DmaRoute, Interface, QUEUE_SIZE_LIMIT, Transport};
 use crate::test_support::WAITER;
 
+mod used_ring_tests;
+
 /// The disk as the kernel builds it: the block layer around the driver, over
 /// either transport.
 type Disk = QueuedDisk<VirtioBlock<Box<dyn Transport>>>;
@@ -403,13 +405,20 @@ fn a_device_that_misreports_a_chain_is_not_believed(interface: Interface) {
     // A status the device never wrote is no success, whatever the length says.
     let unwritten = IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::RequestStatus(0xff)));
     assert_eq!(read(Misreport::StatusUnwritten).err(), Some(unwritten));
-    // A chain returned twice ends its request once; the next request, in the
-    // same slot, is not ended by the stale copy.
-    assert_eq!(read(Misreport::ChainTwice).unwrap(), sectors(5, 8));
+    // A chain returned twice is a used index ahead of the one chain in flight:
+    // no element is believed, the request fails with the cause, and the device
+    // is reset before any memory goes back (a stale copy never ends the next
+    // request in the same slot).
+    let ahead = VirtioCause::UsedIndexAhead { queue: 0, index: 4, last_seen: 2, in_flight: 1 };
+    assert_eq!(read(Misreport::ChainTwice).err(), Some(IoFailure::new(IoReturn::IoError, Cause::Virtio(ahead))));
+    assert_eq!(fake.resets.lock().last().map(|reset| reset.queue_memory_allocated), Some(true));
+    *fake.misreport.lock() = Misreport::Honest;
+    disk.start().unwrap();
     assert_eq!(read(Misreport::Honest).unwrap(), sectors(5, 8));
-    // An id that heads no chain ends no request: it times out, and the device
-    // is reset before the memory goes back.
-    assert_eq!(read(Misreport::IdOfNoChain).err().map(|failure| failure.code()), Some(IoReturn::Timeout));
+    // An id that heads no chain (the descriptor after a head) ends no request:
+    // the device is stopped at once, reset before the memory goes back.
+    let not_a_head = VirtioCause::UsedIdNotAHead { queue: 0, id: 1 };
+    assert_eq!(read(Misreport::IdOfNoChain).err(), Some(IoFailure::new(IoReturn::IoError, Cause::Virtio(not_a_head))));
     assert_eq!(fake.resets.lock().last().map(|reset| reset.queue_memory_allocated), Some(true));
     *fake.misreport.lock() = Misreport::Honest;
     disk.start().unwrap();

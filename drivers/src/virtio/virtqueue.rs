@@ -11,6 +11,7 @@
 
 use core::sync::atomic::{Ordering, fence};
 
+use alloc::vec;
 use alloc::vec::Vec;
 
 use dmakit::dma::{Cause, CoherentMemory, DmaAddr, DmaPlatform, IoFailure, IoReturn, Specification, VirtioCause};
@@ -30,8 +31,22 @@ pub struct UsedElement {
     pub length: u32,
 }
 
+/// Who a descriptor table entry belongs to, as the driver made its chains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    /// The driver's: no chain the device holds uses it.
+    Driver,
+    /// The head of a chain of `length` entries the device holds: the only id
+    /// a used element may name.
+    Head { length: u16 },
+    /// Inside a chain the device holds, not its head.
+    Linked,
+}
+
 /// A queue and the driver's place in it.
 pub struct Virtqueue {
+    /// Its index on the device (for the causes a lying device gets).
+    queue: u16,
     layout: QueueLayout,
     /// Shared with the device from the moment its address is written.
     ring: CoherentMemory,
@@ -39,12 +54,21 @@ pub struct Virtqueue {
     address: DmaAddr,
     available_index: u16,
     used_index: u16,
+    /// Each table entry's owner.
+    entries: Vec<Entry>,
+    /// Chains the device holds: made available, not yet seen used.
+    in_flight: u16,
 }
 
 impl Virtqueue {
-    /// A queue of `size` entries in memory `interface`'s device can address on
-    /// `platform`.
-    pub fn allocate(platform: &'static dyn DmaPlatform, size: u16, interface: Interface) -> Result<Self, IoFailure> {
+    /// Queue `queue`, of `size` entries, in memory `interface`'s device can
+    /// address on `platform`.
+    pub fn allocate(
+        platform: &'static dyn DmaPlatform,
+        queue: u16,
+        size: u16,
+        interface: Interface,
+    ) -> Result<Self, IoFailure> {
         let layout = QueueLayout::new(size);
         let specification = Specification {
             num_address_bits: interface.queue_address_bits(),
@@ -53,7 +77,8 @@ impl Virtqueue {
         };
         let ring = CoherentMemory::allocate(platform, layout.total, specification)?;
         let address = ring.device_address();
-        Ok(Virtqueue { layout, ring, address, available_index: 0, used_index: 0 })
+        let entries = vec![Entry::Driver; usize::from(size)];
+        Ok(Virtqueue { queue, layout, ring, address, available_index: 0, used_index: 0, entries, in_flight: 0 })
     }
 
     /// Entries.
@@ -93,9 +118,15 @@ impl Virtqueue {
     /// `layout.available`.
     pub fn add_chain(&mut self, head: u16, descriptors: &[VirtqDescriptor]) -> Result<(), IoFailure> {
         let size = self.layout.size;
-        if usize::from(head) + descriptors.len() > usize::from(size) || descriptors.is_empty() {
+        let chain = usize::from(head)..usize::from(head) + descriptors.len();
+        if chain.end > usize::from(size) || descriptors.is_empty() {
             let cause = Cause::Virtio(VirtioCause::ChainOutsideTable { head, length: descriptors.len(), size });
             return Err(IoFailure::new(IoReturn::BadArgument, cause));
+        }
+        // The caller's slot is free, so its entries are: a chain over one the
+        // device holds would be a driver bug that lets one used element end two.
+        if self.entries[chain.clone()].iter().any(|entry| *entry != Entry::Driver) {
+            return Err(IoFailure::new(IoReturn::Busy, Cause::DeviceOwnsMemory));
         }
         // The chain is consecutive entries: one write of all of them.
         let mut table = Vec::with_capacity(16 * descriptors.len());
@@ -117,6 +148,10 @@ impl Virtqueue {
         self.ring.write_bytes(self.layout.available + 2, &next.to_le_bytes())?;
         self.available_index = next;
         fence(Ordering::SeqCst);
+        // At most one chain per entry: the count stays below the size (a u16).
+        self.entries[chain.clone()].fill(Entry::Linked);
+        self.entries[chain.start] = Entry::Head { length: descriptors.len() as u16 };
+        self.in_flight += 1;
         Ok(())
     }
 
@@ -135,11 +170,27 @@ impl Virtqueue {
     /// The next element the device added to the used ring since the last look,
     /// if any. The used ring `{flags: u16, idx: u16, ring: [{id: u32, len:
     /// u32}; size]}` lies at `layout.used`.
+    ///
+    /// The device is not trusted (`IoError`, and the device must be stopped):
+    /// its used index may move past no more elements than there are chains in
+    /// flight (`UsedIndexAhead`: checked before any element is read, so a
+    /// stale element from an earlier lap never ends a live chain), and an
+    /// element must name the head of a chain it holds (`UsedIdNotAHead`,
+    /// `UsedIdNotInFlight`), so that no chain ends twice.
     pub fn pop_used(&mut self) -> Result<Option<UsedElement>, IoFailure> {
+        let queue = self.queue;
+        let broken = |cause| Err(IoFailure::new(IoReturn::IoError, Cause::Virtio(cause)));
         let mut index = [0u8; 2];
         self.ring.read_bytes(self.layout.used + 2, &mut index)?;
-        if self.used_index == u16::from_le_bytes(index) {
+        let index = u16::from_le_bytes(index);
+        // Modulo 2^16, as the index itself wraps.
+        let advance = index.wrapping_sub(self.used_index);
+        if advance == 0 {
             return Ok(None);
+        }
+        if advance > self.in_flight {
+            let (last_seen, in_flight) = (self.used_index, self.in_flight);
+            return broken(VirtioCause::UsedIndexAhead { queue, index, last_seen, in_flight });
         }
         // An element is valid only once the index that publishes it was seen.
         fence(Ordering::SeqCst);
@@ -148,7 +199,18 @@ impl Virtqueue {
         self.ring.read_bytes(slot, &mut element)?;
         self.used_index = self.used_index.wrapping_add(1);
         let (fields, _) = element.as_chunks::<4>();
-        Ok(Some(UsedElement { id: u32::from_le_bytes(fields[0]), length: u32::from_le_bytes(fields[1]) }))
+        let element = UsedElement { id: u32::from_le_bytes(fields[0]), length: u32::from_le_bytes(fields[1]) };
+        let id = element.id;
+        let head = usize::try_from(id).ok().filter(|&head| head < self.entries.len());
+        match head.map(|head| (head, self.entries[head])) {
+            Some((head, Entry::Head { length })) => {
+                self.entries[head..head + usize::from(length)].fill(Entry::Driver);
+                self.in_flight -= 1;
+                Ok(Some(element))
+            }
+            Some((_, Entry::Driver)) => broken(VirtioCause::UsedIdNotInFlight { queue, id }),
+            Some((_, Entry::Linked)) | None => broken(VirtioCause::UsedIdNotAHead { queue, id }),
+        }
     }
 
     /// Gives the ring back once the device was told to forget it: freed if the

@@ -224,6 +224,19 @@ pub enum VirtioCause {
         /// The id the device wrote.
         id: u32,
     },
+    /// The used index moved past more elements than the driver has chains in
+    /// flight on queue `queue`: the device publishes elements it cannot have
+    /// (stale ones from an earlier lap, or none), so none is believed.
+    UsedIndexAhead {
+        /// The queue.
+        queue: u16,
+        /// The used index the device published.
+        index: u16,
+        /// The used index the driver had read up to.
+        last_seen: u16,
+        /// Chains the driver had in flight.
+        in_flight: u16,
+    },
     /// A used length above the bytes the chain lets the device write.
     UsedLengthAboveChain {
         /// The queue.
@@ -289,6 +302,11 @@ impl fmt::Display for VirtioCause {
             VirtioCause::UsedIdNotInFlight { queue, id } => {
                 write!(f, "the virtio device returned chain {id} on queue {queue}, which it did not hold")
             }
+            VirtioCause::UsedIndexAhead { queue, index, last_seen, in_flight } => write!(
+                f,
+                "the virtio device moved queue {queue}'s used index from {last_seen} to {index}, past more elements \
+                 than the {in_flight} chains in flight"
+            ),
             VirtioCause::UsedLengthAboveChain { queue, length, writable } => write!(
                 f,
                 "the virtio device said it wrote {length} bytes into a chain of {writable} writable bytes (queue {queue})"
@@ -474,10 +492,9 @@ impl fmt::Display for AtaCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             AtaCause::NoSectors { word } => write!(f, "IDENTIFY says the drive has no sectors (word {word} on)"),
-            AtaCause::SectorCountTooLarge { word, sectors, max } => write!(
-                f,
-                "IDENTIFY says {sectors} sectors from word {word} on, more than those words may say ({max})"
-            ),
+            AtaCause::SectorCountTooLarge { word, sectors, max } => {
+                write!(f, "IDENTIFY says {sectors} sectors from word {word} on, more than those words may say ({max})")
+            }
             AtaCause::DriveNotIdle { status } => write!(
                 f,
                 "the drive stayed in a command through a software reset (status {status:#04x}: BSY or DRQ); \

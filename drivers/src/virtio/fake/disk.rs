@@ -10,6 +10,7 @@
 //! everything on it). It can also misreport a chain it ran ([`Misreport`]).
 
 use alloc::sync::Arc;
+use alloc::vec;
 use alloc::vec::Vec;
 
 use dmakit::dma::simulated::SimulatedPlatform;
@@ -53,6 +54,8 @@ pub enum FinishOrder {
     /// The newest first: each request finishes before those made available
     /// earlier.
     Reverse,
+    /// Only the oldest; the rest stay held.
+    OldestOnly,
 }
 
 /// What the fake says about a chain it ran, on the used ring and in the
@@ -70,6 +73,10 @@ pub enum Misreport {
     IdOfNoChain,
     /// The chain's element twice on the used ring.
     ChainTwice,
+    /// The chain's element, then stale copies (its own again, and one naming
+    /// each chain the device still holds and has not run), all published by
+    /// one used index: an index ahead of the chains the driver has in flight.
+    StaleReplay,
 }
 
 /// virtio-blk's side of the fake.
@@ -140,7 +147,10 @@ impl FakeVirtio {
     /// device forget them; returns how many ran.
     pub fn finish_held(&self, order: FinishOrder) -> usize {
         self.with_queue(0, |queue| {
-            let mut chains: Vec<Chain> = queue.state.held.drain(..).collect();
+            let mut chains: Vec<Chain> = match order {
+                FinishOrder::OldestOnly => queue.state.held.pop_front().into_iter().collect(),
+                _ => queue.state.held.drain(..).collect(),
+            };
             if order == FinishOrder::Reverse {
                 chains.reverse();
             }
@@ -210,13 +220,18 @@ impl FakeDisk {
     fn finish(&self, queue: &mut QueueAccess<'_>, chain: Chain) {
         let misreport = *self.misreport.lock();
         let written = self.execute(queue.memory, &chain.descriptors, misreport, queue.accepted);
-        let (id, written, times) = match misreport {
-            Misreport::Honest | Misreport::StatusUnwritten => (u32::from(chain.head), written, 1),
-            Misreport::LengthAbovePrepared => (u32::from(chain.head), written + 4096, 1),
-            Misreport::IdOfNoChain => (u32::from(chain.head) + 1, written, 1),
-            Misreport::ChainTwice => (u32::from(chain.head), written, 2),
+        let head = u32::from(chain.head);
+        let elements = match misreport {
+            Misreport::Honest | Misreport::StatusUnwritten => vec![(head, written)],
+            Misreport::LengthAbovePrepared => vec![(head, written + 4096)],
+            Misreport::IdOfNoChain => vec![(head + 1, written)],
+            Misreport::ChainTwice => vec![(head, written); 2],
+            Misreport::StaleReplay => {
+                let held = queue.state.held.iter().map(|held| (u32::from(held.head), 0));
+                [(head, written), (head, written)].into_iter().chain(held).collect()
+            }
         };
-        queue.give_back(id, written, times);
+        queue.give_back_elements(&elements);
     }
 
     /// Runs one request; returns the bytes written to the driver (counting

@@ -40,6 +40,10 @@ pub enum Lie {
     IdNotAHead,
     /// The chain's element twice on the used ring.
     IdTwice,
+    /// Stale elements first, one naming each chain the device still holds
+    /// (no frame in them), then the chain's element twice, all published by
+    /// one used index: an index ahead of the chains the driver has in flight.
+    StaleReplay,
 }
 
 /// Bytes of virtio-net's configuration (virtio 1.0, 5.1.4): `mac` (6),
@@ -75,7 +79,12 @@ pub fn receive(queue: &mut QueueAccess<'_>, frame: &[u8], lie: Lie) -> bool {
     queue.state.held.extend(chains);
     let Some(chain) = queue.state.held.pop_front() else { return false };
     let (id, length, times) = receive_into(queue.memory, &chain, frame, header_bytes(queue.accepted), lie);
-    queue.give_back(id, length, times);
+    let mut elements = match lie {
+        Lie::StaleReplay => queue.state.held.iter().map(|held| (u32::from(held.head), 0)).collect(),
+        _ => Vec::new(),
+    };
+    elements.extend(core::iter::repeat_n((id, length), times));
+    queue.give_back_elements(&elements);
     true
 }
 
@@ -105,7 +114,7 @@ fn receive_into(memory: &DeviceMemory, chain: &Chain, frame: &[u8], header_bytes
         Lie::Honest => (head, written, 1),
         Lie::LengthAboveChain => (head, writable as u32 + 100, 1),
         Lie::IdNotAHead => (head + 1, written, 1),
-        Lie::IdTwice => (head, written, 2),
+        Lie::IdTwice | Lie::StaleReplay => (head, written, 2),
     }
 }
 

@@ -199,11 +199,18 @@ impl<'a> QueueAccess<'a> {
     /// (virtio 1.0, 2.4.7: without `EVENT_IDX` the device looks at the flag
     /// each time it uses buffers, as QEMU does).
     pub fn give_back(&mut self, id: u32, length: u32, times: usize) {
+        self.give_back_elements(&vec![(id, length); times]);
+    }
+
+    /// Puts the used elements `(id, length)` on the used ring in order, then
+    /// publishes the used index once and raises the interrupt as
+    /// [`QueueAccess::give_back`] does.
+    pub fn give_back_elements(&mut self, elements: &[(u32, u32)]) {
         let ring = self.ring();
-        let mut element = [0u8; 8];
-        element[..4].copy_from_slice(&id.to_le_bytes());
-        element[4..].copy_from_slice(&length.to_le_bytes());
-        for _ in 0..times {
+        for &(id, length) in elements {
+            let mut element = [0u8; 8];
+            element[..4].copy_from_slice(&id.to_le_bytes());
+            element[4..].copy_from_slice(&length.to_le_bytes());
             self.memory.write(ring.used_slot(self.state.used_index), &element);
             self.state.used_index = self.state.used_index.wrapping_add(1);
         }
