@@ -390,10 +390,16 @@ impl<R: RegisterIo> AhciPort<R> {
         }
     }
 
-    /// Ends the request in `slot` and reports it with the bytes moved (all of
-    /// them on success: QEMU never writes PRDBC for NCQ commands, so it is read
-    /// for non-queued ones only; none after an error). The block layer
-    /// completes the transfer.
+    /// Ends the request in `slot` and reports it with the bytes moved (none
+    /// after an error). A non-queued command's PRDBC is the HBA's count, never
+    /// believed above what was prepared. An NCQ command has no count to read:
+    /// nothing makes an HBA keep PRDBC for FPDMA commands, QEMU does not (its
+    /// NCQ completion writes only the Set Device Bits FIS, which carries no
+    /// count), so success means the
+    /// whole length, as ATA ends an FPDMA command with success only once every
+    /// sector moved. A drive that lies about it is trusted here; what that
+    /// does to unfilled bounce memory is in docs/drivers.md ("How many bytes
+    /// an NCQ command moved"). The block layer completes the transfer.
     pub(super) fn finish_slot(
         &self,
         state: &mut PortState,
