@@ -12,6 +12,7 @@ mod ownership;
 mod properties;
 mod slots;
 mod synchronize_range;
+mod undone_prepare;
 mod virtual_boundary;
 
 use alloc::sync::Arc;
