@@ -10,6 +10,7 @@ mod mapped;
 mod noncoherent;
 mod ownership;
 mod properties;
+mod segment_limit;
 mod slots;
 mod synchronize_range;
 mod undone_prepare;
