@@ -450,13 +450,12 @@ impl IoDmaCommand {
         dma_trace!("complete: command #{} ({moved} of {} bytes moved)", self.id, prepared.length);
         // Behind an IOMMU the pages are unmapped before anything else: from here
         // on the device cannot reach them, whatever it still tries.
-        let (unmapped, fault) = match (prepared.realization.mapped, self.domain) {
-            (Some(range), Some(domain)) => (realization::unmap(domain, range), domain.take_fault(range)),
+        // A refused DMA, or faults lost while it was in flight (a refusal it
+        // cannot rule out), fails the transfer: nothing is copied back.
+        let (unmapped, refused) = match (prepared.realization.mapped, self.domain) {
+            (Some(range), Some(domain)) => (realization::unmap(domain, range), realization::refusal(domain, range)),
             _ => (Ok(()), None),
         };
-        if let Some(fault) = fault {
-            dma_trace!("  {fault}: nothing is copied back");
-        }
         let result = match unmapped {
             // ... unless the IOMMU did not confirm it: then the device may still
             // reach the memory, so nothing is copied back and nothing is freed.
@@ -470,14 +469,14 @@ impl IoDmaCommand {
                 // Only bounced pieces have anything to copy back or free.
                 let buffers = &prepared.realization.buffers;
                 if !buffers.is_empty() {
-                    if fault.is_none() && descriptor.direction().includes_in() {
+                    if refused.is_none() && descriptor.direction().includes_in() {
                         self.copy_back(&descriptor, &prepared, moved);
                     }
                     bounce::free(self.platform, buffers);
                     dma_trace!("  freed {} bounce page(s)", bounce::pages(buffers));
                 }
-                match fault {
-                    Some(fault) => Err(IoFailure::new(IoReturn::DmaError, Cause::IommuFault(fault))),
+                match refused {
+                    Some(cause) => Err(IoFailure::new(IoReturn::DmaError, cause)),
                     None if moved < prepared.length => {
                         let cause = Cause::ShortTransfer { moved, prepared: prepared.length };
                         Err(IoFailure::new(IoReturn::Underrun, cause))

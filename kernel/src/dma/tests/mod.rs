@@ -15,6 +15,7 @@ mod slots;
 mod synchronize_range;
 mod undone_prepare;
 mod virtual_boundary;
+mod vtd_faults;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
