@@ -7,7 +7,7 @@ use alloc::sync::Arc;
 use core::panic::Location;
 
 use super::*;
-use crate::dma::{Cause, FaultLoss, IoFailure, IoReturn, MappedPlatform, Specification};
+use crate::dma::{Cause, FaultLoss, IoFailure, IoMapper, IoReturn, MappedPlatform, Specification};
 use crate::iommu::fake::{FakeUnit, QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY};
 use crate::iommu::{Unit, VtdDomain};
 use crate::memory::Constraints;
@@ -122,4 +122,30 @@ fn a_fault_dropped_from_the_full_pending_queue_fails_its_transfer() {
     let failure = complete(&mut command).expect_err("this transfer's fault was dropped");
     assert_eq!(failure.code(), IoReturn::DmaError);
     assert_eq!(failure.cause(), Cause::IommuFaultsLost(FaultLoss::PendingQueueFull));
+}
+
+#[test]
+fn an_abandoned_transfer_keeps_its_iovas_and_its_pages_for_ever() {
+    let machine = vtd_machine();
+    let buffer = crate::dma::DmaBuffer::allocate(machine.platform, 8192, IoDirection::In, Constraints::NONE).unwrap();
+    let descriptor = buffer.descriptor().physical_segment(0).unwrap().0;
+    let mut command = IoDmaCommand::new(machine.platform, Specification::UNLIMITED_64).unwrap();
+    let options = crate::dma::TransferOptions::default();
+    let transfer = crate::dma::DmaTransfer::prepare(&mut command, buffer, 0, 0, &options).unwrap();
+    let abandoned = transfer.command().mapped_range().unwrap();
+    let _ = transfer.segments();
+    let frames = machine.memory.free_frames_count();
+    let _ = transfer.abandon();
+    assert_eq!(machine.domain.translate(abandoned.iova), Some(descriptor), "still mapped: the device may still write");
+    assert_eq!(machine.memory.free_frames_count(), frames, "no page freed");
+    // However many transfers come after, none is given those IOVAs.
+    for _ in 0..3 * crate::iommu::domain::REUSE_DELAY {
+        let mut later = prepared(machine.platform);
+        let range = later.mapped_range().unwrap();
+        let overlaps = range.iova < abandoned.iova + abandoned.pages as u64 * 4096
+            && abandoned.iova < range.iova + range.pages as u64 * 4096;
+        assert!(!overlaps, "{range:?} reuses the abandoned {abandoned:?}");
+        assert_eq!(complete(&mut later), Ok(()));
+    }
+    assert_eq!(machine.domain.translate(abandoned.iova), Some(descriptor));
 }
