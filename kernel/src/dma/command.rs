@@ -62,6 +62,9 @@ struct Prepared {
     filled: bool,
     /// What this prepare added to the statistics, for [`IoDmaCommand::withdraw_prepare`].
     counted: Counted,
+    /// Why the IOMMU refused DMA through a mapping the transfer left already
+    /// (a forced double buffer's old one), for `complete` to report.
+    refused: Option<Cause>,
     at: &'static Location<'static>,
 }
 
@@ -311,13 +314,19 @@ impl IoDmaCommand {
                 segment.address = super::DmaAddr::new(segment.address.as_u64() & ((1u64 << bits) - 1));
             }
         }
-        let kind = match realization.buffers.is_empty() {
-            true => TransferKind::Direct,
-            false => TransferKind::Bounced,
-        };
+        let kind = TransferKind::with_buffers(realization.buffers.len());
         let counted = Counted::prepared(kind);
-        let mut prepared =
-            Prepared { offset, length, count: 1, realization, holder: Holder::Device, filled: false, counted, at };
+        let mut prepared = Prepared {
+            offset,
+            length,
+            count: 1,
+            realization,
+            holder: Holder::Device,
+            filled: false,
+            counted,
+            refused: None,
+            at,
+        };
         // A fresh bounce buffer starts as a copy of the descriptor whenever the
         // device reads it (Out) or whenever the whole range will be copied back:
         // then no stale byte of the bounce memory can ever reach the descriptor.
@@ -456,6 +465,7 @@ impl IoDmaCommand {
             (Some(range), Some(domain)) => (realization::unmap(domain, range), realization::refusal(domain, range)),
             _ => (Ok(()), None),
         };
+        let refused = refused.or(prepared.refused);
         let result = match unmapped {
             // ... unless the IOMMU did not confirm it: then the device may still
             // reach the memory, so nothing is copied back and nothing is freed.

@@ -204,6 +204,13 @@ pub(crate) enum TransferKind {
     Bounced,
 }
 
+impl TransferKind {
+    /// The kind of a transfer with `buffers` bounce buffers.
+    pub(crate) fn with_buffers(buffers: usize) -> TransferKind {
+        if buffers == 0 { TransferKind::Direct } else { TransferKind::Bounced }
+    }
+}
+
 impl Default for Statistics {
     fn default() -> Statistics {
         Statistics::new()

@@ -11,6 +11,7 @@ use crate::dma::bounce::Maintenance;
 use crate::dma::descriptor::Holder;
 use crate::dma::failure::{Cause, IoFailure};
 use crate::dma::misuse::Misuse;
+use crate::dma::realization;
 use crate::dma::trace::dma_trace;
 use crate::dma::{IoDirection, IoReturn, SyncOptions};
 
@@ -138,6 +139,11 @@ impl IoDmaCommand {
             // The old memory is given back only if the IOMMU confirms it is out
             // of the device's reach; the move is done either way.
             released = realizer.release(&old);
+            // The device may have used the old mapping: what the IOMMU found
+            // there (took at its unmap) is this transfer's, reported at complete.
+            if let (Ok(()), Some(range), Some(domain)) = (&released, old.mapped, self.domain) {
+                prepared.refused = prepared.refused.or(realization::refusal(domain, range));
+            }
             let bytes = self.fill(&descriptor, prepared, "fill the new buffer");
             prepared.counted.copied(IoDirection::Out, bytes);
             // The new buffer's map: the device reads it from memory.

@@ -149,3 +149,16 @@ fn an_abandoned_transfer_keeps_its_iovas_and_its_pages_for_ever() {
     }
     assert_eq!(machine.domain.translate(abandoned.iova), Some(descriptor));
 }
+
+#[test]
+fn a_fault_through_the_mapping_a_forced_double_buffer_left_is_still_the_transfers() {
+    let machine = vtd_machine();
+    let mut command = prepared(machine.platform);
+    let old = command.mapped_range().unwrap();
+    // The device faults through the first mapping, then the transfer moves.
+    machine.fake.plant_fault(0, SOURCE, old.iova, WRITE_DENIED, false);
+    command.synchronize(crate::dma::SyncOptions::FORCE_DOUBLE_BUFFER).unwrap();
+    assert_ne!(command.mapped_range(), Some(old), "moved to a new mapping");
+    let failure = complete(&mut command).expect_err("the fault is this transfer's, whichever mapping it came through");
+    assert!(matches!(failure.cause(), Cause::IommuFault(fault) if fault.address == old.iova), "{failure:?}");
+}
