@@ -127,8 +127,9 @@ impl BouncedRange<'_> {
 
     /// Copies the bounced pieces of `window` (bytes of the range, from its
     /// start): descriptor -> bounce (`Out`, towards the device) or bounce ->
-    /// descriptor (`In`, from the device). `why` is for the trace.
-    pub(crate) fn copy(&self, platform: &dyn DmaPlatform, way: IoDirection, window: Range<u64>, why: &str) {
+    /// descriptor (`In`, from the device). `why` is for the trace. Returns the
+    /// bytes copied, as the statistics counted them.
+    pub(crate) fn copy(&self, platform: &dyn DmaPlatform, way: IoDirection, window: Range<u64>, why: &str) -> u64 {
         let mut total = 0;
         for piece in &self.layout.pieces {
             let Placement::Bounce { buffer, offset } = piece.placement else {
@@ -165,5 +166,6 @@ impl BouncedRange<'_> {
             let arrow = if way == IoDirection::Out { "descriptor -> bounce" } else { "bounce -> descriptor" };
             dma_trace!("  copy {arrow}: {total} bytes ({why})");
         }
+        total
     }
 }

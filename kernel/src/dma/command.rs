@@ -32,7 +32,7 @@ use super::mapping::IovaChoice;
 use super::misuse::{Misuse, MisuseReport};
 use super::realization::{self, Realization, Realizer};
 use super::specification::Rules;
-use super::statistics::{Statistics, TransferKind};
+use super::statistics::{Counted, Statistics, TransferKind};
 use super::trace::dma_trace;
 use super::{Coherence, DmaPlatform, IoDirection, IoMemoryDescriptor, IoReturn, Specification};
 
@@ -60,6 +60,11 @@ struct Prepared {
     holder: Holder,
     /// Whether the bounce buffers hold the descriptor's bytes (not stale memory).
     filled: bool,
+    /// What this prepare added to the statistics, for [`IoDmaCommand::withdraw_prepare`].
+    counted: Counted,
+    /// Why the IOMMU refused DMA through a mapping the transfer left already
+    /// (a forced double buffer's old one), for `complete` to report.
+    refused: Option<Cause>,
     at: &'static Location<'static>,
 }
 
@@ -309,8 +314,19 @@ impl IoDmaCommand {
                 segment.address = super::DmaAddr::new(segment.address.as_u64() & ((1u64 << bits) - 1));
             }
         }
-        let mut prepared =
-            Prepared { offset, length, count: 1, realization, holder: Holder::Device, filled: false, at };
+        let kind = TransferKind::with_buffers(realization.buffers.len());
+        let counted = Counted::prepared(kind);
+        let mut prepared = Prepared {
+            offset,
+            length,
+            count: 1,
+            realization,
+            holder: Holder::Device,
+            filled: false,
+            counted,
+            refused: None,
+            at,
+        };
         // A fresh bounce buffer starts as a copy of the descriptor whenever the
         // device reads it (Out) or whenever the whole range will be copied back:
         // then no stale byte of the bounce memory can ever reach the descriptor.
@@ -318,17 +334,14 @@ impl IoDmaCommand {
         // what the device wrote, so it skips the fill.
         let must_fill = descriptor.direction().includes_out() || completion == Completion::WholeRange;
         if must_fill && !prepared.realization.buffers.is_empty() {
-            self.fill(&descriptor, &prepared, "prepare fills fresh bounce buffers");
+            let bytes = self.fill(&descriptor, &prepared, "prepare fills fresh bounce buffers");
+            prepared.counted.copied(IoDirection::Out, bytes);
         }
         prepared.filled = must_fill;
         // Whatever the direction, the device must find in memory what the CPU
         // last wrote: the bytes it reads, and for `In` the bytes it does not
         // write, which the copy back or the CPU's next read takes from memory.
         self.maintain(&descriptor, &prepared, Maintenance::Clean, 0..u64::MAX, "prepare");
-        let kind = match prepared.realization.buffers.is_empty() {
-            true => TransferKind::Direct,
-            false => TransferKind::Bounced,
-        };
         self.statistics.count_prepared(kind);
         trace_segments(&prepared.realization.segments);
         self.prepared = Some(prepared);
@@ -337,17 +350,18 @@ impl IoDmaCommand {
 
     /// Fills the bounce buffers from the descriptor before the device reads
     /// them, unless a hook (a learner's experiment) skips it this once.
-    fn fill(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, why: &str) {
+    /// Returns the bytes copied.
+    fn fill(&self, descriptor: &IoMemoryDescriptor, prepared: &Prepared, why: &str) -> u64 {
         if let Some(hooks) = HOOKS.get()
             && hooks.skip(Site::of(self.platform.accounting()), self.id, Skip::Fill)
         {
-            return;
+            return 0;
         }
-        self.copy(descriptor, prepared, IoDirection::Out, 0..u64::MAX, why);
+        self.copy(descriptor, prepared, IoDirection::Out, 0..u64::MAX, why)
     }
 
     /// Copies the bounced pieces of `window` (bytes of the prepared range; see
-    /// [`BouncedRange::copy`](super::bounce::BouncedRange::copy)).
+    /// [`BouncedRange::copy`](super::bounce::BouncedRange::copy)); returns the bytes copied.
     fn copy(
         &self,
         descriptor: &IoMemoryDescriptor,
@@ -355,8 +369,8 @@ impl IoDmaCommand {
         way: IoDirection,
         window: Range<u64>,
         why: &str,
-    ) {
-        prepared.realization.bounced(descriptor, prepared.offset).copy(self.platform, way, window, why);
+    ) -> u64 {
+        prepared.realization.bounced(descriptor, prepared.offset).copy(self.platform, way, window, why)
     }
 
     /// Cleans or invalidates the memory the device uses for `window` of the
@@ -445,13 +459,13 @@ impl IoDmaCommand {
         dma_trace!("complete: command #{} ({moved} of {} bytes moved)", self.id, prepared.length);
         // Behind an IOMMU the pages are unmapped before anything else: from here
         // on the device cannot reach them, whatever it still tries.
-        let (unmapped, fault) = match (prepared.realization.mapped, self.domain) {
-            (Some(range), Some(domain)) => (realization::unmap(domain, range), domain.take_fault(range)),
+        // A refused DMA, or faults lost while it was in flight (a refusal it
+        // cannot rule out), fails the transfer: nothing is copied back.
+        let (unmapped, refused) = match (prepared.realization.mapped, self.domain) {
+            (Some(range), Some(domain)) => (realization::unmap(domain, range), realization::refusal(domain, range)),
             _ => (Ok(()), None),
         };
-        if let Some(fault) = fault {
-            dma_trace!("  {fault}: nothing is copied back");
-        }
+        let refused = refused.or(prepared.refused);
         let result = match unmapped {
             // ... unless the IOMMU did not confirm it: then the device may still
             // reach the memory, so nothing is copied back and nothing is freed.
@@ -465,14 +479,14 @@ impl IoDmaCommand {
                 // Only bounced pieces have anything to copy back or free.
                 let buffers = &prepared.realization.buffers;
                 if !buffers.is_empty() {
-                    if fault.is_none() && descriptor.direction().includes_in() {
+                    if refused.is_none() && descriptor.direction().includes_in() {
                         self.copy_back(&descriptor, &prepared, moved);
                     }
                     bounce::free(self.platform, buffers);
                     dma_trace!("  freed {} bounce page(s)", bounce::pages(buffers));
                 }
-                match fault {
-                    Some(fault) => Err(IoFailure::new(IoReturn::DmaError, Cause::IommuFault(fault))),
+                match refused {
+                    Some(cause) => Err(IoFailure::new(IoReturn::DmaError, cause)),
                     None if moved < prepared.length => {
                         let cause = Cause::ShortTransfer { moved, prepared: prepared.length };
                         Err(IoFailure::new(IoReturn::Underrun, cause))
@@ -504,6 +518,28 @@ impl IoDmaCommand {
             return;
         }
         self.copy(descriptor, prepared, IoDirection::In, 0..moved, "complete copies what the device wrote");
+    }
+
+    /// Undoes a prepare nobody saw (no device was given its segments, nothing
+    /// was copied back): it is released as `complete_moved(0)` releases it,
+    /// and what it added to the statistics is taken back out, so they read as
+    /// if it never happened. For `DmaTransfer::prepare` when its forced double
+    /// buffering fails. A nested prepare is only counted down.
+    pub(crate) fn withdraw_prepare(&mut self, at: &'static Location<'static>) {
+        let counted = match &self.prepared {
+            Some(prepared) if prepared.count == 1 => Some(prepared.counted),
+            _ => None,
+        };
+        // A device never saw the segments, so whatever the release says (a
+        // short transfer: no byte moved) is no failure of this undo.
+        let released = self.complete_moved(0, at);
+        match (counted, released) {
+            // An unmap the IOMMU did not confirm keeps memory for ever: that
+            // stays counted, and so does the prepare that took it.
+            (Some(_), Err(failure)) if matches!(failure.cause(), Cause::InvalidationFailed { .. }) => {}
+            (Some(counted), _) => self.statistics.withdraw(&counted),
+            (None, _) => {}
+        }
     }
 
     /// Gives up a prepared transfer whose device may still be writing: nothing is

@@ -118,6 +118,10 @@ pub enum Cause {
     Other(&'static str),
     /// The IOMMU refused a DMA of this transfer: nothing was copied back.
     IommuFault(super::IommuFault),
+    /// The IOMMU may have lost faults while the transfer was in flight (see
+    /// [`super::FaultLoss`]): its DMA may have been refused without a word, so
+    /// what it moved is not trusted and nothing was copied back.
+    IommuFaultsLost(super::FaultLoss),
     /// The IOMMU did not confirm that it forgot a transfer's pages: its IOTLB
     /// invalidation (or write-buffer flush) timed out or was refused, so the
     /// device may still reach them through a stale IOTLB entry. Their IOVAs are
@@ -346,6 +350,9 @@ impl fmt::Display for Cause {
             }
             Cause::Other(text) => f.write_str(text),
             Cause::IommuFault(fault) => write!(f, "{fault}; the transfer's data was not copied back"),
+            Cause::IommuFaultsLost(loss) => {
+                write!(f, "{loss} while the transfer was in flight; its data was not copied back")
+            }
             Cause::InvalidationFailed { iova, pages } => write!(
                 f,
                 "the IOMMU did not confirm it forgot IOVA {iova:#x} + {pages} page(s): the IOVAs are quarantined and \

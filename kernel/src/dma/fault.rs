@@ -28,6 +28,28 @@ pub struct IommuFault {
     pub meaning: &'static str,
 }
 
+/// How an IOMMU may have lost a device's faults: the transfers in flight then
+/// cannot know whether their DMA was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultLoss {
+    /// The unit had no free fault record and recorded none of the faults
+    /// that came meanwhile (VT-d's primary fault overflow, FSTS.PFO): any
+    /// device on the unit may have faulted.
+    UnitOverflow,
+    /// The kernel's queue of faults not yet taken was full and dropped one of
+    /// this device's, unread.
+    PendingQueueFull,
+}
+
+impl fmt::Display for FaultLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FaultLoss::UnitOverflow => "the IOMMU's fault records overflowed (VT-d FSTS.PFO)",
+            FaultLoss::PendingQueueFull => "a fault of this device was dropped unread (the pending queue was full)",
+        })
+    }
+}
+
 impl fmt::Display for IommuFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

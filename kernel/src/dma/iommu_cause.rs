@@ -4,7 +4,8 @@
 //! refused, and neither is a domain that passes DMA through.
 //!
 //! The IOMMU's own reports that concern one transfer stay [`super::Cause`]
-//! variants of their own: a refused DMA (`IommuFault`), an unconfirmed
+//! variants of their own: a refused DMA (`IommuFault`), faults lost while it
+//! was in flight (`IommuFaultsLost`), an unconfirmed
 //! invalidation (`InvalidationFailed`), IOVA space spent (`IovaSpaceExhausted`).
 
 use core::fmt;

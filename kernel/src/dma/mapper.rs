@@ -16,7 +16,7 @@ use alloc::string::String;
 use x86_64::PhysAddr;
 
 use super::fault::IommuFault;
-use super::{IoDirection, IoFailure};
+use super::{FaultLoss, IoDirection, IoFailure};
 
 /// Whether a command's transfers go through its device's IOMMU domain.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -102,6 +102,15 @@ pub trait IoMapper: Send + Sync {
     /// it; one into `range` (just unmapped) or into nothing mapped is the
     /// caller's.
     fn take_fault(&self, range: MappedRange) -> Option<IommuFault>;
+
+    /// Whether faults may have been lost while `range` was mapped (asked
+    /// once, after its unmap and [`IoMapper::take_fault`]): then the
+    /// transfer cannot know whether its DMA was refused, and must not end
+    /// `Ok`. A mapper that never loses a fault keeps this default.
+    fn faults_lost(&self, range: MappedRange) -> Option<FaultLoss> {
+        let _ = range;
+        None
+    }
 }
 
 impl core::fmt::Debug for dyn IoMapper {

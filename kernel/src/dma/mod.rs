@@ -61,7 +61,7 @@ pub use device_cause::{AhciCause, AtaCause, DeviceStatus, NetCause, PciCause, Vi
 pub use direction::{IoDirection, SyncOptions};
 pub use entry::{FromSegment, SegmentPosition, entries_for};
 pub use failure::{Cause, IoFailure};
-pub use fault::{FaultAccess, IommuFault, fault_meaning};
+pub use fault::{FaultAccess, FaultLoss, IommuFault, fault_meaning};
 pub use io_return::IoReturn;
 pub use iommu_cause::{IommuCause, IommuTable, UnitStep};
 pub use iova::IovaSpace;

@@ -148,11 +148,14 @@ pub(crate) fn single_buffer(length: u64) -> Layout {
 /// Device segments for `layout`, with bounce buffer `i` at `bounce_addresses[i]`.
 ///
 /// Pieces that touch in the device's address space are merged into one run, and
-/// each run is cut greedily: at `rules.max_segment` from a segment's start or at
-/// a multiple of `rules.boundary`, whichever comes first.
-/// [`Specification::rules`](super::Specification::rules) makes both multiples of
-/// the length and internal alignments and of the virtual boundary, so a cut
-/// leaves later starts aligned whenever the segment it ends started aligned.
+/// each run is cut greedily: what is left of a run goes in one segment if it
+/// fits `rules.max_segment` and crosses no multiple of `rules.boundary`;
+/// otherwise it is cut at that multiple if the segment may reach it, else at
+/// `rules.max_cut` from the segment's start.
+/// [`Specification::rules`](super::Specification::rules) makes the boundary and
+/// `max_cut` multiples of the length and internal alignments and of the virtual
+/// boundary, so a cut leaves later starts aligned whenever the segment it ends
+/// started aligned. (`max_segment` itself need not be: it is never a cut.)
 /// One that did not (the first, which may start anywhere under a virtual
 /// boundary) is cut back to the last multiple of the virtual boundary instead.
 pub(crate) fn segments(layout: &Layout, bounce_addresses: &[u64], rules: &Rules) -> Vec<Segment> {
@@ -174,7 +177,15 @@ pub(crate) fn segments(layout: &Layout, bounce_addresses: &[u64], rules: &Rules)
                 0 => u64::MAX,
                 boundary => boundary - address % boundary,
             };
-            let mut taken = remaining.min(rules.max_segment).min(boundary_room);
+            let mut taken = if remaining <= rules.max_segment.min(boundary_room) {
+                remaining
+            } else if boundary_room <= rules.max_segment {
+                boundary_room
+            } else {
+                // The limit's own multiple may not be a valid place for the next
+                // segment to start; its cut is.
+                rules.max_cut.min(boundary_room)
+            };
             let cut = address + taken;
             if taken < remaining && rules.virtual_boundary != 0 && !cut.is_multiple_of(rules.virtual_boundary) {
                 // The segment limit counted from a start inside a page: end at

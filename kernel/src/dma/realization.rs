@@ -292,3 +292,15 @@ pub(crate) fn unmap(domain: &dyn IoMapper, range: MappedRange) -> Result<(), IoF
         }
     }
 }
+
+/// Why the IOMMU says `range`'s DMA failed, asked after its unmap: a fault
+/// into it, or faults lost while it was mapped.
+pub(crate) fn refusal(domain: &dyn IoMapper, range: MappedRange) -> Option<Cause> {
+    let fault = domain.take_fault(range).map(Cause::IommuFault);
+    let lost = domain.faults_lost(range).map(Cause::IommuFaultsLost);
+    let refused = fault.or(lost);
+    if let Some(cause) = &refused {
+        dma_trace!("  {cause}: nothing is copied back");
+    }
+    refused
+}

@@ -14,8 +14,10 @@ pub struct Specification {
     /// Highest address bit the device can drive: 0 means 64; else 12..=64.
     pub num_address_bits: u8,
     /// Bytes per segment; 0 = unlimited. Rounded down to a multiple of
-    /// `alignment_length`, the internal alignment and the virtual boundary, so
-    /// that cuts stay aligned.
+    /// `alignment_length` (every segment's length is one); where a run is cut
+    /// at this limit, the cut is rounded down further, to a multiple of the
+    /// internal alignment and the virtual boundary too, so that the next
+    /// segment starts aligned ([`Rules::max_cut`]).
     pub max_segment_size: u64,
     /// Bytes per prepare; 0 = unlimited.
     pub max_transfer_size: u64,
@@ -128,21 +130,26 @@ impl Specification {
             0 => record_limit,
             value => value.min(record_limit),
         };
-        // A cut at the segment limit must leave whole length units and put the
-        // next segment's start on the internal alignment and the virtual
-        // boundary (where the segment before it must end). All are powers of
-        // two, so the largest is a multiple of the others.
+        // Every segment's length is a whole number of length units, so no
+        // segment is longer than the limit rounded down to one.
+        let max_segment = max_segment / alignment_length * alignment_length;
+        // A cut at the segment limit must also put the next segment's start on
+        // the internal alignment and the virtual boundary (where the segment
+        // before it must end). All are powers of two, so the largest is a
+        // multiple of the others. Only a cut needs this: a run that fits in
+        // one segment of `max_segment` is not cut, and not shortened.
         let cut_unit = alignment_length.max(alignment_internal).max(self.virtual_boundary);
-        let max_segment = max_segment / cut_unit * cut_unit;
+        let max_cut = max_segment / cut_unit * cut_unit;
         // A cut at a boundary lands on a multiple of it, which must be a whole
         // unit too; a smaller boundary would leave no valid cut at all.
-        if max_segment == 0 || (self.boundary != 0 && self.boundary < cut_unit) {
+        if max_cut == 0 || (self.boundary != 0 && self.boundary < cut_unit) {
             return Err(IoReturn::BadArgument);
         }
         Ok(Rules {
             highest_address: if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 },
             address_bits: bits,
             max_segment,
+            max_cut,
             max_transfer: if self.max_transfer_size == 0 { u64::MAX } else { self.max_transfer_size },
             alignment,
             alignment_length,
@@ -164,9 +171,11 @@ pub struct Rules {
     pub(crate) highest_address: u64,
     /// Address bits the device drives (after the output format's limit).
     pub(crate) address_bits: u8,
-    /// Bytes per segment (a multiple of `alignment_length` and of
-    /// `alignment_internal`).
+    /// Bytes per segment (a multiple of `alignment_length`).
     pub(crate) max_segment: u64,
+    /// Bytes before a cut at the segment limit (`max_segment` rounded down to
+    /// a multiple of `alignment_internal` and the virtual boundary too).
+    pub(crate) max_cut: u64,
     /// Bytes per prepare.
     pub(crate) max_transfer: u64,
     /// Alignment of the first segment's start.
@@ -195,9 +204,17 @@ impl Rules {
         self.address_bits
     }
 
-    /// Bytes per segment: a multiple of both the length and the internal alignment.
+    /// Bytes per segment: a multiple of the length alignment.
     pub fn max_segment(&self) -> u64 {
         self.max_segment
+    }
+
+    /// Bytes before a cut, where a run longer than [`Rules::max_segment`] is
+    /// cut: the segment limit rounded down to a multiple of the length and
+    /// internal alignments and of the virtual boundary, so that the segment
+    /// after the cut starts aligned. Never 0.
+    pub fn max_cut(&self) -> u64 {
+        self.max_cut
     }
 
     /// Bytes per prepare.
@@ -351,7 +368,8 @@ mod tests {
         let prp = Specification { virtual_boundary: 4096, ..Specification::UNLIMITED_64 };
         assert_eq!(prp.rules().unwrap().virtual_boundary(), 4096);
         let limited = Specification { max_segment_size: 0x3800, ..prp };
-        assert_eq!(limited.rules().unwrap().max_segment(), 0x3000, "cuts fall on the virtual boundary");
+        assert_eq!(limited.rules().unwrap().max_segment(), 0x3800, "a segment that is not cut may be that long");
+        assert_eq!(limited.rules().unwrap().max_cut(), 0x3000, "cuts fall on the virtual boundary");
         for spec in [
             Specification { virtual_boundary: 0x1800, ..prp },
             Specification { max_segment_size: 0x800, ..prp },

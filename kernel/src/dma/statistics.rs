@@ -129,6 +129,70 @@ impl Statistics {
     pub(crate) fn command_released(&self) {
         self.prepared_commands.fetch_sub(1, Ordering::Relaxed);
     }
+
+    /// Takes back out what `counted` says one prepare added: a prepare undone
+    /// before anybody saw it (`DmaTransfer::prepare` whose forced double
+    /// buffering failed) reads afterwards as if it never happened. Its command
+    /// must have been released already (`command_released`).
+    pub(crate) fn withdraw(&self, counted: &Counted) {
+        let counter = match counted.kind {
+            TransferKind::Bounced => &self.bounced_transfers,
+            TransferKind::Direct => &self.direct_transfers,
+        };
+        counter.fetch_sub(1, Ordering::Relaxed);
+        self.copies_to_bounce.fetch_sub(counted.copies_to_bounce, Ordering::Relaxed);
+        self.bytes_to_bounce.fetch_sub(counted.bytes_to_bounce, Ordering::Relaxed);
+        self.copies_from_bounce.fetch_sub(counted.copies_from_bounce, Ordering::Relaxed);
+        self.bytes_from_bounce.fetch_sub(counted.bytes_from_bounce, Ordering::Relaxed);
+        self.forced_double_buffers.fetch_sub(counted.forced_double_buffers, Ordering::Relaxed);
+    }
+}
+
+/// What one prepared command added to the counters so far, kept with it so
+/// that an undone prepare can be taken back out exactly: the counters are the
+/// platform's, and other commands count in them meanwhile, so a snapshot taken
+/// before and restored after would lose their counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Counted {
+    kind: TransferKind,
+    copies_to_bounce: u64,
+    bytes_to_bounce: u64,
+    copies_from_bounce: u64,
+    bytes_from_bounce: u64,
+    forced_double_buffers: u64,
+}
+
+impl Counted {
+    /// A prepare of `kind`, counted by `Statistics::count_prepared`, nothing else yet.
+    pub(crate) fn prepared(kind: TransferKind) -> Counted {
+        Counted {
+            kind,
+            copies_to_bounce: 0,
+            bytes_to_bounce: 0,
+            copies_from_bounce: 0,
+            bytes_from_bounce: 0,
+            forced_double_buffers: 0,
+        }
+    }
+
+    /// One copy of `bytes` (`Statistics::count_copy`, which counts none of 0 bytes).
+    pub(crate) fn copied(&mut self, way: IoDirection, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        if way == IoDirection::Out {
+            self.copies_to_bounce += 1;
+            self.bytes_to_bounce += bytes;
+        } else {
+            self.copies_from_bounce += 1;
+            self.bytes_from_bounce += bytes;
+        }
+    }
+
+    /// One `Statistics::count_forced_double_buffer`.
+    pub(crate) fn forced_double_buffer(&mut self) {
+        self.forced_double_buffers += 1;
+    }
 }
 
 /// How a prepared transfer reaches its device.
@@ -138,6 +202,13 @@ pub(crate) enum TransferKind {
     Direct,
     /// Through bounce memory, at least one byte of it.
     Bounced,
+}
+
+impl TransferKind {
+    /// The kind of a transfer with `buffers` bounce buffers.
+    pub(crate) fn with_buffers(buffers: usize) -> TransferKind {
+        if buffers == 0 { TransferKind::Direct } else { TransferKind::Bounced }
+    }
 }
 
 impl Default for Statistics {

@@ -186,8 +186,10 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
             // The move fills the new buffer from the descriptor: by contract it
             // copies the whole range, whatever the direction.
             if let Err(failure) = active.synchronize_for(SyncOptions::FORCE_DOUBLE_BUFFER, at) {
-                // No device has seen these segments: release without copying.
-                let _ = active.complete_moved(0, at);
+                // No device has seen these segments: release without copying,
+                // and take the prepare back out of the statistics too, so a
+                // refused prepare reads there as one that never happened.
+                active.withdraw_prepare(at);
                 prepared = Err(failure);
             }
         }

@@ -9,12 +9,22 @@
 //! the IOVAs are quarantined, never handed out again, and `unmap` fails with
 //! [`Cause::InvalidationFailed`]: the caller must not reuse the memory either.
 //!
+//! Faults are read lazily, so a fault must not outlive its transfer's IOVAs:
+//! it would be blamed on the next transfer that gets them. So `unmap` takes
+//! every pending fault into the range once the unit confirmed the
+//! invalidation (the fault records hold the device's DMA by then), keeps the
+//! first for the transfer's [`IoMapper::take_fault`], and checks whether
+//! faults were lost while the range was mapped ([`IoMapper::faults_lost`]).
+//! And a range unmapped is not handed out again at once: it waits behind the
+//! next [`REUSE_DELAY`] unmaps, and a fault into it that comes meanwhile (late)
+//! is nobody's: it is dropped when the range is freed, and logged.
+//!
 //! Lock order: a domain's lock, then its unit's lock, never the reverse. `map`
 //! and `unmap` invalidate through the unit while they hold the domain's state,
 //! so `take_fault` locks the domain's state before the unit looks at its faults
 //! (one order: two CPUs can never each hold the lock the other waits for).
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -22,12 +32,14 @@ use alloc::sync::Arc;
 use spin::Mutex;
 use x86_64::PhysAddr;
 
+use super::faults::FaultMark;
 use super::page_table::{PageTable, PageTableError};
 use super::tables::ContextEntry;
 use super::unit::{AfterMap, Unit};
 use crate::dma::hooks::{HOOKS, Site};
 use crate::dma::{
-    Cause, IoDirection, IoFailure, IoMapper, IoReturn, IommuCause, IommuFault, IommuTable, IovaSpace, MappedRange,
+    Cause, FaultLoss, IoDirection, IoFailure, IoMapper, IoReturn, IommuCause, IommuFault, IommuTable, IovaSpace,
+    MappedRange,
 };
 use crate::io::RegisterIo;
 use crate::memory::FRAME_SIZE;
@@ -61,6 +73,32 @@ struct DomainState {
     /// IOTLB invalidation: the unit may still translate them to their old
     /// pages until [`VtdDomain::invalidate_stale`].
     stale: BTreeMap<u64, u64>,
+    /// First page -> where the device's fault losses stood at its map, of
+    /// every range `map` mapped now.
+    marks: BTreeMap<u64, FaultMark>,
+    /// Ranges unmapped lately, oldest first, with what their unmap found:
+    /// their IOVAs are free but not handed out again until they leave.
+    retired: VecDeque<Retired>,
+}
+
+/// How many unmapped ranges wait before their IOVAs go back to the IOVA space:
+/// long enough for a fault the unit records late to find its range unused.
+pub const REUSE_DELAY: usize = 16;
+
+/// A range unmapped lately and what its unmap found.
+struct Retired {
+    first: u64,
+    count: u64,
+    /// The first fault into the range, for the transfer's `take_fault`.
+    fault: Option<IommuFault>,
+    /// Faults lost while it was mapped, for the transfer's `faults_lost`.
+    lost: Option<FaultLoss>,
+}
+
+impl Retired {
+    fn holds(&self, address: u64) -> bool {
+        (self.first..self.first + self.count).contains(&(address / FRAME_SIZE))
+    }
 }
 
 /// One device's domain on a VT-d unit.
@@ -89,6 +127,8 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
             unmapped_early: BTreeMap::new(),
             quarantined: BTreeMap::new(),
             stale: BTreeMap::new(),
+            marks: BTreeMap::new(),
+            retired: VecDeque::new(),
         };
         VtdDomain { unit, source, id, state: Mutex::new(state) }
     }
@@ -163,9 +203,11 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
         Ok(pages)
     }
 
-    /// IOVA pages free now.
+    /// IOVA pages not in use: free, or unmapped lately and waiting
+    /// ([`REUSE_DELAY`]) to be handed out again.
     pub fn free_iova_pages(&self) -> u64 {
-        self.state.lock().space.free_pages()
+        let state = self.state.lock();
+        state.space.free_pages() + state.retired.iter().map(|retired| retired.count).sum::<u64>()
     }
 
     /// Page-table levels.
@@ -278,6 +320,41 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
         }
         Ok(leaves)
     }
+
+    /// Retires the range of `count` pages from `first`, whose unmap the unit
+    /// confirmed: takes every pending fault into it (the first is the
+    /// transfer's, later ones only logged), notes whether faults were lost
+    /// while it was mapped, and lets it wait before its IOVAs are reused.
+    fn retire(&self, state: &mut DomainState, first: u64, count: u64) {
+        let range = MappedRange { iova: first * FRAME_SIZE, pages: count as usize };
+        let fault = self.unit.take_fault(self.source, &|address| range.contains(address));
+        while let Some(more) = self.unit.take_fault(self.source, &|address| range.contains(address)) {
+            log::debug!("{}: another fault of the same transfer: {more}", self.name());
+        }
+        let lost = state
+            .marks
+            .remove(&first)
+            .and_then(|mark| self.unit.faults(|faults| faults.mark(self.source)).lost_since(mark));
+        state.retired.push_back(Retired { first, count, fault, lost });
+        self.release_retired(state, REUSE_DELAY);
+    }
+
+    /// Gives the IOVAs of the oldest retired ranges back to the IOVA space
+    /// until at most `keep` wait. A fault still pending into one came after
+    /// its transfer ended: it is nobody's, and is dropped (and logged).
+    fn release_retired(&self, state: &mut DomainState, keep: usize) {
+        while state.retired.len() > keep {
+            let Some(retired) = state.retired.pop_front() else {
+                return;
+            };
+            while let Some(late) = self.unit.take_fault(self.source, &|address| retired.holds(address)) {
+                log::warn!("{}: a fault recorded after its transfer ended, blamed on none: {late}", self.name());
+            }
+            if !state.space.free(retired.first, retired.count) {
+                log::error!("{}: IOVA pages {:#x}+{} were free already", self.name(), retired.first, retired.count);
+            }
+        }
+    }
 }
 
 /// What becomes of a cleared range's IOVAs once the unit confirmed it forgot them.
@@ -347,12 +424,22 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         }
         let count = pages.len() as u64;
         let limit = (highest_address / FRAME_SIZE).saturating_add(1);
-        let Some(first) = state.space.allocate(count, limit) else {
+        let mut first = state.space.allocate(count, limit);
+        if first.is_none() && !state.retired.is_empty() {
+            // Delaying reuse must not make a map fail: the IOVAs waiting go
+            // back first (their late faults are dropped).
+            self.release_retired(&mut state, 0);
+            first = state.space.allocate(count, limit);
+        }
+        let Some(first) = first else {
             let cause = Cause::IovaSpaceExhausted { pages: pages.len(), highest_address };
             return Err(failure(IoReturn::NoResources, cause));
         };
         self.install(&mut state, first, pages, direction)?;
         state.live.insert(first, count);
+        // Faults lost from here on may be this transfer's.
+        let mark = self.unit.faults(|faults| faults.mark(self.source));
+        state.marks.insert(first, mark);
         // The one place a hook (a learner's experiment) may break the rules:
         // the pages are unmapped before the device ever uses their IOVAs.
         if let Some(hooks) = HOOKS.get()
@@ -406,10 +493,20 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
             return Ok(());
         }
         // Only with the IOTLB invalidation confirmed are the IOVAs handed out
-        // again; otherwise `clear` quarantines them and says so.
-        let leaves = self.clear(&mut state, first, count, Iovas::GiveBack)?;
+        // again; otherwise `clear` quarantines them and says so. A transfer's
+        // are retired first (memory shared for the device's life is not a
+        // transfer: its IOVAs, equal to its pages, go back at once).
+        let iovas = if identity { Iovas::GiveBack } else { Iovas::Keep };
+        let cleared = self.clear(&mut state, first, count, iovas);
+        if cleared.is_err() {
+            state.marks.remove(&first);
+        }
+        let leaves = cleared?;
         if !unmapped_early && leaves as u64 != count {
             log::error!("{}: unmapping {count} pages at IOVA {iova:#x}, {leaves} were mapped", self.name());
+        }
+        if !identity {
+            self.retire(&mut state, first, count);
         }
         Ok(())
     }
@@ -422,9 +519,29 @@ impl<R: RegisterIo + 'static> IoMapper for VtdDomain<R> {
         // The one lock order: the domain's state first, then the unit's (inside
         // `Unit::take_fault`). The unit asks about each fault's address while it
         // holds its lock, so the answer comes from the state locked here.
-        let state = self.state.lock();
-        self.unit
-            .take_fault(self.source, &|address| range.contains(address) || state.table.translate(address).is_none())
+        let mut state = self.state.lock();
+        // What the range's unmap took for it.
+        let first = range.iova / FRAME_SIZE;
+        if let Some(retired) = state.retired.iter_mut().find(|retired| retired.first == first)
+            && let Some(fault) = retired.fault.take()
+        {
+            return Some(fault);
+        }
+        // A fault into no page mapped now is the caller's too (its device
+        // went astray), unless it lies in another retired range: that one is
+        // a late fault of a transfer that ended.
+        let state = &*state;
+        self.unit.take_fault(self.source, &|address| {
+            range.contains(address)
+                || (state.table.translate(address).is_none()
+                    && !state.retired.iter().any(|retired| retired.first != first && retired.holds(address)))
+        })
+    }
+
+    fn faults_lost(&self, range: MappedRange) -> Option<FaultLoss> {
+        let first = range.iova / FRAME_SIZE;
+        let mut state = self.state.lock();
+        state.retired.iter_mut().find(|retired| retired.first == first).and_then(|retired| retired.lost.take())
     }
 }
 

@@ -1,14 +1,16 @@
 //! The faults a unit read from its fault records: those no domain took yet
 //! (each domain takes its own device's, at complete), and the most recent
 //! ones, for the report. Both are bounded: a device that faults forever does
-//! not grow the kernel's memory.
+//! not grow the kernel's memory. Faults lost (the unit's overflow, or one
+//! dropped from the full queue) are counted, so that a transfer in flight
+//! meanwhile can learn that a fault of its own may be among them.
 
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::dma::IommuFault;
+use crate::dma::{FaultLoss, IommuFault};
 
 /// How many faults the unit keeps: not yet taken by their domain, and the
 /// most recent ones for the report.
@@ -27,12 +29,44 @@ pub(super) struct FaultLog {
     dropped: u64,
     /// Times the unit reported a primary fault overflow (faults it never recorded).
     overflows: u64,
+    /// Requester id -> its faults dropped from `pending`.
+    dropped_by_source: BTreeMap<u16, u64>,
+}
+
+/// Where a device's fault losses stood at one moment (a transfer's map): a
+/// later mark that differs says faults of that device may have been lost since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FaultMark {
+    /// The unit's overflows: they may have lost any device's faults.
+    overflows: u64,
+    /// The device's faults dropped from the pending queue.
+    dropped: u64,
+}
+
+impl FaultMark {
+    /// How faults may have been lost between `earlier` and this mark, if they were.
+    pub(super) fn lost_since(&self, earlier: FaultMark) -> Option<FaultLoss> {
+        if self.overflows != earlier.overflows {
+            Some(FaultLoss::UnitOverflow)
+        } else if self.dropped != earlier.dropped {
+            Some(FaultLoss::PendingQueueFull)
+        } else {
+            None
+        }
+    }
 }
 
 impl FaultLog {
     /// No faults yet.
     pub(super) const fn new() -> FaultLog {
-        FaultLog { pending: VecDeque::new(), recent: VecDeque::new(), seen: 0, dropped: 0, overflows: 0 }
+        FaultLog {
+            pending: VecDeque::new(),
+            recent: VecDeque::new(),
+            seen: 0,
+            dropped: 0,
+            overflows: 0,
+            dropped_by_source: BTreeMap::new(),
+        }
     }
 
     /// Forgets the faults kept (not the counts): what firmware left behind.
@@ -44,9 +78,11 @@ impl FaultLog {
     /// Keeps `fault`, dropping the oldest if the log is full.
     pub(super) fn record(&mut self, fault: IommuFault) {
         self.seen += 1;
-        if self.pending.len() == FAULT_LOG_LENGTH {
-            self.pending.pop_front();
+        if self.pending.len() == FAULT_LOG_LENGTH
+            && let Some(lost) = self.pending.pop_front()
+        {
             self.dropped += 1;
+            *self.dropped_by_source.entry(lost.source).or_insert(0) += 1;
         }
         self.pending.push_back(fault);
         if self.recent.len() == FAULT_LOG_LENGTH {
@@ -58,6 +94,11 @@ impl FaultLog {
     /// Counts a primary fault overflow: faults the unit never recorded.
     pub(super) fn count_overflow(&mut self) {
         self.overflows += 1;
+    }
+
+    /// Where device `source`'s losses stand now.
+    pub(super) fn mark(&self, source: u16) -> FaultMark {
+        FaultMark { overflows: self.overflows, dropped: self.dropped_by_source.get(&source).copied().unwrap_or(0) }
     }
 
     /// The most recent faults, oldest first.

@@ -507,19 +507,24 @@ impl<R: RegisterIo> Unit<R> {
     /// (the records are read first). `belongs` runs under the unit's lock: it
     /// must not take a domain's lock (the lock order: domain, then unit).
     pub fn take_fault(&self, source: u16, belongs: &dyn Fn(u64) -> bool) -> Option<IommuFault> {
-        let mut state = self.state.lock();
-        self.collect_faults(&mut state);
-        let pending = &mut state.faults.pending;
-        let index = pending.iter().position(|fault| fault.source == source && belongs(fault.address))?;
-        pending.remove(index)
+        self.faults(|faults| {
+            let index = faults.pending.iter().position(|fault| fault.source == source && belongs(fault.address))?;
+            faults.pending.remove(index)
+        })
     }
 
     /// The most recent faults (at most [`FAULT_LOG_LENGTH`]), oldest first, the
     /// records read first.
     pub fn recent_faults(&self) -> Vec<IommuFault> {
+        self.faults(|faults| faults.recent())
+    }
+
+    /// `with` the fault log, the fault records read into it first (a domain
+    /// reads where its device's losses stand this way: [`FaultLog::mark`]).
+    pub(super) fn faults<T>(&self, with: impl FnOnce(&mut FaultLog) -> T) -> T {
         let mut state = self.state.lock();
         self.collect_faults(&mut state);
-        state.faults.recent()
+        with(&mut state.faults)
     }
 
     /// Whether translation is on (GSTS.TES).
@@ -575,9 +580,7 @@ impl<R: RegisterIo> Unit<R> {
 
     /// Lines about the faults: counts, then each recent fault.
     pub fn fault_report(&self) -> Vec<String> {
-        let mut state = self.state.lock();
-        self.collect_faults(&mut state);
-        state.faults.report()
+        self.faults(|faults| faults.report())
     }
 }
 

@@ -11,6 +11,7 @@ use crate::dma::bounce::Maintenance;
 use crate::dma::descriptor::Holder;
 use crate::dma::failure::{Cause, IoFailure};
 use crate::dma::misuse::Misuse;
+use crate::dma::realization;
 use crate::dma::trace::dma_trace;
 use crate::dma::{IoDirection, IoReturn, SyncOptions};
 
@@ -123,19 +124,28 @@ impl IoDmaCommand {
             let realizer = self.realizer(&descriptor, at);
             let single = realizer.single(prepared.length)?;
             self.statistics.count_forced_double_buffer();
+            prepared.counted.forced_double_buffer();
             if descriptor.direction().includes_in() {
                 // The old memory's unmap: what the device wrote there, bounced
                 // or in place, is read from memory (a non-coherent machine).
                 self.maintain(&descriptor, prepared, Maintenance::Invalidate, 0..u64::MAX, "leave the old memory");
             }
             if descriptor.direction().includes_in() && prepared.filled {
-                self.copy(&descriptor, prepared, IoDirection::In, 0..u64::MAX, "keep what the device already wrote");
+                let why = "keep what the device already wrote";
+                let bytes = self.copy(&descriptor, prepared, IoDirection::In, 0..u64::MAX, why);
+                prepared.counted.copied(IoDirection::In, bytes);
             }
             let old = core::mem::replace(&mut prepared.realization, single);
             // The old memory is given back only if the IOMMU confirms it is out
             // of the device's reach; the move is done either way.
             released = realizer.release(&old);
-            self.fill(&descriptor, prepared, "fill the new buffer");
+            // The device may have used the old mapping: what the IOMMU found
+            // there (took at its unmap) is this transfer's, reported at complete.
+            if let (Ok(()), Some(range), Some(domain)) = (&released, old.mapped, self.domain) {
+                prepared.refused = prepared.refused.or(realization::refusal(domain, range));
+            }
+            let bytes = self.fill(&descriptor, prepared, "fill the new buffer");
+            prepared.counted.copied(IoDirection::Out, bytes);
             // The new buffer's map: the device reads it from memory.
             self.maintain(&descriptor, prepared, Maintenance::Clean, 0..u64::MAX, "the new buffer");
             prepared.filled = true;
@@ -144,14 +154,16 @@ impl IoDmaCommand {
         if options.contains(SyncOptions::IN) {
             // Drop the CPU's stale copy of what the device wrote, then copy.
             self.maintain(&descriptor, prepared, Maintenance::Invalidate, extent.window(), "synchronize(In)");
-            self.copy(&descriptor, prepared, IoDirection::In, extent.window(), "synchronize(In)");
+            let bytes = self.copy(&descriptor, prepared, IoDirection::In, extent.window(), "synchronize(In)");
+            prepared.counted.copied(IoDirection::In, bytes);
             if prepared.holder == Holder::Device {
                 descriptor.set_device_owned(false);
                 prepared.holder = Holder::Cpu;
             }
         }
         if options.contains(SyncOptions::OUT) {
-            self.copy(&descriptor, prepared, IoDirection::Out, extent.window(), "synchronize(Out)");
+            let bytes = self.copy(&descriptor, prepared, IoDirection::Out, extent.window(), "synchronize(Out)");
+            prepared.counted.copied(IoDirection::Out, bytes);
             // Copy, then write the CPU's bytes back to where the device reads.
             self.maintain(&descriptor, prepared, Maintenance::Clean, extent.window(), "synchronize(Out)");
             // Only a whole copy makes every bounce byte the descriptor's.

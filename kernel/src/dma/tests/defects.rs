@@ -102,7 +102,7 @@ fn an_odd_segment_limit_is_cut_on_the_internal_alignment() {
     let mut command = IoDmaCommand::new(platform, spec).unwrap();
     command.set_memory_descriptor(buffer, false).unwrap();
     command.prepare(0, length).unwrap();
-    assert_eq!(rules.max_segment(), 0xfffe, "cut on the internal alignment");
+    assert_eq!(rules.max_cut(), 0xfffe, "cut on the internal alignment");
     assert_eq!(command.bounced_bytes(), 0, "aligned, contiguous, reachable: used in place");
     assert_segments_obey(&rules, command.segments(), length);
     assert_eq!(device_reads(platform, &command), original);
@@ -157,9 +157,9 @@ fn the_resolved_segment_limit_is_a_multiple_of_both_alignments() {
         ..Specification::UNLIMITED_32
     };
     let rules = spec.rules().unwrap();
-    assert_eq!(rules.max_segment(), 0x1800);
+    assert_eq!(rules.max_cut(), 0x1800);
     let swapped = Specification { alignment_length: 0x800, alignment_internal_segments: 4, ..spec };
-    assert_eq!(swapped.rules().unwrap().max_segment(), 0x1800);
+    assert_eq!(swapped.rules().unwrap().max_cut(), 0x1800);
 }
 
 // Defect 3: `Rules` had public fields, so anyone could build one that no

@@ -10,9 +10,12 @@ mod mapped;
 mod noncoherent;
 mod ownership;
 mod properties;
+mod segment_limit;
 mod slots;
 mod synchronize_range;
+mod undone_prepare;
 mod virtual_boundary;
+mod vtd_faults;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;

@@ -177,7 +177,7 @@ pub(super) fn a_forced_double_buffer_keeps_the_rule_with_a_segment_limit() {
     let platform = machine();
     // 6 KiB segments: resolved to 4 KiB, so that every cut falls on a page.
     let spec = Specification { max_segment_size: 0x1800, ..PRP };
-    assert_eq!(spec.rules().unwrap().max_segment(), PAGE);
+    assert_eq!(spec.rules().unwrap().max_cut(), PAGE);
     let buffer = low_buffer(platform, 4 * PAGE, IoDirection::InOut);
     let mut command = IoDmaCommand::new(platform, spec).unwrap();
     command.set_memory_descriptor(buffer.clone(), false).unwrap();

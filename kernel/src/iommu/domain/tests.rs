@@ -420,3 +420,30 @@ fn iotlb_invalidations_drain_what_the_unit_can_drain() {
         assert_eq!((fake.register(0xfc) >> 16) & 0b11, expected, "CAP {capability:#x}");
     }
 }
+
+#[test]
+fn an_unmapped_range_waits_before_its_iovas_are_handed_out_again() {
+    let (_, _, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+    let domain = unit.attach(IDE).unwrap();
+    let page = [PhysAddr::new(0x1_0400_0000)];
+    let first = domain.map(&page, IoDirection::In, u64::MAX).unwrap();
+    domain.unmap(first, 1).unwrap();
+    for _ in 0..REUSE_DELAY {
+        let iova = domain.map(&page, IoDirection::In, u64::MAX).unwrap();
+        assert_ne!(iova, first, "reused before {REUSE_DELAY} later unmaps");
+        domain.unmap(iova, 1).unwrap();
+    }
+    assert_eq!(domain.map(&page, IoDirection::In, u64::MAX).unwrap(), first, "back in use after the delay");
+}
+
+#[test]
+fn a_map_that_finds_only_waiting_iovas_takes_them_at_once() {
+    let (_, _, unit) = start(QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY);
+    let domain = unit.attach(IDE).unwrap();
+    // A 16-bit device: IOVA pages 1..16 (page 0 is never handed out).
+    let pages: alloc::vec::Vec<PhysAddr> =
+        (0..15).map(|page| PhysAddr::new(0x1_0400_0000 + page * FRAME_SIZE)).collect();
+    let iova = domain.map(&pages, IoDirection::In, 0xffff).unwrap();
+    domain.unmap(iova, 15).unwrap();
+    assert_eq!(domain.map(&pages, IoDirection::In, 0xffff), Ok(iova), "a delay must not make a map fail");
+}
