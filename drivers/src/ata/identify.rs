@@ -165,6 +165,23 @@ impl Identity {
     }
 }
 
+/// IDENTIFY words with `lba28` in words 60-61, `lba48` in words 100-103 and
+/// word 83 bit 10 (the 48-bit command set) set for `Addressing::Lba48`: for
+/// tests of both drivers that read IDENTIFY (PIIX and AHCI).
+#[cfg(test)]
+pub(crate) fn identify_words(addressing: Addressing, lba28: u32, lba48: u64) -> [u16; 256] {
+    let mut words = [0u16; 256];
+    words[60] = lba28 as u16;
+    words[61] = (lba28 >> 16) as u16;
+    for i in 0..4 {
+        words[100 + i] = (lba48 >> (16 * i)) as u16;
+    }
+    if addressing == Addressing::Lba48 {
+        words[83] = 1 << 10;
+    }
+    words
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

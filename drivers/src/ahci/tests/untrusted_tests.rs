@@ -5,6 +5,7 @@
 use dmakit::dma::{AtaCause, IoFailure};
 
 use super::*;
+use crate::ata::identify::{Addressing, identify_words as words};
 
 /// A fake HBA with QEMU's 4 KiB ABAR that says (PI bit 31) it has a port whose
 /// registers (0x1080-0x10ff) lie past it: the port is skipped, with no
@@ -26,21 +27,6 @@ fn a_port_implemented_past_the_mapped_registers_is_skipped() {
     assert_eq!(hba.port_outside_registers(29), None, "port 29 ends at 0x1000");
 }
 
-/// IDENTIFY words with `lba28` in words 60-61, `lba48` in words 100-103, and
-/// word 83 bit 10 (the 48-bit command set) as `lba48_supported` says.
-fn words(lba48_supported: bool, lba28: u32, lba48: u64) -> [u16; 256] {
-    let mut words = [0u16; 256];
-    words[60] = lba28 as u16;
-    words[61] = (lba28 >> 16) as u16;
-    for i in 0..4 {
-        words[100 + i] = (lba48 >> (16 * i)) as u16;
-    }
-    if lba48_supported {
-        words[83] = 1 << 10;
-    }
-    words
-}
-
 /// Starts port 0 of a fake whose drive answers IDENTIFY with `answer`.
 fn port_answering(answer: [u16; 256]) -> Result<AhciPort<FakeRegisters>, IoFailure> {
     let platform = SimulatedPlatform::leak(256);
@@ -59,20 +45,20 @@ fn identify_sector_counts_past_their_words_edges_are_refused() {
     let lba48_max = (1 << 48) - 1;
     let too_large = |word, sectors, max| AtaCause::SectorCountTooLarge { word, sectors, max };
     for (answer, cause) in [
-        (words(true, 0x0fff_ffff, 1 << 48), too_large(100, 1 << 48, lba48_max)),
-        (words(true, 0x0fff_ffff, u64::MAX), too_large(100, u64::MAX, lba48_max)),
-        (words(true, 0x0fff_ffff, 0), AtaCause::NoSectors { word: 100 }),
-        (words(false, u32::MAX, 1 << 40), too_large(60, u64::from(u32::MAX), 0x0fff_ffff)),
-        (words(false, 1 << 28, 0), too_large(60, 1 << 28, 0x0fff_ffff)),
-        (words(false, 0, 1 << 40), AtaCause::NoSectors { word: 60 }),
+        (words(Addressing::Lba48, 0x0fff_ffff, 1 << 48), too_large(100, 1 << 48, lba48_max)),
+        (words(Addressing::Lba48, 0x0fff_ffff, u64::MAX), too_large(100, u64::MAX, lba48_max)),
+        (words(Addressing::Lba48, 0x0fff_ffff, 0), AtaCause::NoSectors { word: 100 }),
+        (words(Addressing::Lba28, u32::MAX, 1 << 40), too_large(60, u64::from(u32::MAX), 0x0fff_ffff)),
+        (words(Addressing::Lba28, 1 << 28, 0), too_large(60, 1 << 28, 0x0fff_ffff)),
+        (words(Addressing::Lba28, 0, 1 << 40), AtaCause::NoSectors { word: 60 }),
     ] {
         let failure = port_answering(answer).map(|port| port.identity().sectors).unwrap_err();
         assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::Ata(cause)));
     }
     for (answer, sectors) in [
-        (words(true, 0x0fff_ffff, lba48_max), lba48_max),
-        (words(true, 0, 5000), 5000),
-        (words(false, 0x0fff_ffff, 1 << 40), 0x0fff_ffff),
+        (words(Addressing::Lba48, 0x0fff_ffff, lba48_max), lba48_max),
+        (words(Addressing::Lba48, 0, 5000), 5000),
+        (words(Addressing::Lba28, 0x0fff_ffff, 1 << 40), 0x0fff_ffff),
     ] {
         assert_eq!(port_answering(answer).map(|port| port.identity().sectors), Ok(sectors));
     }

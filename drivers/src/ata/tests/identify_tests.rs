@@ -5,20 +5,7 @@
 
 use super::*;
 
-/// IDENTIFY words with `lba28` in words 60-61, `lba48` in words 100-103 and
-/// word 83 bit 10 set for `Addressing::Lba48`.
-fn words(addressing: Addressing, lba28: u32, lba48: u64) -> [u16; 256] {
-    let mut words = [0u16; 256];
-    words[60] = lba28 as u16;
-    words[61] = (lba28 >> 16) as u16;
-    for i in 0..4 {
-        words[100 + i] = (lba48 >> (16 * i)) as u16;
-    }
-    if addressing == Addressing::Lba48 {
-        words[83] = 1 << 10;
-    }
-    words
-}
+use crate::ata::identify::identify_words as words;
 
 /// What the channel makes of a drive answering IDENTIFY with `answer`.
 fn identified(answer: [u16; 256]) -> Result<(Addressing, u64), IoFailure> {
