@@ -67,11 +67,14 @@ pub unsafe fn copy_bytes(destination: *mut u8, source: *const u8, length: usize)
 /// # Safety
 /// As for [`copy_bytes`].
 unsafe fn copy_field(destination: *mut u8, source: *const u8, length: usize) -> bool {
-    match length {
-        2 => unsafe { copy_as::<u16>(destination, source) },
-        4 => unsafe { copy_as::<u32>(destination, source) },
-        8 => unsafe { copy_as::<u64>(destination, source) },
-        _ => false,
+    // SAFETY: forwarded from the caller, for `length` bytes, the width chosen.
+    unsafe {
+        match length {
+            2 => copy_as::<u16>(destination, source),
+            4 => copy_as::<u32>(destination, source),
+            8 => copy_as::<u64>(destination, source),
+            _ => false,
+        }
     }
 }
 
