@@ -4,10 +4,10 @@
 
 use alloc::string::String;
 
-use dmakit::dma::IoFailure;
+use dmakit::dma::{AtaCause, Cause, IoFailure, IoReturn};
 
 pub use crate::ata::identify::CacheFlush;
-use crate::ata::identify::{LBA28_MAX_SECTORS, capacity};
+use crate::ata::identify::{Addressing, LBA28_MAX_SECTORS, capacity};
 
 /// The fields the driver uses from the 256 IDENTIFY words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,9 +27,13 @@ pub struct DriveIdentity {
 impl DriveIdentity {
     /// Decodes an IDENTIFY DEVICE answer; refused when the sector count
     /// cannot be believed (the PIIX driver's [`capacity`]: the same ATA
-    /// words, the same edges).
+    /// words, the same edges), and when the drive lacks the 48-bit commands
+    /// this driver sends (READ/WRITE DMA EXT, FPDMA QUEUED).
     pub fn parse(words: &[u16; 256]) -> Result<DriveIdentity, IoFailure> {
-        let (_, sectors) = capacity(words)?;
+        let (addressing, sectors) = capacity(words)?;
+        if addressing == Addressing::Lba28 {
+            return Err(IoFailure::new(IoReturn::IoError, Cause::Ata(AtaCause::No48BitCommands)));
+        }
         let mut model = String::new();
         for byte in words[27..47].iter().flat_map(|word| word.to_be_bytes()) {
             if byte.is_ascii_graphic() || byte == b' ' {

@@ -435,6 +435,11 @@ pub enum AtaCause {
         /// The first word of the count read: 60 or 100.
         word: u8,
     },
+    /// The drive has no 48-bit command set (IDENTIFY word 83 bit 10 clear),
+    /// and the driver issues only 48-bit commands (READ/WRITE DMA EXT, the
+    /// NCQ FPDMA commands): a 28-bit drive is refused, not sent commands it
+    /// would abort.
+    No48BitCommands,
     /// IDENTIFY's sector count is more than its words may hold (ATA8-ACS:
     /// words 60-61 at most 0FFFFFFFh, words 100-103 at most 2^48 - 1): a
     /// drive that says so is not believed.
@@ -492,6 +497,11 @@ impl fmt::Display for AtaCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             AtaCause::NoSectors { word } => write!(f, "IDENTIFY says the drive has no sectors (word {word} on)"),
+            AtaCause::No48BitCommands => write!(
+                f,
+                "the drive has no 48-bit command set (IDENTIFY word 83 bit 10), which every command this driver \
+                 issues needs"
+            ),
             AtaCause::SectorCountTooLarge { word, sectors, max } => {
                 write!(f, "IDENTIFY says {sectors} sectors from word {word} on, more than those words may say ({max})")
             }
