@@ -37,12 +37,21 @@ impl From<MemoryError> for InitError {
 /// then enables interrupts.
 pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     let boot_info: &'static BootInfo = boot_info;
-    logger::init(logger::level_from_command_line(crate::boot::command_line()));
+    let command_line = crate::boot::command_line();
+    logger::init(logger::level_from_command_line(command_line));
+    // A value the kernel does not know is said out loud, with what is in force
+    // instead, like `dma.bounce_pages=`: a silent default hides a typo.
+    if let logger::LevelOption::Refused(value) = logger::level_option(command_line) {
+        log::warn!("log={value}: not a level (off, error, warn, info, debug, trace); the level stays info");
+    }
     crate::dma::trace::set_sink(|arguments| crate::println!("{arguments}"));
     // The DMA debugging mode is on unless the command line says `dma.debug=off`.
-    let debug_off = crate::boot::command_line().split_whitespace().any(|word| word == "dma.debug=off");
+    let debug = logger::dma_debug_option(command_line);
+    if let logger::DmaDebugOption::Refused(value) = debug {
+        log::warn!("dma.debug={value}: not `on` or `off`; DMA debugging stays on");
+    }
     let accounting = crate::dma::DmaPlatform::accounting(crate::dma::kernel_platform::platform());
-    accounting.set_debug(!debug_off);
+    accounting.set_debug(debug != logger::DmaDebugOption::Off);
     gdt::init();
     idt::init();
     let offset = boot_info.physical_memory_offset.into_option().ok_or(InitError::NoPhysicalMemoryMapping)?;

@@ -28,11 +28,50 @@ static LOGGER: SerialLogger = SerialLogger;
 
 /// The level named by `log=...` in `command_line`, or `Info`.
 pub fn level_from_command_line(command_line: &str) -> LevelFilter {
-    command_line
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("log="))
-        .and_then(|level| level.parse().ok())
-        .unwrap_or(LevelFilter::Info)
+    match level_option(command_line) {
+        LevelOption::Taken(level) => level,
+        LevelOption::Absent | LevelOption::Refused(_) => LevelFilter::Info,
+    }
+}
+
+/// What the command line's `log=` said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LevelOption<'a> {
+    /// No `log=`: the level is `info`.
+    Absent,
+    /// A level `log` knows (`off`, `error`, `warn`, `info`, `debug`, `trace`).
+    Taken(LevelFilter),
+    /// Something else: the level stays `info`, and the boot says so.
+    Refused(&'a str),
+}
+
+/// Reads the command line's (first) `log=`.
+pub fn level_option(command_line: &str) -> LevelOption<'_> {
+    match command_line.split_whitespace().find_map(|word| word.strip_prefix("log=")) {
+        None => LevelOption::Absent,
+        Some(value) => value.parse().map_or(LevelOption::Refused(value), LevelOption::Taken),
+    }
+}
+
+/// What the command line's `dma.debug=` said: the DMA debugging mode (the
+/// misuse log's checks) is on unless it says `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmaDebugOption<'a> {
+    /// No `dma.debug=`, or `dma.debug=on`.
+    On,
+    /// `dma.debug=off`.
+    Off,
+    /// Something else: debugging stays on, and the boot says so.
+    Refused(&'a str),
+}
+
+/// Reads the command line's (first) `dma.debug=`.
+pub fn dma_debug_option(command_line: &str) -> DmaDebugOption<'_> {
+    match command_line.split_whitespace().find_map(|word| word.strip_prefix("dma.debug=")) {
+        None | Some("on") => DmaDebugOption::On,
+        Some("off") => DmaDebugOption::Off,
+        Some(other) => DmaDebugOption::Refused(other),
+    }
 }
 
 #[cfg(target_os = "none")]
@@ -52,5 +91,18 @@ mod tests {
         assert_eq!(level_from_command_line("quiet log=debug"), LevelFilter::Debug);
         assert_eq!(level_from_command_line("log=nonsense"), LevelFilter::Info);
         assert_eq!(level_from_command_line(""), LevelFilter::Info);
+    }
+
+    #[test]
+    fn a_log_level_or_dma_debug_value_not_known_is_refused_by_name() {
+        assert_eq!(level_option("quiet"), LevelOption::Absent);
+        assert_eq!(level_option("log=warn"), LevelOption::Taken(LevelFilter::Warn));
+        assert_eq!(level_option("log=nonsense x"), LevelOption::Refused("nonsense"));
+        assert_eq!(level_option("log="), LevelOption::Refused(""));
+        assert_eq!(dma_debug_option("log=info"), DmaDebugOption::On);
+        assert_eq!(dma_debug_option("dma.debug=on"), DmaDebugOption::On);
+        assert_eq!(dma_debug_option("a dma.debug=off"), DmaDebugOption::Off);
+        assert_eq!(dma_debug_option("dma.debug=0"), DmaDebugOption::Refused("0"));
+        assert_eq!(dma_debug_option("dma.debug=OFF"), DmaDebugOption::Refused("OFF"));
     }
 }
