@@ -41,13 +41,13 @@ pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     logger::init(logger::level_from_command_line(command_line));
     // A value the kernel does not know is said out loud, with what is in force
     // instead, like `dma.bounce_pages=`: a silent default hides a typo.
-    if let logger::LevelOption::Refused(value) = logger::level_option(command_line) {
+    if let logger::LevelOption::NotALevel(value) = logger::level_option(command_line) {
         log::warn!("log={value}: not a level (off, error, warn, info, debug, trace); the level stays info");
     }
     crate::dma::trace::set_sink(|arguments| crate::println!("{arguments}"));
     // The DMA debugging mode is on unless the command line says `dma.debug=off`.
     let debug = logger::dma_debug_option(command_line);
-    if let logger::DmaDebugOption::Refused(value) = debug {
+    if let logger::DmaDebugOption::NotOnOrOff(value) = debug {
         log::warn!("dma.debug={value}: not `on` or `off`; DMA debugging stays on");
     }
     let accounting = crate::dma::DmaPlatform::accounting(crate::dma::kernel_platform::platform());

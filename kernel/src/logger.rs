@@ -30,7 +30,7 @@ static LOGGER: SerialLogger = SerialLogger;
 pub fn level_from_command_line(command_line: &str) -> LevelFilter {
     match level_option(command_line) {
         LevelOption::Taken(level) => level,
-        LevelOption::Absent | LevelOption::Refused(_) => LevelFilter::Info,
+        LevelOption::Absent | LevelOption::NotALevel(_) => LevelFilter::Info,
     }
 }
 
@@ -42,14 +42,14 @@ pub enum LevelOption<'a> {
     /// A level `log` knows (`off`, `error`, `warn`, `info`, `debug`, `trace`).
     Taken(LevelFilter),
     /// Something else: the level stays `info`, and the boot says so.
-    Refused(&'a str),
+    NotALevel(&'a str),
 }
 
 /// Reads the command line's (first) `log=`.
 pub fn level_option(command_line: &str) -> LevelOption<'_> {
     match command_line.split_whitespace().find_map(|word| word.strip_prefix("log=")) {
         None => LevelOption::Absent,
-        Some(value) => value.parse().map_or(LevelOption::Refused(value), LevelOption::Taken),
+        Some(value) => value.parse().map_or(LevelOption::NotALevel(value), LevelOption::Taken),
     }
 }
 
@@ -62,7 +62,7 @@ pub enum DmaDebugOption<'a> {
     /// `dma.debug=off`.
     Off,
     /// Something else: debugging stays on, and the boot says so.
-    Refused(&'a str),
+    NotOnOrOff(&'a str),
 }
 
 /// Reads the command line's (first) `dma.debug=`.
@@ -70,7 +70,7 @@ pub fn dma_debug_option(command_line: &str) -> DmaDebugOption<'_> {
     match command_line.split_whitespace().find_map(|word| word.strip_prefix("dma.debug=")) {
         None | Some("on") => DmaDebugOption::On,
         Some("off") => DmaDebugOption::Off,
-        Some(other) => DmaDebugOption::Refused(other),
+        Some(other) => DmaDebugOption::NotOnOrOff(other),
     }
 }
 
@@ -97,12 +97,12 @@ mod tests {
     fn a_log_level_or_dma_debug_value_not_known_is_refused_by_name() {
         assert_eq!(level_option("quiet"), LevelOption::Absent);
         assert_eq!(level_option("log=warn"), LevelOption::Taken(LevelFilter::Warn));
-        assert_eq!(level_option("log=nonsense x"), LevelOption::Refused("nonsense"));
-        assert_eq!(level_option("log="), LevelOption::Refused(""));
+        assert_eq!(level_option("log=nonsense x"), LevelOption::NotALevel("nonsense"));
+        assert_eq!(level_option("log="), LevelOption::NotALevel(""));
         assert_eq!(dma_debug_option("log=info"), DmaDebugOption::On);
         assert_eq!(dma_debug_option("dma.debug=on"), DmaDebugOption::On);
         assert_eq!(dma_debug_option("a dma.debug=off"), DmaDebugOption::Off);
-        assert_eq!(dma_debug_option("dma.debug=0"), DmaDebugOption::Refused("0"));
-        assert_eq!(dma_debug_option("dma.debug=OFF"), DmaDebugOption::Refused("OFF"));
+        assert_eq!(dma_debug_option("dma.debug=0"), DmaDebugOption::NotOnOrOff("0"));
+        assert_eq!(dma_debug_option("dma.debug=OFF"), DmaDebugOption::NotOnOrOff("OFF"));
     }
 }
