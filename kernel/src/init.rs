@@ -38,10 +38,11 @@ impl From<MemoryError> for InitError {
 pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     let boot_info: &'static BootInfo = boot_info;
     let command_line = crate::boot::command_line();
-    logger::init(logger::level_from_command_line(command_line));
+    let level = logger::level_option(command_line);
+    logger::init(level.level());
     // A value the kernel does not know is said out loud, with what is in force
     // instead, like `dma.bounce_pages=`: a silent default hides a typo.
-    if let logger::LevelOption::NotALevel(value) = logger::level_option(command_line) {
+    if let logger::LevelOption::NotALevel(value) = level {
         log::warn!("log={value}: not a level (off, error, warn, info, debug, trace); the level stays info");
     }
     crate::dma::trace::set_sink(|arguments| crate::println!("{arguments}"));
@@ -63,7 +64,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     // deferred loads can be seen with a few requests in flight. A bad value is
     // refused out loud: the log says what is in force instead. After the heap
     // (the log line is a String), before any DMA memory exists.
-    let budget = crate::dma::bounce_pages_option(crate::boot::command_line());
+    let budget = crate::dma::bounce_pages_option(command_line);
     let report = crate::dma::bounce_pages_report(budget, crate::dma::kernel_platform::DEFAULT_BOUNCE_PAGES);
     match (budget, report) {
         (crate::dma::BouncePagesOption::Taken(pages), Some(line)) => {
@@ -75,7 +76,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Result<(), InitError> {
     }
     // `dma.coherence=noncoherent` plays a machine whose DMA does not snoop the
     // CPU's caches (see `dma/kernel_platform.rs`); before any DMA memory exists.
-    let coherence = crate::boot::command_line().split_whitespace().find_map(|word| word.strip_prefix("dma.coherence="));
+    let coherence = crate::command_line::option(command_line, "dma.coherence");
     match coherence {
         Some("noncoherent") => {
             crate::dma::kernel_platform::play_noncoherent();

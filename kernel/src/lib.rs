@@ -21,6 +21,7 @@ pub mod block;
 pub mod boot_info;
 #[cfg(target_os = "none")]
 pub mod clock;
+pub mod command_line;
 pub mod digest;
 pub mod dma;
 pub mod driver;

@@ -28,10 +28,7 @@ static LOGGER: SerialLogger = SerialLogger;
 
 /// The level named by `log=...` in `command_line`, or `Info`.
 pub fn level_from_command_line(command_line: &str) -> LevelFilter {
-    match level_option(command_line) {
-        LevelOption::Taken(level) => level,
-        LevelOption::Absent | LevelOption::NotALevel(_) => LevelFilter::Info,
-    }
+    level_option(command_line).level()
 }
 
 /// What the command line's `log=` said.
@@ -45,9 +42,19 @@ pub enum LevelOption<'a> {
     NotALevel(&'a str),
 }
 
+impl LevelOption<'_> {
+    /// The level in force: the one named, or `Info`.
+    pub fn level(self) -> LevelFilter {
+        match self {
+            LevelOption::Taken(level) => level,
+            LevelOption::Absent | LevelOption::NotALevel(_) => LevelFilter::Info,
+        }
+    }
+}
+
 /// Reads the command line's (first) `log=`.
 pub fn level_option(command_line: &str) -> LevelOption<'_> {
-    match command_line.split_whitespace().find_map(|word| word.strip_prefix("log=")) {
+    match crate::command_line::option(command_line, "log") {
         None => LevelOption::Absent,
         Some(value) => value.parse().map_or(LevelOption::NotALevel(value), LevelOption::Taken),
     }
@@ -67,7 +74,7 @@ pub enum DmaDebugOption<'a> {
 
 /// Reads the command line's (first) `dma.debug=`.
 pub fn dma_debug_option(command_line: &str) -> DmaDebugOption<'_> {
-    match command_line.split_whitespace().find_map(|word| word.strip_prefix("dma.debug=")) {
+    match crate::command_line::option(command_line, "dma.debug") {
         None | Some("on") => DmaDebugOption::On,
         Some("off") => DmaDebugOption::Off,
         Some(other) => DmaDebugOption::NotOnOrOff(other),

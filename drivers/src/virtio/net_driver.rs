@@ -88,8 +88,7 @@ fn start_on<T: Transport + 'static>(
 /// bounced and `synchronize_range` is what moves every frame's bytes. Also
 /// what `ioreg` adds to its description of the buffers.
 fn buffer_options() -> (TransferOptions, &'static str) {
-    let words = || dmakit::boot::command_line().split_whitespace();
-    match words().find_map(|word| word.strip_prefix("net.restrict=")) {
+    match dmakit::command_line::option(dmakit::boot::command_line(), "net.restrict") {
         Some("32") => (
             TransferOptions { restrict: Some(Specification::UNLIMITED_32), ..TransferOptions::default() },
             ", restricted to 32 bits (net.restrict=32): above 4 GiB they bounce",

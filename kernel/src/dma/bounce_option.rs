@@ -35,7 +35,7 @@ pub enum Refusal {
 }
 
 /// The word that sets the budget.
-const PREFIX: &str = "dma.bounce_pages=";
+const KEY: &str = "dma.bounce_pages";
 
 /// The most pages a budget may have: their bytes must fit in 64 bits.
 const MOST_PAGES: u64 = u64::MAX / FRAME_SIZE;
@@ -43,7 +43,7 @@ const MOST_PAGES: u64 = u64::MAX / FRAME_SIZE;
 /// What `command_line` asks of the bounce budget. The first
 /// `dma.bounce_pages=` word counts.
 pub fn bounce_pages_option(command_line: &str) -> BouncePagesOption<'_> {
-    let Some(value) = command_line.split_whitespace().find_map(|word| word.strip_prefix(PREFIX)) else {
+    let Some(value) = crate::command_line::option(command_line, KEY) else {
         return BouncePagesOption::Absent;
     };
     let refused = |reason| BouncePagesOption::Rejected { value, reason };
@@ -70,7 +70,7 @@ pub fn bounce_pages_report(option: BouncePagesOption<'_>, default: usize) -> Opt
     match option {
         BouncePagesOption::Absent => None,
         BouncePagesOption::Taken(pages) => Some(format!(
-            "DMA: bounce budget {}, from {PREFIX}{pages}; the default is {}",
+            "DMA: bounce budget {}, from {KEY}={pages}; the default is {}",
             pages_and_bytes(pages),
             pages_and_bytes(default)
         )),
@@ -80,7 +80,7 @@ pub fn bounce_pages_report(option: BouncePagesOption<'_>, default: usize) -> Opt
                 Refusal::NotDecimalDigits => "a page count is decimal digits only (no K/M suffix, no 0x, no sign)",
                 Refusal::TooLarge => "more pages than a 64-bit address space holds",
             };
-            Some(format!("DMA: {PREFIX}{value} refused: {why}; the bounce budget stays {}", pages_and_bytes(default)))
+            Some(format!("DMA: {KEY}={value} refused: {why}; the bounce budget stays {}", pages_and_bytes(default)))
         }
     }
 }

@@ -77,7 +77,7 @@ pub fn is_running() -> bool {
 /// The text a test's name must contain to run, from `test.filter=TEXT` on the
 /// kernel command line; `None` runs every test.
 fn filter() -> Option<&'static str> {
-    crate::boot::command_line().split_whitespace().find_map(|word| word.strip_prefix("test.filter="))
+    crate::command_line::option(crate::boot::command_line(), "test.filter")
 }
 
 /// Whether `test` runs under the command line's filter.
