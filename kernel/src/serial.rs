@@ -26,12 +26,9 @@ const COM1_IRQ: u8 = 4;
 /// [`read_input`]): on this one CPU, never two at once.
 static RECEIVED: InputRing<CONSOLE_RING_BYTES> = InputRing::new();
 
-/// Set once the receive interrupt is routed: a console initialised after that
-/// (its first set-up failed) enables it too.
-static INPUT_INTERRUPT: AtomicBool = AtomicBool::new(false);
-
 /// Set once IRQ 4 reaches [`receive_interrupt`]: the shell need not look at the
-/// UART on every read.
+/// UART on every read, and a console initialised after that (its first set-up
+/// failed) enables the receive interrupt too.
 static INPUT_ROUTED: AtomicBool = AtomicBool::new(false);
 
 /// The timer tick at which [`read_input`] last looked at the UART itself.
@@ -45,7 +42,7 @@ static CONSOLE: Mutex<Option<Uart16550Tty<PioBackend>>> = Mutex::new(None);
 /// had received before: the crate's initialisation resets the FIFOs).
 fn console_of(console: &mut Option<Uart16550Tty<PioBackend>>) -> Option<&mut Uart16550Tty<PioBackend>> {
     if console.is_none() {
-        let interrupts = match INPUT_INTERRUPT.load(Ordering::Relaxed) {
+        let interrupts = match INPUT_ROUTED.load(Ordering::Relaxed) {
             true => IER::DATA_READY,
             false => IER::empty(),
         };
@@ -90,8 +87,8 @@ fn receive_interrupt() {
 /// CPU exception. Bytes typed earlier wait in the UART's FIFO (16 bytes) and
 /// are taken at once.
 pub fn enable_input_interrupt() {
-    INPUT_INTERRUPT.store(true, Ordering::Relaxed);
     let routed = crate::arch::pic::register_handler(COM1_IRQ, alloc::sync::Arc::new(receive_interrupt));
+    INPUT_ROUTED.store(routed, Ordering::Relaxed);
     without_interrupts(|| {
         let mut console = CONSOLE.lock();
         if let Some(uart) = console_of(&mut console) {
@@ -101,7 +98,6 @@ pub fn enable_input_interrupt() {
         // the line was unmasked: take them now rather than wait for more.
         drain_receiver(&mut console);
     });
-    INPUT_ROUTED.store(routed, Ordering::Relaxed);
     if !routed {
         log::warn!("serial: IRQ {COM1_IRQ} could not be routed; console input is read when the shell looks");
     }
