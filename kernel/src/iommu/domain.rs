@@ -28,6 +28,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use spin::Mutex;
 use x86_64::PhysAddr;
@@ -325,31 +326,55 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
     /// confirmed: takes every pending fault into it (the first is the
     /// transfer's, later ones only logged), notes whether faults were lost
     /// while it was mapped, and lets it wait before its IOVAs are reused.
+    /// One look at the unit's fault records (a register read, and a scan of
+    /// the records when one is pending) serves the range retired and the
+    /// ranges that leave the wait for it.
     fn retire(&self, state: &mut DomainState, first: u64, count: u64) {
         let range = MappedRange { iova: first * FRAME_SIZE, pages: count as usize };
-        let fault = self.unit.take_fault(self.source, &|address| range.contains(address));
-        while let Some(more) = self.unit.take_fault(self.source, &|address| range.contains(address)) {
+        let leaving = Self::leaving(state, REUSE_DELAY.saturating_sub(1));
+        let (faults, now, late) = self.unit.faults(|log| {
+            let faults = log.take_all(self.source, &|address| range.contains(address));
+            let late = log.take_all(self.source, &|address| leaving.iter().any(|retired| retired.holds(address)));
+            (faults, log.mark(self.source), late)
+        });
+        let mut faults = faults.into_iter();
+        let fault = faults.next();
+        for more in faults {
             log::debug!("{}: another fault of the same transfer: {more}", self.name());
         }
-        let lost = state
-            .marks
-            .remove(&first)
-            .and_then(|mark| self.unit.faults(|faults| faults.mark(self.source)).lost_since(mark));
+        let lost = state.marks.remove(&first).and_then(|mark| now.lost_since(mark));
         state.retired.push_back(Retired { first, count, fault, lost });
-        self.release_retired(state, REUSE_DELAY);
+        self.give_back(state, leaving, late);
+    }
+
+    /// The oldest retired ranges, taken out of the wait until at most `keep`
+    /// are left.
+    fn leaving(state: &mut DomainState, keep: usize) -> Vec<Retired> {
+        let excess = state.retired.len().saturating_sub(keep);
+        state.retired.drain(..excess).collect()
     }
 
     /// Gives the IOVAs of the oldest retired ranges back to the IOVA space
     /// until at most `keep` wait. A fault still pending into one came after
     /// its transfer ended: it is nobody's, and is dropped (and logged).
     fn release_retired(&self, state: &mut DomainState, keep: usize) {
-        while state.retired.len() > keep {
-            let Some(retired) = state.retired.pop_front() else {
-                return;
-            };
-            while let Some(late) = self.unit.take_fault(self.source, &|address| retired.holds(address)) {
-                log::warn!("{}: a fault recorded after its transfer ended, blamed on none: {late}", self.name());
-            }
+        let leaving = Self::leaving(state, keep);
+        if leaving.is_empty() {
+            return;
+        }
+        let late = self
+            .unit
+            .faults(|log| log.take_all(self.source, &|address| leaving.iter().any(|retired| retired.holds(address))));
+        self.give_back(state, leaving, late);
+    }
+
+    /// Gives the IOVAs of `leaving` back to the IOVA space; `late`, the faults
+    /// into them that came after their transfers ended, are nobody's: logged.
+    fn give_back(&self, state: &mut DomainState, leaving: Vec<Retired>, late: Vec<IommuFault>) {
+        for fault in late {
+            log::warn!("{}: a fault recorded after its transfer ended, blamed on none: {fault}", self.name());
+        }
+        for retired in leaving {
             if !state.space.free(retired.first, retired.count) {
                 log::error!("{}: IOVA pages {:#x}+{} were free already", self.name(), retired.first, retired.count);
             }
@@ -362,8 +387,9 @@ impl<R: RegisterIo + 'static> VtdDomain<R> {
 enum Iovas {
     /// Back to the IOVA space: an unmap, or the undo of a map that failed.
     GiveBack,
-    /// Still taken: the experiment unmaps a range early, and the transfer
-    /// keeps its IOVAs until its own unmap.
+    /// Still taken: a transfer's unmapped range waits in the retired queue
+    /// before reuse, and a range the experiment unmaps early stays the
+    /// transfer's until its own unmap.
     Keep,
 }
 

@@ -91,6 +91,20 @@ impl FaultLog {
         self.recent.push_back(fault);
     }
 
+    /// Takes every pending fault of device `source` whose address `belongs`,
+    /// oldest first.
+    pub(super) fn take_all(&mut self, source: u16, belongs: &dyn Fn(u64) -> bool) -> Vec<IommuFault> {
+        let mut taken = Vec::new();
+        self.pending.retain(|fault| {
+            let mine = fault.source == source && belongs(fault.address);
+            if mine {
+                taken.push(*fault);
+            }
+            !mine
+        });
+        taken
+    }
+
     /// Counts a primary fault overflow: faults the unit never recorded.
     pub(super) fn count_overflow(&mut self) {
         self.overflows += 1;
