@@ -111,7 +111,7 @@ impl<R: RegisterIo> Hba<R> {
     /// Why port `port`'s registers cannot be reached, if they cannot:
     /// `OutOfRange` with the port's register bytes and the bytes mapped.
     pub fn port_outside_registers(&self, port: u8) -> Option<Cause> {
-        let offset = u64::from(PORT_BASE) + u64::from(port) * u64::from(PORT_STRIDE);
+        let offset = u64::from(port_register(port, 0));
         let length = u64::from(PORT_STRIDE);
         (offset + length > self.mapped_bytes).then_some(Cause::OutOfRange { offset, length, size: self.mapped_bytes })
     }

@@ -51,8 +51,6 @@ pub const CSTS_READY: u32 = 1 << 0;
 pub const CSTS_FATAL: u32 = 1 << 1;
 /// CSTS.SHST's shift (bits 3:2): the shutdown status.
 pub const CSTS_SHUTDOWN_SHIFT: u32 = 2;
-/// CSTS.SHST = 10b: shutdown processing complete.
-pub const CSTS_SHUTDOWN_COMPLETE: u32 = 0b10 << CSTS_SHUTDOWN_SHIFT;
 
 /// CSTS.SHST, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -183,8 +183,9 @@ pub(crate) fn segments(layout: &Layout, bounce_addresses: &[u64], rules: &Rules)
                 boundary_room
             } else {
                 // The limit's own multiple may not be a valid place for the next
-                // segment to start; its cut is.
-                rules.max_cut.min(boundary_room)
+                // segment to start; its cut is (at most `max_segment`, so below
+                // the boundary here).
+                rules.max_cut
             };
             let cut = address + taken;
             if taken < remaining && rules.virtual_boundary != 0 && !cut.is_multiple_of(rules.virtual_boundary) {
