@@ -26,7 +26,7 @@ use super::address::Segment;
 use super::bounce::{self, BounceBuffer, Maintenance};
 use super::descriptor::{Holder, Undone};
 use super::failure::{Cause, IoFailure};
-use super::hooks::{Addresses, HOOKS, Site, Skip};
+use super::hooks::{HOOKS, Site, Skip};
 use super::mapper::{IoMapper, MappedRange, Mapping};
 use super::mapping::IovaChoice;
 use super::misuse::{Misuse, MisuseReport};
@@ -305,15 +305,8 @@ impl IoDmaCommand {
                 return Err(error);
             }
         };
-        if addresses == Addresses::CutToDeviceWidth {
-            // What a device register of `address_bits` bits keeps: the
-            // segments say what the device really got, so that
-            // `segments()`, typed entries and `write_segments()` agree.
-            let bits = u32::from(self.rules.address_bits).min(63);
-            for segment in &mut realization.segments {
-                segment.address = super::DmaAddr::new(segment.address.as_u64() & ((1u64 << bits) - 1));
-            }
-        }
+        // Only an experiment's hook makes them other than planned.
+        addresses.apply(&mut realization.segments, self.rules.address_bits);
         let kind = TransferKind::with_buffers(realization.buffers.len());
         let counted = Counted::prepared(kind);
         let mut prepared = Prepared {

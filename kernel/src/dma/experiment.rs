@@ -20,7 +20,7 @@ use x86_64::PhysAddr;
 use super::hooks::{self, Addresses, DmaHooks, DriverCheck, Reach, Site};
 use super::specification::Rules;
 use super::trace::dma_trace;
-use super::{Accounting, Cause, IoDmaCommand, IoFailure, IoReturn};
+use super::{Accounting, Cause, DmaAddr, IoDmaCommand, IoFailure, IoReturn};
 
 pub use super::hooks::Skip;
 
@@ -32,10 +32,16 @@ struct Armed {
     unmaps: Vec<Site>,
     invalidations: Vec<Site>,
     checks: Vec<(Site, DriverCheck)>,
+    elsewhere: Vec<(Site, DmaAddr)>,
 }
 
-static ARMED: Mutex<Armed> =
-    Mutex::new(Armed { steps: Vec::new(), unmaps: Vec::new(), invalidations: Vec::new(), checks: Vec::new() });
+static ARMED: Mutex<Armed> = Mutex::new(Armed {
+    steps: Vec::new(),
+    unmaps: Vec::new(),
+    invalidations: Vec::new(),
+    checks: Vec::new(),
+    elsewhere: Vec::new(),
+});
 
 /// How many entries `ARMED` holds, kept beside it so that the transfers of a
 /// machine with nothing armed (nearly always) ask with one load, not the lock:
@@ -45,7 +51,8 @@ static ARMED_COUNT: AtomicUsize = AtomicUsize::new(0);
 impl Armed {
     /// Publishes how many entries there are now (under the lock).
     fn settle(&self) {
-        let count = self.steps.len() + self.unmaps.len() + self.invalidations.len() + self.checks.len();
+        let count =
+            self.steps.len() + self.unmaps.len() + self.invalidations.len() + self.checks.len() + self.elsewhere.len();
         ARMED_COUNT.store(count, Ordering::Release);
     }
 }
@@ -138,6 +145,39 @@ pub fn disarm_check(site: Site) -> bool {
     armed.checks.len() != before
 }
 
+/// The next transfer on `site` (a platform's accounting) gives its device
+/// `address` in place of its first segment's: the device goes where nothing
+/// was lent to it, as a malicious one would (`experiment dma-steal`).
+pub fn arm_elsewhere(site: Site, address: DmaAddr) {
+    install();
+    let mut armed = ARMED.lock();
+    armed.elsewhere.retain(|&(armed_site, _)| armed_site != site);
+    armed.elsewhere.push((site, address));
+    armed.settle();
+}
+
+/// Transfers on `site` give their devices their own segments again; returns
+/// whether the address was still armed (no transfer took it).
+pub fn disarm_elsewhere(site: Site) -> bool {
+    let mut armed = ARMED.lock();
+    let before = armed.elsewhere.len();
+    armed.elsewhere.retain(|&(armed_site, _)| armed_site != site);
+    armed.settle();
+    armed.elsewhere.len() != before
+}
+
+/// The address armed on `site`, if any; disarmed now: taken this once.
+fn take_elsewhere(site: Site) -> Option<DmaAddr> {
+    if !anything_armed() {
+        return None;
+    }
+    let mut armed = ARMED.lock();
+    let index = armed.elsewhere.iter().position(|&(armed_site, _)| armed_site == site)?;
+    let (_, address) = armed.elsewhere.remove(index);
+    armed.settle();
+    Some(address)
+}
+
 /// Whether `step` is armed on `site`; if so it is disarmed now: skipped this once.
 fn take(site: Site, step: Skip) -> bool {
     if !anything_armed() {
@@ -184,6 +224,16 @@ impl DmaHooks for Experiments {
             // The virtual boundary says the same of later segments' starts
             // (and of earlier segments' ends): off for this transfer too.
             rules.virtual_boundary = 0;
+        }
+        if let Some(address) = take_elsewhere(site) {
+            // The rules stay: the transfer is planned as ever, and only the
+            // device's first record is aimed elsewhere.
+            dma_trace!("  EXPERIMENT: the device is given {:#x}, which nothing lent it", address.as_u64());
+            log::warn!(
+                "experiment: command #{command} aims its device at {:#x}, which nothing lent it",
+                address.as_u64()
+            );
+            addresses = Addresses::Elsewhere(address);
         }
         addresses
     }

@@ -13,6 +13,7 @@
 
 use spin::Once;
 
+use super::address::{DmaAddr, Segment};
 use super::specification::Rules;
 
 /// A step of a transfer a hook may skip (or, for the last two, a rule it may
@@ -58,6 +59,33 @@ pub enum Addresses {
     /// Cut to the device's address bits: a hook switched off the bounce for
     /// reach ([`Skip::Reach`]) and the device got addresses it cannot hold.
     CutToDeviceWidth,
+    /// The first segment points at this address, which nothing lent the
+    /// device: a device going where no driver sent it (`experiment
+    /// dma-steal`, a malicious device played by an honest one).
+    Elsewhere(DmaAddr),
+}
+
+impl Addresses {
+    /// Makes `segments` say what the device's records really carry, so that
+    /// `segments()`, typed entries and `write_segments()` agree: for a device
+    /// of `address_bits` bits.
+    pub(crate) fn apply(self, segments: &mut [Segment], address_bits: u8) {
+        match self {
+            Addresses::Whole => {}
+            Addresses::CutToDeviceWidth => {
+                // What a device register of `address_bits` bits keeps.
+                let bits = u32::from(address_bits).min(63);
+                for segment in segments {
+                    segment.address = DmaAddr::new(segment.address.as_u64() & ((1u64 << bits) - 1));
+                }
+            }
+            Addresses::Elsewhere(address) => {
+                if let Some(first) = segments.first_mut() {
+                    first.address = address;
+                }
+            }
+        }
+    }
 }
 
 /// Whether the device's address limit makes a prepare bounce memory beyond it.

@@ -6,7 +6,7 @@ use super::super::experiment::{self, Skip};
 use super::super::hooks::{self, DriverCheck, Site};
 use super::super::simulated::{STALE_BYTE, SimulatedPlatform};
 use super::super::{
-    DmaBuffer, DmaTransfer, IoDirection, IoDmaCommand, IoMemoryDescriptor, Specification, TransferOptions,
+    DmaAddr, DmaBuffer, DmaTransfer, IoDirection, IoDmaCommand, IoMemoryDescriptor, Specification, TransferOptions,
 };
 use crate::memory::Constraints;
 
@@ -127,4 +127,27 @@ fn a_driver_check_is_skipped_once_and_only_where_it_was_armed() {
     experiment::arm_check(here, DriverCheck::PrpRules);
     assert!(experiment::disarm_check(here), "disarmed before any driver asked");
     assert!(!hooks::skip_check(here, DriverCheck::PrpRules));
+}
+
+#[test]
+fn an_address_armed_elsewhere_aims_the_first_record_there_once() {
+    let platform = SimulatedPlatform::leak(64);
+    let mut buffer = DmaBuffer::allocate(platform, 4096, IoDirection::Out, Constraints::NONE).unwrap();
+    let own = buffer.descriptor().physical_segment(0).unwrap().0.as_u64();
+    let mut command = IoDmaCommand::new(platform, Specification::UNLIMITED_64).unwrap();
+    let site = Site::of(platform.accounting());
+    let stolen = DmaAddr::new(0x7_7000);
+    experiment::arm_elsewhere(site, stolen);
+    for (round, expected) in [(0, stolen.as_u64()), (1, own)] {
+        let transfer = DmaTransfer::prepare(&mut command, &mut buffer, 0, 0, &TransferOptions::default()).unwrap();
+        assert_eq!(transfer.segments()[0].address.as_u64(), expected, "round {round}");
+        // HOST64 records: the device's record says the same as the segment.
+        let mut record = [0u8; 16];
+        transfer.write_segments(0, &mut record).unwrap();
+        assert_eq!(u64::from_ne_bytes(record[..8].try_into().unwrap()), expected, "round {round}: the record");
+        let _ = transfer.complete(4096);
+    }
+    assert!(!experiment::disarm_elsewhere(site), "used up by the first transfer");
+    experiment::arm_elsewhere(site, stolen);
+    assert!(experiment::disarm_elsewhere(site), "disarmed before any transfer took it");
 }
