@@ -1,6 +1,7 @@
 //! `ReservedFrame`: one chosen physical frame, taken from the allocator so that
 //! nobody else uses it, readable and writable by the kernel (the shell's
-//! `no-bounce` experiment aims a device's cut address at one).
+//! `no-bounce` experiment aims a device's cut address at one, `dma-steal`
+//! plants a secret in one).
 
 use x86_64::PhysAddr;
 use x86_64::structures::paging::PhysFrame;
@@ -19,6 +20,12 @@ impl ReservedFrame {
         let frame = PhysFrame::containing_address(address);
         physical::reserve_frame(frame)?;
         Ok(ReservedFrame { frame })
+    }
+
+    /// Any free frame below `limit` (the shell's `dma-steal` experiment plants
+    /// a secret in one a 32-bit device could address).
+    pub fn below(limit: PhysAddr) -> Result<ReservedFrame, MemoryError> {
+        Ok(ReservedFrame { frame: physical::allocate_frame_below(limit)? })
     }
 
     /// Its physical address.

@@ -224,6 +224,8 @@ fn help() {
     println!("  experiment skip-invalidate DEV");
     println!("                           unmap a read's page WITHOUT the IOTLB invalidation: the next read, given");
     println!("                           the same IOVA, lands in the old page (q35 only: vdb, hda, sda, nvme0n1)");
+    println!("  experiment dma-steal DEV the IDE bus master (hda) plays a malicious device: it reads a secret no");
+    println!("                           driver lent it and writes it to the disk; behind the IOMMU (q35) it faults");
     println!("  queue DEV N [--bits N] [--above-4g] [--no-wait]");
     println!("                           N reads submitted at once: see the order the device finishes them;");
     println!("                           --bits/--above-4g as dma read (bounced reads may wait: deferred loads);");

@@ -23,6 +23,10 @@
 //! `skip-invalidate` unmaps a transfer's page without the IOTLB invalidation,
 //! and the next transfer, given the same IOVA, lands in the old page
 //! (`skip_invalidate.rs`, q35 only).
+//!
+//! `dma-steal` plays a malicious device: the IDE bus master reads a secret no
+//! driver lent it and writes it to the disk; behind the IOMMU the read faults
+//! (`dma_steal.rs`).
 
 use alloc::format;
 use alloc::string::String;
@@ -51,7 +55,7 @@ const MEANT: &[u8] = b"what the CPU meant to write. ";
 
 const USAGE: &str = "usage: experiment skip-copy-back|skip-fill DEV LBA COUNT, \
      experiment cross-64k|no-bounce|prp-offset DEV LBA, experiment synchronize|early-sync|skip-sync-rx, \
-     experiment skip-invalidate DEV";
+     experiment skip-invalidate|dma-steal DEV";
 /// 4 GiB: what a 32-bit address register cannot hold.
 const FOUR_GIB: u64 = 1 << 32;
 /// What the canary page holds before the device's write.
@@ -71,6 +75,9 @@ pub fn experiment(arguments: &[&str]) -> Result<(), String> {
     }
     if arguments == ["skip-sync-rx"] {
         return super::skip_sync_rx::skip_sync_rx();
+    }
+    if let ["dma-steal", name] = arguments {
+        return super::dma_steal::dma_steal(name);
     }
     if let ["skip-invalidate", name] = arguments {
         return super::skip_invalidate::skip_invalidate(name);

@@ -4,6 +4,8 @@
 #[cfg(target_os = "none")]
 mod commands;
 #[cfg(target_os = "none")]
+mod dma_steal;
+#[cfg(target_os = "none")]
 mod early_sync;
 #[cfg(target_os = "none")]
 mod experiments;

@@ -34,10 +34,7 @@ const LBA: u64 = 0;
 /// `experiment skip-invalidate DEV`.
 pub fn skip_invalidate(name: &str) -> Result<(), String> {
     let disk = driver::find_block_device(name).ok_or_else(|| format!("no disk called '{name}' (try lsblk)"))?;
-    let function = crate::pci::enumerate()
-        .into_iter()
-        .find(|function| driver::disks_of_function(&function.location()).iter().any(|disk| disk == name))
-        .ok_or_else(|| format!("{name} is on no PCI function (ioreg shows where each disk lives)"))?;
+    let function = super::dma_steal::function_of(name)?;
     let (location, requester) = (function.location(), function.requester_id());
     let sectors = 4096 / u64::from(disk.block_size());
     crate::shell::parse::sectors_on_disk(name, LBA, sectors, disk.block_count())?;
