@@ -47,7 +47,7 @@ export TEST_TIMEOUT ?= 300
 # its tests whose name contains TEXT (passed as test.filter=TEXT on its command line).
 TEST ?=
 
-.PHONY: help deps build run gdb disks reset-disks test test-host test-qemu test-e2e test-docs net-check bench bench-linux linux-guest check clean
+.PHONY: help deps build run gdb disks reset-disks test test-host test-qemu test-e2e test-docs net-check soak bench bench-linux linux-guest check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,7 @@ help: ## List the targets
 	@echo "             LINUX=1: make bench boots Linux after each dmakit boot, prints both side by side"
 	@echo "             (NET= also leaves the network phase, echo over virtio-net, out of bench and bench-linux)"
 	@echo "             TEST_TIMEOUT=300 (s per test kernel)  GDB_PORT=1234  GDB_ARGS='...' (make gdb)"
+	@echo "             SOAK_MINUTES=30 (make soak)  SOAK_SEED=N (make soak: replay a run's random script)"
 	@echo "             TEST=NAME: make test-qemu runs only tests/NAME.rs; TEST=NAME:TEXT only its tests"
 	@echo "             whose name contains TEXT"
 
@@ -161,6 +162,9 @@ test: deps ## Host tests, the pictures' check and the gdb lesson's check, every 
 	tests/docs-check 2>&1 | tee -a "$$log"; docs=$$?; \
 	$(MAKE) --no-print-directory net-check 2>&1 | tee -a "$$log"; net=$$?; \
 	echo; tests/tally "$$log" $$host $$selftest $$filter $$gdb $$pictures $$qemu $$noncoherent $$e2e $$docs $$net
+
+soak: build ## Every disk on pc and q35 for SOAK_MINUTES (30): random transfers, queue depths, stop/start, EIO, tiny bounce budgets, the IOMMU; every byte checked on the host (not part of test)
+	tests/soak $(KERNEL)
 
 bench: build $(if $(filter 1,$(LINUX)),linux-guest) ## Benchmark in the Linux peer's setup (RUNS boots, 256 MiB disks; LINUX=1: Linux too)
 	tests/bench $(KERNEL) $(RUNS)

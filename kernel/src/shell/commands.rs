@@ -226,11 +226,12 @@ fn help() {
     println!("                           the same IOVA, lands in the old page (q35 only: vdb, hda, sda, nvme0n1)");
     println!("  experiment dma-steal DEV the IDE bus master (hda) plays a malicious device: it reads a secret no");
     println!("                           driver lent it and writes it to the disk; behind the IOMMU (q35) it faults");
-    println!("  queue DEV N [--bits N] [--above-4g] [--no-wait]");
+    println!("  queue DEV N [--bits N] [--above-4g] [--no-wait] [--digest]");
     println!("                           N reads submitted at once: see the order the device finishes them;");
     println!("                           --bits/--above-4g as dma read (bounced reads may wait: deferred loads);");
     println!("                           --no-wait leaves them in flight (stop DEV drains or aborts them;");
-    println!("                           queue DEV, start DEV or stats collects them)");
+    println!("                           queue DEV, start DEV or stats collects them); --digest prints the");
+    println!("                           sha256 of the data read, in the order submitted");
     println!("  flush DEV                flush the disk's volatile write cache: the writes it finished are");
     println!("                           on the medium (a disk without such a cache has nothing to flush)");
     println!("  stop DEV | start DEV     stop a disk's driver (requests in flight drain or abort,");

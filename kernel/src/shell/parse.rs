@@ -112,10 +112,13 @@ pub struct QueueOptions {
     pub above_4g: bool,
     /// `--no-wait`.
     pub waiting: Waiting,
+    /// `--digest`: print the sha256 of the data read, in the order submitted
+    /// (what `make soak` checks against the image on the host).
+    pub digest: bool,
 }
 
 /// How `queue` is used.
-pub const QUEUE_USAGE: &str = "usage: queue DEV N [--bits N] [--above-4g] [--no-wait]";
+pub const QUEUE_USAGE: &str = "usage: queue DEV N [--bits N] [--above-4g] [--no-wait] [--digest]";
 
 /// Parses the words after `queue DEV N`.
 pub fn queue_options(words: &[&str]) -> Result<QueueOptions, String> {
@@ -129,6 +132,7 @@ pub fn queue_options(words: &[&str]) -> Result<QueueOptions, String> {
             }
             "--above-4g" => options.above_4g = true,
             "--no-wait" => options.waiting = Waiting::NotAtAll,
+            "--digest" => options.digest = true,
             other if other.starts_with("--") => return Err(format!("unknown option '{other}': {QUEUE_USAGE}")),
             _ => return Err(String::from(QUEUE_USAGE)),
         }
@@ -246,14 +250,17 @@ mod tests {
     fn queue_takes_the_limits_of_dma_read_and_no_wait() {
         assert_eq!(queue_options(&[]), Ok(QueueOptions::default()));
         let options = queue_options(&["--above-4g", "--bits", "32", "--no-wait"]).unwrap();
-        assert_eq!(options, QueueOptions { bits: Some(32), above_4g: true, waiting: Waiting::NotAtAll });
+        assert_eq!(options, QueueOptions { bits: Some(32), above_4g: true, waiting: Waiting::NotAtAll, digest: false });
+        assert!(queue_options(&["--digest"]).unwrap().digest);
         assert_eq!(queue_options(&["--bits", "8"]), Err(String::from("--bits must be 12..=64, not 8")));
         assert_eq!(queue_options(&["--bits"]), Err(String::from("missing --bits")));
         assert_eq!(queue_options(&["2"]), Err(String::from(QUEUE_USAGE)), "a stray word is a usage error");
         assert!(QUEUE_USAGE.starts_with("usage: queue DEV N"));
         assert_eq!(
             queue_options(&["--fast"]),
-            Err(String::from("unknown option '--fast': usage: queue DEV N [--bits N] [--above-4g] [--no-wait]"))
+            Err(String::from(
+                "unknown option '--fast': usage: queue DEV N [--bits N] [--above-4g] [--no-wait] [--digest]"
+            ))
         );
     }
 

@@ -101,14 +101,20 @@ pub fn queue(arguments: &[&str]) -> Result<(), String> {
     let first = handles[0].sequence();
     let mut finished: Vec<(u64, u64)> = Vec::new();
     let mut failures = Vec::new();
+    let mut data = Vec::new();
     for handle in handles {
         let number = handle.sequence() - first + 1;
         // Waiting for the request makes sure it finished; its completion number
         // says when, among all of them.
         let _ = disk.wait_any(core::slice::from_ref(&handle));
         let completion = handle.completion().unwrap_or(u64::MAX);
-        if let Err(failure) = disk.wait(handle).result {
-            failures.push(format!("read {number}: {failure}"));
+        let done = disk.wait(handle);
+        match (done.result, done.buffer) {
+            (Err(failure), _) => failures.push(format!("read {number}: {failure}")),
+            (Ok(()), Some(buffer)) if options.digest => {
+                data.extend(buffer.to_vec(0, bytes as usize).map_err(|failure| format!("{failure}"))?)
+            }
+            (Ok(()), _) => {}
         }
         finished.push((completion, number));
     }
@@ -135,6 +141,12 @@ pub fn queue(arguments: &[&str]) -> Result<(), String> {
             bounce_after.bounced_transfers - bounce_before.bounced_transfers,
             bounce_after.page_limit
         );
+    }
+    if options.digest {
+        match failures.len() {
+            0 => println!("their data, in the order submitted: sha256 {}", crate::digest::sha256_hex(&data)),
+            failed => println!("their data: no digest, {failed} of them failed"),
+        }
     }
     for failure in failures {
         println!("{failure}");
