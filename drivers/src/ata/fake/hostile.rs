@@ -1,0 +1,178 @@
+//! The fake channel's lying mode: a script of [`Lie`]s, one taken at each
+//! command written to the drive, for host tests (and the property test in
+//! `tests/hostile_tests.rs`) that hold the driver to believing nothing it
+//! cannot check. Registers that lie are lied about where the driver reads
+//! them (`ports.rs`), so the fake's own state stays that of an honest drive
+//! and every byte it moves still goes only through the PRD table it was
+//! given; in lying mode it also records every range it wrote, for the test to
+//! hold against the segments the block layer lent.
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use dmakit::dma::DmaPlatform;
+use dmakit::dma::simulated::SimulatedPlatform;
+
+use super::super::registers::*;
+use super::{FakeChannel, State};
+
+/// One lie, told about the command it is taken for (until the next command
+/// or a software reset, unless it says for ever).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lie {
+    /// The command runs as an honest drive's would.
+    Honest,
+    /// Once the command is written, the drive's status reads as `status` and
+    /// its error register as `error`, whatever happened.
+    EndStatus {
+        /// What the status (and alternate status) registers show.
+        status: u8,
+        /// What the error register shows.
+        error: u8,
+    },
+    /// Once the command is written, the engine's status reads as this.
+    EngineStatus(u8),
+    /// The engine, once started, holds the DMA back: Active, no interrupt,
+    /// nothing moved (the fake's `late` mode, for this command).
+    ActiveForever,
+    /// From this command on, the drive's status reads as this, through every
+    /// software reset (BSY or DRQ that never clears).
+    StatusForever(u8),
+    /// The drive moves this many sectors and says all is well (`short_sectors`).
+    ShortSectors(u64),
+    /// The command's sector this far in fails (`bad_sector`).
+    BadSector(u64),
+    /// The engine reports an error (`bus_error`).
+    BusError,
+    /// The drive reports a device fault (`device_fault`).
+    DeviceFault,
+    /// The engine's interrupt bit rises at the command write, before the
+    /// engine is started: a completion before the command began.
+    InterruptBeforeStart,
+}
+
+/// What the lying mode keeps.
+#[derive(Default)]
+pub struct Hostility {
+    /// Whether lies are told and writes recorded.
+    enabled: bool,
+    /// Lies still to tell, the next last.
+    script: Vec<Lie>,
+    /// The lie told about the command now running.
+    current: Option<Lie>,
+    /// A status the drive shows for ever.
+    forever: Option<u8>,
+    /// Every range of memory the fake wrote: (address, bytes).
+    pub writes: Vec<(u64, u64)>,
+}
+
+impl Hostility {
+    /// The status (or alternate status) the driver reads, for `real`.
+    pub(super) fn status(&self, real: u8) -> u8 {
+        match (self.forever, self.current) {
+            (Some(status), _) => status,
+            (None, Some(Lie::EndStatus { status, .. })) => status,
+            _ => real,
+        }
+    }
+
+    /// The error register the driver reads, for `real`.
+    pub(super) fn error(&self, real: u8) -> u8 {
+        match self.current {
+            Some(Lie::EndStatus { error, .. }) => error,
+            _ => real,
+        }
+    }
+
+    /// The engine's status the driver reads, for `real`.
+    pub(super) fn engine_status(&self, real: u8) -> u8 {
+        match self.current {
+            Some(Lie::EngineStatus(status)) => status,
+            _ => real,
+        }
+    }
+
+    /// Whether the engine holds this command's DMA back.
+    pub(super) fn holds_back(&self) -> bool {
+        self.current == Some(Lie::ActiveForever)
+    }
+
+    /// Records a write of `bytes` at `address`, in lying mode.
+    pub(super) fn wrote(&mut self, address: u64, bytes: u64) {
+        if self.enabled {
+            self.writes.push((address, bytes));
+        }
+    }
+
+    /// A software reset ends the command, and with it what was said about it.
+    pub(super) fn reset(&mut self) {
+        self.current = None;
+    }
+}
+
+impl FakeChannel {
+    /// Switches the lying mode on: `lies`, told in order, one per command
+    /// written (then honest again), and forgets what was recorded.
+    pub fn lie_with(&self, lies: &[Lie]) {
+        let mut hostility = self.hostility.lock();
+        *hostility = Hostility { enabled: true, script: lies.iter().rev().copied().collect(), ..Hostility::default() };
+    }
+
+    /// Takes the ranges written since the last call.
+    pub fn take_writes(&self) -> Vec<(u64, u64)> {
+        core::mem::take(&mut self.hostility.lock().writes)
+    }
+
+    /// A command was written: the next lie of the script is told about it,
+    /// switching the honest fake's knobs for this command.
+    pub(super) fn next_lie(&self, state: &mut State) {
+        let mut hostility = self.hostility.lock();
+        if !hostility.enabled {
+            return;
+        }
+        let lie = hostility.script.pop().unwrap_or(Lie::Honest);
+        hostility.current = Some(lie);
+        if let Lie::StatusForever(status) = lie {
+            hostility.forever = Some(status);
+        }
+        if lie == Lie::InterruptBeforeStart {
+            state.bm_status |= BM_INTERRUPT;
+        }
+        let (short, bad) = match lie {
+            Lie::ShortSectors(sectors) => (Some(sectors), None),
+            Lie::BadSector(offset) => (None, Some(offset)),
+            _ => (None, None),
+        };
+        let lba = (0..3).fold(0u64, |lba, i| lba | u64::from(state.lba[i][0]) << (8 * i));
+        *self.short_sectors.lock() = short;
+        *self.bad_sector.lock() = bad.map(|offset| lba + offset);
+        self.bus_error.store(lie == Lie::BusError, Ordering::Relaxed);
+        self.device_fault.store(lie == Lie::DeviceFault, Ordering::Relaxed);
+    }
+}
+
+/// Free frames below which a case's machine is replaced: what abandoned
+/// transfers leak stays leaked, and a hundred thousand cases must not run
+/// the machine dry (or its bounce budget), which would change what they test.
+const FRESH_MACHINE_BELOW_FRAMES: usize = 4096;
+
+/// A simulated machine for one generated case of a hostile-device property
+/// test (ATA or AHCI): the thread's last one while it has memory to spare, so
+/// that a case costs no new machine (each is leaked, for `'static`, and
+/// holds every page ever written); a fresh one when leaked memory or bounce
+/// pages left it short.
+pub fn case_machine() -> &'static SimulatedPlatform {
+    std::thread_local! {
+        static MACHINE: core::cell::Cell<Option<&'static SimulatedPlatform>> = const { core::cell::Cell::new(None) };
+    }
+    MACHINE.with(|machine| {
+        let short = |platform: &SimulatedPlatform| {
+            let stats = platform.accounting().stats();
+            platform.free_frames_count() < FRESH_MACHINE_BELOW_FRAMES || stats.pages_in_use > stats.page_limit / 2
+        };
+        let platform =
+            machine.get().filter(|platform| !short(platform)).unwrap_or_else(|| SimulatedPlatform::leak(256));
+        machine.set(Some(platform));
+        platform
+    })
+}
