@@ -43,7 +43,11 @@ use super::registers::*;
 use super::structures::*;
 use crate::ata::registers::{COMMAND_FLUSH_CACHE, COMMAND_FLUSH_CACHE_EXT};
 
+mod hostile;
 mod registers;
+
+use hostile::Hostility;
+pub use hostile::{Busy, Lie};
 
 /// The disk on port 0.
 pub struct FakeDisk {
@@ -152,6 +156,8 @@ pub struct FakeHba {
     /// Bytes of the ABAR: an access past them panics, as the kernel's MMIO
     /// window asserts (0x1100 holds all 32 ports; QEMU's is 0x1000).
     pub abar_bytes: AtomicU32,
+    /// The lying mode (`fake/hostile.rs`): off unless a test switches it on.
+    hostility: Mutex<Hostility>,
 }
 
 /// The HBA's registers (its ABAR), as the driver sees them.
@@ -190,6 +196,7 @@ impl FakeHba {
             identify_words: Mutex::new(None),
             ports_implemented: AtomicU32::new(0b11),
             abar_bytes: AtomicU32::new(0x1100),
+            hostility: Mutex::new(Hostility::default()),
         })
     }
 
@@ -320,6 +327,7 @@ impl FakeHba {
                         self.allocated(address, length as u64),
                         "the device wrote into freed memory at {address:#x}"
                     );
+                    self.hostility.lock().wrote(address, length as u64);
                     self.platform.device_write(address, &disk.image[position..position + length]);
                 }
                 BlockOperation::Write => {
@@ -439,6 +447,7 @@ impl FakeHba {
             }
             other => panic!("unexpected ATA command {other:#x}"),
         }
+        self.lie_after(state, slot);
     }
 
     fn port_write(&self, state: &mut State, register: u16, value: u32) {
@@ -478,6 +487,7 @@ impl FakeHba {
                     // until it has sent its signature.
                     port.queued.clear();
                     port.sact = 0;
+                    self.hostility.lock().reset();
                     port.tfd = TFD_BUSY;
                     port.busy_looks = match self.busy_after_reset.load(Ordering::Relaxed) {
                         true => u32::MAX,
@@ -488,6 +498,7 @@ impl FakeHba {
             PX_SERR => port.serr &= !value,
             PX_SACT => port.sact |= value,
             PX_CI => {
+                self.next_lie();
                 port.ci |= value;
                 self.run_issued(state);
             }

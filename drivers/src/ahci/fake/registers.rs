@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 use dmakit::io::RegisterIo;
 
 use super::super::registers::*;
-use super::{FakeRegisters, Port};
+use super::{Busy, FakeRegisters, Port};
 
 impl RegisterIo for FakeRegisters {
     fn read8(&self, offset: u16) -> u8 {
@@ -48,13 +48,13 @@ impl RegisterIo for FakeRegisters {
                 PX_IS => port.is,
                 PX_IE => port.ie,
                 PX_CMD => port.cmd,
-                PX_TFD => port.tfd,
+                PX_TFD => self.0.hostility.lock().task_file(port.tfd),
                 PX_SIG => 0x0000_0101,
                 PX_SSTS => SSTS_DEVICE_PRESENT | 0x110,
                 PX_SCTL => port.sctl,
                 PX_SERR => port.serr,
-                PX_SACT => port.sact,
-                PX_CI => port.ci,
+                PX_SACT => self.0.hostility.lock().busy(Busy::Active, port.sact),
+                PX_CI => self.0.hostility.lock().busy(Busy::Issued, port.ci),
                 register => panic!("read of port register {register:#x}"),
             },
         }

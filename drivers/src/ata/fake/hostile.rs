@@ -10,9 +10,12 @@
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use dmakit::dma::DmaPlatform;
 use dmakit::dma::simulated::SimulatedPlatform;
+use dmakit::dma::{Cause, DmaPlatform};
 
+use proptest::prelude::*;
+
+use super::super::identify::{Addressing, identify_words};
 use super::super::registers::*;
 use super::{FakeChannel, State};
 
@@ -151,10 +154,15 @@ impl FakeChannel {
     }
 }
 
-/// Free frames below which a case's machine is replaced: what abandoned
-/// transfers leak stays leaked, and a hundred thousand cases must not run
-/// the machine dry (or its bounce budget), which would change what they test.
-const FRESH_MACHINE_BELOW_FRAMES: usize = 4096;
+/// Word 255 bits 7:0 when bits 15:8 are IDENTIFY's checksum.
+const CHECKSUM_SIGNATURE: u16 = 0xa5;
+
+/// Free frames (of the simulated machine's 28,416) below which a case's
+/// machine is replaced: what abandoned transfers and ports leak stays leaked,
+/// and a hundred thousand cases must not run the machine dry (or its 12,032
+/// frames below 4 GiB, or its bounce budget), which would change what they
+/// test. A case uses a few dozen frames.
+const FRESH_MACHINE_BELOW_FRAMES: usize = 20_000;
 
 /// A simulated machine for one generated case of a hostile-device property
 /// test (ATA or AHCI): the thread's last one while it has memory to spare, so
@@ -175,4 +183,43 @@ pub fn case_machine() -> &'static SimulatedPlatform {
         machine.set(Some(platform));
         platform
     })
+}
+
+/// IDENTIFY answers at and past every edge the drivers read, for a drive of
+/// `sectors`: the sector counts (words 60-61, 100-103) and the 48-bit set
+/// (word 83), NCQ and its depth (words 75-76), the logical sector size (words
+/// 106, 117-118), the checksum (word 255: none, wrong, or right); mostly
+/// `None`, the drive's own answer, so that the cases go on to lie about
+/// commands.
+pub fn identify_answers(sectors: u64) -> impl Strategy<Value = Option<[u16; 256]>> {
+    let lba28 = prop::sample::select(vec![0u32, 1, 8, sectors as u32, 0x0fff_ffff, 0x1000_0000, u32::MAX]);
+    let lba48 = prop::sample::select(vec![0u64, 1, sectors, (1 << 48) - 1, 1 << 48, u64::MAX]);
+    let addressing = prop_oneof![Just(Addressing::Lba28), Just(Addressing::Lba48)];
+    let queuing =
+        prop::sample::select(vec![(0u16, 0u16), (0, 1 << 8), (31, 1 << 8), (0xffff, 0xffff), (0xffe0, 0xfeff)]);
+    let word_106 = prop::sample::select(vec![0u16, 0x4000, 0x5000, 0x1000, 0xffff]);
+    let sector_words = prop::sample::select(vec![0u32, 1, 255, 256, 257, u32::MAX]);
+    // `None`: the checksum that makes the words sum to 0.
+    let word_255 = prop::sample::select(vec![Some(0u16), Some(0x00a5), Some(0x12a5), Some(0xffff), None]);
+    let words = (addressing, lba28, lba48, queuing, word_106, sector_words, word_255).prop_map(
+        |(addressing, lba28, lba48, (word_75, word_76), word_106, sector_words, word_255)| {
+            let mut words = identify_words(addressing, lba28, lba48);
+            (words[75], words[76], words[106]) = (word_75, word_76, word_106);
+            (words[117], words[118]) = (sector_words as u16, (sector_words >> 16) as u16);
+            words[255] = word_255.unwrap_or(CHECKSUM_SIGNATURE);
+            if word_255.is_none() {
+                let sum =
+                    words.iter().flat_map(|word| word.to_le_bytes()).fold(0u8, |sum, byte| sum.wrapping_add(byte));
+                words[255] |= u16::from(sum.wrapping_neg()) << 8;
+            }
+            words
+        },
+    );
+    prop::option::weighted(0.1, words)
+}
+
+/// Whether a failure's `cause` says why: one with no cause, words only, or a
+/// request the block layer lost does not.
+pub fn says_why(cause: Cause) -> bool {
+    !matches!(cause, Cause::Unspecified | Cause::Other(_) | Cause::RequestLost)
 }

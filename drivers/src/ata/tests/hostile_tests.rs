@@ -5,7 +5,7 @@
 use super::*;
 use dmakit::block::BlockOperation;
 
-use crate::ata::fake::Lie;
+use crate::ata::fake::{Lie, identify_answers, says_why};
 
 /// Reads 8 sectors into a buffer above 4 GiB with the channel telling `lie`.
 fn read_told(setup: &Setup, disk: &QueuedDisk<AtaDisk<FakePorts>>, lie: Lie) -> Result<(), IoFailure> {
@@ -110,34 +110,6 @@ fn step() -> impl Strategy<Value = Step> {
     )
 }
 
-/// IDENTIFY words at and past every edge the drivers read: the sector counts
-/// (words 60-61, 100-103) and the 48-bit set (word 83), the logical sector
-/// size (words 106, 117-118), the checksum (word 255); `None`: the drive's own.
-fn identify() -> impl Strategy<Value = Option<[u16; 256]>> {
-    let lba28 = prop::sample::select(vec![0u32, 1, 8, CASE_SECTORS as u32, 0x0fff_ffff, 0x1000_0000, u32::MAX]);
-    let lba48 = prop::sample::select(vec![0u64, 1, CASE_SECTORS, (1 << 48) - 1, 1 << 48, u64::MAX]);
-    let addressing = prop_oneof![Just(Addressing::Lba28), Just(Addressing::Lba48)];
-    let word_106 = prop::sample::select(vec![0u16, 0x4000, 0x5000, 0x1000, 0xffff]);
-    let sector_words = prop::sample::select(vec![0u32, 1, 255, 256, 257, u32::MAX]);
-    let word_255 = prop::sample::select(vec![0u16, 0x00a5, 0x12a5, 0xffff]);
-    let words = (addressing, lba28, lba48, word_106, sector_words, word_255).prop_map(
-        |(addressing, lba28, lba48, word_106, sector_words, word_255)| {
-            let mut words = crate::ata::identify::identify_words(addressing, lba28, lba48);
-            words[106] = word_106;
-            words[117] = sector_words as u16;
-            words[118] = (sector_words >> 16) as u16;
-            words[255] = word_255;
-            words
-        },
-    );
-    prop::option::weighted(0.1, words)
-}
-
-/// Whether `cause` says why (a failure with no cause, or words only, does not).
-fn typed(cause: Cause) -> bool {
-    !matches!(cause, Cause::Unspecified | Cause::Other(_) | Cause::RequestLost)
-}
-
 /// Runs one generated case: IDENTIFY answered with `answer`, then each step's
 /// request with its lie. Every failure must say why, the channel may write
 /// memory only inside the segments lent for the request running, nothing
@@ -165,7 +137,7 @@ fn run_case(answer: Option<[u16; 256]>, steps: &[Step]) -> Result<(), TestCaseEr
                 run_step(platform, &fake, &disk, step)?;
             }
         }
-        Some(Err(failure)) => prop_assert!(typed(failure.cause()), "IDENTIFY refused without a cause: {failure}"),
+        Some(Err(failure)) => prop_assert!(says_why(failure.cause()), "IDENTIFY refused without a cause: {failure}"),
         None => prop_assert!(false, "the drive answered IDENTIFY"),
     }
     drop(channel);
@@ -187,7 +159,7 @@ fn run_step(
     if step.restart == Restart::Start
         && let Err(failure) = disk.start()
     {
-        prop_assert!(typed(failure.cause()), "start failed without a cause: {failure}");
+        prop_assert!(says_why(failure.cause()), "start failed without a cause: {failure}");
     }
     let placement = match step.placement {
         Placement::Low => Constraints::below(PhysAddr::new(1 << 32)),
@@ -199,7 +171,7 @@ fn run_step(
         BlockOperation::Write => disk.write(step.lba, step.sectors, &mut buffer, 0),
     };
     if let Err(failure) = result {
-        prop_assert!(typed(failure.cause()), "{step:?} failed without a cause: {failure}");
+        prop_assert!(says_why(failure.cause()), "{step:?} failed without a cause: {failure}");
     }
     let segments = disk.last_segments();
     for (address, bytes) in fake.take_writes() {
@@ -223,7 +195,7 @@ proptest! {
     })]
     #[test]
     fn a_lying_channel_gets_no_panic_no_stray_write_and_a_cause_for_every_failure(
-        answer in identify(),
+        answer in identify_answers(CASE_SECTORS),
         steps in prop::collection::vec(step(), 1..4),
     ) {
         run_case(answer, &steps)?;
