@@ -43,7 +43,7 @@ mod hostile;
 mod ports;
 
 use hostile::Hostility;
-pub use hostile::{Lie, case_machine, identify_answers, says_why};
+pub use hostile::{Lie, case_machine, hostile_config, identify_answers, says_why};
 
 /// A drive on the fake channel.
 pub struct FakeDrive {

@@ -398,9 +398,8 @@ pub enum AhciCause {
     /// A flush to a drive whose IDENTIFY says it has no volatile write cache
     /// (word 82 bit 5): it has nothing to flush.
     NoWriteCache,
-    /// The HBA says (PRDBC, the command header's byte count) it moved more
-    /// bytes for a command than its PRDT holds: the count is not believed
-    /// and the command fails.
+    /// PRDBC (the command header's byte count) says the HBA moved more bytes
+    /// than the command's PRDT holds: not believed, the command fails.
     ByteCountAboveRequest {
         /// The command's slot.
         slot: u8,
@@ -409,16 +408,14 @@ pub enum AhciCause {
         /// Bytes the PRDT describes.
         prepared: u64,
     },
-    /// PxCI or PxSACT shows commands in slots the driver did not issue there
-    /// (or a non-queued flush in PxSACT): the port holds what nobody gave it,
-    /// so it is stopped.
+    /// PxCI or PxSACT shows slots the driver did not issue there (or a flush,
+    /// never queued, in PxSACT): the port is stopped.
     CommandsNotIssued {
         /// The slots no command of the driver's is in.
         slots: u32,
     },
-    /// Under NCQ, the drive finished commands (their PxSACT bits cleared)
-    /// that the HBA had not yet sent it (their PxCI bits still set): a
-    /// completion before the command, so the port is stopped.
+    /// Under NCQ, PxSACT bits cleared (finished) while their PxCI bits are
+    /// still set (not yet sent to the drive): the port is stopped.
     CompletedBeforeIssued {
         /// The slots.
         slots: u32,
@@ -527,9 +524,8 @@ pub enum AtaCause {
     /// A flush to a drive whose IDENTIFY says it has no volatile write cache
     /// (word 82 bit 5): it has nothing to flush.
     NoWriteCache,
-    /// The drive set ERR at the end of a command with an empty error
-    /// register: ATA gives every error a bit there, so the status is not a
-    /// state a drive can be in.
+    /// ERR at the end of a command with an empty error register: ATA gives
+    /// every error a bit there, so no drive is in that state.
     ErrorRegisterEmpty {
         /// The drive's status.
         status: u8,
@@ -540,9 +536,8 @@ pub enum AtaCause {
         /// The drive's status.
         status: u8,
     },
-    /// IDENTIFY says the drive's logical sector is not 256 words (word 106
-    /// bit 12, words 117-118): every command the drivers send counts
-    /// 512-byte sectors. A size of 0 or an odd one is refused the same way.
+    /// IDENTIFY says a logical sector is not 256 words (word 106 bit 12, words
+    /// 117-118: 0, odd or other): every command counts 512-byte sectors.
     LogicalSectorSize {
         /// Words 117-118: the logical sector's size in 16-bit words.
         words: u32,

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::ahci::fake::{Busy, Lie};
-use crate::ata::fake::{identify_answers, says_why};
+use crate::ata::fake::{hostile_config, identify_answers, says_why};
 
 /// Reads 8 sectors at 16 with the HBA telling `lie` at the command.
 fn read_told(setup: &Setup, lie: Lie) -> Result<(), IoFailure> {
@@ -253,11 +253,7 @@ fn run_requests(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: crate::test_support::hostile_cases(),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(hostile_config())]
     #[test]
     fn a_lying_hba_gets_no_panic_no_stray_write_and_a_cause_for_every_failure(
         answer in identify_answers(CASE_SECTORS),

@@ -218,6 +218,17 @@ pub fn identify_answers(sectors: u64) -> impl Strategy<Value = Option<[u16; 256]
     prop::option::weighted(0.1, words)
 }
 
+/// The configuration of a hostile-device property test:
+/// [`hostile_cases`](crate::test_support::hostile_cases) cases, and no
+/// failure files written into the source tree.
+pub fn hostile_config() -> ProptestConfig {
+    ProptestConfig {
+        cases: crate::test_support::hostile_cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
 /// Whether a failure's `cause` says why: one with no cause, words only, or a
 /// request the block layer lost does not.
 pub fn says_why(cause: Cause) -> bool {

@@ -5,7 +5,7 @@
 use super::*;
 use dmakit::block::BlockOperation;
 
-use crate::ata::fake::{Lie, identify_answers, says_why};
+use crate::ata::fake::{Lie, hostile_config, identify_answers, says_why};
 
 /// Reads 8 sectors into a buffer above 4 GiB with the channel telling `lie`.
 fn read_told(setup: &Setup, disk: &QueuedDisk<AtaDisk<FakePorts>>, lie: Lie) -> Result<(), IoFailure> {
@@ -188,11 +188,7 @@ fn run_step(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: crate::test_support::hostile_cases(),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(hostile_config())]
     #[test]
     fn a_lying_channel_gets_no_panic_no_stray_write_and_a_cause_for_every_failure(
         answer in identify_answers(CASE_SECTORS),
