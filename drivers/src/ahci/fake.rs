@@ -35,7 +35,6 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use dmakit::block::BlockOperation;
 use dmakit::dma::simulated::SimulatedPlatform;
-use dmakit::io::RegisterIo;
 use dmakit::memory::FRAME_SIZE;
 use spin::Mutex;
 
@@ -43,6 +42,12 @@ use super::identify::{DriveIdentity, words_to_bytes};
 use super::registers::*;
 use super::structures::*;
 use crate::ata::registers::{COMMAND_FLUSH_CACHE, COMMAND_FLUSH_CACHE_EXT};
+
+mod hostile;
+mod registers;
+
+use hostile::Hostility;
+pub use hostile::{Busy, Lie};
 
 /// The disk on port 0.
 pub struct FakeDisk {
@@ -151,6 +156,8 @@ pub struct FakeHba {
     /// Bytes of the ABAR: an access past them panics, as the kernel's MMIO
     /// window asserts (0x1100 holds all 32 ports; QEMU's is 0x1000).
     pub abar_bytes: AtomicU32,
+    /// The lying mode (`fake/hostile.rs`): off unless a test switches it on.
+    hostility: Mutex<Hostility>,
 }
 
 /// The HBA's registers (its ABAR), as the driver sees them.
@@ -189,6 +196,7 @@ impl FakeHba {
             identify_words: Mutex::new(None),
             ports_implemented: AtomicU32::new(0b11),
             abar_bytes: AtomicU32::new(0x1100),
+            hostility: Mutex::new(Hostility::default()),
         })
     }
 
@@ -319,6 +327,7 @@ impl FakeHba {
                         self.allocated(address, length as u64),
                         "the device wrote into freed memory at {address:#x}"
                     );
+                    self.hostility.lock().wrote(address, length as u64);
                     self.platform.device_write(address, &disk.image[position..position + length]);
                 }
                 BlockOperation::Write => {
@@ -438,6 +447,7 @@ impl FakeHba {
             }
             other => panic!("unexpected ATA command {other:#x}"),
         }
+        self.lie_after(state, slot);
     }
 
     fn port_write(&self, state: &mut State, register: u16, value: u32) {
@@ -477,6 +487,7 @@ impl FakeHba {
                     // until it has sent its signature.
                     port.queued.clear();
                     port.sact = 0;
+                    self.hostility.lock().reset();
                     port.tfd = TFD_BUSY;
                     port.busy_looks = match self.busy_after_reset.load(Ordering::Relaxed) {
                         true => u32::MAX,
@@ -487,6 +498,7 @@ impl FakeHba {
             PX_SERR => port.serr &= !value,
             PX_SACT => port.sact |= value,
             PX_CI => {
+                self.next_lie();
                 port.ci |= value;
                 self.run_issued(state);
             }
@@ -512,84 +524,5 @@ impl FakeHba {
         port.ci = 0;
         port.sact = 0;
         port.held_flush = None;
-    }
-}
-
-impl RegisterIo for FakeRegisters {
-    fn read8(&self, offset: u16) -> u8 {
-        panic!("read8 of {offset:#x}")
-    }
-
-    fn read16(&self, offset: u16) -> u16 {
-        panic!("read16 of {offset:#x}")
-    }
-
-    fn read32(&self, offset: u16) -> u32 {
-        self.0.inside_abar(offset);
-        let mut state = self.0.state.lock();
-        if offset == port_register(0, PX_TFD) && state.port.busy_looks > 0 {
-            // Each look is a moment of the drive's reset going by.
-            state.port.busy_looks -= 1;
-            if state.port.busy_looks == 0 {
-                state.port.tfd = 0x50;
-            }
-            return TFD_BUSY;
-        }
-        let port = &state.port;
-        match offset {
-            CAP => state.cap,
-            GHC => state.ghc,
-            IS => state.is | u32::from(port.is & port.ie != 0),
-            PI => self.0.ports_implemented.load(Ordering::Relaxed),
-            VS => 0x0001_0000,
-            _ if offset >= port_register(1, 0) => match (offset - PORT_BASE) % PORT_STRIDE {
-                PX_SSTS => 0,
-                PX_CMD => 0,
-                register => panic!("read of an empty port's register {register:#x}"),
-            },
-            _ => match offset - port_register(0, 0) {
-                PX_CLB => port.clb[0],
-                PX_CLBU => port.clb[1],
-                PX_FB => port.fb[0],
-                PX_FBU => port.fb[1],
-                PX_IS => port.is,
-                PX_IE => port.ie,
-                PX_CMD => port.cmd,
-                PX_TFD => port.tfd,
-                PX_SIG => 0x0000_0101,
-                PX_SSTS => SSTS_DEVICE_PRESENT | 0x110,
-                PX_SCTL => port.sctl,
-                PX_SERR => port.serr,
-                PX_SACT => port.sact,
-                PX_CI => port.ci,
-                register => panic!("read of port register {register:#x}"),
-            },
-        }
-    }
-
-    fn write8(&self, offset: u16, _value: u8) {
-        panic!("write8 of {offset:#x}")
-    }
-
-    fn write16(&self, offset: u16, _value: u16) {
-        panic!("write16 of {offset:#x}")
-    }
-
-    fn write32(&self, offset: u16, value: u32) {
-        self.0.inside_abar(offset);
-        let mut state = self.0.state.lock();
-        match offset {
-            GHC if value & GHC_RESET != 0 => {
-                *self.0.resets.lock() += 1;
-                state.ghc = GHC_AHCI;
-                if !self.0.stuck.load(Ordering::Relaxed) {
-                    state.port = Port { tfd: 0x50, ..Port::default() };
-                }
-            }
-            GHC => state.ghc = value,
-            IS => state.is &= !value,
-            _ if offset >= port_register(1, 0) => panic!("write of empty port 1's register {offset:#x}"),
-            _ => self.0.port_write(&mut state, offset - port_register(0, 0), value),
-        }
     }
 }

@@ -7,7 +7,13 @@ use alloc::string::String;
 use dmakit::dma::{AtaCause, Cause, IoFailure, IoReturn};
 
 pub use crate::ata::identify::CacheFlush;
-use crate::ata::identify::{Addressing, LBA28_MAX_SECTORS, capacity};
+use crate::ata::identify::{Addressing, LBA28_MAX_SECTORS, capacity, integrity};
+
+/// IDENTIFY word 76 bit 8: native command queuing.
+const WORD_76_NCQ: u16 = 1 << 8;
+/// Word 76 as a device that claims no Serial ATA capabilities says it
+/// (ATA8-ACS: 0000h or FFFFh): none of its bits is a claim.
+const WORD_76_NO_CLAIM: u16 = 0xffff;
 
 /// The fields the driver uses from the 256 IDENTIFY words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,9 +33,11 @@ pub struct DriveIdentity {
 impl DriveIdentity {
     /// Decodes an IDENTIFY DEVICE answer; refused when the sector count
     /// cannot be believed (the PIIX driver's [`capacity`]: the same ATA
-    /// words, the same edges), and when the drive lacks the 48-bit commands
-    /// this driver sends (READ/WRITE DMA EXT, FPDMA QUEUED).
+    /// words, the same edges) or the rest ([`integrity`]), and when the
+    /// drive lacks the 48-bit commands this driver sends (READ/WRITE DMA
+    /// EXT, FPDMA QUEUED).
     pub fn parse(words: &[u16; 256]) -> Result<DriveIdentity, IoFailure> {
+        integrity(words)?;
         let (addressing, sectors) = capacity(words)?;
         if addressing == Addressing::Lba28 {
             return Err(IoFailure::new(IoReturn::IoError, Cause::Ata(AtaCause::No48BitCommands)));
@@ -42,7 +50,7 @@ impl DriveIdentity {
         }
         Ok(DriveIdentity {
             sectors,
-            ncq: words[76] & (1 << 8) != 0,
+            ncq: words[76] != WORD_76_NO_CLAIM && words[76] & WORD_76_NCQ != 0,
             queue_depth: usize::from(words[75] & 0x1f) + 1,
             model: String::from(model.trim()),
             flush: CacheFlush::from_words(words),
@@ -59,7 +67,7 @@ impl DriveIdentity {
             words[100 + i] = (self.sectors >> (16 * i)) as u16;
         }
         words[75] = (self.queue_depth.clamp(1, 32) - 1) as u16;
-        words[76] = if self.ncq { 1 << 8 } else { 0 };
+        words[76] = if self.ncq { WORD_76_NCQ } else { 0 };
         self.flush.set_words(&mut words);
         let mut model = [b' '; 40];
         for (slot, byte) in model.iter_mut().zip(self.model.bytes()) {

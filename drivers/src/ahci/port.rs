@@ -391,8 +391,8 @@ impl<R: RegisterIo> AhciPort<R> {
     }
 
     /// Ends the request in `slot` and reports it with the bytes moved (none
-    /// after an error). A non-queued command's PRDBC is the HBA's count, never
-    /// believed above what was prepared. An NCQ command has no count to read:
+    /// after an error). A non-queued command's PRDBC is the HBA's count; one
+    /// above what was prepared fails the command (`ByteCountAboveRequest`). An NCQ command has no count to read:
     /// nothing makes an HBA keep PRDBC for FPDMA commands, QEMU does not (its
     /// NCQ completion writes only the Set Device Bits FIS, which carries no
     /// count), so success means the
@@ -410,10 +410,20 @@ impl<R: RegisterIo> AhciPort<R> {
         let Some(InFlight { length, .. }) = state.slots[slot].take() else {
             return;
         };
-        let moved = match (&result, &state.memory) {
-            (Ok(()), Some(memory)) if !self.ncq => memory.bytes_moved(slot).min(length),
+        let count = match (&result, &state.memory) {
+            (Ok(()), Some(memory)) if !self.ncq => memory.bytes_moved(slot),
             (Ok(()), _) => length,
             (Err(_), _) => 0,
+        };
+        // The HBA moves data only through the PRDT: a count above it is not
+        // a count, and the command's data is not believed either.
+        let (moved, result) = match count {
+            count if count > length => {
+                let cause =
+                    AhciCause::ByteCountAboveRequest { slot: slot as u8, count: count as u32, prepared: length };
+                (0, Err(IoFailure::new(IoReturn::IoError, Cause::Ahci(cause))))
+            }
+            count => (count, result),
         };
         finished(slot, DeviceOutcome { moved, result });
     }

@@ -121,6 +121,10 @@ fn describe(signs: Signs) -> (IoReturn, &'static str) {
         (IoReturn::DmaError, "overflow (PxIS.OFS): the drive sent more data than the PRDT holds")
     } else if errors & IS_INTERFACE_FATAL != 0 {
         (IoReturn::IoError, "SATA interface fatal error (PxIS.IFS)")
+    } else if task_file & (TFD_BUSY | TFD_DATA_REQUEST) != 0 {
+        // ATA: with BSY set the other bits mean nothing, and DRQ asks for
+        // data; neither can end a command.
+        (IoReturn::IoError, "the drive shows BSY or DRQ for a command the port finished: not a state ATA allows")
     } else if task_file & TFD_UNCORRECTABLE != 0 {
         (IoReturn::IoError, "uncorrectable data error (task-file ERR, UNC)")
     } else if task_file & TFD_NOT_FOUND != 0 {
@@ -129,6 +133,8 @@ fn describe(signs: Signs) -> (IoReturn, &'static str) {
         (IoReturn::IoError, "interface CRC error (task-file ERR, ICRC)")
     } else if task_file & TFD_FAULT != 0 {
         (IoReturn::IoError, "device fault (task-file DF)")
+    } else if task_file & TFD_ERROR != 0 && task_file & TFD_ERROR_REGISTER == 0 {
+        (IoReturn::IoError, "the drive set ERR with an empty error register: not a state ATA allows")
     } else if task_file & TFD_ABORTED != 0 {
         (IoReturn::IoError, "the drive aborted the command (task-file ERR, ABRT)")
     } else {

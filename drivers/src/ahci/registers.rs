@@ -116,6 +116,8 @@ pub const TFD_NOT_FOUND: u32 = 1 << (8 + 4);
 pub const TFD_UNCORRECTABLE: u32 = 1 << (8 + 6);
 /// Task-file error register, ICRC: interface CRC error.
 pub const TFD_INTERFACE_CRC: u32 = 1 << (8 + 7);
+/// PxTFD bits 15:8: the error register (ERR) the last FIS carried.
+pub const TFD_ERROR_REGISTER: u32 = 0xff << 8;
 
 /// PxSERR.ERR.I: a data integrity error the link recovered from.
 pub const SERR_RECOVERED_DATA: u32 = 1 << 0;

@@ -24,6 +24,7 @@ use super::{AhciPort, Hba};
 use crate::test_support::WAITER;
 
 mod flush_tests;
+mod hostile_tests;
 mod untrusted_tests;
 
 const SECTORS: u64 = 8192;

@@ -39,7 +39,11 @@ use super::identify::{Addressing, Identity};
 use super::prd::{ENTRIES_PER_TABLE, PrdEntry, REGION_LIMIT, TABLE_BYTES, TableEnd};
 use super::registers::*;
 
+mod hostile;
 mod ports;
+
+use hostile::Hostility;
+pub use hostile::{Lie, case_machine, hostile_config, identify_answers, says_why};
 
 /// A drive on the fake channel.
 pub struct FakeDrive {
@@ -161,6 +165,8 @@ pub struct FakeChannel {
     pub resets: AtomicUsize,
     /// A flush keeps the drive busy until [`FakeChannel::finish_flush`].
     pub slow_flush: AtomicBool,
+    /// The lying mode (`fake/hostile.rs`): off unless a test switches it on.
+    hostility: Mutex<Hostility>,
 }
 
 /// Which register block a port window shows.
@@ -202,6 +208,7 @@ impl FakeChannel {
             hung_drive: Mutex::new(None),
             resets: AtomicUsize::new(0),
             slow_flush: AtomicBool::new(false),
+            hostility: Mutex::new(Hostility::default()),
         })
     }
 
@@ -309,11 +316,13 @@ impl FakeChannel {
             let first = (page * FRAME_SIZE).max(address);
             assert!(self.platform.is_allocated(first), "device wrote into freed memory at {first:#x}");
         }
+        self.hostility.lock().wrote(address, bytes.len() as u64);
         self.platform.device_write(address, bytes);
     }
 
     fn command(&self, state: &mut State, command: u8) {
         self.commands.lock().push(command);
+        self.next_lie(state);
         if state.stalled.is_some() {
             // A drive in a command's data phase takes no other (ATA: the host
             // must not write a command while DRQ is set); a real one ignores it.
@@ -362,7 +371,7 @@ impl FakeChannel {
             return;
         };
         let dma = self.read_dma(state, command);
-        if self.late.load(Ordering::Relaxed) {
+        if self.late.load(Ordering::Relaxed) || self.hostility.lock().holds_back() {
             // Busy for ever, as far as the driver can tell.
             state.bm_status = BM_ACTIVE;
             state.held_back = Some(dma);
@@ -401,6 +410,7 @@ impl FakeChannel {
             state.flushing = false;
             state.stalled.take_if(|stalled| Some(stalled.drive) != hung);
             state.identify.clear();
+            self.hostility.lock().reset();
             return;
         }
         self.resets.fetch_add(1, Ordering::Relaxed);

@@ -17,6 +17,18 @@ pub const LBA28_MAX_SECTORS: u64 = 0x0fff_ffff;
 /// The most sectors words 100-103 may say (ATA8-ACS: 0000FFFFFFFFFFFFh).
 pub const LBA48_MAX_SECTORS: u64 = (1 << 48) - 1;
 
+/// IDENTIFY word 106 holds something when bits 15:14 are 01 (ATA8-ACS).
+const WORD_106_VALID_MASK: u16 = 0xc000;
+/// Bits 15:14 of word 106 when the word is valid.
+const WORD_106_VALID: u16 = 0x4000;
+/// IDENTIFY word 106 bit 12: the logical sector is longer than 256 words,
+/// and words 117-118 say how long.
+const WORD_106_LONG_LOGICAL_SECTOR: u16 = 1 << 12;
+/// The one logical sector size the drivers address: 512 bytes, in words.
+const SECTOR_WORDS: u32 = 256;
+/// Word 255 bits 7:0 when bits 15:8 are a checksum (ATA8-ACS, integrity word).
+const CHECKSUM_SIGNATURE: u16 = 0xa5;
+
 /// IDENTIFY word 82 bit 5: the drive has a volatile write cache.
 const WORD_82_WRITE_CACHE: u16 = 1 << 5;
 /// IDENTIFY word 83 bit 13: FLUSH CACHE EXT is supported.
@@ -125,10 +137,35 @@ pub fn capacity(words: &[u16; 256]) -> Result<(Addressing, u64), IoFailure> {
     }
 }
 
+/// Whether IDENTIFY's `words` can be believed beyond the sector count: when
+/// word 255 carries the A5h signature its checksum must make the 512 bytes
+/// sum to 0 (else they were damaged on the way), and a logical sector (word
+/// 106 bit 12, words 117-118) must be the 256 words every command of the
+/// drivers counts in, so that no size of 0, odd or other is taken.
+pub fn integrity(words: &[u16; 256]) -> Result<(), IoFailure> {
+    let refused = |cause| Err(IoFailure::new(IoReturn::IoError, Cause::Ata(cause)));
+    if words[255] & 0xff == CHECKSUM_SIGNATURE {
+        let sum = words.iter().flat_map(|word| word.to_le_bytes()).fold(0u8, |sum, byte| sum.wrapping_add(byte));
+        if sum != 0 {
+            return refused(AtaCause::IdentifyChecksum { word: words[255] });
+        }
+    }
+    let word_106 = words[106];
+    if word_106 & WORD_106_VALID_MASK == WORD_106_VALID && word_106 & WORD_106_LONG_LOGICAL_SECTOR != 0 {
+        let sector_words = u32::from(words[117]) | u32::from(words[118]) << 16;
+        if sector_words != SECTOR_WORDS {
+            return refused(AtaCause::LogicalSectorSize { words: sector_words });
+        }
+    }
+    Ok(())
+}
+
 impl Identity {
     /// Decodes the words of an IDENTIFY DEVICE answer; refused when the
-    /// sector count cannot be believed ([`capacity`]).
+    /// sector count cannot be believed ([`capacity`]), or the rest
+    /// ([`integrity`]).
     pub fn parse(words: &[u16; 256]) -> Result<Identity, IoFailure> {
+        integrity(words)?;
         let (addressing, sectors) = capacity(words)?;
         let mut model = String::new();
         for word in &words[27..47] {

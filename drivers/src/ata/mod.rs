@@ -4,7 +4,7 @@ mod channel;
 #[cfg(target_os = "none")]
 mod driver;
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 pub mod identify;
 pub mod prd;
 pub mod registers;

@@ -398,6 +398,28 @@ pub enum AhciCause {
     /// A flush to a drive whose IDENTIFY says it has no volatile write cache
     /// (word 82 bit 5): it has nothing to flush.
     NoWriteCache,
+    /// PRDBC (the command header's byte count) says the HBA moved more bytes
+    /// than the command's PRDT holds: not believed, the command fails.
+    ByteCountAboveRequest {
+        /// The command's slot.
+        slot: u8,
+        /// PRDBC as the HBA wrote it.
+        count: u32,
+        /// Bytes the PRDT describes.
+        prepared: u64,
+    },
+    /// PxCI or PxSACT shows slots the driver did not issue there (or a flush,
+    /// never queued, in PxSACT): the port is stopped.
+    CommandsNotIssued {
+        /// The slots no command of the driver's is in.
+        slots: u32,
+    },
+    /// Under NCQ, PxSACT bits cleared (finished) while their PxCI bits are
+    /// still set (not yet sent to the drive): the port is stopped.
+    CompletedBeforeIssued {
+        /// The slots.
+        slots: u32,
+    },
 }
 
 impl fmt::Display for AhciCause {
@@ -421,6 +443,17 @@ impl fmt::Display for AhciCause {
                 write!(f, "the drive stayed busy after the reset (PxTFD {task_file:#x}: BSY or DRQ)")
             }
             AhciCause::PortRunning => f.write_str("the port is running already"),
+            AhciCause::ByteCountAboveRequest { slot, count, prepared } => write!(
+                f,
+                "the HBA says it moved {count} bytes for slot {slot} (PRDBC), more than the {prepared} prepared"
+            ),
+            AhciCause::CommandsNotIssued { slots } => {
+                write!(f, "the port shows commands in slots {slots:#x} (PxCI, PxSACT), which the driver did not issue")
+            }
+            AhciCause::CompletedBeforeIssued { slots } => write!(
+                f,
+                "the drive finished slots {slots:#x} (PxSACT clear) before the HBA sent them (PxCI still set)"
+            ),
         }
     }
 }
@@ -491,6 +524,30 @@ pub enum AtaCause {
     /// A flush to a drive whose IDENTIFY says it has no volatile write cache
     /// (word 82 bit 5): it has nothing to flush.
     NoWriteCache,
+    /// ERR at the end of a command with an empty error register: ATA gives
+    /// every error a bit there, so no drive is in that state.
+    ErrorRegisterEmpty {
+        /// The drive's status.
+        status: u8,
+    },
+    /// The drive ended a command without DRDY (a present ATA drive is ready
+    /// after every command it ends): it may be gone, or lying.
+    DriveNotReady {
+        /// The drive's status.
+        status: u8,
+    },
+    /// IDENTIFY says a logical sector is not 256 words (word 106 bit 12, words
+    /// 117-118: 0, odd or other): every command counts 512-byte sectors.
+    LogicalSectorSize {
+        /// Words 117-118: the logical sector's size in 16-bit words.
+        words: u32,
+    },
+    /// IDENTIFY's integrity word (255, signature A5h) does not make its 512
+    /// bytes sum to 0: the data was damaged on the way.
+    IdentifyChecksum {
+        /// Word 255 as the drive sent it.
+        word: u16,
+    },
 }
 
 impl fmt::Display for AtaCause {
@@ -523,6 +580,20 @@ impl fmt::Display for AtaCause {
             }
             AtaCause::ChannelBusy => f.write_str("the channel runs the other drive's command"),
             AtaCause::NoWriteCache => f.write_str("the drive has no volatile write cache: there is nothing to flush"),
+            AtaCause::ErrorRegisterEmpty { status } => {
+                write!(f, "drive reported ERR with an empty error register (status {status:#04x}): not a state ATA has")
+            }
+            AtaCause::DriveNotReady { status } => {
+                write!(f, "the drive ended a command without DRDY (status {status:#04x}): gone, or not to be believed")
+            }
+            AtaCause::LogicalSectorSize { words } => write!(
+                f,
+                "IDENTIFY says a logical sector is {words} words (words 117-118); the driver sends 512-byte sectors \
+                 (256 words)"
+            ),
+            AtaCause::IdentifyChecksum { word } => {
+                write!(f, "IDENTIFY's checksum (word 255, {word:#06x}) does not make its 512 bytes sum to 0")
+            }
         }
     }
 }

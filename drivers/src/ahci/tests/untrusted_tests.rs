@@ -64,3 +64,37 @@ fn identify_sector_counts_past_their_words_edges_are_refused() {
         assert_eq!(port_answering(answer).map(|port| port.identity().sectors), Ok(sectors));
     }
 }
+
+#[test]
+fn identify_words_past_the_sector_count_are_checked_too() {
+    let good = words(Addressing::Lba48, 0x0fff_ffff, 5000);
+    let mut long_sectors = good;
+    long_sectors[106] = 0x4000 | 1 << 12;
+    long_sectors[117] = 0;
+    let mut damaged = good;
+    damaged[255] = 0x00a5;
+    for (answer, cause) in [
+        (long_sectors, AtaCause::LogicalSectorSize { words: 0 }),
+        (damaged, AtaCause::IdentifyChecksum { word: 0x00a5 }),
+    ] {
+        let failure = port_answering(answer).map(|port| port.identity().sectors).unwrap_err();
+        assert_eq!(failure, IoFailure::new(IoReturn::IoError, Cause::Ata(cause)));
+    }
+}
+
+#[test]
+fn a_word_76_of_ffffh_claims_no_sata_capabilities_so_no_ncq() {
+    // ATA8-ACS: word 76 of 0000h or FFFFh says the device claims no Serial
+    // ATA capabilities, so its bit 8 (NCQ) is no claim either.
+    let mut answer = words(Addressing::Lba48, 0x0fff_ffff, 5000);
+    answer[75] = 0xffff;
+    answer[76] = 0xffff;
+    let port = port_answering(answer).unwrap();
+    assert!(!port.uses_ncq());
+    answer[76] = 1 << 8;
+    let port = port_answering(answer).unwrap();
+    assert!(port.uses_ncq());
+    assert_eq!(port.identity().queue_depth, 32, "word 75's reserved bits are not read");
+    answer[75] = 0;
+    assert_eq!(port_answering(answer).unwrap().identity().queue_depth, 1, "bits 4:0 say depth - 1: never 0");
+}

@@ -30,11 +30,24 @@ impl<R: RegisterIo> Channel<R> {
         }
         if drive_status & STATUS_ERROR != 0 {
             let error = self.command_block.read8(ERROR);
-            let cause = Cause::Ata(AtaCause::DriveError { status: drive_status, error });
-            return Err(IoFailure::new(IoReturn::IoError, cause));
+            // ATA gives every error a bit in the error register: ERR with
+            // none set is a status no drive shows, so its ERR is not taken
+            // for a drive's word either.
+            let cause = match error {
+                0 => AtaCause::ErrorRegisterEmpty { status: drive_status },
+                _ => AtaCause::DriveError { status: drive_status, error },
+            };
+            return Err(IoFailure::new(IoReturn::IoError, Cause::Ata(cause)));
         }
         if drive_status & STATUS_DRQ != 0 {
             let cause = Cause::Ata(AtaCause::DataPhaseUnfinished { status: drive_status });
+            return Err(IoFailure::new(IoReturn::IoError, cause));
+        }
+        if drive_status & STATUS_READY == 0 {
+            // A present drive is ready after every command it ends: without
+            // DRDY (0 is also what a channel with no drive left reads) its
+            // "no error" is not believed.
+            let cause = Cause::Ata(AtaCause::DriveNotReady { status: drive_status });
             return Err(IoFailure::new(IoReturn::IoError, cause));
         }
         Ok(())

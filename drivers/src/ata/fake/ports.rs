@@ -15,18 +15,19 @@ fn push(pair: &mut [u8; 2], value: u8) {
 impl RegisterIo for FakePorts {
     fn read8(&self, offset: u16) -> u8 {
         let state = self.0.state.lock();
+        let hostility = self.0.hostility.lock();
         match (self.1, offset) {
-            (Block::Command, STATUS) | (Block::Control, DEVICE_CONTROL) => state.status,
+            (Block::Command, STATUS) | (Block::Control, DEVICE_CONTROL) => hostility.status(state.status),
             (Block::Command, LBA_MID | LBA_HIGH) => 0,
             // The fake's one error is an aborted command (ABRT, bit 2).
             (Block::Command, ERROR) => {
                 if state.status & STATUS_ERROR != 0 {
-                    0x04
+                    hostility.error(0x04)
                 } else {
-                    0
+                    hostility.error(0)
                 }
             }
-            (Block::BusMaster, BM_STATUS) => state.bm_status,
+            (Block::BusMaster, BM_STATUS) => hostility.engine_status(state.bm_status),
             _ => panic!("read8 of {offset:#x}"),
         }
     }

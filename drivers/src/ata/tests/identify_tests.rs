@@ -47,3 +47,52 @@ fn an_lba48_drive_is_sized_by_words_100_103_below_2_pow_48() {
     assert_eq!(identified(words(Addressing::Lba48, 0, 5000)), Ok((Addressing::Lba48, 5000)));
     assert_eq!(identified(words(Addressing::Lba48, 0x0fff_ffff, 0)), refused(AtaCause::NoSectors { word: 100 }));
 }
+
+/// Words with a good sector count (LBA48, 5000 sectors) and `edit` applied.
+fn edited(edit: impl FnOnce(&mut [u16; 256])) -> [u16; 256] {
+    let mut answer = words(Addressing::Lba48, 0x0fff_ffff, 5000);
+    edit(&mut answer);
+    answer
+}
+
+/// Word 255 for `answer`: signature A5h and the checksum that makes its bytes sum to 0.
+fn with_checksum(mut answer: [u16; 256]) -> [u16; 256] {
+    answer[255] = 0xa5;
+    let sum = answer.iter().flat_map(|word| word.to_le_bytes()).fold(0u8, |sum, byte| sum.wrapping_add(byte));
+    answer[255] |= u16::from(sum.wrapping_neg()) << 8;
+    answer
+}
+
+#[test]
+fn a_logical_sector_other_than_256_words_is_refused() {
+    // Word 106: valid (bits 15:14 = 01), bit 12 (logical sector longer than
+    // 256 words); words 117-118 the size in words.
+    let sized = |size: u32| {
+        edited(|answer| {
+            answer[106] = 0x4000 | 1 << 12;
+            answer[117] = size as u16;
+            answer[118] = (size >> 16) as u16;
+        })
+    };
+    for size in [0, 1, 257, 512, u32::MAX] {
+        assert_eq!(identified(sized(size)), refused(AtaCause::LogicalSectorSize { words: size }), "{size} words");
+    }
+    assert_eq!(identified(sized(256)), Ok((Addressing::Lba48, 5000)));
+    // Word 106 not valid (bits 15:14 not 01): its bit 12 means nothing.
+    let invalid = edited(|answer| {
+        answer[106] = 0xffff;
+        answer[117] = 3;
+    });
+    assert_eq!(identified(invalid), Ok((Addressing::Lba48, 5000)));
+}
+
+#[test]
+fn an_identify_checksum_that_does_not_sum_to_zero_is_refused() {
+    let good = with_checksum(edited(|_| {}));
+    assert_eq!(identified(good), Ok((Addressing::Lba48, 5000)));
+    let mut damaged = good;
+    damaged[10] ^= 0x0100;
+    assert_eq!(identified(damaged), refused(AtaCause::IdentifyChecksum { word: damaged[255] }));
+    // Without the A5h signature word 255 is not a checksum.
+    assert_eq!(identified(edited(|answer| answer[255] = 0x1234)), Ok((Addressing::Lba48, 5000)));
+}

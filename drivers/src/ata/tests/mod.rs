@@ -26,6 +26,7 @@ use crate::test_support::WAITER;
 
 mod data_phase;
 mod flush_tests;
+mod hostile_tests;
 mod identify_tests;
 
 const SECTORS: u64 = 8192;
