@@ -217,6 +217,9 @@ pub fn dma_read_options(words: &[&str]) -> Result<DmaReadOptions, String> {
 }
 
 #[cfg(test)]
+mod generated;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
