@@ -112,65 +112,57 @@ fn table() -> impl Strategy<Value = GeneratedTable> {
     )
 }
 
+/// The RSDP: where it lies, its revision (0: RSDT, else XSDT), its ACPI 2.0
+/// length field, and whether its two checksums are fixed.
+#[derive(Clone, Copy, Debug)]
+struct GeneratedRsdp {
+    address: u16,
+    revision: u8,
+    length: Length,
+    checksums_fixed: (bool, bool),
+}
+
+/// The root table: where it lies, its signature (`None`: the right one), its
+/// length, its checksum, and where its entries point.
+#[derive(Clone, Debug)]
+struct GeneratedRoot {
+    address: u16,
+    signature: Option<[u8; 4]>,
+    length: Length,
+    checksum_fixed: bool,
+    entries: Vec<Target>,
+}
+
 /// A whole generated machine's ACPI memory.
 #[derive(Clone, Debug)]
 struct Machine {
     seed: u64,
-    rsdp: u16,
-    revision: u8,
-    rsdp_length: Length,
-    rsdp_checksums: (bool, bool),
-    root: u16,
-    root_signature: Option<[u8; 4]>,
-    root_length: Length,
-    root_checksum_fixed: bool,
-    entries: Vec<Target>,
+    rsdp: GeneratedRsdp,
+    root: GeneratedRoot,
     tables: Vec<GeneratedTable>,
 }
 
 fn machine() -> impl Strategy<Value = Machine> {
-    (
-        any::<u64>(),
-        prop_oneof![0u16..0x1010, Just(0xfdc)],
-        prop_oneof![Just(0u8), Just(2), any::<u8>()],
-        length(),
-        (prop::bool::weighted(0.9), prop::bool::weighted(0.9)),
-        0u16..0x1010,
-        prop::option::weighted(0.1, prop_oneof![Just(*b"RSDT"), Just(*b"XSDT"), any::<[u8; 4]>()]),
-        length(),
-        prop::bool::weighted(0.9),
-        prop::collection::vec(target(), 0..6),
-        prop::collection::vec(table(), 0..5),
-    )
-        .prop_map(
-            |(
-                seed,
-                rsdp,
-                revision,
-                rsdp_length,
-                rsdp_checksums,
-                root,
-                root_signature,
-                root_length,
-                root_checksum_fixed,
-                entries,
-                tables,
-            )| {
-                Machine {
-                    seed,
-                    rsdp,
-                    revision,
-                    rsdp_length,
-                    rsdp_checksums,
-                    root,
-                    root_signature,
-                    root_length,
-                    root_checksum_fixed,
-                    entries,
-                    tables,
-                }
-            },
-        )
+    let checksums = (prop::bool::weighted(0.9), prop::bool::weighted(0.9));
+    let revision = prop_oneof![Just(0u8), Just(2), any::<u8>()];
+    let rsdp = (prop_oneof![0u16..0x1010, Just(0xfdc)], revision, length(), checksums).prop_map(
+        |(address, revision, length, checksums_fixed)| GeneratedRsdp { address, revision, length, checksums_fixed },
+    );
+    let signature = prop::option::weighted(0.1, prop_oneof![Just(*b"RSDT"), Just(*b"XSDT"), any::<[u8; 4]>()]);
+    let root = (0u16..0x1010, signature, length(), prop::bool::weighted(0.9), prop::collection::vec(target(), 0..6))
+        .prop_map(|(address, signature, length, checksum_fixed, entries)| GeneratedRoot {
+            address,
+            signature,
+            length,
+            checksum_fixed,
+            entries,
+        });
+    (any::<u64>(), rsdp, root, prop::collection::vec(table(), 0..5)).prop_map(|(seed, rsdp, root, tables)| Machine {
+        seed,
+        rsdp,
+        root,
+        tables,
+    })
 }
 
 fn sum(bytes: &[u8]) -> u8 {
@@ -205,8 +197,8 @@ impl Machine {
         match target {
             Target::Table(index) if self.tables.is_empty() => index.index(MEMORY) as u64,
             Target::Table(index) => u64::from(self.tables[index.index(self.tables.len())].address),
-            Target::Root => u64::from(self.root),
-            Target::Rsdp => u64::from(self.rsdp),
+            Target::Root => u64::from(self.root.address),
+            Target::Rsdp => u64::from(self.rsdp.address),
             Target::Near(address) => u64::from(address),
             Target::Anywhere(address) => address,
         }
@@ -230,29 +222,34 @@ impl Machine {
                 &table_bytes(table.signature, &table.body, table.length, table.checksum_fixed),
             );
         }
-        let (entry_size, expected) = if self.revision == 0 { (4, *b"RSDT") } else { (8, *b"XSDT") };
+        let (entry_size, expected) = if self.rsdp.revision == 0 { (4, *b"RSDT") } else { (8, *b"XSDT") };
         let entries: Vec<u8> = self
+            .root
             .entries
             .iter()
             .flat_map(|&target| self.address(target).to_le_bytes().into_iter().take(entry_size))
             .collect();
-        let signature = self.root_signature.unwrap_or(expected);
-        put(&mut memory, self.root, &table_bytes(signature, &entries, self.root_length, self.root_checksum_fixed));
+        let signature = self.root.signature.unwrap_or(expected);
+        put(
+            &mut memory,
+            self.root.address,
+            &table_bytes(signature, &entries, self.root.length, self.root.checksum_fixed),
+        );
 
         let mut rsdp = vec![0u8; RSDP_LENGTH];
         rsdp[..8].copy_from_slice(b"RSD PTR ");
         rsdp[9..15].copy_from_slice(b"DMAKIT");
-        rsdp[15] = self.revision;
-        rsdp[16..20].copy_from_slice(&u32::from(self.root).to_le_bytes());
-        rsdp[20..24].copy_from_slice(&self.rsdp_length.of(RSDP_LENGTH).to_le_bytes());
-        rsdp[24..32].copy_from_slice(&u64::from(self.root).to_le_bytes());
-        if self.rsdp_checksums.0 {
+        rsdp[15] = self.rsdp.revision;
+        rsdp[16..20].copy_from_slice(&u32::from(self.root.address).to_le_bytes());
+        rsdp[20..24].copy_from_slice(&self.rsdp.length.of(RSDP_LENGTH).to_le_bytes());
+        rsdp[24..32].copy_from_slice(&u64::from(self.root.address).to_le_bytes());
+        if self.rsdp.checksums_fixed.0 {
             rsdp[8] = 0u8.wrapping_sub(sum(&rsdp[..RSDP_V1_LENGTH]));
         }
-        if self.rsdp_checksums.1 {
+        if self.rsdp.checksums_fixed.1 {
             rsdp[32] = 0u8.wrapping_sub(sum(&rsdp));
         }
-        put(&mut memory, self.rsdp, &rsdp);
+        put(&mut memory, self.rsdp.address, &rsdp);
         memory
     }
 }
@@ -314,11 +311,11 @@ proptest! {
     fn generated_tables_are_surveyed_truthfully(machine in machine()) {
         let memory = machine.memory();
         let reads = Reads::default();
-        let result = survey_recorded(&memory, u64::from(machine.rsdp), &reads);
+        let result = survey_recorded(&memory, u64::from(machine.rsdp.address), &reads);
         check(&memory, &result, &reads)?;
         if result.is_ok() {
             let surveyed: Vec<(u64, usize)> = reads.borrow().iter().filter(|read| read.2).map(|read| (read.0, read.1)).collect();
-            crate_walk::find_dmar(&memory, u64::from(machine.rsdp), &surveyed)?;
+            crate_walk::find_dmar(&memory, u64::from(machine.rsdp.address), &surveyed)?;
         }
     }
 

@@ -14,11 +14,11 @@
 
 use core::ptr::NonNull;
 
-use ::acpi::sdt::{SdtHeader, Signature};
-use ::acpi::{AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
+use ::acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use proptest::prelude::*;
 
 use crate::acpi::Dmar;
+use crate::acpi::dmar_header::DmarHeader;
 
 /// Generated memory, mapped where the survey read it.
 #[derive(Clone, Copy, Debug)]
@@ -43,22 +43,6 @@ impl AcpiHandler for Surveyed<'_> {
     }
 
     fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
-}
-
-/// The DMAR's header, as `platform.rs` asks the crate for it.
-#[repr(transparent)]
-struct DmarHeader {
-    header: SdtHeader,
-}
-
-// SAFETY: the type is exactly the 36-byte header every table starts with, and
-// the signature is the DMAR's.
-unsafe impl AcpiTable for DmarHeader {
-    const SIGNATURE: Signature = Signature::DMAR;
-
-    fn header(&self) -> &SdtHeader {
-        &self.header
-    }
 }
 
 /// Runs the crate's walk to the DMAR over `memory` from `rsdp`, the survey
