@@ -8,6 +8,9 @@ pub fn option<'a>(command_line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 #[cfg(test)]
+mod generated;
+
+#[cfg(test)]
 mod tests {
     use super::option;
 

@@ -40,6 +40,8 @@ pub mod pci;
 #[cfg(target_os = "none")]
 pub mod serial;
 pub mod shell;
+#[cfg(test)]
+mod test_support;
 #[cfg(target_os = "none")]
 pub mod testing;
 pub mod time;

@@ -436,4 +436,6 @@ fn parse_scopes(structure: &[u8], first: usize, base: usize) -> Result<Vec<Devic
 }
 
 #[cfg(test)]
+mod generated;
+#[cfg(test)]
 mod tests;

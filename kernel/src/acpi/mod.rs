@@ -6,6 +6,8 @@
 
 mod bytes;
 pub mod dmar;
+#[cfg(any(test, target_os = "none"))]
+mod dmar_header;
 #[cfg(target_os = "none")]
 mod platform;
 pub mod tables;

@@ -14,12 +14,12 @@
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use ::acpi::sdt::{SdtHeader, Signature};
-use ::acpi::{AcpiError, AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
+use ::acpi::{AcpiError, AcpiHandler, AcpiTables, PhysicalMapping};
 use bootloader_api::info::MemoryRegionKind;
 use x86_64::PhysAddr;
 
 use super::dmar::{self, Dmar};
+use super::dmar_header::DmarHeader;
 use super::tables::{self, AcpiFailure, Survey, TableInfo};
 use crate::boot_info;
 use crate::memory::physical;
@@ -40,22 +40,6 @@ impl AcpiHandler for PhysicalMap {
     }
 
     fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
-}
-
-/// The DMAR as the `acpi` crate sees it: only its header is read through this type.
-#[repr(transparent)]
-struct DmarHeader {
-    header: SdtHeader,
-}
-
-// SAFETY: the type is exactly the 36-byte header every table starts with, and the
-// signature is the DMAR's.
-unsafe impl AcpiTable for DmarHeader {
-    const SIGNATURE: Signature = Signature::DMAR;
-
-    fn header(&self) -> &SdtHeader {
-        &self.header
-    }
 }
 
 /// Where the physical map ends: the end of RAM or 4 GiB, whichever is higher, as

@@ -291,6 +291,9 @@ pub fn survey<'a>(rsdp: u64, read: impl Fn(u64, usize) -> Option<&'a [u8]>) -> R
 }
 
 #[cfg(test)]
+mod generated;
+
+#[cfg(test)]
 mod tests {
     use alloc::string::ToString;
     use alloc::vec;

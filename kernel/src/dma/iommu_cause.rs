@@ -65,6 +65,15 @@ pub enum IommuCause {
     NoSupportedDepth,
     /// The unit's IOTLB registers lie beyond the register page dmakit maps.
     IotlbRegistersUnreachable,
+    /// The unit's fault records (CAP.FRO, CAP.NFR) do not all lie in the
+    /// register page dmakit maps, clear of its other registers: faults there
+    /// could not be read, and clearing one would write another register.
+    FaultRecordsMisplaced {
+        /// CAP.FRO: where the first record lies (bytes).
+        offset: u16,
+        /// CAP.NFR: how many records there are.
+        count: u16,
+    },
     /// Firmware left queued invalidation on; dmakit invalidates through registers.
     QueuedInvalidationOn,
     /// No frame (below the unit's address width) for one of its tables.
@@ -118,6 +127,11 @@ impl fmt::Display for IommuCause {
             IommuCause::IotlbRegistersUnreachable => {
                 f.write_str("VT-d: the IOTLB registers lie beyond the mapped register page")
             }
+            IommuCause::FaultRecordsMisplaced { offset, count } => write!(
+                f,
+                "VT-d: {count} fault record(s) at {offset:#x} (CAP.FRO, CAP.NFR) do not lie in the mapped register page \
+                 clear of the other registers"
+            ),
             IommuCause::QueuedInvalidationOn => {
                 f.write_str("VT-d: queued invalidation was left on; dmakit invalidates through registers only")
             }

@@ -14,7 +14,14 @@ use alloc::vec::Vec;
 use spin::Mutex;
 
 use super::registers::*;
+use super::unit::REGISTER_PAGE;
 use crate::io::RegisterIo;
+
+/// Fails the test on a register access the driver must never make: one past
+/// the register page the kernel maps (on the machine, memory of something else).
+fn inside_the_page(offset: u16) {
+    assert!(offset <= REGISTER_PAGE - 4, "a VT-d register access at {offset:#x}, outside the mapped register page");
+}
 
 /// What the fake unit was told to do, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,6 +184,16 @@ impl FakeUnit {
         *state.registers.entry(FAULT_STATUS).or_insert(0) |= PRIMARY_PENDING_FAULT;
     }
 
+    /// Puts raw bits in record `index` (any reason, source, address, reserved
+    /// bits) and sets the fault status bits `status` (PPF, PFO) as given.
+    pub fn plant_record(&self, index: u16, low: u64, high: u64, status: u32) {
+        let offset = self.record_offset(index);
+        let mut state = self.state.lock();
+        Self::write_quad(&mut state, offset, low);
+        Self::write_quad(&mut state, offset + 8, high);
+        *state.registers.entry(FAULT_STATUS).or_insert(0) |= status & (PRIMARY_FAULT_OVERFLOW | PRIMARY_PENDING_FAULT);
+    }
+
     fn global_command(&self, state: &mut State, value: u32) {
         state.events.push(Event::GlobalCommand(value));
         if state.stuck {
@@ -277,6 +294,7 @@ impl RegisterIo for FakeUnit {
     }
 
     fn read32(&self, offset: u16) -> u32 {
+        inside_the_page(offset);
         self.state.lock().reads += 1;
         match offset {
             CAPABILITY => self.capability.0 as u32,
@@ -296,6 +314,7 @@ impl RegisterIo for FakeUnit {
     }
 
     fn write32(&self, offset: u16, value: u32) {
+        inside_the_page(offset);
         let mut state = self.state.lock();
         let iotlb = self.extended.iotlb_offset() + 8;
         match offset {

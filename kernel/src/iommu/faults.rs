@@ -10,7 +10,45 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::dma::{FaultLoss, IommuFault};
+use super::registers::{Capability, FAULT_RECORD_SIZE};
+use crate::dma::{FaultLoss, IommuCause, IommuFault};
+
+/// Where the registers at fixed offsets end (VT-d's register map, up to the
+/// last variable-range MTRR at 0x218): QEMU puts its fault records right
+/// after, hardware further on. A record below would overlap one of them, and
+/// clearing the record (a write of bit 31 at its last dword) could start a
+/// command there.
+pub(super) const FIXED_REGISTERS_END: u16 = 0x220;
+
+/// Where a unit's fault recording registers lie in its register page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FaultRecords {
+    first: u16,
+    count: u16,
+}
+
+impl FaultRecords {
+    /// The records CAP.FRO and CAP.NFR describe, if every one lies in the
+    /// `page` bytes dmakit maps, after the fixed registers and clear of the
+    /// IOTLB registers at `iotlb_offset`: otherwise a fault recorded there
+    /// would go unread (its transfer could end `Ok`), and reading or clearing
+    /// it would touch memory or a register that is not a record.
+    pub(super) fn locate(capability: Capability, iotlb_offset: u16, page: u16) -> Result<FaultRecords, IommuCause> {
+        let (first, count) = (capability.fault_record_offset(), capability.fault_records());
+        // At most 0x3ff0 + 256 * 16: no overflow.
+        let end = first + count * FAULT_RECORD_SIZE;
+        let overlaps_iotlb = first < iotlb_offset + 16 && iotlb_offset < end;
+        if first < FIXED_REGISTERS_END || end > page || overlaps_iotlb {
+            return Err(IommuCause::FaultRecordsMisplaced { offset: first, count });
+        }
+        Ok(FaultRecords { first, count })
+    }
+
+    /// The register offset of every record, first to last.
+    pub(super) fn offsets(self) -> impl Iterator<Item = u16> {
+        (0..self.count).map(move |index| self.first + index * FAULT_RECORD_SIZE)
+    }
+}
 
 /// How many faults the unit keeps: not yet taken by their domain, and the
 /// most recent ones for the report.

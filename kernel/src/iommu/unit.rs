@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 use spin::Mutex;
 use x86_64::PhysAddr;
 
-use super::faults::FaultLog;
+use super::faults::{FaultLog, FaultRecords};
 use super::page_table::{Coherence, PageTable};
 use super::registers::*;
 use super::tables::{self, AddressWidth, ContextEntry, ENTRY_SIZE, RootEntry};
@@ -115,10 +115,8 @@ pub struct Unit<R: RegisterIo> {
     /// Where tables may lie: below the unit's address width.
     placement: Constraints,
     page_invalidation: PageInvalidation,
-    /// CAP.FRO: where the first fault record lies.
-    fault_record_offset: u16,
-    /// How many fault records dmakit reads (those inside the mapped page).
-    fault_records: u16,
+    /// CAP.FRO and CAP.NFR: where the fault records lie.
+    fault_records: FaultRecords,
     state: Mutex<UnitState>,
 }
 
@@ -159,10 +157,8 @@ impl<R: RegisterIo> Unit<R> {
         if iotlb_offset + 16 > REGISTER_PAGE {
             return Err(failure(IoReturn::IoError, IommuCause::IotlbRegistersUnreachable));
         }
-        let fault_record_offset = capability.fault_record_offset();
-        let fault_records = (0..capability.fault_records())
-            .take_while(|&index| fault_record_offset + (index + 1) * FAULT_RECORD_SIZE <= REGISTER_PAGE)
-            .count() as u16;
+        let fault_records = FaultRecords::locate(capability, iotlb_offset, REGISTER_PAGE)
+            .map_err(|cause| failure(IoReturn::IoError, cause))?;
         let status = registers.read32(GLOBAL_STATUS);
         if status & QUEUED_INVALIDATION_ENABLED != 0 {
             return Err(failure(IoReturn::IoError, IommuCause::QueuedInvalidationOn));
@@ -204,7 +200,6 @@ impl<R: RegisterIo> Unit<R> {
             coherence,
             placement,
             page_invalidation,
-            fault_record_offset,
             fault_records,
             state: Mutex::new(UnitState {
                 root_table,
@@ -477,8 +472,7 @@ impl<R: RegisterIo> Unit<R> {
     fn collect_faults(&self, state: &mut UnitState) {
         let status = self.registers.read32(FAULT_STATUS);
         if status & PRIMARY_PENDING_FAULT != 0 {
-            for index in 0..self.fault_records {
-                let offset = self.fault_record_offset + index * FAULT_RECORD_SIZE;
+            for offset in self.fault_records.offsets() {
                 let record =
                     FaultRecord { low: self.registers.read64(offset), high: self.registers.read64(offset + 8) };
                 if !record.holds_fault() {
@@ -595,5 +589,7 @@ enum Switch {
     Once,
 }
 
+#[cfg(test)]
+mod fault_records;
 #[cfg(test)]
 mod tests;

@@ -231,6 +231,9 @@ mod machine {
 }
 
 #[cfg(test)]
+mod generated;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

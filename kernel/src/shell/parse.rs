@@ -21,10 +21,20 @@ pub fn number(text: &str) -> Option<u64> {
         _ => (text, 1),
     };
     let value = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
-        None => digits.parse().ok()?,
+        Some(hex) => unsigned(hex, 16)?,
+        None => unsigned(digits, 10)?,
     };
     value.checked_mul(multiplier)
+}
+
+/// `digits` read in `radix`, if they are digits only and fit in 64 bits:
+/// `from_str_radix` alone also takes a leading `+`, so `+0` and `0x+10`
+/// passed for numbers.
+fn unsigned(digits: &str, radix: u32) -> Option<u64> {
+    if !digits.chars().all(|character| character.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
 }
 
 /// A number for the argument called `what`, or a message saying what is wrong.
@@ -42,10 +52,10 @@ pub fn pattern(word: &str) -> Result<Vec<u8>, String> {
         return Ok(word.as_bytes().to_vec());
     }
     let value = match word.strip_prefix("0x").or_else(|| word.strip_prefix("0X")) {
-        Some(hex) => u8::from_str_radix(hex, 16),
-        None => word.parse::<u8>(),
+        Some(hex) => unsigned(hex, 16),
+        None => unsigned(word, 10),
     };
-    value.map(|byte| alloc::vec![byte]).map_err(|_| {
+    value.and_then(|value| u8::try_from(value).ok()).map(|byte| alloc::vec![byte]).ok_or_else(|| {
         format!(
             "pattern '{word}' starts with a digit, so it must be a byte 0 to 255 (decimal or 0x..); \
              text must start with another character"
@@ -211,6 +221,9 @@ pub fn dma_read_options(words: &[&str]) -> Result<DmaReadOptions, String> {
 }
 
 #[cfg(test)]
+mod generated;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -225,6 +238,19 @@ mod tests {
             assert_eq!(number(bad), None, "{bad:?}");
         }
         assert_eq!(argument(&["x"], 0, "LBA"), Err(String::from("bad number 'x' for LBA")));
+    }
+
+    #[test]
+    fn a_sign_is_not_a_digit() {
+        // The generated-input test found "+0" read as 0: `from_str_radix`
+        // takes a leading `+`, in hex after the `0x` too.
+        for signed in ["+0", "+4K", "0x+10", "0X+ff", "-1"] {
+            assert_eq!(number(signed), None, "{signed:?}");
+        }
+        for signed in ["0x+5", "0+5"] {
+            assert!(pattern(signed).is_err(), "{signed:?}");
+        }
+        assert_eq!(pattern("+5"), Ok(b"+5".to_vec()), "a word that starts with a sign is text");
         assert_eq!(argument(&[], 0, "LBA"), Err(String::from("missing LBA")));
     }
 
