@@ -46,6 +46,8 @@ pub struct ControllerIdentity {
 pub struct NamespaceIdentity {
     /// NSZE: blocks.
     pub blocks: u64,
+    /// NCAP: blocks that may be allocated at once (at most NSZE).
+    pub capacity: u64,
     /// log2 of the block size in the formatted LBA format (LBADS).
     pub block_shift: u8,
     /// Metadata bytes per block in that format.
@@ -134,7 +136,8 @@ impl NamespaceIdentity {
         let flbas = bytes[26];
         let index = usize::from(flbas & 0xf) | usize::from((flbas >> 5) & 0x3) << 4;
         let format = le32(bytes, 128 + 4 * index);
-        NamespaceIdentity { blocks, block_shift: (format >> 16) as u8, metadata: format as u16 }
+        let capacity = u64::from_le_bytes(bytes[8..16].try_into().expect("eight bytes"));
+        NamespaceIdentity { blocks, capacity, block_shift: (format >> 16) as u8, metadata: format as u16 }
     }
 
     /// Bytes per block, if the driver moves this format: 512 to 4096 bytes, no
@@ -155,7 +158,7 @@ impl NamespaceIdentity {
     pub fn to_bytes(&self) -> [u8; IDENTIFY_BYTES] {
         let mut bytes = [0u8; IDENTIFY_BYTES];
         bytes[0..8].copy_from_slice(&self.blocks.to_le_bytes());
-        bytes[8..16].copy_from_slice(&self.blocks.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.capacity.to_le_bytes());
         let format = u32::from(self.block_shift) << 16 | u32::from(self.metadata);
         bytes[128..132].copy_from_slice(&format.to_le_bytes());
         bytes
@@ -187,7 +190,7 @@ mod tests {
         assert_eq!(parsed.max_transfer_bytes(4096), Some(128 * 1024));
         assert_eq!(ControllerIdentity { max_transfer_shift: 0, ..parsed.clone() }.max_transfer_bytes(4096), None);
         assert!(!ControllerIdentity { submission_entry_sizes: 0x77, ..parsed }.takes_standard_entries());
-        let namespace = NamespaceIdentity { blocks: 8192, block_shift: 9, metadata: 0 };
+        let namespace = NamespaceIdentity { blocks: 8192, capacity: 8192, block_shift: 9, metadata: 0 };
         assert_eq!(NamespaceIdentity::parse(&namespace.to_bytes()), namespace);
         assert_eq!(namespace.block_size(), Ok(512));
         let with_metadata = NamespaceIdentity { metadata: 8, ..namespace };
