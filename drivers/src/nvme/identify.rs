@@ -93,11 +93,12 @@ impl ControllerIdentity {
     }
 
     /// The largest transfer in bytes for a controller whose smallest page is
-    /// `min_page_size`; `None` for no limit.
+    /// `min_page_size`; `None` for no limit: MDTS 0, or a limit of 2^64
+    /// bytes or more (which a 64-bit count never reaches).
     pub fn max_transfer_bytes(&self, min_page_size: u64) -> Option<u64> {
         match self.max_transfer_shift {
             0 => None,
-            shift => min_page_size.checked_shl(u32::from(shift)),
+            shift => 1u64.checked_shl(u32::from(shift)).and_then(|pages| pages.checked_mul(min_page_size)),
         }
     }
 
