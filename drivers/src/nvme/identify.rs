@@ -7,7 +7,7 @@
 use alloc::string::String;
 
 use dmakit::block::WriteCache;
-use dmakit::dma::{Cause, IoFailure, IoReturn, NvmeCause};
+use dmakit::dma::{Cause, ControllerField, IoFailure, IoReturn, NvmeCause};
 
 /// Bytes of an Identify data structure.
 pub const IDENTIFY_BYTES: usize = 4096;
@@ -102,11 +102,26 @@ impl ControllerIdentity {
         }
     }
 
-    /// Whether 64-byte submission and 16-byte completion entries are within
-    /// what the controller takes.
-    pub fn takes_standard_entries(&self) -> bool {
-        let within = |sizes: u8, wanted: u8| sizes & 0xf <= wanted && (sizes >> 4 == 0 || wanted <= sizes >> 4);
-        within(self.submission_entry_sizes, 6) && within(self.completion_entry_sizes, 4)
+    /// Refuses values no controller the driver can use reports: no
+    /// namespace (NN 0), or queue entries other than the 64 and 16 bytes
+    /// every NVM controller requires (SQES and CQES: required size 3:0
+    /// exactly 6 and 4, largest 7:4 at least that).
+    pub fn check(&self) -> Result<(), IoFailure> {
+        let impossible = |field, value: u64| {
+            let cause = NvmeCause::ImpossibleValue { field, value };
+            Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)))
+        };
+        let standard = |sizes: u8, wanted: u8| sizes & 0xf == wanted && sizes >> 4 >= wanted;
+        if self.namespaces == 0 {
+            return impossible(ControllerField::Namespaces, 0);
+        }
+        if !standard(self.submission_entry_sizes, 6) {
+            return impossible(ControllerField::SubmissionEntrySizes, self.submission_entry_sizes.into());
+        }
+        if !standard(self.completion_entry_sizes, 4) {
+            return impossible(ControllerField::CompletionEntrySizes, self.completion_entry_sizes.into());
+        }
+        Ok(())
     }
 
     /// The structure's bytes (for the fake controller).
@@ -142,15 +157,27 @@ impl NamespaceIdentity {
     }
 
     /// Bytes per block, if the driver moves this format: 512 to 4096 bytes, no
-    /// metadata; else the typed refusal.
+    /// metadata; else the typed refusal. A namespace that cannot be (more
+    /// capacity than size, more bytes than 64 bits count) is refused by name.
     pub fn block_size(&self) -> Result<u32, IoFailure> {
         let block_size = 1u64.checked_shl(u32::from(self.block_shift)).unwrap_or(0);
+        let impossible = |field, value| {
+            let cause = NvmeCause::ImpossibleValue { field, value };
+            Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)))
+        };
         if self.blocks == 0 {
             return Err(IoFailure::new(IoReturn::NotReady, Cause::Nvme(NvmeCause::NoNamespace)));
+        }
+        if self.capacity > self.blocks {
+            return impossible(ControllerField::NamespaceCapacity, self.capacity);
         }
         if !(9..=12).contains(&self.block_shift) || self.metadata != 0 {
             let cause = NvmeCause::LbaFormatUnsupported { block_size, metadata: self.metadata };
             return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)));
+        }
+        // The block layer counts the disk's bytes in 64 bits.
+        if self.blocks.checked_mul(block_size).is_none() {
+            return impossible(ControllerField::NamespaceSize, self.blocks);
         }
         Ok(block_size as u32)
     }
@@ -187,10 +214,10 @@ mod tests {
         assert_eq!(parsed.write_cache(), WriteCache::Volatile);
         let without_cache = ControllerIdentity { volatile_write_cache: 0, ..parsed.clone() };
         assert_eq!(without_cache.write_cache(), WriteCache::WriteThrough);
-        assert!(parsed.supports_sgl() && parsed.takes_standard_entries());
+        assert!(parsed.supports_sgl() && parsed.check().is_ok());
         assert_eq!(parsed.max_transfer_bytes(4096), Some(128 * 1024));
         assert_eq!(ControllerIdentity { max_transfer_shift: 0, ..parsed.clone() }.max_transfer_bytes(4096), None);
-        assert!(!ControllerIdentity { submission_entry_sizes: 0x77, ..parsed }.takes_standard_entries());
+        assert!(ControllerIdentity { submission_entry_sizes: 0x77, ..parsed }.check().is_err());
         let namespace = NamespaceIdentity { blocks: 8192, capacity: 8192, block_shift: 9, metadata: 0 };
         assert_eq!(NamespaceIdentity::parse(&namespace.to_bytes()), namespace);
         assert_eq!(namespace.block_size(), Ok(512));

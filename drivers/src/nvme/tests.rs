@@ -22,6 +22,7 @@ use crate::test_support::WAITER;
 mod bring_up_tests;
 mod doorbell_tests;
 mod flush_tests;
+mod hostile_tests;
 mod lie_tests;
 mod limits_tests;
 mod prp_offset_tests;
