@@ -19,6 +19,7 @@ use super::structures::{IO_READ, IO_WRITE, PSDT_PRP, PSDT_SGL};
 use super::{Controller, NvmeDisk, NvmeOptions};
 use crate::test_support::WAITER;
 
+mod bring_up_lie_tests;
 mod bring_up_tests;
 mod doorbell_tests;
 mod flush_tests;

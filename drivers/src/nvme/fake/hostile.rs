@@ -7,12 +7,18 @@
 //!
 //! It drives commands held by `hold` (the test decides when each runs), so a
 //! property test can interleave submissions, lies and collects at will.
+//!
+//! One lie is left out, because no driver can see it: a completion naming a
+//! command the controller fetched and still holds, posted before its data
+//! moved, looks exactly like the real one. A made-up completion for a held
+//! command is not posted, and one held command's answer never names another.
 
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::super::registers::{CSTS_FATAL, CSTS_READY};
 use super::super::structures::{CompletionEntry, SubmissionEntry};
 use super::walk::Run;
 use super::{FakeNvme, State};
@@ -64,6 +70,8 @@ pub struct Hostile {
     pub lent: Vec<Run>,
     /// Each data run outside `lent`, described.
     pub violations: Vec<String>,
+    /// CC.EN 0 -> 1 sets CSTS.CFS with CSTS.RDY: it dies as it starts.
+    pub fatal_at_enable: bool,
     /// Completions to post at the next I/O doorbells, one each: for commands
     /// the driver may be about to ring in.
     pub at_doorbell: VecDeque<Forged>,
@@ -84,11 +92,19 @@ impl Hostile {
 }
 
 impl FakeNvme {
-    /// Turns the hostile mode on: data moves only through `lent`, which the
-    /// test keeps up to date with [`FakeNvme::lend`].
+    /// Turns the hostile mode on: I/O commands are held for the test to run
+    /// ([`FakeNvme::run_held`]), and data moves only through `lent`, which
+    /// the test keeps up to date with [`FakeNvme::lend`].
     pub fn turn_hostile(&self) {
-        *self.hostile.lock() = Some(Hostile::default());
+        let fatal_at_enable = self.hostile.lock().as_ref().is_some_and(|hostile| hostile.fatal_at_enable);
+        *self.hostile.lock() = Some(Hostile { fatal_at_enable, ..Hostile::default() });
         self.hold.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// From the next enable on, the controller dies as it gets ready
+    /// (CSTS.CFS), whether hostile otherwise or not.
+    pub fn die_at_enable(&self) {
+        self.hostile.lock().get_or_insert_with(Hostile::default).fatal_at_enable = true;
     }
 
     /// The ranges the controller may move data through from now on.
@@ -142,7 +158,10 @@ impl FakeNvme {
         };
         let (completion, phase) = match answer {
             Answer::Honest | Answer::Twice => (honest, PhaseTag::Current),
-            Answer::CommandId(command_id) => (CompletionEntry { command_id, ..honest }, PhaseTag::Current),
+            Answer::CommandId(command_id) if !holds(&state, command_id) => {
+                (CompletionEntry { command_id, ..honest }, PhaseTag::Current)
+            }
+            Answer::CommandId(_) => (honest, PhaseTag::Current),
             Answer::Queue(submission_queue) => (CompletionEntry { submission_queue, ..honest }, PhaseTag::Current),
             Answer::Head(submission_head) => (CompletionEntry { submission_head, ..honest }, PhaseTag::Current),
             Answer::Status(status) => (CompletionEntry { status, ..honest }, PhaseTag::Current),
@@ -164,14 +183,22 @@ impl FakeNvme {
         }
     }
 
+    /// CSTS once CC.EN 0 -> 1 made it ready.
+    pub(super) fn status_at_enable(&self) -> u32 {
+        match self.hostile.lock().as_ref().is_some_and(|hostile| hostile.fatal_at_enable) {
+            true => CSTS_READY | CSTS_FATAL,
+            false => CSTS_READY,
+        }
+    }
+
     /// Posts `forged` on I/O queue 1, though no command asked for it.
     pub fn forge(&self, forged: Forged) {
         self.forge_into(&mut self.state.lock(), forged);
     }
 
     /// Posts `forged` inside a later I/O doorbell write, right after fetching
-    /// the next command it rang in: before the driver can look, and maybe
-    /// for a command it rings in only later.
+    /// the next command it rang in (with the controller's own head): before
+    /// the driver can look, and maybe for a command it rings in only later.
     pub fn forge_at_next_doorbell(&self, forged: Forged) {
         if let Some(hostile) = self.hostile.lock().as_mut() {
             hostile.at_doorbell.push_back(forged);
@@ -181,12 +208,17 @@ impl FakeNvme {
     /// At an I/O doorbell: the next completion waiting for one, if any.
     pub(super) fn forge_at_doorbell(&self, state: &mut State) {
         let forged = self.hostile.lock().as_mut().and_then(|hostile| hostile.at_doorbell.pop_front());
+        // With its own head: a made-up head could pass the entry a command
+        // not yet rung in will be written at, the lie no driver can see.
         if let Some(forged) = forged {
-            self.forge_into(state, forged);
+            self.forge_into(state, Forged { head: None, ..forged });
         }
     }
 
     fn forge_into(&self, state: &mut State, forged: Forged) {
+        if holds(state, forged.command_id) {
+            return;
+        }
         let head = forged.head.unwrap_or_else(|| state.submissions[1].map_or(0, |ring| ring.head));
         let completion = CompletionEntry {
             submission_head: head,
@@ -197,4 +229,9 @@ impl FakeNvme {
         };
         self.push(state, 1, completion, PhaseTag::Current);
     }
+}
+
+/// Whether the controller holds (fetched, not yet completed) command `command_id`.
+fn holds(state: &State, command_id: u16) -> bool {
+    state.held.iter().any(|(entry, _)| entry.command_id == command_id)
 }

@@ -459,7 +459,7 @@ impl FakeNvme {
                 state.completions[0] =
                     Some(Completion { address: state.acq, entries: completion_entries, tail: 0, head: 0, phase: true });
                 if !self.never_ready.load(Ordering::Relaxed) {
-                    state.csts = CSTS_READY;
+                    state.csts = self.status_at_enable();
                 }
             }
             (1, 0) => {
