@@ -10,13 +10,12 @@
 
 use core::sync::atomic::Ordering;
 
-use dmakit::dma::DmaPlatform;
 use proptest::prelude::*;
-use proptest::test_runner::{TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 use super::super::fake::{AdminStep, Failing};
 use super::super::identify::{ControllerIdentity, NamespaceIdentity};
-use super::hostile_tests::{CASE_BLOCKS, case_image, hostile_config, machine, typed};
+use super::hostile_tests::{Before, CASE_BLOCKS, Ending, case_image, check_case_end, machine, run_hostile, typed};
 use super::*;
 
 /// How CSTS answers CC.EN.
@@ -117,8 +116,7 @@ fn any_bring_up_case() -> impl Strategy<Value = BringUpCase> {
 
 fn run_bring_up_case(case: &BringUpCase) -> Result<(), TestCaseError> {
     let platform = machine();
-    let misuse_before = platform.accounting().misuse_log().len();
-    let free = platform.free_frames_count();
+    let before = Before::now(platform);
     let fake = FakeNvme::with_stride(platform, case_image(), case.max_entries, false, case.stride);
     *fake.controller.lock() = case.controller.clone();
     *fake.namespace.lock() = case.namespace;
@@ -148,19 +146,14 @@ fn run_bring_up_case(case: &BringUpCase) -> Result<(), TestCaseError> {
             }
         }
     }
-    prop_assert!(fake.disables.lock().iter().all(|&allocated| allocated), "memory went back before a disable");
-    if case.readiness != Readiness::NeverStops {
-        prop_assert_eq!(platform.free_frames_count(), free, "memory kept though the controller stopped");
-    }
-    let misuse = platform.accounting().misuse_log();
-    prop_assert!(misuse.len() == misuse_before, "misuse: {:?}", &misuse[misuse_before..]);
-    Ok(())
+    let ending = match case.readiness {
+        Readiness::NeverStops => Ending::NeverStopped,
+        _ => Ending::Stopped,
+    };
+    check_case_end(platform, &fake, before, ending)
 }
 
 #[test]
 fn a_hostile_controller_at_bring_up_is_refused_by_name_or_gives_a_sane_disk() {
-    let mut runner = TestRunner::new(hostile_config());
-    if let Err(failure) = runner.run(&any_bring_up_case(), |case| run_bring_up_case(&case)) {
-        panic!("{failure}");
-    }
+    run_hostile(any_bring_up_case(), run_bring_up_case);
 }

@@ -73,9 +73,52 @@ fn medium_blocks(lba: u64, blocks: u64) -> &'static [u8] {
     &medium()[(lba * BLOCK) as usize..((lba + blocks) * BLOCK) as usize]
 }
 
-/// A property test's settings: the case count, no files written.
-pub(super) fn hostile_config() -> Config {
-    Config { cases: hostile_cases(), failure_persistence: None, ..Config::default() }
+/// Runs `check` on `strategy`'s cases: the case count, no files
+/// written; the shrunk failing case, if any, is the panic's message.
+pub(super) fn run_hostile<S: Strategy>(strategy: S, check: impl Fn(&S::Value) -> Result<(), TestCaseError>) {
+    let config = Config { cases: hostile_cases(), failure_persistence: None, ..Config::default() };
+    if let Err(failure) = TestRunner::new(config).run(&strategy, |case| check(&case)) {
+        panic!("{failure}");
+    }
+}
+
+/// What a case found on its machine: the frames free and the misuse reports.
+pub(super) struct Before {
+    free: usize,
+    misuse: usize,
+}
+
+impl Before {
+    pub(super) fn now(platform: &SimulatedPlatform) -> Before {
+        Before { free: platform.free_frames_count(), misuse: platform.accounting().misuse_log().len() }
+    }
+}
+
+/// Whether the case's controller confirmed its last disable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// It did: everything it was given must be back.
+    Stopped,
+    /// It never stops: what it holds is leaked on purpose.
+    NeverStopped,
+}
+
+/// After the disk is gone: every disable came while the controller's memory
+/// was allocated, the memory is back (unless it never stopped), and the
+/// misuse log has nothing new.
+pub(super) fn check_case_end(
+    platform: &SimulatedPlatform,
+    fake: &FakeNvme,
+    before: Before,
+    ending: Ending,
+) -> Result<(), TestCaseError> {
+    prop_assert!(fake.disables.lock().iter().all(|&allocated| allocated), "memory went back before a disable");
+    if ending == Ending::Stopped {
+        prop_assert_eq!(platform.free_frames_count(), before.free, "memory kept though the controller stopped");
+    }
+    let misuse = platform.accounting().misuse_log();
+    prop_assert!(misuse.len() == before.misuse, "misuse: {:?}", &misuse[before.misuse..]);
+    Ok(())
 }
 
 /// What the test and the controller do at one step of a case.
@@ -192,8 +235,7 @@ fn check_finished(sent: &Sent, finished: Finished, seen: &mut Vec<u64>) -> Resul
 
 fn run_io_case(case: &IoCase) -> Result<(), TestCaseError> {
     let platform = machine();
-    let misuse_before = platform.accounting().misuse_log().len();
-    let free = platform.free_frames_count();
+    let before = Before::now(platform);
     let fake = FakeNvme::new(platform, case_image(), case.max_entries, case.sgl);
     let controller = Controller::new(Arc::new(FakeRegisters(fake.clone())), FAKE_REGISTER_BYTES, &WAITER).unwrap();
     let disk = QueuedDisk::new(NvmeDisk::new(controller, platform, NvmeOptions::DEFAULT).unwrap(), &WAITER).unwrap();
@@ -263,18 +305,10 @@ fn run_io_case(case: &IoCase) -> Result<(), TestCaseError> {
     }
     prop_assert_eq!(fake.violations(), Vec::<String>::new());
     drop(disk);
-    prop_assert!(fake.disables.lock().iter().all(|&allocated| allocated), "memory went back before a disable");
-    prop_assert_eq!(platform.free_frames_count(), free, "memory kept after the disk was dropped");
-    let misuse = platform.accounting().misuse_log();
-    prop_assert!(misuse.len() == misuse_before, "misuse: {:?}", &misuse[misuse_before..]);
-    Ok(())
+    check_case_end(platform, &fake, before, Ending::Stopped)
 }
 
 #[test]
 fn a_hostile_controller_in_the_io_phase_never_gets_memory_it_was_not_lent() {
-    let mut runner = TestRunner::new(hostile_config());
-    let outcome = runner.run(&any_io_case(), |case| run_io_case(&case));
-    if let Err(failure) = outcome {
-        panic!("{failure}");
-    }
+    run_hostile(any_io_case(), run_io_case);
 }
