@@ -9,7 +9,7 @@
 //! write any of them. One that cannot be confirmed keeps them, leaked on
 //! purpose and logged ([`Taken`]).
 
-use dmakit::dma::{Cause, CoherentMemory, DmaPlatform, IoFailure, IoReturn, Specification};
+use dmakit::dma::{CoherentMemory, DmaPlatform, IoFailure, Specification};
 use dmakit::io::RegisterIo;
 
 use super::controller::Controller;
@@ -148,10 +148,7 @@ fn learn<R: RegisterIo>(
             return Err(failure);
         }
     };
-    if !identity.takes_standard_entries() {
-        let cause = Cause::EntryFormat { format: "NVMe queue", rule: "64-byte and 16-byte entries" };
-        return Err(IoFailure::new(IoReturn::BadArgument, cause));
-    }
+    identity.check()?;
     let block_size = namespace.block_size()?;
     let capabilities = controller.capabilities;
     let entries = capabilities.max_queue_entries.min(MAX_DEPTH as u32 + 1) as u16;

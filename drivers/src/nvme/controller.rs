@@ -6,7 +6,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use dmakit::dma::{Cause, DeviceStatus, IoFailure, IoReturn, NvmeCause, NvmeStatus};
+use dmakit::dma::{Cause, ControllerField, DeviceStatus, IoFailure, IoReturn, NvmeCause, NvmeStatus};
 use dmakit::io::RegisterIo;
 use dmakit::time::Waiter;
 
@@ -48,10 +48,23 @@ pub struct Controller<R: RegisterIo> {
     confirmed_disabled: AtomicBool,
 }
 
-/// The failure of a command whose completion carried `status` (its upper half
-/// of dword 3); `Ok` for success.
-pub fn status_result(status: u16) -> Result<(), IoFailure> {
-    match NvmeStatus::decode(status) {
+/// Status code types 4 to 6 are reserved: no controller writes them.
+const RESERVED_STATUS_TYPES: core::ops::RangeInclusive<u16> = 4..=6;
+/// CRD (13:12), More (14) and Do Not Retry (15): they qualify an error; a
+/// success with any of them set cannot occur.
+const ERROR_QUALIFIERS: u16 = 0xf << 12;
+
+/// The failure of the command `completion` (on queue `queue`) ended; `Ok` for
+/// success. A status field that cannot occur fails the command by name.
+pub fn status_result(queue: u16, completion: &CompletionEntry) -> Result<(), IoFailure> {
+    let status = completion.status;
+    let decoded = NvmeStatus::decode(status);
+    let reserved = RESERVED_STATUS_TYPES.contains(&((status >> 9) & 0x7));
+    if reserved || (decoded.is_none() && status & ERROR_QUALIFIERS != 0) {
+        let cause = NvmeCause::StatusImpossible { queue, command: completion.command_id, status };
+        return Err(IoFailure::new(IoReturn::IoError, Cause::Nvme(cause)));
+    }
+    match decoded {
         None => Ok(()),
         Some(decoded) => {
             let cause = NvmeCause::Status { status: decoded, do_not_retry: status & (1 << 15) != 0 };
@@ -70,6 +83,12 @@ impl<R: RegisterIo> Controller<R> {
         // A 16-bit register offset reaches 64 KiB, whatever is mapped.
         if needed > mapped.min(REGISTER_OFFSET_REACH) {
             let cause = NvmeCause::DoorbellsOutsideRegisters { needed, mapped };
+            return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)));
+        }
+        // MQES is 0-based: 0 would be queues of one entry, which hold nothing.
+        if capabilities.max_queue_entries < 2 {
+            let value = u64::from(capabilities.max_queue_entries - 1);
+            let cause = NvmeCause::ImpossibleValue { field: ControllerField::MaximumQueueEntries, value };
             return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)));
         }
         if !capabilities.nvm_command_set {
@@ -174,6 +193,6 @@ impl<R: RegisterIo> Controller<R> {
             return Err(IoFailure::new(IoReturn::Timeout, cause));
         }
         let completion = completion?.expect("the wait ended on a completion");
-        status_result(completion.status).map(|()| completion)
+        status_result(admin.id(), &completion).map(|()| completion)
     }
 }

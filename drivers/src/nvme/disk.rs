@@ -354,7 +354,7 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
                         let slot = usize::from(completion.command_id);
                         // The queue checked the id is in flight, and ids are slots.
                         let Some(length) = slots.get_mut(slot).and_then(Option::take) else { continue };
-                        let result = status_result(completion.status);
+                        let result = status_result(shared.io.id(), &completion);
                         let moved = if result.is_ok() { length } else { 0 };
                         outcomes.push((slot, DeviceOutcome { moved, result }));
                     }

@@ -7,7 +7,7 @@
 use alloc::string::String;
 
 use dmakit::block::WriteCache;
-use dmakit::dma::{Cause, IoFailure, IoReturn, NvmeCause};
+use dmakit::dma::{Cause, ControllerField, IoFailure, IoReturn, NvmeCause};
 
 /// Bytes of an Identify data structure.
 pub const IDENTIFY_BYTES: usize = 4096;
@@ -46,6 +46,8 @@ pub struct ControllerIdentity {
 pub struct NamespaceIdentity {
     /// NSZE: blocks.
     pub blocks: u64,
+    /// NCAP: blocks that may be allocated at once (at most NSZE).
+    pub capacity: u64,
     /// log2 of the block size in the formatted LBA format (LBADS).
     pub block_shift: u8,
     /// Metadata bytes per block in that format.
@@ -91,19 +93,35 @@ impl ControllerIdentity {
     }
 
     /// The largest transfer in bytes for a controller whose smallest page is
-    /// `min_page_size`; `None` for no limit.
+    /// `min_page_size`; `None` for no limit: MDTS 0, or a limit of 2^64
+    /// bytes or more (which a 64-bit count never reaches).
     pub fn max_transfer_bytes(&self, min_page_size: u64) -> Option<u64> {
         match self.max_transfer_shift {
             0 => None,
-            shift => min_page_size.checked_shl(u32::from(shift)),
+            shift => 1u64.checked_shl(u32::from(shift)).and_then(|pages| pages.checked_mul(min_page_size)),
         }
     }
 
-    /// Whether 64-byte submission and 16-byte completion entries are within
-    /// what the controller takes.
-    pub fn takes_standard_entries(&self) -> bool {
-        let within = |sizes: u8, wanted: u8| sizes & 0xf <= wanted && (sizes >> 4 == 0 || wanted <= sizes >> 4);
-        within(self.submission_entry_sizes, 6) && within(self.completion_entry_sizes, 4)
+    /// Refuses values no controller the driver can use reports: no
+    /// namespace (NN 0), or queue entries other than the 64 and 16 bytes
+    /// every NVM controller requires (SQES and CQES: required size 3:0
+    /// exactly 6 and 4, largest 7:4 at least that).
+    pub fn check(&self) -> Result<(), IoFailure> {
+        let impossible = |field, value: u64| {
+            let cause = NvmeCause::ImpossibleValue { field, value };
+            Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)))
+        };
+        let standard = |sizes: u8, wanted: u8| sizes & 0xf == wanted && sizes >> 4 >= wanted;
+        if self.namespaces == 0 {
+            return impossible(ControllerField::Namespaces, 0);
+        }
+        if !standard(self.submission_entry_sizes, 6) {
+            return impossible(ControllerField::SubmissionEntrySizes, self.submission_entry_sizes.into());
+        }
+        if !standard(self.completion_entry_sizes, 4) {
+            return impossible(ControllerField::CompletionEntrySizes, self.completion_entry_sizes.into());
+        }
+        Ok(())
     }
 
     /// The structure's bytes (for the fake controller).
@@ -134,19 +152,32 @@ impl NamespaceIdentity {
         let flbas = bytes[26];
         let index = usize::from(flbas & 0xf) | usize::from((flbas >> 5) & 0x3) << 4;
         let format = le32(bytes, 128 + 4 * index);
-        NamespaceIdentity { blocks, block_shift: (format >> 16) as u8, metadata: format as u16 }
+        let capacity = u64::from_le_bytes(bytes[8..16].try_into().expect("eight bytes"));
+        NamespaceIdentity { blocks, capacity, block_shift: (format >> 16) as u8, metadata: format as u16 }
     }
 
     /// Bytes per block, if the driver moves this format: 512 to 4096 bytes, no
-    /// metadata; else the typed refusal.
+    /// metadata; else the typed refusal. A namespace that cannot be (more
+    /// capacity than size, more bytes than 64 bits count) is refused by name.
     pub fn block_size(&self) -> Result<u32, IoFailure> {
         let block_size = 1u64.checked_shl(u32::from(self.block_shift)).unwrap_or(0);
+        let impossible = |field, value| {
+            let cause = NvmeCause::ImpossibleValue { field, value };
+            Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)))
+        };
         if self.blocks == 0 {
             return Err(IoFailure::new(IoReturn::NotReady, Cause::Nvme(NvmeCause::NoNamespace)));
+        }
+        if self.capacity > self.blocks {
+            return impossible(ControllerField::NamespaceCapacity, self.capacity);
         }
         if !(9..=12).contains(&self.block_shift) || self.metadata != 0 {
             let cause = NvmeCause::LbaFormatUnsupported { block_size, metadata: self.metadata };
             return Err(IoFailure::new(IoReturn::BadArgument, Cause::Nvme(cause)));
+        }
+        // The block layer counts the disk's bytes in 64 bits.
+        if self.blocks.checked_mul(block_size).is_none() {
+            return impossible(ControllerField::NamespaceSize, self.blocks);
         }
         Ok(block_size as u32)
     }
@@ -155,7 +186,7 @@ impl NamespaceIdentity {
     pub fn to_bytes(&self) -> [u8; IDENTIFY_BYTES] {
         let mut bytes = [0u8; IDENTIFY_BYTES];
         bytes[0..8].copy_from_slice(&self.blocks.to_le_bytes());
-        bytes[8..16].copy_from_slice(&self.blocks.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.capacity.to_le_bytes());
         let format = u32::from(self.block_shift) << 16 | u32::from(self.metadata);
         bytes[128..132].copy_from_slice(&format.to_le_bytes());
         bytes
@@ -183,11 +214,11 @@ mod tests {
         assert_eq!(parsed.write_cache(), WriteCache::Volatile);
         let without_cache = ControllerIdentity { volatile_write_cache: 0, ..parsed.clone() };
         assert_eq!(without_cache.write_cache(), WriteCache::WriteThrough);
-        assert!(parsed.supports_sgl() && parsed.takes_standard_entries());
+        assert!(parsed.supports_sgl() && parsed.check().is_ok());
         assert_eq!(parsed.max_transfer_bytes(4096), Some(128 * 1024));
         assert_eq!(ControllerIdentity { max_transfer_shift: 0, ..parsed.clone() }.max_transfer_bytes(4096), None);
-        assert!(!ControllerIdentity { submission_entry_sizes: 0x77, ..parsed }.takes_standard_entries());
-        let namespace = NamespaceIdentity { blocks: 8192, block_shift: 9, metadata: 0 };
+        assert!(ControllerIdentity { submission_entry_sizes: 0x77, ..parsed }.check().is_err());
+        let namespace = NamespaceIdentity { blocks: 8192, capacity: 8192, block_shift: 9, metadata: 0 };
         assert_eq!(NamespaceIdentity::parse(&namespace.to_bytes()), namespace);
         assert_eq!(namespace.block_size(), Ok(512));
         let with_metadata = NamespaceIdentity { metadata: 8, ..namespace };

@@ -11,7 +11,7 @@
 //!
 //! A device is not trusted: a completion must name this pair's submission
 //! queue, a command id that is in flight, and a submission head between the
-//! last one reported and the tail the driver wrote. Anything else is a typed
+//! last one reported and the tail the driver wrote, past that command's entry. Anything else is a typed
 //! [`NvmeCause`], never a panic; the command it named is not completed.
 
 use alloc::vec;
@@ -48,8 +48,9 @@ pub struct QueuePair {
     released_head: u16,
     /// The phase a new completion at `completion_head` carries.
     phase: bool,
-    /// Which command ids the controller holds.
-    in_flight: Vec<bool>,
+    /// Which command ids the controller holds, each with the submission
+    /// entry it was written at.
+    in_flight: Vec<Option<u16>>,
     tail_doorbell: u16,
     head_doorbell: u16,
 }
@@ -85,7 +86,7 @@ impl QueuePair {
             completion_head: 0,
             released_head: 0,
             phase: true,
-            in_flight: vec![false; command_ids],
+            in_flight: vec![None; command_ids],
             tail_doorbell: capabilities.submission_tail_doorbell(id),
             head_doorbell: capabilities.completion_head_doorbell(id),
         })
@@ -113,7 +114,7 @@ impl QueuePair {
 
     /// Commands the controller holds.
     pub fn outstanding(&self) -> usize {
-        self.in_flight.iter().filter(|&&held| held).count()
+        self.in_flight.iter().flatten().count()
     }
 
     /// Entries of the submission ring the controller has not consumed.
@@ -125,13 +126,13 @@ impl QueuePair {
     /// the command (and its data) from now until its completion.
     pub fn submit(&mut self, registers: &dyn RegisterIo, entry: SubmissionEntry) -> Result<(), IoFailure> {
         let id = usize::from(entry.command_id);
-        let free_id = matches!(self.in_flight.get(id), Some(false));
+        let free_id = matches!(self.in_flight.get(id), Some(None));
         // A full ring keeps one entry empty, so that tail == head means empty.
         if !free_id || self.unconsumed() + 1 >= self.entries {
             return Err(IoFailure::new(IoReturn::NoResources, Cause::SlotNotFree { slot: id }));
         }
         self.submissions.write_bytes(u64::from(self.tail) * SUBMISSION_BYTES, &entry.to_bytes())?;
-        self.in_flight[id] = true;
+        self.in_flight[id] = Some(self.tail);
         self.tail = (self.tail + 1) % self.entries;
         registers.write32(self.tail_doorbell, u32::from(self.tail));
         Ok(())
@@ -166,10 +167,19 @@ impl QueuePair {
         {
             return lie(NvmeCause::HeadOutOfOrder { queue: self.id, head: entry.submission_head });
         }
-        match self.in_flight.get_mut(usize::from(entry.command_id)) {
-            Some(held @ true) => *held = false,
-            _ => return lie(NvmeCause::CompletionNotInFlight { queue: self.id, command: entry.command_id }),
+        let command = entry.command_id;
+        let Some(position) = self.in_flight.get(usize::from(command)).copied().flatten() else {
+            return lie(NvmeCause::CompletionNotInFlight { queue: self.id, command });
+        };
+        // A command is fetched before it completes, so the head this
+        // completion reports has passed its entry: one between that head and
+        // the tail was never fetched (its completion was made up before the
+        // command was rung in).
+        let head = entry.submission_head;
+        if (position + self.entries - head) % self.entries < (self.tail + self.entries - head) % self.entries {
+            return lie(NvmeCause::CompletionBeforeFetch { queue: self.id, command, head });
         }
+        self.in_flight[usize::from(command)] = None;
         self.submission_head = entry.submission_head;
         Ok(Some(entry))
     }
@@ -188,7 +198,7 @@ impl QueuePair {
 
     /// Forgets every command in flight (after the controller was reset).
     pub fn forget_commands(&mut self) {
-        self.in_flight.iter_mut().for_each(|held| *held = false);
+        self.in_flight.iter_mut().for_each(|held| *held = None);
     }
 
     /// Gives the rings back: only once the controller was disabled (CSTS.RDY

@@ -19,9 +19,12 @@ use super::structures::{IO_READ, IO_WRITE, PSDT_PRP, PSDT_SGL};
 use super::{Controller, NvmeDisk, NvmeOptions};
 use crate::test_support::WAITER;
 
+mod bring_up_lie_tests;
 mod bring_up_tests;
 mod doorbell_tests;
 mod flush_tests;
+mod hostile_tests;
+mod lie_tests;
 mod limits_tests;
 mod prp_offset_tests;
 mod reset_tests;

@@ -68,7 +68,7 @@ pub use iova::IovaSpace;
 pub use mapped_platform::MappedPlatform;
 pub use mapper::{IoMapper, MappedRange, Mapping};
 pub use misuse::{Misuse, MisuseLog, MisuseReport};
-pub use nvme_cause::{GenericStatus, MediaStatus, NvmeCause, NvmeStatus, PrpRule};
+pub use nvme_cause::{ControllerField, GenericStatus, MediaStatus, NvmeCause, NvmeStatus, PrpRule};
 pub use options::TransferOptions;
 pub use platform::{Coherence, DmaPlatform, FrameFill};
 pub use slots::{LentTransfer, NotPrepared, SlotCompleted, TransferSlots};

@@ -231,6 +231,39 @@ pub enum PrpRule {
     ListPagesPerSlot,
 }
 
+/// A value an NVMe controller reports in CAP or Identify, named for a cause
+/// that says the value cannot be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControllerField {
+    /// CAP.MQES: entries an I/O queue may have, 0-based (0 would be a queue
+    /// of one entry, which holds nothing).
+    MaximumQueueEntries,
+    /// Identify Controller NN: namespaces (0: no namespace 1 to read).
+    Namespaces,
+    /// Identify Controller SQES: required (3:0) and largest (7:4) submission
+    /// entry sizes; every NVM controller requires 64 bytes (6).
+    SubmissionEntrySizes,
+    /// Identify Controller CQES, likewise; 16-byte entries (4).
+    CompletionEntrySizes,
+    /// Identify Namespace NCAP: more blocks than the namespace's size (NSZE).
+    NamespaceCapacity,
+    /// Identify Namespace NSZE: more bytes than 64 bits count.
+    NamespaceSize,
+}
+
+impl ControllerField {
+    fn name(self) -> &'static str {
+        match self {
+            ControllerField::MaximumQueueEntries => "CAP.MQES",
+            ControllerField::Namespaces => "Identify Controller NN",
+            ControllerField::SubmissionEntrySizes => "Identify Controller SQES",
+            ControllerField::CompletionEntrySizes => "Identify Controller CQES",
+            ControllerField::NamespaceCapacity => "Identify Namespace NCAP (above NSZE)",
+            ControllerField::NamespaceSize => "Identify Namespace NSZE (bytes past 2^64)",
+        }
+    }
+}
+
 /// What an NVMe controller did that the driver could not work with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NvmeCause {
@@ -264,6 +297,34 @@ pub enum NvmeCause {
         queue: u16,
         /// The head the controller wrote.
         head: u16,
+    },
+    /// A completion named a command in flight whose submission entry the
+    /// controller, by the head it reported in the same completion, had not
+    /// fetched yet: a completion posted before the command was rung in.
+    CompletionBeforeFetch {
+        /// The queue.
+        queue: u16,
+        /// The command id the controller wrote.
+        command: u16,
+        /// The submission-queue head it reported.
+        head: u16,
+    },
+    /// A completion's status field cannot occur: a reserved status code type
+    /// (4 to 6), or a success with Do Not Retry, More or a retry delay set.
+    StatusImpossible {
+        /// The queue.
+        queue: u16,
+        /// The command id.
+        command: u16,
+        /// The status field (phase tag in bit 0).
+        status: u16,
+    },
+    /// CAP or Identify reports a value that cannot be.
+    ImpossibleValue {
+        /// Which one.
+        field: ControllerField,
+        /// What it said.
+        value: u64,
     },
     /// CSTS.RDY did not become 1 after CC.EN was set, within CAP.TO.
     DidNotBecomeReady {
@@ -343,6 +404,19 @@ impl fmt::Display for NvmeCause {
                 f,
                 "the NVMe controller reported submission-queue head {head} on queue {queue}, outside what was submitted"
             ),
+            NvmeCause::CompletionBeforeFetch { queue, command, head } => write!(
+                f,
+                "the NVMe controller completed command {command} on queue {queue} before fetching it \
+                 (submission-queue head {head})"
+            ),
+            NvmeCause::StatusImpossible { queue, command, status } => write!(
+                f,
+                "the NVMe controller completed command {command} on queue {queue} with status field {status:#06x}, \
+                 which cannot occur"
+            ),
+            NvmeCause::ImpossibleValue { field, value } => {
+                write!(f, "the NVMe controller reports {} = {value:#x}, which cannot be", field.name())
+            }
             NvmeCause::DidNotBecomeReady { milliseconds } => {
                 write!(f, "the NVMe controller did not become ready (CSTS.RDY) within {milliseconds} ms")
             }

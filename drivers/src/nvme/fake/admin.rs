@@ -67,7 +67,8 @@ impl FakeNvme {
                     IDENTIFY_CONTROLLER => self.controller.lock().to_bytes(),
                     IDENTIFY_NAMESPACE if entry.namespace == 1 => {
                         let blocks = self.image.lock().len() as u64 / BLOCK;
-                        NamespaceIdentity { blocks, block_shift: 9, metadata: 0 }.to_bytes()
+                        let honest = NamespaceIdentity { blocks, capacity: blocks, block_shift: 9, metadata: 0 };
+                        self.namespace.lock().unwrap_or(honest).to_bytes()
                     }
                     IDENTIFY_NAMESPACE => return Err(NvmeStatus::Generic(GenericStatus::InvalidNamespace)),
                     _ => return Err(NvmeStatus::Generic(GenericStatus::InvalidField)),

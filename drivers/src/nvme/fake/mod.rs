@@ -26,6 +26,7 @@
 //! count below zero, and the line then never drops: an interrupt storm.
 
 mod admin;
+mod hostile;
 pub mod walk;
 
 use alloc::sync::Arc;
@@ -39,10 +40,12 @@ use dmakit::io::RegisterIo;
 use dmakit::memory::FRAME_SIZE;
 use spin::Mutex;
 
-use super::identify::ControllerIdentity;
+use super::identify::{ControllerIdentity, NamespaceIdentity};
 use super::registers::*;
 use super::structures::*;
 pub use admin::{AdminStep, Failing};
+use hostile::PhaseTag;
+pub use hostile::{Answer, Forged, Hostile};
 use walk::Run;
 
 /// Bytes per block of the namespace.
@@ -151,6 +154,11 @@ pub struct FakeNvme {
     pub never_ready: AtomicBool,
     /// The most I/O commands held at once.
     pub most_held: Mutex<usize>,
+    /// What Identify Namespace answers instead of the image's size in
+    /// 512-byte blocks.
+    pub namespace: Mutex<Option<NamespaceIdentity>>,
+    /// The hostile mode's watch over the data it moves (`hostile.rs`).
+    pub hostile: Mutex<Option<Hostile>>,
 }
 
 /// The controller's registers (BAR 0), as the driver sees them.
@@ -205,6 +213,8 @@ impl FakeNvme {
             fail_admin: Mutex::new(None),
             never_ready: AtomicBool::new(false),
             most_held: Mutex::new(0),
+            namespace: Mutex::new(None),
+            hostile: Mutex::new(None),
         })
     }
 
@@ -287,15 +297,6 @@ impl FakeNvme {
         Ok(())
     }
 
-    fn read_from_host(&self, entry: &SubmissionEntry, bytes: &mut [u8]) -> Result<(), NvmeStatus> {
-        let mut at = 0;
-        for (address, length) in self.map(entry, bytes.len() as u64)? {
-            self.read(address, &mut bytes[at..at + length as usize]);
-            at += length as usize;
-        }
-        Ok(())
-    }
-
     fn execute_io(&self, entry: &SubmissionEntry) -> Result<(), NvmeStatus> {
         if entry.namespace != 1 {
             return Err(NvmeStatus::Generic(GenericStatus::InvalidNamespace));
@@ -320,16 +321,26 @@ impl FakeNvme {
         let start = (lba * BLOCK) as usize;
         let length = (blocks * BLOCK) as usize;
         let bad = self.bad_lba.lock().is_some_and(|bad| (lba..lba + blocks).contains(&bad));
+        let runs = self.map(entry, length as u64)?;
+        self.watch_runs(entry, &runs);
         if entry.opcode == IO_READ {
-            let bytes = self.image.lock()[start..start + length].to_vec();
-            self.map(entry, length as u64)?;
             if bad {
                 return Err(NvmeStatus::Media(MediaStatus::UnrecoveredReadError));
             }
-            self.to_host(entry, &bytes)
+            let bytes = self.image.lock()[start..start + length].to_vec();
+            let mut at = 0;
+            for (address, length) in runs {
+                self.write(address, &bytes[at..at + length as usize]);
+                at += length as usize;
+            }
+            Ok(())
         } else {
             let mut bytes = vec![0u8; length];
-            self.read_from_host(entry, &mut bytes)?;
+            let mut at = 0;
+            for (address, length) in runs {
+                self.read(address, &mut bytes[at..at + length as usize]);
+                at += length as usize;
+            }
             if bad {
                 return Err(NvmeStatus::Media(MediaStatus::WriteFault));
             }
@@ -362,13 +373,30 @@ impl FakeNvme {
                 None => {}
             }
         }
+        self.push(state, queue, completion, PhaseTag::Current);
+    }
+
+    /// Writes `completion` at queue `queue`'s completion tail with the phase
+    /// tag `phase` says. A full ring is the driver's fault, unless the
+    /// controller is hostile: its made-up completions may fill it, and then
+    /// what it posts next is lost.
+    fn push(&self, state: &mut State, queue: u16, mut completion: CompletionEntry, phase: PhaseTag) {
+        let hostile = self.hostile.lock().is_some();
         let Some(ring) = state.completions[usize::from(queue)].as_mut() else { return };
-        assert_ne!((ring.tail + 1) % ring.entries, ring.head, "the driver let completion queue {queue} fill up");
+        let full = (ring.tail + 1) % ring.entries == ring.head;
+        if full && hostile {
+            return;
+        }
+        assert!(!full, "the driver let completion queue {queue} fill up");
         if ring.tail == ring.head {
             state.queues_pending += 1;
         }
         state.vector_status = true;
-        completion.status |= u16::from(ring.phase);
+        let tag = match phase {
+            PhaseTag::Current => ring.phase,
+            PhaseTag::Previous => !ring.phase,
+        };
+        completion.status = completion.status & !1 | u16::from(tag);
         self.write(ring.address + 16 * u64::from(ring.tail), &completion.to_bytes());
         ring.tail += 1;
         if ring.tail == ring.entries {
@@ -405,6 +433,8 @@ impl FakeNvme {
                 state.held.push((entry, head));
                 let mut most = self.most_held.lock();
                 *most = (*most).max(state.held.len());
+                drop(most);
+                self.forge_at_doorbell(state);
             } else {
                 let result = self.execute_io(&entry);
                 self.post(state, 1, &entry, head, result);
@@ -429,7 +459,7 @@ impl FakeNvme {
                 state.completions[0] =
                     Some(Completion { address: state.acq, entries: completion_entries, tail: 0, head: 0, phase: true });
                 if !self.never_ready.load(Ordering::Relaxed) {
-                    state.csts = CSTS_READY;
+                    state.csts = self.status_at_enable();
                 }
             }
             (1, 0) => {
