@@ -19,7 +19,6 @@ pub static WAITER: ImmediateWaiter = ImmediateWaiter;
 /// How many generated device behaviours a hostile-device property test runs:
 /// 100,000, or more when `PROPTEST_CASES` (proptest's own variable) asks for
 /// more. Fewer are never run, so `make test` always covers the floor.
-#[expect(dead_code, reason = "the hostile-device property tests use it; remove this line with the first")]
 pub fn hostile_cases() -> u32 {
     proptest::test_runner::Config::default().cases.max(100_000)
 }

@@ -308,6 +308,13 @@ impl<T: Transport> VirtioBlock<T> {
         self.channel.lock().shared.as_ref().map(|shared| shared.queue.address().as_u64())
     }
 
+    /// The device address and bytes of the request area (every slot's header
+    /// and status byte); `None` while stopped.
+    pub fn request_area(&self) -> Option<(u64, u64)> {
+        let channel = self.channel.lock();
+        channel.shared.as_ref().map(|shared| (shared.requests_address, REQUEST_AREA_STRIDE * MAX_DEPTH as u64))
+    }
+
     /// Resets the device, forgets every request it held, then releases the
     /// queue and request area (or leaks them if the reset was not confirmed).
     fn shut_down(&self) -> Result<(), IoFailure> {

@@ -14,6 +14,8 @@ mod fake;
 mod fake_net;
 #[cfg(test)]
 mod flush_tests;
+#[cfg(test)]
+mod hostile;
 mod layout;
 pub mod legacy;
 pub mod modern;

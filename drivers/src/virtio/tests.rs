@@ -26,11 +26,12 @@ use super::VirtioBlock;
 use super::fake::{Answer, FakeVirtio, FeatureCheck, FinishOrder, Medium, Misreport, Reset, ResetResponse};
 use super::registers::{
     FEATURE_ACCESS_PLATFORM, FEATURE_SEG_MAX, FEATURE_VERSION_1, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK,
-    STATUS_FAILED, STATUS_FEATURES_OK, STATUS_IOERR,
+    STATUS_FAILED, STATUS_FEATURES_OK, STATUS_IOERR, STATUS_OK,
 };
 use super::transport::{DmaPlatforms, DmaRoute, Interface, QUEUE_SIZE_LIMIT, Transport};
 use crate::test_support::WAITER;
 
+mod hostile_block_tests;
 mod used_ring_tests;
 
 /// The disk as the kernel builds it: the block layer around the driver, over
