@@ -16,6 +16,8 @@ mod fake_net;
 mod flush_tests;
 #[cfg(test)]
 mod hostile;
+#[cfg(test)]
+mod hostile_net_tests;
 mod layout;
 pub mod legacy;
 pub mod modern;

@@ -16,5 +16,5 @@ mod rings;
 
 pub use device::{ConfigGeneration, FakeDevice, FeatureCheck, Personality, QueueOffer, Reset, ResetResponse};
 pub use disk::{Answer, FakeVirtio, FinishOrder, HeldWork, Medium, Misreport, RunChain, StatusByte};
-pub use nic::{FakeVirtioNet, Lie, receive, transmit};
+pub use nic::{FakeVirtioNet, Lie, Received, receive, transmit};
 pub use rings::{DeviceMemory, QueueAccess, QueueState, Ring};
