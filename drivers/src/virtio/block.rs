@@ -51,8 +51,9 @@
 //! 2. `collect`: for each new used element, the status byte is read and the
 //!    bytes the device moved are reported: a short read is an `Underrun` once
 //!    the block layer completes the transfer with them, and only what the
-//!    device wrote comes back from a bounce buffer. An error status fails only
-//!    that request; the device keeps running.
+//!    device wrote comes back from a bounce buffer. An error status, or a used
+//!    length above what the chain let the device write, fails only that
+//!    request; the device keeps running.
 //!
 //! A flush (`VIRTIO_BLK_T_FLUSH`, only with `VIRTIO_BLK_F_FLUSH` negotiated)
 //! is the same chain without data: header -> status, sector 0.
@@ -307,6 +308,13 @@ impl<T: Transport> VirtioBlock<T> {
         self.channel.lock().shared.as_ref().map(|shared| shared.queue.address().as_u64())
     }
 
+    /// The device address and bytes of the request area (every slot's header
+    /// and status byte); `None` while stopped.
+    pub fn request_area(&self) -> Option<(u64, u64)> {
+        let channel = self.channel.lock();
+        channel.shared.as_ref().map(|shared| (shared.requests_address, REQUEST_AREA_STRIDE * MAX_DEPTH as u64))
+    }
+
     /// Resets the device, forgets every request it held, then releases the
     /// queue and request area (or leaks them if the reset was not confirmed).
     fn shut_down(&self) -> Result<(), IoFailure> {
@@ -478,8 +486,9 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
     /// look and reports how its request ended, in used-ring order. The device
     /// is not trusted: the used index may not run ahead of the chains in
     /// flight, an id must head a chain the device holds (`Virtqueue::pop_used`
-    /// checks both) and that chain a slot's, the used length is never believed
-    /// above what was prepared, and only a status byte of OK is a success. A
+    /// checks both) and that chain a slot's, a used length above the chain's
+    /// writable bytes fails its request (`UsedLengthAboveChain`), and only a
+    /// status byte of OK is a success. A
     /// used ring that breaks those rules is not read further: the device must
     /// stop (the block layer resets it, and fails what it held with the cause,
     /// before any of their memory goes back), and no request ends twice.
@@ -513,28 +522,38 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
                 health = DeviceHealth::MustStop(broken(VirtioCause::UsedIdNotInFlight { queue: 0, id: element.id }));
                 break;
             };
+            let operation = match command {
+                SlotCommand::Transfer(BlockCommand { operation, .. }) => Some(operation),
+                SlotCommand::Flush => None,
+            };
+            // The used length counts the bytes the device wrote: a read's data
+            // and its status byte; a write's or a flush's status only. One
+            // above what the chain let it write is a lie about this request:
+            // it fails (nothing believed moved, not cut down to a success),
+            // and the ring, whose ids held, goes on (as virtio-net's does).
+            let writable = match operation {
+                Some(BlockOperation::Read) => length + STATUS_BYTES,
+                Some(BlockOperation::Write) | None => STATUS_BYTES,
+            };
             // Anything but OK is the device's error, byte and all: IOERR,
             // UNSUPP, or one no device may write, including the driver's own
             // "unwritten" mark (a device that never wrote it is not taken for
             // a success).
             let mut status = [STATUS_UNWRITTEN];
             let status_at = slot as u64 * REQUEST_AREA_STRIDE + HEADER_BYTES;
-            let result = shared.requests.read_bytes(status_at, &mut status).and_then(|_| match status[0] {
-                STATUS_OK => Ok(()),
-                byte => Err(IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::RequestStatus(byte)))),
-            });
-            // The used length counts the bytes the device wrote: a read's data
-            // and its status byte; a write's status only, and a device that says
-            // OK read all of the data. A flush moves none.
-            let operation = match command {
-                SlotCommand::Transfer(BlockCommand { operation, .. }) => Some(operation),
-                SlotCommand::Flush => None,
+            let result = if u64::from(element.length) > writable {
+                let cause = VirtioCause::UsedLengthAboveChain { queue: 0, length: element.length, writable };
+                Err(IoFailure::new(IoReturn::Overrun, Cause::Virtio(cause)))
+            } else {
+                shared.requests.read_bytes(status_at, &mut status).and_then(|_| match status[0] {
+                    STATUS_OK => Ok(()),
+                    byte => Err(IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::RequestStatus(byte)))),
+                })
             };
+            // A device that says OK read all of a write's data. A flush moves none.
             let moved = match (&result, operation) {
                 (Err(_), _) | (Ok(()), None) => 0,
-                (Ok(()), Some(BlockOperation::Read)) => {
-                    u64::from(element.length).saturating_sub(STATUS_BYTES).min(length)
-                }
+                (Ok(()), Some(BlockOperation::Read)) => u64::from(element.length).saturating_sub(STATUS_BYTES),
                 (Ok(()), Some(BlockOperation::Write)) => length,
             };
             outcomes.push((slot, DeviceOutcome { moved, result }));

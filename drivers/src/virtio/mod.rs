@@ -14,6 +14,10 @@ mod fake;
 mod fake_net;
 #[cfg(test)]
 mod flush_tests;
+#[cfg(test)]
+mod hostile;
+#[cfg(test)]
+mod hostile_net_tests;
 mod layout;
 pub mod legacy;
 pub mod modern;

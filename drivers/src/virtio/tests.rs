@@ -26,11 +26,12 @@ use super::VirtioBlock;
 use super::fake::{Answer, FakeVirtio, FeatureCheck, FinishOrder, Medium, Misreport, Reset, ResetResponse};
 use super::registers::{
     FEATURE_ACCESS_PLATFORM, FEATURE_SEG_MAX, FEATURE_VERSION_1, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK,
-    STATUS_FAILED, STATUS_FEATURES_OK, STATUS_IOERR,
+    STATUS_FAILED, STATUS_FEATURES_OK, STATUS_IOERR, STATUS_OK,
 };
 use super::transport::{DmaPlatforms, DmaRoute, Interface, QUEUE_SIZE_LIMIT, Transport};
 use crate::test_support::WAITER;
 
+mod hostile_block_tests;
 mod used_ring_tests;
 
 /// The disk as the kernel builds it: the block layer around the driver, over
@@ -400,8 +401,13 @@ fn a_device_that_misreports_a_chain_is_not_believed(interface: Interface) {
         target.write_bytes(0, &[OLD_BYTE; 8 * 512]).unwrap();
         disk.read(5, 8, &mut target, 0).map(|()| target.to_vec(0, 8 * 512).unwrap())
     };
-    // More than was prepared is never believed moved: the whole read, no more.
-    assert_eq!(read(Misreport::LengthAbovePrepared).unwrap(), sectors(5, 8));
+    // More than the chain lets the device write is no success (nor cut down
+    // to one): the request fails with the numbers, and the device goes on.
+    let above = VirtioCause::UsedLengthAboveChain { queue: 0, length: 8 * 512 + 1 + 4096, writable: 8 * 512 + 1 };
+    assert_eq!(
+        read(Misreport::LengthAbovePrepared).err(),
+        Some(IoFailure::new(IoReturn::Overrun, Cause::Virtio(above)))
+    );
     // A status the device never wrote is no success, whatever the length says.
     let unwritten = IoFailure::new(IoReturn::IoError, Cause::Virtio(VirtioCause::RequestStatus(0xff)));
     assert_eq!(read(Misreport::StatusUnwritten).err(), Some(unwritten));

@@ -8,6 +8,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::{Deref, DerefMut};
+use core::sync::atomic::AtomicU8;
 
 use dmakit::dma::simulated::SimulatedPlatform;
 use spin::Mutex;
@@ -52,6 +53,15 @@ pub enum ResetResponse {
     /// Ignores the write, like a hung device: the status keeps its value, the
     /// device keeps its queues and its chains.
     Ignore,
+}
+
+/// How the modern device's `config_generation` behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigGeneration {
+    /// Stays 0: the configuration never changes.
+    Stable,
+    /// Changes at every read: a configuration that never settles.
+    NeverSettles,
 }
 
 /// What the device held when the driver reset it.
@@ -118,6 +128,11 @@ pub struct FakeDevice<P: Personality> {
     pub notify_offsets: Mutex<Vec<u16>>,
     /// Both layouts: the queue each notify named, in order.
     pub notified_queues: Mutex<Vec<u16>>,
+    /// Modern: how `config_generation` behaves.
+    pub config_generation: ConfigGeneration,
+    /// Reads of `config_generation` so far (what it says when it never
+    /// settles).
+    pub(super) generation_reads: AtomicU8,
     /// What a reset does (see [`FakeDevice::set_reset_response`]).
     reset_response: Mutex<ResetResponse>,
     /// Every reset, oldest first.
@@ -163,6 +178,8 @@ impl<P: Personality + 'static> FakeDevice<P> {
             offered: offered | modern,
             feature_check: FeatureCheck::Accept,
             notify_off_multiplier: 4,
+            config_generation: ConfigGeneration::Stable,
+            generation_reads: AtomicU8::new(0),
             notify_offsets: Mutex::new(Vec::new()),
             notified_queues: Mutex::new(Vec::new()),
             reset_response: Mutex::new(ResetResponse::Confirm),
@@ -227,6 +244,18 @@ impl<P: Personality> FakeDevice<P> {
     /// Whether every page of `[address, address + length)` is allocated.
     pub fn is_allocated(&self, address: u64, length: u64) -> bool {
         self.memory.allocated(address, length)
+    }
+
+    /// The device as firmware (or an earlier driver) left it: its status
+    /// says `status`, so only a reset it confirms reads 0.
+    pub fn leave_running(&self, status: u8) {
+        self.state.lock().status = status;
+    }
+
+    /// From now on, every write of the device must lie inside one of
+    /// `ranges` (`None`: anywhere allocated; see [`DeviceMemory::fence_writes`]).
+    pub fn fence_writes(&self, ranges: Option<Vec<(u64, u64)>>) {
+        self.memory.fence_writes(ranges);
     }
 
     /// From now on, answers a reset as `response` says.

@@ -79,6 +79,42 @@ pub enum Misreport {
     StaleReplay,
 }
 
+/// What the device writes into a request's status byte when it runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusByte {
+    /// What the request earned: OK, IOERR, UNSUPP.
+    AsRun,
+    /// Nothing: the byte keeps whatever the driver put there.
+    Unwritten,
+    /// This byte, whatever the request earned (a lie when it is not the
+    /// earned one, garbage when it is no status at all).
+    Written(u8),
+}
+
+/// What [`FakeVirtio::end_held`] does with a held chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeldWork {
+    /// Runs it, ending with this status byte.
+    Run(StatusByte),
+    /// Drops it unrun: no byte moves, the status byte keeps the driver's.
+    Skip,
+}
+
+/// A chain [`FakeVirtio::end_held`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunChain {
+    /// Its head: the id an honest element gives back.
+    pub head: u16,
+    /// Bytes the device wrote into it (the status byte counted; 0 when it
+    /// did not run): an honest used length.
+    pub written: u32,
+    /// Its device-writable bytes: no used length may say more.
+    pub writable: u64,
+    /// The address of its second descriptor (the first data one, or the
+    /// status of a chain without data), which names the request it carried.
+    pub first_data: u64,
+}
+
 /// virtio-blk's side of the fake.
 pub struct FakeDisk {
     /// The disk image.
@@ -87,6 +123,8 @@ pub struct FakeDisk {
     pub bad_sector: Option<u64>,
     /// `seg_max` in the configuration (0 is a broken device).
     pub seg_max: u32,
+    /// The capacity (sectors) the configuration says; `None`: the image's.
+    pub capacity: Option<u64>,
     /// Most data bytes a read writes: the device stops early, still reports OK,
     /// and its used element counts only the bytes it wrote.
     pub read_limit: Option<u64>,
@@ -122,6 +160,7 @@ impl FakeVirtio {
             disk: Mutex::new(contents),
             bad_sector: None,
             seg_max: 16,
+            capacity: None,
             read_limit: None,
             answer: Mutex::new(Answer::AtNotify),
             misreport: Mutex::new(Misreport::Honest),
@@ -163,6 +202,26 @@ impl FakeVirtio {
         .unwrap_or(0)
     }
 
+    /// Ends the held chain at `pick` (modulo how many it holds, oldest
+    /// first) as `work` says, without putting it on the used ring (the test
+    /// publishes what it likes: [`QueueAccess::publish`]). `None` when it
+    /// holds none.
+    pub fn end_held(&self, pick: usize, work: HeldWork) -> Option<RunChain> {
+        self.with_queue(0, |queue| {
+            let chain = queue.take_held(pick)?;
+            let written = match work {
+                HeldWork::Run(status) => {
+                    self.personality.execute(queue.memory, &chain.descriptors, status, queue.accepted)
+                }
+                HeldWork::Skip => 0,
+            };
+            let writable = chain.descriptors.iter().filter(|descriptor| descriptor.flags & DESCRIPTOR_WRITE != 0);
+            let writable = writable.map(|descriptor| u64::from(descriptor.length)).sum();
+            Some(RunChain { head: chain.head, written, writable, first_data: chain.descriptors[1].address })
+        })
+        .flatten()
+    }
+
     /// Chains the device holds now.
     pub fn held(&self) -> usize {
         self.with_queue(0, |queue| queue.state.held.len()).unwrap_or(0)
@@ -187,7 +246,7 @@ impl Personality for FakeDisk {
 
     /// virtio-blk's configuration, at `offset` from its start.
     fn config_read32(&self, offset: u16) -> u32 {
-        let sectors = self.disk.lock().len() as u64 / SECTOR_SIZE;
+        let sectors = self.capacity.unwrap_or(self.disk.lock().len() as u64 / SECTOR_SIZE);
         match offset {
             CONFIG_CAPACITY => sectors as u32,
             o if o == CONFIG_CAPACITY + 4 => (sectors >> 32) as u32,
@@ -219,7 +278,11 @@ impl FakeDisk {
     /// Runs a chain and puts it on the used ring.
     fn finish(&self, queue: &mut QueueAccess<'_>, chain: Chain) {
         let misreport = *self.misreport.lock();
-        let written = self.execute(queue.memory, &chain.descriptors, misreport, queue.accepted);
+        let status = match misreport {
+            Misreport::StatusUnwritten => StatusByte::Unwritten,
+            _ => StatusByte::AsRun,
+        };
+        let written = self.execute(queue.memory, &chain.descriptors, status, queue.accepted);
         let head = u32::from(chain.head);
         let elements = match misreport {
             Misreport::Honest | Misreport::StatusUnwritten => vec![(head, written)],
@@ -234,29 +297,41 @@ impl FakeDisk {
         queue.give_back_elements(&elements);
     }
 
-    /// Runs one request; returns the bytes written to the driver (counting
-    /// the status byte even when `misreport` leaves it unwritten).
-    fn execute(&self, memory: &DeviceMemory, chain: &[VirtqDescriptor], misreport: Misreport, accepted: u64) -> u32 {
+    /// Runs one request, ending with the status byte `status` says; returns
+    /// the bytes written to the driver (counting the status byte even when
+    /// it was left unwritten).
+    fn execute(&self, memory: &DeviceMemory, chain: &[VirtqDescriptor], status: StatusByte, accepted: u64) -> u32 {
+        let last = chain[chain.len() - 1];
+        assert!(last.flags & DESCRIPTOR_WRITE != 0 && last.length == 1, "status is one writable byte");
+        let (data_written, answer) = self.move_data(memory, chain, accepted);
+        match status {
+            StatusByte::AsRun => memory.write(last.address, &[answer]),
+            StatusByte::Unwritten => {}
+            StatusByte::Written(byte) => memory.write(last.address, &[byte]),
+        }
+        data_written + 1
+    }
+
+    /// Moves one request's data; returns the data bytes written to the driver
+    /// and the status byte the request earns.
+    fn move_data(&self, memory: &DeviceMemory, chain: &[VirtqDescriptor], accepted: u64) -> (u32, u8) {
         let header = memory.read(chain[0].address, 16);
         let kind = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
         let sector = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-        let status = chain[chain.len() - 1];
-        assert!(status.flags & DESCRIPTOR_WRITE != 0 && status.length == 1, "status is one writable byte");
         if kind == REQUEST_FLUSH {
             // No data moves: the device writes only the status byte.
             self.flushes.lock().push((sector, chain.len()));
-            let answer = if accepted & FEATURE_FLUSH != 0 { self.flush_status } else { STATUS_UNSUPP };
-            memory.write(status.address, &[answer]);
-            return 1;
+            return (0, if accepted & FEATURE_FLUSH != 0 { self.flush_status } else { STATUS_UNSUPP });
         }
         let data = &chain[1..chain.len() - 1];
         let length: u64 = data.iter().map(|d| u64::from(d.length)).sum();
         let mut disk = self.disk.lock();
-        let start = sector * SECTOR_SIZE;
-        let bad = self.bad_sector.is_some_and(|bad| bad >= sector && bad * SECTOR_SIZE < start + length);
-        if bad || start + length > disk.len() as u64 {
-            memory.write(status.address, &[STATUS_IOERR]);
-            return 1;
+        // A sector past what 64 bits of bytes hold (a capacity the
+        // configuration lies about) is past the image too.
+        let range = sector.checked_mul(SECTOR_SIZE).and_then(|start| Some((start, start.checked_add(length)?)));
+        let Some((start, end)) = range.filter(|&(_, end)| end <= disk.len() as u64) else { return (0, STATUS_IOERR) };
+        if self.bad_sector.is_some_and(|bad| bad >= sector && bad * SECTOR_SIZE < end) {
+            return (0, STATUS_IOERR);
         }
         let mut remaining = match kind {
             REQUEST_IN => self.read_limit.unwrap_or(length).min(length),
@@ -277,9 +352,6 @@ impl FakeDisk {
             position += length;
             remaining -= length as u64;
         }
-        if misreport != Misreport::StatusUnwritten {
-            memory.write(status.address, &[STATUS_OK]);
-        }
-        if kind == REQUEST_IN { moved as u32 + 1 } else { 1 }
+        (if kind == REQUEST_IN { moved as u32 } else { 0 }, STATUS_OK)
     }
 }

@@ -9,11 +9,12 @@
 mod device;
 mod disk;
 mod legacy_registers;
+mod lies;
 mod modern_registers;
 mod nic;
 mod rings;
 
-pub use device::{FeatureCheck, QueueOffer, Reset, ResetResponse};
-pub use disk::{Answer, FakeVirtio, FinishOrder, Medium, Misreport};
-pub use nic::{FakeVirtioNet, Lie, receive, transmit};
+pub use device::{ConfigGeneration, FakeDevice, FeatureCheck, Personality, QueueOffer, Reset, ResetResponse};
+pub use disk::{Answer, FakeVirtio, FinishOrder, HeldWork, Medium, Misreport, RunChain, StatusByte};
+pub use nic::{FakeVirtioNet, Lie, Received, receive, transmit};
 pub use rings::{DeviceMemory, QueueAccess, QueueState, Ring};

@@ -7,12 +7,13 @@
 //! `queue_notify_off * notify_off_multiplier`, writing the queue's index.
 
 use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
 
 use dmakit::io::RegisterIo;
 
 use super::super::modern::CommonConfiguration;
 use super::super::registers::*;
-use super::device::{FakeDevice, Personality, State};
+use super::device::{ConfigGeneration, FakeDevice, Personality, State};
 use super::rings::{QueueState, Ring};
 
 /// Which modern structure a [`FakeStructure`] window shows.
@@ -86,7 +87,10 @@ impl<P: Personality> RegisterIo for FakeStructure<P> {
         let mut state = self.fake.state.lock();
         match (self.kind, offset) {
             (StructureKind::Common, o) if o == common!(device_status) => state.status,
-            (StructureKind::Common, o) if o == common!(config_generation) => 0,
+            (StructureKind::Common, o) if o == common!(config_generation) => match self.fake.config_generation {
+                ConfigGeneration::Stable => 0,
+                ConfigGeneration::NeverSettles => self.fake.generation_reads.fetch_add(1, Ordering::Relaxed),
+            },
             (StructureKind::Isr, 0) => core::mem::take(&mut state.isr),
             (kind, _) => panic!("read8 at {offset:#x} of the {kind:?} structure"),
         }

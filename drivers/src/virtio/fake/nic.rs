@@ -78,7 +78,14 @@ pub fn receive(queue: &mut QueueAccess<'_>, frame: &[u8], lie: Lie) -> bool {
     let chains = queue.take_available();
     queue.state.held.extend(chains);
     let Some(chain) = queue.state.held.pop_front() else { return false };
-    let (id, length, times) = receive_into(queue.memory, &chain, frame, header_bytes(queue.accepted), lie);
+    let Received { head, written, writable } = receive_into(queue.memory, &chain, frame, header_bytes(queue.accepted));
+    let head = u32::from(head);
+    let (id, length, times) = match lie {
+        Lie::Honest => (head, written, 1),
+        Lie::LengthAboveChain => (head, writable as u32 + 100, 1),
+        Lie::IdNotAHead => (head + 1, written, 1),
+        Lie::IdTwice | Lie::StaleReplay => (head, written, 2),
+    };
     let mut elements = match lie {
         Lie::StaleReplay => queue.state.held.iter().map(|held| (u32::from(held.head), 0)).collect(),
         _ => Vec::new(),
@@ -88,9 +95,19 @@ pub fn receive(queue: &mut QueueAccess<'_>, frame: &[u8], lie: Lie) -> bool {
     true
 }
 
-/// Writes `frame`, after a `header_bytes` header, into the receive `chain`;
-/// returns the used element `(id, length)` to give back and how many times.
-fn receive_into(memory: &DeviceMemory, chain: &Chain, frame: &[u8], header_bytes: u64, lie: Lie) -> (u32, u32, usize) {
+/// A receive chain a frame went into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Its head: the id an honest element gives back.
+    pub head: u16,
+    /// Bytes written (header and frame): an honest used length.
+    pub written: u32,
+    /// Its device-writable bytes: no used length may say more.
+    pub writable: u64,
+}
+
+/// Writes `frame`, after a `header_bytes` header, into the receive `chain`.
+fn receive_into(memory: &DeviceMemory, chain: &Chain, frame: &[u8], header_bytes: u64) -> Received {
     let header_bytes = header_bytes as usize;
     assert_eq!(chain.descriptors[0].length as usize, header_bytes, "the header has a descriptor of its own");
     let mut bytes = alloc::vec![0u8; header_bytes];
@@ -108,14 +125,7 @@ fn receive_into(memory: &DeviceMemory, chain: &Chain, frame: &[u8], header_bytes
         rest = &rest[take..];
     }
     assert!(rest.is_empty(), "a {}-byte frame does not fit a {writable}-byte chain", frame.len());
-    let head = u32::from(chain.head);
-    let written = bytes.len() as u32;
-    match lie {
-        Lie::Honest => (head, written, 1),
-        Lie::LengthAboveChain => (head, writable as u32 + 100, 1),
-        Lie::IdNotAHead => (head + 1, written, 1),
-        Lie::IdTwice | Lie::StaleReplay => (head, written, 2),
-    }
+    Received { head: chain.head, written: bytes.len() as u32, writable }
 }
 
 /// Sends every chain the driver made available on the transmit `queue`: each
@@ -166,6 +176,29 @@ impl FakeVirtioNet {
         }
         let lie = *self.lie.lock();
         self.with_queue(RECEIVE_QUEUE, |queue| receive(queue, frame, lie)).unwrap_or(false)
+    }
+
+    /// Receives `frame` into the receive chain it holds at `pick` (modulo how
+    /// many, oldest first; taking the new ones first), without putting it on
+    /// the used ring (the test publishes what it likes:
+    /// [`QueueAccess::publish`]). `None` when it holds none.
+    pub fn receive_held(&self, pick: usize, frame: &[u8]) -> Option<Received> {
+        self.with_queue(RECEIVE_QUEUE, |queue| {
+            let chains = queue.take_available();
+            queue.state.held.extend(chains);
+            let chain = queue.take_held(pick)?;
+            Some(receive_into(queue.memory, &chain, frame, header_bytes(queue.accepted)))
+        })
+        .flatten()
+    }
+
+    /// `(address, length)` of every descriptor of the receive chains it holds.
+    pub fn held_receive_buffers(&self) -> Vec<(u64, u64)> {
+        self.with_queue(RECEIVE_QUEUE, |queue| {
+            let descriptors = queue.state.held.iter().flat_map(|chain| &chain.descriptors);
+            descriptors.map(|descriptor| (descriptor.address, u64::from(descriptor.length))).collect()
+        })
+        .unwrap_or_default()
     }
 
     /// Receive chains the device holds, waiting for a frame.

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 
 use dmakit::dma::simulated::SimulatedPlatform;
 use dmakit::memory::FRAME_SIZE;
+use spin::Mutex;
 
 use super::super::queue::{DESCRIPTOR_NEXT, VirtqDescriptor};
 
@@ -17,15 +18,33 @@ const AVAIL_F_NO_INTERRUPT: u16 = 1;
 
 /// Simulated physical memory as the device reaches it. Every write is
 /// checked: the memory must still be allocated, so a driver that frees memory
-/// under a device fails its test.
+/// under a device fails its test; and, once a test fences the device in
+/// ([`DeviceMemory::fence_writes`]), it must lie inside the memory the test
+/// knows the driver prepared for it.
 pub struct DeviceMemory {
     platform: &'static SimulatedPlatform,
+    /// `(address, length)` of every range the device may write; `None`: any
+    /// allocated memory.
+    fence: Mutex<Option<Vec<(u64, u64)>>>,
 }
 
 impl DeviceMemory {
     /// The device's view of `platform`.
     pub fn new(platform: &'static SimulatedPlatform) -> DeviceMemory {
-        DeviceMemory { platform }
+        DeviceMemory { platform, fence: Mutex::new(None) }
+    }
+
+    /// From now on, every write must lie inside one of `ranges` (`None`: no
+    /// fence). A driver that hands the device a descriptor outside what it
+    /// prepared, or a fake whose lie would write elsewhere, fails the test.
+    pub fn fence_writes(&self, ranges: Option<Vec<(u64, u64)>>) {
+        *self.fence.lock() = ranges;
+    }
+
+    /// Whether `[address, address + length)` lies inside the fence.
+    fn inside_fence(&self, address: u64, length: u64) -> bool {
+        let inside = |&(start, bytes): &(u64, u64)| address >= start && address + length <= start + bytes;
+        self.fence.lock().as_ref().is_none_or(|ranges| ranges.iter().any(inside))
     }
 
     /// The device's DMA read of `length` bytes at `address`.
@@ -43,6 +62,8 @@ impl DeviceMemory {
     /// The device's DMA write: memory it writes must still belong to someone.
     pub fn write(&self, address: u64, bytes: &[u8]) {
         assert!(self.allocated(address, bytes.len() as u64), "device wrote into freed memory at {address:#x}");
+        let length = bytes.len() as u64;
+        assert!(self.inside_fence(address, length), "device wrote {length} bytes at {address:#x}, outside its fence");
         self.platform.device_write(address, bytes);
     }
 
@@ -77,7 +98,7 @@ impl Ring {
         self.driver
     }
 
-    fn available_index(&self) -> u64 {
+    pub(super) fn available_index(&self) -> u64 {
         self.driver + 2
     }
 
@@ -206,6 +227,14 @@ impl<'a> QueueAccess<'a> {
     /// publishes the used index once and raises the interrupt as
     /// [`QueueAccess::give_back`] does.
     pub fn give_back_elements(&mut self, elements: &[(u32, u32)]) {
+        self.put_elements(elements);
+        self.publish_used_index();
+    }
+
+    /// Writes the used elements `(id, length)` into the used ring's next
+    /// slots, in order, moving the device's used index past them (not
+    /// published yet).
+    pub(super) fn put_elements(&mut self, elements: &[(u32, u32)]) {
         let ring = self.ring();
         for &(id, length) in elements {
             let mut element = [0u8; 8];
@@ -214,6 +243,20 @@ impl<'a> QueueAccess<'a> {
             self.memory.write(ring.used_slot(self.state.used_index), &element);
             self.state.used_index = self.state.used_index.wrapping_add(1);
         }
+    }
+
+    /// The id in every slot of the used ring (whatever the device last wrote
+    /// there), in slot order.
+    pub(super) fn used_ids(&self) -> Vec<u32> {
+        let ring = self.ring();
+        let slots = self.memory.read(ring.used_slot(0), 8 * usize::from(ring.size));
+        slots.chunks_exact(8).map(|element| u32::from_le_bytes(element[..4].try_into().expect("4 bytes"))).collect()
+    }
+
+    /// Publishes the device's used index and raises the queue interrupt as
+    /// [`QueueAccess::give_back`] says.
+    pub(super) fn publish_used_index(&mut self) {
+        let ring = self.ring();
         self.memory.write(ring.used_index(), &self.state.used_index.to_le_bytes());
         if self.memory.read_u16(ring.available_flags()) & AVAIL_F_NO_INTERRUPT == 0 {
             *self.isr |= 1;

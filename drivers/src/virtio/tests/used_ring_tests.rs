@@ -1,11 +1,15 @@
 //! virtio-blk against a device that lies on the used ring: an index ahead of
-//! the chains in flight, stale elements naming chains it still holds. No
-//! request may end early or twice, and no buffer may go back while the device
-//! holds it.
+//! the chains in flight, stale elements naming chains it still holds, a used
+//! length above what the chain lets it write. No request may end early or
+//! twice, no buffer may go back while the device holds it, and no lie is
+//! taken for a success.
 
 use super::*;
 
-on_both_transports!(a_used_index_ahead_of_the_chains_in_flight_stops_the_device_before_any_buffer_goes_back);
+on_both_transports!(
+    a_used_index_ahead_of_the_chains_in_flight_stops_the_device_before_any_buffer_goes_back,
+    a_used_length_above_the_chain_fails_its_request_and_the_device_goes_on,
+);
 
 fn a_used_index_ahead_of_the_chains_in_flight_stops_the_device_before_any_buffer_goes_back(interface: Interface) {
     let (platform, fake, disk) = setup(Medium::Writable, interface);
@@ -42,4 +46,27 @@ fn a_used_index_ahead_of_the_chains_in_flight_stops_the_device_before_any_buffer
     let mut target = buffer(platform, 8 * 512, IoDirection::In);
     disk.read(5, 8, &mut target, 0).unwrap();
     assert_eq!(target.to_vec(0, 8 * 512).unwrap(), sectors(5, 8));
+}
+
+/// The hostile-device property test's first find: a one-sector read whose
+/// element said 514 bytes for a chain of 513 writable ones (512 of data, the
+/// status byte) was cut down to the 512 prepared and reported a success.
+fn a_used_length_above_the_chain_fails_its_request_and_the_device_goes_on(interface: Interface) {
+    let (platform, fake, disk) = setup(Medium::Writable, interface);
+    let resets = fake.resets.lock().len();
+    *fake.misreport.lock() = Misreport::LengthAbovePrepared;
+    let mut target = buffer(platform, 512, IoDirection::In);
+    let above = |length, writable| {
+        let cause = VirtioCause::UsedLengthAboveChain { queue: 0, length, writable };
+        Err(IoFailure::new(IoReturn::Overrun, Cause::Virtio(cause)))
+    };
+    assert_eq!(disk.read(3, 1, &mut target, 0), above(513 + 4096, 513), "a read's data and status byte");
+    let mut source = buffer(platform, 512, IoDirection::Out);
+    source.write_bytes(0, &sectors(3, 1)).unwrap();
+    assert_eq!(disk.write(3, 1, &mut source, 0), above(1 + 4096, 1), "a write's status byte only");
+    assert_eq!(fake.resets.lock().len(), resets, "the ring's ids held: the device was not reset");
+    *fake.misreport.lock() = Misreport::Honest;
+    disk.read(3, 1, &mut target, 0).unwrap();
+    assert_eq!(target.to_vec(0, 512).unwrap(), sectors(3, 1));
+    assert!(platform.accounting().misuse_log().is_empty(), "{:?}", platform.accounting().misuse_log());
 }
