@@ -10,15 +10,18 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::registers::{Capability, FAULT_RECORD_SIZE};
+use super::registers::{Capability, ExtendedCapability, FAULT_RECORD_SIZE};
 use crate::dma::{FaultLoss, IommuCause, IommuFault};
 
-/// Where the registers at fixed offsets end (VT-d's register map, up to the
-/// last variable-range MTRR at 0x218): QEMU puts its fault records right
-/// after, hardware further on. A record below would overlap one of them, and
-/// clearing the record (a write of bit 31 at its last dword) could start a
-/// command there.
-pub(super) const FIXED_REGISTERS_END: u16 = 0x220;
+/// Where the registers at fixed offsets end (VT-d's register map): after the
+/// last variable-range MTRR at 0x218 on a unit with memory-type support
+/// (ECAP.MTS), after the page-request event registers (0xe0..0xf0) on one
+/// without. QEMU (no MTS) puts its fault records at 0x220, much hardware
+/// (no MTS) at 0x200 or 0x400. A record below would overlap one of them, and
+/// clearing it (a write of bit 31 at its last dword) could start a command there.
+pub(super) fn fixed_registers_end(extended: ExtendedCapability) -> u16 {
+    if extended.memory_type_support() { 0x220 } else { 0x100 }
+}
 
 /// Where a unit's fault recording registers lie in its register page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,15 +33,20 @@ pub(super) struct FaultRecords {
 impl FaultRecords {
     /// The records CAP.FRO and CAP.NFR describe, if every one lies in the
     /// `page` bytes dmakit maps, after the fixed registers and clear of the
-    /// IOTLB registers at `iotlb_offset`: otherwise a fault recorded there
+    /// IOTLB registers ECAP.IRO places: otherwise a fault recorded there
     /// would go unread (its transfer could end `Ok`), and reading or clearing
     /// it would touch memory or a register that is not a record.
-    pub(super) fn locate(capability: Capability, iotlb_offset: u16, page: u16) -> Result<FaultRecords, IommuCause> {
+    pub(super) fn locate(
+        capability: Capability,
+        extended: ExtendedCapability,
+        page: u16,
+    ) -> Result<FaultRecords, IommuCause> {
         let (first, count) = (capability.fault_record_offset(), capability.fault_records());
+        let iotlb_offset = extended.iotlb_offset();
         // At most 0x3ff0 + 256 * 16: no overflow.
         let end = first + count * FAULT_RECORD_SIZE;
         let overlaps_iotlb = first < iotlb_offset + 16 && iotlb_offset < end;
-        if first < FIXED_REGISTERS_END || end > page || overlaps_iotlb {
+        if first < fixed_registers_end(extended) || end > page || overlaps_iotlb {
             return Err(IommuCause::FaultRecordsMisplaced { offset: first, count });
         }
         Ok(FaultRecords { first, count })

@@ -263,6 +263,12 @@ impl ExtendedCapability {
         self.bit(7)
     }
 
+    /// MTS, bit 25: the unit has memory-type range registers, whose variable
+    /// ranges reach up to offset 0x21f of its register page.
+    pub fn memory_type_support(self) -> bool {
+        self.bit(25)
+    }
+
     /// IRO, bits 17:8: where the IOTLB registers lie (in 16-byte units): the
     /// invalidate address register there, the IOTLB invalidate register 8 bytes on.
     pub fn iotlb_offset(self) -> u16 {

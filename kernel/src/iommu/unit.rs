@@ -157,7 +157,7 @@ impl<R: RegisterIo> Unit<R> {
         if iotlb_offset + 16 > REGISTER_PAGE {
             return Err(failure(IoReturn::IoError, IommuCause::IotlbRegistersUnreachable));
         }
-        let fault_records = FaultRecords::locate(capability, iotlb_offset, REGISTER_PAGE)
+        let fault_records = FaultRecords::locate(capability, extended, REGISTER_PAGE)
             .map_err(|cause| failure(IoReturn::IoError, cause))?;
         let status = registers.read32(GLOBAL_STATUS);
         if status & QUEUED_INVALIDATION_ENABLED != 0 {

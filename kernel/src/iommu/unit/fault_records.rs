@@ -9,7 +9,8 @@ use alloc::format;
 use proptest::prelude::*;
 
 use super::super::fake::{FakeUnit, QEMU_CAPABILITY, QEMU_EXTENDED_CAPABILITY};
-use super::super::faults::{FIXED_REGISTERS_END, FaultRecords};
+use super::super::faults::{FaultRecords, fixed_registers_end};
+use super::super::registers::ExtendedCapability;
 use super::*;
 use crate::dma::simulated::SimulatedPlatform;
 use crate::test_support::generated_input_config;
@@ -58,6 +59,21 @@ fn records_outside_the_page_over_registers_or_the_iotlb_are_refused_by_name() {
         refusal(with_records(0x22, 31), with_iotlb(0x30)),
         IommuCause::FaultRecordsMisplaced { offset: 0x220, count: 32 }
     );
+    // A unit with memory-type range registers has them up to 0x21f: records
+    // at 0x200 (where much hardware without them puts its records) would lie over them.
+    let with_mtrrs = QEMU_EXTENDED_CAPABILITY | 1 << 25;
+    assert_eq!(
+        refusal(with_records(0x20, 7), with_mtrrs),
+        IommuCause::FaultRecordsMisplaced { offset: 0x200, count: 8 }
+    );
+    for (offset_units, extended) in [(0x20, QEMU_EXTENDED_CAPABILITY), (0x22, with_mtrrs)] {
+        let capability = with_records(offset_units, 7);
+        let platform = SimulatedPlatform::leak(0);
+        assert!(
+            Unit::start(0, 0, Arc::new(FakeUnit::new(capability, extended)), platform).is_ok(),
+            "{offset_units:#x}"
+        );
+    }
     // The last record ending exactly at the page's end is fine.
     let platform = SimulatedPlatform::leak(0);
     assert!(
@@ -89,14 +105,17 @@ proptest! {
     /// Wherever CAP and ECAP put them, located records lie in the page,
     /// after the fixed registers, clear of the IOTLB's; refused ones do not.
     #[test]
-    fn located_records_lie_where_they_may(offset_units in 0u64..0x400, count_minus_one in 0u64..0x100, iotlb_units in 0u64..0x400) {
+    fn located_records_lie_where_they_may(offset_units in 0u64..0x400, count_minus_one in 0u64..0x100, iotlb_units in 0u64..0x400, mtrrs in any::<bool>()) {
         let capability = Capability(with_records(offset_units, count_minus_one));
+        let extended = ExtendedCapability(with_iotlb(iotlb_units) | u64::from(mtrrs) << 25);
         let iotlb = (iotlb_units * 16) as u16;
         let (first, end) = (offset_units * 16, (offset_units + count_minus_one + 1) * 16);
-        let allowed = first >= u64::from(FIXED_REGISTERS_END)
+        let fixed_end: u16 = if mtrrs { 0x220 } else { 0x100 };
+        prop_assert_eq!(fixed_registers_end(extended), fixed_end);
+        let allowed = first >= u64::from(fixed_end)
             && end <= u64::from(REGISTER_PAGE)
             && (end <= u64::from(iotlb) || u64::from(iotlb) + 16 <= first);
-        match FaultRecords::locate(capability, iotlb, REGISTER_PAGE) {
+        match FaultRecords::locate(capability, extended, REGISTER_PAGE) {
             Ok(records) => {
                 prop_assert!(allowed);
                 prop_assert!(records.offsets().eq((first..end).step_by(16).map(|offset| offset as u16)));
