@@ -29,6 +29,9 @@ impl<R: RegisterIo> LegacyTransport<R> {
     }
 }
 
+/// The largest queue the legacy interface allows.
+const LEGACY_QUEUE_SIZE_LIMIT: u16 = 32768;
+
 fn refused(cause: VirtioCause) -> IoFailure {
     IoFailure::new(IoReturn::BadArgument, Cause::Virtio(cause))
 }
@@ -72,6 +75,13 @@ impl<R: RegisterIo> Transport for LegacyTransport<R> {
 
     fn set_up_queue(&self, queue: u16, size: u16, areas: QueueAreas) -> Result<(), IoFailure> {
         let device = self.max_queue_size(queue);
+        // The legacy interface's ring arithmetic (free-running 16-bit indices
+        // taken modulo the size) holds only for a power of two up to 32768
+        // (virtio 1.x, 2.6 and 4.1.5.1.3.1): a device that says otherwise is
+        // not believed, as Linux refuses it.
+        if !device.is_power_of_two() || device > LEGACY_QUEUE_SIZE_LIMIT {
+            return Err(refused(VirtioCause::QueueSizeInvalid { size: device, max: LEGACY_QUEUE_SIZE_LIMIT }));
+        }
         if size != device {
             return Err(refused(VirtioCause::LegacyQueueSize { size, device }));
         }

@@ -32,6 +32,7 @@ use super::transport::{DmaPlatforms, DmaRoute, Interface, QUEUE_SIZE_LIMIT, Tran
 use crate::test_support::WAITER;
 
 mod hostile_block_tests;
+mod queue_size_tests;
 mod used_ring_tests;
 
 /// The disk as the kernel builds it: the block layer around the driver, over
