@@ -240,7 +240,11 @@ fn a_bounced_read_gives_back_every_page_and_reports_nothing() {
         // Behind an IOMMU the 32-bit restriction is met by mapping, not bouncing.
         let expected_bounce = if translated(name) { 0 } else { 64 * 512 };
         assert_eq!(after.bytes_from_bounce - before.bytes_from_bounce, expected_bounce, "{name}: the read bounced");
-        assert_eq!(after.bytes_to_bounce, before.bytes_to_bounce, "{name}: a read is not filled first");
+        // The IDE controller does not count the bytes it wrote
+        // (`ByteCount::Assumed`): its bounced read is filled first, so a byte
+        // it skipped is the buffer's own. virtio counts them: no fill.
+        let expected_fill = if name == "ata" { expected_bounce } else { 0 };
+        assert_eq!(after.bytes_to_bounce - before.bytes_to_bounce, expected_fill, "{name}: the fill before the read");
         assert_eq!((after.pages_in_use, after.prepared_commands), (before.pages_in_use, before.prepared_commands));
         assert_eq!(accounting.misuse_log().len(), log_before, "{name}: {:?}", accounting.misuse_log());
         assert!(read_back(&target, 0, 64 * 512) == expected(300, 64, tag), "{name}");

@@ -35,8 +35,8 @@ use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot, SlotCommand,
 };
 use dmakit::dma::{
-    AhciCause, Cause, DeviceStatus, DmaPlatform, FromSegment, IoDirection, IoFailure, IoReturn, LentTransfer, Segment,
-    SegmentPosition, Specification,
+    AhciCause, ByteCount, Cause, DeviceStatus, DmaPlatform, FromSegment, IoDirection, IoFailure, IoReturn,
+    LentTransfer, Segment, SegmentPosition, Specification,
 };
 use dmakit::io::RegisterIo;
 use dmakit::time::Waiter;
@@ -449,6 +449,9 @@ impl<R: RegisterIo> HardwareQueue for AhciPort<R> {
             specification: data_specification(self.capabilities.address_bits()),
             platform: self.platform,
             write_cache: self.identity.flush.write_cache(),
+            // Without NCQ the HBA counts the bytes (PRDBC); under NCQ it only
+            // sets the tag's bit, and the whole length is assumed.
+            byte_count: if self.ncq { ByteCount::Assumed } else { ByteCount::Reported },
         }
     }
 

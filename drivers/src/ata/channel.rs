@@ -50,7 +50,7 @@ use dmakit::block::{
     BlockCommand, BlockOperation, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot, SlotCommand,
 };
 use dmakit::dma::{
-    AtaCause, Cause, CoherentMemory, DeviceStatus, DmaAddr, DmaPlatform, IoFailure, IoReturn, LentTransfer,
+    AtaCause, ByteCount, Cause, CoherentMemory, DeviceStatus, DmaAddr, DmaPlatform, IoFailure, IoReturn, LentTransfer,
     Specification,
 };
 use dmakit::io::RegisterIo;
@@ -517,6 +517,8 @@ impl<R: RegisterIo> HardwareQueue for AtaDisk<R> {
             specification: PIIX_SPECIFICATION,
             platform: self.channel.platform,
             write_cache: self.identity.flush.write_cache(),
+            // The drive's status says done, not how many bytes.
+            byte_count: ByteCount::Assumed,
         }
     }
 

@@ -42,7 +42,8 @@ use dmakit::block::{
 };
 use dmakit::dma::hooks::{self, DriverCheck, Site};
 use dmakit::dma::{
-    Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, NvmeCause, Specification,
+    ByteCount, Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, NvmeCause,
+    Specification,
 };
 use dmakit::io::RegisterIo;
 use spin::Mutex;
@@ -267,6 +268,8 @@ impl<R: RegisterIo> HardwareQueue for NvmeDisk<R> {
             },
             platform: self.platform,
             write_cache: link.identity.write_cache(),
+            // A completion entry says done, not how many bytes.
+            byte_count: ByteCount::Assumed,
         }
     }
 

@@ -79,7 +79,8 @@ use dmakit::block::{
     WriteCache, claim_slot,
 };
 use dmakit::dma::{
-    Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification, VirtioCause,
+    ByteCount, Cause, CoherentMemory, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification,
+    VirtioCause,
 };
 use spin::Mutex;
 
@@ -435,6 +436,8 @@ impl<T: Transport> HardwareQueue for VirtioBlock<T> {
             specification: data_specification(self.link.layout.data_segments),
             platform: self.link.dma_route.platform(&self.platforms),
             write_cache: self.write_cache(),
+            // The used element's length says what the device wrote.
+            byte_count: ByteCount::Reported,
         }
     }
 

@@ -29,7 +29,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::BlockOperation;
-use crate::dma::{Cause, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification};
+use crate::dma::{ByteCount, Cause, DeviceStatus, DmaPlatform, IoFailure, IoReturn, LentTransfer, Specification};
 
 /// A slot: which of the device's `depth` places a request occupies
 /// (`0..depth`; the NCQ tag, the virtio chain, the one IDE command).
@@ -57,6 +57,10 @@ pub struct DiskShape {
     /// Whether finished writes may still sit in a volatile cache (then a
     /// flush goes to the device).
     pub write_cache: WriteCache,
+    /// Whether the device reports the bytes it moved, or only "done" (then
+    /// `moved` is the whole length, and a bounced read's bounce memory starts
+    /// as a copy of the buffer: see [`ByteCount`]).
+    pub byte_count: ByteCount,
 }
 
 /// Whether a disk may keep a finished write in a cache that a power loss
@@ -82,6 +86,7 @@ impl core::fmt::Debug for DiskShape {
             .field("depth", &self.depth)
             .field("max_request_blocks", &self.max_request_blocks)
             .field("write_cache", &self.write_cache)
+            .field("byte_count", &self.byte_count)
             .finish()
     }
 }

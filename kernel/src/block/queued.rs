@@ -139,7 +139,8 @@ impl<H: HardwareQueue> QueuedDisk<H> {
         let mut shape = hardware.shape();
         shape.depth = shape.depth.max(1);
         shape.max_request_blocks = shape.max_request_blocks.max(1);
-        let transfers = TransferSlots::new(shape.platform, shape.specification, shape.depth)?;
+        let transfers =
+            TransferSlots::new(shape.platform, shape.specification, shape.depth)?.counting(shape.byte_count);
         let state = QueueState {
             mode: Mode::Running,
             waiting: VecDeque::new(),

@@ -10,11 +10,12 @@ use spin::Mutex;
 use super::*;
 use crate::dma::simulated::SimulatedPlatform;
 use crate::dma::{
-    Cause, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoReturn, LentTransfer, Segment, Specification,
+    ByteCount, Cause, DmaBuffer, DmaPlatform, IoDirection, IoFailure, IoReturn, LentTransfer, Segment, Specification,
 };
 use crate::memory::{Constraints, FRAME_SIZE};
 use crate::time::Waiter;
 
+mod byte_count_tests;
 mod flush_tests;
 mod reset_tests;
 
@@ -74,6 +75,8 @@ struct FakeDisk {
     durable: Mutex<Vec<u8>>,
     /// What the shape says about the cache.
     write_cache: WriteCache,
+    /// What the shape says about the device's byte count.
+    byte_count: ByteCount,
     slots: Mutex<Vec<Option<Programmed>>>,
     /// Slots the device finished, in its order, with what it says it did.
     done: Mutex<VecDeque<(usize, DeviceOutcome)>>,
@@ -100,6 +103,7 @@ impl FakeDisk {
             finishing,
             durable: Mutex::new(image.clone()),
             write_cache: WriteCache::Volatile,
+            byte_count: ByteCount::Reported,
             image: Mutex::new(image),
             slots: Mutex::new((0..depth).map(|_| None).collect()),
             done: Mutex::new(VecDeque::new()),
@@ -180,6 +184,7 @@ impl HardwareQueue for FakeDisk {
             specification: Specification::UNLIMITED_32,
             platform: self.dma,
             write_cache: self.write_cache,
+            byte_count: self.byte_count,
         }
     }
     fn description(&self) -> String {

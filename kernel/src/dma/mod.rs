@@ -74,7 +74,7 @@ pub use platform::{Coherence, DmaPlatform, FrameFill};
 pub use slots::{LentTransfer, NotPrepared, SlotCompleted, TransferSlots};
 pub use specification::{Rules, Specification};
 pub use statistics::{BounceStats, Statistics};
-pub use transfer::{Completed, DmaTransfer, Refused};
+pub use transfer::{ByteCount, Completed, DmaTransfer, Refused};
 
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,7 @@ use super::entry::{FromSegment, entries_for};
 use super::failure::Cause;
 use super::misuse::{Misuse, MisuseReport};
 use super::{
-    DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand, IoFailure, IoReturn, Refused, Segment,
+    ByteCount, DmaBuffer, DmaPlatform, DmaTransfer, IoDirection, IoDmaCommand, IoFailure, IoReturn, Refused, Segment,
     Specification, SyncOptions, TransferOptions,
 };
 
@@ -113,6 +113,8 @@ enum SlotState {
 pub struct TransferSlots {
     platform: &'static dyn DmaPlatform,
     slots: Vec<SlotState>,
+    /// Whether the device reports the bytes it moved ([`ByteCount`]).
+    count: ByteCount,
 }
 
 impl core::fmt::Debug for TransferSlots {
@@ -138,7 +140,14 @@ impl TransferSlots {
                 .map_err(|code| IoFailure::new(code, Cause::BadSpecification("the slots' commands")))?;
             slots.push(SlotState::Idle(command));
         }
-        Ok(TransferSlots { platform, slots })
+        Ok(TransferSlots { platform, slots, count: ByteCount::Reported })
+    }
+
+    /// The same slots for a device whose byte count is `count`: with
+    /// [`ByteCount::Assumed`] every transfer is prepared so that completing it
+    /// with the whole length never hands out bytes nobody wrote for it.
+    pub fn counting(self, count: ByteCount) -> TransferSlots {
+        TransferSlots { count, ..self }
     }
 
     /// Slots.
@@ -180,7 +189,7 @@ impl TransferSlots {
                 return Err(NotPrepared { failure: IoFailure::new(IoReturn::Busy, Cause::SlotTaken { slot }), buffer });
             }
         };
-        match DmaTransfer::prepare(command, buffer, offset, length, options) {
+        match DmaTransfer::prepare_counted(command, buffer, (offset, length), options, self.count) {
             Ok(transfer) => {
                 *state = SlotState::Busy(transfer, direction);
                 Ok(())

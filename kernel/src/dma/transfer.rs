@@ -141,6 +141,23 @@ impl<B, C> From<Refused<B, C>> for IoFailure {
     }
 }
 
+/// Whether the device says how many bytes it moved, which decides what an
+/// `In` transfer's bounce memory must hold before the device writes into it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ByteCount {
+    /// The device reports the bytes it wrote (virtio's used length), and
+    /// `complete` is given that count: only those bytes come back, so the
+    /// bounce memory needs no fill.
+    #[default]
+    Reported,
+    /// The device only says "done" (IDE, AHCI under NCQ, NVMe), and
+    /// `complete` is given the whole length: the bounce memory starts as a
+    /// copy of the buffer, so a byte the device did not write keeps the
+    /// buffer's own value, never what an earlier owner of the bounce frame
+    /// left there. (Linux's swiotlb fills for this reason since CVE-2022-0854.)
+    Assumed,
+}
+
 impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
     /// Prepares `[offset, offset + length)` of `buffer` (`length` 0: to the end)
     /// for the device `command` serves, as `options` ask (a tighter
@@ -150,13 +167,32 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
     /// `Busy` if the command is in use already.
     #[track_caller]
     pub fn prepare(
-        mut command: C,
+        command: C,
         buffer: B,
         offset: u64,
         length: u64,
         options: &TransferOptions,
     ) -> Result<DmaTransfer<B, C>, Refused<B, C>> {
+        Self::prepare_counted(command, buffer, (offset, length), options, ByteCount::Reported)
+    }
+
+    /// [`DmaTransfer::prepare`] for a device whose byte count is `count`: with
+    /// [`ByteCount::Assumed`] an `In` buffer's bounce memory is filled from the
+    /// buffer first, so completing with the whole length never hands the
+    /// caller bytes nobody wrote for it.
+    #[track_caller]
+    pub fn prepare_counted(
+        mut command: C,
+        buffer: B,
+        (offset, length): (u64, u64),
+        options: &TransferOptions,
+        count: ByteCount,
+    ) -> Result<DmaTransfer<B, C>, Refused<B, C>> {
         let at = Location::caller();
+        let completion = match count {
+            ByteCount::Reported => Completion::DeviceCount,
+            ByteCount::Assumed => Completion::WholeRange,
+        };
         let refuse = |failure, buffer, command| Err(Refused { failure, buffer, command });
         if !command.borrow().is_idle() {
             return refuse(IoFailure::new(IoReturn::Busy, Cause::CommandInUse), buffer, command);
@@ -181,7 +217,7 @@ impl<B: BorrowMut<DmaBuffer>, C: BorrowMut<IoDmaCommand>> DmaTransfer<B, C> {
         let mut prepared = active
             .set_memory_descriptor(buffer.borrow().descriptor.clone(), false)
             .map_err(|code| IoFailure::new(code, Cause::CommandInUse))
-            .and_then(|()| active.prepare_for(offset, length, Completion::DeviceCount, at));
+            .and_then(|()| active.prepare_for(offset, length, completion, at));
         if prepared.is_ok() && options.force_double_buffer {
             // The move fills the new buffer from the descriptor: by contract it
             // copies the whole range, whatever the direction.

@@ -44,9 +44,15 @@ pub fn narrate_one_transfer() {
     }
     let after = platform().accounting().stats();
     let back = after.bytes_from_bounce - before.bytes_from_bounce;
+    let filled = after.bytes_to_bounce - before.bytes_to_bounce;
     if back > 0 {
         println!("The device wrote into the bounce buffer below 4 GiB; complete() copied those");
         println!("{back} bytes up into our buffer and freed the bounce page. That copy is bouncing.");
+        if filled > 0 {
+            println!("prepare() filled the bounce page from our buffer first: the controller says only");
+            println!("\"done\", never how many bytes it wrote, so a byte it skipped comes back as ours,");
+            println!("not as whatever the page held for its last owner.");
+        }
     } else if translated && address >= 1 << 32 {
         println!("Nothing was bounced: through the IOMMU the 32-bit device wrote straight into our buffer");
         println!("above 4 GiB (zero copies). After complete its IOVA leads nowhere: see `iommu`.");

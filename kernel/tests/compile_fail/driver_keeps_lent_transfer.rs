@@ -8,7 +8,7 @@ use dmakit::block::{
     BlockCommand, DeviceHealth, DeviceOutcome, DiskShape, HardwareQueue, Quiesced, Slot, WriteCache,
 };
 use dmakit::dma::simulated::SimulatedPlatform;
-use dmakit::dma::{IoFailure, LentTransfer, Specification};
+use dmakit::dma::{ByteCount, IoFailure, LentTransfer, Specification};
 
 /// A disk that finishes nothing, and keeps what it was lent.
 struct KeepingDisk {
@@ -26,7 +26,7 @@ impl HardwareQueue for KeepingDisk {
             max_request_blocks: 8,
             specification: Specification::UNLIMITED_64,
             platform: self.platform,
-            write_cache: WriteCache::WriteThrough,
+            write_cache: WriteCache::WriteThrough, byte_count: ByteCount::Reported,
         }
     }
     fn description(&self) -> String {
